@@ -1,0 +1,100 @@
+"""Decode: PacketBatch -> per-packet columns (addresses, ports, protocol, TCP fields, tunnels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.decode import _kernel as K
+from analyzer.sources.batch import PacketBatch
+
+__all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip"]
+
+ANOMALY_NAMES = {
+    K.A_L2_TRUNC: "link_header_truncated",
+    K.A_IP_TRUNC: "ip_header_truncated",
+    K.A_IP_BAD: "ip_header_invalid",
+    K.A_IP6_EXT_TRUNC: "ipv6_extension_truncated",
+    K.A_L4_TRUNC: "l4_header_truncated",
+    K.A_TUNNEL_BAD: "tunnel_header_invalid",
+    K.A_TOO_DEEP: "too_many_nested_headers",
+    K.A_LINKTYPE: "unsupported_linktype",
+    K.A_IP_LEN: "ip_length_invalid",
+    K.A_L4_BAD: "l4_header_invalid",
+}
+
+TUNNEL_NAMES = ((K.T_MPLS, "mpls"), (K.T_GRE, "gre"), (K.T_ERSPAN, "erspan"), (K.T_IPIP, "ipip"),
+                (K.T_GENEVE, "geneve"), (K.T_VXLAN, "vxlan"))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    vxlan_ports: tuple[int, ...] = (4789,)
+    geneve_ports: tuple[int, ...] = (6081,)
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    batch: PacketBatch
+    cols: np.ndarray  # int64 [n, K.NI]
+    ucols: np.ndarray  # uint64 [n, K.NU]
+
+
+def decode(batch: PacketBatch, options: DecodeOptions | None = None) -> DecodedBatch:
+    options = options or DecodeOptions()
+    n = len(batch)
+    cols = np.empty((n, K.NI), np.int64)
+    ucols = np.empty((n, K.NU), np.uint64)
+    if n:
+        K.decode_batch(batch.buf, batch.offset, batch.caplen, batch.wirelen, batch.linktype,
+                       np.asarray(options.vxlan_ports, np.int64), np.asarray(options.geneve_ports, np.int64),
+                       cols, ucols)
+    return DecodedBatch(batch, cols, ucols)
+
+
+def format_ip(hi: int, lo: int, version: int) -> str:
+    """Text form of an address stored as two 64-bit halves (IPv4 as ::ffff:a.b.c.d)."""
+    import ipaddress
+
+    if version == 4:
+        return str(ipaddress.IPv4Address(int(lo) & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((int(hi) << 64) | int(lo)))
+
+
+def tunnel_name(bits: int) -> str | None:
+    names = [name for bit, name in TUNNEL_NAMES if bits & bit]
+    return "/".join(names) if names else None
+
+
+def decoded_frame(d: DecodedBatch) -> pd.DataFrame:
+    """Per-packet columns as a DataFrame (for tests, debugging and notebooks; not the hot path)."""
+    c, u = d.cols, d.ucols
+    rows = []
+    for i in range(len(c)):
+        v = int(c[i, K.C_IPVER])
+        rows.append({
+            "status": int(c[i, K.C_STATUS]),
+            "anomaly": ANOMALY_NAMES.get(int(c[i, K.C_ANOM])),
+            "ip_version": v,
+            "proto": int(c[i, K.C_PROTO]),
+            "src_ip": format_ip(u[i, K.U_SHI], u[i, K.U_SLO], v) if v else None,
+            "dst_ip": format_ip(u[i, K.U_DHI], u[i, K.U_DLO], v) if v else None,
+            "src_port": int(c[i, K.C_SPORT]),
+            "dst_port": int(c[i, K.C_DPORT]),
+            "ip_len": int(c[i, K.C_IPLEN]),
+            "payload_len": int(c[i, K.C_PLLEN]),
+            "payload_captured": int(c[i, K.C_PLCAP]),
+            "tcp_flags": int(c[i, K.C_FLAGS]),
+            "seq": int(c[i, K.C_SEQ]),
+            "fragment": int(c[i, K.C_FRAG]),
+            "vni": int(c[i, K.C_VNI]) if c[i, K.C_VNI] >= 0 else None,
+            "tunnel": tunnel_name(int(c[i, K.C_TUN])),
+            "vlan": int(c[i, K.C_VLAN]) if c[i, K.C_VLAN] >= 0 else None,
+            "truncated": bool(c[i, K.C_TRUNC]),
+            "outer_src_ip": format_ip(u[i, K.U_OSHI], u[i, K.U_OSLO], int(c[i, K.C_OIPVER]))
+            if c[i, K.C_OIPVER] else None,
+            "gwlb_endpoint_id": f"{int(u[i, K.U_GWEP]):016x}" if u[i, K.U_GWEP] else None,
+        })
+    return pd.DataFrame(rows)

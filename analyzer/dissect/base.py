@@ -1,0 +1,109 @@
+"""The seam between the flow table and the protocol dissectors.
+
+The flow table hands each dissector one `FlowPayload`: the ordered, reassembled payload prefix of
+each direction of one flow (TCP) or its first datagrams (UDP). A dissector states facts and never
+judges them (no thresholds or severities here; those are rules in `policy/`).
+
+A dissector returns `Facts`:
+- `flow`: columns joined into the `.flows` frame for this flow (for example `app_protocol`,
+  `encrypted`, `tls_version`); names must be declared in `analyzer.schema.FLOWS`.
+- `rows`: rows for other frames, keyed by frame name (`"tls"`, `"certs"`, `"anomalies"`); each
+  row is a plain dict whose keys are declared in that frame's schema. The flow `uid` is added by the
+  caller where the schema has a `uid` column and the row lacks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class StreamPrefix:
+    """One direction of a TCP flow, reassembled in sequence order up to the byte budget.
+
+    `data` holds the contiguous bytes from the start of the stream (the byte after the SYN when
+    `start_known`, else the lowest sequence number seen: the flow was picked up mid-stream).
+    Reassembly stops at the first hole: `gap_at` is then the stream offset of that hole (equal to
+    len(data)) and `gap_len` its length in bytes; nothing after a hole is guessed. `budget_hit`
+    says the prefix was cut by the per-direction byte budget. `segments` counts the TCP segments
+    with payload that contributed.
+    """
+
+    data: bytes = b""
+    start_known: bool = True
+    gap_at: int | None = None
+    gap_len: int = 0
+    budget_hit: bool = False
+    segments: int = 0
+    # Timestamps (epoch seconds) of the first byte of each contiguous segment in `data`, as
+    # (stream_offset, ts) pairs in offset order; lets a dissector date a message it found.
+    times: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Datagram:
+    """One UDP payload in capture order."""
+
+    ts: float
+    to_server: bool
+    payload: bytes
+
+
+@dataclass(slots=True)
+class FlowPayload:
+    """Everything a dissector may read of one flow."""
+
+    uid: str
+    transport: str  # "tcp", "udp", ...
+    client_ip: str
+    server_ip: str
+    client_port: int
+    server_port: int
+    ts_start: float
+    to_server: StreamPrefix = field(default_factory=StreamPrefix)
+    to_client: StreamPrefix = field(default_factory=StreamPrefix)
+    datagrams: list[Datagram] = field(default_factory=list)
+    # True when the client sent a SYN and the server answered with a RST (no payload will come).
+    rejected: bool = False
+    # True when a RST was seen from either side (a handshake that stops early may be a failure).
+    reset: bool = False
+
+
+@dataclass(slots=True)
+class Facts:
+    """What a dissector learned about one flow."""
+
+    flow: dict[str, object] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+
+    def add_row(self, frame: str, row: dict[str, object]) -> None:
+        self.rows.setdefault(frame, []).append(row)
+
+    def anomaly(self, kind: str, detail: str, offset: int | None = None) -> None:
+        """Record something malformed or unexpected; never raise for wire data."""
+        self.add_row("anomalies", {"kind": kind, "detail": detail[:500], "offset": offset})
+
+    def merge(self, other: Facts) -> None:
+        for key, value in other.flow.items():
+            self.flow.setdefault(key, value)
+        for frame, rows in other.rows.items():
+            self.rows.setdefault(frame, []).extend(rows)
+
+
+class Dissector(Protocol):
+    """A protocol dissector. Register instances with `analyzer.dissect.register`."""
+
+    name: str
+    transports: frozenset[str]
+    # Port hints: flows on these server ports are offered to this dissector first. Content
+    # probes still decide (TLS is found on any port).
+    ports: frozenset[int]
+
+    def probe(self, flow: FlowPayload) -> bool:
+        """Cheap look at the first bytes: is this flow probably mine?"""
+        ...
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        """Return the facts. Must not raise on any wire bytes: record anomalies instead."""
+        ...

@@ -1,0 +1,533 @@
+"""The QUIC dissector: UDP datagrams of one flow -> facts about its QUIC/TLS 1.3 handshake.
+
+What a passive observer can read of QUIC is the Initial packets (their keys come from public
+values) and the cleartext parts of every long header. Per flow this dissector:
+
+1. walks each datagram's coalesced packets (long headers; a short-header packet ends a datagram);
+2. decrypts Initial packets with keys derived from the client's original Destination Connection
+   ID (RFC 9001 5.2; after a Retry, from the DCID the client then uses), for either direction;
+3. reassembles each direction's Initial-level CRYPTO stream (out of order, across packets,
+   bounded at 64 KiB) and parses the ClientHello(s) and ServerHello(s) in it with the shared TLS
+   parsers (`analyzer.dissect.tls.handshake`);
+4. notes Version Negotiation (offered versions), Retry (integrity tag checked for v1/v2),
+   0-RTT, Handshake and 1-RTT packets, and CONNECTION_CLOSE frames.
+
+Work is bounded: at most `MAX_DATAGRAMS` datagrams and `MAX_PACKETS` packets are examined, at most
+`MAX_DECRYPT_FAILURES` failed decryptions are attempted, and decryption stops once the ClientHello
+and ServerHello are both known.
+
+Facts (see QUIC_DTLS_NOTES.md for the reasoning):
+- `tls_version` is "TLS 1.3" for any IETF QUIC version (RFC 9001 4.2 forbids anything older);
+  the ServerHello's selected version when one was seen.
+- `tls_established` is True when the server's ServerHello (not a HelloRetryRequest) was seen, or
+  when the server sent Handshake packets after a ClientHello (it can only do so after sending a
+  ServerHello); False when a ClientHello was seen without either; NA without a ClientHello.
+- `tls_alpn` (negotiated) is the sole offered ALPN value when the handshake is established: QUIC
+  requires ALPN (RFC 9001 8.1) and the server's choice travels encrypted, so it is only knowable
+  when the client offered exactly one value. The offered list is `tls.alpn_offered`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from analyzer.dissect.base import Facts, FlowPayload
+from analyzer.dissect.quic._crypto import InitialKeys, unprotect
+from analyzer.dissect.quic._frames import ConnectionClose, CryptoStream, parse_frames
+from analyzer.dissect.quic._hello import client_columns, server_columns
+from analyzer.dissect.quic._packets import (
+    GQUIC,
+    QUIC_V1,
+    QUIC_V2,
+    LongHeader,
+    VersionInfo,
+    is_gquic_version,
+    parse_long_header,
+    version_info,
+    version_name,
+)
+from analyzer.dissect.quic._tparams import format_transport_params
+from analyzer.dissect.tls.constants import alert_description_name
+from analyzer.dissect.tls.constants import version_name as tls_version_name
+from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
+from analyzer.dissect.tls.handshake import ClientHello, ServerHello, parse_client_hello, parse_server_hello
+from analyzer.errors import NeedMoreData, ParseError
+
+__all__ = ["MAX_DATAGRAMS", "QuicDissector", "dissect_quic", "looks_like_quic"]
+
+MAX_DATAGRAMS = 256
+MAX_PACKETS = 512
+MAX_DECRYPT_FAILURES = 16
+CRYPTO_CAP = 64 * 1024
+MAX_HISTORY = 40
+
+# Retry integrity (RFC 9001 5.8, RFC 9369 3.3.3): fixed AES-128-GCM key and nonce per version.
+_RETRY_KEYS: dict[int, tuple[bytes, bytes]] = {
+    QUIC_V1: (bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"), bytes.fromhex("461599d35d632bf2239825bb")),
+    QUIC_V2: (bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"), bytes.fromhex("d86969bc2d7c6d9990efb04a")),
+}
+
+
+def retry_integrity_ok(data: bytes, hdr: LongHeader, odcid: bytes) -> bool | None:
+    """Check a Retry packet's integrity tag against the client's original DCID.
+
+    None when the version's Retry key is not known here (drafts).
+    """
+    keys = _RETRY_KEYS.get(hdr.version)
+    if keys is None:
+        return None
+    key, nonce = keys
+    packet = data[hdr.start : hdr.end]
+    pseudo = bytes([len(odcid)]) + odcid + packet[:-16]
+    try:
+        AESGCM(key).decrypt(nonce, packet[-16:], pseudo)
+    except InvalidTag:
+        return False
+    return True
+
+
+def looks_like_quic(payload: bytes) -> bool:
+    """A well-formed long header of a known version, a Version Negotiation, or Google QUIC.
+
+    The fixed bit is not required (RFC 9287 lets a peer grease it); the header has to parse
+    instead: connection ids within 20 bytes and lengths consistent with the datagram.
+    """
+    if len(payload) < 7:
+        return False
+    first = payload[0]
+    if first & 0x80:
+        version = int.from_bytes(payload[1:5], "big")
+        if version != 0 and not is_gquic_version(version) and version_info(version) is None:
+            return False
+        try:
+            hdr = parse_long_header(payload, 0)
+        except (ParseError, NeedMoreData):
+            return False
+        if hdr.kind == "vn":
+            return len(hdr.dcid) <= 20 and len(hdr.scid) <= 20 and bool(hdr.versions)
+        return True
+    return _gquic_public_header(payload) is not None
+
+
+def _gquic_public_header(payload: bytes) -> str | None:
+    """Version of a Google QUIC (<= Q043) public header with the version flag, else None."""
+    first = payload[0]
+    if first & 0x80 or not first & 0x01 or len(payload) < 13:
+        return None
+    pos = 9 if first & 0x08 else 1
+    tag = payload[pos : pos + 4]
+    if len(tag) == 4 and tag[:1] == b"Q" and tag[1:].isdigit():
+        return tag.decode("ascii")
+    return None
+
+
+@dataclass(slots=True)
+class _Side:
+    stream: CryptoStream = field(default_factory=lambda: CryptoStream(CRYPTO_CAP))
+    parsed_to: int = 0  # stream offset up to which handshake messages were consumed
+    dead: bool = False  # the stream cannot be parsed further (bad message, overflow)
+    largest_pn: int = -1
+    initials: int = 0
+    decrypted: int = 0
+    short: int = 0
+    handshake: int = 0
+
+
+class _Session:
+    def __init__(self, flow: FlowPayload) -> None:
+        self.flow = flow
+        self.facts = Facts()
+        self.sides = {False: _Side(), True: _Side()}  # keyed by "sent by the server"
+        self.key_dcids: list[bytes] = []  # candidate client original DCIDs, most likely first
+        self.versions: list[int] = []  # long-header versions seen, in order
+        self.client_info: VersionInfo | None = None
+        self.server_info: VersionInfo | None = None
+        self.vn_offered: tuple[int, ...] | None = None
+        self.retries = 0
+        self.close: tuple[ConnectionClose, bool] | None = None
+        self.trace: list[str] = []  # QUIC packet letters (Zeek quic.log style), for anomalies
+        self.letters: list[str] = []  # ssl_history letters of the visible TLS messages
+        self.hellos: list[ClientHello] = []
+        self.ch_ts: float | None = None
+        self.sh: ServerHello | None = None
+        self.hrr = False
+        self.failures = 0
+        self.swapped = False
+        self.gquic: str | None = None
+        self.packets = 0
+        self.ietf = False  # saw an IETF QUIC long header of a known version
+        self._anomaly_kinds: dict[str, int] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def anomaly(self, kind: str, detail: str, offset: int | None = None) -> None:
+        n = self._anomaly_kinds.get(kind, 0)
+        self._anomaly_kinds[kind] = n + 1
+        if n < 3:  # a flood of the same problem says nothing more after a few rows
+            self.facts.anomaly(kind, detail, offset)
+
+    def hist(self, letter: str, by_server: bool) -> None:
+        """Packet trace: I initial, H handshake, Z 0-RTT, O 1-RTT, R retry, V version negotiation,
+        U unknown version, C connection_close; uppercase client, lowercase server; runs collapsed."""
+        ch = letter.lower() if by_server else letter.upper()
+        if (not self.trace or self.trace[-1] != ch) and len(self.trace) < MAX_HISTORY:
+            self.trace.append(ch)
+
+    def letter(self, letter: str, by_server: bool) -> None:
+        """ssl_history letter (client uppercase, server lowercase), like the TLS dissector."""
+        if len(self.letters) < MAX_HISTORY:
+            self.letters.append(letter.lower() if by_server else letter.upper())
+
+    def note_version(self, version: int) -> None:
+        if version not in self.versions and len(self.versions) < 8:
+            self.versions.append(version)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.hellos) and (self.sh is not None or self.close is not None)
+
+    # -- walking ---------------------------------------------------------------------------------
+    def run(self) -> Facts:
+        for n, dg in enumerate(self.flow.datagrams):
+            if n >= MAX_DATAGRAMS or self.packets >= MAX_PACKETS:
+                break
+            self.datagram(bytes(dg.payload), not dg.to_server, dg.ts)
+        return self.result()
+
+    def datagram(self, data: bytes, by_server: bool, ts: float) -> None:
+        pos = 0
+        end = len(data)
+        dcid: bytes | None = None  # of the datagram's first packet
+        while pos < end and self.packets < MAX_PACKETS:
+            first = data[pos]
+            if not first & 0x80:
+                if pos == 0:
+                    gq = _gquic_public_header(data) if not by_server else None
+                    if gq is not None:
+                        self.gquic = self.gquic or gq
+                        return
+                elif dcid is None or data[pos + 1 : pos + 1 + len(dcid)] != dcid:
+                    return  # padding or junk after coalesced packets (RFC 9000 12.2)
+                if first & 0x40:
+                    self.sides[by_server].short += 1
+                    self.packets += 1
+                    self.hist("O", by_server)
+                return
+            try:
+                hdr = parse_long_header(data, pos)
+            except NeedMoreData:
+                if pos == 0:
+                    self.anomaly(
+                        "quic_truncated", "long-header packet runs past the end of its datagram", pos
+                    )
+                return
+            except ParseError as exc:
+                if pos == 0:
+                    self.anomaly("quic_malformed", str(exc), exc.offset)
+                return
+            if dcid is None:
+                dcid = hdr.dcid
+            elif hdr.dcid != dcid:
+                return  # RFC 9000 12.2: coalesced packets share the DCID; the rest is junk
+            self.packets += 1
+            self.packet(data, hdr, by_server, ts)
+            pos = hdr.end
+
+    def packet(self, data: bytes, hdr: LongHeader, by_server: bool, ts: float) -> None:
+        kind = hdr.kind
+        if kind == "vn":
+            self.vn_offered = hdr.versions[:16]
+            self.hist("V", by_server)
+            tried = ",".join(version_name(v) for v in self.versions) or "?"
+            offered = ",".join(version_name(v) for v in self.vn_offered)
+            who = "server" if by_server else "client (unexpected)"
+            self.anomaly(
+                "quic_version_negotiation", f"{who} Version Negotiation after {tried}: offers {offered}"
+            )
+            return
+        self.note_version(hdr.version)
+        if kind == GQUIC:
+            self.gquic = self.gquic or version_name(hdr.version)
+            return
+        if kind == "unknown":
+            self.hist("U", by_server)
+            return
+        self.ietf = True
+        if kind == "initial":
+            self.hist("I", by_server)
+            self.initial(data, hdr, by_server, ts)
+        elif kind == "handshake":
+            self.sides[by_server].handshake += 1
+            self.hist("H", by_server)
+        elif kind == "0rtt":
+            self.hist("Z", by_server)
+        elif kind == "retry":
+            self.hist("R", by_server)
+            self.retry(data, hdr, by_server)
+
+    def retry(self, data: bytes, hdr: LongHeader, by_server: bool) -> None:
+        self.retries += 1
+        if not by_server:
+            self.anomaly("quic_retry_from_client", "a Retry packet sent by the client")
+            return
+        valid = "not checked"
+        if self.key_dcids:
+            ok = retry_integrity_ok(data, hdr, self.key_dcids[0])
+            valid = "unknown for this version" if ok is None else ("valid" if ok else "INVALID")
+        self.anomaly("quic_retry", f"server Retry (integrity tag {valid}); new DCID {hdr.scid.hex()}")
+        # the client's next Initial uses the Retry's SCID as DCID, and keys derive from it
+        self._push_dcid(hdr.scid)
+
+    def _push_dcid(self, dcid: bytes) -> None:
+        if dcid in self.key_dcids:
+            self.key_dcids.remove(dcid)
+        self.key_dcids.insert(0, dcid)
+        del self.key_dcids[4:]
+
+    def initial(self, data: bytes, hdr: LongHeader, by_server: bool, ts: float) -> None:
+        side = self.sides[by_server]
+        side.initials += 1
+        info = hdr.info
+        if info is None:  # pragma: no cover - parse_long_header sets it for known versions
+            return
+        if self.done or self.failures >= MAX_DECRYPT_FAILURES:
+            return
+        attempts: list[tuple[bool, bytes]] = []
+        for role in (by_server, not by_server):
+            cands = list(self.key_dcids)
+            if not role and hdr.dcid not in cands:
+                cands.append(hdr.dcid)
+            attempts.extend((role, d) for d in cands)
+        for role, dcid in attempts:
+            for salt in info.salts:
+                keys = InitialKeys.for_dcid(salt, info.label_prefix, dcid, server=role)
+                try:
+                    pn, plain, _first = unprotect(
+                        data, hdr.start, hdr.pn_offset, hdr.end, keys, self.sides[role].largest_pn
+                    )
+                except ParseError:
+                    self.failures += 1
+                    if self.failures >= MAX_DECRYPT_FAILURES:
+                        self.anomaly(
+                            "quic_decrypt_failed", "too many Initial packets do not decrypt; gave up"
+                        )
+                        return
+                    continue
+                if role != by_server and not self.swapped:
+                    self.swapped = True
+                    self.anomaly(
+                        "quic_direction",
+                        "an Initial decrypted with the other side's keys: client and server may be swapped",
+                    )
+                if not role:
+                    self._push_dcid(dcid)
+                    if self.client_info is None:
+                        self.client_info = info
+                else:
+                    self.server_info = info
+                self.decrypted(role, pn, plain, ts, hdr)
+                return
+        self.anomaly(
+            "quic_decrypt_failed",
+            f"an Initial (version {info.name}, DCID {hdr.dcid.hex()}) does not decrypt with any known DCID",
+            hdr.start,
+        )
+
+    def decrypted(self, by_server: bool, pn: int, plain: bytes, ts: float, hdr: LongHeader) -> None:
+        side = self.sides[by_server]
+        side.largest_pn = max(side.largest_pn, pn)
+        side.decrypted += 1
+        frames = parse_frames(plain)
+        if frames.error:
+            self.anomaly("quic_frame_error", frames.error, frames.error_offset)
+        for off, chunk in frames.crypto:
+            side.stream.add(off, chunk)
+        if side.stream.overflow and not side.dead:
+            side.dead = True
+            self.anomaly("quic_crypto_overflow", f"CRYPTO data beyond {CRYPTO_CAP} bytes ignored")
+        if frames.close is not None:
+            self.close = (frames.close, by_server)
+            self.hist("C", by_server)
+            if frames.close.tls_alert is not None:
+                self.letter("l", by_server)
+        self.messages(by_server, ts)
+
+    def messages(self, by_server: bool, ts: float) -> None:
+        side = self.sides[by_server]
+        if side.stream.contiguous_len <= side.parsed_to + 3:
+            return
+        buf = side.stream.contiguous
+        pos = side.parsed_to
+        while pos + 4 <= len(buf) and not side.dead:
+            mtype = buf[pos]
+            mlen = int.from_bytes(buf[pos + 1 : pos + 4], "big")
+            if pos + 4 + mlen > CRYPTO_CAP:
+                side.dead = True
+                self.anomaly(
+                    "quic_crypto_overflow", f"handshake message of {mlen} bytes exceeds the cap", pos
+                )
+                return
+            if pos + 4 + mlen > len(buf):
+                return  # wait for more CRYPTO data
+            body = buf[pos + 4 : pos + 4 + mlen]
+            pos += 4 + mlen
+            side.parsed_to = pos
+            try:
+                if not by_server and mtype == 1:
+                    if len(self.hellos) < 2:
+                        self.hellos.append(parse_client_hello(body))
+                        if self.ch_ts is None:
+                            self.ch_ts = ts
+                    self.letter("C", False)
+                elif by_server and mtype == 2:
+                    sh = parse_server_hello(body)
+                    if sh.is_hello_retry_request:
+                        self.hrr = True
+                        self.letter("j", True)
+                    else:
+                        if self.sh is None:
+                            self.sh = sh
+                        self.letter("s", True)
+                else:
+                    side.dead = True
+                    who = "server" if by_server else "client"
+                    self.anomaly("quic_unexpected_message", f"{who} Initial carries handshake type {mtype}")
+            except ParseError as exc:
+                side.dead = True
+                self.anomaly("quic_bad_hello", str(exc), exc.offset)
+
+    # -- result ----------------------------------------------------------------------------------
+    def result(self) -> Facts:
+        facts = self.facts
+        if self.gquic is not None and not self.ietf:
+            facts.flow.update({"app_protocol": GQUIC, "encrypted": True})
+            facts.add_row("tls", self._base_row() | {"quic_version": self.gquic, "cert_visible": False})
+            return facts
+        if not (
+            self.ietf
+            or self.versions
+            or self.vn_offered is not None
+            or self.sides[False].short
+            or self.sides[True].short
+        ):
+            return facts  # nothing QUIC-like was seen
+        facts.flow["app_protocol"] = "quic"
+        facts.flow["encrypted"] = True
+        if not self.ietf:
+            return facts  # only short headers, VN or unknown versions: no session facts
+        ch = self.hellos[0] if self.hellos else None
+        sh = self.sh
+        established: bool | None = None
+        if ch is not None:
+            established = sh is not None or self.sides[True].handshake > 0
+        version = tls_version_name(sh.version) if sh is not None else "TLS 1.3"
+        info = self.server_info or self.client_info
+        row = self._base_row()
+        row.update(
+            {
+                "version": version,
+                "hello_retry_request": self.hrr,
+                "resumed": sh.psk_selected if sh is not None else False,
+                "established": established,
+                "history": "".join(self.letters) or None,
+                "cert_visible": False,
+                "quic_version": info.name if info is not None else version_name(self.versions[0]),
+            }
+        )
+        if ch is not None:
+            row.update(client_columns(ch, sh))
+            j4, j4r = ja4(ch, "q")
+            j3, j3full = ja3(ch)
+            row.update({"ja4": j4, "ja4_r": j4r, "ja3": j3, "ja3_full": j3full})
+            if ch.quic_transport_parameters is not None:
+                row["quic_transport_params"] = format_transport_params(ch.quic_transport_parameters)
+            if ch.errors:
+                self.anomaly("quic_hello_extension", "; ".join(ch.errors))
+        alpn: str | None = None
+        if sh is not None:
+            row.update(server_columns(sh))
+            j4s, j4sr = ja4s(sh, "q")
+            j3s, j3sfull = ja3s(sh)
+            row.update({"ja4s": j4s, "ja4s_r": j4sr, "ja3s": j3s, "ja3s_full": j3sfull})
+            alpn = sh.alpn
+        if alpn is None and established and ch is not None and len(ch.alpn) == 1:
+            alpn = ch.alpn[0]  # QUIC requires ALPN and the client left the server one choice
+        row["alpn"] = alpn
+        row["failure_reason"] = self._failure(established)
+        if self.close is not None and self.close[0].tls_alert is not None:
+            row["alert_level"] = "fatal"
+            row["alert_description"] = alert_description_name(self.close[0].tls_alert)
+        facts.add_row("tls", {k: v for k, v in row.items() if v is not None})
+        facts.flow.update(
+            {
+                "tls_version": version,
+                "tls_client_max_version": row.get("client_max_version"),
+                "tls_cipher": row.get("cipher"),
+                "tls_server_name": row.get("server_name"),
+                "tls_alpn": alpn,
+                "ja3": row.get("ja3"),
+                "ja3s": row.get("ja3s"),
+                "ja4": row.get("ja4"),
+                "ja4s": row.get("ja4s"),
+                "tls_established": established,
+            }
+        )
+        facts.flow = {k: v for k, v in facts.flow.items() if v is not None}
+        return facts
+
+    def _failure(self, established: bool | None) -> str | None:
+        parts = []
+        if self.close is not None:
+            close, by_server = self.close
+            who = "server" if by_server else "client"
+            kind = "application" if close.application else "transport"
+            text = f"{who} connection_close ({kind} error 0x{close.error_code:x})"
+            if close.tls_alert is not None:
+                text += f": TLS alert {alert_description_name(close.tls_alert)}"
+            if close.reason:
+                text += f": {close.reason}"
+            parts.append(text)
+        if self.vn_offered is not None and not established:
+            offered = ",".join(version_name(v) for v in self.vn_offered)
+            parts.append(f"version negotiation: server offers {offered}")
+        return "; ".join(parts) if parts else None
+
+    def _base_row(self) -> dict[str, object]:
+        flow = self.flow
+        return {
+            "uid": flow.uid,
+            "protocol": "quic",
+            "ts": self.ch_ts if self.ch_ts is not None else flow.ts_start,
+            "client_ip": flow.client_ip,
+            "client_port": flow.client_port,
+            "server_ip": flow.server_ip,
+            "server_port": flow.server_port,
+        }
+
+
+def dissect_quic(flow: FlowPayload) -> Facts:
+    """Facts of one UDP flow's QUIC handshake (never raises on wire bytes)."""
+    return _Session(flow).run()
+
+
+class QuicDissector:
+    """The registered QUIC dissector (see the module docstring)."""
+
+    name = "quic"
+    transports = frozenset({"udp"})
+    ports = frozenset({443, 4433, 784, 853, 8443})
+
+    def probe(self, flow: FlowPayload) -> bool:
+        dgs = flow.datagrams[:8]
+        if any(looks_like_quic(dg.payload) for dg in dgs):
+            return True
+        # A flow picked up after the handshake shows only short headers (0b01xxxxxx); accept those
+        # on the QUIC port only, and only when every datagram looks like one.
+        if flow.server_port == 443 and len(dgs) >= 2:
+            return all(len(dg.payload) >= 21 and dg.payload[0] & 0xC0 == 0x40 for dg in dgs)
+        return False
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        return dissect_quic(flow)

@@ -1,0 +1,241 @@
+"""TLS fingerprints: JA3 / JA3S (Salesforce) and JA4 / JA4S / JA4X (FoxIO).
+
+Licences: JA3/JA3S are BSD-3-Clause (Salesforce). JA4 (the client fingerprint) is BSD-3-Clause.
+JA4S and JA4X belong to FoxIO's "JA4+" family under the FoxIO License 1.1, which restricts some
+commercial use: `ja4x` is computed by the TLS dissector only when it is constructed with
+`TLSDissector(ja4x=True)` (off by default). JA4S is computed by default like the other FoxIO
+reference tools do; deployments that must avoid FoxIO-licensed methods can construct the dissector
+with `ja4s=False`.
+
+Conventions (checked against FoxIO's expected outputs, see NOTES.md):
+- JA3 (`ja3`): "SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats", decimal,
+  `-` separated, GREASE removed, MD5 hex. JA3S: "SSLVersion,Cipher,Extensions".
+- JA4 (`ja4`): see https://github.com/FoxIO-LLC/ja4 technical_details/JA4.md. Transport "t" (TCP),
+  "q" (QUIC) or "d" (DTLS); the highest non-GREASE supported_versions entry else the legacy
+  version; "d"/"i" for SNI; 2-digit counts (capped at 99) of non-GREASE ciphers and extensions;
+  first/last character of the first ALPN value ("00" when none; "99" when its first byte is
+  non-ASCII, like both FoxIO implementations); then truncated SHA-256 of the sorted cipher list and
+  of the sorted extension list (SNI and ALPN removed) + "_" + signature algorithms in wire order.
+  An empty list hashes to "000000000000". JA4 is not defined for SSLv2 hellos (returns "", "").
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from analyzer.dissect.tls.constants import GREASE
+from analyzer.dissect.tls.handshake import ClientHello, ServerHello
+from analyzer.errors import ParseError
+
+__all__ = ["ja3", "ja3s", "ja4", "ja4_version_code", "ja4s", "ja4x", "ja4x_parts"]
+
+_ZERO12 = "000000000000"
+
+
+def _hash12(text: str) -> str:
+    if not text:
+        return _ZERO12
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _dash(values: list[int]) -> str:
+    return "-".join([str(v) for v in values if v not in GREASE])
+
+
+def ja3(ch: ClientHello) -> tuple[str, str]:
+    """(MD5 hex, full string) of the Salesforce JA3 definition. Empty strings for an SSLv2 hello."""
+    if ch.sslv2:
+        return "", ""
+    full = ",".join(
+        (
+            str(ch.legacy_version),
+            _dash(ch.cipher_suites),
+            _dash(ch.extension_types),
+            _dash(ch.supported_groups),
+            "-".join([str(v) for v in ch.ec_point_formats]),
+        )
+    )
+    return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
+
+
+def ja3s(sh: ServerHello) -> tuple[str, str]:
+    """(MD5 hex, full string) of JA3S: "SSLVersion,Cipher,Extensions" (GREASE removed)."""
+    full = f"{sh.legacy_version},{sh.cipher_suite},{_dash(sh.extension_types)}"
+    return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
+
+
+_JA4_VERSIONS = {
+    0x0304: "13",
+    0x0303: "12",
+    0x0302: "11",
+    0x0301: "10",
+    0x0300: "s3",
+    0x0002: "s2",
+    0xFEFF: "d1",
+    0xFEFD: "d2",
+    0xFEFC: "d3",
+}
+
+
+def ja4_version_code(version: int) -> str:
+    """The 2-character JA4 version ("13", "12", ..., "s3", "d2"); "00" when unknown."""
+    return _JA4_VERSIONS.get(version, "00")
+
+
+def _ja4_alpn(raw: bytes | None) -> str:
+    """First and last character of the first ALPN value, as the FoxIO implementations render it."""
+    if not raw:
+        return "00"
+    first, last = raw[0], raw[-1]
+    if first >= 0x80:
+        return "99"  # FoxIO's ja4.py / Rust ja4: tshark shows non-ASCII bytes as U+FFFD -> "99"
+    if first < 0x21 or first == 0x7F or (last < 0x21 or last == 0x7F):
+        # Spec rule for non-printable values: first and last hex character of the value.
+        text = raw.hex()
+        return text[0] + text[-1]
+    last_c = "9" if last >= 0x80 else chr(last)
+    if len(raw) == 1:
+        return chr(first) + "0"  # Rust ja4 behaviour (Python prints one character)
+    return chr(first) + last_c
+
+
+def _hex4(values: list[int]) -> list[str]:
+    return ["%04x" % v for v in values if v not in GREASE]
+
+
+def _ja4_max_version(versions: list[int]) -> int | None:
+    real = [v for v in versions if v not in GREASE]
+    if not real:
+        return None
+    # FoxIO sorts the hex strings and takes the last; numeric order is the same for TLS codes.
+    return max(real)
+
+
+def ja4(ch: ClientHello, transport: str = "t") -> tuple[str, str]:
+    """(JA4, JA4_r) of a ClientHello. `transport` is "t" (TLS over TCP), "q" (QUIC) or "d" (DTLS).
+
+    Returns ("", "") for an SSLv2 hello (JA4 is not defined for it).
+    """
+    if ch.sslv2:
+        return "", ""
+    version = _ja4_max_version(ch.supported_versions) if ch.supported_versions else None
+    if version is None:
+        version = ch.legacy_version
+    ciphers = _hex4(ch.cipher_suites)
+    ext_types = [t for t in ch.extension_types if t not in GREASE]
+    sni = "d" if 0 in ext_types else "i"
+    alpn = _ja4_alpn(ch.alpn_raw[0] if ch.alpn_raw else None)
+    a = "%s%s%s%02d%02d%s" % (
+        transport,
+        ja4_version_code(version),
+        sni,
+        min(len(ciphers), 99),
+        min(len(ext_types), 99),
+        alpn,
+    )
+    ciphers.sort()
+    exts = sorted(["%04x" % t for t in ext_types if t != 0 and t != 16])
+    sigs = _hex4(ch.signature_algorithms)
+    c_text = ",".join(ciphers)
+    e_text = ",".join(exts)
+    if sigs:
+        e_text = e_text + "_" + ",".join(sigs)
+    return f"{a}_{_hash12(c_text)}_{_hash12(e_text)}", f"{a}_{c_text}_{e_text}"
+
+
+def ja4s(sh: ServerHello, transport: str = "t") -> tuple[str, str]:
+    """(JA4S, JA4S_r) of a ServerHello (FoxIO License 1.1; see the module docstring)."""
+    version = sh.selected_version if sh.selected_version is not None else sh.legacy_version
+    exts = ["%04x" % t for t in sh.extension_types]  # wire order, GREASE kept (FoxIO)
+    alpn = _ja4_alpn(sh.alpn_raw)
+    a = "%s%s%02d%s" % (transport, ja4_version_code(version), min(len(exts), 99), alpn)
+    e_text = ",".join(exts)
+    cipher = "%04x" % sh.cipher_suite
+    return f"{a}_{cipher}_{_hash12(e_text)}", f"{a}_{cipher}_{e_text}"
+
+
+# --- JA4X: a minimal DER walk over TBSCertificate ----------------------------------------------
+
+
+def _der_header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at `pos`. ParseError when malformed."""
+    if pos + 2 > end:
+        raise ParseError("der: header cut", pos)
+    tag = data[pos]
+    ln = data[pos + 1]
+    pos += 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise ParseError("der: bad length", pos)
+        ln = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + ln > end:
+        raise ParseError("der: element runs past its parent", pos)
+    return tag, pos, pos + ln
+
+
+def _name_oids(data: bytes, start: int, end: int) -> list[str]:
+    """Hex of each AttributeType OID of a Name (RDNSequence), in order."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, s, e = _der_header(data, pos, end)  # SET (RelativeDistinguishedName)
+        pos = e
+        p2 = s
+        while p2 < e:
+            _t, s2, e2 = _der_header(data, p2, e)  # SEQUENCE AttributeTypeAndValue
+            p2 = e2
+            t3, s3, e3 = _der_header(data, s2, e2)  # OID
+            if t3 != 0x06:
+                raise ParseError("der: attribute type is not an OID", s2)
+            out.append(data[s3:e3].hex())
+    return out
+
+
+def ja4x_parts(cert_der: bytes) -> tuple[list[str], list[str], list[str]]:
+    """(issuer OIDs, subject OIDs, extension OIDs) as lowercase hex of the OID contents."""
+    data = bytes(cert_der)
+    _t, s, e = _der_header(data, 0, len(data))  # Certificate
+    t, s, e = _der_header(data, s, e)  # TBSCertificate
+    if t != 0x30:
+        raise ParseError("der: TBSCertificate is not a SEQUENCE", s)
+    pos = s
+    t, s1, e1 = _der_header(data, pos, e)
+    if t == 0xA0:  # [0] version
+        pos = e1
+        t, s1, e1 = _der_header(data, pos, e)
+    pos = e1  # serial
+    _t, _s, pos = _der_header(data, pos, e)  # signature AlgorithmIdentifier
+    t, s1, e1 = _der_header(data, pos, e)  # issuer
+    issuer = _name_oids(data, s1, e1)
+    pos = e1
+    _t, _s, pos = _der_header(data, pos, e)  # validity
+    t, s1, e1 = _der_header(data, pos, e)  # subject
+    subject = _name_oids(data, s1, e1)
+    pos = e1
+    _t, _s, pos = _der_header(data, pos, e)  # subjectPublicKeyInfo
+    exts: list[str] = []
+    while pos < e:
+        t, s1, e1 = _der_header(data, pos, e)
+        pos = e1
+        if t == 0xA3:  # [3] extensions
+            _t, s2, e2 = _der_header(data, s1, e1)  # SEQUENCE OF Extension
+            p = s2
+            while p < e2:
+                _t, s3, e3 = _der_header(data, p, e2)
+                p = e3
+                t4, s4, e4 = _der_header(data, s3, e3)
+                if t4 != 0x06:
+                    raise ParseError("der: extension id is not an OID", s3)
+                exts.append(data[s4:e4].hex())
+    return issuer, subject, exts
+
+
+def ja4x(cert_der: bytes) -> str:
+    """JA4X of one DER certificate (FoxIO License 1.1: only computed on request, see above).
+
+    Raises ParseError when the DER structure is malformed.
+    """
+    issuer, subject, exts = ja4x_parts(cert_der)
+    return f"{_hash12(','.join(issuer))}_{_hash12(','.join(subject))}_{_hash12(','.join(exts))}"

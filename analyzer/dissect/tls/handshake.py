@@ -1,0 +1,539 @@
+"""TLS / DTLS handshake message parsers: pure functions over one message body.
+
+`parse_client_hello(body)` and `parse_server_hello(body)` take the handshake message *body*: the bytes
+after the 4-byte TLS handshake header (type, 24-bit length) or after the 12-byte DTLS handshake header.
+With `dtls=True` the DTLS `cookie` field (after `session_id`) is read too. QUIC carries the TLS 1.3
+ClientHello unchanged inside CRYPTO frames, so QUIC callers use `dtls=False`.
+
+The parsers raise only `analyzer.errors.ParseError` (a body that contradicts its own length fields)
+and never allocate by a length field before checking it against the bytes present. Unknown codes
+(GREASE included) are kept as numbers; nothing here raises KeyError.
+
+Also here: `parse_sslv2_client_hello` (the SSL 2.0-compatible hello that old clients send inside an
+SSLv2 record), `parse_certificate_list` (Certificate message -> DER list), `parse_server_key_exchange`
+(named curve / DH prime size) and `parse_alert`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from analyzer.dissect.tls.constants import GREASE, HRR_RANDOM, is_grease
+from analyzer.errors import ParseError
+
+__all__ = [
+    "ClientHello",
+    "KeyExchangeInfo",
+    "ServerHello",
+    "parse_alert",
+    "parse_certificate_list",
+    "parse_client_hello",
+    "parse_server_hello",
+    "parse_server_key_exchange",
+    "parse_sslv2_client_hello",
+    "u16_list",
+]
+
+_U16 = struct.Struct(">H")
+_U8U16 = struct.Struct(">BH")
+_U16_FORMATS: dict[int, struct.Struct] = {}
+
+# Extension type codes used below (IANA "TLS ExtensionType Values").
+EXT_SERVER_NAME = 0
+EXT_SUPPORTED_GROUPS = 10
+EXT_EC_POINT_FORMATS = 11
+EXT_SIGNATURE_ALGORITHMS = 13
+EXT_ALPN = 16
+EXT_EXTENDED_MASTER_SECRET = 23
+EXT_SESSION_TICKET = 35
+EXT_PRE_SHARED_KEY = 41
+EXT_EARLY_DATA = 42
+EXT_SUPPORTED_VERSIONS = 43
+EXT_PSK_KEY_EXCHANGE_MODES = 45
+EXT_KEY_SHARE = 51
+EXT_QUIC_TRANSPORT_PARAMETERS = 57
+EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT = 0xFFA5
+EXT_ECH = 0xFE0D
+EXT_ESNI = 0xFFCE  # the pre-ECH encrypted_server_name draft
+EXT_RENEGOTIATION_INFO = 0xFF01
+SCSV_RENEGOTIATION = 0x00FF
+
+
+def u16_list(data: bytes | memoryview, offset: int, nbytes: int) -> list[int]:
+    """`nbytes // 2` big-endian uint16 values at `offset` (caller has checked the bounds)."""
+    n = nbytes >> 1
+    st = _U16_FORMATS.get(n)
+    if st is None:
+        st = struct.Struct(">%dH" % n)
+        if len(_U16_FORMATS) < 512:
+            _U16_FORMATS[n] = st
+    return list(st.unpack_from(data, offset))
+
+
+def _vec16_u16(ext: bytes, what: str) -> list[int]:
+    """A `uint16 list<2..2^16-2>` extension body: 2-byte byte length, then uint16 values."""
+    if len(ext) < 2:
+        raise ParseError(f"{what}: body shorter than its length field")
+    (n,) = _U16.unpack_from(ext, 0)
+    if n > len(ext) - 2:
+        raise ParseError(f"{what}: list length {n} exceeds the {len(ext) - 2} bytes present")
+    if n & 1:
+        raise ParseError(f"{what}: odd list length {n}")
+    return u16_list(ext, 2, n)
+
+
+def _alpn_list(ext: bytes) -> list[bytes]:
+    if len(ext) < 2:
+        raise ParseError("alpn: body shorter than its length field")
+    (n,) = _U16.unpack_from(ext, 0)
+    end = 2 + n
+    if end > len(ext):
+        raise ParseError(f"alpn: list length {n} exceeds the {len(ext) - 2} bytes present")
+    out = []
+    pos = 2
+    while pos < end:
+        ln = ext[pos]
+        pos += 1
+        if pos + ln > end:
+            raise ParseError("alpn: protocol name runs past the list")
+        out.append(ext[pos : pos + ln])
+        pos += ln
+    return out
+
+
+def _server_name(ext: bytes) -> str | None:
+    """First host_name (type 0) of a server_name extension body; None for an empty body."""
+    if not ext:
+        return None  # a server's empty acknowledgement
+    if len(ext) < 2:
+        raise ParseError("server_name: body shorter than its length field")
+    (n,) = _U16.unpack_from(ext, 0)
+    end = 2 + n
+    if end > len(ext):
+        raise ParseError(f"server_name: list length {n} exceeds the {len(ext) - 2} bytes present")
+    pos = 2
+    while pos + 3 <= end:
+        kind, ln = _U8U16.unpack_from(ext, pos)
+        pos += 3
+        if pos + ln > end:
+            raise ParseError("server_name: name runs past the list")
+        if kind == 0:
+            return ext[pos : pos + ln].decode("utf-8", "backslashreplace")
+        pos += ln
+    return None
+
+
+def _decode_alpn(raw: list[bytes]) -> list[str]:
+    return [p.decode("utf-8", "backslashreplace") for p in raw]
+
+
+@dataclass(slots=True)
+class ClientHello:
+    """A parsed ClientHello (TLS, DTLS, QUIC-carried or SSLv2-compatible)."""
+
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: list[int]
+    compression_methods: list[int]
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)  # (type, raw body), in order
+    cookie: bytes = b""  # DTLS only
+    # Conveniences parsed from the extensions (empty / None when absent).
+    server_name: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    alpn_raw: list[bytes] = field(default_factory=list)
+    supported_versions: list[int] = field(default_factory=list)
+    supported_groups: list[int] = field(default_factory=list)
+    ec_point_formats: list[int] = field(default_factory=list)
+    signature_algorithms: list[int] = field(default_factory=list)
+    key_share_groups: list[int] = field(default_factory=list)
+    psk_key_exchange_modes: list[int] = field(default_factory=list)
+    psk: bool = False  # pre_shared_key extension offered (TLS 1.3 resumption / external PSK)
+    early_data: bool = False
+    ech: bool = False  # encrypted_client_hello (0xfe0d) or the older ESNI draft (0xffce)
+    session_ticket: bool = False  # session_ticket extension present (support)
+    session_ticket_data: bool = False  # ... carrying a ticket (a resumption attempt)
+    renegotiation_info: bool = False  # extension present or the SCSV cipher offered (RFC 5746)
+    extended_master_secret: bool = False
+    quic_transport_parameters: bytes | None = None
+    sslv2: bool = False  # sent as an SSL 2.0-compatible hello (cipher_suites then hold 3-byte kinds)
+    # Problems inside single extensions (the hello itself parsed); "ext <type>: reason".
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def extension_types(self) -> list[int]:
+        return [t for t, _ in self.extensions]
+
+    @property
+    def grease(self) -> bool:
+        """Any GREASE value in ciphers, extensions, groups, versions or key shares."""
+        return bool(
+            GREASE.intersection(self.cipher_suites)
+            or GREASE.intersection(self.extension_types)
+            or GREASE.intersection(self.supported_groups)
+            or GREASE.intersection(self.supported_versions)
+            or GREASE.intersection(self.key_share_groups)
+        )
+
+    @property
+    def max_version(self) -> int:
+        """Highest version offered: supported_versions (GREASE ignored) or else legacy_version."""
+        best = 0
+        for v in self.supported_versions:
+            if not is_grease(v) and _version_rank(v) > _version_rank(best):
+                best = v
+        return best if best else self.legacy_version
+
+
+def _version_rank(v: int) -> int:
+    """Order versions so DTLS (0xfeff, 0xfefd, 0xfefc: smaller is newer) compares with TLS."""
+    if v >> 8 == 0xFE:
+        return 0x0300 + (0xFF - (v & 0xFF))  # 0xfeff->0x300, 0xfefd->0x302, 0xfefc->0x303
+    if v == 0x0100:  # DTLS 1.0 as OpenSSL pre-standard
+        return 0x0300
+    return v
+
+
+def _parse_extensions(data: bytes, pos: int, end: int, who: str) -> list[tuple[int, bytes]]:
+    exts: list[tuple[int, bytes]] = []
+    if pos == end:
+        return exts
+    if pos + 2 > end:
+        raise ParseError(f"{who}: extensions length field cut", pos)
+    (n,) = _U16.unpack_from(data, pos)
+    pos += 2
+    if pos + n > end:
+        raise ParseError(f"{who}: extensions length {n} exceeds the {end - pos} bytes present", pos - 2)
+    stop = pos + n
+    unpack = _U16.unpack_from
+    while pos < stop:
+        if pos + 4 > stop:
+            raise ParseError(f"{who}: extension header cut", pos)
+        (etype,) = unpack(data, pos)
+        (elen,) = unpack(data, pos + 2)
+        pos += 4
+        if pos + elen > stop:
+            raise ParseError(f"{who}: extension {etype} length {elen} runs past the block", pos - 4)
+        exts.append((etype, data[pos : pos + elen]))
+        pos += elen
+    return exts
+
+
+def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ClientHello:
+    """Parse a ClientHello message body. Raises ParseError when the body contradicts itself.
+
+    A malformed *individual* extension (say a supported_groups with an odd length) does not fail the
+    hello: the raw extension is kept, the convenience field stays empty and the reason is appended
+    to `ClientHello.errors`.
+    """
+    data = bytes(body)
+    end = len(data)
+    if end < 38:
+        raise ParseError(f"client hello: {end} bytes, shorter than version+random+session id", 0)
+    (legacy_version,) = _U16.unpack_from(data, 0)
+    random = data[2:34]
+    sid_len = data[34]
+    pos = 35
+    if sid_len > 32 or pos + sid_len > end:
+        raise ParseError(f"client hello: session id length {sid_len} invalid", 34)
+    session_id = data[pos : pos + sid_len]
+    pos += sid_len
+    cookie = b""
+    if dtls:
+        if pos >= end:
+            raise ParseError("client hello: DTLS cookie length missing", pos)
+        clen = data[pos]
+        pos += 1
+        if pos + clen > end:
+            raise ParseError(f"client hello: cookie length {clen} exceeds the bytes present", pos - 1)
+        cookie = data[pos : pos + clen]
+        pos += clen
+    if pos + 2 > end:
+        raise ParseError("client hello: cipher suites length missing", pos)
+    (cs_len,) = _U16.unpack_from(data, pos)
+    pos += 2
+    if cs_len & 1 or pos + cs_len > end:
+        raise ParseError(f"client hello: cipher suites length {cs_len} invalid", pos - 2)
+    ciphers = u16_list(data, pos, cs_len)
+    pos += cs_len
+    if pos >= end:
+        raise ParseError("client hello: compression methods length missing", pos)
+    cm_len = data[pos]
+    pos += 1
+    if pos + cm_len > end:
+        raise ParseError(f"client hello: compression length {cm_len} exceeds the bytes present", pos - 1)
+    compression = list(data[pos : pos + cm_len])
+    pos += cm_len
+    exts = _parse_extensions(data, pos, end, "client hello")
+    ch = ClientHello(legacy_version, random, session_id, ciphers, compression, exts, cookie)
+    if SCSV_RENEGOTIATION in ciphers:
+        ch.renegotiation_info = True
+    _fill_client_extensions(ch)
+    return ch
+
+
+def _fill_client_extensions(ch: ClientHello) -> None:
+    for etype, ext in ch.extensions:
+        try:
+            if etype == EXT_SERVER_NAME:
+                if ch.server_name is None:
+                    ch.server_name = _server_name(ext)
+            elif etype == EXT_SUPPORTED_GROUPS:
+                ch.supported_groups = _vec16_u16(ext, "supported_groups")
+            elif etype == EXT_EC_POINT_FORMATS:
+                if not ext or ext[0] > len(ext) - 1:
+                    raise ParseError("ec_point_formats: length exceeds the bytes present")
+                ch.ec_point_formats = list(ext[1 : 1 + ext[0]])
+            elif etype == EXT_SIGNATURE_ALGORITHMS:
+                ch.signature_algorithms = _vec16_u16(ext, "signature_algorithms")
+            elif etype == EXT_ALPN:
+                ch.alpn_raw = _alpn_list(ext)
+                ch.alpn = _decode_alpn(ch.alpn_raw)
+            elif etype == EXT_SUPPORTED_VERSIONS:
+                if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
+                    raise ParseError("supported_versions: bad list length")
+                ch.supported_versions = u16_list(ext, 1, ext[0])
+            elif etype == EXT_KEY_SHARE:
+                ch.key_share_groups = _key_share_groups(ext)
+            elif etype == EXT_PSK_KEY_EXCHANGE_MODES:
+                if ext and ext[0] <= len(ext) - 1:
+                    ch.psk_key_exchange_modes = list(ext[1 : 1 + ext[0]])
+            elif etype == EXT_PRE_SHARED_KEY:
+                ch.psk = True
+            elif etype == EXT_EARLY_DATA:
+                ch.early_data = True
+            elif etype == EXT_ECH or etype == EXT_ESNI:
+                ch.ech = True
+            elif etype == EXT_SESSION_TICKET:
+                ch.session_ticket = True
+                ch.session_ticket_data = len(ext) > 0
+            elif etype == EXT_RENEGOTIATION_INFO:
+                ch.renegotiation_info = True
+            elif etype == EXT_EXTENDED_MASTER_SECRET:
+                ch.extended_master_secret = True
+            elif etype == EXT_QUIC_TRANSPORT_PARAMETERS or (
+                etype == EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT and ch.quic_transport_parameters is None
+            ):
+                ch.quic_transport_parameters = ext
+        except ParseError as exc:
+            ch.errors.append(f"ext {etype}: {exc}")
+
+
+def _key_share_groups(ext: bytes) -> list[int]:
+    """Groups of a ClientHello key_share body: uint16 length, then (group, uint16 len, key) entries."""
+    if len(ext) < 2:
+        raise ParseError("key_share: body shorter than its length field")
+    (n,) = _U16.unpack_from(ext, 0)
+    end = 2 + n
+    if end > len(ext):
+        raise ParseError(f"key_share: list length {n} exceeds the {len(ext) - 2} bytes present")
+    groups = []
+    pos = 2
+    while pos < end:
+        if pos + 4 > end:
+            raise ParseError("key_share: entry header cut")
+        (g,) = _U16.unpack_from(ext, pos)
+        (kl,) = _U16.unpack_from(ext, pos + 2)
+        pos += 4 + kl
+        if pos > end:
+            raise ParseError("key_share: key runs past the list")
+        groups.append(g)
+    return groups
+
+
+def parse_sslv2_client_hello(record_body: bytes | bytearray | memoryview) -> ClientHello:
+    """Parse an SSL 2.0 CLIENT-HELLO (RFC 6101 appendix E / draft-hickman): the bytes after the
+    2- or 3-byte SSLv2 record header, starting at the message type byte (1).
+
+    `cipher_suites` hold the 3-byte SSLv2 cipher kinds as integers (0x010080 ...; a TLS suite
+    0x00c02f appears as 0xc02f); `random` is the challenge; no extensions exist.
+    """
+    data = bytes(record_body)
+    if len(data) < 9:
+        raise ParseError("sslv2 client hello: header cut", 0)
+    if data[0] != 1:
+        raise ParseError(f"sslv2: message type {data[0]} is not CLIENT-HELLO", 0)
+    (version,) = _U16.unpack_from(data, 1)
+    (cs_len,) = _U16.unpack_from(data, 3)
+    (sid_len,) = _U16.unpack_from(data, 5)
+    (ch_len,) = _U16.unpack_from(data, 7)
+    pos = 9
+    if cs_len % 3 or sid_len > 32 or ch_len > 32 or pos + cs_len + sid_len + ch_len > len(data):
+        raise ParseError("sslv2 client hello: lengths invalid or exceed the record", 3)
+    cs = data[pos : pos + cs_len]
+    ciphers = [(cs[i] << 16) | (cs[i + 1] << 8) | cs[i + 2] for i in range(0, cs_len, 3)]
+    pos += cs_len
+    session_id = data[pos : pos + sid_len]
+    pos += sid_len
+    challenge = data[pos : pos + ch_len]
+    ch = ClientHello(version, challenge, session_id, ciphers, [0], [], sslv2=True)
+    if SCSV_RENEGOTIATION in ciphers:
+        ch.renegotiation_info = True
+    return ch
+
+
+@dataclass(slots=True)
+class ServerHello:
+    """A parsed ServerHello or HelloRetryRequest (same wire format, special random)."""
+
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    compression: int
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    selected_version: int | None = None  # from supported_versions (TLS 1.3+)
+    is_hello_retry_request: bool = False
+    alpn: str | None = None
+    alpn_raw: bytes | None = None
+    key_share_group: int | None = None  # key_share group (HRR: the group the server asks for)
+    psk_selected: bool = False  # pre_shared_key present: the server accepted a PSK (1.3 resumption)
+    session_ticket: bool = False  # empty session_ticket ext: a NewSessionTicket will follow
+    renegotiation_info: bool = False
+    extended_master_secret: bool = False
+    ec_point_formats: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        """The negotiated version: supported_versions when present, else legacy_version."""
+        return self.selected_version if self.selected_version is not None else self.legacy_version
+
+    @property
+    def extension_types(self) -> list[int]:
+        return [t for t, _ in self.extensions]
+
+
+def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ServerHello:
+    """Parse a ServerHello / HelloRetryRequest body (`dtls` is accepted for symmetry: the DTLS
+    ServerHello has no cookie, so the layout is the same)."""
+    data = bytes(body)
+    end = len(data)
+    if end < 38:
+        raise ParseError(f"server hello: {end} bytes, shorter than version+random+session id", 0)
+    (legacy_version,) = _U16.unpack_from(data, 0)
+    random = data[2:34]
+    sid_len = data[34]
+    pos = 35
+    if sid_len > 32 or pos + sid_len + 3 > end:
+        raise ParseError(f"server hello: session id length {sid_len} invalid", 34)
+    session_id = data[pos : pos + sid_len]
+    pos += sid_len
+    (cipher,) = _U16.unpack_from(data, pos)
+    compression = data[pos + 2]
+    pos += 3
+    exts = _parse_extensions(data, pos, end, "server hello")
+    sh = ServerHello(legacy_version, random, session_id, cipher, compression, exts)
+    sh.is_hello_retry_request = random == HRR_RANDOM
+    for etype, ext in exts:
+        try:
+            if etype == EXT_SUPPORTED_VERSIONS:
+                if len(ext) != 2:
+                    raise ParseError(f"supported_versions: {len(ext)} bytes, expected 2")
+                (sh.selected_version,) = _U16.unpack_from(ext, 0)
+            elif etype == EXT_ALPN:
+                names = _alpn_list(ext)
+                if names:
+                    sh.alpn_raw = names[0]
+                    sh.alpn = _decode_alpn(names[:1])[0]
+            elif etype == EXT_KEY_SHARE:
+                if len(ext) < 2:
+                    raise ParseError("key_share: body shorter than a group")
+                (sh.key_share_group,) = _U16.unpack_from(ext, 0)
+            elif etype == EXT_PRE_SHARED_KEY:
+                sh.psk_selected = True
+            elif etype == EXT_SESSION_TICKET:
+                sh.session_ticket = True
+            elif etype == EXT_RENEGOTIATION_INFO:
+                sh.renegotiation_info = True
+            elif etype == EXT_EXTENDED_MASTER_SECRET:
+                sh.extended_master_secret = True
+            elif etype == EXT_EC_POINT_FORMATS:
+                if not ext or ext[0] > len(ext) - 1:
+                    raise ParseError("ec_point_formats: length exceeds the bytes present")
+                sh.ec_point_formats = list(ext[1 : 1 + ext[0]])
+        except ParseError as exc:
+            sh.errors.append(f"ext {etype}: {exc}")
+    return sh
+
+
+def parse_certificate_list(body: bytes | bytearray | memoryview, *, tls13: bool = False) -> list[bytes]:
+    """DER certificates of a Certificate message body, in order (leaf first).
+
+    TLS <= 1.2: uint24 list length, then (uint24 length, DER) entries. TLS 1.3 (`tls13`) adds a
+    request context before the list and an extensions block after each certificate.
+    """
+    data = bytes(body)
+    end = len(data)
+    pos = 0
+    if tls13:
+        if end < 1 or 1 + data[0] > end:
+            raise ParseError("certificate: request context cut", 0)
+        pos = 1 + data[0]
+    if pos + 3 > end:
+        raise ParseError("certificate: list length cut", pos)
+    total = int.from_bytes(data[pos : pos + 3], "big")
+    pos += 3
+    if pos + total > end:
+        raise ParseError(f"certificate: list length {total} exceeds the {end - pos} bytes present", pos - 3)
+    stop = pos + total
+    certs = []
+    while pos < stop:
+        if pos + 3 > stop:
+            raise ParseError("certificate: entry length cut", pos)
+        ln = int.from_bytes(data[pos : pos + 3], "big")
+        pos += 3
+        if pos + ln > stop:
+            raise ParseError(f"certificate: entry length {ln} runs past the list", pos - 3)
+        certs.append(data[pos : pos + ln])
+        pos += ln
+        if tls13:
+            if pos + 2 > stop:
+                raise ParseError("certificate: entry extensions length cut", pos)
+            (el,) = _U16.unpack_from(data, pos)
+            pos += 2 + el
+            if pos > stop:
+                raise ParseError("certificate: entry extensions run past the list", pos)
+    return certs
+
+
+@dataclass(slots=True)
+class KeyExchangeInfo:
+    """What a ServerKeyExchange reveals without keys."""
+
+    kind: str  # "ecdhe", "dhe", "unknown"
+    named_group: int | None = None  # ECDHE named curve
+    dh_bits: int | None = None  # DHE prime length in bits (leading zero bytes not counted)
+
+
+def parse_server_key_exchange(body: bytes | bytearray | memoryview, kx: str) -> KeyExchangeInfo:
+    """Read the group of a ServerKeyExchange. `kx` is the negotiated suite's key exchange from the
+    cipher table ("ECDHE", "DHE", "ECDH_anon", "DH_anon", ...); the message is not self-describing.
+    """
+    data = bytes(body)
+    k = kx.upper()
+    if k.startswith("ECDH"):
+        if len(data) < 4:
+            raise ParseError("server key exchange: ECDHE parameters cut", 0)
+        curve_type = data[0]
+        if curve_type != 3:  # named_curve; explicit curves (1, 2) carry no group code
+            return KeyExchangeInfo("ecdhe", None)
+        (g,) = _U16.unpack_from(data, 1)
+        return KeyExchangeInfo("ecdhe", g)
+    if k.startswith("DH"):
+        if len(data) < 2:
+            raise ParseError("server key exchange: DH prime length cut", 0)
+        (plen,) = _U16.unpack_from(data, 0)
+        if 2 + plen > len(data):
+            raise ParseError(f"server key exchange: DH prime length {plen} exceeds the bytes present", 0)
+        p = int.from_bytes(data[2 : 2 + plen], "big")
+        return KeyExchangeInfo("dhe", None, p.bit_length())
+    return KeyExchangeInfo("unknown")
+
+
+def parse_alert(body: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(level, description) of a plaintext 2-byte alert."""
+    if len(body) < 2:
+        raise ParseError("alert: shorter than 2 bytes", 0)
+    return body[0], body[1]

@@ -1,0 +1,35 @@
+"""Community ID v1 (https://github.com/corelight/community-id-spec), as Zeek and Suricata compute it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import struct
+
+# ICMP message types that have a counterpart: the pair counts as a two-way flow
+_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
+                144: 145, 145: 144}  # fmt: skip
+_PORTED = {6, 17, 132}
+
+
+def community_id(src: str, dst: str, proto: int, sport: int = 0, dport: int = 0, seed: int = 0) -> str:
+    """Community ID v1 of a flow seen from src to dst. For ICMP pass type as sport, code as dport."""
+    s = ipaddress.ip_address(src).packed
+    d = ipaddress.ip_address(dst).packed
+    one_way = False
+    if proto in (1, 58):
+        pairs = _ICMP4_PAIRS if proto == 1 else _ICMP6_PAIRS
+        if sport in pairs:
+            dport = pairs[sport]
+        else:
+            one_way = True
+    elif proto not in _PORTED:
+        sport = dport = 0
+    if not one_way and (s, sport) > (d, dport):
+        s, d, sport, dport = d, s, dport, sport
+    data = struct.pack("!H", seed) + s + d + struct.pack("!BB", proto, 0)
+    if proto in _PORTED or proto in (1, 58):
+        data += struct.pack("!HH", sport, dport)
+    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")

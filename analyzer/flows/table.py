@@ -1,0 +1,409 @@
+"""The flow table: decoded batches in, ended flows out (columns + payload prefixes).
+
+Flows stay in the compiled table while live; they end on idle/active timeout, TCP close (after a
+short delay for late packets), port reuse, or the end of input. Ended flows are exported as numpy
+columns plus one `FlowPayload` per flow that carried payload, then their memory is recycled, so
+memory is bounded by the number of live flows. Feeding several captures into one table merges
+flows that span rotated files; a live feed calls `expire(now)` between micro-batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analyzer.decode import DecodedBatch, tunnel_name
+from analyzer.dissect.base import Datagram, FlowPayload, StreamPrefix
+from analyzer.flows import _kernel as K
+from analyzer.flows.community_id import community_id
+
+SERVICE_PORTS = (
+    443, 8443, 8080, 8000, 8008, 8888, 3306, 5432, 6379, 27017, 9200, 9300, 5671, 5672, 1883, 8883,
+    4433, 4443, 5061, 5060, 3389, 5900, 1433, 1521, 2049, 2375, 2376, 6443, 9092, 9093, 11211,
+    3478, 5349, 4789, 6081, 8472, 500, 4500, 1194, 51820, 6514, 5222, 5223, 5269, 6667, 6697,
+    9000, 9443, 10250, 2379, 2380, 8200, 8500, 50051, 1812, 1813, 853, 784, 8853,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOptions:
+    idle_timeout_tcp: float = 300.0
+    idle_timeout_udp: float = 60.0
+    idle_timeout_other: float = 60.0
+    active_timeout: float = 3600.0
+    close_delay: float = 5.0  # keep a closed TCP flow this long for late packets
+    payload_budget: int = 64 * 1024  # per flow and direction; 0 disables payload capture
+    collect_payload: bool = True
+
+
+TCP_FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x20, "U"),
+                    (0x40, "E"), (0x80, "C"))  # fmt: skip
+CLIENT_BY = np.array(["first_packet", "syn", "synack", "port", "icmp"], dtype=object)
+TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 50: "esp", 51: "ah", 47: "gre", 132: "sctp",
+             136: "udplite", 33: "dccp", 2: "igmp", 89: "ospf", 103: "pim", 112: "vrrp", 4: "ipip",
+             41: "ipv6"}  # fmt: skip
+
+
+def _flag_letters(v: int) -> str:
+    return "".join(ch for bit, ch in TCP_FLAG_LETTERS if v & bit)
+
+
+_FLAG_STR = [_flag_letters(v) for v in range(256)]
+
+
+@dataclass(slots=True)
+class EndedFlows:
+    """A chunk of ended flows: columns for the flows frame and payloads for the dissectors."""
+
+    columns: dict[str, np.ndarray | list[object]]
+    payloads: list[FlowPayload] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.columns["uid"])
+
+
+class FlowTable:
+    def __init__(self, options: FlowOptions | None = None, capacity: int = 1 << 14) -> None:
+        self.options = o = options or FlowOptions()
+        budget = o.payload_budget if o.collect_payload else 0
+        page = 2048
+        while budget and page * 64 < budget:
+            page *= 2
+        npg = max(1, -(-budget // page)) if budget else 1
+        self.page, self.npg, self.budget = page, npg, budget
+        self.O = np.zeros(K.NO, np.int64)
+        ns = 1_000_000_000
+        self.O[K.O_IDLE_TCP] = int(o.idle_timeout_tcp * ns)
+        self.O[K.O_IDLE_UDP] = int(o.idle_timeout_udp * ns)
+        self.O[K.O_IDLE_OTHER] = int(o.idle_timeout_other * ns)
+        self.O[K.O_ACTIVE] = int(o.active_timeout * ns)
+        self.O[K.O_CLOSE_DELAY] = int(o.close_delay * ns)
+        self.O[K.O_BUDGET] = budget
+        self.O[K.O_PAGE] = page
+        self.O[K.O_NPG] = npg
+        self.G = np.zeros(K.NG, np.int64)
+        self.svc = np.zeros(65536, np.bool_)
+        self.svc[:1024] = True
+        self.svc[list(SERVICE_PORTS)] = True
+        self.FRAG = np.zeros((4096, 3), np.int64)
+        self.ENDED = np.zeros(8192, np.int64)
+        self._alloc_records(capacity)
+        self._alloc_pool(max(4 * npg, 1024))
+        self.sources: dict[int, str] = {}
+        self.packets_not_ip = 0
+        self._ip_cache: dict[tuple[int, int, int], str] = {}
+
+    # ---------------------------------------------------------------- allocation
+    def _alloc_records(self, cap: int) -> None:
+        old = getattr(self, "R", None)
+        R = np.zeros((cap, K.NR), np.int64)
+        RU = np.zeros((cap, K.NRU), np.uint64)
+        PT = np.full((cap, 2, self.npg), -1, np.int32)
+        OO = np.zeros((cap, 2, K.NOOO, 2), np.int64)
+        DG = np.zeros((cap, K.MAXDG, 5), np.int64)
+        first_new = 0
+        if old is not None:
+            n = old.shape[0]
+            R[:n], RU[:n], PT[:n], OO[:n], DG[:n] = self.R, self.RU, self.PT, self.OO, self.DG
+            first_new = n
+            free = self.RFREE[: self.G[K.G_RFREE_TOP]]
+        else:
+            free = np.zeros(0, np.int64)
+        self.R, self.RU, self.PT, self.OO, self.DG = R, RU, PT, OO, DG
+        RFREE = np.zeros(cap, np.int64)
+        new_ids = np.arange(cap - 1, first_new - 1, -1, dtype=np.int64)
+        stack = np.concatenate([new_ids, free])
+        RFREE[: len(stack)] = stack
+        self.RFREE = RFREE
+        self.G[K.G_RFREE_TOP] = len(stack)
+        self.HT = np.full(_pow2(cap * 4), K.EMPTY, np.int64)
+        K.rehash(self.HT, self.R, self.RU, self.G)
+
+    def _alloc_pool(self, pages: int) -> None:
+        old = getattr(self, "POOL", None)
+        POOL = np.zeros((pages, self.page), np.uint8)
+        PFREE = np.zeros(pages, np.int64)
+        if old is None:
+            PFREE[:] = np.arange(pages - 1, -1, -1)
+            self.G[K.G_PFREE_TOP] = pages
+        else:
+            n = old.shape[0]
+            POOL[:n] = old
+            top = int(self.G[K.G_PFREE_TOP])
+            stack = np.concatenate([np.arange(pages - 1, n - 1, -1), self.PFREE[:top]])
+            PFREE[: len(stack)] = stack
+            self.G[K.G_PFREE_TOP] = len(stack)
+        self.POOL, self.PFREE = POOL, PFREE
+
+    # ---------------------------------------------------------------- feeding
+    def update(self, decoded: DecodedBatch, source_id: int = 0) -> list[EndedFlows]:
+        """Fold one decoded batch in; returns the flows that ended meanwhile."""
+        batch = decoded.batch
+        out: list[EndedFlows] = []
+        self.G[K.G_PKT_BASE] = batch.first_index
+        self._source_id = source_id
+        i = 0
+        while True:
+            i, status = K.process(i, decoded.cols, decoded.ucols, batch.ts_ns, batch.buf, self.svc, self.HT,
+                                  self.R, self.RU, self.PT, self.POOL, self.PFREE, self.RFREE, self.OO,
+                                  self.DG, self.FRAG, self.G, self.O, self.ENDED)
+            if status == K.DONE:
+                break
+            if status == K.NEED_RECORDS:
+                self._alloc_records(self.R.shape[0] * 2)
+            elif status == K.NEED_PAGES:
+                live_pages = self.POOL.shape[0] - int(self.G[K.G_PFREE_TOP])
+                self._alloc_pool(max(self.POOL.shape[0] * 2, live_pages + 4 * self.npg))
+            elif status == K.NEED_EXPORT:
+                out.append(self._export())
+            elif status == K.NEED_REHASH:
+                if self.G[K.G_HT_LIVE] * 4 > self.HT.shape[0]:
+                    self.HT = np.full(self.HT.shape[0] * 2, K.EMPTY, np.int64)
+                K.rehash(self.HT, self.R, self.RU, self.G)
+        self._note_sources(batch.source)
+        out.extend(self.expire(int(self.G[K.G_NOW])))
+        return out
+
+    def _note_sources(self, source: str) -> None:
+        self.current_source = source
+
+    def expire(self, now_ns: int, force: bool = False) -> list[EndedFlows]:
+        """End flows idle at time `now_ns` (or every flow when `force`)."""
+        out = []
+        while True:
+            n = K.expire(now_ns, force, self.HT, self.R, self.RU, self.G, self.O, self.ENDED)
+            if self.G[K.G_NENDED]:
+                out.append(self._export())
+            if n >= 0:
+                break
+        if self.G[K.G_HT_TOMB] * 4 > self.HT.shape[0]:
+            K.rehash(self.HT, self.R, self.RU, self.G)
+        return out
+
+    def flush(self) -> list[EndedFlows]:
+        return self.expire(int(self.G[K.G_NOW]), force=True)
+
+    @property
+    def live_flows(self) -> int:
+        return int(self.G[K.G_HT_LIVE])
+
+    # ---------------------------------------------------------------- export
+    def _ip(self, hi: int, lo: int, ver: int) -> str:
+        key = (hi, lo, ver)
+        s = self._ip_cache.get(key)
+        if s is None:
+            if ver == 4:
+                s = str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+            else:
+                s = str(ipaddress.IPv6Address((hi << 64) | lo))
+            if len(self._ip_cache) > 200_000:
+                self._ip_cache.clear()
+            self._ip_cache[key] = s
+        return s
+
+    def _export(self) -> EndedFlows:
+        n = int(self.G[K.G_NENDED])
+        idx = self.ENDED[:n].copy()
+        self.G[K.G_NENDED] = 0
+        R = self.R[idx]
+        RU = self.RU[idx]
+        cia = R[:, K.R_CLIENT_IS_A] == 1
+        # client/server from the canonical A/B sides
+        c_hi = np.where(cia, RU[:, K.RU_AHI], RU[:, K.RU_BHI])
+        c_lo = np.where(cia, RU[:, K.RU_ALO], RU[:, K.RU_BLO])
+        s_hi = np.where(cia, RU[:, K.RU_BHI], RU[:, K.RU_AHI])
+        s_lo = np.where(cia, RU[:, K.RU_BLO], RU[:, K.RU_ALO])
+        c_port = np.where(cia, R[:, K.R_PORTA], R[:, K.R_PORTB])
+        s_port = np.where(cia, R[:, K.R_PORTB], R[:, K.R_PORTA])
+        proto = R[:, K.R_PROTO]
+        ipver = R[:, K.R_IPVER]
+        ip = self._ip
+        client_ip = [ip(int(h), int(lo), int(v)) for h, lo, v in zip(c_hi, c_lo, ipver, strict=True)]
+        server_ip = [ip(int(h), int(lo), int(v)) for h, lo, v in zip(s_hi, s_lo, ipver, strict=True)]
+        ts0 = R[:, K.R_TS_FIRST]
+        tunbits = R[:, K.R_TUNBITS]
+        oipver = R[:, K.R_OIPVER]
+        has_ports = np.isin(proto, (6, 17, 132, 136, 33))
+        d0, d1 = K.D0, K.D0 + K.DW
+        cols: dict[str, np.ndarray | list[object]] = {}
+        uids, cids = [], []
+        icmp = R[:, K.R_ICMP]
+        for j in range(n):
+            p = int(proto[j])
+            cp, sp = int(c_port[j]), int(s_port[j])
+            if p in (1, 58) and icmp[j] >= 0:
+                cid = community_id(client_ip[j], server_ip[j], p, int(icmp[j]) >> 8, int(icmp[j]) & 0xFF)
+            else:
+                cid = community_id(client_ip[j], server_ip[j], p, cp, sp)
+            cids.append(cid)
+            key = f"{cid}|{int(ts0[j])}|{int(RU[j, K.RU_TUN])}".encode()
+            uids.append("C" + hashlib.blake2b(key, digest_size=9).hexdigest())
+        cols["uid"] = uids
+        cols["community_id"] = cids
+        cols["ts_start"] = ts0
+        cols["ts_end"] = R[:, K.R_TS_LAST]
+        cols["duration"] = (R[:, K.R_TS_LAST] - ts0) / 1e9
+        cols["transport"] = [TRANSPORT.get(int(p), f"ip-{int(p)}") for p in proto]
+        cols["ip_version"] = ipver
+        cols["client_ip"] = client_ip
+        cols["client_port"] = np.where(has_ports, c_port, -1)
+        cols["server_ip"] = server_ip
+        cols["server_port"] = np.where(has_ports, s_port, -1)
+        cols["client_by"] = CLIENT_BY[R[:, K.R_CLIENT_BY]]
+        cols["packets_to_server"] = R[:, d0 + K.D_PKTS]
+        cols["packets_to_client"] = R[:, d1 + K.D_PKTS]
+        cols["ip_bytes_to_server"] = R[:, d0 + K.D_IPB]
+        cols["ip_bytes_to_client"] = R[:, d1 + K.D_IPB]
+        cols["payload_bytes_to_server"] = R[:, d0 + K.D_PLB]
+        cols["payload_bytes_to_client"] = R[:, d1 + K.D_PLB]
+        is_tcp = proto == 6
+        f0, f1 = R[:, d0 + K.D_FLAGS], R[:, d1 + K.D_FLAGS]
+        cols["tcp_flags_to_server"] = [(_FLAG_STR[int(v)] if t else None) for v, t in zip(f0, is_tcp, strict=True)]
+        cols["tcp_flags_to_client"] = [(_FLAG_STR[int(v)] if t else None) for v, t in zip(f1, is_tcp, strict=True)]
+        cols["conn_state"] = conn_state(R)
+        cols["retransmitted_bytes"] = R[:, d0 + K.D_RETX] + R[:, d1 + K.D_RETX]
+        cols["truncated"] = R[:, K.R_TRUNC] != 0
+        cols["vni"] = R[:, K.R_VNI]
+        cols["tunnel"] = [tunnel_name(int(b)) for b in tunbits]
+        cols["outer_src_ip"] = [ip(int(h), int(lo), int(v)) if v else None
+                                for h, lo, v in zip(RU[:, K.RU_OSHI], RU[:, K.RU_OSLO], oipver, strict=True)]
+        cols["outer_dst_ip"] = [ip(int(h), int(lo), int(v)) if v else None
+                                for h, lo, v in zip(RU[:, K.RU_ODHI], RU[:, K.RU_ODLO], oipver, strict=True)]
+        cols["gwlb_endpoint_id"] = [f"{int(v):016x}" if v else None for v in RU[:, K.RU_GWEP]]
+        cols["gwlb_attachment_id"] = [f"{int(v):016x}" if v else None for v in RU[:, K.RU_GWATT]]
+        cols["gwlb_flow_cookie"] = [f"{int(v):08x}" if s else None
+                                    for v, s in zip(RU[:, K.RU_GWCK], R[:, K.R_GWCK_SET], strict=True)]
+        cols["vlan"] = R[:, K.R_VLAN]
+        cols["source"] = [self.current_source] * n
+        payloads, missing = self._payloads(idx, R, cols)
+        cols["missing_bytes"] = missing
+        K.free_records(idx, self.R, self.PT, self.PFREE, self.RFREE, self.G)
+        return EndedFlows(cols, payloads)
+
+    def _stream(self, r: int, d: int, Rr: np.ndarray) -> StreamPrefix:
+        base = K.D0 + d * K.DW
+        contig = int(Rr[base + K.D_CONTIG])
+        maxend = int(Rr[base + K.D_MAXEND])
+        data = b""
+        if contig:
+            pages = self.PT[r, d, : -(-contig // self.page)]
+            data = self.POOL[pages].reshape(-1)[:contig].tobytes()
+        gap_at = None
+        gap_len = 0
+        noo = int(Rr[base + K.D_NOOO])
+        seen_end = min(maxend, self.budget)
+        if (noo or Rr[base + K.D_OOO_LOST]) or (contig < seen_end and not Rr[base + K.D_BUDGET_HIT]):
+            gap_at = contig
+            if noo:
+                gap_len = int(self.OO[r, d, :noo, 0].min()) - contig
+            else:
+                gap_len = max(0, seen_end - contig)
+        elif contig < seen_end and contig < self.budget:
+            gap_at = contig
+            gap_len = seen_end - contig
+        return StreamPrefix(
+            data=data,
+            start_known=int(Rr[base + K.D_HAVE_START]) == 1,
+            gap_at=gap_at,
+            gap_len=gap_len,
+            budget_hit=bool(Rr[base + K.D_BUDGET_HIT]),
+            segments=int(Rr[base + K.D_SEGS]),
+        )
+
+    def _payloads(self, idx: np.ndarray, R: np.ndarray, cols: dict) -> tuple[list[FlowPayload], np.ndarray]:
+        out: list[FlowPayload] = []
+        missing = np.zeros(len(idx), np.int64)
+        if not self.budget:
+            return out, missing
+        d0, d1 = K.D0, K.D0 + K.DW
+        has = (R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0)
+        for j in np.flatnonzero(has):
+            r = int(idx[j])
+            Rr = R[j]
+            proto = int(Rr[K.R_PROTO])
+            fp = FlowPayload(
+                uid=cols["uid"][j], transport=cols["transport"][j], client_ip=cols["client_ip"][j],
+                server_ip=cols["server_ip"][j], client_port=int(cols["client_port"][j]),
+                server_port=int(cols["server_port"][j]), ts_start=int(Rr[K.R_TS_FIRST]) / 1e9,
+            )
+            if proto == 6:
+                fp.to_server = self._stream(r, 0, Rr)
+                fp.to_client = self._stream(r, 1, Rr)
+                missing[j] = fp.to_server.gap_len + fp.to_client.gap_len
+                fp.reset = bool(Rr[K.R_CLOSED] & 4)
+                fp.rejected = (Rr[K.R_HIST] & 1) != 0 and (Rr[K.R_HIST] & 2) == 0 and bool(Rr[K.R_CLOSED] & 4)
+            else:
+                ndg = int(Rr[K.R_NDG])
+                streams = []
+                for d in range(2):
+                    contig = int(Rr[K.D0 + d * K.DW + K.D_CONTIG])
+                    if contig:
+                        pages = self.PT[r, d, : -(-contig // self.page)]
+                        streams.append(self.POOL[pages].reshape(-1)[:contig].tobytes())
+                    else:
+                        streams.append(b"")
+                for k in range(ndg):
+                    d, t, pos, ln, _wire = (int(x) for x in self.DG[r, k])
+                    fp.datagrams.append(Datagram(t / 1e9, d == 0, streams[d][pos : pos + ln]))
+            out.append(fp)
+        return out, missing
+
+
+def conn_state(R: np.ndarray) -> list[str | None]:
+    """Zeek-style conn_state letters from the per-direction TCP flags (None for non-TCP)."""
+    out: list[str | None] = []
+    d0, d1 = K.D0, K.D0 + K.DW
+    for row in R:
+        if row[K.R_PROTO] != 6:
+            out.append(None)
+            continue
+        hist = int(row[K.R_HIST])
+        f0, f1 = int(row[d0 + K.D_FLAGS]), int(row[d1 + K.D_FLAGS])
+        syn = bool(hist & 1)
+        synack = bool(hist & 2)
+        fin0, fin1 = bool(f0 & 1), bool(f1 & 1)
+        rst0, rst1 = bool(f0 & 4), bool(f1 & 4)
+        rst_first = int(row[K.R_RST_FIRST])
+        if not syn and not synack:
+            state = "OTH"
+            if rst0 or rst1:
+                state = "RSTOS0" if False else "OTH"
+        elif syn and not synack:
+            if rst1:
+                state = "REJ"
+            elif rst0:
+                state = "RSTOS0"
+            elif fin0:
+                state = "SH"
+            else:
+                state = "S0"
+        elif synack and not syn:
+            if rst1 or rst0:
+                state = "RSTRH"
+            elif fin1:
+                state = "SHR"
+            else:
+                state = "OTH"
+        else:  # established
+            if rst0 or rst1:
+                state = "RSTO" if rst_first == 0 else "RSTR"
+            elif fin0 and fin1:
+                state = "SF"
+            elif fin0:
+                state = "S2"
+            elif fin1:
+                state = "S3"
+            else:
+                state = "S1"
+        out.append(state)
+    return out
+
+
+def _pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p

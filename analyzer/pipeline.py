@@ -1,0 +1,260 @@
+"""The serial engine: captures -> batches -> decode -> flow table -> dissectors -> frames."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analyzer import schema
+from analyzer.decode import ANOMALY_NAMES, DecodeOptions, decode
+from analyzer.dissect import Facts, FlowPayload, registered
+from analyzer.dissect.base import Dissector
+from analyzer.errors import CaptureError, UsageError
+from analyzer.flows.table import EndedFlows, FlowOptions, FlowTable
+from analyzer.sources.batch import Problem
+from analyzer.sources.readers import expand_paths, read_capture
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Every analysis option, with its default. The CLI exposes these one to one."""
+
+    payload_budget: int = 64 * 1024
+    dissect: bool = True
+    idle_timeout_tcp: float = 300.0
+    idle_timeout_udp: float = 60.0
+    active_timeout: float = 3600.0
+    vxlan_ports: tuple[int, ...] = (4789,)
+    geneve_ports: tuple[int, ...] = (6081,)
+    ja4x: bool = False
+    strict: bool = False
+
+    @staticmethod
+    def from_kwargs(**kwargs: object) -> Options:
+        known = set(Options.__dataclass_fields__)
+        unknown = set(kwargs) - known
+        if unknown:
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        opts = Options(**kwargs)  # type: ignore[arg-type]
+        if opts.payload_budget < 0:
+            raise UsageError("payload_budget must be >= 0")
+        if opts.idle_timeout_tcp <= 0 or opts.idle_timeout_udp <= 0 or opts.active_timeout <= 0:
+            raise UsageError("timeouts must be positive")
+        for p in (*opts.vxlan_ports, *opts.geneve_ports):
+            if not 0 < int(p) < 65536:
+                raise UsageError(f"port {p} is out of range")
+        return opts
+
+
+@dataclass
+class Analysis:
+    """The result of one analysis: pandas frames with declared schemas (see analyzer.schema)."""
+
+    flows: pd.DataFrame
+    tls: pd.DataFrame
+    certs: pd.DataFrame
+    cert_links: pd.DataFrame
+    anomalies: pd.DataFrame
+    sources: pd.DataFrame  # one row per capture: packets read, problems, status
+    stats: dict[str, object] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"<Analysis {len(self.flows)} flows, {len(self.tls)} TLS sessions, "
+                f"{len(self.certs)} certificates, {len(self.anomalies)} anomalies>")
+
+
+SOURCES_SCHEMA = {
+    "source": "string", "packets": "Int64", "status": "string", "problem": "string", "offset": "Int64",
+}  # fmt: skip
+
+
+class _Dissection:
+    """Chooses a dissector per flow (port hint first, then content probes) and gathers facts."""
+
+    def __init__(self, options: Options) -> None:
+        self.dissectors: list[Dissector] = []
+        for d in registered():
+            if d.name == "tls" and options.ja4x:
+                from analyzer.dissect.tls import TLSDissector
+
+                d = TLSDissector(ja4x=True)
+            self.dissectors.append(d)
+        self.by_port: dict[tuple[str, int], list[Dissector]] = {}
+        for d in self.dissectors:
+            for t in d.transports:
+                for p in d.ports:
+                    self.by_port.setdefault((t, p), []).append(d)
+
+    def run(self, fp: FlowPayload) -> Facts | None:
+        hinted = self.by_port.get((fp.transport, fp.server_port), [])
+        for d in (*hinted, *(x for x in self.dissectors if x not in hinted)):
+            if fp.transport not in d.transports:
+                continue
+            try:
+                if not d.probe(fp):
+                    continue
+                return d.dissect(fp)
+            except Exception as exc:  # a dissector bug must not lose the run's results
+                facts = Facts()
+                facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
+                return facts
+        return None
+
+
+class Collector:
+    """Accumulates ended-flow chunks and facts into frames (also used by live mode later)."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.flow_chunks: list[pd.DataFrame] = []
+        self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
+                                                         "anomalies": []}
+        self.dissection = _Dissection(options) if options.dissect else None
+        self.seen_certs: dict[str, dict[str, object]] = {}
+
+    def add(self, ended: EndedFlows) -> None:
+        if not len(ended):
+            return
+        cols = ended.columns
+        extra: dict[str, list[object]] = {}
+        if self.dissection is not None and ended.payloads:
+            pos = {uid: i for i, uid in enumerate(cols["uid"])}
+            n = len(ended)
+            for fp in ended.payloads:
+                facts = self.dissection.run(fp)
+                if facts is None:
+                    continue
+                j = pos[fp.uid]
+                for k, v in facts.flow.items():
+                    extra.setdefault(k, [None] * n)[j] = v
+                self._rows(fp, facts)
+        df = pd.DataFrame({**cols, **extra})
+        self.flow_chunks.append(df)
+
+    def _rows(self, fp: FlowPayload, facts: Facts) -> None:
+        for frame, rows in facts.rows.items():
+            if frame == "certs":
+                for row in rows:
+                    sha = str(row.get("sha256"))
+                    seen = self.seen_certs.get(sha)
+                    if seen is None:
+                        row = dict(row)
+                        row.setdefault("first_seen_uid", fp.uid)
+                        row["sessions"] = 1
+                        self.seen_certs[sha] = row
+                    else:
+                        seen["sessions"] = int(seen.get("sessions") or 0) + 1  # type: ignore[call-overload]
+                continue
+            target = self.rows.setdefault(frame, [])
+            for row in rows:
+                if "uid" not in row:
+                    row = {**row, "uid": fp.uid}
+                if frame == "anomalies":
+                    row = {"layer": "dissect", "ts": fp.ts_start, **row}
+                target.append(row)
+
+    def anomaly(self, **row: object) -> None:
+        self.rows["anomalies"].append(row)
+
+    def finish(self, sources: list[dict[str, object]], stats: dict[str, object]) -> Analysis:
+        if self.flow_chunks:
+            flows = pd.concat(self.flow_chunks, ignore_index=True)
+            for c in ("client_port", "server_port"):
+                flows[c] = flows[c].where(flows[c] >= 0)
+            flows["vni"] = flows["vni"].where(flows["vni"] >= 0)
+            flows["vlan"] = flows["vlan"].where(flows["vlan"] >= 0)
+            flows = schema.conform(flows, schema.FLOWS)
+            flows = flows.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
+        else:
+            flows = schema.empty_frame(schema.FLOWS)
+        certs = list(self.seen_certs.values())
+        return Analysis(
+            flows=flows,
+            tls=schema.frame_from_rows(self.rows.get("tls", []), schema.TLS),
+            certs=schema.frame_from_rows(certs, schema.CERTS),
+            cert_links=schema.frame_from_rows(self.rows.get("cert_links", []), schema.CERT_LINKS),
+            anomalies=schema.frame_from_rows(self.rows.get("anomalies", []), schema.ANOMALIES),
+            sources=schema.frame_from_rows(sources, SOURCES_SCHEMA),
+            stats=stats,
+        )
+
+
+def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None] | None = None,
+            **options: object) -> Analysis:
+    """Read captures (files, directories, globs, '-' for stdin) and return the frames.
+
+    Options (see `Options`): payload_budget, dissect, idle_timeout_tcp, idle_timeout_udp,
+    active_timeout, vxlan_ports, geneve_ports, ja4x, strict. Captures are read in order into one
+    flow table, so flows spanning rotated files are merged. Unreadable captures raise
+    `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
+    become rows of `.sources` and `.anomalies` and a warning.
+    """
+    opts = Options.from_kwargs(**options)
+    files = expand_paths(list(paths) if not isinstance(paths, str) else [paths])
+    if not files:
+        raise CaptureError(str(paths), None, "no capture files found")
+    table = FlowTable(FlowOptions(
+        idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
+        active_timeout=opts.active_timeout, payload_budget=opts.payload_budget,
+        collect_payload=opts.dissect,
+    ))
+    dec = DecodeOptions(vxlan_ports=tuple(opts.vxlan_ports), geneve_ports=tuple(opts.geneve_ports))
+    collector = Collector(opts)
+    sources: list[dict[str, object]] = []
+    total_packets = 0
+    errors: list[CaptureError] = []
+    anomaly_counts: dict[tuple[str, str], int] = {}
+    for path in files:
+        packets = 0
+        status, problem, offset = "ok", None, None
+        try:
+            for batch in read_capture(path):
+                for p in batch.problems:
+                    if opts.strict:
+                        raise CaptureError(p.source, p.offset, p.detail)
+                    status, problem, offset = "partial", p.detail, p.offset
+                    collector.anomaly(source=path, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
+                                      count=1)
+                    if on_problem:
+                        on_problem(p)
+                    else:
+                        where = f" at byte {p.offset}" if p.offset is not None else ""
+                        warnings.warn(f"{path}{where}: {p.detail}; kept what was read before it",
+                                      stacklevel=2)
+                if not len(batch):
+                    continue
+                packets += len(batch)
+                decoded = decode(batch, dec)
+                anoms = decoded.cols[:, 1]
+                if anoms.any():
+                    codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
+                    for code, cnt in zip(codes, counts, strict=True):
+                        key = (path, ANOMALY_NAMES.get(int(code), str(code)))
+                        anomaly_counts[key] = anomaly_counts.get(key, 0) + int(cnt)
+                for ended in table.update(decoded):
+                    collector.add(ended)
+        except CaptureError as exc:
+            if opts.strict:
+                raise
+            errors.append(exc)
+            status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
+            collector.anomaly(source=path, layer="source", kind="unreadable", detail=exc.message,
+                              offset=exc.offset, count=1)
+        total_packets += packets
+        sources.append({"source": path, "packets": packets, "status": status, "problem": problem,
+                        "offset": offset})
+    for ended in table.flush():
+        collector.add(ended)
+    for (path, kind), cnt in anomaly_counts.items():
+        collector.anomaly(source=path, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
+    if total_packets == 0 and errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise CaptureError(errors[0].path, errors[0].offset,
+                           f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
+    stats = {"packets": total_packets, "packets_not_ip": int(table.G[7]), "files": len(files)}
+    return collector.finish(sources, stats)

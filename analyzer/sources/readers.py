@@ -1,0 +1,412 @@
+"""Capture readers: pcap and pcapng (plain, compressed or stdin) -> PacketBatch stream.
+
+Memory is bounded by the chunk size, never by the file size: a file is read in chunks into a
+fresh buffer; the compiled walker finds the complete records in it; the incomplete tail is carried
+to the next chunk.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from analyzer.errors import CaptureError
+from analyzer.sources import _walk
+from analyzer.sources.batch import PacketBatch, Problem
+
+CHUNK_BYTES = 32 << 20
+MAX_RECORD = 16 << 20  # a larger record length is corruption, not a packet
+BATCH_ROWS = 1 << 16
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # microseconds, little-endian
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+COMPRESSION_MAGICS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def _open_decompressed(raw: BinaryIO, head: bytes) -> tuple[BinaryIO, str | None]:
+    for magic, kind in COMPRESSION_MAGICS:
+        if head.startswith(magic):
+            if kind == "gzip":
+                return gzip.GzipFile(fileobj=raw), kind  # type: ignore[return-value]
+            if kind == "bzip2":
+                return bz2.BZ2File(raw), kind  # type: ignore[return-value]
+            if kind == "xz":
+                return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
+            import zstandard
+
+            return zstandard.ZstdDecompressor().stream_reader(raw), kind  # type: ignore[return-value]
+    return raw, None
+
+
+class _Peekable(io.RawIOBase):
+    """A non-seekable stream (stdin) with some bytes already read put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b):  # type: ignore[no-untyped-def]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def open_capture_stream(path: str) -> tuple[BinaryIO, str | None]:
+    """Open `path` (or '-' for stdin) and undo any compression found by content."""
+    if path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+        head = raw.read(6)
+        raw = io.BufferedReader(_Peekable(head, raw))  # type: ignore[arg-type]
+    else:
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
+        except IsADirectoryError:
+            raise CaptureError(path, None, "is a directory") from None
+        except OSError as exc:
+            raise CaptureError(path, None, f"cannot open: {exc.strerror or exc}") from None
+        head = raw.read(6)
+        raw.seek(0)
+    stream, kind = _open_decompressed(raw, head)
+    return stream, kind
+
+
+class _ChunkReader:
+    """Fills numpy buffers from a stream, carrying an incomplete tail forward."""
+
+    def __init__(self, stream: BinaryIO, path: str, chunk: int = CHUNK_BYTES) -> None:
+        self.stream = stream
+        self.path = path
+        self.chunk = chunk
+        self.base = 0  # stream offset of buf[0]
+        self.buf = np.zeros(0, np.uint8)
+        self.end = 0
+        self.eof = False
+
+    def refill(self, keep_from: int, min_size: int = 0) -> None:
+        """Start a new buffer holding buf[keep_from:end] plus as much new data as fits."""
+        tail = self.end - keep_from
+        size = max(self.chunk, tail + min_size, tail * 2)
+        new = np.empty(size, np.uint8)
+        if tail:
+            new[:tail] = self.buf[keep_from : self.end]
+        self.base += keep_from
+        self.buf = new
+        self.end = tail
+        view = memoryview(new)
+        while self.end < size and not self.eof:
+            try:
+                got = self.stream.readinto(view[self.end :])  # type: ignore[attr-defined]
+            except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+                # a damaged compressed stream: keep what was decompressed, report at the end
+                self.eof = True
+                self.error = f"decompression failed: {exc}"
+                break
+            if not got:
+                self.eof = True
+                break
+            self.end += got
+
+    error: str | None = None
+
+
+def _problem(path: str, offset: int | None, kind: str, detail: str) -> Problem:
+    return Problem(source=path, offset=offset, kind=kind, detail=detail)
+
+
+def _alloc_rows(n: int) -> tuple[np.ndarray, ...]:
+    return (
+        np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32),
+        np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.uint32),
+    )  # fmt: skip
+
+
+def read_pcap(reader: _ChunkReader, path: str, header: bytes) -> Iterator[PacketBatch]:
+    order, ts_mult = PCAP_MAGICS[header[:4]]
+    _, _, _, _, snaplen, linktype = struct.unpack(order + "HHiIII", header[4:24])
+    linktype &= 0xFFFF  # upper bits may carry FCS info
+    swap = order == ">"
+    max_caplen = max(snaplen, 262144)
+    max_caplen = min(max_caplen, MAX_RECORD)
+    pos = 24
+    first_index = 0
+    aux = np.zeros(2, np.int64)
+    while True:
+        off, cap, wire, sec, frac, _ = _alloc_rows(BATCH_ROWS)
+        n, pos, status = _walk.walk_pcap(reader.buf, pos, reader.end, swap, max_caplen,
+                                         off, cap, wire, sec, frac, aux)
+        problems: list[Problem] = []
+        stop = False
+        if status == _walk.CORRUPT:
+            problems.append(_problem(path, reader.base + pos, "corrupt_record",
+                                     f"record length {aux[1]} is impossible (snaplen {snaplen})"))
+            stop = True
+        elif status == _walk.NEED_MORE and reader.eof:
+            left = reader.end - pos
+            if left:
+                problems.append(_problem(path, reader.base + pos, "truncated_record",
+                                         f"file ends {left} bytes into a packet record"))
+            stop = True
+        if n:
+            ts = sec[:n].astype(np.int64) * 1_000_000_000 + frac[:n].astype(np.int64) * ts_mult
+            yield PacketBatch(path, reader.buf, off[:n], cap[:n], wire[:n], ts,
+                              np.full(n, linktype, np.int16), first_index, problems)
+            problems = []
+            first_index += n
+        if problems:
+            yield PacketBatch(path, np.zeros(0, np.uint8), off[:0], cap[:0], wire[:0],
+                              np.zeros(0, np.int64), np.zeros(0, np.int16), first_index, problems)
+        if stop:
+            if reader.error:
+                yield _problem_batch(path, reader.base + reader.end, "decompression", reader.error)
+            return
+        if status == _walk.NEED_MORE:
+            need = 0
+            if pos + 16 <= reader.end:
+                need = 16 + int(struct.unpack_from(order + "I", reader.buf, pos + 8)[0])
+            reader.refill(pos, need)
+            pos = 0
+
+
+def _problem_batch(path: str, offset: int | None, kind: str, detail: str) -> PacketBatch:
+    batch = PacketBatch.empty(path)
+    batch.problems.append(_problem(path, offset, kind, detail))
+    return batch
+
+
+_TSRES_NS_CACHE: dict[int, tuple[int, int]] = {}
+
+
+def _tsresol_to_ns(tsresol: int) -> tuple[int, int]:
+    """(multiplier, divisor) turning a raw pcapng timestamp into nanoseconds."""
+    exp = tsresol & 0x7F
+    if tsresol & 0x80:
+        return 1_000_000_000, 1 << exp
+    if exp <= 9:
+        return 10 ** (9 - exp), 1
+    return 1, 10 ** (exp - 9)
+
+
+def _parse_idb(body: bytes, order: str) -> tuple[int, int, int, int]:
+    """Interface Description Block body -> (linktype, snaplen, tsresol, tsoffset_seconds)."""
+    linktype, _, snaplen = struct.unpack_from(order + "HHI", body, 0)
+    tsresol, tsoffset = 6, 0
+    p = 8
+    while p + 4 <= len(body):
+        code, length = struct.unpack_from(order + "HH", body, p)
+        p += 4
+        if code == 0:
+            break
+        value = body[p : p + length]
+        if code == 9 and length >= 1:
+            tsresol = value[0]
+        elif code == 14 and length == 8:
+            tsoffset = struct.unpack(order + "q", value)[0]
+        p += (length + 3) & ~3
+    return linktype, snaplen, tsresol, tsoffset
+
+
+def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
+    pos = 0
+    first_index = 0
+    interfaces: list[tuple[int, int, int, int]] = []
+    order = "<"
+    swap = False
+    aux = np.zeros(2, np.int64)
+    sections = 0
+    while True:
+        # control blocks (SHB, IDB) are parsed here, packet blocks by the compiled walker
+        if reader.end - pos < 12:
+            if reader.eof:
+                if reader.end - pos:
+                    yield _problem_batch(path, reader.base + pos, "truncated_record",
+                                         f"file ends {reader.end - pos} bytes into a block")
+                return
+            reader.refill(pos)
+            pos = 0
+            continue
+        btype_le = struct.unpack_from("<I", reader.buf, pos)[0]
+        if btype_le == 0x0A0D0D0A:
+            if reader.end - pos < 28:
+                if reader.eof:
+                    yield _problem_batch(path, reader.base + pos, "truncated_record",
+                                         "file ends inside a section header")
+                    return
+                reader.refill(pos)
+                pos = 0
+                continue
+            bom = bytes(reader.buf[pos + 8 : pos + 12])
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order, swap = "<", False
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order, swap = ">", True
+            else:
+                msg = f"bad pcapng byte-order magic {bom.hex()}"
+                if sections == 0:
+                    raise CaptureError(path, reader.base + pos + 8, msg)
+                yield _problem_batch(path, reader.base + pos + 8, "corrupt_record", msg)
+                return
+            sections += 1
+            interfaces = []  # interface ids are per section
+        if btype_le == 0x0A0D0D0A or struct.unpack_from(order + "I", reader.buf, pos)[0] == 1:
+            blen = struct.unpack_from(order + "I", reader.buf, pos + 4)[0]
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                yield _problem_batch(path, reader.base + pos, "corrupt_record",
+                                     f"impossible block length {blen}")
+                return
+            if pos + blen > reader.end:
+                if reader.eof:
+                    yield _problem_batch(path, reader.base + pos, "truncated_record",
+                                         f"file ends inside a {blen}-byte block")
+                    return
+                reader.refill(pos, blen)
+                pos = 0
+                continue
+            if btype_le != 0x0A0D0D0A:
+                body = bytes(reader.buf[pos + 8 : pos + blen - 4])
+                if len(body) < 8:
+                    yield _problem_batch(path, reader.base + pos, "corrupt_record",
+                                         "interface description block too short")
+                    return
+                interfaces.append(_parse_idb(body, order))
+            pos += blen
+            continue
+        off, cap, wire, tshi, tslo, ifid = _alloc_rows(BATCH_ROWS)
+        n, pos, status = _walk.walk_pcapng(reader.buf, pos, reader.end, swap, MAX_RECORD,
+                                           off, cap, wire, tshi, tslo, ifid, aux)
+        if n:
+            yield _pcapng_batch(path, reader.buf, off[:n], cap[:n], wire[:n], tshi[:n], tslo[:n],
+                                ifid[:n], interfaces, first_index)
+            first_index += n
+        if status == _walk.CORRUPT:
+            what = {1: f"packet length {aux[1]} exceeds its block",
+                    2: f"impossible block length {aux[1]}",
+                    3: f"block trailer does not repeat the length {aux[1]}"}[int(aux[0])]
+            yield _problem_batch(path, reader.base + pos, "corrupt_record", what)
+            return
+        if status == _walk.NEED_MORE:
+            if reader.eof:
+                if reader.end - pos:
+                    yield _problem_batch(path, reader.base + pos, "truncated_record",
+                                         f"file ends {reader.end - pos} bytes into a block")
+                if reader.error:
+                    yield _problem_batch(path, reader.base + reader.end, "decompression", reader.error)
+                return
+            need = 0
+            if pos + 8 <= reader.end:
+                need = int(struct.unpack_from(order + "I", reader.buf, pos + 4)[0])
+            reader.refill(pos, min(need, MAX_RECORD))
+            pos = 0
+
+
+def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index):  # type: ignore[no-untyped-def]
+    n = len(off)
+    problems: list[Problem] = []
+    linktype = np.zeros(n, np.int16)
+    ts = np.zeros(n, np.int64)
+    raw = (tshi.astype(np.uint64) << np.uint64(32)) | tslo.astype(np.uint64)
+    ids = ifid.astype(np.int64)
+    bad = ids >= len(interfaces)
+    if bad.any():
+        problems.append(_problem(path, None, "unknown_interface",
+                                 f"{int(bad.sum())} packets name an interface that was not described"))
+        keep = ~bad
+        off, cap, wire, raw, ids = off[keep], cap[keep], wire[keep], raw[keep], ids[keep]
+        linktype, ts = linktype[keep], ts[keep]
+    for i, (lt, _snap, tsresol, tsoffset) in enumerate(interfaces):
+        m = ids == i
+        if not m.any():
+            continue
+        linktype[m] = lt
+        mult, div = _tsresol_to_ns(tsresol)
+        r = raw[m]
+        if div == 1:
+            val = r.astype(np.int64) * mult
+        elif mult == 1:
+            val = (r // np.uint64(div)).astype(np.int64)
+        else:  # binary fractions: seconds and fraction separately to stay exact
+            secs = r // np.uint64(div)
+            fr = r % np.uint64(div)
+            val = secs.astype(np.int64) * 1_000_000_000 + (fr * np.uint64(mult) // np.uint64(div)).astype(
+                np.int64)
+        ts[m] = val + tsoffset * 1_000_000_000
+    nots = (raw == np.uint64(0xFFFFFFFFFFFFFFFF))
+    if nots.any():  # Simple Packet Blocks carry no time
+        ts[nots] = 0
+    return PacketBatch(path, buf, off, cap, wire, ts, linktype, first_index, problems)
+
+
+def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
+    """Yield PacketBatches from one capture file ('-' = stdin). Fatal problems raise CaptureError."""
+    stream, _compression = open_capture_stream(path)
+    try:
+        reader = _ChunkReader(stream, path, chunk)
+        reader.refill(0)
+        if reader.end == 0:
+            if reader.error:
+                raise CaptureError(path, 0, reader.error)
+            raise CaptureError(path, 0, "empty file")
+        head = bytes(reader.buf[:24])
+        if head[:4] in PCAP_MAGICS:
+            if reader.end < 24:
+                raise CaptureError(path, reader.end, "file ends inside the pcap file header")
+            yield from read_pcap(reader, path, head)
+        elif head[:4] == PCAPNG_SHB:
+            yield from read_pcapng(reader, path)
+        else:
+            raise CaptureError(path, 0, f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})")
+    finally:
+        stream.close()
+
+
+def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
+    """Files named, directories walked (sorted), globs expanded; '-' stays stdin."""
+    import glob
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [os.fspath(paths)]
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if p == "-":
+            out.append(p)
+        elif os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        elif any(c in p for c in "*?[") and not os.path.exists(p):
+            matches = sorted(glob.glob(p, recursive=True))
+            if not matches:
+                raise CaptureError(p, None, "no file matches this pattern")
+            out.extend(m for m in matches if os.path.isfile(m))
+        else:
+            out.append(p)
+    return out
