@@ -6,6 +6,7 @@
 """
 
 from analyzer._version import __version__
+from analyzer._warm import warm_up
 from analyzer.errors import CaptureError, IntransitError, NeedMoreData, ParseError, UsageError
 from analyzer.pipeline import Analysis, Options, analyze
 from analyzer.schema import FLOWS, FLOWS_CONTRACT
@@ -22,4 +23,5 @@ __all__ = [
     "UsageError",
     "__version__",
     "analyze",
+    "warm_up",
 ]

@@ -152,26 +152,31 @@ TLS: dict[str, str] = {
 
 # One row per distinct certificate, keyed by SHA-256 fingerprint. Owned by dissect/x509.
 CERTS: dict[str, str] = {
-    "sha256": "string",
-    "subject": "string",
+    "sha256": "string",  # lowercase hex of the DER bytes
+    "sha1": "string",  # lowercase hex of the DER bytes (Zeek x509.log and blocklists use it)
+    "subject": "string",  # RFC 4514
     "issuer": "string",
     "subject_cn": "string",
     "issuer_cn": "string",
     "san_dns": "string",  # comma-separated
     "san_ip": "string",
     "serial": "string",
-    "not_before": TS,
+    "not_before": TS,  # NaT when outside the datetime64[ns] range (e.g. 9999-12-31 "no expiry")
     "not_after": TS,
-    "key_type": "string",  # rsa, dsa, ec, ed25519, ed448, dh, unknown
-    "key_bits": "Int32",
+    "not_before_epoch": "Float64",  # the same instants as exact epoch seconds, any year
+    "not_after_epoch": "Float64",
+    "key_type": "string",  # rsa, dsa, ec, ed25519, ed448, x25519, x448, dh, unknown
+    "key_bits": "Int32",  # RSA/DSA/DH modulus bits, EC curve size, ed25519 256, ed448 448
     "key_curve": "string",
+    "key_algorithm": "string",  # SubjectPublicKeyInfo algorithm (name or dotted OID)
     "signature_algorithm": "string",
     "signature_hash": "string",
     "self_issued": "boolean",
     "self_signed": "boolean",  # issuer == subject and the signature verifies with its own key
     "is_ca": "boolean",
     "version": "Int8",
-    "parse_error": "string",
+    "parse_error": "string",  # set when the DER cannot be loaded: the row then has only sha256
+    "field_errors": "string",  # fields that failed on their own ("extensions: ...; ...")
     "first_seen_uid": "string",
     "sessions": "Int64",  # how many sessions presented it
 }

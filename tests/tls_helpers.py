@@ -101,10 +101,13 @@ def flows_from_pcap(path: str | Path, budget: int = 1 << 20) -> list[FlowPayload
     from scapy.layers.inet import IP, TCP
     from scapy.layers.inet6 import IPv6
 
-    try:
-        from scapy.contrib import geneve  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
+    from scapy.packet import Raw
+
+    for contrib in ("geneve", "gtp", "erspan"):
+        try:
+            __import__(f"scapy.contrib.{contrib}")
+        except ImportError:  # pragma: no cover
+            pass
     conns: dict[tuple[tuple[str, int], tuple[str, int]], _Conn] = {}
     order: list[tuple[tuple[str, int], tuple[str, int]]] = []
     with PcapReader(str(path)) as reader:
@@ -116,7 +119,14 @@ def flows_from_pcap(path: str | Path, budget: int = 1 << 20) -> list[FlowPayload
                     tcp = layer
                 layer = layer.payload if layer.payload is not None else None
             if tcp is None:
-                continue
+                # scapy leaves some link types undecoded (BSD loopback carrying IPv6): try the
+                # first Raw payload as an IP packet.
+                raw_layer = pkt.getlayer(Raw)
+                if raw_layer is not None and raw_layer.load[:1] and raw_layer.load[0] >> 4 in (4, 6):
+                    inner = (IP if raw_layer.load[0] >> 4 == 4 else IPv6)(raw_layer.load)
+                    tcp = inner.getlayer(TCP)
+                if tcp is None:
+                    continue
             ip = tcp.underlayer
             if not isinstance(ip, IP | IPv6):
                 continue
@@ -183,8 +193,9 @@ def flows_from_pcap(path: str | Path, budget: int = 1 << 20) -> list[FlowPayload
     return flows
 
 
-def flow_from_bytes(to_server: bytes, to_client: bytes = b"", *, uid: str = "X1", reset: bool = False,
-                    server_port: int = 443) -> FlowPayload:
+def flow_from_bytes(
+    to_server: bytes, to_client: bytes = b"", *, uid: str = "X1", reset: bool = False, server_port: int = 443
+) -> FlowPayload:
     return FlowPayload(
         uid=uid,
         transport="tcp",

@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from analyzer.dissect.base import Datagram, FlowPayload
 
@@ -119,8 +120,9 @@ def udp_flows(path: str | Path, limit: int | None = None) -> list[FlowPayload]:
             if limit is not None and i >= limit:
                 break
             if ng:
-                linktype = meta.linktype
-                ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
+                m: Any = meta
+                linktype = m.linktype
+                ts = ((m.tshigh << 32) | m.tslow) / m.tsresol
             else:
                 linktype = reader.linktype
                 ts = meta.sec + meta.usec / 1e6

@@ -26,7 +26,7 @@ ANOMALY_NAMES = {
 }
 
 TUNNEL_NAMES = ((K.T_MPLS, "mpls"), (K.T_GRE, "gre"), (K.T_ERSPAN, "erspan"), (K.T_IPIP, "ipip"),
-                (K.T_GENEVE, "geneve"), (K.T_VXLAN, "vxlan"))  # fmt: skip
+                (K.T_GTP, "gtp"), (K.T_GENEVE, "geneve"), (K.T_VXLAN, "vxlan"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class DecodedBatch:
 def decode(batch: PacketBatch, options: DecodeOptions | None = None) -> DecodedBatch:
     options = options or DecodeOptions()
     n = len(batch)
-    cols = np.empty((n, K.NI), np.int64)
-    ucols = np.empty((n, K.NU), np.uint64)
+    cols = np.zeros((n, K.NI), np.int64)
+    ucols = np.zeros((n, K.NU), np.uint64)
     if n:
         K.decode_batch(batch.buf, batch.offset, batch.caplen, batch.wirelen, batch.linktype,
                        np.asarray(options.vxlan_ports, np.int64), np.asarray(options.geneve_ports, np.int64),

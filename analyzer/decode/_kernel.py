@@ -35,6 +35,7 @@ T_ERSPAN = 8
 T_IPIP = 16
 T_MPLS = 32
 T_GWLB = 64  # GENEVE carried AWS Gateway Load Balancer TLVs
+T_GTP = 128
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -186,25 +187,21 @@ def _link(buf, o, lim, lt):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports, out_i, out_u):  # type: ignore[no-untyped-def]
-    """Decode n packets into out_i (int64 [n, NI]) and out_u (uint64 [n, NU]) columns."""
+    """Decode n packets into out_i (int64 [n, NI]) and out_u (uint64 [n, NU]) columns (zeroed by the caller)."""
     n = off.shape[0]
     for i in range(n):
         o = off[i]
         lim = o + caplen[i]
-        row = out_i[i]
-        urow = out_u[i]
-        row[:] = 0
-        urow[:] = 0
-        row[C_VNI] = -1
-        row[C_VLAN] = -1
-        row[C_TRUNC] = 1 if wirelen[i] > caplen[i] else 0
+        out_i[i, C_VNI] = -1
+        out_i[i, C_VLAN] = -1
+        out_i[i, C_TRUNC] = 1 if wirelen[i] > caplen[i] else 0
         p, et, vlan, mpls, anom = _link(buf, o, lim, linktype[i])
-        row[C_VLAN] = vlan
+        out_i[i, C_VLAN] = vlan
         tun = T_MPLS if mpls else 0
         if anom != A_NONE or (et != ETH_IPV4 and et != ETH_IPV6):
-            row[C_STATUS] = ST_BAD if anom != A_NONE else ST_NOT_IP
-            row[C_ANOM] = anom
-            row[C_TUN] = tun
+            out_i[i, C_STATUS] = ST_BAD if anom != A_NONE else ST_NOT_IP
+            out_i[i, C_ANOM] = anom
+            out_i[i, C_TUN] = tun
             continue
         # bytes cut from the end of this packet, used to derive lengths when IP says 0 (TSO)
         wire_end_extra = wirelen[i] - caplen[i]
@@ -305,15 +302,15 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if l4len < 0:
                         anom = A_IP_LEN
                         l4len = 0
-            row[C_IPVER] = ipver
-            row[C_PROTO] = proto
-            row[C_IPLEN] = iplen
-            row[C_FRAG] = 0 if (mf == 0 and frag_off == 0) else (1 if frag_off == 0 else 2)
-            row[C_IPID] = ipid
-            urow[U_SHI] = shi
-            urow[U_SLO] = slo
-            urow[U_DHI] = dhi
-            urow[U_DLO] = dlo
+            out_i[i, C_IPVER] = ipver
+            out_i[i, C_PROTO] = proto
+            out_i[i, C_IPLEN] = iplen
+            out_i[i, C_FRAG] = 0 if (mf == 0 and frag_off == 0) else (1 if frag_off == 0 else 2)
+            out_i[i, C_IPID] = ipid
+            out_u[i, U_SHI] = shi
+            out_u[i, U_SLO] = slo
+            out_u[i, U_DHI] = dhi
+            out_u[i, U_DLO] = dlo
             if anom != A_NONE:
                 break
             if frag_off != 0:
@@ -330,20 +327,20 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if dport == gp:
                         is_gen = True
                 if is_vx and l4 + 16 <= lim and (buf[l4 + 8] & 0x08) != 0:
-                    if row[C_TUN] == 0:
-                        urow[U_OSHI] = shi
-                        urow[U_OSLO] = slo
-                        urow[U_ODHI] = dhi
-                        urow[U_ODLO] = dlo
-                        row[C_OIPVER] = ipver
-                    row[C_TUN] |= T_VXLAN
-                    row[C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
+                    if out_i[i, C_TUN] == 0:
+                        out_u[i, U_OSHI] = shi
+                        out_u[i, U_OSLO] = slo
+                        out_u[i, U_ODHI] = dhi
+                        out_u[i, U_ODLO] = dlo
+                        out_i[i, C_OIPVER] = ipver
+                    out_i[i, C_TUN] |= T_VXLAN
+                    out_i[i, C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
                     p2, et, vlan, mpls2, ok = _ethernet(buf, l4 + 16, lim)
                     if not ok:
                         anom = A_TUNNEL_BAD
                         break
                     if vlan >= 0:
-                        row[C_VLAN] = vlan
+                        out_i[i, C_VLAN] = vlan
                     p = p2
                     if et != ETH_IPV4 and et != ETH_IPV6:
                         not_ip = True
@@ -355,14 +352,14 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if l4 + 16 + optlen > lim:
                         anom = A_TUNNEL_BAD
                         break
-                    if row[C_TUN] == 0:
-                        urow[U_OSHI] = shi
-                        urow[U_OSLO] = slo
-                        urow[U_ODHI] = dhi
-                        urow[U_ODLO] = dlo
-                        row[C_OIPVER] = ipver
-                    row[C_TUN] |= T_GENEVE
-                    row[C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
+                    if out_i[i, C_TUN] == 0:
+                        out_u[i, U_OSHI] = shi
+                        out_u[i, U_OSLO] = slo
+                        out_u[i, U_ODHI] = dhi
+                        out_u[i, U_ODLO] = dlo
+                        out_i[i, C_OIPVER] = ipver
+                    out_i[i, C_TUN] |= T_GENEVE
+                    out_i[i, C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
                     q = l4 + 16
                     qend = q + optlen
                     while q + 4 <= qend:
@@ -376,15 +373,15 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                             for k in range(min(olen, 8)):
                                 v = (v << np.uint64(8)) | np.uint64(buf[q + 4 + k])
                             if otype == 1:
-                                urow[U_GWEP] = v
-                                row[C_TUN] |= T_GWLB
+                                out_u[i, U_GWEP] = v
+                                out_i[i, C_TUN] |= T_GWLB
                             elif otype == 2:
-                                urow[U_GWATT] = v
-                                row[C_TUN] |= T_GWLB
+                                out_u[i, U_GWATT] = v
+                                out_i[i, C_TUN] |= T_GWLB
                             elif otype == 3:
-                                urow[U_GWCK] = v
-                                row[C_GWCK_SET] = 1
-                                row[C_TUN] |= T_GWLB
+                                out_u[i, U_GWCK] = v
+                                out_i[i, C_GWCK_SET] = 1
+                                out_i[i, C_TUN] |= T_GWLB
                         q += 4 + olen
                     if gproto == 0x6558:
                         p2, et, vlan, mpls2, ok = _ethernet(buf, qend, lim)
@@ -392,7 +389,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                             anom = A_TUNNEL_BAD
                             break
                         if vlan >= 0:
-                            row[C_VLAN] = vlan
+                            out_i[i, C_VLAN] = vlan
                         p = p2
                     elif gproto == ETH_IPV4 or gproto == ETH_IPV6:
                         et = gproto
@@ -403,6 +400,35 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if et != ETH_IPV4 and et != ETH_IPV6:
                         not_ip = True
                         break
+                    continue
+                if dport == 2152 and l4 + 16 <= lim and (buf[l4 + 8] >> 5) == 1 and buf[l4 + 9] == 0xFF:
+                    # GTP-U G-PDU (mobile core): tshark decapsulates it, so do we
+                    q = l4 + 16
+                    if buf[l4 + 8] & 0x07:
+                        q += 4
+                        nxt = buf[q - 1] if q <= lim else 0
+                        while nxt != 0 and q < lim:
+                            elen = np.int64(buf[q]) * 4
+                            if elen == 0 or q + elen > lim:
+                                break
+                            nxt = buf[q + elen - 1]
+                            q += elen
+                    if q >= lim:
+                        anom = A_TUNNEL_BAD
+                        break
+                    nib = buf[q] >> 4
+                    if nib != 4 and nib != 6:
+                        not_ip = True
+                        break
+                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
+                        out_u[i, U_OSHI] = shi
+                        out_u[i, U_OSLO] = slo
+                        out_u[i, U_ODHI] = dhi
+                        out_u[i, U_ODLO] = dlo
+                        out_i[i, C_OIPVER] = ipver
+                    out_i[i, C_TUN] |= T_GTP
+                    et = ETH_IPV4 if nib == 4 else ETH_IPV6
+                    p = q
                     continue
             if proto == 47 and l4 + 4 <= lim:  # GRE (RFC 2784/2890), ERSPAN II/III
                 gflags = buf[l4]
@@ -427,7 +453,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if gflags & 0x10:
                         q += 8
                     inner_eth = True
-                    row[C_TUN] |= T_ERSPAN
+                    out_i[i, C_TUN] |= T_ERSPAN
                 elif gproto == 0x22EB:  # ERSPAN type III: 12 bytes, + 8 with the O flag
                     if q + 12 > lim:
                         anom = A_TUNNEL_BAD
@@ -435,7 +461,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     o_flag = buf[q + 11] & 0x01
                     q += 12 + (8 if o_flag else 0)
                     inner_eth = True
-                    row[C_TUN] |= T_ERSPAN
+                    out_i[i, C_TUN] |= T_ERSPAN
                 elif gproto == 0x6558:
                     inner_eth = True
                 elif gproto == 0x880B and gver == 1:  # PPP in PPTP GRE
@@ -458,20 +484,20 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                 if q > lim:
                     anom = A_TUNNEL_BAD
                     break
-                if (row[C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP)) == 0:
-                    urow[U_OSHI] = shi
-                    urow[U_OSLO] = slo
-                    urow[U_ODHI] = dhi
-                    urow[U_ODLO] = dlo
-                    row[C_OIPVER] = ipver
-                row[C_TUN] |= T_GRE
+                if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
+                    out_u[i, U_OSHI] = shi
+                    out_u[i, U_OSLO] = slo
+                    out_u[i, U_ODHI] = dhi
+                    out_u[i, U_ODLO] = dlo
+                    out_i[i, C_OIPVER] = ipver
+                out_i[i, C_TUN] |= T_GRE
                 if inner_eth:
                     p2, et, vlan, mpls2, ok = _ethernet(buf, q, lim)
                     if not ok:
                         anom = A_TUNNEL_BAD
                         break
                     if vlan >= 0:
-                        row[C_VLAN] = vlan
+                        out_i[i, C_VLAN] = vlan
                     p = p2
                     if et != ETH_IPV4 and et != ETH_IPV6:
                         not_ip = True
@@ -481,90 +507,90 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     p = q
                 continue
             if proto == 4 or proto == 41:  # IPv4-in-IP, IPv6-in-IP (6in4)
-                if (row[C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP)) == 0:
-                    urow[U_OSHI] = shi
-                    urow[U_OSLO] = slo
-                    urow[U_ODHI] = dhi
-                    urow[U_ODLO] = dlo
-                    row[C_OIPVER] = ipver
-                row[C_TUN] |= T_IPIP
+                if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
+                    out_u[i, U_OSHI] = shi
+                    out_u[i, U_OSLO] = slo
+                    out_u[i, U_ODHI] = dhi
+                    out_u[i, U_ODLO] = dlo
+                    out_i[i, C_OIPVER] = ipver
+                out_i[i, C_TUN] |= T_IPIP
                 et = ETH_IPV4 if proto == 4 else ETH_IPV6
                 p = l4
                 continue
             break
         # ---------------- L4 of the innermost IP ----------------
         if not_ip:
-            row[C_STATUS] = ST_NOT_IP
+            out_i[i, C_STATUS] = ST_NOT_IP
             continue
         if anom != A_NONE and anom != A_L4_TRUNC:
-            row[C_STATUS] = ST_BAD if row[C_IPVER] == 0 else ST_OK
-            row[C_ANOM] = anom
-            if row[C_IPVER] == 0:
+            out_i[i, C_STATUS] = ST_BAD if out_i[i, C_IPVER] == 0 else ST_OK
+            out_i[i, C_ANOM] = anom
+            if out_i[i, C_IPVER] == 0:
                 continue
             # IP addresses are known: still a flow (ports 0), never dropped
-            row[C_PLOFF] = 0
+            out_i[i, C_PLOFF] = 0
             continue
-        row[C_STATUS] = ST_OK
-        if row[C_FRAG] == 2:
-            row[C_PLOFF] = l4
-            row[C_PLCAP] = max(0, min(lim, l4 + l4len) - l4)
-            row[C_PLLEN] = l4len
+        out_i[i, C_STATUS] = ST_OK
+        if out_i[i, C_FRAG] == 2:
+            out_i[i, C_PLOFF] = l4
+            out_i[i, C_PLCAP] = max(0, min(lim, l4 + l4len) - l4)
+            out_i[i, C_PLLEN] = l4len
             continue
         if proto == 6:
             if l4 + 20 > lim:
-                row[C_ANOM] = A_L4_TRUNC
+                out_i[i, C_ANOM] = A_L4_TRUNC
                 if l4 + 4 <= lim:
-                    row[C_SPORT] = _be16(buf, l4)
-                    row[C_DPORT] = _be16(buf, l4 + 2)
+                    out_i[i, C_SPORT] = _be16(buf, l4)
+                    out_i[i, C_DPORT] = _be16(buf, l4 + 2)
                 if l4 + 14 <= lim:
-                    row[C_SEQ] = _be32(buf, l4 + 4)
-                    row[C_ACK] = _be32(buf, l4 + 8)
-                    row[C_FLAGS] = buf[l4 + 13]
-                    row[C_PLLEN] = max(0, l4len - ((buf[l4 + 12] >> 4) * 4))
+                    out_i[i, C_SEQ] = _be32(buf, l4 + 4)
+                    out_i[i, C_ACK] = _be32(buf, l4 + 8)
+                    out_i[i, C_FLAGS] = buf[l4 + 13]
+                    out_i[i, C_PLLEN] = max(0, l4len - ((buf[l4 + 12] >> 4) * 4))
                 continue
             doff = (buf[l4 + 12] >> 4) * 4
-            row[C_SPORT] = _be16(buf, l4)
-            row[C_DPORT] = _be16(buf, l4 + 2)
-            row[C_SEQ] = _be32(buf, l4 + 4)
-            row[C_ACK] = _be32(buf, l4 + 8)
-            row[C_FLAGS] = buf[l4 + 13]
+            out_i[i, C_SPORT] = _be16(buf, l4)
+            out_i[i, C_DPORT] = _be16(buf, l4 + 2)
+            out_i[i, C_SEQ] = _be32(buf, l4 + 4)
+            out_i[i, C_ACK] = _be32(buf, l4 + 8)
+            out_i[i, C_FLAGS] = buf[l4 + 13]
             if doff < 20 or doff > l4len:
-                row[C_ANOM] = A_L4_BAD
+                out_i[i, C_ANOM] = A_L4_BAD
                 continue
             pl = l4 + doff
-            row[C_PLOFF] = pl
-            row[C_PLLEN] = l4len - doff
-            row[C_PLCAP] = max(0, min(lim, pl + (l4len - doff)) - pl)
+            out_i[i, C_PLOFF] = pl
+            out_i[i, C_PLLEN] = l4len - doff
+            out_i[i, C_PLCAP] = max(0, min(lim, pl + (l4len - doff)) - pl)
         elif proto == 17 or proto == 136:  # UDP, UDP-Lite
             if l4 + 8 > lim:
-                row[C_ANOM] = A_L4_TRUNC
+                out_i[i, C_ANOM] = A_L4_TRUNC
                 if l4 + 4 <= lim:
-                    row[C_SPORT] = _be16(buf, l4)
-                    row[C_DPORT] = _be16(buf, l4 + 2)
-                row[C_PLLEN] = max(0, l4len - 8)
+                    out_i[i, C_SPORT] = _be16(buf, l4)
+                    out_i[i, C_DPORT] = _be16(buf, l4 + 2)
+                out_i[i, C_PLLEN] = max(0, l4len - 8)
                 continue
-            row[C_SPORT] = _be16(buf, l4)
-            row[C_DPORT] = _be16(buf, l4 + 2)
+            out_i[i, C_SPORT] = _be16(buf, l4)
+            out_i[i, C_DPORT] = _be16(buf, l4 + 2)
             pl = l4 + 8
-            row[C_PLOFF] = pl
-            row[C_PLLEN] = max(0, l4len - 8)
-            row[C_PLCAP] = max(0, min(lim, pl + l4len - 8) - pl)
+            out_i[i, C_PLOFF] = pl
+            out_i[i, C_PLLEN] = max(0, l4len - 8)
+            out_i[i, C_PLCAP] = max(0, min(lim, pl + l4len - 8) - pl)
         elif proto == 1 or proto == 58:  # ICMP/ICMPv6: type and code in the port columns
             if l4 + 4 > lim:
-                row[C_ANOM] = A_L4_TRUNC
+                out_i[i, C_ANOM] = A_L4_TRUNC
                 continue
-            row[C_SPORT] = buf[l4]
-            row[C_DPORT] = buf[l4 + 1]
-            row[C_PLLEN] = max(0, l4len - 4)
+            out_i[i, C_SPORT] = buf[l4]
+            out_i[i, C_DPORT] = buf[l4 + 1]
+            out_i[i, C_PLLEN] = max(0, l4len - 4)
         elif proto == 132 or proto == 33:  # SCTP / DCCP ports
             if l4 + 4 <= lim:
-                row[C_SPORT] = _be16(buf, l4)
-                row[C_DPORT] = _be16(buf, l4 + 2)
-            row[C_PLLEN] = max(0, l4len)
+                out_i[i, C_SPORT] = _be16(buf, l4)
+                out_i[i, C_DPORT] = _be16(buf, l4 + 2)
+            out_i[i, C_PLLEN] = max(0, l4len)
         else:  # ESP, AH, GRE (not decapsulated), OSPF, ...: a flow by addresses and protocol
-            row[C_PLLEN] = max(0, l4len)
+            out_i[i, C_PLLEN] = max(0, l4len)
             if proto == 50 and l4 + 4 <= lim:  # ESP: the SPI identifies the SA
-                row[C_SPI] = _be32(buf, l4)
+                out_i[i, C_SPI] = _be32(buf, l4)
 
 
 # int64 columns

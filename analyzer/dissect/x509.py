@@ -9,10 +9,10 @@ Facts, not judgements; the decisions taken here:
 - `sha256` / `sha1`: lowercase hex fingerprints of the DER bytes (the certificate key is sha256).
 - `serial`: the serial number in uppercase hex, padded to an even number of digits as OpenSSL
   and Zeek print it; negative serials (forbidden by RFC 5280, still seen) get a leading "-".
-- `not_before` / `not_after`: epoch seconds (float). The frame stores them as
-  datetime64[ns, UTC], which ends in 1677 and 2262; values outside that range (RFC 5280's
-  "no expiry" 9999-12-31, or fuzzed years) are clamped to it there, and the exact values are
-  kept in `not_before_epoch` / `not_after_epoch`.
+- `not_before` / `not_after`: epoch seconds (float), exact, also for dates outside the
+  datetime64[ns] range of the frame (RFC 5280's "no expiry" 9999-12-31, fuzzed years): the
+  frame's timestamp columns show those as NaT (`analyzer.schema.conform`), and the same exact
+  values are kept in the float columns `not_before_epoch` / `not_after_epoch`.
 - `key_type`: rsa, dsa, ec, ed25519, ed448, x25519, x448, dh, or unknown (a key `cryptography`
   cannot load, e.g. GOST or post-quantum; `key_algorithm` then names the SPKI algorithm).
 - `key_bits`: RSA / DSA / DH: modulus (prime) bits; EC: the curve's size (secp256r1 256,
@@ -62,10 +62,6 @@ __all__ = ["CertificateCache", "fingerprint", "hostname_matches", "parse_certifi
 
 Row = dict[str, Any]
 
-# datetime64[ns] covers 1677-09-21 .. 2262-04-11: the frame columns are clamped into this range
-_TS_MIN = -9_223_372_036.0
-_TS_MAX = 9_223_372_036.0
-
 # Signature OIDs whose hash `cryptography` does not name (it raises UnsupportedAlgorithm).
 _SIG_HASH_BY_OID = {
     "1.2.840.113549.1.1.2": "md2",  # md2WithRSAEncryption
@@ -80,6 +76,9 @@ _SIG_HASH_BY_OID = {
     "1.2.643.7.1.1.3.3": "streebog512",
     "1.2.156.10197.1.501": "sm3",  # SM2 with SM3
 }
+
+# RSASSA-PKCS1-v1_5 signature OIDs: md2, md4, md5, sha1, sha256, sha384, sha512, sha224 WithRSAEncryption
+_RSA_PKCS1 = frozenset(f"1.2.840.113549.1.1.{n}" for n in (2, 3, 4, 5, 11, 12, 13, 14)) | {"1.3.14.3.2.29"}
 
 # PKCS#1 v1.5 DigestInfo prefixes, for the pure-Python RSA fallback (RFC 8017 section 9.2 note 1)
 _DIGEST_INFO = {
@@ -120,10 +119,6 @@ def _epoch(when: _dt.datetime) -> float:
     return when.timestamp()
 
 
-def _clamp(seconds: float) -> float:
-    return min(max(seconds, _TS_MIN), _TS_MAX)
-
-
 def _serial_hex(serial: int) -> str:
     digits = f"{abs(serial):X}"
     if len(digits) % 2:
@@ -157,6 +152,119 @@ def _key_facts(key: object) -> tuple[str, int | None, str | None]:
     if isinstance(key, dh.DHPublicKey):
         return "dh", key.key_size, None
     return "unknown", None, None
+
+
+# --- a tolerant DER reader, for what cryptography refuses ----------------------------------------
+# Old and odd certificates break DER rules that do not matter to the facts we want (an explicitly
+# encoded DEFAULT in basicConstraints, explicit EC curve parameters as in CVE-2020-0601). When
+# cryptography refuses a part, these few lines read the SAN, basicConstraints and EC key size.
+
+_OID_BASIC_CONSTRAINTS = bytes.fromhex("551d13")
+_OID_SAN = bytes.fromhex("551d11")
+_OID_PRIME_FIELD = bytes.fromhex("2a8648ce3d0101")
+
+
+def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag, content start, content end) of each TLV in buf[start:end]; ValueError if malformed."""
+    out = []
+    pos = start
+    while pos < end:
+        if pos + 2 > end:
+            raise ValueError("truncated TLV")
+        tag, n = buf[pos], buf[pos + 1]
+        pos += 2
+        if n & 0x80:
+            k = n & 0x7F
+            if not 0 < k <= 4 or pos + k > end:
+                raise ValueError("bad length")
+            n = int.from_bytes(buf[pos : pos + k], "big")
+            pos += k
+        if pos + n > end:
+            raise ValueError("length past the end")
+        out.append((tag, pos, pos + n))
+        pos += n
+    return out
+
+
+def _tbs_fields(tbs: bytes) -> list[tuple[int, int, int]]:
+    (tag, start, end), *_ = _children(tbs, 0, len(tbs))
+    if tag != 0x30:
+        raise ValueError("TBSCertificate is not a SEQUENCE")
+    return _children(tbs, start, end)
+
+
+def _sequence(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """The children of the single SEQUENCE in buf[start:end]."""
+    (tag, s, e), *_ = _children(buf, start, end)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE")
+    return _children(buf, s, e)
+
+
+def _tolerant_extensions(tbs: bytes) -> tuple[bool | None, tuple[str, ...], tuple[str, ...]]:
+    """(is_ca, SAN dNSNames, SAN iPAddresses) read without DER strictness, extension by extension;
+    is_ca is None when a basicConstraints extension is present but unreadable."""
+    is_ca: bool | None = False
+    dns: list[str] = []
+    ips: list[str] = []
+    for tag, start, end in _tbs_fields(tbs):
+        if tag != 0xA3:  # [3] extensions
+            continue
+        for _, es, ee in _sequence(tbs, start, end):
+            parts = _children(tbs, es, ee)
+            oid = tbs[parts[0][1] : parts[0][2]]
+            _, vs, ve = parts[-1]  # extnValue OCTET STRING
+            try:
+                if oid == _OID_BASIC_CONSTRAINTS:
+                    inner = _sequence(tbs, vs, ve)
+                    is_ca = bool(inner) and inner[0][0] == 0x01 and any(tbs[inner[0][1] : inner[0][2]])
+                elif oid == _OID_SAN:
+                    for gtag, gs, ge in _sequence(tbs, vs, ve):
+                        if gtag == 0x82:
+                            dns.append(tbs[gs:ge].decode("latin-1"))
+                        elif gtag == 0x87 and ge - gs in (4, 16):
+                            ips.append(str(ipaddress.ip_address(tbs[gs:ge])))
+            except ValueError:
+                if oid == _OID_BASIC_CONSTRAINTS:
+                    is_ca = None
+    return is_ca, tuple(dns), tuple(ips)
+
+
+def _tolerant_ec_key(tbs: bytes) -> tuple[int | None, str]:
+    """(bits, curve) of an EC key cryptography refuses: "explicit" parameters give the prime's
+    size; an unknown named curve gives its dotted OID."""
+    fields = [f for f in _tbs_fields(tbs) if f[0] == 0x30]
+    # SEQUENCE fields of the TBS in order: signature, issuer, validity, subject, subjectPublicKeyInfo
+    _, s, e = fields[4]
+    (_, algs, alge), *_ = _children(tbs, s, e)
+    alg = _children(tbs, algs, alge)
+    if len(alg) < 2:
+        return None, "unknown"
+    ptag, ps, pe = alg[1]
+    if ptag == 0x06:
+        return None, _decode_oid(tbs[ps:pe])
+    if ptag != 0x30:
+        return None, "unknown"
+    _, field_id = _children(tbs, ps, pe)[:2]
+    ftype, fvalue = _children(tbs, field_id[1], field_id[2])[:2]
+    if tbs[ftype[1] : ftype[2]] != _OID_PRIME_FIELD:
+        return None, "explicit"
+    prime = int.from_bytes(tbs[fvalue[1] : fvalue[2]], "big")
+    return prime.bit_length(), "explicit"
+
+
+def _decode_oid(body: bytes) -> str:
+    arcs: list[int] = []
+    value = 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        raise ValueError("empty OID")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
 
 
 def _rsa_pkcs1_verify_py(key: rsa.RSAPublicKey, signature: bytes, data: bytes, hash_name: str) -> bool:
@@ -193,6 +301,12 @@ def _verify_self(cert: x509.Certificate, key: object) -> bool | None:
         hash_alg = cert.signature_hash_algorithm
     except Exception:
         return None
+    if (
+        isinstance(key, rsa.RSAPublicKey)
+        and params is None
+        and cert.signature_algorithm_oid.dotted_string in _RSA_PKCS1
+    ):
+        params = padding.PKCS1v15()  # cryptography gives no parameters for md5WithRSAEncryption
     try:
         if isinstance(key, rsa.RSAPublicKey) and isinstance(params, padding.AsymmetricPadding):
             if hash_alg is None:
@@ -229,24 +343,29 @@ class _Entry:
     parsed: bool = True
 
 
-def _load(der: bytes) -> tuple[x509.Certificate, list[str]]:
-    """Load, turning cryptography's warnings (e.g. a non-positive serial) into notes."""
+def _parse(der: bytes, sha256: str) -> _Entry:
+    # cryptography warns about some encodings (a serial number that is not positive, ...) on load
+    # and again on access: record those as notes instead of letting them reach the caller.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cert = x509.load_der_x509_certificate(der)
-    return cert, [f"warning: {str(w.message)[:120]}" for w in caught]
+        entry = _parse_fields(der, sha256)
+    if caught and entry.parsed:
+        notes = dict.fromkeys(f"warning: {str(w.message)[:120]}" for w in caught)
+        errors = entry.row["field_errors"]
+        entry.row["field_errors"] = "; ".join([*notes, *([errors] if errors else [])])
+    return entry
 
 
-def _parse(der: bytes, sha256: str) -> _Entry:
+def _parse_fields(der: bytes, sha256: str) -> _Entry:
     try:
-        cert, notes = _load(der)
+        cert = x509.load_der_x509_certificate(der)
     except Exception as exc:
         return _Entry(row={"sha256": sha256, "parse_error": _short(exc)}, parsed=False)
 
     row: Row = dict.fromkeys(_ROW_KEYS)
     row["sha256"] = sha256
     row["sha1"] = hashlib.sha1(der, usedforsecurity=False).hexdigest()
-    errors: list[str] = list(notes)
+    errors: list[str] = []
     entry = _Entry(row=row)
 
     def attempt(field: str, fn: Any) -> Any:
@@ -275,9 +394,9 @@ def _parse(der: bytes, sha256: str) -> _Entry:
     nb = attempt("not_before", lambda: _epoch(cert.not_valid_before_utc))
     na = attempt("not_after", lambda: _epoch(cert.not_valid_after_utc))
     if nb is not None:
-        row["not_before_epoch"], row["not_before"] = nb, _clamp(nb)
+        row["not_before_epoch"] = row["not_before"] = nb
     if na is not None:
-        row["not_after_epoch"], row["not_after"] = na, _clamp(na)
+        row["not_after_epoch"] = row["not_after"] = na
 
     sig_oid = attempt("signature_algorithm", lambda: cert.signature_algorithm_oid)
     if sig_oid is not None:
@@ -296,9 +415,21 @@ def _parse(der: bytes, sha256: str) -> _Entry:
     except Exception as exc:
         row["key_type"] = "unknown"
         errors.append(f"public_key: {_short(exc)}")
+        if row["key_algorithm"] == "id-ecPublicKey":
+            try:
+                row["key_bits"], row["key_curve"] = _tolerant_ec_key(cert.tbs_certificate_bytes)
+                row["key_type"] = "ec"
+            except Exception:
+                pass
 
     extensions = attempt("extensions", lambda: cert.extensions)
-    if extensions is not None:
+    if extensions is None:
+        try:
+            row["is_ca"], entry.dns, entry.ips = _tolerant_extensions(cert.tbs_certificate_bytes)
+            errors[-1] += " (basicConstraints and subjectAltName read leniently)"
+        except Exception:
+            pass
+    else:
         row["is_ca"] = False
         for ext in extensions:
             value = ext.value
@@ -307,8 +438,8 @@ def _parse(der: bytes, sha256: str) -> _Entry:
             elif isinstance(value, x509.SubjectAlternativeName):
                 entry.dns = tuple(value.get_values_for_type(x509.DNSName))
                 entry.ips = tuple(str(ip) for ip in value.get_values_for_type(x509.IPAddress))
-        row["san_dns"] = ",".join(entry.dns) if entry.dns else None
-        row["san_ip"] = ",".join(entry.ips) if entry.ips else None
+    row["san_dns"] = ",".join(entry.dns) if entry.dns else None
+    row["san_ip"] = ",".join(entry.ips) if entry.ips else None
 
     if row["self_issued"] is False:
         row["self_signed"] = False
@@ -361,7 +492,7 @@ def hostname_matches(patterns: Iterable[str], hostname: str) -> bool:
     if ip is not None:
         return any(_as_ip(p.strip()) == ip for p in patterns)
     host_labels = host.split(".")
-    if "" in host_labels:
+    if "" in host_labels or "*" in host:
         return False
     for pattern in patterns:
         pat = pattern.lower()

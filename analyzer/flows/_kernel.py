@@ -332,8 +332,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     budget = O[O_BUDGET]
     npg = O[O_NPG]
     for i in range(start, n):
-        c = cols[i]
-        if c[C_STATUS] == ST_NOT_IP or c[C_IPVER] == 0:
+        if cols[i, C_STATUS] == ST_NOT_IP or cols[i, C_IPVER] == 0:
             G[G_NOT_IP] += 1
             continue
         # resources for the worst case of this packet, checked before any change
@@ -348,17 +347,16 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         t = ts[i]
         if t > G[G_NOW]:
             G[G_NOW] = t
-        u = ucols[i]
-        proto = c[C_PROTO]
-        sport = c[C_SPORT]
-        dport = c[C_DPORT]
-        flags = c[C_FLAGS] if proto == 6 else 0
-        frag = c[C_FRAG]
+        proto = cols[i, C_PROTO]
+        sport = cols[i, C_SPORT]
+        dport = cols[i, C_DPORT]
+        flags = cols[i, C_FLAGS] if proto == 6 else 0
+        frag = cols[i, C_FRAG]
         # fragments: later fragments take the ports of their first fragment
         if frag != 0:
-            fh = np.int64(_hash(np.uint64(c[C_IPID]), u[U_SHI], u[U_SLO], u[U_DHI], u[U_DLO], 0, 0, proto)
+            fh = np.int64(_hash(np.uint64(cols[i, C_IPID]), ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 0, 0, proto)
                           & np.uint64(FRAG.shape[0] - 1))
-            key = np.int64(_hash(np.uint64(c[C_IPID]), u[U_SHI], u[U_SLO], u[U_DHI], u[U_DLO], 1, 1, proto)
+            key = np.int64(_hash(np.uint64(cols[i, C_IPID]), ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 1, 1, proto)
                            >> np.uint64(1))
             if frag == 1:
                 FRAG[fh, 0] = key
@@ -378,15 +376,15 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         if proto == 50:  # ESP: one flow per SA (SPI) and direction pair
             sport = 0
             dport = 0
-        tun = np.uint64(c[C_VNI] + 1) | (np.uint64(c[C_TUN] & 3) << np.uint64(32)) | (
-            u[U_GWEP] << np.uint64(34))
+        tun = np.uint64(cols[i, C_VNI] + 1) | (np.uint64(cols[i, C_TUN] & 3) << np.uint64(32)) | (
+            ucols[i, U_GWEP] << np.uint64(34))
         # canonical orientation: A = the lower (address, port)
-        s_first = (u[U_SHI] < u[U_DHI]) or (u[U_SHI] == u[U_DHI] and (
-            u[U_SLO] < u[U_DLO] or (u[U_SLO] == u[U_DLO] and sport <= dport)))
+        s_first = (ucols[i, U_SHI] < ucols[i, U_DHI]) or (ucols[i, U_SHI] == ucols[i, U_DHI] and (
+            ucols[i, U_SLO] < ucols[i, U_DLO] or (ucols[i, U_SLO] == ucols[i, U_DLO] and sport <= dport)))
         if s_first:
-            ahi, alo, bhi, blo, pa, pb = u[U_SHI], u[U_SLO], u[U_DHI], u[U_DLO], sport, dport
+            ahi, alo, bhi, blo, pa, pb = ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], sport, dport
         else:
-            ahi, alo, bhi, blo, pa, pb = u[U_DHI], u[U_DLO], u[U_SHI], u[U_SLO], dport, sport
+            ahi, alo, bhi, blo, pa, pb = ucols[i, U_DHI], ucols[i, U_DLO], ucols[i, U_SHI], ucols[i, U_SLO], dport, sport
         r, slot = _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto)
         if r >= 0:
             idle = t - R[r, R_TS_LAST]
@@ -400,7 +398,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                     (R[r, R_CLOSED] & 3) == 3 or (R[r, R_CLOSED] & 4) != 0):
                 # a new connection reusing the ports of a closed one (not a retransmitted SYN)
                 dt = 0 if (s_first == (R[r, R_CLIENT_IS_A] == 1)) else 1
-                if ((c[C_SEQ] + 1) & 0xFFFFFFFF) != R[r, D0 + dt * DW + D_START] or (
+                if ((cols[i, C_SEQ] + 1) & 0xFFFFFFFF) != R[r, D0 + dt * DW + D_START] or (
                         R[r, D0 + dt * DW + D_HAVE_START] != 1):
                     reason = 4
             if reason:
@@ -412,7 +410,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 G[G_HT_TOMB] -= 1
             HT[slot] = r
             G[G_HT_LIVE] += 1
-            R[r, R_IPVER] = c[C_IPVER]
+            R[r, R_IPVER] = cols[i, C_IPVER]
             R[r, R_TS_FIRST] = t
             R[r, R_FIRST_PKT] = G[G_PKT_BASE] + i
             # who is the client?
@@ -440,29 +438,29 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                     by = 3
             R[r, R_CLIENT_BY] = by
             R[r, R_CLIENT_IS_A] = 1 if client_src == s_first else 0
-            R[r, R_VNI] = c[C_VNI]
-            R[r, R_TUNBITS] = c[C_TUN]
-            R[r, R_OIPVER] = c[C_OIPVER]
-            R[r, R_VLAN] = c[C_VLAN]
-            R[r, R_SPI] = c[C_SPI]
-            R[r, R_ICMP] = (icmp_t << 8) | (c[C_DPORT] & 0xFF) if icmp_t >= 0 else -1
-            RU[r, RU_OSHI] = u[U_OSHI]
-            RU[r, RU_OSLO] = u[U_OSLO]
-            RU[r, RU_ODHI] = u[U_ODHI]
-            RU[r, RU_ODLO] = u[U_ODLO]
-            RU[r, RU_GWEP] = u[U_GWEP]
-            RU[r, RU_GWATT] = u[U_GWATT]
-            RU[r, RU_GWCK] = u[U_GWCK]
-            R[r, R_GWCK_SET] = c[C_GWCK_SET]
+            R[r, R_VNI] = cols[i, C_VNI]
+            R[r, R_TUNBITS] = cols[i, C_TUN]
+            R[r, R_OIPVER] = cols[i, C_OIPVER]
+            R[r, R_VLAN] = cols[i, C_VLAN]
+            R[r, R_SPI] = cols[i, C_SPI]
+            R[r, R_ICMP] = (icmp_t << 8) | (cols[i, C_DPORT] & 0xFF) if icmp_t >= 0 else -1
+            RU[r, RU_OSHI] = ucols[i, U_OSHI]
+            RU[r, RU_OSLO] = ucols[i, U_OSLO]
+            RU[r, RU_ODHI] = ucols[i, U_ODHI]
+            RU[r, RU_ODLO] = ucols[i, U_ODLO]
+            RU[r, RU_GWEP] = ucols[i, U_GWEP]
+            RU[r, RU_GWATT] = ucols[i, U_GWATT]
+            RU[r, RU_GWCK] = ucols[i, U_GWCK]
+            R[r, R_GWCK_SET] = cols[i, C_GWCK_SET]
         # direction relative to the client
         d = 0 if (s_first == (R[r, R_CLIENT_IS_A] == 1)) else 1
         base = D0 + d * DW
         R[r, R_TS_LAST] = t
         R[r, base + D_PKTS] += 1
-        R[r, base + D_IPB] += c[C_IPLEN]
-        pl_len = c[C_PLLEN]
+        R[r, base + D_IPB] += cols[i, C_IPLEN]
+        pl_len = cols[i, C_PLLEN]
         R[r, base + D_PLB] += pl_len
-        R[r, R_TRUNC] |= c[C_TRUNC]
+        R[r, R_TRUNC] |= cols[i, C_TRUNC]
         if frag == 2 and sport == 0 and dport == 0 and proto != 1 and proto != 58:
             R[r, R_ORPHAN_FRAGS] += 1
         if proto == 6:
@@ -480,7 +478,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                     R[r, R_RST_FIRST] = d
             if frag == 2:
                 continue
-            seq = c[C_SEQ]
+            seq = cols[i, C_SEQ]
             if flags & SYN:
                 if R[r, base + D_HAVE_START] != 1:
                     R[r, base + D_START] = (seq + 1) & 0xFFFFFFFF
@@ -498,7 +496,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 R[r, base + D_RETX] += min(end, maxend) - rel
             if end > maxend:
                 R[r, base + D_MAXEND] = end
-            cap = c[C_PLCAP]
+            cap = cols[i, C_PLCAP]
             if budget <= 0 or cap <= 0 or rel < 0:
                 continue
             contig = R[r, base + D_CONTIG]
@@ -511,12 +509,12 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 continue
             R[r, base + D_SEGS] += 1
             if rel <= contig:  # first copy wins for bytes already in the prefix
-                _write(r, d, contig, hi, c[C_PLOFF] + (contig - rel), buf, PT, POOL, G, PFREE, page)
+                _write(r, d, contig, hi, cols[i, C_PLOFF] + (contig - rel), buf, PT, POOL, G, PFREE, page)
                 R[r, base + D_CONTIG] = hi
                 if R[r, base + D_NOOO]:
                     _absorb(r, d, R, OO)
             else:
-                _write(r, d, rel, hi, c[C_PLOFF], buf, PT, POOL, G, PFREE, page)
+                _write(r, d, rel, hi, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
                 k = R[r, base + D_NOOO]
                 if k < NOOO:
                     OO[r, d, k, 0] = rel
@@ -525,12 +523,12 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 else:
                     R[r, base + D_OOO_LOST] += 1
         elif proto == 17 or proto == 136:
-            cap = c[C_PLCAP]
+            cap = cols[i, C_PLCAP]
             k = R[r, R_NDG]
             if budget > 0 and cap > 0 and k < MAXDG and frag != 2:
                 contig = R[r, base + D_CONTIG]
                 if contig + cap <= budget:
-                    _write(r, d, contig, contig + cap, c[C_PLOFF], buf, PT, POOL, G, PFREE, page)
+                    _write(r, d, contig, contig + cap, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
                     R[r, base + D_CONTIG] = contig + cap
                     DG[r, k, 0] = d
                     DG[r, k, 1] = t

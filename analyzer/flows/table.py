@@ -18,7 +18,7 @@ import numpy as np
 from analyzer.decode import DecodedBatch, tunnel_name
 from analyzer.dissect.base import Datagram, FlowPayload, StreamPrefix
 from analyzer.flows import _kernel as K
-from analyzer.flows.community_id import community_id
+from analyzer.flows.community_id import community_id_packed
 
 SERVICE_PORTS = (
     443, 8443, 8080, 8000, 8008, 8888, 3306, 5432, 6379, 27017, 9200, 9300, 5671, 5672, 1883, 8883,
@@ -51,7 +51,9 @@ def _flag_letters(v: int) -> str:
     return "".join(ch for bit, ch in TCP_FLAG_LETTERS if v & bit)
 
 
-_FLAG_STR = [_flag_letters(v) for v in range(256)]
+_FLAG_TABLE = np.array([_flag_letters(v) for v in range(256)], dtype=object)
+_TRANSPORT_TABLE = np.array([TRANSPORT.get(p, f"ip-{p}") for p in range(256)], dtype=object)
+_TUNNEL_TABLE = np.array([tunnel_name(b) for b in range(256)], dtype=object)
 
 
 @dataclass(slots=True)
@@ -63,6 +65,9 @@ class EndedFlows:
 
     def __len__(self) -> int:
         return len(self.columns["uid"])
+
+
+EXPORT_CHUNK = 4096  # ended flows exported together (each export has a fixed cost)
 
 
 class FlowTable:
@@ -89,12 +94,14 @@ class FlowTable:
         self.svc[:1024] = True
         self.svc[list(SERVICE_PORTS)] = True
         self.FRAG = np.zeros((4096, 3), np.int64)
-        self.ENDED = np.zeros(8192, np.int64)
+        self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
         self._alloc_records(capacity)
         self._alloc_pool(max(4 * npg, 1024))
         self.sources: dict[int, str] = {}
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
+        self._last_expire = -(1 << 62)
+        self.current_source = ""
 
     # ---------------------------------------------------------------- allocation
     def _alloc_records(self, cap: int) -> None:
@@ -164,18 +171,28 @@ class FlowTable:
                     self.HT = np.full(self.HT.shape[0] * 2, K.EMPTY, np.int64)
                 K.rehash(self.HT, self.R, self.RU, self.G)
         self._note_sources(batch.source)
-        out.extend(self.expire(int(self.G[K.G_NOW])))
+        now = int(self.G[K.G_NOW])
+        # Scanning the table costs O(capacity): do it once per second of capture time, not per batch.
+        if now - self._last_expire >= 1_000_000_000:
+            self._last_expire = now
+            out.extend(self.expire(now, export_below=EXPORT_CHUNK))
+        elif self.G[K.G_NENDED] >= EXPORT_CHUNK:
+            out.append(self._export())
         return out
 
     def _note_sources(self, source: str) -> None:
         self.current_source = source
 
-    def expire(self, now_ns: int, force: bool = False) -> list[EndedFlows]:
-        """End flows idle at time `now_ns` (or every flow when `force`)."""
+    def expire(self, now_ns: int, force: bool = False, export_below: int = 0) -> list[EndedFlows]:
+        """End flows idle at time `now_ns` (or every flow when `force`) and export ended flows.
+
+        With `export_below`, fewer ended flows than that are kept for a later, larger export
+        (exporting in chunks amortizes the per-chunk cost); a live feed passes 0.
+        """
         out = []
         while True:
             n = K.expire(now_ns, force, self.HT, self.R, self.RU, self.G, self.O, self.ENDED)
-            if self.G[K.G_NENDED]:
+            if self.G[K.G_NENDED] and (n < 0 or self.G[K.G_NENDED] >= export_below):
                 out.append(self._export())
             if n >= 0:
                 break
@@ -204,7 +221,22 @@ class FlowTable:
             self._ip_cache[key] = s
         return s
 
+    def _ips(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
+        """Address text per row; each distinct address is formatted once."""
+        out = np.empty(len(hi), dtype=object)
+        v4 = ver == 4
+        if v4.any():
+            uniq, inv = np.unique(lo[v4] & np.uint64(0xFFFFFFFF), return_inverse=True)
+            ip = self._ip
+            text = np.array([ip(0, int(a), 4) for a in uniq.tolist()] + [""], dtype=object)[:-1]
+            out[v4] = text[inv]
+        other = np.flatnonzero(~v4)
+        for j in other.tolist():
+            out[j] = self._ip(int(hi[j]), int(lo[j]), int(ver[j]))
+        return out
+
     def _export(self) -> EndedFlows:
+        """Columns for the ended flows: vectorized except Community ID, uid and address text."""
         n = int(self.G[K.G_NENDED])
         idx = self.ENDED[:n].copy()
         self.G[K.G_NENDED] = 0
@@ -220,9 +252,8 @@ class FlowTable:
         s_port = np.where(cia, R[:, K.R_PORTB], R[:, K.R_PORTA])
         proto = R[:, K.R_PROTO]
         ipver = R[:, K.R_IPVER]
-        ip = self._ip
-        client_ip = [ip(int(h), int(lo), int(v)) for h, lo, v in zip(c_hi, c_lo, ipver, strict=True)]
-        server_ip = [ip(int(h), int(lo), int(v)) for h, lo, v in zip(s_hi, s_lo, ipver, strict=True)]
+        client_ip = self._ips(c_hi, c_lo, ipver)
+        server_ip = self._ips(s_hi, s_lo, ipver)
         ts0 = R[:, K.R_TS_FIRST]
         tunbits = R[:, K.R_TUNBITS]
         oipver = R[:, K.R_OIPVER]
@@ -231,22 +262,25 @@ class FlowTable:
         cols: dict[str, np.ndarray | list[object]] = {}
         uids, cids = [], []
         icmp = R[:, K.R_ICMP]
-        for j in range(n):
-            p = int(proto[j])
-            cp, sp = int(c_port[j]), int(s_port[j])
-            if p in (1, 58) and icmp[j] >= 0:
-                cid = community_id(client_ip[j], server_ip[j], p, int(icmp[j]) >> 8, int(icmp[j]) & 0xFF)
+        cpk = _packed(c_hi, c_lo, ipver)
+        spk = _packed(s_hi, s_lo, ipver)
+        tunk = RU[:, K.RU_TUN].tolist()
+        ts0l = ts0.tolist()
+        blake = hashlib.blake2b
+        for j, (p, cp, sp, ic) in enumerate(zip(proto.tolist(), c_port.tolist(), s_port.tolist(),
+                                                icmp.tolist(), strict=True)):
+            if (p == 1 or p == 58) and ic >= 0:
+                cid = community_id_packed(cpk[j], spk[j], p, ic >> 8, ic & 0xFF)
             else:
-                cid = community_id(client_ip[j], server_ip[j], p, cp, sp)
+                cid = community_id_packed(cpk[j], spk[j], p, cp, sp)
             cids.append(cid)
-            key = f"{cid}|{int(ts0[j])}|{int(RU[j, K.RU_TUN])}".encode()
-            uids.append("C" + hashlib.blake2b(key, digest_size=9).hexdigest())
+            uids.append("C" + blake(f"{cid}|{ts0l[j]}|{tunk[j]}".encode(), digest_size=9).hexdigest())
         cols["uid"] = uids
         cols["community_id"] = cids
         cols["ts_start"] = ts0
         cols["ts_end"] = R[:, K.R_TS_LAST]
         cols["duration"] = (R[:, K.R_TS_LAST] - ts0) / 1e9
-        cols["transport"] = [TRANSPORT.get(int(p), f"ip-{int(p)}") for p in proto]
+        cols["transport"] = _TRANSPORT_TABLE[proto & 0xFF]
         cols["ip_version"] = ipver
         cols["client_ip"] = client_ip
         cols["client_port"] = np.where(has_ports, c_port, -1)
@@ -259,29 +293,36 @@ class FlowTable:
         cols["ip_bytes_to_client"] = R[:, d1 + K.D_IPB]
         cols["payload_bytes_to_server"] = R[:, d0 + K.D_PLB]
         cols["payload_bytes_to_client"] = R[:, d1 + K.D_PLB]
-        is_tcp = proto == 6
-        f0, f1 = R[:, d0 + K.D_FLAGS], R[:, d1 + K.D_FLAGS]
-        cols["tcp_flags_to_server"] = [(_FLAG_STR[int(v)] if t else None) for v, t in zip(f0, is_tcp, strict=True)]
-        cols["tcp_flags_to_client"] = [(_FLAG_STR[int(v)] if t else None) for v, t in zip(f1, is_tcp, strict=True)]
+        not_tcp = proto != 6
+        f0 = _FLAG_TABLE[R[:, d0 + K.D_FLAGS] & 0xFF]
+        f1 = _FLAG_TABLE[R[:, d1 + K.D_FLAGS] & 0xFF]
+        f0[not_tcp] = None
+        f1[not_tcp] = None
+        cols["tcp_flags_to_server"] = f0
+        cols["tcp_flags_to_client"] = f1
         cols["conn_state"] = conn_state(R)
         cols["retransmitted_bytes"] = R[:, d0 + K.D_RETX] + R[:, d1 + K.D_RETX]
         cols["truncated"] = R[:, K.R_TRUNC] != 0
         cols["vni"] = R[:, K.R_VNI]
-        cols["tunnel"] = [tunnel_name(int(b)) for b in tunbits]
-        cols["outer_src_ip"] = [ip(int(h), int(lo), int(v)) if v else None
-                                for h, lo, v in zip(RU[:, K.RU_OSHI], RU[:, K.RU_OSLO], oipver, strict=True)]
-        cols["outer_dst_ip"] = [ip(int(h), int(lo), int(v)) if v else None
-                                for h, lo, v in zip(RU[:, K.RU_ODHI], RU[:, K.RU_ODLO], oipver, strict=True)]
-        cols["gwlb_endpoint_id"] = [f"{int(v):016x}" if v else None for v in RU[:, K.RU_GWEP]]
-        cols["gwlb_attachment_id"] = [f"{int(v):016x}" if v else None for v in RU[:, K.RU_GWATT]]
-        cols["gwlb_flow_cookie"] = [f"{int(v):08x}" if s else None
-                                    for v, s in zip(RU[:, K.RU_GWCK], R[:, K.R_GWCK_SET], strict=True)]
+        cols["tunnel"] = _TUNNEL_TABLE[tunbits & 0xFF]
+        cols["outer_src_ip"] = self._sparse_ips(RU[:, K.RU_OSHI], RU[:, K.RU_OSLO], oipver)
+        cols["outer_dst_ip"] = self._sparse_ips(RU[:, K.RU_ODHI], RU[:, K.RU_ODLO], oipver)
+        cols["gwlb_endpoint_id"] = _sparse_hex(RU[:, K.RU_GWEP], RU[:, K.RU_GWEP] != 0, 16)
+        cols["gwlb_attachment_id"] = _sparse_hex(RU[:, K.RU_GWATT], RU[:, K.RU_GWATT] != 0, 16)
+        cols["gwlb_flow_cookie"] = _sparse_hex(RU[:, K.RU_GWCK], R[:, K.R_GWCK_SET] != 0, 8)
         cols["vlan"] = R[:, K.R_VLAN]
-        cols["source"] = [self.current_source] * n
+        cols["source"] = np.full(n, self.current_source, dtype=object)
         payloads, missing = self._payloads(idx, R, cols)
         cols["missing_bytes"] = missing
         K.free_records(idx, self.R, self.PT, self.PFREE, self.RFREE, self.G)
         return EndedFlows(cols, payloads)
+
+    def _sparse_ips(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
+        out = np.full(len(hi), None, dtype=object)
+        m = np.flatnonzero(ver)
+        if len(m):
+            out[m] = self._ips(hi[m], lo[m], ver[m])
+        return out
 
     def _stream(self, r: int, d: int, Rr: np.ndarray) -> StreamPrefix:
         base = K.D0 + d * K.DW
@@ -352,53 +393,48 @@ class FlowTable:
         return out, missing
 
 
-def conn_state(R: np.ndarray) -> list[str | None]:
-    """Zeek-style conn_state letters from the per-direction TCP flags (None for non-TCP)."""
-    out: list[str | None] = []
+def conn_state(R: np.ndarray) -> np.ndarray:
+    """Zeek-style conn_state letters from the per-direction TCP flags (None for non-TCP).
+
+    S0 SYN unanswered; REJ SYN answered by RST; S1 established; SF established and closed by both
+    FINs; S2/S3 only the client/server FIN; RSTO/RSTR established then reset by client/server;
+    RSTOS0 client SYN then client RST; SH client SYN then FIN; RSTRH/SHR only the server's SYN-ACK
+    then RST/FIN; OTH no SYN seen (mid-stream).
+    """
     d0, d1 = K.D0, K.D0 + K.DW
-    for row in R:
-        if row[K.R_PROTO] != 6:
-            out.append(None)
-            continue
-        hist = int(row[K.R_HIST])
-        f0, f1 = int(row[d0 + K.D_FLAGS]), int(row[d1 + K.D_FLAGS])
-        syn = bool(hist & 1)
-        synack = bool(hist & 2)
-        fin0, fin1 = bool(f0 & 1), bool(f1 & 1)
-        rst0, rst1 = bool(f0 & 4), bool(f1 & 4)
-        rst_first = int(row[K.R_RST_FIRST])
-        if not syn and not synack:
-            state = "OTH"
-            if rst0 or rst1:
-                state = "RSTOS0" if False else "OTH"
-        elif syn and not synack:
-            if rst1:
-                state = "REJ"
-            elif rst0:
-                state = "RSTOS0"
-            elif fin0:
-                state = "SH"
-            else:
-                state = "S0"
-        elif synack and not syn:
-            if rst1 or rst0:
-                state = "RSTRH"
-            elif fin1:
-                state = "SHR"
-            else:
-                state = "OTH"
-        else:  # established
-            if rst0 or rst1:
-                state = "RSTO" if rst_first == 0 else "RSTR"
-            elif fin0 and fin1:
-                state = "SF"
-            elif fin0:
-                state = "S2"
-            elif fin1:
-                state = "S3"
-            else:
-                state = "S1"
-        out.append(state)
+    hist = R[:, K.R_HIST]
+    f0, f1 = R[:, d0 + K.D_FLAGS], R[:, d1 + K.D_FLAGS]
+    syn, synack = (hist & 1) != 0, (hist & 2) != 0
+    fin0, fin1 = (f0 & 1) != 0, (f1 & 1) != 0
+    rst0, rst1 = (f0 & 4) != 0, (f1 & 4) != 0
+    rst_by_client = R[:, K.R_RST_FIRST] == 0
+    est = syn & synack
+    only_syn = syn & ~synack
+    only_synack = synack & ~syn
+    conds = [
+        R[:, K.R_PROTO] != 6,
+        est & (rst0 | rst1) & rst_by_client, est & (rst0 | rst1), est & fin0 & fin1, est & fin0, est & fin1, est,
+        only_syn & rst1, only_syn & rst0, only_syn & fin0, only_syn,
+        only_synack & (rst0 | rst1), only_synack & fin1,
+    ]
+    choices = [None, "RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "RSTRH", "SHR"]
+    return np.select(conds, np.array(choices, dtype=object), default="OTH")
+
+
+def _packed(hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> list[bytes]:
+    """Network-order address bytes per row (4 bytes for IPv4, 16 for IPv6)."""
+    raw = np.empty((len(hi), 2), ">u8")
+    raw[:, 0] = hi
+    raw[:, 1] = lo
+    b = raw.tobytes()
+    return [b[16 * j + 12 : 16 * j + 16] if v == 4 else b[16 * j : 16 * j + 16]
+            for j, v in enumerate(ver.tolist())]
+
+
+def _sparse_hex(values: np.ndarray, present: np.ndarray, width: int) -> np.ndarray:
+    out = np.full(len(values), None, dtype=object)
+    for j in np.flatnonzero(present):
+        out[j] = f"{int(values[j]):0{width}x}"
     return out
 
 

@@ -23,7 +23,7 @@ from analyzer.errors import CaptureError
 from analyzer.sources import _walk
 from analyzer.sources.batch import PacketBatch, Problem
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 1 << 20  # small enough that walking, decoding and flow keying hit the cache
 MAX_RECORD = 16 << 20  # a larger record length is corruption, not a packet
 BATCH_ROWS = 1 << 16
 
@@ -110,12 +110,23 @@ class _ChunkReader:
         self.buf = np.zeros(0, np.uint8)
         self.end = 0
         self.eof = False
+        self._spare: np.ndarray | None = None
 
     def refill(self, keep_from: int, min_size: int = 0) -> None:
         """Start a new buffer holding buf[keep_from:end] plus as much new data as fits."""
         tail = self.end - keep_from
         size = max(self.chunk, tail + min_size, tail * 2)
-        new = np.empty(size, np.uint8)
+        # Two buffers alternate: the previous batch may still be referenced while this one fills,
+        # and reusing memory avoids page faults (fresh large allocations are new mmaps).
+        spare = self._spare
+        self._spare = None
+        # Reuse the spare only when no batch still holds it: a consumer that keeps batches
+        # (`list(read_capture(p))`) would otherwise see its packet bytes overwritten. Refs here:
+        # the local name and getrefcount's argument.
+        reusable = spare is not None and spare.shape[0] >= size and sys.getrefcount(spare) <= 2
+        new = spare if reusable else np.empty(size, np.uint8)
+        del spare
+        self._spare = self.buf if self.buf.shape[0] else None
         if tail:
             new[:tail] = self.buf[keep_from : self.end]
         self.base += keep_from

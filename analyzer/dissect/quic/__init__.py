@@ -14,6 +14,7 @@ from analyzer.dissect.quic._crypto import (
     hkdf_expand_label,
     hkdf_extract,
     initial_secrets,
+    protect,
     unprotect,
 )
 from analyzer.dissect.quic._dissector import (
@@ -54,6 +55,7 @@ __all__ = [
     "parse_frames",
     "parse_long_header",
     "parse_transport_params",
+    "protect",
     "read_varint",
     "retry_integrity_ok",
     "unprotect",

@@ -4,9 +4,10 @@ Only the Initial keys are derivable by a passive observer: they come from the De
 Connection ID of the client's first Initial packet and a per-version public salt. Everything after
 the Initial packets (Handshake, 0-RTT, 1-RTT) needs the TLS secrets and stays opaque here.
 
-`InitialKeys.for_dcid(version_info, dcid, server=False)` derives (and caches) the AES-128-GCM key,
-IV and header-protection key; `unprotect(datagram, header, keys, largest_pn)` removes header
-protection and decrypts one Initial packet, raising `ParseError` when the AEAD tag does not verify.
+`InitialKeys.for_dcid(salt, label_prefix, dcid, server=False)` derives (and caches) the AES-128-GCM
+key, IV and header-protection key; `unprotect(data, start, pn_offset, end, keys, largest_pn)`
+removes header protection and decrypts one Initial packet, raising `ParseError` when the AEAD tag
+does not verify. `protect` is the inverse (tests and synthetic traffic only).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "hkdf_expand_label",
     "hkdf_extract",
     "initial_secrets",
+    "protect",
     "unprotect",
 ]
 
@@ -40,8 +42,19 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     return hmac.new(salt, ikm, _SHA256).digest()
 
 
+_INFO_CACHE: dict[tuple[bytes, int], bytes] = {}
+
+
 def hkdf_expand_label(secret: bytes, label: bytes, length: int, context: bytes = b"") -> bytes:
     """TLS 1.3 HKDF-Expand-Label (RFC 8446 section 7.1) with SHA-256, for `length` <= 255 * 32."""
+    if not context and length <= 32:
+        info = _INFO_CACHE.get((label, length))
+        if info is None:
+            full = b"tls13 " + label
+            info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
+            if len(_INFO_CACHE) < 64:
+                _INFO_CACHE[(label, length)] = info
+        return hmac.new(secret, info, _SHA256).digest()[:length]
     full = b"tls13 " + label
     info = struct.pack(">HB", length, len(full)) + full + bytes([len(context)]) + context
     out = b""
@@ -86,8 +99,9 @@ class InitialKeys:
         if hit is not None:
             _CACHE.move_to_end(ck)
             return hit
-        client_secret, server_secret = initial_secrets(salt, dcid)
-        keys = cls.from_secret(server_secret if server else client_secret, label_prefix)
+        initial = hkdf_extract(salt, dcid)
+        secret = hkdf_expand_label(initial, b"server in" if server else b"client in", 32)
+        keys = cls.from_secret(secret, label_prefix)
         _CACHE[ck] = keys
         if len(_CACHE) > _CACHE_MAX:
             _CACHE.popitem(last=False)
@@ -143,3 +157,19 @@ def unprotect(
     except InvalidTag:
         raise ParseError("quic: Initial packet does not authenticate with the derived keys", start) from None
     return pn, plain, first
+
+
+def protect(header: bytes, pn_len: int, pn: int, payload: bytes, keys: InitialKeys) -> bytes:
+    """Build a protected long-header packet (the inverse of `unprotect`; for tests and fixtures).
+
+    `header` is the unprotected header ending with the `pn_len`-byte packet number, whose Length
+    field already counts the packet number, payload and 16-byte tag.
+    """
+    nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(12, "big")
+    sealed = keys.aead.encrypt(nonce, payload, header)
+    pn_offset = len(header) - pn_len
+    sample = sealed[4 - pn_len : 4 - pn_len + 16]
+    mask = keys.mask(sample)
+    first = header[0] ^ (mask[0] & (0x0F if header[0] & 0x80 else 0x1F))
+    pn_bytes = bytes(b ^ m for b, m in zip(header[pn_offset:], mask[1:], strict=False))
+    return bytes([first]) + header[1:pn_offset] + pn_bytes + sealed

@@ -128,7 +128,8 @@ def _gquic_public_header(payload: bytes) -> str | None:
 class _Side:
     stream: CryptoStream = field(default_factory=lambda: CryptoStream(CRYPTO_CAP))
     parsed_to: int = 0  # stream offset up to which handshake messages were consumed
-    dead: bool = False  # the stream cannot be parsed further (bad message, overflow)
+    dead: bool = False  # the stream cannot be parsed further (bad message, message over the cap)
+    overflow_noted: bool = False
     largest_pn: int = -1
     initials: int = 0
     decrypted: int = 0
@@ -229,7 +230,7 @@ class _Session:
                 return
             if dcid is None:
                 dcid = hdr.dcid
-            elif hdr.dcid != dcid:
+            elif hdr.dcid != dcid or hdr.kind == "vn":
                 return  # RFC 9000 12.2: coalesced packets share the DCID; the rest is junk
             self.packets += 1
             self.packet(data, hdr, by_server, ts)
@@ -344,8 +345,8 @@ class _Session:
             self.anomaly("quic_frame_error", frames.error, frames.error_offset)
         for off, chunk in frames.crypto:
             side.stream.add(off, chunk)
-        if side.stream.overflow and not side.dead:
-            side.dead = True
+        if side.stream.overflow and not side.overflow_noted:
+            side.overflow_noted = True  # the prefix below the cap is still read
             self.anomaly("quic_crypto_overflow", f"CRYPTO data beyond {CRYPTO_CAP} bytes ignored")
         if frames.close is not None:
             self.close = (frames.close, by_server)

@@ -80,9 +80,9 @@ def parse_frames(payload: bytes) -> FrameSummary:
             start = pos
             ftype, pos = read_varint(payload, pos, end)
             if ftype == 0x00:
-                # runs of PADDING are common (1000+ bytes): skip them in one step
-                while pos < end and payload[pos] == 0:
-                    pos += 1
+                # runs of PADDING are common (1000+ bytes): skip them in one C-level step
+                rest = payload[pos:]
+                pos += len(rest) - len(rest.lstrip(b"\x00"))
             elif ftype == 0x01 or ftype == 0x1E:
                 pass
             elif ftype == 0x06:

@@ -25,6 +25,7 @@ Facts, never judgements: weak versions, ciphers or certificates are left to `pol
 
 from __future__ import annotations
 
+import re
 import struct
 from bisect import bisect_right
 from typing import Any
@@ -38,7 +39,7 @@ from analyzer.dissect.tls.constants import (
     is_tls13,
     version_name,
 )
-from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s, ja4x
+from analyzer.dissect.tls.fingerprints import _hexlist, ja3, ja3s, ja4, ja4s, ja4x
 from analyzer.dissect.tls.handshake import (
     ClientHello,
     KeyExchangeInfo,
@@ -51,7 +52,7 @@ from analyzer.dissect.tls.handshake import (
 )
 from analyzer.errors import ParseError
 
-__all__ = ["TLS_PORTS", "TLSDissector", "looks_like_tls"]
+__all__ = ["TLS_PORTS", "TLSDissector", "find_tls_start", "looks_like_tls"]
 
 TLS_PORTS: frozenset[int] = frozenset(
     {443, 465, 563, 585, 614, 636, 853, 989, 990, 992, 993, 994, 995, 1443, 2083, 2087, 2096,
@@ -61,7 +62,7 @@ TLS_PORTS: frozenset[int] = frozenset(
 _REC = struct.Struct(">BHH")
 _U16 = struct.Struct(">H")
 MAX_RECORD = 16384 + 2048  # TLSCiphertext.length limit (RFC 5246 section 6.2.3)
-MAX_HANDSHAKE_MESSAGE = 1 << 18  # larger than any real certificate chain or PQ ClientHello
+MAX_HANDSHAKE_MESSAGE = 1 << 21  # 2 MiB: far above real chains (Zeek's test has a 340 kB one)
 MAX_RECORDS = 1024  # per direction
 ENCRYPTED_TAIL = 6  # record headers still walked after a direction turned encrypted
 
@@ -79,6 +80,23 @@ _HS_NAMES = {
     "i": "change_cipher_spec", "l": "alert", "b": "heartbeat", "z": "handshake message",
     "q": "unknown record", "o": "encrypted_extensions", "f": "finished", "e": "end_of_early_data",
 }  # fmt: skip
+
+_NO_LEAF: dict[str, Any] = {}
+
+# Every `tls` row starts as a copy of this (all columns of analyzer.schema.TLS, unset).
+_TLS_ROW: dict[str, object] = dict.fromkeys(
+    """uid protocol ts client_ip client_port server_ip server_port version client_max_version
+    record_version client_legacy_version client_supported_versions cipher cipher_code client_ciphers
+    client_cipher_count compression_methods client_extensions server_extensions server_name
+    alpn_offered alpn supported_groups ec_point_formats signature_algorithms key_share_groups
+    selected_group psk_offered session_ticket_offered early_data_offered ech_offered
+    renegotiation_info extended_master_secret grease sslv2_client_hello hello_retry_request resumed
+    session_id_len dh_bits established history alert_level alert_description alert_by failure_reason
+    cert_visible cert_chain cert_sha256 sni_matches_cert client_cert_chain ja3 ja3_full ja3s ja3s_full
+    ja4 ja4_r ja4s ja4s_r ja4x client_hello_count server_hello_count client_stop server_stop
+    sslv2""".split()
+)
+_TLS_ROW["protocol"] = "tls"
 
 _SSL2_ERRORS = {
     1: "NO-CIPHER-ERROR",
@@ -127,6 +145,36 @@ def looks_like_tls(data: bytes) -> bool:
     return _sslv2_hello(data) or _sslv2_server_hello(data)
 
 
+# A ClientHello record (record header, handshake type 1, 24-bit length, legacy version 3.x) and the
+# server's first TLS bytes (ServerHello record or a plaintext alert), searched for when TLS starts
+# after some cleartext (STARTTLS, SOCKS, MySQL / PostgreSQL SSL requests, ...).
+_CH_RE = re.compile(rb"\x16\x03[\x00-\x04][\x00-\x48].\x01\x00..\x03[\x00-\x04]", re.S)
+_SH_RE = re.compile(rb"\x16\x03[\x00-\x04][\x00-\x48].\x02\x00..\x03[\x00-\x04]|\x15\x03[\x00-\x04]\x00\x02[\x01\x02]", re.S)
+SEARCH_LIMIT = 65536
+
+
+def _hello_type(data: bytes) -> int | None:
+    """1 / 2 when the bytes start with a ClientHello / ServerHello record (TLS or SSLv2)."""
+    if len(data) >= 6 and data[0] == 0x16 and data[1] == 3:
+        return data[5]
+    if _sslv2_hello(data):
+        return 1
+    if _sslv2_server_hello(data):
+        return 2
+    return None
+
+
+def find_tls_start(to_server: bytes, to_client: bytes) -> tuple[int, int | None] | None:
+    """Offsets where TLS starts in each direction when it follows some cleartext: the first
+    ClientHello record in `to_server` (None when there is none in the first 64 KiB) and the first
+    ServerHello or alert record in `to_client` (None when the server never switched)."""
+    m = _CH_RE.search(to_server, 0, SEARCH_LIMIT)
+    if m is None:
+        return None
+    s = _SH_RE.search(to_client, 0, SEARCH_LIMIT)
+    return m.start(), (s.start() if s is not None else None)
+
+
 def _resync(data: bytes, limit: int = 65536) -> int | None:
     """Offset of the first record header inside a mid-stream prefix: a plausible header whose
     record is followed by another plausible header or ends exactly at the end of the data."""
@@ -156,6 +204,7 @@ class _Side:
         "encrypted",
         "encrypted_alerts",
         "events",
+        "hs_need",
         "hs_pending",
         "hs_pending_at",
         "is_client",
@@ -186,12 +235,17 @@ class _Side:
         self.ske: KeyExchangeInfo | None = None
         self.cke = False
         self.ccs = False
-        self.hs_pending = b""
+        self.hs_pending = bytearray()
         self.hs_pending_at = 0
+        self.hs_need = 0  # body length of the pending message (0: its header is incomplete)
         self.ssl2_server_hello = False
         self.ssl2_cipher: int | None = None
         self.ssl2_error: int | None = None
         self.start = 0
+
+    def add(self, letter: str, offset: int) -> None:
+        """Record a history letter (Zeek's case: uppercase when the client sent it)."""
+        self.events.append((letter.upper() if self.is_client else letter, offset))
 
 
 class TLSDissector:
@@ -220,6 +274,7 @@ class TLSDissector:
         self.certificates = certificates
         self.strict = strict
         self._cache: _compat.CertCache | None = None
+        self._sni_memo: dict[tuple[str, str], bool | None] = {}
 
     def __repr__(self) -> str:
         return f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates})"
@@ -260,7 +315,7 @@ class TLSDissector:
     # --- reading one direction ----------------------------------------------------------------
 
     def _walk(self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None,
-              cipher_kx: str | None, facts: Facts) -> None:
+              facts: Facts) -> None:
         data = prefix.data
         who = "client" if side.is_client else "server"
         pos = start
@@ -285,6 +340,9 @@ class TLSDissector:
                 return
             ctype, ver, length = unpack(data, pos)
             if not (20 <= ctype <= 26 and ver >> 8 == 3):
+                if side.encrypted:
+                    side.stop = "left_tls"  # the stream carries something else after TLS
+                    return
                 if side.records == 0:
                     side.stop = "not_tls"
                 else:
@@ -294,7 +352,7 @@ class TLSDissector:
                         f"{who}: content type {ctype} version 0x{ver:04x} after {side.records} records",
                         pos,
                     )
-                side.events.append(("q", pos))
+                side.add("q", pos)
                 return
             if length > MAX_RECORD:
                 side.stop = "error"
@@ -318,9 +376,9 @@ class TLSDissector:
                 elif ctype == 21:
                     side.encrypted_alerts += 1
                 elif ctype == 20:
-                    side.events.append(("i", rec_end - 1))
+                    side.add("i", rec_end - 1)
                 elif ctype == 24:
-                    side.events.append(("b", rec_end - 1))
+                    side.add("b", rec_end - 1)
                 tail += 1
                 pos = rec_end
                 if tail >= ENCRYPTED_TAIL:
@@ -328,32 +386,38 @@ class TLSDissector:
                     return
                 continue
             if ctype == 22:
-                if side.hs_pending:
-                    buf = side.hs_pending + data[body_at:rec_end]
+                pending = side.hs_pending
+                if pending:
+                    pending += data[body_at:rec_end]  # bytearray: amortised appends
+                    if len(pending) - 4 < side.hs_need:
+                        pos = rec_end  # still incomplete: wait for more records
+                        continue
+                    buf = bytes(pending)
                     buf_at = side.hs_pending_at
                 else:
                     buf = data[body_at:rec_end]
                     buf_at = body_at
-                if not self._handshake(side, buf, buf_at, rec_end - 1, cipher_kx, facts, who):
-                    return
-                if side.hs_pending and len(side.hs_pending) > MAX_HANDSHAKE_MESSAGE:
-                    side.stop = "error"
-                    facts.anomaly("tls_handshake_too_large", f"{who}: handshake message over limit", pos)
+                if not self._handshake(side, buf, buf_at, rec_end - 1, facts, who):
                     return
                 if (not side.is_client) and side.server_hellos:
                     sh = side.server_hellos[-1]
                     if not sh.is_hello_retry_request and is_tls13(sh.version):
                         side.encrypted = True  # everything after a TLS 1.3 ServerHello
             elif ctype == 20:
-                side.events.append(("i", rec_end - 1))
+                side.add("i", rec_end - 1)
                 side.ccs = True
-                if not (side.is_client and server_tls13):
+                # TLS 1.3 middlebox-compatibility CCS (RFC 8446 D.4) changes nothing: the server's
+                # after a HelloRetryRequest, the client's before its second ClientHello or Finished.
+                if side.is_client:
+                    if not server_tls13:
+                        side.encrypted = True
+                elif not (side.server_hellos and is_tls13(side.server_hellos[-1].version)):
                     side.encrypted = True
             elif ctype == 21:
                 if length == 2:
                     level, desc = data[body_at], data[body_at + 1]
                     side.alerts.append((level, desc, pos))
-                    side.events.append(("l", rec_end - 1))
+                    side.add("l", rec_end - 1)
                 else:
                     side.encrypted_alerts += 1
             elif ctype == 23:
@@ -361,7 +425,7 @@ class TLSDissector:
                     side.app_lengths.append(length)
                 side.encrypted = True
             elif ctype == 24:
-                side.events.append(("b", rec_end - 1))
+                side.add("b", rec_end - 1)
             pos = rec_end
         side.stop = self._cut_reason(prefix) if prefix.gap_at is not None or prefix.budget_hit else "end"
 
@@ -373,8 +437,7 @@ class TLSDissector:
             return "budget"
         return "truncated"
 
-    def _handshake(self, side: _Side, buf: bytes, buf_at: int, done_at: int, cipher_kx: str | None,
-                   facts: Facts, who: str) -> bool:
+    def _handshake(self, side: _Side, buf: bytes, buf_at: int, done_at: int, facts: Facts, who: str) -> bool:
         """Consume complete handshake messages of `buf`; keep a partial tail. False: stop walking."""
         n = len(buf)
         p = 0
@@ -385,22 +448,23 @@ class TLSDissector:
                 side.stop = "error"
                 facts.anomaly("tls_handshake_too_large", f"{who}: handshake type {mtype} length {mlen}",
                               buf_at + p)
-                side.hs_pending = b""
+                side.hs_pending = bytearray()
                 return False
             if p + 4 + mlen > n:
                 break
             body = buf[p + 4 : p + 4 + mlen]
-            self._message(side, mtype, body, buf_at + p, done_at, cipher_kx, facts, who)
+            self._message(side, mtype, body, buf_at + p, done_at, facts, who)
             p += 4 + mlen
         if p < n:
-            side.hs_pending = buf[p:]
+            side.hs_pending = bytearray(buf[p:])
             side.hs_pending_at = buf_at + p
+            side.hs_need = mlen if p + 4 <= n else 0
         else:
-            side.hs_pending = b""
+            side.hs_pending = bytearray()
         return True
 
-    def _message(self, side: _Side, mtype: int, body: bytes, at: int, done_at: int, cipher_kx: str | None,
-                 facts: Facts, who: str) -> None:
+    def _message(self, side: _Side, mtype: int, body: bytes, at: int, done_at: int, facts: Facts,
+                 who: str) -> None:
         letter = _HS_LETTERS.get(mtype, "z")
         try:
             if mtype == 1 and side.is_client:
@@ -419,8 +483,8 @@ class TLSDissector:
                 if len(side.certs) < 32:
                     side.certs.extend(parse_certificate_list(body)[: 32 - len(side.certs)])
             elif mtype == 12 and not side.is_client:
-                kx = cipher_kx
-                if kx is None and side.server_hellos:
+                kx = None
+                if side.server_hellos:
                     kx = _compat.cipher_lookup(side.server_hellos[-1].cipher_suite).kx
                 side.ske = parse_server_key_exchange(body, kx or _sniff_kx(body))
             elif mtype == 16 and side.is_client:
@@ -428,7 +492,7 @@ class TLSDissector:
         except ParseError as exc:
             off = at + 4 + exc.offset if exc.offset is not None else at
             facts.anomaly("tls_handshake_malformed", f"{who} {_HS_NAMES.get(letter, letter)}: {exc}", off)
-        side.events.append((letter, done_at))
+        side.add(letter, done_at)
 
     def _walk_sslv2(self, side: _Side, data: bytes, pos: int, facts: Facts) -> int:
         """SSL 2.0 records with a 2-byte header. Returns the offset after the last one read."""
@@ -448,10 +512,10 @@ class TLSDissector:
             try:
                 if mtype == 1 and side.is_client:
                     side.client_hellos.append(parse_sslv2_client_hello(body))
-                    side.events.append(("c", body_at + length - 1))
+                    side.add("c", body_at + length - 1)
                 elif mtype == 4 and not side.is_client:
                     side.ssl2_server_hello = True
-                    side.events.append(("s", body_at + length - 1))
+                    side.add("s", body_at + length - 1)
                     self._sslv2_server_hello(side, body)
                     side.encrypted = True  # the rest of SSL 2.0 is encrypted
                     side.stop = "encrypted"
@@ -466,7 +530,7 @@ class TLSDissector:
                 elif mtype == 0:
                     if len(body) >= 3:
                         side.ssl2_error = (body[1] << 8) | body[2]
-                    side.events.append(("l", body_at + length - 1))
+                    side.add("l", body_at + length - 1)
                 else:
                     # Encrypted SSLv2 traffic, or a message we do not need: stop here.
                     side.encrypted = True
@@ -492,10 +556,23 @@ class TLSDissector:
     # --- the session ------------------------------------------------------------------------
 
     def _dissect(self, flow: FlowPayload, cs_off: int, sc_off: int, facts: Facts) -> None:
+        cs, sc = flow.to_server, flow.to_client
+        flipped = False
+        if cs_off == 0 and sc_off == 0:
+            ht_cs, ht_sc = _hello_type(cs.data), _hello_type(sc.data)
+            if (ht_sc == 1 and ht_cs != 1) or (ht_cs == 2 and ht_sc != 2):
+                cs, sc = sc, cs  # the flow layer guessed the client wrong (mid-stream pickup)
+                flipped = True
+            elif cs.data and cs.start_known and not looks_like_tls(cs.data):
+                found = find_tls_start(cs.data, sc.data)
+                if found is None:
+                    return
+                cs_off = found[0]
+                sc_off = found[1] if found[1] is not None else len(sc.data)
         server = _Side(False)
         client = _Side(True)
-        if flow.to_client.data:
-            self._walk(server, flow.to_client, sc_off, None, None, facts)
+        if sc.data:
+            self._walk(server, sc, sc_off, None, facts)
         final_sh: ServerHello | None = None
         hrr: ServerHello | None = None
         for sh in server.server_hellos:
@@ -504,21 +581,29 @@ class TLSDissector:
             else:
                 final_sh = final_sh or sh
         tls13 = final_sh is not None and is_tls13(final_sh.version)
-        if flow.to_server.data:
-            self._walk(client, flow.to_server, cs_off, tls13 if final_sh is not None else None, None, facts)
+        if cs.data:
+            self._walk(client, cs, cs_off, tls13 if final_sh is not None else None, facts)
         if not (client.records or server.records):
             return
         if client.stop == "not_tls" and server.stop in ("not_tls", "end") and not server.records:
             return
-        self._session(flow, client, server, final_sh, hrr, tls13, facts)
+        self._session(flow, cs, sc, flipped, client, server, final_sh, hrr, tls13, facts)
 
-    def _session(self, flow: FlowPayload, client: _Side, server: _Side, sh: ServerHello | None,
-                 hrr: ServerHello | None, tls13: bool, facts: Facts) -> None:
+    def _session(self, flow: FlowPayload, cs: StreamPrefix, sc: StreamPrefix, flipped: bool, client: _Side,
+                 server: _Side, sh: ServerHello | None, hrr: ServerHello | None, tls13: bool,
+                 facts: Facts) -> None:
         ch = client.client_hellos[0] if client.client_hellos else None
-        sslv2 = server.ssl2_server_hello or (ch is not None and ch.sslv2 and sh is None)
         uid = flow.uid
+        row = dict(_TLS_ROW)
+        row["uid"] = uid
+        if flipped:
+            row["client_ip"], row["client_port"] = flow.server_ip, flow.server_port
+            row["server_ip"], row["server_port"] = flow.client_ip, flow.client_port
+        else:
+            row["client_ip"], row["client_port"] = flow.client_ip, flow.client_port
+            row["server_ip"], row["server_port"] = flow.server_ip, flow.server_port
 
-        # Negotiated parameters.
+        # --- negotiated parameters
         version: int | None = None
         cipher_code: int | None = None
         if sh is not None:
@@ -527,31 +612,29 @@ class TLSDissector:
         elif server.ssl2_server_hello:
             version = 0x0002
             cipher_code = client.ssl2_cipher
-        cipher = _compat.cipher_lookup(cipher_code) if cipher_code is not None else None
+        cipher_name = _compat.cipher_lookup(cipher_code).name if cipher_code is not None else None
+        version_s = version_name(version)
 
-        # Established, failure.
-        fatal = next(((lvl, d, "server") for lvl, d, _o in server.alerts if lvl == 2), None)
-        cfatal = next(((lvl, d, "client") for lvl, d, _o in client.alerts if lvl == 2), None)
-        first_alert = _first_alert(client, server)
+        # --- established / failure
         established = False
         probable_alert = False
         if server.ssl2_server_hello:
             established = client.cke and server.ssl2_error is None and client.ssl2_error is None
         elif sh is not None:
             if tls13:
-                n_app = len(client.app_lengths)
-                if n_app == 1 and client.app_lengths[0] == 19 and client.stop != "budget":
-                    probable_alert = True  # a lone 19-byte record: an encrypted 2-byte alert
-                established = n_app > 0 and not probable_alert
+                apps = client.app_lengths
+                # A lone 19-byte record is an encrypted 2-byte alert (1 type + 16 tag bytes).
+                probable_alert = len(apps) == 1 and apps[0] == 19 and client.stop not in ("budget", "gap")
+                established = bool(apps) and not probable_alert
             else:
                 established = client.ccs and server.ccs
         elif ch is None and client.app_lengths and server.app_lengths:
             established = True  # picked up mid-stream: application data flows both ways
+        merged = _merged(client, server, cs, sc)
+        alert = _first_alert(merged, client, server)
         failure: str | None = None
-        alert_fatal = fatal or cfatal
-        if alert_fatal is not None and not established:
-            established = False
-            failure = f"{alert_fatal[2]} alert: {alert_description_name(alert_fatal[1])}"
+        if alert is not None and alert[0] == 2 and not established:
+            failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
         elif client.ssl2_error is not None or server.ssl2_error is not None:
             code = server.ssl2_error if server.ssl2_error is not None else client.ssl2_error
             failure = f"sslv2 error: {_SSL2_ERRORS.get(code or 0, f'0x{code or 0:04x}')}"
@@ -562,185 +645,182 @@ class TLSDissector:
             elif ch is not None and server.stop == "not_tls":
                 failure = "server answered with non-TLS data"
             elif flow.reset and (ch is not None or sh is not None):
-                last = _last_message(client, server)
-                failure = f"reset before handshake completed (last: {last})"
-            elif first_alert is not None:
-                failure = f"{first_alert[2]} alert: {alert_description_name(first_alert[1])}"
-        encrypted = established or (
-            failure is None and (sh is not None or server.ssl2_server_hello)
-        )
+                failure = f"reset before handshake completed (last: {_last_message(merged)})"
+            elif alert is not None:
+                failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
+        encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
 
-        # Resumption.
+        # --- the client hello
+        server_name = None
+        client_max = None
+        ja3_h = ja4_v = None
+        if ch is not None:
+            server_name = ch.server_name
+            client_max = version_name(ch.max_version)
+            row["client_legacy_version"] = version_name(ch.legacy_version)
+            if ch.supported_versions:
+                row["client_supported_versions"] = ",".join([version_name(v) or "" for v in ch.supported_versions])
+            if ch.cipher_suites:
+                row["client_ciphers"] = (",".join(["%06x" % c for c in ch.cipher_suites]) if ch.sslv2
+                                         else _hexlist(ch.cipher_suites))
+            row["client_cipher_count"] = len(ch.cipher_suites)
+            row["compression_methods"] = ",".join(map(str, ch.compression_methods))
+            row["client_extensions"] = ",".join([str(t) for t, _ in ch.extensions])
+            row["server_name"] = server_name
+            if ch.alpn:
+                row["alpn_offered"] = ",".join(ch.alpn)
+            if ch.supported_groups:
+                row["supported_groups"] = ",".join(map(group_name, ch.supported_groups))
+            if ch.ec_point_formats:
+                row["ec_point_formats"] = ",".join(map(str, ch.ec_point_formats))
+            if ch.signature_algorithms:
+                row["signature_algorithms"] = _hexlist(ch.signature_algorithms)
+            if ch.key_share_groups:
+                row["key_share_groups"] = ",".join(map(group_name, ch.key_share_groups))
+            row["psk_offered"] = ch.psk
+            row["session_ticket_offered"] = ch.session_ticket
+            row["early_data_offered"] = ch.early_data
+            row["ech_offered"] = ch.ech
+            row["renegotiation_info"] = ch.renegotiation_info
+            row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
+            row["grease"] = ch.grease
+            row["sslv2_client_hello"] = ch.sslv2
+            row["session_id_len"] = len(ch.session_id)
+            if not ch.sslv2:
+                ja3_h, row["ja3_full"] = ja3(ch)
+                ja4_v, row["ja4_r"] = ja4(ch, "t")
+
+        # --- the server hello
         resumed = False
-        if sh is not None and ch is not None:
-            if tls13:
-                resumed = sh.psk_selected
-            elif sh.session_id and sh.session_id == ch.session_id and any(ch.session_id):
-                resumed = True
-            elif ch.session_ticket_data and not client.cke and client.ccs:
-                resumed = True
-        elif server.ssl2_server_hello and ch is not None:
-            resumed = False
-
-        # Fingerprints.
-        ja3_h = ja3_f = ja4_v = ja4_r = ""
-        if ch is not None and not ch.sslv2:
-            ja3_h, ja3_f = ja3(ch)
-            ja4_v, ja4_r = ja4(ch, "t")
-        ja3s_h = ja3s_f = ja4s_v = ja4s_r = ""
-        if sh is not None:
-            ja3s_h, ja3s_f = ja3s(sh)
-            if self.ja4s:
-                ja4s_v, ja4s_r = ja4s(sh, "t")
-
-        # Certificates.
-        chain: list[str] = []
-        client_chain: list[str] = []
-        leaf_row: dict[str, Any] | None = None
-        ja4x_list: list[str] = []
-        if self.certificates and (server.certs or client.certs):
-            cache = self.cert_cache
-            seen: set[str] = set()
-            for sent_by, certs, out in (("server", server.certs, chain), ("client", client.certs, client_chain)):
-                for position, der in enumerate(certs):
-                    row = cache.parse(der)
-                    sha = str(row["sha256"])
-                    out.append(sha)
-                    if sent_by == "server" and position == 0:
-                        leaf_row = row
-                    facts.add_row("cert_links", {"uid": uid, "sha256": sha, "position": position,
-                                                 "sent_by": sent_by})
-                    if sha not in seen:
-                        seen.add(sha)
-                        crow = dict(row)
-                        crow.setdefault("first_seen_uid", uid)
-                        crow.setdefault("sessions", 1)
-                        facts.add_row("certs", crow)
-                    if self.ja4x and sent_by == "server":
-                        try:
-                            ja4x_list.append(ja4x(der))
-                        except ParseError as exc:
-                            ja4x_list.append("")
-                            facts.anomaly("tls_certificate_der", f"ja4x: {exc}", None)
-        server_name = ch.server_name if ch is not None else None
-        sni_match: bool | None = None
-        if chain and server_name:
-            sni_match = self.cert_cache.sni_matches(chain[0], server_name)
-
-        history = _history(client, server, flow)
-        ch_ts = _time_at(flow.to_server, _first_event(client, "C")) if ch is not None else None
-        alert = first_alert
+        ja3s_h = ja4s_v = None
+        alpn = None
         selected_group: str | None = None
-        dh_bits: int | None = None
-        if sh is not None and sh.key_share_group is not None:
-            selected_group = group_name(sh.key_share_group)
-        elif server.ske is not None:
-            if server.ske.named_group is not None:
+        if sh is not None:
+            alpn = sh.alpn
+            row["server_extensions"] = ",".join([str(t) for t, _ in sh.extensions])
+            ja3s_h, row["ja3s_full"] = ja3s(sh)
+            if self.ja4s:
+                ja4s_v, row["ja4s_r"] = ja4s(sh, "t")
+            if sh.key_share_group is not None:
+                selected_group = group_name(sh.key_share_group)
+            if ch is not None:
+                if tls13:
+                    resumed = sh.psk_selected
+                elif sh.session_id and sh.session_id == ch.session_id:
+                    resumed = True
+                elif ch.session_ticket_data and not client.cke and client.ccs:
+                    resumed = True  # ticket resumption with an empty / new session id (Zeek's rule)
+        if server.ske is not None:
+            if server.ske.named_group is not None and selected_group is None:
                 selected_group = group_name(server.ske.named_group)
-            dh_bits = server.ske.dh_bits
+            row["dh_bits"] = server.ske.dh_bits
         if hrr is not None and selected_group is None and hrr.key_share_group is not None:
             selected_group = group_name(hrr.key_share_group)
 
-        version_s = version_name(version)
-        client_max = version_name(ch.max_version) if ch is not None else None
-        alpn = sh.alpn if sh is not None else None
-        cert_visible = bool(server.certs)
-        tls_row: dict[str, object] = {
-            "uid": uid,
-            "protocol": "tls",
-            "ts": ch_ts if ch_ts is not None else flow.ts_start,
-            "client_ip": flow.client_ip,
-            "client_port": flow.client_port,
-            "server_ip": flow.server_ip,
-            "server_port": flow.server_port,
-            "version": version_s,
-            "client_max_version": client_max,
-            "record_version": version_name(client.record_version if client.record_version is not None
-                                           else server.record_version),
-            "client_legacy_version": version_name(ch.legacy_version) if ch is not None else None,
-            "client_supported_versions": (",".join([version_name(v) or "" for v in ch.supported_versions])
-                                          if ch is not None and ch.supported_versions else None),
-            "cipher": cipher.name if cipher is not None else None,
-            "cipher_code": cipher_code,
-            "client_ciphers": (",".join([("%06x" if c > 0xFFFF else "%04x") % c for c in ch.cipher_suites])
-                               if ch is not None else None),
-            "client_cipher_count": len(ch.cipher_suites) if ch is not None else None,
-            "compression_methods": (",".join(map(str, ch.compression_methods)) if ch is not None else None),
-            "client_extensions": (",".join([str(t) for t, _ in ch.extensions]) if ch is not None else None),
-            "server_extensions": (",".join([str(t) for t, _ in sh.extensions]) if sh is not None else None),
-            "server_name": server_name,
-            "alpn_offered": ",".join(ch.alpn) if ch is not None and ch.alpn else None,
-            "alpn": alpn,
-            "supported_groups": (",".join([group_name(g) for g in ch.supported_groups])
-                                 if ch is not None and ch.supported_groups else None),
-            "ec_point_formats": (",".join(map(str, ch.ec_point_formats))
-                                 if ch is not None and ch.ec_point_formats else None),
-            "signature_algorithms": (",".join(["%04x" % s for s in ch.signature_algorithms])
-                                     if ch is not None and ch.signature_algorithms else None),
-            "key_share_groups": (",".join([group_name(g) for g in ch.key_share_groups])
-                                 if ch is not None and ch.key_share_groups else None),
-            "selected_group": selected_group,
-            "psk_offered": ch.psk if ch is not None else None,
-            "session_ticket_offered": ch.session_ticket if ch is not None else None,
-            "early_data_offered": ch.early_data if ch is not None else None,
-            "ech_offered": ch.ech if ch is not None else None,
-            "renegotiation_info": ch.renegotiation_info if ch is not None else None,
-            "extended_master_secret": (ch.extended_master_secret and (sh is None or sh.extended_master_secret)
-                                       if ch is not None else None),
-            "grease": ch.grease if ch is not None else None,
-            "sslv2_client_hello": ch.sslv2 if ch is not None else None,
-            "hello_retry_request": hrr is not None,
-            "resumed": resumed,
-            "session_id_len": len(ch.session_id) if ch is not None else None,
-            "dh_bits": dh_bits,
-            "established": established,
-            "history": history,
-            "alert_level": alert_level_name(alert[0]) if alert is not None else None,
-            "alert_description": alert_description_name(alert[1]) if alert is not None else None,
-            "alert_by": alert[2] if alert is not None else None,
-            "failure_reason": failure,
-            "cert_visible": cert_visible,
-            "cert_chain": ",".join(chain) if chain else None,
-            "cert_sha256": chain[0] if chain else None,
-            "sni_matches_cert": sni_match,
-            "client_cert_chain": ",".join(client_chain) if client_chain else None,
-            "ja3": ja3_h or None,
-            "ja3_full": ja3_f or None,
-            "ja3s": ja3s_h or None,
-            "ja3s_full": ja3s_f or None,
-            "ja4": ja4_v or None,
-            "ja4_r": ja4_r or None,
-            "ja4s": ja4s_v or None,
-            "ja4s_r": ja4s_r or None,
-            "ja4x": ",".join(ja4x_list) if ja4x_list else None,
-            "client_hello_count": len(client.client_hellos),
-            "server_hello_count": len(server.server_hellos) + (1 if server.ssl2_server_hello else 0),
-            "client_stop": client.stop if client.records or flow.to_server.data else None,
-            "server_stop": server.stop if server.records or flow.to_client.data else None,
-            "sslv2": sslv2,
-        }
-        facts.add_row("tls", tls_row)
-        leaf = leaf_row or {}
-        facts.flow.update(
-            {
-                "app_protocol": "tls",
-                "encrypted": encrypted,
-                "tls_version": version_s,
-                "tls_client_max_version": client_max,
-                "tls_cipher": cipher.name if cipher is not None else None,
-                "tls_server_name": server_name,
-                "tls_alpn": alpn,
-                "ja3": ja3_h or None,
-                "ja3s": ja3s_h or None,
-                "ja4": ja4_v or None,
-                "ja4s": ja4s_v or None,
-                "tls_established": established,
-                "cert_sha256": chain[0] if chain else None,
-                "cert_not_after": leaf.get("not_after"),
-                "cert_key_bits": leaf.get("key_bits"),
-                "cert_self_signed": leaf.get("self_signed"),
-            }
-        )
+        # --- certificates
+        chain: list[str] = []
+        leaf: dict[str, Any] = _NO_LEAF
+        if self.certificates and (server.certs or client.certs):
+            leaf = self._certificates(uid, server.certs, client.certs, chain, row, facts)
+        if chain and server_name:
+            row["sni_matches_cert"] = self._sni_matches(chain[0], server_name)
+
+        row["ts"] = (_time_at(cs, _first_event(client, "C")) if ch is not None else None) or flow.ts_start
+        row["version"] = version_s
+        row["client_max_version"] = client_max
+        rv = client.record_version if client.record_version is not None else server.record_version
+        row["record_version"] = version_name(rv)
+        row["cipher"] = cipher_name
+        row["cipher_code"] = cipher_code
+        row["alpn"] = alpn
+        row["selected_group"] = selected_group
+        row["hello_retry_request"] = hrr is not None
+        row["resumed"] = resumed
+        row["established"] = established
+        row["history"] = ("^" if flipped else "") + _history_of(merged)
+        if alert is not None:
+            row["alert_level"] = alert_level_name(alert[0])
+            row["alert_description"] = alert_description_name(alert[1])
+            row["alert_by"] = alert[2]
+        row["failure_reason"] = failure
+        row["cert_visible"] = bool(server.certs)
+        row["ja3"] = ja3_h
+        row["ja3s"] = ja3s_h
+        row["ja4"] = ja4_v
+        row["ja4s"] = ja4s_v
+        row["client_hello_count"] = len(client.client_hellos)
+        row["server_hello_count"] = len(server.server_hellos) + (1 if server.ssl2_server_hello else 0)
+        row["client_stop"] = client.stop if client.records or cs.data else None
+        row["server_stop"] = server.stop if server.records or sc.data else None
+        row["sslv2"] = version == 0x0002
+        facts.add_row("tls", row)
+        fl = facts.flow
+        fl["app_protocol"] = "tls"
+        fl["encrypted"] = encrypted
+        fl["tls_version"] = version_s
+        fl["tls_client_max_version"] = client_max
+        fl["tls_cipher"] = cipher_name
+        fl["tls_server_name"] = server_name
+        fl["tls_alpn"] = alpn
+        fl["ja3"] = ja3_h
+        fl["ja3s"] = ja3s_h
+        fl["ja4"] = ja4_v
+        fl["ja4s"] = ja4s_v
+        fl["tls_established"] = established
+        fl["cert_sha256"] = chain[0] if chain else None
+        fl["cert_not_after"] = leaf.get("not_after")
+        fl["cert_key_bits"] = leaf.get("key_bits")
+        fl["cert_self_signed"] = leaf.get("self_signed")
+
+    def _certificates(self, uid: str, server_certs: list[bytes], client_certs: list[bytes], chain: list[str],
+                      row: dict[str, object], facts: Facts) -> dict[str, Any]:
+        """Certificate rows and links; fills `chain` (server, leaf first). Returns the leaf row."""
+        cache = self.cert_cache
+        seen: set[str] = set()
+        client_chain: list[str] = []
+        leaf: dict[str, Any] = _NO_LEAF
+        ja4x_list: list[str] = []
+        for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
+            for position, der in enumerate(certs):
+                crow = cache.parse(der)
+                sha = str(crow["sha256"])
+                out.append(sha)
+                if position == 0 and sent_by == "server":
+                    leaf = crow
+                facts.add_row("cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
+                if sha not in seen:
+                    seen.add(sha)
+                    crow = dict(crow)
+                    if crow.get("first_seen_uid") is None:
+                        crow["first_seen_uid"] = uid
+                    if crow.get("sessions") is None:
+                        crow["sessions"] = 1
+                    facts.add_row("certs", crow)
+                if self.ja4x and sent_by == "server":
+                    try:
+                        ja4x_list.append(ja4x(der))
+                    except ParseError as exc:
+                        ja4x_list.append("")
+                        facts.anomaly("tls_certificate_der", f"ja4x of certificate {position}: {exc}", None)
+        if chain:
+            row["cert_chain"] = ",".join(chain)
+            row["cert_sha256"] = chain[0]
+        if client_chain:
+            row["client_cert_chain"] = ",".join(client_chain)
+        if ja4x_list:
+            row["ja4x"] = ",".join(ja4x_list)
+        return leaf
+
+    def _sni_matches(self, sha256: str, server_name: str) -> bool | None:
+        key = (sha256, server_name)
+        memo = self._sni_memo
+        if key in memo:
+            return memo[key]
+        value = self.cert_cache.sni_matches(sha256, server_name)
+        if len(memo) >= 65536:
+            memo.clear()
+        memo[key] = value
+        return value
 
 
 def _sniff_kx(body: bytes) -> str:
@@ -753,24 +833,102 @@ def _sniff_kx(body: bytes) -> str:
     return "DHE"
 
 
-def _first_alert(client: _Side, server: _Side) -> tuple[int, int, str] | None:
-    """The first plaintext alert in history order (server first on a tie)."""
-    best: tuple[int, int, str] | None = None
-    best_at = None
-    for side, who in ((server, "server"), (client, "client")):
-        if side.alerts:
-            lvl, desc, _off = side.alerts[0]
-            at = next((o for letter, o in side.events if letter == "l"), 0)
-            if best is None or (lvl == 2 and best[0] != 2) or (lvl == best[0] and best_at is not None
-                                                                and at < best_at and who == "server"):
-                best = (lvl, desc, who)
-                best_at = at
-    return best
+def _merged(client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None) -> list[tuple[str, int]]:
+    """Both directions' events in one order: (letter, k) where k counts that letter's earlier
+    occurrences on the same side (to find the k-th alert). Capture time decides when both
+    directions carry segment timestamps; handshake flights decide otherwise and break ties."""
+    ce, se = client.events, server.events
+    order: list[tuple[int, int]] = []  # (side 0 = client / 1 = server, index into its events)
+    if not se:
+        order = [(0, i) for i in range(len(ce))]
+    elif not ce:
+        order = [(1, i) for i in range(len(se))]
+    else:
+        cf = _flights([e[0] for e in ce], True)
+        sf = _flights([e[0] for e in se], False)
+        ci = si = 0
+        cpos = spos = 0
+        while ci < len(cf) or si < len(sf):
+            if ci < len(cf):
+                order.extend((0, cpos + j) for j in range(cf[ci]))
+                cpos += cf[ci]
+                ci += 1
+            if si < len(sf):
+                order.extend((1, spos + j) for j in range(sf[si]))
+                spos += sf[si]
+                si += 1
+        if cs is not None and sc is not None and cs.times and sc.times:
+            keyed = []
+            for rank, (side, i) in enumerate(order):
+                if side:
+                    ts = _time_at(sc, se[i][1])
+                else:
+                    ts = _time_at(cs, ce[i][1])
+                keyed.append((ts if ts is not None else 0.0, rank))
+            keyed.sort()
+            order = [order[rank] for _ts, rank in keyed]
+    out = []
+    seen_c: dict[str, int] = {}
+    seen_s: dict[str, int] = {}
+    for side, i in order:
+        letter = (se if side else ce)[i][0]
+        seen = seen_s if side else seen_c
+        k = seen.get(letter, 0)
+        seen[letter] = k + 1
+        out.append((letter, k))
+    return out
+
+
+def _flights(letters: list[str], is_client: bool) -> list[int]:
+    """Sizes of one direction's flights: runs of messages ending where that side waits for its
+    peer (client: after a ClientHello, an alert, or its ChangeCipherSpec unless a second
+    ClientHello follows; server: after ServerHelloDone, ChangeCipherSpec, an alert, or a
+    HelloRetryRequest / ServerHello that nothing of the same flight follows)."""
+    sizes: list[int] = []
+    cur = 0
+    n = len(letters)
+    for i, letter in enumerate(letters):
+        cur += 1
+        nxt = letters[i + 1] if i + 1 < n else ""
+        if is_client:
+            end = letter in "CL" or (letter == "I" and nxt != "C")
+        else:
+            end = letter in "nil" or (letter in "js" and nxt not in ("i", "x", "k", "r", "n", "u", "t"))
+        if end:
+            sizes.append(cur)
+            cur = 0
+    if cur:
+        sizes.append(cur)
+    return sizes
+
+
+def _history_of(merged: list[tuple[str, int]]) -> str:
+    return "".join([letter for letter, _k in merged[:100]])
+
+
+def _first_alert(merged: list[tuple[str, int]], client: _Side, server: _Side) -> tuple[int, int, str] | None:
+    """(level, description, who) of the first fatal plaintext alert in history order, else of the
+    first alert."""
+    first: tuple[int, int, str] | None = None
+    for letter, k in merged:
+        if letter == "l" and k < len(server.alerts):
+            lvl, desc, _o = server.alerts[k]
+            found = (lvl, desc, "server")
+        elif letter == "L" and k < len(client.alerts):
+            lvl, desc, _o = client.alerts[k]
+            found = (lvl, desc, "client")
+        else:
+            continue
+        if lvl == 2:
+            return found
+        if first is None:
+            first = found
+    return first
 
 
 def _first_event(side: _Side, letter: str) -> int | None:
     for ev, off in side.events:
-        if ev.upper() == letter:
+        if ev == letter:
             return off
     return None
 
@@ -783,65 +941,9 @@ def _time_at(prefix: StreamPrefix, offset: int | None) -> float | None:
     return times[i][1] if i >= 0 else times[0][1]
 
 
-def _flights(letters: list[str], is_client: bool) -> list[list[str]]:
-    """Split one direction's letters where that side would wait for its peer."""
-    flights: list[list[str]] = []
-    cur: list[str] = []
-    n = len(letters)
-    for i, letter in enumerate(letters):
-        cur.append(letter)
-        nxt = letters[i + 1] if i + 1 < n else ""
-        if is_client:
-            end = letter in "CL" or (letter == "I" and nxt != "C")
-        else:
-            end = letter in "nil" or (letter in "js" and nxt != "i" and nxt not in "xkrnut")
-        if end:
-            flights.append(cur)
-            cur = []
-    if cur:
-        flights.append(cur)
-    return flights
-
-
-def _history(client: _Side, server: _Side, flow: FlowPayload) -> str:
-    c_letters = [ev.upper() for ev, _ in client.events]
-    s_letters = [ev for ev, _ in server.events]
-    cf = _flights(c_letters, True)
-    sf = _flights(s_letters, False)
-    rank = 0
-    ci = si = 0
-    c_ev = iter(client.events)
-    s_ev = iter(server.events)
-    ranked: list[tuple[float, int, str]] = []
-    use_times = bool(flow.to_server.times) and bool(flow.to_client.times)
-    turn_client = bool(cf)
-    while ci < len(cf) or si < len(sf):
-        if turn_client and ci < len(cf):
-            for letter in cf[ci]:
-                _l, off = next(c_ev)
-                ts = _time_at(flow.to_server, off) if use_times else None
-                ranked.append((ts if ts is not None else 0.0, rank, letter))
-                rank += 1
-            ci += 1
-        elif not turn_client and si < len(sf):
-            for letter in sf[si]:
-                _l, off = next(s_ev)
-                ts = _time_at(flow.to_client, off) if use_times else None
-                ranked.append((ts if ts is not None else 0.0, rank, letter))
-                rank += 1
-            si += 1
-        turn_client = not turn_client
-    if use_times:
-        ranked.sort()
-    return "".join([letter for _ts, _r, letter in ranked])[:100]
-
-
-def _last_message(client: _Side, server: _Side) -> str:
-    hist = _history(client, server, FlowPayload(uid="", transport="tcp", client_ip="", server_ip="",
-                                                client_port=0, server_port=0, ts_start=0.0))
-    if not hist:
+def _last_message(merged: list[tuple[str, int]]) -> str:
+    if not merged:
         return "nothing"
-    last = hist[-1]
+    last = merged[-1][0]
     who = "client" if last.isupper() else "server"
     return f"{who} {_HS_NAMES.get(last.lower(), last)}"
-

@@ -22,6 +22,7 @@ Conventions (checked against FoxIO's expected outputs, see NOTES.md):
 from __future__ import annotations
 
 import hashlib
+import struct
 
 from analyzer.dissect.tls.constants import GREASE
 from analyzer.dissect.tls.handshake import ClientHello, ServerHello
@@ -38,29 +39,49 @@ def _hash12(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _dash(values: list[int]) -> str:
-    return "-".join([str(v) for v in values if v not in GREASE])
+_PACKERS: dict[int, struct.Struct] = {}
+
+
+def _hexlist(values: list[int]) -> str:
+    """Comma-separated 4-digit lowercase hex, e.g. "002f,1301" (bytes.hex with a separator)."""
+    n = len(values)
+    if not n:
+        return ""
+    st = _PACKERS.get(n)
+    if st is None:
+        st = struct.Struct(">%dH" % n)
+        if len(_PACKERS) < 512:
+            _PACKERS[n] = st
+    return st.pack(*values).hex(",", 2)
+
+
+def _degrease(values: list[int]) -> list[int]:
+    if GREASE.isdisjoint(values):
+        return values
+    return [v for v in values if v not in GREASE]
 
 
 def ja3(ch: ClientHello) -> tuple[str, str]:
     """(MD5 hex, full string) of the Salesforce JA3 definition. Empty strings for an SSLv2 hello."""
     if ch.sslv2:
         return "", ""
-    full = ",".join(
-        (
-            str(ch.legacy_version),
-            _dash(ch.cipher_suites),
-            _dash(ch.extension_types),
-            _dash(ch.supported_groups),
-            "-".join([str(v) for v in ch.ec_point_formats]),
-        )
+    full = "%d,%s,%s,%s,%s" % (
+        ch.legacy_version,
+        "-".join(map(str, _degrease(ch.cipher_suites))),
+        "-".join(map(str, _degrease([t for t, _ in ch.extensions]))),
+        "-".join(map(str, _degrease(ch.supported_groups))),
+        "-".join(map(str, ch.ec_point_formats)),
     )
     return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
 
 
 def ja3s(sh: ServerHello) -> tuple[str, str]:
     """(MD5 hex, full string) of JA3S: "SSLVersion,Cipher,Extensions" (GREASE removed)."""
-    full = f"{sh.legacy_version},{sh.cipher_suite},{_dash(sh.extension_types)}"
+    full = "%d,%d,%s" % (
+        sh.legacy_version,
+        sh.cipher_suite,
+        "-".join(map(str, _degrease([t for t, _ in sh.extensions]))),
+    )
     return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
 
 
@@ -75,6 +96,7 @@ _JA4_VERSIONS = {
     0xFEFD: "d2",
     0xFEFC: "d3",
 }
+_NOT_IN_JA4_C = GREASE | {0x0000, 0x0010}  # SNI and ALPN are in part a
 
 
 def ja4_version_code(version: int) -> str:
@@ -89,26 +111,13 @@ def _ja4_alpn(raw: bytes | None) -> str:
     first, last = raw[0], raw[-1]
     if first >= 0x80:
         return "99"  # FoxIO's ja4.py / Rust ja4: tshark shows non-ASCII bytes as U+FFFD -> "99"
-    if first < 0x21 or first == 0x7F or (last < 0x21 or last == 0x7F):
+    if first < 0x21 or first == 0x7F or last < 0x21 or last == 0x7F:
         # Spec rule for non-printable values: first and last hex character of the value.
         text = raw.hex()
         return text[0] + text[-1]
-    last_c = "9" if last >= 0x80 else chr(last)
     if len(raw) == 1:
         return chr(first) + "0"  # Rust ja4 behaviour (Python prints one character)
-    return chr(first) + last_c
-
-
-def _hex4(values: list[int]) -> list[str]:
-    return ["%04x" % v for v in values if v not in GREASE]
-
-
-def _ja4_max_version(versions: list[int]) -> int | None:
-    real = [v for v in versions if v not in GREASE]
-    if not real:
-        return None
-    # FoxIO sorts the hex strings and takes the last; numeric order is the same for TLS codes.
-    return max(real)
+    return chr(first) + ("9" if last >= 0x80 else chr(last))
 
 
 def ja4(ch: ClientHello, transport: str = "t") -> tuple[str, str]:
@@ -118,38 +127,40 @@ def ja4(ch: ClientHello, transport: str = "t") -> tuple[str, str]:
     """
     if ch.sslv2:
         return "", ""
-    version = _ja4_max_version(ch.supported_versions) if ch.supported_versions else None
-    if version is None:
-        version = ch.legacy_version
-    ciphers = _hex4(ch.cipher_suites)
-    ext_types = [t for t in ch.extension_types if t not in GREASE]
-    sni = "d" if 0 in ext_types else "i"
-    alpn = _ja4_alpn(ch.alpn_raw[0] if ch.alpn_raw else None)
+    version = ch.legacy_version
+    if ch.supported_versions:
+        real = _degrease(ch.supported_versions)
+        if real:
+            # FoxIO sorts the hex strings and takes the last; numeric order is the same.
+            version = max(real)
+    ciphers = _degrease(ch.cipher_suites)
+    types = [t for t, _ in ch.extensions]
+    n_ext = len(types) if GREASE.isdisjoint(types) else len(_degrease(types))
+    # "d" when the server_name extension exists (the spec, FoxIO's Rust ja4 and the tshark oracle;
+    # FoxIO's ja4.py says "i" for an extension without a host name: see NOTES.md).
     a = "%s%s%s%02d%02d%s" % (
         transport,
-        ja4_version_code(version),
-        sni,
+        _JA4_VERSIONS.get(version, "00"),
+        "d" if 0 in types else "i",
         min(len(ciphers), 99),
-        min(len(ext_types), 99),
-        alpn,
+        min(n_ext, 99),
+        _ja4_alpn(ch.alpn_raw[0] if ch.alpn_raw else None),
     )
-    ciphers.sort()
-    exts = sorted(["%04x" % t for t in ext_types if t != 0 and t != 16])
-    sigs = _hex4(ch.signature_algorithms)
-    c_text = ",".join(ciphers)
-    e_text = ",".join(exts)
-    if sigs:
-        e_text = e_text + "_" + ",".join(sigs)
+    c_text = _hexlist(sorted(ciphers))
+    e_text = _hexlist(sorted([t for t in types if t not in _NOT_IN_JA4_C]))
+    if ch.signature_algorithms:
+        sigs = _hexlist(_degrease(ch.signature_algorithms))
+        if sigs:
+            e_text = e_text + "_" + sigs
     return f"{a}_{_hash12(c_text)}_{_hash12(e_text)}", f"{a}_{c_text}_{e_text}"
 
 
 def ja4s(sh: ServerHello, transport: str = "t") -> tuple[str, str]:
     """(JA4S, JA4S_r) of a ServerHello (FoxIO License 1.1; see the module docstring)."""
     version = sh.selected_version if sh.selected_version is not None else sh.legacy_version
-    exts = ["%04x" % t for t in sh.extension_types]  # wire order, GREASE kept (FoxIO)
-    alpn = _ja4_alpn(sh.alpn_raw)
-    a = "%s%s%02d%s" % (transport, ja4_version_code(version), min(len(exts), 99), alpn)
-    e_text = ",".join(exts)
+    types = [t for t, _ in sh.extensions]  # wire order, GREASE kept (FoxIO)
+    a = "%s%s%02d%s" % (transport, _JA4_VERSIONS.get(version, "00"), min(len(types), 99), _ja4_alpn(sh.alpn_raw))
+    e_text = _hexlist(types)
     cipher = "%04x" % sh.cipher_suite
     return f"{a}_{cipher}_{_hash12(e_text)}", f"{a}_{cipher}_{e_text}"
 

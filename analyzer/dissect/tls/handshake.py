@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _U16 = struct.Struct(">H")
+_HH = struct.Struct(">HH")
 _U8U16 = struct.Struct(">BH")
 _U16_FORMATS: dict[int, struct.Struct] = {}
 
@@ -52,6 +53,7 @@ EXT_EARLY_DATA = 42
 EXT_SUPPORTED_VERSIONS = 43
 EXT_PSK_KEY_EXCHANGE_MODES = 45
 EXT_KEY_SHARE = 51
+EXT_KEY_SHARE_DRAFT = 40  # key_share in TLS 1.3 drafts before -23
 EXT_QUIC_TRANSPORT_PARAMETERS = 57
 EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT = 0xFFA5
 EXT_ECH = 0xFE0D
@@ -195,37 +197,48 @@ def _version_rank(v: int) -> int:
     return v
 
 
-def _parse_extensions(data: bytes, pos: int, end: int, who: str) -> list[tuple[int, bytes]]:
+def _parse_extensions(
+    data: bytes, pos: int, end: int, who: str, errors: list[str]
+) -> list[tuple[int, bytes]]:
+    """The extensions block from `pos` to `end`. Lenient like Wireshark: a block that is cut or
+    overruns keeps the extensions read before the problem, and the problem goes to `errors`."""
     exts: list[tuple[int, bytes]] = []
     if pos == end:
         return exts
     if pos + 2 > end:
-        raise ParseError(f"{who}: extensions length field cut", pos)
+        errors.append(f"{who}: extensions length field cut (at byte {pos})")
+        return exts
     (n,) = _U16.unpack_from(data, pos)
     pos += 2
-    if pos + n > end:
-        raise ParseError(f"{who}: extensions length {n} exceeds the {end - pos} bytes present", pos - 2)
     stop = pos + n
-    unpack = _U16.unpack_from
+    if stop > end:
+        errors.append(f"{who}: extensions length {n} exceeds the {end - pos} bytes present (at byte {pos - 2})")
+        stop = end
+    elif stop < end:
+        errors.append(f"{who}: {end - stop} bytes after the extensions block (at byte {stop})")
+    unpack = _HH.unpack_from
+    append = exts.append
     while pos < stop:
         if pos + 4 > stop:
-            raise ParseError(f"{who}: extension header cut", pos)
-        (etype,) = unpack(data, pos)
-        (elen,) = unpack(data, pos + 2)
+            errors.append(f"{who}: extension header cut (at byte {pos})")
+            break
+        etype, elen = unpack(data, pos)
         pos += 4
-        if pos + elen > stop:
-            raise ParseError(f"{who}: extension {etype} length {elen} runs past the block", pos - 4)
-        exts.append((etype, data[pos : pos + elen]))
-        pos += elen
+        nxt = pos + elen
+        if nxt > stop:
+            errors.append(f"{who}: extension {etype} length {elen} runs past the block (at byte {pos - 4})")
+            break
+        append((etype, data[pos:nxt]))
+        pos = nxt
     return exts
 
 
 def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ClientHello:
     """Parse a ClientHello message body. Raises ParseError when the body contradicts itself.
 
-    A malformed *individual* extension (say a supported_groups with an odd length) does not fail the
-    hello: the raw extension is kept, the convenience field stays empty and the reason is appended
-    to `ClientHello.errors`.
+    A malformed extensions block or *individual* extension (say a supported_groups with an odd
+    length) does not fail the hello: the extensions read before the problem are kept (as Wireshark
+    does), the convenience field stays empty and the reason is appended to `ClientHello.errors`.
     """
     data = bytes(body)
     end = len(data)
@@ -265,57 +278,123 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
         raise ParseError(f"client hello: compression length {cm_len} exceeds the bytes present", pos - 1)
     compression = list(data[pos : pos + cm_len])
     pos += cm_len
-    exts = _parse_extensions(data, pos, end, "client hello")
-    ch = ClientHello(legacy_version, random, session_id, ciphers, compression, exts, cookie)
+    errors: list[str] = []
+    exts = _parse_extensions(data, pos, end, "client hello", errors)
+    ch = ClientHello(legacy_version, random, session_id, ciphers, compression, exts, cookie, errors=errors)
     if SCSV_RENEGOTIATION in ciphers:
         ch.renegotiation_info = True
     _fill_client_extensions(ch)
     return ch
 
 
+def _x_server_name(ch: ClientHello, ext: bytes) -> None:
+    if ch.server_name is None:
+        ch.server_name = _server_name(ext)
+
+
+def _x_supported_groups(ch: ClientHello, ext: bytes) -> None:
+    ch.supported_groups = _vec16_u16(ext, "supported_groups")
+
+
+def _x_ec_point_formats(ch: ClientHello, ext: bytes) -> None:
+    if not ext or ext[0] > len(ext) - 1:
+        raise ParseError("ec_point_formats: length exceeds the bytes present")
+    ch.ec_point_formats = list(ext[1 : 1 + ext[0]])
+
+
+def _x_signature_algorithms(ch: ClientHello, ext: bytes) -> None:
+    ch.signature_algorithms = _vec16_u16(ext, "signature_algorithms")
+
+
+def _x_alpn(ch: ClientHello, ext: bytes) -> None:
+    ch.alpn_raw = _alpn_list(ext)
+    ch.alpn = _decode_alpn(ch.alpn_raw)
+
+
+def _x_supported_versions(ch: ClientHello, ext: bytes) -> None:
+    if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
+        raise ParseError("supported_versions: bad list length")
+    ch.supported_versions = u16_list(ext, 1, ext[0])
+
+
+def _x_key_share(ch: ClientHello, ext: bytes) -> None:
+    ch.key_share_groups = _key_share_groups(ext)
+
+
+def _x_key_share_draft(ch: ClientHello, ext: bytes) -> None:
+    if not ch.key_share_groups:
+        ch.key_share_groups = _key_share_groups(ext)
+
+
+def _x_psk_modes(ch: ClientHello, ext: bytes) -> None:
+    if ext and ext[0] <= len(ext) - 1:
+        ch.psk_key_exchange_modes = list(ext[1 : 1 + ext[0]])
+
+
+def _x_psk(ch: ClientHello, ext: bytes) -> None:
+    ch.psk = True
+
+
+def _x_early_data(ch: ClientHello, ext: bytes) -> None:
+    ch.early_data = True
+
+
+def _x_ech(ch: ClientHello, ext: bytes) -> None:
+    ch.ech = True
+
+
+def _x_session_ticket(ch: ClientHello, ext: bytes) -> None:
+    ch.session_ticket = True
+    ch.session_ticket_data = len(ext) > 0
+
+
+def _x_renegotiation_info(ch: ClientHello, ext: bytes) -> None:
+    ch.renegotiation_info = True
+
+
+def _x_ems(ch: ClientHello, ext: bytes) -> None:
+    ch.extended_master_secret = True
+
+
+def _x_quic_tp(ch: ClientHello, ext: bytes) -> None:
+    ch.quic_transport_parameters = ext
+
+
+def _x_quic_tp_draft(ch: ClientHello, ext: bytes) -> None:
+    if ch.quic_transport_parameters is None:
+        ch.quic_transport_parameters = ext
+
+
+_CH_EXTENSION_HANDLERS = {
+    EXT_SERVER_NAME: _x_server_name,
+    EXT_SUPPORTED_GROUPS: _x_supported_groups,
+    EXT_EC_POINT_FORMATS: _x_ec_point_formats,
+    EXT_SIGNATURE_ALGORITHMS: _x_signature_algorithms,
+    EXT_ALPN: _x_alpn,
+    EXT_SUPPORTED_VERSIONS: _x_supported_versions,
+    EXT_KEY_SHARE: _x_key_share,
+    EXT_KEY_SHARE_DRAFT: _x_key_share_draft,
+    EXT_PSK_KEY_EXCHANGE_MODES: _x_psk_modes,
+    EXT_PRE_SHARED_KEY: _x_psk,
+    EXT_EARLY_DATA: _x_early_data,
+    EXT_ECH: _x_ech,
+    EXT_ESNI: _x_ech,
+    EXT_SESSION_TICKET: _x_session_ticket,
+    EXT_RENEGOTIATION_INFO: _x_renegotiation_info,
+    EXT_EXTENDED_MASTER_SECRET: _x_ems,
+    EXT_QUIC_TRANSPORT_PARAMETERS: _x_quic_tp,
+    EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT: _x_quic_tp_draft,
+}
+
+
 def _fill_client_extensions(ch: ClientHello) -> None:
+    handlers = _CH_EXTENSION_HANDLERS
     for etype, ext in ch.extensions:
+        handler = handlers.get(etype)
+        if handler is None:
+            continue
         try:
-            if etype == EXT_SERVER_NAME:
-                if ch.server_name is None:
-                    ch.server_name = _server_name(ext)
-            elif etype == EXT_SUPPORTED_GROUPS:
-                ch.supported_groups = _vec16_u16(ext, "supported_groups")
-            elif etype == EXT_EC_POINT_FORMATS:
-                if not ext or ext[0] > len(ext) - 1:
-                    raise ParseError("ec_point_formats: length exceeds the bytes present")
-                ch.ec_point_formats = list(ext[1 : 1 + ext[0]])
-            elif etype == EXT_SIGNATURE_ALGORITHMS:
-                ch.signature_algorithms = _vec16_u16(ext, "signature_algorithms")
-            elif etype == EXT_ALPN:
-                ch.alpn_raw = _alpn_list(ext)
-                ch.alpn = _decode_alpn(ch.alpn_raw)
-            elif etype == EXT_SUPPORTED_VERSIONS:
-                if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
-                    raise ParseError("supported_versions: bad list length")
-                ch.supported_versions = u16_list(ext, 1, ext[0])
-            elif etype == EXT_KEY_SHARE:
-                ch.key_share_groups = _key_share_groups(ext)
-            elif etype == EXT_PSK_KEY_EXCHANGE_MODES:
-                if ext and ext[0] <= len(ext) - 1:
-                    ch.psk_key_exchange_modes = list(ext[1 : 1 + ext[0]])
-            elif etype == EXT_PRE_SHARED_KEY:
-                ch.psk = True
-            elif etype == EXT_EARLY_DATA:
-                ch.early_data = True
-            elif etype == EXT_ECH or etype == EXT_ESNI:
-                ch.ech = True
-            elif etype == EXT_SESSION_TICKET:
-                ch.session_ticket = True
-                ch.session_ticket_data = len(ext) > 0
-            elif etype == EXT_RENEGOTIATION_INFO:
-                ch.renegotiation_info = True
-            elif etype == EXT_EXTENDED_MASTER_SECRET:
-                ch.extended_master_secret = True
-            elif etype == EXT_QUIC_TRANSPORT_PARAMETERS or (
-                etype == EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT and ch.quic_transport_parameters is None
-            ):
-                ch.quic_transport_parameters = ext
+            handler(ch, ext)
         except ParseError as exc:
             ch.errors.append(f"ext {etype}: {exc}")
 
@@ -410,22 +489,35 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     ServerHello has no cookie, so the layout is the same)."""
     data = bytes(body)
     end = len(data)
-    if end < 38:
-        raise ParseError(f"server hello: {end} bytes, shorter than version+random+session id", 0)
+    if end < 36:
+        raise ParseError(f"server hello: {end} bytes, shorter than version+random+cipher", 0)
     (legacy_version,) = _U16.unpack_from(data, 0)
     random = data[2:34]
-    sid_len = data[34]
-    pos = 35
-    if sid_len > 32 or pos + sid_len + 3 > end:
-        raise ParseError(f"server hello: session id length {sid_len} invalid", 34)
-    session_id = data[pos : pos + sid_len]
-    pos += sid_len
-    (cipher,) = _U16.unpack_from(data, pos)
-    compression = data[pos + 2]
-    pos += 3
-    exts = _parse_extensions(data, pos, end, "server hello")
-    sh = ServerHello(legacy_version, random, session_id, cipher, compression, exts)
+    if legacy_version >> 8 == 0x7F and (legacy_version & 0xFF) < 22:
+        # TLS 1.3 drafts before -22: version, random, cipher_suite, extensions (no session id,
+        # no compression).
+        session_id = b""
+        (cipher,) = _U16.unpack_from(data, 34)
+        compression = 0
+        pos = 36
+    else:
+        if end < 38:
+            raise ParseError(f"server hello: {end} bytes, shorter than version+random+session id", 0)
+        sid_len = data[34]
+        pos = 35
+        if sid_len > 32 or pos + sid_len + 3 > end:
+            raise ParseError(f"server hello: session id length {sid_len} invalid", 34)
+        session_id = data[pos : pos + sid_len]
+        pos += sid_len
+        (cipher,) = _U16.unpack_from(data, pos)
+        compression = data[pos + 2]
+        pos += 3
+    errors: list[str] = []
+    exts = _parse_extensions(data, pos, end, "server hello", errors)
+    sh = ServerHello(legacy_version, random, session_id, cipher, compression, exts, errors=errors)
     sh.is_hello_retry_request = random == HRR_RANDOM
+    if legacy_version >> 8 == 0x7F:
+        sh.selected_version = legacy_version  # drafts before -22 negotiate in the legacy field
     for etype, ext in exts:
         try:
             if etype == EXT_SUPPORTED_VERSIONS:
@@ -437,7 +529,7 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
                 if names:
                     sh.alpn_raw = names[0]
                     sh.alpn = _decode_alpn(names[:1])[0]
-            elif etype == EXT_KEY_SHARE:
+            elif etype == EXT_KEY_SHARE or (etype == EXT_KEY_SHARE_DRAFT and legacy_version >> 8 == 0x7F):
                 if len(ext) < 2:
                     raise ParseError("key_share: body shorter than a group")
                 (sh.key_share_group,) = _U16.unpack_from(ext, 0)

@@ -1,0 +1,158 @@
+"""The `intransit` command: a thin click shell over analyzer.analyze() and the report writers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from analyzer._version import __version__
+from analyzer.errors import IntransitError
+
+FLOW_TABLE_COLUMNS = [
+    "ts_start", "transport", "client_ip", "client_port", "server_ip", "server_port",
+    "packets_to_server", "packets_to_client", "ip_bytes_to_server", "ip_bytes_to_client", "conn_state",
+    "vni", "app_protocol", "tls_version", "tls_cipher", "tls_server_name", "ja4",
+]  # fmt: skip
+TLS_TABLE_COLUMNS = [
+    "ts", "protocol", "client_ip", "server_ip", "server_port", "version", "cipher", "server_name", "alpn",
+    "established", "history", "ja4", "ja4s", "cert_sha256",
+]  # fmt: skip
+
+
+def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that reads captures (defined once)."""
+    options = [
+        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+        click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl", "parquet"]), default="table",
+                     show_default=True, help="Output format."),
+        click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+                     help="Write to this file instead of standard output (required for parquet)."),
+        click.option("--all-columns", is_flag=True, help="Table format: show every column, not a summary."),
+        click.option("--strict", is_flag=True, help="Treat any damaged capture as a fatal error."),
+        click.option("--payload-budget", type=click.IntRange(min=0), default=64 * 1024, show_default=True,
+                     help="Bytes of payload kept per flow and direction for the dissectors."),
+        click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/... dissection."),
+        click.option("--vxlan-port", "vxlan_ports", type=click.IntRange(1, 65535), multiple=True,
+                     default=(4789,), show_default=True, help="UDP port(s) carrying VXLAN (repeatable)."),
+        click.option("--geneve-port", "geneve_ports", type=click.IntRange(1, 65535), multiple=True,
+                     default=(6081,), show_default=True, help="UDP port(s) carrying GENEVE (repeatable)."),
+        click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
+                     show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: a fifth)."),
+        click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool,
+                  vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
+                  ja4x: bool) -> Any:
+    import analyzer
+
+    def on_problem(p: Any) -> None:
+        where = f" at byte {p.offset}" if p.offset is not None else ""
+        click.echo(f"warning: {p.source}{where}: {p.detail}; kept what was read before it", err=True)
+
+    return analyzer.analyze(
+        list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
+        dissect=not no_dissect, vxlan_ports=tuple(vxlan_ports), geneve_ports=tuple(geneve_ports),
+        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, ja4x=ja4x,
+    )
+
+
+def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors become one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                return f(*args, **kwargs)
+        except IntransitError as exc:
+            click.echo(f"intransit: error: {exc}", err=True)
+            sys.exit(2)
+        except ValueError as exc:  # bad option combinations detected by the writers
+            click.echo(f"intransit: error: {exc}", err=True)
+            sys.exit(2)
+        except BrokenPipeError:
+            sys.stderr.close()
+            sys.exit(0)
+        except KeyboardInterrupt:
+            click.echo("intransit: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="intransit")
+def main() -> None:
+    """Audit encryption in transit from packet captures (pcap, pcapng, compressed, '-' for stdin)
+    and AWS VPC Traffic Mirroring (VXLAN) / Gateway Load Balancer (GENEVE) encapsulation.
+
+    \b
+    Examples:
+      intransit flows captures/
+      intransit tls capture.pcapng --format csv --out tls.csv
+      tcpdump -w - -i eth0 | intransit flows -
+    """
+
+
+@main.command()
+@_capture_options
+@_errors_to_exit
+def flows(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
+    """One row per flow: endpoints, counters, TCP state, tunnel and TLS facts."""
+    from analyzer.report import write_frame
+
+    result = _run_analysis(paths, **opts)
+    cols = None if (all_columns or fmt != "table") else FLOW_TABLE_COLUMNS
+    write_frame(result.flows, fmt, out, columns=cols)
+
+
+@main.command()
+@_capture_options
+@_errors_to_exit
+def tls(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
+    """One row per TLS, DTLS or QUIC session: versions, cipher, SNI, ALPN, fingerprints, certificate."""
+    from analyzer.report import write_frame
+
+    result = _run_analysis(paths, **opts)
+    cols = None if (all_columns or fmt != "table") else TLS_TABLE_COLUMNS
+    write_frame(result.tls, fmt, out, columns=cols)
+
+
+@main.command()
+@_capture_options
+@_errors_to_exit
+def certs(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
+    """One row per distinct certificate seen (keyed by SHA-256 fingerprint)."""
+    from analyzer.report import write_frame
+
+    result = _run_analysis(paths, **opts)
+    cols = None if (all_columns or fmt != "table") else [
+        "sha256", "subject_cn", "issuer_cn", "not_after", "key_type", "key_bits", "signature_hash",
+        "self_signed", "sessions"]
+    write_frame(result.certs, fmt, out, columns=cols)
+
+
+@main.command()
+@_capture_options
+@_errors_to_exit
+def anomalies(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
+    """Malformed or unexpected input: damaged records, truncated headers, protocol violations."""
+    from analyzer.report import write_frame
+
+    result = _run_analysis(paths, **opts)
+    write_frame(result.anomalies, fmt, out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
