@@ -130,7 +130,10 @@ class Collector:
                     continue
                 j = pos[fp.uid]
                 for k, v in facts.flow.items():
-                    extra.setdefault(k, [None] * n)[j] = v
+                    col = extra.get(k)
+                    if col is None:
+                        col = extra[k] = [None] * n
+                    col[j] = v
                 self._rows(fp, facts)
         df = pd.DataFrame({**cols, **extra})
         self.flow_chunks.append(df)

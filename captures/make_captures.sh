@@ -112,7 +112,8 @@ CAP_PID=
 cap_start() {  # ns iface file filter [tcpdump options...]
   local ns=$1 ifc=$2 file=$3 filter=$4; shift 4
   rm -f "$OUT/$file"
-  inns "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root "$@" -w "$OUT/$file" "$filter" \
+  # (ip netns exec execs the program, so $! is tcpdump itself)
+  ip netns exec "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root "$@" -w "$OUT/$file" "$filter" \
     2> "$WORK/tcpdump.err" &
   CAP_PID=$!
   local _
@@ -121,7 +122,7 @@ cap_start() {  # ns iface file filter [tcpdump options...]
 }
 cap_stop() {  # file
   sleep 0.3
-  kill -INT "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
+  kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
   printf '%-34s %6s packets %7s bytes\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
     "$(stat -c %s "$OUT/$1")" | tee -a "$LOG"
 }
@@ -138,7 +139,7 @@ SRV=
 srv() {  # ns cmd...   start a server in the background
   local ns=$1; shift
   echo "+ [$ns] $*" >> "$LOG"
-  inns "$ns" "$@" >> "$LOG" 2>&1 &
+  ip netns exec "$ns" "$@" >> "$LOG" 2>&1 &
   SRV=$!; PIDS+=("$SRV")
 }
 srv_stop() {  # pid: give a -naccept server a moment to exit by itself, then end it
@@ -156,7 +157,7 @@ cli() {  # ns cmd...   run a client with a timeout
   return 0
 }
 expect() {  # file json: the facts manifest.json will hold for that file (see tools/manifest.py)
-  printf '%s\t%s\n' "$1" "$2" >> "$EXPECT"
+  printf '%s\t%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')" >> "$EXPECT"
 }
 
 REQ=$'GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: openssl-s_client\r\nConnection: close\r\n\r\n'
@@ -516,13 +517,13 @@ wait_port $NS_S 8080
 srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1; TLS_PID=$SRV
 wait_port $NS_S 443
 rm -f "$OUT/$F"
-inns $NS_S dumpcap -q -i eth0 -f "tcp port 443" -i any -y LINUX_SLL2 -f "tcp port 8080" -w "$OUT/$F" 2> "$WORK/dumpcap.err" &
+ip netns exec $NS_S dumpcap -q -i eth0 -f "tcp port 443" -i any -y LINUX_SLL2 -f "tcp port 8080" -w "$OUT/$F" 2> "$WORK/dumpcap.err" &
 DC_PID=$!
 for _ in $(seq 100); do [ "$(grep -c "Capturing on" "$WORK/dumpcap.err" 2>/dev/null)" -ge 1 ] && break; sleep 0.05; done
 sleep 0.5
 cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
 cli $NS_S curl -sS -o /dev/null --max-time 10 http://127.0.0.1:8080/index.html
-sleep 0.5; kill -INT $DC_PID; wait $DC_PID 2>/dev/null
+sleep 0.5; kill -TERM $DC_PID; wait $DC_PID 2>/dev/null
 srv_stop $TLS_PID; srv_stop $HTTP_PID
 printf '%-34s %6s packets %7s bytes\n' "$F" "$(capinfos -c -M -T "$OUT/$F" | awk -F'\t' 'NR==2{print $2}')" "$(stat -c %s "$OUT/$F")" | tee -a "$LOG"
 expect $F '{"description": "pcapng with two interfaces of different link types: eth0 (Ethernet) holding a TLS 1.3 conversation, and any (LINUX_SLL2) holding a plaintext HTTP GET over 127.0.0.1",

@@ -458,7 +458,8 @@ def test_cache_parses_once_and_returns_copies():
     assert (cache.misses, cache.hits) == (1, 1)
     assert second.get("first_seen_uid") is None and second["sha256"] == first["sha256"]
     assert first["sha256"] in cache and first["sha256"].upper() in cache and len(cache) == 1
-    assert cache.get(first["sha256"])["subject_cn"] == "leaf.test"
+    got = cache.get(first["sha256"])
+    assert got is not None and got["subject_cn"] == "leaf.test"
     assert cache.get("0" * 64) is None
 
 

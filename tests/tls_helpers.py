@@ -276,3 +276,42 @@ def server_hello_body(
     if exts:
         body += struct.pack(">H", len(exts)) + exts
     return body
+
+
+def make_chain(server_name: str = "www.example.org") -> list[bytes]:
+    """A two-certificate chain (leaf, self-signed root) with EC keys: DER, leaf first."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Root")])
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)])
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    root = (
+        x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name).public_key(root_key.public_key())
+        .serial_number(1).not_valid_before(start).not_valid_after(start + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder().subject_name(leaf_name).issuer_name(root_name).public_key(leaf_key.public_key())
+        .serial_number(2).not_valid_before(start).not_valid_after(start + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    return [c.public_bytes(serialization.Encoding.DER) for c in (leaf, root)]
+
+
+def certificate_msg(ders: list[bytes]) -> bytes:
+    entries = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    return handshake(11, len(entries).to_bytes(3, "big") + entries)
+
+
+def records(ctype: int, payload: bytes, size: int, version: int = 0x0303) -> bytes:
+    """`payload` cut into records of at most `size` bytes (handshake fragmentation)."""
+    return b"".join(record(ctype, payload[i : i + size], version) for i in range(0, len(payload), size))

@@ -348,7 +348,10 @@ def _parse(der: bytes, sha256: str) -> _Entry:
     # and again on access: record those as notes instead of letting them reach the caller.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        entry = _parse_fields(der, sha256)
+        try:
+            entry = _parse_fields(der, sha256)
+        except Exception as exc:  # a bug here must not stop a run: say so in the row
+            return _Entry(row={"sha256": sha256, "parse_error": f"internal: {_short(exc)}"}, parsed=False)
     if caught and entry.parsed:
         notes = dict.fromkeys(f"warning: {str(w.message)[:120]}" for w in caught)
         errors = entry.row["field_errors"]
@@ -458,7 +461,7 @@ _ROW_KEYS = (
 )  # fmt: skip
 
 
-def parse_certificate(der: bytes) -> Row:
+def parse_certificate(der: bytes | bytearray | memoryview) -> Row:
     """The `certs` row of one DER certificate, uncached. Never raises."""
     data = bytes(der)
     return dict(_parse(data, fingerprint(data)).row)
@@ -467,9 +470,14 @@ def parse_certificate(der: bytes) -> Row:
 # --- hostname matching ------------------------------------------------------------------------
 
 
+_IPV4_CHARS = frozenset("0123456789.")
+
+
 def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
+    if ":" not in text and not _IPV4_CHARS.issuperset(text):
+        return None  # a DNS name: skip ipaddress's slow failure path
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -521,7 +529,9 @@ class CertificateCache:
     """Certificates seen in a run, parsed once each, keyed by SHA-256 of the DER.
 
     Bounded: when `max_entries` is reached the oldest entry is dropped (FIFO) and counted in
-    `evictions`; a dropped certificate seen again is simply parsed again.
+    `evictions`; a dropped certificate seen again is simply parsed again. Not thread-safe (it
+    also silences cryptography's warnings with `warnings.catch_warnings` while parsing): use one
+    cache per thread or process.
     """
 
     __slots__ = ("_entries", "evictions", "hits", "max_entries", "misses")
@@ -535,7 +545,7 @@ class CertificateCache:
         self.misses = 0
         self.evictions = 0
 
-    def parse(self, der: bytes) -> Row:
+    def parse(self, der: bytes | bytearray | memoryview) -> Row:
         """The `certs` row for these DER bytes (a fresh dict each call). Never raises."""
         data = der if type(der) is bytes else bytes(der)
         key = hashlib.sha256(data).hexdigest()

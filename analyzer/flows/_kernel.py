@@ -92,7 +92,8 @@ R_END_REASON = 21  # 1 idle, 2 active, 3 closed, 4 reuse, 5 end of input
 R_FIRST_PKT = 22  # global packet number of the first packet
 R_SPI = 23
 R_ICMP = 24  # first ICMP type << 8 | code, -1 when not ICMP
-D0 = 25  # per-direction block, direction 0 = client -> server, 1 = server -> client
+R_SOURCE = 25  # index of the capture the flow was first seen in
+D0 = 26  # per-direction block, direction 0 = client -> server, 1 = server -> client
 D_PKTS = 0
 D_IPB = 1
 D_PLB = 2
@@ -134,6 +135,7 @@ G_NENDED = 5
 G_PKT_BASE = 6
 G_NOT_IP = 7
 G_NOW = 8
+G_SOURCE = 9
 NG = 16
 
 NOOO = 8  # pending out-of-order intervals kept per direction
@@ -413,6 +415,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             R[r, R_IPVER] = cols[i, C_IPVER]
             R[r, R_TS_FIRST] = t
             R[r, R_FIRST_PKT] = G[G_PKT_BASE] + i
+            R[r, R_SOURCE] = G[G_SOURCE]
             # who is the client?
             client_src = True
             by = 0
@@ -556,3 +559,21 @@ def free_records(idx, R, PT, PFREE, RFREE, G):  # type: ignore[no-untyped-def]
         R[r, R_USED] = 0
         RFREE[G[G_RFREE_TOP]] = r
         G[G_RFREE_TOP] += 1
+
+
+@njit(cache=True)
+def gather(rows, dirs, lens, PT, POOL, page, out):  # type: ignore[no-untyped-def]
+    """Copy the first lens[k] stream bytes of (rows[k], dirs[k]) back to back into `out`."""
+    pos = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        d = dirs[k]
+        length = lens[k]
+        done = 0
+        pi = 0
+        while done < length:
+            n = min(page, length - done)
+            out[pos + done : pos + done + n] = POOL[PT[r, d, pi], :n]
+            done += n
+            pi += 1
+        pos += length

@@ -97,11 +97,11 @@ class FlowTable:
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
         self._alloc_records(capacity)
         self._alloc_pool(max(4 * npg, 1024))
-        self.sources: dict[int, str] = {}
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
         self._last_expire = -(1 << 62)
-        self.current_source = ""
+        self.source_names: list[str] = []
+        self._source_ids: dict[str, int] = {}
 
     # ---------------------------------------------------------------- allocation
     def _alloc_records(self, cap: int) -> None:
@@ -146,12 +146,15 @@ class FlowTable:
         self.POOL, self.PFREE = POOL, PFREE
 
     # ---------------------------------------------------------------- feeding
-    def update(self, decoded: DecodedBatch, source_id: int = 0) -> list[EndedFlows]:
+    def update(self, decoded: DecodedBatch) -> list[EndedFlows]:
         """Fold one decoded batch in; returns the flows that ended meanwhile."""
         batch = decoded.batch
         out: list[EndedFlows] = []
         self.G[K.G_PKT_BASE] = batch.first_index
-        self._source_id = source_id
+        if batch.source not in self._source_ids:
+            self._source_ids[batch.source] = len(self.source_names)
+            self.source_names.append(batch.source)
+        self.G[K.G_SOURCE] = self._source_ids[batch.source]
         i = 0
         while True:
             i, status = K.process(i, decoded.cols, decoded.ucols, batch.ts_ns, batch.buf, self.svc, self.HT,
@@ -170,7 +173,6 @@ class FlowTable:
                 if self.G[K.G_HT_LIVE] * 4 > self.HT.shape[0]:
                     self.HT = np.full(self.HT.shape[0] * 2, K.EMPTY, np.int64)
                 K.rehash(self.HT, self.R, self.RU, self.G)
-        self._note_sources(batch.source)
         now = int(self.G[K.G_NOW])
         # Scanning the table costs O(capacity): do it once per second of capture time, not per batch.
         if now - self._last_expire >= 1_000_000_000:
@@ -179,9 +181,6 @@ class FlowTable:
         elif self.G[K.G_NENDED] >= EXPORT_CHUNK:
             out.append(self._export())
         return out
-
-    def _note_sources(self, source: str) -> None:
-        self.current_source = source
 
     def expire(self, now_ns: int, force: bool = False, export_below: int = 0) -> list[EndedFlows]:
         """End flows idle at time `now_ns` (or every flow when `force`) and export ended flows.
@@ -311,7 +310,8 @@ class FlowTable:
         cols["gwlb_attachment_id"] = _sparse_hex(RU[:, K.RU_GWATT], RU[:, K.RU_GWATT] != 0, 16)
         cols["gwlb_flow_cookie"] = _sparse_hex(RU[:, K.RU_GWCK], R[:, K.R_GWCK_SET] != 0, 8)
         cols["vlan"] = R[:, K.R_VLAN]
-        cols["source"] = np.full(n, self.current_source, dtype=object)
+        names = np.array([*self.source_names, ""], dtype=object)
+        cols["source"] = names[R[:, K.R_SOURCE]]
         payloads, missing = self._payloads(idx, R, cols)
         cols["missing_bytes"] = missing
         K.free_records(idx, self.R, self.PT, self.PFREE, self.RFREE, self.G)
@@ -324,27 +324,16 @@ class FlowTable:
             out[m] = self._ips(hi[m], lo[m], ver[m])
         return out
 
-    def _stream(self, r: int, d: int, Rr: np.ndarray) -> StreamPrefix:
+    def _stream(self, d: int, Rr: np.ndarray, data: bytes, oo_first: int) -> StreamPrefix:
+        """Describe one direction: contiguous bytes, and the first hole if bytes were seen beyond it."""
         base = K.D0 + d * K.DW
         contig = int(Rr[base + K.D_CONTIG])
-        maxend = int(Rr[base + K.D_MAXEND])
-        data = b""
-        if contig:
-            pages = self.PT[r, d, : -(-contig // self.page)]
-            data = self.POOL[pages].reshape(-1)[:contig].tobytes()
+        seen_end = min(int(Rr[base + K.D_MAXEND]), self.budget)
         gap_at = None
         gap_len = 0
-        noo = int(Rr[base + K.D_NOOO])
-        seen_end = min(maxend, self.budget)
-        if (noo or Rr[base + K.D_OOO_LOST]) or (contig < seen_end and not Rr[base + K.D_BUDGET_HIT]):
+        if contig < seen_end:
             gap_at = contig
-            if noo:
-                gap_len = int(self.OO[r, d, :noo, 0].min()) - contig
-            else:
-                gap_len = max(0, seen_end - contig)
-        elif contig < seen_end and contig < self.budget:
-            gap_at = contig
-            gap_len = seen_end - contig
+            gap_len = (oo_first if oo_first > contig else seen_end) - contig
         return StreamPrefix(
             data=data,
             start_known=int(Rr[base + K.D_HAVE_START]) == 1,
@@ -355,39 +344,43 @@ class FlowTable:
         )
 
     def _payloads(self, idx: np.ndarray, R: np.ndarray, cols: dict) -> tuple[list[FlowPayload], np.ndarray]:
+        """FlowPayloads for the ended flows that carried payload (one gather for the whole chunk)."""
         out: list[FlowPayload] = []
         missing = np.zeros(len(idx), np.int64)
         if not self.budget:
             return out, missing
         d0, d1 = K.D0, K.D0 + K.DW
-        has = (R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0)
-        for j in np.flatnonzero(has):
+        has = np.flatnonzero((R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0))
+        if not len(has):
+            return out, missing
+        lens = np.stack([R[has, d0 + K.D_CONTIG], R[has, d1 + K.D_CONTIG]], axis=1).reshape(-1)
+        rows = np.repeat(idx[has], 2)
+        dirs = np.tile(np.array([0, 1], np.int64), len(has))
+        buf = np.empty(int(lens.sum()), np.uint8)
+        K.gather(rows, dirs, lens, self.PT, self.POOL, self.page, buf)
+        blob = buf.tobytes()
+        ends = np.cumsum(lens).tolist()
+        starts = [0, *ends[:-1]]
+        for k, j in enumerate(has.tolist()):
             r = int(idx[j])
             Rr = R[j]
-            proto = int(Rr[K.R_PROTO])
+            s0, e0, s1, e1 = starts[2 * k], ends[2 * k], starts[2 * k + 1], ends[2 * k + 1]
             fp = FlowPayload(
                 uid=cols["uid"][j], transport=cols["transport"][j], client_ip=cols["client_ip"][j],
                 server_ip=cols["server_ip"][j], client_port=int(cols["client_port"][j]),
                 server_port=int(cols["server_port"][j]), ts_start=int(Rr[K.R_TS_FIRST]) / 1e9,
             )
-            if proto == 6:
-                fp.to_server = self._stream(r, 0, Rr)
-                fp.to_client = self._stream(r, 1, Rr)
+            if Rr[K.R_PROTO] == 6:
+                oo = [int(self.OO[r, d, : int(Rr[K.D0 + d * K.DW + K.D_NOOO]), 0].min(initial=1 << 62))
+                      for d in (0, 1)]
+                fp.to_server = self._stream(0, Rr, blob[s0:e0], oo[0])
+                fp.to_client = self._stream(1, Rr, blob[s1:e1], oo[1])
                 missing[j] = fp.to_server.gap_len + fp.to_client.gap_len
                 fp.reset = bool(Rr[K.R_CLOSED] & 4)
-                fp.rejected = (Rr[K.R_HIST] & 1) != 0 and (Rr[K.R_HIST] & 2) == 0 and bool(Rr[K.R_CLOSED] & 4)
+                fp.rejected = bool((Rr[K.R_HIST] & 1) and not (Rr[K.R_HIST] & 2) and (Rr[K.R_CLOSED] & 4))
             else:
-                ndg = int(Rr[K.R_NDG])
-                streams = []
-                for d in range(2):
-                    contig = int(Rr[K.D0 + d * K.DW + K.D_CONTIG])
-                    if contig:
-                        pages = self.PT[r, d, : -(-contig // self.page)]
-                        streams.append(self.POOL[pages].reshape(-1)[:contig].tobytes())
-                    else:
-                        streams.append(b"")
-                for k in range(ndg):
-                    d, t, pos, ln, _wire = (int(x) for x in self.DG[r, k])
+                streams = (blob[s0:e0], blob[s1:e1])
+                for d, t, pos, ln, _wire in self.DG[r, : int(Rr[K.R_NDG])].tolist():
                     fp.datagrams.append(Datagram(t / 1e9, d == 0, streams[d][pos : pos + ln]))
             out.append(fp)
         return out, missing

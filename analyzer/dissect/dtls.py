@@ -1,0 +1,604 @@
+"""The DTLS dissector (DTLS 1.0 RFC 4347, 1.2 RFC 6347, 1.3 RFC 9147; CIDs RFC 9146).
+
+UDP datagrams of one flow -> DTLS facts: the flow columns, one `tls` row (protocol "dtls"),
+`certs` / `cert_links` rows for certificates sent in the clear (DTLS <= 1.2), `anomalies`.
+
+How a flow is read
+------------------
+- Only datagrams whose first byte is 20..63 are DTLS (RFC 7983 demultiplexing: STUN, ZRTP,
+  TURN channels and RTP/RTCP share the 5-tuple in WebRTC); the others are skipped.
+- Each datagram holds one or more records: the 13-byte DTLSPlaintext header (type, version,
+  epoch, 48-bit sequence, length), the RFC 9146 `tls12_cid` header (type 25, with the connection
+  ID whose length the hellos negotiated), or the DTLS 1.3 unified header (first bits 001, RFC 9147
+  section 4: optional CID, 8/16-bit sequence, optional length, low epoch bits; always encrypted).
+- Epoch-0 handshake records carry 12-byte handshake headers (type, length, message_seq,
+  fragment_offset, fragment_length). Fragments are reassembled per (direction, message_seq),
+  across records and datagrams, out of order, with duplicates and retransmissions; each message
+  is parsed once. Messages are bounded (64 KiB each, 32 per direction, 256 KiB per direction).
+- ClientHello, ServerHello (HelloRetryRequest), HelloVerifyRequest, Certificate (both sides),
+  ServerKeyExchange, plaintext alerts and ChangeCipherSpec are read with the shared TLS parsers.
+
+Facts (see QUIC_DTLS_NOTES.md):
+- The ClientHello described is the one after a HelloVerifyRequest when there is one (the first is
+  a cookie probe); else the first (a HelloRetryRequest's second hello is not used, as in TLS).
+- `established`: DTLS <= 1.2: both sides sent ChangeCipherSpec, or application data flowed in an
+  epoch >= 1. DTLS 1.3: after the ServerHello, the client sent a record in an epoch other than 2
+  (application traffic), or the server sent epoch-3 traffic after the client's epoch-2 flight
+  (the ACK or NewSessionTicket that follows the client's Finished).
+- `history` uses the TLS dissector's Zeek ssl_history letters (client uppercase).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.dissect import register
+from analyzer.dissect.base import Facts, FlowPayload
+from analyzer.dissect.quic._frames import CryptoStream
+from analyzer.dissect.quic._hello import cipher_name, client_columns, server_columns
+from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
+from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
+from analyzer.dissect.tls.handshake import (
+    ClientHello,
+    ServerHello,
+    parse_certificate_list,
+    parse_client_hello,
+    parse_server_hello,
+    parse_server_key_exchange,
+)
+from analyzer.errors import NeedMoreData, ParseError
+
+__all__ = [
+    "DTLS_PORTS",
+    "DTLSDissector",
+    "HandshakeFragment",
+    "Record",
+    "dissect_dtls",
+    "looks_like_dtls",
+    "parse_handshake_fragment",
+    "parse_records",
+]
+
+DTLS_PORTS = frozenset({443, 4433, 4740, 5061, 5349, 5684, 3478, 8443, 19302, 19305})
+
+MAX_DATAGRAMS = 256
+MAX_RECORDS = 1024
+MAX_MESSAGE = 64 * 1024
+MAX_MESSAGES = 32  # distinct message_seq values per direction
+MAX_REASSEMBLY = 256 * 1024  # bytes admitted to reassembly per direction
+MAX_HISTORY = 100
+
+CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APP, CT_HEARTBEAT, CT_CID, CT_ACK = 20, 21, 22, 23, 24, 25, 26
+_DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC, 0x0100})
+EXT_CONNECTION_ID = 54
+EXT_CONNECTION_ID_OLD = 53
+
+# Handshake type -> Zeek ssl_history letter (lowercase; uppercased for the client), as in TLS.
+_LETTERS = {
+    0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x", 12: "k", 13: "r",
+    14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u", 23: "a", 24: "p", 254: "m",
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class Record:
+    """One DTLS record in a datagram."""
+
+    content_type: int  # 20..26; 0 for a DTLS 1.3 unified-header (encrypted) record
+    version: int | None  # None for unified-header records
+    epoch: int  # full epoch, or the low 2 bits for unified-header records
+    sequence: int | None
+    fragment: bytes
+    offset: int  # of the record header in the datagram
+    unified: bool = False
+
+
+def parse_records(
+    data: bytes, cid_len: int | None = None, limit: int = 64
+) -> tuple[list[Record], str | None]:
+    """All records of one datagram: (records, error or None). Never raises.
+
+    `cid_len` is the length of the connection ID the *receiver* of this datagram asked for (from
+    the hellos' connection_id extensions); records that need it are skipped while it is unknown.
+    """
+    out: list[Record] = []
+    pos = 0
+    end = len(data)
+    while pos < end and len(out) < limit:
+        first = data[pos]
+        if first & 0xE0 == 0x20:  # DTLS 1.3 unified header 001CSLEE
+            p = pos + 1
+            if first & 0x10:
+                if cid_len is None:
+                    return out, "unified header with a connection id of unknown length"
+                p += cid_len
+            p += 2 if first & 0x08 else 1
+            if first & 0x04:
+                if p + 2 > end:
+                    return out, "unified header cut"
+                length = int.from_bytes(data[p : p + 2], "big")
+                p += 2
+            else:
+                length = end - p
+            if p > end or p + length > end:
+                return out, "unified-header record runs past the datagram"
+            out.append(Record(0, None, first & 0x03, None, data[p : p + length], pos, True))
+            pos = p + length
+            continue
+        if first < 20 or first > 26:
+            return out, f"content type {first} is not DTLS"
+        if pos + 13 > end:
+            return out, "record header cut"
+        version = int.from_bytes(data[pos + 1 : pos + 3], "big")
+        if version not in _DTLS_VERSIONS and version >> 8 != 0xFE:
+            return out, f"record version 0x{version:04x} is not DTLS"
+        epoch = int.from_bytes(data[pos + 3 : pos + 5], "big")
+        seq = int.from_bytes(data[pos + 5 : pos + 11], "big")
+        p = pos + 11
+        if first == CT_CID:
+            if cid_len is None:
+                return out, "tls12_cid record with a connection id of unknown length"
+            p += cid_len
+            if p + 2 > end:
+                return out, "record header cut"
+        length = int.from_bytes(data[p : p + 2], "big")
+        p += 2
+        if p + length > end:
+            return out, f"record length {length} runs past the datagram"
+        out.append(Record(first, version, epoch, seq, data[p : p + length], pos))
+        pos = p + length
+    return out, None
+
+
+@dataclass(slots=True)
+class HandshakeFragment:
+    msg_type: int
+    length: int  # of the whole message
+    message_seq: int
+    fragment_offset: int
+    body: bytes  # this fragment's bytes
+
+
+def parse_handshake_fragment(data: bytes, pos: int = 0) -> tuple[HandshakeFragment, int]:
+    """One 12-byte-header handshake fragment at `pos`: (fragment, position after it)."""
+    if pos + 12 > len(data):
+        raise NeedMoreData(pos + 12 - len(data))
+    mtype = data[pos]
+    length = int.from_bytes(data[pos + 1 : pos + 4], "big")
+    mseq = int.from_bytes(data[pos + 4 : pos + 6], "big")
+    foff = int.from_bytes(data[pos + 6 : pos + 9], "big")
+    flen = int.from_bytes(data[pos + 9 : pos + 12], "big")
+    if foff + flen > length:
+        raise ParseError(f"handshake fragment {foff}+{flen} exceeds the message length {length}", pos)
+    if pos + 12 + flen > len(data):
+        raise ParseError(f"handshake fragment of {flen} bytes runs past its record", pos)
+    return HandshakeFragment(mtype, length, mseq, foff, data[pos + 12 : pos + 12 + flen]), pos + 12 + flen
+
+
+def _valid_plaintext_header(data: bytes, pos: int = 0) -> bool:
+    if pos + 13 > len(data):
+        return False
+    ctype = data[pos]
+    if ctype < 20 or ctype > 25 or ctype == CT_CID:
+        return False
+    version = int.from_bytes(data[pos + 1 : pos + 3], "big")
+    if version not in _DTLS_VERSIONS:
+        return False
+    length = int.from_bytes(data[pos + 11 : pos + 13], "big")
+    return pos + 13 + length <= len(data) and length <= 16384 + 2048
+
+
+def looks_like_dtls(payload: bytes) -> bool:
+    """A DTLSPlaintext header (content type 20..25, version 0xfeXX or 0x0100) that fits the datagram."""
+    return _valid_plaintext_header(payload, 0)
+
+
+@dataclass(slots=True)
+class _Message:
+    msg_type: int
+    length: int
+    stream: CryptoStream
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Side:
+    is_client: bool
+    messages: dict[int, _Message] = field(default_factory=dict)
+    admitted: int = 0
+    hellos: list[ClientHello] = field(default_factory=list)
+    server_hellos: list[ServerHello] = field(default_factory=list)
+    hvr: bool = False
+    certs: list[bytes] = field(default_factory=list)
+    ske: bytes | None = None
+    ccs: bool = False
+    app_epochs: set[int] = field(default_factory=set)  # epochs with application data
+    unified_epochs: set[int] = field(default_factory=set)  # low epoch bits of 1.3 records
+    alerts: list[tuple[int, int]] = field(default_factory=list)
+    encrypted_alerts: int = 0
+    record_version: int | None = None
+    records: int = 0
+    hello_after_hvr: int | None = None  # index in `hellos` of the first hello after the HVR
+    first_ts: float | None = None
+
+
+class _Session:
+    def __init__(self, flow: FlowPayload, cert_cache: Any) -> None:
+        self.flow = flow
+        self.facts = Facts()
+        self.cert_cache = cert_cache
+        self.client = _Side(True)
+        self.server = _Side(False)
+        self.letters: list[str] = []
+        self.skipped = 0  # datagrams that are not DTLS (RFC 7983)
+        self.ch_ts: float | None = None
+        self._anomaly_kinds: dict[str, int] = {}
+        self.records = 0
+        self.server_after_client_finished = False
+
+    def anomaly(self, kind: str, detail: str, offset: int | None = None) -> None:
+        n = self._anomaly_kinds.get(kind, 0)
+        self._anomaly_kinds[kind] = n + 1
+        if n < 3:
+            self.facts.anomaly(kind, detail, offset)
+
+    def letter(self, letter: str, side: _Side) -> None:
+        if len(self.letters) < MAX_HISTORY:
+            self.letters.append(letter.upper() if side.is_client else letter)
+
+    # -- connection ids --------------------------------------------------------------------------
+    @staticmethod
+    def _cid(hellos: list[Any]) -> int | None:
+        for h in hellos:
+            for etype, body in h.extensions:
+                if etype in (EXT_CONNECTION_ID, EXT_CONNECTION_ID_OLD) and body:
+                    return body[0] if body[0] <= len(body) - 1 else None
+        return None
+
+    def cid_len_for(self, receiver: _Side) -> int | None:
+        """Length of the CID carried in records sent *to* `receiver` (the one it asked for)."""
+        if receiver.is_client:
+            return self._cid(self.client.hellos)
+        return self._cid(self.server.server_hellos)
+
+    # -- walking ---------------------------------------------------------------------------------
+    def run(self) -> Facts:
+        for n, dg in enumerate(self.flow.datagrams):
+            if n >= MAX_DATAGRAMS or self.records >= MAX_RECORDS:
+                break
+            data = bytes(dg.payload)
+            if not data or not 20 <= data[0] <= 63:
+                self.skipped += 1
+                continue
+            side = self.client if dg.to_server else self.server
+            peer = self.server if dg.to_server else self.client
+            records, error = parse_records(data, self.cid_len_for(peer))
+            if error and not records and n == 0 and not looks_like_dtls(data):
+                self.skipped += 1
+                continue
+            if error:
+                self.anomaly("dtls_record", error)
+            for rec in records:
+                self.records += 1
+                self.record(side, rec, dg.ts)
+        return self.result()
+
+    def record(self, side: _Side, rec: Record, ts: float) -> None:
+        side.records += 1
+        if side.first_ts is None:
+            side.first_ts = ts
+        if rec.unified:
+            side.unified_epochs.add(rec.epoch)
+            if not side.is_client and rec.epoch != 2 and 2 in self.client.unified_epochs:
+                # epoch-3 traffic from the server after the client's encrypted handshake flight
+                # (its Finished): the ACK / NewSessionTicket of a completed DTLS 1.3 handshake
+                self.server_after_client_finished = True
+            return
+        if side.record_version is None:
+            side.record_version = rec.version
+        ctype = rec.content_type
+        if rec.epoch > 0:
+            if ctype == CT_APP:
+                side.app_epochs.add(rec.epoch)
+            elif ctype == CT_ALERT:
+                side.encrypted_alerts += 1
+            elif ctype == CT_CCS:  # a CCS is never encrypted, but tolerate odd stacks
+                self._ccs(side)
+            return
+        if ctype == CT_HANDSHAKE:
+            self.handshake(side, rec.fragment, ts)
+        elif ctype == CT_CCS:
+            self._ccs(side)
+        elif ctype == CT_ALERT:
+            if len(rec.fragment) >= 2:
+                side.alerts.append((rec.fragment[0], rec.fragment[1]))
+                self.letter("l", side)
+            else:
+                self.anomaly("dtls_alert", f"alert record of {len(rec.fragment)} bytes")
+        elif ctype == CT_APP:
+            self.anomaly("dtls_cleartext_data", "application data in epoch 0")
+
+    def _ccs(self, side: _Side) -> None:
+        if not side.ccs:
+            side.ccs = True
+            self.letter("i", side)
+
+    def handshake(self, side: _Side, data: bytes, ts: float) -> None:
+        pos = 0
+        while pos < len(data):
+            try:
+                frag, pos = parse_handshake_fragment(data, pos)
+            except (ParseError, NeedMoreData) as exc:
+                self.anomaly("dtls_handshake_fragment", str(exc), getattr(exc, "offset", None))
+                return
+            msg = side.messages.get(frag.message_seq)
+            if msg is None:
+                if frag.length > MAX_MESSAGE:
+                    self.anomaly("dtls_message_too_long", f"handshake message of {frag.length} bytes ignored")
+                    continue
+                if len(side.messages) >= MAX_MESSAGES or side.admitted + frag.length > MAX_REASSEMBLY:
+                    self.anomaly("dtls_reassembly_budget", "too many handshake messages; the rest ignored")
+                    continue
+                side.admitted += frag.length
+                msg = _Message(frag.msg_type, frag.length, CryptoStream(cap=max(frag.length, 1)))
+                side.messages[frag.message_seq] = msg
+            elif msg.msg_type != frag.msg_type or msg.length != frag.length:
+                self.anomaly(
+                    "dtls_fragment_mismatch",
+                    f"message_seq {frag.message_seq}: fragment of type {frag.msg_type} length {frag.length}"
+                    f" does not match type {msg.msg_type} length {msg.length}",
+                )
+                continue
+            if msg.done:
+                continue  # a retransmission
+            msg.stream.add(frag.fragment_offset, frag.body)
+            if msg.stream.contiguous_len >= msg.length:
+                msg.done = True
+                self.message(side, msg.msg_type, msg.stream.contiguous[: msg.length], ts)
+                msg.stream = CryptoStream(cap=1)  # free the buffer
+
+    def message(self, side: _Side, mtype: int, body: bytes, ts: float) -> None:
+        letter = _LETTERS.get(mtype, "z")
+        try:
+            if mtype == 1 and side.is_client:
+                if len(side.hellos) < 4:
+                    side.hellos.append(parse_client_hello(body, dtls=True))
+                    if self.ch_ts is None:
+                        self.ch_ts = ts
+                    if self.server.hvr and side.hello_after_hvr is None:
+                        side.hello_after_hvr = len(side.hellos) - 1
+            elif mtype == 2 and not side.is_client:
+                if len(side.server_hellos) < 4:
+                    sh = parse_server_hello(body, dtls=True)
+                    side.server_hellos.append(sh)
+                    if sh.is_hello_retry_request:
+                        letter = "j"
+            elif mtype == 3 and not side.is_client:
+                side.hvr = True
+            elif mtype == 11:
+                if not side.certs:
+                    side.certs = parse_certificate_list(body)[:16]
+            elif mtype == 12 and not side.is_client:
+                side.ske = body
+        except ParseError as exc:
+            who = "client" if side.is_client else "server"
+            self.anomaly("dtls_bad_message", f"{who} handshake type {mtype}: {exc}", exc.offset)
+        self.letter(letter, side)
+
+    # -- result ----------------------------------------------------------------------------------
+    def final_server_hello(self) -> tuple[ServerHello | None, bool]:
+        sh = next((s for s in self.server.server_hellos if not s.is_hello_retry_request), None)
+        hrr = any(s.is_hello_retry_request for s in self.server.server_hellos)
+        return sh, hrr
+
+    def result(self) -> Facts:
+        facts = self.facts
+        client, server = self.client, self.server
+        if not (client.records or server.records):
+            return facts
+        flow = self.flow
+        sh, hrr = self.final_server_hello()
+        ch: ClientHello | None = None
+        if client.hellos:
+            i = client.hello_after_hvr if client.hello_after_hvr is not None else 0
+            ch = client.hellos[i]
+        version = sh.version if sh is not None else None
+        dtls13 = version == 0xFEFC
+        established = False
+        if sh is not None:
+            if dtls13:
+                established = (
+                    bool(client.unified_epochs - {2})
+                    or self.server_after_client_finished
+                    or any(e >= 3 for e in client.app_epochs | server.app_epochs)
+                )
+            else:
+                established = (client.ccs and server.ccs) or bool(client.app_epochs or server.app_epochs)
+        elif ch is None and (client.app_epochs and server.app_epochs):
+            established = True  # picked up after the handshake
+        alert = next(((lvl, d, "server") for lvl, d in server.alerts if lvl == 2), None) or next(
+            ((lvl, d, "client") for lvl, d in client.alerts if lvl == 2), None
+        )
+        if alert is None:
+            alert = next(((lvl, d, "server") for lvl, d in server.alerts), None) or next(
+                ((lvl, d, "client") for lvl, d in client.alerts), None
+            )
+        failure: str | None = None
+        if not established:
+            if alert is not None and alert[0] == 2:
+                failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
+            elif client.encrypted_alerts or server.encrypted_alerts:
+                failure = "encrypted alert before the handshake completed"
+            elif ch is not None and sh is None:
+                failure = (
+                    "no server hello" if not server.hvr else "no server hello after hello_verify_request"
+                )
+        cipher_code = sh.cipher_suite if sh is not None else None
+        cipher = cipher_name(cipher_code) if cipher_code is not None else None
+
+        resumed = False
+        if sh is not None and ch is not None:
+            if dtls13:
+                resumed = sh.psk_selected
+            else:
+                resumed = bool(sh.session_id) and sh.session_id == ch.session_id
+
+        dh_bits: int | None = None
+        selected_group: str | None = None
+        if sh is not None and sh.key_share_group is not None:
+            selected_group = group_name(sh.key_share_group)
+        elif server.ske is not None and cipher_code is not None:
+            kx = self._kx(cipher_code)
+            if kx:
+                try:
+                    info = parse_server_key_exchange(server.ske, kx)
+                except ParseError as exc:
+                    self.anomaly("dtls_bad_message", f"server key exchange: {exc}")
+                else:
+                    dh_bits = info.dh_bits
+                    if info.named_group is not None:
+                        selected_group = group_name(info.named_group)
+
+        chain, client_chain, leaf = self._certificates(facts, ch)
+        row: dict[str, object] = {
+            "uid": flow.uid,
+            "protocol": "dtls",
+            "ts": self.ch_ts
+            if self.ch_ts is not None
+            else (client.first_ts or server.first_ts or flow.ts_start),
+            "client_ip": flow.client_ip,
+            "client_port": flow.client_port,
+            "server_ip": flow.server_ip,
+            "server_port": flow.server_port,
+            "version": version_name(version),
+            "record_version": version_name(client.record_version or server.record_version),
+            "cipher": cipher,
+            "cipher_code": cipher_code,
+            "selected_group": selected_group,
+            "dh_bits": dh_bits,
+            "hello_retry_request": hrr,
+            "resumed": resumed,
+            "established": established,
+            "history": "".join(self.letters) or None,
+            "alert_level": alert_level_name(alert[0]) if alert is not None else None,
+            "alert_description": alert_description_name(alert[1]) if alert is not None else None,
+            "failure_reason": failure,
+            "cert_visible": bool(server.certs),
+            "cert_chain": ",".join(chain) or None,
+            "cert_sha256": chain[0] if chain else None,
+            "client_cert_chain": ",".join(client_chain) or None,
+        }
+        if ch is not None:
+            row.update(client_columns(ch, sh))
+            j4, j4r = ja4(ch, "d")
+            j3, j3f = ja3(ch)
+            row.update({"ja4": j4, "ja4_r": j4r, "ja3": j3, "ja3_full": j3f})
+            if chain and ch.server_name:
+                row["sni_matches_cert"] = self.cert_cache.sni_matches(chain[0], ch.server_name)
+        if sh is not None:
+            cols = server_columns(sh)
+            cols.pop("selected_group")
+            row.update(cols)
+            j4s, j4sr = ja4s(sh, "d")
+            j3s, j3sf = ja3s(sh)
+            row.update({"ja4s": j4s, "ja4s_r": j4sr, "ja3s": j3s, "ja3s_full": j3sf})
+        facts.add_row("tls", {k: v for k, v in row.items() if v is not None})
+        encrypted = established or (failure is None and sh is not None)
+        flow_cols: dict[str, object | None] = {
+            "app_protocol": "dtls",
+            "encrypted": encrypted,
+            "tls_version": row.get("version"),
+            "tls_client_max_version": row.get("client_max_version"),
+            "tls_cipher": cipher,
+            "tls_server_name": row.get("server_name"),
+            "tls_alpn": row.get("alpn"),
+            "ja3": row.get("ja3"),
+            "ja3s": row.get("ja3s"),
+            "ja4": row.get("ja4"),
+            "ja4s": row.get("ja4s"),
+            "tls_established": established,
+            "cert_sha256": chain[0] if chain else None,
+            "cert_not_after": leaf.get("not_after"),
+            "cert_key_bits": leaf.get("key_bits"),
+            "cert_self_signed": leaf.get("self_signed"),
+        }
+        facts.flow.update({k: v for k, v in flow_cols.items() if v is not None})
+        return facts
+
+    @staticmethod
+    def _kx(code: int) -> str | None:
+        try:
+            from analyzer.dissect.tls import ciphersuites
+        except ImportError:  # pragma: no cover - the table's module not written yet
+            return None
+        kx = ciphersuites.lookup(code).kx
+        return str(kx) if kx else None
+
+    def _certificates(
+        self, facts: Facts, ch: ClientHello | None
+    ) -> tuple[list[str], list[str], dict[str, Any]]:
+        chain: list[str] = []
+        client_chain: list[str] = []
+        leaf: dict[str, Any] = {}
+        uid = self.flow.uid
+        seen: set[str] = set()
+        for sent_by, certs, out in (
+            ("server", self.server.certs, chain),
+            ("client", self.client.certs, client_chain),
+        ):
+            for position, der in enumerate(certs):
+                row = self.cert_cache.parse(der)
+                sha = str(row["sha256"])
+                out.append(sha)
+                if sent_by == "server" and position == 0:
+                    leaf = dict(row)
+                facts.add_row(
+                    "cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by}
+                )
+                if sha not in seen:
+                    seen.add(sha)
+                    crow = dict(row)
+                    crow.setdefault("first_seen_uid", uid)
+                    crow.setdefault("sessions", 1)
+                    facts.add_row("certs", crow)
+        return chain, client_chain, leaf
+
+
+def _new_cert_cache() -> Any:
+    from analyzer.dissect.tls import _compat
+
+    return _compat.new_certificate_cache()
+
+
+def dissect_dtls(flow: FlowPayload, cert_cache: Any = None) -> Facts:
+    """Facts of one UDP flow's DTLS (never raises on wire bytes)."""
+    return _Session(flow, cert_cache if cert_cache is not None else _new_cert_cache()).run()
+
+
+class DTLSDissector:
+    """The registered DTLS dissector (see the module docstring)."""
+
+    name = "dtls"
+    transports = frozenset({"udp"})
+    ports = DTLS_PORTS
+
+    def __init__(self) -> None:
+        self._cache: Any = None
+
+    @property
+    def cert_cache(self) -> Any:
+        if self._cache is None:
+            self._cache = _new_cert_cache()
+        return self._cache
+
+    def probe(self, flow: FlowPayload) -> bool:
+        """A DTLSPlaintext record header at the start of one of the first datagrams (after any
+        STUN / RTP multiplexed on the same 5-tuple)."""
+        return any(looks_like_dtls(dg.payload) for dg in flow.datagrams[:32])
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        return dissect_dtls(flow, self.cert_cache)
+
+
+DISSECTOR = register(DTLSDissector())
