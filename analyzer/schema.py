@@ -217,7 +217,6 @@ def empty_frame(schema: Schema) -> pd.DataFrame:
 def conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Give `df` exactly the schema's columns (missing ones filled with NA) in order and dtypes."""
     out = {}
-    n = len(df)
     for name, dtype in schema.items():
         if name in df.columns:
             col = df[name]
@@ -225,8 +224,7 @@ def conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
                 col = _to_timestamp(col)
             out[name] = col.astype(dtype) if str(col.dtype) != dtype else col
         else:
-            out[name] = pd.Series([pd.NA] * n if dtype != TS else [pd.NaT] * n, dtype=dtype,
-                                  index=df.index)
+            out[name] = pd.Series(index=df.index, dtype=dtype)  # all missing, in the column's own NA
     return pd.DataFrame(out, index=df.index)
 
 

@@ -115,7 +115,7 @@ cap_start() {  # ns iface file filter [tcpdump options...]
   # (ip netns exec execs the program, so $! is tcpdump itself)
   ip netns exec "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root "$@" -w "$OUT/$file" "$filter" \
     2> "$WORK/tcpdump.err" &
-  CAP_PID=$!
+  CAP_PID=$!; CAP_T0=$(date +%s.%N)
   local _
   for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.05; done
   echo "tcpdump did not start for $file: $(cat "$WORK/tcpdump.err")" | tee -a "$LOG"
@@ -123,8 +123,8 @@ cap_start() {  # ns iface file filter [tcpdump options...]
 cap_stop() {  # file
   sleep 0.3
   kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
-  printf '%-34s %6s packets %7s bytes\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
-    "$(stat -c %s "$OUT/$1")" | tee -a "$LOG"
+  printf '%-34s %6s packets %7s bytes %5.1f s\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
+    "$(stat -c %s "$OUT/$1")" "$(awk -v a="$(date +%s.%N)" -v b="$CAP_T0" 'BEGIN{print a-b}')" | tee -a "$LOG"
 }
 wait_port() {  # ns port [tcp|udp]
   local flag=-ltnH _
@@ -333,10 +333,10 @@ srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"
 wait_port $NS_S 80
 cli $NS_C openssl s_client -ign_eof -connect $S4:80 -servername www.example.com < /dev/null
 srv_stop; cap_stop $F
-expect $F '{"description": "TLS client (openssl s_client) against a plaintext HTTP port: the server answers the ClientHello with an HTTP 400",
+expect $F '{"description": "TLS client (openssl s_client) against a plaintext HTTP port: python http.server answers the ClientHello with an HTML 400 page (no status line: a garbage request line makes it fall back to HTTP/0.9)",
   "tool": "openssl s_client -> python http.server", "transport": "tcp", "client": "10.77.0.10",
   "server": "10.77.0.20", "server_port": 80, "server_name": "www.example.com", "handshake_complete": false,
-  "server_plaintext_prefix": "HTTP/1.0 400"}'
+  "server_plaintext_prefix": "<!DOCTYPE HTML>", "tshark_decode_as": ["tcp.port==80,tls"]}'
 
 F=tcp_rst_closed_port.pcap
 cap_start $NS_S eth0 $F "tcp port 443"
@@ -424,7 +424,7 @@ expect $F '{"description": "SMTP without TLS, AUTH with alice:secret in the clea
   "smtp_auth": {"user": "alice", "password": "secret"}}'
 
 F=ftp_login.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21; FTP_PID=$SRV
+srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot"; FTP_PID=$SRV
 wait_port $NS_S 21
 cap_start $NS_S eth0 $F "tcp and host $S4"
 cli $NS_C curl -sS -o /dev/null --max-time 10 -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
@@ -435,14 +435,14 @@ expect $F '{"description": "FTP login alice:secret in the clear and a passive-mo
   "ftp_data_ports": [30000, 30009]}'
 
 F=ftps_explicit.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --cert "$PKI/ftp.chain.pem" --key "$PKI/ftp.key"; FTP_PID=$SRV
+srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot" --cert "$PKI/ftp.chain.pem" --key "$PKI/ftp.key"; FTP_PID=$SRV
 wait_port $NS_S 21
 cap_start $NS_S eth0 $F "tcp and host $S4"
 cli $NS_C curl -sS -o /dev/null --max-time 10 --ssl-reqd -k -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
 cap_stop $F; srv_stop $FTP_PID
-expect $F '{"description": "explicit FTPS: AUTH TLS on the control channel, then TLS on control and data (curl --ssl-reqd -> pyftpdlib TLS_FTPHandler)",
+expect $F '{"description": "explicit FTPS: AUTH SSL (curl default) on the control channel, then TLS on control and data (PROT P) (curl --ssl-reqd -> pyftpdlib TLS_FTPHandler)",
   "tool": "curl --ssl-reqd + pyftpdlib", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
-  "server_port": 21, "ftp_commands": ["AUTH"], "ftp_auth_tls": true, "tls_version": "TLS 1.3",
+  "server_port": 21, "ftp_commands": ["AUTH"], "ftp_auth": "SSL", "tls_version": "TLS 1.3",
   "tls_cipher": "TLS_AES_256_GCM_SHA384", "server_name": "ftp.example.com", "handshake_complete": true,
   "cert": "ftp", "cert_visible": false, "tls_connections": 2}'
 
@@ -453,9 +453,10 @@ srv $NS_S openssl s_server -quiet -naccept 1 -dtls1_2 -accept 4433 $(chain good)
 wait_port $NS_S 4433 udp
 printf 'hello over DTLS\n' | cli $NS_C openssl s_client -quiet -dtls1_2 -connect $S4:4433 -servername www.example.com
 srv_stop; cap_stop $F
-expect $F '{"description": "DTLS 1.2 over UDP 4433 (openssl s_client -dtls1_2 -> s_server -dtls1_2)",
+expect $F '{"description": "DTLS 1.2 over UDP 4433 (openssl s_client -dtls1_2 -> s_server -dtls1_2); cookie exchange (HelloVerifyRequest); the server flight is split into many small handshake fragments",
   "tool": "openssl s_server/s_client -dtls1_2", "transport": "udp", "client": "10.77.0.10",
   "server": "10.77.0.20", "server_port": 4433, "dtls_version": "DTLS 1.2",
+  "hello_verify_request": true, "handshake_fragmented": true,
   "tls_cipher": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "server_name": "www.example.com",
   "handshake_complete": true, "cert": "good", "cert_chain": ["good", "int"], "cert_visible": true}'
 
@@ -467,7 +468,7 @@ cli $NS_C "$PY" "$TOOLS/quic_pair.py" client --host $S4 --port 443 --sni www.exa
 cap_stop $F; srv_stop $Q_PID
 expect $F '{"description": "QUIC v1 + HTTP/3 GET (aioquic client -> aioquic server)", "tool": "aioquic",
   "transport": "udp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 443, "quic_version": 1,
-  "tls_version": "TLS 1.3", "tls_cipher": "TLS_AES_128_GCM_SHA256", "server_name": "www.example.com",
+  "tls_version": "TLS 1.3", "tls_cipher": "TLS_AES_256_GCM_SHA384", "server_name": "www.example.com",
   "alpn_offered": ["h3"], "handshake_complete": true, "cert": "good", "cert_visible": false}'
 
 F=ssh_openssh.pcap

@@ -68,7 +68,7 @@ def idb(
     snaplen: int = 0,
     extra: Sequence[tuple[int, bytes]] = (),
 ) -> bytes:
-    opts = [(2, b"eth0")] + list(extra)  # if_name first: the parser must walk past it
+    opts = [(2, b"eth0"), *extra]  # if_name first: the parser must walk past it
     if tsresol is not None:
         opts.append((9, bytes([tsresol])))
     if tsoffset is not None:
@@ -103,7 +103,7 @@ def opb(ifid: int, ticks: int, data: bytes, order: str = "<", *, wire: int | Non
 
 
 def unknown_block(btype: int = 0x0BADCAFE, size: int = 20, order: str = "<") -> bytes:
-    return block(btype, bytes(range(size % 256)) * (size // 256) + bytes(size % 256), order)
+    return block(btype, bytes((i * 7) & 0xFF for i in range(size)), order)
 
 
 @dataclass
@@ -130,3 +130,79 @@ class Section:
 
     def build(self) -> bytes:
         return b"".join(self.blocks)
+
+
+# ----------------------------------------------------------------------------- scapy conveniences
+MAC_A = "02:00:00:00:00:01"
+MAC_B = "02:00:00:00:00:02"
+
+
+def eth(**fields):  # type: ignore[no-untyped-def]
+    """An Ethernet header with fixed addresses (scapy would otherwise look them up: slow, noisy)."""
+    from scapy.layers.l2 import Ether
+
+    return Ether(src=MAC_A, dst=MAC_B, **fields)
+
+
+def write_packets(path, packets, times=None, *, start: float = 1_700_000_000.0, step: float = 0.01,  # type: ignore[no-untyped-def]
+                  linktype: int | None = None):
+    """Write scapy packets with wrpcap; times (seconds) default to start + i * step."""
+    from scapy.utils import wrpcap
+
+    for i, p in enumerate(packets):
+        p.time = times[i] if times is not None else start + i * step
+    if linktype is None:
+        wrpcap(str(path), packets)
+    else:
+        wrpcap(str(path), packets, linktype=linktype)
+    return path
+
+
+def batch_of(frames: Sequence[bytes], linktype: int | Sequence[int] = ETHERNET, *,
+             wirelen: Sequence[int] | None = None, ts: Sequence[int] | None = None):  # type: ignore[no-untyped-def]
+    """A PacketBatch holding `frames` back to back (no file involved)."""
+    import numpy as np
+
+    from analyzer.sources.batch import PacketBatch
+
+    n = len(frames)
+    buf = np.frombuffer(b"".join(frames), np.uint8).copy()
+    lens = np.array([len(f) for f in frames], np.int32)
+    off = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    lts = np.full(n, linktype, np.int16) if isinstance(linktype, int) else np.array(linktype, np.int16)
+    return PacketBatch(
+        source="test", buf=buf, offset=off, caplen=lens,
+        wirelen=np.array(wirelen, np.int32) if wirelen is not None else lens.copy(),
+        ts_ns=np.array(ts, np.int64) if ts is not None else np.arange(n, dtype=np.int64) * 1_000_000,
+        linktype=lts,
+    )
+
+
+def decoded_rows(frames: Sequence[bytes], linktype: int | Sequence[int] = ETHERNET, **kw: object):  # type: ignore[no-untyped-def]
+    """decode() + decoded_frame() of raw frames: one row per packet."""
+    from analyzer.decode import DecodeOptions, decode, decoded_frame
+
+    wirelen = kw.pop("wirelen", None)
+    opts = DecodeOptions(**kw) if kw else None  # type: ignore[arg-type]
+    return decoded_frame(decode(batch_of(frames, linktype, wirelen=wirelen), opts))  # type: ignore[arg-type]
+
+
+def table_run(path, **options):  # type: ignore[no-untyped-def]
+    """Read a capture through decode into a FlowTable: (flows DataFrame, {uid: FlowPayload})."""
+    import pandas as pd
+
+    from analyzer.decode import decode
+    from analyzer.flows.table import FlowOptions, FlowTable
+    from analyzer.sources.readers import read_capture
+
+    table = FlowTable(FlowOptions(**options))
+    ended = []
+    for batch in read_capture(str(path)):
+        ended += table.update(decode(batch))
+    ended += table.flush()
+    frames = [pd.DataFrame(e.columns) for e in ended if len(e)]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(df):
+        df = df.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
+    payloads = {p.uid: p for e in ended for p in e.payloads}
+    return df, payloads

@@ -150,3 +150,21 @@ def test_upstream_rust_ja4_for_quic() -> None:
     facts = QuicDissector().dissect(flows[0])
     assert f"ja4: {facts.flow['ja4']}" in snap
     assert f"ja4s: {facts.flow['ja4s']}" in snap
+
+
+def test_draft29_retry_integrity_verified() -> None:
+    facts = QuicDissector().dissect(udp_flows(PCAPS / "ndpi/quic-29.pcap")[0])
+    retry = [a for a in facts.rows["anomalies"] if a["kind"] == "quic_retry"]
+    assert len(retry) == 1 and "(integrity tag valid)" in str(retry[0]["detail"])
+
+
+def test_through_the_pipeline() -> None:
+    """The registered dissector inside `analyzer.analyze()` (16 datagrams per UDP flow)."""
+    import analyzer
+
+    res = analyzer.analyze([str(PCAPS / "ndpi/quic-v2.pcapng"), str(PCAPS / "ndpi/quic-29.pcap")])
+    quic = res.flows[res.flows["app_protocol"] == "quic"]
+    assert len(quic) == 2
+    assert set(quic["tls_version"]) == {"TLS 1.3"} and quic["tls_established"].all()
+    assert set(res.tls["quic_version"]) == {"2", "draft-29"}
+    assert set(res.tls["protocol"]) == {"quic"}

@@ -55,24 +55,51 @@ def test_ja4_transport_prefix_and_dtls_versions() -> None:
 
 
 def test_ja4s_foxio_vector() -> None:
-    sh = parse_server_hello(server_hello_body(cipher=0xC030, extensions=[ext(5, b""), ext(0x17, b""),
-                                                                         ext(0xFF01, b"\x00"), ext(0, b"")]))
+    sh = parse_server_hello(
+        server_hello_body(
+            cipher=0xC030, extensions=[ext(5, b""), ext(0x17, b""), ext(0xFF01, b"\x00"), ext(0, b"")]
+        )
+    )
     assert ja4s(sh) == ("t120400_c030_4e8089b08790", "t120400_c030_0005,0017,ff01,0000")
     empty = parse_server_hello(server_hello_body(version=0x0301, cipher=0x000A))
     assert ja4s(empty) == ("t100000_000a_000000000000", "t100000_000a_")
-    h2 = parse_server_hello(server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04"), alpn_ext([b"h2"])]))
+    h2 = parse_server_hello(
+        server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04"), alpn_ext([b"h2"])])
+    )
     assert ja4s(h2, "q")[0].startswith("q1302h2_1301_")
 
 
 def test_ja3_against_the_tshark_oracle_vector() -> None:
     # badcurveball.pcap in the corpus: ja3_full and ja3 from the oracle CSV.
-    ciphers = [0xAAAA, 4865, 4866, 4867, 49195, 49199, 49196, 49200, 52393, 52392, 49171, 49172, 156, 157, 47, 53, 10]
+    ciphers = [
+        0xAAAA,
+        4865,
+        4866,
+        4867,
+        49195,
+        49199,
+        49196,
+        49200,
+        52393,
+        52392,
+        49171,
+        49172,
+        156,
+        157,
+        47,
+        53,
+        10,
+    ]
     exts_order = [19018, 0, 23, 65281, 10, 11, 35, 16, 5, 13, 18, 51, 45, 43, 27, 31354, 21]
     bodies = {10: u16s([0x1A1A, 29, 23, 24]), 11: b"\x01\x00"}
-    ch = parse_client_hello(client_hello_body(ciphers=ciphers, extensions=[ext(t, bodies.get(t, b"")) for t in exts_order]))
+    ch = parse_client_hello(
+        client_hello_body(ciphers=ciphers, extensions=[ext(t, bodies.get(t, b"")) for t in exts_order])
+    )
     md5, full = ja3(ch)
-    assert full == ("771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53-10,"
-                    "0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0")
+    assert full == (
+        "771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53-10,"
+        "0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0"
+    )
     assert md5 == "66918128f1b9b03303d77c6f2eefd128"
 
 
@@ -81,8 +108,18 @@ def test_ja3_empty_fields_and_ja3s() -> None:
     md5, full = ja3(ch)
     assert full == "769,47-53,,,"
     assert md5 == hashlib.md5(full.encode()).hexdigest()
-    sh = parse_server_hello(server_hello_body(cipher=49195, extensions=[ext(0, b""), ext(65281, b"\x00"), ext(11, b"\x01\x00"),
-                                                                        ext(35, b""), alpn_ext([b"http/1.1"])]))
+    sh = parse_server_hello(
+        server_hello_body(
+            cipher=49195,
+            extensions=[
+                ext(0, b""),
+                ext(65281, b"\x00"),
+                ext(11, b"\x01\x00"),
+                ext(35, b""),
+                alpn_ext([b"http/1.1"]),
+            ],
+        )
+    )
     assert ja3s(sh) == ("2d1eb5817ece335c24904f516ad5da12", "771,49195,0-65281-11-35-16")
 
 
@@ -108,13 +145,19 @@ def test_ja4_degenerate_hellos() -> None:
     none = parse_client_hello(client_hello_body(ciphers=[], extensions=[]))
     assert ja4(none) == ("t12i000000_000000000000_000000000000", "t12i000000__")
     # only SNI: the extension list left after removing SNI/ALPN is empty and there are no sigalgs
-    only_sni = parse_client_hello(client_hello_body(version=0x0301, ciphers=[0x0005], extensions=[sni_ext("a.b")]))
-    assert ja4(only_sni) == ("t10d010100_" + hashlib.sha256(b"0005").hexdigest()[:12] + "_000000000000",
-                             "t10d010100_0005_")
+    only_sni = parse_client_hello(
+        client_hello_body(version=0x0301, ciphers=[0x0005], extensions=[sni_ext("a.b")])
+    )
+    assert ja4(only_sni) == (
+        "t10d010100_" + hashlib.sha256(b"0005").hexdigest()[:12] + "_000000000000",
+        "t10d010100_0005_",
+    )
     # an SNI extension without a host name still says "d" (the spec; see NOTES.md)
     empty_sni = parse_client_hello(client_hello_body(extensions=[ext(0, b"")]))
     assert ja4(empty_sni)[0][3] == "d"
-    many = parse_client_hello(client_hello_body(ciphers=range(1, 150), extensions=[ext(1000 + i, b"") for i in range(120)]))
+    many = parse_client_hello(
+        client_hello_body(ciphers=range(1, 150), extensions=[ext(1000 + i, b"") for i in range(120)])
+    )
     assert ja4(many)[0][:10] == "t12i999900"
     grease_only_versions = parse_client_hello(client_hello_body(extensions=[ext(43, b"\x02\x0a\x0a")]))
     assert ja4(grease_only_versions)[0][1:3] == "12"
@@ -130,7 +173,9 @@ def test_sslv2_hello_has_no_ja3_or_ja4() -> None:
 
 def test_signature_algorithms_come_from_extension_13_only() -> None:
     # signature_algorithms_cert (50) must not leak in (FoxIO's ja4.py mixes them: see NOTES.md)
-    ch = parse_client_hello(client_hello_body(extensions=[ext(13, u16s([0x0804, 0x0403])), ext(50, u16s([0x0401]))]))
+    ch = parse_client_hello(
+        client_hello_body(extensions=[ext(13, u16s([0x0804, 0x0403])), ext(50, u16s([0x0401]))])
+    )
     assert ja4(ch)[1].endswith("_000d,0032_0804,0403")
 
 
@@ -162,14 +207,23 @@ def test_ja4x_matches_an_independent_computation() -> None:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    issuer = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, "Test Root")])
+    issuer = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Test Root"),
+        ]
+    )
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.org")])
     now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
-        .serial_number(1234).not_valid_before(now).not_valid_after(now + dt.timedelta(days=90))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(1234)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("www.example.org")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

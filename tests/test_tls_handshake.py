@@ -43,8 +43,14 @@ def full_client_hello() -> bytes:
             ext(35, b"ticket-bytes"),
             alpn_ext([b"h2", b"http/1.1"]),
             ext(13, u16s([0x0403, 0x0804, 0x0401])),
-            ext(51, struct.pack(">H", 4 + 1216 + 4 + 32) + struct.pack(">HH", 0x11EC, 1216) + PQ_SHARE
-                + struct.pack(">HH", 29, 32) + b"\x01" * 32),
+            ext(
+                51,
+                struct.pack(">H", 4 + 1216 + 4 + 32)
+                + struct.pack(">HH", 0x11EC, 1216)
+                + PQ_SHARE
+                + struct.pack(">HH", 29, 32)
+                + b"\x01" * 32,
+            ),
             ext(45, b"\x01\x01"),
             ext(43, b"\x06\x4a\x4a\x03\x04\x03\x03"),
             ext(0xFE0D, b"\x00" * 10),
@@ -97,7 +103,9 @@ def test_scsv_counts_as_renegotiation_info() -> None:
 
 
 def test_dtls_cookie_is_read() -> None:
-    body = bytearray(client_hello_body(version=0xFEFD, ciphers=[0xC02B], extensions=[ext(43, b"\x02\xfe\xfc")]))
+    body = bytearray(
+        client_hello_body(version=0xFEFD, ciphers=[0xC02B], extensions=[ext(43, b"\x02\xfe\xfc")])
+    )
     # insert a DTLS cookie (length 4) after the empty session id (offset 35)
     body[35:35] = b"\x04coo!"
     ch = parse_client_hello(bytes(body), dtls=True)
@@ -111,6 +119,8 @@ def test_dtls_cookie_is_read() -> None:
 
 def test_scapy_built_hellos_parse_like_scapy_says() -> None:
     from scapy.layers.tls.extensions import (
+        ProtocolName,
+        ServerName,
         TLS_Ext_ALPN,
         TLS_Ext_ServerName,
         TLS_Ext_SignatureAlgorithms,
@@ -118,15 +128,17 @@ def test_scapy_built_hellos_parse_like_scapy_says() -> None:
         TLS_Ext_SupportedPointFormat,
         TLS_Ext_SupportedVersion_CH,
         TLS_Ext_SupportedVersion_SH,
-        ProtocolName,
-        ServerName,
     )
     from scapy.layers.tls.handshake import TLSClientHello, TLSServerHello
     from scapy.layers.tls.keyexchange_tls13 import KeyShareEntry, TLS_Ext_KeyShare_CH
     from scapy.layers.tls.record import TLS
 
     hello = TLSClientHello(
-        version=0x0303, gmt_unix_time=0, random_bytes=b"\x01" * 28, sid=b"", ciphers=[0x1301, 0xC02F, 0x0A0A],
+        version=0x0303,
+        gmt_unix_time=0,
+        random_bytes=b"\x01" * 28,
+        sid=b"",
+        ciphers=[0x1301, 0xC02F, 0x0A0A],
         comp=[0],
         ext=[
             TLS_Ext_ServerName(servernames=[ServerName(servername=b"example.com")]),
@@ -152,8 +164,15 @@ def test_scapy_built_hellos_parse_like_scapy_says() -> None:
     again = TLS(record)
     assert again.msg[0].ciphers == ch.cipher_suites
 
-    server = TLSServerHello(version=0x0303, gmt_unix_time=0, random_bytes=b"\x03" * 28, sid=b"", cipher=0x1301,
-                            comp=0, ext=[TLS_Ext_SupportedVersion_SH(version=0x0304)])
+    server = TLSServerHello(
+        version=0x0303,
+        gmt_unix_time=0,
+        random_bytes=b"\x03" * 28,
+        sid=b"",
+        cipher=0x1301,
+        comp=0,
+        ext=[TLS_Ext_SupportedVersion_SH(version=0x0304)],
+    )
     sh = parse_server_hello(bytes(TLS(type=22, version=0x0303, msg=[server]))[9:])
     assert sh.cipher_suite == 0x1301 and sh.selected_version == 0x0304 and sh.version == 0x0304
     assert not sh.is_hello_retry_request
@@ -163,7 +182,13 @@ def test_server_hello_fields() -> None:
     body = server_hello_body(
         cipher=0xC030,
         session_id=b"\x09" * 32,
-        extensions=[ext(0xFF01, b"\x00"), ext(23, b""), ext(35, b""), alpn_ext([b"h2"]), ext(11, b"\x01\x00")],
+        extensions=[
+            ext(0xFF01, b"\x00"),
+            ext(23, b""),
+            ext(35, b""),
+            alpn_ext([b"h2"]),
+            ext(11, b"\x01\x00"),
+        ],
     )
     sh = parse_server_hello(body)
     assert sh.version == 0x0303 and sh.selected_version is None
@@ -177,12 +202,16 @@ def test_server_hello_fields() -> None:
 
 def test_hello_retry_request_and_tls13_server_hello() -> None:
     hrr = parse_server_hello(
-        server_hello_body(random=C.HRR_RANDOM, cipher=0x1302, extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x17")])
+        server_hello_body(
+            random=C.HRR_RANDOM, cipher=0x1302, extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x17")]
+        )
     )
     assert hrr.is_hello_retry_request and hrr.key_share_group == 23 and hrr.version == 0x0304
     sh = parse_server_hello(
-        server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x1d\x00\x20" + b"k" * 32),
-                                                     ext(41, b"\x00\x00")])
+        server_hello_body(
+            cipher=0x1301,
+            extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x1d\x00\x20" + b"k" * 32), ext(41, b"\x00\x00")],
+        )
     )
     assert not sh.is_hello_retry_request and sh.key_share_group == 29 and sh.psk_selected
 
@@ -229,14 +258,16 @@ def test_broken_extension_block_keeps_what_came_before() -> None:
 
 
 def test_malformed_single_extension_is_an_error_not_a_failure() -> None:
-    ch = parse_client_hello(client_hello_body(extensions=[ext(10, b"\x00\x03\x00\x1d\x00"), ext(16, b"\x00\x09\x02h2")]))
+    ch = parse_client_hello(
+        client_hello_body(extensions=[ext(10, b"\x00\x03\x00\x1d\x00"), ext(16, b"\x00\x09\x02h2")])
+    )
     assert ch.supported_groups == [] and ch.alpn == []
     assert len(ch.errors) == 2 and ch.errors[0].startswith("ext 10:")
     assert ch.extension_types == [10, 16]
 
 
 def test_sslv2_compatible_client_hello() -> None:
-    ciphers = bytes.fromhex("010080" "0700c0" "00002f" "000035" "0000ff")
+    ciphers = bytes.fromhex("0100800700c000002f0000350000ff")
     challenge = b"\x44" * 16
     body = b"\x01\x03\x01" + struct.pack(">HHH", len(ciphers), 0, len(challenge)) + ciphers + challenge
     ch = parse_sslv2_client_hello(body)
@@ -295,7 +326,9 @@ def test_constants_are_explicit_for_unknown_values() -> None:
     assert len(C.GREASE) == 16 and 0x0A0A in C.GREASE and 0xFAFA in C.GREASE and 0x0A1A not in C.GREASE
     assert C.extension_name(0) == "server_name" and C.extension_name(0x1A1A) == "GREASE"
     assert C.extension_name(65000) == "unknown_65000"
-    assert C.alert_description_name(40) == "handshake_failure" and C.alert_description_name(250) == "unknown_250"
+    assert (
+        C.alert_description_name(40) == "handshake_failure" and C.alert_description_name(250) == "unknown_250"
+    )
     assert C.alert_level_name(2) == "fatal"
     assert C.group_name(0x11EC) == "X25519MLKEM768" and C.group_name(0x4444) == "unknown_0x4444"
     assert C.signature_scheme_name(0x0804) == "rsa_pss_rsae_sha256"

@@ -9,6 +9,7 @@ and reassembly stops at the first hole, as `StreamPrefix` documents.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Iterable
@@ -100,14 +101,11 @@ def flows_from_pcap(path: str | Path, budget: int = 1 << 20) -> list[FlowPayload
     from scapy.all import PcapReader, conf  # noqa: F401  (scapy imported lazily: tests only)
     from scapy.layers.inet import IP, TCP
     from scapy.layers.inet6 import IPv6
-
     from scapy.packet import Raw
 
     for contrib in ("geneve", "gtp", "erspan"):
-        try:
+        with contextlib.suppress(ImportError):
             __import__(f"scapy.contrib.{contrib}")
-        except ImportError:  # pragma: no cover
-            pass
     conns: dict[tuple[tuple[str, int], tuple[str, int]], _Conn] = {}
     order: list[tuple[tuple[str, int], tuple[str, int]]] = []
     with PcapReader(str(path)) as reader:
@@ -227,7 +225,7 @@ def ext(etype: int, body: bytes) -> bytes:
 
 def u16s(values: Iterable[int]) -> bytes:
     vals = list(values)
-    return struct.pack(">H%dH" % len(vals), 2 * len(vals), *vals)
+    return struct.pack(f">H{len(vals)}H", 2 * len(vals), *vals)
 
 
 def sni_ext(name: str) -> bytes:
@@ -255,7 +253,7 @@ def client_hello_body(
     cs = list(ciphers)
     exts = b"".join(extensions)
     body = struct.pack(">H", version) + random + bytes([len(session_id)]) + session_id
-    body += struct.pack(">H%dH" % len(cs), 2 * len(cs), *cs)
+    body += struct.pack(f">H{len(cs)}H", 2 * len(cs), *cs)
     body += bytes([len(compression)]) + compression
     if extensions_block or (extensions_block is None and exts):
         body += struct.pack(">H", len(exts)) + exts
@@ -293,14 +291,24 @@ def make_chain(server_name: str = "www.example.org") -> list[bytes]:
     leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)])
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     root = (
-        x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name).public_key(root_key.public_key())
-        .serial_number(1).not_valid_before(start).not_valid_after(start + dt.timedelta(days=3650))
+        x509.CertificateBuilder()
+        .subject_name(root_name)
+        .issuer_name(root_name)
+        .public_key(root_key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(root_key, hashes.SHA256())
     )
     leaf = (
-        x509.CertificateBuilder().subject_name(leaf_name).issuer_name(root_name).public_key(leaf_key.public_key())
-        .serial_number(2).not_valid_before(start).not_valid_after(start + dt.timedelta(days=90))
+        x509.CertificateBuilder()
+        .subject_name(leaf_name)
+        .issuer_name(root_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(2)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
         .sign(root_key, hashes.SHA256())
     )

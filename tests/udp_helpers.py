@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from analyzer.dissect.base import Datagram, FlowPayload
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(os.environ.get("INTRANSIT_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 PCAPS = CORPUS / "pcaps"
 ORACLE = CORPUS / "oracle"
 

@@ -203,10 +203,13 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
             out_i[i, C_ANOM] = anom
             out_i[i, C_TUN] = tun
             continue
+        # MPLS below IP is part of the tunnel stack too (it was only recorded for non-IP packets)
+        out_i[i, C_TUN] = tun
         # bytes cut from the end of this packet, used to derive lengths when IP says 0 (TSO)
         wire_end_extra = wirelen[i] - caplen[i]
         depth = 0
         not_ip = False
+        in_udp_carrier = False  # the layer recorded last is the IP of a UDP tunnel carrier
         while True:
             depth += 1
             if depth > 6:
@@ -305,6 +308,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
             out_i[i, C_IPVER] = ipver
             out_i[i, C_PROTO] = proto
             out_i[i, C_IPLEN] = iplen
+            in_udp_carrier = False
             out_i[i, C_FRAG] = 0 if (mf == 0 and frag_off == 0) else (1 if frag_off == 0 else 2)
             out_i[i, C_IPID] = ipid
             out_u[i, U_SHI] = shi
@@ -317,6 +321,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                 break  # no L4 header in a later fragment
             # ---------------- tunnels ----------------
             if proto == 17 and l4 + 8 <= lim:
+                in_udp_carrier = True  # stays set if the tunnel's inner packet breaks below
                 dport = _be16(buf, l4 + 2)
                 is_vx = False
                 for vp in vxlan_ports:
@@ -327,7 +332,9 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if dport == gp:
                         is_gen = True
                 if is_vx and l4 + 16 <= lim and (buf[l4 + 8] & 0x08) != 0:
-                    if out_i[i, C_TUN] == 0:
+                    # the first IP tunnel keeps the outer (vantage) addresses; an MPLS label stack
+                    # underneath does not count as one
+                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
                         out_u[i, U_OSHI] = shi
                         out_u[i, U_OSLO] = slo
                         out_u[i, U_ODHI] = dhi
@@ -352,7 +359,9 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if l4 + 16 + optlen > lim:
                         anom = A_TUNNEL_BAD
                         break
-                    if out_i[i, C_TUN] == 0:
+                    # the first IP tunnel keeps the outer (vantage) addresses; an MPLS label stack
+                    # underneath does not count as one
+                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
                         out_u[i, U_OSHI] = shi
                         out_u[i, U_OSLO] = slo
                         out_u[i, U_ODHI] = dhi
@@ -529,6 +538,12 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                 continue
             # IP addresses are known: still a flow (ports 0), never dropped
             out_i[i, C_PLOFF] = 0
+            if in_udp_carrier and l4 + 4 <= lim:
+                # oracle fix (tests/test_oracle_flows.py): the inner packet of a VXLAN/GENEVE/GTP-U
+                # carrier is cut short or bad, so the recorded layer is the carrier: it is the carrier's
+                # UDP flow with its real ports (as tshark counts it), not a port-0 flow
+                out_i[i, C_SPORT] = _be16(buf, l4)
+                out_i[i, C_DPORT] = _be16(buf, l4 + 2)
             continue
         out_i[i, C_STATUS] = ST_OK
         if out_i[i, C_FRAG] == 2:

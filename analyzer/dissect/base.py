@@ -36,8 +36,8 @@ class StreamPrefix:
     gap_len: int = 0
     budget_hit: bool = False
     segments: int = 0
-    # Timestamps (epoch seconds) of the first byte of each contiguous segment in `data`, as
-    # (stream_offset, ts) pairs in offset order; lets a dissector date a message it found.
+    # Timestamps (epoch seconds) as (stream_offset, ts) pairs in offset order, to date a message.
+    # May be empty: the flow table does not record per-segment times (that costs per packet).
     times: list[tuple[int, float]] = field(default_factory=list)
 
 

@@ -25,7 +25,8 @@ Facts (see QUIC_DTLS_NOTES.md):
   epoch >= 1. DTLS 1.3: after the ServerHello, the client sent a record in an epoch other than 2
   (application traffic), or the server sent epoch-3 traffic after the client's epoch-2 flight
   (the ACK or NewSessionTicket that follows the client's Finished).
-- `history` uses the TLS dissector's Zeek ssl_history letters (client uppercase).
+- `history` uses the TLS dissector's Zeek ssl_history letters (client uppercase). Like Zeek, a
+  retransmitted copy of a whole message repeats its letter (three unanswered ClientHellos: "CCC").
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ class _Message:
     length: int
     stream: CryptoStream
     done: bool = False
+    letter: str = "z"  # its history letter, once parsed
 
 
 @dataclass(slots=True)
@@ -351,14 +353,18 @@ class _Session:
                 )
                 continue
             if msg.done:
-                continue  # a retransmission
+                # a retransmission; a whole-message copy repeats its history letter, as Zeek does
+                if frag.fragment_offset == 0 and len(frag.body) == msg.length:
+                    self.letter(msg.letter, side)
+                continue
             msg.stream.add(frag.fragment_offset, frag.body)
             if msg.stream.contiguous_len >= msg.length:
                 msg.done = True
-                self.message(side, msg.msg_type, msg.stream.contiguous[: msg.length], ts)
+                msg.letter = self.message(side, msg.msg_type, msg.stream.contiguous[: msg.length], ts)
                 msg.stream = CryptoStream(cap=1)  # free the buffer
 
-    def message(self, side: _Side, mtype: int, body: bytes, ts: float) -> None:
+    def message(self, side: _Side, mtype: int, body: bytes, ts: float) -> str:
+        """Parse one complete handshake message; returns its history letter."""
         letter = _LETTERS.get(mtype, "z")
         try:
             if mtype == 1 and side.is_client:
@@ -385,6 +391,7 @@ class _Session:
             who = "client" if side.is_client else "server"
             self.anomaly("dtls_bad_message", f"{who} handshake type {mtype}: {exc}", exc.offset)
         self.letter(letter, side)
+        return letter
 
     # -- result ----------------------------------------------------------------------------------
     def final_server_hello(self) -> tuple[ServerHello | None, bool]:

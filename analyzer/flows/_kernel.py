@@ -93,7 +93,8 @@ R_FIRST_PKT = 22  # global packet number of the first packet
 R_SPI = 23
 R_ICMP = 24  # first ICMP type << 8 | code, -1 when not ICMP
 R_SOURCE = 25  # index of the capture the flow was first seen in
-D0 = 26  # per-direction block, direction 0 = client -> server, 1 = server -> client
+R_ZHIST = 26  # Zeek's RSTOS0 history test /^?S[^HAFGIQ]*R.*/: 0 no letter yet, 1 S first, 2 matched, 3 no
+D0 = 27  # per-direction block, direction 0 = client -> server, 1 = server -> client
 D_PKTS = 0
 D_IPB = 1
 D_PLB = 2
@@ -107,7 +108,13 @@ D_NOOO = 9
 D_SEGS = 10
 D_OOO_LOST = 11
 D_BUDGET_HIT = 12
-DW = 13
+D_ZST = 13  # Zeek's TCP endpoint state (Z_* below): conn_state is derived from both, as Zeek does
+D_ZPREV = 14  # the previous endpoint state (Zeek turns "FIN then RST" back into CLOSED)
+D_SEEN = 15  # stream bytes [0, D_SEEN) seen (captured or not, budget or not): retransmission accounting
+D_NSEEN = 16  # disjoint seen intervals beyond D_SEEN, stored at D_SEENIV
+D_SEENIV = 17
+NSEENIV = 4
+DW = D_SEENIV + 2 * NSEENIV
 NR = D0 + 2 * DW
 
 # record uint64 fields (RU)
@@ -154,6 +161,15 @@ NO = 8
 
 EMPTY = -1
 TOMB = -2
+
+# Zeek TCP endpoint states (analyzer::tcp::EndpointState)
+Z_INACTIVE = 0
+Z_SYN_SENT = 1
+Z_SYN_ACK_SENT = 2
+Z_PARTIAL = 3
+Z_ESTABLISHED = 4
+Z_CLOSED = 5
+Z_RESET = 6
 
 
 @njit(cache=True, inline="always")
@@ -298,6 +314,154 @@ def _absorb(r, d, R, OO):  # type: ignore[no-untyped-def]
                 changed = True
             else:
                 k += 1
+
+
+@njit(cache=True, inline="always")
+def _zset(R, r, d, state):  # type: ignore[no-untyped-def]
+    base = D0 + d * DW
+    R[r, base + D_ZPREV] = R[r, base + D_ZST]
+    R[r, base + D_ZST] = state
+
+
+@njit(cache=True)
+def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
+    """Zeek's TCP endpoint state machine (TCPSessionAdapter::UpdateStateMachine), client = originator.
+
+    conn_state used to be guessed from the OR of the flags seen, which disagrees with Zeek for
+    mid-stream connections (Zeek: SF/SH/SHR/RSTRH, not OTH), a missed SYN followed by the ACK (S1),
+    both sides resetting (REJ/RSTR) and a FIN or RST after an unanswered SYN.
+    """
+    e = D0 + d * DW + D_ZST
+    pe = D0 + (1 - d) * DW + D_ZST
+    syn = (flags & SYN) != 0
+    ack = (flags & ACK) != 0
+    fin = (flags & FIN) != 0
+    rst = (flags & RST) != 0
+    # history letter test for RSTOS0 (uppercase = originator): the history must start with S and
+    # the originator's first R must come before any of its H, A, F, I, Q (G, gaps, is not tracked)
+    nbits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+    letter = 0  # 1 'S', 2 'R', 3 excluding letter (H A F I Q), 4 other letter
+    if nbits > 1:
+        letter = 3
+    elif nbits == 1:
+        if syn:
+            letter = 3 if ack else 1
+        elif fin:
+            letter = 3
+        else:
+            letter = 2
+    elif pl_len > 0:
+        letter = 4  # D
+    elif ack:
+        letter = 3  # A
+    if letter:
+        z = R[r, R_ZHIST]
+        if d == 1:
+            if z == 0:
+                R[r, R_ZHIST] = 3
+        elif z == 0:
+            R[r, R_ZHIST] = 1 if letter == 1 else 3
+        elif z == 1:
+            if letter == 2:
+                R[r, R_ZHIST] = 2
+            elif letter == 3:
+                R[r, R_ZHIST] = 3
+    es = R[r, e]
+    if es == Z_INACTIVE:
+        if syn:
+            if d == 0:
+                _zset(R, r, d, Z_SYN_ACK_SENT if ack else Z_SYN_SENT)
+            else:
+                if R[r, pe] == Z_SYN_SENT or (not ack and R[r, pe] == Z_SYN_ACK_SENT):
+                    _zset(R, r, 1 - d, Z_ESTABLISHED)
+                _zset(R, r, d, Z_ESTABLISHED)
+        if fin:
+            _zset(R, r, d, Z_CLOSED)
+        if rst:
+            _zset(R, r, d, Z_RESET)
+        if R[r, e] == Z_INACTIVE:
+            if d == 1 and pl_len == 0 and R[r, D0 + D_ZST] == Z_SYN_SENT:
+                pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+            elif ack and R[r, pe] == Z_ESTABLISHED:
+                _zset(R, r, d, Z_ESTABLISHED)  # missed the SYN, saw the SYN-ACK and now the ACK
+            else:
+                _zset(R, r, d, Z_PARTIAL)
+    elif es == Z_SYN_SENT or es == Z_SYN_ACK_SENT:
+        if fin:
+            _zset(R, r, d, Z_CLOSED)
+        if rst:
+            _zset(R, r, d, Z_RESET)
+    elif es == Z_ESTABLISHED or es == Z_PARTIAL:
+        if syn and es == Z_PARTIAL and R[r, pe] == Z_INACTIVE and not ack:
+            _zset(R, r, d, Z_SYN_SENT)
+        if fin and not rst:
+            _zset(R, r, d, Z_CLOSED)
+            if R[r, pe] == Z_RESET and R[r, D0 + (1 - d) * DW + D_ZPREV] == Z_CLOSED:
+                _zset(R, r, 1 - d, Z_CLOSED)  # the peer's FIN then RST was a normal close
+        if rst:
+            _zset(R, r, d, Z_RESET)
+    elif es == Z_CLOSED:
+        if rst and R[r, pe] != Z_CLOSED:
+            _zset(R, r, d, Z_RESET)
+
+
+@njit(cache=True)
+def _seen(R, r, d, rel, end):  # type: ignore[no-untyped-def]
+    """Mark stream bytes [rel, end) seen; return how many of them had been seen before.
+
+    Retransmitted bytes used to be every byte below the highest sequence seen, so a reordered
+    segment filling a hole counted as a retransmission; only bytes seen twice count now.
+    """
+    base = D0 + d * DW
+    iv = base + D_SEENIV
+    seen = R[r, base + D_SEEN]
+    nseen = R[r, base + D_NSEEN]
+    lo = max(rel, 0)  # bytes before the stream start (mid-stream pickup) were never seen
+    dup = max(0, min(end, seen) - lo)
+    for k in range(nseen):
+        dup += max(0, min(end, R[r, iv + 2 * k + 1]) - max(lo, R[r, iv + 2 * k]))
+    if end <= seen:
+        return dup
+    if lo <= seen:
+        seen = end
+    else:
+        # merge with the intervals it touches, then keep the union as one interval
+        a = lo
+        b = end
+        k = 0
+        while k < nseen:
+            s0 = R[r, iv + 2 * k]
+            s1 = R[r, iv + 2 * k + 1]
+            if s0 <= b and s1 >= a:
+                a = min(a, s0)
+                b = max(b, s1)
+                nseen -= 1
+                R[r, iv + 2 * k] = R[r, iv + 2 * nseen]
+                R[r, iv + 2 * k + 1] = R[r, iv + 2 * nseen + 1]
+            else:
+                k += 1
+        if nseen < NSEENIV:
+            R[r, iv + 2 * nseen] = a
+            R[r, iv + 2 * nseen + 1] = b
+            nseen += 1
+        # else: too many holes; forget this interval (its retransmissions will not be counted)
+    # absorb intervals the contiguous part now reaches
+    changed = True
+    while changed:
+        changed = False
+        k = 0
+        while k < nseen:
+            if R[r, iv + 2 * k] <= seen:
+                seen = max(seen, R[r, iv + 2 * k + 1])
+                nseen -= 1
+                R[r, iv + 2 * k] = R[r, iv + 2 * nseen]
+                R[r, iv + 2 * k + 1] = R[r, iv + 2 * nseen + 1]
+                changed = True
+            else:
+                k += 1
+    R[r, base + D_SEEN] = seen
+    R[r, base + D_NSEEN] = nseen
+    return dup
 
 
 @njit(cache=True)
@@ -468,6 +632,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             R[r, R_ORPHAN_FRAGS] += 1
         if proto == 6:
             R[r, base + D_FLAGS] |= flags
+            _zeek_tcp(R, r, d, flags, pl_len)
             if flags & SYN:
                 if flags & ACK:
                     R[r, R_HIST] |= 2 if d == 1 else 4
@@ -487,16 +652,17 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                     R[r, base + D_START] = (seq + 1) & 0xFFFFFFFF
                     R[r, base + D_HAVE_START] = 1
                 seq = (seq + 1) & 0xFFFFFFFF
-            if pl_len <= 0:
+            if pl_len <= 0 or (flags & RST):  # data on a RST is not part of the stream (as in Zeek)
                 continue
             if R[r, base + D_HAVE_START] == 0:
                 R[r, base + D_START] = seq
                 R[r, base + D_HAVE_START] = 2
-            rel = ((seq - R[r, base + D_START] + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            end = rel + pl_len
             maxend = R[r, base + D_MAXEND]
-            if rel < maxend:
-                R[r, base + D_RETX] += min(end, maxend) - rel
+            # stream offset, unwrapped around the highest offset seen so far: relative to the start
+            # it wrapped after 2 GiB and every later segment counted as retransmitted
+            rel = maxend + ((seq - R[r, base + D_START] - maxend + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            end = rel + pl_len
+            R[r, base + D_RETX] += _seen(R, r, d, rel, end)
             if end > maxend:
                 R[r, base + D_MAXEND] = end
             cap = cols[i, C_PLCAP]

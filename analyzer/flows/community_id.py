@@ -8,9 +8,12 @@ import ipaddress
 import struct
 
 # ICMP message types that have a counterpart: the pair counts as a two-way flow
-_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+# (the spec's and Zeek's ICMP4_counterpart/ICMP6_counterpart tables: a router advertisement, 9, is
+# one-way, as the solicitation 10 maps to 9 but not back; node information query/response 139/140
+# are a pair; both used to be wrong here, giving IDs that did not match Zeek's and Suricata's)
+_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 17: 18, 18: 17}
 _ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
-                144: 145, 145: 144}  # fmt: skip
+                139: 140, 140: 139, 144: 145, 145: 144}  # fmt: skip
 _PORTED = {6, 17, 132}
 _PORTS = struct.Struct("!HH")
 

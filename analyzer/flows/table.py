@@ -387,30 +387,38 @@ class FlowTable:
 
 
 def conn_state(R: np.ndarray) -> np.ndarray:
-    """Zeek-style conn_state letters from the per-direction TCP flags (None for non-TCP).
+    """Zeek's conn_state letters (None for non-TCP), from Zeek's endpoint states kept by the kernel.
 
-    S0 SYN unanswered; REJ SYN answered by RST; S1 established; SF established and closed by both
-    FINs; S2/S3 only the client/server FIN; RSTO/RSTR established then reset by client/server;
-    RSTOS0 client SYN then client RST; SH client SYN then FIN; RSTRH/SHR only the server's SYN-ACK
-    then RST/FIN; OTH no SYN seen (mid-stream).
+    Zeek's Conn::conn_state() over the originator (client) and responder (server) TCP endpoint
+    states: S0 SYN unanswered; S1 established; SF both closed (also mid-stream); REJ SYN answered by
+    RST; S2/S3 only the client/server closed; RSTO/RSTR reset by the client/server; RSTOS0 client
+    SYN then client RST; RSTRH/SHR server reset/closed without the client ever established;
+    SH client closed without the server established; OTH anything else (mid-stream, no close).
     """
     d0, d1 = K.D0, K.D0 + K.DW
-    hist = R[:, K.R_HIST]
-    f0, f1 = R[:, d0 + K.D_FLAGS], R[:, d1 + K.D_FLAGS]
-    syn, synack = (hist & 1) != 0, (hist & 2) != 0
-    fin0, fin1 = (f0 & 1) != 0, (f1 & 1) != 0
-    rst0, rst1 = (f0 & 4) != 0, (f1 & 4) != 0
-    rst_by_client = R[:, K.R_RST_FIRST] == 0
-    est = syn & synack
-    only_syn = syn & ~synack
-    only_synack = synack & ~syn
+    os_, rs = R[:, d0 + K.D_ZST], R[:, d1 + K.D_ZST]
+    o_inactive = (os_ == K.Z_INACTIVE) | (os_ == K.Z_PARTIAL)
+    r_inactive = (rs == K.Z_INACTIVE) | (rs == K.Z_PARTIAL)
+    no_data = (R[:, d0 + K.D_PLB] == 0) & (R[:, d1 + K.D_PLB] == 0)
+    r_reset, o_reset = rs == K.Z_RESET, os_ == K.Z_RESET
+    o_closed, r_closed = os_ == K.Z_CLOSED, rs == K.Z_CLOSED
     conds = [
         R[:, K.R_PROTO] != 6,
-        est & (rst0 | rst1) & rst_by_client, est & (rst0 | rst1), est & fin0 & fin1, est & fin0, est & fin1, est,
-        only_syn & rst1, only_syn & rst0, only_syn & fin0, only_syn,
-        only_synack & (rst0 | rst1), only_synack & fin1,
+        r_reset & ((os_ == K.Z_SYN_SENT) | (os_ == K.Z_SYN_ACK_SENT) | (o_reset & no_data)),
+        r_reset & o_inactive,
+        r_reset,
+        o_reset & r_inactive & (R[:, K.R_ZHIST] == 2),
+        o_reset & r_inactive,
+        o_reset,
+        o_closed & r_closed,
+        o_closed & r_inactive,
+        o_closed,
+        r_closed & o_inactive,
+        r_closed,
+        (os_ == K.Z_SYN_SENT) & (rs == K.Z_INACTIVE),
+        (os_ == K.Z_ESTABLISHED) & (rs == K.Z_ESTABLISHED),
     ]
-    choices = [None, "RSTO", "RSTR", "SF", "S2", "S3", "S1", "REJ", "RSTOS0", "SH", "S0", "RSTRH", "SHR"]
+    choices = [None, "REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1"]
     return np.select(conds, np.array(choices, dtype=object), default="OTH")
 
 

@@ -14,6 +14,7 @@ import lzma
 import os
 import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -46,16 +47,55 @@ COMPRESSION_MAGICS = (
 def _open_decompressed(raw: BinaryIO, head: bytes) -> tuple[BinaryIO, str | None]:
     for magic, kind in COMPRESSION_MAGICS:
         if head.startswith(magic):
+            inner: BinaryIO
             if kind == "gzip":
-                return gzip.GzipFile(fileobj=raw), kind  # type: ignore[return-value]
-            if kind == "bzip2":
-                return bz2.BZ2File(raw), kind  # type: ignore[return-value]
-            if kind == "xz":
-                return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
-            import zstandard
+                inner = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+            elif kind == "bzip2":
+                inner = bz2.BZ2File(raw)  # type: ignore[assignment]
+            elif kind == "xz":
+                inner = lzma.LZMAFile(raw)  # type: ignore[assignment]
+            else:
+                import zstandard
 
-            return zstandard.ZstdDecompressor().stream_reader(raw), kind  # type: ignore[return-value]
+                # A zstd stream cut inside a frame ends silently here (stream_reader reports no
+                # error); the cut then shows as a packet record cut short, which the walkers report.
+                inner = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
+            return _OwnedStream(inner, raw), kind  # type: ignore[return-value]
     return raw, None
+
+
+class _OwnedStream(io.RawIOBase):
+    """A decompressing stream that also closes the file under it.
+
+    GzipFile(fileobj=...), BZ2File(f) and LZMAFile(f) leave `f` open on close(): every compressed
+    capture leaked its file handle (a ResourceWarning, and fds exhausted on large directories).
+    """
+
+    def __init__(self, inner: BinaryIO, raw: BinaryIO) -> None:
+        self._inner = inner
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b):  # type: ignore[no-untyped-def]
+        return self._inner.readinto(b)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+def _decompress_errors() -> tuple[type[BaseException], ...]:
+    import zstandard
+
+    return (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zstandard.ZstdError)
+
+
+READ_PIECE = 1 << 16  # bytes asked of the stream at once: a decompressor failing mid-call loses them
 
 
 class _Peekable(io.RawIOBase):
@@ -135,9 +175,11 @@ class _ChunkReader:
         view = memoryview(new)
         while self.end < size and not self.eof:
             try:
-                got = self.stream.readinto(view[self.end :])  # type: ignore[attr-defined]
-            except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-                # a damaged compressed stream: keep what was decompressed, report at the end
+                # bounded reads: when a damaged stream raises, the data of that one call is lost
+                got = self.stream.readinto(view[self.end : min(size, self.end + READ_PIECE)])  # type: ignore[attr-defined]
+            except _decompress_errors() as exc:
+                # a damaged compressed stream (zlib.error and ZstdError included, which used to
+                # escape as tracebacks): keep what was decompressed, report at the end
                 self.eof = True
                 self.error = f"decompression failed: {exc}"
                 break
@@ -213,9 +255,6 @@ def _problem_batch(path: str, offset: int | None, kind: str, detail: str) -> Pac
     return batch
 
 
-_TSRES_NS_CACHE: dict[int, tuple[int, int]] = {}
-
-
 def _tsresol_to_ns(tsresol: int) -> tuple[int, int]:
     """(multiplier, divisor) turning a raw pcapng timestamp into nanoseconds."""
     exp = tsresol & 0x7F
@@ -224,6 +263,32 @@ def _tsresol_to_ns(tsresol: int) -> tuple[int, int]:
     if exp <= 9:
         return 10 ** (9 - exp), 1
     return 1, 10 ** (exp - 9)
+
+
+def _wrap_i64(v: int) -> int:
+    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
+
+
+def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> np.ndarray:
+    """Raw 64-bit pcapng timestamps (uint64) -> int64 ns since the epoch, exact.
+
+    A hostile if_tsresol (2^-64, 10^-127) or if_tsoffset used to raise OverflowError from numpy;
+    values that do not fit now wrap like any other absurd timestamp instead of stopping the run.
+    """
+    mult, div = _tsresol_to_ns(tsresol)
+    if div == 1:
+        val = r.astype(np.int64) * mult
+    elif mult == 1 and div < (1 << 64):
+        val = (r // np.uint64(div)).astype(np.int64)
+    elif mult != 1 and div <= (1 << 34):  # binary fractions: fr * 10^9 < 2^64, stays exact in uint64
+        secs = r // np.uint64(div)
+        fr = r % np.uint64(div)
+        val = secs.astype(np.int64) * 1_000_000_000 + (fr * np.uint64(mult) // np.uint64(div)).astype(np.int64)
+    else:  # very fine resolutions: exact Python integers (rare)
+        val = np.array([_wrap_i64(int(x) * mult // div) for x in r.tolist()], np.int64)
+    if tsoffset:
+        val = val + np.int64(_wrap_i64(tsoffset * 1_000_000_000))
+    return val
 
 
 def _parse_idb(body: bytes, order: str) -> tuple[int, int, int, int]:
@@ -315,7 +380,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                                            off, cap, wire, tshi, tslo, ifid, aux)
         if n:
             yield _pcapng_batch(path, reader.buf, off[:n], cap[:n], wire[:n], tshi[:n], tslo[:n],
-                                ifid[:n], interfaces, first_index)
+                                ifid[:n], interfaces, first_index, reader.base)
             first_index += n
         if status == _walk.CORRUPT:
             what = {1: f"packet length {aux[1]} exceeds its block",
@@ -338,7 +403,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
             pos = 0
 
 
-def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index):  # type: ignore[no-untyped-def]
+def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index, base=0):  # type: ignore[no-untyped-def]
     n = len(off)
     problems: list[Problem] = []
     linktype = np.zeros(n, np.int16)
@@ -347,8 +412,11 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first
     ids = ifid.astype(np.int64)
     bad = ids >= len(interfaces)
     if bad.any():
-        problems.append(_problem(path, None, "unknown_interface",
-                                 f"{int(bad.sum())} packets name an interface that was not described"))
+        # the offset (of the first such packet's data) lets the user find it, as for other problems
+        first = int(np.flatnonzero(bad)[0])
+        problems.append(_problem(path, base + int(off[first]), "unknown_interface",
+                                 f"{int(bad.sum())} packets name an interface that was not described "
+                                 f"(first: interface {int(ids[first])})"))
         keep = ~bad
         off, cap, wire, raw, ids = off[keep], cap[keep], wire[keep], raw[keep], ids[keep]
         linktype, ts = linktype[keep], ts[keep]
@@ -357,18 +425,7 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first
         if not m.any():
             continue
         linktype[m] = lt
-        mult, div = _tsresol_to_ns(tsresol)
-        r = raw[m]
-        if div == 1:
-            val = r.astype(np.int64) * mult
-        elif mult == 1:
-            val = (r // np.uint64(div)).astype(np.int64)
-        else:  # binary fractions: seconds and fraction separately to stay exact
-            secs = r // np.uint64(div)
-            fr = r % np.uint64(div)
-            val = secs.astype(np.int64) * 1_000_000_000 + (fr * np.uint64(mult) // np.uint64(div)).astype(
-                np.int64)
-        ts[m] = val + tsoffset * 1_000_000_000
+        ts[m] = _ticks_to_ns(raw[m], tsresol, tsoffset)
     nots = (raw == np.uint64(0xFFFFFFFFFFFFFFFF))
     if nots.any():  # Simple Packet Blocks carry no time
         ts[nots] = 0

@@ -112,11 +112,11 @@ def main() -> int:
     print(f"geneve_tunnel {args.dev} {args.local} -> {args.remote} vni={args.vni} ready", flush=True)
     while running:
         try:
-            ready, _, _ = select.select([fd, sock], [], [], 0.5)
+            ready, _, _ = select.select([fd, sock.fileno()], [], [], 0.5)
         except InterruptedError:
             continue
         for r in ready:
-            if r is fd:
+            if r == fd:
                 pkt = os.read(fd, 65535)
                 sock.sendto(encap(pkt, args.vni, tap, args.aws, args.endpoint_id, args.attachment_id), peer)
             else:

@@ -19,8 +19,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-PKI_NAMES = ["root", "int", "good", "ecdsa", "mail", "ftp", "other", "expired", "future", "rsa1024", "sha1",
-             "selfsigned"]
+PKI_NAMES = [
+    "root",
+    "int",
+    "good",
+    "ecdsa",
+    "mail",
+    "ftp",
+    "other",
+    "expired",
+    "future",
+    "rsa1024",
+    "sha1",
+    "selfsigned",
+]
 
 
 def cn(name: x509.Name) -> str | None:
@@ -102,7 +114,7 @@ def main() -> int:
         if isinstance(facts.get("cert"), str):
             facts["cert"] = pki[facts["cert"]]
         if "cert_chain" in facts:
-            facts["cert_chain"] = [pki[n]["sha256"] for n in facts["cert_chain"]]  # type: ignore[union-attr]
+            facts["cert_chain"] = [pki[n]["sha256"] for n in facts["cert_chain"]]
         if "keylog" in facts and not (a.captures / str(facts["keylog"])).exists():
             del facts["keylog"]
         captures[fname] = facts
@@ -112,8 +124,8 @@ def main() -> int:
         "recorded_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tools": json.loads(a.tools),
         "notes": [
-            "Facts state what the recording configured; tests/test_captures_manifest.py checks them with tshark.",
-            "cert.expired / cert.not_yet_valid are judged at recorded_at (judge certificates at capture time).",
+            "Facts state what the recording configured; tests/test_captures_manifest.py checks them.",
+            "cert.expired / cert.not_yet_valid are judged at recorded_at (judge certs at capture time).",
             "cert_chain lists the SHA-256 fingerprints of the certificates the server sent, leaf first.",
             "cert_visible is false for TLS 1.3 / QUIC, where the Certificate message is encrypted.",
         ],

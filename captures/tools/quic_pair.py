@@ -24,7 +24,7 @@ BODY = b"hello over HTTP/3\n" * 8
 
 
 class ServerProtocol(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._h3: H3Connection | None = None
 
@@ -35,15 +35,19 @@ class ServerProtocol(QuicConnectionProtocol):
             if isinstance(ev, HeadersReceived) and ev.stream_ended:
                 self._h3.send_headers(
                     ev.stream_id,
-                    [(b":status", b"200"), (b"server", b"aioquic"), (b"content-type", b"text/plain"),
-                     (b"content-length", str(len(BODY)).encode())],
+                    [
+                        (b":status", b"200"),
+                        (b"server", b"aioquic"),
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(BODY)).encode()),
+                    ],
                 )
                 self._h3.send_data(ev.stream_id, BODY, end_stream=True)
                 self.transmit()
 
 
 class ClientProtocol(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._h3 = H3Connection(self._quic)
         self.done: asyncio.Future[int] = asyncio.get_event_loop().create_future()
@@ -53,8 +57,13 @@ class ClientProtocol(QuicConnectionProtocol):
         sid = self._quic.get_next_available_stream_id()
         self._h3.send_headers(
             sid,
-            [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.encode()),
-             (b":path", path.encode()), (b"user-agent", b"aioquic-capture/1")],
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", authority.encode()),
+                (b":path", path.encode()),
+                (b"user-agent", b"aioquic-capture/1"),
+            ],
             end_stream=True,
         )
         self.transmit()
@@ -76,9 +85,13 @@ async def run_server(a: argparse.Namespace) -> None:
 
 
 async def run_client(a: argparse.Namespace) -> int:
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=a.sni,
-                            verify_mode=ssl.CERT_NONE,
-                            supported_versions=[QuicProtocolVersion.VERSION_1])
+    cfg = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=H3_ALPN,
+        server_name=a.sni,
+        verify_mode=ssl.CERT_NONE,
+        supported_versions=[QuicProtocolVersion.VERSION_1],
+    )
     async with connect(a.host, a.port, configuration=cfg, create_protocol=ClientProtocol) as proto:
         assert isinstance(proto, ClientProtocol)
         proto.get(a.sni, a.path)

@@ -4,7 +4,8 @@
     servers.py http-basic HOST PORT                 HTTP/1.1 server requiring Basic user:secret
     servers.py smtp HOST PORT --cert C --key K      aiosmtpd, STARTTLS offered and required
     servers.py smtp HOST PORT --auth                aiosmtpd, no TLS, AUTH PLAIN/LOGIN in the clear
-    servers.py ftp HOST PORT [--cert C --key K]     pyftpdlib (user alice/secret); FTPS (AUTH TLS) with a cert
+    servers.py ftp HOST PORT --root DIR [--cert C --key K]
+                                                    pyftpdlib (user alice/secret); FTPS (AUTH TLS) with a cert
 
 The credentials are the fixed throw-away values documented in captures/README.md.
 """
@@ -16,7 +17,7 @@ import http.server
 import os
 import ssl
 import sys
-import tempfile
+from typing import Any
 
 USER, PASSWORD = "alice", "secret"
 
@@ -28,7 +29,7 @@ def http_basic(host: str, port: int) -> None:
         protocol_version = "HTTP/1.1"
         server_version = "intransit-capture/1"
 
-        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        def do_GET(self) -> None:
             if self.headers.get("Authorization") != expected:
                 body = b"authentication required\n"
                 self.send_response(401)
@@ -52,12 +53,15 @@ def smtp(host: str, port: int, cert: str | None, key: str | None, auth: bool) ->
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
     class Sink:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        async def handle_DATA(self, server, session, envelope):
             return "250 2.0.0 Ok: queued as 1A2B3C4D5E"
 
-    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode() \
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == USER.encode()
             and auth_data.password == PASSWORD.encode()
+        )
         return AuthResult(success=ok)
 
     ctx = None
@@ -66,12 +70,12 @@ def smtp(host: str, port: int, cert: str | None, key: str | None, auth: bool) ->
         ctx.load_cert_chain(cert, key)
 
     def factory() -> SMTP:
-        kw: dict[str, object] = {"hostname": "mail.example.com", "ident": "ESMTP intransit-capture"}
+        kw: dict[str, Any] = {"hostname": "mail.example.com", "ident": "ESMTP intransit-capture"}
         if ctx is not None:
             kw.update(tls_context=ctx, require_starttls=True)
         if auth:
             kw.update(authenticator=authenticator, auth_require_tls=False)
-        return SMTP(Sink(), **kw)  # type: ignore[arg-type]
+        return SMTP(Sink(), **kw)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -81,12 +85,13 @@ def smtp(host: str, port: int, cert: str | None, key: str | None, auth: bool) ->
     asyncio.run(run())
 
 
-def ftp(host: str, port: int, cert: str | None, key: str | None) -> None:
+def ftp(host: str, port: int, cert: str | None, key: str | None, root: str) -> None:
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
     from pyftpdlib.servers import FTPServer
 
-    home = tempfile.mkdtemp(prefix="itc-ftp-")
+    home = root
+    os.makedirs(home, exist_ok=True)
     with open(os.path.join(home, "readme.txt"), "w") as f:
         f.write("quarterly report: nothing to see here\n" * 4)
     authorizer = DummyAuthorizer()
@@ -115,13 +120,14 @@ def main() -> int:
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--auth", action="store_true")
+    ap.add_argument("--root", default="/tmp/itc-ftp-root", help="FTP home directory (ftp only)")
     a = ap.parse_args()
     if a.kind == "http-basic":
         http_basic(a.host, a.port)
     elif a.kind == "smtp":
         smtp(a.host, a.port, a.cert, a.key, a.auth)
     else:
-        ftp(a.host, a.port, a.cert, a.key)
+        ftp(a.host, a.port, a.cert, a.key, a.root)
     return 0
 
 

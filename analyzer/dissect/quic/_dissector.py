@@ -68,7 +68,9 @@ MAX_HISTORY = 40
 _RETRY_KEYS: dict[int, tuple[bytes, bytes]] = {
     QUIC_V1: (bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"), bytes.fromhex("461599d35d632bf2239825bb")),
     QUIC_V2: (bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"), bytes.fromhex("d86969bc2d7c6d9990efb04a")),
-}
+    # draft-ietf-quic-tls-29 5.8 (checked against the Retry in ndpi quic-29.pcap)
+    0xFF00001D: (bytes.fromhex("ccce187ed09a09d05728155a6cb96be1"), bytes.fromhex("e54930f97f2136f0530a8c1c")),  # noqa: E501
+}  # fmt: skip
 
 
 def retry_integrity_ok(data: bytes, hdr: LongHeader, odcid: bytes) -> bool | None:
@@ -131,10 +133,9 @@ class _Side:
     dead: bool = False  # the stream cannot be parsed further (bad message, message over the cap)
     overflow_noted: bool = False
     largest_pn: int = -1
-    initials: int = 0
-    decrypted: int = 0
     short: int = 0
     handshake: int = 0
+    zero_rtt: int = 0
 
 
 class _Session:
@@ -147,9 +148,7 @@ class _Session:
         self.client_info: VersionInfo | None = None
         self.server_info: VersionInfo | None = None
         self.vn_offered: tuple[int, ...] | None = None
-        self.retries = 0
         self.close: tuple[ConnectionClose, bool] | None = None
-        self.trace: list[str] = []  # QUIC packet letters (Zeek quic.log style), for anomalies
         self.letters: list[str] = []  # ssl_history letters of the visible TLS messages
         self.hellos: list[ClientHello] = []
         self.ch_ts: float | None = None
@@ -168,13 +167,6 @@ class _Session:
         self._anomaly_kinds[kind] = n + 1
         if n < 3:  # a flood of the same problem says nothing more after a few rows
             self.facts.anomaly(kind, detail, offset)
-
-    def hist(self, letter: str, by_server: bool) -> None:
-        """Packet trace: I initial, H handshake, Z 0-RTT, O 1-RTT, R retry, V version negotiation,
-        U unknown version, C connection_close; uppercase client, lowercase server; runs collapsed."""
-        ch = letter.lower() if by_server else letter.upper()
-        if (not self.trace or self.trace[-1] != ch) and len(self.trace) < MAX_HISTORY:
-            self.trace.append(ch)
 
     def letter(self, letter: str, by_server: bool) -> None:
         """ssl_history letter (client uppercase, server lowercase), like the TLS dissector."""
@@ -214,7 +206,6 @@ class _Session:
                 if first & 0x40:
                     self.sides[by_server].short += 1
                     self.packets += 1
-                    self.hist("O", by_server)
                 return
             try:
                 hdr = parse_long_header(data, pos)
@@ -240,7 +231,6 @@ class _Session:
         kind = hdr.kind
         if kind == "vn":
             self.vn_offered = hdr.versions[:16]
-            self.hist("V", by_server)
             tried = ",".join(version_name(v) for v in self.versions) or "?"
             offered = ",".join(version_name(v) for v in self.vn_offered)
             who = "server" if by_server else "client (unexpected)"
@@ -253,23 +243,18 @@ class _Session:
             self.gquic = self.gquic or version_name(hdr.version)
             return
         if kind == "unknown":
-            self.hist("U", by_server)
             return
         self.ietf = True
         if kind == "initial":
-            self.hist("I", by_server)
             self.initial(data, hdr, by_server, ts)
         elif kind == "handshake":
             self.sides[by_server].handshake += 1
-            self.hist("H", by_server)
         elif kind == "0rtt":
-            self.hist("Z", by_server)
+            self.sides[by_server].zero_rtt += 1
         elif kind == "retry":
-            self.hist("R", by_server)
             self.retry(data, hdr, by_server)
 
     def retry(self, data: bytes, hdr: LongHeader, by_server: bool) -> None:
-        self.retries += 1
         if not by_server:
             self.anomaly("quic_retry_from_client", "a Retry packet sent by the client")
             return
@@ -288,8 +273,6 @@ class _Session:
         del self.key_dcids[4:]
 
     def initial(self, data: bytes, hdr: LongHeader, by_server: bool, ts: float) -> None:
-        side = self.sides[by_server]
-        side.initials += 1
         info = hdr.info
         if info is None:  # pragma: no cover - parse_long_header sets it for known versions
             return
@@ -339,7 +322,6 @@ class _Session:
     def decrypted(self, by_server: bool, pn: int, plain: bytes, ts: float, hdr: LongHeader) -> None:
         side = self.sides[by_server]
         side.largest_pn = max(side.largest_pn, pn)
-        side.decrypted += 1
         frames = parse_frames(plain)
         if frames.error:
             self.anomaly("quic_frame_error", frames.error, frames.error_offset)
@@ -350,7 +332,6 @@ class _Session:
             self.anomaly("quic_crypto_overflow", f"CRYPTO data beyond {CRYPTO_CAP} bytes ignored")
         if frames.close is not None:
             self.close = (frames.close, by_server)
-            self.hist("C", by_server)
             if frames.close.tls_alert is not None:
                 self.letter("l", by_server)
         self.messages(by_server, ts)

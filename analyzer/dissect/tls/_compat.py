@@ -17,8 +17,11 @@ __all__ = ["CertCache", "CipherInfo", "cipher_lookup", "new_certificate_cache"]
 
 
 class CipherInfo(Protocol):
-    name: str
-    kx: str | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kx(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class _HashOnlyCache:
 
 
 _lookup_fn: Any = None
+_lookup_v2_fn: Any = None
 _lookup_resolved = False
 
 
@@ -63,26 +67,33 @@ def _fallback_lookup(code: int) -> CipherInfo:
 
 
 def cipher_lookup(code: int) -> CipherInfo:
-    """`analyzer.dissect.tls.ciphersuites.lookup(code)`, or a name-only fallback."""
-    global _lookup_fn, _lookup_resolved
+    """`analyzer.dissect.tls.ciphersuites.lookup(code)` (`lookup_sslv2` for 3-byte SSL 2.0
+    cipher kinds), or a name-only fallback while that module is absent."""
+    global _lookup_fn, _lookup_v2_fn, _lookup_resolved
     if not _lookup_resolved:
         _lookup_resolved = True
         try:
             mod = importlib.import_module("analyzer.dissect.tls.ciphersuites")
             _lookup_fn = mod.lookup
+            _lookup_v2_fn = getattr(mod, "lookup_sslv2", None)
         except (ImportError, AttributeError):
             _lookup_fn = None
     if code > 0xFFFF:  # an SSL 2.0 cipher kind
+        if _lookup_v2_fn is not None:
+            suite: CipherInfo = _lookup_v2_fn(code)
+            return suite
         return _FallbackCipher(SSL2_CIPHER_KINDS.get(code, f"SSL2_unknown_0x{code:06x}"), "RSA")
     if _lookup_fn is None:
         return _fallback_lookup(code)
-    return _lookup_fn(code)  # type: ignore[no-any-return]
+    found: CipherInfo = _lookup_fn(code)
+    return found
 
 
 def new_certificate_cache() -> CertCache:
     """A fresh `analyzer.dissect.x509.CertificateCache`, or a fingerprint-only stand-in."""
     try:
         mod = importlib.import_module("analyzer.dissect.x509")
-        return mod.CertificateCache()  # type: ignore[no-any-return]
+        cache: CertCache = mod.CertificateCache()
+        return cache
     except (ImportError, AttributeError):
         return _HashOnlyCache()

@@ -63,7 +63,7 @@ _REC = struct.Struct(">BHH")
 _U16 = struct.Struct(">H")
 MAX_RECORD = 16384 + 2048  # TLSCiphertext.length limit (RFC 5246 section 6.2.3)
 MAX_HANDSHAKE_MESSAGE = 1 << 21  # 2 MiB: far above real chains (Zeek's test has a 340 kB one)
-MAX_RECORDS = 1024  # per direction
+MAX_RECORDS = 8192  # per direction (1-byte records are legal: an evasion trick, not an error)
 ENCRYPTED_TAIL = 6  # record headers still walked after a direction turned encrypted
 
 # Handshake type -> Zeek ssl_history letter (lowercase; uppercased for the client).
@@ -85,16 +85,74 @@ _NO_LEAF: dict[str, Any] = {}
 
 # Every `tls` row starts as a copy of this (all columns of analyzer.schema.TLS, unset).
 _TLS_ROW: dict[str, object] = dict.fromkeys(
-    """uid protocol ts client_ip client_port server_ip server_port version client_max_version
-    record_version client_legacy_version client_supported_versions cipher cipher_code client_ciphers
-    client_cipher_count compression_methods client_extensions server_extensions server_name
-    alpn_offered alpn supported_groups ec_point_formats signature_algorithms key_share_groups
-    selected_group psk_offered session_ticket_offered early_data_offered ech_offered
-    renegotiation_info extended_master_secret grease sslv2_client_hello hello_retry_request resumed
-    session_id_len dh_bits established history alert_level alert_description alert_by failure_reason
-    cert_visible cert_chain cert_sha256 sni_matches_cert client_cert_chain ja3 ja3_full ja3s ja3s_full
-    ja4 ja4_r ja4s ja4s_r ja4x client_hello_count server_hello_count client_stop server_stop
-    sslv2""".split()
+    [
+        "uid",
+        "protocol",
+        "ts",
+        "client_ip",
+        "client_port",
+        "server_ip",
+        "server_port",
+        "version",
+        "client_max_version",
+        "record_version",
+        "client_legacy_version",
+        "client_supported_versions",
+        "cipher",
+        "cipher_code",
+        "client_ciphers",
+        "client_cipher_count",
+        "compression_methods",
+        "client_extensions",
+        "server_extensions",
+        "server_name",
+        "alpn_offered",
+        "alpn",
+        "supported_groups",
+        "ec_point_formats",
+        "signature_algorithms",
+        "key_share_groups",
+        "selected_group",
+        "psk_offered",
+        "session_ticket_offered",
+        "early_data_offered",
+        "ech_offered",
+        "renegotiation_info",
+        "extended_master_secret",
+        "grease",
+        "sslv2_client_hello",
+        "hello_retry_request",
+        "resumed",
+        "session_id_len",
+        "dh_bits",
+        "established",
+        "history",
+        "alert_level",
+        "alert_description",
+        "alert_by",
+        "failure_reason",
+        "cert_visible",
+        "cert_chain",
+        "cert_sha256",
+        "sni_matches_cert",
+        "client_cert_chain",
+        "ja3",
+        "ja3_full",
+        "ja3s",
+        "ja3s_full",
+        "ja4",
+        "ja4_r",
+        "ja4s",
+        "ja4s_r",
+        "ja4x",
+        "quic_version",
+        "quic_transport_params",
+        "client_hello_count",
+        "server_hello_count",
+        "client_stop",
+        "server_stop",
+        "sslv2",
+    ]
 )
 _TLS_ROW["protocol"] = "tls"
 
@@ -136,11 +194,9 @@ def _sslv2_server_hello(data: bytes, pos: int = 0) -> bool:
 
 
 def looks_like_tls(data: bytes) -> bool:
-    """Do these first bytes of a direction start like TLS / SSL?"""
-    if len(data) < 5:
-        # A partial header: the first three bytes are enough to be suggestive.
-        return len(data) >= 3 and 20 <= data[0] <= 24 and data[1] == 3 and data[2] <= 4
-    if _valid_header(data, 0):
+    """Do these first bytes of a direction start like TLS / SSL? (A record header's type and
+    version are enough; its length is judged by the dissector, an absurd one is an anomaly.)"""
+    if len(data) >= 3 and 20 <= data[0] <= 24 and data[1] == 3 and data[2] <= 4:
         return True
     return _sslv2_hello(data) or _sslv2_server_hello(data)
 
@@ -149,7 +205,9 @@ def looks_like_tls(data: bytes) -> bool:
 # server's first TLS bytes (ServerHello record or a plaintext alert), searched for when TLS starts
 # after some cleartext (STARTTLS, SOCKS, MySQL / PostgreSQL SSL requests, ...).
 _CH_RE = re.compile(rb"\x16\x03[\x00-\x04][\x00-\x48].\x01\x00..\x03[\x00-\x04]", re.S)
-_SH_RE = re.compile(rb"\x16\x03[\x00-\x04][\x00-\x48].\x02\x00..\x03[\x00-\x04]|\x15\x03[\x00-\x04]\x00\x02[\x01\x02]", re.S)
+_SH_RE = re.compile(
+    rb"\x16\x03[\x00-\x04][\x00-\x48].\x02\x00..\x03[\x00-\x04]|\x15\x03[\x00-\x04]\x00\x02[\x01\x02]", re.S
+)
 SEARCH_LIMIT = 65536
 
 
@@ -208,6 +266,7 @@ class _Side:
         "hs_pending",
         "hs_pending_at",
         "is_client",
+        "partial",
         "record_version",
         "records",
         "server_hellos",
@@ -238,6 +297,7 @@ class _Side:
         self.hs_pending = bytearray()
         self.hs_pending_at = 0
         self.hs_need = 0  # body length of the pending message (0: its header is incomplete)
+        self.partial = False  # a record header was read whose record the data does not complete
         self.ssl2_server_hello = False
         self.ssl2_cipher: int | None = None
         self.ssl2_error: int | None = None
@@ -314,8 +374,9 @@ class TLSDissector:
 
     # --- reading one direction ----------------------------------------------------------------
 
-    def _walk(self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None,
-              facts: Facts) -> None:
+    def _walk(
+        self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None, facts: Facts
+    ) -> None:
         data = prefix.data
         who = "client" if side.is_client else "server"
         pos = start
@@ -336,6 +397,7 @@ class TLSDissector:
                 return
         while pos < end:
             if pos + 5 > end:
+                side.partial = side.partial or looks_like_tls(data[pos:])
                 side.stop = self._cut_reason(prefix)
                 return
             ctype, ver, length = unpack(data, pos)
@@ -361,6 +423,7 @@ class TLSDissector:
             body_at = pos + 5
             rec_end = body_at + length
             if rec_end > end:
+                side.partial = True
                 side.stop = self._cut_reason(prefix)
                 return
             side.records += 1
@@ -368,6 +431,9 @@ class TLSDissector:
                 side.record_version = ver
             if side.records > MAX_RECORDS:
                 side.stop = "record_limit"
+                facts.anomaly(
+                    "tls_record_limit", f"{who}: more than {MAX_RECORDS} records before encryption", pos
+                )
                 return
             if side.encrypted:
                 if ctype == 23:
@@ -389,8 +455,8 @@ class TLSDissector:
                 pending = side.hs_pending
                 if pending:
                     pending += data[body_at:rec_end]  # bytearray: amortised appends
-                    if len(pending) - 4 < side.hs_need:
-                        pos = rec_end  # still incomplete: wait for more records
+                    if side.hs_need and len(pending) < 4 + side.hs_need:
+                        pos = rec_end  # the pending message is still incomplete
                         continue
                     buf = bytes(pending)
                     buf_at = side.hs_pending_at
@@ -446,8 +512,9 @@ class TLSDissector:
             mlen = (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]
             if mlen > MAX_HANDSHAKE_MESSAGE:
                 side.stop = "error"
-                facts.anomaly("tls_handshake_too_large", f"{who}: handshake type {mtype} length {mlen}",
-                              buf_at + p)
+                facts.anomaly(
+                    "tls_handshake_too_large", f"{who}: handshake type {mtype} length {mlen}", buf_at + p
+                )
                 side.hs_pending = bytearray()
                 return False
             if p + 4 + mlen > n:
@@ -463,8 +530,9 @@ class TLSDissector:
             side.hs_pending = bytearray()
         return True
 
-    def _message(self, side: _Side, mtype: int, body: bytes, at: int, done_at: int, facts: Facts,
-                 who: str) -> None:
+    def _message(
+        self, side: _Side, mtype: int, body: bytes, at: int, done_at: int, facts: Facts, who: str
+    ) -> None:
         letter = _HS_LETTERS.get(mtype, "z")
         try:
             if mtype == 1 and side.is_client:
@@ -583,15 +651,25 @@ class TLSDissector:
         tls13 = final_sh is not None and is_tls13(final_sh.version)
         if cs.data:
             self._walk(client, cs, cs_off, tls13 if final_sh is not None else None, facts)
-        if not (client.records or server.records):
+        if not (client.records or server.records or client.partial or server.partial):
             return
         if client.stop == "not_tls" and server.stop in ("not_tls", "end") and not server.records:
             return
         self._session(flow, cs, sc, flipped, client, server, final_sh, hrr, tls13, facts)
 
-    def _session(self, flow: FlowPayload, cs: StreamPrefix, sc: StreamPrefix, flipped: bool, client: _Side,
-                 server: _Side, sh: ServerHello | None, hrr: ServerHello | None, tls13: bool,
-                 facts: Facts) -> None:
+    def _session(
+        self,
+        flow: FlowPayload,
+        cs: StreamPrefix,
+        sc: StreamPrefix,
+        flipped: bool,
+        client: _Side,
+        server: _Side,
+        sh: ServerHello | None,
+        hrr: ServerHello | None,
+        tls13: bool,
+        facts: Facts,
+    ) -> None:
         ch = client.client_hellos[0] if client.client_hellos else None
         uid = flow.uid
         row = dict(_TLS_ROW)
@@ -659,10 +737,15 @@ class TLSDissector:
             client_max = version_name(ch.max_version)
             row["client_legacy_version"] = version_name(ch.legacy_version)
             if ch.supported_versions:
-                row["client_supported_versions"] = ",".join([version_name(v) or "" for v in ch.supported_versions])
+                row["client_supported_versions"] = ",".join(
+                    [version_name(v) or "" for v in ch.supported_versions]
+                )
             if ch.cipher_suites:
-                row["client_ciphers"] = (",".join(["%06x" % c for c in ch.cipher_suites]) if ch.sslv2
-                                         else _hexlist(ch.cipher_suites))
+                row["client_ciphers"] = (
+                    ",".join([f"{c:06x}" for c in ch.cipher_suites])
+                    if ch.sslv2
+                    else _hexlist(ch.cipher_suites)
+                )
             row["client_cipher_count"] = len(ch.cipher_suites)
             row["compression_methods"] = ",".join(map(str, ch.compression_methods))
             row["client_extensions"] = ",".join([str(t) for t, _ in ch.extensions])
@@ -682,7 +765,9 @@ class TLSDissector:
             row["early_data_offered"] = ch.early_data
             row["ech_offered"] = ch.ech
             row["renegotiation_info"] = ch.renegotiation_info
-            row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
+            row["extended_master_secret"] = ch.extended_master_secret and (
+                sh is None or sh.extended_master_secret
+            )
             row["grease"] = ch.grease
             row["sslv2_client_hello"] = ch.sslv2
             row["session_id_len"] = len(ch.session_id)
@@ -772,8 +857,15 @@ class TLSDissector:
         fl["cert_key_bits"] = leaf.get("key_bits")
         fl["cert_self_signed"] = leaf.get("self_signed")
 
-    def _certificates(self, uid: str, server_certs: list[bytes], client_certs: list[bytes], chain: list[str],
-                      row: dict[str, object], facts: Facts) -> dict[str, Any]:
+    def _certificates(
+        self,
+        uid: str,
+        server_certs: list[bytes],
+        client_certs: list[bytes],
+        chain: list[str],
+        row: dict[str, object],
+        facts: Facts,
+    ) -> dict[str, Any]:
         """Certificate rows and links; fills `chain` (server, leaf first). Returns the leaf row."""
         cache = self.cert_cache
         seen: set[str] = set()
@@ -787,7 +879,9 @@ class TLSDissector:
                 out.append(sha)
                 if position == 0 and sent_by == "server":
                     leaf = crow
-                facts.add_row("cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
+                facts.add_row(
+                    "cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by}
+                )
                 if sha not in seen:
                     seen.add(sha)
                     crow = dict(crow)
@@ -833,7 +927,9 @@ def _sniff_kx(body: bytes) -> str:
     return "DHE"
 
 
-def _merged(client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None) -> list[tuple[str, int]]:
+def _merged(
+    client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None
+) -> list[tuple[str, int]]:
     """Both directions' events in one order: (letter, k) where k counts that letter's earlier
     occurrences on the same side (to find the k-th alert). Capture time decides when both
     directions carry segment timestamps; handshake flights decide otherwise and break ties."""

@@ -49,7 +49,7 @@ def _hexlist(values: list[int]) -> str:
         return ""
     st = _PACKERS.get(n)
     if st is None:
-        st = struct.Struct(">%dH" % n)
+        st = struct.Struct(f">{n}H")
         if len(_PACKERS) < 512:
             _PACKERS[n] = st
     return st.pack(*values).hex(",", 2)
@@ -65,23 +65,18 @@ def ja3(ch: ClientHello) -> tuple[str, str]:
     """(MD5 hex, full string) of the Salesforce JA3 definition. Empty strings for an SSLv2 hello."""
     if ch.sslv2:
         return "", ""
-    full = "%d,%s,%s,%s,%s" % (
-        ch.legacy_version,
-        "-".join(map(str, _degrease(ch.cipher_suites))),
-        "-".join(map(str, _degrease([t for t, _ in ch.extensions]))),
-        "-".join(map(str, _degrease(ch.supported_groups))),
-        "-".join(map(str, ch.ec_point_formats)),
-    )
+    ciphers = "-".join(map(str, _degrease(ch.cipher_suites)))
+    exts = "-".join(map(str, _degrease([t for t, _ in ch.extensions])))
+    groups = "-".join(map(str, _degrease(ch.supported_groups)))
+    formats = "-".join(map(str, ch.ec_point_formats))
+    full = f"{ch.legacy_version},{ciphers},{exts},{groups},{formats}"
     return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
 
 
 def ja3s(sh: ServerHello) -> tuple[str, str]:
     """(MD5 hex, full string) of JA3S: "SSLVersion,Cipher,Extensions" (GREASE removed)."""
-    full = "%d,%d,%s" % (
-        sh.legacy_version,
-        sh.cipher_suite,
-        "-".join(map(str, _degrease([t for t, _ in sh.extensions]))),
-    )
+    exts = "-".join(map(str, _degrease([t for t, _ in sh.extensions])))
+    full = f"{sh.legacy_version},{sh.cipher_suite},{exts}"
     return hashlib.md5(full.encode(), usedforsecurity=False).hexdigest(), full
 
 
@@ -138,13 +133,9 @@ def ja4(ch: ClientHello, transport: str = "t") -> tuple[str, str]:
     n_ext = len(types) if GREASE.isdisjoint(types) else len(_degrease(types))
     # "d" when the server_name extension exists (the spec, FoxIO's Rust ja4 and the tshark oracle;
     # FoxIO's ja4.py says "i" for an extension without a host name: see NOTES.md).
-    a = "%s%s%s%02d%02d%s" % (
-        transport,
-        _JA4_VERSIONS.get(version, "00"),
-        "d" if 0 in types else "i",
-        min(len(ciphers), 99),
-        min(n_ext, 99),
-        _ja4_alpn(ch.alpn_raw[0] if ch.alpn_raw else None),
+    a = (
+        f"{transport}{_JA4_VERSIONS.get(version, '00')}{'d' if 0 in types else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(n_ext, 99):02d}{_ja4_alpn(ch.alpn_raw[0] if ch.alpn_raw else None)}"
     )
     c_text = _hexlist(sorted(ciphers))
     e_text = _hexlist(sorted([t for t in types if t not in _NOT_IN_JA4_C]))
@@ -159,9 +150,9 @@ def ja4s(sh: ServerHello, transport: str = "t") -> tuple[str, str]:
     """(JA4S, JA4S_r) of a ServerHello (FoxIO License 1.1; see the module docstring)."""
     version = sh.selected_version if sh.selected_version is not None else sh.legacy_version
     types = [t for t, _ in sh.extensions]  # wire order, GREASE kept (FoxIO)
-    a = "%s%s%02d%s" % (transport, _JA4_VERSIONS.get(version, "00"), min(len(types), 99), _ja4_alpn(sh.alpn_raw))
+    a = f"{transport}{_JA4_VERSIONS.get(version, '00')}{min(len(types), 99):02d}{_ja4_alpn(sh.alpn_raw)}"
     e_text = _hexlist(types)
-    cipher = "%04x" % sh.cipher_suite
+    cipher = f"{sh.cipher_suite:04x}"
     return f"{a}_{cipher}_{_hash12(e_text)}", f"{a}_{cipher}_{e_text}"
 
 
@@ -191,7 +182,7 @@ def _name_oids(data: bytes, start: int, end: int) -> list[str]:
     out = []
     pos = start
     while pos < end:
-        tag, s, e = _der_header(data, pos, end)  # SET (RelativeDistinguishedName)
+        _tag, s, e = _der_header(data, pos, end)  # SET (RelativeDistinguishedName)
         pos = e
         p2 = s
         while p2 < e:

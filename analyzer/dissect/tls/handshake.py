@@ -67,7 +67,7 @@ def u16_list(data: bytes | memoryview, offset: int, nbytes: int) -> list[int]:
     n = nbytes >> 1
     st = _U16_FORMATS.get(n)
     if st is None:
-        st = struct.Struct(">%dH" % n)
+        st = struct.Struct(f">{n}H")
         if len(_U16_FORMATS) < 512:
             _U16_FORMATS[n] = st
     return list(st.unpack_from(data, offset))
@@ -212,7 +212,9 @@ def _parse_extensions(
     pos += 2
     stop = pos + n
     if stop > end:
-        errors.append(f"{who}: extensions length {n} exceeds the {end - pos} bytes present (at byte {pos - 2})")
+        errors.append(
+            f"{who}: extensions length {n} exceeds the {end - pos} bytes present (at byte {pos - 2})"
+        )
         stop = end
     elif stop < end:
         errors.append(f"{who}: {end - stop} bytes after the extensions block (at byte {stop})")
