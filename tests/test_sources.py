@@ -64,20 +64,14 @@ def read_all(path: str | Path, chunk: int | None = None) -> tuple[list[tuple[int
     return pkts, problems
 
 
-def write(tmp_path: Path, name: str, data: bytes) -> Path:
-    p = tmp_path / name
-    p.write_bytes(data)
-    return p
-
-
 # --------------------------------------------------------------------------------------- pcap
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("nanos", [False, True])
-def test_pcap_byte_orders_and_resolutions(tmp_path, order, nanos):
+def test_pcap_byte_orders_and_resolutions(capture_file, order, nanos):
     fr = frames()
     ts = [T0, T0 + 1_000, T0 + 4_000_000_000_000]  # the last one: 46 days later
     recs = [(ts[0], fr[0]), (ts[1], fr[1], 1514), (ts[2], fr[2])]
-    path = write(tmp_path, "x.pcap", pcap_bytes(recs, order=order, nanos=nanos))
+    path = capture_file("x.pcap", pcap_bytes(recs, order=order, nanos=nanos))
     pkts, problems = read_all(path)
     assert not problems
     exact = ts if nanos else [t // 1000 * 1000 for t in ts]
@@ -87,10 +81,10 @@ def test_pcap_byte_orders_and_resolutions(tmp_path, order, nanos):
     assert {p[3] for p in pkts} == {ETHERNET}
 
 
-def test_pcap_linktype_upper_bits_are_ignored(tmp_path):
+def test_pcap_linktype_upper_bits_are_ignored(capture_file):
     data = bytearray(pcap_bytes([(T0, frames(1)[0])]))
     data[20:24] = struct.pack("<I", ETHERNET | 0x10000000)  # FCS length bits in the link-type field
-    pkts, _ = read_all(write(tmp_path, "fcs.pcap", bytes(data)))
+    pkts, _ = read_all(capture_file("fcs.pcap", bytes(data)))
     assert pkts[0][3] == ETHERNET
 
 
@@ -112,7 +106,7 @@ def test_scapy_writers_microseconds_and_nanoseconds(tmp_path):
 
 # ------------------------------------------------------------------------------------- pcapng
 @pytest.mark.parametrize("order", ["<", ">"])
-def test_pcapng_interfaces_resolutions_and_block_kinds(tmp_path, order):
+def test_pcapng_interfaces_resolutions_and_block_kinds(capture_file, order):
     fr = frames(2)
     raw4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2))
     raw6 = bytes(IPv6(src="::1", dst="::2") / UDP(sport=1, dport=2))
@@ -130,7 +124,7 @@ def test_pcapng_interfaces_resolutions_and_block_kinds(tmp_path, order):
     sec.raw(spb(fr[0], order))  # interface 0, no timestamp
     sec.raw(opb(1, 5_000_000, raw4, order))
     sec.raw(block(5, b"\x00" * 16, order))  # interface statistics: skipped
-    path = write(tmp_path, "x.pcapng", sec.build())
+    path = capture_file("x.pcapng", sec.build())
     pkts, problems = read_all(path)
     assert not problems
     assert [p[3] for p in pkts] == [ETHERNET, RAW, ETHERNET, 229, ETHERNET, RAW]
@@ -146,14 +140,14 @@ def test_pcapng_interfaces_resolutions_and_block_kinds(tmp_path, order):
     assert pkts[5][0] == 5_000_000_000
 
 
-def test_pcapng_several_sections_reset_interfaces(tmp_path):
+def test_pcapng_several_sections_reset_interfaces(capture_file):
     fr = frames(2)
     raw4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2))
     one = Section("<").interface(ETHERNET, tsresol=9).packet(0, T0, fr[0])
     two = Section(">").interface(RAW, tsresol=0x80 | 32).interface(ETHERNET).packet(0, 5 << 32, raw4)
     two.packet(1, 7_000_001, fr[1])
     three = Section("<").interface(ETHERNET).raw(unknown_block(0x80000001, 44))  # custom block
-    path = write(tmp_path, "multi.pcapng", one.build() + two.build() + three.build())
+    path = capture_file("multi.pcapng", one.build() + two.build() + three.build())
     pkts, problems = read_all(path)
     assert not problems
     assert [(p[0], p[1], p[3]) for p in pkts] == [
@@ -164,34 +158,34 @@ def test_pcapng_several_sections_reset_interfaces(tmp_path):
 
 
 @pytest.mark.parametrize("tsresol", [0xC0, 0xFF, 0x7F, 0x80 | 40, 30])
-def test_pcapng_hostile_resolution_or_offset_never_raises(tmp_path, tsresol):
+def test_pcapng_hostile_resolution_or_offset_never_raises(capture_file, tsresol):
     # 2^-64, 2^-127, 10^-127 used to raise OverflowError from numpy
     sec = Section().interface(ETHERNET, tsresol=tsresol, tsoffset=1 << 62)
     sec.packet(0, (1 << 64) - 2, frames(1)[0])
-    pkts, _ = read_all(write(tmp_path, "r.pcapng", sec.build()))
+    pkts, _ = read_all(capture_file("r.pcapng", sec.build()))
     assert len(pkts) == 1
 
 
-def test_pcapng_binary_fraction_is_exact(tmp_path):
+def test_pcapng_binary_fraction_is_exact(capture_file):
     # 2^-40 s ticks (64 bits hold 2^24 s): 0.5 s + 1 tick (0.909 ps) -> floor to the nanosecond
     ticks = (10_000_000 << 40) | (1 << 39) | 1
     sec = Section().interface(ETHERNET, tsresol=0x80 | 40).packet(0, ticks, frames(1)[0])
-    pkts, _ = read_all(write(tmp_path, "b.pcapng", sec.build()))
+    pkts, _ = read_all(capture_file("b.pcapng", sec.build()))
     assert pkts[0][0] == 10_000_000_500_000_000
 
 
 @pytest.mark.parametrize("chunk", [64, 1000, 4096])
-def test_tiny_chunks_give_the_same_packets(tmp_path, chunk):
+def test_tiny_chunks_give_the_same_packets(capture_file, chunk):
     """Records straddling and larger than the read chunk are carried over intact."""
     rng = np.random.default_rng(1)
     data = [rng.integers(0, 256, size=int(n), dtype=np.uint8).tobytes() for n in rng.integers(1, 3000, 300)]
-    p1 = write(tmp_path, "c.pcap", pcap_bytes([(i * 1000, d) for i, d in enumerate(data)], nanos=True))
+    p1 = capture_file("c.pcap", pcap_bytes([(i * 1000, d) for i, d in enumerate(data)], nanos=True))
     sec = Section().interface(ETHERNET, tsresol=9)
     for i, d in enumerate(data):
         sec.packet(0, i * 1000, d)
         if i % 50 == 0:
             sec.raw(unknown_block(size=5000))
-    p2 = write(tmp_path, "c.pcapng", sec.build())
+    p2 = capture_file("c.pcapng", sec.build())
     for p in (p1, p2):
         pkts, problems = read_all(p, chunk)
         assert not problems
@@ -199,10 +193,10 @@ def test_tiny_chunks_give_the_same_packets(tmp_path, chunk):
         assert [x[0] for x in pkts] == [i * 1000 for i in range(len(data))]
 
 
-def test_batches_kept_by_the_consumer_keep_their_bytes(tmp_path):
+def test_batches_kept_by_the_consumer_keep_their_bytes(capture_file):
     """list(read_capture(...)) used to return batches whose buffers had been reused and overwritten."""
     data = [bytes([i % 251]) * (100 + i % 400) for i in range(500)]
-    path = write(tmp_path, "keep.pcap", pcap_bytes([(i, d) for i, d in enumerate(data)]))
+    path = capture_file("keep.pcap", pcap_bytes([(i, d) for i, d in enumerate(data)]))
     batches = list(read_capture(str(path), 4096))
     assert len(batches) > 3
     assert [b.packet(i) for b in batches for i in range(len(b))] == data
@@ -218,33 +212,33 @@ COMPRESSORS = {
 
 
 @pytest.mark.parametrize("kind", list(COMPRESSORS))
-def test_compressed_captures_detected_by_content(tmp_path, kind):
+def test_compressed_captures_detected_by_content(capture_file, kind):
     fr = frames(5)
     plain = pcap_bytes([(T0 + i, f) for i, f in enumerate(fr)], nanos=True)
     ng = Section().interface(ETHERNET, tsresol=9).packet(0, T0, fr[0]).build()
     for name, data, expect in (("a.pcap", plain, fr), ("b.cap", ng, fr[:1])):  # names say nothing
-        pkts, problems = read_all(write(tmp_path, name, COMPRESSORS[kind](data)))
+        pkts, problems = read_all(capture_file(name, COMPRESSORS[kind](data)))
         assert not problems
         assert [p[1] for p in pkts] == expect
         assert pkts[0][0] == T0
 
 
 @pytest.mark.parametrize("kind", ["gzip", "xz", "zstd"])
-def test_truncated_compressed_capture_keeps_what_was_read(tmp_path, kind):
+def test_truncated_compressed_capture_keeps_what_was_read(capture_file, kind):
     data = pcap_bytes([(i * 1000, bytes([i % 256]) * (60 + i % 50)) for i in range(20000)])
     comp = COMPRESSORS[kind](data)
-    pkts, problems = read_all(write(tmp_path, "cut.bin", comp[: len(comp) // 2]))
+    pkts, problems = read_all(capture_file("cut.bin", comp[: len(comp) // 2]))
     assert 1000 < len(pkts) < 20000
     assert problems
     assert all(p.offset is not None for p in problems)
 
 
 @pytest.mark.parametrize("kind", list(COMPRESSORS))
-def test_garbage_after_compression_magic_is_a_capture_error(tmp_path, kind):
+def test_garbage_after_compression_magic_is_a_capture_error(capture_file, kind):
     comp = COMPRESSORS[kind](pcap_bytes([(0, b"x" * 100)] * 50))
     bad = comp[:12] + bytes(200)  # zlib.error and ZstdError used to escape as tracebacks
     with pytest.raises(CaptureError) as info:
-        read_all(write(tmp_path, "g.bin", bad))
+        read_all(capture_file("g.bin", bad))
     assert "decompression failed" in info.value.message
 
 
@@ -264,17 +258,23 @@ def test_stdin_dash(monkeypatch, compressed):
 # -------------------------------------------------------------------------------------- paths
 def test_directories_and_globs(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
+    header = pcap_bytes([])
     for name in ("d/b.pcap", "d/a.pcap", "d/sub/c.pcapng", "d/.hidden.pcap", "e.pcap"):
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(header)
+    (tmp_path / "d" / "README.txt").write_text("notes")  # not a capture by content: left alone
+    (tmp_path / "d" / "keys.log").write_bytes(gzip.compress(b"x"))  # compressed: tried
     got = expand_paths([str(tmp_path / "d")])
     assert got == [
         str(tmp_path / "d" / "a.pcap"),
         str(tmp_path / "d" / "b.pcap"),
+        str(tmp_path / "d" / "keys.log"),
         str(tmp_path / "d" / "sub" / "c.pcapng"),
     ]
     assert expand_paths(str(tmp_path / "d" / "*.pcap")) == got[:2]
-    assert expand_paths([str(tmp_path / "**" / "*.pcapng")]) == [got[2]]
+    assert expand_paths([str(tmp_path / "**" / "*.pcapng")]) == [got[3]]
     assert expand_paths(["-", str(tmp_path / "e.pcap")]) == ["-", str(tmp_path / "e.pcap")]
+    named = str(tmp_path / "d" / "README.txt")
+    assert expand_paths([named]) == [named]  # a file named explicitly is always tried
     with pytest.raises(CaptureError, match="no file matches"):
         expand_paths([str(tmp_path / "*.nothing")])
 
@@ -316,10 +316,10 @@ LINK_CASES = {
 
 
 @pytest.mark.parametrize("name", list(LINK_CASES))
-def test_link_types(tmp_path, name):
+def test_link_types(capture_file, name):
     linktype, make = LINK_CASES[name]
     recs = [(T0, make(bytes(IP4), 0x0800)), (T0 + 1, make(bytes(IP6), 0x86DD))]
-    path = write(tmp_path, "l.pcap", pcap_bytes(recs, linktype=linktype, nanos=True))
+    path = capture_file("l.pcap", pcap_bytes(recs, linktype=linktype, nanos=True))
     rows = []
     for b in read_capture(str(path)):
         assert set(b.linktype.tolist()) == {linktype}
@@ -338,6 +338,17 @@ def test_ipv4_ipv6_only_link_types(linktype):
     df = decoded_frame(decode(batch_of([bytes(ip)], linktype)))
     assert df.loc[0, "ip_version"] == (4 if linktype == 228 else 6)
     assert df.loc[0, "dst_port"] == 443
+
+
+def test_link_type_values_beyond_int16_are_unsupported_not_a_crash(capture_file):
+    """A damaged header naming link type 0x8001 used to raise OverflowError (linktype is int16)."""
+    f = frames(1)[0]
+    for path in (
+        capture_file("a.pcap", pcap_bytes([(1, f)], linktype=0x8001)),
+        capture_file("b.pcapng", Section().interface(0xFFFF).packet(0, 1, f).build()),
+    ):
+        batches = list(read_capture(str(path)))
+        assert decoded_frame(decode(batches[0]))["anomaly"].tolist() == ["unsupported_linktype"]
 
 
 def test_unknown_link_type_is_an_anomaly_not_an_error():
@@ -372,8 +383,8 @@ NG, NG_OFF = _ng()  # NG_OFF[2 + i] = offset of packet block i
         ("text file", b"hello world\n" * 10, 0, "not a pcap"),
     ],
 )
-def test_unreadable_captures_raise_capture_error(tmp_path, name, data, offset, words):
-    path = write(tmp_path, "bad.pcap", data)
+def test_unreadable_captures_raise_capture_error(capture_file, name, data, offset, words):
+    path = capture_file("bad.pcap", data)
     with pytest.raises(CaptureError) as info:
         read_all(path)
     err = info.value
@@ -421,19 +432,42 @@ def test_unreadable_captures_raise_capture_error(tmp_path, name, data, offset, w
         ("pcapng bad later section", NG + NG[:8] + b"\1\2\3\4" + NG[12:], 4, len(NG) + 8, "corrupt_record"),
     ],
 )
-def test_damage_keeps_what_was_read(tmp_path, name, data, kept, offset, kind):
-    pkts, problems = read_all(write(tmp_path, "d.pcap", data))
+def test_damage_keeps_what_was_read(capture_file, name, data, kept, offset, kind):
+    pkts, problems = read_all(capture_file("d.pcap", data))
     assert [p[1] for p in pkts] == GOOD[:kept]
     assert [(p.kind, p.offset) for p in problems] == [(kind, offset)]
     assert problems[0].detail
 
 
-def test_packets_naming_undescribed_interfaces_are_reported_with_offset(tmp_path):
+@pytest.mark.parametrize(
+    ("data", "offset"),
+    [
+        (PCAP[: REC[0] + 10], REC[0]),  # the first record cut
+        (PCAP[: REC[0]] + struct.pack("<IIII", 0, 0, 1 << 30, 60) + bytes(80), REC[0]),
+        (NG[: NG_OFF[2]] + struct.pack("<II", 6, 13) + bytes(64), NG_OFF[2]),
+    ],
+)
+def test_damage_before_the_first_packet_is_a_capture_error(capture_file, data, offset):
+    """Nothing could be read: not a 'partial' capture with zero packets."""
+    with pytest.raises(CaptureError) as info:
+        read_all(capture_file("first.pcap", data))
+    assert info.value.offset == offset
+
+
+def test_packets_naming_undescribed_interfaces_are_reported_with_offset(capture_file):
     data = shb() + idb(ETHERNET) + epb(0, 1, GOOD[0]) + epb(3, 2, GOOD[1]) + epb(0, 3, GOOD[2])
-    pkts, problems = read_all(write(tmp_path, "i.pcapng", data))
+    pkts, problems = read_all(capture_file("i.pcapng", data))
     assert [p[1] for p in pkts] == [GOOD[0], GOOD[2]]
     assert [p.kind for p in problems] == ["unknown_interface"]
     assert problems[0].offset is not None and "interface 3" in problems[0].detail
+
+
+def test_interface_option_running_past_its_block(capture_file):
+    """An if_tsresol option header without its value used to raise IndexError."""
+    body = struct.pack("<HHI", ETHERNET, 0, 0) + struct.pack("<HH", 2, 4) + b"eth0" + struct.pack("<HH", 9, 1)
+    data = shb() + block(1, body, "<") + epb(0, 5, GOOD[0])
+    pkts, problems = read_all(capture_file("opt.pcapng", data))
+    assert [(p[0], p[1]) for p in pkts] == [(5000, GOOD[0])] and not problems
 
 
 def test_directory_and_missing_file(tmp_path):
@@ -444,8 +478,8 @@ def test_directory_and_missing_file(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path):
-    path = write(tmp_path, "locked.pcap", PCAP)
+def test_unreadable_file(capture_file):
+    path = capture_file("locked.pcap", PCAP)
     path.chmod(0)
     with pytest.raises(CaptureError, match="cannot open"):
         read_all(path)
@@ -459,7 +493,7 @@ def damaged(draw):
     return bytes(data[: draw(st.integers(0, len(data)))]), draw(st.sampled_from([64, 100, 1 << 20]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(damaged())
 def test_damaged_files_never_raise_anything_but_capture_error(case):
     data, chunk = case

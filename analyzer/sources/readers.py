@@ -205,7 +205,7 @@ def _alloc_rows(n: int) -> tuple[np.ndarray, ...]:
 def read_pcap(reader: _ChunkReader, path: str, header: bytes) -> Iterator[PacketBatch]:
     order, ts_mult = PCAP_MAGICS[header[:4]]
     _, _, _, _, snaplen, linktype = struct.unpack(order + "HHiIII", header[4:24])
-    linktype &= 0xFFFF  # upper bits may carry FCS info
+    linktype = _linktype16(linktype & 0xFFFF)  # upper bits may carry FCS info
     swap = order == ">"
     max_caplen = max(snaplen, 262144)
     max_caplen = min(max_caplen, MAX_RECORD)
@@ -247,6 +247,13 @@ def read_pcap(reader: _ChunkReader, path: str, header: bytes) -> Iterator[Packet
                 need = 16 + int(struct.unpack_from(order + "I", reader.buf, pos + 8)[0])
             reader.refill(pos, need)
             pos = 0
+
+
+def _linktype16(linktype: int) -> int:
+    """A link type as stored in PacketBatch.linktype (int16). No link type is >= 0x8000: such a value
+    (damage) used to raise OverflowError from numpy; it becomes -1, which decode reports as an
+    unsupported link type."""
+    return linktype if linktype < 0x8000 else -1
 
 
 def _problem_batch(path: str, offset: int | None, kind: str, detail: str) -> PacketBatch:
@@ -302,6 +309,8 @@ def _parse_idb(body: bytes, order: str) -> tuple[int, int, int, int]:
         if code == 0:
             break
         value = body[p : p + length]
+        if len(value) < length:
+            break  # an option running past its block (damage) used to raise IndexError/struct.error
         if code == 9 and length >= 1:
             tsresol = value[0]
         elif code == 14 and length == 8:
@@ -372,7 +381,8 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                     yield _problem_batch(path, reader.base + pos, "corrupt_record",
                                          "interface description block too short")
                     return
-                interfaces.append(_parse_idb(body, order))
+                lt, snap, tsresol, tsoffset = _parse_idb(body, order)
+                interfaces.append((_linktype16(lt), snap, tsresol, tsoffset))
             pos += blen
             continue
         off, cap, wire, tshi, tslo, ifid = _alloc_rows(BATCH_ROWS)
@@ -446,13 +456,37 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
         if head[:4] in PCAP_MAGICS:
             if reader.end < 24:
                 raise CaptureError(path, reader.end, "file ends inside the pcap file header")
-            yield from read_pcap(reader, path, head)
+            batches = read_pcap(reader, path, head)
         elif head[:4] == PCAPNG_SHB:
-            yield from read_pcapng(reader, path)
+            batches = read_pcapng(reader, path)
         else:
             raise CaptureError(path, 0, f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})")
+        packets = 0
+        for batch in batches:
+            # Damage before the first packet leaves nothing read: that is a capture that cannot be
+            # read (CaptureError, exit code 2), not a partial one with zero packets and exit code 0.
+            if not packets and not len(batch):
+                for p in batch.problems:
+                    if p.kind in _STOPPING_PROBLEMS:
+                        raise CaptureError(path, p.offset, p.detail)
+            packets += len(batch)
+            yield batch
     finally:
         stream.close()
+
+
+_STOPPING_PROBLEMS = frozenset({"corrupt_record", "truncated_record", "decompression"})
+
+
+def looks_like_capture(path: str) -> bool:
+    """True when the file starts like a pcap, a pcapng or a compressed stream."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return True  # let the reader report why it cannot be opened
+    return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_SHB or any(
+        head.startswith(magic) for magic, _ in COMPRESSION_MAGICS)
 
 
 def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
@@ -467,9 +501,12 @@ def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
         if p == "-":
             out.append(p)
         elif os.path.isdir(p):
+            # in a directory, take what looks like a capture by content and leave the rest
+            # (READMEs, scripts, key logs) alone; a file named explicitly is always tried
             for root, dirs, files in os.walk(p):
                 dirs.sort()
-                out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+                out.extend(f for f in (os.path.join(root, name) for name in sorted(files)
+                                       if not name.startswith(".")) if looks_like_capture(f))
         elif any(c in p for c in "*?[") and not os.path.exists(p):
             matches = sorted(glob.glob(p, recursive=True))
             if not matches:

@@ -39,7 +39,7 @@ from analyzer.dissect.tls.constants import (
     is_tls13,
     version_name,
 )
-from analyzer.dissect.tls.fingerprints import _hexlist, ja3, ja3s, ja4, ja4s, ja4x
+from analyzer.dissect.tls.fingerprints import _hexlist, dec, ja3, ja3s, ja4, ja4s, ja4x
 from analyzer.dissect.tls.handshake import (
     ClientHello,
     KeyExchangeInfo,
@@ -280,7 +280,8 @@ class _Side:
 
     def __init__(self, is_client: bool) -> None:
         self.is_client = is_client
-        self.events: list[tuple[str, int]] = []  # (history letter, stream offset of completion)
+        # (history letter, stream offset of completion, (level, description) for alerts else None)
+        self.events: list[tuple[str, int, tuple[int, int] | None]] = []
         self.stop = "end"
         self.records = 0
         self.encrypted = False
@@ -303,9 +304,9 @@ class _Side:
         self.ssl2_error: int | None = None
         self.start = 0
 
-    def add(self, letter: str, offset: int) -> None:
+    def add(self, letter: str, offset: int, alert: tuple[int, int] | None = None) -> None:
         """Record a history letter (Zeek's case: uppercase when the client sent it)."""
-        self.events.append((letter.upper() if self.is_client else letter, offset))
+        self.events.append((letter.upper() if self.is_client else letter, offset, alert))
 
 
 class TLSDissector:
@@ -483,7 +484,7 @@ class TLSDissector:
                 if length == 2:
                     level, desc = data[body_at], data[body_at + 1]
                     side.alerts.append((level, desc, pos))
-                    side.add("l", rec_end - 1)
+                    side.add("l", rec_end - 1, (level, desc))
                 else:
                     side.encrypted_alerts += 1
             elif ctype == 23:
@@ -709,7 +710,7 @@ class TLSDissector:
         elif ch is None and client.app_lengths and server.app_lengths:
             established = True  # picked up mid-stream: application data flows both ways
         merged = _merged(client, server, cs, sc)
-        alert = _first_alert(merged, client, server)
+        alert = _first_alert(merged)
         failure: str | None = None
         if alert is not None and alert[0] == 2 and not established:
             failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
@@ -747,15 +748,15 @@ class TLSDissector:
                     else _hexlist(ch.cipher_suites)
                 )
             row["client_cipher_count"] = len(ch.cipher_suites)
-            row["compression_methods"] = ",".join(map(str, ch.compression_methods))
-            row["client_extensions"] = ",".join([str(t) for t, _ in ch.extensions])
+            row["compression_methods"] = ",".join(map(dec, ch.compression_methods))
+            row["client_extensions"] = ",".join([dec(t) for t, _ in ch.extensions])
             row["server_name"] = server_name
             if ch.alpn:
                 row["alpn_offered"] = ",".join(ch.alpn)
             if ch.supported_groups:
                 row["supported_groups"] = ",".join(map(group_name, ch.supported_groups))
             if ch.ec_point_formats:
-                row["ec_point_formats"] = ",".join(map(str, ch.ec_point_formats))
+                row["ec_point_formats"] = ",".join(map(dec, ch.ec_point_formats))
             if ch.signature_algorithms:
                 row["signature_algorithms"] = _hexlist(ch.signature_algorithms)
             if ch.key_share_groups:
@@ -782,7 +783,7 @@ class TLSDissector:
         selected_group: str | None = None
         if sh is not None:
             alpn = sh.alpn
-            row["server_extensions"] = ",".join([str(t) for t, _ in sh.extensions])
+            row["server_extensions"] = ",".join([dec(t) for t, _ in sh.extensions])
             ja3s_h, row["ja3s_full"] = ja3s(sh)
             if self.ja4s:
                 ja4s_v, row["ja4s_r"] = ja4s(sh, "t")
@@ -927,69 +928,54 @@ def _sniff_kx(body: bytes) -> str:
     return "DHE"
 
 
-def _merged(
-    client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None
-) -> list[tuple[str, int]]:
-    """Both directions' events in one order: (letter, k) where k counts that letter's earlier
-    occurrences on the same side (to find the k-th alert). Capture time decides when both
-    directions carry segment timestamps; handshake flights decide otherwise and break ties."""
+Event = tuple[str, int, "tuple[int, int] | None"]
+
+
+def _merged(client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None) -> list[Event]:
+    """Both directions' events in one order: capture time decides when both directions carry
+    segment timestamps; handshake flights decide otherwise and break ties."""
     ce, se = client.events, server.events
-    order: list[tuple[int, int]] = []  # (side 0 = client / 1 = server, index into its events)
     if not se:
-        order = [(0, i) for i in range(len(ce))]
-    elif not ce:
-        order = [(1, i) for i in range(len(se))]
-    else:
-        cf = _flights([e[0] for e in ce], True)
-        sf = _flights([e[0] for e in se], False)
-        ci = si = 0
-        cpos = spos = 0
-        while ci < len(cf) or si < len(sf):
-            if ci < len(cf):
-                order.extend((0, cpos + j) for j in range(cf[ci]))
-                cpos += cf[ci]
-                ci += 1
-            if si < len(sf):
-                order.extend((1, spos + j) for j in range(sf[si]))
-                spos += sf[si]
-                si += 1
-        if cs is not None and sc is not None and cs.times and sc.times:
-            keyed = []
-            for rank, (side, i) in enumerate(order):
-                if side:
-                    ts = _time_at(sc, se[i][1])
-                else:
-                    ts = _time_at(cs, ce[i][1])
-                keyed.append((ts if ts is not None else 0.0, rank))
-            keyed.sort()
-            order = [order[rank] for _ts, rank in keyed]
-    out = []
-    seen_c: dict[str, int] = {}
-    seen_s: dict[str, int] = {}
-    for side, i in order:
-        letter = (se if side else ce)[i][0]
-        seen = seen_s if side else seen_c
-        k = seen.get(letter, 0)
-        seen[letter] = k + 1
-        out.append((letter, k))
+        return ce
+    if not ce:
+        return se
+    out: list[Event] = []
+    cf = _flights(ce, True)
+    sf = _flights(se, False)
+    cpos = spos = 0
+    for i in range(max(len(cf), len(sf))):
+        if i < len(cf):
+            out += ce[cpos : cpos + cf[i]]
+            cpos += cf[i]
+        if i < len(sf):
+            out += se[spos : spos + sf[i]]
+            spos += sf[i]
+    if cs is not None and sc is not None and cs.times and sc.times:
+        keyed = []
+        for rank, ev in enumerate(out):
+            ts = _time_at(cs if ev[0].isupper() else sc, ev[1])
+            keyed.append((ts if ts is not None else 0.0, rank))
+        keyed.sort()
+        out = [out[rank] for _ts, rank in keyed]
     return out
 
 
-def _flights(letters: list[str], is_client: bool) -> list[int]:
+def _flights(events: list[Event], is_client: bool) -> list[int]:
     """Sizes of one direction's flights: runs of messages ending where that side waits for its
     peer (client: after a ClientHello, an alert, or its ChangeCipherSpec unless a second
     ClientHello follows; server: after ServerHelloDone, ChangeCipherSpec, an alert, or a
     HelloRetryRequest / ServerHello that nothing of the same flight follows)."""
     sizes: list[int] = []
     cur = 0
-    n = len(letters)
-    for i, letter in enumerate(letters):
+    n = len(events)
+    for i in range(n):
+        letter = events[i][0]
         cur += 1
-        nxt = letters[i + 1] if i + 1 < n else ""
+        nxt = events[i + 1][0] if i + 1 < n else ""
         if is_client:
-            end = letter in "CL" or (letter == "I" and nxt != "C")
+            end = letter in _CLIENT_FLIGHT_END or (letter == "I" and nxt != "C")
         else:
-            end = letter in "nil" or (letter in "js" and nxt not in ("i", "x", "k", "r", "n", "u", "t"))
+            end = letter in _SERVER_FLIGHT_END or (letter in "js" and nxt not in _SERVER_FLIGHT_GOES_ON)
         if end:
             sizes.append(cur)
             cur = 0
@@ -998,24 +984,24 @@ def _flights(letters: list[str], is_client: bool) -> list[int]:
     return sizes
 
 
-def _history_of(merged: list[tuple[str, int]]) -> str:
-    return "".join([letter for letter, _k in merged[:100]])
+_CLIENT_FLIGHT_END = frozenset("CL")
+_SERVER_FLIGHT_END = frozenset("nil")
+_SERVER_FLIGHT_GOES_ON = frozenset("ixkrnut")
 
 
-def _first_alert(merged: list[tuple[str, int]], client: _Side, server: _Side) -> tuple[int, int, str] | None:
+def _history_of(merged: list[Event]) -> str:
+    return "".join([ev[0] for ev in merged[:100]])
+
+
+def _first_alert(merged: list[Event]) -> tuple[int, int, str] | None:
     """(level, description, who) of the first fatal plaintext alert in history order, else of the
     first alert."""
     first: tuple[int, int, str] | None = None
-    for letter, k in merged:
-        if letter == "l" and k < len(server.alerts):
-            lvl, desc, _o = server.alerts[k]
-            found = (lvl, desc, "server")
-        elif letter == "L" and k < len(client.alerts):
-            lvl, desc, _o = client.alerts[k]
-            found = (lvl, desc, "client")
-        else:
+    for letter, _off, alert in merged:
+        if alert is None:
             continue
-        if lvl == 2:
+        found = (alert[0], alert[1], "client" if letter == "L" else "server")
+        if alert[0] == 2:
             return found
         if first is None:
             first = found
@@ -1023,9 +1009,9 @@ def _first_alert(merged: list[tuple[str, int]], client: _Side, server: _Side) ->
 
 
 def _first_event(side: _Side, letter: str) -> int | None:
-    for ev, off in side.events:
-        if ev == letter:
-            return off
+    for ev in side.events:
+        if ev[0] == letter:
+            return ev[1]
     return None
 
 
@@ -1037,7 +1023,7 @@ def _time_at(prefix: StreamPrefix, offset: int | None) -> float | None:
     return times[i][1] if i >= 0 else times[0][1]
 
 
-def _last_message(merged: list[tuple[str, int]]) -> str:
+def _last_message(merged: list[Event]) -> str:
     if not merged:
         return "nothing"
     last = merged[-1][0]
