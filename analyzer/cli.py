@@ -154,5 +154,46 @@ def anomalies(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bo
     write_frame(result.anomalies, fmt, out)
 
 
+@main.command()
+@_capture_options
+@click.option("--tshark", "tshark_path", default=None, metavar="PATH",
+              help="tshark binary to use (default: tshark on PATH).")
+@_errors_to_exit
+def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, tshark_path: str | None,
+           **opts: Any) -> None:
+    """A second opinion: tshark (through pyshark) re-dissects every TLS/DTLS/QUIC handshake and
+    each session is compared with ours (version, cipher, SNI, ALPN, certificate validity).
+
+    Prints the disagreements session by session, then "N sessions compared, M agree (x%)"
+    (on stderr for csv/jsonl/parquet). Exit code 0 when everything agrees, 1 when something
+    disagrees, 2 on errors (tshark missing included).
+    """
+    from analyzer.report import write_frame
+    from analyzer.verify import verify_captures
+
+    def on_problem(p: Any) -> None:
+        where = f" at byte {p.offset}" if p.offset is not None else ""
+        click.echo(f"warning: {p.source}{where}: {p.detail}; kept what was read before it", err=True)
+
+    cmp = verify_captures(
+        list(paths), tshark_path=tshark_path, on_problem=on_problem, strict=opts["strict"],
+        payload_budget=opts["payload_budget"], dissect=not opts["no_dissect"],
+        vxlan_ports=tuple(opts["vxlan_ports"]), geneve_ports=tuple(opts["geneve_ports"]),
+        idle_timeout_tcp=opts["idle_timeout"], idle_timeout_udp=opts["idle_timeout"] / 5, ja4x=opts["ja4x"],
+    )  # fmt: skip
+    for note in cmp.notes:
+        click.echo(f"warning: {note}", err=True)
+    df = cmp.disagreements
+    if fmt == "table" and len(df):
+        df = df.fillna({"ours": "-", "tshark": "-"})
+    if fmt == "table" and not all_columns:
+        df = df.drop(columns=["uid"])
+    if fmt != "table" or len(df):
+        write_frame(df, fmt, out)
+    line = cmp.summary_line()
+    click.echo(line, err=fmt != "table" or out is not None)
+    sys.exit(1 if len(cmp.disagreements) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -77,6 +77,7 @@ TARGET_DISSECT_PPS = 600_000
 TARGET_FLOWS_RSS_MB = 400
 TARGET_DISSECT_RSS_MB = 500
 TARGET_RSS_GROWTH = 1.15
+DPKT_ANCHOR_PPS = 118_600  # ../shared/bench/results.md: dpkt row, 1M packets, quiet machine (2026-11-29)
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -529,6 +530,21 @@ def report(
             f"| {label} | {'n/a' if ratio is None else f'{ratio:.3f} ({rb:.0f} / {ra:.0f} MB)'} "
             f"| {verdict(None if ratio is None else ratio <= TARGET_RSS_GROWTH)} |"
         )
+    if dpkt_rate:
+        f = DPKT_ANCHOR_PPS / dpkt_rate
+        lines += ["", "## Normalized to the anchors' machine state (an estimate, context only)", ""]
+        lines.append(
+            f"dpkt ran at {fmt_rate(dpkt_rate)} pkt/s here against {DPKT_ANCHOR_PPS:,} in "
+            f"../shared/bench/results.md: this run's machine was {f:.2f}x slower. Scaled by that factor:"
+        )
+        lines.append("")
+        for label, r in (("flows stage", fl), ("all dissection", ds)):
+            if r is not None and r.rate():
+                marg = r.marginal_rate()
+                lines.append(
+                    f"- {label}: ≈ {fmt_rate((r.rate() or 0) * f)} pkt/s end-to-end"
+                    + (f", ≈ {fmt_rate(marg * f)} marginal" if marg else "")
+                )
     lines += ["", "## Checks", ""]
     vx = checks.get("vxlan")
     if isinstance(vx, dict):
@@ -567,6 +583,16 @@ def version(pkg: str) -> str:
         return "not installed"
 
 
+def report_from_json(path: Path) -> str:
+    data = json.loads(path.read_text())
+    results = []
+    for d in data["results"]:
+        tool = Tool(d["tool"], d["group"], d["input"], lambda f, t: [])
+        r = Result(tool, Path(d["capture"]), int(d["packets"]), d["runs"], d["startup_runs"])
+        results.append(r)
+    return report(results, data["checks"], data["notes"], data["meta"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=None, help="runs per command (default 3; 1 with --quick)")
@@ -592,7 +618,13 @@ def main() -> int:
         default=REPO.parent / "shared",
         help="the shared folder holding bench/make_pcap.py (default ../shared)",
     )
+    ap.add_argument(
+        "--report", type=Path, default=None, help="print the summary of an earlier JSON result and exit"
+    )
     args = ap.parse_args()
+    if args.report:
+        print(report_from_json(args.report))
+        return 0
     n = args.packets or (200_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
     make_pcap = shared_make_pcap(args.shared)
