@@ -147,7 +147,14 @@ TSHARK_PREFS = {
     "tcp.desegment_tcp_streams": "TRUE",
     "tcp.reassemble_out_of_order": "TRUE",
 }
-DISPLAY_FILTER = "tls.handshake or dtls.handshake"
+# `tls.handshake.type`, not `tls.handshake`: SSLv2 records have the first and not the second
+DISPLAY_FILTER = "tls.handshake.type or dtls.handshake.type"
+# ClientHellos tshark did not dissect as TLS / DTLS (the corpus oracle's discovery filter)
+# and, to know where tshark needs no help, the hellos it did dissect
+DISCOVERY_FILTER = ("(tcp.payload[0:2] == 16:03 && tcp.payload[5] == 01 && !tls) || "
+                    "(udp.payload[0:2] == 16:fe && udp.payload[13] == 01 && !dtls) || "
+                    "tls.handshake.type == 1 || tls.handshake.type == 2 || "
+                    "dtls.handshake.type == 1 || dtls.handshake.type == 2")
 
 _HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 # tshark's (and the corpus oracle's) version spelling
@@ -394,6 +401,19 @@ def _theirs_facts(r: Mapping[str, Any]) -> dict[str, str | None]:
     }
 
 
+_ESCAPED_BYTE = re.compile(r"\\x[0-9a-fA-F]{2}")
+
+
+def _same(fact: str, ours: str | None, theirs: str | None) -> bool:
+    """Equal, once our escapes of bytes that are not UTF-8 ("\\xba", Python's backslashreplace)
+    are rendered as tshark renders those bytes: U+FFFD each."""
+    if ours == theirs:
+        return True
+    if ours is None or theirs is None or fact not in ("sni", "alpn_offered", "alpn"):
+        return False
+    return _ESCAPED_BYTE.sub("\ufffd", ours) == theirs
+
+
 def _is_quic(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> bool:
     if ours is not None and ours.get("protocol") == "quic":
         return True
@@ -434,7 +454,7 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
     if certs is not None and "leaf_not_before" not in ours.columns:
         ours = ours_sessions(ours, certs)
     use_source = "source" in ours.columns and "source" in theirs.columns
-    o_rows = [r for r in ours.to_dict("records") if _ours_is_session(r)]
+    o_rows = ours.to_dict("records")  # a row without handshake facts only counts when tshark has one
     t_rows = [r for r in theirs.to_dict("records") if _theirs_is_session(r)]
 
     def o_key(r: Mapping[str, Any]) -> tuple[object, ...]:
@@ -461,6 +481,8 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
         for i in range(max(len(os_), len(ts_))):
             o = os_[i] if i < len(os_) else None
             t = ts_[i] if i < len(ts_) else None
+            if t is None and o is not None and not _ours_is_session(o):
+                continue  # e.g. TLS picked up mid-stream: no handshake for either side to describe
             base = o if o is not None else t
             assert base is not None
             ident: dict[str, object] = {
@@ -484,7 +506,7 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
             else:
                 quic = _is_quic(o, t)
                 for fact in FACTS[1:]:
-                    if of[fact] == tf[fact]:
+                    if _same(fact, of[fact], tf[fact]):
                         continue
                     reason = _unverifiable(fact, of, tf, quic)
                     if reason is not None:
@@ -749,8 +771,8 @@ def _tshark_path(tshark_path: str | None) -> str:
     found = shutil.which(tshark_path or "tshark") if not (tshark_path and os.path.isfile(tshark_path)) \
         else tshark_path
     if not found:
-        raise TsharkMissing("tshark is not installed (verify needs Wireshark's tshark: "
-                            "apt-get install tshark, or pass tshark_path)")
+        raise TsharkMissing("tshark is not installed or not on PATH (verify needs Wireshark's tshark): "
+                            "install it (apt-get install tshark) or name it with --tshark PATH")
     return found
 
 
@@ -783,35 +805,75 @@ def _capture_class() -> Any:
     return _FileCapture
 
 
-def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, tshark_path: str | None = None,
-                    notes: list[str] | None = None) -> pd.DataFrame:
-    """tshark's view of one capture through pyshark: one row per TCP/UDP conversation that carried
-    a TLS/DTLS handshake message (QUIC included), columns `TSHARK_COLUMNS` (oracle format).
-
-    `decode_as` is pyshark's {"tcp.port==8443": "tls"}. If tshark stops early (a damaged
-    capture), the conversations read before that point are returned and a line is added to
-    `notes`. Raises `TsharkMissing` when tshark is not installed."""
-    exe = _tshark_path(tshark_path)
+def _with_capture(path: str, display_filter: str, decode_as: Mapping[str, str], exe: str,
+                  notes: list[str] | None, use: Callable[[Iterable[Any]], Any], light: bool = False) -> Any:
+    """Run tshark over `path` through pyshark and hand the packets to `use`; cleans up the
+    process and the private event loop whatever happens. `light`: JSON of the frame, IP and
+    transport layers only (tshark's -J), for passes that need only addresses and ports."""
     loop = asyncio.new_event_loop()  # our own loop, closed below: no global loop left behind
     try:
         cap = _capture_class()(
-            path, display_filter=DISPLAY_FILTER, keep_packets=False, use_json=True, only_summaries=False,
-            decode_as=dict(decode_as or {}) or None, override_prefs=dict(TSHARK_PREFS), tshark_path=exe,
-            eventloop=loop,
+            path, display_filter=display_filter, keep_packets=False, use_json=True, only_summaries=False,
+            decode_as=dict(decode_as) or None, override_prefs=dict(TSHARK_PREFS), tshark_path=exe,
+            eventloop=loop, custom_parameters=["-J", "frame ip ipv6 tcp udp"] if light else None,
         )  # fmt: skip
         try:
-            decode_text = "|".join(f"{k},{v}" for k, v in (decode_as or {}).items())
-            frame = _walk_packets(cap, path, decode_text)
+            result = use(cap)
         finally:
             cap.close()
         if cap.exit_status and notes is not None:
             why = cap._last_error_line or f"exit status {cap.exit_status}"
-            notes.append(f"{path}: tshark stopped early ({why}); compared what it read before that")
+            note = f"{path}: tshark stopped early ({why}); compared what it read before that"
+            if note not in notes:
+                notes.append(note)
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+    return result
+
+
+def _discover(packets: Iterable[Any]) -> tuple[dict[str, str], set[str]]:
+    """(decode-as for the server ports of hellos tshark left undissected, the "<transport>.port==N"
+    of both ends of every conversation tshark already dissects as TLS / DTLS / QUIC)."""
+    undissected: dict[str, str] = {}
+    seen: set[str] = set()
+    for pkt in packets:
+        _, protos, layers = _packet_layers(pkt)
+        ends = _endpoints(protos, layers)
+        if ends is None:
+            continue
+        transport, _, sport, _, dport, _ = ends
+        tpos = max(i for i, p in enumerate(protos) if p == transport)
+        if any(p in ("tls", "dtls", "quic", "ssl") for p in protos[tpos + 1:]):
+            seen.update((f"{transport}.port=={sport}", f"{transport}.port=={dport}"))
+        else:
+            undissected[f"{transport}.port=={dport}"] = "tls" if transport == "tcp" else "dtls"
+    return undissected, seen
+
+
+def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, discover: bool = True,
+                    tshark_path: str | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+    """tshark's view of one capture through pyshark: one row per TCP/UDP conversation that carried
+    a TLS/DTLS handshake message (QUIC included), columns `TSHARK_COLUMNS` (oracle format).
+
+    `decode_as` is pyshark's {"tcp.port==8443": "tls"}. With `discover` (the default) a first,
+    cheap tshark pass also looks for ClientHellos that tshark left undissected or to another
+    dissector (TLS on an unusual port, inside RDP, after an IRC STARTTLS, ...) and decodes their
+    server ports as TLS / DTLS, as the corpus oracle does: the second opinion does not depend only
+    on the ports we found TLS on. If tshark stops early (a damaged capture), the conversations
+    read before that point are returned and a line is added to `notes`. Raises `TsharkMissing`
+    when tshark is not installed."""
+    exe = _tshark_path(tshark_path)
+    decode = dict(decode_as or {})
+    if discover:
+        undissected, seen = _with_capture(path, DISCOVERY_FILTER, {}, exe, notes, _discover, light=True)
+        decode = {k: v for k, v in decode.items() if k not in seen}  # tshark finds those itself
+        decode.update({k: v for k, v in undissected.items() if k not in decode})
+    decode_text = "|".join(f"{k},{v}" for k, v in decode.items())
+    frame: pd.DataFrame = _with_capture(path, DISPLAY_FILTER, decode, exe, notes,
+                                        lambda packets: _walk_packets(packets, path, decode_text))
     return frame
 
 

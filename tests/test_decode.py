@@ -418,6 +418,7 @@ SEEDS = [(bytes(f), 1) for f, _t, _v in TUNNELS.values()] + [
     (bytes(INNER6), 12),
     (b"\x00" * 2 + b"\x00\x01\x00\x06" + b"\x02" * 8 + b"\x81\x00" + b"\x00\x07\x08\x00" + bytes(INNER), 113),
     (b"\x08\x00" + b"\x00" * 18 + bytes(INNER), 276),
+    (b"\x81\x00" + b"\x00" * 18 + b"\x00\x07\x86\xdd" + bytes(INNER6), 276),
     (b"\x02\0\0\0" + bytes(INNER), 0),
     (b"\0\0\0\x1e" + bytes(INNER6), 108),
     (b"\xff\x03\x00\x21" + bytes(INNER), 9),
@@ -477,7 +478,7 @@ def test_hostile_frames_through_decode_and_flows_never_raise(packets):
 @pytest.fixture
 def pure_python_helpers(monkeypatch):
     """Make decode_batch.py_func call the pure-Python helpers too, so numpy bounds-checks every read."""
-    for name in ("_be16", "_be32", "_be64", "_ethernet", "_link"):
+    for name in ("_be16", "_be32", "_be64", "_ethernet", "_l2_tags", "_link"):
         monkeypatch.setattr(DK, name, getattr(DK, name).py_func)
 
 

@@ -136,8 +136,18 @@ def test_pcapng_interfaces_resolutions_and_block_kinds(capture_file, order):
         1_700_000_000_750_000_000,
         1_700_000_123_456_000_000,
     ]
-    assert pkts[4][0] == 0  # a Simple Packet Block has no time
+    assert pkts[4][0] == pkts[3][0]  # a Simple Packet Block has no time: that of the packet before it
     assert pkts[5][0] == 5_000_000_000
+
+
+def test_simple_packet_blocks_take_the_previous_time(capture_file):
+    """SPBs used to get time 0: a flow mixing them with EPBs then started in 1970."""
+    f = frames(1)[0]
+    sec = Section().interface(ETHERNET, tsresol=9).raw(spb(f)).packet(0, T0, f).raw(spb(f)).raw(spb(f))
+    sec.packet(0, T0 + 5, f)
+    path = capture_file("spb.pcapng", sec.build())
+    assert [p[0] for p in read_all(path)[0]] == [0, T0, T0, T0, T0 + 5]
+    assert [p[0] for p in read_all(path, 64)[0]] == [0, T0, T0, T0, T0 + 5]  # carried across batches
 
 
 def test_pcapng_several_sections_reset_interfaces(capture_file):
@@ -155,6 +165,7 @@ def test_pcapng_several_sections_reset_interfaces(capture_file):
         (5_000_000_000, raw4, RAW),
         (7_000_001_000, fr[1], ETHERNET),
     ]
+    assert read_all(path, 64) == (pkts, [])  # blocks straddling tiny read chunks
 
 
 @pytest.mark.parametrize("tsresol", [0xC0, 0xFF, 0x7F, 0x80 | 40, 30])
@@ -303,6 +314,8 @@ LINK_CASES = {
     "sll": (113, lambda ip, et: _sll(et, ip)),
     "sll-vlan": (113, lambda ip, et: _sll(0x8100, struct.pack(">HH", 7, et) + ip)),
     "sll2": (276, lambda ip, et: _sll2(et, ip)),
+    "sll2-vlan": (276, lambda ip, et: _sll2(0x8100, struct.pack(">HH", 7, et) + ip)),  # tcpdump -i any
+    "sll-qinq": (113, lambda ip, et: _sll(0x88A8, struct.pack(">HHHH", 5, 0x8100, 7, et) + ip)),
     "raw12": (12, lambda ip, et: ip),
     "raw14": (14, lambda ip, et: ip),
     "raw101": (101, lambda ip, et: ip),

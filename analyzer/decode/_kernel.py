@@ -65,8 +65,16 @@ def _ethernet(buf, p, lim):  # type: ignore[no-untyped-def]
     """Ethernet + 802.1Q/QinQ + MPLS + PPPoE -> (l3 offset, ethertype, vlan, mpls, ok)."""
     if p + 14 > lim:
         return p, 0, -1, False, False
-    et = _be16(buf, p + 12)
-    p += 14
+    return _l2_tags(buf, p + 14, _be16(buf, p + 12), lim)
+
+
+@njit(cache=True)
+def _l2_tags(buf, p, et, lim):  # type: ignore[no-untyped-def]
+    """VLAN tags, MPLS labels and PPPoE after an ethertype `et` whose payload starts at p.
+
+    Shared by Ethernet and the Linux cooked headers: SLL2 with a VLAN tag (what libpcap writes for
+    `tcpdump -i any` on a tagged interface) used to be "not IP", SLL with QinQ/PPPoE too.
+    """
     vlan = -1
     mpls = False
     for _ in range(8):
@@ -134,16 +142,13 @@ def _link(buf, o, lim, lt):  # type: ignore[no-untyped-def]
     if lt == 113:  # Linux cooked v1: 16-byte header, protocol at 14
         if o + 16 > lim:
             return o, 0, -1, False, A_L2_TRUNC
-        et = _be16(buf, o + 14)
-        if et == 0x8100 or et == 0x8847:  # let the Ethernet loop handle tags: fake header offset
-            p, et2, vlan, mpls, ok = _ethernet(buf, o + 2, lim)
-            return p, et2, vlan, mpls, (A_NONE if ok else A_L2_TRUNC)
-        return o + 16, et, -1, False, A_NONE
+        p, et, vlan, mpls, ok = _l2_tags(buf, o + 16, _be16(buf, o + 14), lim)
+        return p, et, vlan, mpls, (A_NONE if ok else A_L2_TRUNC)
     if lt == 276:  # Linux cooked v2: 20-byte header, protocol at 0
         if o + 20 > lim:
             return o, 0, -1, False, A_L2_TRUNC
-        et = _be16(buf, o)
-        return o + 20, et, -1, False, A_NONE
+        p, et, vlan, mpls, ok = _l2_tags(buf, o + 20, _be16(buf, o), lim)
+        return p, et, vlan, mpls, (A_NONE if ok else A_L2_TRUNC)
     if lt == 0 or lt == 108:  # BSD loopback: 4-byte family, host order (NULL) or network (LOOP)
         if o + 4 > lim:
             return o, 0, -1, False, A_L2_TRUNC

@@ -386,12 +386,12 @@ def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
                 _zset(R, r, d, Z_ESTABLISHED)  # missed the SYN, saw the SYN-ACK and now the ACK
             else:
                 _zset(R, r, d, Z_PARTIAL)
-    elif es == Z_SYN_SENT or es == Z_SYN_ACK_SENT:
+    elif es == Z_SYN_SENT or es == Z_SYN_ACK_SENT:  # noqa: SIM109 - plain compares for numba
         if fin:
             _zset(R, r, d, Z_CLOSED)
         if rst:
             _zset(R, r, d, Z_RESET)
-    elif es == Z_ESTABLISHED or es == Z_PARTIAL:
+    elif es == Z_ESTABLISHED or es == Z_PARTIAL:  # noqa: SIM109
         if syn and es == Z_PARTIAL and R[r, pe] == Z_INACTIVE and not ack:
             _zset(R, r, d, Z_SYN_SENT)
         if fin and not rst:
@@ -400,9 +400,8 @@ def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
                 _zset(R, r, 1 - d, Z_CLOSED)  # the peer's FIN then RST was a normal close
         if rst:
             _zset(R, r, d, Z_RESET)
-    elif es == Z_CLOSED:
-        if rst and R[r, pe] != Z_CLOSED:
-            _zset(R, r, d, Z_RESET)
+    elif es == Z_CLOSED and rst and R[r, pe] != Z_CLOSED:
+        _zset(R, r, d, Z_RESET)
 
 
 @njit(cache=True)

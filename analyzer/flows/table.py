@@ -418,7 +418,8 @@ def conn_state(R: np.ndarray) -> np.ndarray:
         (os_ == K.Z_SYN_SENT) & (rs == K.Z_INACTIVE),
         (os_ == K.Z_ESTABLISHED) & (rs == K.Z_ESTABLISHED),
     ]
-    choices = [None, "REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1"]
+    choices = [None, "REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0",
+               "S1"]
     return np.select(conds, np.array(choices, dtype=object), default="OTH")
 
 

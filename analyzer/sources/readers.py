@@ -49,11 +49,11 @@ def _open_decompressed(raw: BinaryIO, head: bytes) -> tuple[BinaryIO, str | None
         if head.startswith(magic):
             inner: BinaryIO
             if kind == "gzip":
-                inner = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+                inner = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
             elif kind == "bzip2":
-                inner = bz2.BZ2File(raw)  # type: ignore[assignment]
+                inner = bz2.BZ2File(raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
             elif kind == "xz":
-                inner = lzma.LZMAFile(raw)  # type: ignore[assignment]
+                inner = lzma.LZMAFile(raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
             else:
                 import zstandard
 
@@ -290,7 +290,8 @@ def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> np.ndarray:
     elif mult != 1 and div <= (1 << 34):  # binary fractions: fr * 10^9 < 2^64, stays exact in uint64
         secs = r // np.uint64(div)
         fr = r % np.uint64(div)
-        val = secs.astype(np.int64) * 1_000_000_000 + (fr * np.uint64(mult) // np.uint64(div)).astype(np.int64)
+        frac_ns = (fr * np.uint64(mult) // np.uint64(div)).astype(np.int64)
+        val = secs.astype(np.int64) * 1_000_000_000 + frac_ns
     else:  # very fine resolutions: exact Python integers (rare)
         val = np.array([_wrap_i64(int(x) * mult // div) for x in r.tolist()], np.int64)
     if tsoffset:
@@ -327,6 +328,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
     swap = False
     aux = np.zeros(2, np.int64)
     sections = 0
+    last_ts = [0]
     while True:
         # control blocks (SHB, IDB) are parsed here, packet blocks by the compiled walker
         if reader.end - pos < 12:
@@ -390,7 +392,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                                            off, cap, wire, tshi, tslo, ifid, aux)
         if n:
             yield _pcapng_batch(path, reader.buf, off[:n], cap[:n], wire[:n], tshi[:n], tslo[:n],
-                                ifid[:n], interfaces, first_index, reader.base)
+                                ifid[:n], interfaces, first_index, reader.base, last_ts)
             first_index += n
         if status == _walk.CORRUPT:
             what = {1: f"packet length {aux[1]} exceeds its block",
@@ -413,8 +415,10 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
             pos = 0
 
 
-def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index, base=0):  # type: ignore[no-untyped-def]
+def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index,  # type: ignore[no-untyped-def]
+                  base=0, last_ts=None):
     n = len(off)
+    last_ts = last_ts if last_ts is not None else [0]  # time of the previous packet, carried across batches
     problems: list[Problem] = []
     linktype = np.zeros(n, np.int16)
     ts = np.zeros(n, np.int64)
@@ -437,8 +441,15 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first
         linktype[m] = lt
         ts[m] = _ticks_to_ns(raw[m], tsresol, tsoffset)
     nots = (raw == np.uint64(0xFFFFFFFFFFFFFFFF))
-    if nots.any():  # Simple Packet Blocks carry no time
-        ts[nots] = 0
+    if nots.any():
+        # Simple Packet Blocks carry no time: they take the time of the packet before them (0 when
+        # none). They used to get 0, so a flow mixing SPBs and EPBs lasted from 1970 and every
+        # idle timeout split it.
+        last = np.where(~nots, np.arange(len(ts)), -1)
+        np.maximum.accumulate(last, out=last)
+        ts = np.where(last >= 0, ts[np.maximum(last, 0)], last_ts[0])
+    if len(ts):
+        last_ts[0] = int(ts[-1])
     return PacketBatch(path, buf, off, cap, wire, ts, linktype, first_index, problems)
 
 
