@@ -38,9 +38,9 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Bytes of payload kept per flow and direction for the dissectors."),
         click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/... dissection."),
         click.option("--vxlan-port", "vxlan_ports", type=click.IntRange(1, 65535), multiple=True,
-                     default=(4789,), show_default=True, help="UDP port(s) carrying VXLAN (repeatable)."),
+                     help="Another UDP port carrying VXLAN, besides 4789 (repeatable)."),
         click.option("--geneve-port", "geneve_ports", type=click.IntRange(1, 65535), multiple=True,
-                     default=(6081,), show_default=True, help="UDP port(s) carrying GENEVE (repeatable)."),
+                     help="Another UDP port carrying GENEVE, besides 6081 (repeatable)."),
         click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
                      show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: a fifth)."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
@@ -57,11 +57,12 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
 
     def on_problem(p: Any) -> None:
         where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(f"warning: {p.source}{where}: {p.detail}; kept what was read before it", err=True)
+        click.echo(f"warning: {p.source}{where}: {p.detail}", err=True)
 
     return analyzer.analyze(
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
-        dissect=not no_dissect, vxlan_ports=tuple(vxlan_ports), geneve_ports=tuple(geneve_ports),
+        dissect=not no_dissect, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
+        geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
         idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, ja4x=ja4x,
     )
 
@@ -173,7 +174,7 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
 
     def on_problem(p: Any) -> None:
         where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(f"warning: {p.source}{where}: {p.detail}; kept what was read before it", err=True)
+        click.echo(f"warning: {p.source}{where}: {p.detail}", err=True)
 
     cmp = verify_captures(
         list(paths), tshark_path=tshark_path, on_problem=on_problem, strict=opts["strict"],

@@ -197,9 +197,10 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     become rows of `.sources` and `.anomalies` and a warning.
     """
     opts = Options.from_kwargs(**options)
-    files = expand_paths(list(paths) if not isinstance(paths, str) else [paths])
+    path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
+    files = expand_paths(path_list)
     if not files:
-        raise CaptureError(str(paths), None, "no capture files found")
+        raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
     table = FlowTable(FlowOptions(
         idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
         active_timeout=opts.active_timeout, payload_budget=opts.payload_budget,
@@ -211,6 +212,13 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     total_packets = 0
     errors: list[CaptureError] = []
     anomaly_counts: dict[tuple[str, str], int] = {}
+    def report(p: Problem) -> None:
+        if on_problem:
+            on_problem(p)
+        else:
+            where = f" at byte {p.offset}" if p.offset is not None else ""
+            warnings.warn(f"{p.source}{where}: {p.detail}", stacklevel=3)
+
     for path in files:
         packets = 0
         status, problem, offset = "ok", None, None
@@ -222,12 +230,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
                     status, problem, offset = "partial", p.detail, p.offset
                     collector.anomaly(source=path, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
                                       count=1)
-                    if on_problem:
-                        on_problem(p)
-                    else:
-                        where = f" at byte {p.offset}" if p.offset is not None else ""
-                        warnings.warn(f"{path}{where}: {p.detail}; kept what was read before it",
-                                      stacklevel=2)
+                    report(p)
                 if not len(batch):
                     continue
                 packets += len(batch)
@@ -244,6 +247,8 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
             if opts.strict:
                 raise
             errors.append(exc)
+            if len(files) > 1:  # alone, it is raised below; among others, say so and go on
+                report(Problem(source=path, offset=exc.offset, kind="unreadable", detail=exc.message))
             status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
             collector.anomaly(source=path, layer="source", kind="unreadable", detail=exc.message,
                               offset=exc.offset, count=1)

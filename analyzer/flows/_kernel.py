@@ -538,11 +538,13 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             dport = 0
         else:
             icmp_t = -1
-        if proto == 50:  # ESP: one flow per SA (SPI) and direction pair
+        if proto == 50:  # ESP: the SPI differs per direction, so a flow is the address pair
             sport = 0
             dport = 0
-        tun = np.uint64(cols[i, C_VNI] + 1) | (np.uint64(cols[i, C_TUN] & 3) << np.uint64(32)) | (
-            ucols[i, U_GWEP] << np.uint64(34))
+        # tunnel identity: VNI and tunnel kind, mixed with the whole GWLB endpoint id
+        tun = np.uint64(cols[i, C_VNI] + 1) | (np.uint64(cols[i, C_TUN] & 3) << np.uint64(32))
+        if ucols[i, U_GWEP] != 0:
+            tun = _mix(tun, ucols[i, U_GWEP])
         # canonical orientation: A = the lower (address, port)
         s_first = (ucols[i, U_SHI] < ucols[i, U_DHI]) or (ucols[i, U_SHI] == ucols[i, U_DHI] and (
             ucols[i, U_SLO] < ucols[i, U_DLO] or (ucols[i, U_SLO] == ucols[i, U_DLO] and sport <= dport)))

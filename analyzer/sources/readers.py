@@ -191,7 +191,12 @@ class _ChunkReader:
     error: str | None = None
 
 
+_STOPS_READING = frozenset({"corrupt_record", "truncated_record", "decompression"})
+
+
 def _problem(path: str, offset: int | None, kind: str, detail: str) -> Problem:
+    if kind in _STOPS_READING:
+        detail += "; reading stopped there, the packets before it are kept"
     return Problem(source=path, offset=offset, kind=kind, detail=detail)
 
 
