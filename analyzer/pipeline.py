@@ -105,6 +105,9 @@ class _Dissection:
         return None
 
 
+ROWS_PER_CHUNK = 4096
+
+
 class Collector:
     """Accumulates ended-flow chunks and facts into frames (also used by live mode later)."""
 
@@ -115,6 +118,7 @@ class Collector:
                                                          "anomalies": []}
         self.dissection = _Dissection(options) if options.dissect else None
         self.seen_certs: dict[str, dict[str, object]] = {}
+        self.frames: dict[str, list[pd.DataFrame]] = {}
 
     def add(self, ended: EndedFlows) -> None:
         if not len(ended):
@@ -153,12 +157,28 @@ class Collector:
                         seen["sessions"] = int(seen.get("sessions") or 0) + 1  # type: ignore[call-overload]
                 continue
             target = self.rows.setdefault(frame, [])
+            if len(target) >= ROWS_PER_CHUNK:  # dict rows are ~10x larger than frame rows
+                self._fold(frame)
+                target = self.rows[frame]
             for row in rows:
                 if "uid" not in row:
                     row = {**row, "uid": fp.uid}
                 if frame == "anomalies":
                     row = {"layer": "dissect", "ts": fp.ts_start, **row}
                 target.append(row)
+
+    def _fold(self, frame: str) -> None:
+        rows = self.rows.get(frame)
+        if rows:
+            self.frames.setdefault(frame, []).append(schema.frame_from_rows(rows, schema.ALL[frame]))
+            self.rows[frame] = []
+
+    def _frame(self, frame: str) -> pd.DataFrame:
+        self._fold(frame)
+        parts = self.frames.get(frame, [])
+        if not parts:
+            return schema.empty_frame(schema.ALL[frame])
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def anomaly(self, **row: object) -> None:
         self.rows["anomalies"].append(row)
@@ -177,10 +197,10 @@ class Collector:
         certs = list(self.seen_certs.values())
         return Analysis(
             flows=flows,
-            tls=schema.frame_from_rows(self.rows.get("tls", []), schema.TLS),
+            tls=self._frame("tls"),
             certs=schema.frame_from_rows(certs, schema.CERTS),
-            cert_links=schema.frame_from_rows(self.rows.get("cert_links", []), schema.CERT_LINKS),
-            anomalies=schema.frame_from_rows(self.rows.get("anomalies", []), schema.ANOMALIES),
+            cert_links=self._frame("cert_links"),
+            anomalies=self._frame("anomalies"),
             sources=schema.frame_from_rows(sources, SOURCES_SCHEMA),
             stats=stats,
         )

@@ -41,7 +41,7 @@ FLOWS: dict[str, str] = {
     "missing_bytes": "Int64",  # holes in the reassembled prefixes (Zeek's missed_bytes, prefix only)
     "truncated": "boolean",  # some packet was cut by snaplen / mirror PacketLength
     "vni": "Int64",  # VXLAN/GENEVE VNI of the innermost tunnel carrying the flow
-    "tunnel": "string",  # tunnel stack, outermost first, e.g. "geneve/vxlan"
+    "tunnel": "string",  # tunnel kinds crossed, e.g. "geneve/vxlan" (a set in fixed order, not nesting order)
     "outer_src_ip": "string",
     "outer_dst_ip": "string",
     "gwlb_endpoint_id": "string",  # AWS GWLB GENEVE TLVs (class 0x0108 types 1, 2, 3)

@@ -1,6 +1,6 @@
 """Per-flow packet and IP-byte counts against tshark on the shared corpus (../shared/corpus).
 
-For every capture of /work/shared/corpus/manifest.csv, Wireshark's own dissection (tshark 4.x,
+For every capture of ../shared/corpus/manifest.csv, Wireshark's own dissection (tshark 4.x,
 run here, once per capture) is reduced to one row per TCP/UDP conversation: frames and the sum of
 the innermost IP header's length (`ip.len`, or 40 + `ipv6.plen`). `analyze([F], dissect=False)
 .flows` must give the same packets_to_server + packets_to_client and ip_bytes_to_server +
@@ -12,9 +12,10 @@ rather than loosened (each is counted and shown in the failure message):
 * our flow key also holds the tunnel id (VNI), so the two directions of a GENEVE session with a
   different VNI per direction (ja4/tcpdump-geneve.pcap) are two flows where tshark has one.
 Handled explicitly on the tshark side:
-* a VXLAN/GENEVE/GTP-U carrier frame whose inner packet is not TCP/UDP (ICMP, ARP) is counted by
-  tshark in the *outer* UDP conversation; we key flows by the inner packet (the outer addresses
-  are columns), so such frames are not a UDP flow of ours: they are dropped from tshark's count;
+* a VXLAN/GENEVE/GTP-U carrier frame whose inner packet is complete but not TCP/UDP (ICMP, ARP)
+  is counted by tshark in the *outer* UDP conversation; we key flows by the inner packet (the
+  outer addresses are columns), so such frames are not a UDP flow of ours: they are dropped from
+  tshark's count (a carrier whose inner packet is cut short stays the carrier's flow on both sides);
 * transport headers quoted inside ICMP errors belong to the ICMP flow, for tshark and for us;
 * IP reassembly is switched off in tshark (every fragment is a packet of the flow, as in ours):
   later fragments, which carry no ports, are attributed to their first fragment's 5-tuple.

@@ -623,7 +623,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         # direction relative to the client
         d = 0 if (s_first == (R[r, R_CLIENT_IS_A] == 1)) else 1
         base = D0 + d * DW
-        R[r, R_TS_LAST] = t
+        if t > R[r, R_TS_LAST]:  # timestamps can go backwards in a capture: keep the latest
+            R[r, R_TS_LAST] = t
         R[r, base + D_PKTS] += 1
         R[r, base + D_IPB] += cols[i, C_IPLEN]
         pl_len = cols[i, C_PLLEN]

@@ -67,7 +67,9 @@ class EndedFlows:
         return len(self.columns["uid"])
 
 
-EXPORT_CHUNK = 4096  # ended flows exported together (each export has a fixed cost)
+# Ended flows exported together: each export has a fixed cost, but with payload capture every
+# exported flow holds up to 2 x budget bytes until dissected, so keep chunks modest.
+EXPORT_CHUNK = 1024
 
 
 class FlowTable:
@@ -358,7 +360,6 @@ class FlowTable:
         dirs = np.tile(np.array([0, 1], np.int64), len(has))
         buf = np.empty(int(lens.sum()), np.uint8)
         K.gather(rows, dirs, lens, self.PT, self.POOL, self.page, buf)
-        blob = buf.tobytes()
         ends = np.cumsum(lens).tolist()
         starts = [0, *ends[:-1]]
         for k, j in enumerate(has.tolist()):
@@ -373,13 +374,13 @@ class FlowTable:
             if Rr[K.R_PROTO] == 6:
                 oo = [int(self.OO[r, d, : int(Rr[K.D0 + d * K.DW + K.D_NOOO]), 0].min(initial=1 << 62))
                       for d in (0, 1)]
-                fp.to_server = self._stream(0, Rr, blob[s0:e0], oo[0])
-                fp.to_client = self._stream(1, Rr, blob[s1:e1], oo[1])
+                fp.to_server = self._stream(0, Rr, buf[s0:e0].tobytes(), oo[0])
+                fp.to_client = self._stream(1, Rr, buf[s1:e1].tobytes(), oo[1])
                 missing[j] = fp.to_server.gap_len + fp.to_client.gap_len
                 fp.reset = bool(Rr[K.R_CLOSED] & 4)
                 fp.rejected = bool((Rr[K.R_HIST] & 1) and not (Rr[K.R_HIST] & 2) and (Rr[K.R_CLOSED] & 4))
             else:
-                streams = (blob[s0:e0], blob[s1:e1])
+                streams = (buf[s0:e0].tobytes(), buf[s1:e1].tobytes())
                 for d, t, pos, ln, _wire in self.DG[r, : int(Rr[K.R_NDG])].tolist():
                     fp.datagrams.append(Datagram(t / 1e9, d == 0, streams[d][pos : pos + ln]))
             out.append(fp)

@@ -494,6 +494,12 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
 _STOPPING_PROBLEMS = frozenset({"corrupt_record", "truncated_record", "decompression"})
 
 
+def _compressed_twin(name: str, names: set[str]) -> bool:
+    """x.pcap.gz next to x.pcap is a copy: reading both would count every packet twice."""
+    stem, ext = os.path.splitext(name)
+    return ext in (".gz", ".bz2", ".xz", ".zst") and stem in names
+
+
 def looks_like_capture(path: str) -> bool:
     """True when the file starts like a pcap, a pcapng or a compressed stream."""
     try:
@@ -521,8 +527,10 @@ def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
             # (READMEs, scripts, key logs) alone; a file named explicitly is always tried
             for root, dirs, files in os.walk(p):
                 dirs.sort()
+                names = set(files)
                 out.extend(f for f in (os.path.join(root, name) for name in sorted(files)
-                                       if not name.startswith(".")) if looks_like_capture(f))
+                                       if not name.startswith(".") and not _compressed_twin(name, names))
+                           if looks_like_capture(f))
         elif any(c in p for c in "*?[") and not os.path.exists(p):
             matches = sorted(glob.glob(p, recursive=True))
             if not matches:
