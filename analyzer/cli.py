@@ -170,18 +170,11 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
     disagrees, 2 on errors (tshark missing included).
     """
     from analyzer.report import write_frame
-    from analyzer.verify import verify_captures
+    from analyzer.verify import preflight, verify_captures
 
-    def on_problem(p: Any) -> None:
-        where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(f"warning: {p.source}{where}: {p.detail}", err=True)
-
-    cmp = verify_captures(
-        list(paths), tshark_path=tshark_path, on_problem=on_problem, strict=opts["strict"],
-        payload_budget=opts["payload_budget"], dissect=not opts["no_dissect"],
-        vxlan_ports=tuple(opts["vxlan_ports"]), geneve_ports=tuple(opts["geneve_ports"]),
-        idle_timeout_tcp=opts["idle_timeout"], idle_timeout_udp=opts["idle_timeout"] / 5, ja4x=opts["ja4x"],
-    )  # fmt: skip
+    preflight(paths, tshark_path)  # tshark missing, stdin: say so before the analysis
+    result = _run_analysis(paths, **opts)
+    cmp = verify_captures(list(paths), analysis=result, tshark_path=tshark_path)
     for note in cmp.notes:
         click.echo(f"warning: {note}", err=True)
     df = cmp.disagreements

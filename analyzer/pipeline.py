@@ -284,5 +284,5 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
             raise errors[0]
         raise CaptureError(errors[0].path, errors[0].offset,
                            f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
-    stats = {"packets": total_packets, "packets_not_ip": int(table.G[7]), "files": len(files)}
+    stats: dict[str, object] = {"packets": total_packets, "packets_not_ip": int(table.G[7]), "files": len(files)}
     return collector.finish(sources, stats)

@@ -8,6 +8,7 @@ listed in FLOWS_CONTRACT are relied on by later work and by external checks: nev
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import pandas as pd
 
@@ -222,7 +223,7 @@ def conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             col = df[name]
             if dtype == TS and not isinstance(col.dtype, pd.DatetimeTZDtype):
                 col = _to_timestamp(col)
-            out[name] = col.astype(dtype) if str(col.dtype) != dtype else col
+            out[name] = col.astype(cast(Any, dtype)) if str(col.dtype) != dtype else col
         else:
             out[name] = pd.Series(index=df.index, dtype=dtype)  # all missing, in the column's own NA
     return pd.DataFrame(out, index=df.index)

@@ -2,9 +2,9 @@
 re-dissects the captures, and every TLS / DTLS / QUIC session is compared with our `.tls` rows.
 
     >>> from analyzer.verify import verify
-    >>> bad = verify(["captures/"])          # disagreements, one row per (session, fact)
+    >>> bad = verify(["captures/tls12_ecdhe_openssl.pcap"])   # one row per (session, fact) that differs
     >>> bad.attrs["summary"]["text"]
-    '31 sessions compared, 31 agree (100.0%)'
+    '1 sessions compared, 1 agree (100.0%)'
 
 Three pieces, usable on their own:
 
@@ -41,12 +41,22 @@ column names it, with the reason in `UNVERIFIABLE`):
 - TLS 1.3 / QUIC certificates are encrypted; tshark decrypts them when the pcapng carries a
   key log (Decryption Secrets Block) while we, passive, do not.
 
-tshark details handled here: a display filter keeps only handshake packets (`tls.handshake or
-dtls.handshake`; QUIC CRYPTO frames are dissected by the TLS dissector, so they match too, while
-the 1-RTT packets, which carry no facts, are not decoded); for TLS on a port tshark does not
-associate with TLS, `decode_as` is passed for every TCP server port our `.tls` saw TLS on (DTLS
-and QUIC likewise on UDP), except ports whose protocol upgrades to TLS after cleartext (STARTTLS),
-where forcing TLS would hide the upgrade from tshark; TCP reassembly prefs match the oracle's.
+tshark details handled here:
+- Only handshake packets are decoded to JSON: display filter `tls.handshake.type or
+  dtls.handshake.type` (`tls.handshake` would miss SSLv2 records, which have no Handshake
+  subtree; QUIC CRYPTO frames are dissected by the TLS dissector so they match, while the 1-RTT
+  QUIC packets, which carry no facts, are not decoded, hence no bare `quic` in the filter).
+- Decode-as: a first, light tshark pass (`-J "frame ip ipv6 tcp udp"`) finds ClientHellos that
+  tshark left undissected or to another dissector (TLS on an odd port, inside RDP, after an IRC
+  STARTTLS) and the conversations tshark already dissects as TLS. The server ports of the first,
+  plus the ports our `.tls` saw TLS / DTLS / QUIC on, are decoded as such, except where tshark
+  already finds TLS by itself (forcing it there can hide it, e.g. when our client/server guess
+  differs from tshark's) and ports whose protocol upgrades to TLS after cleartext (STARTTLS:
+  tshark follows the upgrade itself). The second opinion thus does not depend only on our ports.
+- TCP reassembly preferences are the corpus oracle's (`TSHARK_PREFS`).
+- pyshark is driven on a private event loop closed afterwards, and its end-of-capture cleanup is
+  replaced (`_capture_class`), so no asyncio warning or "Unknown child process" leaks out and a
+  damaged capture gives the sessions read before the damage plus a note, not an exception.
 """
 
 from __future__ import annotations
@@ -61,13 +71,17 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from analyzer import schema
 from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
 from analyzer.dissect.tls.constants import version_name
 from analyzer.errors import CaptureError, IntransitError, UsageError
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import Analysis
 
 __all__ = [
     "DISAGREEMENTS",
@@ -79,6 +93,7 @@ __all__ = [
     "compare",
     "decode_as_for",
     "ours_sessions",
+    "preflight",
     "tshark_sessions",
     "tshark_version_name",
     "verify",
@@ -319,10 +334,11 @@ def decode_as_for(tls: pd.DataFrame) -> dict[str, str]:
     out: dict[str, str] = {}
     if not len(tls):
         return out
-    for proto, port in zip(tls["protocol"], tls["server_port"], strict=True):
-        if port is None or port is pd.NA:
+    for proto_value, port_value in zip(tls["protocol"], tls["server_port"], strict=True):
+        proto, number = _text(proto_value), _num(port_value)
+        if number is None:
             continue
-        port = int(port)
+        port = int(number)
         if proto == "tls" and port not in STARTTLS_PORTS:
             out[f"tcp.port=={port}"] = "tls"
         elif proto == "dtls":
@@ -374,8 +390,8 @@ def _int(value: object) -> int:
     return int(n) if n is not None else -1
 
 
-_OURS_HANDSHAKE = ("version", "cipher", "server_name", "alpn_offered", "alpn", "client_ciphers", "cert_sha256",
-                   "ja4", "ja4s")  # fmt: skip
+_OURS_HANDSHAKE = ("version", "cipher", "server_name", "alpn_offered", "alpn", "client_ciphers",
+                   "cert_sha256", "ja4", "ja4s")  # fmt: skip
 
 
 def _ours_facts(r: Mapping[str, Any]) -> dict[str, str | None]:
@@ -415,12 +431,13 @@ def _same(fact: str, ours: str | None, theirs: str | None) -> bool:
 
 
 def _is_quic(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> bool:
-    if ours is not None and ours.get("protocol") == "quic":
+    if ours is not None and _text(ours.get("protocol")) == "quic":
         return True
     return theirs is not None and "quic" in str(_text(theirs.get("app_protocols")) or "").split("|")
 
 
-def _unverifiable(fact: str, ours: dict[str, str | None], theirs: dict[str, str | None], quic: bool) -> str | None:
+def _unverifiable(fact: str, ours: dict[str, str | None], theirs: dict[str, str | None],
+                  quic: bool) -> str | None:
     """The UNVERIFIABLE reason when this difference is one tshark cannot see, else None."""
     o, t = ours[fact], theirs[fact]
     tls13 = (ours["version"] or theirs["version"] or "").startswith(("TLS 1.3", "DTLS 1.3")) or quic
@@ -454,12 +471,13 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
     if certs is not None and "leaf_not_before" not in ours.columns:
         ours = ours_sessions(ours, certs)
     use_source = "source" in ours.columns and "source" in theirs.columns
-    o_rows = ours.to_dict("records")  # a row without handshake facts only counts when tshark has one
-    t_rows = [r for r in theirs.to_dict("records") if _theirs_is_session(r)]
+    # a row of ours without handshake facts only counts when tshark has the session
+    o_rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in ours.to_dict("records")]
+    t_rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in theirs.to_dict("records")]
+    t_rows = [r for r in t_rows if _theirs_is_session(r)]
 
     def o_key(r: Mapping[str, Any]) -> tuple[object, ...]:
-        proto = r.get("protocol")
-        transport = "tcp" if proto == "tls" else "udp"
+        transport = "tcp" if _text(r.get("protocol")) == "tls" else "udp"
         return _key(transport, r.get("client_ip"), r.get("client_port"), r.get("server_ip"),
                     r.get("server_port"), r.get("source") if use_source else None)
 
@@ -518,8 +536,6 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
                              "unverifiable": ",".join(unverifiable) or None,
                              **{f"ours_{k}": v for k, v in of.items()},
                              **{f"tshark_{k}": v for k, v in tf.items()}})
-    from analyzer import schema
-
     session_schema = {**{k: v for k, v in DISAGREEMENTS.items() if k not in ("fact", "ours", "tshark")},
                       "agree": "boolean", "differs": "string", "unverifiable": "string",
                       **{f"{side}_{k}": "string" for side in ("ours", "tshark") for k in FACTS[1:]}}
@@ -551,8 +567,11 @@ def _find_all(o: object, key: str) -> list[Any]:
     return res
 
 
+_Handshakes = list[tuple[str | None, dict[str, Any]]]
+
+
 def _handshakes(o: object, pfx: str, record: str | None = None,
-                out: list[tuple[str | None, dict[str, Any]]] | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+                out: _Handshakes | None = None) -> _Handshakes:
     """(record version, handshake dict) for every dict holding '<pfx>.handshake.type'."""
     if out is None:
         out = []
@@ -614,8 +633,10 @@ def _packet_layers(pkt: Any) -> tuple[int, list[str], dict[str, list[dict[str, A
     return int(pkt.number), protos, layers
 
 
-def _endpoints(protos: list[str], layers: dict[str, list[dict[str, Any]]]) -> tuple[str, str, str, str, int, str] | None:
-    """(transport, src ip, src port, dst ip, dst port... , stream) of the innermost TCP/UDP header."""
+def _endpoints(protos: list[str],
+               layers: dict[str, list[dict[str, Any]]]) -> tuple[str, str, str, str, int, str] | None:
+    """(transport, src ip, src port, dst ip, dst port, "<transport>:<stream>") of the innermost
+    TCP/UDP header of a packet, None for a header quoted in an ICMP error."""
     positions = [i for i, p in enumerate(protos) if p in ("tcp", "udp")]
     if not positions:
         return None
@@ -718,7 +739,8 @@ def _summarise(c: _Conv, file: str, decode_as: str) -> dict[str, object]:
         if cs:
             out["selected_cipher"] = "|".join(str(x).lower() for x in cs)
         out["alpn_selected"] = "|".join(_find_all(h, p + "extensions_alpn_str")) or None
-    srv_chains, cli_chains = [], []
+    srv_chains: list[tuple[str, dict[str, Any], list[Any]]] = []
+    cli_chains: list[tuple[str, dict[str, Any], list[Any]]] = []
     for _, pfx, _rv, h, src in certs:
         ders = _find_all(h, pfx + ".handshake.certificate")
         (cli_chains if src == client else srv_chains).append((pfx, h, ders))
@@ -762,8 +784,6 @@ def _walk_packets(packets: Iterable[Any], file: str, decode_as: str) -> pd.DataF
                 for rv, h in _handshakes(tree, pfx):
                     c.hs.append((number, pfx, rv, h, (src, sport)))
     rows = [_summarise(c, file, decode_as) for c in convs.values()]
-    from analyzer import schema
-
     return schema.frame_from_rows(rows, TSHARK_COLUMNS)
 
 
@@ -788,7 +808,7 @@ def _capture_class() -> Any:
     packet, killed only if it does not, and its exit status is kept instead of raised."""
     import pyshark
 
-    class _FileCapture(pyshark.FileCapture):  # type: ignore[misc]
+    class _FileCapture(pyshark.FileCapture):
         exit_status: int | None = None
 
         async def _cleanup_subprocess(self, process: Any) -> None:
@@ -878,10 +898,9 @@ def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, di
 
 
 # --------------------------------------------------------------------------------------- verify
-def verify_captures(paths: str | Iterable[str], *, tshark_path: str | None = None,
-                    on_problem: Callable[[Any], None] | None = None, **options: object) -> Comparison:
-    """`verify` with the full `Comparison` (per-session frame included)."""
-    from analyzer.pipeline import analyze
+def preflight(paths: str | Iterable[str], tshark_path: str | None = None) -> tuple[list[str], str]:
+    """(capture files, tshark binary), or the error `verify` would end with, before any work:
+    `TsharkMissing`, `UsageError` for standard input, `CaptureError` when no file matches."""
     from analyzer.sources.readers import expand_paths
 
     exe = _tshark_path(tshark_path)
@@ -890,8 +909,22 @@ def verify_captures(paths: str | Iterable[str], *, tshark_path: str | None = Non
         raise UsageError("verify needs capture files: tshark cannot re-read standard input")
     if not files:
         raise CaptureError(str(paths), None, "no capture files found")
-    result = analyze(files, on_problem=on_problem, **options)
-    ours = ours_sessions(result.tls, result.certs, result.flows)
+    return files, exe
+
+
+def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = None,
+                    tshark_path: str | None = None, on_problem: Callable[[Any], None] | None = None,
+                    **options: object) -> Comparison:
+    """`verify` with the full `Comparison` (per-session frame included). `analysis`: the result
+    of `analyze(paths, ...)` when the caller already has it (options are then not allowed)."""
+    from analyzer.pipeline import analyze
+
+    files, exe = preflight(paths, tshark_path)
+    if analysis is None:
+        analysis = analyze(files, on_problem=on_problem, **options)
+    elif options:
+        raise UsageError("verify_captures: pass analysis options or an analysis, not both")
+    ours = ours_sessions(analysis.tls, analysis.certs, analysis.flows)
     if "source" not in ours.columns:
         ours["source"] = pd.Series(pd.NA, index=ours.index, dtype="string")
     notes: list[str] = []
@@ -905,16 +938,17 @@ def verify_captures(paths: str | Iterable[str], *, tshark_path: str | None = Non
     return cmp
 
 
-def verify(paths: str | Iterable[str], *, tshark_path: str | None = None,
+def verify(paths: str | Iterable[str], *, analysis: Analysis | None = None, tshark_path: str | None = None,
            on_problem: Callable[[Any], None] | None = None, **options: object) -> pd.DataFrame:
     """Analyse the captures, re-dissect each with tshark (through pyshark), compare the TLS sessions.
 
     Returns the disagreements (schema `DISAGREEMENTS`: one row per session and differing fact,
     session by session; empty when everything agrees). `.attrs["summary"]` holds {"sessions",
     "agree", "percent", "text", "notes"}; `text` is "N sessions compared, M agree (x%)".
-    `verify_captures` returns the whole `Comparison` instead. Options are `analyzer.analyze`'s.
-    Raises `TsharkMissing` when tshark is not installed."""
-    cmp = verify_captures(paths, tshark_path=tshark_path, on_problem=on_problem, **options)
+    `verify_captures` returns the whole `Comparison` instead. Options are `analyzer.analyze`'s;
+    or pass `analysis`, the result of `analyze(paths, ...)`, when you already have it. Raises
+    `TsharkMissing` when tshark is not installed."""
+    cmp = verify_captures(paths, analysis=analysis, tshark_path=tshark_path, on_problem=on_problem, **options)
     out = cmp.disagreements
     out.attrs["summary"] = cmp.summary()
     return out

@@ -483,7 +483,7 @@ def test_internal_errors_are_contained_unless_strict(monkeypatch: pytest.MonkeyP
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(mod, "ja3", boom)
+    monkeypatch.setattr(mod, "_merged", boom)
     flow = flow_from_bytes(record(22, ch12()), b"")
     facts = TLSDissector().dissect(flow)
     assert facts.rows["anomalies"][0]["kind"] == "tls_internal_error"

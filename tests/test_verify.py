@@ -33,8 +33,9 @@ C, S = "10.0.0.1", "10.0.0.2"
 def ours(**over: object) -> pd.DataFrame:
     row: dict[str, object] = {
         "uid": "Cabc", "protocol": "tls", "ts": 1_700_000_000.0, "client_ip": C, "client_port": 40000,
-        "server_ip": S, "server_port": 443, "version": "TLS 1.2", "cipher": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        "cipher_code": 0xC02F, "server_name": "www.example.com", "alpn_offered": "h2,http/1.1", "alpn": "h2",
+        "server_ip": S, "server_port": 443, "version": "TLS 1.2",
+        "cipher": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "cipher_code": 0xC02F,
+        "server_name": "www.example.com", "alpn_offered": "h2,http/1.1", "alpn": "h2",
         "cert_sha256": "aa" * 32, "client_hello_count": 1, "server_hello_count": 1,
     }  # fmt: skip
     row.update(over)
@@ -113,7 +114,8 @@ def test_certificate_validity_from_tshark_generalized_time_or_the_oracle_iso_col
     t = theirs(leaf_validity_tshark="Dec 31, 1969 00:00:00.000000000 UTC|Jan  1, 2100 00:00:00.000000000 UTC")
     assert facts_that_differ(ours(), t, certs(nb, na)) == set()
     # no tshark rendering (the oracle misses GeneralizedTime): its `cryptography` columns are used
-    t = theirs(leaf_validity_tshark="", leaf_not_before="1969-12-31T00:00:00Z", leaf_not_after="2100-01-01T00:00:00Z")
+    t = theirs(leaf_validity_tshark="", leaf_not_before="1969-12-31T00:00:00Z",
+               leaf_not_after="2100-01-01T00:00:00Z")
     assert facts_that_differ(ours(), t, certs(nb, na)) == set()
 
 
@@ -147,7 +149,8 @@ def test_sessions_seen_by_one_side_only() -> None:
     cmp = compare(ours(), pd.concat([theirs(), other]), certs())
     assert cmp.total == 2 and cmp.agreeing == 1
     row = cmp.disagreements.iloc[0]
-    assert (row["fact"], row["conv"], pd.isna(row["ours"]), row["tshark"]) == ("session", "tcp:1", True, "TLS session")
+    got = (row["fact"], row["conv"], pd.isna(row["ours"]), row["tshark"])
+    assert got == ("session", "tcp:1", True, "TLS session")
     # ours alone, with handshake facts: a disagreement; without any (TLS picked up mid-stream): skipped
     cmp = compare(ours(), theirs(client_port="1"), certs())
     assert set(cmp.disagreements["fact"]) == {"session"} and cmp.total == 2
@@ -161,12 +164,12 @@ def test_endpoints_join_unordered_and_several_sessions_pair_in_time_order() -> N
     swapped = theirs(client_ip=S, client_port="443", server_ip=C, server_port="40000")
     assert facts_that_differ(ours(), swapped) == set()
     # port reuse: two sessions on one 5-tuple, paired first with first
-    o = pd.concat([ours(uid="C1", ts=1.0, version="TLS 1.2"), ours(uid="C2", ts=2.0, version="TLS 1.3",
-                                                                     cipher="TLS_AES_128_GCM_SHA256", alpn=None,
-                                                                     cert_sha256=None)])  # fmt: skip
+    second = ours(uid="C2", ts=2.0, version="TLS 1.3", cipher="TLS_AES_128_GCM_SHA256", alpn=None,
+                  cert_sha256=None)
+    o = pd.concat([ours(uid="C1", ts=1.0, version="TLS 1.2"), second])
     t = pd.concat([theirs(conv="tcp:0", first_frame="1"),
-                   theirs(conv="tcp:1", first_frame="9", negotiated_version="TLSv1.3", selected_cipher="0x1301",
-                          alpn_selected="", leaf_validity_tshark="")])  # fmt: skip
+                   theirs(conv="tcp:1", first_frame="9", negotiated_version="TLSv1.3",
+                          selected_cipher="0x1301", alpn_selected="", leaf_validity_tshark="")])  # fmt: skip
     cmp = compare(o, t, certs())
     assert cmp.total == 2 and cmp.disagreements.empty
     assert list(cmp.sessions["uid"]) == ["C1", "C2"] and list(cmp.sessions["conv"]) == ["tcp:0", "tcp:1"]

@@ -42,18 +42,18 @@ ETH_IPV6 = 0x86DD
 
 
 @njit(cache=True, inline="always")
-def _be16(buf, p):  # type: ignore[no-untyped-def]
+def _be16(buf, p):
     return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
 
 @njit(cache=True, inline="always")
-def _be32(buf, p):  # type: ignore[no-untyped-def]
+def _be32(buf, p):
     return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(
         buf[p + 3])
 
 
 @njit(cache=True, inline="always")
-def _be64(buf, p):  # type: ignore[no-untyped-def]
+def _be64(buf, p):
     v = np.uint64(0)
     for i in range(8):
         v = (v << np.uint64(8)) | np.uint64(buf[p + i])
@@ -61,7 +61,7 @@ def _be64(buf, p):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _ethernet(buf, p, lim):  # type: ignore[no-untyped-def]
+def _ethernet(buf, p, lim):
     """Ethernet + 802.1Q/QinQ + MPLS + PPPoE -> (l3 offset, ethertype, vlan, mpls, ok)."""
     if p + 14 > lim:
         return p, 0, -1, False, False
@@ -69,7 +69,7 @@ def _ethernet(buf, p, lim):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _l2_tags(buf, p, et, lim):  # type: ignore[no-untyped-def]
+def _l2_tags(buf, p, et, lim):
     """VLAN tags, MPLS labels and PPPoE after an ethertype `et` whose payload starts at p.
 
     Shared by Ethernet and the Linux cooked headers: SLL2 with a VLAN tag (what libpcap writes for
@@ -125,7 +125,7 @@ def _l2_tags(buf, p, et, lim):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _link(buf, o, lim, lt):  # type: ignore[no-untyped-def]
+def _link(buf, o, lim, lt):
     """Link layer -> (l3 offset, ethertype (0 = not IP / unknown), vlan, mpls, anomaly)."""
     if lt == 1:
         p, et, vlan, mpls, ok = _ethernet(buf, o, lim)
@@ -191,7 +191,7 @@ def _link(buf, o, lim, lt):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports, out_i, out_u):  # type: ignore[no-untyped-def]
+def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports, out_i, out_u):
     """Decode n packets into out_i (int64 [n, NI]) and out_u (uint64 [n, NU]) columns (zeroed by the caller)."""
     n = off.shape[0]
     for i in range(n):
@@ -347,7 +347,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                         out_i[i, C_OIPVER] = ipver
                     out_i[i, C_TUN] |= T_VXLAN
                     out_i[i, C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
-                    p2, et, vlan, mpls2, ok = _ethernet(buf, l4 + 16, lim)
+                    p2, et, vlan, _mpls, ok = _ethernet(buf, l4 + 16, lim)
                     if not ok:
                         anom = A_TUNNEL_BAD
                         break
@@ -398,7 +398,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                                 out_i[i, C_TUN] |= T_GWLB
                         q += 4 + olen
                     if gproto == 0x6558:
-                        p2, et, vlan, mpls2, ok = _ethernet(buf, qend, lim)
+                        p2, et, vlan, _mpls, ok = _ethernet(buf, qend, lim)
                         if not ok:
                             anom = A_TUNNEL_BAD
                             break
@@ -506,7 +506,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     out_i[i, C_OIPVER] = ipver
                 out_i[i, C_TUN] |= T_GRE
                 if inner_eth:
-                    p2, et, vlan, mpls2, ok = _ethernet(buf, q, lim)
+                    p2, et, vlan, _mpls, ok = _ethernet(buf, q, lim)
                     if not ok:
                         anom = A_TUNNEL_BAD
                         break

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from analyzer.decode._kernel import (
-    C_ACK,
+    C_DPORT,
     C_FLAGS,
     C_FRAG,
     C_GWCK_SET,
@@ -31,7 +31,6 @@ from analyzer.decode._kernel import (
     C_SEQ,
     C_SPI,
     C_SPORT,
-    C_DPORT,
     C_STATUS,
     C_TRUNC,
     C_TUN,
@@ -173,7 +172,7 @@ Z_RESET = 6
 
 
 @njit(cache=True, inline="always")
-def _mix(h, v):  # type: ignore[no-untyped-def]
+def _mix(h, v):
     h ^= v + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
     h ^= h >> np.uint64(31)
     h *= np.uint64(0xBF58476D1CE4E5B9)
@@ -182,7 +181,7 @@ def _mix(h, v):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _hash(tun, ahi, alo, bhi, blo, pa, pb, proto):  # type: ignore[no-untyped-def]
+def _hash(tun, ahi, alo, bhi, blo, pa, pb, proto):
     h = np.uint64(0x243F6A8885A308D3)
     h = _mix(h, tun)
     h = _mix(h, ahi)
@@ -194,7 +193,7 @@ def _hash(tun, ahi, alo, bhi, blo, pa, pb, proto):  # type: ignore[no-untyped-de
 
 
 @njit(cache=True)
-def _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto):  # type: ignore[no-untyped-def]
+def _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto):
     """-> (record index or -1, slot where it is or where it would be inserted)."""
     mask = HT.shape[0] - 1
     slot = np.int64(_hash(tun, ahi, alo, bhi, blo, pa, pb, proto) & np.uint64(mask))
@@ -214,7 +213,7 @@ def _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto):  # type: ignore[
 
 
 @njit(cache=True)
-def rehash(HT, R, RU, G):  # type: ignore[no-untyped-def]
+def rehash(HT, R, RU, G):
     """Rebuild the index from the live records (after growth or many deletions)."""
     HT[:] = EMPTY
     live = 0
@@ -229,7 +228,7 @@ def rehash(HT, R, RU, G):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _end(r, reason, HT, R, RU, G, ENDED):  # type: ignore[no-untyped-def]
+def _end(r, reason, HT, R, RU, G, ENDED):
     _, slot = _lookup(HT, R, RU, RU[r, RU_TUN], RU[r, RU_AHI], RU[r, RU_ALO], RU[r, RU_BHI],
                       RU[r, RU_BLO], R[r, R_PORTA], R[r, R_PORTB], R[r, R_PROTO])
     if HT[slot] == r:
@@ -243,7 +242,7 @@ def _end(r, reason, HT, R, RU, G, ENDED):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def expire(now, force, HT, R, RU, G, O, ENDED):  # type: ignore[no-untyped-def]
+def expire(now, force, HT, R, RU, G, O, ENDED):
     """End flows idle past their timeout at time `now` (ns), or all of them when `force`.
 
     Returns the number ended; stops early (returns -1) when ENDED is full.
@@ -271,14 +270,14 @@ def expire(now, force, HT, R, RU, G, O, ENDED):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _alloc_page(G, PFREE):  # type: ignore[no-untyped-def]
+def _alloc_page(G, PFREE):
     top = G[G_PFREE_TOP]
     G[G_PFREE_TOP] = top - 1
     return PFREE[top - 1]
 
 
 @njit(cache=True)
-def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):  # type: ignore[no-untyped-def]
+def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):
     """Copy stream bytes [lo, hi) of record r direction d from buf[src_off:]."""
     pos = lo
     s = src_off
@@ -296,7 +295,7 @@ def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):  # type: ignor
 
 
 @njit(cache=True)
-def _absorb(r, d, R, OO):  # type: ignore[no-untyped-def]
+def _absorb(r, d, R, OO):
     """Extend the contiguous prefix with pending out-of-order intervals it now reaches."""
     base = D0 + d * DW
     changed = True
@@ -317,14 +316,14 @@ def _absorb(r, d, R, OO):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _zset(R, r, d, state):  # type: ignore[no-untyped-def]
+def _zset(R, r, d, state):
     base = D0 + d * DW
     R[r, base + D_ZPREV] = R[r, base + D_ZST]
     R[r, base + D_ZST] = state
 
 
 @njit(cache=True)
-def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
+def _zeek_tcp(R, r, d, flags, pl_len):
     """Zeek's TCP endpoint state machine (TCPSessionAdapter::UpdateStateMachine), client = originator.
 
     conn_state used to be guessed from the OR of the flags seen, which disagrees with Zeek for
@@ -386,12 +385,12 @@ def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
                 _zset(R, r, d, Z_ESTABLISHED)  # missed the SYN, saw the SYN-ACK and now the ACK
             else:
                 _zset(R, r, d, Z_PARTIAL)
-    elif es == Z_SYN_SENT or es == Z_SYN_ACK_SENT:  # noqa: SIM109 - plain compares for numba
+    elif es == Z_SYN_SENT or es == Z_SYN_ACK_SENT:
         if fin:
             _zset(R, r, d, Z_CLOSED)
         if rst:
             _zset(R, r, d, Z_RESET)
-    elif es == Z_ESTABLISHED or es == Z_PARTIAL:  # noqa: SIM109
+    elif es == Z_ESTABLISHED or es == Z_PARTIAL:
         if syn and es == Z_PARTIAL and R[r, pe] == Z_INACTIVE and not ack:
             _zset(R, r, d, Z_SYN_SENT)
         if fin and not rst:
@@ -405,7 +404,7 @@ def _zeek_tcp(R, r, d, flags, pl_len):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _seen(R, r, d, rel, end):  # type: ignore[no-untyped-def]
+def _seen(R, r, d, rel, end):
     """Mark stream bytes [rel, end) seen; return how many of them had been seen before.
 
     Retransmitted bytes used to be every byte below the highest sequence seen, so a reordered
@@ -464,7 +463,7 @@ def _seen(R, r, d, rel, end):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):  # type: ignore[no-untyped-def]
+def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     top = G[G_RFREE_TOP]
     r = RFREE[top - 1]
     G[G_RFREE_TOP] = top - 1
@@ -490,7 +489,7 @@ def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):  #
 
 @njit(cache=True)
 def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE, OO, DG, FRAG, G, O,
-            ENDED):  # type: ignore[no-untyped-def]
+            ENDED):
     """Fold packets start.. into the flow table. -> (next packet index, status)."""
     n = cols.shape[0]
     page = O[O_PAGE]
@@ -713,7 +712,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
 
 
 @njit(cache=True)
-def free_records(idx, R, PT, PFREE, RFREE, G):  # type: ignore[no-untyped-def]
+def free_records(idx, R, PT, PFREE, RFREE, G):
     """Return exported records and their pages to the free lists."""
     for j in range(idx.shape[0]):
         r = idx[j]
@@ -730,7 +729,7 @@ def free_records(idx, R, PT, PFREE, RFREE, G):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def gather(rows, dirs, lens, PT, POOL, page, out):  # type: ignore[no-untyped-def]
+def gather(rows, dirs, lens, PT, POOL, page, out):
     """Copy the first lens[k] stream bytes of (rows[k], dirs[k]) back to back into `out`."""
     pos = 0
     for k in range(rows.shape[0]):

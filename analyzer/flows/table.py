@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ _TUNNEL_TABLE = np.array([tunnel_name(b) for b in range(256)], dtype=object)
 class EndedFlows:
     """A chunk of ended flows: columns for the flows frame and payloads for the dissectors."""
 
-    columns: dict[str, np.ndarray | list[object]]
+    columns: dict[str, Any]
     payloads: list[FlowPayload] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -73,6 +74,15 @@ EXPORT_CHUNK = 1024
 
 
 class FlowTable:
+    R: np.ndarray  # int64 [capacity, K.NR] per-flow fields
+    RU: np.ndarray  # uint64 [capacity, K.NRU] addresses and tunnel ids
+    PT: np.ndarray  # int32 [capacity, 2, pages] payload page table
+    OO: np.ndarray  # int64 out-of-order intervals
+    DG: np.ndarray  # int64 datagram index for UDP flows
+    RFREE: np.ndarray
+    PFREE: np.ndarray
+    POOL: np.ndarray
+    HT: np.ndarray
     def __init__(self, options: FlowOptions | None = None, capacity: int = 1 << 14) -> None:
         self.options = o = options or FlowOptions()
         budget = o.payload_budget if o.collect_payload else 0
@@ -260,7 +270,7 @@ class FlowTable:
         oipver = R[:, K.R_OIPVER]
         has_ports = np.isin(proto, (6, 17, 132, 136, 33))
         d0, d1 = K.D0, K.D0 + K.DW
-        cols: dict[str, np.ndarray | list[object]] = {}
+        cols: dict[str, Any] = {}
         uids, cids = [], []
         icmp = R[:, K.R_ICMP]
         cpk = _packed(c_hi, c_lo, ipver)

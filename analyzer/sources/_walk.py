@@ -41,7 +41,7 @@ def _u16(buf: np.ndarray, p: int, swap: bool) -> int:
 
 
 @njit(cache=True)
-def walk_pcap(buf, pos, end, swap, max_caplen, off, cap, wire, sec, frac, aux):  # type: ignore[no-untyped-def]
+def walk_pcap(buf, pos, end, swap, max_caplen, off, cap, wire, sec, frac, aux):
     n = 0
     limit = off.shape[0]
     while True:
@@ -66,7 +66,7 @@ def walk_pcap(buf, pos, end, swap, max_caplen, off, cap, wire, sec, frac, aux): 
 
 
 @njit(cache=True)
-def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid, aux):  # type: ignore[no-untyped-def]
+def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid, aux):
     n = 0
     limit = off.shape[0]
     while True:

@@ -16,7 +16,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,23 +44,23 @@ COMPRESSION_MAGICS = (
 )
 
 
-def _open_decompressed(raw: BinaryIO, head: bytes) -> tuple[BinaryIO, str | None]:
+def _open_decompressed(raw: Any, head: bytes) -> tuple[Any, str | None]:
     for magic, kind in COMPRESSION_MAGICS:
         if head.startswith(magic):
-            inner: BinaryIO
+            inner: Any
             if kind == "gzip":
-                inner = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
+                inner = gzip.GzipFile(fileobj=raw)
             elif kind == "bzip2":
-                inner = bz2.BZ2File(raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
+                inner = bz2.BZ2File(raw)
             elif kind == "xz":
-                inner = lzma.LZMAFile(raw)  # type: ignore[assignment]  # noqa: SIM115 - closed by _OwnedStream
+                inner = lzma.LZMAFile(raw)  # noqa: SIM115 - closed by _OwnedStream
             else:
                 import zstandard
 
                 # A zstd stream cut inside a frame ends silently here (stream_reader reports no
                 # error); the cut then shows as a packet record cut short, which the walkers report.
-                inner = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
-            return _OwnedStream(inner, raw), kind  # type: ignore[return-value]
+                inner = zstandard.ZstdDecompressor().stream_reader(raw)
+            return _OwnedStream(inner, raw), kind
     return raw, None
 
 
@@ -71,15 +71,15 @@ class _OwnedStream(io.RawIOBase):
     capture leaked its file handle (a ResourceWarning, and fds exhausted on large directories).
     """
 
-    def __init__(self, inner: BinaryIO, raw: BinaryIO) -> None:
+    def __init__(self, inner: Any, raw: Any) -> None:
         self._inner = inner
         self._raw = raw
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b):  # type: ignore[no-untyped-def]
-        return self._inner.readinto(b)  # type: ignore[attr-defined]
+    def readinto(self, b):
+        return self._inner.readinto(b)
 
     def close(self) -> None:
         try:
@@ -101,14 +101,14 @@ READ_PIECE = 1 << 16  # bytes asked of the stream at once: a decompressor failin
 class _Peekable(io.RawIOBase):
     """A non-seekable stream (stdin) with some bytes already read put back in front."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: Any) -> None:
         self._head = head
         self._rest = rest
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b):  # type: ignore[no-untyped-def]
+    def readinto(self, b):
         if self._head:
             n = min(len(b), len(self._head))
             b[:n] = self._head[:n]
@@ -120,12 +120,12 @@ class _Peekable(io.RawIOBase):
         return n
 
 
-def open_capture_stream(path: str) -> tuple[BinaryIO, str | None]:
+def open_capture_stream(path: str) -> tuple[Any, str | None]:
     """Open `path` (or '-' for stdin) and undo any compression found by content."""
     if path == "-":
-        raw: BinaryIO = sys.stdin.buffer
+        raw: Any = sys.stdin.buffer
         head = raw.read(6)
-        raw = io.BufferedReader(_Peekable(head, raw))  # type: ignore[arg-type]
+        raw = io.BufferedReader(_Peekable(head, raw))
     else:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
@@ -142,15 +142,15 @@ def open_capture_stream(path: str) -> tuple[BinaryIO, str | None]:
 class _ChunkReader:
     """Fills numpy buffers from a stream, carrying an incomplete tail forward."""
 
-    def __init__(self, stream: BinaryIO, path: str, chunk: int = CHUNK_BYTES) -> None:
+    def __init__(self, stream: Any, path: str, chunk: int = CHUNK_BYTES) -> None:
         self.stream = stream
         self.path = path
         self.chunk = chunk
         self.base = 0  # stream offset of buf[0]
-        self.buf = np.zeros(0, np.uint8)
+        self.buf: Any = np.zeros(0, np.uint8)  # numpy's stubs don't see it as a Buffer
         self.end = 0
         self.eof = False
-        self._spare: np.ndarray | None = None
+        self._spare: Any = None
 
     def refill(self, keep_from: int, min_size: int = 0) -> None:
         """Start a new buffer holding buf[keep_from:end] plus as much new data as fits."""
@@ -172,11 +172,11 @@ class _ChunkReader:
         self.base += keep_from
         self.buf = new
         self.end = tail
-        view = memoryview(new)
+        view = memoryview(cast(Any, new))
         while self.end < size and not self.eof:
             try:
                 # bounded reads: when a damaged stream raises, the data of that one call is lost
-                got = self.stream.readinto(view[self.end : min(size, self.end + READ_PIECE)])  # type: ignore[attr-defined]
+                got = self.stream.readinto(view[self.end : min(size, self.end + READ_PIECE)])
             except _decompress_errors() as exc:
                 # a damaged compressed stream (zlib.error and ZstdError included, which used to
                 # escape as tracebacks): keep what was decompressed, report at the end
@@ -420,7 +420,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
             pos = 0
 
 
-def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index,  # type: ignore[no-untyped-def]
+def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index,
                   base=0, last_ts=None):
     n = len(off)
     last_ts = last_ts if last_ts is not None else [0]  # time of the previous packet, carried across batches

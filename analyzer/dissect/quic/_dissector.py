@@ -69,7 +69,7 @@ _RETRY_KEYS: dict[int, tuple[bytes, bytes]] = {
     QUIC_V1: (bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"), bytes.fromhex("461599d35d632bf2239825bb")),
     QUIC_V2: (bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"), bytes.fromhex("d86969bc2d7c6d9990efb04a")),
     # draft-ietf-quic-tls-29 5.8 (checked against the Retry in ndpi quic-29.pcap)
-    0xFF00001D: (bytes.fromhex("ccce187ed09a09d05728155a6cb96be1"), bytes.fromhex("e54930f97f2136f0530a8c1c")),  # noqa: E501
+    0xFF00001D: (bytes.fromhex("ccce187ed09a09d05728155a6cb96be1"), bytes.fromhex("e54930f97f2136f0530a8c1c")),
 }  # fmt: skip
 
 

@@ -72,6 +72,10 @@ _HS_LETTERS = {
     14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u", 23: "a", 24: "p", 254: "m",
 }  # fmt: skip
 
+_HS_LETTERS_CLIENT = {k: v.upper() for k, v in _HS_LETTERS.items()}
+_PARSED = frozenset({1, 2, 11, 12, 16})
+_WHO = {True: "client", False: "server"}
+
 _HS_NAMES = {
     "h": "hello_request", "c": "client_hello", "s": "server_hello", "v": "hello_verify_request",
     "t": "new_session_ticket", "j": "hello_retry_request", "x": "certificate",
@@ -276,6 +280,7 @@ class _Side:
         "ssl2_server_hello",
         "start",
         "stop",
+        "tls13_server",
     )
 
     def __init__(self, is_client: bool) -> None:
@@ -303,6 +308,7 @@ class _Side:
         self.ssl2_cipher: int | None = None
         self.ssl2_error: int | None = None
         self.start = 0
+        self.tls13_server = False  # a TLS 1.3 ServerHello (not a HelloRetryRequest) was read
 
     def add(self, letter: str, offset: int, alert: tuple[int, int] | None = None) -> None:
         """Record a history letter (Zeek's case: uppercase when the client sent it)."""
@@ -379,7 +385,6 @@ class TLSDissector:
         self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None, facts: Facts
     ) -> None:
         data = prefix.data
-        who = "client" if side.is_client else "server"
         pos = start
         if not prefix.start_known and start == 0 and not looks_like_tls(data):
             found = _resync(data)
@@ -389,68 +394,77 @@ class TLSDissector:
             pos = found
         side.start = pos
         end = len(data)
-        tail = 0
-        unpack = _REC.unpack_from
         # SSL 2.0 records (client hello of old clients; the whole SSLv2 handshake).
         if pos + 2 <= end and data[pos] & 0x80:
             pos = self._walk_sslv2(side, data, pos, facts)
             if side.stop != "end" or pos >= end:
                 return
+        # The hot loop keeps its state in locals and writes it back once.
+        unpack = _REC.unpack_from
+        is_client = side.is_client
+        events = side.events
+        app_lengths = side.app_lengths
+        records = side.records
+        encrypted = side.encrypted
+        tail = 0
+        stop = "end"
         while pos < end:
             if pos + 5 > end:
                 side.partial = side.partial or looks_like_tls(data[pos:])
-                side.stop = self._cut_reason(prefix)
-                return
+                stop = self._cut_reason(prefix)
+                break
             ctype, ver, length = unpack(data, pos)
             if not (20 <= ctype <= 26 and ver >> 8 == 3):
-                if side.encrypted:
-                    side.stop = "left_tls"  # the stream carries something else after TLS
-                    return
-                if side.records == 0:
-                    side.stop = "not_tls"
+                if encrypted:
+                    stop = "left_tls"  # the stream carries something else after TLS
+                    break
+                if records == 0:
+                    stop = "not_tls"
                 else:
-                    side.stop = "error"
+                    stop = "error"
                     facts.anomaly(
                         "tls_bad_record_header",
-                        f"{who}: content type {ctype} version 0x{ver:04x} after {side.records} records",
+                        f"{_WHO[is_client]}: content type {ctype} version 0x{ver:04x} after {records} records",
                         pos,
                     )
-                side.add("q", pos)
-                return
+                events.append(("Q" if is_client else "q", pos, None))
+                break
             if length > MAX_RECORD:
-                side.stop = "error"
-                facts.anomaly("tls_record_overflow", f"{who}: record length {length} > {MAX_RECORD}", pos)
-                return
+                stop = "error"
+                facts.anomaly(
+                    "tls_record_overflow", f"{_WHO[is_client]}: record length {length} > {MAX_RECORD}", pos
+                )
+                break
             body_at = pos + 5
             rec_end = body_at + length
             if rec_end > end:
                 side.partial = True
-                side.stop = self._cut_reason(prefix)
-                return
-            side.records += 1
+                stop = self._cut_reason(prefix)
+                break
+            records += 1
             if side.record_version is None:
                 side.record_version = ver
-            if side.records > MAX_RECORDS:
-                side.stop = "record_limit"
+            if records > MAX_RECORDS:
+                stop = "record_limit"
                 facts.anomaly(
-                    "tls_record_limit", f"{who}: more than {MAX_RECORDS} records before encryption", pos
+                    "tls_record_limit", f"{_WHO[is_client]}: more than {MAX_RECORDS} records before encryption", pos
                 )
-                return
-            if side.encrypted:
+                break
+            if encrypted:
                 if ctype == 23:
-                    if len(side.app_lengths) < 8:
-                        side.app_lengths.append(length)
+                    if len(app_lengths) < 8:
+                        app_lengths.append(length)
                 elif ctype == 21:
                     side.encrypted_alerts += 1
                 elif ctype == 20:
-                    side.add("i", rec_end - 1)
+                    events.append(("I" if is_client else "i", rec_end - 1, None))
                 elif ctype == 24:
-                    side.add("b", rec_end - 1)
+                    events.append(("B" if is_client else "b", rec_end - 1, None))
                 tail += 1
                 pos = rec_end
                 if tail >= ENCRYPTED_TAIL:
-                    side.stop = "encrypted"
-                    return
+                    stop = "encrypted"
+                    break
                 continue
             if ctype == 22:
                 pending = side.hs_pending
@@ -464,37 +478,41 @@ class TLSDissector:
                 else:
                     buf = data[body_at:rec_end]
                     buf_at = body_at
-                if not self._handshake(side, buf, buf_at, rec_end - 1, facts, who):
-                    return
-                if (not side.is_client) and side.server_hellos:
-                    sh = side.server_hellos[-1]
-                    if not sh.is_hello_retry_request and is_tls13(sh.version):
-                        side.encrypted = True  # everything after a TLS 1.3 ServerHello
+                if not self._handshake(side, buf, buf_at, rec_end - 1, facts):
+                    stop = side.stop
+                    break
+                if side.tls13_server:
+                    encrypted = True  # everything after a TLS 1.3 ServerHello
             elif ctype == 20:
-                side.add("i", rec_end - 1)
+                events.append(("I" if is_client else "i", rec_end - 1, None))
                 side.ccs = True
                 # TLS 1.3 middlebox-compatibility CCS (RFC 8446 D.4) changes nothing: the server's
                 # after a HelloRetryRequest, the client's before its second ClientHello or Finished.
-                if side.is_client:
+                if is_client:
                     if not server_tls13:
-                        side.encrypted = True
+                        encrypted = True
                 elif not (side.server_hellos and is_tls13(side.server_hellos[-1].version)):
-                    side.encrypted = True
+                    encrypted = True
             elif ctype == 21:
                 if length == 2:
                     level, desc = data[body_at], data[body_at + 1]
                     side.alerts.append((level, desc, pos))
-                    side.add("l", rec_end - 1, (level, desc))
+                    events.append(("L" if is_client else "l", rec_end - 1, (level, desc)))
                 else:
                     side.encrypted_alerts += 1
             elif ctype == 23:
-                if len(side.app_lengths) < 8:
-                    side.app_lengths.append(length)
-                side.encrypted = True
+                if len(app_lengths) < 8:
+                    app_lengths.append(length)
+                encrypted = True
             elif ctype == 24:
-                side.add("b", rec_end - 1)
+                events.append(("B" if is_client else "b", rec_end - 1, None))
             pos = rec_end
-        side.stop = self._cut_reason(prefix) if prefix.gap_at is not None or prefix.budget_hit else "end"
+        else:
+            if prefix.gap_at is not None or prefix.budget_hit:
+                stop = self._cut_reason(prefix)
+        side.records = records
+        side.encrypted = encrypted
+        side.stop = stop
 
     @staticmethod
     def _cut_reason(prefix: StreamPrefix) -> str:
@@ -504,64 +522,78 @@ class TLSDissector:
             return "budget"
         return "truncated"
 
-    def _handshake(self, side: _Side, buf: bytes, buf_at: int, done_at: int, facts: Facts, who: str) -> bool:
-        """Consume complete handshake messages of `buf`; keep a partial tail. False: stop walking."""
+    def _handshake(self, side: _Side, buf: bytes, buf_at: int, done_at: int, facts: Facts) -> bool:
+        """Consume the complete handshake messages of `buf`, keep a partial tail; False: stop."""
         n = len(buf)
         p = 0
+        mlen = 0
+        is_client = side.is_client
+        letters = _HS_LETTERS_CLIENT if is_client else _HS_LETTERS
+        events = side.events
         while p + 4 <= n:
             mtype = buf[p]
             mlen = (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]
             if mlen > MAX_HANDSHAKE_MESSAGE:
                 side.stop = "error"
                 facts.anomaly(
-                    "tls_handshake_too_large", f"{who}: handshake type {mtype} length {mlen}", buf_at + p
+                    "tls_handshake_too_large",
+                    f"{_WHO[is_client]}: handshake type {mtype} length {mlen}",
+                    buf_at + p,
                 )
                 side.hs_pending = bytearray()
                 return False
-            if p + 4 + mlen > n:
+            nxt = p + 4 + mlen
+            if nxt > n:
                 break
-            body = buf[p + 4 : p + 4 + mlen]
-            self._message(side, mtype, body, buf_at + p, done_at, facts, who)
-            p += 4 + mlen
+            letter = letters.get(mtype) or ("Z" if is_client else "z")
+            if mtype in _PARSED:
+                letter = self._message(side, mtype, buf[p + 4 : nxt], buf_at + p, facts, letter)
+            events.append((letter, done_at, None))
+            p = nxt
         if p < n:
             side.hs_pending = bytearray(buf[p:])
             side.hs_pending_at = buf_at + p
             side.hs_need = mlen if p + 4 <= n else 0
-        else:
+        elif side.hs_pending:
             side.hs_pending = bytearray()
         return True
 
-    def _message(
-        self, side: _Side, mtype: int, body: bytes, at: int, done_at: int, facts: Facts, who: str
-    ) -> None:
-        letter = _HS_LETTERS.get(mtype, "z")
+    def _message(self, side: _Side, mtype: int, body: bytes, at: int, facts: Facts, letter: str) -> str:
+        """Parse the messages we read facts from; returns the history letter."""
         try:
-            if mtype == 1 and side.is_client:
-                ch = parse_client_hello(body)
-                side.client_hellos.append(ch)
-                for err in ch.errors:
-                    facts.anomaly("tls_extension_malformed", f"client hello {err}", at)
-            elif mtype == 2 and not side.is_client:
-                sh = parse_server_hello(body)
-                side.server_hellos.append(sh)
-                if sh.is_hello_retry_request:
-                    letter = "j"
-                for err in sh.errors:
-                    facts.anomaly("tls_extension_malformed", f"server hello {err}", at)
+            if mtype == 1:
+                if side.is_client:
+                    ch = parse_client_hello(body)
+                    side.client_hellos.append(ch)
+                    for err in ch.errors:
+                        facts.anomaly("tls_extension_malformed", f"client hello {err}", at)
+            elif mtype == 2:
+                if not side.is_client:
+                    sh = parse_server_hello(body)
+                    side.server_hellos.append(sh)
+                    if sh.is_hello_retry_request:
+                        letter = "j"
+                    elif is_tls13(sh.version):
+                        side.tls13_server = True
+                    for err in sh.errors:
+                        facts.anomaly("tls_extension_malformed", f"server hello {err}", at)
             elif mtype == 11:
                 if len(side.certs) < 32:
                     side.certs.extend(parse_certificate_list(body)[: 32 - len(side.certs)])
-            elif mtype == 12 and not side.is_client:
-                kx = None
-                if side.server_hellos:
-                    kx = _compat.cipher_lookup(side.server_hellos[-1].cipher_suite).kx
-                side.ske = parse_server_key_exchange(body, kx or _sniff_kx(body))
-            elif mtype == 16 and side.is_client:
-                side.cke = True
+            elif mtype == 12:
+                if not side.is_client:
+                    kx = None
+                    if side.server_hellos:
+                        kx = _compat.cipher_lookup(side.server_hellos[-1].cipher_suite).kx
+                    side.ske = parse_server_key_exchange(body, kx or _sniff_kx(body))
+            elif mtype == 16:
+                if side.is_client:
+                    side.cke = True
         except ParseError as exc:
             off = at + 4 + exc.offset if exc.offset is not None else at
-            facts.anomaly("tls_handshake_malformed", f"{who} {_HS_NAMES.get(letter, letter)}: {exc}", off)
-        side.add(letter, done_at)
+            name = _HS_NAMES.get(letter.lower(), letter)
+            facts.anomaly("tls_handshake_malformed", f"{_WHO[side.is_client]} {name}: {exc}", off)
+        return letter
 
     def _walk_sslv2(self, side: _Side, data: bytes, pos: int, facts: Facts) -> int:
         """SSL 2.0 records with a 2-byte header. Returns the offset after the last one read."""
@@ -729,52 +761,22 @@ class TLSDissector:
                 failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
         encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
 
-        # --- the client hello
+        # --- the client hello (its derived columns are memoised by the hello's shape)
         server_name = None
         client_max = None
         ja3_h = ja4_v = None
         if ch is not None:
             server_name = ch.server_name
-            client_max = version_name(ch.max_version)
-            row["client_legacy_version"] = version_name(ch.legacy_version)
-            if ch.supported_versions:
-                row["client_supported_versions"] = ",".join(
-                    [version_name(v) or "" for v in ch.supported_versions]
-                )
-            if ch.cipher_suites:
-                row["client_ciphers"] = (
-                    ",".join([f"{c:06x}" for c in ch.cipher_suites])
-                    if ch.sslv2
-                    else _hexlist(ch.cipher_suites)
-                )
-            row["client_cipher_count"] = len(ch.cipher_suites)
-            row["compression_methods"] = ",".join(map(dec, ch.compression_methods))
-            row["client_extensions"] = ",".join([dec(t) for t, _ in ch.extensions])
+            derived = _client_columns(ch)
+            row.update(derived)
+            client_max = derived["client_max_version"]
+            ja3_h = derived["ja3"]
+            ja4_v = derived["ja4"]
             row["server_name"] = server_name
-            if ch.alpn:
-                row["alpn_offered"] = ",".join(ch.alpn)
-            if ch.supported_groups:
-                row["supported_groups"] = ",".join(map(group_name, ch.supported_groups))
-            if ch.ec_point_formats:
-                row["ec_point_formats"] = ",".join(map(dec, ch.ec_point_formats))
-            if ch.signature_algorithms:
-                row["signature_algorithms"] = _hexlist(ch.signature_algorithms)
-            if ch.key_share_groups:
-                row["key_share_groups"] = ",".join(map(group_name, ch.key_share_groups))
-            row["psk_offered"] = ch.psk
-            row["session_ticket_offered"] = ch.session_ticket
-            row["early_data_offered"] = ch.early_data
-            row["ech_offered"] = ch.ech
-            row["renegotiation_info"] = ch.renegotiation_info
             row["extended_master_secret"] = ch.extended_master_secret and (
                 sh is None or sh.extended_master_secret
             )
-            row["grease"] = ch.grease
-            row["sslv2_client_hello"] = ch.sslv2
             row["session_id_len"] = len(ch.session_id)
-            if not ch.sslv2:
-                ja3_h, row["ja3_full"] = ja3(ch)
-                ja4_v, row["ja4_r"] = ja4(ch, "t")
 
         # --- the server hello
         resumed = False
@@ -783,10 +785,10 @@ class TLSDissector:
         selected_group: str | None = None
         if sh is not None:
             alpn = sh.alpn
-            row["server_extensions"] = ",".join([dec(t) for t, _ in sh.extensions])
-            ja3s_h, row["ja3s_full"] = ja3s(sh)
-            if self.ja4s:
-                ja4s_v, row["ja4s_r"] = ja4s(sh, "t")
+            sderived = _server_columns(sh, self.ja4s)
+            row.update(sderived)
+            ja3s_h = sderived["ja3s"]
+            ja4s_v = sderived["ja4s"]
             if sh.key_share_group is not None:
                 selected_group = group_name(sh.key_share_group)
             if ch is not None:
@@ -916,6 +918,92 @@ class TLSDissector:
             memo.clear()
         memo[key] = value
         return value
+
+
+# --- memoised columns derived from the shape of a hello ---------------------------------------
+# A client library sends the same hello shape on every connection (only random, session id, SNI,
+# key shares, tickets and padding change), so the strings derived from the shape are computed once
+# per shape. The memo is bounded: it is emptied when full.
+
+_MEMO_LIMIT = 8192
+_CLIENT_MEMO: dict[tuple[object, ...], dict[str, object]] = {}
+_SERVER_MEMO: dict[tuple[object, ...], dict[str, object]] = {}
+
+
+def _client_columns(ch: ClientHello) -> dict[str, object]:
+    types = tuple([t for t, _ in ch.extensions])
+    key = (
+        ch.legacy_version,
+        ch.sslv2,
+        tuple(ch.cipher_suites),
+        types,
+        tuple(ch.supported_groups),
+        tuple(ch.ec_point_formats),
+        tuple(ch.signature_algorithms),
+        tuple(ch.key_share_groups),
+        tuple(ch.supported_versions),
+        tuple(ch.alpn_raw),
+        tuple(ch.compression_methods),
+        ch.renegotiation_info,
+        ch.session_ticket,
+    )
+    cols = _CLIENT_MEMO.get(key)
+    if cols is not None:
+        return cols
+    cols = {
+        "client_max_version": version_name(ch.max_version),
+        "client_legacy_version": version_name(ch.legacy_version),
+        "client_supported_versions": (
+            ",".join([version_name(v) or "" for v in ch.supported_versions]) if ch.supported_versions else None
+        ),
+        "client_ciphers": (
+            (",".join([f"{c:06x}" for c in ch.cipher_suites]) if ch.sslv2 else _hexlist(ch.cipher_suites))
+            if ch.cipher_suites
+            else None
+        ),
+        "client_cipher_count": len(ch.cipher_suites),
+        "compression_methods": ",".join(map(dec, ch.compression_methods)),
+        "client_extensions": ",".join(map(dec, types)),
+        "alpn_offered": ",".join(ch.alpn) if ch.alpn else None,
+        "supported_groups": ",".join(map(group_name, ch.supported_groups)) if ch.supported_groups else None,
+        "ec_point_formats": ",".join(map(dec, ch.ec_point_formats)) if ch.ec_point_formats else None,
+        "signature_algorithms": _hexlist(ch.signature_algorithms) if ch.signature_algorithms else None,
+        "key_share_groups": ",".join(map(group_name, ch.key_share_groups)) if ch.key_share_groups else None,
+        "psk_offered": ch.psk,
+        "session_ticket_offered": ch.session_ticket,
+        "early_data_offered": ch.early_data,
+        "ech_offered": ch.ech,
+        "renegotiation_info": ch.renegotiation_info,
+        "grease": ch.grease,
+        "sslv2_client_hello": ch.sslv2,
+        "ja3": None,
+        "ja3_full": None,
+        "ja4": None,
+        "ja4_r": None,
+    }
+    if not ch.sslv2:
+        cols["ja3"], cols["ja3_full"] = ja3(ch)
+        cols["ja4"], cols["ja4_r"] = ja4(ch, "t")
+    if len(_CLIENT_MEMO) >= _MEMO_LIMIT:
+        _CLIENT_MEMO.clear()
+    _CLIENT_MEMO[key] = cols
+    return cols
+
+
+def _server_columns(sh: ServerHello, with_ja4s: bool) -> dict[str, object]:
+    types = tuple([t for t, _ in sh.extensions])
+    key = (sh.legacy_version, sh.selected_version, sh.cipher_suite, types, sh.alpn_raw, with_ja4s)
+    cols = _SERVER_MEMO.get(key)
+    if cols is not None:
+        return cols
+    cols = {"server_extensions": ",".join(map(dec, types)), "ja4s": None, "ja4s_r": None}
+    cols["ja3s"], cols["ja3s_full"] = ja3s(sh)
+    if with_ja4s:
+        cols["ja4s"], cols["ja4s_r"] = ja4s(sh, "t")
+    if len(_SERVER_MEMO) >= _MEMO_LIMIT:
+        _SERVER_MEMO.clear()
+    _SERVER_MEMO[key] = cols
+    return cols
 
 
 def _sniff_kx(body: bytes) -> str:

@@ -209,29 +209,31 @@ def _parse_extensions(
         errors.append(f"{who}: extensions length field cut (at byte {pos})")
         return exts
     (n,) = _U16.unpack_from(data, pos)
-    pos += 2
-    stop = pos + n
+    base = pos + 2
+    stop = base + n
     if stop > end:
-        errors.append(
-            f"{who}: extensions length {n} exceeds the {end - pos} bytes present (at byte {pos - 2})"
-        )
+        errors.append(f"{who}: extensions length {n} exceeds the {end - base} bytes present (at byte {pos})")
         stop = end
     elif stop < end:
         errors.append(f"{who}: {end - stop} bytes after the extensions block (at byte {stop})")
+    block = data[base:stop]  # unpack_from cannot read past the block: a cut header raises
     unpack = _HH.unpack_from
     append = exts.append
-    while pos < stop:
-        if pos + 4 > stop:
-            errors.append(f"{who}: extension header cut (at byte {pos})")
-            break
-        etype, elen = unpack(data, pos)
-        pos += 4
-        nxt = pos + elen
-        if nxt > stop:
-            errors.append(f"{who}: extension {etype} length {elen} runs past the block (at byte {pos - 4})")
-            break
-        append((etype, data[pos:nxt]))
-        pos = nxt
+    p = 0
+    size = stop - base
+    try:
+        while p < size:
+            etype, elen = unpack(block, p)
+            nxt = p + 4 + elen
+            if nxt > size:
+                errors.append(
+                    f"{who}: extension {etype} length {elen} runs past the block (at byte {base + p})"
+                )
+                break
+            append((etype, block[p + 4 : nxt]))
+            p = nxt
+    except struct.error:
+        errors.append(f"{who}: extension header cut (at byte {base + p})")
     return exts
 
 
@@ -282,123 +284,120 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     pos += cm_len
     errors: list[str] = []
     exts = _parse_extensions(data, pos, end, "client hello", errors)
-    ch = ClientHello(legacy_version, random, session_id, ciphers, compression, exts, cookie, errors=errors)
-    if SCSV_RENEGOTIATION in ciphers:
-        ch.renegotiation_info = True
-    _fill_client_extensions(ch)
-    return ch
 
-
-def _x_server_name(ch: ClientHello, ext: bytes) -> None:
-    if ch.server_name is None:
-        ch.server_name = _server_name(ext)
-
-
-def _x_supported_groups(ch: ClientHello, ext: bytes) -> None:
-    ch.supported_groups = _vec16_u16(ext, "supported_groups")
-
-
-def _x_ec_point_formats(ch: ClientHello, ext: bytes) -> None:
-    if not ext or ext[0] > len(ext) - 1:
-        raise ParseError("ec_point_formats: length exceeds the bytes present")
-    ch.ec_point_formats = list(ext[1 : 1 + ext[0]])
-
-
-def _x_signature_algorithms(ch: ClientHello, ext: bytes) -> None:
-    ch.signature_algorithms = _vec16_u16(ext, "signature_algorithms")
-
-
-def _x_alpn(ch: ClientHello, ext: bytes) -> None:
-    ch.alpn_raw = _alpn_list(ext)
-    ch.alpn = _decode_alpn(ch.alpn_raw)
-
-
-def _x_supported_versions(ch: ClientHello, ext: bytes) -> None:
-    if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
-        raise ParseError("supported_versions: bad list length")
-    ch.supported_versions = u16_list(ext, 1, ext[0])
-
-
-def _x_key_share(ch: ClientHello, ext: bytes) -> None:
-    ch.key_share_groups = _key_share_groups(ext)
-
-
-def _x_key_share_draft(ch: ClientHello, ext: bytes) -> None:
-    if not ch.key_share_groups:
-        ch.key_share_groups = _key_share_groups(ext)
-
-
-def _x_psk_modes(ch: ClientHello, ext: bytes) -> None:
-    if ext and ext[0] <= len(ext) - 1:
-        ch.psk_key_exchange_modes = list(ext[1 : 1 + ext[0]])
-
-
-def _x_psk(ch: ClientHello, ext: bytes) -> None:
-    ch.psk = True
-
-
-def _x_early_data(ch: ClientHello, ext: bytes) -> None:
-    ch.early_data = True
-
-
-def _x_ech(ch: ClientHello, ext: bytes) -> None:
-    ch.ech = True
-
-
-def _x_session_ticket(ch: ClientHello, ext: bytes) -> None:
-    ch.session_ticket = True
-    ch.session_ticket_data = len(ext) > 0
-
-
-def _x_renegotiation_info(ch: ClientHello, ext: bytes) -> None:
-    ch.renegotiation_info = True
-
-
-def _x_ems(ch: ClientHello, ext: bytes) -> None:
-    ch.extended_master_secret = True
-
-
-def _x_quic_tp(ch: ClientHello, ext: bytes) -> None:
-    ch.quic_transport_parameters = ext
-
-
-def _x_quic_tp_draft(ch: ClientHello, ext: bytes) -> None:
-    if ch.quic_transport_parameters is None:
-        ch.quic_transport_parameters = ext
-
-
-_CH_EXTENSION_HANDLERS = {
-    EXT_SERVER_NAME: _x_server_name,
-    EXT_SUPPORTED_GROUPS: _x_supported_groups,
-    EXT_EC_POINT_FORMATS: _x_ec_point_formats,
-    EXT_SIGNATURE_ALGORITHMS: _x_signature_algorithms,
-    EXT_ALPN: _x_alpn,
-    EXT_SUPPORTED_VERSIONS: _x_supported_versions,
-    EXT_KEY_SHARE: _x_key_share,
-    EXT_KEY_SHARE_DRAFT: _x_key_share_draft,
-    EXT_PSK_KEY_EXCHANGE_MODES: _x_psk_modes,
-    EXT_PRE_SHARED_KEY: _x_psk,
-    EXT_EARLY_DATA: _x_early_data,
-    EXT_ECH: _x_ech,
-    EXT_ESNI: _x_ech,
-    EXT_SESSION_TICKET: _x_session_ticket,
-    EXT_RENEGOTIATION_INFO: _x_renegotiation_info,
-    EXT_EXTENDED_MASTER_SECRET: _x_ems,
-    EXT_QUIC_TRANSPORT_PARAMETERS: _x_quic_tp,
-    EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT: _x_quic_tp_draft,
-}
-
-
-def _fill_client_extensions(ch: ClientHello) -> None:
-    handlers = _CH_EXTENSION_HANDLERS
-    for etype, ext in ch.extensions:
-        handler = handlers.get(etype)
-        if handler is None:
+    # Conveniences, in one pass over the extensions (locals; the object is built once).
+    server_name: str | None = None
+    alpn_raw: list[bytes] = []
+    versions: list[int] = []
+    groups: list[int] = []
+    formats: list[int] = []
+    sigalgs: list[int] = []
+    shares: list[int] = []
+    psk_modes: list[int] = []
+    psk = early = ech = ticket = ticket_data = ems = False
+    reneg = SCSV_RENEGOTIATION in ciphers
+    quic_tp: bytes | None = None
+    codes = _CH_CODES
+    for etype, ext in exts:
+        code = codes.get(etype)
+        if code is None:
             continue
         try:
-            handler(ch, ext)
+            if code == 1:  # server_name
+                if server_name is None:
+                    server_name = _server_name(ext)
+            elif code == 2:  # supported_groups
+                groups = _vec16_u16(ext, "supported_groups")
+            elif code == 3:  # ec_point_formats
+                if not ext or ext[0] > len(ext) - 1:
+                    raise ParseError("ec_point_formats: length exceeds the bytes present")
+                formats = list(ext[1 : 1 + ext[0]])
+            elif code == 4:  # signature_algorithms
+                sigalgs = _vec16_u16(ext, "signature_algorithms")
+            elif code == 5:  # application_layer_protocol_negotiation
+                alpn_raw = _alpn_list(ext)
+            elif code == 6:  # supported_versions
+                if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
+                    raise ParseError("supported_versions: bad list length")
+                versions = u16_list(ext, 1, ext[0])
+            elif code == 7:  # key_share
+                shares = _key_share_groups(ext)
+            elif code == 8:  # key_share of TLS 1.3 drafts before -23
+                if not shares:
+                    shares = _key_share_groups(ext)
+            elif code == 9:  # psk_key_exchange_modes
+                if ext and ext[0] <= len(ext) - 1:
+                    psk_modes = list(ext[1 : 1 + ext[0]])
+            elif code == 10:
+                psk = True
+            elif code == 11:
+                early = True
+            elif code == 12:
+                ech = True
+            elif code == 13:
+                ticket = True
+                ticket_data = len(ext) > 0
+            elif code == 14:
+                reneg = True
+            elif code == 15:
+                ems = True
+            elif code == 16:
+                quic_tp = ext
+            elif code == 17:
+                if quic_tp is None:
+                    quic_tp = ext
         except ParseError as exc:
-            ch.errors.append(f"ext {etype}: {exc}")
+            errors.append(f"ext {etype}: {exc}")
+    return ClientHello(
+        legacy_version,
+        random,
+        session_id,
+        ciphers,
+        compression,
+        exts,
+        cookie,
+        server_name,
+        [p.decode("utf-8", "backslashreplace") for p in alpn_raw] if alpn_raw else [],
+        alpn_raw,
+        versions,
+        groups,
+        formats,
+        sigalgs,
+        shares,
+        psk_modes,
+        psk,
+        early,
+        ech,
+        ticket,
+        ticket_data,
+        reneg,
+        ems,
+        quic_tp,
+        False,
+        errors,
+    )
+
+
+_CH_CODES = {
+    EXT_SERVER_NAME: 1,
+    EXT_SUPPORTED_GROUPS: 2,
+    EXT_EC_POINT_FORMATS: 3,
+    EXT_SIGNATURE_ALGORITHMS: 4,
+    EXT_ALPN: 5,
+    EXT_SUPPORTED_VERSIONS: 6,
+    EXT_KEY_SHARE: 7,
+    EXT_KEY_SHARE_DRAFT: 8,
+    EXT_PSK_KEY_EXCHANGE_MODES: 9,
+    EXT_PRE_SHARED_KEY: 10,
+    EXT_EARLY_DATA: 11,
+    EXT_ECH: 12,
+    EXT_ESNI: 12,
+    EXT_SESSION_TICKET: 13,
+    EXT_RENEGOTIATION_INFO: 14,
+    EXT_EXTENDED_MASTER_SECRET: 15,
+    EXT_QUIC_TRANSPORT_PARAMETERS: 16,
+    EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT: 17,
+}
 
 
 def _key_share_groups(ext: bytes) -> list[int]:
