@@ -179,7 +179,7 @@ _TSHARK_VERSIONS = {
     0x0100: "DTLSv1.0(OpenSSL-pre)",
 }  # fmt: skip
 _TSHARK_VERSION_CODES = {name: code for code, name in _TSHARK_VERSIONS.items()}
-_TSHARK_VERSION_CODES.update({"TLSv1": 0x0301, "SSLv2.0": 0x0002, "SSLv3.0": 0x0300})
+_TSHARK_VERSION_CODES["TLSv1"] = 0x0301  # tshark's Protocol column spelling
 
 
 class TsharkMissing(IntransitError):
@@ -319,11 +319,10 @@ def ours_sessions(tls: pd.DataFrame, certs: pd.DataFrame | None = None,
     (epoch seconds of the leaf certificate, from `.certs`) and `source` (from `.flows`)."""
     out = tls.copy()
     if certs is not None and len(certs) and "cert_sha256" in out.columns:
+        # the exact epoch columns: the timestamp ones are NaT outside datetime64[ns] (year 9999)
         by_sha = certs.drop_duplicates("sha256").set_index("sha256")
-        nb = by_sha["not_before_epoch"] if "not_before_epoch" in by_sha else by_sha["not_before"]
-        na = by_sha["not_after_epoch"] if "not_after_epoch" in by_sha else by_sha["not_after"]
-        out["leaf_not_before"] = out["cert_sha256"].map(nb).astype("Float64")
-        out["leaf_not_after"] = out["cert_sha256"].map(na).astype("Float64")
+        out["leaf_not_before"] = out["cert_sha256"].map(by_sha["not_before_epoch"]).astype("Float64")
+        out["leaf_not_after"] = out["cert_sha256"].map(by_sha["not_after_epoch"]).astype("Float64")
     if flows is not None and len(flows) and "source" in flows.columns and "source" not in out.columns:
         out["source"] = out["uid"].map(flows.drop_duplicates("uid").set_index("uid")["source"])
     return out
@@ -903,13 +902,12 @@ def preflight(paths: str | Iterable[str], tshark_path: str | None = None) -> tup
     `TsharkMissing`, `UsageError` for standard input, `CaptureError` when no file matches."""
     from analyzer.sources.readers import expand_paths
 
-    exe = _tshark_path(tshark_path)
     files = expand_paths(list(paths) if not isinstance(paths, str) else [paths])
     if "-" in files:
         raise UsageError("verify needs capture files: tshark cannot re-read standard input")
     if not files:
         raise CaptureError(str(paths), None, "no capture files found")
-    return files, exe
+    return files, _tshark_path(tshark_path)
 
 
 def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = None,

@@ -73,9 +73,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
        for (f, conv), why in AFTER_CLEARTEXT.items()},
     # flows: the first of several SYN-ACKs (each with a new ISN) fixes the server's stream start,
     # so the server's data (after the last SYN-ACK's ISN) never reaches the TLS dissector
-    ("ndpi/tls_multiple_synack_different_seq.pcapng", "tcp:0", "version"): "tshark: flow ISN bug",
-    ("ndpi/tls_multiple_synack_different_seq.pcapng", "tcp:0", "cipher"): "tshark: flow ISN bug",
-    ("ndpi/tls_multiple_synack_different_seq.pcapng", "tcp:0", "cert_validity"): "tshark: flow ISN bug",
     # tshark 4.0 keeps the Initial keys of the client's first (GREASE-version) Initial after the
     # Version Negotiation and Retry, and fails to decrypt the real ClientHello; we decrypt it
     ("ndpi/quic-forcing-vn-with-data.pcapng", "udp:0", "alpn_offered"): "ours: tshark cannot decrypt",

@@ -649,7 +649,11 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 continue
             seq = cols[i, C_SEQ]
             if flags & SYN:
-                if R[r, base + D_HAVE_START] != 1:
+                # a SYN with a new sequence number before any payload (several SYN-ACKs with
+                # different ISNs, as stacks under SYN-cookie load send) restarts the stream: the
+                # data will follow the last one
+                if R[r, base + D_HAVE_START] != 1 or (R[r, base + D_MAXEND] == 0 and R[r, base + D_START] != (
+                        (seq + 1) & 0xFFFFFFFF)):
                     R[r, base + D_START] = (seq + 1) & 0xFFFFFFFF
                     R[r, base + D_HAVE_START] = 1
                 seq = (seq + 1) & 0xFFFFFFFF

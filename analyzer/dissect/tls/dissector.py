@@ -64,7 +64,7 @@ _U16 = struct.Struct(">H")
 MAX_RECORD = 16384 + 2048  # TLSCiphertext.length limit (RFC 5246 section 6.2.3)
 MAX_HANDSHAKE_MESSAGE = 1 << 21  # 2 MiB: far above real chains (Zeek's test has a 340 kB one)
 MAX_RECORDS = 8192  # per direction (1-byte records are legal: an evasion trick, not an error)
-ENCRYPTED_TAIL = 6  # record headers still walked after a direction turned encrypted
+ENCRYPTED_TAIL = 2  # record headers still walked after a direction turned encrypted
 
 # Handshake type -> Zeek ssl_history letter (lowercase; uppercased for the client).
 _HS_LETTERS = {
