@@ -83,6 +83,7 @@ class _Dissection:
 
                 d = TLSDissector(ja4x=True)
             self.dissectors.append(d)
+        self.tls = next((d for d in self.dissectors if d.name == "tls"), None)
         self.by_port: dict[tuple[str, int], list[Dissector]] = {}
         for d in self.dissectors:
             for t in d.transports:
@@ -90,6 +91,27 @@ class _Dissection:
                     self.by_port.setdefault((t, p), []).append(d)
 
     def run(self, fp: FlowPayload) -> Facts | None:
+        facts = self._first_claim(fp)
+        if facts is None and fp.transport == "tcp" and self.tls is not None:
+            facts = self._tls_after_cleartext(fp)
+        return facts
+
+    def _tls_after_cleartext(self, fp: FlowPayload) -> Facts | None:
+        """TLS that begins after a cleartext exchange on the same flow: STARTTLS (SMTP, IMAP, POP3,
+        FTP AUTH, XMPP, LDAP), SOCKS, PostgreSQL/MySQL SSL requests. Found by content: a ClientHello
+        record in the client's bytes answered by a ServerHello (or alert) record from the server.
+        Until protocol dissectors hand over explicitly, this keeps such sessions from looking
+        unencrypted."""
+        from analyzer.dissect.tls import find_tls_start
+
+        start = find_tls_start(fp.to_server.data, fp.to_client.data)
+        if start is None or start[1] is None:  # the server never switched: not an upgrade
+            return None
+        facts = self.tls.dissect_from(fp, start[0], start[1])  # type: ignore[union-attr]
+        facts.flow["tls_upgraded"] = True
+        return facts
+
+    def _first_claim(self, fp: FlowPayload) -> Facts | None:
         hinted = self.by_port.get((fp.transport, fp.server_port), [])
         for d in (*hinted, *(x for x in self.dissectors if x not in hinted)):
             if fp.transport not in d.transports:

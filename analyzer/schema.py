@@ -53,6 +53,7 @@ FLOWS: dict[str, str] = {
     # --- dissection (joined from the dissectors' Facts.flow) ---
     "app_protocol": "string",
     "encrypted": "boolean",
+    "tls_upgraded": "boolean",  # TLS began after cleartext on the same flow (STARTTLS, SOCKS, SSLRequest)
     "tls_version": "string",
     "tls_client_max_version": "string",
     "tls_cipher": "string",

@@ -44,8 +44,9 @@ MANIFEST = CORPUS / "manifest.csv"
 NOTES = Path(__file__).with_name("ORACLE_TLS_NOTES.md")
 TSHARK = shutil.which("tshark")
 
-# TLS that starts after some cleartext (STARTTLS and its relatives): tshark follows the upgrade,
-# our pipeline does not dissect it yet. tshark is right (ORACLE_TLS_NOTES.md, section 1).
+# TLS that starts after some cleartext (STARTTLS and its relatives). tshark follows the upgrade, and
+# so do we now: the pipeline finds a ClientHello answered by a ServerHello after the cleartext and
+# dissects from there (flows.tls_upgraded). These must agree with tshark like any other session.
 AFTER_CLEARTEXT = {
     ("ja4/socks-https-example.pcap", "tcp:0"): "SOCKS 4 CONNECT, then TLS",
     ("ja4/socks-https-example.pcap", "tcp:2"): "SOCKS 4 CONNECT, then TLS",
@@ -69,10 +70,6 @@ AFTER_CLEARTEXT = {
 
 # (capture, tshark conversation, fact) -> who is right and why, in one line (details in the notes)
 KNOWN: dict[tuple[str, str, str], str] = {
-    **{(f, conv, "session"): f"tshark: {why}, not dissected by us"
-       for (f, conv), why in AFTER_CLEARTEXT.items()},
-    # flows: the first of several SYN-ACKs (each with a new ISN) fixes the server's stream start,
-    # so the server's data (after the last SYN-ACK's ISN) never reaches the TLS dissector
     # tshark 4.0 keeps the Initial keys of the client's first (GREASE-version) Initial after the
     # Version Negotiation and Retry, and fails to decrypt the real ClientHello; we decrypt it
     ("ndpi/quic-forcing-vn-with-data.pcapng", "udp:0", "alpn_offered"): "ours: tshark cannot decrypt",
@@ -149,19 +146,16 @@ def test_sessions_compared_cover_the_corpus() -> None:
     assert kinds["tshark_cert_validity"].notna().sum() >= 60  # certificate validity really compared
 
 
-def test_agreement_on_what_we_dissect_is_at_least_99_percent() -> None:
-    """Leaving out only the TLS-after-cleartext sessions, a feature not built yet."""
+def test_tls_after_cleartext_is_dissected_and_marked_upgraded() -> None:
     _corpus()
-    total, agree = totals()
-    left_out = len(AFTER_CLEARTEXT)
-    assert (agree / (total - left_out)) >= 0.99, (agree, total - left_out)
+    missing = []
+    for (name, conv), why in AFTER_CLEARTEXT.items():
+        flows = ours(f"pcaps/{name}")[2]
+        if not (flows["tls_upgraded"].fillna(False).astype(bool) & flows["tls_version"].notna()).any():
+            missing.append((name, conv, why))
+    assert not missing, missing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="18 TLS sessions start after cleartext (STARTTLS, SOCKS, MySQL/PostgreSQL SSL, RDP) and "
-    "nothing in the pipeline dissects them yet: 417/437 = 95.4 % (ORACLE_TLS_NOTES.md section 1)",
-)
 def test_agreement_with_tshark_is_at_least_99_percent_of_sessions() -> None:
     _corpus()
     total, agree = totals()
@@ -169,10 +163,6 @@ def test_agreement_with_tshark_is_at_least_99_percent_of_sessions() -> None:
 
 
 # --- JA4 through the whole pipeline -----------------------------------------------------------------
-# FoxIO captures whose TLS starts after cleartext: no session of ours to carry a JA4 yet
-JA4_AFTER_CLEARTEXT = {("socks-https-example.pcap", s) for s in ("0", "2", "4")}
-
-
 def _foxio_known() -> set[tuple[str, str, str]]:
     """ja4.py's own mistakes on FoxIO captures, as tests/test_tls_corpus.py lists them."""
     from test_tls_corpus import KNOWN_FOXIO
@@ -213,8 +203,7 @@ def test_ja4_of_the_pipeline_equals_foxio_upstream_on_every_foxio_capture() -> N
                     # JA4.2, ...: the ClientHello after a HelloRetryRequest; `.tls` carries the
                     # first ClientHello's JA4 only (see ORACLE_TLS_NOTES.md section 4)
                     counts["later_hellos"] += 1
-    expected = {(n, s, c) for n, s in JA4_AFTER_CLEARTEXT for c in ("ja4", "ja4s")}
-    assert {b[:3] for b in bad} == expected, sorted(bad)
+    assert not bad, sorted(bad)
     assert counts["ja4"] >= 130 and counts["ja4s"] >= 65, counts
 
 

@@ -52,6 +52,9 @@ def test_ja4_transport_prefix_and_dtls_versions() -> None:
     assert ja4(ch, "q")[0].startswith("q13d1516h2_")
     dtls = parse_client_hello(client_hello_body(version=0xFEFD, ciphers=[0xC02B]))
     assert ja4(dtls, "d")[0].startswith("dd2i0100")
+    # DTLS version codes count down: DTLS 1.3 (0xfefc) is newer than DTLS 1.2 (0xfefd)
+    both = parse_client_hello(client_hello_body(version=0xFEFD, extensions=[ext(43, b"\x04\xfe\xfc\xfe\xfd")]))
+    assert ja4(both, "d")[0].startswith("dd3")
 
 
 def test_ja4s_foxio_vector() -> None:

@@ -176,8 +176,11 @@ def ja4(ch: ClientHello, transport: str = "t") -> tuple[str, str]:
     if ch.supported_versions:
         real = _degrease(ch.supported_versions)
         if real:
-            # FoxIO sorts the hex strings and takes the last; numeric order is the same.
-            version = max(real)
+            # The highest version. FoxIO sorts the hex strings and takes the last, which is the
+            # numeric maximum; DTLS codes count down (0xfeff 1.0, 0xfefd 1.2, 0xfefc 1.3), so
+            # there the newest is the smallest code.
+            dtls = [v for v in real if v >> 8 == 0xFE]
+            version = min(dtls) if dtls and len(dtls) == len(real) else max(real)
     ciphers = _degrease(ch.cipher_suites)
     types = [t for t, _ in ch.extensions]
     n_ext = len(types) if GREASE.isdisjoint(types) else len(_degrease(types))
