@@ -70,7 +70,8 @@ class EndedFlows:
 
 # Ended flows exported together: each export has a fixed cost, but with payload capture every
 # exported flow holds up to 2 x budget bytes until dissected, so keep chunks modest.
-EXPORT_CHUNK = 1024
+EXPORT_CHUNK = 4096
+EXPORT_CHUNK_WITH_PAYLOAD = 256  # up to 2 x budget bytes each are copied out per exported flow
 
 
 class FlowTable:
@@ -106,6 +107,7 @@ class FlowTable:
         self.svc[:1024] = True
         self.svc[list(SERVICE_PORTS)] = True
         self.FRAG = np.zeros((4096, 3), np.int64)
+        self.export_chunk = EXPORT_CHUNK_WITH_PAYLOAD if budget else EXPORT_CHUNK
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
         self._alloc_records(capacity)
         self._alloc_pool(max(4 * npg, 1024))
@@ -178,7 +180,8 @@ class FlowTable:
                 self._alloc_records(self.R.shape[0] * 2)
             elif status == K.NEED_PAGES:
                 live_pages = self.POOL.shape[0] - int(self.G[K.G_PFREE_TOP])
-                self._alloc_pool(max(self.POOL.shape[0] * 2, live_pages + 4 * self.npg))
+                # grow by half: the pool is the largest allocation, doubling would overshoot
+                self._alloc_pool(max(self.POOL.shape[0] * 3 // 2, live_pages + 4 * self.npg))
             elif status == K.NEED_EXPORT:
                 out.append(self._export())
             elif status == K.NEED_REHASH:
@@ -189,8 +192,8 @@ class FlowTable:
         # Scanning the table costs O(capacity): do it once per second of capture time, not per batch.
         if now - self._last_expire >= 1_000_000_000:
             self._last_expire = now
-            out.extend(self.expire(now, export_below=EXPORT_CHUNK))
-        elif self.G[K.G_NENDED] >= EXPORT_CHUNK:
+            out.extend(self.expire(now, export_below=self.export_chunk))
+        elif self.G[K.G_NENDED] >= self.export_chunk:
             out.append(self._export())
         return out
 
@@ -336,11 +339,11 @@ class FlowTable:
             out[m] = self._ips(hi[m], lo[m], ver[m])
         return out
 
-    def _stream(self, d: int, Rr: np.ndarray, data: bytes, oo_first: int) -> StreamPrefix:
+    def _stream(self, d: int, Rr: list[int], data: bytes, oo_first: int) -> StreamPrefix:
         """Describe one direction: contiguous bytes, and the first hole if bytes were seen beyond it."""
         base = K.D0 + d * K.DW
-        contig = int(Rr[base + K.D_CONTIG])
-        seen_end = min(int(Rr[base + K.D_MAXEND]), self.budget)
+        contig = Rr[base + K.D_CONTIG]
+        seen_end = min(Rr[base + K.D_MAXEND], self.budget)
         gap_at = None
         gap_len = 0
         if contig < seen_end:
@@ -348,11 +351,11 @@ class FlowTable:
             gap_len = (oo_first if oo_first > contig else seen_end) - contig
         return StreamPrefix(
             data=data,
-            start_known=int(Rr[base + K.D_HAVE_START]) == 1,
+            start_known=Rr[base + K.D_HAVE_START] == 1,
             gap_at=gap_at,
             gap_len=gap_len,
             budget_hit=bool(Rr[base + K.D_BUDGET_HIT]),
-            segments=int(Rr[base + K.D_SEGS]),
+            segments=Rr[base + K.D_SEGS],
         )
 
     def _payloads(self, idx: np.ndarray, R: np.ndarray, cols: dict) -> tuple[list[FlowPayload], np.ndarray]:
@@ -372,26 +375,27 @@ class FlowTable:
         K.gather(rows, dirs, lens, self.PT, self.POOL, self.page, buf)
         ends = np.cumsum(lens).tolist()
         starts = [0, *ends[:-1]]
-        for k, j in enumerate(has.tolist()):
-            r = int(idx[j])
-            Rr = R[j]
+        uid, transport = cols["uid"], cols["transport"]
+        cip, sip, cport, sport = cols["client_ip"], cols["server_ip"], cols["client_port"], cols["server_port"]
+        no0, no1 = d0 + K.D_NOOO, d1 + K.D_NOOO
+        far = 1 << 62
+        for k, (j, r, Rr) in enumerate(zip(has.tolist(), idx[has].tolist(), R[has].tolist(), strict=True)):
             s0, e0, s1, e1 = starts[2 * k], ends[2 * k], starts[2 * k + 1], ends[2 * k + 1]
             fp = FlowPayload(
-                uid=cols["uid"][j], transport=cols["transport"][j], client_ip=cols["client_ip"][j],
-                server_ip=cols["server_ip"][j], client_port=int(cols["client_port"][j]),
-                server_port=int(cols["server_port"][j]), ts_start=int(Rr[K.R_TS_FIRST]) / 1e9,
+                uid=uid[j], transport=transport[j], client_ip=cip[j], server_ip=sip[j],
+                client_port=int(cport[j]), server_port=int(sport[j]), ts_start=Rr[K.R_TS_FIRST] / 1e9,
             )
             if Rr[K.R_PROTO] == 6:
-                oo = [int(self.OO[r, d, : int(Rr[K.D0 + d * K.DW + K.D_NOOO]), 0].min(initial=1 << 62))
-                      for d in (0, 1)]
-                fp.to_server = self._stream(0, Rr, buf[s0:e0].tobytes(), oo[0])
-                fp.to_client = self._stream(1, Rr, buf[s1:e1].tobytes(), oo[1])
+                oo0 = int(self.OO[r, 0, : Rr[no0], 0].min()) if Rr[no0] else far
+                oo1 = int(self.OO[r, 1, : Rr[no1], 0].min()) if Rr[no1] else far
+                fp.to_server = self._stream(0, Rr, buf[s0:e0].tobytes(), oo0)
+                fp.to_client = self._stream(1, Rr, buf[s1:e1].tobytes(), oo1)
                 missing[j] = fp.to_server.gap_len + fp.to_client.gap_len
                 fp.reset = bool(Rr[K.R_CLOSED] & 4)
                 fp.rejected = bool((Rr[K.R_HIST] & 1) and not (Rr[K.R_HIST] & 2) and (Rr[K.R_CLOSED] & 4))
             else:
                 streams = (buf[s0:e0].tobytes(), buf[s1:e1].tobytes())
-                for d, t, pos, ln, _wire in self.DG[r, : int(Rr[K.R_NDG])].tolist():
+                for d, t, pos, ln, _wire in self.DG[r, : Rr[K.R_NDG]].tolist():
                     fp.datagrams.append(Datagram(t / 1e9, d == 0, streams[d][pos : pos + ln]))
             out.append(fp)
         return out, missing
