@@ -377,11 +377,6 @@ def test_old_openssl_version_and_resumption() -> None:
     assert str(row["ja4"]).startswith("d00d")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared ja4(): numeric max of supported_versions picks DTLS 1.2 (0xfefd) "
-    "over DTLS 1.3 (0xfefc); see QUIC_DTLS_NOTES.md",
-)
 def test_ja4_dtls13_version_digit_when_12_also_offered() -> None:
     ch = parse_client_hello(client_hello(supported=(DTLS13, DTLS12)), dtls=True)
     assert ja4(ch, "d")[0].startswith("dd3")

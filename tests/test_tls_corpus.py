@@ -129,9 +129,7 @@ KNOWN_FOXIO = {
 
 def test_ja4_equals_foxio_upstream_expected_outputs() -> None:
     root = _corpus()
-    files = [
-        (f"ja4/{p.parent.name}", p) for p in sorted((root / "upstream" / "ja4").glob("*/python_ja4.json"))
-    ]
+    files = [(f"ja4/{p.parent.name}", p) for p in sorted((root / "upstream" / "ja4").glob("*/python_ja4.json"))]
     counts, bad = compare_foxio(files)
     assert counts["ja4"] >= 40 and counts["ja4s"] >= 10
     assert bad == {k for k in KNOWN_FOXIO if k[0].startswith("ja4/")}, sorted(bad)
@@ -185,8 +183,7 @@ def test_tshark_oracle_fields() -> None:
             rows = [
                 r
                 for r in csv.DictReader(fh)
-                if r["transport"] == "tcp"
-                and (r["ch_count"] not in ("", "0") or r["sh_count"] not in ("", "0"))
+                if r["transport"] == "tcp" and (r["ch_count"] not in ("", "0") or r["sh_count"] not in ("", "0"))
             ]
         if not rows:
             continue

@@ -48,9 +48,7 @@ def ch12(**kw: object) -> bytes:
         ext(0xFF01, b"\x00"),
     ]
     extra = kw.pop("extra", [])
-    return handshake(
-        1, client_hello_body(ciphers=[0xC02F, 0xC030, 0x009E], extensions=exts + list(extra), **kw)
-    )  # type: ignore[arg-type]
+    return handshake(1, client_hello_body(ciphers=[0xC02F, 0xC030, 0x009E], extensions=exts + list(extra), **kw))  # type: ignore[arg-type]
 
 
 def ske_ecdhe(group: int = 29) -> bytes:
@@ -76,10 +74,7 @@ def tls12_session(cipher: int = 0xC02F, ske: bytes | None = None) -> tuple[bytes
     server = (
         record(
             22,
-            sh
-            + certificate_msg(list(chain()))
-            + (ske if ske is not None else ske_ecdhe())
-            + handshake(14, b""),
+            sh + certificate_msg(list(chain())) + (ske if ske is not None else ske_ecdhe()) + handshake(14, b""),
         )
         + record(22, handshake(4, b"\x00\x00\x01\x00\x00\x04tick"))
         + CCS
@@ -104,9 +99,7 @@ def tls13_hello(extra: list[bytes] | None = None, share: bytes = b"\x00\x1d\x00\
 
 def sh13(extra: list[bytes] | None = None, random: bytes = b"\x22" * 32) -> bytes:
     exts = [ext(43, b"\x03\x04"), ext(51, b"\x00\x1d\x00\x20" + b"s" * 32), *(extra or [])]
-    return handshake(
-        2, server_hello_body(cipher=0x1301, session_id=b"\x01" * 32, extensions=exts, random=random)
-    )
+    return handshake(2, server_hello_body(cipher=0x1301, session_id=b"\x01" * 32, extensions=exts, random=random))
 
 
 def dissect_bytes(
@@ -149,11 +142,7 @@ def test_tls12_full_handshake() -> None:
     assert t["resumed"] is False and t["hello_retry_request"] is False
     leaf, root = chain()
     sha_leaf, sha_root = hashlib.sha256(leaf).hexdigest(), hashlib.sha256(root).hexdigest()
-    assert (
-        t["cert_visible"] is True
-        and t["cert_chain"] == f"{sha_leaf},{sha_root}"
-        and t["cert_sha256"] == sha_leaf
-    )
+    assert t["cert_visible"] is True and t["cert_chain"] == f"{sha_leaf},{sha_root}" and t["cert_sha256"] == sha_leaf
     assert t["ja3"] and t["ja4"].startswith("t12d0307h2_") and t["ja4s"].startswith("t1204h2_c02f_")
     assert t["ja4x"] is None  # FoxIO License 1.1: only with ja4x=True
     # both directions stop two records after they turned encrypted: the work is bounded
@@ -167,12 +156,7 @@ def test_tls12_full_handshake() -> None:
     assert fl["app_protocol"] == "tls" and fl["encrypted"] is True and fl["tls_established"] is True
     assert fl["tls_version"] == "TLS 1.2" and fl["tls_cipher"] == t["cipher"] and fl["tls_alpn"] == "h2"
     assert fl["tls_server_name"] == SNI and fl["cert_sha256"] == sha_leaf
-    assert (
-        fl["ja3"] == t["ja3"]
-        and fl["ja4"] == t["ja4"]
-        and fl["ja4s"] == t["ja4s"]
-        and fl["ja3s"] == t["ja3s"]
-    )
+    assert fl["ja3"] == t["ja3"] and fl["ja4"] == t["ja4"] and fl["ja4s"] == t["ja4s"] and fl["ja3s"] == t["ja3s"]
     assert "anomalies" not in facts.rows
     assert_schemas(facts)
 
@@ -195,9 +179,7 @@ def test_ja4x_is_opt_in() -> None:
 
 def test_dhe_prime_size() -> None:
     prime = b"\xc7" + b"\x11" * 383  # 3072 bits
-    ske = handshake(
-        12, struct.pack(">H", len(prime)) + prime + b"\x00\x01\x02" + b"\x00\x02YY" + b"\x04\x01\x00\x00"
-    )
+    ske = handshake(12, struct.pack(">H", len(prime)) + prime + b"\x00\x01\x02" + b"\x00\x02YY" + b"\x04\x01\x00\x00")
     _f, t = dissect_bytes(*tls12_session(cipher=0x009E, ske=ske))
     assert t["cipher"] == "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"
     assert t["dh_bits"] == 3072 and t["selected_group"] is None
@@ -275,11 +257,7 @@ def test_fatal_alert_is_a_failed_handshake() -> None:
     facts, t = dissect_bytes(record(22, ch12()), record(21, b"\x02\x28"))
     assert t["history"] == "Cl"
     assert t["established"] is False and t["version"] is None
-    assert (
-        t["alert_level"] == "fatal"
-        and t["alert_description"] == "handshake_failure"
-        and t["alert_by"] == "server"
-    )
+    assert t["alert_level"] == "fatal" and t["alert_description"] == "handshake_failure" and t["alert_by"] == "server"
     assert t["failure_reason"] == "server alert: handshake_failure"
     assert facts.flow["encrypted"] is False and facts.flow["tls_established"] is False
 
@@ -294,9 +272,7 @@ def test_client_alert_after_certificate() -> None:
 
 def test_reset_before_the_handshake_finished() -> None:
     _client, server = tls12_session()
-    server = server[
-        : server.index(handshake(4, b"\x00\x00\x01\x00\x00\x04tick")) - 5
-    ]  # up to ServerHelloDone
+    server = server[: server.index(handshake(4, b"\x00\x00\x01\x00\x00\x04tick")) - 5]  # up to ServerHelloDone
     _f, t = dissect_bytes(record(22, ch12()), server, reset=True)
     assert t["established"] is False
     assert t["failure_reason"] == "reset before handshake completed (last: server server_hello_done)"
@@ -384,9 +360,7 @@ def test_direction_guessed_wrong_by_the_flow_layer() -> None:
 
 def test_starttls_offsets_are_found() -> None:
     client = b"EHLO mail.example\r\nSTARTTLS\r\n" + record(22, ch12()) + CCS
-    server = (
-        b"220 mx ESMTP\r\n250 ok\r\n220 go ahead\r\n" + record(22, handshake(2, server_hello_body())) + CCS
-    )
+    server = b"220 mx ESMTP\r\n250 ok\r\n220 go ahead\r\n" + record(22, handshake(2, server_hello_body())) + CCS
     assert find_tls_start(client, server) == (client.index(b"\x16\x03"), server.index(b"\x16\x03"))
     assert find_tls_start(b"EHLO x\r\nQUIT\r\n", server) is None
     d = TLSDissector(strict=True)
@@ -403,10 +377,7 @@ def test_sslv2_compatible_hello_then_tls() -> None:
     body = b"\x01\x03\x01" + struct.pack(">HHH", len(ciphers), 0, 16) + ciphers + b"c" * 16
     client = struct.pack(">H", 0x8000 | len(body)) + body + record(22, handshake(16, b"k" * 34), 0x0301) + CCS
     server = (
-        record(
-            22, handshake(2, server_hello_body(version=0x0301, cipher=0x002F)) + handshake(14, b""), 0x0301
-        )
-        + CCS
+        record(22, handshake(2, server_hello_body(version=0x0301, cipher=0x002F)) + handshake(14, b""), 0x0301) + CCS
     )
     d = TLSDissector(strict=True)
     assert d.probe(flow_from_bytes(client, b""))
@@ -422,9 +393,7 @@ def test_sslv2_session() -> None:
     (leaf, _root) = chain()
     ciphers = bytes.fromhex("0100800700c0")
     hello = b"\x01\x00\x02" + struct.pack(">HHH", len(ciphers), 0, 16) + ciphers + b"c" * 16
-    server_hello = (
-        b"\x04\x00\x01\x00\x02" + struct.pack(">HHH", len(leaf), 3, 16) + leaf + b"\x07\x00\xc0" + b"i" * 16
-    )
+    server_hello = b"\x04\x00\x01\x00\x02" + struct.pack(">HHH", len(leaf), 3, 16) + leaf + b"\x07\x00\xc0" + b"i" * 16
     cmk = b"\x02\x07\x00\xc0" + struct.pack(">HHH", 0, 64, 8) + b"m" * 72
     v2 = lambda b: struct.pack(">H", 0x8000 | len(b)) + b  # noqa: E731
     facts, t = dissect_bytes(v2(hello) + v2(cmk) + v2(b"\xffencrypted"), v2(server_hello) + v2(b"\xffenc"))
@@ -522,3 +491,30 @@ def test_empty_streamprefix_defaults() -> None:
     t = facts.rows["tls"][0]
     assert t["server_stop"] is None and t["history"] == "C" and t["established"] is False
     assert t["failure_reason"] is None and facts.flow["encrypted"] is False
+
+
+# --- bounded work -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_work_is_bounded_by_the_handshake_not_the_stream() -> None:
+    """Megabytes of application data or 1-byte records must not make a flow expensive (a loose
+    bound: it catches quadratic or unbounded walks, not small slowdowns)."""
+    import time
+
+    client, server = tls12_session()
+    bulk_client = client + record(23, b"a" * 16000) * 64
+    bulk_server = server + record(23, b"b" * 16000) * 64
+    tiny_records = records(22, ch12() * 300, 1)  # 1-byte records up to the record limit
+    d = TLSDissector(strict=True)
+    for to_server, to_client in ((client, server), (bulk_client, bulk_server), (tiny_records, server)):
+        d.dissect(flow_from_bytes(to_server, to_client))  # warm the memos and the x509 cache
+    t0 = time.perf_counter()
+    for _ in range(200):
+        d.dissect(flow_from_bytes(bulk_client, bulk_server))
+    per_flow = (time.perf_counter() - t0) / 200
+    assert per_flow < 2e-3, per_flow
+    t0 = time.perf_counter()
+    facts = d.dissect(flow_from_bytes(tiny_records, server))
+    assert time.perf_counter() - t0 < 1.0
+    assert [a["kind"] for a in facts.rows["anomalies"]] == ["tls_record_limit"]

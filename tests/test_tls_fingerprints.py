@@ -59,16 +59,12 @@ def test_ja4_transport_prefix_and_dtls_versions() -> None:
 
 def test_ja4s_foxio_vector() -> None:
     sh = parse_server_hello(
-        server_hello_body(
-            cipher=0xC030, extensions=[ext(5, b""), ext(0x17, b""), ext(0xFF01, b"\x00"), ext(0, b"")]
-        )
+        server_hello_body(cipher=0xC030, extensions=[ext(5, b""), ext(0x17, b""), ext(0xFF01, b"\x00"), ext(0, b"")])
     )
     assert ja4s(sh) == ("t120400_c030_4e8089b08790", "t120400_c030_0005,0017,ff01,0000")
     empty = parse_server_hello(server_hello_body(version=0x0301, cipher=0x000A))
     assert ja4s(empty) == ("t100000_000a_000000000000", "t100000_000a_")
-    h2 = parse_server_hello(
-        server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04"), alpn_ext([b"h2"])])
-    )
+    h2 = parse_server_hello(server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04"), alpn_ext([b"h2"])]))
     assert ja4s(h2, "q")[0].startswith("q1302h2_1301_")
 
 
@@ -148,9 +144,7 @@ def test_ja4_degenerate_hellos() -> None:
     none = parse_client_hello(client_hello_body(ciphers=[], extensions=[]))
     assert ja4(none) == ("t12i000000_000000000000_000000000000", "t12i000000__")
     # only SNI: the extension list left after removing SNI/ALPN is empty and there are no sigalgs
-    only_sni = parse_client_hello(
-        client_hello_body(version=0x0301, ciphers=[0x0005], extensions=[sni_ext("a.b")])
-    )
+    only_sni = parse_client_hello(client_hello_body(version=0x0301, ciphers=[0x0005], extensions=[sni_ext("a.b")]))
     assert ja4(only_sni) == (
         "t10d010100_" + hashlib.sha256(b"0005").hexdigest()[:12] + "_000000000000",
         "t10d010100_0005_",
@@ -176,9 +170,7 @@ def test_sslv2_hello_has_no_ja3_or_ja4() -> None:
 
 def test_signature_algorithms_come_from_extension_13_only() -> None:
     # signature_algorithms_cert (50) must not leak in (FoxIO's ja4.py mixes them: see NOTES.md)
-    ch = parse_client_hello(
-        client_hello_body(extensions=[ext(13, u16s([0x0804, 0x0403])), ext(50, u16s([0x0401]))])
-    )
+    ch = parse_client_hello(client_hello_body(extensions=[ext(13, u16s([0x0804, 0x0403])), ext(50, u16s([0x0401]))]))
     assert ja4(ch)[1].endswith("_000d,0032_0804,0403")
 
 

@@ -194,11 +194,7 @@ def _full_tls12() -> tuple[bytes, bytes]:
     from tls_helpers import certificate_msg, make_chain
 
     chain = make_chain("fuzz.example")
-    client = (
-        record(22, handshake(1, VALID_CH))
-        + record(22, handshake(16, b"\x20" + b"K" * 32))
-        + record(20, b"\x01")
-    )
+    client = record(22, handshake(1, VALID_CH)) + record(22, handshake(16, b"\x20" + b"K" * 32)) + record(20, b"\x01")
     server = record(
         22,
         handshake(2, server_hello_body(cipher=0xC02F))

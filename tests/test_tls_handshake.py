@@ -103,9 +103,7 @@ def test_scsv_counts_as_renegotiation_info() -> None:
 
 
 def test_dtls_cookie_is_read() -> None:
-    body = bytearray(
-        client_hello_body(version=0xFEFD, ciphers=[0xC02B], extensions=[ext(43, b"\x02\xfe\xfc")])
-    )
+    body = bytearray(client_hello_body(version=0xFEFD, ciphers=[0xC02B], extensions=[ext(43, b"\x02\xfe\xfc")]))
     # insert a DTLS cookie (length 4) after the empty session id (offset 35)
     body[35:35] = b"\x04coo!"
     ch = parse_client_hello(bytes(body), dtls=True)
@@ -202,9 +200,7 @@ def test_server_hello_fields() -> None:
 
 def test_hello_retry_request_and_tls13_server_hello() -> None:
     hrr = parse_server_hello(
-        server_hello_body(
-            random=C.HRR_RANDOM, cipher=0x1302, extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x17")]
-        )
+        server_hello_body(random=C.HRR_RANDOM, cipher=0x1302, extensions=[ext(43, b"\x03\x04"), ext(51, b"\x00\x17")])
     )
     assert hrr.is_hello_retry_request and hrr.key_share_group == 23 and hrr.version == 0x0304
     sh = parse_server_hello(
@@ -326,9 +322,7 @@ def test_constants_are_explicit_for_unknown_values() -> None:
     assert len(C.GREASE) == 16 and 0x0A0A in C.GREASE and 0xFAFA in C.GREASE and 0x0A1A not in C.GREASE
     assert C.extension_name(0) == "server_name" and C.extension_name(0x1A1A) == "GREASE"
     assert C.extension_name(65000) == "unknown_65000"
-    assert (
-        C.alert_description_name(40) == "handshake_failure" and C.alert_description_name(250) == "unknown_250"
-    )
+    assert C.alert_description_name(40) == "handshake_failure" and C.alert_description_name(250) == "unknown_250"
     assert C.alert_level_name(2) == "fatal"
     assert C.group_name(0x11EC) == "X25519MLKEM768" and C.group_name(0x4444) == "unknown_0x4444"
     assert C.signature_scheme_name(0x0804) == "rsa_pss_rsae_sha256"

@@ -358,9 +358,7 @@ class TLSDissector:
         """A TLS record header or SSLv2 hello at the start of either direction."""
         for prefix in (flow.to_server, flow.to_client):
             data = prefix.data
-            if data and (
-                looks_like_tls(data) or (not prefix.start_known and _resync(data, 8192) is not None)
-            ):
+            if data and (looks_like_tls(data) or (not prefix.start_known and _resync(data, 8192) is not None)):
                 return True
         return False
 
@@ -381,9 +379,7 @@ class TLSDissector:
 
     # --- reading one direction ----------------------------------------------------------------
 
-    def _walk(
-        self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None, facts: Facts
-    ) -> None:
+    def _walk(self, side: _Side, prefix: StreamPrefix, start: int, server_tls13: bool | None, facts: Facts) -> None:
         data = prefix.data
         pos = start
         if not prefix.start_known and start == 0 and not looks_like_tls(data):
@@ -431,9 +427,7 @@ class TLSDissector:
                 break
             if length > MAX_RECORD:
                 stop = "error"
-                facts.anomaly(
-                    "tls_record_overflow", f"{_WHO[is_client]}: record length {length} > {MAX_RECORD}", pos
-                )
+                facts.anomaly("tls_record_overflow", f"{_WHO[is_client]}: record length {length} > {MAX_RECORD}", pos)
                 break
             body_at = pos + 5
             rec_end = body_at + length
@@ -586,9 +580,8 @@ class TLSDissector:
                     if side.server_hellos:
                         kx = _compat.cipher_lookup(side.server_hellos[-1].cipher_suite).kx
                     side.ske = parse_server_key_exchange(body, kx or _sniff_kx(body))
-            elif mtype == 16:
-                if side.is_client:
-                    side.cke = True
+            elif mtype == 16 and side.is_client:
+                side.cke = True
         except ParseError as exc:
             off = at + 4 + exc.offset if exc.offset is not None else at
             name = _HS_NAMES.get(letter.lower(), letter)
@@ -773,9 +766,7 @@ class TLSDissector:
             ja3_h = derived["ja3"]
             ja4_v = derived["ja4"]
             row["server_name"] = server_name
-            row["extended_master_secret"] = ch.extended_master_secret and (
-                sh is None or sh.extended_master_secret
-            )
+            row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
             row["session_id_len"] = len(ch.session_id)
 
         # --- the server hello
@@ -882,12 +873,10 @@ class TLSDissector:
                 out.append(sha)
                 if position == 0 and sent_by == "server":
                     leaf = crow
-                facts.add_row(
-                    "cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by}
-                )
+                facts.add_row("cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
                 if sha not in seen:
                     seen.add(sha)
-                    crow = dict(crow)
+                    crow = dict(crow)  # the leaf row is also read below: keep it unchanged
                     if crow.get("first_seen_uid") is None:
                         crow["first_seen_uid"] = uid
                     if crow.get("sessions") is None:

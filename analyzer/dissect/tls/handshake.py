@@ -197,9 +197,7 @@ def _version_rank(v: int) -> int:
     return v
 
 
-def _parse_extensions(
-    data: bytes, pos: int, end: int, who: str, errors: list[str]
-) -> list[tuple[int, bytes]]:
+def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[str]) -> list[tuple[int, bytes]]:
     """The extensions block from `pos` to `end`. Lenient like Wireshark: a block that is cut or
     overruns keeps the extensions read before the problem, and the problem goes to `errors`."""
     exts: list[tuple[int, bytes]] = []
@@ -226,9 +224,7 @@ def _parse_extensions(
             etype, elen = unpack(block, p)
             nxt = p + 4 + elen
             if nxt > size:
-                errors.append(
-                    f"{who}: extension {etype} length {elen} runs past the block (at byte {base + p})"
-                )
+                errors.append(f"{who}: extension {etype} length {elen} runs past the block (at byte {base + p})")
                 break
             append((etype, block[p + 4 : nxt]))
             p = nxt
@@ -341,11 +337,8 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
                 reneg = True
             elif code == 15:
                 ems = True
-            elif code == 16:
+            elif code == 16 or (code == 17 and quic_tp is None):  # final RFC 9001 code wins
                 quic_tp = ext
-            elif code == 17:
-                if quic_tp is None:
-                    quic_tp = ext
         except ParseError as exc:
             errors.append(f"ext {etype}: {exc}")
     return ClientHello(
