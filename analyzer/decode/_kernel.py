@@ -190,6 +190,18 @@ def _link(buf, o, lim, lt):
     return o, 0, -1, False, A_LINKTYPE
 
 
+@njit(cache=True, inline="always")
+def _enter_tunnel(out_i, out_u, i, kind, shi, slo, dhi, dlo, ipver):
+    """Mark tunnel `kind`; the first tunnel's carrier addresses are the vantage (outer) addresses."""
+    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
+        out_u[i, U_OSHI] = shi
+        out_u[i, U_OSLO] = slo
+        out_u[i, U_ODHI] = dhi
+        out_u[i, U_ODLO] = dlo
+        out_i[i, C_OIPVER] = ipver
+    out_i[i, C_TUN] |= kind
+
+
 @njit(cache=True)
 def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports, out_i, out_u):
     """Decode n packets into out_i (int64 [n, NI]) and out_u (uint64 [n, NU]) columns (zeroed by the caller)."""
@@ -339,13 +351,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                 if is_vx and l4 + 16 <= lim and (buf[l4 + 8] & 0x08) != 0:
                     # the first IP tunnel keeps the outer (vantage) addresses; an MPLS label stack
                     # underneath does not count as one
-                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
-                        out_u[i, U_OSHI] = shi
-                        out_u[i, U_OSLO] = slo
-                        out_u[i, U_ODHI] = dhi
-                        out_u[i, U_ODLO] = dlo
-                        out_i[i, C_OIPVER] = ipver
-                    out_i[i, C_TUN] |= T_VXLAN
+                    _enter_tunnel(out_i, out_u, i, T_VXLAN, shi, slo, dhi, dlo, ipver)
                     out_i[i, C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
                     p2, et, vlan, _mpls, ok = _ethernet(buf, l4 + 16, lim)
                     if not ok:
@@ -366,13 +372,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                         break
                     # the first IP tunnel keeps the outer (vantage) addresses; an MPLS label stack
                     # underneath does not count as one
-                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
-                        out_u[i, U_OSHI] = shi
-                        out_u[i, U_OSLO] = slo
-                        out_u[i, U_ODHI] = dhi
-                        out_u[i, U_ODLO] = dlo
-                        out_i[i, C_OIPVER] = ipver
-                    out_i[i, C_TUN] |= T_GENEVE
+                    _enter_tunnel(out_i, out_u, i, T_GENEVE, shi, slo, dhi, dlo, ipver)
                     out_i[i, C_VNI] = (_be32(buf, l4 + 12) >> 8) & 0xFFFFFF
                     q = l4 + 16
                     qend = q + optlen
@@ -434,13 +434,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     if nib != 4 and nib != 6:
                         not_ip = True
                         break
-                    if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
-                        out_u[i, U_OSHI] = shi
-                        out_u[i, U_OSLO] = slo
-                        out_u[i, U_ODHI] = dhi
-                        out_u[i, U_ODLO] = dlo
-                        out_i[i, C_OIPVER] = ipver
-                    out_i[i, C_TUN] |= T_GTP
+                    _enter_tunnel(out_i, out_u, i, T_GTP, shi, slo, dhi, dlo, ipver)
                     et = ETH_IPV4 if nib == 4 else ETH_IPV6
                     p = q
                     continue
@@ -498,13 +492,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                 if q > lim:
                     anom = A_TUNNEL_BAD
                     break
-                if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
-                    out_u[i, U_OSHI] = shi
-                    out_u[i, U_OSLO] = slo
-                    out_u[i, U_ODHI] = dhi
-                    out_u[i, U_ODLO] = dlo
-                    out_i[i, C_OIPVER] = ipver
-                out_i[i, C_TUN] |= T_GRE
+                _enter_tunnel(out_i, out_u, i, T_GRE, shi, slo, dhi, dlo, ipver)
                 if inner_eth:
                     p2, et, vlan, _mpls, ok = _ethernet(buf, q, lim)
                     if not ok:
@@ -521,13 +509,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                     p = q
                 continue
             if proto == 4 or proto == 41:  # IPv4-in-IP, IPv6-in-IP (6in4)
-                if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
-                    out_u[i, U_OSHI] = shi
-                    out_u[i, U_OSLO] = slo
-                    out_u[i, U_ODHI] = dhi
-                    out_u[i, U_ODLO] = dlo
-                    out_i[i, C_OIPVER] = ipver
-                out_i[i, C_TUN] |= T_IPIP
+                _enter_tunnel(out_i, out_u, i, T_IPIP, shi, slo, dhi, dlo, ipver)
                 et = ETH_IPV4 if proto == 4 else ETH_IPV6
                 p = l4
                 continue
