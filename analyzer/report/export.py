@@ -65,6 +65,9 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: 
         safe = df.copy()
         for c in _string_columns(safe):
             safe[c] = safe[c].map(_escape_terminal, na_action="ignore")
+        for c in safe.columns:  # terminal: UTC to the microsecond, without the "+00:00"
+            if isinstance(safe[c].dtype, pd.DatetimeTZDtype):
+                safe[c] = safe[c].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         if len(safe) == 0:
             text.write("(no rows)\n")
         else:
