@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from udp_helpers import CORPUS, ORACLE, PCAPS, udp_flows
+from udp_helpers import CORPUS, ORACLE, PCAPS, oracle_files_with, udp_flows
 
 from analyzer.dissect.quic import QuicDissector, version_name
 
@@ -38,16 +38,7 @@ KNOWN = {
 
 
 def _oracle_files() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    out = []
-    for path in sorted(ORACLE.rglob("*.csv")):
-        if path.name.endswith((".with_secrets.csv", "crosscheck.csv")):
-            continue
-        with open(path, newline="") as fh:
-            if any(r["transport"] == "udp" and "quic" in r["app_protocols"] for r in csv.DictReader(fh)):
-                out.append(path)
-    return out
+    return oracle_files_with("quic")
 
 
 def _compare(path: Path) -> tuple[dict[str, list[int]], list[str]]:

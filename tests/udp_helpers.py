@@ -167,3 +167,19 @@ def read_oracle(source: str, name: str) -> list[dict[str, str]]:
     path = ORACLE / source / f"{name}.csv"
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def oracle_files_with(app_protocol: str) -> list[Path]:
+    """Oracle CSVs (key logs stripped) holding a UDP conversation tshark dissected as `app_protocol`."""
+    import csv
+
+    if not CORPUS.is_dir():
+        return []
+    out = []
+    for path in sorted(ORACLE.rglob("*.csv")):
+        if path.name.endswith((".with_secrets.csv", "crosscheck.csv")):
+            continue
+        with open(path, newline="") as fh:
+            if any(r["transport"] == "udp" and app_protocol in r["app_protocols"] for r in csv.DictReader(fh)):
+                out.append(path)
+    return out
