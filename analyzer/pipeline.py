@@ -28,6 +28,7 @@ class Options:
     idle_timeout_tcp: float = 300.0
     idle_timeout_udp: float = 60.0
     active_timeout: float = 3600.0
+    max_flows: int = 1 << 18
     vxlan_ports: tuple[int, ...] = (4789,)
     geneve_ports: tuple[int, ...] = (6081,)
     ja4x: bool = False
@@ -40,6 +41,8 @@ class Options:
         if unknown:
             raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         opts = Options(**kwargs)  # type: ignore[arg-type]
+        if opts.max_flows < 16:
+            raise UsageError("max_flows must be at least 16")
         if opts.payload_budget < 0:
             raise UsageError("payload_budget must be >= 0")
         if opts.idle_timeout_tcp <= 0 or opts.idle_timeout_udp <= 0 or opts.active_timeout <= 0:
@@ -233,7 +236,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
 
     Options (see `Options`): payload_budget, dissect, idle_timeout_tcp, idle_timeout_udp,
-    active_timeout, vxlan_ports, geneve_ports, ja4x, strict. Captures are read in order into one
+    active_timeout, max_flows, vxlan_ports, geneve_ports, ja4x, strict. Captures are read in order into one
     flow table, so flows spanning rotated files are merged. Unreadable captures raise
     `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
     become rows of `.sources` and `.anomalies` and a warning.
@@ -245,7 +248,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
         raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
     table = FlowTable(FlowOptions(
         idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
-        active_timeout=opts.active_timeout, payload_budget=opts.payload_budget,
+        active_timeout=opts.active_timeout, payload_budget=opts.payload_budget, max_flows=opts.max_flows,
         collect_payload=opts.dissect,
     ))
     dec = DecodeOptions(vxlan_ports=tuple(opts.vxlan_ports), geneve_ports=tuple(opts.geneve_ports))
@@ -299,6 +302,9 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
                         "offset": offset})
     for ended in table.flush():
         collector.add(ended)
+    if table.evicted:
+        collector.anomaly(source=files[-1], layer="flow", kind="flows_evicted", count=table.evicted,
+                          detail=f"{table.evicted} flows ended early: more than max_flows={opts.max_flows} live")
     for (path, kind), cnt in anomaly_counts.items():
         collector.anomaly(source=path, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
     if total_packets == 0 and errors:

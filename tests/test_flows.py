@@ -536,3 +536,39 @@ def test_flow_kernel_never_indexes_out_of_bounds(pure_python_flow_kernel, packet
     assert (cols["retransmitted_bytes"] >= 0).all()
     for fp in (p for e in ended for p in e.payloads):
         assert len(fp.to_server.data) <= 512 and len(fp.to_client.data) <= 512
+
+
+def test_a_flood_of_distinct_flows_is_bounded_by_max_flows(tmp_path):
+    """Hostile input: 5,000 SYNs from distinct ports. The table never holds more than max_flows;
+    the least recently active flows are ended early, every flow is still reported, and the
+    evictions are an anomalies row."""
+    import struct
+
+    import analyzer
+    from analyzer.flows.table import FlowOptions, FlowTable
+
+    def frame(sport: int) -> bytes:
+        tcp = struct.pack("!HHIIBBHHH", sport, 443, 1000 + sport, 0, 0x50, 0x02, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        return b"\x00" * 12 + b"\x08\x00" + ip + tcp
+
+    records = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for k in range(5000):
+        f = frame(10000 + k)
+        records.append(struct.pack("<IIII", 1_700_000_000, k, len(f), len(f)) + f)
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(b"".join(records))
+
+    result = analyzer.analyze([str(path)], max_flows=1024, on_problem=lambda p: None)
+    assert len(result.flows) == 5000
+    assert (result.flows["packets_to_server"] == 1).all()
+    evicted = result.anomalies[result.anomalies["kind"] == "flows_evicted"]
+    assert len(evicted) == 1 and int(evicted["count"].iloc[0]) > 0
+
+    from analyzer.decode import decode
+    from analyzer.sources.readers import read_capture
+
+    table = FlowTable(FlowOptions(max_flows=1024))
+    for batch in read_capture(str(path)):
+        table.update(decode(batch))
+        assert table.R.shape[0] <= 1024

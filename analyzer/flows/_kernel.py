@@ -87,7 +87,7 @@ R_CLOSED = 17  # bit0 FIN from client, bit1 FIN from server, bit2 RST seen
 R_RST_FIRST = 18  # -1 none, 0 client, 1 server
 R_HIST = 19  # bit0 SYN from client, bit1 SYN+ACK from server, bit2 SYN+ACK from client, bit3 SYN from server
 R_ORPHAN_FRAGS = 20
-R_END_REASON = 21  # 1 idle, 2 active, 3 closed, 4 reuse, 5 end of input
+R_END_REASON = 21  # 1 idle, 2 active, 3 closed, 4 reuse, 5 end of input, 6 evicted (table full)
 R_FIRST_PKT = 22  # global packet number of the first packet
 R_SPI = 23
 R_ICMP = 24  # first ICMP type << 8 | code, -1 when not ICMP
@@ -748,3 +748,18 @@ def gather(rows, dirs, lens, PT, POOL, page, out):
             done += n
             pi += 1
         pos += length
+
+
+@njit(cache=True)
+def evict(count, HT, R, RU, G, ENDED):
+    """End the `count` least recently active live flows (reason 6): the table is at its cap."""
+    live = np.flatnonzero(R[:, R_USED] == 1)
+    last = R[live, R_TS_LAST]
+    order = np.argsort(last, kind="mergesort")
+    n = 0
+    for k in range(min(count, order.shape[0])):
+        if G[G_NENDED] >= ENDED.shape[0]:
+            break
+        _end(live[order[k]], 6, HT, R, RU, G, ENDED)
+        n += 1
+    return n

@@ -37,6 +37,9 @@ class FlowOptions:
     active_timeout: float = 3600.0
     close_delay: float = 5.0  # keep a closed TCP flow this long for late packets
     payload_budget: int = 64 * 1024  # per flow and direction; 0 disables payload capture
+    # Live flows kept at most; beyond it the least recently active are ended early ("evicted"),
+    # so a flood of distinct 5-tuples cannot grow memory without bound (~1.7 KB per live flow).
+    max_flows: int = 1 << 18
     collect_payload: bool = True
 
 
@@ -109,11 +112,12 @@ class FlowTable:
         self.FRAG = np.zeros((4096, 3), np.int64)
         self.export_chunk = EXPORT_CHUNK_WITH_PAYLOAD if budget else EXPORT_CHUNK
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
-        self._alloc_records(capacity)
+        self._alloc_records(min(capacity, max(o.max_flows, 2)))
         self._alloc_pool(max(4 * npg, 1024))
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
         self._last_expire = -(1 << 62)
+        self.evicted = 0  # flows ended early because the table was at max_flows
         self.source_names: list[str] = []
         self._source_ids: dict[str, int] = {}
 
@@ -177,7 +181,15 @@ class FlowTable:
             if status == K.DONE:
                 break
             if status == K.NEED_RECORDS:
-                self._alloc_records(self.R.shape[0] * 2)
+                cap = self.R.shape[0]
+                if cap >= self.options.max_flows:
+                    # at the cap: end the least recently active eighth, export them, carry on
+                    self.evicted += int(K.evict(max(2, cap // 8), self.HT, self.R, self.RU, self.G,
+                                                self.ENDED))
+                    out.append(self._export())
+                    K.rehash(self.HT, self.R, self.RU, self.G)
+                else:
+                    self._alloc_records(min(cap * 2, max(self.options.max_flows, 2)))
             elif status == K.NEED_PAGES:
                 live_pages = self.POOL.shape[0] - int(self.G[K.G_PFREE_TOP])
                 # grow by half: the pool is the largest allocation, doubling would overshoot
