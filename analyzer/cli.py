@@ -43,6 +43,8 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Another UDP port carrying GENEVE, besides 6081 (repeatable)."),
         click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
                      show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: a fifth)."),
+        click.option("--max-flows", type=click.IntRange(min=16), default=1 << 18, show_default=True,
+                     help="Live flows kept at most; beyond, the least recently active end early."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
     ]
     for option in reversed(options):
@@ -52,7 +54,7 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
-                  ja4x: bool) -> Any:
+                  max_flows: int, ja4x: bool) -> Any:
     import analyzer
 
     def on_problem(p: Any) -> None:
@@ -63,7 +65,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
         dissect=not no_dissect, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
         geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
-        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, ja4x=ja4x,
+        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, max_flows=max_flows, ja4x=ja4x,
     )
 
 
