@@ -266,7 +266,7 @@ def test_stdin_in_a_real_process(tmp_path):
     assert out.returncode == 0, out.stderr.decode()
     assert b"Traceback" not in out.stderr
     df = pd.read_csv(io.StringIO(out.stdout.decode()))
-    assert df["source"].tolist() == ["'-"]  # CSV: a leading "-" is neutralized too
+    assert df["source"].tolist() == ["<stdin>"]  # stdin is named so in the source column
     assert df["uid"].tolist() == analyzer.analyze([str(path)], dissect=False).flows["uid"].tolist()
     bad = subprocess.run(
         [sys.executable, "-m", "analyzer", "tls", "-"],

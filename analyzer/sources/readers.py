@@ -461,6 +461,8 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first
 def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
     """Yield PacketBatches from one capture file ('-' = stdin). Fatal problems raise CaptureError."""
     stream, _compression = open_capture_stream(path)
+    if path == "-":
+        path = "<stdin>"  # how errors, warnings and the flows' `source` column name it
     try:
         reader = _ChunkReader(stream, path, chunk)
         reader.refill(0)
