@@ -277,4 +277,4 @@ def test_stdin_in_a_real_process(tmp_path):
     )
     assert bad.returncode == 2
     err = lines(bad.stderr.decode())
-    assert len(err) == 1 and "-" in err[0] and "byte 0" in err[0] and "Traceback" not in bad.stderr.decode()
+    assert len(err) == 1 and "<stdin>" in err[0] and "byte 0" in err[0] and "Traceback" not in bad.stderr.decode()
