@@ -3,13 +3,32 @@
     >>> import analyzer
     >>> result = analyzer.analyze(["captures/"])
     >>> result.flows[["client_ip", "server_ip", "server_port", "tls_version"]]
+
+The heavy parts (pandas, numba kernels) load on first use of `analyze` and friends, so that
+`intransit --help` and `--version` answer at once.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from analyzer._version import __version__
-from analyzer._warm import warm_up
 from analyzer.errors import CaptureError, IntransitError, NeedMoreData, ParseError, UsageError
-from analyzer.pipeline import Analysis, Options, analyze
-from analyzer.schema import FLOWS, FLOWS_CONTRACT
+
+if TYPE_CHECKING:
+    from analyzer._warm import warm_up
+    from analyzer.pipeline import Analysis, Options, analyze
+    from analyzer.schema import FLOWS, FLOWS_CONTRACT
+
+_LAZY = {
+    "analyze": "analyzer.pipeline",
+    "Analysis": "analyzer.pipeline",
+    "Options": "analyzer.pipeline",
+    "warm_up": "analyzer._warm",
+    "FLOWS": "analyzer.schema",
+    "FLOWS_CONTRACT": "analyzer.schema",
+}
 
 __all__ = [
     "FLOWS",
@@ -25,3 +44,16 @@ __all__ = [
     "analyze",
     "warm_up",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
