@@ -23,22 +23,16 @@ from typing import Any
 
 import pytest
 
+from analyzer.dissect.tls.constants import VERSION_NAMES
+
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 MANIFEST = CAPTURES / "manifest.json"
 TSHARK = shutil.which("tshark")
 
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")
 
-VERSIONS = {
-    0x0300: "SSL 3.0",
-    0x0301: "TLS 1.0",
-    0x0302: "TLS 1.1",
-    0x0303: "TLS 1.2",
-    0x0304: "TLS 1.3",
-    0xFEFF: "DTLS 1.0",
-    0xFEFD: "DTLS 1.2",
-    0xFEFC: "DTLS 1.3",
-}
+# version code -> name: the package's one table (unknown codes stay hex here, as tshark shows them)
+VERSIONS = VERSION_NAMES
 HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 LINKTYPES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APPDATA = 20, 21, 22, 23
