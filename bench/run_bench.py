@@ -442,6 +442,7 @@ def report(
     lines.append(
         f"Machine: {meta['nproc']} vCPU {meta['cpu_model']}, load average at start "
         f"{meta['loadavg_start']}, at end {meta['loadavg_end']}. Python {meta['python']}. "
+        f"Kernels: {meta.get('kernels', '?')} (aot: compiled ahead of time by warm_up; jit: numba at start-up). "
         f"Our tool pinned with `taskset -c {meta['cpu']}`"
         + (" (not pinned)" if meta["cpu"] < 0 else "")
         + f"; {meta['repeat']} interleaved rounds; medians (min–max)."
@@ -685,6 +686,11 @@ def main() -> int:
         "commit": subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
+        # builds the AOT kernels if missing; 'jit' means every run pays numba's ~1 s start-up
+        "kernels": subprocess.run(
+            [sys.executable, "-c", "import analyzer; print(analyzer.warm_up())"], capture_output=True, text=True
+        ).stdout.strip()
+        or "?",
         "uncommitted_changes": bool(
             subprocess.run(
                 ["git", "-C", str(REPO), "status", "--porcelain", "analyzer"], capture_output=True, text=True

@@ -33,6 +33,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
 import analyzer.decode._kernel as DK
+from analyzer._native import source_function
 from analyzer.decode import DecodeOptions, decode
 from analyzer.flows.table import FlowOptions, FlowTable
 
@@ -479,14 +480,14 @@ def test_hostile_frames_through_decode_and_flows_never_raise(packets):
 def pure_python_helpers(monkeypatch):
     """Make decode_batch.py_func call the pure-Python helpers too, so numpy bounds-checks every read."""
     for name in ("_be16", "_be32", "_be64", "_ethernet", "_l2_tags", "_link"):
-        monkeypatch.setattr(DK, name, getattr(DK, name).py_func)
+        monkeypatch.setattr(DK, name, source_function(DK, name))
 
 
 def _py_decode(data: bytes, lt: int) -> np.ndarray:
     # each packet alone in a buffer of exactly its size: any read past its end raises IndexError
     ci = np.zeros((1, DK.NI), np.int64)
     cu = np.zeros((1, DK.NU), np.uint64)
-    DK.decode_batch.py_func(
+    source_function(DK, "decode_batch")(
         np.frombuffer(data, np.uint8).copy(),
         np.zeros(1, np.int64),
         np.array([len(data)], np.int32),

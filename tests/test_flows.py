@@ -21,6 +21,7 @@ from scapy.packet import Raw
 
 import analyzer
 import analyzer.flows._kernel as FK
+from analyzer._native import source_function
 from analyzer.decode import decode
 from analyzer.flows.table import FlowOptions, FlowTable
 
@@ -519,7 +520,7 @@ def segments(draw):  # type: ignore[no-untyped-def]
 def pure_python_flow_kernel(monkeypatch):
     """The flow kernel as plain Python over numpy arrays: every index is bounds-checked."""
     for name in _FLOW_HELPERS:
-        monkeypatch.setattr(FK, name, getattr(FK, name).py_func)
+        monkeypatch.setattr(FK, name, source_function(FK, name))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -7,7 +7,8 @@ far as its bytes go and counted by its original length. Nothing here allocates p
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from analyzer._native import helper, kernel
 
 # status
 ST_NOT_IP = 0
@@ -41,18 +42,18 @@ ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _be16(buf, p):
     return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _be32(buf, p):
     return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(
         buf[p + 3])
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _be64(buf, p):
     v = np.uint64(0)
     for i in range(8):
@@ -60,7 +61,7 @@ def _be64(buf, p):
     return v
 
 
-@njit(cache=True)
+@helper()
 def _ethernet(buf, p, lim):
     """Ethernet + 802.1Q/QinQ + MPLS + PPPoE -> (l3 offset, ethertype, vlan, mpls, ok)."""
     if p + 14 > lim:
@@ -68,7 +69,7 @@ def _ethernet(buf, p, lim):
     return _l2_tags(buf, p + 14, _be16(buf, p + 12), lim)
 
 
-@njit(cache=True)
+@helper()
 def _l2_tags(buf, p, et, lim):
     """VLAN tags, MPLS labels and PPPoE after an ethertype `et` whose payload starts at p.
 
@@ -124,7 +125,7 @@ def _l2_tags(buf, p, et, lim):
     return p, et, vlan, mpls, True
 
 
-@njit(cache=True)
+@helper()
 def _link(buf, o, lim, lt):
     """Link layer -> (l3 offset, ethertype (0 = not IP / unknown), vlan, mpls, anomaly)."""
     if lt == 1:
@@ -190,7 +191,7 @@ def _link(buf, o, lim, lt):
     return o, 0, -1, False, A_LINKTYPE
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _enter_tunnel(out_i, out_u, i, kind, shi, slo, dhi, dlo, ipver):
     """Mark tunnel `kind`; the first tunnel's carrier addresses are the vantage (outer) addresses."""
     if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
@@ -202,7 +203,9 @@ def _enter_tunnel(out_i, out_u, i, kind, shi, slo, dhi, dlo, ipver):
     out_i[i, C_TUN] |= kind
 
 
-@njit(cache=True)
+@kernel(
+    "void(uint8[::1], int64[::1], int32[::1], int32[::1], int16[::1], int64[::1], int64[::1], int64[:, ::1], uint64[:, ::1])"
+)
 def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports, out_i, out_u):
     """Decode n packets into out_i (int64 [n, NI]) and out_u (uint64 [n, NU]) columns (zeroed by the caller)."""
     n = off.shape[0]

@@ -13,8 +13,8 @@ changed anything for that packet, so the Python side can grow the arrays and cal
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from analyzer._native import helper, kernel
 from analyzer.decode._kernel import (
     C_DPORT,
     C_FLAGS,
@@ -171,7 +171,7 @@ Z_CLOSED = 5
 Z_RESET = 6
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _mix(h, v):
     h ^= v + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
     h ^= h >> np.uint64(31)
@@ -180,7 +180,7 @@ def _mix(h, v):
     return h
 
 
-@njit(cache=True)
+@helper()
 def _hash(tun, ahi, alo, bhi, blo, pa, pb, proto):
     h = np.uint64(0x243F6A8885A308D3)
     h = _mix(h, tun)
@@ -192,7 +192,7 @@ def _hash(tun, ahi, alo, bhi, blo, pa, pb, proto):
     return h
 
 
-@njit(cache=True)
+@helper()
 def _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto):
     """-> (record index or -1, slot where it is or where it would be inserted)."""
     mask = HT.shape[0] - 1
@@ -212,7 +212,7 @@ def _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto):
         slot = (slot + 1) & mask
 
 
-@njit(cache=True)
+@kernel("void(int64[::1], int64[:, ::1], uint64[:, ::1], int64[::1])")
 def rehash(HT, R, RU, G):
     """Rebuild the index from the live records (after growth or many deletions)."""
     HT[:] = EMPTY
@@ -227,7 +227,7 @@ def rehash(HT, R, RU, G):
     G[G_HT_TOMB] = 0
 
 
-@njit(cache=True)
+@helper()
 def _end(r, reason, HT, R, RU, G, ENDED):
     _, slot = _lookup(HT, R, RU, RU[r, RU_TUN], RU[r, RU_AHI], RU[r, RU_ALO], RU[r, RU_BHI],
                       RU[r, RU_BLO], R[r, R_PORTA], R[r, R_PORTB], R[r, R_PROTO])
@@ -241,7 +241,9 @@ def _end(r, reason, HT, R, RU, G, ENDED):
     G[G_NENDED] += 1
 
 
-@njit(cache=True)
+@kernel(
+    "int64(int64, boolean, int64[::1], int64[:, ::1], uint64[:, ::1], int64[::1], int64[::1], int64[::1])"
+)
 def expire(now, force, HT, R, RU, G, O, ENDED):
     """End flows idle past their timeout at time `now` (ns), or all of them when `force`.
 
@@ -269,14 +271,14 @@ def expire(now, force, HT, R, RU, G, O, ENDED):
     return n
 
 
-@njit(cache=True)
+@helper()
 def _alloc_page(G, PFREE):
     top = G[G_PFREE_TOP]
     G[G_PFREE_TOP] = top - 1
     return PFREE[top - 1]
 
 
-@njit(cache=True)
+@helper()
 def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):
     """Copy stream bytes [lo, hi) of record r direction d from buf[src_off:]."""
     pos = lo
@@ -294,7 +296,7 @@ def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):
         s += k
 
 
-@njit(cache=True)
+@helper()
 def _absorb(r, d, R, OO):
     """Extend the contiguous prefix with pending out-of-order intervals it now reaches."""
     base = D0 + d * DW
@@ -315,14 +317,14 @@ def _absorb(r, d, R, OO):
                 k += 1
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _zset(R, r, d, state):
     base = D0 + d * DW
     R[r, base + D_ZPREV] = R[r, base + D_ZST]
     R[r, base + D_ZST] = state
 
 
-@njit(cache=True)
+@helper()
 def _zeek_tcp(R, r, d, flags, pl_len):
     """Zeek's TCP endpoint state machine (TCPSessionAdapter::UpdateStateMachine), client = originator.
 
@@ -403,7 +405,7 @@ def _zeek_tcp(R, r, d, flags, pl_len):
         _zset(R, r, d, Z_RESET)
 
 
-@njit(cache=True)
+@helper()
 def _seen(R, r, d, rel, end):
     """Mark stream bytes [rel, end) seen; return how many of them had been seen before.
 
@@ -462,7 +464,7 @@ def _seen(R, r, d, rel, end):
     return dup
 
 
-@njit(cache=True)
+@helper()
 def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     top = G[G_RFREE_TOP]
     r = RFREE[top - 1]
@@ -487,7 +489,9 @@ def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     return r
 
 
-@njit(cache=True)
+@kernel(
+    "UniTuple(int64, 2)(int64, int64[:, ::1], uint64[:, ::1], int64[::1], uint8[::1], boolean[::1], int64[::1], int64[:, ::1], uint64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], int64[::1], int64[:, :, :, ::1], int64[:, :, ::1], int64[:, ::1], int64[::1], int64[::1], int64[::1])"
+)
 def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE, OO, DG, FRAG, G, O,
             ENDED):
     """Fold packets start.. into the flow table. -> (next packet index, status)."""
@@ -715,7 +719,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     return n, DONE
 
 
-@njit(cache=True)
+@kernel("void(int64[::1], int64[:, ::1], int32[:, :, ::1], int64[::1], int64[::1], int64[::1])")
 def free_records(idx, R, PT, PFREE, RFREE, G):
     """Return exported records and their pages to the free lists."""
     for j in range(idx.shape[0]):
@@ -732,7 +736,7 @@ def free_records(idx, R, PT, PFREE, RFREE, G):
         G[G_RFREE_TOP] += 1
 
 
-@njit(cache=True)
+@kernel("void(int64[::1], int64[::1], int64[::1], int32[:, :, ::1], uint8[:, ::1], int64, uint8[::1])")
 def gather(rows, dirs, lens, PT, POOL, page, out):
     """Copy the first lens[k] stream bytes of (rows[k], dirs[k]) back to back into `out`."""
     pos = 0
@@ -750,7 +754,7 @@ def gather(rows, dirs, lens, PT, POOL, page, out):
         pos += length
 
 
-@njit(cache=True)
+@kernel("int64(int64, int64[::1], int64[:, ::1], uint64[:, ::1], int64[::1], int64[::1])")
 def evict(count, HT, R, RU, G, ENDED):
     """End the `count` least recently active live flows (reason 6): the table is at its cap."""
     live = np.flatnonzero(R[:, R_USED] == 1)

@@ -11,7 +11,8 @@ and returns (rows_written, new_pos, status). Status values:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from analyzer._native import helper, kernel
 
 NEED_MORE = 0
 FULL = 1
@@ -24,7 +25,7 @@ BAD_BLOCK_LEN = 2
 BAD_TRAILER = 3
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _u32(buf: np.ndarray, p: int, swap: bool) -> int:
     if swap:
         return (np.uint32(buf[p]) << 24) | (np.uint32(buf[p + 1]) << 16) | (
@@ -33,14 +34,16 @@ def _u32(buf: np.ndarray, p: int, swap: bool) -> int:
         np.uint32(buf[p + 1]) << 8) | np.uint32(buf[p])
 
 
-@njit(cache=True, inline="always")
+@helper(inline="always")
 def _u16(buf: np.ndarray, p: int, swap: bool) -> int:
     if swap:
         return (np.uint32(buf[p]) << 8) | np.uint32(buf[p + 1])
     return (np.uint32(buf[p + 1]) << 8) | np.uint32(buf[p])
 
 
-@njit(cache=True)
+@kernel(
+    "UniTuple(int64, 3)(uint8[::1], int64, int64, boolean, int64, int64[::1], int32[::1], int32[::1], uint32[::1], uint32[::1], int64[::1])"
+)
 def walk_pcap(buf, pos, end, swap, max_caplen, off, cap, wire, sec, frac, aux):
     n = 0
     limit = off.shape[0]
@@ -65,7 +68,9 @@ def walk_pcap(buf, pos, end, swap, max_caplen, off, cap, wire, sec, frac, aux):
         pos += 16 + caplen
 
 
-@njit(cache=True)
+@kernel(
+    "UniTuple(int64, 3)(uint8[::1], int64, int64, boolean, int64, int64[::1], int32[::1], int32[::1], uint32[::1], uint32[::1], uint32[::1], int64[::1])"
+)
 def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid, aux):
     n = 0
     limit = off.shape[0]
