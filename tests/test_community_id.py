@@ -8,14 +8,17 @@ import hashlib
 import ipaddress
 import struct
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pcap_helpers import eth, table_run, write_packets
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
-from analyzer.flows.community_id import community_id
+from analyzer.flows.community_id import community_id, community_id_packed, community_ids
 
 LL_A, LL_B = "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea"
 
@@ -122,3 +125,35 @@ def test_neighbor_advertisement_first_is_the_same_pair(tmp_path):
     pkt = eth() / IPv6(src=LL_B, dst=LL_A) / ICMPv6ND_NA(tgt="fe80::1")
     df, _ = table_run(write_packets(tmp_path / "na.pcap", [pkt]))
     assert df["community_id"].tolist() == ["1:dGHyGvjMfljg6Bppwm3bg0LO8TY="]
+
+
+_ADDR4 = st.sampled_from([0, 1, 0x0A000001, 0xFFFFFFFF]) | st.integers(0, 2**32 - 1)
+_ADDR6 = st.sampled_from([0, 1, (0xFFFF << 32) | 5, 1 << 127, 2**128 - 1]) | st.integers(0, 2**128 - 1)
+_PORT = st.sampled_from([0, 80, 443, 65535]) | st.integers(0, 65535)
+
+
+@st.composite
+def _flow(draw):
+    v = draw(st.sampled_from([4, 6]))
+    addr = _ADDR4 if v == 4 else _ADDR6
+    a = draw(addr)
+    b = a if draw(st.booleans()) and draw(st.booleans()) else draw(addr)  # equal addresses: order by port
+    return v, a, b, draw(st.sampled_from([6, 17, 132, 50, 47, 0, 255])), draw(_PORT), draw(_PORT), draw(
+        st.integers(0, 1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_flow(), min_size=1, max_size=60), st.sampled_from([0, 1, 65535]))
+def test_vectorized_community_ids_equal_the_scalar_definition(flows, seed):
+    def halves(v, x, junk):  # IPv4 lives in the low 32 bits; whatever is above must not matter
+        return (junk * 0xFFFF, (junk * (0xFFFF << 32)) | x) if v == 4 else (x >> 64, x & (2**64 - 1))
+
+    a = [halves(v, x, j) for v, x, _, _, _, _, j in flows]
+    b = [halves(v, y, j) for v, _, y, _, _, _, j in flows]
+    col = lambda i: np.array([f[i] for f in flows])  # noqa: E731
+    got = community_ids(np.array([h for h, _ in a], np.uint64), np.array([lo for _, lo in a], np.uint64),
+                        np.array([h for h, _ in b], np.uint64), np.array([lo for _, lo in b], np.uint64),
+                        col(0), col(3), col(4), col(5), seed=seed)
+    for g, (v, x, y, proto, pa, pb, _) in zip(got, flows, strict=True):
+        n = 4 if v == 4 else 16
+        assert g == community_id_packed(x.to_bytes(n, "big"), y.to_bytes(n, "big"), proto, pa, pb, seed=seed)
