@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ class Collector:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.flow_chunks: list[pd.DataFrame] = []
+        self.flow_chunks: list[tuple[dict[str, Any], int]] = []
         self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
                                                          "anomalies": []}
         self.dissection = _Dissection(options) if options.dissect else None
@@ -164,8 +165,8 @@ class Collector:
                         col = extra[k] = [None] * n
                     col[j] = v
                 self._rows(fp, facts)
-        df = pd.DataFrame({**cols, **extra})
-        self.flow_chunks.append(df)
+        # kept as columns: one conversion per column at the end instead of a DataFrame per chunk
+        self.flow_chunks.append(({**cols, **extra}, len(ended)))
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         for frame, rows in facts.rows.items():
@@ -205,20 +206,37 @@ class Collector:
             return schema.empty_frame(schema.ALL[frame])
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
+    def _flows(self) -> pd.DataFrame:
+        if not self.flow_chunks:
+            return schema.empty_frame(schema.FLOWS)
+        n = sum(k for _, k in self.flow_chunks)
+        names = {name for chunk, _ in self.flow_chunks for name in chunk}
+        columns: dict[str, Any] = {}
+        for name in names:
+            parts = [chunk.get(name) for chunk, _ in self.flow_chunks]
+            arrays = [p for p in parts if isinstance(p, np.ndarray) and p.dtype != object]
+            if len(arrays) == len(parts):
+                col: Any = np.concatenate(arrays)
+                if name in ("client_port", "server_port", "vni", "vlan"):  # -1: not applicable
+                    col = np.where(col >= 0, col, np.nan)
+            else:
+                col = []
+                for p, (_, k) in zip(parts, self.flow_chunks, strict=True):
+                    col.extend([None] * k if p is None else p)
+            columns[name] = col
+        # in time order (uid breaks ties), as the flows of one chunk end in table order
+        ts = columns["ts_start"]
+        order = np.lexsort((np.asarray(columns["uid"], dtype=object), ts))
+        columns = {k: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order.tolist()])
+                   for k, v in columns.items()}
+        assert len(order) == n
+        return schema.frame_from_columns(columns, schema.FLOWS, n)
+
     def anomaly(self, **row: object) -> None:
         self.rows["anomalies"].append(row)
 
     def finish(self, sources: list[dict[str, object]], stats: dict[str, object]) -> Analysis:
-        if self.flow_chunks:
-            flows = pd.concat(self.flow_chunks, ignore_index=True)
-            for c in ("client_port", "server_port"):
-                flows[c] = flows[c].where(flows[c] >= 0)
-            flows["vni"] = flows["vni"].where(flows["vni"] >= 0)
-            flows["vlan"] = flows["vlan"].where(flows["vlan"] >= 0)
-            flows = schema.conform(flows, schema.FLOWS)
-            flows = flows.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
-        else:
-            flows = schema.empty_frame(schema.FLOWS)
+        flows = self._flows()
         certs = list(self.seen_certs.values())
         return Analysis(
             flows=flows,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 Schema = Mapping[str, str]
@@ -248,7 +249,36 @@ def frame_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> pd.
     rows = list(rows)
     if not rows:
         return empty_frame(schema)
-    unknown = {k for r in rows for k in r} - set(schema)
+    keys: set[str] = set()
+    for r in rows:
+        keys.update(r)
+    unknown = keys - set(schema)
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
-    return conform(pd.DataFrame.from_records(rows), schema)
+    return frame_from_columns({k: [r.get(k) for r in rows] for k in schema if k in keys}, schema, len(rows))
+
+
+def frame_from_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> pd.DataFrame:
+    """A schema-conformant frame from columns (numpy arrays or lists; None is missing), each converted
+    once, straight to its declared dtype: no per-column type inference, no second conversion.
+    Columns the schema lacks are an error; columns absent from `columns` are all missing."""
+    unknown = set(columns) - set(schema)
+    if unknown:
+        raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for name, dtype in schema.items():
+        values = columns.get(name)
+        out[name] = _column([None] * length if values is None else values, dtype)
+    return pd.DataFrame(out)
+
+
+def _column(values: Any, dtype: str) -> Any:
+    if dtype == TS:
+        return _to_timestamp(pd.Series(values, dtype=None if len(values) else float)).astype(cast(Any, TS)).array
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        if values.dtype.kind == "f" and dtype[0] in "IU":  # NaN marks a missing integer
+            return pd.Series(values).astype(cast(Any, dtype)).array
+        return pd.array(values, dtype=cast(Any, dtype))
+    if dtype == "float64":
+        return np.asarray(values, dtype=float)
+    return pd.array(list(values) if isinstance(values, np.ndarray) else values, dtype=cast(Any, dtype))

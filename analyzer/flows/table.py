@@ -388,7 +388,6 @@ class FlowTable:
         dirs = np.tile(np.array([0, 1], np.int64), len(has))
         buf = np.empty(int(lens.sum()), np.uint8)
         K.gather(rows, dirs, lens, self.PT, self.POOL, self.page, buf)
-        data = buf.tobytes()
         ends = np.cumsum(lens).tolist()
         starts = [0, *ends[:-1]]
         tcp = Rh[:, K.R_PROTO] == 6
@@ -406,11 +405,12 @@ class FlowTable:
             s0, e0, s1, e1 = starts[2 * k], ends[2 * k], starts[2 * k + 1], ends[2 * k + 1]
             fp = FlowPayload(uid[j], transport[j], cip[j], sip[j], int(cport[j]), int(sport[j]), ts0)
             if is_tcp:
-                fp.to_server = StreamPrefix(data[s0:e0], up[0][k], up[1][k], up[2][k], up[3][k], up[4][k])
-                fp.to_client = StreamPrefix(data[s1:e1], down[0][k], down[1][k], down[2][k], down[3][k], down[4][k])
+                fp.to_server = StreamPrefix(buf[s0:e0].tobytes(), up[0][k], up[1][k], up[2][k], up[3][k], up[4][k])
+                fp.to_client = StreamPrefix(buf[s1:e1].tobytes(), down[0][k], down[1][k], down[2][k], down[3][k],
+                                            down[4][k])
                 fp.reset, fp.rejected = rst, rej
             else:
-                streams = (data[s0:e0], data[s1:e1])
+                streams = (buf[s0:e0].tobytes(), buf[s1:e1].tobytes())
                 for dr, t, pos, ln, _wire in self.DG[r, :ndg].tolist():
                     fp.datagrams.append(Datagram(t / 1e9, dr == 0, streams[dr][pos : pos + ln]))
             out.append(fp)
