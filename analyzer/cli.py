@@ -37,6 +37,8 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--payload-budget", type=click.IntRange(min=0), default=64 * 1024, show_default=True,
                      help="Bytes of payload kept per flow and direction for the dissectors."),
         click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/... dissection."),
+        click.option("--tls-trim/--no-tls-trim", default=True, show_default=True,
+                     help="End a TLS stream's kept payload after the records the TLS dissector reads."),
         click.option("--vxlan-port", "vxlan_ports", type=click.IntRange(1, 65535), multiple=True,
                      help="Another UDP port carrying VXLAN, besides 4789 (repeatable)."),
         click.option("--geneve-port", "geneve_ports", type=click.IntRange(1, 65535), multiple=True,
@@ -52,7 +54,7 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool,
+def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool) -> Any:
     import analyzer
@@ -63,7 +65,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
 
     return analyzer.analyze(
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
-        dissect=not no_dissect, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
+        dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
         geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
         idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, max_flows=max_flows, ja4x=ja4x,
     )

@@ -26,6 +26,8 @@ class Options:
 
     payload_budget: int = 64 * 1024
     dissect: bool = True
+    # a TLS stream's prefix ends after the records the TLS dissector reads (FlowOptions.tls_trim)
+    tls_trim: bool = True
     idle_timeout_tcp: float = 300.0
     idle_timeout_udp: float = 60.0
     active_timeout: float = 3600.0
@@ -267,7 +269,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     table = FlowTable(FlowOptions(
         idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
         active_timeout=opts.active_timeout, payload_budget=opts.payload_budget, max_flows=opts.max_flows,
-        collect_payload=opts.dissect,
+        collect_payload=opts.dissect, tls_trim=opts.tls_trim,
     ))
     dec = DecodeOptions(vxlan_ports=tuple(opts.vxlan_ports), geneve_ports=tuple(opts.geneve_ports))
     collector = Collector(opts)

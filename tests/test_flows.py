@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from analyzer.flows.table import FlowOptions, FlowTable
 C, S = "10.0.0.1", "10.0.0.2"
 CP, SP = 40000, 443
 T0 = 1_700_000_000.0
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 
 
 def tcp(
@@ -573,3 +575,105 @@ def test_a_flood_of_distinct_flows_is_bounded_by_max_flows(tmp_path):
     for batch in read_capture(str(path)):
         table.update(decode(batch))
         assert table.R.shape[0] <= 1024
+
+
+# --- TLS framing of the prefix (FlowOptions.tls_trim) ---------------------------------------------
+
+def _rec(ctype: int, n: int, fill: bytes = b"x") -> bytes:
+    return bytes([ctype, 3, 3]) + struct.pack("!H", n) + fill * n
+
+
+def _tls_stream(app_records: int = 8) -> tuple[bytes, bytes]:
+    hello = _rec(22, 200, b"h")
+    server = _rec(22, 900, b"s") + _rec(20, 1, b"\x01") + _rec(22, 40, b"f")
+    server += b"".join(_rec(23, 1000 + k, bytes([65 + k])) for k in range(app_records))
+    client = hello + _rec(20, 1, b"\x01") + _rec(22, 40, b"F") + b"".join(
+        _rec(23, 300 + k, bytes([97 + k])) for k in range(app_records))
+    return client, server
+
+
+def _segments(data: bytes, size: int) -> list[bytes]:
+    return [data[k : k + size] for k in range(0, len(data), size)]
+
+
+def _tls_flow(client: bytes, server: bytes, seg: int, syn: bool = True):  # type: ignore[no-untyped-def]
+    pkts = [tcp("c", "S", 99), tcp("s", "SA", 499, 100), tcp("c", "A", 100, 500)] if syn else []
+    cs, ss = 100, 500
+    for k, part in enumerate(_segments(client, seg)):
+        pkts.append(tcp("c", "PA", cs, ss, part))
+        cs += len(part)
+        if k < len(_segments(server, seg)):
+            part_s = _segments(server, seg)[k]
+            pkts.append(tcp("s", "PA", ss, cs, part_s))
+            ss += len(part_s)
+    for part_s in _segments(server, seg)[len(_segments(client, seg)):]:
+        pkts.append(tcp("s", "PA", ss, cs, part_s))
+        ss += len(part_s)
+    return pkts
+
+
+def _upto_third_appdata(stream: bytes) -> bytes:
+    pos, after = 0, 0
+    while after < 3:
+        ctype, n = stream[pos], struct.unpack_from("!H", stream, pos + 3)[0]
+        if after or ctype == 23:
+            after += 1
+        pos += 5 + n
+    return stream[:pos]
+
+
+@pytest.mark.parametrize("seg", [1460, 333, 4000])
+def test_tls_prefix_ends_after_three_records_from_the_first_application_data(tmp_path, seg):
+    client, server = _tls_stream()
+    row, fp = _payload(tmp_path, _tls_flow(client, server, seg))
+    # exactly at a record end, whatever the segmentation: the TLS dissector reads no further
+    assert fp.to_server.data == _upto_third_appdata(client)
+    assert fp.to_client.data == _upto_third_appdata(server)
+    assert fp.to_server.gap_at is None and fp.to_client.gap_at is None and row["missing_bytes"] == 0
+    assert fp.to_client.budget_hit  # the prefix was cut: said, not hidden
+    # everything is still counted
+    assert row["payload_bytes_to_server"] == len(client) and row["payload_bytes_to_client"] == len(server)
+
+    _, fp2 = _payload(tmp_path, _tls_flow(client, server, seg), tls_trim=False)
+    assert fp2.to_server.data == client and fp2.to_client.data == server
+
+
+def test_tls_prefix_not_trimmed_for_other_protocols_or_mid_stream(tmp_path):
+    http = b"GET / HTTP/1.1\r\n\r\n" + b"\x17\x03\x03\x00\x01x" * 50
+    _, fp = _payload(tmp_path, _tls_flow(http, b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 5000, 700))
+    assert len(fp.to_server.data) == len(http) and len(fp.to_client.data) == 5019
+    client, server = _tls_stream()
+    _, fp = _payload(tmp_path, _tls_flow(client, server, 1000, syn=False))  # picked up mid-stream
+    assert fp.to_server.data == client and fp.to_client.data == server
+
+
+def test_tls_trim_keeps_every_fact_of_the_bundled_captures():
+    import analyzer
+
+    a = analyzer.analyze([str(CAPTURES)])
+    b = analyzer.analyze([str(CAPTURES)], tls_trim=False)
+    assert len(a.tls) > 30
+    for frame in ("flows", "tls", "certs", "cert_links", "anomalies"):
+        pd.testing.assert_frame_equal(getattr(a, frame), getattr(b, frame))
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_tls_trim_keeps_every_fact_of_the_corpus():
+    import analyzer
+
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    if not corpus.is_dir():
+        pytest.skip(f"{corpus} not present (the shared corpus of real captures)")
+    paths = sorted(p for p in corpus.rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
+    sessions = 0
+    for p in paths:
+        try:
+            a = analyzer.analyze([str(p)], on_problem=lambda _: None)
+        except analyzer.IntransitError:
+            continue
+        b = analyzer.analyze([str(p)], tls_trim=False, on_problem=lambda _: None)
+        sessions += len(a.tls)
+        for frame in ("flows", "tls", "certs", "cert_links", "anomalies"):
+            pd.testing.assert_frame_equal(getattr(a, frame), getattr(b, frame), obj=f"{p.name} {frame}")
+    assert sessions > 400  # 455 TLS/QUIC/DTLS sessions in the corpus of 2026-11

@@ -26,8 +26,9 @@ class StreamPrefix:
     `start_known`, else the lowest sequence number seen: the flow was picked up mid-stream).
     Reassembly stops at the first hole: `gap_at` is then the stream offset of that hole (equal to
     len(data)) and `gap_len` its length in bytes; nothing after a hole is guessed. `budget_hit`
-    says the prefix was cut by the per-direction byte budget. `segments` counts the TCP segments
-    with payload that contributed.
+    says the prefix was cut: by the per-direction byte budget, or, for a stream of TLS records,
+    after the third record from the first application-data record (what the TLS dissector reads;
+    FlowOptions.tls_trim). `segments` counts the TCP segments with payload that contributed.
     """
 
     data: bytes = b""

@@ -113,7 +113,13 @@ D_SEEN = 15  # stream bytes [0, D_SEEN) seen (captured or not, budget or not): r
 D_NSEEN = 16  # disjoint seen intervals beyond D_SEEN, stored at D_SEENIV
 D_SEENIV = 17
 NSEENIV = 4
-DW = D_SEENIV + 2 * NSEENIV
+# TLS framing of the prefix (`_tls_frame`): the stream offset of the next record header to read
+# (-1: not walked, the stream does not start with TLS records), records read since the first
+# application-data record, and the prefix limit decided from them (0: the flow's budget applies)
+D_RECNEXT = D_SEENIV + 2 * NSEENIV
+D_RECAFTER = D_RECNEXT + 1
+D_LIMIT = D_RECNEXT + 2
+DW = D_LIMIT + 1
 NR = D0 + 2 * DW
 
 # record uint64 fields (RU)
@@ -156,7 +162,15 @@ O_CLOSE_DELAY = 4
 O_BUDGET = 5
 O_PAGE = 6
 O_NPG = 7
-NO = 8
+O_TLS_TRIM = 8  # 1: end a TLS stream's prefix after the records the TLS dissector reads
+NO = 9
+
+# TLS records as the TLS dissector accepts them (analyzer/dissect/tls/dissector.py)
+TLS_MAX_RECORD = 16384 + 2048
+# Records kept from the first application-data record on, that one included: the dissector reads
+# at most ENCRYPTED_TAIL (2) records once a direction is encrypted, and a direction is encrypted at
+# the latest from its first application-data record, so it never reads past the third.
+TLS_RECORDS_AFTER_APPDATA = 3
 
 EMPTY = -1
 TOMB = -2
@@ -464,6 +478,41 @@ def _seen(R, r, d, rel, end):
     return dup
 
 
+@helper(inline="always")
+def _stream_byte(r, d, off, PT, POOL, page):
+    pi = off // page
+    return np.int64(POOL[PT[r, d, pi], off - pi * page])
+
+
+@helper()
+def _tls_frame(r, d, R, PT, POOL, page):
+    """Walk the TLS record headers of the contiguous prefix; once the records the TLS dissector
+    reads are complete, limit the prefix to them (most of a TLS flow is encrypted records no
+    dissector reads: keeping them cost a copy per byte and memory per live flow)."""
+    base = D0 + d * DW
+    nxt = R[r, base + D_RECNEXT]
+    contig = R[r, base + D_CONTIG]
+    after = R[r, base + D_RECAFTER]
+    while nxt >= 0 and nxt + 5 <= contig:
+        ctype = _stream_byte(r, d, nxt, PT, POOL, page)
+        major = _stream_byte(r, d, nxt + 1, PT, POOL, page)
+        length = (_stream_byte(r, d, nxt + 3, PT, POOL, page) << 8) | _stream_byte(r, d, nxt + 4, PT, POOL, page)
+        if ctype < 20 or ctype > 26 or major != 3 or length > TLS_MAX_RECORD:
+            nxt = -1  # not (or no longer) TLS records: keep the whole budget
+            break
+        if after > 0 or ctype == 23:
+            after += 1
+        nxt += 5 + length
+        if after >= TLS_RECORDS_AFTER_APPDATA:
+            R[r, base + D_LIMIT] = nxt
+            if contig > nxt:
+                R[r, base + D_CONTIG] = nxt
+            nxt = -1
+            break
+    R[r, base + D_RECNEXT] = nxt
+    R[r, base + D_RECAFTER] = after
+
+
 @helper()
 def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     top = G[G_RFREE_TOP]
@@ -498,6 +547,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     n = cols.shape[0]
     page = O[O_PAGE]
     budget = O[O_BUDGET]
+    trim = O[O_TLS_TRIM] != 0
     npg = O[O_NPG]
     for i in range(start, n):
         if cols[i, C_STATUS] == ST_NOT_IP or cols[i, C_IPVER] == 0:
@@ -678,11 +728,14 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             if budget <= 0 or cap <= 0 or rel < 0:
                 continue
             contig = R[r, base + D_CONTIG]
-            hi = min(rel + cap, budget)
-            if rel + cap > budget and rel < budget:
+            lim = R[r, base + D_LIMIT]
+            if lim <= 0:
+                lim = budget
+            hi = min(rel + cap, lim)
+            if rel + cap > lim and rel < lim:
                 R[r, base + D_BUDGET_HIT] = 1
-            if hi <= contig or rel >= budget:
-                if rel >= budget:
+            if hi <= contig or rel >= lim:
+                if rel >= lim:
                     R[r, base + D_BUDGET_HIT] = 1
                 continue
             R[r, base + D_SEGS] += 1
@@ -691,6 +744,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 R[r, base + D_CONTIG] = hi
                 if R[r, base + D_NOOO]:
                     _absorb(r, d, R, OO)
+                if trim and R[r, base + D_HAVE_START] == 1 and R[r, base + D_RECNEXT] >= 0:
+                    _tls_frame(r, d, R, PT, POOL, page)
             else:
                 _write(r, d, rel, hi, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
                 k = R[r, base + D_NOOO]

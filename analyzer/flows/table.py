@@ -42,6 +42,10 @@ class FlowOptions:
     # so a flood of distinct 5-tuples cannot grow memory without bound (~1.7 KB per live flow).
     max_flows: int = 1 << 18
     collect_payload: bool = True
+    # End a TCP stream's prefix that starts with TLS records after the records the TLS dissector
+    # reads (three from the first application-data record): the TLS facts are the same, the rest
+    # of a TLS flow is encrypted bytes no dissector reads. False keeps the whole budget.
+    tls_trim: bool = True
 
 
 TCP_FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x20, "U"),
@@ -106,6 +110,7 @@ class FlowTable:
         self.O[K.O_BUDGET] = budget
         self.O[K.O_PAGE] = page
         self.O[K.O_NPG] = npg
+        self.O[K.O_TLS_TRIM] = int(o.tls_trim)
         self.G = np.zeros(K.NG, np.int64)
         self.svc = np.zeros(65536, np.bool_)
         self.svc[:1024] = True
@@ -359,7 +364,8 @@ class FlowTable:
         lowest out-of-order segment kept beyond it, else to the highest byte seen (within budget)."""
         base = K.D0 + d * K.DW
         contig = R[:, base + K.D_CONTIG]
-        seen_end = np.minimum(R[:, base + K.D_MAXEND], self.budget)
+        limit = R[:, base + K.D_LIMIT]  # the TLS framing may have ended the prefix before the budget
+        seen_end = np.minimum(R[:, base + K.D_MAXEND], np.where(limit > 0, limit, self.budget))
         gap_end = seen_end.copy()
         n_oo = R[:, base + K.D_NOOO]
         for j in np.flatnonzero(n_oo).tolist():  # rare: segments kept beyond a hole
