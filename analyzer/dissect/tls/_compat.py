@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from analyzer.dissect.tls.constants import GREASE, SSL2_CIPHER_KINDS
 
-__all__ = ["CertCache", "CipherInfo", "cipher_lookup", "new_certificate_cache"]
+__all__ = ["CertCache", "CipherInfo", "cipher_lookup", "cipher_name", "new_certificate_cache"]
 
 
 class CipherInfo(Protocol):
@@ -97,3 +97,18 @@ def new_certificate_cache() -> CertCache:
         return cache
     except (ImportError, AttributeError):
         return _HashOnlyCache()
+
+
+_NAMES: dict[int, str] = {}
+
+
+def cipher_name(code: int) -> str:
+    """`cipher_lookup(code).name`, memoised: the lookup is bound once per process, so the name
+    of a code never changes (bounded: a full memo is emptied)."""
+    name = _NAMES.get(code)
+    if name is None:
+        name = cipher_lookup(code).name
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        _NAMES[code] = name
+    return name

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_right
+from operator import itemgetter
 from typing import Any
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
@@ -61,6 +62,7 @@ TLS_PORTS: frozenset[int] = frozenset(
 
 _REC = struct.Struct(">BHH")
 _U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
 MAX_RECORD = 16384 + 2048  # TLSCiphertext.length limit (RFC 5246 section 6.2.3)
 MAX_HANDSHAKE_MESSAGE = 1 << 21  # 2 MiB: far above real chains (Zeek's test has a 340 kB one)
 MAX_RECORDS = 8192  # per direction (1-byte records are legal: an evasion trick, not an error)
@@ -402,6 +404,7 @@ class TLSDissector:
         app_lengths = side.app_lengths
         records = side.records
         encrypted = side.encrypted
+        record_version = side.record_version
         tail = 0
         stop = "end"
         while pos < end:
@@ -436,8 +439,8 @@ class TLSDissector:
                 stop = self._cut_reason(prefix)
                 break
             records += 1
-            if side.record_version is None:
-                side.record_version = ver
+            if record_version is None:
+                side.record_version = record_version = ver
             if records > MAX_RECORDS:
                 stop = "record_limit"
                 facts.anomaly(
@@ -468,11 +471,10 @@ class TLSDissector:
                         pos = rec_end  # the pending message is still incomplete
                         continue
                     buf = bytes(pending)
-                    buf_at = side.hs_pending_at
-                else:
-                    buf = data[body_at:rec_end]
-                    buf_at = body_at
-                if not self._handshake(side, buf, buf_at, rec_end - 1, facts):
+                    ok = self._handshake(side, buf, 0, len(buf), side.hs_pending_at, rec_end - 1, facts)
+                else:  # the usual case: messages read straight from the stream, no copy
+                    ok = self._handshake(side, data, body_at, rec_end, 0, rec_end - 1, facts)
+                if not ok:
                     stop = side.stop
                     break
                 if side.tls13_server:
@@ -516,23 +518,26 @@ class TLSDissector:
             return "budget"
         return "truncated"
 
-    def _handshake(self, side: _Side, buf: bytes, buf_at: int, done_at: int, facts: Facts) -> bool:
-        """Consume the complete handshake messages of `buf`, keep a partial tail; False: stop."""
-        n = len(buf)
-        p = 0
+    def _handshake(
+        self, side: _Side, buf: bytes, p: int, n: int, base: int, done_at: int, facts: Facts
+    ) -> bool:
+        """Consume the complete handshake messages of `buf[p:n]` (stream offset of `buf[0]`:
+        `base`), keep a partial tail pending; False: stop reading this direction."""
         mlen = 0
         is_client = side.is_client
         letters = _HS_LETTERS_CLIENT if is_client else _HS_LETTERS
-        events = side.events
+        append = side.events.append
+        unpack = _U32.unpack_from
         while p + 4 <= n:
-            mtype = buf[p]
-            mlen = (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3]
+            (head,) = unpack(buf, p)  # type (1 byte), body length (3 bytes)
+            mtype = head >> 24
+            mlen = head & 0xFFFFFF
             if mlen > MAX_HANDSHAKE_MESSAGE:
                 side.stop = "error"
                 facts.anomaly(
                     "tls_handshake_too_large",
                     f"{_WHO[is_client]}: handshake type {mtype} length {mlen}",
-                    buf_at + p,
+                    base + p,
                 )
                 side.hs_pending = bytearray()
                 return False
@@ -541,12 +546,12 @@ class TLSDissector:
                 break
             letter = letters.get(mtype) or ("Z" if is_client else "z")
             if mtype in _PARSED:
-                letter = self._message(side, mtype, buf[p + 4 : nxt], buf_at + p, facts, letter)
-            events.append((letter, done_at, None))
+                letter = self._message(side, mtype, buf[p + 4 : nxt], base + p, facts, letter)
+            append((letter, done_at, None))
             p = nxt
         if p < n:
-            side.hs_pending = bytearray(buf[p:])
-            side.hs_pending_at = buf_at + p
+            side.hs_pending = bytearray(buf[p:n])
+            side.hs_pending_at = base + p
             side.hs_need = mlen if p + 4 <= n else 0
         elif side.hs_pending:
             side.hs_pending = bytearray()
@@ -698,25 +703,22 @@ class TLSDissector:
     ) -> None:
         ch = client.client_hellos[0] if client.client_hellos else None
         uid = flow.uid
-        row = dict(_TLS_ROW)
-        row["uid"] = uid
-        if flipped:
-            row["client_ip"], row["client_port"] = flow.server_ip, flow.server_port
-            row["server_ip"], row["server_port"] = flow.client_ip, flow.client_port
-        else:
-            row["client_ip"], row["client_port"] = flow.client_ip, flow.client_port
-            row["server_ip"], row["server_port"] = flow.server_ip, flow.server_port
 
-        # --- negotiated parameters
+        # --- negotiated parameters (memoised with the server hello's derived columns)
         version: int | None = None
         cipher_code: int | None = None
+        cipher_name: str | None = None
+        alpn: str | None = None
+        selected_group: str | None = None
+        scols: dict[str, object] | None = None
         if sh is not None:
-            version = sh.version
+            scols, version, cipher_name, selected_group = _server_columns(sh, self.ja4s)
             cipher_code = sh.cipher_suite
+            alpn = sh.alpn
         elif server.ssl2_server_hello:
             version = 0x0002
             cipher_code = client.ssl2_cipher
-        cipher_name = _compat.cipher_lookup(cipher_code).name if cipher_code is not None else None
+            cipher_name = _compat.cipher_name(cipher_code) if cipher_code is not None else None
         version_s = version_name(version)
 
         # --- established / failure
@@ -734,8 +736,9 @@ class TLSDissector:
                 established = client.ccs and server.ccs
         elif ch is None and client.app_lengths and server.app_lengths:
             established = True  # picked up mid-stream: application data flows both ways
-        merged = _merged(client, server, cs, sc)
-        alert = _first_alert(merged)
+        merged, history = _merged(client, server, cs, sc)
+        # Only an alert record carries an alert event: without one, none needs looking for.
+        alert = _first_alert(merged) if client.alerts or server.alerts else None
         failure: str | None = None
         if alert is not None and alert[0] == 2 and not established:
             failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
@@ -754,45 +757,31 @@ class TLSDissector:
                 failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
         encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
 
-        # --- the client hello (its derived columns are memoised by the hello's shape)
-        server_name = None
-        client_max = None
-        ja3_h = ja4_v = None
+        # --- the row starts from the hellos' derived columns (memoised by the hellos' shapes)
+        row = dict(_TLS_ROW)
+        server_name = client_max = ja3_h = ja4_v = ja3s_h = ja4s_v = None
         if ch is not None:
+            ccols = _client_columns(ch)
+            row.update(ccols)
             server_name = ch.server_name
-            derived = _client_columns(ch)
-            row.update(derived)
-            client_max = derived["client_max_version"]
-            ja3_h = derived["ja3"]
-            ja4_v = derived["ja4"]
-            row["server_name"] = server_name
-            row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
-            row["session_id_len"] = len(ch.session_id)
-
-        # --- the server hello
+            client_max = ccols["client_max_version"]
+            ja3_h = ccols["ja3"]
+            ja4_v = ccols["ja4"]
         resumed = False
-        ja3s_h = ja4s_v = None
-        alpn = None
-        selected_group: str | None = None
-        if sh is not None:
-            alpn = sh.alpn
-            sderived = _server_columns(sh, self.ja4s)
-            row.update(sderived)
-            ja3s_h = sderived["ja3s"]
-            ja4s_v = sderived["ja4s"]
-            if sh.key_share_group is not None:
-                selected_group = group_name(sh.key_share_group)
-            if ch is not None:
+        if scols is not None:
+            row.update(scols)
+            ja3s_h = scols["ja3s"]
+            ja4s_v = scols["ja4s"]
+            if ch is not None and sh is not None:
                 if tls13:
                     resumed = sh.psk_selected
                 elif sh.session_id and sh.session_id == ch.session_id:
                     resumed = True
                 elif ch.session_ticket_data and not client.cke and client.ccs:
                     resumed = True  # ticket resumption with an empty / new session id (Zeek's rule)
-        if server.ske is not None:
-            if server.ske.named_group is not None and selected_group is None:
-                selected_group = group_name(server.ske.named_group)
-            row["dh_bits"] = server.ske.dh_bits
+        ske = server.ske
+        if ske is not None and ske.named_group is not None and selected_group is None:
+            selected_group = group_name(ske.named_group)
         if hrr is not None and selected_group is None and hrr.key_share_group is not None:
             selected_group = group_name(hrr.key_share_group)
 
@@ -804,52 +793,74 @@ class TLSDissector:
         if chain and server_name:
             row["sni_matches_cert"] = self._sni_matches(chain[0], server_name)
 
-        row["ts"] = (_time_at(cs, _first_event(client, "C")) if ch is not None else None) or flow.ts_start
-        row["version"] = version_s
-        row["client_max_version"] = client_max
+        client_ip, client_port = flow.client_ip, flow.client_port
+        server_ip, server_port = flow.server_ip, flow.server_port
+        if flipped:
+            client_ip, client_port, server_ip, server_port = server_ip, server_port, client_ip, client_port
         rv = client.record_version if client.record_version is not None else server.record_version
-        row["record_version"] = version_name(rv)
-        row["cipher"] = cipher_name
-        row["cipher_code"] = cipher_code
-        row["alpn"] = alpn
-        row["selected_group"] = selected_group
-        row["hello_retry_request"] = hrr is not None
-        row["resumed"] = resumed
-        row["established"] = established
-        row["history"] = ("^" if flipped else "") + _history_of(merged)
+        row.update(
+            {
+                "uid": uid,
+                "ts": (_time_at(cs, _first_event(client, "C")) if ch is not None and cs.times else None)
+                or flow.ts_start,
+                "client_ip": client_ip,
+                "client_port": client_port,
+                "server_ip": server_ip,
+                "server_port": server_port,
+                "version": version_s,
+                "client_max_version": client_max,
+                "record_version": version_name(rv),
+                "cipher": cipher_name,
+                "cipher_code": cipher_code,
+                "server_name": server_name,
+                "alpn": alpn,
+                "selected_group": selected_group,
+                "hello_retry_request": hrr is not None,
+                "resumed": resumed,
+                "dh_bits": ske.dh_bits if ske is not None else None,
+                "established": established,
+                "history": ("^" if flipped else "") + history,
+                "failure_reason": failure,
+                "cert_visible": bool(server.certs),
+                "ja3": ja3_h,
+                "ja3s": ja3s_h,
+                "ja4": ja4_v,
+                "ja4s": ja4s_v,
+                "client_hello_count": len(client.client_hellos),
+                "server_hello_count": len(server.server_hellos) + (1 if server.ssl2_server_hello else 0),
+                "client_stop": client.stop if client.records or cs.data else None,
+                "server_stop": server.stop if server.records or sc.data else None,
+                "sslv2": version == 0x0002,
+            }
+        )
+        if ch is not None:
+            row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
+            row["session_id_len"] = len(ch.session_id)
         if alert is not None:
             row["alert_level"] = alert_level_name(alert[0])
             row["alert_description"] = alert_description_name(alert[1])
             row["alert_by"] = alert[2]
-        row["failure_reason"] = failure
-        row["cert_visible"] = bool(server.certs)
-        row["ja3"] = ja3_h
-        row["ja3s"] = ja3s_h
-        row["ja4"] = ja4_v
-        row["ja4s"] = ja4s_v
-        row["client_hello_count"] = len(client.client_hellos)
-        row["server_hello_count"] = len(server.server_hellos) + (1 if server.ssl2_server_hello else 0)
-        row["client_stop"] = client.stop if client.records or cs.data else None
-        row["server_stop"] = server.stop if server.records or sc.data else None
-        row["sslv2"] = version == 0x0002
         facts.add_row("tls", row)
-        fl = facts.flow
-        fl["app_protocol"] = "tls"
-        fl["encrypted"] = encrypted
-        fl["tls_version"] = version_s
-        fl["tls_client_max_version"] = client_max
-        fl["tls_cipher"] = cipher_name
-        fl["tls_server_name"] = server_name
-        fl["tls_alpn"] = alpn
-        fl["ja3"] = ja3_h
-        fl["ja3s"] = ja3s_h
-        fl["ja4"] = ja4_v
-        fl["ja4s"] = ja4s_v
-        fl["tls_established"] = established
-        fl["cert_sha256"] = chain[0] if chain else None
-        fl["cert_not_after"] = leaf.get("not_after")
-        fl["cert_key_bits"] = leaf.get("key_bits")
-        fl["cert_self_signed"] = leaf.get("self_signed")
+        facts.flow.update(
+            {
+                "app_protocol": "tls",
+                "encrypted": encrypted,
+                "tls_version": version_s,
+                "tls_client_max_version": client_max,
+                "tls_cipher": cipher_name,
+                "tls_server_name": server_name,
+                "tls_alpn": alpn,
+                "ja3": ja3_h,
+                "ja3s": ja3s_h,
+                "ja4": ja4_v,
+                "ja4s": ja4s_v,
+                "tls_established": established,
+                "cert_sha256": chain[0] if chain else None,
+                "cert_not_after": leaf.get("not_after"),
+                "cert_key_bits": leaf.get("key_bits"),
+                "cert_self_signed": leaf.get("self_signed"),
+            }
+        )
 
     def _certificates(
         self,
@@ -861,19 +872,23 @@ class TLSDissector:
         facts: Facts,
     ) -> dict[str, Any]:
         """Certificate rows and links; fills `chain` (server, leaf first). Returns the leaf row."""
-        cache = self.cert_cache
+        parse = self.cert_cache.parse
+        # The frames' row lists, made in the order add_row would make them (links, then certs).
+        rows = facts.rows
+        links = rows.setdefault("cert_links", [])
+        cert_rows = rows.setdefault("certs", [])
         seen: set[str] = set()
         client_chain: list[str] = []
         leaf: dict[str, Any] = _NO_LEAF
         ja4x_list: list[str] = []
         for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
             for position, der in enumerate(certs):
-                crow = cache.parse(der)
+                crow = parse(der)
                 sha = str(crow["sha256"])
                 out.append(sha)
                 if position == 0 and sent_by == "server":
                     leaf = crow
-                facts.add_row("cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
+                links.append({"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
                 if sha not in seen:
                     seen.add(sha)
                     crow = dict(crow)  # the leaf row is also read below: keep it unchanged
@@ -881,7 +896,7 @@ class TLSDissector:
                         crow["first_seen_uid"] = uid
                     if crow.get("sessions") is None:
                         crow["sessions"] = 1
-                    facts.add_row("certs", crow)
+                    cert_rows.append(crow)
                 if self.ja4x and sent_by == "server":
                     try:
                         ja4x_list.append(ja4x(der))
@@ -916,29 +931,40 @@ class TLSDissector:
 
 _MEMO_LIMIT = 8192
 _CLIENT_MEMO: dict[tuple[object, ...], dict[str, object]] = {}
-_SERVER_MEMO: dict[tuple[object, ...], dict[str, object]] = {}
+_FIRST = itemgetter(0)  # (type, body) -> type
+_SERVER_MEMO: dict[tuple[object, ...], tuple[dict[str, object], int, str, str | None]] = {}
 
 
 def _client_columns(ch: ClientHello) -> dict[str, object]:
-    types = tuple([t for t, _ in ch.extensions])
+    # One flat tuple (cheaper to build than a tuple of tuples): the lists of non-negative codes
+    # are told apart by -1 separators.
     key = (
         ch.legacy_version,
         ch.sslv2,
-        tuple(ch.cipher_suites),
-        types,
-        tuple(ch.supported_groups),
-        tuple(ch.ec_point_formats),
-        tuple(ch.signature_algorithms),
-        tuple(ch.key_share_groups),
-        tuple(ch.supported_versions),
-        tuple(ch.alpn_raw),
-        tuple(ch.compression_methods),
         ch.renegotiation_info,
         ch.session_ticket,
+        *ch.cipher_suites,
+        -1,
+        *map(_FIRST, ch.extensions),
+        -1,
+        *ch.supported_groups,
+        -1,
+        *ch.ec_point_formats,
+        -1,
+        *ch.signature_algorithms,
+        -1,
+        *ch.key_share_groups,
+        -1,
+        *ch.supported_versions,
+        -1,
+        *ch.compression_methods,
+        -1,
+        *ch.alpn_raw,
     )
     cols = _CLIENT_MEMO.get(key)
     if cols is not None:
         return cols
+    types = [t for t, _ in ch.extensions]
     cols = {
         "client_max_version": version_name(ch.max_version),
         "client_legacy_version": version_name(ch.legacy_version),
@@ -979,20 +1005,31 @@ def _client_columns(ch: ClientHello) -> dict[str, object]:
     return cols
 
 
-def _server_columns(sh: ServerHello, with_ja4s: bool) -> dict[str, object]:
-    types = tuple([t for t, _ in sh.extensions])
-    key = (sh.legacy_version, sh.selected_version, sh.cipher_suite, types, sh.alpn_raw, with_ja4s)
-    cols = _SERVER_MEMO.get(key)
-    if cols is not None:
-        return cols
-    cols = {"server_extensions": ",".join(map(dec, types)), "ja4s": None, "ja4s_r": None}
+def _server_columns(sh: ServerHello, with_ja4s: bool) -> tuple[dict[str, object], int, str, str | None]:
+    """(derived columns, negotiated version, cipher name, key_share group name) of a ServerHello."""
+    key = (
+        sh.legacy_version,
+        sh.selected_version,
+        sh.cipher_suite,
+        sh.alpn_raw,
+        sh.key_share_group,
+        with_ja4s,
+        *map(_FIRST, sh.extensions),
+    )
+    found = _SERVER_MEMO.get(key)
+    if found is not None:
+        return found
+    types = [t for t, _ in sh.extensions]
+    cols: dict[str, object] = {"server_extensions": ",".join(map(dec, types)), "ja4s": None, "ja4s_r": None}
     cols["ja3s"], cols["ja3s_full"] = ja3s(sh)
     if with_ja4s:
         cols["ja4s"], cols["ja4s_r"] = ja4s(sh, "t")
+    group = group_name(sh.key_share_group) if sh.key_share_group is not None else None
+    found = (cols, sh.version, _compat.cipher_name(sh.cipher_suite), group)
     if len(_SERVER_MEMO) >= _MEMO_LIMIT:
         _SERVER_MEMO.clear()
-    _SERVER_MEMO[key] = cols
-    return cols
+    _SERVER_MEMO[key] = found
+    return found
 
 
 def _sniff_kx(body: bytes) -> str:
@@ -1008,25 +1045,22 @@ def _sniff_kx(body: bytes) -> str:
 Event = tuple[str, int, "tuple[int, int] | None"]
 
 
-def _merged(client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None) -> list[Event]:
-    """Both directions' events in one order: capture time decides when both directions carry
-    segment timestamps; handshake flights decide otherwise and break ties."""
+def _merged(
+    client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPrefix | None
+) -> tuple[list[Event], str]:
+    """Both directions' events in one order, and the history (the first 100 letters in that
+    order): capture time decides when both directions carry segment timestamps; handshake
+    flights decide otherwise and break ties."""
     ce, se = client.events, server.events
     if not se:
-        return ce
+        return ce, _history_of(ce)
     if not ce:
-        return se
+        return se, _history_of(se)
+    chunks, history = _flight_plan("".join(map(_FIRST, ce)), "".join(map(_FIRST, se)))
     out: list[Event] = []
-    cf = _flights(ce, True)
-    sf = _flights(se, False)
-    cpos = spos = 0
-    for i in range(max(len(cf), len(sf))):
-        if i < len(cf):
-            out += ce[cpos : cpos + cf[i]]
-            cpos += cf[i]
-        if i < len(sf):
-            out += se[spos : spos + sf[i]]
-            spos += sf[i]
+    for c0, c1, s0, s1 in chunks:
+        out += ce[c0:c1]
+        out += se[s0:s1]
     if cs is not None and sc is not None and cs.times and sc.times:
         keyed = []
         for rank, ev in enumerate(out):
@@ -1034,21 +1068,54 @@ def _merged(client: _Side, server: _Side, cs: StreamPrefix | None, sc: StreamPre
             keyed.append((ts if ts is not None else 0.0, rank))
         keyed.sort()
         out = [out[rank] for _ts, rank in keyed]
-    return out
+        history = _history_of(out)
+    return out, history
 
 
-def _flights(events: list[Event], is_client: bool) -> list[int]:
-    """Sizes of one direction's flights: runs of messages ending where that side waits for its
-    peer (client: after a ClientHello, an alert, or its ChangeCipherSpec unless a second
-    ClientHello follows; server: after ServerHelloDone, ChangeCipherSpec, an alert, or a
-    HelloRetryRequest / ServerHello that nothing of the same flight follows)."""
+# Flight plans depend only on the two directions' letters, which repeat from session to session:
+# memoised (bounded: long letter strings are not kept, a full memo is emptied).
+_PLAN_MEMO: dict[tuple[str, str], tuple[tuple[tuple[int, int, int, int], ...], str]] = {}
+
+
+def _flight_plan(client_letters: str, server_letters: str) -> tuple[tuple[tuple[int, int, int, int], ...], str]:
+    """The flight-by-flight interleaving of the two directions, as (client start, client end,
+    server start, server end) index ranges, and the history letters it gives."""
+    key = (client_letters, server_letters)
+    found = _PLAN_MEMO.get(key)
+    if found is not None:
+        return found
+    cf = _flights(client_letters, True)
+    sf = _flights(server_letters, False)
+    chunks = []
+    cpos = spos = 0
+    for i in range(max(len(cf), len(sf))):
+        cn = cf[i] if i < len(cf) else 0
+        sn = sf[i] if i < len(sf) else 0
+        chunks.append((cpos, cpos + cn, spos, spos + sn))
+        cpos += cn
+        spos += sn
+    history = "".join([client_letters[c0:c1] + server_letters[s0:s1] for c0, c1, s0, s1 in chunks])[:100]
+    found = (tuple(chunks), history)
+    if len(client_letters) + len(server_letters) <= 256:
+        if len(_PLAN_MEMO) >= 4096:
+            _PLAN_MEMO.clear()
+        _PLAN_MEMO[key] = found
+    return found
+
+
+def _flights(letters: str, is_client: bool) -> list[int]:
+    """Sizes of one direction's flights (`letters`: its events' history letters): runs of
+    messages ending where that side waits for its peer (client: after a ClientHello, an alert,
+    or its ChangeCipherSpec unless a second ClientHello follows; server: after ServerHelloDone,
+    ChangeCipherSpec, an alert, or a HelloRetryRequest / ServerHello that nothing of the same
+    flight follows)."""
     sizes: list[int] = []
     cur = 0
-    n = len(events)
+    n = len(letters)
     for i in range(n):
-        letter = events[i][0]
+        letter = letters[i]
         cur += 1
-        nxt = events[i + 1][0] if i + 1 < n else ""
+        nxt = letters[i + 1] if i + 1 < n else ""
         if is_client:
             end = letter in _CLIENT_FLIGHT_END or (letter == "I" and nxt != "C")
         else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from analyzer.dissect.tls.constants import GREASE, HRR_RANDOM, is_grease
 from analyzer.errors import ParseError
@@ -38,7 +39,9 @@ __all__ = [
 _U16 = struct.Struct(">H")
 _HH = struct.Struct(">HH")
 _U8U16 = struct.Struct(">BH")
+_U16U8 = struct.Struct(">HB")
 _U16_FORMATS: dict[int, struct.Struct] = {}
+_T = TypeVar("_T")
 
 # Extension type codes used below (IANA "TLS ExtensionType Values").
 EXT_SERVER_NAME = 0
@@ -197,15 +200,15 @@ def _version_rank(v: int) -> int:
     return v
 
 
-def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[str]) -> list[tuple[int, bytes]]:
-    """The extensions block from `pos` to `end`. Lenient like Wireshark: a block that is cut or
-    overruns keeps the extensions read before the problem, and the problem goes to `errors`."""
-    exts: list[tuple[int, bytes]] = []
+def _extensions_block(data: bytes, pos: int, end: int, who: str, errors: list[str]) -> tuple[bytes, int]:
+    """(the extensions block, its offset) for the block from `pos` to `end`. Lenient like
+    Wireshark: a cut or overrunning block is clipped to the bytes present, the problem goes to
+    `errors`; no block gives b""."""
     if pos == end:
-        return exts
+        return b"", pos
     if pos + 2 > end:
         errors.append(f"{who}: extensions length field cut (at byte {pos})")
-        return exts
+        return b"", pos
     (n,) = _U16.unpack_from(data, pos)
     base = pos + 2
     stop = base + n
@@ -214,11 +217,19 @@ def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[st
         stop = end
     elif stop < end:
         errors.append(f"{who}: {end - stop} bytes after the extensions block (at byte {stop})")
-    block = data[base:stop]  # unpack_from cannot read past the block: a cut header raises
+    # A copy of the block: unpack_from cannot read past it, so a cut extension header raises.
+    return data[base:stop], base
+
+
+def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[str]) -> list[tuple[int, bytes]]:
+    """The extensions block from `pos` to `end`. Lenient like Wireshark: a block that is cut or
+    overruns keeps the extensions read before the problem, and the problem goes to `errors`."""
+    exts: list[tuple[int, bytes]] = []
+    block, base = _extensions_block(data, pos, end, who, errors)
     unpack = _HH.unpack_from
     append = exts.append
     p = 0
-    size = stop - base
+    size = len(block)
     try:
         while p < size:
             etype, elen = unpack(block, p)
@@ -233,6 +244,85 @@ def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[st
     return exts
 
 
+# Memos of pure extension-body parses, keyed by the body bytes: a client library sends the same
+# supported_groups / signature_algorithms / ALPN / supported_versions bodies on every connection,
+# so one dict lookup replaces the parse. Only successful parses are kept (a malformed body takes
+# the slow path and reports its error every time). Bounded: long bodies are not kept and a full
+# memo is emptied, so hostile input only makes it reset. Values are tuples; callers copy them
+# into fresh lists so hellos never share a mutable list.
+_MEMO_BODY = 512
+_MEMO_ENTRIES = 4096
+_VEC16_MEMO: dict[bytes, tuple[int, ...]] = {}  # supported_groups and signature_algorithms
+_VERSIONS_MEMO: dict[bytes, tuple[int, ...]] = {}
+_ALPN_MEMO: dict[bytes, tuple[tuple[bytes, ...], tuple[str, ...]]] = {}
+
+
+def _remember(memo: dict[bytes, _T], key: bytes, value: _T) -> _T:
+    if len(key) <= _MEMO_BODY:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = value
+    return value
+
+
+def _vec16_memo(ext: bytes, what: str) -> tuple[int, ...]:
+    found = _VEC16_MEMO.get(ext)
+    if found is None:
+        found = _remember(_VEC16_MEMO, ext, tuple(_vec16_u16(ext, what)))
+    return found
+
+
+def _versions(ext: bytes) -> tuple[int, ...]:
+    """A ClientHello supported_versions body: 1-byte byte length, then uint16 versions."""
+    found = _VERSIONS_MEMO.get(ext)
+    if found is None:
+        if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
+            raise ParseError("supported_versions: bad list length")
+        found = _remember(_VERSIONS_MEMO, ext, tuple(u16_list(ext, 1, ext[0])))
+    return found
+
+
+def _alpn_memo(ext: bytes) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """(raw names, decoded names) of an ALPN body."""
+    found = _ALPN_MEMO.get(ext)
+    if found is None:
+        raw = _alpn_list(ext)
+        found = _remember(_ALPN_MEMO, ext, (tuple(raw), tuple(_decode_alpn(raw))))
+    return found
+
+
+# Hellos memoised by everything but their random and session id: one client library talking to
+# one server sends (and gets back) the same hello bytes after the session id on every connection
+# (TLS 1.2; TLS 1.3 key shares are fresh each time, so hellos carrying one are not kept). Only
+# hellos without errors are kept. Bounded: long hellos are not kept, a full memo is emptied.
+_HELLO_MEMO_BODY = 2048
+_HELLO_MEMO_ENTRIES = 1024
+_HelloKey = tuple[bool, bytes, int, bytes]
+_CH_MEMO: dict[_HelloKey, ClientHello] = {}
+_SH_MEMO: dict[_HelloKey, ServerHello] = {}
+
+
+def _hello_key(data: bytes, dtls: bool) -> _HelloKey | None:
+    """(dtls, legacy version bytes, session id length, the bytes after the session id), or
+    None when the body is too short or long for it or its session id length is invalid."""
+    end = len(data)
+    if end < 38 or end > _HELLO_MEMO_BODY:
+        return None
+    sid_len = data[34]
+    if sid_len > 32 or 35 + sid_len > end:
+        return None
+    return (dtls, data[:2], sid_len, data[35 + sid_len :])
+
+
+def _remember_hello(memo: dict[_HelloKey, _T], key: _HelloKey, hello: _T) -> None:
+    if len(memo) >= _HELLO_MEMO_ENTRIES:
+        memo.clear()
+    memo[key] = hello
+
+
+_SNI_HEAD = struct.Struct(">HBH")  # server_name list length, name type, name length
+
+
 def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ClientHello:
     """Parse a ClientHello message body. Raises ParseError when the body contradicts itself.
 
@@ -241,6 +331,51 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     does), the convenience field stays empty and the reason is appended to `ClientHello.errors`.
     """
     data = bytes(body)
+    key = _hello_key(data, dtls)
+    if key is not None:
+        seen = _CH_MEMO.get(key)
+        if seen is not None:
+            return _client_hello_like(seen, data)
+    ch = _parse_client_hello(data, dtls)
+    if key is not None and not ch.errors and not ch.key_share_groups:
+        _remember_hello(_CH_MEMO, key, ch)
+    return ch
+
+
+def _client_hello_like(seen: ClientHello, data: bytes) -> ClientHello:
+    """A hello equal to `seen` but for the random and session id of `data` (fresh lists)."""
+    sid_end = 35 + data[34]
+    return ClientHello(
+        seen.legacy_version,
+        data[2:34],
+        data[35:sid_end],
+        list(seen.cipher_suites),
+        list(seen.compression_methods),
+        list(seen.extensions),
+        seen.cookie,
+        seen.server_name,
+        list(seen.alpn),
+        list(seen.alpn_raw),
+        list(seen.supported_versions),
+        list(seen.supported_groups),
+        list(seen.ec_point_formats),
+        list(seen.signature_algorithms),
+        list(seen.key_share_groups),
+        list(seen.psk_key_exchange_modes),
+        seen.psk,
+        seen.early_data,
+        seen.ech,
+        seen.session_ticket,
+        seen.session_ticket_data,
+        seen.renegotiation_info,
+        seen.extended_master_secret,
+        seen.quic_transport_parameters,
+        False,
+        [],
+    )
+
+
+def _parse_client_hello(data: bytes, dtls: bool) -> ClientHello:
     end = len(data)
     if end < 38:
         raise ParseError(f"client hello: {end} bytes, shorter than version+random+session id", 0)
@@ -279,11 +414,16 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     compression = list(data[pos : pos + cm_len])
     pos += cm_len
     errors: list[str] = []
-    exts = _parse_extensions(data, pos, end, "client hello", errors)
+    block, base = _extensions_block(data, pos, end, "client hello", errors)
 
-    # Conveniences, in one pass over the extensions (locals; the object is built once).
+    # One pass over the extensions: split the block and read the conveniences (into locals; the
+    # object is built once). Problems inside single extensions are reported after those of the
+    # block itself, as when the block was split first.
+    exts: list[tuple[int, bytes]] = []
+    ext_errors: list[str] = []
     server_name: str | None = None
-    alpn_raw: list[bytes] = []
+    alpn_raw: tuple[bytes, ...] = ()
+    alpn: tuple[str, ...] = ()
     versions: list[int] = []
     groups: list[int] = []
     formats: list[int] = []
@@ -294,53 +434,72 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     reneg = SCSV_RENEGOTIATION in ciphers
     quic_tp: bytes | None = None
     codes = _CH_CODES
-    for etype, ext in exts:
+    unpack = _HH.unpack_from
+    append = exts.append
+    size = len(block)
+    p = 0
+    while p < size:
+        try:
+            etype, elen = unpack(block, p)
+        except struct.error:
+            errors.append(f"client hello: extension header cut (at byte {base + p})")
+            break
+        nxt = p + 4 + elen
+        if nxt > size:
+            errors.append(f"client hello: extension {etype} length {elen} runs past the block (at byte {base + p})")
+            break
+        ext = block[p + 4 : nxt]
+        append((etype, ext))
+        p = nxt
         code = codes.get(etype)
         if code is None:
             continue
         try:
-            if code == 1:  # server_name
-                if server_name is None:
-                    server_name = _server_name(ext)
-            elif code == 2:  # supported_groups
-                groups = _vec16_u16(ext, "supported_groups")
-            elif code == 3:  # ec_point_formats
-                if not ext or ext[0] > len(ext) - 1:
-                    raise ParseError("ec_point_formats: length exceeds the bytes present")
-                formats = list(ext[1 : 1 + ext[0]])
-            elif code == 4:  # signature_algorithms
-                sigalgs = _vec16_u16(ext, "signature_algorithms")
-            elif code == 5:  # application_layer_protocol_negotiation
-                alpn_raw = _alpn_list(ext)
-            elif code == 6:  # supported_versions
-                if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
-                    raise ParseError("supported_versions: bad list length")
-                versions = u16_list(ext, 1, ext[0])
-            elif code == 7:  # key_share
-                shares = _key_share_groups(ext)
-            elif code == 8:  # key_share of TLS 1.3 drafts before -23
-                if not shares:
+            # Codes 1..9 carry a body to read, 10.. are flags; split so the usual extension takes
+            # a few comparisons.
+            if code < 5:
+                if code == 1:  # server_name
+                    if server_name is None:
+                        server_name = _sni(ext)
+                elif code == 2:  # supported_groups
+                    groups = list(_vec16_memo(ext, "supported_groups"))
+                elif code == 3:  # ec_point_formats
+                    if not ext or ext[0] > len(ext) - 1:
+                        raise ParseError("ec_point_formats: length exceeds the bytes present")
+                    formats = list(ext[1 : 1 + ext[0]])
+                else:  # signature_algorithms
+                    sigalgs = list(_vec16_memo(ext, "signature_algorithms"))
+            elif code < 10:
+                if code == 5:  # application_layer_protocol_negotiation
+                    alpn_raw, alpn = _alpn_memo(ext)
+                elif code == 6:  # supported_versions
+                    versions = list(_versions(ext))
+                elif code == 7:  # key_share
                     shares = _key_share_groups(ext)
-            elif code == 9:  # psk_key_exchange_modes
-                if ext and ext[0] <= len(ext) - 1:
-                    psk_modes = list(ext[1 : 1 + ext[0]])
+                elif code == 9:  # psk_key_exchange_modes
+                    if ext and ext[0] <= len(ext) - 1:
+                        psk_modes = list(ext[1 : 1 + ext[0]])
+                elif not shares:  # key_share of TLS 1.3 drafts before -23
+                    shares = _key_share_groups(ext)
+            elif code == 15:
+                ems = True
+            elif code == 14:
+                reneg = True
+            elif code == 13:
+                ticket = True
+                ticket_data = len(ext) > 0
             elif code == 10:
                 psk = True
             elif code == 11:
                 early = True
             elif code == 12:
                 ech = True
-            elif code == 13:
-                ticket = True
-                ticket_data = len(ext) > 0
-            elif code == 14:
-                reneg = True
-            elif code == 15:
-                ems = True
-            elif code == 16 or (code == 17 and quic_tp is None):  # final RFC 9001 code wins
+            elif code == 16 or quic_tp is None:  # 16 or 17: the final RFC 9001 code wins
                 quic_tp = ext
         except ParseError as exc:
-            errors.append(f"ext {etype}: {exc}")
+            ext_errors.append(f"ext {etype}: {exc}")
+    if ext_errors:
+        errors += ext_errors
     return ClientHello(
         legacy_version,
         random,
@@ -350,8 +509,8 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
         exts,
         cookie,
         server_name,
-        [p.decode("utf-8", "backslashreplace") for p in alpn_raw] if alpn_raw else [],
-        alpn_raw,
+        list(alpn),
+        list(alpn_raw),
         versions,
         groups,
         formats,
@@ -369,6 +528,16 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
         False,
         errors,
     )
+
+
+def _sni(ext: bytes) -> str | None:
+    """`_server_name`, with a fast path for the usual body: one host_name filling the list."""
+    size = len(ext)
+    if size >= 5:
+        n, kind, ln = _SNI_HEAD.unpack_from(ext, 0)
+        if kind == 0 and n == size - 2 and ln == size - 5:
+            return ext[5:].decode("utf-8", "backslashreplace")
+    return _server_name(ext)
 
 
 _CH_CODES = {
@@ -402,12 +571,12 @@ def _key_share_groups(ext: bytes) -> list[int]:
     if end > len(ext):
         raise ParseError(f"key_share: list length {n} exceeds the {len(ext) - 2} bytes present")
     groups = []
+    unpack = _HH.unpack_from
     pos = 2
     while pos < end:
         if pos + 4 > end:
             raise ParseError("key_share: entry header cut")
-        (g,) = _U16.unpack_from(ext, pos)
-        (kl,) = _U16.unpack_from(ext, pos + 2)
+        g, kl = unpack(ext, pos)
         pos += 4 + kl
         if pos > end:
             raise ParseError("key_share: key runs past the list")
@@ -482,12 +651,45 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     """Parse a ServerHello / HelloRetryRequest body (`dtls` is accepted for symmetry: the DTLS
     ServerHello has no cookie, so the layout is the same)."""
     data = bytes(body)
+    # Not for TLS 1.3 drafts before -22: their ServerHello has no session id.
+    key = _hello_key(data, False) if not (data[:1] == b"\x7f" and data[1:2] < b"\x16") else None
+    if key is not None:
+        seen = _SH_MEMO.get(key)
+        if seen is not None:
+            random = data[2:34]
+            return ServerHello(
+                seen.legacy_version,
+                random,
+                data[35 : 35 + data[34]],
+                seen.cipher_suite,
+                seen.compression,
+                list(seen.extensions),
+                seen.selected_version,
+                random == HRR_RANDOM,
+                seen.alpn,
+                seen.alpn_raw,
+                seen.key_share_group,
+                seen.psk_selected,
+                seen.session_ticket,
+                seen.renegotiation_info,
+                seen.extended_master_secret,
+                list(seen.ec_point_formats),
+                [],
+            )
+    sh = _parse_server_hello(data)
+    if key is not None and not sh.errors and sh.key_share_group is None:
+        _remember_hello(_SH_MEMO, key, sh)
+    return sh
+
+
+def _parse_server_hello(data: bytes) -> ServerHello:
     end = len(data)
     if end < 36:
         raise ParseError(f"server hello: {end} bytes, shorter than version+random+cipher", 0)
     (legacy_version,) = _U16.unpack_from(data, 0)
     random = data[2:34]
-    if legacy_version >> 8 == 0x7F and (legacy_version & 0xFF) < 22:
+    draft = legacy_version >> 8 == 0x7F
+    if draft and (legacy_version & 0xFF) < 22:
         # TLS 1.3 drafts before -22: version, random, cipher_suite, extensions (no session id,
         # no compression).
         session_id = b""
@@ -503,45 +705,65 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
             raise ParseError(f"server hello: session id length {sid_len} invalid", 34)
         session_id = data[pos : pos + sid_len]
         pos += sid_len
-        (cipher,) = _U16.unpack_from(data, pos)
-        compression = data[pos + 2]
+        cipher, compression = _U16U8.unpack_from(data, pos)
         pos += 3
     errors: list[str] = []
     exts = _parse_extensions(data, pos, end, "server hello", errors)
-    sh = ServerHello(legacy_version, random, session_id, cipher, compression, exts, errors=errors)
-    sh.is_hello_retry_request = random == HRR_RANDOM
-    if legacy_version >> 8 == 0x7F:
-        sh.selected_version = legacy_version  # drafts before -22 negotiate in the legacy field
+    # The conveniences in locals; the object is built once.
+    selected = legacy_version if draft else None  # drafts before -22 negotiate in the legacy field
+    alpn: str | None = None
+    alpn_raw: bytes | None = None
+    key_group: int | None = None
+    formats: list[int] = []
+    psk = ticket = reneg = ems = False
     for etype, ext in exts:
         try:
             if etype == EXT_SUPPORTED_VERSIONS:
                 if len(ext) != 2:
                     raise ParseError(f"supported_versions: {len(ext)} bytes, expected 2")
-                (sh.selected_version,) = _U16.unpack_from(ext, 0)
+                (selected,) = _U16.unpack_from(ext, 0)
             elif etype == EXT_ALPN:
-                names = _alpn_list(ext)
-                if names:
-                    sh.alpn_raw = names[0]
-                    sh.alpn = _decode_alpn(names[:1])[0]
-            elif etype == EXT_KEY_SHARE or (etype == EXT_KEY_SHARE_DRAFT and legacy_version >> 8 == 0x7F):
+                raw, names = _alpn_memo(ext)
+                if raw:
+                    alpn_raw = raw[0]
+                    alpn = names[0]
+            elif etype == EXT_KEY_SHARE or (etype == EXT_KEY_SHARE_DRAFT and draft):
                 if len(ext) < 2:
                     raise ParseError("key_share: body shorter than a group")
-                (sh.key_share_group,) = _U16.unpack_from(ext, 0)
+                (key_group,) = _U16.unpack_from(ext, 0)
             elif etype == EXT_PRE_SHARED_KEY:
-                sh.psk_selected = True
+                psk = True
             elif etype == EXT_SESSION_TICKET:
-                sh.session_ticket = True
+                ticket = True
             elif etype == EXT_RENEGOTIATION_INFO:
-                sh.renegotiation_info = True
+                reneg = True
             elif etype == EXT_EXTENDED_MASTER_SECRET:
-                sh.extended_master_secret = True
+                ems = True
             elif etype == EXT_EC_POINT_FORMATS:
                 if not ext or ext[0] > len(ext) - 1:
                     raise ParseError("ec_point_formats: length exceeds the bytes present")
-                sh.ec_point_formats = list(ext[1 : 1 + ext[0]])
+                formats = list(ext[1 : 1 + ext[0]])
         except ParseError as exc:
-            sh.errors.append(f"ext {etype}: {exc}")
-    return sh
+            errors.append(f"ext {etype}: {exc}")
+    return ServerHello(
+        legacy_version,
+        random,
+        session_id,
+        cipher,
+        compression,
+        exts,
+        selected,
+        random == HRR_RANDOM,
+        alpn,
+        alpn_raw,
+        key_group,
+        psk,
+        ticket,
+        reneg,
+        ems,
+        formats,
+        errors,
+    )
 
 
 def parse_certificate_list(body: bytes | bytearray | memoryview, *, tls13: bool = False) -> list[bytes]:
