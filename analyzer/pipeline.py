@@ -134,6 +134,28 @@ class _Dissection:
 
 
 ROWS_PER_CHUNK = 4096
+FLOW_ROWS_PER_FRAME = 16384  # ended flows gathered before their columns become a compact frame
+_NA_WHEN_NEGATIVE = ("client_port", "server_port", "vni", "vlan")  # -1: not applicable
+
+
+def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> pd.DataFrame:
+    """One frame from several ended-flow column chunks, each column converted once to its dtype."""
+    n = sum(k for _, k in chunks)
+    names = {name for chunk, _ in chunks for name in chunk}
+    columns: dict[str, Any] = {}
+    for name in names:
+        parts = [chunk.get(name) for chunk, _ in chunks]
+        arrays = [p for p in parts if isinstance(p, np.ndarray) and p.dtype != object]
+        if len(arrays) == len(parts):
+            col: Any = np.concatenate(arrays)
+            if name in _NA_WHEN_NEGATIVE and col.dtype.kind in "iu":
+                col = np.where(col >= 0, col, np.nan)
+        else:
+            col = []
+            for part, (_, k) in zip(parts, chunks, strict=True):
+                col.extend([None] * k if part is None else part)
+        columns[name] = col
+    return schema.frame_from_columns(columns, schema.FLOWS, n)
 
 
 class Collector:
@@ -141,7 +163,9 @@ class Collector:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.flow_chunks: list[tuple[dict[str, Any], int]] = []
+        self.flow_chunks: list[pd.DataFrame] = []
+        self.pending_flows: list[tuple[dict[str, Any], int]] = []
+        self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
                                                          "anomalies": []}
         self.dissection = _Dissection(options) if options.dissect else None
@@ -167,8 +191,18 @@ class Collector:
                         col = extra[k] = [None] * n
                     col[j] = v
                 self._rows(fp, facts)
-        # kept as columns: one conversion per column at the end instead of a DataFrame per chunk
-        self.flow_chunks.append(({**cols, **extra}, len(ended)))
+        # Every FLOW_ROWS_PER_FRAME flows, the columns become a frame of compact dtypes (Arrow strings,
+        # masked integers) and their Python objects are freed: memory does not pile up until the
+        # end, and the per-column conversion cost is paid per 16k flows, not per small export.
+        self.pending_flows.append(({**cols, **extra}, len(ended)))
+        self.pending_rows += len(ended)
+        if self.pending_rows >= FLOW_ROWS_PER_FRAME:
+            self._fold_flows()
+
+    def _fold_flows(self) -> None:
+        if self.pending_flows:
+            self.flow_chunks.append(_flow_frame(self.pending_flows))
+            self.pending_flows, self.pending_rows = [], 0
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         for frame, rows in facts.rows.items():
@@ -209,30 +243,13 @@ class Collector:
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def _flows(self) -> pd.DataFrame:
+        self._fold_flows()
         if not self.flow_chunks:
             return schema.empty_frame(schema.FLOWS)
-        n = sum(k for _, k in self.flow_chunks)
-        names = {name for chunk, _ in self.flow_chunks for name in chunk}
-        columns: dict[str, Any] = {}
-        for name in names:
-            parts = [chunk.get(name) for chunk, _ in self.flow_chunks]
-            arrays = [p for p in parts if isinstance(p, np.ndarray) and p.dtype != object]
-            if len(arrays) == len(parts):
-                col: Any = np.concatenate(arrays)
-                if name in ("client_port", "server_port", "vni", "vlan"):  # -1: not applicable
-                    col = np.where(col >= 0, col, np.nan)
-            else:
-                col = []
-                for p, (_, k) in zip(parts, self.flow_chunks, strict=True):
-                    col.extend([None] * k if p is None else p)
-            columns[name] = col
-        # in time order (uid breaks ties), as the flows of one chunk end in table order
-        ts = columns["ts_start"]
-        order = np.lexsort((np.asarray(columns["uid"], dtype=object), ts))
-        columns = {k: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order.tolist()])
-                   for k, v in columns.items()}
-        assert len(order) == n
-        return schema.frame_from_columns(columns, schema.FLOWS, n)
+        flows = self.flow_chunks[0] if len(self.flow_chunks) == 1 else pd.concat(self.flow_chunks, ignore_index=True)
+        self.flow_chunks = []
+        # in time order (uid breaks ties): a chunk's flows are in the order they ended
+        return flows.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
 
     def anomaly(self, **row: object) -> None:
         self.rows["anomalies"].append(row)

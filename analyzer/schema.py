@@ -249,13 +249,19 @@ def frame_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> pd.
     rows = list(rows)
     if not rows:
         return empty_frame(schema)
-    keys: set[str] = set()
-    for r in rows:
-        keys.update(r)
-    unknown = keys - set(schema)
+    first = tuple(rows[0])
+    if all(tuple(r) == first for r in rows):
+        # the usual case (one dissector's rows, same keys in the same order): transpose in C
+        columns = dict(zip(first, (list(c) for c in zip(*(r.values() for r in rows), strict=True)), strict=True))
+    else:
+        keys: dict[str, None] = {}
+        for r in rows:
+            keys.update(dict.fromkeys(r))
+        columns = {k: [r.get(k) for r in rows] for k in keys}
+    unknown = set(columns) - set(schema)
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
-    return frame_from_columns({k: [r.get(k) for r in rows] for k in schema if k in keys}, schema, len(rows))
+    return frame_from_columns(columns, schema, len(rows))
 
 
 def frame_from_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> pd.DataFrame:
