@@ -138,8 +138,8 @@ FLOW_ROWS_PER_FRAME = 16384  # ended flows gathered before their columns become 
 _NA_WHEN_NEGATIVE = ("client_port", "server_port", "vni", "vlan")  # -1: not applicable
 
 
-def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> pd.DataFrame:
-    """One frame from several ended-flow column chunks, each column converted once to its dtype."""
+def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    """Typed columns (schema.FLOWS) from several ended-flow column chunks, each converted once."""
     n = sum(k for _, k in chunks)
     names = {name for chunk, _ in chunks for name in chunk}
     columns: dict[str, Any] = {}
@@ -155,7 +155,7 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> pd.DataFrame:
             for part, (_, k) in zip(parts, chunks, strict=True):
                 col.extend([None] * k if part is None else part)
         columns[name] = col
-    return schema.frame_from_columns(columns, schema.FLOWS, n)
+    return schema.typed_columns(columns, schema.FLOWS, n)
 
 
 class Collector:
@@ -163,7 +163,7 @@ class Collector:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.flow_chunks: list[pd.DataFrame] = []
+        self.flow_chunks: list[dict[str, Any]] = []  # typed columns of 16k flows each
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
@@ -243,13 +243,25 @@ class Collector:
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def _flows(self) -> pd.DataFrame:
+        """The flows frame in time order (uid breaks ties; a chunk's flows are in the order they ended).
+
+        Built one column at a time, each column's chunks freed as it is assembled: the peak is the
+        chunks plus one column, not two copies of the whole frame (concatenate, then sort)."""
         self._fold_flows()
-        if not self.flow_chunks:
+        chunks, self.flow_chunks = self.flow_chunks, []
+        if not chunks:
             return schema.empty_frame(schema.FLOWS)
-        flows = self.flow_chunks[0] if len(self.flow_chunks) == 1 else pd.concat(self.flow_chunks, ignore_index=True)
-        self.flow_chunks = []
-        # in time order (uid breaks ties): a chunk's flows are in the order they ended
-        return flows.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
+        ts = np.concatenate([np.asarray(c["ts_start"].asi8) for c in chunks])
+        uid = np.concatenate([np.asarray(c["uid"], dtype=object) for c in chunks])
+        order = np.lexsort((uid, ts))
+        del ts, uid
+        out: dict[str, Any] = {}
+        for name in schema.FLOWS:
+            parts = [pd.Series(c.pop(name), copy=False) for c in chunks]
+            col = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            del parts
+            out[name] = col.take(order).array
+        return pd.DataFrame(out, copy=False)
 
     def anomaly(self, **row: object) -> None:
         self.rows["anomalies"].append(row)

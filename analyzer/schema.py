@@ -268,6 +268,11 @@ def frame_from_columns(columns: Mapping[str, Any], schema: Schema, length: int) 
     """A schema-conformant frame from columns (numpy arrays or lists; None is missing), each converted
     once, straight to its declared dtype: no per-column type inference, no second conversion.
     Columns the schema lacks are an error; columns absent from `columns` are all missing."""
+    return pd.DataFrame(typed_columns(columns, schema, length))
+
+
+def typed_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> dict[str, Any]:
+    """The arrays `frame_from_columns` makes a frame of: every schema column, in its dtype."""
     unknown = set(columns) - set(schema)
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
@@ -275,7 +280,7 @@ def frame_from_columns(columns: Mapping[str, Any], schema: Schema, length: int) 
     for name, dtype in schema.items():
         values = columns.get(name)
         out[name] = _column([None] * length if values is None else values, dtype)
-    return pd.DataFrame(out)
+    return out
 
 
 def _column(values: Any, dtype: str) -> Any:
