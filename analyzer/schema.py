@@ -29,7 +29,8 @@ FLOWS: dict[str, str] = {
     "client_port": "Int32",
     "server_ip": "string",
     "server_port": "Int32",
-    "client_by": "string",  # how the client was decided: syn, synack, port, first_packet
+    "client_by": "string",  # how the client was decided: syn, synack, port, icmp, first_packet, or
+    # continued: the part of a conversation after an active-timeout split keeps the earlier part's client
     "packets_to_server": "Int64",
     "packets_to_client": "Int64",
     "ip_bytes_to_server": "Int64",

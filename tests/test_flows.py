@@ -320,6 +320,23 @@ def test_idle_and_active_timeouts(tmp_path):
     assert len(run(tmp_path, u, [T0, T0 + 10, T0 + 100], idle_timeout_udp=120)[0]) == 1
 
 
+def test_active_timeout_continuation_keeps_the_client(tmp_path):
+    # both ports high (no service-port rule): after the split the server speaks first, which used to
+    # make it the "client" of the continuation
+    hs = [tcp("c", "S", 1000, cport=40001, sport=50001), tcp("s", "SA", 5000, 1001, cport=40001, sport=50001),
+          tcp("c", "A", 1001, 5001, cport=40001, sport=50001)]
+    rest = [tcp("s" if k % 2 == 0 else "c", "PA", 5001 + k if k % 2 == 0 else 1001 + k, 1, b"x",
+                cport=40001, sport=50001) for k in range(8)]
+    times = [T0, T0 + 0.1, T0 + 0.2] + [T0 + 10 * (k + 1) for k in range(8)]
+    df = run(tmp_path, hs + rest, times, active_timeout=35)[0]
+    assert len(df) >= 2
+    assert df["client_port"].tolist() == [40001] * len(df)
+    assert df["client_by"].tolist() == ["syn"] + ["continued"] * (len(df) - 1)
+    # an idle split is a new conversation as far as we know: decided afresh
+    df = run(tmp_path, hs + rest[:1], [*times[:3], T0 + 1000])[0]
+    assert df["client_by"].tolist() == ["syn", "first_packet"] and df["client_port"].tolist() == [40001, 50001]
+
+
 def test_timeouts_through_analyze(tmp_path):
     path = write_packets(tmp_path / "t.pcap", [udp("c"), udp("c")], [T0, T0 + 30], start=T0)
     assert len(analyzer.analyze([str(path)], dissect=False).flows) == 1

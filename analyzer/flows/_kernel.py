@@ -72,7 +72,7 @@ R_PORTB = 2
 R_PROTO = 3
 R_IPVER = 4
 R_CLIENT_IS_A = 5
-R_CLIENT_BY = 6  # 0 first packet, 1 syn, 2 synack, 3 service port, 4 icmp type
+R_CLIENT_BY = 6  # 0 first packet, 1 syn, 2 synack, 3 service port, 4 icmp type, 5 continued (active timeout)
 R_TS_FIRST = 7
 R_TS_LAST = 8
 R_SEQNO = 9
@@ -606,6 +606,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         else:
             ahi, alo, bhi, blo, pa, pb = ucols[i, U_DHI], ucols[i, U_DLO], ucols[i, U_SHI], ucols[i, U_SLO], dport, sport
         r, slot = _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto)
+        continued_cia = -1
         if r >= 0:
             idle = t - R[r, R_TS_LAST]
             limit = O[O_IDLE_TCP] if proto == 6 else (O[O_IDLE_UDP] if proto == 17 else O[O_IDLE_OTHER])
@@ -622,6 +623,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                         R[r, D0 + dt * DW + D_HAVE_START] != 1):
                     reason = 4
             if reason:
+                if reason == 2:  # the same conversation goes on: its next part keeps its client
+                    continued_cia = R[r, R_CLIENT_IS_A]
                 _end(r, reason, HT, R, RU, G, ENDED)
                 r, slot = _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto)
         if r < 0:
@@ -659,6 +662,9 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                     by = 3
             R[r, R_CLIENT_BY] = by
             R[r, R_CLIENT_IS_A] = 1 if client_src == s_first else 0
+            if continued_cia >= 0:
+                R[r, R_CLIENT_BY] = 5
+                R[r, R_CLIENT_IS_A] = continued_cia
             R[r, R_VNI] = cols[i, C_VNI]
             R[r, R_TUNBITS] = cols[i, C_TUN]
             R[r, R_OIPVER] = cols[i, C_OIPVER]

@@ -50,7 +50,7 @@ class FlowOptions:
 
 TCP_FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x20, "U"),
                     (0x40, "E"), (0x80, "C"))  # fmt: skip
-CLIENT_BY = np.array(["first_packet", "syn", "synack", "port", "icmp"], dtype=object)
+CLIENT_BY = np.array(["first_packet", "syn", "synack", "port", "icmp", "continued"], dtype=object)
 TRANSPORT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 50: "esp", 51: "ah", 47: "gre", 132: "sctp",
              136: "udplite", 33: "dccp", 2: "igmp", 89: "ospf", 103: "pim", 112: "vrrp", 4: "ipip",
              41: "ipv6"}  # fmt: skip
