@@ -585,7 +585,11 @@ def version(pkg: str) -> str:
 
 
 def report_from_json(path: Path) -> str:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"run_bench.py: {path} is not a result JSON of this script ({type(exc).__name__}: {exc})")
     results = []
     for d in data["results"]:
         tool = Tool(d["tool"], d["group"], d["input"], lambda f, t: [])
