@@ -9,6 +9,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# Its own table on purpose: this script is the tshark side of the manifest check, so it must not
+# borrow the package's names (analyzer.dissect.tls.constants) that the check is about.
 VERSIONS = {
     0x0300: "SSL 3.0",
     0x0301: "TLS 1.0",
