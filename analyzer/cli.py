@@ -56,7 +56,7 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
-                  max_flows: int, ja4x: bool) -> Any:
+                  max_flows: int, ja4x: bool, frames: tuple[str, ...]) -> Any:
     import analyzer
 
     def on_problem(p: Any) -> None:
@@ -68,6 +68,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
         geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
         idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, max_flows=max_flows, ja4x=ja4x,
+        frames=frames,
     )
 
 
@@ -117,7 +118,7 @@ def flows(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     """One row per flow: endpoints, counters, TCP state, tunnel and TLS facts."""
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, **opts)
+    result = _run_analysis(paths, frames=("flows",), **opts)
     cols = None if (all_columns or fmt != "table") else FLOW_TABLE_COLUMNS
     write_frame(result.flows, fmt, out, columns=cols)
 
@@ -129,7 +130,7 @@ def tls(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **
     """One row per TLS, DTLS or QUIC session: versions, cipher, SNI, ALPN, fingerprints, certificate."""
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, **opts)
+    result = _run_analysis(paths, frames=("tls",), **opts)
     cols = None if (all_columns or fmt != "table") else TLS_TABLE_COLUMNS
     write_frame(result.tls, fmt, out, columns=cols)
 
@@ -141,7 +142,7 @@ def certs(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     """One row per distinct certificate seen (keyed by SHA-256 fingerprint)."""
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, **opts)
+    result = _run_analysis(paths, frames=("certs",), **opts)
     cols = None if (all_columns or fmt != "table") else [
         "sha256", "subject_cn", "issuer_cn", "not_after", "key_type", "key_bits", "signature_hash",
         "self_signed", "sessions"]
@@ -155,7 +156,7 @@ def anomalies(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bo
     """Malformed or unexpected input: damaged records, truncated headers, protocol violations."""
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, **opts)
+    result = _run_analysis(paths, frames=(), **opts)
     write_frame(result.anomalies, fmt, out)
 
 
@@ -177,7 +178,7 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
     from analyzer.verify import preflight, verify_captures
 
     preflight(paths, tshark_path)  # tshark missing, stdin: say so before the analysis
-    result = _run_analysis(paths, **opts)
+    result = _run_analysis(paths, frames=("flows", "tls", "certs"), **opts)
     cmp = verify_captures(list(paths), analysis=result, tshark_path=tshark_path)
     for note in cmp.notes:
         click.echo(f"warning: {note}", err=True)

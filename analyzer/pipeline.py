@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,11 @@ class Options:
     geneve_ports: tuple[int, ...] = (6081,)
     ja4x: bool = False
     strict: bool = False
+    # The frames to build: the others come back empty (with their schema). Dissection runs in full
+    # either way (the flows frame's TLS columns need it); what is saved is keeping and converting
+    # the rows nobody reads: `intransit flows` asks for ("flows",), `intransit tls` for ("tls",).
+    # .anomalies and .sources are always built.
+    frames: tuple[str, ...] = ("flows", "tls", "certs", "cert_links")
 
     @staticmethod
     def from_kwargs(**kwargs: object) -> Options:
@@ -53,7 +58,16 @@ class Options:
         for p in (*opts.vxlan_ports, *opts.geneve_ports):
             if not 0 < int(p) < 65536:
                 raise UsageError(f"port {p} is out of range")
-        return opts
+        if isinstance(opts.frames, str):
+            raise UsageError("frames must be a sequence of frame names, not a string")
+        unknown_frames = set(opts.frames) - set(OPTIONAL_FRAMES)
+        if unknown_frames:
+            raise UsageError(f"unknown frame(s): {', '.join(sorted(unknown_frames))}; "
+                             f"known: {', '.join(OPTIONAL_FRAMES)}")
+        return replace(opts, frames=tuple(opts.frames))
+
+
+OPTIONAL_FRAMES = ("flows", "tls", "certs", "cert_links")
 
 
 @dataclass
@@ -171,6 +185,7 @@ class Collector:
         self.dissection = _Dissection(options) if options.dissect else None
         self.seen_certs: dict[str, dict[str, object]] = {}
         self.frames: dict[str, list[pd.DataFrame]] = {}
+        self.wanted = frozenset((*options.frames, "anomalies"))
 
     def add(self, ended: EndedFlows) -> None:
         if not len(ended):
@@ -194,6 +209,8 @@ class Collector:
         # Every FLOW_ROWS_PER_FRAME flows, the columns become a frame of compact dtypes (Arrow strings,
         # masked integers) and their Python objects are freed: memory does not pile up until the
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
+        if "flows" not in self.wanted:
+            return
         self.pending_flows.append(({**cols, **extra}, len(ended)))
         self.pending_rows += len(ended)
         if self.pending_rows >= FLOW_ROWS_PER_FRAME:
@@ -205,7 +222,10 @@ class Collector:
             self.pending_flows, self.pending_rows = [], 0
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
+        wanted = self.wanted
         for frame, rows in facts.rows.items():
+            if frame not in wanted:
+                continue
             if frame == "certs":
                 for row in rows:
                     sha = str(row.get("sha256"))
@@ -285,7 +305,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
 
     Options (see `Options`): payload_budget, dissect, idle_timeout_tcp, idle_timeout_udp,
-    active_timeout, max_flows, vxlan_ports, geneve_ports, ja4x, strict. Captures are read in order into one
+    active_timeout, max_flows, vxlan_ports, geneve_ports, ja4x, strict, frames. Captures are read in order into one
     flow table, so flows spanning rotated files are merged. Unreadable captures raise
     `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
     become rows of `.sources` and `.anomalies` and a warning.

@@ -105,3 +105,34 @@ def test_plaintext_http_is_not_encrypted() -> None:
     flows = run_cli("flows", "http_plain.pcap")
     http = flows[flows["server_port"] == 80]
     assert len(http) == 1 and pd.isna(http.iloc[0]["tls_version"]) and http.iloc[0]["encrypted"] is not True
+
+
+def test_frames_option_builds_only_what_is_asked_and_the_rest_is_unchanged() -> None:
+    """`frames=` skips keeping rows nobody reads (what `intransit flows` / `tls` ask for); the frames
+    that are built equal those of a full analysis, the others are empty with their schema."""
+    import analyzer
+    from analyzer import schema
+
+    paths = [str(CAPTURES)]
+    full = analyzer.analyze(paths, on_problem=lambda p: None)
+    assert len(full.flows) and len(full.tls) and len(full.certs) and len(full.cert_links)
+    only_flows = analyzer.analyze(paths, on_problem=lambda p: None, frames=("flows",))
+    pd.testing.assert_frame_equal(only_flows.flows, full.flows)
+    pd.testing.assert_frame_equal(only_flows.anomalies, full.anomalies)  # always built
+    for name in ("tls", "certs", "cert_links"):
+        got = getattr(only_flows, name)
+        assert len(got) == 0 and list(got.columns) == list(schema.ALL[name]), name
+    only_tls = analyzer.analyze(paths, on_problem=lambda p: None, frames=("tls", "certs"))
+    pd.testing.assert_frame_equal(only_tls.tls, full.tls)
+    pd.testing.assert_frame_equal(only_tls.certs, full.certs)
+    assert len(only_tls.flows) == 0 and list(only_tls.flows.columns) == list(schema.FLOWS)
+
+
+@pytest.mark.parametrize(("frames", "words"), [(("flows", "tsl"), "unknown frame(s): tsl"),
+                                                ("flows", "not a string")])
+def test_frames_option_refuses_unknown_names(frames: object, words: str) -> None:
+    import analyzer
+    from analyzer.errors import UsageError
+
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        analyzer.analyze([str(CAPTURES / "http_plain.pcap")], frames=frames)
