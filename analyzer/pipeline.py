@@ -97,11 +97,13 @@ class _Dissection:
 
     def __init__(self, options: Options) -> None:
         self.dissectors: list[Dissector] = []
+        # Without a tls/certs/cert_links frame to fill, the TLS dissector makes only the flow columns.
+        tls_rows = bool({"tls", "certs", "cert_links"} & set(options.frames))
         for d in registered():
-            if d.name == "tls" and options.ja4x:
+            if d.name == "tls" and (options.ja4x or not tls_rows):
                 from analyzer.dissect.tls import TLSDissector
 
-                d = TLSDissector(ja4x=True)
+                d = TLSDissector(ja4x=options.ja4x, rows=tls_rows)
             self.dissectors.append(d)
         self.tls = next((d for d in self.dissectors if d.name == "tls"), None)
         self.by_port: dict[tuple[str, int], list[Dissector]] = {}

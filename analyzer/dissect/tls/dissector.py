@@ -322,8 +322,10 @@ class TLSDissector:
 
     Options: `ja4x` (default False) also computes FoxIO JA4X per certificate (FoxIO License 1.1,
     see `analyzer.dissect.tls.fingerprints`); `ja4s` (default True) computes JA4S; `certificates`
-    (default True) hands certificate DER to `analyzer.dissect.x509`. `strict` re-raises internal
-    errors instead of recording them as `tls_internal_error` anomalies (for tests).
+    (default True) hands certificate DER to `analyzer.dissect.x509`. `rows` (default True) makes the
+    `tls`, `certs` and `cert_links` rows; without, only the flow's columns (`Facts.flow`) and the
+    anomalies are made, for analyses that keep no such frame. `strict` re-raises internal errors
+    instead of recording them as `tls_internal_error` anomalies (for tests).
     """
 
     name = "tls"
@@ -336,9 +338,11 @@ class TLSDissector:
         ja4x: bool = False,
         ja4s: bool = True,
         certificates: bool = True,
+        rows: bool = True,
         strict: bool = False,
     ) -> None:
         self.ja4x = ja4x
+        self.rows = rows
         self.ja4s = ja4s
         self.certificates = certificates
         self.strict = strict
@@ -346,7 +350,8 @@ class TLSDissector:
         self._sni_memo: dict[tuple[str, str], bool | None] = {}
 
     def __repr__(self) -> str:
-        return f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates})"
+        return (f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates}, "
+                f"rows={self.rows})")
 
     @property
     def cert_cache(self) -> _compat.CertCache:
@@ -702,7 +707,6 @@ class TLSDissector:
         facts: Facts,
     ) -> None:
         ch = client.client_hellos[0] if client.client_hellos else None
-        uid = flow.uid
 
         # --- negotiated parameters (memoised with the server hello's derived columns)
         version: int | None = None
@@ -757,21 +761,85 @@ class TLSDissector:
                 failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
         encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
 
-        # --- the row starts from the hellos' derived columns (memoised by the hellos' shapes)
-        row = dict(_TLS_ROW)
+        # --- the hellos' derived columns (memoised by the hellos' shapes)
         server_name = client_max = ja3_h = ja4_v = ja3s_h = ja4s_v = None
+        ccols: dict[str, object] | None = None
         if ch is not None:
             ccols = _client_columns(ch)
-            row.update(ccols)
             server_name = ch.server_name
             client_max = ccols["client_max_version"]
             ja3_h = ccols["ja3"]
             ja4_v = ccols["ja4"]
+        if scols is not None:
+            ja3s_h = scols["ja3s"]
+            ja4s_v = scols["ja4s"]
+        chain: list[str] = []
+        leaf: dict[str, Any] = _NO_LEAF
+        if not self.rows:  # only the flow's columns are wanted: the leaf certificate, no tls row
+            if self.certificates and server.certs:
+                leaf = self.cert_cache.parse(server.certs[0])
+                chain.append(str(leaf["sha256"]))
+        else:
+            leaf = self._tls_row(flow, cs, sc, flipped, client, server, ch, sh, hrr, tls13, ccols, scols, chain,
+                                 facts, version, version_s, cipher_code, cipher_name, alpn, selected_group,
+                                 established, history, failure, alert)
+        facts.flow.update(
+            {
+                "app_protocol": "tls",
+                "encrypted": encrypted,
+                "tls_version": version_s,
+                "tls_client_max_version": client_max,
+                "tls_cipher": cipher_name,
+                "tls_server_name": server_name,
+                "tls_alpn": alpn,
+                "ja3": ja3_h,
+                "ja3s": ja3s_h,
+                "ja4": ja4_v,
+                "ja4s": ja4s_v,
+                "tls_established": established,
+                "cert_sha256": chain[0] if chain else None,
+                "cert_not_after": leaf.get("not_after"),
+                "cert_key_bits": leaf.get("key_bits"),
+                "cert_self_signed": leaf.get("self_signed"),
+            }
+        )
+
+    def _tls_row(
+        self,
+        flow: FlowPayload,
+        cs: StreamPrefix,
+        sc: StreamPrefix,
+        flipped: bool,
+        client: _Side,
+        server: _Side,
+        ch: ClientHello | None,
+        sh: ServerHello | None,
+        hrr: ServerHello | None,
+        tls13: bool,
+        ccols: dict[str, object] | None,
+        scols: dict[str, object] | None,
+        chain: list[str],
+        facts: Facts,
+        version: int | None,
+        version_s: str | None,
+        cipher_code: int | None,
+        cipher_name: str | None,
+        alpn: str | None,
+        selected_group: str | None,
+        established: bool,
+        history: str,
+        failure: str | None,
+        alert: tuple[int, int, str] | None,
+    ) -> dict[str, Any]:
+        """The session's `tls` row, and its certificates' rows and links (fills `chain` with the
+        server's, leaf first). Returns the leaf's certificate row."""
+        uid = flow.uid
+        row = dict(_TLS_ROW)
+        if ccols is not None:
+            row.update(ccols)
         resumed = False
         if scols is not None:
             row.update(scols)
-            ja3s_h = scols["ja3s"]
-            ja4s_v = scols["ja4s"]
             if ch is not None and sh is not None:
                 if tls13:
                     resumed = sh.psk_selected
@@ -786,7 +854,7 @@ class TLSDissector:
             selected_group = group_name(hrr.key_share_group)
 
         # --- certificates
-        chain: list[str] = []
+        server_name = ch.server_name if ch is not None else None
         leaf: dict[str, Any] = _NO_LEAF
         if self.certificates and (server.certs or client.certs):
             leaf = self._certificates(uid, server.certs, client.certs, chain, row, facts)
@@ -808,7 +876,7 @@ class TLSDissector:
                 "server_ip": server_ip,
                 "server_port": server_port,
                 "version": version_s,
-                "client_max_version": client_max,
+                "client_max_version": ccols["client_max_version"] if ccols is not None else None,
                 "record_version": version_name(rv),
                 "cipher": cipher_name,
                 "cipher_code": cipher_code,
@@ -822,10 +890,10 @@ class TLSDissector:
                 "history": ("^" if flipped else "") + history,
                 "failure_reason": failure,
                 "cert_visible": bool(server.certs),
-                "ja3": ja3_h,
-                "ja3s": ja3s_h,
-                "ja4": ja4_v,
-                "ja4s": ja4s_v,
+                "ja3": ccols["ja3"] if ccols is not None else None,
+                "ja3s": scols["ja3s"] if scols is not None else None,
+                "ja4": ccols["ja4"] if ccols is not None else None,
+                "ja4s": scols["ja4s"] if scols is not None else None,
                 "client_hello_count": len(client.client_hellos),
                 "server_hello_count": len(server.server_hellos) + (1 if server.ssl2_server_hello else 0),
                 "client_stop": client.stop if client.records or cs.data else None,
@@ -841,26 +909,7 @@ class TLSDissector:
             row["alert_description"] = alert_description_name(alert[1])
             row["alert_by"] = alert[2]
         facts.add_row("tls", row)
-        facts.flow.update(
-            {
-                "app_protocol": "tls",
-                "encrypted": encrypted,
-                "tls_version": version_s,
-                "tls_client_max_version": client_max,
-                "tls_cipher": cipher_name,
-                "tls_server_name": server_name,
-                "tls_alpn": alpn,
-                "ja3": ja3_h,
-                "ja3s": ja3s_h,
-                "ja4": ja4_v,
-                "ja4s": ja4s_v,
-                "tls_established": established,
-                "cert_sha256": chain[0] if chain else None,
-                "cert_not_after": leaf.get("not_after"),
-                "cert_key_bits": leaf.get("key_bits"),
-                "cert_self_signed": leaf.get("self_signed"),
-            }
-        )
+        return leaf
 
     def _certificates(
         self,
