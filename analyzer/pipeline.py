@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer import schema
+from analyzer._gc import paced_gc
 from analyzer.decode import ANOMALY_NAMES, DecodeOptions, decode
 from analyzer.dissect import Facts, FlowPayload, registered
 from analyzer.dissect.base import Dissector
@@ -302,6 +303,7 @@ class Collector:
         )
 
 
+@paced_gc
 def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None] | None = None,
             **options: object) -> Analysis:
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.

@@ -314,6 +314,75 @@ def _hello_key(data: bytes, dtls: bool) -> _HelloKey | None:
     return (dtls, data[:2], sid_len, data[35 + sid_len :])
 
 
+# TLS 1.3 hellos carry fresh key_share values on every connection, so they are memoised apart, by
+# their bytes with those values cut out (the groups and value lengths are kept): the value of such
+# a memo is the hello and the index of its key_share among its extensions, whose body is put back.
+_CH_KS_MEMO: dict[_HelloKey, tuple[ClientHello, int]] = {}
+_SH_KS_MEMO: dict[_HelloKey, tuple[ServerHello, int]] = {}
+_MaskedKey = tuple[_HelloKey, int, int, int]  # key, key_share index, its body's start and end
+
+
+def _masked_key(key: _HelloKey, ext_at: int, client: bool) -> _MaskedKey | None:
+    """The memo key of a hello whose `_hello_key` is `key`, with the key_exchange values of its
+    (first) key_share extension cut out, the key_share's index among the extensions and where its
+    body is in `key[3]` (the bytes after the session id, whose extensions block starts at `ext_at`).
+    None when there is no key_share value to cut, or the block or the key_share does not tile
+    exactly (so only well-formed hellos share a key)."""
+    rest = key[3]
+    end = len(rest)
+    if ext_at + 2 > end or _U16.unpack_from(rest, ext_at)[0] != end - ext_at - 2:
+        return None
+    unpack = _HH.unpack_from
+    p = ext_at + 2
+    index = 0
+    while p + 4 <= end:
+        etype, elen = unpack(rest, p)
+        body = p + 4
+        nxt = body + elen
+        if nxt > end:
+            return None
+        if etype == EXT_KEY_SHARE:
+            shape = _key_share_shape(rest, body, nxt, client)
+            if shape is None:
+                return None
+            return (key[0], key[1], key[2], rest[:body] + shape + rest[nxt:]), index, body, nxt
+        p = nxt
+        index += 1
+    return None
+
+
+def _key_share_shape(rest: bytes, body: int, end: int, client: bool) -> bytes | None:
+    """A key_share body without its key_exchange values: the client's list length and (group,
+    length) entry headers, the server's (group, length); None when malformed or value-less."""
+    if not client:  # ServerHello: one entry (a HelloRetryRequest's body is a lone group)
+        if end - body < 4 or 4 + _U16.unpack_from(rest, body + 2)[0] != end - body:
+            return None
+        return rest[body : body + 4]
+    if end - body < 2 or 2 + _U16.unpack_from(rest, body)[0] != end - body:
+        return None
+    heads = [rest[body : body + 2]]
+    p = body + 2
+    while p < end:
+        if p + 4 > end:
+            return None
+        heads.append(rest[p : p + 4])
+        p += 4 + _U16.unpack_from(rest, p + 2)[0]
+    return b"".join(heads) if p == end else None
+
+
+def _client_ext_at(key: _HelloKey) -> int | None:
+    """Where a ClientHello's extensions block starts in `key[3]` (after the DTLS cookie, cipher
+    suites and compression methods), or None when those lengths run past the bytes."""
+    rest = key[3]
+    p = 1 + rest[0] if key[0] and rest else 0  # DTLS: the cookie
+    if p + 2 > len(rest):
+        return None
+    p += 2 + _U16.unpack_from(rest, p)[0]
+    if p >= len(rest):
+        return None
+    return p + 1 + rest[p]
+
+
 def _remember_hello(memo: dict[_HelloKey, _T], key: _HelloKey, hello: _T) -> None:
     if len(memo) >= _HELLO_MEMO_ENTRIES:
         memo.clear()
@@ -332,13 +401,25 @@ def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     """
     data = bytes(body)
     key = _hello_key(data, dtls)
+    masked: _MaskedKey | None = None
     if key is not None:
         seen = _CH_MEMO.get(key)
         if seen is not None:
             return _client_hello_like(seen, data)
+        ext_at = _client_ext_at(key)
+        masked = _masked_key(key, ext_at, True) if ext_at is not None else None
+        if masked is not None:
+            found = _CH_KS_MEMO.get(masked[0])
+            if found is not None:
+                ch = _client_hello_like(found[0], data)
+                ch.extensions[found[1]] = (EXT_KEY_SHARE, key[3][masked[2] : masked[3]])
+                return ch
     ch = _parse_client_hello(data, dtls)
-    if key is not None and not ch.errors and not ch.key_share_groups:
-        _remember_hello(_CH_MEMO, key, ch)
+    if key is not None and not ch.errors:
+        if not ch.key_share_groups:
+            _remember_hello(_CH_MEMO, key, ch)
+        elif masked is not None:
+            _remember_hello(_CH_KS_MEMO, masked[0], (ch, masked[1]))
     return ch
 
 
@@ -653,17 +734,28 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
     data = bytes(body)
     # Not for TLS 1.3 drafts before -22: their ServerHello has no session id.
     key = _hello_key(data, False) if not (data[:1] == b"\x7f" and data[1:2] < b"\x16") else None
+    masked: _MaskedKey | None = None
     if key is not None:
         seen = _SH_MEMO.get(key)
+        share_index = -1
+        if seen is None:
+            masked = _masked_key(key, 3, False)  # after the cipher suite and compression method
+            if masked is not None:
+                found = _SH_KS_MEMO.get(masked[0])
+                if found is not None:
+                    seen, share_index = found
         if seen is not None:
             random = data[2:34]
+            extensions = list(seen.extensions)
+            if share_index >= 0 and masked is not None:
+                extensions[share_index] = (EXT_KEY_SHARE, key[3][masked[2] : masked[3]])
             return ServerHello(
                 seen.legacy_version,
                 random,
                 data[35 : 35 + data[34]],
                 seen.cipher_suite,
                 seen.compression,
-                list(seen.extensions),
+                extensions,
                 seen.selected_version,
                 random == HRR_RANDOM,
                 seen.alpn,
@@ -677,8 +769,11 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
                 [],
             )
     sh = _parse_server_hello(data)
-    if key is not None and not sh.errors and sh.key_share_group is None:
-        _remember_hello(_SH_MEMO, key, sh)
+    if key is not None and not sh.errors:
+        if sh.key_share_group is None:
+            _remember_hello(_SH_MEMO, key, sh)
+        elif masked is not None:
+            _remember_hello(_SH_KS_MEMO, masked[0], (sh, masked[1]))
     return sh
 
 
