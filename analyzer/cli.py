@@ -56,7 +56,7 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
-                  max_flows: int, ja4x: bool, frames: tuple[str, ...]) -> Any:
+                  max_flows: int, ja4x: bool, frames: tuple[str, ...], sinks: dict[str, Any] | None = None) -> Any:
     import analyzer
 
     def on_problem(p: Any) -> None:
@@ -68,8 +68,20 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
         geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
         idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, max_flows=max_flows, ja4x=ja4x,
-        frames=frames,
+        frames=frames, sinks=sinks,
     )
+
+
+def _stream(frame: str, fmt: str, out: str | None, paths: tuple[str, ...], opts: dict[str, Any]) -> None:
+    """csv/jsonl/parquet: the frame goes to the output chunk by chunk during the analysis (sorted with
+    bounded memory when its chunks come in another order), so memory does not grow with its rows.
+    The output appears only once complete: an error leaves no partial file."""
+    from analyzer.pipeline import FRAME_ORDER
+    from analyzer.report import open_output
+    from analyzer.schema import ALL
+
+    with open_output(fmt, out, ALL[frame], sort_by=FRAME_ORDER.get(frame)) as sink:
+        _run_analysis(paths, frames=(frame,), sinks={frame: sink}, **opts)
 
 
 def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,6 +130,8 @@ def flows(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     """One row per flow: endpoints, counters, TCP state, tunnel and TLS facts."""
     from analyzer.report import write_frame
 
+    if fmt != "table":
+        return _stream("flows", fmt, out, paths, opts)
     result = _run_analysis(paths, frames=("flows",), **opts)
     cols = None if (all_columns or fmt != "table") else FLOW_TABLE_COLUMNS
     write_frame(result.flows, fmt, out, columns=cols)
@@ -130,6 +144,8 @@ def tls(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **
     """One row per TLS, DTLS or QUIC session: versions, cipher, SNI, ALPN, fingerprints, certificate."""
     from analyzer.report import write_frame
 
+    if fmt != "table":
+        return _stream("tls", fmt, out, paths, opts)
     result = _run_analysis(paths, frames=("tls",), **opts)
     cols = None if (all_columns or fmt != "table") else TLS_TABLE_COLUMNS
     write_frame(result.tls, fmt, out, columns=cols)

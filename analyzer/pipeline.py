@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,27 @@ class Options:
 
 
 OPTIONAL_FRAMES = ("flows", "tls", "certs", "cert_links")
+# Frames that can go to a FrameSink chunk by chunk (.certs cannot: a certificate's session count is
+# final only at the end). Their chunks come in the frame's own order, except .flows.
+STREAMABLE_FRAMES = ("flows", "tls", "cert_links", "anomalies")
+# The row order of frames whose chunks do not come in it: .flows chunks come in the order flows
+# ended; a sink that wants the frame's order sorts by these columns, stably (report.SortedSink).
+FRAME_ORDER: dict[str, tuple[str, ...]] = {"flows": ("ts_start", "uid")}
+
+
+class FrameSink(Protocol):
+    """Takes a frame chunk by chunk instead of the frame being kept in memory: analyze(sinks=...).
+
+    Every chunk is a DataFrame with the frame's declared schema (analyzer.schema.ALL[name]: columns and
+    dtypes); put together in the order given, the chunks are the frame the analysis would return
+    (for .flows: before its sort by FRAME_ORDER). analyze() only calls write(); whoever made the sink
+    closes it once every chunk is in, so one sink can take the chunks of several analyses (rotated
+    captures) or of a long-running one. Implementations: analyzer.report.FrameWriter (appends to a
+    file) and analyzer.report.SortedSink (external merge sort, then another sink).
+    """
+
+    def write(self, chunk: pd.DataFrame) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -178,8 +199,9 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
 class Collector:
     """Accumulates ended-flow chunks and facts into frames (also used by live mode later)."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, sinks: Mapping[str, FrameSink] | None = None) -> None:
         self.options = options
+        self.sinks = dict(sinks or {})  # frames handed over chunk by chunk instead of kept
         self.flow_chunks: list[dict[str, Any]] = []  # typed columns of 16k flows each
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
@@ -221,8 +243,13 @@ class Collector:
 
     def _fold_flows(self) -> None:
         if self.pending_flows:
-            self.flow_chunks.append(_flow_frame(self.pending_flows))
+            chunk = _flow_frame(self.pending_flows)
             self.pending_flows, self.pending_rows = [], 0
+            sink = self.sinks.get("flows")
+            if sink is None:
+                self.flow_chunks.append(chunk)
+            else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
+                sink.write(pd.DataFrame(chunk, copy=False))
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         wanted = self.wanted
@@ -255,8 +282,13 @@ class Collector:
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
         if rows:
-            self.frames.setdefault(frame, []).append(schema.frame_from_rows(rows, schema.ALL[frame]))
+            chunk = schema.frame_from_rows(rows, schema.ALL[frame])
             self.rows[frame] = []
+            sink = self.sinks.get(frame)
+            if sink is None:
+                self.frames.setdefault(frame, []).append(chunk)
+            else:
+                sink.write(chunk)
 
     def _frame(self, frame: str) -> pd.DataFrame:
         self._fold(frame)
@@ -305,7 +337,7 @@ class Collector:
 
 @paced_gc
 def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None] | None = None,
-            **options: object) -> Analysis:
+            sinks: Mapping[str, FrameSink] | None = None, **options: object) -> Analysis:
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
 
     Options (see `Options`): payload_budget, dissect, idle_timeout_tcp, idle_timeout_udp,
@@ -313,8 +345,22 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     flow table, so flows spanning rotated files are merged. Unreadable captures raise
     `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
     become rows of `.sources` and `.anomalies` and a warning.
+
+    `sinks` maps frame names (STREAMABLE_FRAMES) to FrameSinks: those frames go to their sink chunk by
+    chunk as the analysis runs, so memory does not grow with their rows, and come back empty (with
+    their schema). The caller closes the sinks afterwards (or aborts them when this raises).
     """
     opts = Options.from_kwargs(**options)
+    if sinks is not None and not isinstance(sinks, Mapping):
+        raise UsageError("sinks must map frame names to FrameSinks, e.g. {'flows': sink}")
+    sinks = dict(sinks or {})
+    for name, sink in sinks.items():
+        if not callable(getattr(sink, "write", None)):
+            raise UsageError(f"the sink for {name!r} has no write(chunk) method")
+        if name not in STREAMABLE_FRAMES:
+            raise UsageError(f"frame {name!r} cannot go to a sink; these can: {', '.join(STREAMABLE_FRAMES)}")
+        if name != "anomalies" and name not in opts.frames:
+            raise UsageError(f"a sink is given for {name!r} but frames={opts.frames!r} does not build it")
     path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
     files = expand_paths(path_list)
     if not files:
@@ -325,7 +371,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
         collect_payload=opts.dissect, tls_trim=opts.tls_trim,
     ))
     dec = DecodeOptions(vxlan_ports=tuple(opts.vxlan_ports), geneve_ports=tuple(opts.geneve_ports))
-    collector = Collector(opts)
+    collector = Collector(opts, sinks)
     sources: list[dict[str, object]] = []
     total_packets = 0
     errors: list[CaptureError] = []

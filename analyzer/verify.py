@@ -919,7 +919,8 @@ def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = N
 
     files, exe = preflight(paths, tshark_path)
     if analysis is None:
-        analysis = analyze(files, on_problem=on_problem, **options)
+        forwarded: dict[str, Any] = dict(options)  # analyze() checks them (typed ones included)
+        analysis = analyze(files, on_problem=on_problem, **forwarded)
     elif options:
         raise UsageError("verify_captures: pass analysis options or an analysis, not both")
     ours = ours_sessions(analysis.tls, analysis.certs, analysis.flows)

@@ -40,6 +40,14 @@ def _string_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
 
 
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `df` whose string cells are neutralized for spreadsheets (see neutralize_csv)."""
+    safe = df.copy()
+    for c in _string_columns(safe):
+        safe[c] = safe[c].map(neutralize_csv, na_action="ignore")
+    return safe
+
+
 def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: list[str] | None = None,
                 stream: IO[str] | None = None) -> None:
     """Write `df` as `fmt` to the file `out` (or `stream`, default stdout)."""
@@ -54,10 +62,7 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: 
         return
     text = io.StringIO()
     if fmt == "csv":
-        safe = df.copy()
-        for c in _string_columns(safe):
-            safe[c] = safe[c].map(neutralize_csv, na_action="ignore")
-        safe.to_csv(text, index=False)
+        csv_safe(df).to_csv(text, index=False)
     elif fmt == "jsonl":
         if len(df):
             df.to_json(text, orient="records", lines=True, date_format="iso", date_unit="us")

@@ -1,0 +1,440 @@
+"""Frames written chunk by chunk: memory bounded by a chunk, not by the number of rows.
+
+`analyze(paths, sinks={"flows": sink})` hands each chunk of a frame to `sink.write(chunk)` instead of
+keeping it (the protocol is `analyzer.pipeline.FrameSink`); whoever made the sink closes it after
+the analysis, or aborts it on error (`with` does both). Two sinks:
+
+- `FrameWriter` appends chunks, in arrival order, to a CSV / JSON Lines / Parquet file or stdout.
+- `SortedSink` sorts everything it receives by key columns with bounded memory (an external merge
+  sort: sorted runs spilled to Arrow IPC files, merged `fan_in` at a time reading one record batch
+  per run) and hands the rows in order to another sink at close. `.flows` chunks arrive in the order
+  flows ended; the frame's order is (ts_start, uid).
+
+What is written equals `write_frame(whole_frame, fmt, out)`: the same CSV bytes (formula cells
+neutralized), the same JSON lines, and Parquet that reads back to an equal frame. It goes to a
+staging file that replaces `out` (or is copied to stdout) only once everything is written, so an
+error never leaves a partial output; spill files are removed on success and on error.
+
+The sizes below are read when a sink is made, so tests can shrink them to force many runs and
+several merge passes on tiny captures.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import IO, Any, Protocol, Self
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.errors import UsageError
+from analyzer.report.export import csv_safe
+
+STREAM_FORMATS = ("csv", "jsonl", "parquet")
+RUN_ROWS = 16384  # rows sorted in memory and spilled as one run (the pipeline folds 16384 flows at a time)
+BATCH_ROWS = 2048  # rows per record batch in the spill files: the merge holds one batch per run
+FAN_IN = 32  # runs merged at once; more runs are first merged into longer ones, FAN_IN at a time
+ROW_GROUP_ROWS = 16384  # Parquet rows gathered before they are written as a row group
+
+_INT64_MIN = np.iinfo(np.int64).min
+_NULLS_PER_KEY = int(pa.__version__.split(".")[0]) >= 25  # null placement moved into each sort key
+
+
+def arrow_schema(frame_schema: dict[str, str]) -> pa.Schema:
+    """The Arrow schema of a declared frame schema, with the pandas metadata that restores the dtypes."""
+    from analyzer.schema import empty_frame
+
+    return pa.Schema.from_pandas(empty_frame(frame_schema), preserve_index=False)
+
+
+class TableSink(Protocol):
+    """What a SortedSink hands its sorted rows to (FrameWriter is one)."""
+
+    arrow_schema: pa.Schema
+
+    def write_table(self, table: pa.Table) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class _Sink:
+    """`with sink:` closes it on success and aborts it (removing every file it made) on error."""
+
+    arrow_schema: pa.Schema
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        """Take one chunk of the frame (the declared schema's columns and dtypes)."""
+        self.write_table(pa.Table.from_pandas(chunk, schema=self.arrow_schema, preserve_index=False))
+
+    def write_table(self, table: pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _Staged:
+    """A file that becomes `out` on commit (or is copied to stdout when `out` is None, or into `out`
+    when that is not a regular file: /dev/stdout, a FIFO), and is removed on abort."""
+
+    def __init__(self, out: str | None, binary: bool) -> None:
+        self.target: str | None
+        if out is None or (os.path.exists(out) and not os.path.isfile(out)):
+            self.copy, self.target = True, out
+        else:  # a symlink to a file: the file is replaced, the link kept
+            self.copy, self.target = False, os.path.realpath(out)
+        directory = tempfile.gettempdir() if self.copy else os.path.dirname(self.target or ".")
+        name = os.path.basename(self.target or "stdout")
+        while True:  # O_EXCL with mode 0o666: the umask applies, as for a file open() creates
+            self.path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:  # before the analysis, not after it: a missing directory, no permission
+                raise UsageError(f"cannot write {out or 'to standard output'}: {exc.strerror} ({directory})") from exc
+        if not self.copy and self.target is not None and os.path.isfile(self.target):
+            shutil.copymode(self.target, self.path)  # replacing a file keeps its permissions
+        self.fh: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def commit(self) -> None:
+        self.fh.close()
+        try:
+            if self.target is None:
+                with open(self.path, encoding="utf-8", newline="") as src:
+                    shutil.copyfileobj(src, sys.stdout, 1 << 20)
+            elif self.copy:
+                with open(self.path, "rb") as src, open(self.target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            else:
+                os.replace(self.path, self.target)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class _Spill:
+    """A temporary directory of Arrow IPC files (runs), removed with everything in it."""
+
+    def __init__(self, spill_dir: str | None) -> None:
+        self.dir = tempfile.mkdtemp(prefix="intransit-spill-", dir=spill_dir)
+        self.count = 0
+
+    def new_run(self, schema: pa.Schema, batch_rows: int) -> _RunWriter:
+        self.count += 1
+        return _RunWriter(os.path.join(self.dir, f"run{self.count:06d}.arrow"), schema, batch_rows)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _RunWriter:
+    def __init__(self, path: str, schema: pa.Schema, batch_rows: int) -> None:
+        self.path, self.batch_rows = path, batch_rows
+        self._file = pa.OSFile(path, "wb")
+        self._writer = pa.ipc.new_file(self._file, schema)
+
+    def write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table, max_chunksize=self.batch_rows)
+
+    def close(self) -> str:
+        self._writer.close()
+        self._file.close()
+        return self.path
+
+
+def _batches(path: str) -> Any:
+    """The record batches of a run, one read at a time."""
+    with pa.OSFile(path) as f:
+        reader = pa.ipc.open_file(f)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+class FrameWriter(_Sink):
+    """Appends chunks, in the order they come, to `out` (None: stdout) as csv, jsonl or parquet.
+
+    CSV is written in two passes: pandas formats a datetime column at the finest resolution found in
+    the whole column (all cells get 9 fraction digits if one value has nanoseconds), so the chunks
+    are spooled to an Arrow file and formatted at close, once that resolution is known.
+    """
+
+    def __init__(self, fmt: str, out: str | None, frame_schema: dict[str, str], *, batch_rows: int | None = None,
+                 row_group_rows: int | None = None, spill_dir: str | None = None) -> None:
+        if fmt not in STREAM_FORMATS:
+            raise ValueError(f"format {fmt!r} cannot be streamed; choose one of {', '.join(STREAM_FORMATS)}")
+        if fmt == "parquet" and out is None:
+            raise ValueError("parquet needs --out FILE (it is a binary format)")
+        self.fmt = fmt
+        self.arrow_schema = arrow_schema(frame_schema)
+        self.batch_rows = batch_rows or BATCH_ROWS
+        self.row_group_rows = row_group_rows or ROW_GROUP_ROWS
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        # per datetime column: (resolution class, a value of that class) over every row written
+        self._finest = {f.name: (-1, 0) for f in self.arrow_schema if pa.types.is_timestamp(f.type)}
+        self._parquet: Any = None
+        self._staged = _Staged(out, binary=fmt == "parquet")
+        self._spill = self._spool = None
+        try:
+            if fmt == "csv":
+                self._spill = _Spill(spill_dir)
+                self._spool = self._spill.new_run(self.arrow_schema, self.batch_rows)
+            elif fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self._parquet = pq.ParquetWriter(self._staged.fh, self.arrow_schema)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_table(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self._spool is not None:
+            self._spool.write_table(table)
+            for name, best in self._finest.items():
+                self._finest[name] = max(best, _finest_resolution(table.column(name)))
+        elif self._parquet is not None:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            if self._pending_rows >= self.row_group_rows:
+                self._flush_row_group()
+        else:
+            self._staged.fh.write(_jsonl(table.to_pandas()))
+
+    def _flush_row_group(self) -> None:
+        if self._pending:
+            self._parquet.write_table(pa.concat_tables(self._pending))  # one row group (< 1Mi rows)
+            self._pending, self._pending_rows = [], 0
+
+    def close(self) -> None:
+        try:
+            if self._parquet is not None:
+                self._flush_row_group()
+                self._parquet.close()
+            elif self._spool is not None:
+                self._write_csv(self._spool.close())
+            self._staged.commit()
+        except BaseException:
+            self.abort()
+            raise
+        if self._spill is not None:
+            self._spill.remove()
+
+    def _write_csv(self, spool: str) -> None:
+        fh = self._staged.fh
+        fh.write(self.arrow_schema.empty_table().to_pandas().to_csv(index=False))  # the header line
+        # One extra row carrying each datetime column's finest-resolution value makes pandas format every
+        # chunk as it formats the whole column; that row's line (the last) is then dropped.
+        witness = pa.Table.from_pylist([{name: value if cls >= 0 else None for name, (cls, value) in
+                                         self._finest.items()}], schema=self.arrow_schema)
+        for batch in _batches(spool):
+            table = pa.concat_tables([pa.Table.from_batches([batch]), witness])
+            text = csv_safe(table.to_pandas()).to_csv(index=False, header=False)
+            fh.write(text[: text.rindex("\n", 0, len(text) - 1) + 1])
+
+    def abort(self) -> None:
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+        finally:
+            self._staged.abort()
+            if self._spill is not None:
+                self._spill.remove()
+
+
+def _jsonl(df: pd.DataFrame) -> str:
+    return df.to_json(orient="records", lines=True, date_format="iso", date_unit="us") if len(df) else ""
+
+
+def _finest_resolution(column: pa.ChunkedArray) -> tuple[int, int]:
+    """(class, value): the finest resolution among the values (4 ns, 3 us, 2 ms, 1 s, 0 whole days), -1 none."""
+    values = column.cast(pa.int64()).drop_null().to_numpy()
+    if not len(values):
+        return (-1, 0)
+    classes = sum((values % unit != 0).astype(np.int8) for unit in (86_400 * 10**9, 10**9, 10**6, 10**3))
+    i = int(np.argmax(classes))
+    return (int(classes[i]), int(values[i]))
+
+
+def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[np.ndarray]:
+    """Numpy arrays ordering like pandas' frames do: datetimes as int64 with NaT first (asi8)."""
+    keys = []
+    for name in by:
+        col = data.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.int64()).fill_null(_INT64_MIN)
+        keys.append(col.to_numpy(zero_copy_only=False))
+    return keys
+
+
+def _sorted(table: pa.Table, by: Sequence[str]) -> pa.Table:
+    """Stable sort by the keys, in the order of np.lexsort over _sort_keys (as the in-memory frame is
+    sorted): Arrow compares strings by UTF-8 bytes, which is Python's code point order."""
+    if _NULLS_PER_KEY:
+        return table.take(pc.sort_indices(table, sort_keys=[(name, "ascending", "at_start") for name in by]))
+    return table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in by],
+                                      null_placement="at_start"))
+
+
+class _RunReader:
+    """One sorted run, read one record batch at a time; `pos` rows of the batch already taken."""
+
+    def __init__(self, path: str, by: Sequence[str]) -> None:
+        self._batches, self.by = _batches(path), by
+        self.batch: pa.RecordBatch | None = None
+        self.keys: list[np.ndarray] = []
+        self.pos = 0
+
+    def load(self) -> bool:
+        """Move to the next non-empty batch; False at the end of the run."""
+        for batch in self._batches:
+            if batch.num_rows:
+                self.batch, self.keys, self.pos = batch, _sort_keys(batch, self.by), 0
+                return True
+        return False
+
+    def key(self, i: int) -> tuple[Any, ...]:
+        return tuple(k[i] for k in self.keys)
+
+    def end(self, bound: tuple[Any, ...], inclusive: bool) -> int:
+        """Index after the rows from `pos` whose key is below `bound` (or equal, when inclusive)."""
+        search = bisect.bisect_right if inclusive else bisect.bisect_left
+        return search(range(len(self.keys[0])), bound, lo=self.pos, key=self.key)
+
+
+def _merge(paths: Sequence[str], by: Sequence[str], emit: Callable[[pa.Table], None]) -> None:
+    """K-way merge of sorted runs, stable (equal keys keep run order, then position), batch by batch.
+
+    Each step takes T, the smallest last key of the runs' current batches (the first run having it:
+    t). No row still unread can be below T, so every row below T is final, and so are rows equal to T
+    in runs up to t (later rows equal to T belong to later runs or come later in run t). Run t's batch
+    is then used up, so each step reads at least one batch; the rows emitted are sorted stably."""
+    readers = [r for r in (_RunReader(p, by) for p in paths) if r.load()]
+    while readers:
+        lasts = [r.key(len(r.keys[0]) - 1) for r in readers]
+        t = min(range(len(readers)), key=lasts.__getitem__)
+        pieces = []
+        for i, r in enumerate(readers):
+            end = r.end(lasts[t], inclusive=i <= t)
+            if end > r.pos:
+                assert r.batch is not None
+                pieces.append(r.batch.slice(r.pos, end - r.pos))
+                r.pos = end
+        emit(_sorted(pa.Table.from_batches(pieces), by))
+        readers = [r for r in readers if r.pos < len(r.keys[0]) or r.load()]
+
+
+class SortedSink(_Sink):
+    """Sorts every row written by `by` (stable: rows with equal keys keep the order they came in) and
+    writes them to `inner` at close, holding at most one run plus one batch per merged run."""
+
+    def __init__(self, inner: TableSink, by: Sequence[str], *, run_rows: int | None = None,
+                 batch_rows: int | None = None, fan_in: int | None = None, spill_dir: str | None = None) -> None:
+        self.inner, self.by = inner, tuple(by)
+        self.arrow_schema = inner.arrow_schema
+        self.run_rows = run_rows or RUN_ROWS
+        self.batch_rows = batch_rows or BATCH_ROWS
+        self.fan_in = max(2, fan_in or FAN_IN)
+        self._spill = _Spill(spill_dir)
+        self._runs: list[str] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.runs = 0  # sorted runs spilled
+        self.merge_passes = 0  # passes over the data before the final merge
+
+    def write_table(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.run_rows:
+            self._spill_pending()
+
+    def _spill_pending(self) -> None:
+        if not self._pending_rows:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        parts = -(-table.num_rows // self.run_rows)
+        size = -(-table.num_rows // parts)  # equal runs: 16400 rows make two of 8200, not 16384 and 16
+        for start in range(0, table.num_rows, size):
+            run = self._spill.new_run(self.arrow_schema, self.batch_rows)
+            run.write_table(_sorted(table.slice(start, size), self.by))
+            self._runs.append(run.close())
+            self.runs += 1
+
+    def close(self) -> None:
+        try:
+            self._spill_pending()
+            runs = self._runs
+            while len(runs) > self.fan_in:  # merge consecutive groups: stability needs run order kept
+                self.merge_passes += 1
+                runs = [self._merge_to_run(runs[i:i + self.fan_in]) for i in range(0, len(runs), self.fan_in)]
+            _merge(runs, self.by, self.inner.write_table)
+            self.inner.close()
+        except BaseException:
+            self.inner.abort()
+            raise
+        finally:
+            self._spill.remove()
+
+    def _merge_to_run(self, group: list[str]) -> str:
+        if len(group) == 1:
+            return group[0]
+        run = self._spill.new_run(self.arrow_schema, self.batch_rows)
+        _merge(group, self.by, run.write_table)
+        for path in group:  # the disk holds the data about once, not once per pass
+            os.unlink(path)
+        return run.close()
+
+    def abort(self) -> None:
+        try:
+            self.inner.abort()
+        finally:
+            self._spill.remove()
+
+
+def open_output(fmt: str, out: str | None, frame_schema: dict[str, str], *, sort_by: Sequence[str] | None = None,
+                spill_dir: str | None = None) -> FrameWriter | SortedSink:
+    """A sink writing a frame to `out` (None: stdout) as `fmt`; sorted by `sort_by` when given."""
+    writer = FrameWriter(fmt, out, frame_schema, spill_dir=spill_dir)
+    if not sort_by:
+        return writer
+    try:
+        return SortedSink(writer, sort_by, spill_dir=spill_dir)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+__all__ = ["BATCH_ROWS", "FAN_IN", "ROW_GROUP_ROWS", "RUN_ROWS", "STREAM_FORMATS", "FrameWriter", "SortedSink",
+           "TableSink", "arrow_schema", "open_output"]
+
