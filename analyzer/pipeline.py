@@ -129,6 +129,7 @@ class _Dissection:
             self.dissectors.append(d)
         self.tls = next((d for d in self.dissectors if d.name == "tls"), None)
         self.by_port: dict[tuple[str, int], list[Dissector]] = {}
+        self._orders: dict[tuple[str, int], tuple[Dissector, ...]] = {}
         for d in self.dissectors:
             for t in d.transports:
                 for p in d.ports:
@@ -155,11 +156,20 @@ class _Dissection:
         facts.flow["tls_upgraded"] = True
         return facts
 
+    def _order(self, transport: str, port: int) -> tuple[Dissector, ...]:
+        """The dissectors to try on a flow: those hinted by its server port first, then the rest
+        (those of the transport only; memoised: at most one entry per transport and port)."""
+        key = (transport, port)
+        order = self._orders.get(key)
+        if order is None:
+            hinted = self.by_port.get(key, [])
+            order = tuple(d for d in (*hinted, *(x for x in self.dissectors if x not in hinted))
+                          if transport in d.transports)
+            self._orders[key] = order
+        return order
+
     def _first_claim(self, fp: FlowPayload) -> Facts | None:
-        hinted = self.by_port.get((fp.transport, fp.server_port), [])
-        for d in (*hinted, *(x for x in self.dissectors if x not in hinted)):
-            if fp.transport not in d.transports:
-                continue
+        for d in self._order(fp.transport, fp.server_port):
             try:
                 if not d.probe(fp):
                     continue
@@ -216,21 +226,35 @@ class Collector:
         if not len(ended):
             return
         cols = ended.columns
-        extra: dict[str, list[object]] = {}
+        extra: dict[str, np.ndarray] = {}
         if self.dissection is not None and ended.payloads:
             pos = {uid: i for i, uid in enumerate(cols["uid"])}
             n = len(ended)
+            # The flow columns of each dissector's facts, grouped by their key tuple (a dissector
+            # sets the same keys on every flow), are transposed in C below, not key by key here.
+            by_keys: dict[tuple[str, ...], tuple[list[int], list[tuple[object, ...]]]] = {}
+            run = self.dissection.run
             for fp in ended.payloads:
-                facts = self.dissection.run(fp)
+                facts = run(fp)
                 if facts is None:
                     continue
-                j = pos[fp.uid]
-                for k, v in facts.flow.items():
+                flow = facts.flow
+                if flow:
+                    keys = tuple(flow)
+                    group = by_keys.get(keys)
+                    if group is None:
+                        group = by_keys[keys] = ([], [])
+                    group[0].append(pos[fp.uid])
+                    group[1].append(tuple(flow.values()))
+                if facts.rows:
+                    self._rows(fp, facts)
+            for keys, (where, values) in by_keys.items():
+                at = np.array(where, np.int64)
+                for k, column in zip(keys, zip(*values, strict=True), strict=True):
                     col = extra.get(k)
                     if col is None:
-                        col = extra[k] = [None] * n
-                    col[j] = v
-                self._rows(fp, facts)
+                        col = extra[k] = np.full(n, None, object)
+                    col[at] = np.fromiter(column, object, len(column))
         # Every FLOW_ROWS_PER_FRAME flows, the columns become a frame of compact dtypes (Arrow strings,
         # masked integers) and their Python objects are freed: memory does not pile up until the
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
