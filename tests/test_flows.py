@@ -394,8 +394,10 @@ def test_fragments_never_corrupt_a_flow(tmp_path):
     pkts = [eth() / f for f in frags[1:]] + [eth() / frags[0]] + [eth() / f for f in fragment(other, 1000)]
     df, payloads = run(tmp_path, pkts)
     assert df["packets_to_server"].sum() == len(pkts)  # every packet counted once
+    assert len(df) == 2  # the later fragments found their first one in the batch: no port-0 flow
     main = df[(df["client_port"] == 5000)].iloc[0]
     assert main["server_port"] == 53 and main["client_ip"] == C
+    assert (main["packets_to_server"], main["payload_bytes_to_server"]) == (len(frags), 3000)
     ntp = df[df["client_port"] == 6000].iloc[0]
     assert (ntp["server_port"], ntp["payload_bytes_to_server"]) == (123, 2000)
     dgs = payloads[main["uid"]].datagrams

@@ -538,6 +538,27 @@ def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     return r
 
 
+@helper()
+def _fragment_slot(cols, ucols, i, FRAG):
+    """(slot, key) of packet i's datagram (IP id, addresses, protocol) in the fragment table."""
+    proto = cols[i, C_PROTO]
+    ipid = np.uint64(cols[i, C_IPID])
+    fh = np.int64(_hash(ipid, ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 0, 0, proto)
+                  & np.uint64(FRAG.shape[0] - 1))
+    key = np.int64(_hash(ipid, ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 1, 1, proto)
+                   >> np.uint64(1))
+    return fh, key
+
+
+@helper()
+def _register_first_fragment(cols, ucols, i, FRAG):
+    """Remember the ports of a first fragment (the one carrying the L4 header) for the others."""
+    fh, key = _fragment_slot(cols, ucols, i, FRAG)
+    FRAG[fh, 0] = key
+    FRAG[fh, 1] = cols[i, C_SPORT]
+    FRAG[fh, 2] = cols[i, C_DPORT]
+
+
 @kernel(
     "UniTuple(int64, 2)(int64, int64[:, ::1], uint64[:, ::1], int64[::1], uint8[::1], boolean[::1], int64[::1], int64[:, ::1], uint64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], int64[::1], int64[:, :, :, ::1], int64[:, :, ::1], int64[:, ::1], int64[::1], int64[::1], int64[::1])"
 )
@@ -549,6 +570,14 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     budget = O[O_BUDGET]
     trim = O[O_TLS_TRIM] != 0
     npg = O[O_NPG]
+    if start == 0:
+        # First fragments are registered before the batch is folded in, so that a later fragment
+        # sent or captured before its first one (some stacks send fragments in reverse order) still
+        # finds its ports when both are in the batch. Registering again in order below keeps what
+        # an in-order later fragment finds unchanged.
+        for i in range(n):
+            if cols[i, C_FRAG] == 1 and cols[i, C_STATUS] != ST_NOT_IP and cols[i, C_IPVER] != 0:
+                _register_first_fragment(cols, ucols, i, FRAG)
     for i in range(start, n):
         if cols[i, C_STATUS] == ST_NOT_IP or cols[i, C_IPVER] == 0:
             G[G_NOT_IP] += 1
@@ -571,19 +600,13 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         flags = cols[i, C_FLAGS] if proto == 6 else 0
         frag = cols[i, C_FRAG]
         # fragments: later fragments take the ports of their first fragment
-        if frag != 0:
-            fh = np.int64(_hash(np.uint64(cols[i, C_IPID]), ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 0, 0, proto)
-                          & np.uint64(FRAG.shape[0] - 1))
-            key = np.int64(_hash(np.uint64(cols[i, C_IPID]), ucols[i, U_SHI], ucols[i, U_SLO], ucols[i, U_DHI], ucols[i, U_DLO], 1, 1, proto)
-                           >> np.uint64(1))
-            if frag == 1:
-                FRAG[fh, 0] = key
-                FRAG[fh, 1] = sport
-                FRAG[fh, 2] = dport
-            else:
-                if FRAG[fh, 0] == key:
-                    sport = FRAG[fh, 1]
-                    dport = FRAG[fh, 2]
+        if frag == 1:
+            _register_first_fragment(cols, ucols, i, FRAG)
+        elif frag != 0:
+            fh, key = _fragment_slot(cols, ucols, i, FRAG)
+            if FRAG[fh, 0] == key:
+                sport = FRAG[fh, 1]
+                dport = FRAG[fh, 2]
         # ICMP echo: identifier would be better, but type/code keep the pair together
         if proto == 1 or proto == 58:
             icmp_t = sport
