@@ -222,7 +222,8 @@ def empty_frame(schema: Schema) -> pd.DataFrame:
     key = tuple(schema.items())
     template = _EMPTY.get(key)
     if template is None:
-        template = _EMPTY[key] = pd.DataFrame({name: pd.array([], dtype=dtype) for name, dtype in schema.items()})
+        columns = {name: pd.array([], dtype=cast(Any, dtype)) for name, dtype in schema.items()}
+        template = _EMPTY[key] = pd.DataFrame(columns)
     return template.copy()
 
 
