@@ -102,6 +102,10 @@ def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:
             sys.stderr.close()
             sys.exit(0)
+        except OSError as exc:  # the system refused: a full disk, a vanished directory, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"intransit: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("intransit: interrupted", err=True)
             sys.exit(130)

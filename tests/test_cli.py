@@ -278,3 +278,16 @@ def test_stdin_in_a_real_process(tmp_path):
     assert bad.returncode == 2
     err = lines(bad.stderr.decode())
     assert len(err) == 1 and "<stdin>" in err[0] and "byte 0" in err[0] and "Traceback" not in bad.stderr.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to make writes fail")
+@pytest.mark.parametrize("fmt", ["table", "csv", "parquet"])
+def test_a_failed_write_is_one_line_and_exit_2(fmt):
+    """A full disk (here /dev/full: every write fails with ENOSPC) is a one-line error, no traceback."""
+    capture = str(Path(__file__).resolve().parents[1] / "captures" / "http_plain.pcap")
+    proc = subprocess.run([sys.executable, "-m", "analyzer", "flows", capture, "--format", fmt, "--out", "/dev/full"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("intransit: error:") and "No space left on device" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
