@@ -29,7 +29,7 @@ import re
 import struct
 from bisect import bisect_right
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.tls import _compat
@@ -315,6 +315,23 @@ class _Side:
     def add(self, letter: str, offset: int, alert: tuple[int, int] | None = None) -> None:
         """Record a history letter (Zeek's case: uppercase when the client sent it)."""
         self.events.append((letter.upper() if self.is_client else letter, offset, alert))
+
+
+class _Outcome(NamedTuple):
+    """What _session decided about a session, handed to the tls row (`TLSDissector._tls_row`)."""
+
+    version: int | None
+    version_s: str | None
+    cipher_code: int | None
+    cipher_name: str | None
+    alpn: str | None
+    selected_group: str | None
+    established: bool
+    history: str
+    failure: str | None
+    alert: tuple[int, int, str] | None
+    ccols: dict[str, object] | None  # the client hello's derived columns
+    scols: dict[str, object] | None  # the server hello's derived columns
 
 
 class TLSDissector:
@@ -780,9 +797,9 @@ class TLSDissector:
                 leaf = self.cert_cache.parse(server.certs[0])
                 chain.append(str(leaf["sha256"]))
         else:
-            leaf = self._tls_row(flow, cs, sc, flipped, client, server, ch, sh, hrr, tls13, ccols, scols, chain,
-                                 facts, version, version_s, cipher_code, cipher_name, alpn, selected_group,
-                                 established, history, failure, alert)
+            outcome = _Outcome(version, version_s, cipher_code, cipher_name, alpn, selected_group, established,
+                               history, failure, alert, ccols, scols)
+            leaf = self._tls_row(flow, cs, sc, flipped, client, server, ch, sh, hrr, tls13, outcome, chain, facts)
         facts.flow.update(
             {
                 "app_protocol": "tls",
@@ -816,23 +833,14 @@ class TLSDissector:
         sh: ServerHello | None,
         hrr: ServerHello | None,
         tls13: bool,
-        ccols: dict[str, object] | None,
-        scols: dict[str, object] | None,
+        outcome: _Outcome,
         chain: list[str],
         facts: Facts,
-        version: int | None,
-        version_s: str | None,
-        cipher_code: int | None,
-        cipher_name: str | None,
-        alpn: str | None,
-        selected_group: str | None,
-        established: bool,
-        history: str,
-        failure: str | None,
-        alert: tuple[int, int, str] | None,
     ) -> dict[str, Any]:
         """The session's `tls` row, and its certificates' rows and links (fills `chain` with the
         server's, leaf first). Returns the leaf's certificate row."""
+        (version, version_s, cipher_code, cipher_name, alpn, selected_group, established, history, failure, alert,
+         ccols, scols) = outcome
         uid = flow.uid
         row = dict(_TLS_ROW)
         if ccols is not None:
