@@ -318,8 +318,16 @@ class _Side:
 
 
 class _Outcome(NamedTuple):
-    """What _session decided about a session, handed to the tls row (`TLSDissector._tls_row`)."""
+    """What _session read and decided about a session, handed to the tls row
+    (`TLSDissector._tls_row`): the streams as read, the hellos, and the negotiated facts."""
 
+    cs: StreamPrefix  # client to server, as read (after a flip)
+    sc: StreamPrefix
+    flipped: bool
+    ch: ClientHello | None
+    sh: ServerHello | None
+    hrr: ServerHello | None
+    tls13: bool
     version: int | None
     version_s: str | None
     cipher_code: int | None
@@ -797,9 +805,9 @@ class TLSDissector:
                 leaf = self.cert_cache.parse(server.certs[0])
                 chain.append(str(leaf["sha256"]))
         else:
-            outcome = _Outcome(version, version_s, cipher_code, cipher_name, alpn, selected_group, established,
-                               history, failure, alert, ccols, scols)
-            leaf = self._tls_row(flow, cs, sc, flipped, client, server, ch, sh, hrr, tls13, outcome, chain, facts)
+            outcome = _Outcome(cs, sc, flipped, ch, sh, hrr, tls13, version, version_s, cipher_code, cipher_name,
+                               alpn, selected_group, established, history, failure, alert, ccols, scols)
+            leaf = self._tls_row(flow, client, server, outcome, chain, facts)
         facts.flow.update(
             {
                 "app_protocol": "tls",
@@ -822,25 +830,12 @@ class TLSDissector:
         )
 
     def _tls_row(
-        self,
-        flow: FlowPayload,
-        cs: StreamPrefix,
-        sc: StreamPrefix,
-        flipped: bool,
-        client: _Side,
-        server: _Side,
-        ch: ClientHello | None,
-        sh: ServerHello | None,
-        hrr: ServerHello | None,
-        tls13: bool,
-        outcome: _Outcome,
-        chain: list[str],
-        facts: Facts,
+        self, flow: FlowPayload, client: _Side, server: _Side, outcome: _Outcome, chain: list[str], facts: Facts
     ) -> dict[str, Any]:
         """The session's `tls` row, and its certificates' rows and links (fills `chain` with the
         server's, leaf first). Returns the leaf's certificate row."""
-        (version, version_s, cipher_code, cipher_name, alpn, selected_group, established, history, failure, alert,
-         ccols, scols) = outcome
+        (cs, sc, flipped, ch, sh, hrr, tls13, version, version_s, cipher_code, cipher_name, alpn, selected_group,
+         established, history, failure, alert, ccols, scols) = outcome
         uid = flow.uid
         row = dict(_TLS_ROW)
         if ccols is not None:
