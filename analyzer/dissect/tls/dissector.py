@@ -29,7 +29,7 @@ import re
 import struct
 from bisect import bisect_right
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.tls import _compat
@@ -45,6 +45,7 @@ from analyzer.dissect.tls.handshake import (
     ClientHello,
     KeyExchangeInfo,
     ServerHello,
+    client_hello_shape,
     parse_certificate_list,
     parse_client_hello,
     parse_server_hello,
@@ -296,7 +297,8 @@ class _Side:
         self.encrypted_alerts = 0
         self.record_version: int | None = None
         self.alerts: list[tuple[int, int, int]] = []  # (level, description, offset)
-        self.client_hellos: list[ClientHello] = []
+        # ShapedHello only in flows mode (rows=False), for a hello of a shape seen before
+        self.client_hellos: list[ClientHello | ShapedHello] = []
         self.server_hellos: list[ServerHello] = []
         self.certs: list[bytes] = []
         self.ske: KeyExchangeInfo | None = None
@@ -315,6 +317,14 @@ class _Side:
     def add(self, letter: str, offset: int, alert: tuple[int, int] | None = None) -> None:
         """Record a history letter (Zeek's case: uppercase when the client sent it)."""
         self.events.append((letter.upper() if self.is_client else letter, offset, alert))
+
+
+class ShapedHello(NamedTuple):
+    """What flows mode (`TLSDissector(rows=False)`) keeps of a ClientHello whose shape was seen
+    before (`client_hello_shape`): the host name and the columns derived from the shape."""
+
+    server_name: str | None
+    columns: dict[str, object]
 
 
 class _Outcome(NamedTuple):
@@ -592,10 +602,22 @@ class TLSDissector:
         try:
             if mtype == 1:
                 if side.is_client:
+                    shape = None
+                    if not self.rows:  # only the flow's columns: once per hello shape
+                        shape = client_hello_shape(body)
+                        if shape is not None:
+                            columns = _SHAPE_MEMO.get(shape[0])
+                            if columns is not None:
+                                start, end = shape[1], shape[2]
+                                name = body[start:end].decode("utf-8", "backslashreplace") if end else None
+                                side.client_hellos.append(ShapedHello(name, columns))
+                                return letter
                     ch = parse_client_hello(body)
                     side.client_hellos.append(ch)
                     for err in ch.errors:
                         facts.anomaly("tls_extension_malformed", f"client hello {err}", at)
+                    if shape is not None and not ch.errors:
+                        _remember_shape(shape[0], _client_columns(ch))
             elif mtype == 2:
                 if not side.is_client:
                     sh = parse_server_hello(body)
@@ -790,7 +812,7 @@ class TLSDissector:
         server_name = client_max = ja3_h = ja4_v = ja3s_h = ja4s_v = None
         ccols: dict[str, object] | None = None
         if ch is not None:
-            ccols = _client_columns(ch)
+            ccols = ch.columns if type(ch) is ShapedHello else _client_columns(cast(ClientHello, ch))
             server_name = ch.server_name
             client_max = ccols["client_max_version"]
             ja3_h = ccols["ja3"]
@@ -805,7 +827,8 @@ class TLSDissector:
                 leaf = self.cert_cache.parse(server.certs[0])
                 chain.append(str(leaf["sha256"]))
         else:
-            outcome = _Outcome(cs, sc, flipped, ch, sh, hrr, tls13, version, version_s, cipher_code, cipher_name,
+            hello = cast("ClientHello | None", ch)  # ShapedHello only in flows mode
+            outcome = _Outcome(cs, sc, flipped, hello, sh, hrr, tls13, version, version_s, cipher_code, cipher_name,
                                alpn, selected_group, established, history, failure, alert, ccols, scols)
             leaf = self._tls_row(flow, client, server, outcome, chain, facts)
         facts.flow.update(
@@ -1055,6 +1078,19 @@ def _client_columns(ch: ClientHello) -> dict[str, object]:
         _CLIENT_MEMO.clear()
     _CLIENT_MEMO[key] = cols
     return cols
+
+
+# Flows mode: the client columns by hello shape (`client_hello_shape`), for hellos that parsed
+# without a problem. Bounded: long shapes are not kept and a full memo is emptied (at most
+# 2048 x 2 KiB).
+_SHAPE_MEMO: dict[bytes, dict[str, object]] = {}
+
+
+def _remember_shape(shape: bytes, columns: dict[str, object]) -> None:
+    if len(shape) <= 2048:
+        if len(_SHAPE_MEMO) >= 2048:
+            _SHAPE_MEMO.clear()
+        _SHAPE_MEMO[shape] = columns
 
 
 def _server_columns(sh: ServerHello, with_ja4s: bool) -> tuple[dict[str, object], int, str, str | None]:

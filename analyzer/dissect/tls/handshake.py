@@ -27,6 +27,7 @@ __all__ = [
     "ClientHello",
     "KeyExchangeInfo",
     "ServerHello",
+    "client_hello_shape",
     "parse_alert",
     "parse_certificate_list",
     "parse_client_hello",
@@ -574,6 +575,107 @@ def _key_share_groups(ext: bytes) -> list[int]:
             raise ParseError("key_share: key runs past the list")
         groups.append(g)
     return groups
+
+
+# --- the shape of a ClientHello ------------------------------------------------------------------
+# What a client library sends changes from connection to connection only in its random, session id,
+# host name, key_share values, padding, and PSK / ticket / ECH / QUIC transport parameter bodies.
+# The shape is the hello's bytes with those cut out: two hellos of one shape parse to the same
+# ClientHello but for those fields, so everything derived from the rest (versions, cipher and
+# extension lists, JA3, JA4) can be computed once per shape. This must stay in step with
+# `_parse_client_hello`: a part is cut only when the parser reads nothing from it but what the
+# shape keeps (a flag, the key_share groups, where the host name is).
+
+_SHAPE_MAX_BODY = 16384  # no extension of a shorter hello has length 0xffff: the cut marks below stay unambiguous
+_CUT = b"\xff\xff"  # in place of a cut extension's length: type, 0xffff, what is kept
+_SHAPE_SNI, _SHAPE_KEY_SHARE, _SHAPE_TICKET, _SHAPE_FLAG = 1, 2, 3, 4
+_SHAPE_CUTS = {
+    EXT_SERVER_NAME: _SHAPE_SNI,
+    EXT_KEY_SHARE: _SHAPE_KEY_SHARE,
+    EXT_SESSION_TICKET: _SHAPE_TICKET,
+    21: _SHAPE_FLAG,  # padding: never read
+    EXT_PRE_SHARED_KEY: _SHAPE_FLAG,
+    EXT_ECH: _SHAPE_FLAG,
+    EXT_ESNI: _SHAPE_FLAG,
+    EXT_QUIC_TRANSPORT_PARAMETERS: _SHAPE_FLAG,
+    EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT: _SHAPE_FLAG,
+}
+
+
+def client_hello_shape(data: bytes) -> tuple[bytes, int, int] | None:
+    """(shape, host name start, host name end) of a TLS ClientHello body (the name is
+    `data[start:end]`; 0, 0 when there is no server_name extension).
+
+    The shape keeps the legacy version, the cipher suite and compression lists, and every
+    extension in order: verbatim, or for a cut one its type, 0xffff and what the parser reads of
+    it (the key_share groups, whether the session ticket is empty). None when the hello is not
+    well-formed wherever the shape frames or cuts it (lengths that do not tile exactly, a second
+    or unusual server_name, a key_share with trailing bytes), when it has no extensions block,
+    or when it is longer than 16 KiB: such hellos take the full parse, which reports their
+    problems. Never raises.
+    """
+    end = len(data)
+    if end < 38 or end > _SHAPE_MAX_BODY:
+        return None
+    sid_len = data[34]
+    head = 35 + sid_len
+    if sid_len > 32 or head + 2 > end:
+        return None
+    (cs_len,) = _U16.unpack_from(data, head)
+    p = head + 2 + cs_len
+    if cs_len & 1 or p >= end:
+        return None
+    p += 1 + data[p]  # compression methods
+    if p + 2 > end or _U16.unpack_from(data, p)[0] != end - p - 2:
+        return None
+    parts = [data[:2], data[head:p]]
+    append = parts.append
+    cuts = _SHAPE_CUTS
+    unpack = _HH.unpack_from
+    sni_start = sni_end = 0
+    q = run = p + 2  # run: where the verbatim extensions not yet in `parts` start
+    while q < end:
+        if q + 4 > end:
+            return None
+        etype, elen = unpack(data, q)
+        body = q + 4
+        nxt = body + elen
+        if nxt > end:
+            return None
+        cut = cuts.get(etype)
+        if cut is not None:
+            append(data[run : q + 2] + _CUT)  # the verbatim run, then this extension's type
+            if cut == _SHAPE_SNI:
+                # only the form the parser reads straight (one host_name filling the list), once
+                if sni_end or elen < 5:
+                    return None
+                n, kind, ln = _SNI_HEAD.unpack_from(data, body)
+                if kind or n != elen - 2 or ln != elen - 5:
+                    return None
+                sni_start, sni_end = body + 5, nxt
+            elif cut == _SHAPE_KEY_SHARE:
+                if elen < 2 or _U16.unpack_from(data, body)[0] != elen - 2:
+                    return None
+                groups = []
+                e = body + 2
+                while e < nxt:
+                    if e + 4 > nxt:
+                        return None
+                    e2 = e + 4 + _U16.unpack_from(data, e + 2)[0]
+                    if e2 > nxt:
+                        return None
+                    groups.append(data[e : e + 2])
+                    e = e2
+                if len(groups) > 255:
+                    return None
+                append(bytes((len(groups),)))
+                parts += groups
+            elif cut == _SHAPE_TICKET:
+                append(b"\x01" if elen else b"\x00")
+            run = nxt
+        q = nxt
+    append(data[run:end])
+    return b"".join(parts), sni_start, sni_end
 
 
 def parse_sslv2_client_hello(record_body: bytes | bytearray | memoryview) -> ClientHello:
