@@ -130,3 +130,29 @@ def test_fingerprint_follows_the_kernel_sources():
     assert fp == _native.fingerprint() and len(fp) == 20
     # an edited kernel source must never load an old build: the name carries the hash of the sources
     assert _native._module_name().endswith(fp)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_copy_bytes_copies_like_a_slice_and_refuses_ranges_outside(compiled: bool) -> None:
+    """Kernels copy payload bytes with `copy_bytes` (memcpy when compiled, not numba's byte loop)."""
+    copy = _native.copy_bytes
+    if compiled:
+        import numba
+
+        _native._register_numba_extensions()
+        copy = numba.njit(lambda d, d_off, s, s_off, n: _native.copy_bytes(d, d_off, s, s_off, n))
+    src = np.arange(200, dtype=np.uint8)
+    for d_off, s_off, n in ((0, 0, 200), (7, 13, 150), (50, 199, 1), (3, 5, 0)):
+        dst = np.zeros(200, np.uint8)
+        expect = dst.copy()
+        expect[d_off:d_off + n] = src[s_off:s_off + n]
+        copy(dst, d_off, src, s_off, n)
+        assert np.array_equal(dst, expect)
+    page = np.zeros((4, 64), np.uint8)  # a row of the flow table's page pool
+    copy(page[2], 10, src, 100, 54)
+    assert np.array_equal(page[2, 10:], src[100:154]) and not page[[0, 1, 3]].any()
+    for d_off, s_off, n in ((190, 0, 11), (0, 195, 6), (-1, 0, 2), (0, -1, 2)):
+        dst = np.zeros(200, np.uint8)
+        with pytest.raises(ValueError, match="outside an array"):
+            copy(dst, d_off, src, s_off, n)
+        assert not dst.any()

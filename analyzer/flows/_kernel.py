@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer._native import helper, kernel
+from analyzer._native import copy_bytes, helper, kernel
 from analyzer.decode._kernel import (
     C_DPORT,
     C_FLAGS,
@@ -305,7 +305,7 @@ def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):
             pg = _alloc_page(G, PFREE)
             PT[r, d, pi] = pg
         k = min(hi - pos, page - within)
-        POOL[pg, within : within + k] = buf[s : s + k]
+        copy_bytes(POOL[pg], within, buf, s, k)
         pos += k
         s += k
 
@@ -832,7 +832,7 @@ def gather(rows, dirs, lens, PT, POOL, page, out):
         pi = 0
         while done < length:
             n = min(page, length - done)
-            out[pos + done : pos + done + n] = POOL[PT[r, d, pi], :n]
+            copy_bytes(out, pos + done, POOL[PT[r, d, pi]], 0, n)
             done += n
             pi += 1
         pos += length
