@@ -22,26 +22,42 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+_depth = 0  # paced_gc calls in progress (the outermost one owns the settings)
+
+
 def paced_gc(f: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run `f` with the collector paced for a batch run; the caller's settings come back after.
 
-    Nested and re-entrant calls leave the settings to the outermost one. A caller that froze
-    objects itself (a forking server, say) keeps its freeze: this one neither adds nor undoes any."""
+    Nested and re-entrant calls leave the settings to the outermost one. A caller's larger young
+    threshold is kept. A caller that froze objects itself (a forking server, say) keeps its
+    freeze: this one neither adds nor undoes any."""
 
     @functools.wraps(f)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        threshold = gc.get_threshold()
-        if threshold[0] >= YOUNG_THRESHOLD:  # already paced (nested call) or tuned by the caller
+        global _depth
+        if _depth:
             return f(*args, **kwargs)
+        threshold = gc.get_threshold()
         freeze = gc.get_freeze_count() == 0
         if freeze:
             gc.freeze()
-        gc.set_threshold(YOUNG_THRESHOLD, *threshold[1:])
+        gc.set_threshold(max(YOUNG_THRESHOLD, threshold[0]), *threshold[1:])
+        _depth += 1
         try:
             return f(*args, **kwargs)
         finally:
+            _depth -= 1
             gc.set_threshold(*threshold)
             if freeze:
                 gc.unfreeze()
 
     return wrapper
+
+
+def pace_process() -> None:
+    """For a process that only runs one batch command (the CLI): the young threshold of a run from
+    start-up on. Importing pandas, pyarrow and cryptography allocates millions of objects and no
+    cyclic garbage to speak of; with CPython's default thresholds the collector ran ~175 times
+    during those imports (callgrind: 6% of their instructions, ~30 ms)."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(YOUNG_THRESHOLD, threshold[0]), *threshold[1:])

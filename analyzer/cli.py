@@ -127,6 +127,15 @@ def main() -> None:
     """
 
 
+def run() -> None:
+    """The `intransit` command (the console script and `python -m analyzer`): `main` in a process
+    of its own, with the collector paced for a batch run from start-up (`_gc.pace_process`)."""
+    from analyzer._gc import pace_process
+
+    pace_process()
+    main(prog_name="intransit")
+
+
 @main.command()
 @_capture_options
 @_errors_to_exit
