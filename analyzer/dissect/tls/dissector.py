@@ -445,6 +445,10 @@ class TLSDissector:
         records = side.records
         encrypted = side.encrypted
         record_version = side.record_version
+        unpack_u32 = _U32.unpack_from
+        letters = _HS_LETTERS_CLIENT if is_client else _HS_LETTERS
+        other_letter = "Z" if is_client else "z"
+        parsed = _PARSED
         tail = 0
         stop = "end"
         while pos < end:
@@ -505,6 +509,20 @@ class TLSDissector:
                 continue
             if ctype == 22:
                 pending = side.hs_pending
+                if not pending and length >= 4:
+                    # The usual record: one whole handshake message, read here without the
+                    # general loop of _handshake (same letters, parse and event).
+                    (head,) = unpack_u32(data, body_at)
+                    if (head & 0xFFFFFF) + 4 == length:
+                        mtype = head >> 24
+                        letter = letters.get(mtype) or other_letter
+                        if mtype in parsed:
+                            letter = self._message(side, mtype, data[body_at + 4 : rec_end], pos + 5, facts, letter)
+                        events.append((letter, rec_end - 1, None))
+                        if side.tls13_server:
+                            encrypted = True  # everything after a TLS 1.3 ServerHello
+                        pos = rec_end
+                        continue
                 if pending:
                     pending += data[body_at:rec_end]  # bytearray: amortised appends
                     if side.hs_need and len(pending) < 4 + side.hs_need:
