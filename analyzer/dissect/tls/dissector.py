@@ -805,7 +805,10 @@ class TLSDissector:
                 established = client.ccs and server.ccs
         elif ch is None and client.app_lengths and server.app_lengths:
             established = True  # picked up mid-stream: application data flows both ways
-        merged, history = _merged(client, server, cs, sc)
+        if self.rows or client.alerts or server.alerts or flow.reset:
+            merged, history = _merged(client, server, cs, sc)
+        else:  # flows mode without an alert or a reset reads neither
+            merged, history = [], ""
         # Only an alert record carries an alert event: without one, none needs looking for.
         alert = _first_alert(merged) if client.alerts or server.alerts else None
         failure: str | None = None
