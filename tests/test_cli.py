@@ -291,3 +291,15 @@ def test_a_failed_write_is_one_line_and_exit_2(fmt):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("intransit: error:") and "No space left on device" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_command_starts_no_blas_threads() -> None:
+    """`intransit` uses no BLAS: numpy's OpenBLAS worker threads would only spin beside the run."""
+    code = ("import os; from analyzer import cli; cli.main = lambda **k: None; cli.run(); import numpy; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1"]
+    env["OPENBLAS_NUM_THREADS"] = "2"  # a user's own setting is kept
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[0] == "2"
