@@ -546,6 +546,22 @@ def report(
                     f"- {label}: ≈ {fmt_rate((r.rate() or 0) * f)} pkt/s end-to-end"
                     + (f", ≈ {fmt_rate(marg * f)} marginal" if marg else "")
                 )
+    dp = res("dpkt + flow dict")
+    ours = [r for r in results if r.tool.group == "ours" and r.ok()]
+    if dp is not None and ours:
+        lines += ["", "## Paired by round (context only)", ""]
+        lines.append(
+            "Our rate over dpkt's in the same round, round by round: the machine's speed drifts between "
+            "rounds, and a ratio within a round cancels what the two runs share. The verdicts above stay "
+            "on the ratio of the medians."
+        )
+        lines.append("")
+        for r in ours:
+            pairs = [(r.packets / float(a["wall_s"])) / (dp.packets / float(b["wall_s"]))
+                     for a, b in zip(r.runs, dp.runs, strict=False) if a["exit"] == 0 and b["exit"] == 0]
+            if pairs:
+                lines.append(f"- {r.tool.name}: × dpkt {' · '.join(f'{p:.2f}' for p in pairs)} "
+                             f"(median {statistics.median(pairs):.2f})")
     lines += ["", "## Checks", ""]
     vx = checks.get("vxlan")
     if isinstance(vx, dict):
