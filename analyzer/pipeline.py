@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from analyzer import schema
 from analyzer._gc import paced_gc
@@ -19,6 +19,9 @@ from analyzer.errors import CaptureError, UsageError
 from analyzer.flows.table import EndedFlows, FlowOptions, FlowTable
 from analyzer.sources.batch import Problem
 from analyzer.sources.readers import expand_paths, read_capture
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +85,74 @@ class FrameSink(Protocol):
 
     Every chunk is a DataFrame with the frame's declared schema (analyzer.schema.ALL[name]: columns and
     dtypes); put together in the order given, the chunks are the frame the analysis would return
-    (for .flows: before its sort by FRAME_ORDER). analyze() only calls write(); whoever made the sink
-    closes it once every chunk is in, so one sink can take the chunks of several analyses (rotated
-    captures) or of a long-running one. Implementations: analyzer.report.FrameWriter (appends to a
-    file) and analyzer.report.SortedSink (external merge sort, then another sink).
+    (for .flows: before its sort by FRAME_ORDER). A sink that also has `write_table(table)` gets each
+    chunk as an Arrow table of `schema.arrow_schema(...)` instead, with no pandas conversion (the
+    package's own sinks do: the CLI's streaming output never imports pandas). analyze() only calls
+    write() or write_table(); whoever made the sink closes it once every chunk is in, so one sink can
+    take the chunks of several analyses (rotated captures) or of a long-running one.
+    Implementations: analyzer.report.FrameWriter (appends to a file) and analyzer.report.SortedSink
+    (external merge sort, then another sink).
     """
 
     def write(self, chunk: pd.DataFrame) -> None: ...
     def close(self) -> None: ...
 
 
-@dataclass
-class Analysis:
-    """The result of one analysis: pandas frames with declared schemas (see analyzer.schema)."""
+_FRAMES = ("flows", "tls", "certs", "cert_links", "anomalies", "sources")
 
-    flows: pd.DataFrame
-    tls: pd.DataFrame
-    certs: pd.DataFrame
-    cert_links: pd.DataFrame
-    anomalies: pd.DataFrame
-    sources: pd.DataFrame  # one row per capture: packets read, problems, status
-    stats: dict[str, object] = field(default_factory=dict)
+
+class Analysis:
+    """The result of one analysis: pandas frames with declared schemas (see analyzer.schema).
+
+    Each frame is made from the collected Arrow columns when it is first read (then kept): a caller
+    that reads one frame pays for no other (the CLI's streaming commands read none). A frame given
+    to the constructor is used as it is."""
+
+    __slots__ = ("_builders", "_frames", "stats")
+
+    def __init__(self, flows: pd.DataFrame | None = None, tls: pd.DataFrame | None = None,
+                 certs: pd.DataFrame | None = None, cert_links: pd.DataFrame | None = None,
+                 anomalies: pd.DataFrame | None = None, sources: pd.DataFrame | None = None,
+                 stats: dict[str, object] | None = None, *,
+                 builders: Mapping[str, Callable[[], pd.DataFrame]] | None = None) -> None:
+        given = dict(flows=flows, tls=tls, certs=certs, cert_links=cert_links, anomalies=anomalies, sources=sources)
+        self._frames: dict[str, pd.DataFrame] = {k: v for k, v in given.items() if v is not None}
+        self._builders = {k: v for k, v in (builders or {}).items() if k not in self._frames}
+        missing = set(_FRAMES) - set(self._frames) - set(self._builders)
+        if missing:
+            raise TypeError(f"Analysis lacks frame(s): {', '.join(sorted(missing))}")
+        self.stats: dict[str, object] = stats if stats is not None else {}
+
+    def _get(self, name: str) -> pd.DataFrame:
+        frame = self._frames.get(name)
+        if frame is None:
+            frame = self._frames[name] = self._builders.pop(name)()
+        return frame
+
+    @property
+    def flows(self) -> pd.DataFrame:
+        return self._get("flows")
+
+    @property
+    def tls(self) -> pd.DataFrame:
+        return self._get("tls")
+
+    @property
+    def certs(self) -> pd.DataFrame:
+        return self._get("certs")
+
+    @property
+    def cert_links(self) -> pd.DataFrame:
+        return self._get("cert_links")
+
+    @property
+    def anomalies(self) -> pd.DataFrame:
+        return self._get("anomalies")
+
+    @property
+    def sources(self) -> pd.DataFrame:
+        """One row per capture: packets read, problems, status."""
+        return self._get("sources")
 
     def __repr__(self) -> str:
         return (f"<Analysis {len(self.flows)} flows, {len(self.tls)} TLS sessions, "
@@ -186,8 +236,8 @@ FLOW_ROWS_PER_FRAME = 16384  # ended flows gathered before their columns become 
 _NA_WHEN_NEGATIVE = ("client_port", "server_port", "vni", "vlan")  # -1: not applicable
 
 
-def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    """Typed columns (schema.FLOWS) from several ended-flow column chunks, each converted once."""
+def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, pa.Array]:
+    """Arrow columns (schema.FLOWS) from several ended-flow column chunks, each converted once."""
     n = sum(k for _, k in chunks)
     names = {name for chunk, _ in chunks for name in chunk}
     columns: dict[str, Any] = {}
@@ -203,7 +253,17 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
             for part, (_, k) in zip(parts, chunks, strict=True):
                 col.extend([None] * k if part is None else part)
         columns[name] = col
-    return schema.typed_columns(columns, schema.FLOWS, n)
+    return schema.arrow_columns(columns, schema.FLOWS, n)
+
+
+def _write_chunk(sink: FrameSink, columns: Mapping[str, pa.Array], frame_schema: schema.Schema) -> None:
+    """One chunk to a sink: as an Arrow table when it takes those (see FrameSink), else as a frame."""
+    write_table = getattr(sink, "write_table", None)
+    if callable(write_table):
+        arrow_schema = schema.arrow_schema(frame_schema)
+        write_table(pa.Table.from_arrays([columns[name] for name in frame_schema], schema=arrow_schema))
+    else:
+        sink.write(schema.frame_from_arrow(columns, frame_schema))
 
 
 class Collector:
@@ -212,14 +272,14 @@ class Collector:
     def __init__(self, options: Options, sinks: Mapping[str, FrameSink] | None = None) -> None:
         self.options = options
         self.sinks = dict(sinks or {})  # frames handed over chunk by chunk instead of kept
-        self.flow_chunks: list[dict[str, Any]] = []  # typed columns of 16k flows each
+        self.flow_chunks: list[dict[str, pa.Array]] = []  # Arrow columns of 16k flows each
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
                                                          "anomalies": []}
         self.dissection = _Dissection(options) if options.dissect else None
         self.seen_certs: dict[str, dict[str, object]] = {}
-        self.frames: dict[str, list[pd.DataFrame]] = {}
+        self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = frozenset((*options.frames, "anomalies"))
 
     def add(self, ended: EndedFlows) -> None:
@@ -255,8 +315,8 @@ class Collector:
                     if col is None:
                         col = extra[k] = np.full(n, None, object)
                     col[at] = np.fromiter(column, object, len(column))
-        # Every FLOW_ROWS_PER_FRAME flows, the columns become a frame of compact dtypes (Arrow strings,
-        # masked integers) and their Python objects are freed: memory does not pile up until the
+        # Every FLOW_ROWS_PER_FRAME flows, the columns become Arrow arrays of the declared types and
+        # their Python objects are freed: memory does not pile up until the
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
         if "flows" not in self.wanted:
             return
@@ -273,7 +333,7 @@ class Collector:
             if sink is None:
                 self.flow_chunks.append(chunk)
             else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
-                sink.write(pd.DataFrame(chunk, copy=False))
+                _write_chunk(sink, chunk, schema.FLOWS)
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         wanted = self.wanted
@@ -306,57 +366,63 @@ class Collector:
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
         if rows:
-            chunk = schema.frame_from_rows(rows, schema.ALL[frame])
+            chunk = schema.arrow_from_rows(rows, schema.ALL[frame])
             self.rows[frame] = []
             sink = self.sinks.get(frame)
             if sink is None:
                 self.frames.setdefault(frame, []).append(chunk)
             else:
-                sink.write(chunk)
+                _write_chunk(sink, chunk, schema.ALL[frame])
 
     def _frame(self, frame: str) -> pd.DataFrame:
         self._fold(frame)
-        parts = self.frames.get(frame, [])
+        parts = self.frames.pop(frame, [])
+        frame_schema = schema.ALL[frame]
         if not parts:
-            return schema.empty_frame(schema.ALL[frame])
-        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            return schema.empty_frame(frame_schema)
+        return schema.frame_from_arrow({name: pa.chunked_array([p[name] for p in parts], schema.arrow_type(dtype))
+                                        for name, dtype in frame_schema.items()}, frame_schema)
 
     def _flows(self) -> pd.DataFrame:
         """The flows frame in time order (uid breaks ties; a chunk's flows are in the order they ended).
 
         Built one column at a time, each column's chunks freed as it is assembled: the peak is the
         chunks plus one column, not two copies of the whole frame (concatenate, then sort)."""
+        from analyzer._pandas import pd
+
         self._fold_flows()
         chunks, self.flow_chunks = self.flow_chunks, []
         if not chunks:
             return schema.empty_frame(schema.FLOWS)
-        ts = np.concatenate([np.asarray(c["ts_start"].asi8) for c in chunks])
-        uid = np.concatenate([np.asarray(c["uid"], dtype=object) for c in chunks])
+        ts = np.concatenate([c["ts_start"].view(pa.int64()).fill_null(schema._NAT).to_numpy() for c in chunks])
+        uid = np.concatenate([c["uid"].to_numpy(zero_copy_only=False) for c in chunks])
         order = np.lexsort((uid, ts))
         del ts, uid
         out: dict[str, Any] = {}
-        for name in schema.FLOWS:
-            parts = [pd.Series(c.pop(name), copy=False) for c in chunks]
-            col = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-            del parts
-            out[name] = col.take(order).array
+        for name, dtype in schema.FLOWS.items():
+            col = pa.chunked_array([c.pop(name) for c in chunks], schema.arrow_type(dtype))
+            out[name] = schema.pandas_array(col.take(order), dtype)
+            del col
         return pd.DataFrame(out, copy=False)
 
     def anomaly(self, **row: object) -> None:
         self.rows["anomalies"].append(row)
 
     def finish(self, sources: list[dict[str, object]], stats: dict[str, object]) -> Analysis:
-        flows = self._flows()
+        """The analysis; each frame is made when first read (Analysis). What is still to fold is
+        folded now, so the collected state is Arrow columns and a few rows, not the dict rows."""
+        self._fold_flows()
+        for frame in ("tls", "cert_links", "anomalies"):
+            self._fold(frame)
         certs = list(self.seen_certs.values())
-        return Analysis(
-            flows=flows,
-            tls=self._frame("tls"),
-            certs=schema.frame_from_rows(certs, schema.CERTS),
-            cert_links=self._frame("cert_links"),
-            anomalies=self._frame("anomalies"),
-            sources=schema.frame_from_rows(sources, SOURCES_SCHEMA),
-            stats=stats,
-        )
+        return Analysis(stats=stats, builders={
+            "flows": self._flows,
+            "tls": lambda: self._frame("tls"),
+            "certs": lambda: schema.frame_from_rows(certs, schema.CERTS),
+            "cert_links": lambda: self._frame("cert_links"),
+            "anomalies": lambda: self._frame("anomalies"),
+            "sources": lambda: schema.frame_from_rows(sources, SOURCES_SCHEMA),
+        })
 
 
 @paced_gc

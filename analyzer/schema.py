@@ -1,17 +1,25 @@
 """Declared schemas of every frame the package returns (column name -> pandas dtype), in one place.
 
-Empty input gives an empty frame with the schema, never None. Column names follow one scheme:
+Empty input gives an empty frame with the schema, never None. Columns are converted once, to Arrow
+arrays of the dtype's Arrow type (`arrow_columns`): the pipeline collects and streams Arrow tables,
+and a pandas frame is made of them only when one is asked for (`frame_from_arrow`), so the CLI's
+streaming output never imports pandas (see analyzer._pandas). Column names follow one scheme:
 Elastic Common Schema words where one exists, flattened with underscores. The `.flows` names
 listed in FLOWS_CONTRACT are relied on by later work and by external checks: never rename them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, cast
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Schema = Mapping[str, str]
 
@@ -213,12 +221,81 @@ ALL: dict[str, dict[str, str]] = {
 }
 
 
+# The Arrow type of each declared dtype, and the pandas metadata (pandas_type, numpy_type, metadata)
+# pyarrow writes for a column of that dtype: a file written from Arrow tables reads back into the
+# declared dtypes, exactly as if written from the frame (tests compare with pa.Schema.from_pandas).
+_ARROW: dict[str, tuple[Callable[[], pa.DataType], str, str, dict[str, str] | None]] = {
+    "string": (pa.large_string, "object", "string", None),
+    "Int8": (pa.int8, "int8", "Int8", None),
+    "Int16": (pa.int16, "int16", "Int16", None),
+    "Int32": (pa.int32, "int32", "Int32", None),
+    "Int64": (pa.int64, "int64", "Int64", None),
+    "boolean": (pa.bool_, "bool", "boolean", None),
+    "float64": (pa.float64, "float64", "float64", None),
+    "Float64": (pa.float64, "float64", "Float64", None),
+    TS: (lambda: pa.timestamp("ns", tz="UTC"), "datetimetz", "datetime64[ns]", {"timezone": "UTC"}),
+}
+_PYTHON_TYPE = {"boolean": bool, "Int8": int, "Int16": int, "Int32": int, "Int64": int}
+_NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
+_SECONDS_RANGE = 9.2e9  # epoch seconds beyond this are out of datetime64[ns] range: NaT, not an error
+_ARROW_SCHEMAS: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
+
+
+def arrow_type(dtype: str) -> pa.DataType:
+    """The Arrow type a column of a declared pandas dtype is collected and written as."""
+    entry = _ARROW.get(dtype)
+    if entry is None:
+        raise KeyError(f"dtype {dtype!r} has no Arrow type; declared dtypes: {', '.join(_ARROW)}")
+    return entry[0]()
+
+
+def arrow_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema of a declared schema, with the "pandas" metadata that restores its dtypes
+    when a file written from it is read into pandas (made without importing pandas)."""
+    key = tuple(schema.items())
+    cached = _ARROW_SCHEMAS.get(key)
+    if cached is None:
+        columns = []
+        for name, dtype in schema.items():
+            _, pandas_type, numpy_type, meta = _ARROW[dtype]
+            columns.append({"name": name, "field_name": name, "pandas_type": pandas_type,
+                            "numpy_type": numpy_type, "metadata": meta})
+        pandas_meta = {"index_columns": [], "column_indexes": [], "columns": columns, "attributes": {},
+                       "creator": {"library": "pyarrow", "version": pa.__version__},
+                       "pandas_version": _pandas_version()}
+        fields = [pa.field(name, arrow_type(dtype)) for name, dtype in schema.items()]
+        cached = _ARROW_SCHEMAS[key] = pa.schema(fields, metadata={b"pandas": json.dumps(pandas_meta).encode()})
+    return cached
+
+
+def _pandas_version() -> str:
+    """pandas' version without importing pandas, nor importlib.metadata (~10 ms of start-up): from the
+    name of its installed dist-info directory, else from the metadata (tests compare with pandas')."""
+    import importlib.util
+    import os
+
+    loaded = sys.modules.get("pandas")
+    if loaded is not None:
+        return str(loaded.__version__)
+    spec = importlib.util.find_spec("pandas")
+    site = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else None
+    found = [n for n in (os.listdir(site) if site else []) if n.startswith("pandas-") and n.endswith(".dist-info")]
+    if len(found) == 1:
+        return found[0][len("pandas-"):-len(".dist-info")]
+    from importlib.metadata import version
+
+    pandas_version = version("pandas")
+    return str(pandas_version)
+
+
 _EMPTY: dict[tuple[tuple[str, str], ...], pd.DataFrame] = {}
 
 
 def empty_frame(schema: Schema) -> pd.DataFrame:
     """An empty frame with the declared columns and dtypes (a copy of one made once per schema:
     a run makes several, and a Series per column cost ~30 ms per frame; pd.array costs a third)."""
+    from analyzer._pandas import pd
+
     key = tuple(schema.items())
     template = _EMPTY.get(key)
     if template is None:
@@ -229,6 +306,8 @@ def empty_frame(schema: Schema) -> pd.DataFrame:
 
 def conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """Give `df` exactly the schema's columns (missing ones filled with NA) in order and dtypes."""
+    from analyzer._pandas import pd
+
     out = {}
     for name, dtype in schema.items():
         if name in df.columns:
@@ -243,22 +322,20 @@ def conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 def _to_timestamp(col: pd.Series) -> pd.Series:
     """Integers are epoch nanoseconds, floats epoch seconds (NaN/None -> NaT; out of range -> NaT)."""
+    from analyzer._pandas import pd
+
     if col.dtype.kind in "iu":
         return pd.to_datetime(col, unit="ns", utc=True)
     if col.dtype == object:
         col = pd.to_numeric(col, errors="coerce")
     if col.dtype.kind == "f":
         # out-of-range dates (certificates valid until 9999) become NaT rather than an error
-        ok = col.between(-9.2e9, 9.2e9)
+        ok = col.between(-_SECONDS_RANGE, _SECONDS_RANGE)
         return pd.to_datetime(col.where(ok), unit="s", utc=True, errors="coerce")
     return pd.to_datetime(col, utc=True, errors="coerce")
 
 
-def frame_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> pd.DataFrame:
-    """Build a schema-conformant frame from dict rows (unknown keys are an error: declare them)."""
-    rows = list(rows)
-    if not rows:
-        return empty_frame(schema)
+def _columns_of_rows(rows: list[Mapping[str, object]], schema: Schema) -> dict[str, list[object]]:
     first = tuple(rows[0])
     if all(tuple(r) == first for r in rows):
         # the usual case (one dissector's rows, same keys in the same order): transpose in C
@@ -271,29 +348,132 @@ def frame_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> pd.
     unknown = set(columns) - set(schema)
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
-    return frame_from_columns(columns, schema, len(rows))
+    return columns
+
+
+def arrow_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> dict[str, pa.Array]:
+    """The schema's columns, as Arrow arrays, of dict rows (unknown keys are an error: declare them)."""
+    rows = list(rows)
+    if not rows:
+        return arrow_columns({}, schema, 0)
+    return arrow_columns(_columns_of_rows(rows, schema), schema, len(rows))
+
+
+def frame_from_rows(rows: Iterable[Mapping[str, object]], schema: Schema) -> pd.DataFrame:
+    """Build a schema-conformant frame from dict rows (unknown keys are an error: declare them)."""
+    rows = list(rows)
+    if not rows:
+        return empty_frame(schema)
+    return frame_from_columns(_columns_of_rows(rows, schema), schema, len(rows))
 
 
 def frame_from_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> pd.DataFrame:
     """A schema-conformant frame from columns (numpy arrays or lists; None is missing), each converted
     once, straight to its declared dtype: no per-column type inference, no second conversion.
     Columns the schema lacks are an error; columns absent from `columns` are all missing."""
-    return pd.DataFrame(typed_columns(columns, schema, length))
+    return frame_from_arrow(arrow_columns(columns, schema, length), schema)
 
 
 def typed_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> dict[str, Any]:
-    """The arrays `frame_from_columns` makes a frame of: every schema column, in its dtype."""
+    """The pandas arrays `frame_from_columns` makes a frame of: every schema column, in its dtype."""
+    return {name: pandas_array(arr, schema[name]) for name, arr in arrow_columns(columns, schema, length).items()}
+
+
+def arrow_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> dict[str, pa.Array]:
+    """Every schema column as an Arrow array of its dtype's Arrow type (`arrow_type`), from numpy
+    arrays or lists (None is missing); columns absent from `columns` are all missing, columns the
+    schema lacks are an error. The values are those pandas would make of them in the dtype:
+    conversions Arrow does exactly are done in Arrow, the others by pandas' own rules."""
     unknown = set(columns) - set(schema)
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
-    out: dict[str, Any] = {}
+    out: dict[str, pa.Array] = {}
     for name, dtype in schema.items():
         values = columns.get(name)
-        out[name] = _column([None] * length if values is None else values, dtype)
+        if values is None:
+            out[name] = pa.nulls(length, arrow_type(dtype))
+        else:
+            out[name] = arrow_column(values, dtype)
     return out
 
 
-def _column(values: Any, dtype: str) -> Any:
+def arrow_column(values: Any, dtype: str) -> pa.Array:
+    """One column (a numpy array or a list; None is missing) in the Arrow type of a declared dtype,
+    with the values pandas would make of it in that dtype."""
+    exact = _exact_arrow(values, dtype)
+    if exact is not None:
+        return exact
+    return _arrow_of_pandas(_pandas_column(values, dtype), dtype)
+
+
+def _exact_arrow(values: Any, dtype: str) -> pa.Array | None:
+    """Conversions where Arrow gives exactly what pandas would (None: leave it to pandas)."""
+    atype = arrow_type(dtype)
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        kind = values.dtype.kind
+        if dtype == TS:
+            if kind == "i":  # epoch nanoseconds
+                ns = values.astype(np.int64, copy=False)
+                return pa.array(ns, pa.int64(), mask=ns == _NAT).view(atype)
+            return _seconds_to_timestamps(values) if kind == "f" else None
+        if dtype == "float64" and kind in "fiu":
+            return pa.array(values.astype(np.float64, copy=False), atype, from_pandas=True)
+        if dtype == "boolean" and kind == "b":
+            return pa.array(values, atype)
+        if dtype[0] == "I":
+            if kind == "f":  # NaN marks a missing integer
+                missing = np.isnan(values)
+                whole = values[~missing]
+                if not np.array_equal(whole, np.trunc(whole)) or (len(whole) and np.abs(whole).max() >= 2**53):
+                    return None
+                values, mask = np.where(missing, 0, values).astype(np.int64), missing
+            elif kind in "iu":
+                mask = None
+            else:
+                return None
+            try:
+                return pa.array(values, atype, mask=mask)  # a value out of the type's range raises
+            except (pa.ArrowException, OverflowError):
+                return None
+        return None
+    if dtype == TS:
+        values = list(values) if isinstance(values, np.ndarray) else values
+        if all(v is None or type(v) is float for v in values):  # epoch seconds (pandas: numeric -> float)
+            return _seconds_to_timestamps(np.array([np.nan if v is None else v for v in values], np.float64))
+        return None
+    if dtype == "float64":
+        return pa.array(np.asarray(values, dtype=float), atype, from_pandas=True)
+    if dtype not in ("string", "boolean", "Int8", "Int16", "Int32", "Int64"):
+        return None
+    # str/int/bool and None straight through Arrow's C++ converter (3-5x faster than pandas'
+    # per-element checks); a value that does not fit the type exactly goes to pandas, which converts
+    # with its own rules (e.g. str() of a non-string)
+    seq = list(values) if isinstance(values, np.ndarray) else values
+    if dtype != "string" and not all(v is None or type(v) is _PYTHON_TYPE[dtype] for v in seq):
+        return None  # Arrow would take 1.5 as the integer 1, or 1 as True: pandas decides (or refuses)
+    try:
+        return pa.array(seq, atype)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _seconds_to_timestamps(seconds: np.ndarray) -> pa.Array:
+    """Epoch seconds as timestamps; NaN and out-of-range values NaT (certificates valid until 9999).
+    Fractions are rounded as pandas' to_datetime(unit="s") does: whole part truncated, fraction
+    rounded to 9 digits, then scaled (equal on millions of values; tests compare the two)."""
+    seconds = seconds.astype(np.float64, copy=False)
+    ok = (seconds >= -_SECONDS_RANGE) & (seconds <= _SECONDS_RANGE)  # NaN compares False
+    values = np.where(ok, seconds, 0.0)
+    whole = values.astype(np.int64)
+    fraction = np.round(values - whole, 9)
+    ns = whole * 1_000_000_000 + (fraction * 1_000_000_000).astype(np.int64)
+    return pa.array(ns, pa.int64(), mask=~ok).view(arrow_type(TS))
+
+
+def _pandas_column(values: Any, dtype: str) -> Any:
+    """pandas' conversion of a column to a dtype (what the Arrow conversions above must equal)."""
+    from analyzer._pandas import pd
+
     if dtype == TS:
         return _to_timestamp(pd.Series(values, dtype=None if len(values) else float)).astype(cast(Any, TS)).array
     if isinstance(values, np.ndarray) and values.dtype != object:
@@ -302,33 +482,47 @@ def _column(values: Any, dtype: str) -> Any:
         return pd.array(values, dtype=cast(Any, dtype))
     if dtype == "float64":
         return np.asarray(values, dtype=float)
-    values = list(values) if isinstance(values, np.ndarray) else values
-    fast = _from_python_objects(values, dtype)
-    return fast if fast is not None else pd.array(values, dtype=cast(Any, dtype))
+    return pd.array(list(values) if isinstance(values, np.ndarray) else values, dtype=cast(Any, dtype))
 
 
-_ARROW_TYPES = {"string": "large_string", "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64",
-                "boolean": "bool_"}  # fmt: skip
+def _arrow_of_pandas(arr: Any, dtype: str) -> pa.Array:
+    atype = arrow_type(dtype)
+    if dtype == TS:
+        return pa.array(np.asarray(arr.asi8), pa.int64(), mask=np.asarray(arr.isna())).view(atype)
+    if isinstance(arr, np.ndarray):
+        return pa.array(arr, atype, from_pandas=True)
+    out = pa.array(arr, type=atype)  # pandas extension arrays convert themselves (__arrow_array__)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
-def _from_python_objects(values: list, dtype: str) -> Any:
-    """A list of str/int/bool and None straight through Arrow's C++ converter (3-5x faster than
-    pandas' per-element checks); None when a value does not fit the type exactly (pandas then
-    converts, with its own rules, e.g. str() of a non-string)."""
-    arrow_type = _ARROW_TYPES.get(dtype)
-    if arrow_type is None:
-        return None
-    import pyarrow as pa
+def pandas_array(arr: pa.Array | pa.ChunkedArray, dtype: str) -> Any:
+    """A pandas array of a declared dtype from its Arrow column (the inverse of `arrow_column`)."""
+    from analyzer._pandas import pd
 
-    try:
-        arr = pa.array(values, type=getattr(pa, arrow_type)())
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return None
     if dtype == "string":
-        out = pd.arrays.ArrowStringArray(pa.chunked_array([arr]))
-        return out if out.dtype == pd.StringDtype() else None
+        chunked = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr], arr.type)
+        out = pd.arrays.ArrowStringArray(chunked)
+        return out if out.dtype == pd.StringDtype() else pd.array(chunked.to_pylist(), dtype="string")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if dtype == TS:
+        ns = arr.view(pa.int64()).fill_null(_NAT).to_numpy()
+        return pd.Series(ns.view("M8[ns]"), copy=False).dt.tz_localize("UTC").array
+    if dtype == "float64":
+        return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     mask = arr.is_null().to_numpy(zero_copy_only=False)
     data = arr.fill_null(False if dtype == "boolean" else 0).to_numpy(zero_copy_only=False)
     if dtype == "boolean":
         return pd.arrays.BooleanArray(data.astype(bool), mask)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(data.astype(np.float64), mask)
     return pd.arrays.IntegerArray(data.astype(dtype.lower()), mask)
+
+
+def frame_from_arrow(columns: Mapping[str, pa.Array | pa.ChunkedArray] | pa.Table, schema: Schema) -> pd.DataFrame:
+    """The pandas frame, in the declared dtypes, of Arrow columns made by `arrow_columns`."""
+    from analyzer._pandas import pd
+
+    if isinstance(columns, pa.Table):
+        columns = {name: columns.column(name) for name in columns.column_names}
+    return pd.DataFrame({name: pandas_array(columns[name], dtype) for name, dtype in schema.items()}, copy=False)

@@ -73,9 +73,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from analyzer import schema
+from analyzer._pandas import pd
 from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
 from analyzer.dissect.tls.constants import version_name
 from analyzer.errors import CaptureError, IntransitError, UsageError

@@ -8,6 +8,7 @@ gets its own interpreter (slower).
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -86,3 +87,44 @@ def test_the_harness_catches_a_cycle(tmp_path):
     (pkg / "b.py").write_text("from cyc.a import A\nB = 1\n")
     out = _run(["cyc.a"], tmp_path)
     assert out.returncode != 0 and "cyc" in out.stderr
+
+
+def _imports_pandas(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name == "pandas" or a.name.startswith("pandas.") for a in node.names)
+    return isinstance(node, ast.ImportFrom) and bool(node.module) and (
+        node.module == "pandas" or str(node.module).startswith("pandas."))
+
+
+def _outside_type_checking(tree: ast.AST) -> list[ast.AST]:
+    """Import nodes that run (not those under `if TYPE_CHECKING:`)."""
+    found: list[ast.AST] = []
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                for other in child.orelse:
+                    walk(other)
+                continue
+            if _imports_pandas(child):
+                found.append(child)
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+def test_pandas_is_imported_only_through_analyzer_pandas():
+    """analyzer._pandas tells pyarrow about pandas when the CLI deferred pyarrow's probe: a module
+    importing pandas directly could hand pandas objects to a pyarrow that does not know pandas."""
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "_pandas.py" and path.parent == PKG:
+            continue
+        for node in _outside_type_checking(ast.parse(path.read_text(encoding="utf-8"))):
+            offenders.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}")
+    assert offenders == []
+    # the check sees a direct import (and ignores one under TYPE_CHECKING)
+    sample = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas\n"
+              "def f():\n    import pandas as pd\n")
+    assert len(_outside_type_checking(ast.parse(sample))) == 1

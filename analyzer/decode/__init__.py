@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from analyzer.decode import _kernel as K
 from analyzer.sources.batch import PacketBatch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip"]
 
@@ -70,6 +73,8 @@ def tunnel_name(bits: int) -> str | None:
 
 def decoded_frame(d: DecodedBatch) -> pd.DataFrame:
     """Per-packet columns as a DataFrame (for tests, debugging and notebooks; not the hot path)."""
+    from analyzer._pandas import pd
+
     c, u = d.cols, d.ucols
     rows = []
     for i in range(len(c)):

@@ -11,7 +11,7 @@ import re
 import sys
 from typing import IO
 
-import pandas as pd
+from analyzer._pandas import pd
 
 FORMATS = ("table", "csv", "jsonl", "parquet")
 

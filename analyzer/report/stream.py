@@ -30,15 +30,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import IO, Any, Protocol, Self
+from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.errors import UsageError
-from analyzer.report.export import csv_safe
+from analyzer.schema import arrow_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STREAM_FORMATS = ("csv", "jsonl", "parquet")
 RUN_ROWS = 16384  # rows sorted in memory and spilled as one run (the pipeline folds 16384 flows at a time)
@@ -48,13 +50,6 @@ ROW_GROUP_ROWS = 16384  # Parquet rows gathered before they are written as a row
 
 _INT64_MIN = np.iinfo(np.int64).min
 _NULLS_PER_KEY = int(pa.__version__.split(".")[0]) >= 25  # null placement moved into each sort key
-
-
-def arrow_schema(frame_schema: dict[str, str]) -> pa.Schema:
-    """The Arrow schema of a declared frame schema, with the pandas metadata that restores the dtypes."""
-    from analyzer.schema import empty_frame
-
-    return pa.Schema.from_pandas(empty_frame(frame_schema), preserve_index=False)
 
 
 class TableSink(Protocol):
@@ -229,6 +224,8 @@ class FrameWriter(_Sink):
             if self._pending_rows >= self.row_group_rows:
                 self._flush_row_group()
         else:
+            from analyzer._pandas import pd  # noqa: F401  (pandas formats JSON lines; pyarrow must know it)
+
             self._staged.fh.write(_jsonl(table.to_pandas()))
 
     def _flush_row_group(self) -> None:
@@ -251,6 +248,9 @@ class FrameWriter(_Sink):
             self._spill.remove()
 
     def _write_csv(self, spool: str) -> None:
+        from analyzer._pandas import pd  # noqa: F401  (pandas formats the CSV; pyarrow must know it)
+        from analyzer.report.export import csv_safe
+
         fh = self._staged.fh
         fh.write(self.arrow_schema.empty_table().to_pandas().to_csv(index=False))  # the header line
         # One extra row carrying each datetime column's finest-resolution value makes pandas format every
@@ -286,14 +286,20 @@ def _finest_resolution(column: pa.ChunkedArray) -> tuple[int, int]:
     return (int(classes[i]), int(values[i]))
 
 
-def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[np.ndarray]:
-    """Numpy arrays ordering like pandas' frames do: datetimes as int64 with NaT first (asi8)."""
-    keys = []
+def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[Any]:
+    """Keys ordering like pandas' frames do: datetimes and integers as int64 with NaT (null) first, as
+    asi8 does; strings as Python strings. Read straight from Arrow's buffers: pyarrow's to_numpy()
+    imports pandas, which the streaming output never needs (see analyzer._pandas)."""
+    keys: list[Any] = []
     for name in by:
         col = data.column(name)
-        if pa.types.is_timestamp(col.type):
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if pa.types.is_timestamp(col.type) or pa.types.is_integer(col.type):
             col = col.cast(pa.int64()).fill_null(_INT64_MIN)
-        keys.append(col.to_numpy(zero_copy_only=False))
+            keys.append(np.frombuffer(col.buffers()[1], np.int64, count=len(col), offset=col.offset * 8))
+        else:
+            keys.append(col.to_pylist())
     return keys
 
 
@@ -312,7 +318,7 @@ class _RunReader:
     def __init__(self, path: str, by: Sequence[str]) -> None:
         self._batches, self.by = _batches(path), by
         self.batch: pa.RecordBatch | None = None
-        self.keys: list[np.ndarray] = []
+        self.keys: list[Any] = []
         self.pos = 0
 
     def load(self) -> bool:

@@ -810,7 +810,7 @@ def all_sslv2() -> tuple[CipherSuite, ...]:
 
 def as_frame(include_sslv2: bool = False) -> pd.DataFrame:
     """The table as a pandas DataFrame (one row per suite, a `hex` column added)."""
-    import pandas as pd
+    from analyzer._pandas import pd
 
     suites = _ALL + _ALL_V2 if include_sslv2 else _ALL
     names = [f.name for f in fields(CipherSuite)]
