@@ -7,6 +7,8 @@ import struct
 from functools import lru_cache
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tls_helpers import (
     alpn_ext,
     certificate_msg,
@@ -356,6 +358,27 @@ def test_direction_guessed_wrong_by_the_flow_layer() -> None:
     assert t["history"].startswith("^Csxkn")
     assert t["client_port"] == 443 and t["server_port"] == 50000
     assert t["server_name"] == SNI and t["established"] is True
+
+
+# bytes dense in what the two patterns look for: record types 0x15/0x16, versions 3.x, hello types
+_NEAR_TLS = st.lists(st.sampled_from([b"\x16", b"\x15", b"\x03", b"\x01", b"\x02", b"\x00", b"\x04", b"\x48",
+                                      b"A", b"\x16\x03\x01\x00\x30", b"\x01\x00\x00\x2c\x03\x03",
+                                      b"\x02\x00\x00\x2c\x03\x03", b"\x15\x03\x03\x00\x02\x02"]),
+                     max_size=60).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NEAR_TLS, _NEAR_TLS, st.integers(0, 70000))
+def test_tls_start_search_equals_the_patterns_search(client, server, pad):
+    """find_tls_start only tries the patterns where their literal starts occur: the same offsets as
+    re's search over the first 64 KiB (the padding moves matches across that limit)."""
+    from analyzer.dissect.tls.dissector import _CH_RE, _SH_RE, SEARCH_LIMIT
+
+    for c, s in ((client, server), (b"x" * pad + client, b"y" * pad + server)):
+        m = _CH_RE.search(c, 0, SEARCH_LIMIT)
+        sh = _SH_RE.search(s, 0, SEARCH_LIMIT)
+        expected = None if m is None else (m.start(), None if sh is None else sh.start())
+        assert find_tls_start(c, s) == expected
 
 
 def test_starttls_offsets_are_found() -> None:
