@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -409,7 +409,7 @@ class FlowTable:
         # Each prefix is copied once, straight from the gathered buffer into its bytes object (a
         # memoryview slice's tobytes): copying the whole buffer into one bytes object first and
         # slicing that cost 10x more, in page faults of the extra MB-sized allocation per export.
-        view = memoryview(buf)
+        view = memoryview(cast(Any, buf))  # numpy's stubs do not see an ndarray as a Buffer
         up_start, up_gap, up_gap_len, up_budget, up_segs = up
         dn_start, dn_gap, dn_gap_len, dn_budget, dn_segs = down
         for k, (j, r, is_tcp, ts0, rst, rej, ndg) in enumerate(zip(
