@@ -34,7 +34,6 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer.errors import UsageError
 from analyzer.schema import arrow_schema
@@ -49,7 +48,6 @@ FAN_IN = 32  # runs merged at once; more runs are first merged into longer ones,
 ROW_GROUP_ROWS = 16384  # Parquet rows gathered before they are written as a row group
 
 _INT64_MIN = np.iinfo(np.int64).min
-_NULLS_PER_KEY = int(pa.__version__.split(".")[0]) >= 25  # null placement moved into each sort key
 
 
 class TableSink(Protocol):
@@ -278,6 +276,8 @@ def _jsonl(df: pd.DataFrame) -> str:
 
 def _finest_resolution(column: pa.ChunkedArray) -> tuple[int, int]:
     """(class, value): the finest resolution among the values (4 ns, 3 us, 2 ms, 1 s, 0 whole days), -1 none."""
+    import pyarrow.compute  # noqa: F401  (cast and drop_null need it; the CSV path imports pandas anyway)
+
     values = column.cast(pa.int64()).drop_null().to_numpy()
     if not len(values):
         return (-1, 0)
@@ -286,30 +286,175 @@ def _finest_resolution(column: pa.ChunkedArray) -> tuple[int, int]:
     return (int(classes[i]), int(values[i]))
 
 
+class _Null:
+    """A null key: before every value, equal only to itself (np.lexsort and the merge's tuples compare it)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return other is not self
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __ge__(self, other: object) -> bool:
+        return other is self
+
+
+_NULL: Any = _Null()  # Any: numpy's stubs take no plain object as an item
+
+
 def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[Any]:
-    """Keys ordering like pandas' frames do: datetimes and integers as int64 with NaT (null) first, as
-    asi8 does; strings as Python strings. Read straight from Arrow's buffers: pyarrow's to_numpy()
-    imports pandas, which the streaming output never needs (see analyzer._pandas)."""
+    """Keys, most significant first, ordering rows as the in-memory frame is sorted, nulls first.
+    Datetimes and integers: int64, null as INT64_MIN (NaT's asi8). Floats: a class (0 null, 1 NaN, 2
+    number, as Arrow sorts them) and the number. Strings and the rest: Python values in an object array,
+    null as _NULL; strings compare by code point, which is Arrow's UTF-8 byte order. np.lexsort over
+    the keys (reversed) and the merge's tuple comparisons order alike. Read from Arrow's buffers:
+    pyarrow's to_numpy() imports pandas (see analyzer._pandas), its cast and fill_null pyarrow.compute."""
     keys: list[Any] = []
     for name in by:
-        col = data.column(name)
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        if pa.types.is_timestamp(col.type) or pa.types.is_integer(col.type):
-            col = col.cast(pa.int64()).fill_null(_INT64_MIN)
-            keys.append(np.frombuffer(col.buffers()[1], np.int64, count=len(col), offset=col.offset * 8))
-        else:
-            keys.append(col.to_pylist())
+        col = _array(data.column(name))
+        t, valid = col.type, _validity(col)
+        if pa.types.is_timestamp(t) or (pa.types.is_integer(t) and t != pa.uint64()):
+            values = _fixed(col).astype(np.int64, copy=False)
+            keys.append(values if valid is None else np.where(valid, values, _INT64_MIN))
+        elif pa.types.is_floating(t):
+            values = _fixed(col).astype(np.float64)
+            cls = np.where(np.isnan(values), 1, 2).astype(np.int8)
+            if valid is not None:
+                cls[~valid] = 0
+            values[cls < 2] = 0
+            keys += [cls, values]
+        else:  # an object array (a list of str would become numpy strings, which drop trailing NULs)
+            values = np.fromiter(col.to_pylist(), dtype=object, count=len(col))
+            if valid is not None:
+                values[~valid] = _NULL
+            keys.append(values)
     return keys
 
 
 def _sorted(table: pa.Table, by: Sequence[str]) -> pa.Table:
-    """Stable sort by the keys, in the order of np.lexsort over _sort_keys (as the in-memory frame is
-    sorted): Arrow compares strings by UTF-8 bytes, which is Python's code point order."""
-    if _NULLS_PER_KEY:
-        return table.take(pc.sort_indices(table, sort_keys=[(name, "ascending", "at_start") for name in by]))
-    return table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in by],
-                                      null_placement="at_start"))
+    """Stable sort by the keys, as the in-memory frame is sorted."""
+    return _take(table, _order(_sort_keys(table, by)))
+
+
+def _order(keys: list[Any]) -> np.ndarray:
+    """np.lexsort(keys[::-1]) (stable; keys most significant first), each key after the first compared
+    only among the rows whose earlier keys tie: comparing Python strings is slow, and the first key
+    (a timestamp) seldom ties."""
+    order = np.argsort(keys[0], kind="stable")
+    same = np.ones(max(len(order) - 1, 0), bool)  # same[i]: rows order[i] and order[i + 1] tie so far
+    for j in range(1, len(keys)):
+        previous = keys[j - 1][order]
+        same &= previous[1:] == previous[:-1]
+        if not same.any():
+            break
+        tied = np.flatnonzero(np.concatenate(([False], same)) | np.concatenate((same, [False])))
+        group = np.cumsum(np.concatenate(([True], ~same)))[tied]  # ties are runs of positions
+        order[tied] = order[tied][np.lexsort((keys[j][order[tied]], group))]
+    return order
+
+
+def _validity(arr: pa.Array) -> np.ndarray | None:
+    """A bool per row (True: not null); None when no row is null."""
+    if not arr.null_count:
+        return None
+    buf = arr.buffers()[0]
+    if buf is None:  # the null type
+        return np.zeros(len(arr), bool)
+    return _bits(buf, arr.offset, len(arr))
+
+
+def _bits(buf: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    """Bits offset..offset+length of a bitmap (least significant bit first), as bools."""
+    first = offset // 8
+    raw = np.frombuffer(buf, np.uint8, count=(offset + length + 7) // 8 - first, offset=first)
+    return np.unpackbits(raw, bitorder="little")[offset % 8: offset % 8 + length].view(bool)
+
+
+def _fixed(arr: pa.Array, kind: str = "") -> np.ndarray:
+    """The values of a fixed-width array (anything under nulls), as numpy: `kind` "u" reads them as
+    unsigned integers of the same width, else as the type's own numbers."""
+    t = arr.type
+    width = t.bit_width // 8
+    if not kind:
+        kind = "f" if pa.types.is_floating(t) else "u" if pa.types.is_unsigned_integer(t) else "i"
+    return np.frombuffer(arr.buffers()[1], np.dtype(f"{kind}{width}"), count=len(arr), offset=arr.offset * width)
+
+
+def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """table.take(indices) with numpy for the column types of the frames (Table.take imports
+    pyarrow.compute: 50-90 ms). Indices must be in 0..len-1 (the sorts' permutations are)."""
+    idx = np.asarray(indices, dtype=np.intp)
+    return pa.Table.from_arrays([_take_array(_array(col), idx) for col in table.columns], schema=table.schema)
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of a column: combine_chunks() copies even a single chunk."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+_WIDTHS = (8, 16, 32, 64)  # bits of the fixed-width values numpy reads
+
+
+def _take_array(arr: pa.Array, idx: np.ndarray) -> pa.Array:
+    t, n = arr.type, len(idx)
+    if n == 0:
+        return arr.slice(0, 0)
+    if pa.types.is_null(t):
+        return pa.nulls(n)
+    valid = _validity(arr)
+    nulls, validity = 0, None
+    if valid is not None:
+        kept = np.take(valid, idx)  # (np.take: faster than indexing)
+        nulls = n - int(np.count_nonzero(kept))
+        if nulls:
+            validity = pa.py_buffer(np.packbits(kept, bitorder="little"))
+    buffers = arr.buffers()
+    if pa.types.is_boolean(t):
+        data = np.packbits(np.take(_bits(buffers[1], arr.offset, len(arr)), idx), bitorder="little")
+        return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(data)], null_count=nulls)
+    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)) and t.bit_width in _WIDTHS:
+        return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(np.take(_fixed(arr, "u"), idx))], null_count=nulls)
+    large = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+    if large or pa.types.is_string(t) or pa.types.is_binary(t):
+        otype = np.dtype(np.int64 if large else np.int32)
+        offsets = np.frombuffer(buffers[1], otype, count=len(arr) + 1, offset=arr.offset * otype.itemsize)
+        starts = np.take(offsets, idx).astype(np.int64, copy=False)
+        lengths = np.take(offsets[1:], idx) - starts
+        new = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=new[1:])
+        total = int(new[-1])
+        if large or total <= np.iinfo(np.int32).max:  # else too long for 32-bit offsets: Arrow's take below
+            data = _gather_bytes(buffers[2], offsets, starts, lengths, new)
+            return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(new.astype(otype)), pa.py_buffer(data)],
+                                         null_count=nulls)
+    return arr.take(pa.array(idx))  # any other type (imports pyarrow.compute)
+
+
+def _gather_bytes(buf: pa.Buffer, offsets: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                  new: np.ndarray) -> np.ndarray:
+    """The bytes of the rows at `starts` (`lengths` long) one after the other: the values of new offsets `new`."""
+    total = int(new[-1])
+    if not total:  # all empty or null: the buffer may be missing
+        return np.zeros(0, np.uint8)
+    base, end = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(buf, np.uint8, count=end - base, offset=base)
+    widths = np.diff(offsets)
+    width = int(widths.max())
+    if np.all((widths == width) | (widths == 0)):  # hashes, uids, one file name: copy W-byte rows, not bytes
+        rows = data.view(f"V{width}")  # the k-th non-empty row is row k of this view
+        return np.take(rows, (starts[lengths > 0] - base) // width).view(np.uint8)
+    # each output byte's source: its row's start, moved to where the row goes, plus its position
+    itype = np.int32 if max(end - base, total) <= np.iinfo(np.int32).max else np.int64
+    index = np.repeat((starts - base - new[:-1]).astype(itype), lengths)
+    index += np.arange(total, dtype=index.dtype)
+    return np.take(data, index)
 
 
 class _RunReader:
@@ -356,7 +501,8 @@ def _merge(paths: Sequence[str], by: Sequence[str], emit: Callable[[pa.Table], N
                 assert r.batch is not None
                 pieces.append(r.batch.slice(r.pos, end - r.pos))
                 r.pos = end
-        emit(_sorted(pa.Table.from_batches(pieces), by))
+        table = pa.Table.from_batches(pieces)
+        emit(table if len(pieces) == 1 else _sorted(table, by))  # a slice of one run is in order
         readers = [r for r in readers if r.pos < len(r.keys[0]) or r.load()]
 
 
