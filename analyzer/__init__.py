@@ -10,9 +10,9 @@ The heavy parts (pandas, numba kernels) load on first use of `analyze` and frien
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from analyzer._lazy import lazy_attributes
 from analyzer._version import __version__
 from analyzer.errors import CaptureError, IntransitError, NeedMoreData, ParseError, UsageError
 
@@ -46,14 +46,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

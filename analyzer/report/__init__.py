@@ -6,8 +6,9 @@ must not pull in pandas, which the table/file writers of whole frames (analyzer.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from analyzer._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from analyzer.report.export import FORMATS, csv_safe, neutralize_csv, write_frame
@@ -28,14 +29,4 @@ __all__ = ["FORMATS", "STREAM_FORMATS", "FrameWriter", "SortedSink", "csv_safe",
            "write_frame"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analyzer.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
