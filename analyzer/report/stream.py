@@ -406,8 +406,8 @@ def _take_array(arr: pa.Array, idx: np.ndarray) -> pa.Array:
     t, n = arr.type, len(idx)
     if n == 0:
         return arr.slice(0, 0)
-    if pa.types.is_null(t):
-        return pa.nulls(n)
+    if arr.null_count == len(arr):  # (the null type, and columns nobody filled: no buffer to read)
+        return pa.nulls(n, t)
     valid = _validity(arr)
     nulls, validity = 0, None
     if valid is not None:
