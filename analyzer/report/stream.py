@@ -425,34 +425,33 @@ def _take_array(arr: pa.Array, idx: np.ndarray) -> pa.Array:
     if large or pa.types.is_string(t) or pa.types.is_binary(t):
         otype = np.dtype(np.int64 if large else np.int32)
         offsets = np.frombuffer(buffers[1], otype, count=len(arr) + 1, offset=arr.offset * otype.itemsize)
-        starts = np.take(offsets, idx).astype(np.int64, copy=False)
-        lengths = np.take(offsets[1:], idx) - starts
+        widths = np.diff(offsets)
+        lengths = np.take(widths, idx)
         new = np.zeros(n + 1, np.int64)
         np.cumsum(lengths, out=new[1:])
-        total = int(new[-1])
-        if large or total <= np.iinfo(np.int32).max:  # else too long for 32-bit offsets: Arrow's take below
-            data = _gather_bytes(buffers[2], offsets, starts, lengths, new)
-            return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(new.astype(otype)), pa.py_buffer(data)],
-                                         null_count=nulls)
+        if large or new[-1] <= np.iinfo(np.int32).max:  # else too long for 32-bit offsets: Arrow's take below
+            data = _gather_bytes(buffers[2], offsets, widths, idx, lengths, new)
+            return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(new.astype(otype, copy=False)),
+                                                pa.py_buffer(data)], null_count=nulls)
     return arr.take(pa.array(idx))  # any other type (imports pyarrow.compute)
 
 
-def _gather_bytes(buf: pa.Buffer, offsets: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+def _gather_bytes(buf: pa.Buffer, offsets: np.ndarray, widths: np.ndarray, idx: np.ndarray, lengths: np.ndarray,
                   new: np.ndarray) -> np.ndarray:
-    """The bytes of the rows at `starts` (`lengths` long) one after the other: the values of new offsets `new`."""
+    """The bytes of rows `idx` of a string array (`offsets`, `widths` = their differences), one row after
+    the other: the data of new offsets `new` (rows `lengths` long)."""
     total = int(new[-1])
     if not total:  # all empty or null: the buffer may be missing
         return np.zeros(0, np.uint8)
     base, end = int(offsets[0]), int(offsets[-1])
     data = np.frombuffer(buf, np.uint8, count=end - base, offset=base)
-    widths = np.diff(offsets)
     width = int(widths.max())
-    if np.all((widths == width) | (widths == 0)):  # hashes, uids, one file name: copy W-byte rows, not bytes
-        rows = data.view(f"V{width}")  # the k-th non-empty row is row k of this view
-        return np.take(rows, (starts[lengths > 0] - base) // width).view(np.uint8)
+    if np.count_nonzero(widths) * width == end - base:  # every non-empty row is W bytes (uids, hashes, file names)
+        starts = np.take(offsets, idx if total == len(idx) * width else idx[lengths > 0])  # of the non-empty rows
+        return np.take(data.view(f"V{width}"), (starts - base) // width).view(np.uint8)  # as W-byte records
     # each output byte's source: its row's start, moved to where the row goes, plus its position
     itype = np.int32 if max(end - base, total) <= np.iinfo(np.int32).max else np.int64
-    index = np.repeat((starts - base - new[:-1]).astype(itype), lengths)
+    index = np.repeat((np.take(offsets, idx) - base - new[:-1]).astype(itype), lengths)
     index += np.arange(total, dtype=index.dtype)
     return np.take(data, index)
 
