@@ -353,10 +353,22 @@ def _parse(der: bytes, sha256: str) -> _Entry:
         except Exception as exc:  # a bug here must not stop a run: say so in the row
             return _Entry(row={"sha256": sha256, "parse_error": f"internal: {_short(exc)}"}, parsed=False)
     if caught and entry.parsed:
-        notes = dict.fromkeys(f"warning: {str(w.message)[:120]}" for w in caught)
+        notes = dict.fromkeys(f"warning: {str(w.message)[:120]}" for w in caught
+                              if not _library_notice(str(w.message)))
         errors = entry.row["field_errors"]
-        entry.row["field_errors"] = "; ".join([*notes, *([errors] if errors else [])])
+        if notes:
+            entry.row["field_errors"] = "; ".join([*notes, *([errors] if errors else [])])
     return entry
+
+
+# Warnings cryptography gives about its own future, not about the certificate: "DSA is deprecated"
+# (cryptography 51) on every DSA key or signature. They must not become field errors, or a fact of the
+# row would change with the library's version.
+_LIBRARY_NOTICES = ("DSA is deprecated",)
+
+
+def _library_notice(message: str) -> bool:
+    return message.startswith(_LIBRARY_NOTICES)
 
 
 def _parse_fields(der: bytes, sha256: str) -> _Entry:
