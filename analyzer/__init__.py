@@ -18,15 +18,17 @@ from analyzer.errors import CaptureError, IntransitError, NeedMoreData, ParseErr
 
 if TYPE_CHECKING:
     from analyzer._warm import warm_up
-    from analyzer.pipeline import Analysis, Options, analyze
-    from analyzer.schema import FLOWS, FLOWS_CONTRACT
+    from analyzer.config import Options
+    from analyzer.dissect import FLOWS
+    from analyzer.pipeline import Analysis, analyze
+    from analyzer.schema import FLOWS_CONTRACT
 
 _LAZY = {
     "analyze": "analyzer.pipeline",
     "Analysis": "analyzer.pipeline",
-    "Options": "analyzer.pipeline",
+    "Options": "analyzer.config",
     "warm_up": "analyzer._warm",
-    "FLOWS": "analyzer.schema",
+    "FLOWS": "analyzer.dissect",
     "FLOWS_CONTRACT": "analyzer.schema",
 }
 

@@ -13,19 +13,26 @@ import click
 from analyzer._version import __version__
 from analyzer.errors import IntransitError
 
-FLOW_TABLE_COLUMNS = [
+FLOW_TABLE_COLUMNS = (
     "ts_start", "transport", "client_ip", "client_port", "server_ip", "server_port",
     "packets_to_server", "packets_to_client", "ip_bytes_to_server", "ip_bytes_to_client", "conn_state",
     "vni", "app_protocol", "tls_version", "tls_cipher", "tls_server_name", "ja4",
-]  # fmt: skip
-TLS_TABLE_COLUMNS = [
-    "ts", "protocol", "client_ip", "server_ip", "server_port", "version", "cipher", "server_name", "alpn",
-    "established", "history", "ja4", "ja4s", "cert_sha256",
-]  # fmt: skip
+)  # fmt: skip
+
+# The frames the engine makes itself, with their commands' help; the registered dissectors add theirs.
+ENGINE_FRAME_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "flows": ("One row per flow: endpoints, counters, TCP state, tunnel and dissected facts (TLS, SSH, ...).",
+              FLOW_TABLE_COLUMNS),
+    "anomalies": ("Malformed or unexpected input: damaged records, truncated headers, protocol violations.", None),
+}
 
 
 def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by every command that reads captures (defined once)."""
+    """Options shared by every command that reads captures (defined once; defaults from the value
+    objects of analyzer.pipeline.Options, declared once there)."""
+    from analyzer.config import DecodeOptions, FlowOptions
+
+    flow, dec = FlowOptions(), DecodeOptions()
     options = [
         click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
         click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl", "parquet"]), default="table",
@@ -34,18 +41,22 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Write to this file instead of standard output (required for parquet)."),
         click.option("--all-columns", is_flag=True, help="Table format: show every column, not a summary."),
         click.option("--strict", is_flag=True, help="Treat any damaged capture as a fatal error."),
-        click.option("--payload-budget", type=click.IntRange(min=0), default=64 * 1024, show_default=True,
+        click.option("--payload-budget", type=click.IntRange(min=0), default=flow.payload_budget, show_default=True,
                      help="Bytes of payload kept per flow and direction for the dissectors."),
-        click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/... dissection."),
-        click.option("--tls-trim/--no-tls-trim", default=True, show_default=True,
+        click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/SSH/... dissection."),
+        click.option("--tls-trim/--no-tls-trim", default=flow.tls_trim, show_default=True,
                      help="End a TLS stream's kept payload after the records the TLS dissector reads."),
         click.option("--vxlan-port", "vxlan_ports", type=click.IntRange(1, 65535), multiple=True,
-                     help="Another UDP port carrying VXLAN, besides 4789 (repeatable)."),
+                     help=f"Another UDP port carrying VXLAN, besides {', '.join(map(str, dec.vxlan_ports))} "
+                          "(repeatable)."),
         click.option("--geneve-port", "geneve_ports", type=click.IntRange(1, 65535), multiple=True,
-                     help="Another UDP port carrying GENEVE, besides 6081 (repeatable)."),
-        click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
-                     show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: a fifth)."),
-        click.option("--max-flows", type=click.IntRange(min=16), default=1 << 18, show_default=True,
+                     help=f"Another UDP port carrying GENEVE, besides {', '.join(map(str, dec.geneve_ports))} "
+                          "(repeatable)."),
+        click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=flow.idle_timeout_tcp,
+                     show_default=True,
+                     help=f"Seconds of TCP inactivity that end a flow (UDP: the same scaled by "
+                          f"{flow.idle_timeout_udp:g}/{flow.idle_timeout_tcp:g})."),
+        click.option("--max-flows", type=click.IntRange(min=16), default=flow.max_flows, show_default=True,
                      help="Live flows kept at most; beyond, the least recently active end early."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
     ]
@@ -58,6 +69,9 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...], sinks: dict[str, Any] | None = None) -> Any:
     import analyzer
+    from analyzer.config import DecodeOptions, FlowOptions
+
+    flow, dec = FlowOptions(), DecodeOptions()
 
     def on_problem(p: Any) -> None:
         where = f" at byte {p.offset}" if p.offset is not None else ""
@@ -65,10 +79,10 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
 
     return analyzer.analyze(
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
-        dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((4789, *vxlan_ports))),
-        geneve_ports=tuple(dict.fromkeys((6081, *geneve_ports))),
-        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout / 5, max_flows=max_flows, ja4x=ja4x,
-        frames=frames, sinks=sinks,
+        dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
+        geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
+        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
+        max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
     )
 
 
@@ -76,9 +90,9 @@ def _stream(frame: str, fmt: str, out: str | None, paths: tuple[str, ...], opts:
     """csv/jsonl/parquet: the frame goes to the output chunk by chunk during the analysis (sorted with
     bounded memory when its chunks come in another order), so memory does not grow with its rows.
     The output appears only once complete: an error leaves no partial file."""
+    from analyzer.dissect import ALL
     from analyzer.pipeline import FRAME_ORDER
     from analyzer.report.stream import open_output
-    from analyzer.schema import ALL
 
     with open_output(fmt, out, ALL[frame], sort_by=FRAME_ORDER.get(frame)) as sink:
         _run_analysis(paths, frames=(frame,), sinks={frame: sink}, **opts)
@@ -113,7 +127,52 @@ def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _FrameCommands(click.Group):
+    """The `intransit` group: one command per frame (the engine's flows and anomalies, and every frame a
+    registered dissector declares: tls, certs, ...), made from the registry when first listed or
+    called, so `intransit --version` imports no dissector; plus the commands written here (verify)."""
+
+    def _frames(self) -> dict[str, tuple[str, tuple[str, ...] | None, bool]]:
+        from analyzer.dissect import frame_specs
+
+        out: dict[str, tuple[str, tuple[str, ...] | None, bool]] = {
+            name: (doc, cols, name == "flows") for name, (doc, cols) in ENGINE_FRAME_COMMANDS.items()}
+        for name, spec in frame_specs().items():
+            out[name] = (spec.doc, spec.table_columns, spec.streamable)
+        return out
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(n.replace("_", "-") for n in self._frames())})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        frame = cmd_name.replace("-", "_")
+        found = self._frames().get(frame)
+        return None if found is None else _frame_command(frame, *found)
+
+
+def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, streamable: bool) -> click.Command:
+    """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
+
+    @_capture_options
+    @_errors_to_exit
+    def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
+        if fmt != "table" and streamable:
+            return _stream(frame, fmt, out, paths, opts)
+        from analyzer.report import write_frame
+
+        result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), **opts)
+        cols = None if (all_columns or fmt != "table") else (list(table_columns) if table_columns else None)
+        write_frame(result[frame], fmt, out, columns=cols)
+
+    params = list(reversed(getattr(command, "__click_params__", [])))  # as @click.command orders them
+    return click.Command(frame.replace("_", "-"), callback=command, params=params, help=doc,
+                         short_help=doc.split(":")[0].rstrip("."))
+
+
+@click.group(cls=_FrameCommands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="intransit")
 def main() -> None:
     """Audit encryption in transit from packet captures (pcap, pcapng, compressed, '-' for stdin)
@@ -143,59 +202,6 @@ def run() -> None:
     pace_process()
     defer_in_pyarrow()
     main(prog_name="intransit")
-
-
-@main.command()
-@_capture_options
-@_errors_to_exit
-def flows(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
-    """One row per flow: endpoints, counters, TCP state, tunnel and TLS facts."""
-    if fmt != "table":
-        return _stream("flows", fmt, out, paths, opts)
-    from analyzer.report import write_frame
-
-    result = _run_analysis(paths, frames=("flows",), **opts)
-    cols = None if (all_columns or fmt != "table") else FLOW_TABLE_COLUMNS
-    write_frame(result.flows, fmt, out, columns=cols)
-
-
-@main.command()
-@_capture_options
-@_errors_to_exit
-def tls(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
-    """One row per TLS, DTLS or QUIC session: versions, cipher, SNI, ALPN, fingerprints, certificate."""
-    if fmt != "table":
-        return _stream("tls", fmt, out, paths, opts)
-    from analyzer.report import write_frame
-
-    result = _run_analysis(paths, frames=("tls",), **opts)
-    cols = None if (all_columns or fmt != "table") else TLS_TABLE_COLUMNS
-    write_frame(result.tls, fmt, out, columns=cols)
-
-
-@main.command()
-@_capture_options
-@_errors_to_exit
-def certs(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
-    """One row per distinct certificate seen (keyed by SHA-256 fingerprint)."""
-    from analyzer.report import write_frame
-
-    result = _run_analysis(paths, frames=("certs",), **opts)
-    cols = None if (all_columns or fmt != "table") else [
-        "sha256", "subject_cn", "issuer_cn", "not_after", "key_type", "key_bits", "signature_hash",
-        "self_signed", "sessions"]
-    write_frame(result.certs, fmt, out, columns=cols)
-
-
-@main.command()
-@_capture_options
-@_errors_to_exit
-def anomalies(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
-    """Malformed or unexpected input: damaged records, truncated headers, protocol violations."""
-    from analyzer.report import write_frame
-
-    result = _run_analysis(paths, frames=(), **opts)
-    write_frame(result.anomalies, fmt, out)
 
 
 @main.command()

@@ -1,10 +1,16 @@
-"""The serial engine: captures -> batches -> decode -> flow table -> dissectors -> frames."""
+"""The analysis: options, the collector (ended flows + facts -> frames), and `analyze()`.
+
+captures -> sources -> decode -> flow table -> dissectors -> collector (-> stages) -> frames. The
+loop over sources is an engine's (`analyzer.engines`: the serial engine by default); the frames and
+their schemas come from the dissector registry (`analyzer.dissect`), so nothing here names a protocol.
+"""
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -12,69 +18,31 @@ import pyarrow as pa
 
 from analyzer import schema
 from analyzer._gc import paced_gc
-from analyzer.decode import ANOMALY_NAMES, DecodeOptions, decode
-from analyzer.dissect import Facts, FlowPayload, registered
-from analyzer.dissect.base import Dissector
-from analyzer.errors import CaptureError, UsageError
-from analyzer.flows.table import EndedFlows, FlowOptions, FlowTable
+from analyzer.config import Options
+from analyzer.dissect import (
+    DissectContext,
+    Dissector,
+    Facts,
+    FlowPayload,
+    FrameSpec,
+    declared,
+    flow_schema,
+    frame_specs,
+    merge_handover,
+    registered,
+)
+from analyzer.dissect.base import Column
+from analyzer.errors import UsageError
+from analyzer.flows.table import EndedFlows
 from analyzer.sources.batch import Problem
-from analyzer.sources.readers import expand_paths, read_capture
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """Every analysis option, with its default. The CLI exposes these one to one."""
-
-    payload_budget: int = 64 * 1024
-    dissect: bool = True
-    # a TLS stream's prefix ends after the records the TLS dissector reads (FlowOptions.tls_trim)
-    tls_trim: bool = True
-    idle_timeout_tcp: float = 300.0
-    idle_timeout_udp: float = 60.0
-    active_timeout: float = 3600.0
-    max_flows: int = 1 << 18
-    vxlan_ports: tuple[int, ...] = (4789,)
-    geneve_ports: tuple[int, ...] = (6081,)
-    ja4x: bool = False
-    strict: bool = False
-    # The frames to build: the others come back empty (with their schema). Dissection runs in full
-    # either way (the flows frame's TLS columns need it); what is saved is keeping and converting
-    # the rows nobody reads: `intransit flows` asks for ("flows",), `intransit tls` for ("tls",).
-    # .anomalies and .sources are always built.
-    frames: tuple[str, ...] = ("flows", "tls", "certs", "cert_links")
-
-    @staticmethod
-    def from_kwargs(**kwargs: object) -> Options:
-        known = set(Options.__dataclass_fields__)
-        unknown = set(kwargs) - known
-        if unknown:
-            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        opts = Options(**kwargs)  # type: ignore[arg-type]
-        if opts.max_flows < 16:
-            raise UsageError("max_flows must be at least 16")
-        if opts.payload_budget < 0:
-            raise UsageError("payload_budget must be >= 0")
-        if opts.idle_timeout_tcp <= 0 or opts.idle_timeout_udp <= 0 or opts.active_timeout <= 0:
-            raise UsageError("timeouts must be positive")
-        for p in (*opts.vxlan_ports, *opts.geneve_ports):
-            if not 0 < int(p) < 65536:
-                raise UsageError(f"port {p} is out of range")
-        if isinstance(opts.frames, str):
-            raise UsageError("frames must be a sequence of frame names, not a string")
-        unknown_frames = set(opts.frames) - set(OPTIONAL_FRAMES)
-        if unknown_frames:
-            raise UsageError(f"unknown frame(s): {', '.join(sorted(unknown_frames))}; "
-                             f"known: {', '.join(OPTIONAL_FRAMES)}")
-        return replace(opts, frames=tuple(opts.frames))
+    from analyzer.engines import Engine
+    from analyzer.sources.base import Source
 
 
-OPTIONAL_FRAMES = ("flows", "tls", "certs", "cert_links")
-# Frames that can go to a FrameSink chunk by chunk (.certs cannot: a certificate's session count is
-# final only at the end). Their chunks come in the frame's own order, except .flows.
-STREAMABLE_FRAMES = ("flows", "tls", "cert_links", "anomalies")
 # The row order of frames whose chunks do not come in it: .flows chunks come in the order flows
 # ended; a sink that wants the frame's order sorts by these columns, stably (report.SortedSink).
 FRAME_ORDER: dict[str, tuple[str, ...]] = {"flows": ("ts_start", "uid")}
@@ -83,8 +51,8 @@ FRAME_ORDER: dict[str, tuple[str, ...]] = {"flows": ("ts_start", "uid")}
 class FrameSink(Protocol):
     """Takes a frame chunk by chunk instead of the frame being kept in memory: analyze(sinks=...).
 
-    Every chunk is a DataFrame with the frame's declared schema (analyzer.schema.ALL[name]: columns and
-    dtypes); put together in the order given, the chunks are the frame the analysis would return
+    Every chunk is a DataFrame with the frame's declared schema (`Analysis.schemas[name]`: columns
+    and dtypes); put together in the order given, the chunks are the frame the analysis would return
     (for .flows: before its sort by FRAME_ORDER). A sink that also has `write_table(table)` gets each
     chunk as an Arrow table of `schema.arrow_schema(...)` instead, with no pandas conversion (the
     package's own sinks do: the CLI's streaming output never imports pandas). analyze() only calls
@@ -98,115 +66,149 @@ class FrameSink(Protocol):
     def close(self) -> None: ...
 
 
-_FRAMES = ("flows", "tls", "certs", "cert_links", "anomalies", "sources")
+class Stage(Protocol):
+    """A step the collector runs on each chunk of ended flows, before the chunk is kept or goes to
+    a sink, so a judgement (the policy layer) runs chunk by chunk on streamed output in constant
+    memory. It declares the flow columns it adds (`columns`) and the frames it makes (`frames`).
+
+    `on_flows(chunk)` gets the chunk's Arrow columns (the flows schema so far) and returns the values
+    of its columns (lists or numpy arrays, one per flow, None missing) and rows for its frames;
+    `finish()` returns rows made at the end (a summary over every chunk)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    frames: tuple[FrameSpec, ...]
+
+    def on_flows(self, chunk: Mapping[str, pa.Array]) -> tuple[Mapping[str, Any], Mapping[str, list[dict[str, Any]]]]:
+        ...
+
+    def finish(self) -> Mapping[str, list[dict[str, object]]]: ...
 
 
 class Analysis:
-    """The result of one analysis: pandas frames with declared schemas (see analyzer.schema).
+    """The result of one analysis: pandas frames with declared schemas, by name.
 
+    `result.flows`, `result["tls"]`, `result.frame_names`: every frame the analysis has (the
+    engine's flows, anomalies and sources, and those of the registered dissectors and stages).
     Each frame is made from the collected Arrow columns when it is first read (then kept): a caller
     that reads one frame pays for no other (the CLI's streaming commands read none). A frame given
     to the constructor is used as it is."""
 
-    __slots__ = ("_builders", "_frames", "stats")
+    __slots__ = ("_builders", "_frames", "_names", "schemas", "stats")
 
-    def __init__(self, flows: pd.DataFrame | None = None, tls: pd.DataFrame | None = None,
-                 certs: pd.DataFrame | None = None, cert_links: pd.DataFrame | None = None,
-                 anomalies: pd.DataFrame | None = None, sources: pd.DataFrame | None = None,
-                 stats: dict[str, object] | None = None, *,
-                 builders: Mapping[str, Callable[[], pd.DataFrame]] | None = None) -> None:
-        given = dict(flows=flows, tls=tls, certs=certs, cert_links=cert_links, anomalies=anomalies, sources=sources)
-        self._frames: dict[str, pd.DataFrame] = {k: v for k, v in given.items() if v is not None}
+    def __init__(self, frames: Mapping[str, pd.DataFrame] | None = None, *,
+                 builders: Mapping[str, Callable[[], pd.DataFrame]] | None = None,
+                 schemas: Mapping[str, Mapping[str, str]] | None = None,
+                 stats: dict[str, object] | None = None, **given: pd.DataFrame) -> None:
+        self._frames: dict[str, pd.DataFrame] = {**(frames or {}), **given}
         self._builders = {k: v for k, v in (builders or {}).items() if k not in self._frames}
-        missing = set(_FRAMES) - set(self._frames) - set(self._builders)
-        if missing:
-            raise TypeError(f"Analysis lacks frame(s): {', '.join(sorted(missing))}")
+        self._names = tuple(dict.fromkeys((*self._frames, *self._builders)))
+        self.schemas: dict[str, Mapping[str, str]] = dict(schemas or {})
         self.stats: dict[str, object] = stats if stats is not None else {}
 
-    def _get(self, name: str) -> pd.DataFrame:
+    @property
+    def frame_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
         frame = self._frames.get(name)
         if frame is None:
-            frame = self._frames[name] = self._builders.pop(name)()
+            builder = self._builders.pop(name, None)
+            if builder is None:
+                raise KeyError(f"no frame {name!r}; this analysis has: {', '.join(self.frame_names)}")
+            frame = self._frames[name] = builder()
         return frame
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"'Analysis' has no frame {name!r}; it has: {', '.join(self.frame_names)}") from None
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *self.frame_names]
 
     @property
     def flows(self) -> pd.DataFrame:
-        return self._get("flows")
-
-    @property
-    def tls(self) -> pd.DataFrame:
-        return self._get("tls")
-
-    @property
-    def certs(self) -> pd.DataFrame:
-        return self._get("certs")
-
-    @property
-    def cert_links(self) -> pd.DataFrame:
-        return self._get("cert_links")
+        """One row per flow (schema: `schemas["flows"]`, i.e. analyzer.FLOWS)."""
+        return self["flows"]
 
     @property
     def anomalies(self) -> pd.DataFrame:
-        return self._get("anomalies")
+        """What was malformed or unexpected, with layer, kind, offset."""
+        return self["anomalies"]
 
     @property
     def sources(self) -> pd.DataFrame:
         """One row per capture: packets read, problems, status."""
-        return self._get("sources")
+        return self["sources"]
 
     def __repr__(self) -> str:
-        return (f"<Analysis {len(self.flows)} flows, {len(self.tls)} TLS sessions, "
-                f"{len(self.certs)} certificates, {len(self.anomalies)} anomalies>")
-
-
-SOURCES_SCHEMA = {
-    "source": "string", "packets": "Int64", "status": "string", "problem": "string", "offset": "Int64",
-}  # fmt: skip
+        counts = ", ".join(f"{len(self[name])} {name}" for name in self.frame_names if name != "sources")
+        return f"<Analysis {counts}>"
 
 
 class _Dissection:
-    """Chooses a dissector per flow (port hint first, then content probes) and gathers facts."""
+    """This run's dissectors: chooses one per flow (port hint first, then content probes), follows
+    hand-overs, falls back to content search for unclaimed TCP flows, and checks every fact against
+    what the dissector declared (an undeclared key is an anomaly, never a KeyError later)."""
 
-    def __init__(self, options: Options) -> None:
-        self.dissectors: list[Dissector] = []
-        # Without a tls/certs/cert_links frame to fill, the TLS dissector makes only the flow columns.
-        tls_rows = bool({"tls", "certs", "cert_links"} & set(options.frames))
-        for d in registered():
-            if d.name == "tls" and (options.ja4x or not tls_rows):
-                from analyzer.dissect.tls import TLSDissector
-
-                d = TLSDissector(ja4x=options.ja4x, rows=tls_rows)
-            self.dissectors.append(d)
-        self.tls = next((d for d in self.dissectors if d.name == "tls"), None)
-        self.by_port: dict[tuple[str, int], list[Dissector]] = {}
-        self._orders: dict[tuple[str, int], tuple[Dissector, ...]] = {}
+    def __init__(self, dissectors: Sequence[Any], context: DissectContext) -> None:
+        self.dissectors: list[Any] = []
+        for proto in dissectors:
+            for_run = getattr(proto, "for_run", None)
+            self.dissectors.append(for_run(context) if callable(for_run) else proto)
+        self.by_name = {d.name: d for d in self.dissectors}
+        self.finders = [d for d in self.dissectors if callable(getattr(d, "find_start", None))
+                        and callable(getattr(d, "dissect_from", None))]
+        self.by_port: dict[tuple[str, int], list[Any]] = {}
+        self._orders: dict[tuple[str, int], tuple[Any, ...]] = {}
         for d in self.dissectors:
             for t in d.transports:
                 for p in d.ports:
                     self.by_port.setdefault((t, p), []).append(d)
+        # what each dissector may set: its declared columns plus the two every dissector sets
+        self._columns = {d.name: frozenset(("app_protocol", "encrypted", *(c.name for c in declared(d, "columns"))))
+                         for d in self.dissectors}
+        self._frames = {d.name: {f.name: frozenset(f.schema) for f in declared(d, "frames")} for d in self.dissectors}
+        self._checked_keys: set[tuple[str, tuple[str, ...]]] = set()
 
     def run(self, fp: FlowPayload) -> Facts | None:
-        facts = self._first_claim(fp)
-        if facts is None and fp.transport == "tcp" and self.tls is not None:
-            facts = self._tls_after_cleartext(fp)
+        claimed = self._first_claim(fp)
+        if claimed is None:
+            return self._after_cleartext(fp) if fp.transport == "tcp" else None
+        d, facts = claimed
+        for _ in range(4):  # a hand-over chain longer than this is a loop
+            h = facts.handover
+            if h is None:
+                break
+            child = self.by_name.get(h.to)
+            if child is None or not callable(getattr(child, "dissect_from", None)):
+                facts.handover = None
+                facts.anomaly("handover_refused", f"{d.name}: no dissector {h.to!r} takes a hand-over")
+                break
+            child_facts = self._call(child, child.dissect_from, fp, h.to_server_offset, h.to_client_offset)
+            facts, d = merge_handover(facts, child_facts), child
         return facts
 
-    def _tls_after_cleartext(self, fp: FlowPayload) -> Facts | None:
-        """TLS that begins after a cleartext exchange on the same flow: STARTTLS (SMTP, IMAP, POP3,
-        FTP AUTH, XMPP, LDAP), SOCKS, PostgreSQL/MySQL SSL requests. Found by content: a ClientHello
-        record in the client's bytes answered by a ServerHello (or alert) record from the server.
-        Until protocol dissectors hand over explicitly, this keeps such sessions from looking
-        unencrypted."""
-        from analyzer.dissect.tls import find_tls_start
+    def _after_cleartext(self, fp: FlowPayload) -> Facts | None:
+        """The fallback for flows no dissector claimed: a dissector that can find where its protocol
+        starts after a cleartext prefix (TLS after STARTTLS of a protocol without a dissector of its
+        own, SOCKS, SSL requests) gets the stream from there."""
+        for d in self.finders:
+            try:
+                start = d.find_start(fp)
+            except Exception as exc:  # a bug must not lose the run's results
+                facts = Facts()
+                facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
+                return facts
+            if start is not None:
+                return self._call(d, d.dissect_from, fp, *start)
+        return None
 
-        start = find_tls_start(fp.to_server.data, fp.to_client.data)
-        if start is None or start[1] is None:  # the server never switched: not an upgrade
-            return None
-        facts = self.tls.dissect_from(fp, start[0], start[1])  # type: ignore[union-attr]
-        facts.flow["tls_upgraded"] = True
-        return facts
-
-    def _order(self, transport: str, port: int) -> tuple[Dissector, ...]:
+    def _order(self, transport: str, port: int) -> tuple[Any, ...]:
         """The dissectors to try on a flow: those hinted by its server port first, then the rest
         (those of the transport only; memoised: at most one entry per transport and port)."""
         key = (transport, port)
@@ -218,17 +220,52 @@ class _Dissection:
             self._orders[key] = order
         return order
 
-    def _first_claim(self, fp: FlowPayload) -> Facts | None:
+    def _first_claim(self, fp: FlowPayload) -> tuple[Any, Facts] | None:
         for d in self._order(fp.transport, fp.server_port):
             try:
                 if not d.probe(fp):
                     continue
-                return d.dissect(fp)
             except Exception as exc:  # a dissector bug must not lose the run's results
                 facts = Facts()
                 facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
-                return facts
+                return d, facts
+            return d, self._call(d, d.dissect, fp)
         return None
+
+    def _call(self, d: Any, method: Callable[..., Facts], *args: Any) -> Facts:
+        try:
+            facts = method(*args)
+        except Exception as exc:  # a dissector bug must not lose the run's results
+            facts = Facts()
+            facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
+            return facts
+        return self._checked(d, facts)
+
+    def _checked(self, d: Any, facts: Facts) -> Facts:
+        """Facts as declared: an undeclared flow key or frame (or row key) is dropped and becomes an
+        anomaly naming the dissector (checked once per key set: a dissector sets the same keys)."""
+        keys = tuple(facts.flow)
+        if (d.name, keys) not in self._checked_keys:
+            extra = [k for k in keys if k not in self._columns[d.name]]
+            if not extra:
+                self._checked_keys.add((d.name, keys))
+            for k in extra:
+                del facts.flow[k]
+                facts.anomaly("undeclared_column", f"{d.name}: flow column {k!r} is not declared")
+        frames = self._frames[d.name]
+        for frame in [f for f in facts.rows if f != "anomalies"]:
+            allowed = frames.get(frame)
+            rows = facts.rows[frame]
+            if allowed is None:
+                del facts.rows[frame]
+                facts.anomaly("undeclared_frame", f"{d.name}: {len(rows)} row(s) of undeclared frame {frame!r}")
+                continue
+            bad = [r for r in rows if not r.keys() <= allowed]
+            if bad:
+                facts.rows[frame] = [r for r in rows if r.keys() <= allowed]
+                names = sorted({k for r in bad for k in r if k not in allowed})
+                facts.anomaly("undeclared_column", f"{d.name}: {frame} row key(s) {names} not declared")
+        return facts
 
 
 ROWS_PER_CHUNK = 4096
@@ -236,8 +273,8 @@ FLOW_ROWS_PER_FRAME = 16384  # ended flows gathered before their columns become 
 _NA_WHEN_NEGATIVE = ("client_port", "server_port", "vni", "vlan")  # -1: not applicable
 
 
-def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, pa.Array]:
-    """Arrow columns (schema.FLOWS) from several ended-flow column chunks, each converted once."""
+def _flow_frame(chunks: list[tuple[dict[str, Any], int]], flows_schema: schema.Schema) -> dict[str, pa.Array]:
+    """Arrow columns (the flows schema) from several ended-flow column chunks, each converted once."""
     n = sum(k for _, k in chunks)
     names = {name for chunk, _ in chunks for name in chunk}
     columns: dict[str, Any] = {}
@@ -253,7 +290,7 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]]) -> dict[str, pa.Array]
             for part, (_, k) in zip(parts, chunks, strict=True):
                 col.extend([None] * k if part is None else part)
         columns[name] = col
-    return schema.arrow_columns(columns, schema.FLOWS, n)
+    return schema.arrow_columns(columns, flows_schema, n)
 
 
 def _write_chunk(sink: FrameSink, columns: Mapping[str, pa.Array], frame_schema: schema.Schema) -> None:
@@ -266,21 +303,65 @@ def _write_chunk(sink: FrameSink, columns: Mapping[str, pa.Array], frame_schema:
         sink.write(schema.frame_from_arrow(columns, frame_schema))
 
 
-class Collector:
-    """Accumulates ended-flow chunks and facts into frames (also used by live mode later)."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one analysis builds: its dissector prototypes, stages, the schema of every frame, the
+    frames kept, and the merge rule of each row frame. Made once per analysis from the registry."""
 
-    def __init__(self, options: Options, sinks: Mapping[str, FrameSink] | None = None) -> None:
+    dissectors: tuple[Any, ...]
+    stages: tuple[Any, ...]
+    schemas: dict[str, dict[str, str]]
+    specs: dict[str, FrameSpec]
+    wanted: frozenset[str]
+
+    @staticmethod
+    def make(options: Options, dissectors: Sequence[Any] | None = None, stages: Sequence[Any] = ()) -> Plan:
+        protos = tuple(registered() if dissectors is None else dissectors)
+        flows_schema = flow_schema(protos)
+        specs = frame_specs(protos)
+        for stage in stages:
+            for column in declared(stage, "columns"):
+                if column.name in flows_schema:
+                    raise UsageError(f"stage {stage.name!r}: flow column {column.name!r} exists already")
+                schema.arrow_type(column.dtype)
+                flows_schema[column.name] = column.dtype
+            for spec in declared(stage, "frames"):
+                if spec.name in specs or spec.name in ("flows", "anomalies", "sources"):
+                    raise UsageError(f"stage {stage.name!r}: frame {spec.name!r} exists already")
+                specs[spec.name] = spec
+        schemas = {"flows": flows_schema, **{n: dict(s.schema) for n, s in specs.items()},
+                   "anomalies": dict(schema.ANOMALIES), "sources": dict(schema.SOURCES)}
+        optional = ("flows", *specs)
+        frames = options.output.frames
+        if frames is None:
+            frames = optional
+        unknown = set(frames) - set(optional)
+        if unknown:
+            raise UsageError(f"unknown frame(s): {', '.join(sorted(unknown))}; known: {', '.join(optional)}")
+        return Plan(protos, tuple(stages), schemas, specs, frozenset((*frames, "anomalies")))
+
+    def streamable(self, name: str) -> bool:
+        return name in ("flows", "anomalies") or (name in self.specs and self.specs[name].streamable)
+
+
+class Collector:
+    """Accumulates ended-flow chunks and facts into frames, or hands them to sinks chunk by chunk.
+    Engines feed it (`add`, `anomaly`) and end it (`finish`)."""
+
+    def __init__(self, options: Options, plan: Plan, sinks: Mapping[str, FrameSink] | None = None) -> None:
         self.options = options
+        self.plan = plan
+        self.flows_schema = plan.schemas["flows"]
         self.sinks = dict(sinks or {})  # frames handed over chunk by chunk instead of kept
         self.flow_chunks: list[dict[str, pa.Array]] = []  # Arrow columns of 16k flows each
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
-        self.rows: dict[str, list[dict[str, object]]] = {"tls": [], "certs": [], "cert_links": [],
-                                                         "anomalies": []}
-        self.dissection = _Dissection(options) if options.dissect else None
-        self.seen_certs: dict[str, dict[str, object]] = {}
+        self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
+        self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
+        context = DissectContext(options.dissect, plan.wanted)
+        self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
-        self.wanted = frozenset((*options.frames, "anomalies"))
+        self.wanted = plan.wanted
 
     def add(self, ended: EndedFlows) -> None:
         if not len(ended):
@@ -327,57 +408,84 @@ class Collector:
 
     def _fold_flows(self) -> None:
         if self.pending_flows:
-            chunk = _flow_frame(self.pending_flows)
+            chunk = _flow_frame(self.pending_flows, self.flows_schema)
             self.pending_flows, self.pending_rows = [], 0
+            for stage in self.plan.stages:
+                self._stage(stage, chunk)
             sink = self.sinks.get("flows")
             if sink is None:
                 self.flow_chunks.append(chunk)
             else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
-                _write_chunk(sink, chunk, schema.FLOWS)
+                _write_chunk(sink, chunk, self.flows_schema)
+
+    def _stage(self, stage: Any, chunk: dict[str, pa.Array]) -> None:
+        """A stage's columns join the chunk (in the declared dtypes); its rows join their frames."""
+        n = len(chunk["uid"])
+        columns, rows = stage.on_flows(chunk)
+        for column in declared(stage, "columns"):
+            values = columns.get(column.name)
+            chunk[column.name] = (pa.nulls(n, schema.arrow_type(column.dtype)) if values is None
+                                  else schema.arrow_column(values, column.dtype))
+        for frame, frame_rows in rows.items():
+            self._add_rows(frame, frame_rows)
 
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         wanted = self.wanted
         for frame, rows in facts.rows.items():
             if frame not in wanted:
                 continue
-            if frame == "certs":
-                for row in rows:
-                    sha = str(row.get("sha256"))
-                    seen = self.seen_certs.get(sha)
-                    if seen is None:
-                        row = dict(row)
-                        row.setdefault("first_seen_uid", fp.uid)
-                        row["sessions"] = 1
-                        self.seen_certs[sha] = row
-                    else:
-                        seen["sessions"] = int(seen.get("sessions") or 0) + 1  # type: ignore[call-overload]
+            spec = self.plan.specs.get(frame)
+            if spec is not None and spec.merge is not None:
+                self._merge(spec, fp.uid, rows)
                 continue
-            target = self.rows.setdefault(frame, [])
+            if frame == "anomalies":
+                rows = [{"layer": "dissect", "ts": fp.ts_start, "uid": fp.uid, **row} for row in rows]
+            elif "uid" in self.plan.schemas[frame]:
+                rows = [row if "uid" in row else {**row, "uid": fp.uid} for row in rows]
+            self._add_rows(frame, rows)
+
+    def _add_rows(self, frame: str, rows: Iterable[dict[str, object]]) -> None:
+        target = self.rows.setdefault(frame, [])
+        for row in rows:
             if len(target) >= ROWS_PER_CHUNK:  # dict rows are ~10x larger than frame rows
                 self._fold(frame)
                 target = self.rows[frame]
-            for row in rows:
-                if "uid" not in row:
-                    row = {**row, "uid": fp.uid}
-                if frame == "anomalies":
-                    row = {"layer": "dissect", "ts": fp.ts_start, **row}
-                target.append(row)
+            target.append(row)
+
+    def _merge(self, spec: FrameSpec, uid: str, rows: list[dict[str, object]]) -> None:
+        """Rows of a Dedup frame: the first row of each key is kept; later ones count."""
+        rule = spec.merge
+        assert rule is not None
+        seen_rows = self.merged.setdefault(spec.name, {})
+        for row in rows:
+            key = str(row.get(rule.key))
+            seen = seen_rows.get(key)
+            if seen is None:
+                row = dict(row)
+                if rule.first_uid is not None:
+                    row.setdefault(rule.first_uid, uid)
+                if rule.count is not None:
+                    row[rule.count] = 1
+                seen_rows[key] = row
+            elif rule.count is not None:
+                seen[rule.count] = int(seen.get(rule.count) or 0) + 1  # type: ignore[call-overload]
 
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
         if rows:
-            chunk = schema.arrow_from_rows(rows, schema.ALL[frame])
+            frame_schema = self.plan.schemas[frame]
+            chunk = schema.arrow_from_rows(rows, frame_schema)
             self.rows[frame] = []
             sink = self.sinks.get(frame)
             if sink is None:
                 self.frames.setdefault(frame, []).append(chunk)
             else:
-                _write_chunk(sink, chunk, schema.ALL[frame])
+                _write_chunk(sink, chunk, frame_schema)
 
     def _frame(self, frame: str) -> pd.DataFrame:
         self._fold(frame)
         parts = self.frames.pop(frame, [])
-        frame_schema = schema.ALL[frame]
+        frame_schema = self.plan.schemas[frame]
         if not parts:
             return schema.empty_frame(frame_schema)
         return schema.frame_from_arrow({name: pa.chunked_array([p[name] for p in parts], schema.arrow_type(dtype))
@@ -393,13 +501,13 @@ class Collector:
         self._fold_flows()
         chunks, self.flow_chunks = self.flow_chunks, []
         if not chunks:
-            return schema.empty_frame(schema.FLOWS)
+            return schema.empty_frame(self.flows_schema)
         ts = np.concatenate([c["ts_start"].view(pa.int64()).fill_null(schema._NAT).to_numpy() for c in chunks])
         uid = np.concatenate([c["uid"].to_numpy(zero_copy_only=False) for c in chunks])
         order = np.lexsort((uid, ts))
         del ts, uid
         out: dict[str, Any] = {}
-        for name, dtype in schema.FLOWS.items():
+        for name, dtype in self.flows_schema.items():
             col = pa.chunked_array([c.pop(name) for c in chunks], schema.arrow_type(dtype))
             out[name] = schema.pandas_array(col.take(order), dtype)
             del col
@@ -412,114 +520,93 @@ class Collector:
         """The analysis; each frame is made when first read (Analysis). What is still to fold is
         folded now, so the collected state is Arrow columns and a few rows, not the dict rows."""
         self._fold_flows()
-        for frame in ("tls", "cert_links", "anomalies"):
+        for stage in self.plan.stages:
+            for frame, rows in stage.finish().items():
+                self._add_rows(frame, rows)
+        for frame in list(self.rows):
             self._fold(frame)
-        certs = list(self.seen_certs.values())
-        return Analysis(stats=stats, builders={
-            "flows": self._flows,
-            "tls": lambda: self._frame("tls"),
-            "certs": lambda: schema.frame_from_rows(certs, schema.CERTS),
-            "cert_links": lambda: self._frame("cert_links"),
-            "anomalies": lambda: self._frame("anomalies"),
-            "sources": lambda: schema.frame_from_rows(sources, SOURCES_SCHEMA),
-        })
+        builders: dict[str, Callable[[], pd.DataFrame]] = {"flows": self._flows}
+        for name in self.plan.specs:
+            if name in self.merged:
+                builders[name] = functools.partial(schema.frame_from_rows, list(self.merged.pop(name).values()),
+                                                   self.plan.schemas[name])
+            else:
+                builders[name] = functools.partial(self._frame, name)
+        builders["anomalies"] = lambda: self._frame("anomalies")
+        builders["sources"] = lambda: schema.frame_from_rows(sources, schema.SOURCES)
+        return Analysis(stats=stats, builders=builders, schemas=self.plan.schemas)
+
+
+def _check_sinks(sinks: Mapping[str, FrameSink] | None, plan: Plan) -> dict[str, FrameSink]:
+    if sinks is not None and not isinstance(sinks, Mapping):
+        raise UsageError("sinks must map frame names to FrameSinks, e.g. {'flows': sink}")
+    checked = dict(sinks or {})
+    for name, sink in checked.items():
+        if not callable(getattr(sink, "write", None)):
+            raise UsageError(f"the sink for {name!r} has no write(chunk) method")
+        if not plan.streamable(name):
+            can = [n for n in plan.schemas if plan.streamable(n)]
+            raise UsageError(f"frame {name!r} cannot go to a sink; these can: {', '.join(can)}")
+        if name not in plan.wanted:
+            raise UsageError(f"a sink is given for {name!r} but frames={tuple(sorted(plan.wanted))!r} "
+                             "does not build it")
+    return checked
+
+
+def warn_problem(p: Problem) -> None:
+    """The default `on_problem`: a Python warning naming the capture and the byte offset."""
+    where = f" at byte {p.offset}" if p.offset is not None else ""
+    warnings.warn(f"{p.source}{where}: {p.detail}", stacklevel=4)
 
 
 @paced_gc
-def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None] | None = None,
-            sinks: Mapping[str, FrameSink] | None = None, **options: object) -> Analysis:
+def analyze(paths: str | Iterable[str], *, options: Options | None = None,
+            payload_budget: int | None = None, dissect: bool | None = None, tls_trim: bool | None = None,
+            idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
+            active_timeout: float | None = None, max_flows: int | None = None,
+            vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
+            ja4x: bool | None = None, strict: bool | None = None, frames: Sequence[str] | None = None,
+            sinks: Mapping[str, FrameSink] | None = None, on_problem: Callable[[Problem], None] | None = None,
+            dissectors: Sequence[Dissector] | None = None, stages: Sequence[Stage] = (),
+            engine: Engine | None = None, sources: Sequence[Source] | None = None) -> Analysis:
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
 
-    Options (see `Options`): payload_budget, dissect, idle_timeout_tcp, idle_timeout_udp,
-    active_timeout, max_flows, vxlan_ports, geneve_ports, ja4x, strict, frames. Captures are read in order into one
-    flow table, so flows spanning rotated files are merged. Unreadable captures raise
-    `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
-    become rows of `.sources` and `.anomalies` and a warning.
+    Options: `options` (an `Options`, default `Options()`), and any of its values by keyword, which
+    override it (None keeps the value): payload_budget (bytes kept per flow and direction for the
+    dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
+    (60 s), active_timeout (3600 s), max_flows (262144), vxlan_ports ((4789,)), geneve_ports
+    ((6081,)), ja4x (False), strict (False), frames (None: all; a tuple builds only those).
+    Captures are read in order into one flow table, so flows spanning rotated files are merged.
+    Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
+    strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
+    (`on_problem` gets each problem instead of the warning).
 
-    `sinks` maps frame names (STREAMABLE_FRAMES) to FrameSinks: those frames go to their sink chunk by
-    chunk as the analysis runs, so memory does not grow with their rows, and come back empty (with
-    their schema). The caller closes the sinks afterwards (or aborts them when this raises).
+    `sinks` maps frame names to FrameSinks: those frames go to their sink chunk by chunk as the
+    analysis runs, so memory does not grow with their rows, and come back empty (with their schema).
+    The caller closes the sinks afterwards (or aborts them when this raises).
+
+    Seams: `dissectors` (prototypes; default: the registry), `stages` (run on each flows chunk:
+    see `Stage`), `engine` (default: `analyzer.engines.SerialEngine()`), `sources` (instead of
+    paths: any `analyzer.sources.base.Source`, e.g. a live mirror socket).
     """
-    opts = Options.from_kwargs(**options)
-    if sinks is not None and not isinstance(sinks, Mapping):
-        raise UsageError("sinks must map frame names to FrameSinks, e.g. {'flows': sink}")
-    sinks = dict(sinks or {})
-    for name, sink in sinks.items():
-        if not callable(getattr(sink, "write", None)):
-            raise UsageError(f"the sink for {name!r} has no write(chunk) method")
-        if name not in STREAMABLE_FRAMES:
-            raise UsageError(f"frame {name!r} cannot go to a sink; these can: {', '.join(STREAMABLE_FRAMES)}")
-        if name != "anomalies" and name not in opts.frames:
-            raise UsageError(f"a sink is given for {name!r} but frames={opts.frames!r} does not build it")
-    path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
-    files = expand_paths(path_list)
-    if not files:
-        raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
-    table = FlowTable(FlowOptions(
-        idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
-        active_timeout=opts.active_timeout, payload_budget=opts.payload_budget, max_flows=opts.max_flows,
-        collect_payload=opts.dissect, tls_trim=opts.tls_trim,
-    ))
-    dec = DecodeOptions(vxlan_ports=tuple(opts.vxlan_ports), geneve_ports=tuple(opts.geneve_ports))
-    collector = Collector(opts, sinks)
-    sources: list[dict[str, object]] = []
-    total_packets = 0
-    errors: list[CaptureError] = []
-    anomaly_counts: dict[tuple[str, str], int] = {}
-    def report(p: Problem) -> None:
-        if on_problem:
-            on_problem(p)
-        else:
-            where = f" at byte {p.offset}" if p.offset is not None else ""
-            warnings.warn(f"{p.source}{where}: {p.detail}", stacklevel=3)
+    from analyzer.engines import SerialEngine
+    from analyzer.sources.base import open_sources
 
-    for path in files:
-        packets = 0
-        status, problem, offset = "ok", None, None
-        try:
-            for batch in read_capture(path):
-                for p in batch.problems:
-                    if opts.strict:
-                        raise CaptureError(p.source, p.offset, p.detail)
-                    status, problem, offset = "partial", p.detail, p.offset
-                    collector.anomaly(source=path, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
-                                      count=1)
-                    report(p)
-                if not len(batch):
-                    continue
-                packets += len(batch)
-                decoded = decode(batch, dec)
-                anoms = decoded.cols[:, 1]
-                if anoms.any():
-                    codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
-                    for code, cnt in zip(codes, counts, strict=True):
-                        key = (path, ANOMALY_NAMES.get(int(code), str(code)))
-                        anomaly_counts[key] = anomaly_counts.get(key, 0) + int(cnt)
-                for ended in table.update(decoded):
-                    collector.add(ended)
-        except CaptureError as exc:
-            if opts.strict:
-                raise
-            errors.append(exc)
-            if len(files) > 1:  # alone, it is raised below; among others, say so and go on
-                report(Problem(source=path, offset=exc.offset, kind="unreadable", detail=exc.message))
-            status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
-            collector.anomaly(source=path, layer="source", kind="unreadable", detail=exc.message,
-                              offset=exc.offset, count=1)
-        total_packets += packets
-        sources.append({"source": path, "packets": packets, "status": status, "problem": problem,
-                        "offset": offset})
-    for ended in table.flush():
-        collector.add(ended)
-    if table.evicted:
-        collector.anomaly(source=files[-1], layer="flow", kind="flows_evicted", count=table.evicted,
-                          detail=f"{table.evicted} flows ended early: more than max_flows={opts.max_flows} live")
-    for (path, kind), cnt in anomaly_counts.items():
-        collector.anomaly(source=path, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
-    if total_packets == 0 and errors:
-        if len(errors) == 1:
-            raise errors[0]
-        raise CaptureError(errors[0].path, errors[0].offset,
-                           f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
-    stats: dict[str, object] = {"packets": total_packets, "packets_not_ip": int(table.G[7]), "files": len(files)}
-    return collector.finish(sources, stats)
+    opts = (options or Options()).with_values(
+        payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
+        idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
+        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, strict=strict, frames=frames)
+    plan = Plan.make(opts, dissectors, stages)
+    checked_sinks = _check_sinks(sinks, plan)
+    if sources is None:
+        if isinstance(paths, bytes):
+            raise UsageError("paths must be str (or a list of str), not bytes")
+        path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
+        sources = open_sources(path_list)
+        if not sources:
+            from analyzer.errors import CaptureError
+
+            raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
+    collector = Collector(opts, plan, checked_sinks)
+    return (engine or SerialEngine()).run(list(sources), opts, collector, on_problem or warn_problem)
+

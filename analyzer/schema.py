@@ -25,7 +25,9 @@ Schema = Mapping[str, str]
 
 TS = "datetime64[ns, UTC]"
 
-FLOWS: dict[str, str] = {
+# The engine's flow columns. The `.flows` frame is these, then the columns the registered dissectors
+# declare (analyzer.dissect.flow_schema: TLS's tls_*, ja3/ja4, cert_*; SSH's ssh_*; ...).
+FLOWS_BASE: dict[str, str] = {
     "uid": "string",
     "community_id": "string",
     "ts_start": TS,
@@ -60,24 +62,9 @@ FLOWS: dict[str, str] = {
     "gwlb_flow_cookie": "string",
     "vlan": "Int32",
     "source": "string",  # capture file the flow was first seen in
-    # --- dissection (joined from the dissectors' Facts.flow) ---
+    # --- every dissector sets these two (joined from the dissectors' Facts.flow) ---
     "app_protocol": "string",
     "encrypted": "boolean",
-    "tls_upgraded": "boolean",  # TLS began after cleartext on the same flow (STARTTLS, SOCKS, SSLRequest)
-    "tls_version": "string",
-    "tls_client_max_version": "string",
-    "tls_cipher": "string",
-    "tls_server_name": "string",
-    "tls_alpn": "string",
-    "ja3": "string",
-    "ja3s": "string",
-    "ja4": "string",
-    "ja4s": "string",
-    "tls_established": "boolean",
-    "cert_sha256": "string",
-    "cert_not_after": TS,
-    "cert_key_bits": "Int32",
-    "cert_self_signed": "boolean",
 }
 
 FLOWS_CONTRACT: tuple[str, ...] = (
@@ -90,117 +77,6 @@ FLOWS_CONTRACT: tuple[str, ...] = (
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
 
-# One row per TLS / DTLS / QUIC session (a flow normally carries one). Owned by dissect/tls.
-TLS: dict[str, str] = {
-    "uid": "string",
-    "protocol": "string",  # tls, dtls, quic
-    "ts": TS,
-    "client_ip": "string",
-    "client_port": "Int32",
-    "server_ip": "string",
-    "server_port": "Int32",
-    "version": "string",  # negotiated: "TLS 1.3", "DTLS 1.2", "SSL 3.0", ...
-    "client_max_version": "string",
-    "record_version": "string",
-    "client_legacy_version": "string",
-    "client_supported_versions": "string",  # comma-separated names, GREASE as "GREASE"
-    "cipher": "string",  # IANA name of the selected suite
-    "cipher_code": "Int32",
-    "client_ciphers": "string",  # hex codes, comma-separated, in offered order
-    "client_cipher_count": "Int32",
-    "compression_methods": "string",
-    "client_extensions": "string",  # extension type numbers in offered order
-    "server_extensions": "string",
-    "server_name": "string",
-    "alpn_offered": "string",
-    "alpn": "string",
-    "supported_groups": "string",
-    "ec_point_formats": "string",
-    "signature_algorithms": "string",
-    "key_share_groups": "string",
-    "selected_group": "string",
-    "psk_offered": "boolean",
-    "session_ticket_offered": "boolean",
-    "early_data_offered": "boolean",
-    "ech_offered": "boolean",
-    "renegotiation_info": "boolean",
-    "extended_master_secret": "boolean",
-    "grease": "boolean",
-    "sslv2_client_hello": "boolean",
-    "hello_retry_request": "boolean",
-    "resumed": "boolean",
-    "session_id_len": "Int32",
-    "dh_bits": "Int32",  # ServerKeyExchange finite-field DH prime size, where visible
-    "established": "boolean",
-    "history": "string",  # compact handshake history, Zeek ssl_history letters
-    "alert_level": "string",
-    "alert_description": "string",
-    "alert_by": "string",  # client or server: who sent the alert in alert_level/alert_description
-    "failure_reason": "string",
-    "cert_visible": "boolean",  # False for TLS 1.3 / QUIC: the certificate is encrypted
-    "cert_chain": "string",  # SHA-256 fingerprints, leaf first, comma-separated
-    "cert_sha256": "string",
-    "sni_matches_cert": "boolean",
-    "client_cert_chain": "string",
-    "ja3": "string",
-    "ja3_full": "string",
-    "ja3s": "string",
-    "ja3s_full": "string",
-    "ja4": "string",
-    "ja4_r": "string",
-    "ja4s": "string",
-    "ja4s_r": "string",
-    "ja4x": "string",
-    "quic_version": "string",
-    "quic_transport_params": "string",
-    "client_hello_count": "Int16",  # 2 after a HelloRetryRequest
-    "server_hello_count": "Int16",  # HelloRetryRequest included
-    # Why reading each direction stopped: encrypted, end, gap, budget, truncated, not_tls, error,
-    # record_limit, no_record_boundary (mid-stream pickup without a record header found).
-    "client_stop": "string",
-    "server_stop": "string",
-    "sslv2": "boolean",  # the session itself was SSL 2.0 (not only an SSLv2-compatible hello)
-}
-
-# One row per distinct certificate, keyed by SHA-256 fingerprint. Owned by dissect/x509.
-CERTS: dict[str, str] = {
-    "sha256": "string",  # lowercase hex of the DER bytes
-    "sha1": "string",  # lowercase hex of the DER bytes (Zeek x509.log and blocklists use it)
-    "subject": "string",  # RFC 4514
-    "issuer": "string",
-    "subject_cn": "string",
-    "issuer_cn": "string",
-    "san_dns": "string",  # comma-separated
-    "san_ip": "string",
-    "serial": "string",
-    "not_before": TS,  # NaT when outside the datetime64[ns] range (e.g. 9999-12-31 "no expiry")
-    "not_after": TS,
-    "not_before_epoch": "Float64",  # the same instants as exact epoch seconds, any year
-    "not_after_epoch": "Float64",
-    "key_type": "string",  # rsa, dsa, ec, ed25519, ed448, x25519, x448, dh, unknown
-    "key_bits": "Int32",  # RSA/DSA/DH modulus bits, EC curve size, ed25519 256, ed448 448
-    "key_curve": "string",
-    "key_algorithm": "string",  # SubjectPublicKeyInfo algorithm (name or dotted OID)
-    "signature_algorithm": "string",
-    "signature_hash": "string",
-    "self_issued": "boolean",
-    "self_signed": "boolean",  # issuer == subject and the signature verifies with its own key
-    "is_ca": "boolean",
-    "version": "Int8",
-    "parse_error": "string",  # set when the DER cannot be loaded: the row then has only sha256
-    "field_errors": "string",  # fields that failed on their own ("extensions: ...; ...")
-    "first_seen_uid": "string",
-    "sessions": "Int64",  # how many sessions presented it
-}
-
-# Links sessions to certificates (chain position), one row per (uid, position).
-CERT_LINKS: dict[str, str] = {
-    "uid": "string",
-    "sha256": "string",
-    "position": "Int16",  # 0 = leaf
-    "sent_by": "string",  # server or client
-}
-
 ANOMALIES: dict[str, str] = {
     "source": "string",
     "uid": "string",
@@ -212,13 +88,10 @@ ANOMALIES: dict[str, str] = {
     "count": "Int64",
 }
 
-ALL: dict[str, dict[str, str]] = {
-    "flows": FLOWS,
-    "tls": TLS,
-    "certs": CERTS,
-    "cert_links": CERT_LINKS,
-    "anomalies": ANOMALIES,
-}
+# One row per capture read (made by the engine).
+SOURCES: dict[str, str] = {
+    "source": "string", "packets": "Int64", "status": "string", "problem": "string", "offset": "Int64",
+}  # fmt: skip
 
 
 # The Arrow type of each declared dtype, and the pandas metadata (pandas_type, numpy_type, metadata)

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's analyzer, not an editable install's
 CORPUS = ROOT.parent / "shared" / "corpus" / "pcaps"
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".gz", ".zst")
 
@@ -43,6 +44,9 @@ def frames_of(path: Path) -> dict[str, object]:
             names = [n for n in ("flows", "tls", "certs", "cert_links", "anomalies", "sources")]
             out = {name: getattr(full, name) for name in names}
             out["flows_only"] = analyzer.analyze([str(path)], frames=("flows",)).flows
+            for frame in out.values():  # the checkout's own path is not a value (worktrees differ)
+                if "source" in frame.columns:
+                    frame["source"] = frame["source"].str.replace(str(ROOT) + "/", "", regex=False)
         except Exception as exc:  # an unreadable capture is a result too
             out = {"error": f"{type(exc).__name__}: {exc}"}
     return out
@@ -72,7 +76,7 @@ def _differences(name: str, old: object, new: object) -> list[str]:
     if missing:
         problems.append(f"{name}: columns gone: {missing}")
     if added:
-        print(f"  note {name}: new columns {added}")
+        pass  # new columns: listed once by compare()
     if len(old) != len(new):
         return [*problems, f"{name}: {len(old)} rows before, {len(new)} after"]
     for col in old.columns:

@@ -27,7 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analyzer
+from analyzer import dissect as registry
 from analyzer import pipeline, schema, verify
+from analyzer.dissect.tls import schema as tls_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"
@@ -121,15 +123,15 @@ def test_booleans_and_special_values():
 
 
 def test_missing_columns_are_all_null_in_their_type():
-    cols = schema.arrow_columns({"uid": ["a", "b"]}, schema.CERT_LINKS, 2)
-    assert [c.type for c in cols.values()] == [schema.arrow_type(t) for t in schema.CERT_LINKS.values()]
+    cols = schema.arrow_columns({"uid": ["a", "b"]}, tls_schema.CERT_LINKS, 2)
+    assert [c.type for c in cols.values()] == [schema.arrow_type(t) for t in tls_schema.CERT_LINKS.values()]
     assert cols["position"].null_count == 2
     with pytest.raises(KeyError, match="not declared"):
-        schema.arrow_columns({"nope": [1]}, schema.CERT_LINKS, 1)
+        schema.arrow_columns({"nope": [1]}, tls_schema.CERT_LINKS, 1)
 
 
 # ------------------------------------------------------------------------ file schemas
-SCHEMAS = {**schema.ALL, "sources": pipeline.SOURCES_SCHEMA, "disagreements": verify.DISAGREEMENTS,
+SCHEMAS = {**registry.ALL, "sources": schema.SOURCES, "disagreements": verify.DISAGREEMENTS,
            "tshark": verify.TSHARK_COLUMNS}
 
 
@@ -205,7 +207,7 @@ def test_analysis_builds_each_frame_once_on_first_read(monkeypatch):
     original = schema.frame_from_arrow
 
     def spy(columns, frame_schema):  # type: ignore[no-untyped-def]
-        built.append(next(n for n, s in schema.ALL.items() if s is frame_schema))
+        built.append(next(n for n, s in registry.ALL.items() if s == frame_schema))
         return original(columns, frame_schema)
 
     monkeypatch.setattr(schema, "frame_from_arrow", spy)
@@ -215,8 +217,13 @@ def test_analysis_builds_each_frame_once_on_first_read(monkeypatch):
     assert built == ["tls"] and r.tls is tls and built == ["tls"]
     assert len(r.flows) == 1 and r.flows.loc[0, "tls_version"] == tls.loc[0, "version"]
     assert r.certs.loc[0, "sha256"] == tls.loc[0, "cert_sha256"]
-    with pytest.raises(TypeError, match="lacks"):
-        pipeline.Analysis(flows=r.flows)
+    assert r["tls"] is tls and "ssh" not in r.frame_names
+    with pytest.raises(KeyError, match="this analysis has: flows, tls, certs, cert_links, anomalies, sources"):
+        r["nope"]
+    with pytest.raises(AttributeError, match="no frame 'nope'"):
+        r.nope  # noqa: B018
+    given = pipeline.Analysis(flows=r.flows)
+    assert given.frame_names == ("flows",) and given.flows is r.flows
 
 
 class ArrowRecorder:
@@ -244,8 +251,8 @@ def test_sinks_with_write_table_get_arrow_tables_of_the_declared_schema(tmp_path
     for name, sink in sinks.items():
         assert sink.tables
         for t in sink.tables:
-            assert t.schema.equals(schema.arrow_schema(schema.ALL[name]), check_metadata=True)
-        got = schema.frame_from_arrow(pa.concat_tables(sink.tables), schema.ALL[name])
+            assert t.schema.equals(schema.arrow_schema(registry.ALL[name]), check_metadata=True)
+        got = schema.frame_from_arrow(pa.concat_tables(sink.tables), registry.ALL[name])
         if name == "flows":
             got = got.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
         pd.testing.assert_frame_equal(got, getattr(reference, name))

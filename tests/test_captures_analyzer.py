@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analyzer import dissect as registry
+
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 MANIFEST = json.loads((CAPTURES / "manifest.json").read_text())["captures"]
 TLS_CAPTURES = sorted(k for k, v in MANIFEST.items() if "tls_version" in v and "same_as" not in v)
@@ -111,7 +113,6 @@ def test_frames_option_builds_only_what_is_asked_and_the_rest_is_unchanged() -> 
     """`frames=` skips keeping rows nobody reads (what `intransit flows` / `tls` ask for); the frames
     that are built equal those of a full analysis, the others are empty with their schema."""
     import analyzer
-    from analyzer import schema
 
     paths = [str(CAPTURES)]
     full = analyzer.analyze(paths, on_problem=lambda p: None)
@@ -121,11 +122,11 @@ def test_frames_option_builds_only_what_is_asked_and_the_rest_is_unchanged() -> 
     pd.testing.assert_frame_equal(only_flows.anomalies, full.anomalies)  # always built
     for name in ("tls", "certs", "cert_links"):
         got = getattr(only_flows, name)
-        assert len(got) == 0 and list(got.columns) == list(schema.ALL[name]), name
+        assert len(got) == 0 and list(got.columns) == list(registry.ALL[name]), name
     only_tls = analyzer.analyze(paths, on_problem=lambda p: None, frames=("tls", "certs"))
     pd.testing.assert_frame_equal(only_tls.tls, full.tls)
     pd.testing.assert_frame_equal(only_tls.certs, full.certs)
-    assert len(only_tls.flows) == 0 and list(only_tls.flows.columns) == list(schema.FLOWS)
+    assert len(only_tls.flows) == 0 and list(only_tls.flows.columns) == list(registry.FLOWS)
 
 
 @pytest.mark.parametrize(("frames", "words"), [(("flows", "tsl"), "unknown frame(s): tsl"),

@@ -19,9 +19,11 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
 import analyzer
+from analyzer import dissect as registry
 from analyzer import schema
 from analyzer._version import __version__
 from analyzer.cli import main
+from analyzer.dissect.tls import schema as tls_schema
 
 COMMANDS = ["flows", "tls", "certs", "anomalies"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -202,7 +204,7 @@ def test_jsonl_round_trip(tmp_path, good):
     assert [r_["uid"] for r_ in rows] == expect["uid"].tolist()
     assert [r_["server_port"] for r_ in rows] == expect["server_port"].tolist()
     back = pd.read_json(out, lines=True)
-    assert list(back.columns) == list(schema.FLOWS)
+    assert list(back.columns) == list(registry.FLOWS)
 
 
 def test_parquet_round_trip_keeps_the_schema(tmp_path, good):
@@ -210,9 +212,9 @@ def test_parquet_round_trip_keeps_the_schema(tmp_path, good):
     r = invoke("flows", str(good), "--format", "parquet", "--out", str(out), "--no-dissect")
     assert r.exit_code == 0
     back = pd.read_parquet(out)
-    assert list(back.columns) == list(schema.FLOWS)
+    assert list(back.columns) == list(registry.FLOWS)
     for col in schema.FLOWS_CONTRACT:
-        assert str(back[col].dtype) == schema.FLOWS[col], col
+        assert str(back[col].dtype) == registry.FLOWS[col], col
     expect = analyzer.analyze([str(good)], dissect=False).flows
     pd.testing.assert_frame_equal(back, expect)
 
@@ -226,7 +228,7 @@ def test_parquet_needs_out(good):
 def test_empty_capture_gives_the_schema(tmp_path, command):
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(pcap_bytes([]))
-    frame = {"flows": schema.FLOWS, "tls": schema.TLS, "certs": schema.CERTS, "anomalies": schema.ANOMALIES}[
+    frame = {"flows": registry.FLOWS, "tls": tls_schema.TLS, "certs": tls_schema.CERTS, "anomalies": schema.ANOMALIES}[
         command
     ]
     r = invoke(command, str(empty), "--format", "csv")

@@ -23,8 +23,9 @@ from analyzer.dissect.dtls import (
 from analyzer.dissect.tls.constants import HRR_RANDOM
 from analyzer.dissect.tls.fingerprints import ja4
 from analyzer.dissect.tls.handshake import parse_client_hello
+from analyzer.dissect.tls.schema import CERT_LINKS, CERTS, TLS
 from analyzer.errors import NeedMoreData, ParseError
-from analyzer.schema import CERT_LINKS, CERTS, TLS, frame_from_rows
+from analyzer.schema import frame_from_rows
 
 DTLS10, DTLS12, DTLS13 = 0xFEFF, 0xFEFD, 0xFEFC
 

@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 from test_dtls import full_12_handshake, hs, record
 from udp_helpers import flow_from_payloads
 
+from analyzer.dissect import FLOWS
 from analyzer.dissect.dtls import DTLSDissector, dissect_dtls, parse_handshake_fragment, parse_records
+from analyzer.dissect.tls.schema import CERT_LINKS, CERTS, TLS
 from analyzer.errors import NeedMoreData, ParseError
-from analyzer.schema import ANOMALIES, CERT_LINKS, CERTS, FLOWS, TLS
+from analyzer.schema import ANOMALIES
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SCHEMAS = {"tls": TLS, "anomalies": ANOMALIES, "certs": CERTS, "cert_links": CERT_LINKS}

@@ -33,6 +33,8 @@ import pandas as pd
 import pytest
 
 from analyzer import analyze, schema
+from analyzer import dissect as registry
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.errors import CaptureError
 from analyzer.verify import Comparison, compare, tshark_sessions
 
@@ -95,8 +97,8 @@ def ours(rel: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             warnings.simplefilter("ignore")  # damaged captures warn; what was read is kept
             a = analyze([str(_corpus() / rel)])
     except CaptureError:  # nothing readable at all (ndpi/fuzz-2021-10-13.pcap): no sessions
-        return (schema.empty_frame(schema.TLS), schema.empty_frame(schema.CERTS),
-                schema.empty_frame(schema.FLOWS))  # fmt: skip
+        return (schema.empty_frame(tls_schema.TLS), schema.empty_frame(tls_schema.CERTS),
+                schema.empty_frame(registry.FLOWS))  # fmt: skip
     return a.tls, a.certs, a.flows
 
 

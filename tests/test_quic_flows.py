@@ -30,7 +30,8 @@ from analyzer.dissect.quic import (
 from analyzer.dissect.tls.constants import HRR_RANDOM
 from analyzer.dissect.tls.fingerprints import ja4
 from analyzer.dissect.tls.handshake import parse_client_hello
-from analyzer.schema import TLS, frame_from_rows
+from analyzer.dissect.tls.schema import TLS
+from analyzer.schema import frame_from_rows
 
 CH_MSG = CLIENT_CRYPTO_FRAME[4:]  # handshake header + ClientHello body (RFC 9001 A.2)
 SH_MSG = SERVER_PAYLOAD[9:]  # handshake header + ServerHello body (RFC 9001 A.3)

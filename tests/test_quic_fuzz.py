@@ -8,6 +8,7 @@ from test_quic_flows import CH_MSG, crypto, packet
 from test_quic_vectors import V1_CLIENT_PROTECTED, V1_SERVER_PROTECTED
 from udp_helpers import flow_from_payloads
 
+from analyzer.dissect import FLOWS
 from analyzer.dissect.quic import (
     CryptoStream,
     QuicDissector,
@@ -18,8 +19,9 @@ from analyzer.dissect.quic import (
     parse_long_header,
     read_varint,
 )
+from analyzer.dissect.tls.schema import TLS
 from analyzer.errors import NeedMoreData, ParseError
-from analyzer.schema import ANOMALIES, FLOWS, TLS
+from analyzer.schema import ANOMALIES
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -26,8 +26,10 @@ from tls_helpers import client_hello_body, handshake, record, server_hello_body,
 
 import analyzer
 import analyzer.flows.table as flow_table
+from analyzer import dissect as registry
 from analyzer import pipeline, schema
 from analyzer.cli import main
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.report import FrameWriter, SortedSink, open_output, stream, write_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,7 @@ CAPTURES = ROOT / "captures"
 BENCH_200K = ROOT / "bench" / "data" / "bench_200k.pcap"
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 FORMATS = ["csv", "jsonl", "parquet"]
-SCHEMAS = {"flows": schema.FLOWS, "tls": schema.TLS}
+SCHEMAS = {"flows": registry.FLOWS, "tls": tls_schema.TLS}
 HOSTILE_SNI = ["=HYPERLINK(1)", "+cmd", "@SUM(1)", "-2+3", "ok.example"]
 
 
@@ -159,7 +161,7 @@ def test_analyze_hands_chunks_to_sinks_in_the_frames_order(tiny):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_sorted_sink_many_runs_and_merge_passes(tmp_path, reference, fmt):
     out = tmp_path / f"flows.{fmt}"
-    writer = FrameWriter(fmt, str(out), schema.FLOWS, batch_rows=3, row_group_rows=4)
+    writer = FrameWriter(fmt, str(out), registry.FLOWS, batch_rows=3, row_group_rows=4)
     with SortedSink(writer, pipeline.FRAME_ORDER["flows"], run_rows=4, batch_rows=3, fan_in=3) as sink:
         analyzer.analyze([str(CAPTURES)], sinks={"flows": sink})
         assert not out.exists()  # nothing appears before the sink is closed
@@ -178,9 +180,9 @@ def test_sorted_sink_is_a_stable_sort(tmp_path, seed):
         "ts_start": np.where(rng.random(n) < 0.1, np.nan, ts / 1e9),
         "uid": [f"C{k}" for k in rng.integers(0, 4, n)],
         "duration": np.arange(n, dtype=float),  # the position written: shows any reordering of ties
-    }, schema.FLOWS, n)
+    }, registry.FLOWS, n)
     out = tmp_path / "sorted.parquet"
-    writer = FrameWriter("parquet", str(out), schema.FLOWS)
+    writer = FrameWriter("parquet", str(out), registry.FLOWS)
     with SortedSink(writer, ("ts_start", "uid"), run_rows=int(rng.integers(3, 60)), batch_rows=int(rng.integers(1, 9)),
                     fan_in=int(rng.integers(2, 5))) as sink:
         start = 0
@@ -204,7 +206,7 @@ def test_csv_datetimes_keep_the_whole_columns_resolution(tmp_path, reference):
     assert flows["cert_not_after"].notna().any()
     for fmt in FORMATS:
         out = tmp_path / f"res.{fmt}"
-        with FrameWriter(fmt, str(out), schema.FLOWS, batch_rows=5) as writer:
+        with FrameWriter(fmt, str(out), registry.FLOWS, batch_rows=5) as writer:
             for start in range(0, len(flows), 7):
                 writer.write(flows.iloc[start:start + 7].reset_index(drop=True))
         assert_same_output(out, flows, fmt, tmp_path)
@@ -215,7 +217,7 @@ def test_csv_datetimes_keep_the_whole_columns_resolution(tmp_path, reference):
 def test_tls_frame_streams_in_dissection_order(tmp_path, reference):
     for fmt in FORMATS:
         out = tmp_path / f"tls.{fmt}"
-        with open_output(fmt, str(out), schema.TLS) as sink:
+        with open_output(fmt, str(out), tls_schema.TLS) as sink:
             analyzer.analyze([str(CAPTURES)], sinks={"tls": sink}, frames=("tls",))
         assert_same_output(out, reference.tls, fmt, tmp_path)
 
@@ -225,9 +227,9 @@ def test_empty_capture_streams_the_schema(tmp_path):
     empty.write_bytes(pcap_bytes([]))
     for fmt in FORMATS:
         out = tmp_path / f"e.{fmt}"
-        with open_output(fmt, str(out), schema.FLOWS, sort_by=pipeline.FRAME_ORDER["flows"]) as sink:
+        with open_output(fmt, str(out), registry.FLOWS, sort_by=pipeline.FRAME_ORDER["flows"]) as sink:
             analyzer.analyze([str(empty)], sinks={"flows": sink})
-        assert_same_output(out, schema.empty_frame(schema.FLOWS), fmt, tmp_path)
+        assert_same_output(out, schema.empty_frame(registry.FLOWS), fmt, tmp_path)
 
 
 def test_bad_sink_requests_are_usage_errors(tmp_path):
@@ -236,9 +238,9 @@ def test_bad_sink_requests_are_usage_errors(tmp_path):
     with pytest.raises(analyzer.UsageError, match="frames"):
         analyzer.analyze([str(CAPTURES)], sinks={"tls": Recorder()}, frames=("flows",))
     with pytest.raises(ValueError, match="--out"):
-        open_output("parquet", None, schema.FLOWS)
+        open_output("parquet", None, registry.FLOWS)
     with pytest.raises(ValueError, match="table"):
-        open_output("table", str(tmp_path / "t.txt"), schema.FLOWS)
+        open_output("table", str(tmp_path / "t.txt"), registry.FLOWS)
     assert os.listdir(tmp_path) == []
 
 
@@ -335,12 +337,12 @@ def test_bench_capture_streams_like_in_memory(tmp_path):
         assert r.returncode == 0, r.stderr
         assert_same_output(out, ref.flows, fmt, tmp_path)
     out = tmp_path / "small_runs.parquet"
-    writer = FrameWriter("parquet", str(out), schema.FLOWS, batch_rows=256)
+    writer = FrameWriter("parquet", str(out), registry.FLOWS, batch_rows=256)
     with SortedSink(writer, pipeline.FRAME_ORDER["flows"], run_rows=1000, batch_rows=256, fan_in=4) as sink:
         analyzer.analyze([str(BENCH_200K)], sinks={"flows": sink}, frames=("flows",))
     assert sink.merge_passes >= 1
     pd.testing.assert_frame_equal(pd.read_parquet(out), ref.flows)
     out = tmp_path / "tls.jsonl"
-    with FrameWriter("jsonl", str(out), schema.TLS) as tls_sink:
+    with FrameWriter("jsonl", str(out), tls_schema.TLS) as tls_sink:
         analyzer.analyze([str(BENCH_200K)], sinks={"tls": tls_sink}, frames=("tls",))
     assert_same_output(out, ref.tls, "jsonl", tmp_path)

@@ -25,9 +25,11 @@ from tls_helpers import (
 )
 
 import analyzer.dissect as dissect
+from analyzer import dissect as registry
 from analyzer import schema
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.tls import TLSDissector, find_tls_start, looks_like_tls
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.dissect.tls.constants import HRR_RANDOM
 
 CCS = record(20, b"\x01")
@@ -115,14 +117,14 @@ def dissect_bytes(
 
 
 def assert_schemas(facts: Facts) -> None:
-    assert set(facts.flow) <= set(schema.FLOWS)
+    assert set(facts.flow) <= set(registry.FLOWS)
     for frame, rows in facts.rows.items():
-        sch = schema.ALL[frame]
+        sch = registry.ALL[frame]
         for row in rows:
             assert set(row) <= set(sch), (frame, set(row) - set(sch))
         schema.frame_from_rows(rows, sch)
     for row in facts.rows.get("tls", []):
-        assert set(row) == set(schema.TLS)
+        assert set(row) == set(tls_schema.TLS)
 
 
 # --- complete sessions ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from analyzer import schema
 from analyzer.cli import main
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.verify import (
     DISAGREEMENTS,
     FACTS,
@@ -39,13 +40,13 @@ def ours(**over: object) -> pd.DataFrame:
         "cert_sha256": "aa" * 32, "client_hello_count": 1, "server_hello_count": 1,
     }  # fmt: skip
     row.update(over)
-    return schema.frame_from_rows([row], schema.TLS)
+    return schema.frame_from_rows([row], tls_schema.TLS)
 
 
 def certs(not_before: float = 1_680_000_000.0, not_after: float = 1_690_000_000.0) -> pd.DataFrame:
     return schema.frame_from_rows(
         [{"sha256": "aa" * 32, "not_before": not_before, "not_after": not_after,
-          "not_before_epoch": not_before, "not_after_epoch": not_after}], schema.CERTS)  # fmt: skip
+          "not_before_epoch": not_before, "not_after_epoch": not_after}], tls_schema.CERTS)  # fmt: skip
 
 
 def theirs(**over: object) -> pd.DataFrame:
@@ -186,7 +187,7 @@ def test_decode_as_for_the_ports_we_saw_tls_on_but_not_starttls_ports() -> None:
         {"protocol": "tls", "server_port": 25}, {"protocol": "dtls", "server_port": 4433},
         {"protocol": "quic", "server_port": 443}, {"protocol": "quic", "server_port": 4434},
     ]  # fmt: skip
-    got = decode_as_for(schema.frame_from_rows(rows, schema.TLS))
+    got = decode_as_for(schema.frame_from_rows(rows, tls_schema.TLS))
     assert got == {"tcp.port==443": "tls", "tcp.port==8444": "tls", "udp.port==4433": "dtls",
                    "udp.port==4434": "quic"}  # fmt: skip
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from analyzer.config import DecodeOptions
 from analyzer.decode import _kernel as K
 from analyzer.sources.batch import PacketBatch
 
@@ -30,12 +31,6 @@ ANOMALY_NAMES = {
 
 TUNNEL_NAMES = ((K.T_MPLS, "mpls"), (K.T_GRE, "gre"), (K.T_ERSPAN, "erspan"), (K.T_IPIP, "ipip"),
                 (K.T_GTP, "gtp"), (K.T_GENEVE, "geneve"), (K.T_VXLAN, "vxlan"))  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeOptions:
-    vxlan_ports: tuple[int, ...] = (4789,)
-    geneve_ports: tuple[int, ...] = (6081,)
 
 
 @dataclass(slots=True)

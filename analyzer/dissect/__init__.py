@@ -1,41 +1,139 @@
-"""Protocol dissectors: payload prefixes -> facts. They state facts and never judge."""
+"""Protocol dissectors: payload prefixes -> facts. They state facts and never judge.
+
+The registry: each dissector module registers a prototype (`register`) that declares the flow
+columns it fills and the frames it produces (`analyzer.dissect.base`). From it come the flows
+frame's schema (`flow_schema()`: the engine's base columns, then each dissector's, in registration
+order), the frames an analysis can build (`frame_specs()`), and the CLI's commands. Adding a
+protocol is one module that calls `register` plus its entry in `BUILTINS`.
+
+`FLOWS` and `ALL` (the schemas of every frame by name) are computed from the registry on first use.
+"""
 
 from __future__ import annotations
 
-from analyzer.dissect.base import Datagram, Dissector, Facts, FlowPayload, StreamPrefix
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["Datagram", "Dissector", "Facts", "FlowPayload", "StreamPrefix", "register", "registered"]
+from analyzer import schema
+from analyzer.dissect.base import (
+    Column,
+    Datagram,
+    Dedup,
+    DissectContext,
+    DissectOptions,
+    Dissector,
+    Facts,
+    FlowPayload,
+    FrameSpec,
+    HandOver,
+    StreamPrefix,
+    declared,
+    merge_handover,
+)
+
+__all__ = [
+    "ALL",
+    "BUILTINS",
+    "FLOWS",
+    "Column",
+    "Datagram",
+    "Dedup",
+    "DissectContext",
+    "DissectOptions",
+    "Dissector",
+    "Facts",
+    "FlowPayload",
+    "FrameSpec",
+    "HandOver",
+    "StreamPrefix",
+    "flow_columns",
+    "flow_schema",
+    "frame_specs",
+    "merge_handover",
+    "register",
+    "registered",
+]
+
+# The built-in dissector modules, imported on first use of the registry, in the order their
+# dissectors are tried on a flow (after the port hints) and their columns appear in `.flows`.
+BUILTINS = ("analyzer.dissect.tls", "analyzer.dissect.quic", "analyzer.dissect.dtls", "analyzer.dissect.ssh")
+
+# Frames the engine itself makes; no dissector may declare them.
+ENGINE_FRAMES = ("flows", "anomalies", "sources")
 
 _REGISTRY: list[Dissector] = []
+_loaded = False
 
 
-def register(dissector: Dissector) -> Dissector:
-    """Add a dissector. Later registrations are tried after earlier ones."""
+def register(dissector: Any) -> Any:
+    """Add a dissector prototype. Later registrations are tried after earlier ones. Its declared
+    columns and frames are checked here, so a mistake fails at import, not in the middle of a run."""
     if any(d.name == dissector.name for d in _REGISTRY):
         raise ValueError(f"a dissector named {dissector.name!r} is already registered")
+    flow_schema([*_REGISTRY, dissector])  # raises on a clash with the base or another dissector
+    frame_specs([*_REGISTRY, dissector])
     _REGISTRY.append(dissector)
     return dissector
 
 
 def registered() -> tuple[Dissector, ...]:
-    """Registered dissectors, importing the built-in ones on first use."""
-    _load_builtins()
+    """Registered dissector prototypes, importing the built-in ones on first use."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import importlib
+
+        for module in BUILTINS:
+            importlib.import_module(module)
     return tuple(_REGISTRY)
 
 
-_loaded = False
+def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:
+    """The flow columns the dissectors declare (all registered ones by default), by name."""
+    out: dict[str, Column] = {}
+    for d in registered() if dissectors is None else dissectors:
+        for column in declared(d, "columns"):
+            schema.arrow_type(column.dtype)  # an unknown dtype is a declaration error
+            base = schema.FLOWS_BASE.get(column.name)
+            seen = out.get(column.name)
+            if base is not None and base != column.dtype:
+                raise ValueError(f"{d.name}: column {column.name!r} is a base flow column of dtype {base}")
+            if seen is not None and seen.dtype != column.dtype:
+                raise ValueError(f"{d.name}: column {column.name!r} declared as {column.dtype}, "
+                                 f"elsewhere as {seen.dtype}")
+            if base is None and seen is None:
+                out[column.name] = column
+    return out
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
+def flow_schema(dissectors: Iterable[Any] | None = None) -> dict[str, str]:
+    """The `.flows` schema: the engine's base columns, then the dissectors' declared columns."""
+    return {**schema.FLOWS_BASE, **{c.name: c.dtype for c in flow_columns(dissectors).values()}}
 
-    for module in ("analyzer.dissect.tls", "analyzer.dissect.quic", "analyzer.dissect.dtls"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a dissector not written yet; keep the rest working
-            if exc.name != module:
-                raise
+
+def frame_specs(dissectors: Iterable[Any] | None = None) -> dict[str, FrameSpec]:
+    """The frames the dissectors produce (all registered ones by default), by name. Several
+    dissectors may produce one frame (TLS, DTLS and QUIC make `tls` rows) with the same spec."""
+    out: dict[str, FrameSpec] = {}
+    for d in registered() if dissectors is None else dissectors:
+        for spec in declared(d, "frames"):
+            if spec.name in ENGINE_FRAMES:
+                raise ValueError(f"{d.name}: frame {spec.name!r} is made by the engine")
+            for dtype in spec.schema.values():
+                schema.arrow_type(dtype)
+            if spec.merge is not None and spec.merge.key not in spec.schema:
+                raise ValueError(f"{d.name}: frame {spec.name!r} merges by {spec.merge.key!r}, not in its schema")
+            seen = out.get(spec.name)
+            if seen is not None and seen != spec:
+                raise ValueError(f"{d.name}: frame {spec.name!r} is declared differently by another dissector")
+            out.setdefault(spec.name, spec)
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FLOWS":
+        return flow_schema()
+    if name == "ALL":
+        return {"flows": flow_schema(), **{n: dict(s.schema) for n, s in frame_specs().items()},
+                "anomalies": schema.ANOMALIES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

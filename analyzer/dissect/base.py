@@ -1,82 +1,128 @@
-"""The seam between the flow table and the protocol dissectors.
+"""The seam between the flow table and the protocol dissectors, and what a dissector declares.
 
-The flow table hands each dissector one `FlowPayload`: the ordered, reassembled payload prefix of
-each direction of one flow (TCP) or its first datagrams (UDP). A dissector states facts and never
-judges them (no thresholds or severities here; those are rules in `policy/`).
+A dissector reads one `FlowPayload` (made by the flow table: `analyzer.flows.payload`) and returns
+`Facts`; it states facts and never judges them (no thresholds or severities here; those are rules in
+`policy/`). Like a Zeek protocol script that declares its `Info` record and creates its log stream,
+a dissector declares what it fills:
 
-A dissector returns `Facts`:
-- `flow`: columns joined into the `.flows` frame for this flow (for example `app_protocol`,
-  `encrypted`, `tls_version`); names must be declared in `analyzer.schema.FLOWS`.
-- `rows`: rows for other frames, keyed by frame name (`"tls"`, `"certs"`, `"anomalies"`); each
-  row is a plain dict whose keys are declared in that frame's schema. The flow `uid` is added by the
-  caller where the schema has a `uid` column and the row lacks it.
+- `columns`: the `.flows` columns it sets (`Column`: name, dtype, one-line description). The flows
+  frame is the engine's base columns plus every registered dissector's columns, in registration
+  order; two dissectors may declare the same column (TLS, DTLS and QUIC share theirs) only with the
+  same dtype.
+- `frames`: the frames it produces rows for (`FrameSpec`: name, schema, description, how rows of
+  several flows merge, e.g. certificates de-duplicated by SHA-256).
+
+`Facts.flow` keys and `Facts.rows` frames a dissector did not declare become an anomaly row at the
+dissector boundary (naming the dissector), never a KeyError that ends the run.
+
+A plaintext dissector can hand the rest of a stream to another dissector (`Facts.hand_over`), as
+Zeek's SMTP analyzer does with `StartTLS()` -> `AddChildAnalyzer(SSL)`: the engine calls the child's
+`dissect_from(flow, to_server_offset, to_client_offset)` and merges the facts (see `merge_handover`).
+
+Dissectors are registered as prototypes (`analyzer.dissect.register`); each analysis makes its own
+instances with `for_run(context)`, so caches belong to one run, never to the process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+# The payload types belong to the flows layer (it makes them); re-exported for dissector authors.
+from analyzer.config import DissectOptions
+from analyzer.flows.payload import Datagram, FlowPayload, StreamPrefix
+
+__all__ = [
+    "Column",
+    "Datagram",
+    "Dedup",
+    "DissectContext",
+    "DissectOptions",
+    "Dissector",
+    "Facts",
+    "FlowPayload",
+    "FrameSpec",
+    "HandOver",
+    "StreamPrefix",
+    "merge_handover",
+]
 
 
-@dataclass(slots=True)
-class StreamPrefix:
-    """One direction of a TCP flow, reassembled in sequence order up to the byte budget.
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A `.flows` column a dissector fills."""
 
-    `data` holds the contiguous bytes from the start of the stream (the byte after the SYN when
-    `start_known`, else the lowest sequence number seen: the flow was picked up mid-stream).
-    Reassembly stops at the first hole: `gap_at` is then the stream offset of that hole (equal to
-    len(data)) and `gap_len` its length in bytes; nothing after a hole is guessed. `budget_hit`
-    says the prefix was cut: by the per-direction byte budget, or, for a stream of TLS records,
-    after the third record from the first application-data record (what the TLS dissector reads;
-    FlowOptions.tls_trim). `segments` counts the TCP segments with payload that contributed.
-    """
-
-    data: bytes = b""
-    start_known: bool = True
-    gap_at: int | None = None
-    gap_len: int = 0
-    budget_hit: bool = False
-    segments: int = 0
-    # Timestamps (epoch seconds) as (stream_offset, ts) pairs in offset order, to date a message.
-    # May be empty: the flow table does not record per-segment times (that costs per packet).
-    times: list[tuple[int, float]] = field(default_factory=list)
+    name: str
+    dtype: str  # a declared dtype of analyzer.schema (string, boolean, Int32, datetime64[ns, UTC], ...)
+    doc: str
 
 
-@dataclass(slots=True)
-class Datagram:
-    """One UDP payload in capture order."""
+@dataclass(frozen=True, slots=True)
+class Dedup:
+    """Merge rule of a frame whose rows describe things, not flows: rows with the same `key` are one
+    row (the first seen is kept); `count` names the column counting the rows merged into it, and
+    `first_uid` the column set to the uid of the first flow that produced it."""
 
-    ts: float
-    to_server: bool
-    payload: bytes
+    key: str
+    count: str | None = None
+    first_uid: str | None = None
 
 
-@dataclass(slots=True)
-class FlowPayload:
-    """Everything a dissector may read of one flow."""
+@dataclass(frozen=True, slots=True)
+class FrameSpec:
+    """A frame a dissector produces rows for.
 
-    uid: str
-    transport: str  # "tcp", "udp", ...
-    client_ip: str
-    server_ip: str
-    client_port: int
-    server_port: int
-    ts_start: float
-    to_server: StreamPrefix = field(default_factory=StreamPrefix)
-    to_client: StreamPrefix = field(default_factory=StreamPrefix)
-    datagrams: list[Datagram] = field(default_factory=list)
-    # True when the client sent a SYN and the server answered with a RST (no payload will come).
-    rejected: bool = False
-    # True when a RST was seen from either side (a handshake that stops early may be a failure).
-    reset: bool = False
+    `schema`: column -> dtype (rows' keys must be declared here; `uid` is added from the flow where
+    the schema has it and the row lacks it). `merge`: None appends rows; a `Dedup` merges them, and
+    such a frame is complete only at the end, so it cannot stream to a sink. `table_columns`: the
+    columns the CLI's terminal table shows by default (None: all)."""
+
+    name: str
+    schema: Mapping[str, str]
+    doc: str
+    merge: Dedup | None = None
+    table_columns: tuple[str, ...] | None = None
+
+    @property
+    def streamable(self) -> bool:
+        return self.merge is None
+
+
+@dataclass(frozen=True, slots=True)
+class DissectContext:
+    """What one run tells its dissectors: the options, and which frames anybody will read (a
+    dissector may skip building rows of frames nobody wants; its flow columns are always made)."""
+
+    options: DissectOptions = field(default_factory=DissectOptions)
+    frames: frozenset[str] = frozenset()
+
+    def wants(self, *frames: str) -> bool:
+        return any(f in self.frames for f in frames)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """The rest of a stream goes to dissector `to`, from these byte offsets of each direction."""
+
+    to: str
+    to_server_offset: int
+    to_client_offset: int
 
 
 @dataclass(slots=True)
 class Facts:
-    """What a dissector learned about one flow."""
+    """What a dissector learned about one flow.
+
+    - `flow`: columns joined into the `.flows` frame for this flow (declared `Column`s).
+    - `rows`: rows for other frames, keyed by frame name; each row a plain dict whose keys are
+      declared in that frame's schema. `anomalies` rows are always accepted.
+    - `handover`: set by `hand_over` when the rest of the stream belongs to another protocol.
+    """
 
     flow: dict[str, object] = field(default_factory=dict)
     rows: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    handover: HandOver | None = None
 
     def add_row(self, frame: str, row: dict[str, object]) -> None:
         self.rows.setdefault(frame, []).append(row)
@@ -85,6 +131,10 @@ class Facts:
         """Record something malformed or unexpected; never raise for wire data."""
         self.add_row("anomalies", {"kind": kind, "detail": detail[:500], "offset": offset})
 
+    def hand_over(self, to: str, to_server_offset: int, to_client_offset: int) -> None:
+        """Give the stream from these offsets (one per direction) to dissector `to` (STARTTLS)."""
+        self.handover = HandOver(to, to_server_offset, to_client_offset)
+
     def merge(self, other: Facts) -> None:
         for key, value in other.flow.items():
             self.flow.setdefault(key, value)
@@ -92,14 +142,37 @@ class Facts:
             self.rows.setdefault(frame, []).extend(rows)
 
 
+def merge_handover(parent: Facts, child: Facts) -> Facts:
+    """The facts of a flow whose stream a parent handed to a child. The child's flow columns win
+    (the upgraded session decides the flow's protection), except `app_protocol`, which stays the
+    parent's (the application speaks SMTP; TLS protects it); rows of both are kept."""
+    flow = {**parent.flow, **child.flow}
+    if "app_protocol" in parent.flow:
+        flow["app_protocol"] = parent.flow["app_protocol"]
+    rows: dict[str, list[dict[str, object]]] = {k: list(v) for k, v in parent.rows.items()}
+    for frame, more in child.rows.items():
+        rows.setdefault(frame, []).extend(more)
+    return Facts(flow=flow, rows=rows, handover=child.handover)
+
+
 class Dissector(Protocol):
-    """A protocol dissector. Register instances with `analyzer.dissect.register`."""
+    """A protocol dissector. Register a prototype with `analyzer.dissect.register`.
+
+    Optional methods the engine uses when present:
+    - `for_run(context) -> Dissector`: this run's instance (default: the prototype itself, for
+      dissectors with no cache and no options);
+    - `dissect_from(flow, to_server_offset, to_client_offset) -> Facts`: accept a hand-over;
+    - `find_start(flow) -> (to_server_offset, to_client_offset) | None`: where this protocol begins
+      after a cleartext prefix in a flow that no dissector claimed (the content-search fallback).
+    """
 
     name: str
     transports: frozenset[str]
     # Port hints: flows on these server ports are offered to this dissector first. Content
     # probes still decide (TLS is found on any port).
     ports: frozenset[int]
+    columns: tuple[Column, ...]
+    frames: tuple[FrameSpec, ...]
 
     def probe(self, flow: FlowPayload) -> bool:
         """Cheap look at the first bytes: is this flow probably mine?"""
@@ -108,3 +181,8 @@ class Dissector(Protocol):
     def dissect(self, flow: FlowPayload) -> Facts:
         """Return the facts. Must not raise on any wire bytes: record anomalies instead."""
         ...
+
+
+def declared(dissector: Any, attr: str) -> tuple[Any, ...]:
+    """A dissector's `columns` or `frames` (none declared: empty)."""
+    return tuple(getattr(dissector, attr, ()) or ())

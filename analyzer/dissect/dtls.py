@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.dissect import register
-from analyzer.dissect.base import Facts, FlowPayload
+from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.quic._frames import CryptoStream
 from analyzer.dissect.quic._hello import cipher_name, client_columns, server_columns
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
 from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
 from analyzer.dissect.tls.handshake import (
@@ -589,9 +590,15 @@ class DTLSDissector:
     name = "dtls"
     transports = frozenset({"udp"})
     ports = DTLS_PORTS
+    columns = tls_schema.FLOW_COLUMNS
+    frames = tls_schema.FRAMES
 
     def __init__(self) -> None:
         self._cache: Any = None
+
+    def for_run(self, context: DissectContext) -> DTLSDissector:
+        """This run's instance, with its own certificate cache."""
+        return DTLSDissector()
 
     @property
     def cert_cache(self) -> Any:

@@ -17,10 +17,11 @@ from typing import Any, cast
 
 import numpy as np
 
+from analyzer.config import FlowOptions
 from analyzer.decode import DecodedBatch, tunnel_name
-from analyzer.dissect.base import Datagram, FlowPayload, StreamPrefix
 from analyzer.flows import _kernel as K
 from analyzer.flows.community_id import community_id_packed, community_ids
+from analyzer.flows.payload import Datagram, FlowPayload, StreamPrefix
 
 SERVICE_PORTS = (
     443, 8443, 8080, 8000, 8008, 8888, 3306, 5432, 6379, 27017, 9200, 9300, 5671, 5672, 1883, 8883,
@@ -28,24 +29,6 @@ SERVICE_PORTS = (
     3478, 5349, 4789, 6081, 8472, 500, 4500, 1194, 51820, 6514, 5222, 5223, 5269, 6667, 6697,
     9000, 9443, 10250, 2379, 2380, 8200, 8500, 50051, 1812, 1813, 853, 784, 8853,
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class FlowOptions:
-    idle_timeout_tcp: float = 300.0
-    idle_timeout_udp: float = 60.0
-    idle_timeout_other: float = 60.0
-    active_timeout: float = 3600.0
-    close_delay: float = 5.0  # keep a closed TCP flow this long for late packets
-    payload_budget: int = 64 * 1024  # per flow and direction; 0 disables payload capture
-    # Live flows kept at most; beyond it the least recently active are ended early ("evicted"),
-    # so a flood of distinct 5-tuples cannot grow memory without bound (~1.7 KB per live flow).
-    max_flows: int = 1 << 18
-    collect_payload: bool = True
-    # End a TCP stream's prefix that starts with TLS records after the records the TLS dissector
-    # reads (three from the first application-data record): the TLS facts are the same, the rest
-    # of a TLS flow is encrypted bytes no dissector reads. False keeps the whole budget.
-    tls_trim: bool = True
 
 
 TCP_FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x20, "U"),

@@ -50,6 +50,7 @@ from analyzer.dissect.quic._packets import (
     version_name,
 )
 from analyzer.dissect.quic._tparams import format_transport_params
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.dissect.tls.constants import alert_description_name
 from analyzer.dissect.tls.constants import version_name as tls_version_name
 from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
@@ -500,6 +501,8 @@ class QuicDissector:
     name = "quic"
     transports = frozenset({"udp"})
     ports = frozenset({443, 4433, 784, 853, 8443})
+    columns = tls_schema.FLOW_COLUMNS
+    frames = tls_schema.FRAMES
 
     def probe(self, flow: FlowPayload) -> bool:
         dgs = flow.datagrams[:8]

@@ -31,8 +31,9 @@ from bisect import bisect_right
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
-from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
+from analyzer.dissect.base import DissectContext, Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.tls import _compat
+from analyzer.dissect.tls import schema as tls_schema
 from analyzer.dissect.tls.constants import (
     alert_description_name,
     alert_level_name,
@@ -380,6 +381,8 @@ class TLSDissector:
     name = "tls"
     transports: frozenset[str] = frozenset({"tcp"})
     ports: frozenset[int] = TLS_PORTS
+    columns = tls_schema.FLOW_COLUMNS
+    frames = tls_schema.FRAMES
 
     def __init__(
         self,
@@ -410,6 +413,21 @@ class TLSDissector:
 
     # --- the Dissector protocol -------------------------------------------------------------
 
+    def for_run(self, context: DissectContext) -> TLSDissector:
+        """This run's instance (its own certificate cache and memos), making the tls/certs/cert_links
+        rows only when the run keeps one of those frames."""
+        return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
+                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict)
+
+    def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
+        """Where TLS begins after a cleartext exchange in a flow no dissector claimed (STARTTLS of a
+        protocol without a dissector, SOCKS, PostgreSQL/MySQL SSL requests): a ClientHello record in
+        the client's bytes answered by a ServerHello (or alert) record from the server."""
+        start = find_tls_start(flow.to_server.data, flow.to_client.data)
+        if start is None or start[1] is None:  # the server never switched: not an upgrade
+            return None
+        return start[0], start[1]
+
     def probe(self, flow: FlowPayload) -> bool:
         """A TLS record header or SSLv2 hello at the start of either direction."""
         for prefix in (flow.to_server, flow.to_client):
@@ -419,11 +437,17 @@ class TLSDissector:
         return False
 
     def dissect(self, flow: FlowPayload) -> Facts:
-        return self.dissect_from(flow, 0, 0)
+        return self._dissect_at(flow, 0, 0)
 
     def dissect_from(self, flow: FlowPayload, to_server_offset: int = 0, to_client_offset: int = 0) -> Facts:
-        """Dissect TLS that starts at the given stream offsets (STARTTLS callers pass the offset
-        of the first TLS byte of each direction). Never raises for wire data."""
+        """The hand-over: TLS that starts at the given stream offsets, after a cleartext exchange
+        (a STARTTLS parent passes the offset of the first TLS byte of each direction). The flow is
+        marked `tls_upgraded`. Never raises for wire data."""
+        facts = self._dissect_at(flow, to_server_offset, to_client_offset)
+        facts.flow["tls_upgraded"] = True
+        return facts
+
+    def _dissect_at(self, flow: FlowPayload, to_server_offset: int, to_client_offset: int) -> Facts:
         facts = Facts()
         try:
             self._dissect(flow, to_server_offset, to_client_offset, facts)

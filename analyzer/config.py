@@ -1,0 +1,134 @@
+"""Every analysis option, declared once with its default, as typed value objects (httpx's `_config.py`).
+
+One value object per layer: `DecodeOptions` (tunnel ports), `FlowOptions` (timeouts, payload budget,
+live-flow bound), `DissectOptions` (dissection on/off, JA4X), `OutputOptions` (which frames to build);
+`Options` holds one of each plus `strict`. The layers take their own part; `analyze()` takes an
+`Options` or the same values by keyword (`Options.with_values`); the CLI reads its defaults here.
+This module imports nothing heavy, so `intransit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from analyzer.errors import UsageError
+
+__all__ = ["KEYWORDS", "DecodeOptions", "DissectOptions", "FlowOptions", "Options", "OutputOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """UDP ports whose payload is decapsulated as VXLAN (RFC 7348; AWS Traffic Mirroring) or GENEVE
+    (RFC 8926; AWS Gateway Load Balancer)."""
+
+    vxlan_ports: tuple[int, ...] = (4789,)
+    geneve_ports: tuple[int, ...] = (6081,)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowOptions:
+    """The flow table: when flows end, how much payload each keeps, how many live at once."""
+
+    idle_timeout_tcp: float = 300.0
+    idle_timeout_udp: float = 60.0
+    idle_timeout_other: float = 60.0
+    active_timeout: float = 3600.0
+    close_delay: float = 5.0  # keep a closed TCP flow this long for late packets
+    payload_budget: int = 64 * 1024  # per flow and direction; 0 disables payload capture
+    # Live flows kept at most; beyond it the least recently active are ended early ("evicted"),
+    # so a flood of distinct 5-tuples cannot grow memory without bound (~1.7 KB per live flow).
+    max_flows: int = 1 << 18
+    collect_payload: bool = True
+    # End a TCP stream's prefix that starts with TLS records after the records the TLS dissector
+    # reads (three from the first application-data record): the TLS facts are the same, the rest
+    # of a TLS flow is encrypted bytes no dissector reads. False keeps the whole budget.
+    tls_trim: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DissectOptions:
+    """Dissection options, with their defaults (declared once: the CLI and analyze() read them)."""
+
+    enabled: bool = True  # False: count flows only (`--no-dissect`)
+    ja4x: bool = False  # FoxIO JA4X per certificate (FoxIO License 1.1; see README)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """Which frames to build: None builds every frame; a tuple names them (`flows` and the registered
+    frames); the others come back empty with their schema. Dissection runs in full either way (the
+    flows frame's columns need it); what is saved is keeping and converting rows nobody reads:
+    `intransit flows` asks for ("flows",). `anomalies` and `sources` are always built."""
+
+    frames: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Every analysis option, declared once with its default, in one value object per layer: the CLI
+    reads its defaults from these; `analyze()` takes them (or the same names as keywords)."""
+
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    flows: FlowOptions = field(default_factory=FlowOptions)
+    dissect: DissectOptions = field(default_factory=DissectOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    strict: bool = False  # a damaged capture is fatal instead of a warning and a `sources` row
+
+    def with_values(self, **values: Any) -> Options:
+        """A copy with options given by their keyword names (those of `analyze()`); None keeps the
+        current value. Unknown names and out-of-range values raise UsageError."""
+        unknown = set(values) - set(KEYWORDS)
+        if unknown:
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYWORDS))}")
+        parts: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            part, attr = KEYWORDS[name]
+            parts.setdefault(part, {})[attr] = value
+        opts = self
+        top = parts.pop("", {})
+        for part, changes in parts.items():
+            opts = replace(opts, **{part: replace(getattr(opts, part), **changes)})
+        opts = replace(opts, **top)
+        return opts.checked()
+
+    def checked(self) -> Options:
+        """Validate ranges and normalise sequences (tuples), as the CLI's option types do."""
+        f, d, o = self.flows, self.decode, self.output
+        if f.max_flows < 16:
+            raise UsageError("max_flows must be at least 16")
+        if f.payload_budget < 0:
+            raise UsageError("payload_budget must be >= 0")
+        if f.idle_timeout_tcp <= 0 or f.idle_timeout_udp <= 0 or f.active_timeout <= 0:
+            raise UsageError("timeouts must be positive")
+        for ports in (d.vxlan_ports, d.geneve_ports):
+            if isinstance(ports, (str, bytes)):
+                raise UsageError("ports must be a sequence of port numbers")
+        for p in (*d.vxlan_ports, *d.geneve_ports):
+            if not 0 < int(p) < 65536:
+                raise UsageError(f"port {p} is out of range")
+        frames = o.frames
+        if isinstance(frames, str):
+            raise UsageError("frames must be a sequence of frame names, not a string")
+        return replace(self, decode=replace(d, vxlan_ports=tuple(d.vxlan_ports), geneve_ports=tuple(d.geneve_ports)),
+                       output=replace(o, frames=None if frames is None else tuple(frames)))
+
+
+# analyze()'s keyword names -> (part of Options, attribute); "" is Options itself.
+KEYWORDS: dict[str, tuple[str, str]] = {
+    "payload_budget": ("flows", "payload_budget"),
+    "tls_trim": ("flows", "tls_trim"),
+    "idle_timeout_tcp": ("flows", "idle_timeout_tcp"),
+    "idle_timeout_udp": ("flows", "idle_timeout_udp"),
+    "active_timeout": ("flows", "active_timeout"),
+    "max_flows": ("flows", "max_flows"),
+    "vxlan_ports": ("decode", "vxlan_ports"),
+    "geneve_ports": ("decode", "geneve_ports"),
+    "dissect": ("dissect", "enabled"),
+    "ja4x": ("dissect", "ja4x"),
+    "frames": ("output", "frames"),
+    "strict": ("", "strict"),
+}
+

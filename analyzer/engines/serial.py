@@ -1,0 +1,90 @@
+"""The serial engine: every source, in order, through one decoder and one flow table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from analyzer.decode import ANOMALY_NAMES, decode
+from analyzer.errors import CaptureError
+from analyzer.flows.table import FlowTable
+from analyzer.sources.batch import Problem
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import Analysis, Collector, Options
+    from analyzer.sources.base import Source
+
+
+class SerialEngine:
+    """Reads the sources one after the other into one flow table (flows spanning rotated captures
+    are merged). A capture that cannot be read is a `sources` row, an anomaly and a problem; it is
+    fatal only with `strict`, or when nothing at all could be read."""
+
+    def run(self, sources: Sequence[Source], options: Options, collector: Collector,
+            on_problem: Callable[[Problem], None]) -> Analysis:
+        flow_options = options.flows
+        if not options.dissect.enabled:  # no dissection: no payload to keep either
+            flow_options = replace(flow_options, collect_payload=False)
+        table = FlowTable(flow_options)
+        dec = options.decode
+        strict = options.strict
+        rows: list[dict[str, object]] = []
+        total_packets = 0
+        errors: list[CaptureError] = []
+        anomaly_counts: dict[tuple[str, str], int] = {}
+        for source in sources:
+            name = source.name
+            packets = 0
+            status, problem, offset = "ok", None, None
+            try:
+                for batch in source.batches():
+                    for p in batch.problems:
+                        if strict:
+                            raise CaptureError(p.source, p.offset, p.detail)
+                        status, problem, offset = "partial", p.detail, p.offset
+                        collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail,
+                                          offset=p.offset, count=1)
+                        on_problem(p)
+                    if not len(batch):
+                        continue
+                    packets += len(batch)
+                    decoded = decode(batch, dec)
+                    anoms = decoded.cols[:, 1]
+                    if anoms.any():
+                        codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
+                        for code, cnt in zip(codes, counts, strict=True):
+                            key = (name, ANOMALY_NAMES.get(int(code), str(code)))
+                            anomaly_counts[key] = anomaly_counts.get(key, 0) + int(cnt)
+                    for ended in table.update(decoded):
+                        collector.add(ended)
+            except CaptureError as exc:
+                if strict:
+                    raise
+                errors.append(exc)
+                if len(sources) > 1:  # alone, it is raised below; among others, say so and go on
+                    on_problem(Problem(source=name, offset=exc.offset, kind="unreadable", detail=exc.message))
+                status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
+                collector.anomaly(source=name, layer="source", kind="unreadable", detail=exc.message,
+                                  offset=exc.offset, count=1)
+            total_packets += packets
+            rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
+                         "offset": offset})
+        for ended in table.flush():
+            collector.add(ended)
+        if table.evicted:
+            collector.anomaly(source=sources[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
+                              detail=f"{table.evicted} flows ended early: more than "
+                                     f"max_flows={options.flows.max_flows} live")
+        for (name, kind), cnt in anomaly_counts.items():
+            collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
+        if total_packets == 0 and errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise CaptureError(errors[0].path, errors[0].offset,
+                               f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
+        stats: dict[str, object] = {"packets": total_packets, "packets_not_ip": int(table.G[7]),
+                                    "files": len(sources)}
+        return collector.finish(rows, stats)
