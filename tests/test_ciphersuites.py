@@ -258,12 +258,14 @@ def test_sslv2():
 
 
 def test_frame():
-    df = cs.as_frame()
+    from analyzer.report.tables import cipher_suites
+
+    df = cipher_suites()
     assert len(df) == 412 and df["code"].is_unique and df["name"].is_unique
     assert str(df["name"].dtype) == "string" and df["aead"].dtype == bool
     row = df.set_index("code").loc[0xC02F]
     assert row["hex"] == "0xc02f" and bool(row["forward_secrecy"])
-    assert len(cs.as_frame(include_sslv2=True)) == 422
+    assert len(cipher_suites(include_sslv2=True)) == 422
 
 
 # --- agreement with Wireshark and with the corpus oracle -------------------------------------------

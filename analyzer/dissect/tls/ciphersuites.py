@@ -50,18 +50,13 @@ irregular parts; they state what the suite is, never whether it is acceptable:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = [
     "CipherSuite",
     "all_sslv2",
     "all_suites",
-    "as_frame",
     "is_grease",
     "lookup",
     "lookup_name",
@@ -806,17 +801,3 @@ def all_suites() -> tuple[CipherSuite, ...]:
 def all_sslv2() -> tuple[CipherSuite, ...]:
     """Every known SSLv2 cipher kind, by code."""
     return _ALL_V2
-
-
-def as_frame(include_sslv2: bool = False) -> pd.DataFrame:
-    """The table as a pandas DataFrame (one row per suite, a `hex` column added)."""
-    from analyzer._pandas import pd
-
-    suites = _ALL + _ALL_V2 if include_sslv2 else _ALL
-    names = [f.name for f in fields(CipherSuite)]
-    df = pd.DataFrame([[getattr(s, n) for n in names] for s in suites], columns=names)
-    df.insert(1, "hex", [s.hex for s in suites])
-    for col in ("hex", "name", "kx", "auth", "enc", "mode", "mac"):
-        df[col] = df[col].astype("string")
-    df["bits"] = df["bits"].astype("int32")
-    return df
