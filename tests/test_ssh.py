@@ -17,8 +17,8 @@ from analyzer.dissect.ssh import SSHDissector, parse_identification, parse_kexin
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "pcaps"
-CAPTURES = [ROOT / "captures" / "ssh_openssh.pcap"] + sorted(
-    p for p in [*CORPUS.glob("zeek/ssh/*.pcap"), *CORPUS.glob("ja4/ssh*.pcap*")] if p.is_file())
+CAPTURES = [ROOT / "captures" / "ssh_openssh.pcap",
+            *sorted(p for p in [*CORPUS.glob("zeek/ssh/*.pcap"), *CORPUS.glob("ja4/ssh*.pcap*")] if p.is_file())]
 
 
 def name_list(names: list[str]) -> bytes:
@@ -55,8 +55,8 @@ def test_identification_line():
 
 
 def test_negotiation_and_encryption():
-    client = b"SSH-2.0-client_1\r\n" + kexinit(["curve25519-sha256", "dh-group14"], ["aes128-ctr", "aes256-gcm@openssh.com"],
-                                               ["hmac-sha2-256"]) + NEWKEYS
+    client = b"SSH-2.0-client_1\r\n" + kexinit(["curve25519-sha256", "dh-group14"],
+                                               ["aes128-ctr", "aes256-gcm@openssh.com"], ["hmac-sha2-256"]) + NEWKEYS
     server = b"SSH-2.0-server_2 comment\r\n" + kexinit(["dh-group14", "curve25519-sha256"], ["aes256-gcm@openssh.com",
                                                        "aes128-ctr"], ["hmac-sha2-256", "hmac-sha1"]) + NEWKEYS
     facts = SSHDissector().dissect(flow(client, server)).flow
@@ -110,6 +110,12 @@ def _tshark(path: Path) -> dict[tuple[int, int], dict[str, list[str]]]:
     return seen
 
 
+def _negotiated(client: dict[str, list[str]], server: dict[str, list[str]], key: str) -> str:
+    """RFC 4253 7.1 on tshark's name-lists: the client's first algorithm the server also lists."""
+    offered = server[key][0].split(",")
+    return next(n for n in client[key][0].split(",") if n in offered)
+
+
 @pytest.mark.tshark
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
 def test_against_tshark(path: Path):
@@ -131,12 +137,8 @@ def test_against_tshark(path: Path):
         assert client["ssh.protocol"][0] == row["ssh_client_banner"]
         assert server["ssh.protocol"][0] == row["ssh_server_banner"]
         if "ssh.kex_algorithms" in client and "ssh.kex_algorithms" in server:
-            def negotiated(key: str) -> str:
-                offered = server[key][0].split(",")
-                return next(n for n in client[key][0].split(",") if n in offered)
-
-            assert row["ssh_kex"] == negotiated("ssh.kex_algorithms")
-            assert row["ssh_cipher"] == negotiated("ssh.encryption_algorithms_client_to_server")
+            assert row["ssh_kex"] == _negotiated(client, server, "ssh.kex_algorithms")
+            assert row["ssh_cipher"] == _negotiated(client, server, "ssh.encryption_algorithms_client_to_server")
             both_newkeys = all("21" in v.get("ssh.message_code", []) for v in (client, server))
             if path.name == "ssh2-malformed.pcap":
                 # tshark calls the server's DH GEX reply malformed and misses the SSH_MSG_NEWKEYS packed
