@@ -16,7 +16,7 @@ def _rows() -> dict[str, str]:
     for line in table.splitlines()[1:]:
         if line.startswith("#"):
             break
-        m = re.match(r"\| [^|]* \| `(\w+)` \| ([^|]+) \|", line)
+        m = re.match(r"\|[^|]*\| `(\w+)` \| ([^|]+) \|", line)
         if m:
             rows[m.group(1)] = m.group(2).strip()
     return rows
