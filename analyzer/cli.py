@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import io
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -12,6 +15,7 @@ import click
 
 from analyzer._version import __version__
 from analyzer.errors import IntransitError
+from analyzer.report.text import printable
 
 FLOW_TABLE_COLUMNS = (
     "ts_start", "transport", "client_ip", "client_port", "server_ip", "server_port",
@@ -30,7 +34,7 @@ ENGINE_FRAME_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads captures (defined once; defaults from the value
     objects of analyzer.pipeline.Options, declared once there)."""
-    from analyzer.config import DecodeOptions, FlowOptions
+    from analyzer.config import MAX_FLOWS, MAX_PAYLOAD_BUDGET, MAX_TIMEOUT, MIN_FLOWS, DecodeOptions, FlowOptions
 
     flow, dec = FlowOptions(), DecodeOptions()
     options = [
@@ -41,7 +45,8 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Write to this file instead of standard output (required for parquet)."),
         click.option("--all-columns", is_flag=True, help="Table format: show every column, not a summary."),
         click.option("--strict", is_flag=True, help="Treat any damaged capture as a fatal error."),
-        click.option("--payload-budget", type=click.IntRange(min=0), default=flow.payload_budget, show_default=True,
+        click.option("--payload-budget", type=click.IntRange(0, MAX_PAYLOAD_BUDGET), default=flow.payload_budget,
+                     show_default=True,
                      help="Bytes of payload kept per flow and direction for the dissectors."),
         click.option("--no-dissect", is_flag=True, help="Only count flows; skip TLS/QUIC/SSH/... dissection."),
         click.option("--tls-trim/--no-tls-trim", default=flow.tls_trim, show_default=True,
@@ -52,11 +57,12 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--geneve-port", "geneve_ports", type=click.IntRange(1, 65535), multiple=True,
                      help=f"Another UDP port carrying GENEVE, besides {', '.join(map(str, dec.geneve_ports))} "
                           "(repeatable)."),
-        click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=flow.idle_timeout_tcp,
-                     show_default=True,
+        click.option("--idle-timeout", type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+                     default=flow.idle_timeout_tcp, show_default=True,
                      help=f"Seconds of TCP inactivity that end a flow (UDP: the same scaled by "
                           f"{flow.idle_timeout_udp:g}/{flow.idle_timeout_tcp:g})."),
-        click.option("--max-flows", type=click.IntRange(min=16), default=flow.max_flows, show_default=True,
+        click.option("--max-flows", type=click.IntRange(MIN_FLOWS, MAX_FLOWS), default=flow.max_flows,
+                     show_default=True,
                      help="Live flows kept at most; beyond, the least recently active end early."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
     ]
@@ -75,7 +81,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
 
     def on_problem(p: Any) -> None:
         where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(f"warning: {p.source}{where}: {p.detail}", err=True)
+        click.echo(printable(f"warning: {p.source}{where}: {p.detail}"), err=True)
 
     return analyzer.analyze(
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
@@ -108,21 +114,26 @@ def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
                 warnings.simplefilter("ignore", category=UserWarning)
                 return f(*args, **kwargs)
         except IntransitError as exc:
-            click.echo(f"intransit: error: {exc}", err=True)
+            click.echo(printable(f"intransit: error: {exc}"), err=True)
             sys.exit(2)
         except ValueError as exc:  # bad option combinations detected by the writers
-            click.echo(f"intransit: error: {exc}", err=True)
+            click.echo(printable(f"intransit: error: {exc}"), err=True)
             sys.exit(2)
         except BrokenPipeError:
             sys.stderr.close()
             sys.exit(0)
         except OSError as exc:  # the system refused: a full disk, a vanished directory, ...
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"intransit: error: {where}{exc.strerror or exc}", err=True)
+            click.echo(printable(f"intransit: error: {where}{exc.strerror or exc}"), err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("intransit: interrupted", err=True)
             sys.exit(130)
+        except Terminated as stop:
+            import signal
+
+            click.echo(f"intransit: stopped by {signal.Signals(stop.signum).name}", err=True)
+            sys.exit(128 + stop.signum)
 
     return wrapper
 
@@ -191,17 +202,68 @@ def run() -> None:
     of its own, with the collector paced for a batch run from start-up (`_gc.pace_process`), and
     pandas imported only by the commands that use it (`_pandas.defer_in_pyarrow`: the streaming
     csv/jsonl/parquet output works on Arrow tables; pandas' import is 0.6-0.9 s of every run)."""
-    import os
-
     from analyzer._gc import pace_process
     from analyzer._pandas import defer_in_pyarrow
 
     # Nothing here uses BLAS: without this, importing numpy starts OpenBLAS worker threads that
     # spin on the same core as the run when it is pinned (callgrind: ~1% of a 200k-packet run).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _stand_in_for_closed_streams()
+    _signals_end_like_interrupts()
     pace_process()
     defer_in_pyarrow()
     main(prog_name="intransit")
+
+
+class _ClosedStream(io.RawIOBase):
+    """Stands in for a standard stream the caller closed (`<&-`, `>&-`: Python then has None): any
+    use is an OSError that names the stream, which the commands turn into one line and exit 2."""
+
+    def __init__(self, which: str) -> None:
+        super().__init__()
+        self.which = which
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise OSError(errno.EBADF, f"standard {self.which} is closed")
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.EBADF, f"standard {self.which} is closed")
+
+
+def _stand_in_for_closed_streams() -> None:
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(_ClosedStream("input")))
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(_ClosedStream("output"), write_through=True)
+    if sys.stderr is None:  # nowhere to say anything: warnings and errors are dropped, the exit code stays
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (`timeout`, systemd, Kubernetes, a closed terminal): unwinds like
+    KeyboardInterrupt, so staged outputs and spill files are removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signals_end_like_interrupts() -> None:
+    import signal
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, raise_terminated)
 
 
 @main.command()
@@ -225,7 +287,7 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
     result = _run_analysis(paths, frames=("flows", "tls", "certs"), **opts)
     cmp = verify_captures(list(paths), analysis=result, tshark_path=tshark_path)
     for note in cmp.notes:
-        click.echo(f"warning: {note}", err=True)
+        click.echo(printable(f"warning: {note}"), err=True)
     df = cmp.disagreements
     if fmt == "table" and len(df):
         df = df.fillna({"ours": "-", "tshark": "-"})

@@ -9,12 +9,20 @@ This module imports nothing heavy, so `intransit --help` stays fast.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analyzer.errors import UsageError
 
-__all__ = ["KEYWORDS", "DecodeOptions", "DissectOptions", "FlowOptions", "Options", "OutputOptions"]
+# The ranges every option is checked against (the CLI's option types use the same): beyond them a value is
+# a mistake, and the arithmetic that follows (nanosecond timestamps in int64, page pools) would overflow.
+MIN_FLOWS, MAX_FLOWS = 16, 1 << 24  # ~1.7 KB each when live: 16M flows is ~28 GB
+MAX_PAYLOAD_BUDGET = 64 << 20  # per flow and direction; the dissectors read hellos and chains, not bulk data
+MAX_TIMEOUT = 365 * 86400.0  # seconds; as int64 nanoseconds this is far from overflow
+
+__all__ = ["KEYWORDS", "MAX_FLOWS", "MAX_PAYLOAD_BUDGET", "MAX_TIMEOUT", "MIN_FLOWS", "DecodeOptions",
+           "DissectOptions", "FlowOptions", "Options", "OutputOptions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +105,13 @@ class Options:
     def checked(self) -> Options:
         """Validate ranges and normalise sequences (tuples), as the CLI's option types do."""
         f, d, o = self.flows, self.decode, self.output
-        if f.max_flows < 16:
-            raise UsageError("max_flows must be at least 16")
-        if f.payload_budget < 0:
-            raise UsageError("payload_budget must be >= 0")
-        if f.idle_timeout_tcp <= 0 or f.idle_timeout_udp <= 0 or f.active_timeout <= 0:
-            raise UsageError("timeouts must be positive")
+        _in_range("max_flows", f.max_flows, MIN_FLOWS, MAX_FLOWS)
+        _in_range("payload_budget", f.payload_budget, 0, MAX_PAYLOAD_BUDGET)
+        for name in ("idle_timeout_tcp", "idle_timeout_udp", "idle_timeout_other", "active_timeout", "close_delay"):
+            value = getattr(f, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+                raise UsageError(f"{name} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g} "
+                                 f"(one year), not {value!r}")
         for ports in (d.vxlan_ports, d.geneve_ports):
             if isinstance(ports, (str, bytes)):
                 raise UsageError("ports must be a sequence of port numbers")
@@ -114,6 +123,15 @@ class Options:
             raise UsageError("frames must be a sequence of frame names, not a string")
         return replace(self, decode=replace(d, vxlan_ports=tuple(d.vxlan_ports), geneve_ports=tuple(d.geneve_ports)),
                        output=replace(o, frames=None if frames is None else tuple(frames)))
+
+
+def _in_range(name: str, value: object, low: int, high: int) -> None:
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]  # ints and numpy integers, not 1.5
+    except TypeError:
+        number = None
+    if isinstance(value, bool) or number is None or not low <= number <= high:
+        raise UsageError(f"{name} must be an integer from {low:,} to {high:,}, not {value!r}")
 
 
 # analyze()'s keyword names -> (part of Options, attribute); "" is Options itself.

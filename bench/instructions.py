@@ -36,7 +36,10 @@ def count(tree: Path, capture: Path, extra: list[str]) -> int:
                # the interpreter itself: a pyenv shim is a shell script valgrind would measure instead
                os.path.realpath(sys.executable), "-m", "analyzer", "flows", str(capture), *extra,
                "--format", "parquet", "--out", f"{tmp}/flows.parquet"]
-        env = {**os.environ, "PYTHONPATH": str(tree)}
+        # the real interpreter does not know a venv's packages by itself: name them
+        import site
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or found is None:

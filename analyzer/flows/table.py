@@ -102,7 +102,8 @@ class FlowTable:
         self.export_chunk = EXPORT_CHUNK_WITH_PAYLOAD if budget else EXPORT_CHUNK
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
         self._alloc_records(min(capacity, max(o.max_flows, 2)))
-        self._alloc_pool(max(4 * npg, 1024))
+        # the pool grows on demand (NEED_PAGES): start with 1024 pages, or 64 MiB if the pages are large
+        self._alloc_pool(max(4 * npg, min(1024, (64 << 20) // page)))
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
         self._last_expire = -(1 << 62)

@@ -1,0 +1,128 @@
+"""The command under hostile conditions (issue 16): closed standard streams, option values click
+accepts but the arithmetic cannot, SIGTERM/SIGHUP in the middle of a streamed run, and escape
+sequences in file names and wire strings on the way to a terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pcap_helpers import pcap_bytes
+
+from analyzer.report.text import csv_cell, printable
+
+ROOT = Path(__file__).resolve().parents[1]
+HTTP = str(ROOT / "captures" / "http_plain.pcap")
+
+
+def intransit(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, **kw)  # type: ignore[call-overload]
+
+
+def udp_frame(i: int) -> bytes:
+    """Ethernet/IPv4/UDP from 10.1.x.y:(1024+i%50000) to 10.2.0.1:53, 8 bytes of payload."""
+    payload = b"\x00" * 8
+    src = bytes([10, 1, (i >> 8) & 0xFF, i & 0xFF])
+    udp = struct.pack(">HHHH", 1024 + i % 50000, 53, 8 + len(payload), 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, bytes([10, 2, 0, 1]))
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp
+
+
+# ----------------------------------------------------------------------------------- 16.11
+def test_closed_standard_streams_are_one_line_and_exit_2():
+    closed_in = intransit("flows", "-", stdin=None, preexec_fn=lambda: os.close(0))
+    assert closed_in.returncode == 2 and closed_in.stderr == "intransit: error: standard input is closed\n"
+    for fmt in ("table", "csv"):
+        closed_out = subprocess.run([sys.executable, "-m", "analyzer", "flows", HTTP, "--format", fmt],
+                                    stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
+                                    preexec_fn=lambda: os.close(1))
+        assert closed_out.returncode == 2, fmt
+        assert closed_out.stderr == "intransit: error: standard output is closed\n", fmt
+    no_err = subprocess.run([sys.executable, "-m", "analyzer", "flows", HTTP], capture_output=True, timeout=120,
+                            cwd=ROOT, preexec_fn=lambda: os.close(2))
+    assert no_err.returncode == 0 and b"10.77.0.20" in no_err.stdout
+
+
+# ----------------------------------------------------------------------------------- 16.12
+@pytest.mark.parametrize(("option", "value"), [
+    ("--idle-timeout", "inf"), ("--idle-timeout", "1e300"), ("--idle-timeout", "nan"),
+    ("--payload-budget", "2000000000"), ("--payload-budget", str(2**70)), ("--max-flows", str(2**70)),
+])
+def test_option_values_beyond_their_range_are_one_line(option: str, value: str):
+    r = intransit("flows", HTTP, option, value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(("Error: Invalid value", "intransit: error:"))
+
+
+def test_the_largest_budget_allowed_runs_without_a_huge_allocation():
+    r = intransit("flows", HTTP, "--payload-budget", str(64 << 20), "--format", "csv")
+    assert r.returncode == 0 and r.stdout.count("\n") == 2  # header + its one flow
+
+
+def test_the_api_checks_the_same_ranges():
+    import analyzer
+
+    for kw in ({"idle_timeout_tcp": float("nan")}, {"payload_budget": 1 << 40}, {"max_flows": 2**70},
+               {"active_timeout": float("inf")}, {"payload_budget": 1.5}, {"max_flows": True}):
+        with pytest.raises(analyzer.UsageError):
+            analyzer.analyze(HTTP, **kw)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------- 16.14
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_signal_mid_run_leaves_no_output_and_no_spill(tmp_path: Path, signame: str):
+    """20k one-packet UDP flows, then (400 s later in capture time) one more packet: the idle
+    timeout ends the 20k flows, which go through the external sort (spilled at 16,384 rows); then
+    the run waits on stdin, and the signal arrives."""
+    frames = [(1_700_000_000_000_000_000 + i * 50_000, udp_frame(i)) for i in range(20_000)]
+    frames.append((1_700_000_400_000_000_000, udp_frame(20_001)))
+    data = pcap_bytes(frames)
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    out = tmp_path / "flows.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "analyzer", "flows", "-", "--format", "parquet", "--out", str(out)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(spill)})
+    assert proc.stdin is not None
+    proc.stdin.write(data)
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not any(spill.iterdir()) and time.monotonic() < deadline:  # the sort has spilled its first run
+        time.sleep(0.1)
+    assert any(spill.iterdir()), "the run never spilled"
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the staged output exists
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, signame)
+    assert err.decode().strip().splitlines()[-1] == f"intransit: stopped by {signame}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"] and not any(spill.iterdir())
+
+
+# ----------------------------------------------------------------------------------- 16.15 / 16.16
+def test_file_names_with_escape_sequences_reach_stderr_escaped(tmp_path: Path):
+    evil = tmp_path / "a\x1b]0;pwned\x07\x1b[2J\u202e.pcap"
+    evil.write_bytes(b"xyzw" * 10)
+    r = intransit("flows", str(evil), HTTP)
+    assert r.returncode == 0
+    warning = r.stderr.strip().splitlines()[0]
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\u202e" not in r.stderr
+    assert "a\\x1b]0;pwned\\x07\\x1b[2J\\u202e.pcap" in warning
+
+
+def test_printable_and_csv_cells():
+    expected = "a\\x1b[31mb\\x00\\x7f\\x85\\u202e\\u2066c\td\\x0ae"
+    assert printable("a\x1b[31mb\x00\x7f\x85\u202e\u2066c\td\ne") == expected
+    assert printable("tab\there", tabs=False) == "tab\\x09here"
+    assert printable(os.fsdecode(b"caf\xe9.pcap")) == "caf\\xe9.pcap"
+    for formula in ("=1+1", "  =cmd|' /C calc'!A0", "\n=1", "\t=1", "@SUM(A1)", "-2+3", "|x", "%x"):
+        assert csv_cell(formula).startswith("'"), formula
+    for plain in ("-1", "+3.5", "1e5", "abc", " a", ""):
+        assert not csv_cell(plain).startswith("'"), plain
