@@ -104,12 +104,29 @@ def _stream(frame: str, fmt: str, out: str | None, paths: tuple[str, ...], opts:
         _run_analysis(paths, frames=(frame,), sinks={frame: sink}, **opts)
 
 
+def _refuse_overwriting_an_input(paths: tuple[str, ...], out: str | None) -> None:
+    """`--out` naming one of the captures would replace the evidence with the report: refuse."""
+    from analyzer.errors import UsageError
+
+    if not out or not os.path.exists(out):
+        return
+    for path in paths:
+        try:
+            same = path != "-" and os.path.isfile(path) and os.path.samefile(path, out)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"--out {out} is one of the captures given; choose another output file")
+
+
 def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
     """User errors become one line on stderr and exit code 2, never a traceback."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = kwargs.get("out")
         try:
+            _refuse_overwriting_an_input(kwargs.get("paths", ()), out)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 return f(*args, **kwargs)
@@ -123,7 +140,8 @@ def _errors_to_exit(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.stderr.close()
             sys.exit(0)
         except OSError as exc:  # the system refused: a full disk, a vanished directory, ...
-            where = f"{exc.filename}: " if exc.filename else ""
+            # a write error (a full disk) names no file: the output is the file being written
+            where = f"{exc.filename or out}: " if (exc.filename or out) and exc.errno != errno.EBADF else ""
             click.echo(printable(f"intransit: error: {where}{exc.strerror or exc}"), err=True)
             sys.exit(2)
         except KeyboardInterrupt:

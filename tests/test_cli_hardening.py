@@ -126,3 +126,24 @@ def test_printable_and_csv_cells():
         assert csv_cell(formula).startswith("'"), formula
     for plain in ("-1", "+3.5", "1e5", "abc", " a", ""):
         assert not csv_cell(plain).startswith("'"), plain
+
+
+# ----------------------------------------------------------------------------------- 16.18
+def test_out_naming_an_input_is_refused_and_the_capture_is_untouched(tmp_path: Path):
+    capture = tmp_path / "x.pcap"
+    capture.write_bytes(Path(HTTP).read_bytes())
+    for fmt in ("csv", "parquet"):
+        r = intransit("flows", str(capture), "--format", fmt, "--out", str(capture))
+        assert r.returncode == 2 and "is one of the captures given" in r.stderr
+        assert capture.read_bytes() == Path(HTTP).read_bytes()
+
+
+def test_flows_ended_early_are_said_on_stderr():
+    r = intransit("flows", str(ROOT / "captures"), "--max-flows", "16", "--format", "csv")
+    assert r.returncode == 0
+    assert any("flows ended early: more than max_flows=16 live" in line for line in r.stderr.splitlines())
+
+
+def test_a_full_disk_names_the_output():
+    r = intransit("flows", HTTP, "--format", "csv", "--out", "/dev/full")
+    assert r.returncode == 2 and r.stderr == "intransit: error: /dev/full: No space left on device\n"

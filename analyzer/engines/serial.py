@@ -75,9 +75,11 @@ class SerialEngine:
         for ended in table.flush():
             collector.add(ended)
         if table.evicted:
+            detail = (f"{table.evicted} flows ended early: more than max_flows={options.flows.max_flows} live "
+                      "(their later packets start new flows)")
             collector.anomaly(source=sources[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
-                              detail=f"{table.evicted} flows ended early: more than "
-                                     f"max_flows={options.flows.max_flows} live")
+                              detail=detail)
+            on_problem(Problem(source=sources[-1].name, offset=None, kind="flows_evicted", detail=detail))
         for (name, kind), cnt in anomaly_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total_packets == 0 and errors:
