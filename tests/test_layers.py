@@ -22,6 +22,7 @@ FOUNDATION = {"analyzer._version", "analyzer.errors", "analyzer.config", "analyz
               "analyzer._gc", "analyzer._pandas", "analyzer._lazy"}
 ENGINES = {"analyzer.pipeline", "analyzer.verify", "analyzer._warm"}
 CLI = {"analyzer", "analyzer.cli", "analyzer.__main__"}
+REPORT = {"analyzer.plots"}
 
 
 def layer_of(module: str) -> str:
@@ -29,6 +30,8 @@ def layer_of(module: str) -> str:
         return "foundation"
     if module in CLI:
         return "cli"
+    if module in REPORT:
+        return "report"
     if module in ENGINES or module.startswith("analyzer.engines"):
         return "engines"
     parts = module.split(".")
