@@ -34,6 +34,10 @@ TUNNEL_NAMES = ((K.T_MPLS, "mpls"), (K.T_GRE, "gre"), (K.T_ERSPAN, "erspan"), (K
 
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
+    """UDP ports that carry VXLAN / GENEVE. A datagram is decapsulated when either of its ports is
+    one of them and its first bytes pass the tunnel's header check (`_kernel._vxlan_header_ok`,
+    `_kernel._geneve_header_ok`); otherwise it is ordinary UDP (a DNS query from port 4789)."""
+
     vxlan_ports: tuple[int, ...] = (4789,)
     geneve_ports: tuple[int, ...] = (6081,)
 
