@@ -18,7 +18,7 @@ from analyzer.dissect.base import Dissector
 from analyzer.errors import CaptureError, UsageError
 from analyzer.flows.table import EndedFlows, FlowOptions, FlowTable
 from analyzer.sources.batch import Problem
-from analyzer.sources.readers import expand_paths, read_capture
+from analyzer.sources.readers import expand_paths, read_capture, strict_detail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -480,7 +480,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
             for batch in read_capture(path):
                 for p in batch.problems:
                     if opts.strict:
-                        raise CaptureError(p.source, p.offset, p.detail)
+                        raise CaptureError(p.source, p.offset, strict_detail(p))
                     status, problem, offset = "partial", p.detail, p.offset
                     collector.anomaly(source=path, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
                                       count=1)
