@@ -27,8 +27,10 @@ __all__ = ["KEYWORDS", "MAX_FLOWS", "MAX_PAYLOAD_BUDGET", "MAX_TIMEOUT", "MIN_FL
 
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
-    """UDP ports whose payload is decapsulated as VXLAN (RFC 7348; AWS Traffic Mirroring) or GENEVE
-    (RFC 8926; AWS Gateway Load Balancer)."""
+    """UDP ports that carry VXLAN (RFC 7348; AWS Traffic Mirroring) / GENEVE (RFC 8926; AWS Gateway
+    Load Balancer). A datagram is decapsulated when either of its ports is one of them and its first
+    bytes pass the tunnel's header check (`decode._kernel._vxlan_header_ok`, `_geneve_header_ok`);
+    otherwise it is ordinary UDP (a DNS query from port 4789)."""
 
     vxlan_ports: tuple[int, ...] = (4789,)
     geneve_ports: tuple[int, ...] = (6081,)

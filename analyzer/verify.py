@@ -23,10 +23,15 @@ The facts compared, after normalising tshark's spelling to ours:
 
 - `session`: both sides saw a TLS handshake on this conversation (a row on one side only, with
   handshake facts, is a disagreement).
-- `version`: the negotiated version ("TLSv1.2" -> "TLS 1.2", "TLSv1.3-draft28" ->
-  "TLS 1.3 (draft 28)", "DTLSv1.0(OpenSSL-pre)" -> "DTLS 1.0", SSLv2 -> "SSL 2.0").
-- `cipher`: the selected suite by IANA name (`ciphersuites.lookup(code).name`; SSLv2 kinds by
-  `lookup_sslv2`).
+- `version`: the negotiated version, tshark's spelling turned into ours by this module's own
+  table ("TLSv1.2" -> "TLS 1.2", "TLSv1.3-draft28" -> "TLS 1.3 (draft 28)",
+  "DTLSv1.0(OpenSSL-pre)" -> "DTLS 1.0", SSLv2 -> "SSL 2.0").
+- `cipher`: the selected suite by its code (our `cipher_code`, tshark's `selected_cipher`; an
+  SSLv2 CIPHER-KIND is 3 bytes). Each side is shown with its own name: ours from our `cipher`,
+  tshark's from tshark's value strings (`tshark -G values`).
+
+The oracle shares no code with what it checks: nothing here comes from `analyzer.dissect` (a test
+parses this module's imports), so a wrong entry in the dissector's tables cannot hide itself here.
 - `sni`, `alpn_offered` (the first ClientHello), `alpn` (selected, from the ServerHello).
 - `cert_validity`: the server leaf's notBefore/notAfter, to the second. tshark's own rendering
   (x509af UTCTime / GeneralizedTime) is preferred to the oracle's `cryptography` columns, because
@@ -75,8 +80,6 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer import schema
 from analyzer._pandas import pd
-from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
-from analyzer.dissect.tls.constants import version_name
 from analyzer.errors import CaptureError, IntransitError, UsageError
 
 if TYPE_CHECKING:
@@ -93,6 +96,7 @@ __all__ = [
     "decode_as_for",
     "ours_sessions",
     "preflight",
+    "tshark_cipher_names",
     "tshark_sessions",
     "tshark_version_name",
     "verify",
@@ -179,6 +183,12 @@ _TSHARK_VERSIONS = {
 }  # fmt: skip
 _TSHARK_VERSION_CODES = {name: code for code, name in _TSHARK_VERSIONS.items()}
 _TSHARK_VERSION_CODES["TLSv1"] = 0x0301  # tshark's Protocol column spelling
+# Our spelling of a version code (the `.tls` `version` column), kept here on purpose: the oracle
+# does not borrow the dissector's table (RFC 6101, 2246, 4346, 5246, 8446; DTLS RFC 4347, 6347, 9147).
+_OUR_VERSIONS = {
+    0x0002: "SSL 2.0", 0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
+    0x0304: "TLS 1.3", 0xFEFF: "DTLS 1.0", 0x0100: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3",
+}  # fmt: skip
 
 
 class TsharkMissing(IntransitError):
@@ -186,6 +196,20 @@ class TsharkMissing(IntransitError):
 
 
 # --------------------------------------------------------------------------------- normalising
+def _our_version_name(code: int) -> str:
+    """Our spelling of a version code: "TLS 1.2"; TLS 1.3 drafts "TLS 1.3 (draft 28)" (0x7f1c) and
+    Facebook's "TLS 1.3 (Facebook draft 26)" (0xfb1a), as Wireshark names them; else
+    "unknown (0x1234)"."""
+    name = _OUR_VERSIONS.get(code)
+    if name is not None:
+        return name
+    if code >> 8 == 0x7F:
+        return f"TLS 1.3 (draft {code & 0xFF})"
+    if code >> 8 == 0xFB:
+        return f"TLS 1.3 (Facebook draft {code & 0xFF})"
+    return f"unknown (0x{code:04x})"
+
+
 def tshark_version_name(value: object) -> str | None:
     """Our name for a version as tshark / the oracle spells it: "TLSv1.2" -> "TLS 1.2",
     "TLSv1.3-draft28" -> "TLS 1.3 (draft 28)", "0x7f1c" -> "TLS 1.3 (draft 28)"; None if empty."""
@@ -203,20 +227,64 @@ def tshark_version_name(value: object) -> str | None:
             code = int(text, 16)
         else:
             return text
-    return version_name(code)
+    return _our_version_name(code)
 
 
-def _cipher_name(value: object) -> str | None:
-    """IANA name for tshark's hex code ("0xc02b"); SSLv2 CIPHER-KINDs are 3 bytes."""
+def _cipher_code(code: int) -> str:
+    """The comparable text of a cipher code: "0xc02b"; an SSLv2 CIPHER-KIND "0x0700c0"."""
+    return f"0x{code:04x}" if code <= 0xFFFF else f"0x{code:06x}"
+
+
+def _theirs_cipher(value: object) -> str | None:
+    """tshark's selected cipher ("0xc02b", several "|"-joined: the first) as `_cipher_code` text."""
     text = _text(value)
     if text is None:
         return None
     first = text.split("|")[0]
     try:
-        code = int(first, 16)
+        return _cipher_code(int(first, 16))
     except ValueError:
         return first
-    return (lookup(code) if code <= 0xFFFF else lookup_sslv2(code)).name
+
+
+def _ours_cipher(value: object) -> str | None:
+    n = _num(value)
+    return None if n is None else _cipher_code(int(n))
+
+
+def _named(code: str | None, name: str | None) -> str | None:
+    """A cipher code as shown: "TLS_AES_128_GCM_SHA256 (0x1301)", or the code alone."""
+    if code is None or not name or name == code:
+        return code
+    return f"{name} ({code})"
+
+
+@functools.cache
+def _value_strings(exe: str) -> dict[str, dict[int, str]]:
+    """tshark's value strings (`tshark -G values`): {field: {value: name}}; {} when it fails."""
+    import subprocess
+
+    try:
+        out = subprocess.run([exe, "-G", "values"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names: dict[str, dict[int, str]] = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4 and parts[0] == "V" and parts[1] in _CIPHER_FIELDS:
+            with contextlib.suppress(ValueError):
+                names.setdefault(parts[1], {})[int(parts[2], 0)] = parts[3]
+    return names
+
+
+_CIPHER_FIELDS = ("tls.handshake.ciphersuite", "tls.handshake.cipherspec")
+
+
+def tshark_cipher_names(tshark_path: str | None = None) -> dict[int, str]:
+    """tshark's own names of cipher codes (TLS/DTLS suites, and SSLv2 CIPHER-KINDs, whose 3-byte
+    codes do not collide with the 2-byte ones), from its value strings; {} if tshark cannot say."""
+    strings = _value_strings(_tshark_path(tshark_path))
+    return {**strings.get("tls.handshake.cipherspec", {}), **strings.get("tls.handshake.ciphersuite", {})}
 
 
 def _text(value: object) -> str | None:
@@ -395,7 +463,7 @@ _OURS_HANDSHAKE = ("version", "cipher", "server_name", "alpn_offered", "alpn", "
 def _ours_facts(r: Mapping[str, Any]) -> dict[str, str | None]:
     return {
         "version": _text(r.get("version")),
-        "cipher": _text(r.get("cipher")),
+        "cipher": _ours_cipher(r.get("cipher_code")),
         "sni": _text(r.get("server_name")),
         "alpn_offered": _alpn_list(r.get("alpn_offered"), ","),
         "alpn": _alpn_list(r.get("alpn"), ","),
@@ -407,7 +475,7 @@ def _theirs_facts(r: Mapping[str, Any]) -> dict[str, str | None]:
     nb, na = _theirs_validity(r)
     return {
         "version": tshark_version_name(r.get("negotiated_version")),
-        "cipher": _cipher_name(r.get("selected_cipher")),
+        "cipher": _theirs_cipher(r.get("selected_cipher")),
         "sni": _text(r.get("sni")),
         "alpn_offered": _alpn_list(r.get("alpn_offered"), "|"),
         "alpn": _alpn_list(r.get("alpn_selected"), "|"),
@@ -458,14 +526,17 @@ def _ours_is_session(r: Mapping[str, Any]) -> bool:
     return any(_text(r.get(c)) is not None for c in _OURS_HANDSHAKE)
 
 
-def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None = None) -> Comparison:
+def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None = None, *,
+            cipher_names: Mapping[int, str] | None = None) -> Comparison:
     """Compare our `.tls` rows with tshark's per-conversation rows (`tshark_sessions()` or a
     corpus oracle CSV read with `pd.read_csv(..., dtype=str, keep_default_na=False)`).
 
     `certs` (our `.certs`) gives the leaf validity; without it, `ours` must already carry
     `leaf_not_before` / `leaf_not_after` (see `ours_sessions`), or certificate validity is only
     compared where tshark saw none. When both frames have a `source` column it is part of the
-    join key (one frame for several captures)."""
+    join key (one frame for several captures). Ciphers are compared by code; `cipher_names`
+    (`tshark_cipher_names()`) names tshark's side in the output, ours is named by our `cipher`."""
+    names = dict(cipher_names or {})
     if certs is not None and "leaf_not_before" not in ours.columns:
         ours = ours_sessions(ours, certs)
     use_source = "source" in ours.columns and "source" in theirs.columns
@@ -515,6 +586,11 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
             unverifiable: list[str] = []
             of = _ours_facts(o) if o is not None else dict.fromkeys(FACTS[1:])
             tf = _theirs_facts(t) if t is not None else dict.fromkeys(FACTS[1:])
+            # as shown: the compared values, ciphers with each side's own name
+            o_shown = {**of, "cipher": _named(of["cipher"], _text(o.get("cipher")) if o is not None else None)}
+            t_code = tf["cipher"]
+            t_name = names.get(int(t_code, 16)) if t_code is not None and t_code.startswith("0x") else None
+            t_shown = {**tf, "cipher": _named(t_code, t_name)}
             if o is None or t is None:
                 differs.append("session")
                 bad.append({**ident, "fact": "session", "ours": "TLS session" if o is not None else None,
@@ -529,11 +605,11 @@ def compare(ours: pd.DataFrame, theirs: pd.DataFrame, certs: pd.DataFrame | None
                         unverifiable.append(f"{fact}:{reason}")
                         continue
                     differs.append(fact)
-                    bad.append({**ident, "fact": fact, "ours": of[fact], "tshark": tf[fact]})
+                    bad.append({**ident, "fact": fact, "ours": o_shown[fact], "tshark": t_shown[fact]})
             sessions.append({**ident, "agree": not differs, "differs": ",".join(differs) or None,
                              "unverifiable": ",".join(unverifiable) or None,
-                             **{f"ours_{k}": v for k, v in of.items()},
-                             **{f"tshark_{k}": v for k, v in tf.items()}})
+                             **{f"ours_{k}": v for k, v in o_shown.items()},
+                             **{f"tshark_{k}": v for k, v in t_shown.items()}})
     session_schema = {**{k: v for k, v in DISAGREEMENTS.items() if k not in ("fact", "ours", "tshark")},
                       "agree": "boolean", "differs": "string", "unverifiable": "string",
                       **{f"{side}_{k}": "string" for side in ("ours", "tshark") for k in FACTS[1:]}}
@@ -786,11 +862,24 @@ def _walk_packets(packets: Iterable[Any], file: str, decode_as: str) -> pd.DataF
 
 
 def _tshark_path(tshark_path: str | None) -> str:
-    found = shutil.which(tshark_path or "tshark") if not (tshark_path and os.path.isfile(tshark_path)) \
-        else tshark_path
-    if not found:
-        raise TsharkMissing("tshark is not installed or not on PATH (verify needs Wireshark's tshark): "
-                            "install it (apt-get install tshark) or name it with --tshark PATH")
+    """The tshark to run: `tshark_path` (a file, or a bare command name looked up on PATH), else
+    tshark on PATH. Raises `TsharkMissing` saying which of the two was not found."""
+    if tshark_path is None:
+        found = shutil.which("tshark")
+        if found is None:
+            raise TsharkMissing("tshark is not installed or not on PATH (verify needs Wireshark's tshark): "
+                                "install it (apt-get install tshark) or name it with --tshark PATH")
+        return found
+    if os.path.isdir(tshark_path):
+        raise TsharkMissing(f"the tshark given ({tshark_path}) is a directory, not a program")
+    if os.path.exists(tshark_path):
+        if not os.access(tshark_path, os.X_OK):
+            raise TsharkMissing(f"the tshark given ({tshark_path}) is not executable")
+        return tshark_path
+    found = shutil.which(tshark_path) if os.path.basename(tshark_path) == tshark_path else None
+    if found is None:
+        where = "is not a command on PATH" if os.path.basename(tshark_path) == tshark_path else "does not exist"
+        raise TsharkMissing(f"the tshark given ({tshark_path}) {where}")
     return found
 
 
@@ -931,7 +1020,7 @@ def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = N
         t = tshark_sessions(f, decode_as_for(ours[ours["source"] == f]), tshark_path=exe, notes=notes)
         t["source"] = f
         theirs.append(t)
-    cmp = compare(ours, pd.concat(theirs, ignore_index=True))
+    cmp = compare(ours, pd.concat(theirs, ignore_index=True), cipher_names=tshark_cipher_names(exe))
     cmp.notes.extend(notes)
     return cmp
 

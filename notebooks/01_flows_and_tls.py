@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure  # object API: no pyplot state, renders the same in tests
+from matplotlib.ticker import MaxNLocator
 
 import analyzer
 
@@ -54,6 +55,7 @@ ax = fig.subplots()
 ax.bar(versions.index.astype(str), versions.to_numpy())
 ax.set_title("TLS/DTLS versions negotiated (flows)")
 ax.set_ylabel("flows")
+ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count: no tick at 2.5 flows
 fig
 
 # %% [markdown]

@@ -4,7 +4,9 @@ hostile bytes (never an exception, never a read outside the packet)."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 import warnings
 
 import numpy as np
@@ -12,10 +14,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pcap_helpers import batch_of, decoded_rows, eth, pcap_bytes, table_run
+from pcap_helpers import batch_of, decoded_rows, eth, pcap_bytes, table_run, write_packets
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III
 from scapy.contrib.gtp import GTP_U_Header
 from scapy.contrib.mpls import MPLS
+from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -232,6 +235,19 @@ TUNNELS = {
         "geneve",
         0,
     ),
+    # sent from the tunnel port (an endpoint's reply, or a sender that picks 4789 as its source)
+    "vxlan-from-its-port": (  # RFC 7348 flags (scapy's default is the VXLAN-GPE form, 0x0C)
+        eth() / OUTER / UDP(sport=4789, dport=52000) / VXLAN(flags=0x08, vni=79) / eth() / INNER, "vxlan", 79,
+    ),
+    "geneve-from-its-port": (
+        eth() / OUTER / UDP(sport=6081, dport=41000) / Raw(geneve(97, 0x0800) + bytes(INNER)), "geneve", 97,
+    ),
+    "vxlan-group-policy": (  # Linux/OVS VXLAN-GBP: G bit, D bit and a group id in the reserved bits
+        eth() / OUTER / UDP(sport=4789, dport=52000) / VXLAN(flags=0x88, gpflags=0x40, gpid=0x1234, vni=80)
+        / eth() / INNER,
+        "vxlan",
+        80,
+    ),
     "gre": (eth() / OUTER / GRE() / INNER, "gre", None),
     "gre-key-seq-csum": (
         eth() / OUTER / GRE(chksum_present=1, key_present=1, seqnum_present=1, key=5) / INNER,
@@ -330,6 +346,89 @@ def test_geneve_on_a_configured_port():
     assert row["vni"] == 4
 
 
+def dns_query(sport: int, dport: int, qid: int):  # type: ignore[no-untyped-def]
+    return eth() / OUTER / UDP(sport=sport, dport=dport) / DNS(id=qid, rd=1, qd=DNSQR(qname="example.com"))
+
+
+def dns_answer(sport: int, dport: int, qid: int):  # type: ignore[no-untyped-def]
+    return (eth() / IP(src="192.168.0.2", dst="192.168.0.1") / UDP(sport=sport, dport=dport)
+            / DNS(id=qid, qr=1, rd=0, qd=DNSQR(qname="example.com"), an=DNSRR(rrname="example.com", rdata="1.2.3.4")))
+
+
+# Ordinary UDP on a tunnel port: its first bytes fail the tunnel header check. DNS ids 0x0800 and
+# 0x0812 make the first byte 0x08, the VXLAN I flag, which was all a packet to port 4789 needed;
+# the DNS flags (RD in a query, QR in an answer) sit where VXLAN has reserved bits.
+NOT_TUNNELS = {
+    "dns-query-from-4789": dns_query(4789, 53, 0x0800),
+    "dns-answer-to-4789": dns_answer(53, 4789, 0x0812),
+    "dns-query-from-6081": dns_query(6081, 53, 0x0012),
+    "dns-answer-to-6081": dns_answer(53, 6081, 0x0012),
+}
+# Headers that fail the check for one reason each (tshark decodes these by port alone).
+BAD_HEADERS = {
+    "vxlan-reserved-bits": eth() / OUTER / UDP(sport=1, dport=4789) / VXLAN(vni=81, reserved2=5) / eth() / INNER,
+    "vxlan-no-i-flag": eth() / OUTER / UDP(sport=1, dport=4789) / VXLAN(flags=0x00, vni=81) / eth() / INNER,
+    "vxlan-gpe-nsh": eth() / OUTER / UDP(sport=1, dport=4789) / VXLAN(flags=0x0C, NextProtocol=4, vni=81) / INNER,
+    "geneve-version-1": eth() / OUTER / UDP(sport=1, dport=6081) / Raw(b"\x40" + geneve(5, 0x0800)[1:] + bytes(INNER)),
+    "geneve-nsh": eth() / OUTER / UDP(sport=1, dport=6081) / Raw(geneve(5, 0x894F) + bytes(INNER)),
+    "geneve-options-past-the-datagram": (
+        eth() / OUTER / UDP(sport=6081, dport=1) / Raw(b"\x3f" + geneve(5, 0x0800)[1:] + b"\0" * 12)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", [*NOT_TUNNELS, *BAD_HEADERS])
+def test_udp_on_a_tunnel_port_that_is_not_a_tunnel_stays_udp(name):
+    frame = {**NOT_TUNNELS, **BAD_HEADERS}[name]
+    row = one(frame)
+    udp = frame[UDP]
+    assert row["anomaly"] is None and row["tunnel"] is None and pd.isna(row["vni"])
+    assert (row["src_ip"], row["dst_ip"]) == (frame[IP].src, frame[IP].dst)
+    assert (row["proto"], row["src_port"], row["dst_port"]) == (17, udp.sport, udp.dport)
+    assert row["payload_len"] == len(udp.payload)
+
+
+def test_tunnel_port_on_either_side_agrees_with_tshark(tmp_path):
+    """tshark (4.0) decodes VXLAN/GENEVE by either UDP port, lower port first: the innermost
+    addresses and ports it shows for each crafted frame are ours."""
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    names = ["vxlan", "vxlan-from-its-port", "geneve-ipv4", "geneve-from-its-port", "vxlan-group-policy"]
+    frames = [TUNNELS[n][0] for n in names] + list(NOT_TUNNELS.values())
+    path = write_packets(tmp_path / "ports.pcap", frames)
+    fields = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "vxlan.vni", "geneve.vni"]
+    proc = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-E", "occurrence=l", *(a for f in fields for a in ("-e", f))],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    theirs = []
+    for line in proc.stdout.splitlines():
+        src, dst, tsp, tdp, usp, udp_, vx, gen = line.split("\t")
+        vni = int(vx or gen, 0) if (vx or gen) else None
+        theirs.append((src, dst, int(tsp or usp), int(tdp or udp_), vni))
+    rows = decoded_rows([bytes(f) for f in frames])
+    ours = [(r.src_ip, r.dst_ip, r.src_port, r.dst_port, None if pd.isna(r.vni) else int(r.vni))
+            for r in rows.itertuples()]
+    assert ours == theirs
+
+
+def test_vxlan_reply_from_port_4789_joins_its_inner_flow(tmp_path):
+    """A VXLAN endpoint replies from port 4789 to the sender's source port: both directions of the
+    inner conversation are one flow, and no outer UDP flow is left over."""
+    inner_c = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=53) / Raw(b"query")
+    inner_s = IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=53, dport=40000) / Raw(b"answer")
+    back = IP(src="192.168.0.2", dst="192.168.0.1")
+    pkts = [
+        eth() / OUTER / UDP(sport=51000, dport=4789) / VXLAN(vni=7) / eth() / inner_c,
+        eth() / back / UDP(sport=4789, dport=51000) / VXLAN(vni=7) / eth() / inner_s,
+    ]
+    df, _ = table_run(write_packets(tmp_path / "reply.pcap", pkts))
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert (row["client_ip"], row["client_port"], row["server_port"], row["vni"]) == ("10.0.0.1", 40000, 53, 7)
+    assert (row["packets_to_server"], row["packets_to_client"], row["tunnel"]) == (1, 1, "vxlan")
+
+
 # ------------------------------------------------------------------------ truncation / damage
 def test_snaplen_cut_packets_count_by_original_length():
     full = bytes(eth() / INNER)
@@ -383,7 +482,7 @@ def test_tso_zero_ip_length():
 
 
 # --------------------------------------------------------------------------- hostile packets
-SEEDS = [(bytes(f), 1) for f, _t, _v in TUNNELS.values()] + [
+SEEDS = [(bytes(f), 1) for f, _t, _v in TUNNELS.values()] + [(bytes(f), 1) for f in NOT_TUNNELS.values()] + [
     (
         bytes(
             eth()
@@ -479,7 +578,8 @@ def test_hostile_frames_through_decode_and_flows_never_raise(packets):
 @pytest.fixture
 def pure_python_helpers(monkeypatch):
     """Make decode_batch.py_func call the pure-Python helpers too, so numpy bounds-checks every read."""
-    for name in ("_be16", "_be32", "_be64", "_ethernet", "_l2_tags", "_link"):
+    for name in ("_be16", "_be32", "_be64", "_ethernet", "_l2_tags", "_link", "_vxlan_header_ok",
+                 "_geneve_header_ok"):
         monkeypatch.setattr(DK, name, source_function(DK, name))
 
 

@@ -474,6 +474,15 @@ def test_udp_datagrams_in_order_with_direction(tmp_path):
     assert fp.datagrams[1].ts == pytest.approx(T0 + 0.01)
 
 
+def test_udp_keeps_the_first_maxdg_datagrams_each_at_its_bytes(tmp_path):
+    """A long UDP exchange keeps its first MAXDG datagrams (a fragmented DTLS handshake needs 20),
+    each with its own bytes and direction although the two directions interleave unevenly."""
+    sent = [("c" if i % 3 == 0 else "s", bytes([i]) * (1 + i % 7)) for i in range(FK.MAXDG + 8)]
+    _row, fp = _payload(tmp_path, [udp(d, data) for d, data in sent])
+    assert FK.MAXDG >= 20
+    assert [(d.to_server, d.payload) for d in fp.datagrams] == [(d == "c", data) for d, data in sent[: FK.MAXDG]]
+
+
 def test_payload_spread_over_many_batches_and_flows(tmp_path):
     """Several live flows interleaved across several read batches keep their own bytes."""
     pkts = []

@@ -36,3 +36,25 @@ def test_notebook_is_paired_with_its_script(path: Path) -> None:
     nb = jupytext.read(path)
     py = jupytext.read(script)
     assert [c.source for c in nb.cells] == [c.source for c in py.cells], "run `jupytext --sync` on the pair"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_count_axes_have_integer_ticks(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bar chart of counts has no tick at 0.5 flows: every figure's visible y ticks are whole."""
+    jupytext = pytest.importorskip("jupytext")
+    from matplotlib.figure import Figure
+
+    monkeypatch.chdir(path.parent)
+    namespace: dict[str, object] = {}
+    for cell in jupytext.read(path.with_suffix(".py")).cells:
+        if cell.cell_type == "code":
+            source = "\n".join(ln for ln in cell.source.splitlines() if not ln.startswith("%"))  # no magics
+            exec(compile(source, str(path.with_suffix(".py")), "exec"), namespace)
+    figures = [v for v in namespace.values() if isinstance(v, Figure)]
+    assert figures
+    for fig in figures:
+        fig.canvas.draw()  # the locators place the ticks
+        for ax in fig.axes:
+            low, high = ax.get_ylim()
+            ticks = [t for t in ax.get_yticks() if low <= t <= high]
+            assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_ylabel(), ticks)

@@ -150,7 +150,7 @@ def test_draft29_retry_integrity_verified() -> None:
 
 
 def test_through_the_pipeline() -> None:
-    """The registered dissector inside `analyzer.analyze()` (16 datagrams per UDP flow)."""
+    """The registered dissector inside `analyzer.analyze()` (the flow table keeps 32 datagrams per UDP flow)."""
     import analyzer
 
     res = analyzer.analyze([str(PCAPS / "ndpi/quic-v2.pcapng"), str(PCAPS / "ndpi/quic-29.pcap")])

@@ -4,6 +4,8 @@ bundled captures with the real tshark through pyshark."""
 
 from __future__ import annotations
 
+import ast
+import os
 import shutil
 import time
 from pathlib import Path
@@ -94,7 +96,7 @@ def test_tshark_version_names_become_ours(tshark: str, ours_name: str | None) ->
 
 def test_each_fact_is_compared() -> None:
     assert facts_that_differ(ours(version="TLS 1.1"), theirs()) == {"version"}
-    assert facts_that_differ(ours(cipher="TLS_RSA_WITH_RC4_128_SHA"), theirs()) == {"cipher"}
+    assert facts_that_differ(ours(cipher_code=0x0005, cipher="TLS_RSA_WITH_RC4_128_SHA"), theirs()) == {"cipher"}
     assert facts_that_differ(ours(server_name="example.org"), theirs()) == {"sni"}
     assert facts_that_differ(ours(alpn_offered="http/1.1,h2"), theirs()) == {"alpn_offered"}  # order counts
     assert facts_that_differ(ours(alpn=None), theirs()) == {"alpn"}
@@ -103,10 +105,43 @@ def test_each_fact_is_compared() -> None:
     assert set(FACTS) == {"session", "version", "cipher", "sni", "alpn_offered", "alpn", "cert_validity"}
 
 
-def test_cipher_codes_are_named_from_the_iana_table_sslv2_kinds_too() -> None:
-    o = ours(version="SSL 2.0", cipher="SSL_CK_DES_192_EDE3_CBC_WITH_MD5", alpn=None, alpn_offered=None)
+def test_ciphers_compare_by_code_sslv2_kinds_too() -> None:
+    o = ours(version="SSL 2.0", cipher_code=0x0700C0, cipher="SSL2_DES_192_EDE3_CBC_WITH_MD5", alpn=None,
+             alpn_offered=None)  # fmt: skip
     t = theirs(negotiated_version="SSLv2", selected_cipher="0x0700c0", alpn_selected="", alpn_offered="")
     assert facts_that_differ(o, t) == set()
+    assert facts_that_differ(o, theirs(negotiated_version="SSLv2", selected_cipher="0x010080", alpn_selected="",
+                                       alpn_offered="")) == {"cipher"}  # fmt: skip
+
+
+def test_each_side_of_a_cipher_disagreement_is_shown_with_its_own_name() -> None:
+    """Our name comes from our `cipher` column, tshark's from tshark's value strings: neither from
+    the dissector's table (the oracle does not share its code)."""
+    t = theirs(selected_cipher="0x0005")
+    cmp = compare(ours(), t, certs(), cipher_names={5: "TLS_RSA_WITH_RC4_128_SHA"})
+    row = cmp.disagreements.iloc[0]
+    assert (row["fact"], row["ours"], row["tshark"]) == (
+        "cipher", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (0xc02f)", "TLS_RSA_WITH_RC4_128_SHA (0x0005)")
+    row = compare(ours(), t, certs()).disagreements.iloc[0]  # tshark's names unknown: its code
+    assert row["tshark"] == "0x0005"
+
+
+def test_verify_imports_nothing_from_the_dissectors_it_checks() -> None:
+    """An oracle must not share code with what it checks (issue 10, item 3)."""
+    import analyzer.verify
+
+    tree = ast.parse(Path(analyzer.verify.__file__).read_text())
+    imported = []
+    for node in ast.walk(tree):  # function bodies and `if TYPE_CHECKING:` blocks included
+        if isinstance(node, ast.Import):
+            imported += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "a relative import in verify.py"
+            imported += [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert "analyzer.dissect" not in node.value or "`analyzer.dissect`" in node.value  # no importlib
+    assert imported and not [m for m in imported if m == "analyzer.dissect" or m.startswith("analyzer.dissect.")]
+    assert [m for m in imported if m.startswith("analyzer.")]  # the walk did see the package's imports
 
 
 def test_certificate_validity_from_tshark_generalized_time_or_the_oracle_iso_columns() -> None:
@@ -129,7 +164,7 @@ def test_bytes_that_are_not_utf8_match_tshark_replacement_characters() -> None:
 
 
 def test_what_a_passive_observer_cannot_see_is_not_held_against_either_side() -> None:
-    quic = ours(protocol="quic", version="TLS 1.3", cipher=None, alpn_offered="h3", alpn="h3",
+    quic = ours(protocol="quic", version="TLS 1.3", cipher=None, cipher_code=None, alpn_offered="h3", alpn="h3",
                 cert_sha256=None, client_hello_count=None)  # fmt: skip
     t = theirs(transport="udp", conv="udp:0", app_protocols="quic|tls", sh_count="0", negotiated_version="",
                selected_cipher="", alpn_offered="h3", alpn_selected="", leaf_validity_tshark="")  # fmt: skip
@@ -137,7 +172,7 @@ def test_what_a_passive_observer_cannot_see_is_not_held_against_either_side() ->
     assert cmp.disagreements.empty, cmp.disagreements
     assert cmp.sessions["unverifiable"].iloc[0] == "version:quic_version,alpn:encrypted_alpn"
     # a TLS 1.3 certificate tshark decrypted with the pcapng's key log
-    tls13 = ours(version="TLS 1.3", cipher="TLS_AES_128_GCM_SHA256", alpn=None, cert_sha256=None)
+    tls13 = ours(version="TLS 1.3", cipher="TLS_AES_128_GCM_SHA256", cipher_code=0x1301, alpn=None, cert_sha256=None)
     t13 = theirs(negotiated_version="TLSv1.3", selected_cipher="0x1301", alpn_selected="")
     cmp = compare(tls13, t13, certs())
     assert cmp.disagreements.empty and cmp.sessions["unverifiable"].iloc[0] == "cert_validity:decrypted_cert"
@@ -155,8 +190,8 @@ def test_sessions_seen_by_one_side_only() -> None:
     # ours alone, with handshake facts: a disagreement; without any (TLS picked up mid-stream): skipped
     cmp = compare(ours(), theirs(client_port="1"), certs())
     assert set(cmp.disagreements["fact"]) == {"session"} and cmp.total == 2
-    bare = ours(version=None, cipher=None, server_name=None, alpn_offered=None, alpn=None, cert_sha256=None,
-                client_hello_count=0, server_hello_count=0)  # fmt: skip
+    bare = ours(version=None, cipher=None, cipher_code=None, server_name=None, alpn_offered=None, alpn=None,
+                cert_sha256=None, client_hello_count=0, server_hello_count=0)  # fmt: skip
     assert compare(bare, theirs(client_port="1"), certs()).total == 1
 
 
@@ -165,7 +200,7 @@ def test_endpoints_join_unordered_and_several_sessions_pair_in_time_order() -> N
     swapped = theirs(client_ip=S, client_port="443", server_ip=C, server_port="40000")
     assert facts_that_differ(ours(), swapped) == set()
     # port reuse: two sessions on one 5-tuple, paired first with first
-    second = ours(uid="C2", ts=2.0, version="TLS 1.3", cipher="TLS_AES_128_GCM_SHA256", alpn=None,
+    second = ours(uid="C2", ts=2.0, version="TLS 1.3", cipher="TLS_AES_128_GCM_SHA256", cipher_code=0x1301, alpn=None,
                   cert_sha256=None)
     o = pd.concat([ours(uid="C1", ts=1.0, version="TLS 1.2"), second])
     t = pd.concat([theirs(conv="tcp:0", first_frame="1"),
@@ -204,6 +239,7 @@ def _fake_tshark(monkeypatch: pytest.MonkeyPatch, edit: dict[str, str]) -> None:
 
     monkeypatch.setattr(v, "_tshark_path", lambda p: "/usr/bin/tshark")
     monkeypatch.setattr(v, "tshark_sessions", fake_sessions)
+    monkeypatch.setattr(v, "tshark_cipher_names", lambda p=None: {5: "TLS_RSA_WITH_RC4_128_SHA"})
 
 
 def test_cli_exit_1_and_the_disagreements_when_tshark_disagrees(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,12 +257,41 @@ def test_cli_exit_1_and_the_disagreements_when_tshark_disagrees(monkeypatch: pyt
     assert "1 sessions compared, 0 agree" in r.stderr  # the summary stays out of the CSV
 
 
-def test_cli_tshark_missing_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["verify", str(CAPTURES / "tls13_port8444.pcap"),
-                                  "--tshark", str(tmp_path / "no-tshark")])  # fmt: skip
+def _verify_with_tshark(tshark: str) -> str:
+    r = CliRunner().invoke(main, ["verify", str(CAPTURES / "tls13_port8444.pcap"), "--tshark", tshark])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    return r.stderr
+
+
+def test_cli_tshark_given_and_not_found_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-tshark")
+    assert _verify_with_tshark(missing) == f"intransit: error: the tshark given ({missing}) does not exist\n"
+    plain = tmp_path / "tshark-not-executable"
+    plain.write_text("#!/bin/sh\n")
+    plain.chmod(0o644)
+    assert _verify_with_tshark(str(plain)).endswith(f"the tshark given ({plain}) is not executable\n")
+    assert _verify_with_tshark(str(tmp_path)).endswith(f"the tshark given ({tmp_path}) is a directory, not a program\n")
+    assert _verify_with_tshark("no-such-tshark-command").endswith(
+        "the tshark given (no-such-tshark-command) is not a command on PATH\n")
+
+
+def test_cli_tshark_not_on_path_says_how_to_name_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    r = CliRunner().invoke(main, ["verify", str(CAPTURES / "tls13_port8444.pcap")])
     assert r.exit_code == 2
     assert r.stderr.startswith("intransit: error: tshark is not installed") and r.stderr.count("\n") == 1
-    assert "Traceback" not in r.output
+    assert "--tshark PATH" in r.stderr
+
+
+def test_a_tshark_given_by_path_is_used(tmp_path: Path) -> None:
+    from analyzer.verify import _tshark_path
+
+    exe = tmp_path / "my-tshark"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert _tshark_path(str(exe)) == str(exe)
+    if TSHARK is not None:
+        assert _tshark_path("tshark") == TSHARK and os.access(TSHARK, os.X_OK)
 
 
 def test_cli_stdin_is_refused() -> None:
@@ -263,7 +328,8 @@ def test_verify_api_gives_every_fact_for_tls12_with_a_certificate() -> None:
     bad = verify(str(CAPTURES / "tls12_ecdhe_openssl.pcap"))
     assert bad.empty and bad.attrs["summary"]["text"] == "1 sessions compared, 1 agree (100.0%)"
     s = verify_captures(str(CAPTURES / "tls12_ecdhe_openssl.pcap")).sessions.iloc[0]
-    assert s["tshark_version"] == "TLS 1.2" and s["tshark_cipher"] == "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+    assert s["tshark_version"] == "TLS 1.2" and s["tshark_cipher"] == "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 (0xc030)"
+    assert s["ours_cipher"] == s["tshark_cipher"]
     assert s["tshark_sni"] == "www.example.com" and s["tshark_alpn_offered"] == "h2,http/1.1"
     assert s["tshark_alpn"] == "http/1.1" and s["tshark_cert_validity"] == s["ours_cert_validity"]
     assert s["tshark_cert_validity"].count("Z") == 2

@@ -192,6 +192,36 @@ def _link(buf, o, lim, lt):
 
 
 @helper(inline="always")
+def _vxlan_header_ok(buf, q):
+    """An 8-byte VXLAN header at q (RFC 7348 section 5): flags 0x08 (the I bit; the other seven
+    are reserved), 24 reserved bits, the VNI, 8 reserved bits, every reserved bit zero. Checked
+    because the port alone does not make VXLAN: a DNS query may leave from port 4789. Two forms
+    seen on the same port are accepted too, where their extra bits sit in RFC 7348's reserved ones:
+    Group Based Policy (Linux, Open vSwitch; draft-smith-vxlan-group-policy: flags 0x88, the D and
+    A bits, a 16-bit group id) and VXLAN-GPE carrying Ethernet (draft-ietf-nvo3-vxlan-gpe: flags
+    0x0C, next protocol 3; scapy builds VXLAN over Ethernet so)."""
+    if buf[q + 7] != 0:
+        return False
+    f = buf[q]
+    if f == 0x08:
+        return buf[q + 1] == 0 and buf[q + 2] == 0 and buf[q + 3] == 0
+    if f == 0x88:
+        return (buf[q + 1] & 0xB7) == 0
+    return f == 0x0C and buf[q + 1] == 0 and buf[q + 2] == 0 and buf[q + 3] == 3
+
+
+@helper(inline="always")
+def _geneve_header_ok(buf, q, udp_end):
+    """A GENEVE header at q (RFC 8926 section 3.4): version 0, its options inside the UDP datagram
+    (as sent: a capture cut short is an anomaly, not ordinary UDP), and a protocol type this decoder
+    follows (Ethernet 0x6558, IPv4, IPv6)."""
+    if (buf[q] >> 6) != 0 or q + 8 + (np.int64(buf[q]) & 0x3F) * 4 > udp_end:
+        return False
+    gproto = _be16(buf, q + 2)
+    return gproto == 0x6558 or gproto == ETH_IPV4 or gproto == ETH_IPV6
+
+
+@helper(inline="always")
 def _enter_tunnel(out_i, out_u, i, kind, shi, slo, dhi, dlo, ipver):
     """Mark tunnel `kind`; the first tunnel's carrier addresses are the vantage (outer) addresses."""
     if (out_i[i, C_TUN] & (T_VXLAN | T_GENEVE | T_GRE | T_IPIP | T_GTP)) == 0:
@@ -342,16 +372,20 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
             # ---------------- tunnels ----------------
             if proto == 17 and l4 + 8 <= lim:
                 in_udp_carrier = True  # stays set if the tunnel's inner packet breaks below
+                sport = _be16(buf, l4)
                 dport = _be16(buf, l4 + 2)
+                # Either port: the packets from a VXLAN/GENEVE endpoint's port 4789/6081 are
+                # tunnel packets too (tshark decodes them). The header check keeps ordinary UDP
+                # that happens to use one of those ports (a DNS query from port 4789) what it is.
                 is_vx = False
                 for vp in vxlan_ports:
-                    if dport == vp:
+                    if dport == vp or sport == vp:
                         is_vx = True
                 is_gen = False
                 for gp in geneve_ports:
-                    if dport == gp:
+                    if dport == gp or sport == gp:
                         is_gen = True
-                if is_vx and l4 + 16 <= lim and (buf[l4 + 8] & 0x08) != 0:
+                if is_vx and l4 + 16 <= lim and _vxlan_header_ok(buf, l4 + 8):
                     # the first IP tunnel keeps the outer (vantage) addresses; an MPLS label stack
                     # underneath does not count as one
                     _enter_tunnel(out_i, out_u, i, T_VXLAN, shi, slo, dhi, dlo, ipver)
@@ -367,7 +401,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                         not_ip = True
                         break
                     continue
-                if is_gen and l4 + 16 <= lim and (buf[l4 + 8] >> 6) == 0:
+                if is_gen and l4 + 16 <= lim and _geneve_header_ok(buf, l4 + 8, l4 + l4len):
                     optlen = (np.int64(buf[l4 + 8]) & 0x3F) * 4
                     gproto = _be16(buf, l4 + 10)
                     if l4 + 16 + optlen > lim:
@@ -408,12 +442,9 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
                         if vlan >= 0:
                             out_i[i, C_VLAN] = vlan
                         p = p2
-                    elif gproto == ETH_IPV4 or gproto == ETH_IPV6:
+                    else:  # IPv4 or IPv6 (_geneve_header_ok)
                         et = gproto
                         p = qend
-                    else:
-                        not_ip = True
-                        break
                     if et != ETH_IPV4 and et != ETH_IPV6:
                         not_ip = True
                         break

@@ -12,6 +12,7 @@ from analyzer.decode import ANOMALY_NAMES, decode
 from analyzer.errors import CaptureError
 from analyzer.flows.table import FlowTable
 from analyzer.sources.batch import Problem
+from analyzer.sources.readers import strict_detail
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis, Collector, Options
@@ -43,7 +44,7 @@ class SerialEngine:
                 for batch in source.batches():
                     for p in batch.problems:
                         if strict:
-                            raise CaptureError(p.source, p.offset, p.detail)
+                            raise CaptureError(p.source, p.offset, strict_detail(p))
                         status, problem, offset = "partial", p.detail, p.offset
                         collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail,
                                           offset=p.offset, count=1)

@@ -151,7 +151,14 @@ G_SOURCE = 9
 NG = 16
 
 NOOO = 8  # pending out-of-order intervals kept per direction
-MAXDG = 16  # datagrams kept per UDP flow
+# Datagrams kept per UDP flow. A DTLS 1.2 handshake with a cookie exchange and a certificate chain
+# fragmented to a small path MTU takes 20 (captures/dtls12_openssl.pcap: the server's
+# ChangeCipherSpec is datagram 18); 16 cut it short. Each is two int64 (DG_TS, DG_LEN_DIR).
+MAXDG = 32
+DG_TS = 0  # capture time, ns
+DG_LEN_DIR = 1  # captured payload length << 1 | direction; its offset in the direction's prefix is
+#                 the sum of the earlier ones of that direction (they are written back to back)
+NDG = 2
 
 # options (O)
 O_IDLE_TCP = 0
@@ -792,11 +799,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 if contig + cap <= budget:
                     _write(r, d, contig, contig + cap, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
                     R[r, base + D_CONTIG] = contig + cap
-                    DG[r, k, 0] = d
-                    DG[r, k, 1] = t
-                    DG[r, k, 2] = contig
-                    DG[r, k, 3] = cap
-                    DG[r, k, 4] = pl_len
+                    DG[r, k, DG_TS] = t
+                    DG[r, k, DG_LEN_DIR] = cap << 1 | d
                     R[r, R_NDG] = k + 1
                 else:
                     R[r, base + D_BUDGET_HIT] = 1

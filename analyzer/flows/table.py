@@ -118,7 +118,7 @@ class FlowTable:
         RU = np.zeros((cap, K.NRU), np.uint64)
         PT = np.full((cap, 2, self.npg), -1, np.int32)
         OO = np.zeros((cap, 2, K.NOOO, 2), np.int64)
-        DG = np.zeros((cap, K.MAXDG, 5), np.int64)
+        DG = np.zeros((cap, K.MAXDG, K.NDG), np.int64)
         first_new = 0
         if old is not None:
             n = old.shape[0]
@@ -411,8 +411,11 @@ class FlowTable:
             else:
                 fp = FlowPayload(uid[j], transport[j], cip[j], sip[j], cport[k], sport[k], ts0)
                 streams = (view[s0:e0].tobytes(), view[s1:e1].tobytes())
-                for dr, t, pos, ln, _wire in self.DG[r, :ndg].tolist():
-                    fp.datagrams.append(Datagram(t / 1e9, dr == 0, streams[dr][pos : pos + ln]))
+                pos = [0, 0]  # a direction's datagrams lie back to back in its prefix
+                for t, len_dir in self.DG[r, :ndg].tolist():
+                    dr, ln = len_dir & 1, len_dir >> 1
+                    fp.datagrams.append(Datagram(t / 1e9, dr == 0, streams[dr][pos[dr] : pos[dr] + ln]))
+                    pos[dr] += ln
                 out.append(fp)
         return out, missing
 

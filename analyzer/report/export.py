@@ -2,6 +2,11 @@
 
 Strings from the wire are hostile: CSV cells that a spreadsheet would run as a formula are
 prefixed with a quote (OWASP CSV injection advice); terminal output has control characters escaped.
+
+In the table, a missing value is `-` in every column, whatever its dtype (pandas alone prints
+`None`, `<NA>`, `NaN` or `NaT` by dtype), and a string that is `-` itself is printed `\x2d`, so a
+`-` always means missing (Zeek's convention for unset fields). CSV and JSON Lines keep their own
+empty cell / null.
 """
 
 from __future__ import annotations
@@ -30,10 +35,29 @@ def neutralize_csv(value: object) -> object:
     return value
 
 
+MISSING = "-"  # the table's one spelling of a missing value
+
+
 def _escape_terminal(value: object) -> object:
     if isinstance(value, str):
+        if value == MISSING:
+            return "\\x2d"  # a string from the wire must not pass for a missing value
         return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
     return value
+
+
+def _missing_as_dash(col: pd.Series) -> pd.Series:
+    """`col` with its missing cells (None, NaN, NaT, pd.NA) shown as MISSING.
+
+    Float columns become numpy floats (to_string's na_rep spells their NaN, and their number format
+    stays pandas'; the nullable Float64 would print <NA>); other columns with a missing cell become
+    object columns holding MISSING."""
+    if col.dtype.kind == "f":
+        return col.astype("float64")
+    missing = col.isna()
+    if not missing.any():
+        return col
+    return col.astype(object).where(~missing, MISSING)
 
 
 def _string_columns(df: pd.DataFrame) -> list[str]:
@@ -70,15 +94,16 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: 
         safe = df.copy()
         for c in _string_columns(safe):
             safe[c] = safe[c].map(_escape_terminal, na_action="ignore")
-        for c in safe.columns:  # terminal: UTC to the microsecond, without the "+00:00"
-            if isinstance(safe[c].dtype, pd.DatetimeTZDtype):
+        for c in safe.columns:
+            if isinstance(safe[c].dtype, pd.DatetimeTZDtype):  # UTC to the microsecond, without "+00:00"
                 safe[c] = safe[c].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            safe[c] = _missing_as_dash(safe[c])
         if len(safe) == 0:
             text.write("(no rows)\n")
         else:
             with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250,
                                    "display.max_colwidth", 60):
-                text.write(safe.to_string(index=False, na_rep="-") + "\n")
+                text.write(safe.to_string(index=False, na_rep=MISSING) + "\n")
     if out is None:
         (stream or sys.stdout).write(text.getvalue())
     else:

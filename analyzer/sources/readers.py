@@ -192,12 +192,19 @@ class _ChunkReader:
 
 
 _STOPS_READING = frozenset({"corrupt_record", "truncated_record", "decompression"})
+_KEPT = "; reading stopped there, the packets before it are kept"
 
 
 def _problem(path: str, offset: int | None, kind: str, detail: str) -> Problem:
     if kind in _STOPS_READING:
-        detail += "; reading stopped there, the packets before it are kept"
+        detail += _KEPT
     return Problem(source=path, offset=offset, kind=kind, detail=detail)
+
+
+def strict_detail(problem: Problem) -> str:
+    """The detail of a problem that ends a strict run. Without strict the packets before the
+    problem are kept (the detail says so); with it nothing is kept: the run stops, nothing is written."""
+    return problem.detail.removesuffix(_KEPT) + "; strict mode: the run stops here and nothing is written"
 
 
 def _alloc_rows(n: int) -> tuple[np.ndarray, ...]:
