@@ -147,3 +147,40 @@ def test_flows_ended_early_are_said_on_stderr():
 def test_a_full_disk_names_the_output():
     r = intransit("flows", HTTP, "--format", "csv", "--out", "/dev/full")
     assert r.returncode == 2 and r.stderr == "intransit: error: /dev/full: No space left on device\n"
+
+
+def _hostile_sni_capture(path: Path, name: str) -> Path:
+    from scapy.layers.inet import IP, TCP
+
+    from pcap_helpers import eth, write_packets
+    from tls_helpers import client_hello_body, handshake, record, sni_ext
+
+    hello = record(22, handshake(1, client_hello_body(extensions=[sni_ext(name)])))
+    c, s = dict(sport=40000, dport=443), dict(sport=443, dport=40000)
+    packets = [eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="S", seq=0, **c),
+               eth() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(flags="SA", seq=0, ack=1, **s),
+               eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="A", seq=1, ack=1, **c),
+               eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="PA", seq=1, ack=1, **c) / hello]
+    return write_packets(path, packets)
+
+
+def test_wire_strings_are_inert_in_table_csv_and_jsonl(tmp_path: Path):
+    """16.16: an SNI carrying ESC, BEL, BS, NUL-free controls, a bidi override and a formula after
+    blanks; no raw control reaches the output, the CSV cell is quoted, Parquet keeps it exact."""
+    import pandas as pd
+
+    name = "  =HYPERLINK(1)\x1b]0;t\x07\x08\u202e.example"
+    capture = _hostile_sni_capture(tmp_path / "sni.pcap", name)
+    for fmt in ("table", "csv", "jsonl"):
+        r = intransit("flows", str(capture), "--format", fmt)
+        assert r.returncode == 0, r.stderr
+        raw = [ch for ch in r.stdout if (ord(ch) < 32 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F
+               or ch == "\u202e"]
+        assert not raw, (fmt, raw)
+        if fmt == "csv":
+            assert "'  =HYPERLINK(1)\\x1b]0;t\\x07\\x08\\u202e.example" in r.stdout
+        if fmt == "table":
+            assert "=HYPERLINK(1)\\x1b]0;t\\x07\\x08\\u202e.example" in r.stdout
+    out = tmp_path / "flows.parquet"
+    assert intransit("flows", str(capture), "--format", "parquet", "--out", str(out)).returncode == 0
+    assert pd.read_parquet(out)["tls_server_name"].tolist() == [name]

@@ -1,7 +1,10 @@
 """Write a frame as a terminal table, CSV, JSON Lines or Parquet.
 
-Strings from the wire are hostile: CSV cells that a spreadsheet would run as a formula are
-prefixed with a quote (OWASP CSV injection advice); terminal output has control characters escaped.
+Strings from the wire are hostile (analyzer.report.text): in the table and in CSV every control
+character, bidi control and line separator is shown as an escape (`\x1b`, `\u202e`), and a CSV cell
+whose first non-blank character would start a spreadsheet formula gets a leading quote (OWASP CSV
+injection advice); JSON Lines escapes them as JSON does (`\u001b`, `\u202e`; DEL too), which is
+lossless. Parquet keeps the exact strings.
 
 In the table, a missing value is `-` in every column, whatever its dtype (pandas alone prints
 `None`, `<NA>`, `NaN` or `NaT` by dtype), and a string that is `-` itself is printed `\x2d`, so a
@@ -12,27 +15,25 @@ empty cell / null.
 from __future__ import annotations
 
 import io
-import re
 import sys
 from typing import IO
 
 from analyzer._pandas import pd
+from analyzer.report.text import csv_cell, printable
 
 FORMATS = ("table", "csv", "jsonl", "parquet")
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|", "%")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
 def neutralize_csv(value: object) -> object:
-    """Make a cell inert in spreadsheets: leading = + - @ tab CR | % get a leading quote.
+    """A cell inert in spreadsheets and on a terminal (`text.csv_cell`): a first non-blank = + - @ | %
+    (or a leading tab, CR, LF) gets a leading quote, controls are escaped; plain numbers such as -1 or
+    +3.5 are left alone (they are not formulas)."""
+    return csv_cell(value) if isinstance(value, str) else value
 
-    Plain numbers such as -1 or +3.5 are left alone (they are not formulas).
-    """
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMERIC.match(value):
-        return "'" + value
-    return value
+
+def jsonl_text(text: str) -> str:
+    """JSON Lines as pandas writes them (control and non-ASCII characters already escaped), with DEL
+    escaped too: no raw control byte reaches a terminal, and the values are unchanged."""
+    return text.replace("\x7f", "\\u007f")
 
 
 MISSING = "-"  # the table's one spelling of a missing value
@@ -42,7 +43,7 @@ def _escape_terminal(value: object) -> object:
     if isinstance(value, str):
         if value == MISSING:
             return "\\x2d"  # a string from the wire must not pass for a missing value
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return printable(value)
     return value
 
 
@@ -89,7 +90,7 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: 
         csv_safe(df).to_csv(text, index=False)
     elif fmt == "jsonl":
         if len(df):
-            df.to_json(text, orient="records", lines=True, date_format="iso", date_unit="us")
+            text.write(jsonl_text(df.to_json(orient="records", lines=True, date_format="iso", date_unit="us")))
     else:
         safe = df.copy()
         for c in _string_columns(safe):

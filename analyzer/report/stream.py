@@ -271,7 +271,9 @@ class FrameWriter(_Sink):
 
 
 def _jsonl(df: pd.DataFrame) -> str:
-    return df.to_json(orient="records", lines=True, date_format="iso", date_unit="us") if len(df) else ""
+    from analyzer.report.export import jsonl_text
+
+    return jsonl_text(df.to_json(orient="records", lines=True, date_format="iso", date_unit="us")) if len(df) else ""
 
 
 def _finest_resolution(column: pa.ChunkedArray) -> tuple[int, int]:

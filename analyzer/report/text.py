@@ -16,9 +16,9 @@ __all__ = ["csv_cell", "printable"]
 
 # C0 controls but tab, DEL, C1 controls; bidi embeddings, overrides, isolates and marks; the line and
 # paragraph separators; lone surrogates (how Python keeps an undecodable file-name byte).
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                     "\ud800-\udfff]")
-_UNSAFE_WITH_TAB = re.compile(_UNSAFE.pattern.replace("\x0a", "\x09-\x0a", 1))
+_OTHERS = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f{_OTHERS}]")
+_UNSAFE_WITH_TAB = re.compile(f"[\x00-\x1f{_OTHERS}]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")
 _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
