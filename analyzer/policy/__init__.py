@@ -1,0 +1,1 @@
+"""Policy layer (placeholder docstring, replaced below)."""
