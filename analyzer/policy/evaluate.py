@@ -45,12 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer.policy._rule import SEVERITIES
-from analyzer.policy.facts import build_facts, empty_frame
+from analyzer.policy.facts import build_facts, conform, empty_frame
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
 from analyzer.policy.suppressions import Suppression, load_suppressions, match_suppression
 from analyzer.policy.zones import Zone, ZoneMap, build_zones, strings_from_codes, zone_flows
+from analyzer.schema import FLOWS as FLOWS_SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -309,7 +310,7 @@ def evaluate(
     sups = load_suppressions(suppressions)
     stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    flows = flows.reset_index(drop=True)
+    flows = conform(flows, FLOWS_SCHEMA).reset_index(drop=True)
     zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(
         {"client_zone": "string", "server_zone": "string", "direction": "string"})
     facts = build_facts(flows, zoned, tls, certs, stamp)

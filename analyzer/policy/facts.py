@@ -27,7 +27,7 @@ from analyzer import schema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LEAF_COLUMNS", "Facts", "build_facts", "empty_frame"]
+__all__ = ["LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -62,7 +62,7 @@ def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=d) for c, d in columns.items()})
 
 
-def _conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame:
+def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame:
     """`frame` with every declared column present (missing ones null, of their dtype)."""
     from analyzer._pandas import pd
 
@@ -86,7 +86,7 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     for src, dst in _FROM_FLOWS.items():
         out[dst] = sub[src]
     frame = pd.DataFrame(out)
-    return _conform(frame.reset_index(drop=True), schema.TLS)
+    return conform(frame.reset_index(drop=True), schema.TLS)
 
 
 def build_facts(
@@ -96,10 +96,10 @@ def build_facts(
     """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
     from analyzer._pandas import pd
 
-    flows = _conform(flows, schema.FLOWS)
+    flows = conform(flows, schema.FLOWS)
     zflows = pd.concat([flows, zoned], axis=1)
-    tls_frame = _sessions_from_flows(flows) if tls is None else _conform(tls, schema.TLS)
-    certs_frame = _conform(certs, schema.CERTS)
+    tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, schema.TLS)
+    certs_frame = conform(certs, schema.CERTS)
     per_flow = zflows[["uid", *_FLOW_COLUMNS]].drop_duplicates("uid")
     sessions = tls_frame.reset_index(drop=True).merge(per_flow, on="uid", how="left", validate="many_to_one")
     leaf = certs_frame[["sha256", *LEAF_COLUMNS]].drop_duplicates("sha256")
