@@ -61,9 +61,9 @@ def hits(frame: pd.DataFrame, mask: Any, evidence: pd.Series | str) -> pd.DataFr
     from analyzer._pandas import pd
 
     m = np.asarray(pd.array(mask, dtype="boolean").fillna(False), dtype=bool)
-    ev = evidence if isinstance(evidence, str) else evidence[m]
-    sub = frame.loc[m]
-    return pd.DataFrame(
-        {"uid": sub["uid"].astype("string").to_numpy(), "evidence": pd.array(
-            [ev] * int(m.sum()) if isinstance(ev, str) else ev.astype("string").to_numpy(), dtype="string")}
-    )
+    uids = frame["uid"].astype("string").to_numpy()[m]  # only the key column: the frames are wide
+    if isinstance(evidence, str):
+        ev = pd.array([evidence] * len(uids), dtype="string")
+    else:
+        ev = pd.array(evidence.astype("string").to_numpy()[m], dtype="string")
+    return pd.DataFrame({"uid": pd.array(uids, dtype="string"), "evidence": ev})
