@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analyzer.policy._rule import Rule, hits
+from analyzer.policy._rule import Rule, found
 from analyzer.policy.rules_cert import CERT_RULES
 from analyzer.policy.rules_tls import TLS_RULES
 from analyzer.policy.rules_traffic import TRAFFIC_RULES
@@ -39,7 +39,7 @@ SUPPRESSION_EXPIRED = "suppression-expired"
 
 
 def _no_traffic(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    return hits(f.flows, f.flows["uid"].isna() & False, "")
+    return found(f.flows.iloc[:0], "")
 
 
 _SUPPRESSION_RULE = Rule(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, hits, text
+from analyzer.policy._rule import Rule, as_mask, found, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,73 +63,71 @@ MOZ = "Mozilla Server Side TLS 6.0 (intermediate)"
 BR_VALIDITY_SCHEDULE = [["1970-01-01", 398], ["2026-03-15", 200], ["2027-03-15", 100], ["2029-03-15", 47]]
 
 
-def _leaf_seen(f: Facts) -> tuple[pd.DataFrame, pd.Series]:
-    s = f.sessions
-    return s, s["seen"]
-
-
 def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s, seen = _leaf_seen(f)
-    after = s["leaf_not_after"]
-    mask = (after < seen).fillna(False)
-    evidence = ("certificate " + text(s["leaf_subject_cn"]) + " expired " + text(after.dt.strftime("%Y-%m-%d"))
-                + ", seen " + text(seen.dt.strftime("%Y-%m-%d")))
-    return hits(s, mask, evidence)
+    s = f.sessions
+    m = as_mask(s["leaf_not_after"] < s["seen"])
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expired "
+                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", seen "
+                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
 
 
 def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s, seen = _leaf_seen(f)
-    before = s["leaf_not_before"]
-    mask = (before > seen).fillna(False)
-    evidence = ("certificate " + text(s["leaf_subject_cn"]) + " valid only from "
-                + text(before.dt.strftime("%Y-%m-%d")) + ", seen " + text(seen.dt.strftime("%Y-%m-%d")))
-    return hits(s, mask, evidence)
+    s = f.sessions
+    m = as_mask(s["leaf_not_before"] > s["seen"])
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_before", "seen")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid only from "
+                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + ", seen "
+                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
 
 
 def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     from analyzer._pandas import pd
 
-    s, seen = _leaf_seen(f)
-    after = s["leaf_not_after"]
+    s = f.sessions
+    after, seen = s["leaf_not_after"], s["seen"]
     runway = pd.Timedelta(days=float(opts["runway_days"]))
-    mask = ((after >= seen) & (after < seen + runway)).fillna(False)
-    days = ((after - seen).dt.total_seconds() / 86_400).round(1)
-    evidence = ("certificate " + text(s["leaf_subject_cn"]) + " expires " + text(after.dt.strftime("%Y-%m-%d"))
-                + ", " + text(days) + " days after it was seen (runway " + str(opts["runway_days"]) + " days)")
-    return hits(s, mask, evidence)
+    m = as_mask((after >= seen) & (after < seen + runway))
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
+    days = ((x["leaf_not_after"] - x["seen"]).dt.total_seconds() / 86_400).round(1)
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expires "
+                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", " + text(days)
+                 + " days after it was seen (runway " + str(opts["runway_days"]) + " days)")
 
 
 def self_signed(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    mask = s["leaf_self_signed"].astype("boolean").fillna(False)
-    evidence = "self-signed certificate " + text(s["leaf_subject_cn"]) + " (issuer " + text(s["leaf_issuer_cn"]) + ")"
-    return hits(s, mask, evidence)
+    x = pick(s, as_mask(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
+    return found(x, "self-signed certificate " + text(x["leaf_subject_cn"]) + " (issuer "
+                 + text(x["leaf_issuer_cn"]) + ")")
 
 
 def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     kind = s["leaf_key_type"].astype("string").str.lower()
     bits = s["leaf_key_bits"].astype("Int64")
-    rsa = kind.isin(["rsa", "dsa", "rsa-pss"]).fillna(False) & (bits < int(opts["min_rsa_bits"])).fillna(False)
-    ec = kind.isin(["ec", "ecdsa"]).fillna(False) & (bits < int(opts["min_ec_bits"])).fillna(False)
-    evidence = ("certificate " + text(s["leaf_subject_cn"]) + ": " + text(kind) + " key of " + text(bits) + " bits")
-    return hits(s, rsa | ec, evidence)
+    rsa = as_mask(kind.isin(["rsa", "dsa", "rsa-pss"])) & as_mask(bits < int(opts["min_rsa_bits"]))
+    ec = as_mask(kind.isin(["ec", "ecdsa"])) & as_mask(bits < int(opts["min_ec_bits"]))
+    m = rsa | ec
+    x = pick(s, m, "leaf_subject_cn")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + ": " + text(kind[m]) + " key of "
+                 + text(bits[m]) + " bits")
 
 
 def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     h = s["leaf_signature_hash"].astype("string").str.lower()
-    mask = h.isin([str(x).lower() for x in opts["hashes"]]).fillna(False)
-    evidence = "certificate " + text(s["leaf_subject_cn"]) + " signed with " + text(s["leaf_signature_algorithm"])
-    return hits(s, mask, evidence)
+    x = pick(s, as_mask(h.isin([str(v).lower() for v in opts["hashes"]])), "leaf_subject_cn",
+             "leaf_signature_algorithm")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " signed with " + text(x["leaf_signature_algorithm"]))
 
 
 def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    mask = (s["sni_matches_cert"].astype("boolean") == False).fillna(False)  # noqa: E712  (null: not judged)
-    names = s["leaf_san_dns"].fillna(s["leaf_subject_cn"])
-    evidence = "SNI " + text(s["server_name"]) + " not covered by certificate for " + text(names)
-    return hits(s, mask, evidence)
+    m = as_mask(s["sni_matches_cert"].astype("boolean") == False)  # noqa: E712  (null: not judged)
+    x = pick(s, m, "server_name", "leaf_san_dns", "leaf_subject_cn")
+    return found(x, "SNI " + text(x["server_name"]) + " not covered by certificate for "
+                 + text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"])))
 
 
 def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.ndarray:
@@ -167,10 +165,11 @@ def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
         uniq = issuers.dropna().unique()
         private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
         mask &= ~issuers.isin(list(private)).fillna(False).to_numpy(dtype=bool)
-    evidence = ("certificate " + text(s["leaf_subject_cn"]) + " valid " + text(pd.Series(days, index=s.index)
-                .astype("Int64")) + " days from " + text(nb.dt.strftime("%Y-%m-%d")) + "; maximum "
-                + text(pd.Series(limit, index=s.index).astype("Int64")) + " days")
-    return hits(s, mask, evidence)
+    x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid "
+                 + text(pd.Series(days[mask], index=x.index).astype("Int64")) + " days from "
+                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + "; maximum "
+                 + text(pd.Series(limit[mask], index=x.index).astype("Int64")) + " days")
 
 
 CERT_RULES = (

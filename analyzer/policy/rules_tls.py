@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, hits, text
+from analyzer.policy._rule import Rule, as_mask, found, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,52 +79,50 @@ def _suite_flags(sessions: pd.DataFrame) -> pd.DataFrame:
     return found
 
 
-def _legacy_version(s: pd.DataFrame, opts: Mapping[str, Any]) -> pd.DataFrame:
+def legacy_version(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
     version = s["version"].astype("string")
     sslv2 = s["sslv2"].astype("boolean").fillna(False)
     version = version.mask(sslv2 & version.isna(), "SSL 2.0")
-    mask = version.isin(list(opts["versions"])).fillna(False)
-    evidence = "negotiated " + text(version) + " (" + text(s["protocol"]) + ")"
-    return hits(s, mask, evidence)
-
-
-def legacy_version(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    return _legacy_version(f.sessions, opts)
+    m = as_mask(version.isin(list(opts["versions"])))
+    x = pick(s, m, "protocol")
+    return found(x, "negotiated " + text(version[m]) + " (" + text(x["protocol"]) + ")")
 
 
 def client_legacy_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    offered = s["client_max_version"].astype("string")
-    mask = offered.isin(list(opts["versions"])).fillna(False)
-    evidence = "client offers at most " + text(offered) + "; negotiated " + text(s["version"], "nothing")
-    return hits(s, mask, evidence)
+    m = as_mask(s["client_max_version"].astype("string").isin(list(opts["versions"])))
+    x = pick(s, m, "client_max_version", "version")
+    return found(x, "client offers at most " + text(x["client_max_version"]) + "; negotiated "
+                 + text(x["version"], "nothing"))
 
 
 def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    mask = (s["alert_description"].astype("string") == "protocol_version").fillna(False)
-    evidence = (text(s["alert_by"], "one side") + " sent a " + text(s["alert_level"], "") + " protocol_version alert;"
-                + " client offered " + text(s["client_supported_versions"].fillna(s["client_max_version"]))
-                + " (SNI " + text(s["server_name"], "none") + ")")
-    return hits(s, mask, evidence)
+    m = as_mask(s["alert_description"].astype("string") == "protocol_version")
+    x = pick(s, m, "alert_by", "alert_level", "client_supported_versions", "client_max_version", "server_name")
+    return found(x, text(x["alert_by"], "one side") + " sent a " + text(x["alert_level"], "")
+                 + " protocol_version alert; client offered "
+                 + text(x["client_supported_versions"].fillna(x["client_max_version"]))
+                 + " (SNI " + text(x["server_name"], "none") + ")")
 
 
 def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     name = s["server_name"].astype("string").str.lower().str.rstrip(".")
     suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
-    by_name = name.str.endswith(suffixes).fillna(False) if suffixes else name.notna() & False
-    by_zone = s["server_zone"].astype("string").str.startswith("aws:").fillna(False)
-    aws = by_name | (by_zone if opts["aws_zones"] else False)
+    aws = as_mask(name.str.endswith(suffixes)) if suffixes else np.zeros(len(s), dtype=bool)
+    if opts["aws_zones"]:
+        aws |= as_mask(s["server_zone"].astype("string").str.startswith("aws:"))
     legacy = list(opts["versions"])
-    negotiated = s["version"].astype("string").isin(legacy).fillna(False)
-    refused = (s["version"].isna() & s["client_max_version"].astype("string").isin(legacy).fillna(False))
-    mask = aws & (negotiated | refused)
-    what = ("negotiated " + text(s["version"])).where(
-        negotiated, "handshake failed; client offers at most " + text(s["client_max_version"]))
-    who = text(s["server_name"].fillna(s["server_zone"]).fillna(s["server_ip"]))
-    evidence = who + ": " + what + "; AWS endpoints require TLS 1.2 or later"
-    return hits(s, mask, evidence)
+    negotiated = as_mask(s["version"].astype("string").isin(legacy))
+    refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype("string").isin(legacy))
+    m = aws & (negotiated | refused)
+    x = pick(s, m, "version", "client_max_version", "server_name", "server_zone", "server_ip")
+    what = ("negotiated " + text(x["version"])).where(
+        negotiated[m], "handshake failed; client offers at most " + text(x["client_max_version"]))
+    who = text(x["server_name"].fillna(x["server_zone"]).fillna(x["server_ip"]))
+    return found(x, who + ": " + what + "; AWS endpoints require TLS 1.2 or later")
 
 
 def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -133,44 +131,47 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     t = _suite_flags(s)
 
-    def flag(col: str) -> pd.Series:
-        return t[col].astype("boolean").fillna(False)
+    def flag(col: str) -> np.ndarray:
+        return as_mask(t[col].astype("boolean"))
 
     classes = set(opts["classes"])
-    reasons: list[tuple[str, pd.Series]] = [
+    reasons: list[tuple[str, np.ndarray]] = [
         ("null", flag("null_cipher")), ("export", flag("export")), ("anon", flag("anonymous") & ~flag("null_cipher")),
         ("rc4", flag("rc4")), ("des", flag("des")), ("3des", flag("triple_des")),
-        ("md5", (t["mac"].astype("string") == "MD5").fillna(False)),
+        ("md5", as_mask(t["mac"].astype("string") == "MD5")),
     ]
     reasons = [(n, m) for n, m in reasons if n in classes]
     if opts["cbc"]:
-        etm = s["server_extensions"].astype("string").fillna("").str.split(",").apply(lambda xs: "22" in xs)
-        reasons.append(("cbc", flag("cbc") & ~etm.astype(bool)))
+        cbc = flag("cbc")
+        etm = np.zeros(len(s), dtype=bool)
+        if cbc.any():  # encrypt_then_mac (extension 22) negotiated: CBC is not the problem (RFC 9325 §4.2)
+            exts = s["server_extensions"].astype("string")[cbc].fillna("")
+            etm[cbc] = exts.str.split(",").map(lambda xs: "22" in xs).to_numpy(dtype=bool)
+        reasons.append(("cbc", cbc & ~etm))
     if opts["non_aead"]:
         reasons.append(("non-aead", ~flag("aead") & flag("known") & ~flag("scsv") & ~flag("grease")))
-    if not reasons:
-        return hits(s, np.zeros(len(s), dtype=bool), "")
-    mask = np.zeros(len(s), dtype=bool)
-    why = pd.Series("", index=s.index, dtype="string")
-    for name, m in reasons:
-        mv = m.to_numpy(dtype=bool)
-        mask |= mv
-        why = why.where(~mv, why + np.where(why.str.len().to_numpy() > 0, ",", "") + name)
-    evidence = "cipher " + text(s["cipher"]) + ": " + why
-    return hits(s, mask, evidence)
+    m = np.zeros(len(s), dtype=bool)
+    for _, r in reasons:
+        m |= r
+    x = pick(s, m, "cipher")
+    why = pd.Series([""] * len(x), index=x.index, dtype=object)
+    for name, r in reasons:
+        rm = r[m]
+        why[rm] = why[rm] + np.where(why[rm].str.len() > 0, ",", "") + name
+    return found(x, "cipher " + text(x["cipher"]) + ": " + why.astype("string"))
 
 
 def no_forward_secrecy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     t = _suite_flags(s)
-    known = t["known"].astype("boolean").fillna(False) & ~t["scsv"].astype("boolean").fillna(False)
-    fs = t["forward_secrecy"].astype("boolean").fillna(False)
+    known = as_mask(t["known"].astype("boolean")) & ~as_mask(t["scsv"].astype("boolean"))
+    fs = as_mask(t["forward_secrecy"].astype("boolean"))
     kx = t["kx"].astype("string")
-    mask = known & ~fs & ~t["tls13"].astype("boolean").fillna(False) & ~t["grease"].astype("boolean").fillna(False)
+    m = known & ~fs & ~as_mask(t["tls13"].astype("boolean")) & ~as_mask(t["grease"].astype("boolean"))
     if opts["flag_dhe"]:
-        mask = mask | (known & kx.isin(["DHE", "DHE_PSK"]).fillna(False))
-    evidence = "cipher " + text(s["cipher"]) + ": key exchange " + text(kx)
-    return hits(s, mask, evidence)
+        m |= known & as_mask(kx.isin(["DHE", "DHE_PSK"]))
+    x = pick(s, m, "cipher")
+    return found(x, "cipher " + text(x["cipher"]) + ": key exchange " + text(kx[m]))
 
 
 _VERSIONS_NOTE = "versions below TLS 1.2, as the dissector names them"

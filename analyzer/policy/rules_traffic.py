@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analyzer.policy._rule import Rule, hits, text
+from analyzer.policy._rule import Rule, as_mask, found, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,39 +55,35 @@ def cleartext(flows: pd.DataFrame) -> pd.Series:
     return enc_false & proto.notna() & ~proto.str.lower().isin(ENCRYPTING_PROTOCOLS).fillna(False)
 
 
-def _evidence(flows: pd.DataFrame) -> pd.Series:
-    return (text(flows["app_protocol"]) + " in the clear, " + text(flows["direction"]) + " "
-            + text(flows["client_zone"]) + " -> " + text(flows["server_zone"]) + " port "
-            + text(flows["server_port"]))
-
-
 def cleartext_by_direction(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    mask = cleartext(fl) & fl["direction"].astype("string").isin(list(opts["directions"])).fillna(False)
-    return hits(fl, mask, _evidence(fl))
+    m = as_mask(cleartext(fl) & fl["direction"].astype("string").isin(list(opts["directions"])))
+    x = pick(fl, m, "app_protocol", "direction", "client_zone", "server_zone", "server_port")
+    return found(x, text(x["app_protocol"]) + " in the clear, " + text(x["direction"]) + " "
+                 + text(x["client_zone"]) + " -> " + text(x["server_zone"]) + " port " + text(x["server_port"]))
 
 
 def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     if "credentials" not in fl.columns:
-        return hits(fl, fl["uid"].isna() & False, "")
+        return found(fl.iloc[:0], "")
     cred = fl["credentials"].astype("string")
-    not_encrypted = ~(fl["encrypted"].astype("boolean") == True).fillna(False)  # noqa: E712
-    mask = cred.notna() & (cred != "") & not_encrypted
-    evidence = (text(cred) + " credential in the clear over " + text(fl["app_protocol"]) + ", "
-                + text(fl["direction"]) + " port " + text(fl["server_port"]))
-    return hits(fl, mask, evidence)
+    not_encrypted = ~as_mask(fl["encrypted"].astype("boolean") == True)  # noqa: E712
+    m = as_mask(cred.notna() & (cred != "")) & not_encrypted
+    x = pick(fl, m, "credentials", "app_protocol", "direction", "server_port")
+    return found(x, text(x["credentials"]) + " credential in the clear over " + text(x["app_protocol"]) + ", "
+                 + text(x["direction"]) + " port " + text(x["server_port"]))
 
 
 def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     payload = (fl["payload_bytes_to_server"].astype("Int64").fillna(0)
                + fl["payload_bytes_to_client"].astype("Int64").fillna(0))
-    mask = (fl["direction"].astype("string").isin(list(opts["directions"])).fillna(False)
-            & fl["app_protocol"].isna() & (payload > 0).fillna(False))
-    evidence = (text(payload) + " payload bytes, protocol not identified, to " + text(fl["server_zone"])
-                + " port " + text(fl["server_port"]))
-    return hits(fl, mask, evidence)
+    m = (as_mask(fl["direction"].astype("string").isin(list(opts["directions"])))
+         & fl["app_protocol"].isna().to_numpy(dtype=bool) & as_mask(payload > 0))
+    x = pick(fl, m, "server_zone", "server_port")
+    return found(x, text(payload[m]) + " payload bytes, protocol not identified, to " + text(x["server_zone"])
+                 + " port " + text(x["server_port"]))
 
 
 TRAFFIC_RULES = (

@@ -145,7 +145,8 @@ expires = 2026-01-31
     assert res.findings["suppressed_by"].isna().all()
     exp = res.findings[res.findings["rule"] == "suppression-expired"]
     assert len(exp) == 1 and exp["uid"].isna().all() and exp["severity"].iloc[0] == "low"
-    assert exp["evidence"].iloc[0] == "suppression old for rule tls-legacy-version expired 2026-01-31 (reason: temporary)"
+    assert exp["evidence"].iloc[0] == ("suppression old for rule tls-legacy-version expired 2026-01-31"
+                                       " (reason: temporary)")
     # still valid on its last day
     same_day = policy.evaluate(f, t, zones=VPC, suppressions=path, now="2026-01-31T23:00:00Z")
     assert "suppression-expired" not in set(same_day.findings["rule"])
