@@ -202,22 +202,29 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
     return frame[list(FINDINGS)]
 
 
-def _verdicts(flows: pd.DataFrame, findings: pd.DataFrame, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
-    """(verdict code per flow into VERDICTS, unsuppressed finding count per flow)."""
+def _per_flow(flows: pd.DataFrame, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow)."""
+    from analyzer._pandas import pd
+
     live = findings[findings["suppressed_by"].isna() & findings["uid"].notna()]
-    rank = live["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).astype("int64")
-    worst = rank.groupby(live["uid"].astype(object)).max()
-    count = live.groupby(live["uid"].astype(object)).size()
-    uids = flows["uid"].astype(object)
-    w = uids.map(worst).fillna(-1).to_numpy(dtype=np.int64)
-    n = uids.map(count).fillna(0).to_numpy(dtype=np.int64)
+    row = pd.Index(flows["uid"].astype(object)).get_indexer(live["uid"].astype(object))
+    rank = live["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).to_numpy(dtype=np.int64)
+    ok = row >= 0
+    worst = np.full(len(flows), -1, dtype=np.int64)
+    np.maximum.at(worst, row[ok], rank[ok])
+    count = np.bincount(row[ok], minlength=len(flows)).astype(np.int64)
+    return worst, count
+
+
+def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.ndarray:
+    """Verdict code per flow (index into VERDICTS)."""
     encrypted = (flows["encrypted"].astype("boolean") == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
     fail_at, warn_at = SEVERITIES.index(profile.fail_at), SEVERITIES.index(profile.warn_at)
-    code = np.select([w >= fail_at, w >= warn_at, encrypted], [2, 1, 0], default=3)
-    return code.astype(np.int32), n
+    code = np.select([worst >= fail_at, worst >= warn_at, encrypted], [2, 1, 0], default=3)
+    return code.astype(np.int32)
 
 
-def _destinations(flows: pd.DataFrame, findings: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
+def _destinations(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     if len(flows) == 0:
@@ -228,11 +235,6 @@ def _destinations(flows: pd.DataFrame, findings: pd.DataFrame, names: pd.Series)
     decided = (enc == True).fillna(False).to_numpy(dtype=bool) | cleartext(flows).to_numpy(dtype=bool)  # noqa: E712
     nbytes = (flows["ip_bytes_to_server"].astype("Int64").fillna(0)
               + flows["ip_bytes_to_client"].astype("Int64").fillna(0))
-    live = findings[findings["suppressed_by"].isna() & findings["uid"].notna()]
-    rank = live["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).astype("int64")
-    uids = flows["uid"].astype(object)
-    worst_f = uids.map(rank.groupby(live["uid"].astype(object)).max()).fillna(-1).astype("int64")
-    count_f = uids.map(live.groupby(live["uid"].astype(object)).size()).fillna(0).astype("int64")
     frame = pd.DataFrame({
         "destination": names.fillna(flows["server_ip"].astype("string")).fillna("?").to_numpy(dtype=object),
         "server_port": flows["server_port"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64),
@@ -242,8 +244,8 @@ def _destinations(flows: pd.DataFrame, findings: pd.DataFrame, names: pd.Series)
         "enc_bytes": np.where(enc.fillna(False).to_numpy(dtype=bool), nbytes.to_numpy(dtype=np.int64), 0),
         "decided": decided.astype(np.int64),
         "decided_bytes": np.where(decided, nbytes.to_numpy(dtype=np.int64), 0),
-        "worst": worst_f.to_numpy(dtype=np.int64),
-        "findings": count_f.to_numpy(dtype=np.int64),
+        "worst": worst_f,
+        "findings": count_f,
         "one": np.ones(len(flows), dtype=np.int64),
     })
     g = frame.groupby(["destination", "server_port", "server_zone"], sort=True).agg(
@@ -351,9 +353,10 @@ def evaluate(
                     .drop(columns="_o").reset_index(drop=True))
     findings = findings.astype(FINDINGS)
 
-    code, count = _verdicts(zf, findings, prof)
+    worst, count = _per_flow(zf, findings)
+    code = _verdicts(zf, worst, prof)
     out_flows = zf.copy()
     out_flows["verdict"] = strings_from_codes(VERDICTS, code)
     out_flows["finding_count"] = pd.array(count, dtype="Int32")
-    destinations = _destinations(zf, findings, names)
+    destinations = _destinations(zf, worst, count, names)
     return PolicyResult(findings, out_flows, destinations, prof, zmap)

@@ -19,8 +19,8 @@ null and judge nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from analyzer import schema
 
@@ -53,6 +53,7 @@ class Facts:
     flows: pd.DataFrame
     sessions: pd.DataFrame
     now: pd.Timestamp
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:

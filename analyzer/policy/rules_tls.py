@@ -71,12 +71,14 @@ def _suite_table() -> pd.DataFrame:
     return as_frame(include_sslv2=True).drop_duplicates("name").set_index("name")
 
 
-def _suite_flags(sessions: pd.DataFrame) -> pd.DataFrame:
-    """Suite attributes for each session's negotiated cipher (all false/null when unknown or absent)."""
-    table = _suite_table()
-    found = table.reindex(sessions["cipher"].astype("string").to_numpy())
-    found.index = sessions.index
-    return found
+def _suite_flags(f: Facts) -> pd.DataFrame:
+    """Suite attributes for each session's negotiated cipher (all null when unknown or absent),
+    looked up once per evaluation."""
+    if "suites" not in f.memo:
+        rows = _suite_table().reindex(f.sessions["cipher"].astype("string").to_numpy())
+        rows.index = f.sessions.index
+        f.memo["suites"] = rows
+    return f.memo["suites"]
 
 
 def legacy_version(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -129,7 +131,7 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     s = f.sessions
-    t = _suite_flags(s)
+    t = _suite_flags(f)
 
     def flag(col: str) -> np.ndarray:
         return as_mask(t[col].astype("boolean"))
@@ -163,7 +165,7 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
 
 def no_forward_secrecy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    t = _suite_flags(s)
+    t = _suite_flags(f)
     known = as_mask(t["known"].astype("boolean")) & ~as_mask(t["scsv"].astype("boolean"))
     fs = as_mask(t["forward_secrecy"].astype("boolean"))
     kx = t["kx"].astype("string")
