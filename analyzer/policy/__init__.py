@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from analyzer.policy.errors import PolicyError
 from analyzer.policy.evaluate import DESTINATIONS, FINDINGS, FLOW_COLUMNS, PolicyResult, evaluate
-from analyzer.policy.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE, Profile, load_profile
+from analyzer.policy.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE, Profile, load_profile, rules_table
 from analyzer.policy.rules import RULES, Rule
 from analyzer.policy.suppressions import Suppression, load_suppressions
 from analyzer.policy.zones import AWS_RANGES_DATE, Zone, ZoneMap, build_zones, load_zones_file, zone_flows
@@ -48,5 +48,6 @@ __all__ = [
     "load_profile",
     "load_suppressions",
     "load_zones_file",
+    "rules_table",
     "zone_flows",
 ]

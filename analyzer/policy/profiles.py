@@ -39,13 +39,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.errors import PolicyError
 from analyzer.policy.rules import RULES
 
-__all__ = ["BUILTIN_PROFILES", "DEFAULT_PROFILE", "Profile", "RuleSetting", "load_profile"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BUILTIN_PROFILES", "DEFAULT_PROFILE", "Profile", "RuleSetting", "load_profile", "rules_table"]
 
 BUILTIN_PROFILES = ("sec09", "strict", "nist-800-52r2", "mozilla-intermediate", "pci-dss-4")
 DEFAULT_PROFILE = "sec09"
@@ -191,3 +194,25 @@ def load_profile(source: str | Path | Profile | None = None, _depth: int = 0) ->
         warn_at=warn_at,
         references=tuple(str(r) for r in refs) if isinstance(refs, list) else (),
     )
+
+
+def rules_table() -> pd.DataFrame:
+    """The catalogue for `intransit rules`: one row per rule with its title, default severity, its
+    severity in each built-in profile ("off" where disabled), default options, what it reads, facts
+    it still needs, references and rationale."""
+    from analyzer._pandas import pd
+
+    profiles = {name: load_profile(name) for name in BUILTIN_PROFILES}
+    rows = []
+    for rid, rule in RULES.items():
+        row: dict[str, Any] = {"rule": rid, "title": rule.title, "default_severity": rule.severity}
+        for name, prof in profiles.items():
+            s = prof.settings[rid]
+            row[name] = s.severity if s.enabled else "off"
+        row["options"] = ", ".join(f"{k}={v!r}" for k, v in rule.options.items())
+        row["reads"] = rule.reads
+        row["needs"] = rule.needs
+        row["references"] = "; ".join(rule.references)
+        row["rationale"] = rule.rationale
+        rows.append(row)
+    return pd.DataFrame(rows).astype("string")
