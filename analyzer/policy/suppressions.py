@@ -131,7 +131,7 @@ def _in_cidrs(addresses: pd.Series, cidrs: Sequence[str]) -> np.ndarray:
     from analyzer._pandas import pd
 
     codes, uniques = pd.factorize(addresses, use_na_sentinel=True)
-    keys, valid = pack_addresses(uniques)
+    keys, valid = pack_addresses(uniques.tolist())
     inside = np.zeros(len(uniques), dtype=bool)
     for c in cidrs:
         lo, hi, _ = _cidr_bounds(c)
