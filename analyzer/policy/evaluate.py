@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer.policy._rule import SEVERITIES
+from analyzer.policy.errors import PolicyError
 from analyzer.policy.facts import build_facts, conform, empty_frame
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
@@ -198,7 +199,7 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
     frame["finding_id"] = ids.to_numpy()
     for col, dtype in FINDINGS.items():
         if col not in frame:
-            frame[col] = pd.Series(pd.NA, index=frame.index, dtype=dtype)
+            frame[col] = pd.Series(index=frame.index, dtype=dtype)
     return frame[list(FINDINGS)]
 
 
@@ -310,7 +311,12 @@ def evaluate(
     zmap = _zone_map(zones)
     prof = load_profile(profile)
     sups = load_suppressions(suppressions)
-    stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    try:
+        stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    except (ValueError, TypeError) as exc:
+        raise PolicyError(f"not a date or time: {now!r}") from exc
+    if stamp is pd.NaT:
+        raise PolicyError(f"not a date or time: {now!r}")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     flows = conform(flows, FLOWS_SCHEMA).reset_index(drop=True)
     zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(

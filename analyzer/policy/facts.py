@@ -72,7 +72,7 @@ def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame
     missing = {c: d for c, d in columns.items() if c not in frame.columns}
     if not missing:
         return frame
-    extra = pd.DataFrame({c: pd.Series(pd.NA, index=frame.index, dtype=d) for c, d in missing.items()})
+    extra = pd.DataFrame({c: pd.Series(index=frame.index, dtype=d) for c, d in missing.items()})
     return pd.concat([frame, extra], axis=1)
 
 

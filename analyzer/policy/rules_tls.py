@@ -15,14 +15,17 @@ flags); the policy layer imports that table, never the other way round.
 - **tls-handshake-version-failure**: a handshake ended by a `protocol_version` alert (RFC 8446
   §6.2): the two ends share no version. Usually a legacy client meeting a modern server, or the
   reverse; either way the connection did not happen.
-- **aws-endpoint-legacy-tls**: an AWS service endpoint (SNI under `amazonaws.com` /
-  `amazonaws.com.cn`, or a server address in an AWS zone) reached with, or refused for, a version
-  below TLS 1.2. AWS announced TLS 1.2 as the minimum for all API endpoints in 2022 (original date
-  2023-06-28, then a gradual rollout to 2023-12-31); SEC09-BP02 says versions below 1.2 were
-  deprecated for AWS APIs "as of February 2024" (the issue's "since 2024" follows that wording).
-  FIPS endpoints required TLS 1.2 from 2021-03-31 (AWS-2020-001). Such a client is already
-  broken, or is about to be where an endpoint has not yet enforced it. Option `name_suffixes`,
-  `aws_zones` (whether a server address in an ``aws:`` zone counts).
+- **aws-endpoint-legacy-tls**: an AWS service endpoint reached with, or refused for, a version
+  below TLS 1.2. An AWS endpoint is an SNI under `amazonaws.com` / `amazonaws.com.cn` (option
+  `name_suffixes`), or, for a session without SNI, a server address in an AWS zone of one of the
+  services in `zone_services` (default AMAZON, S3, DYNAMODB: the ranges of AWS's own endpoints;
+  not EC2, CLOUDFRONT, GLOBALACCELERATOR and the like, whose addresses serve customers' own
+  endpoints, which the TLS 1.2 minimum did not cover). AWS announced TLS 1.2 as the minimum for
+  all API endpoints in 2022 (original date 2023-06-28, then a gradual rollout to 2023-12-31);
+  SEC09-BP02 says versions below 1.2 were deprecated for AWS APIs "as of February 2024" (the
+  issue's "since 2024" follows that wording). FIPS endpoints required TLS 1.2 from 2021-03-31
+  (AWS-2020-001). Such a client is already broken, or is about to be where an endpoint has not
+  yet enforced it.
 - **tls-weak-cipher**: the negotiated suite uses NULL encryption, EXPORT strength, anonymous key
   exchange, RC4, single DES / DES40, 3DES or an MD5 MAC (RFC 9325 §4.1, RFC 7465, RFC 5246 App.
   A.5, SWEET32 for 3DES); with option `cbc` also CBC-mode suites (RFC 9325 §4.2: SHOULD NOT
@@ -114,8 +117,11 @@ def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     name = s["server_name"].astype("string").str.lower().str.rstrip(".")
     suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
     aws = as_mask(name.str.endswith(suffixes)) if suffixes else np.zeros(len(s), dtype=bool)
-    if opts["aws_zones"]:
-        aws |= as_mask(s["server_zone"].astype("string").str.startswith("aws:"))
+    services = [str(v) for v in opts["zone_services"]]
+    if services:
+        service = s["server_zone"].astype("string").str.split(":").str[1]
+        in_zone = as_mask(s["server_zone"].astype("string").str.startswith("aws:") & service.isin(services))
+        aws |= in_zone & s["server_name"].isna().to_numpy(dtype=bool)  # without SNI, the address decides
     legacy = list(opts["versions"])
     negotiated = as_mask(s["version"].astype("string").isin(legacy))
     refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype("string").isin(legacy))
@@ -218,7 +224,7 @@ TLS_RULES = (
                     "AWS Security Bulletin AWS-2020-001"),
         predicate=aws_endpoint_legacy,
         options={"versions": LEGACY_VERSIONS, "name_suffixes": [".amazonaws.com", ".amazonaws.com.cn"],
-                 "aws_zones": True},
+                 "zone_services": ["AMAZON", "S3", "DYNAMODB"]},
     ),
     Rule(
         id="tls-weak-cipher",

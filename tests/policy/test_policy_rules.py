@@ -4,6 +4,8 @@ cipher and version edge cases, certificate boundaries, hostile strings."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from policy_helpers import T0, certs, flows, tls
 
 from analyzer import policy
@@ -157,8 +159,9 @@ def test_aws_endpoint_by_name_and_by_zone():
         ({"server_name": "ec2.cn-north-1.amazonaws.com.cn", "client_max_version": "TLS 1.0"}, "198.51.100.1", True),
         ({"server_name": "notamazonaws.com.example", "version": "TLS 1.0"}, "198.51.100.1", False),
         ({"server_name": "s3.amazonaws.com", "version": "TLS 1.2"}, "198.51.100.1", False),
-        ({"version": "TLS 1.0"}, "3.4.12.4", True),  # no SNI, server in an aws: zone
-        ({"server_name": "www.example.com", "version": "TLS 1.0"}, "3.4.12.4", True),
+        ({"version": "TLS 1.0"}, "3.4.12.4", True),  # no SNI, server in aws:AMAZON:eu-west-1
+        ({"server_name": "www.example.com", "version": "TLS 1.0"}, "3.4.12.4", False),  # a customer's name
+        ({"version": "TLS 1.0"}, "52.95.110.1", False),  # aws:ROUTE53:GLOBAL: not an API endpoint range
     ]
     for session, server, flagged in cases:
         f, t = _one_session(server_ip=server, **session)
@@ -252,3 +255,35 @@ def test_hostile_sni_passes_through_unchanged():
     assert aws["evidence"].iloc[0].startswith(sni + ": negotiated TLS 1.0")
     assert set(res.findings["server_name"]) == {sni}
     assert res.destinations["destination"].iloc[0] == sni
+
+
+def test_bad_now_is_a_policy_error():
+    with pytest.raises(policy.PolicyError, match="not a date"):
+        _eval(flows({}), now="next tuesday")
+
+
+def test_empty_and_minimal_frames():
+    res = policy.evaluate(flows().iloc[:0])
+    assert res.findings.empty and res.destinations.empty and list(res.flows.columns)[-2:] == ["verdict",
+                                                                                               "finding_count"]
+    # a frame with only the address columns: every other fact is null, nothing is judged, nothing crashes
+    bare = pd.DataFrame({"uid": ["X"], "client_ip": ["10.0.0.1"], "server_ip": ["8.8.8.8"]}).astype("string")
+    res = policy.evaluate(bare, zones=VPC)
+    assert list(res.flows["direction"]) == ["egress"] and list(res.flows["verdict"]) == ["unknown"]
+
+
+_hostile = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
+    ["TLS 1.0", "TLS_RSA_WITH_RC4_128_SHA", "protocol_version", "10.0.0.1", "::1", "x.amazonaws.com", ""]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(_hostile, _hostile, _hostile, _hostile, _hostile, st.sampled_from([None, True, False])),
+                min_size=1, max_size=4))
+def test_hostile_facts_never_crash(rows):
+    f = flows(*[{"client_ip": a, "server_ip": b, "app_protocol": c, "encrypted": e} for a, b, c, _, _, e in rows])
+    t = tls(*[{"uid": f"C{i}", "server_name": d, "version": v, "cipher": v, "alert_description": v,
+               "client_max_version": d} for i, (_, _, _, d, v, _) in enumerate(rows)])
+    res = policy.evaluate(f, t, zones=VPC)
+    assert set(res.flows["verdict"]) <= {"ok", "warn", "fail", "unknown"}
+    names = {d for _, _, _, d, _, _ in rows if d is not None}
+    assert set(res.findings["server_name"].dropna()) <= names  # wire strings passed through, not rewritten
