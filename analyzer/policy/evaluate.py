@@ -32,6 +32,13 @@ unsuppressed findings, the worst severity, and a score and grade:
 A destination with no judged flow and no finding is not judged: score and grade null. So one
 high finding caps a destination at 40 (F), one medium at 70 (C), one low at 85 (B); a destination
 that carries a tenth of its bytes in the clear scores at most 90.
+
+**Speed** (2026-12-06, `bench/policy_evaluate.py`: the bundled captures' frames tiled, about two
+thirds of the flows flagged, so far more findings than real traffic gives): 30,720 flows in
+0.36-0.44 s of CPU, 1,008,000 flows in 12-14 s of CPU (74-82k flows per CPU second), sec09 and
+strict alike; wall time was about twice that on this shared 2-core machine. The zone lookup is a
+small part (0.26 s CPU of the 1M case); the rest is the rules' column work and evidence strings
+(built only for flagged rows), the joins of facts, and the findings frame.
 """
 
 from __future__ import annotations

@@ -51,10 +51,11 @@ disjoint intervals, each carrying the label of the most specific prefix covering
 first, then specific AWS service, then prefix length), and each *distinct* address of a flow
 column is parsed once (`socket.inet_pton`) and located with one `np.searchsorted`.
 Measured 2026-12-06 with `bench/policy_zones.py` (1,000,000 flows, 60,000 distinct addresses,
-a fifth IPv6, one VPC zone + the full AWS table + the special ranges, 8,116 flattened intervals) on
-this machine's 2 cores shared with four other jobs (load average ~5): 0.34-0.58 s per call, of
-which ~0.2 s is pandas factorizing the two address columns; the parse of the distinct addresses
-and the searchsorted are ~0.1 s. Building the zone map takes ~0.2-0.4 s once (cached).
+a fifth IPv6, one VPC zone + the full AWS table + the special ranges, 8,116 flattened intervals):
+0.23-0.29 s of CPU per call (0.34-0.8 s wall: this machine's 2 cores were shared with four other
+jobs, load average 5-8), most of it pandas factorizing the two address columns; parsing the
+distinct addresses and the searchsorted are under 0.1 s. Building the zone map takes 0.2-0.5 s
+once (cached per set of zones).
 """
 
 from __future__ import annotations
