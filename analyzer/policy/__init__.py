@@ -16,7 +16,7 @@ such as the cipher-suite table, never the other way round).
 
 Modules: `zones` (CIDRs, zones TOML, AWS ranges, direction), `rules` (the catalogue; the rules
 themselves in `rules_tls`, `rules_cert`, `rules_traffic`), `profiles` (TOML, built-in ones in
-`profiles/`), `suppressions` (TOML), `evaluate` (findings, verdicts, destinations and the score).
+`builtin_profiles/`), `suppressions` (TOML), `evaluate` (findings, verdicts, destinations and the score).
 """
 
 from __future__ import annotations

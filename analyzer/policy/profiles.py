@@ -1,6 +1,6 @@
 """Profiles: which rules run, at which severity, with which options, as data (TOML).
 
-Built-in profiles live in `analyzer/policy/profiles/*.toml`:
+Built-in profiles live in `analyzer/policy/builtin_profiles/*.toml`:
 
 - ``sec09`` (default): AWS Well-Architected SEC09-BP02, "Enforce encryption in transit".
 - ``strict``: everything on, CBC and non-AEAD suites flagged, higher severities.
@@ -134,7 +134,8 @@ def _apply(doc: Mapping[str, Any], base: dict[str, RuleSetting], where: str) -> 
 def _read(source: str | Path) -> tuple[dict[str, Any], str, Path | None]:
     """(document, where, directory) of a built-in profile name or a profile file path."""
     if isinstance(source, str) and source in BUILTIN_PROFILES:
-        raw = resources.files("analyzer.policy").joinpath("profiles").joinpath(f"{source}.toml").read_text("utf-8")
+        folder = resources.files("analyzer.policy").joinpath("builtin_profiles")
+        raw = folder.joinpath(f"{source}.toml").read_text("utf-8")
         where = f"profile {source}"
         directory = None
     else:
