@@ -53,7 +53,7 @@ import numpy as np
 
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import build_facts, conform, empty_frame
+from analyzer.policy.facts import Facts, build_facts, conform, empty_frame
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
@@ -169,7 +169,7 @@ def _server_names(facts_sessions: pd.DataFrame, flows: pd.DataFrame) -> pd.Serie
     return by_flow.astype("string").fillna(fallback)
 
 
-def _rule_findings(facts: Any, profile: Profile) -> pd.DataFrame:
+def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     parts = []

@@ -287,3 +287,12 @@ def test_hostile_facts_never_crash(rows):
     assert set(res.flows["verdict"]) <= {"ok", "warn", "fail", "unknown"}
     names = {d for _, _, _, d, _, _ in rows if d is not None}
     assert set(res.findings["server_name"].dropna()) <= names  # wire strings passed through, not rewritten
+
+
+def test_finding_id_is_pinned():
+    """finding_id is a contract (reports and tickets refer to it): the hash of "rule|uid" must not change
+    with a pandas upgrade or a refactoring. These values were computed once, 2026-12-06."""
+    f, t = _one_session(version="TLS 1.0")
+    res = _eval(f, t)
+    ids = dict(zip(res.findings["rule"], res.findings["finding_id"], strict=True))
+    assert ids["tls-legacy-version"] == "468c9cf2aab4d9ea"
