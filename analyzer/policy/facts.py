@@ -1,0 +1,111 @@
+"""The frames the rules read, assembled once per evaluation.
+
+Rules never join frames themselves: `build_facts` gives them
+
+- `flows`: the flows frame with `client_zone`, `server_zone`, `direction` added;
+- `sessions`: one row per TLS / DTLS / QUIC session (the `tls` frame), with the flow's times,
+  transport, zones and direction, and the facts of the session's *leaf* certificate from `certs`
+  (columns prefixed ``leaf_``: ``leaf_not_before``, ``leaf_not_after``, ``leaf_key_type``,
+  ``leaf_key_bits``, ``leaf_signature_hash``, ``leaf_self_signed``, ``leaf_subject_cn``, ...).
+  ``seen`` is when the session was observed (the session's ``ts``, else the flow's start): every
+  time-dependent judgement (expired, not yet valid, expiring) is made at that instant, never at
+  the time of the run, so a capture audited a year later gives the same findings.
+
+When no `tls` frame is given (an analysis that built only `flows`), the sessions come from the
+flows' own TLS columns (first session of each flow: version, offered maximum, cipher, SNI,
+established, leaf fingerprint); rules that need more (alerts, chain, SNI match) find those columns
+null and judge nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from analyzer import schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame"]
+
+# certs columns copied onto each session as leaf_<name>
+LEAF_COLUMNS = (
+    "subject_cn", "issuer_cn", "san_dns", "not_before", "not_after", "key_type", "key_bits", "key_curve",
+    "signature_algorithm", "signature_hash", "self_issued", "self_signed", "is_ca",
+)
+
+# flows columns copied onto each session
+_FLOW_COLUMNS = ("ts_start", "ts_end", "transport", "client_zone", "server_zone", "direction")
+
+# flows' TLS columns -> tls frame columns, for the fallback when no tls frame is given
+_FROM_FLOWS = {
+    "app_protocol": "protocol", "tls_version": "version", "tls_client_max_version": "client_max_version",
+    "tls_cipher": "cipher", "tls_server_name": "server_name", "tls_established": "established",
+    "cert_sha256": "cert_sha256",
+}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules read (see the module docstring)."""
+
+    flows: pd.DataFrame
+    sessions: pd.DataFrame
+    now: pd.Timestamp
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    """An empty frame with the declared schema."""
+    from analyzer._pandas import pd
+
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in columns.items()})
+
+
+def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame:
+    """`frame` with every declared column present (missing ones null, of their dtype)."""
+    from analyzer._pandas import pd
+
+    if frame is None:
+        return empty_frame(columns)
+    missing = {c: d for c, d in columns.items() if c not in frame.columns}
+    if not missing:
+        return frame
+    extra = pd.DataFrame({c: pd.Series(index=frame.index, dtype=d) for c, d in missing.items()})
+    return pd.concat([frame, extra], axis=1)
+
+
+def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
+    """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
+    from analyzer._pandas import pd
+
+    has = flows["app_protocol"].isin(["tls", "dtls", "quic"]).fillna(False)
+    sub = flows.loc[has.to_numpy(dtype=bool)]
+    out = {"uid": sub["uid"], "ts": sub["ts_start"], "client_ip": sub["client_ip"], "client_port": sub["client_port"],
+           "server_ip": sub["server_ip"], "server_port": sub["server_port"]}
+    for src, dst in _FROM_FLOWS.items():
+        out[dst] = sub[src]
+    frame = pd.DataFrame(out)
+    return conform(frame.reset_index(drop=True), schema.TLS)
+
+
+def build_facts(
+    flows: pd.DataFrame, zoned: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None,
+    now: pd.Timestamp,
+) -> Facts:
+    """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
+    from analyzer._pandas import pd
+
+    flows = conform(flows, schema.FLOWS)
+    zflows = pd.concat([flows, zoned], axis=1)
+    tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, schema.TLS)
+    certs_frame = conform(certs, schema.CERTS)
+    per_flow = zflows[["uid", *_FLOW_COLUMNS]].drop_duplicates("uid")
+    sessions = tls_frame.reset_index(drop=True).merge(per_flow, on="uid", how="left", validate="many_to_one")
+    leaf = certs_frame[["sha256", *LEAF_COLUMNS]].drop_duplicates("sha256")
+    leaf = leaf.rename(columns={c: f"leaf_{c}" for c in LEAF_COLUMNS})
+    sessions = sessions.merge(leaf, left_on="cert_sha256", right_on="sha256", how="left").drop(columns="sha256")
+    seen = sessions["ts"].where(sessions["ts"].notna(), sessions["ts_start"])
+    sessions["seen"] = seen
+    return Facts(zflows, sessions, now)

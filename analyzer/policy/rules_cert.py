@@ -1,0 +1,253 @@
+"""Rules about the server's certificate (the leaf the server sent), judged when the session was seen.
+
+A passive observer sees the certificate only in TLS 1.2-and-earlier handshakes (and DTLS 1.2): in
+TLS 1.3 and QUIC the Certificate message is encrypted (RFC 8446 §1.2), so these rules find nothing
+there; such sessions are simply not judged on their certificate. Every time comparison is made at
+the session's own timestamp (`seen`), never at the time of the run.
+
+The rules look at the leaf only: the chain's CA certificates are the issuer's business and their
+self-signatures are by design; a leaf signed by a weak CA key is not detected here (the chain is in
+`tls.cert_chain` for a future `cert-chain-*` rule).
+
+- **cert-expired**: `notAfter` is before the session (SEC09-BP02 anti-pattern: "certificates not
+  monitored or replaced before expiry"; PCI DSS 4.0 4.2.1: certificates confirmed valid and not
+  expired).
+- **cert-not-yet-valid**: `notBefore` is after the session (a wrong clock, or a certificate deployed
+  too early; clients reject it either way).
+- **cert-expiring**: still valid, but expires within `runway_days` (default 30) of the session.
+- **cert-self-signed**: the leaf is self-signed (subject = issuer and its own key verifies it):
+  nothing vouches for the server (SEC09-BP02 anti-pattern "self-signed certificates for TLS";
+  PCI DSS 4.0 4.2.1.d "certificates that cannot be verified as trusted are rejected").
+- **cert-weak-key**: RSA/DSA below `min_rsa_bits` (2048) or EC below `min_ec_bits` (256): CA/B Forum
+  BR §6.1.5, RFC 9325 §4.5, NIST SP 800-52r2, SEC09's "1024-bit RSA keys" anti-pattern.
+- **cert-weak-signature**: the leaf's signature hash is MD5 or SHA-1 (or MD2/MD4): RFC 9155, RFC
+  9325 §4.5, CA/B Forum BR §7.1.3.2 (SHA-1 banned for subscriber certificates since ballot 118,
+  2014, and everywhere by ballot SC-097).
+- **cert-name-mismatch**: the client asked for a name (SNI) that the certificate does not cover
+  (`tls.sni_matches_cert` is false): a client that checks names refuses it, one that connects
+  anyway is open to interception. Sessions without SNI are not judged.
+- **cert-validity-too-long**: the validity period is longer than the CA/Browser Forum maximum for
+  its issue date (BR §6.3.2, ballot SC-081v3, BR v2.2.6 of 2026-03-31): 398 days for certificates
+  issued before 2026-03-15, 200 days from 2026-03-15, 100 days from 2027-03-15, 47 days from
+  2029-03-15. The issue date is taken from `notBefore` (BR §7.1.2.7: within 48 h of signing), and
+  the period counts inclusively as the BR do: `notAfter - notBefore + 1 s`, any part of a day a
+  whole day. The BRs bind publicly trusted CAs only: self-signed leaves are exempt
+  (`exempt_self_signed`), and `private_issuers` (globs on the issuer CN) exempts a private PKI;
+  `max_days` (0 = off) caps the limit further (Mozilla intermediate: 366 days).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from analyzer.policy._rule import Rule, as_mask, found, pick, text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analyzer.policy.facts import Facts
+
+__all__ = ["CERT_RULES", "validity_limit_days"]
+
+SEC09 = "AWS Well-Architected SEC09-BP02 (Enforce encryption in transit)"
+PCI = "PCI DSS 4.0 req. 4.2.1"
+BR = "CA/Browser Forum TLS Baseline Requirements v2.2.6"
+NIST = "NIST SP 800-52 Rev. 2"
+MOZ = "Mozilla Server Side TLS 6.0 (intermediate)"
+
+# CA/B Forum BR §6.3.2 after ballot SC-081v3: (issued on or after, maximum validity in days)
+BR_VALIDITY_SCHEDULE = [["1970-01-01", 398], ["2026-03-15", 200], ["2027-03-15", 100], ["2029-03-15", 47]]
+
+
+def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    m = as_mask(s["leaf_not_after"] < s["seen"])
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expired "
+                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", seen "
+                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+
+
+def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    m = as_mask(s["leaf_not_before"] > s["seen"])
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_before", "seen")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid only from "
+                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + ", seen "
+                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+
+
+def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    from analyzer._pandas import pd
+
+    s = f.sessions
+    after, seen = s["leaf_not_after"], s["seen"]
+    runway = pd.Timedelta(days=float(opts["runway_days"]))
+    m = as_mask((after >= seen) & (after < seen + runway))
+    x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
+    days = ((x["leaf_not_after"] - x["seen"]).dt.total_seconds() / 86_400).round(1)
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expires "
+                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", " + text(days)
+                 + " days after it was seen (runway " + str(opts["runway_days"]) + " days)")
+
+
+def self_signed(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    x = pick(s, as_mask(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
+    return found(x, "self-signed certificate " + text(x["leaf_subject_cn"]) + " (issuer "
+                 + text(x["leaf_issuer_cn"]) + ")")
+
+
+def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    kind = s["leaf_key_type"].astype("string").str.lower()
+    bits = s["leaf_key_bits"].astype("Int64")
+    rsa = as_mask(kind.isin(["rsa", "dsa", "rsa-pss"])) & as_mask(bits < int(opts["min_rsa_bits"]))
+    ec = as_mask(kind.isin(["ec", "ecdsa"])) & as_mask(bits < int(opts["min_ec_bits"]))
+    m = rsa | ec
+    x = pick(s, m, "leaf_subject_cn")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + ": " + text(kind[m]) + " key of "
+                 + text(bits[m]) + " bits")
+
+
+def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    h = s["leaf_signature_hash"].astype("string").str.lower()
+    x = pick(s, as_mask(h.isin([str(v).lower() for v in opts["hashes"]])), "leaf_subject_cn",
+             "leaf_signature_algorithm")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " signed with " + text(x["leaf_signature_algorithm"]))
+
+
+def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    s = f.sessions
+    m = as_mask(s["sni_matches_cert"].astype("boolean") == False)  # noqa: E712  (null: not judged)
+    x = pick(s, m, "server_name", "leaf_san_dns", "leaf_subject_cn")
+    return found(x, "SNI " + text(x["server_name"]) + " not covered by certificate for "
+                 + text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"])))
+
+
+def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.ndarray:
+    """The BR maximum validity (days) for certificates issued at `not_before` (NaN when unknown)."""
+    from analyzer._pandas import pd
+
+    steps = sorted((pd.Timestamp(str(d), tz="UTC"), float(n)) for d, n in schedule)
+    starts = np.array([t.value for t, _ in steps], dtype=np.int64)
+    limits = np.array([n for _, n in steps], dtype=float)
+    nb = not_before.astype("datetime64[ns, UTC]")
+    known = nb.notna().to_numpy()
+    values = nb.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype(np.int64)
+    i = np.searchsorted(starts, values, side="right") - 1
+    out = np.where(known & (i >= 0), limits[np.clip(i, 0, None)], np.nan)
+    return out
+
+
+def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    from analyzer._pandas import pd
+
+    s = f.sessions
+    nb, na = s["leaf_not_before"], s["leaf_not_after"]
+    span = (na - nb).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
+    # BR §6.3.2: inclusive of both ends (+1 s), any fraction of a day counts as a day
+    days = np.ceil((span + 1.0) / 86_400)
+    limit = validity_limit_days(nb, list(opts["schedule"]))
+    if opts["max_days"]:
+        limit = np.fmin(limit, float(opts["max_days"]))
+    mask = np.nan_to_num(days, nan=0.0) > np.nan_to_num(limit, nan=np.inf)
+    if opts["exempt_self_signed"]:
+        mask &= ~s["leaf_self_signed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    globs = [str(g).lower() for g in opts["private_issuers"]]
+    if globs:
+        issuers = s["leaf_issuer_cn"].astype("string").str.lower()
+        uniq = issuers.dropna().unique()
+        private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
+        mask &= ~issuers.isin(list(private)).fillna(False).to_numpy(dtype=bool)
+    x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
+    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid "
+                 + text(pd.Series(days[mask], index=x.index).astype("Int64")) + " days from "
+                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + "; maximum "
+                 + text(pd.Series(limit[mask], index=x.index).astype("Int64")) + " days")
+
+
+CERT_RULES = (
+    Rule(
+        id="cert-expired",
+        title="Certificate expired when seen",
+        severity="high",
+        rationale="An expired certificate is refused by clients that check, and accepted only by "
+        "clients that check nothing; SEC09-BP02 names unmonitored expiry as an anti-pattern.",
+        references=(SEC09, PCI, "RFC 5280 §4.1.2.5"),
+        predicate=expired,
+    ),
+    Rule(
+        id="cert-not-yet-valid",
+        title="Certificate not yet valid when seen",
+        severity="high",
+        rationale="A certificate used before its notBefore is refused by clients that check.",
+        references=(SEC09, PCI, "RFC 5280 §4.1.2.5"),
+        predicate=not_yet_valid,
+    ),
+    Rule(
+        id="cert-expiring",
+        title="Certificate expires soon",
+        severity="medium",
+        rationale="Certificates must be replaced before they expire (SEC09-BP02 anti-pattern: "
+        "certificates not monitored or replaced before expiry).",
+        references=(SEC09,),
+        predicate=expiring,
+        options={"runway_days": 30},
+    ),
+    Rule(
+        id="cert-self-signed",
+        title="Self-signed server certificate",
+        severity="high",
+        rationale="Nothing vouches for a self-signed certificate: clients must skip verification to "
+        "accept it, which also accepts an interceptor (SEC09-BP02 anti-pattern).",
+        references=(SEC09, "PCI DSS 4.0 req. 4.2.1.d"),
+        predicate=self_signed,
+    ),
+    Rule(
+        id="cert-weak-key",
+        title="Weak certificate key",
+        severity="high",
+        rationale="RSA keys below 2048 bits and EC keys below 256 bits are below 112-bit security "
+        "(BR §6.1.5, RFC 9325 §4.5; SEC09-BP02 anti-pattern: 1024-bit RSA keys).",
+        references=(SEC09, BR + " §6.1.5", "RFC 9325 §4.5", NIST, "PCI DSS 4.0 glossary: strong cryptography"),
+        predicate=weak_key,
+        options={"min_rsa_bits": 2048, "min_ec_bits": 256},
+    ),
+    Rule(
+        id="cert-weak-signature",
+        title="Certificate signed with MD5 or SHA-1",
+        severity="high",
+        rationale="MD5 and SHA-1 signatures can be forged by collision (RFC 9155); the CA/B Forum "
+        "banned SHA-1 for subscriber certificates.",
+        references=(BR + " §7.1.3.2", "RFC 9155", "RFC 9325 §4.5", MOZ),
+        predicate=weak_signature,
+        options={"hashes": ["md2", "md4", "md5", "sha1"]},
+    ),
+    Rule(
+        id="cert-name-mismatch",
+        title="Certificate does not cover the requested name",
+        severity="medium",
+        rationale="The certificate does not name the server the client asked for (SNI): a checking "
+        "client refuses it, a client that goes on could be talking to anyone.",
+        references=(SEC09, "RFC 6125", PCI),
+        predicate=name_mismatch,
+    ),
+    Rule(
+        id="cert-validity-too-long",
+        title="Certificate validity longer than the CA/B Forum maximum",
+        severity="low",
+        rationale="Publicly trusted certificates may not be valid longer than BR §6.3.2 allows for "
+        "their issue date (398/200/100/47 days, ballot SC-081v3); longer lifetimes keep "
+        "compromised keys and stale validation in use.",
+        references=(BR + " §6.3.2 (ballot SC-081v3)", MOZ + " maximum_certificate_lifespan"),
+        predicate=validity_too_long,
+        options={"schedule": BR_VALIDITY_SCHEDULE, "max_days": 0, "exempt_self_signed": True,
+                 "private_issuers": []},
+    ),
+)
