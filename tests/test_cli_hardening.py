@@ -150,9 +150,8 @@ def test_a_full_disk_names_the_output():
 
 
 def _hostile_sni_capture(path: Path, name: str) -> Path:
-    from scapy.layers.inet import IP, TCP
-
     from pcap_helpers import eth, write_packets
+    from scapy.layers.inet import IP, TCP
     from tls_helpers import client_hello_body, handshake, record, sni_ext
 
     hello = record(22, handshake(1, client_hello_body(extensions=[sni_ext(name)])))

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer.dissect import flow_schema
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.errors import PolicyError
 from analyzer.policy.facts import Facts, build_facts, conform, empty_frame
@@ -59,7 +60,6 @@ from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
 from analyzer.policy.suppressions import Suppression, load_suppressions, match_suppression
 from analyzer.policy.zones import Zone, ZoneMap, build_zones, strings_from_codes, zone_flows
-from analyzer.schema import FLOWS as FLOWS_SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -332,7 +332,7 @@ def evaluate(
     if stamp is pd.NaT:
         raise PolicyError(f"not a date or time: {now!r}")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    flows = conform(flows, FLOWS_SCHEMA).reset_index(drop=True)
+    flows = conform(flows, flow_schema()).reset_index(drop=True)
     zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(
         {"client_zone": "string", "server_zone": "string", "direction": "string"})
     facts = build_facts(flows, zoned, tls, certs, stamp)

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from analyzer import schema
+from analyzer import dissect as registry
+from analyzer.dissect.tls import schema as tls_schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,7 +88,7 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     for src, dst in _FROM_FLOWS.items():
         out[dst] = sub[src]
     frame = pd.DataFrame(out)
-    return conform(frame.reset_index(drop=True), schema.TLS)
+    return conform(frame.reset_index(drop=True), tls_schema.TLS)
 
 
 def build_facts(
@@ -97,10 +98,10 @@ def build_facts(
     """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
     from analyzer._pandas import pd
 
-    flows = conform(flows, schema.FLOWS)
+    flows = conform(flows, registry.flow_schema())
     zflows = pd.concat([flows, zoned], axis=1)
-    tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, schema.TLS)
-    certs_frame = conform(certs, schema.CERTS)
+    tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, tls_schema.TLS)
+    certs_frame = conform(certs, tls_schema.CERTS)
     per_flow = zflows[["uid", *_FLOW_COLUMNS]].drop_duplicates("uid")
     sessions = tls_frame.reset_index(drop=True).merge(per_flow, on="uid", how="left", validate="many_to_one")
     leaf = certs_frame[["sha256", *LEAF_COLUMNS]].drop_duplicates("sha256")

@@ -68,10 +68,14 @@ RFC9325 = "RFC 9325 (BCP 195) §4.1"
 
 @lru_cache(maxsize=1)
 def _suite_table() -> pd.DataFrame:
-    """The dissector's cipher-suite table indexed by name (one row per suite)."""
-    from analyzer.dissect.tls.ciphersuites import as_frame
+    """The dissector's cipher-suite table (constants) indexed by name, one row per suite."""
+    from dataclasses import asdict
 
-    return as_frame(include_sslv2=True).drop_duplicates("name").set_index("name")
+    from analyzer._pandas import pd
+    from analyzer.dissect.tls.ciphersuites import all_sslv2, all_suites
+
+    rows = [asdict(s) for s in (*all_suites(), *all_sslv2())]
+    return pd.DataFrame(rows).drop_duplicates("name").set_index("name")
 
 
 def _suite_flags(f: Facts) -> pd.DataFrame:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzer import schema
+from analyzer import dissect as registry
 from analyzer._pandas import pd
+from analyzer.dissect.tls import schema as tls_schema
 
 T0 = pd.Timestamp("2026-11-29T00:00:00Z")
 
@@ -23,14 +24,14 @@ def flows(*rows: dict[str, Any]) -> pd.DataFrame:
             "ip_bytes_to_server": 1000, "ip_bytes_to_client": 1000, "payload_bytes_to_server": 500,
             "payload_bytes_to_client": 500}
     full = [{**base, "uid": f"C{i}", **r} for i, r in enumerate(rows)]
-    return frame(schema.FLOWS, full)
+    return frame(registry.FLOWS, full)
 
 
 def tls(*rows: dict[str, Any]) -> pd.DataFrame:
     """TLS sessions; each row needs a uid."""
     base = {"protocol": "tls", "ts": T0}
-    return frame(schema.TLS, [{**base, **r} for r in rows])
+    return frame(tls_schema.TLS, [{**base, **r} for r in rows])
 
 
 def certs(*rows: dict[str, Any]) -> pd.DataFrame:
-    return frame(schema.CERTS, list(rows))
+    return frame(tls_schema.CERTS, list(rows))
