@@ -18,6 +18,7 @@ from analyzer.errors import CaptureError, IntransitError, NeedMoreData, ParseErr
 
 if TYPE_CHECKING:
     from analyzer._warm import warm_up
+    from analyzer.auditor import audit
     from analyzer.config import Options
     from analyzer.dissect import FLOWS
     from analyzer.pipeline import Analysis, analyze
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "analyze": "analyzer.pipeline",
+    "audit": "analyzer.auditor",
     "Analysis": "analyzer.pipeline",
     "Options": "analyzer.config",
     "warm_up": "analyzer._warm",
@@ -44,6 +46,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "analyze",
+    "audit",
     "warm_up",
 ]
 

@@ -73,7 +73,8 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
-                  max_flows: int, ja4x: bool, frames: tuple[str, ...], sinks: dict[str, Any] | None = None) -> Any:
+                  max_flows: int, ja4x: bool, frames: tuple[str, ...], sinks: dict[str, Any] | None = None,
+                  runner: Callable[..., Any] | None = None, **more: Any) -> Any:
     import analyzer
     from analyzer.config import DecodeOptions, FlowOptions
 
@@ -83,12 +84,12 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         where = f" at byte {p.offset}" if p.offset is not None else ""
         click.echo(printable(f"warning: {p.source}{where}: {p.detail}"), err=True)
 
-    return analyzer.analyze(
+    return (runner or analyzer.analyze)(
         list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
         dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
         geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
         idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
-        max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
+        max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks, **more,
     )
 
 
@@ -282,6 +283,97 @@ def _signals_end_like_interrupts() -> None:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, raise_terminated)
+
+
+FINDING_TABLE_COLUMNS = ["severity", "rule", "direction", "client_ip", "server_ip", "server_port", "server_name",
+                         "evidence", "suppressed_by"]
+
+
+@main.command()
+@_capture_options
+@click.option("--vpc", "vpc", multiple=True, metavar="CIDR", help="A CIDR of your VPC (repeatable): its addresses "
+              "are internal, and traffic from them to outside every internal zone is egress.")
+@click.option("--zones", "zones", type=click.Path(dir_okay=False), default=None,
+              help="Zones TOML: named VPCs, peered VPCs, on-premises ranges, VNI/GWLB mappings.")
+@click.option("--aws-ip-ranges", type=click.Path(dir_okay=False), default=None,
+              help="AWS's ip-ranges.json to use instead of the bundled copy (see `intransit rules`).")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="sec09 (default), strict, nist-800-52r2, mozilla-intermediate, pci-dss-4, or a profile TOML.")
+@click.option("--suppress", "suppressions", type=click.Path(dir_okay=False), default=None,
+              help="Suppressions TOML: rule + match + reason + expiry.")
+@click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "info", "never"]), default="high",
+              show_default=True, help="Exit 1 when a finding (not suppressed) reaches this severity.")
+@_errors_to_exit
+def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, vpc: tuple[str, ...],
+          zones: str | None, aws_ip_ranges: str | None, profile: str | None, suppressions: str | None,
+          fail_on: str, **opts: Any) -> None:
+    """Judge the captures against a policy (AWS SEC09-BP02 by default): where each flow goes and
+    whether its protection is acceptable. Prints a summary and the findings.
+
+    Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 on an input error: a CI gate.
+    """
+    from analyzer.auditor import audit as run_audit
+    from analyzer.auditor import fails
+    from analyzer.report import write_frame
+
+    result = _run_analysis(paths, frames=("flows", "tls", "certs", "cert_links"), runner=run_audit, vpc=vpc,
+                           zones=zones, aws_ip_ranges=aws_ip_ranges, profile=profile, suppressions=suppressions,
+                           **opts)
+    findings = result.findings
+    for line in _audit_summary(result, bool(vpc or zones), fail_on):
+        click.echo(printable(line), err=fmt != "table" or out is not None)
+    cols = None if (all_columns or fmt != "table") else FINDING_TABLE_COLUMNS
+    if fmt != "table" or len(findings):
+        write_frame(findings, fmt, out, columns=cols)
+    sys.exit(1 if fails(findings, fail_on) else 0)
+
+
+def _audit_summary(result: Any, zoned: bool, fail_on: str) -> list[str]:
+    """The audit's summary: verdicts, findings by severity and rule, the worst destinations, and what
+    was not judged and why."""
+    flows, findings, dest = result.flows, result.findings, result.destinations
+    verdicts = flows["verdict"].value_counts()
+    active = findings[findings["suppressed_by"].isna()]
+    by_severity = active["severity"].value_counts()
+    lines = [f"audit ({result.stats.get('profile')}): {len(flows)} flows: " + ", ".join(
+        f"{int(verdicts.get(v, 0))} {label}" for v, label in
+        (("ok", "ok"), ("warn", "warn"), ("fail", "fail"), ("unknown", "not judged")))]
+    lines.append(f"findings: {len(active)} (" + ", ".join(
+        f"{s} {int(by_severity.get(s, 0))}" for s in ("critical", "high", "medium", "low", "info"))
+        + f"); suppressed {len(findings) - len(active)}; fail-on {fail_on}")
+    for (rule, severity), n in active.groupby(["rule", "severity"]).size().sort_values(ascending=False).items():
+        lines.append(f"  {rule} ({severity}): {n}")
+    if len(dest):
+        worst = dest.sort_values(["score", "destination"]).head(5)
+        lines.append("worst destinations: " + "; ".join(
+            f"{d}:{p} {g} ({s})" for d, p, g, s in zip(worst["destination"], worst["server_port"], worst["grade"],
+                                                     worst["score"], strict=True)))
+    unjudged = flows[flows["verdict"] == "unknown"]
+    if len(unjudged):
+        no_payload = int(((unjudged["payload_bytes_to_server"].fillna(0) + unjudged["payload_bytes_to_client"]
+                           .fillna(0)) == 0).sum())
+        unknown = int(unjudged["app_protocol"].isna().sum()) - no_payload
+        lines.append(f"not judged: {len(unjudged)} flows ({no_payload} without payload, {max(unknown, 0)} in a "
+                     f"protocol not recognised, {len(unjudged) - no_payload - max(unknown, 0)} whose encryption "
+                     "could not be decided)")
+    if not zoned:
+        lines.append("no --vpc or --zones given: no address is internal, so nothing is called egress")
+    return lines
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+@click.option("--all-columns", is_flag=True, help="Table format: also options, facts read, references, rationale.")
+@_errors_to_exit
+def rules(fmt: str, all_columns: bool) -> None:
+    """The policy rules: id, title, severity in each built-in profile, options and references."""
+    from analyzer.policy import rules_table
+    from analyzer.report import write_frame
+
+    table = rules_table()
+    if fmt == "table" and not all_columns:
+        table = table[["rule", "title", "sec09", "strict", "nist-800-52r2", "mozilla-intermediate", "pci-dss-4"]]
+    write_frame(table, fmt)
 
 
 @main.command()

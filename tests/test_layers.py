@@ -20,7 +20,7 @@ PKG = ROOT / "analyzer"
 LAYERS = ["foundation", "sources", "decode", "flows", "dissect", "policy", "report", "engines", "cli"]
 FOUNDATION = {"analyzer._version", "analyzer.errors", "analyzer.config", "analyzer.schema", "analyzer._native",
               "analyzer._gc", "analyzer._pandas", "analyzer._lazy"}
-ENGINES = {"analyzer.pipeline", "analyzer.verify", "analyzer._warm"}
+ENGINES = {"analyzer.pipeline", "analyzer.verify", "analyzer._warm", "analyzer.auditor"}
 CLI = {"analyzer", "analyzer.cli", "analyzer.__main__"}
 REPORT = {"analyzer.plots"}
 
@@ -115,7 +115,7 @@ def test_dissect_builds_no_frames():
 
 
 PUBLIC = ["FLOWS", "FLOWS_CONTRACT", "Analysis", "CaptureError", "IntransitError", "NeedMoreData", "Options",
-          "ParseError", "UsageError", "__version__", "analyze", "warm_up"]
+          "ParseError", "UsageError", "__version__", "analyze", "audit", "warm_up"]
 
 
 def test_public_surface_is_pinned():

@@ -1,0 +1,65 @@
+"""`audit()`: an analysis judged by the policy layer, as one `Analysis`.
+
+    import analyzer
+    r = analyzer.audit(["captures/"], vpc=["10.77.0.0/16"], profile="sec09")   # this module's audit()
+    r.findings        # one row per finding (analyzer.policy.FINDINGS)
+    r.flows           # the flows, with client_zone, server_zone, direction, verdict, finding_count
+    r.destinations    # one row per server: share encrypted, worst severity, score and grade
+    r.tls, r.certs, r.anomalies, r.sources   # as analyze() gives them
+
+The facts come from `analyze()` (every keyword of it is accepted), the judgement from
+`analyzer.policy.evaluate`, kept apart as Zeek keeps its policy scripts apart from its analyzers.
+The frames are judged whole, in memory: the TLS and certificate rules read the `tls` and `certs`
+frames, which are complete only at the end of a run. (The collector's stage hook is where a
+chunk-by-chunk judgement of streamed flows will run; see analyzer.pipeline.Stage.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analyzer.pipeline import Analysis, analyze
+from analyzer.policy import DESTINATIONS, FINDINGS, build_zones, evaluate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SEVERITIES", "audit", "fails"]
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def audit(paths: str | Iterable[str], *, vpc: Sequence[str] = (), zones: str | Path | None = None,
+          aws_ip_ranges: str | Path | bool | None = None, profile: str | Path | None = None,
+          suppressions: str | Path | None = None, now: Any = None, **analyze_options: Any) -> Analysis:
+    """Analyse the captures and judge them. `vpc`: the VPC CIDRs (internal addresses); `zones`: a
+    zones TOML file (named zones, peered VPCs, on-premises; VNI/GWLB mappings); `aws_ip_ranges`: a
+    copy of AWS's ip-ranges.json instead of the bundled one (False: none); `profile`: sec09
+    (default), strict, nist-800-52r2, mozilla-intermediate, pci-dss-4 or a profile TOML;
+    `suppressions`: a suppressions TOML; `now`: the date suppressions expire against (default:
+    today). Without `vpc` or `zones`, nothing is internal: no flow is called egress."""
+    analyze_options.setdefault("frames", ("flows", "tls", "certs", "cert_links"))
+    zone_map = build_zones(vpc=list(vpc), zones=zones, aws_ip_ranges=aws_ip_ranges)
+    facts = analyze(paths, **analyze_options)
+    judged = evaluate(facts.flows, facts.tls, facts.certs, zones=zone_map, profile=profile,
+                      suppressions=suppressions, now=now)
+    frames: dict[str, pd.DataFrame] = {name: facts[name] for name in facts.frame_names}
+    frames["flows"] = judged.flows
+    frames["findings"] = judged.findings
+    frames["destinations"] = judged.destinations
+    schemas: dict[str, Mapping[str, str]] = {**facts.schemas, "findings": FINDINGS, "destinations": DESTINATIONS,
+                                             "flows": {str(c): str(t) for c, t in judged.flows.dtypes.items()}}
+    stats = {**facts.stats, "profile": judged.profile.name, "zones": [z.name for z in zone_map.zones]}
+    return Analysis(frames, schemas=schemas, stats=stats)
+
+
+def fails(findings: pd.DataFrame, fail_on: str) -> bool:
+    """Whether any finding that is not suppressed reaches `fail_on` (a severity, or "never")."""
+    if fail_on == "never" or not len(findings):
+        return False
+    floor = SEVERITIES.index(fail_on)
+    active = findings[findings["suppressed_by"].isna()] if "suppressed_by" in findings else findings
+    ranks = active["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    return bool((ranks >= floor).any())
