@@ -470,8 +470,7 @@ def test_cache_is_bounded():
     assert len(cache) == 3 and cache.evictions == 2
     assert shas[0] not in cache and shas[4] in cache
     assert [r["sha256"] for r in cache.rows()] == shas[2:]
-    df = cache.frame()
-    assert list(df.columns) == list(CERTS) and len(df) == 3
+    assert all(set(r) <= set(CERTS) for r in cache.rows())
     with pytest.raises(ValueError):
         CertificateCache(max_entries=0)
 

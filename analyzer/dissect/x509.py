@@ -47,16 +47,13 @@ import ipaddress
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dh, dsa, ec, ed448, ed25519, padding, rsa, x448, x25519
 from cryptography.x509.oid import NameOID
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["CertificateCache", "fingerprint", "hostname_matches", "parse_certificate"]
 
@@ -580,12 +577,6 @@ class CertificateCache:
     def rows(self) -> Iterator[Row]:
         """Every cached row (copies), oldest first."""
         return (dict(e.row) for e in list(self._entries.values()))
-
-    def frame(self) -> pd.DataFrame:
-        """The cached rows as a `certs` frame (schema `analyzer.schema.CERTS`)."""
-        from analyzer.schema import CERTS, frame_from_rows
-
-        return frame_from_rows(self.rows(), CERTS)
 
     def __len__(self) -> int:
         return len(self._entries)

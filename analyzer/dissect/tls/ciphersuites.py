@@ -51,17 +51,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from functools import lru_cache
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 __all__ = [
     "CipherSuite",
     "all_sslv2",
     "all_suites",
-    "as_frame",
+    "as_rows",
     "is_grease",
     "lookup",
     "lookup_name",
@@ -760,9 +754,9 @@ _GREASE = {
 }
 
 
-@lru_cache(maxsize=512)
 def _unknown(code: int, sslv2: bool) -> CipherSuite:
-    # bounded: a hostile ClientHello can offer thousands of distinct unassigned codes
+    # Made afresh each time (no memo: unassigned codes are rare, and a memo shared by every
+    # analysis of the process is what dissect/ avoids; a hostile hello only costs the work).
     width = 6 if sslv2 and code > 0xFFFF else 4
     return _placeholder(code, f"unknown_0x{code:0{width}x}", known=False, iana=False, sslv2=sslv2)
 
@@ -808,15 +802,9 @@ def all_sslv2() -> tuple[CipherSuite, ...]:
     return _ALL_V2
 
 
-def as_frame(include_sslv2: bool = False) -> pd.DataFrame:
-    """The table as a pandas DataFrame (one row per suite, a `hex` column added)."""
-    from analyzer._pandas import pd
-
+def as_rows(include_sslv2: bool = False) -> list[dict[str, object]]:
+    """The table as rows (one dict per suite: its fields plus a `hex` column). Building a frame
+    from them is the caller's business: dissect/ does not import pandas."""
     suites = _ALL + _ALL_V2 if include_sslv2 else _ALL
     names = [f.name for f in fields(CipherSuite)]
-    df = pd.DataFrame([[getattr(s, n) for n in names] for s in suites], columns=names)
-    df.insert(1, "hex", [s.hex for s in suites])
-    for col in ("hex", "name", "kx", "auth", "enc", "mode", "mac"):
-        df[col] = df[col].astype("string")
-    df["bits"] = df["bits"].astype("int32")
-    return df
+    return [{"code": s.code, "hex": s.hex, **{n: getattr(s, n) for n in names if n != "code"}} for s in suites]
