@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+
 __all__ = [
     "CipherSuite",
     "all_sslv2",
