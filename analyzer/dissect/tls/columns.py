@@ -44,6 +44,7 @@ __all__ = [
     "cipher_name",
     "flow_columns",
     "hello_row",
+    "resumed",
     "selected_group",
     "server_key_exchange",
 ]
@@ -288,6 +289,19 @@ def hello_row(
     row["selected_group"] = selected_group(sh, ske, hrr)
     row["dh_bits"] = ske.dh_bits if ske is not None else None
     row["hello_retry_request"] = hrr is not None
+
+
+def resumed(ch: ClientHello | None, sh: ServerHello | None, tls13: bool, client_cke: bool, client_ccs: bool) -> bool:
+    """Was the session resumed? TLS 1.3: the ServerHello selected a PSK; before: the server echoed
+    the client's non-empty session id, or the client offered a ticket and changed cipher spec
+    without a ClientKeyExchange (Zeek's rule: ticket resumption with an empty or new session id)."""
+    if ch is None or sh is None:
+        return False
+    if tls13:
+        return sh.psk_selected
+    if sh.session_id and sh.session_id == ch.session_id:
+        return True
+    return bool(ch.session_ticket_data) and not client_cke and client_ccs
 
 
 def alert_columns(row: dict[str, object], alert: tuple[int, int, str] | None) -> None:

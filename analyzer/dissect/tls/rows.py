@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
-from analyzer.dissect.tls.columns import NO_LEAF, TLS_ROW, ServerColumns, alert_columns, cipher_name, hello_row
+from analyzer.dissect.tls.columns import NO_LEAF, TLS_ROW, ServerColumns, alert_columns, cipher_name, hello_row, resumed
 from analyzer.dissect.tls.constants import version_name
 from analyzer.dissect.tls.fingerprints import ja4x
 from analyzer.dissect.tls.handshake import ClientHello, ServerHello
@@ -128,14 +128,6 @@ def tls_row(
         row["cipher_code"] = code
         if code is not None:
             row["cipher"] = cipher_name(code)
-    resumed = False
-    if ch is not None and sh is not None:
-        if tls13:
-            resumed = sh.psk_selected
-        elif sh.session_id and sh.session_id == ch.session_id:
-            resumed = True
-        elif ch.session_ticket_data and not client.cke and client.ccs:
-            resumed = True  # ticket resumption with an empty / new session id (Zeek's rule)
     client_ip, client_port = flow.client_ip, flow.client_port
     server_ip, server_port = flow.server_ip, flow.server_port
     if flipped:
@@ -150,7 +142,7 @@ def tls_row(
             "server_ip": server_ip,
             "server_port": server_port,
             "record_version": version_name(rv),
-            "resumed": resumed,
+            "resumed": resumed(ch, sh, tls13, client.cke, client.ccs),
             "established": outcome.established,
             "history": ("^" if flipped else "") + outcome.history,
             "failure_reason": outcome.failure,
