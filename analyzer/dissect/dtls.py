@@ -31,6 +31,7 @@ Facts (see QUIC_DTLS_NOTES.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from analyzer.dissect import register
 from analyzer.dissect.base import Facts, FlowPayload
 from analyzer.dissect.quic._frames import CryptoStream
 from analyzer.dissect.tls.columns import (
+    NO_LEAF,
     TLS_ROW,
     HelloColumns,
     alert_columns,
@@ -499,7 +501,7 @@ class _Session:
         )
         alert_columns(row, alert)
         chain: list[str] = []
-        leaf: dict[str, Any] = {}
+        leaf: Mapping[str, Any] = NO_LEAF
         certs = self.state.certs
         if server.certs or client.certs:
             chain, leaf = certs.rows(flow.uid, server.certs, client.certs, row, facts)

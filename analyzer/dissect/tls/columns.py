@@ -25,7 +25,9 @@ NA when the extension is absent or empty.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from operator import itemgetter
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
@@ -56,7 +58,7 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
 
-NO_LEAF: dict[str, Any] = {}  # read-only: the certificate row when no server certificate was seen
+NO_LEAF: Mapping[str, Any] = MappingProxyType({})  # the certificate row when no server certificate was seen
 
 # Every `tls` row starts as a copy of this (all columns of analyzer.schema.TLS, unset).
 TLS_ROW: dict[str, object] = dict.fromkeys(
@@ -324,7 +326,7 @@ def flow_columns(
     ccols: dict[str, object] | None,
     scols: ServerColumns | None,
     cert_sha256: str | None = None,
-    leaf: dict[str, Any] = NO_LEAF,
+    leaf: Mapping[str, Any] = NO_LEAF,
 ) -> dict[str, object]:
     """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order)."""
     return {

@@ -19,6 +19,7 @@ Facts, never judgements: weak versions, ciphers or certificates are left to `pol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from analyzer.dissect.base import Facts, FlowPayload
@@ -138,11 +139,11 @@ class TLSDissector:
             walk(server, sc, sc_off, None, facts)
         sh: ServerHello | None = None
         hrr: ServerHello | None = None
-        for hello in server.server_hellos:
-            if hello.is_hello_retry_request:
-                hrr = hrr or hello
+        for server_hello in server.server_hellos:
+            if server_hello.is_hello_retry_request:
+                hrr = hrr or server_hello
             else:
-                sh = sh or hello
+                sh = sh or server_hello
         tls13 = sh is not None and is_tls13(sh.version)
         if cs.data:
             walk(client, cs, cs_off, tls13 if sh is not None else None, facts)
@@ -168,7 +169,7 @@ class TLSDissector:
             version = version_name(0x0002)
             cipher = cipher_name(client.ssl2_cipher) if client.ssl2_cipher is not None else None
         chain: list[str] = []
-        leaf: dict[str, Any] = NO_LEAF
+        leaf: Mapping[str, Any] = NO_LEAF
         if not self.rows:  # only the flow's columns are wanted: the leaf certificate, no tls row
             if self.certificates and server.certs:
                 leaf = self.certs.leaf(server.certs[0])

@@ -773,7 +773,7 @@ def parse_server_hello(
     if memo is not None and not (data[:1] == b"\x7f" and data[1:2] < b"\x16"):
         key = _hello_key(data)
     masked: _MaskedKey | None = None
-    if key is not None:
+    if memo is not None and key is not None:
         seen = memo.sh.get(key)
         share_index = -1
         if seen is None:

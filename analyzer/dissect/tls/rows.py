@@ -7,6 +7,7 @@ use) and its memo of SNI-to-certificate matches: both belong to the instance, ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
@@ -45,7 +46,7 @@ class Certificates:
 
     def rows(
         self, uid: str, server_certs: list[bytes], client_certs: list[bytes], row: dict[str, object], facts: Facts
-    ) -> tuple[list[str], dict[str, Any]]:
+    ) -> tuple[list[str], Mapping[str, Any]]:
         """`cert_links` and (once per flow and certificate) `certs` rows; the chain columns of the
         `tls` row. Returns the server chain's fingerprints (leaf first) and the leaf's row. Call it
         only when a certificate was seen."""
@@ -57,7 +58,7 @@ class Certificates:
         seen: set[str] = set()
         chain: list[str] = []
         client_chain: list[str] = []
-        leaf: dict[str, Any] = NO_LEAF
+        leaf: Mapping[str, Any] = NO_LEAF
         ja4x_list: list[str] = []
         for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
             for position, der in enumerate(certs):
