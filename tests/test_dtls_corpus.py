@@ -53,7 +53,7 @@ def test_dtls_matches_oracle(oracle: Path) -> None:
         facts = facts_by_flow[key]
         f = facts.flow  # type: ignore[attr-defined]
         t = facts.rows["tls"][0]  # type: ignore[attr-defined]
-        cipher = f"0x{t['cipher_code']:04x}" if "cipher_code" in t else None
+        cipher = f"0x{t['cipher_code']:04x}" if t.get("cipher_code") is not None else None
         chain = str(t.get("cert_chain") or "")
         client_chain = str(t.get("client_cert_chain") or "")
         checks = {
