@@ -223,3 +223,19 @@ def test_dissecting_changes_no_module_level_container(make: Callable[[bytes, byt
     make(client_hello_body(ciphers=(0x1234,), extensions=[alpn_ext([b"x"])]), SH)
     _tls_flows()
     assert _containers() == before
+
+
+def test_the_tls_family_never_imports_pandas() -> None:
+    """Frames belong to the collector: dissect/ (TLS, DTLS, QUIC, x509, the cipher table) runs
+    without pandas."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analyzer.dissect.tls, analyzer.dissect.dtls, analyzer.dissect.quic, analyzer.dissect.x509\n"
+        "from analyzer.dissect.tls import ciphersuites\n"
+        "from analyzer.dissect.x509 import CertificateCache\n"
+        "ciphersuites.as_rows(True); list(CertificateCache().rows())\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
