@@ -152,7 +152,7 @@ def tls_row(
             "server_hello_count": len(server.server_hellos) + (1 if server.ssl2_server_hello else 0),
             "client_stop": client.stop if client.records or cs.data else None,
             "server_stop": server.stop if server.records or sc.data else None,
-            "sslv2": row["version"] == "SSL 2.0",
+            "sslv2": sh.version == 0x0002 if sh is not None else server.ssl2_server_hello,
         }
     )
     alert_columns(row, outcome.alert)
