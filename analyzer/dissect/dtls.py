@@ -39,7 +39,6 @@ from analyzer.dissect import register
 from analyzer.dissect.base import Facts, FlowPayload
 from analyzer.dissect.quic._frames import CryptoStream
 from analyzer.dissect.tls.columns import (
-    NO_LEAF,
     TLS_ROW,
     HelloColumns,
     alert_columns,
@@ -468,7 +467,7 @@ class _Session:
         ske: KeyExchangeInfo | None = None
         if server.ske is not None and sh is not None:
             try:
-                ske = server_key_exchange(server.ske, sh.cipher_suite)
+                ske = server_key_exchange(server.ske, self.state.hellos.kx(sh.cipher_suite))
             except ParseError as exc:
                 self.anomaly("dtls_bad_message", f"server key exchange: {exc}")
 
@@ -501,7 +500,7 @@ class _Session:
         )
         alert_columns(row, alert)
         chain: list[str] = []
-        leaf: Mapping[str, Any] = NO_LEAF
+        leaf: Mapping[str, Any] | None = None
         certs = self.state.certs
         if server.certs or client.certs:
             chain, leaf = certs.rows(flow.uid, server.certs, client.certs, row, facts)

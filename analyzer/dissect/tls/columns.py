@@ -27,17 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from operator import itemgetter
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
 from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
 from analyzer.dissect.tls.fingerprints import _hexlist, ja3, ja3s, ja4, ja4s
 from analyzer.dissect.tls.handshake import ClientHello, KeyExchangeInfo, ServerHello, parse_server_key_exchange
 
 __all__ = [
     "FLOW_COLUMNS",
-    "NO_LEAF",
     "TLS_ROW",
     "HelloColumns",
     "ServerColumns",
@@ -58,7 +55,6 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
 
-NO_LEAF: Mapping[str, Any] = MappingProxyType({})  # the certificate row when no server certificate was seen
 
 # Every `tls` row starts as a copy of this (all columns of analyzer.schema.TLS, unset).
 TLS_ROW: dict[str, object] = dict.fromkeys(
@@ -84,21 +80,30 @@ _SHAPE_LIMIT = 2048  # hello shapes kept (each at most _SHAPE_BYTES)
 _SHAPE_BYTES = 2048
 
 
+# `ciphersuites` builds its table when imported: it is imported where first needed (a plain import
+# in the function, no fallback), so an analysis without TLS, and the start of every run, do not
+# pay for it. The same holds for `x509` in `rows.Certificates`.
+
+
 def cipher_name(code: int) -> str:
     """IANA name of a cipher suite (`ciphersuites.lookup`), or of an SSL 2.0 cipher kind (3-byte
     code, `lookup_sslv2`); placeholders for GREASE and unassigned codes."""
+    from analyzer.dissect.tls.ciphersuites import lookup, lookup_sslv2
+
     return (lookup_sslv2(code) if code > 0xFFFF else lookup(code)).name
 
 
 def cipher_kx(code: int) -> str | None:
     """Key exchange of a 2-byte suite ("ECDHE", "DHE", ...), None when the table does not say."""
+    from analyzer.dissect.tls.ciphersuites import lookup
+
     return lookup(code).kx or None
 
 
-def server_key_exchange(body: bytes, cipher_code: int | None) -> KeyExchangeInfo:
-    """A ServerKeyExchange read with the layout of the negotiated suite's key exchange (the message
-    is not self-describing); sniffed when the suite is unknown. Raises ParseError."""
-    kx = cipher_kx(cipher_code) if cipher_code is not None else None
+def server_key_exchange(body: bytes, kx: str | None) -> KeyExchangeInfo:
+    """A ServerKeyExchange read with the layout of the negotiated suite's key exchange `kx`
+    (`HelloColumns.kx`; the message is not self-describing); sniffed when the suite's is not
+    known. Raises ParseError."""
     return parse_server_key_exchange(body, kx or _sniff_kx(body))
 
 
@@ -116,7 +121,7 @@ class ServerColumns(NamedTuple):
     """A ServerHello's memoised columns and the negotiated facts read with them."""
 
     columns: dict[str, object]  # server_extensions, ja3s, ja3s_full, ja4s, ja4s_r
-    version: int
+    version: str | None  # the negotiated version's name
     cipher: str
     group: str | None  # the key_share group's name
 
@@ -128,16 +133,20 @@ class HelloColumns:
     compute JA4S (FoxIO License 1.1; see `fingerprints`).
     """
 
-    __slots__ = ("_client", "_server", "_shapes", "transport", "with_ja4s")
+    __slots__ = ("_client", "_kx", "_server", "_shapes", "by_shape", "transport", "with_ja4s")
 
     def __init__(self, transport: str, *, ja4s: bool = True) -> None:
         self.transport = transport
         self.with_ja4s = ja4s
         self._client: dict[tuple[object, ...], dict[str, object]] = {}
         self._server: dict[tuple[object, ...], ServerColumns] = {}
+        self._kx: dict[int, str | None] = {}  # cipher suite -> key exchange
         # Flows mode: the client columns by hello shape (`client_hello_shape`), for hellos that
-        # parsed without a problem.
+        # parsed without a problem. `by_shape(shape)`: the columns of a shape seen before, else
+        # None (the dict's own `get`: one C call per hello in the hot loop; a full memo is
+        # emptied in place, so the bound method stays valid).
         self._shapes: dict[bytes, dict[str, object]] = {}
+        self.by_shape = self._shapes.get
 
     def client(self, ch: ClientHello) -> dict[str, object]:
         """The columns a ClientHello's shape decides (shared, read-only dict)."""
@@ -197,15 +206,24 @@ class HelloColumns:
             if self.with_ja4s:
                 cols["ja4s"], cols["ja4s_r"] = ja4s(sh, self.transport)
             group = group_name(sh.key_share_group) if sh.key_share_group is not None else None
-            found = ServerColumns(cols, sh.version, cipher_name(sh.cipher_suite), group)
+            found = ServerColumns(cols, version_name(sh.version), cipher_name(sh.cipher_suite), group)
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
             memo[key] = found
         return found
 
-    def by_shape(self, shape: bytes) -> dict[str, object] | None:
-        """The client columns of a hello shape seen before (flows mode), else None."""
-        return self._shapes.get(shape)
+    def kx(self, cipher_code: int | None) -> str | None:
+        """Key exchange of the suite (`cipher_kx`), memoised: read once per ServerKeyExchange."""
+        if cipher_code is None:
+            return None
+        memo = self._kx
+        if cipher_code in memo:
+            return memo[cipher_code]
+        kx = cipher_kx(cipher_code)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[cipher_code] = kx
+        return kx
 
     def remember_shape(self, shape: bytes, columns: dict[str, object]) -> None:
         """Keep the columns of a well-formed hello's shape (bounded: long shapes are not kept, a
@@ -284,7 +302,7 @@ def hello_row(
         row["extended_master_secret"] = ch.extended_master_secret and (sh is None or sh.extended_master_secret)
     if scols is not None and sh is not None:
         row.update(scols.columns)
-        row["version"] = version_name(scols.version)
+        row["version"] = scols.version
         row["cipher"] = scols.cipher
         row["cipher_code"] = sh.cipher_suite
         row["alpn"] = sh.alpn
@@ -326,9 +344,14 @@ def flow_columns(
     ccols: dict[str, object] | None,
     scols: ServerColumns | None,
     cert_sha256: str | None = None,
-    leaf: Mapping[str, Any] = NO_LEAF,
+    leaf: Mapping[str, Any] | None = None,
 ) -> dict[str, object]:
-    """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order)."""
+    """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order); `leaf`: the
+    server's leaf certificate row (`x509.CertificateCache.parse`), None when none was seen."""
+    if leaf is None:
+        not_after = key_bits = self_signed = None
+    else:
+        not_after, key_bits, self_signed = leaf.get("not_after"), leaf.get("key_bits"), leaf.get("self_signed")
     return {
         "app_protocol": app_protocol,
         "encrypted": encrypted,
@@ -343,7 +366,7 @@ def flow_columns(
         "ja4s": scols.columns["ja4s"] if scols is not None else None,
         "tls_established": established,
         "cert_sha256": cert_sha256,
-        "cert_not_after": leaf.get("not_after"),
-        "cert_key_bits": leaf.get("key_bits"),
-        "cert_self_signed": leaf.get("self_signed"),
+        "cert_not_after": not_after,
+        "cert_key_bits": key_bits,
+        "cert_self_signed": self_signed,
     }

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from analyzer.dissect.base import Facts, FlowPayload
-from analyzer.dissect.tls.columns import NO_LEAF, HelloColumns, ServerColumns, cipher_name, flow_columns
+from analyzer.dissect.tls.columns import HelloColumns, ServerColumns, cipher_name, flow_columns
 from analyzer.dissect.tls.constants import is_tls13, version_name
 from analyzer.dissect.tls.handshake import ClientHello, HandshakeMemo, ServerHello
 from analyzer.dissect.tls.records import (
@@ -163,13 +163,13 @@ class TLSDissector:
         cipher: str | None = None
         if sh is not None:
             scols = self.hellos.server(sh)
-            version = version_name(scols.version)
+            version = scols.version
             cipher = scols.cipher
         elif server.ssl2_server_hello:
             version = version_name(0x0002)
             cipher = cipher_name(client.ssl2_cipher) if client.ssl2_cipher is not None else None
         chain: list[str] = []
-        leaf: Mapping[str, Any] = NO_LEAF
+        leaf: Mapping[str, Any] | None = None
         if not self.rows:  # only the flow's columns are wanted: the leaf certificate, no tls row
             if self.certificates and server.certs:
                 leaf = self.certs.leaf(server.certs[0])

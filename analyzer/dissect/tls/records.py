@@ -498,7 +498,7 @@ class RecordWalker:
             elif mtype == 12:
                 if not side.is_client:
                     code = side.server_hellos[-1].cipher_suite if side.server_hellos else None
-                    side.ske = server_key_exchange(body, code)
+                    side.ske = server_key_exchange(body, self.hellos.kx(code))
             elif mtype == 16 and side.is_client:
                 side.cke = True
         except ParseError as exc:

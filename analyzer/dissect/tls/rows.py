@@ -8,17 +8,19 @@ use) and its memo of SNI-to-certificate matches: both belong to the instance, ne
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
-from analyzer.dissect.tls.columns import NO_LEAF, TLS_ROW, ServerColumns, alert_columns, cipher_name, hello_row, resumed
+from analyzer.dissect.tls.columns import TLS_ROW, ServerColumns, alert_columns, cipher_name, hello_row, resumed
 from analyzer.dissect.tls.constants import version_name
 from analyzer.dissect.tls.fingerprints import ja4x
 from analyzer.dissect.tls.handshake import ClientHello, ServerHello
 from analyzer.dissect.tls.records import Side
 from analyzer.dissect.tls.session import Outcome, first_event, time_at
-from analyzer.dissect.x509 import CertificateCache
 from analyzer.errors import ParseError
+
+if TYPE_CHECKING:
+    from analyzer.dissect.x509 import CertificateCache
 
 __all__ = ["Certificates", "tls_row"]
 
@@ -37,6 +39,10 @@ class Certificates:
     @property
     def cache(self) -> CertificateCache:
         if self._cache is None:
+            # imported on first use: cryptography's X.509 modules take a noticeable part of the
+            # start of a run, and most flows carry no certificate in the clear
+            from analyzer.dissect.x509 import CertificateCache
+
             self._cache = CertificateCache()
         return self._cache
 
@@ -46,9 +52,10 @@ class Certificates:
 
     def rows(
         self, uid: str, server_certs: list[bytes], client_certs: list[bytes], row: dict[str, object], facts: Facts
-    ) -> tuple[list[str], Mapping[str, Any]]:
+    ) -> tuple[list[str], Mapping[str, Any] | None]:
         """`cert_links` and (once per flow and certificate) `certs` rows; the chain columns of the
-        `tls` row. Returns the server chain's fingerprints (leaf first) and the leaf's row. Call it
+        `tls` row. Returns the server chain's fingerprints (leaf first) and the leaf's row (None
+        without a server certificate). Call it
         only when a certificate was seen."""
         parse = self.cache.parse
         # The frames' row lists, made in the order add_row would make them (links, then certs).
@@ -58,7 +65,7 @@ class Certificates:
         seen: set[str] = set()
         chain: list[str] = []
         client_chain: list[str] = []
-        leaf: Mapping[str, Any] = NO_LEAF
+        leaf: Mapping[str, Any] | None = None
         ja4x_list: list[str] = []
         for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
             for position, der in enumerate(certs):

@@ -27,6 +27,7 @@ from analyzer.dissect.tls.records import HS_NAMES, ShapedHello, Side
 __all__ = ["Event", "FlightPlans", "Outcome", "decide", "first_alert", "first_event", "merged", "time_at"]
 
 _FIRST = itemgetter(0)  # (letter, offset, alert) -> letter
+_new = tuple.__new__
 
 _SSL2_ERRORS = {
     1: "NO-CIPHER-ERROR",
@@ -98,7 +99,8 @@ def decide(
         elif alert is not None:
             failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
     encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
-    return Outcome(established, encrypted, failure, alert, events, history)
+    # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call (once per session)
+    return _new(Outcome, (established, encrypted, failure, alert, events, history))
 
 
 Event = tuple[str, int, "tuple[int, int] | None"]
