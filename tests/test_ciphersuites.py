@@ -226,16 +226,16 @@ def test_grease():
 def test_unknown():
     s = lookup(0x1234)
     assert s.name == "unknown_0x1234" and not s.known and not s.grease and not s.iana
-    assert lookup(0x1234) is s  # cached
+    assert lookup(0x1234) == s  # made afresh (no process-wide memo), equal each time
     assert lookup(0x00FD).name == "unknown_0x00fd"
     assert lookup(0x0047).name == "unknown_0x0047"  # reserved by IANA, never assigned
 
 
-def test_unknown_cache_is_bounded():
+def test_unknown_codes_keep_nothing():
+    """Unassigned codes are answered without a process-wide memo (nothing grows per code)."""
     for code in range(0x7000, 0x7000 + 5000):
         assert lookup(code).known is cs.is_grease(code)
-    info = cs._unknown.cache_info()
-    assert info.maxsize is not None and info.currsize <= info.maxsize
+    assert not hasattr(cs._unknown, "cache_info")
 
 
 @given(st.integers(min_value=-(2**70), max_value=2**70))
@@ -266,6 +266,16 @@ def test_frame():
     row = df.set_index("code").loc[0xC02F]
     assert row["hex"] == "0xc02f" and bool(row["forward_secrecy"])
     assert len(cipher_suites(include_sslv2=True)) == 422
+
+
+def test_rows():
+    rows = cs.as_rows()
+    assert len(rows) == 412
+    assert len({r["code"] for r in rows}) == 412 and len({r["name"] for r in rows}) == 412
+    assert list(rows[0])[:3] == ["code", "hex", "name"] and isinstance(rows[0]["aead"], bool)
+    row = next(r for r in rows if r["code"] == 0xC02F)
+    assert row["hex"] == "0xc02f" and row["forward_secrecy"] is True
+    assert len(cs.as_rows(include_sslv2=True)) == 422
 
 
 # --- agreement with Wireshark and with the corpus oracle -------------------------------------------

@@ -53,7 +53,7 @@ def test_dtls_matches_oracle(oracle: Path) -> None:
         facts = facts_by_flow[key]
         f = facts.flow  # type: ignore[attr-defined]
         t = facts.rows["tls"][0]  # type: ignore[attr-defined]
-        cipher = f"0x{t['cipher_code']:04x}" if "cipher_code" in t else None
+        cipher = f"0x{t['cipher_code']:04x}" if t.get("cipher_code") is not None else None
         chain = str(t.get("cert_chain") or "")
         client_chain = str(t.get("client_cert_chain") or "")
         checks = {
@@ -128,7 +128,7 @@ def test_dtls_certificate_only_server_flight() -> None:
     flows = udp_flows(PCAPS / "ndpi/dtls_certificate.pcapng")
     facts = DTLSDissector().dissect(flows[0])
     t = facts.rows["tls"][0]
-    assert t["cert_visible"] is True and t["established"] is False and "ja4" not in t
+    assert t["cert_visible"] is True and t["established"] is False and t.get("ja4") is None
     cert = facts.rows["certs"][0]
     assert cert["key_bits"] == 2048
 

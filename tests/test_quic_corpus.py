@@ -69,7 +69,7 @@ def _compare(path: Path) -> tuple[dict[str, list[int]], list[str]]:
             ),
             "cipher": (
                 r["selected_cipher"] or None,
-                f"0x{t['cipher_code']:04x}" if "cipher_code" in t else None,
+                f"0x{t['cipher_code']:04x}" if t.get("cipher_code") is not None else None,
             ),
             "ja4": (r["ja4_oracle"].split("|")[0] or None, f.get("ja4")),
             "ja4s": (r["ja4s_oracle"].split("|")[0] or None, f.get("ja4s")),

@@ -173,8 +173,8 @@ def test_rfc9369_handshake_v2() -> None:
 def test_client_only_is_not_established() -> None:
     facts = dissect_quic(flow_from_payloads([(True, V1_CLIENT_PROTECTED)]))
     assert facts.flow["tls_established"] is False
-    assert "tls_alpn" not in facts.flow  # negotiated ALPN unknown
-    assert "tls_cipher" not in facts.flow
+    assert facts.flow.get("tls_alpn") is None  # negotiated ALPN unknown
+    assert facts.flow.get("tls_cipher") is None
     assert tls_row(facts)["history"] == "C"
 
 
@@ -182,7 +182,7 @@ def test_server_handshake_packet_implies_established() -> None:
     hs = packet(b"\x01", kind="handshake", dcid=b"", scid=SCID_S, server=True)
     facts = dissect_quic(flow_from_payloads([(True, V1_CLIENT_PROTECTED), (False, hs)]))
     assert facts.flow["tls_established"] is True
-    assert "tls_cipher" not in facts.flow
+    assert facts.flow.get("tls_cipher") is None
 
 
 def test_client_hello_split_out_of_order_with_duplicates() -> None:
@@ -224,7 +224,7 @@ def test_version_negotiation_then_v1() -> None:
     row = tls_row(facts)
     assert row["quic_version"] == "1"
     assert row["established"] is True
-    assert "failure_reason" not in row
+    assert row.get("failure_reason") is None
     vn_rows = [a for a in facts.rows["anomalies"] if a["kind"] == "quic_version_negotiation"]
     assert len(vn_rows) == 1 and "offers 1,2" in str(vn_rows[0]["detail"])
     assert "0x1a2a3a4a" in str(vn_rows[0]["detail"])
@@ -319,7 +319,7 @@ def test_oversized_handshake_message_is_refused() -> None:
     facts = dissect_quic(flow_from_payloads([(True, p)]))
     assert "quic_crypto_overflow" in kinds(facts)
     assert tls_row(facts)["quic_version"] == "1"
-    assert "tls_server_name" not in facts.flow
+    assert facts.flow.get("tls_server_name") is None
 
 
 def test_garbage_hello_is_an_anomaly() -> None:

@@ -374,7 +374,7 @@ _NEAR_TLS = st.lists(st.sampled_from([b"\x16", b"\x15", b"\x03", b"\x01", b"\x02
 def test_tls_start_search_equals_the_patterns_search(client, server, pad):
     """find_tls_start only tries the patterns where their literal starts occur: the same offsets as
     re's search over the first 64 KiB (the padding moves matches across that limit)."""
-    from analyzer.dissect.tls.dissector import _CH_RE, _SH_RE, SEARCH_LIMIT
+    from analyzer.dissect.tls.records import _CH_RE, _SH_RE, SEARCH_LIMIT
 
     for c, s in ((client, server), (b"x" * pad + client, b"y" * pad + server)):
         m = _CH_RE.search(c, 0, SEARCH_LIMIT)
@@ -478,7 +478,7 @@ def test_internal_errors_are_contained_unless_strict(monkeypatch: pytest.MonkeyP
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(mod, "_merged", boom)
+    monkeypatch.setattr(mod, "decide", boom)
     flow = flow_from_bytes(record(22, ch12()), b"")
     facts = TLSDissector().dissect(flow)
     assert facts.rows["anomalies"][0]["kind"] == "tls_internal_error"

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tls_helpers import alpn_ext, client_hello_body, ext, flow_from_bytes, handshake, record, sni_ext, u16s
 
 from analyzer.dissect.tls import dissector as tls_dissector
+from analyzer.dissect.tls.columns import HelloColumns
 from analyzer.dissect.tls.handshake import client_hello_shape, parse_client_hello
 from analyzer.errors import ParseError
 
@@ -40,7 +41,7 @@ def _hello(*, name: str = "a.example", random: bytes = b"\x11" * 32, session_id:
 def _columns(body: bytes) -> dict[str, object]:
     ch = parse_client_hello(body)
     assert not ch.errors
-    return tls_dissector._client_columns(ch)
+    return HelloColumns("t").client(ch)
 
 
 def test_the_shape_cuts_only_what_no_column_reads() -> None:
@@ -137,7 +138,7 @@ def test_hellos_of_one_shape_derive_the_same_columns(pair: tuple[bytes, bytes]) 
     if sa is not None and sb is not None and sa[0] == sb[0]:
         ca, cb = parse_client_hello(a), parse_client_hello(b)
         if not ca.errors and not cb.errors:
-            assert tls_dissector._client_columns(ca) == tls_dissector._client_columns(cb)
+            assert HelloColumns("t").client(ca) == HelloColumns("t").client(cb)
             assert (ca.key_share_groups, ca.session_ticket_data) == (cb.key_share_groups, cb.session_ticket_data)
         else:  # errors come from kept parts only, so both hellos have the same
             assert ca.errors == cb.errors
@@ -159,7 +160,6 @@ def _session(hello: bytes) -> bytes:
 
 
 def test_flows_mode_gives_the_flow_columns_of_a_full_parse() -> None:
-    tls_dissector._SHAPE_MEMO.clear()
     hellos = [_hello(), _hello(name="b.example", key=b"\x01" * 65), _hello(name="\u00e9.example"),
               _hello(ticket=b"\x05"), _hello(name="=cmd|' /C calc'!A0")]
     # a host name that is not UTF-8 reads the same way on both paths
@@ -171,25 +171,23 @@ def test_flows_mode_gives_the_flow_columns_of_a_full_parse() -> None:
         for hello in hellos:
             flow = flow_from_bytes(_session(hello), b"")
             assert flows_only.dissect(flow).flow == full.dissect(flow).flow, round_
-    assert len(tls_dissector._SHAPE_MEMO) == 2  # the ticket makes the second shape
+    assert len(flows_only.hellos._shapes) == 2  # the ticket makes the second shape
 
 
 def test_flows_mode_keeps_no_shape_of_a_hello_with_a_problem() -> None:
-    tls_dissector._SHAPE_MEMO.clear()
     bad = client_hello_body(extensions=[sni_ext("a.example"), ext(10, b"\x00\x03\x00\x1d\x00")])  # odd list
     flows_only = tls_dissector.TLSDissector(rows=False)
     for _ in range(2):
         facts = flows_only.dissect(flow_from_bytes(_session(bad), b""))
         assert [a["kind"] for a in facts.rows.get("anomalies", [])] == ["tls_extension_malformed"]
-    assert not tls_dissector._SHAPE_MEMO
+    assert not flows_only.hellos._shapes
 
 
 def test_shape_memo_is_bounded() -> None:
-    tls_dissector._SHAPE_MEMO.clear()
     long_alpn = _hello(alpn=(b"x" * 200,) * 11)  # a shape over 2 KiB is not kept
     flows_only = tls_dissector.TLSDissector(rows=False)
     flows_only.dissect(flow_from_bytes(_session(long_alpn), b""))
-    assert not tls_dissector._SHAPE_MEMO
+    assert not flows_only.hellos._shapes
     for i in range(2100):
-        tls_dissector._remember_shape(i.to_bytes(4, "big"), {})
-    assert 0 < len(tls_dissector._SHAPE_MEMO) <= 2048
+        flows_only.hellos.remember_shape(i.to_bytes(4, "big"), {})
+    assert 0 < len(flows_only.hellos._shapes) <= 2048

@@ -480,6 +480,7 @@ def test_cache_is_bounded():
     assert [r["sha256"] for r in cache.rows()] == shas[2:]
     df = frame_from_rows(cache.rows(), CERTS)  # the rows are certs rows (the collector makes the frame)
     assert list(df.columns) == list(CERTS) and len(df) == 3
+    assert all(set(r) <= set(CERTS) for r in cache.rows())
     with pytest.raises(ValueError):
         CertificateCache(max_entries=0)
 

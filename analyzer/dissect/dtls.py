@@ -31,24 +31,34 @@ Facts (see QUIC_DTLS_NOTES.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.quic._frames import CryptoStream
-from analyzer.dissect.quic._hello import cipher_name, client_columns, server_columns
 from analyzer.dissect.tls import schema as tls_schema
-from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
-from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
+from analyzer.dissect.tls.columns import (
+    TLS_ROW,
+    HelloColumns,
+    alert_columns,
+    flow_columns,
+    hello_row,
+    resumed,
+    server_key_exchange,
+)
+from analyzer.dissect.tls.constants import alert_description_name, version_name
 from analyzer.dissect.tls.handshake import (
     ClientHello,
+    HandshakeMemo,
+    KeyExchangeInfo,
     ServerHello,
     parse_certificate_list,
     parse_client_hello,
     parse_server_hello,
-    parse_server_key_exchange,
 )
+from analyzer.dissect.tls.rows import Certificates
 from analyzer.errors import NeedMoreData, ParseError
 
 __all__ = [
@@ -216,9 +226,10 @@ class _Side:
     certs: list[bytes] = field(default_factory=list)
     ske: bytes | None = None
     ccs: bool = False
+    cke: bool = False  # a ClientKeyExchange was sent (the ticket-resumption rule)
+    hello_count: int = 0  # ClientHello / ServerHello messages (retransmitted copies not counted)
     app_epochs: set[int] = field(default_factory=set)  # epochs with application data
     unified_epochs: set[int] = field(default_factory=set)  # low epoch bits of 1.3 records
-    alerts: list[tuple[int, int]] = field(default_factory=list)
     encrypted_alerts: int = 0
     record_version: int | None = None
     records: int = 0
@@ -226,11 +237,23 @@ class _Side:
     first_ts: float | None = None
 
 
+class _State:
+    """What a DTLS dissector instance keeps between flows: its memos and certificate cache."""
+
+    __slots__ = ("certs", "hellos", "memo")
+
+    def __init__(self) -> None:
+        self.hellos = HelloColumns("d")
+        self.memo = HandshakeMemo()
+        self.certs = Certificates()
+
+
 class _Session:
-    def __init__(self, flow: FlowPayload, cert_cache: Any) -> None:
+    def __init__(self, flow: FlowPayload, state: _State) -> None:
         self.flow = flow
         self.facts = Facts()
-        self.cert_cache = cert_cache
+        self.state = state
+        self.alerts: list[tuple[int, int, str]] = []  # plaintext alerts in arrival order (level, description, who)
         self.client = _Side(True)
         self.server = _Side(False)
         self.letters: list[str] = []
@@ -315,7 +338,7 @@ class _Session:
             self._ccs(side)
         elif ctype == CT_ALERT:
             if len(rec.fragment) >= 2:
-                side.alerts.append((rec.fragment[0], rec.fragment[1]))
+                self.alerts.append((rec.fragment[0], rec.fragment[1], "client" if side.is_client else "server"))
                 self.letter("l", side)
             else:
                 self.anomaly("dtls_alert", f"alert record of {len(rec.fragment)} bytes")
@@ -369,15 +392,17 @@ class _Session:
         letter = _LETTERS.get(mtype, "z")
         try:
             if mtype == 1 and side.is_client:
+                side.hello_count += 1
                 if len(side.hellos) < 4:
-                    side.hellos.append(parse_client_hello(body, dtls=True))
+                    side.hellos.append(parse_client_hello(body, dtls=True, memo=self.state.memo))
                     if self.ch_ts is None:
                         self.ch_ts = ts
                     if self.server.hvr and side.hello_after_hvr is None:
                         side.hello_after_hvr = len(side.hellos) - 1
             elif mtype == 2 and not side.is_client:
+                side.hello_count += 1
                 if len(side.server_hellos) < 4:
-                    sh = parse_server_hello(body, dtls=True)
+                    sh = parse_server_hello(body, dtls=True, memo=self.state.memo)
                     side.server_hellos.append(sh)
                     if sh.is_hello_retry_request:
                         letter = "j"
@@ -388,6 +413,8 @@ class _Session:
                     side.certs = parse_certificate_list(body)[:16]
             elif mtype == 12 and not side.is_client:
                 side.ske = body
+            elif mtype == 16 and side.is_client:
+                side.cke = True
         except ParseError as exc:
             who = "client" if side.is_client else "server"
             self.anomaly("dtls_bad_message", f"{who} handshake type {mtype}: {exc}", exc.offset)
@@ -395,9 +422,10 @@ class _Session:
         return letter
 
     # -- result ----------------------------------------------------------------------------------
-    def final_server_hello(self) -> tuple[ServerHello | None, bool]:
+    def final_server_hello(self) -> tuple[ServerHello | None, ServerHello | None]:
+        """The first ServerHello that is not a HelloRetryRequest, and the first HelloRetryRequest."""
         sh = next((s for s in self.server.server_hellos if not s.is_hello_retry_request), None)
-        hrr = any(s.is_hello_retry_request for s in self.server.server_hellos)
+        hrr = next((s for s in self.server.server_hellos if s.is_hello_retry_request), None)
         return sh, hrr
 
     def result(self) -> Facts:
@@ -425,13 +453,8 @@ class _Session:
                 established = (client.ccs and server.ccs) or bool(client.app_epochs or server.app_epochs)
         elif ch is None and (client.app_epochs and server.app_epochs):
             established = True  # picked up after the handshake
-        alert = next(((lvl, d, "server") for lvl, d in server.alerts if lvl == 2), None) or next(
-            ((lvl, d, "client") for lvl, d in client.alerts if lvl == 2), None
-        )
-        if alert is None:
-            alert = next(((lvl, d, "server") for lvl, d in server.alerts), None) or next(
-                ((lvl, d, "client") for lvl, d in client.alerts), None
-            )
+        # the first fatal alert in arrival order, else the first alert (as TLS does in history order)
+        alert = next((a for a in self.alerts if a[0] == 2), None) or next(iter(self.alerts), None)
         failure: str | None = None
         if not established:
             if alert is not None and alert[0] == 2:
@@ -442,150 +465,76 @@ class _Session:
                 failure = (
                     "no server hello" if not server.hvr else "no server hello after hello_verify_request"
                 )
-        cipher_code = sh.cipher_suite if sh is not None else None
-        cipher = cipher_name(cipher_code) if cipher_code is not None else None
+        ske: KeyExchangeInfo | None = None
+        if server.ske is not None and sh is not None:
+            try:
+                ske = server_key_exchange(server.ske, self.state.hellos.kx(sh.cipher_suite))
+            except ParseError as exc:
+                self.anomaly("dtls_bad_message", f"server key exchange: {exc}")
 
-        resumed = False
-        if sh is not None and ch is not None:
-            if dtls13:
-                resumed = sh.psk_selected
-            else:
-                resumed = bool(sh.session_id) and sh.session_id == ch.session_id
-
-        dh_bits: int | None = None
-        selected_group: str | None = None
-        if sh is not None and sh.key_share_group is not None:
-            selected_group = group_name(sh.key_share_group)
-        elif server.ske is not None and cipher_code is not None:
-            kx = self._kx(cipher_code)
-            if kx:
-                try:
-                    info = parse_server_key_exchange(server.ske, kx)
-                except ParseError as exc:
-                    self.anomaly("dtls_bad_message", f"server key exchange: {exc}")
-                else:
-                    dh_bits = info.dh_bits
-                    if info.named_group is not None:
-                        selected_group = group_name(info.named_group)
-
-        chain, client_chain, leaf = self._certificates(facts, ch)
-        row: dict[str, object] = {
-            "uid": flow.uid,
-            "protocol": "dtls",
-            "ts": self.ch_ts
-            if self.ch_ts is not None
-            else (client.first_ts or server.first_ts or flow.ts_start),
-            "client_ip": flow.client_ip,
-            "client_port": flow.client_port,
-            "server_ip": flow.server_ip,
-            "server_port": flow.server_port,
-            "version": version_name(version),
-            "record_version": version_name(client.record_version or server.record_version),
-            "cipher": cipher,
-            "cipher_code": cipher_code,
-            "selected_group": selected_group,
-            "dh_bits": dh_bits,
-            "hello_retry_request": hrr,
-            "resumed": resumed,
-            "established": established,
-            "history": "".join(self.letters) or None,
-            "alert_level": alert_level_name(alert[0]) if alert is not None else None,
-            "alert_description": alert_description_name(alert[1]) if alert is not None else None,
-            "failure_reason": failure,
-            "cert_visible": bool(server.certs),
-            "cert_chain": ",".join(chain) or None,
-            "cert_sha256": chain[0] if chain else None,
-            "client_cert_chain": ",".join(client_chain) or None,
-        }
-        if ch is not None:
-            row.update(client_columns(ch, sh))
-            j4, j4r = ja4(ch, "d")
-            j3, j3f = ja3(ch)
-            row.update({"ja4": j4, "ja4_r": j4r, "ja3": j3, "ja3_full": j3f})
-            if chain and ch.server_name:
-                row["sni_matches_cert"] = self.cert_cache.sni_matches(chain[0], ch.server_name)
-        if sh is not None:
-            cols = server_columns(sh)
-            cols.pop("selected_group")
-            row.update(cols)
-            j4s, j4sr = ja4s(sh, "d")
-            j3s, j3sf = ja3s(sh)
-            row.update({"ja4s": j4s, "ja4s_r": j4sr, "ja3s": j3s, "ja3s_full": j3sf})
-        facts.add_row("tls", {k: v for k, v in row.items() if v is not None})
-        encrypted = established or (failure is None and sh is not None)
-        flow_cols: dict[str, object | None] = {
-            "app_protocol": "dtls",
-            "encrypted": encrypted,
-            "tls_version": row.get("version"),
-            "tls_client_max_version": row.get("client_max_version"),
-            "tls_cipher": cipher,
-            "tls_server_name": row.get("server_name"),
-            "tls_alpn": row.get("alpn"),
-            "ja3": row.get("ja3"),
-            "ja3s": row.get("ja3s"),
-            "ja4": row.get("ja4"),
-            "ja4s": row.get("ja4s"),
-            "tls_established": established,
-            "cert_sha256": chain[0] if chain else None,
-            "cert_not_after": leaf.get("not_after"),
-            "cert_key_bits": leaf.get("key_bits"),
-            "cert_self_signed": leaf.get("self_signed"),
-        }
-        facts.flow.update({k: v for k, v in flow_cols.items() if v is not None})
+        hellos = self.state.hellos
+        ccols = hellos.client(ch) if ch is not None else None
+        scols = hellos.server(sh) if sh is not None else None
+        row = dict(TLS_ROW)
+        hello_row(row, ch, ccols, sh, scols, hrr, ske)
+        row.update(
+            {
+                "uid": flow.uid,
+                "protocol": "dtls",
+                "ts": self.ch_ts
+                if self.ch_ts is not None
+                else (client.first_ts or server.first_ts or flow.ts_start),
+                "client_ip": flow.client_ip,
+                "client_port": flow.client_port,
+                "server_ip": flow.server_ip,
+                "server_port": flow.server_port,
+                "record_version": version_name(client.record_version or server.record_version),
+                "resumed": resumed(ch, sh, dtls13, client.cke, client.ccs),
+                "established": established,
+                "history": "".join(self.letters),
+                "failure_reason": failure,
+                "cert_visible": bool(server.certs),
+                "client_hello_count": client.hello_count,
+                "server_hello_count": server.hello_count,
+                "sslv2": False,
+            }
+        )
+        alert_columns(row, alert)
+        chain: list[str] = []
+        leaf: Mapping[str, Any] | None = None
+        certs = self.state.certs
+        if server.certs or client.certs:
+            chain, leaf = certs.rows(flow.uid, server.certs, client.certs, row, facts)
+        if chain and ch is not None and ch.server_name:
+            row["sni_matches_cert"] = certs.sni_matches(chain[0], ch.server_name)
+        facts.add_row("tls", row)
+        facts.flow.update(
+            flow_columns(
+                "dtls",
+                encrypted=established or (failure is None and sh is not None),
+                established=established,
+                version=version_name(version),
+                cipher=scols.cipher if scols is not None else None,
+                server_name=ch.server_name if ch is not None else None,
+                alpn=sh.alpn if sh is not None else None,
+                ccols=ccols,
+                scols=scols,
+                cert_sha256=chain[0] if chain else None,
+                leaf=leaf,
+            )
+        )
         return facts
 
-    @staticmethod
-    def _kx(code: int) -> str | None:
-        try:
-            from analyzer.dissect.tls import ciphersuites
-        except ImportError:  # pragma: no cover - the table's module not written yet
-            return None
-        kx = ciphersuites.lookup(code).kx
-        return str(kx) if kx else None
 
-    def _certificates(
-        self, facts: Facts, ch: ClientHello | None
-    ) -> tuple[list[str], list[str], dict[str, Any]]:
-        chain: list[str] = []
-        client_chain: list[str] = []
-        leaf: dict[str, Any] = {}
-        uid = self.flow.uid
-        seen: set[str] = set()
-        for sent_by, certs, out in (
-            ("server", self.server.certs, chain),
-            ("client", self.client.certs, client_chain),
-        ):
-            for position, der in enumerate(certs):
-                row = self.cert_cache.parse(der)
-                sha = str(row["sha256"])
-                out.append(sha)
-                if sent_by == "server" and position == 0:
-                    leaf = dict(row)
-                facts.add_row(
-                    "cert_links", {"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by}
-                )
-                if sha not in seen:
-                    seen.add(sha)
-                    crow = dict(row)
-                    crow.setdefault("first_seen_uid", uid)
-                    crow.setdefault("sessions", 1)
-                    facts.add_row("certs", crow)
-        return chain, client_chain, leaf
-
-
-def _new_cert_cache() -> Any:
-    from analyzer.dissect.tls import _compat
-
-    return _compat.new_certificate_cache()
-
-
-def dissect_dtls(flow: FlowPayload, cert_cache: Any = None) -> Facts:
-    """Facts of one UDP flow's DTLS (never raises on wire bytes)."""
-    return _Session(flow, cert_cache if cert_cache is not None else _new_cert_cache()).run()
+def dissect_dtls(flow: FlowPayload, state: _State | None = None) -> Facts:
+    """Facts of one UDP flow's DTLS (never raises on wire bytes). `state`: the dissector
+    instance's memos and certificate cache (a fresh one when not given)."""
+    return _Session(flow, state if state is not None else _State()).run()
 
 
 class DTLSDissector:
-    """The registered DTLS dissector (see the module docstring)."""
+    """The registered DTLS dissector (see the module docstring). Its memos and certificate cache
+    belong to the instance."""
 
     name = "dtls"
     transports = frozenset({"udp"})
@@ -594,17 +543,15 @@ class DTLSDissector:
     frames = tls_schema.FRAMES
 
     def __init__(self) -> None:
-        self._cache: Any = None
+        self.state = _State()
 
     def for_run(self, context: DissectContext) -> DTLSDissector:
-        """This run's instance, with its own certificate cache."""
+        """This run's instance, with its own memos and certificate cache."""
         return DTLSDissector()
 
     @property
     def cert_cache(self) -> Any:
-        if self._cache is None:
-            self._cache = _new_cert_cache()
-        return self._cache
+        return self.state.certs.cache
 
     def probe(self, flow: FlowPayload) -> bool:
         """A DTLSPlaintext record header at the start of one of the first datagrams (after any
@@ -612,7 +559,7 @@ class DTLSDissector:
         return any(looks_like_dtls(dg.payload) for dg in flow.datagrams[:32])
 
     def dissect(self, flow: FlowPayload) -> Facts:
-        return dissect_dtls(flow, self.cert_cache)
+        return dissect_dtls(flow, self.state)
 
 
 DISSECTOR = register(DTLSDissector())

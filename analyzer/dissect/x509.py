@@ -1,7 +1,7 @@
 """Certificate facts from DER bytes, through `cryptography`, parsed once per distinct certificate.
 
 `CertificateCache.parse(der)` returns one row of the `certs` frame (keys of
-`analyzer.schema.CERTS`). It never raises: bytes that `cryptography` cannot load give a row with
+`analyzer.dissect.tls.schema.CERTS`). It never raises: bytes that `cryptography` cannot load give a row with
 only `sha256` and `parse_error`; a field that fails on its own (a malformed extension, an
 unsupported key type, ...) is left out of the row and named in `field_errors`, the rest is kept.
 

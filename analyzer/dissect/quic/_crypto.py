@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from analyzer.errors import ParseError
 
 __all__ = [
+    "InitialKeyCache",
     "InitialKeys",
     "decode_packet_number",
     "hkdf_expand_label",
@@ -42,18 +43,11 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     return hmac.new(salt, ikm, _SHA256).digest()
 
 
-_INFO_CACHE: dict[tuple[bytes, int], bytes] = {}
-
-
 def hkdf_expand_label(secret: bytes, label: bytes, length: int, context: bytes = b"") -> bytes:
     """TLS 1.3 HKDF-Expand-Label (RFC 8446 section 7.1) with SHA-256, for `length` <= 255 * 32."""
     if not context and length <= 32:
-        info = _INFO_CACHE.get((label, length))
-        if info is None:
-            full = b"tls13 " + label
-            info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
-            if len(_INFO_CACHE) < 64:
-                _INFO_CACHE[(label, length)] = info
+        full = b"tls13 " + label
+        info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
         return hmac.new(secret, info, _SHA256).digest()[:length]
     full = b"tls13 " + label
     info = struct.pack(">HB", length, len(full)) + full + bytes([len(context)]) + context
@@ -92,19 +86,24 @@ class InitialKeys:
         return cls(key, iv, hp, AESGCM(key), ecb)
 
     @classmethod
-    def for_dcid(cls, salt: bytes, label_prefix: bytes, dcid: bytes, *, server: bool) -> InitialKeys:
-        """Keys for the client's (`server=False`) or server's Initial packets, cached per DCID."""
+    def for_dcid(
+        cls, salt: bytes, label_prefix: bytes, dcid: bytes, *, server: bool, cache: InitialKeyCache | None = None
+    ) -> InitialKeys:
+        """Keys for the client's (`server=False`) or server's Initial packets; kept in `cache`
+        (the dissector's own, see InitialKeyCache) when one is given."""
         ck = (salt, label_prefix, dcid, server)
-        hit = _CACHE.get(ck)
-        if hit is not None:
-            _CACHE.move_to_end(ck)
-            return hit
+        if cache is not None:
+            hit = cache.entries.get(ck)
+            if hit is not None:
+                cache.entries.move_to_end(ck)
+                return hit
         initial = hkdf_extract(salt, dcid)
         secret = hkdf_expand_label(initial, b"server in" if server else b"client in", 32)
         keys = cls.from_secret(secret, label_prefix)
-        _CACHE[ck] = keys
-        if len(_CACHE) > _CACHE_MAX:
-            _CACHE.popitem(last=False)
+        if cache is not None:
+            cache.entries[ck] = keys
+            if len(cache.entries) > cache.limit:
+                cache.entries.popitem(last=False)
         return keys
 
     def mask(self, sample: bytes) -> bytes:
@@ -112,8 +111,17 @@ class InitialKeys:
         return self.hp_ecb.update(sample)[:5]
 
 
-_CACHE: OrderedDict[tuple[bytes, bytes, bytes, bool], InitialKeys] = OrderedDict()
-_CACHE_MAX = 256
+class InitialKeyCache:
+    """Initial keys by (salt, label prefix, DCID, direction), least recently used dropped first.
+    A client's Initials (and retransmissions) share one DCID, so the key derivation (three HKDF
+    expansions and two AES key schedules) runs once per connection. Owned by one dissector
+    instance (never shared by the analyses of a process); bounded by `limit` entries."""
+
+    __slots__ = ("entries", "limit")
+
+    def __init__(self, limit: int = 256) -> None:
+        self.entries: OrderedDict[tuple[bytes, bytes, bytes, bool], InitialKeys] = OrderedDict()
+        self.limit = limit
 
 
 def decode_packet_number(largest_pn: int, truncated_pn: int, pn_nbits: int) -> int:

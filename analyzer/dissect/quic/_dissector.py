@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from analyzer.dissect.base import Facts, FlowPayload
-from analyzer.dissect.quic._crypto import InitialKeys, unprotect
+from analyzer.dissect.base import DissectContext, Facts, FlowPayload
+from analyzer.dissect.quic._crypto import InitialKeyCache, InitialKeys, unprotect
 from analyzer.dissect.quic._frames import ConnectionClose, CryptoStream, parse_frames
-from analyzer.dissect.quic._hello import client_columns, server_columns
 from analyzer.dissect.quic._packets import (
     GQUIC,
     QUIC_V1,
@@ -51,10 +50,16 @@ from analyzer.dissect.quic._packets import (
 )
 from analyzer.dissect.quic._tparams import format_transport_params
 from analyzer.dissect.tls import schema as tls_schema
+from analyzer.dissect.tls.columns import TLS_ROW, HelloColumns, alert_columns, flow_columns, hello_row, resumed
 from analyzer.dissect.tls.constants import alert_description_name
 from analyzer.dissect.tls.constants import version_name as tls_version_name
-from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s
-from analyzer.dissect.tls.handshake import ClientHello, ServerHello, parse_client_hello, parse_server_hello
+from analyzer.dissect.tls.handshake import (
+    ClientHello,
+    HandshakeMemo,
+    ServerHello,
+    parse_client_hello,
+    parse_server_hello,
+)
 from analyzer.errors import NeedMoreData, ParseError
 
 __all__ = ["MAX_DATAGRAMS", "QuicDissector", "dissect_quic", "looks_like_quic"]
@@ -139,9 +144,21 @@ class _Side:
     zero_rtt: int = 0
 
 
+class _State:
+    """What a QUIC dissector instance keeps between flows: its memos and Initial keys."""
+
+    __slots__ = ("hellos", "keys", "memo")
+
+    def __init__(self) -> None:
+        self.hellos = HelloColumns("q")
+        self.memo = HandshakeMemo()
+        self.keys = InitialKeyCache()
+
+
 class _Session:
-    def __init__(self, flow: FlowPayload) -> None:
+    def __init__(self, flow: FlowPayload, state: _State) -> None:
         self.flow = flow
+        self.state = state
         self.facts = Facts()
         self.sides = {False: _Side(), True: _Side()}  # keyed by "sent by the server"
         self.key_dcids: list[bytes] = []  # candidate client original DCIDs, most likely first
@@ -154,7 +171,8 @@ class _Session:
         self.hellos: list[ClientHello] = []
         self.ch_ts: float | None = None
         self.sh: ServerHello | None = None
-        self.hrr = False
+        self.hrr: ServerHello | None = None  # the first HelloRetryRequest
+        self.hello_counts = [0, 0]  # ClientHello, ServerHello (HelloRetryRequest included) messages
         self.failures = 0
         self.swapped = False
         self.gquic: str | None = None
@@ -287,7 +305,7 @@ class _Session:
             attempts.extend((role, d) for d in cands)
         for role, dcid in attempts:
             for salt in info.salts:
-                keys = InitialKeys.for_dcid(salt, info.label_prefix, dcid, server=role)
+                keys = InitialKeys.for_dcid(salt, info.label_prefix, dcid, server=role, cache=self.state.keys)
                 try:
                     pn, plain, _first = unprotect(
                         data, hdr.start, hdr.pn_offset, hdr.end, keys, self.sides[role].largest_pn
@@ -359,15 +377,17 @@ class _Session:
             side.parsed_to = pos
             try:
                 if not by_server and mtype == 1:
+                    self.hello_counts[0] += 1
                     if len(self.hellos) < 2:
-                        self.hellos.append(parse_client_hello(body))
+                        self.hellos.append(parse_client_hello(body, memo=self.state.memo))
                         if self.ch_ts is None:
                             self.ch_ts = ts
                     self.letter("C", False)
                 elif by_server and mtype == 2:
-                    sh = parse_server_hello(body)
+                    self.hello_counts[1] += 1
+                    sh = parse_server_hello(body, memo=self.state.memo)
                     if sh.is_hello_retry_request:
-                        self.hrr = True
+                        self.hrr = self.hrr or sh
                         self.letter("j", True)
                     else:
                         if self.sh is None:
@@ -407,57 +427,51 @@ class _Session:
             established = sh is not None or self.sides[True].handshake > 0
         version = tls_version_name(sh.version) if sh is not None else "TLS 1.3"
         info = self.server_info or self.client_info
+        hellos = self.state.hellos
+        ccols = hellos.client(ch) if ch is not None else None
+        scols = hellos.server(sh) if sh is not None else None
         row = self._base_row()
+        hello_row(row, ch, ccols, sh, scols, self.hrr, None)
+        alpn = sh.alpn if sh is not None else None
+        if alpn is None and established and ch is not None and len(ch.alpn) == 1:
+            alpn = ch.alpn[0]  # QUIC requires ALPN and the client left the server one choice
         row.update(
             {
                 "version": version,
-                "hello_retry_request": self.hrr,
-                "resumed": sh.psk_selected if sh is not None else False,
+                "alpn": alpn,
+                "resumed": resumed(ch, sh, True, False, False),
                 "established": established,
-                "history": "".join(self.letters) or None,
+                "history": "".join(self.letters),
+                "failure_reason": self._failure(established),
                 "cert_visible": False,
                 "quic_version": info.name if info is not None else version_name(self.versions[0]),
+                "client_hello_count": self.hello_counts[0],
+                "server_hello_count": self.hello_counts[1],
+                "sslv2": False,
             }
         )
         if ch is not None:
-            row.update(client_columns(ch, sh))
-            j4, j4r = ja4(ch, "q")
-            j3, j3full = ja3(ch)
-            row.update({"ja4": j4, "ja4_r": j4r, "ja3": j3, "ja3_full": j3full})
             if ch.quic_transport_parameters is not None:
                 row["quic_transport_params"] = format_transport_params(ch.quic_transport_parameters)
             if ch.errors:
                 self.anomaly("quic_hello_extension", "; ".join(ch.errors))
-        alpn: str | None = None
-        if sh is not None:
-            row.update(server_columns(sh))
-            j4s, j4sr = ja4s(sh, "q")
-            j3s, j3sfull = ja3s(sh)
-            row.update({"ja4s": j4s, "ja4s_r": j4sr, "ja3s": j3s, "ja3s_full": j3sfull})
-            alpn = sh.alpn
-        if alpn is None and established and ch is not None and len(ch.alpn) == 1:
-            alpn = ch.alpn[0]  # QUIC requires ALPN and the client left the server one choice
-        row["alpn"] = alpn
-        row["failure_reason"] = self._failure(established)
         if self.close is not None and self.close[0].tls_alert is not None:
-            row["alert_level"] = "fatal"
-            row["alert_description"] = alert_description_name(self.close[0].tls_alert)
-        facts.add_row("tls", {k: v for k, v in row.items() if v is not None})
+            # a CONNECTION_CLOSE carrying a TLS alert (RFC 9001 4.8): always fatal
+            alert_columns(row, (2, self.close[0].tls_alert, "server" if self.close[1] else "client"))
+        facts.add_row("tls", row)
         facts.flow.update(
-            {
-                "tls_version": version,
-                "tls_client_max_version": row.get("client_max_version"),
-                "tls_cipher": row.get("cipher"),
-                "tls_server_name": row.get("server_name"),
-                "tls_alpn": alpn,
-                "ja3": row.get("ja3"),
-                "ja3s": row.get("ja3s"),
-                "ja4": row.get("ja4"),
-                "ja4s": row.get("ja4s"),
-                "tls_established": established,
-            }
+            flow_columns(
+                "quic",
+                encrypted=True,
+                established=established,
+                version=version,
+                cipher=scols.cipher if scols is not None else None,
+                server_name=ch.server_name if ch is not None else None,
+                alpn=alpn,
+                ccols=ccols,
+                scols=scols,
+            )
         )
-        facts.flow = {k: v for k, v in facts.flow.items() if v is not None}
         return facts
 
     def _failure(self, established: bool | None) -> str | None:
@@ -479,30 +493,43 @@ class _Session:
 
     def _base_row(self) -> dict[str, object]:
         flow = self.flow
-        return {
-            "uid": flow.uid,
-            "protocol": "quic",
-            "ts": self.ch_ts if self.ch_ts is not None else flow.ts_start,
-            "client_ip": flow.client_ip,
-            "client_port": flow.client_port,
-            "server_ip": flow.server_ip,
-            "server_port": flow.server_port,
-        }
+        row = dict(TLS_ROW)
+        row.update(
+            {
+                "uid": flow.uid,
+                "protocol": "quic",
+                "ts": self.ch_ts if self.ch_ts is not None else flow.ts_start,
+                "client_ip": flow.client_ip,
+                "client_port": flow.client_port,
+                "server_ip": flow.server_ip,
+                "server_port": flow.server_port,
+            }
+        )
+        return row
 
 
-def dissect_quic(flow: FlowPayload) -> Facts:
-    """Facts of one UDP flow's QUIC handshake (never raises on wire bytes)."""
-    return _Session(flow).run()
+def dissect_quic(flow: FlowPayload, state: _State | None = None) -> Facts:
+    """Facts of one UDP flow's QUIC handshake (never raises on wire bytes). `state`: the
+    dissector instance's memos and Initial keys (a fresh one when not given)."""
+    return _Session(flow, state if state is not None else _State()).run()
 
 
 class QuicDissector:
-    """The registered QUIC dissector (see the module docstring)."""
+    """The registered QUIC dissector (see the module docstring). Its memos and Initial keys
+    belong to the instance."""
 
     name = "quic"
     transports = frozenset({"udp"})
     ports = frozenset({443, 4433, 784, 853, 8443})
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
+
+    def __init__(self) -> None:
+        self.state = _State()
+
+    def for_run(self, context: DissectContext) -> QuicDissector:
+        """This run's instance, with its own memos and Initial keys."""
+        return QuicDissector()
 
     def probe(self, flow: FlowPayload) -> bool:
         dgs = flow.datagrams[:8]
@@ -515,4 +542,4 @@ class QuicDissector:
         return False
 
     def dissect(self, flow: FlowPayload) -> Facts:
-        return dissect_quic(flow)
+        return dissect_quic(flow, self.state)

@@ -50,13 +50,13 @@ irregular parts; they state what the suite is, never whether it is acceptable:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, fields
 
 __all__ = [
     "CipherSuite",
     "all_sslv2",
     "all_suites",
+    "as_rows",
     "is_grease",
     "lookup",
     "lookup_name",
@@ -755,9 +755,9 @@ _GREASE = {
 }
 
 
-@lru_cache(maxsize=512)
 def _unknown(code: int, sslv2: bool) -> CipherSuite:
-    # bounded: a hostile ClientHello can offer thousands of distinct unassigned codes
+    # Made afresh each time (no memo: unassigned codes are rare, and a memo shared by every
+    # analysis of the process is what dissect/ avoids; a hostile hello only costs the work).
     width = 6 if sslv2 and code > 0xFFFF else 4
     return _placeholder(code, f"unknown_0x{code:0{width}x}", known=False, iana=False, sslv2=sslv2)
 
@@ -801,3 +801,11 @@ def all_suites() -> tuple[CipherSuite, ...]:
 def all_sslv2() -> tuple[CipherSuite, ...]:
     """Every known SSLv2 cipher kind, by code."""
     return _ALL_V2
+
+
+def as_rows(include_sslv2: bool = False) -> list[dict[str, object]]:
+    """The table as rows (one dict per suite: its fields plus a `hex` column). Building a frame
+    from them is the caller's business: dissect/ does not import pandas."""
+    suites = _ALL + _ALL_V2 if include_sslv2 else _ALL
+    names = [f.name for f in fields(CipherSuite)]
+    return [{"code": s.code, "hex": s.hex, **{n: getattr(s, n) for n in names if n != "code"}} for s in suites]

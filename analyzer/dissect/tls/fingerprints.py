@@ -33,63 +33,22 @@ __all__ = ["ja3", "ja3s", "ja4", "ja4_version_code", "ja4s", "ja4x", "ja4x_parts
 _ZERO12 = "000000000000"
 
 
-class _Memo:
-    """A bounded text -> digest memo. Fingerprint inputs repeat across flows (a client library
-    sends the same hello shape every time), and hashing costs more than a dict lookup. Bounded by
-    the characters held: an attacker varying hellos only makes it reset."""
-
-    __slots__ = ("chars", "data", "limit")
-
-    def __init__(self, limit: int = 4_000_000) -> None:
-        self.data: dict[str, str] = {}
-        self.chars = 0
-        self.limit = limit
-
-    def put(self, text: str, digest: str) -> str:
-        self.chars += len(text) + 64
-        if self.chars > self.limit:
-            self.data.clear()
-            self.chars = len(text) + 64
-        self.data[text] = digest
-        return digest
-
-
-_SHA12 = _Memo()
-_MD5 = _Memo()
-
-
 def _hash12(text: str) -> str:
     """First 12 hex digits of SHA-256; "000000000000" for an empty list (FoxIO)."""
-    digest = _SHA12.data.get(text)
-    if digest is not None:
-        return digest
     if not text:
         return _ZERO12
-    return _SHA12.put(text, hashlib.sha256(text.encode()).hexdigest()[:12])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _md5(text: str) -> str:
-    digest = _MD5.data.get(text)
-    if digest is not None:
-        return digest
-    return _MD5.put(text, hashlib.md5(text.encode(), usedforsecurity=False).hexdigest())
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-class _Decimal(dict[int, str]):
-    """int -> decimal text, memoised: CPython's int-to-str is slow and wire codes repeat."""
-
-    def __missing__(self, key: int) -> str:
-        text = str(key)
-        if len(self) < 200_000:
-            self[key] = text
-        return text
-
-
-DECIMAL = _Decimal()
-dec = DECIMAL.__getitem__
-
-
-_PACKERS: dict[int, struct.Struct] = {}
+# Packers of n big-endian uint16 values for the usual list lengths, made once at import (a pure
+# constant table); longer lists get a Struct made on the spot. The fingerprints are computed once
+# per hello shape by the dissectors' column memos (`analyzer.dissect.tls.columns`), so nothing
+# here memoises.
+_PACKERS: tuple[struct.Struct, ...] = tuple(struct.Struct(f">{n}H") for n in range(129))
 
 
 def _hexlist(values: list[int]) -> str:
@@ -97,11 +56,7 @@ def _hexlist(values: list[int]) -> str:
     n = len(values)
     if not n:
         return ""
-    st = _PACKERS.get(n)
-    if st is None:
-        st = struct.Struct(f">{n}H")
-        if len(_PACKERS) < 512:
-            _PACKERS[n] = st
+    st = _PACKERS[n] if n <= 128 else struct.Struct(f">{n}H")
     return st.pack(*values).hex(",", 2)
 
 
@@ -115,18 +70,18 @@ def ja3(ch: ClientHello) -> tuple[str, str]:
     """(MD5 hex, full string) of the Salesforce JA3 definition. Empty strings for an SSLv2 hello."""
     if ch.sslv2:
         return "", ""
-    ciphers = "-".join(map(dec, _degrease(ch.cipher_suites)))
-    exts = "-".join(map(dec, _degrease([t for t, _ in ch.extensions])))
-    groups = "-".join(map(dec, _degrease(ch.supported_groups)))
-    formats = "-".join(map(dec, ch.ec_point_formats))
-    full = f"{dec(ch.legacy_version)},{ciphers},{exts},{groups},{formats}"
+    ciphers = "-".join(map(str, _degrease(ch.cipher_suites)))
+    exts = "-".join(map(str, _degrease([t for t, _ in ch.extensions])))
+    groups = "-".join(map(str, _degrease(ch.supported_groups)))
+    formats = "-".join(map(str, ch.ec_point_formats))
+    full = f"{ch.legacy_version},{ciphers},{exts},{groups},{formats}"
     return _md5(full), full
 
 
 def ja3s(sh: ServerHello) -> tuple[str, str]:
     """(MD5 hex, full string) of JA3S: "SSLVersion,Cipher,Extensions" (GREASE removed)."""
-    exts = "-".join(map(dec, _degrease([t for t, _ in sh.extensions])))
-    full = f"{dec(sh.legacy_version)},{dec(sh.cipher_suite)},{exts}"
+    exts = "-".join(map(str, _degrease([t for t, _ in sh.extensions])))
+    full = f"{sh.legacy_version},{sh.cipher_suite},{exts}"
     return _md5(full), full
 
 

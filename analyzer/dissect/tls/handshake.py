@@ -25,6 +25,7 @@ from analyzer.errors import ParseError
 
 __all__ = [
     "ClientHello",
+    "HandshakeMemo",
     "KeyExchangeInfo",
     "ServerHello",
     "client_hello_shape",
@@ -41,7 +42,9 @@ _U16 = struct.Struct(">H")
 _HH = struct.Struct(">HH")
 _U8U16 = struct.Struct(">BH")
 _U16U8 = struct.Struct(">HB")
-_U16_FORMATS: dict[int, struct.Struct] = {}
+# Unpackers of n big-endian uint16 values, made once at import for the usual list lengths (a pure
+# constant table: nothing is added while dissecting); longer lists get a Struct made on the spot.
+_U16_FORMATS: tuple[struct.Struct, ...] = tuple(struct.Struct(f">{n}H") for n in range(257))
 _T = TypeVar("_T")
 
 # Extension type codes used below (IANA "TLS ExtensionType Values").
@@ -69,11 +72,7 @@ SCSV_RENEGOTIATION = 0x00FF
 def u16_list(data: bytes | memoryview, offset: int, nbytes: int) -> list[int]:
     """`nbytes // 2` big-endian uint16 values at `offset` (caller has checked the bounds)."""
     n = nbytes >> 1
-    st = _U16_FORMATS.get(n)
-    if st is None:
-        st = struct.Struct(f">{n}H")
-        if len(_U16_FORMATS) < 512:
-            _U16_FORMATS[n] = st
+    st = _U16_FORMATS[n] if n <= 256 else struct.Struct(f">{n}H")
     return list(st.unpack_from(data, offset))
 
 
@@ -251,11 +250,38 @@ def _parse_extensions(data: bytes, pos: int, end: int, who: str, errors: list[st
 # the slow path and reports its error every time). Bounded: long bodies are not kept and a full
 # memo is emptied, so hostile input only makes it reset. Values are tuples; callers copy them
 # into fresh lists so hellos never share a mutable list.
+#
+# ServerHellos are memoised by everything but their random and session id: a server answers a
+# given client library with the same ServerHello bytes after the session id on every connection.
+# TLS 1.3 ServerHellos carry a fresh key_share value each time, so they are memoised apart, by
+# their bytes with that value cut out (group and length kept); the value is put back on a hit.
+# Measured on the benchmark capture: 2.7 us per ServerHello with the memo, 3.4 us without; 79% of
+# the corpus's TLS 1.3 ServerHellos hit. (A ClientHello memo was measured too and dropped:
+# clients' hellos repeat less, its misses cost more than its hits saved, 11-15 us against 9.3 us
+# per hello.) Only hellos without errors are kept. Bounded: long hellos are not kept, a full memo
+# is emptied.
 _MEMO_BODY = 512
 _MEMO_ENTRIES = 4096
-_VEC16_MEMO: dict[bytes, tuple[int, ...]] = {}  # supported_groups and signature_algorithms
-_VERSIONS_MEMO: dict[bytes, tuple[int, ...]] = {}
-_ALPN_MEMO: dict[bytes, tuple[tuple[bytes, ...], tuple[str, ...]]] = {}
+_HELLO_MEMO_BODY = 2048
+_HELLO_MEMO_ENTRIES = 1024
+_HelloKey = tuple[bytes, int, bytes]  # legacy version bytes, session id length, bytes after it
+_MaskedKey = tuple[_HelloKey, int, int, int]  # key, key_share index, its body's start and end
+
+
+class HandshakeMemo:
+    """The parsers' memos (see above). Each dissector instance owns one and passes it to
+    `parse_client_hello` / `parse_server_hello`; nothing is memoised at module level, so the
+    analyses of one process (or one Dask worker) share no state. Without a memo the parsers
+    parse every body."""
+
+    __slots__ = ("alpn", "sh", "sh_ks", "vec16", "versions")
+
+    def __init__(self) -> None:
+        self.vec16: dict[bytes, tuple[int, ...]] = {}  # supported_groups and signature_algorithms
+        self.versions: dict[bytes, tuple[int, ...]] = {}
+        self.alpn: dict[bytes, tuple[tuple[bytes, ...], tuple[str, ...]]] = {}
+        self.sh: dict[_HelloKey, ServerHello] = {}
+        self.sh_ks: dict[_HelloKey, tuple[ServerHello, int]] = {}  # (hello, index of its key_share)
 
 
 def _remember(memo: dict[bytes, _T], key: bytes, value: _T) -> _T:
@@ -266,46 +292,38 @@ def _remember(memo: dict[bytes, _T], key: bytes, value: _T) -> _T:
     return value
 
 
-def _vec16_memo(ext: bytes, what: str) -> tuple[int, ...]:
-    found = _VEC16_MEMO.get(ext)
+def _vec16_memo(ext: bytes, what: str, memo: dict[bytes, tuple[int, ...]] | None) -> tuple[int, ...]:
+    if memo is None:
+        return tuple(_vec16_u16(ext, what))
+    found = memo.get(ext)
     if found is None:
-        found = _remember(_VEC16_MEMO, ext, tuple(_vec16_u16(ext, what)))
+        found = _remember(memo, ext, tuple(_vec16_u16(ext, what)))
     return found
 
 
-def _versions(ext: bytes) -> tuple[int, ...]:
+def _versions(ext: bytes, memo: dict[bytes, tuple[int, ...]] | None) -> tuple[int, ...]:
     """A ClientHello supported_versions body: 1-byte byte length, then uint16 versions."""
-    found = _VERSIONS_MEMO.get(ext)
+    found = memo.get(ext) if memo is not None else None
     if found is None:
         if not ext or ext[0] > len(ext) - 1 or ext[0] & 1:
             raise ParseError("supported_versions: bad list length")
-        found = _remember(_VERSIONS_MEMO, ext, tuple(u16_list(ext, 1, ext[0])))
+        found = tuple(u16_list(ext, 1, ext[0]))
+        if memo is not None:
+            _remember(memo, ext, found)
     return found
 
 
-def _alpn_memo(ext: bytes) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+def _alpn_memo(
+    ext: bytes, memo: dict[bytes, tuple[tuple[bytes, ...], tuple[str, ...]]] | None
+) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
     """(raw names, decoded names) of an ALPN body."""
-    found = _ALPN_MEMO.get(ext)
+    found = memo.get(ext) if memo is not None else None
     if found is None:
         raw = _alpn_list(ext)
-        found = _remember(_ALPN_MEMO, ext, (tuple(raw), tuple(_decode_alpn(raw))))
+        found = (tuple(raw), tuple(_decode_alpn(raw)))
+        if memo is not None:
+            _remember(memo, ext, found)
     return found
-
-
-# ServerHellos memoised by everything but their random and session id: a server answers a given
-# client library with the same ServerHello bytes after the session id on every connection. TLS 1.3
-# ServerHellos carry a fresh key_share value each time, so they are memoised apart, by their bytes
-# with that value cut out (group and length kept); the value is put back on a hit. Measured on
-# the benchmark capture: 2.7 us per ServerHello with the memo, 3.4 us without; 79% of the corpus's
-# TLS 1.3 ServerHellos hit. (A ClientHello memo was measured too and dropped: clients' hellos
-# repeat less, its misses cost more than its hits saved, 11-15 us against 9.3 us per hello.)
-# Only hellos without errors are kept. Bounded: long hellos are not kept, a full memo is emptied.
-_HELLO_MEMO_BODY = 2048
-_HELLO_MEMO_ENTRIES = 1024
-_HelloKey = tuple[bytes, int, bytes]  # legacy version bytes, session id length, bytes after it
-_SH_MEMO: dict[_HelloKey, ServerHello] = {}
-_SH_KS_MEMO: dict[_HelloKey, tuple[ServerHello, int]] = {}  # (hello, index of its key_share)
-_MaskedKey = tuple[_HelloKey, int, int, int]  # key, key_share index, its body's start and end
 
 
 def _hello_key(data: bytes) -> _HelloKey | None:
@@ -358,17 +376,20 @@ def _remember_hello(memo: dict[_HelloKey, _T], key: _HelloKey, hello: _T) -> Non
 _SNI_HEAD = struct.Struct(">HBH")  # server_name list length, name type, name length
 
 
-def parse_client_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ClientHello:
+def parse_client_hello(
+    body: bytes | bytearray | memoryview, *, dtls: bool = False, memo: HandshakeMemo | None = None
+) -> ClientHello:
     """Parse a ClientHello message body. Raises ParseError when the body contradicts itself.
 
     A malformed extensions block or *individual* extension (say a supported_groups with an odd
     length) does not fail the hello: the extensions read before the problem are kept (as Wireshark
     does), the convenience field stays empty and the reason is appended to `ClientHello.errors`.
     """
-    return _parse_client_hello(bytes(body), dtls)
+    return _parse_client_hello(bytes(body), dtls, memo)
 
 
-def _parse_client_hello(data: bytes, dtls: bool) -> ClientHello:
+def _parse_client_hello(data: bytes, dtls: bool, memo: HandshakeMemo | None) -> ClientHello:
+    vec16, alpn_memo, versions_memo = (memo.vec16, memo.alpn, memo.versions) if memo is not None else (None, None, None)
     end = len(data)
     if end < 38:
         raise ParseError(f"client hello: {end} bytes, shorter than version+random+session id", 0)
@@ -455,18 +476,18 @@ def _parse_client_hello(data: bytes, dtls: bool) -> ClientHello:
                     if server_name is None:
                         server_name = _sni(ext)
                 elif code == 2:  # supported_groups
-                    groups = list(_vec16_memo(ext, "supported_groups"))
+                    groups = list(_vec16_memo(ext, "supported_groups", vec16))
                 elif code == 3:  # ec_point_formats
                     if not ext or ext[0] > len(ext) - 1:
                         raise ParseError("ec_point_formats: length exceeds the bytes present")
                     formats = list(ext[1 : 1 + ext[0]])
                 else:  # signature_algorithms
-                    sigalgs = list(_vec16_memo(ext, "signature_algorithms"))
+                    sigalgs = list(_vec16_memo(ext, "signature_algorithms", vec16))
             elif code < 10:
                 if code == 5:  # application_layer_protocol_negotiation
-                    alpn_raw, alpn = _alpn_memo(ext)
+                    alpn_raw, alpn = _alpn_memo(ext, alpn_memo)
                 elif code == 6:  # supported_versions
-                    versions = list(_versions(ext))
+                    versions = list(_versions(ext, versions_memo))
                 elif code == 7:  # key_share
                     shares = _key_share_groups(ext)
                 elif code == 9:  # psk_key_exchange_modes
@@ -741,20 +762,24 @@ class ServerHello:
         return [t for t, _ in self.extensions]
 
 
-def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = False) -> ServerHello:
+def parse_server_hello(
+    body: bytes | bytearray | memoryview, *, dtls: bool = False, memo: HandshakeMemo | None = None
+) -> ServerHello:
     """Parse a ServerHello / HelloRetryRequest body (`dtls` is accepted for symmetry: the DTLS
     ServerHello has no cookie, so the layout is the same)."""
     data = bytes(body)
     # Not for TLS 1.3 drafts before -22: their ServerHello has no session id.
-    key = _hello_key(data) if not (data[:1] == b"\x7f" and data[1:2] < b"\x16") else None
+    key = None
+    if memo is not None and not (data[:1] == b"\x7f" and data[1:2] < b"\x16"):
+        key = _hello_key(data)
     masked: _MaskedKey | None = None
-    if key is not None:
-        seen = _SH_MEMO.get(key)
+    if memo is not None and key is not None:
+        seen = memo.sh.get(key)
         share_index = -1
         if seen is None:
             masked = _masked_key(key)
             if masked is not None:
-                found = _SH_KS_MEMO.get(masked[0])
+                found = memo.sh_ks.get(masked[0])
                 if found is not None:
                     seen, share_index = found
         if seen is not None:
@@ -781,16 +806,16 @@ def parse_server_hello(body: bytes | bytearray | memoryview, *, dtls: bool = Fal
                 list(seen.ec_point_formats),
                 [],
             )
-    sh = _parse_server_hello(data)
-    if key is not None and not sh.errors:
+    sh = _parse_server_hello(data, memo)
+    if memo is not None and key is not None and not sh.errors:
         if sh.key_share_group is None:
-            _remember_hello(_SH_MEMO, key, sh)
+            _remember_hello(memo.sh, key, sh)
         elif masked is not None:
-            _remember_hello(_SH_KS_MEMO, masked[0], (sh, masked[1]))
+            _remember_hello(memo.sh_ks, masked[0], (sh, masked[1]))
     return sh
 
 
-def _parse_server_hello(data: bytes) -> ServerHello:
+def _parse_server_hello(data: bytes, memo: HandshakeMemo | None) -> ServerHello:
     end = len(data)
     if end < 36:
         raise ParseError(f"server hello: {end} bytes, shorter than version+random+cipher", 0)
@@ -831,7 +856,7 @@ def _parse_server_hello(data: bytes) -> ServerHello:
                     raise ParseError(f"supported_versions: {len(ext)} bytes, expected 2")
                 (selected,) = _U16.unpack_from(ext, 0)
             elif etype == EXT_ALPN:
-                raw, names = _alpn_memo(ext)
+                raw, names = _alpn_memo(ext, memo.alpn if memo is not None else None)
                 if raw:
                     alpn_raw = raw[0]
                     alpn = names[0]
