@@ -19,7 +19,7 @@ import io
 import lzma
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 RAW_PIECE = 1 << 16  # compressed bytes read from the file at once
 
@@ -49,7 +49,7 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
-def open_decompressed(raw: Any, kind: str) -> _Decompressing:
+def open_decompressed(raw: Any, kind: str) -> _Decompressing | _Zstd:
     """A stream of the decompressed bytes of `raw` (which it closes on close())."""
     if kind == "zstd":
         return _Zstd(raw)
@@ -267,7 +267,7 @@ class _Zstd(io.RawIOBase):
 
         self._raw = raw
         self._frames = _ZstdFrames(raw)
-        self._inner = zstandard.ZstdDecompressor().stream_reader(self._frames, read_across_frames=True)
+        self._inner = zstandard.ZstdDecompressor().stream_reader(cast(Any, self._frames), read_across_frames=True)
         self._error: type[BaseException] = zstandard.ZstdError
         self.out = 0
         self.problem: StreamProblem | None = None
@@ -302,8 +302,8 @@ class _Zstd(io.RawIOBase):
     def close(self) -> None:
         try:
             self._inner.close()
-        except Exception:  # noqa: BLE001 - the reader may already be unusable after a damaged frame
-            pass
+        except (self._error, OSError, ValueError):
+            pass  # the reader may already be unusable after a damaged frame
         finally:
             self._raw.close()
             super().close()

@@ -509,7 +509,7 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, gid, interfaces, first_
     present = np.unique(ids) if n else ids  # only the interfaces this batch names: linear in packets
     for i in present.tolist():
         lt, _snap, tsresol, tsoffset = interfaces[i]
-        m = ids == i if len(present) > 1 else slice(None)
+        m: Any = ids == i if len(present) > 1 else slice(None)
         linktype[m] = lt
         ts[m], over = _ticks_to_ns(raw[m], tsresol, tsoffset)
         over &= ~nots[m]  # a Simple Packet Block's "no time" marker is not an overflow
