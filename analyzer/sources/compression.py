@@ -95,11 +95,36 @@ class _Decompressing(io.RawIOBase):
         self._read += len(data)
         self._in = self._in + data if self._in else data
 
-    def _fail(self, why: str, kind: str = "decompression") -> None:
-        consumed = self._read - len(self._in)
+    _salvaged = b""
+
+    def _salvage(self, d: Any, want: int) -> int:
+        """Feed the input of a failed call again in small pieces: the output before the damage.
+
+        Returns the compressed offset where the damage was met."""
+        data, got, fed = self._in, [], 0
+        try:
+            for i in range(0, len(data), 64):
+                piece = data[i : i + 64]
+                while piece:
+                    out = d.decompress(piece, want - sum(map(len, got)) or 1)
+                    got.append(out)
+                    piece = d.unconsumed_tail
+                    if sum(map(len, got)) >= want:
+                        break
+                fed = i
+                if sum(map(len, got)) >= want:
+                    break
+        except zlib.error:
+            pass
+        self._salvaged = b"".join(got)[:want]
+        return self._read - len(self._in) + fed
+
+    def _fail(self, why: str, kind: str = "decompression", salvaged: int | None = None) -> None:
+        consumed = self._read - len(self._in) if salvaged is None else salvaged
+        out = self.out + len(self._salvaged)
         self.problem = StreamProblem(
             kind, f"{self.kind} decompression failed at compressed byte {consumed} (decompressed byte "
-            f"{self.out}): {why}", self.out, consumed)
+            f"{out}): {why}", out, consumed)
         self._done = True
         self._raw_eof = True
 
@@ -125,7 +150,12 @@ class _Decompressing(io.RawIOBase):
                 return b""
         try:
             if self.kind == "gzip":
-                out = d.decompress(self._in, want)
+                saved = d.copy()  # zlib drops a call's output when it raises: replay it finely then
+                try:
+                    out = d.decompress(self._in, want)
+                except zlib.error as exc:
+                    self._fail(str(exc), salvaged=self._salvage(saved, want))
+                    return self._salvaged
                 self._in = d.unused_data if d.eof else d.unconsumed_tail
             elif d.needs_input:
                 out = d.decompress(self._in, want)
@@ -182,46 +212,74 @@ class _Decompressing(io.RawIOBase):
 class _ZstdFrames:
     """Follows the zstd frame and block headers of the compressed bytes as they are read.
 
-    zstandard's stream_reader ends silently when the input stops inside a frame; this walker knows
-    whether the input ended on a frame boundary (RFC 8878 section 3.1), so a cut is reported.
+    zstandard's decompressors end silently when the input stops inside a frame; this walker knows
+    whether the input ended on a frame boundary (RFC 8878 section 3.1), so a cut is reported. It
+    also ends each `read` at the end of a frame, so that every frame gets its own decompressor
+    (read_to_iter reads one frame and drops what it read past it).
     """
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
-        self.read_bytes = 0
+        self.read_bytes = 0  # compressed bytes handed to the decompressor
+        self._pending = b""  # read from the file, past the end of the frame being decompressed
+        self._raw_eof = False
         self._skip = 0  # bytes of the current block / frame content still to pass over
         self._hdr = b""  # header bytes gathered so far
         self._need = 4  # header bytes needed in the current state
-        self._state = "magic"  # magic | fhd | frame_header | skip_size | block | checksum
+        self._state = "magic"  # magic | fhd | skip_size | block
         self._checksum = False
+        self._frame_ends = False  # the frame ends when _skip reaches 0
+        self.frame_done = False  # reads stop until next_frame()
         self.lost = False  # an unknown frame: the decompressor reports it, the walker stops following
 
     def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(RAW_PIECE if n is None or n < 0 else n)
+        if self.frame_done:
+            return b""
+        if not self._pending and not self._raw_eof:
+            self._pending = self._raw.read(RAW_PIECE if n is None or n < 0 else n)
+            self._raw_eof = not self._pending
+        data = self._pending
+        if self.lost:
+            self._pending = b""
+        else:
+            end = self._follow(data)
+            data, self._pending = data[:end], data[end:]
         self.read_bytes += len(data)
-        if data and not self.lost:
-            self._follow(data)
         return data
+
+    def next_frame(self) -> bool:
+        """After a frame ended: is there another one? (Then reads go on.)"""
+        if not self._pending and not self._raw_eof:
+            self._pending = self._raw.read(RAW_PIECE)
+            self._raw_eof = not self._pending
+        self.frame_done = False
+        return bool(self._pending)
 
     def at_frame_boundary(self) -> bool:
         return self.lost or (self._state == "magic" and not self._hdr and not self._skip)
 
-    def _follow(self, data: bytes) -> None:
+    def _follow(self, data: bytes) -> int:
+        """Walk `data`; the index where the current frame ends (len(data) when it does not)."""
         i, n = 0, len(data)
         while i < n:
             if self._skip:
                 take = min(self._skip, n - i)
                 self._skip -= take
                 i += take
-                continue
-            take = min(self._need - len(self._hdr), n - i)
-            self._hdr += data[i : i + take]
-            i += take
-            if len(self._hdr) == self._need:
-                hdr, self._hdr = self._hdr, b""
-                self._advance(hdr)
-                if self.lost:
-                    return
+            else:
+                take = min(self._need - len(self._hdr), n - i)
+                self._hdr += data[i : i + take]
+                i += take
+                if len(self._hdr) == self._need:
+                    hdr, self._hdr = self._hdr, b""
+                    self._advance(hdr)
+                    if self.lost:
+                        return n
+            if self._frame_ends and not self._skip:
+                self._frame_ends = False
+                self.frame_done = True
+                return i
+        return n
 
     def _advance(self, hdr: bytes) -> None:
         state = self._state
@@ -235,30 +293,29 @@ class _ZstdFrames:
                 self.lost = True
         elif state == "skip_size":
             self._skip = int.from_bytes(hdr, "little")
-            self._state, self._need = "magic", 4
+            self._state, self._need, self._frame_ends = "magic", 4, True
         elif state == "fhd":
             fhd = hdr[0]
             single = bool(fhd & 0x20)
             self._checksum = bool(fhd & 0x04)
             fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
-            rest = (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+            self._skip = (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
             self._state, self._need = "block", 3
-            self._skip = rest
         elif state == "block":
             bh = int.from_bytes(hdr, "little")
             last, btype, size = bh & 1, (bh >> 1) & 3, bh >> 3
             self._skip = 1 if btype == 1 else size
             if last:
-                if self._checksum:
-                    self._state, self._need = "checksum", 4
-                else:
-                    self._state, self._need = "magic", 4
-        elif state == "checksum":
-            self._state, self._need = "magic", 4
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need, self._frame_ends = "magic", 4, True
 
 
 class _Zstd(io.RawIOBase):
-    """zstd (every frame in turn) through zstandard's bounded stream_reader, with cuts reported."""
+    """zstd (every frame in turn) through zstandard's bounded read_to_iter, with cuts reported.
+
+    Not stream_reader: given input that stops inside a frame, it also dropped the output it had
+    not yet returned (a frame cut after 270,024 decompressable bytes gave 262,144).
+    """
 
     kind = "zstd"
 
@@ -267,8 +324,10 @@ class _Zstd(io.RawIOBase):
 
         self._raw = raw
         self._frames = _ZstdFrames(raw)
-        self._inner = zstandard.ZstdDecompressor().stream_reader(cast(Any, self._frames), read_across_frames=True)
+        self._dctx = zstandard.ZstdDecompressor()
+        self._chunks = self._frame_chunks()
         self._error: type[BaseException] = zstandard.ZstdError
+        self._pending = memoryview(b"")
         self.out = 0
         self.problem: StreamProblem | None = None
         self._done = False
@@ -277,20 +336,30 @@ class _Zstd(io.RawIOBase):
         return True
 
     def readinto(self, b: Any) -> int:
-        if self._done:
-            return 0
-        try:
-            n = self._inner.readinto(b)
-        except (self._error, OSError, ValueError) as exc:
-            self._stop(str(exc))
-            return 0
-        if not n:
-            self._done = True
-            if not self._frames.at_frame_boundary():
-                self._stop("the compressed file ends inside a frame (premature end)")
-            return 0
+        while not self._pending:
+            if self._done:
+                return 0
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                if self._frames.frame_done and self._frames.next_frame():
+                    self._chunks = self._frame_chunks()  # concatenated frames (pzstd, cat a.zst b.zst)
+                    continue
+                self._done = True
+                if not self._frames.at_frame_boundary():
+                    self._stop("the compressed file ends inside a frame (premature end)")
+                return 0
+            except (self._error, OSError, ValueError) as exc:
+                self._stop(str(exc))
+                return 0
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
         self.out += n
-        return int(n)
+        return n
+
+    def _frame_chunks(self) -> Any:
+        return self._dctx.read_to_iter(cast(Any, self._frames), read_size=RAW_PIECE, write_size=RAW_PIECE)
 
     def _stop(self, why: str) -> None:
         at = self._frames.read_bytes
@@ -301,9 +370,6 @@ class _Zstd(io.RawIOBase):
 
     def close(self) -> None:
         try:
-            self._inner.close()
-        except (self._error, OSError, ValueError):
-            pass  # the reader may already be unusable after a damaged frame
-        finally:
             self._raw.close()
+        finally:
             super().close()

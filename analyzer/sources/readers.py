@@ -290,7 +290,7 @@ def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> tuple[np.ndarray
         return np.array([int(x) * mult // div + off_ns for x in rc.tolist()], np.int64), bad
     if div == 1:
         val = rc.astype(np.int64) * mult
-    elif mult == 1:
+    elif mult == 1 and div < (1 << 64):
         val = (rc // np.uint64(div)).astype(np.int64)
     elif div <= (1 << 34):  # binary fractions: fr * 10^9 < 2^64, stays exact in uint64
         secs = rc // np.uint64(div)
