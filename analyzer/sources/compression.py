@@ -101,7 +101,8 @@ class _Decompressing(io.RawIOBase):
         """Feed the input of a failed call again in small pieces: the output before the damage.
 
         Returns the compressed offset where the damage was met."""
-        data, got, fed = self._in, [], 0
+        data, fed = self._in, 0
+        got: list[bytes] = []
         try:
             for i in range(0, len(data), 64):
                 piece = data[i : i + 64]
