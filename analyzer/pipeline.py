@@ -18,7 +18,8 @@ from analyzer.dissect.base import Dissector
 from analyzer.errors import CaptureError, UsageError
 from analyzer.flows.table import EndedFlows, FlowOptions, FlowTable
 from analyzer.sources.batch import Problem
-from analyzer.sources.readers import expand_paths, read_capture
+from analyzer.sources.readers import display_path, read_capture
+from analyzer.sources.scan import as_path_list, scan_paths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -451,10 +452,13 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
             raise UsageError(f"frame {name!r} cannot go to a sink; these can: {', '.join(STREAMABLE_FRAMES)}")
         if name != "anomalies" and name not in opts.frames:
             raise UsageError(f"a sink is given for {name!r} but frames={opts.frames!r} does not build it")
-    path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
-    files = expand_paths(path_list)
+    path_list = as_path_list(paths)  # bytes and PathLike too (bytes used to be iterated)
+    scan = scan_paths(path_list)  # what it skips (and why) is reported below
+    files = scan.files
     if not files:
-        raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
+        skipped = "".join(f"; skipped {s.name}: {s.detail}" for s in scan.skipped[:3])
+        raise CaptureError(", ".join(map(display_path, path_list)) or "(no path)", None,
+                           "no capture files found" + skipped)
     table = FlowTable(FlowOptions(
         idle_timeout_tcp=opts.idle_timeout_tcp, idle_timeout_udp=opts.idle_timeout_udp,
         active_timeout=opts.active_timeout, payload_budget=opts.payload_budget, max_flows=opts.max_flows,
@@ -473,16 +477,25 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
             where = f" at byte {p.offset}" if p.offset is not None else ""
             warnings.warn(f"{p.source}{where}: {p.detail}", stacklevel=3)
 
+    for skip in scan.skipped:  # never silently: a warning, an anomalies row, a sources row
+        p = skip.problem()
+        if opts.strict and p.fatal_in_strict:
+            raise CaptureError(p.source, None, f"{p.detail} (strict: any skipped path is an error)")
+        report(p)
+        collector.anomaly(source=p.source, layer="source", kind=p.kind, detail=p.detail, offset=None, count=1)
+        sources.append({"source": p.source, "packets": 0, "status": skip.status, "problem": p.detail,
+                        "offset": None})
     for path in files:
+        name = "<stdin>" if path == "-" else display_path(path)  # a name that is not UTF-8: escaped
         packets = 0
         status, problem, offset = "ok", None, None
         try:
             for batch in read_capture(path):
                 for p in batch.problems:
-                    if opts.strict:
+                    if opts.strict and p.fatal_in_strict:
                         raise CaptureError(p.source, p.offset, p.detail)
                     status, problem, offset = "partial", p.detail, p.offset
-                    collector.anomaly(source=path, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
+                    collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
                                       count=1)
                     report(p)
                 if not len(batch):
@@ -493,7 +506,7 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
                 if anoms.any():
                     codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
                     for code, cnt in zip(codes, counts, strict=True):
-                        key = (path, ANOMALY_NAMES.get(int(code), str(code)))
+                        key = (name, ANOMALY_NAMES.get(int(code), str(code)))
                         anomaly_counts[key] = anomaly_counts.get(key, 0) + int(cnt)
                 for ended in table.update(decoded):
                     collector.add(ended)
@@ -502,17 +515,17 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
                 raise
             errors.append(exc)
             if len(files) > 1:  # alone, it is raised below; among others, say so and go on
-                report(Problem(source=path, offset=exc.offset, kind="unreadable", detail=exc.message))
+                report(Problem(source=name, offset=exc.offset, kind="unreadable", detail=exc.message))
             status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
-            collector.anomaly(source=path, layer="source", kind="unreadable", detail=exc.message,
+            collector.anomaly(source=name, layer="source", kind="unreadable", detail=exc.message,
                               offset=exc.offset, count=1)
         total_packets += packets
-        sources.append({"source": path, "packets": packets, "status": status, "problem": problem,
+        sources.append({"source": name, "packets": packets, "status": status, "problem": problem,
                         "offset": offset})
     for ended in table.flush():
         collector.add(ended)
     if table.evicted:
-        collector.anomaly(source=files[-1], layer="flow", kind="flows_evicted", count=table.evicted,
+        collector.anomaly(source=display_path(files[-1]), layer="flow", kind="flows_evicted", count=table.evicted,
                           detail=f"{table.evicted} flows ended early: more than max_flows={opts.max_flows} live")
     for (path, kind), cnt in anomaly_counts.items():
         collector.anomaly(source=path, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)

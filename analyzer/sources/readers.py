@@ -8,7 +8,6 @@ to the next chunk.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import sys
 from collections.abc import Iterator
@@ -581,48 +580,8 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
 _STOPPING_PROBLEMS = frozenset({"corrupt_record", "truncated_record", "decompression"})
 
 
-def _compressed_twin(name: str, names: set[str]) -> bool:
-    """x.pcap.gz next to x.pcap is a copy: reading both would count every packet twice."""
-    stem, ext = os.path.splitext(name)
-    return ext in (".gz", ".bz2", ".xz", ".zst") and stem in names
+# kept importable from here: the path scan moved to analyzer.sources.scan
+from analyzer.sources.scan import expand_paths, looks_like_capture, scan_paths  # noqa: E402
 
-
-def looks_like_capture(path: str) -> bool:
-    """True when the file starts like a pcap, a pcapng or a compressed stream."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-    except OSError:
-        return True  # let the reader report why it cannot be opened
-    return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_SHB or any(
-        head.startswith(magic) for magic, _ in COMPRESSION_MAGICS)
-
-
-def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
-    """Files named, directories walked (sorted), globs expanded; '-' stays stdin."""
-    import glob
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [os.fspath(paths)]
-    out: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
-        if p == "-":
-            out.append(p)
-        elif os.path.isdir(p):
-            # in a directory, take what looks like a capture by content and leave the rest
-            # (READMEs, scripts, key logs) alone; a file named explicitly is always tried
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                names = set(files)
-                out.extend(f for f in (os.path.join(root, name) for name in sorted(files)
-                                       if not name.startswith(".") and not _compressed_twin(name, names))
-                           if looks_like_capture(f))
-        elif any(c in p for c in "*?[") and not os.path.exists(p):
-            matches = sorted(glob.glob(p, recursive=True))
-            if not matches:
-                raise CaptureError(p, None, "no file matches this pattern")
-            out.extend(m for m in matches if os.path.isfile(m))
-        else:
-            out.append(p)
-    return out
+__all__ = ["display_path", "expand_paths", "looks_like_capture", "open_capture_stream", "read_capture",
+           "scan_paths"]
