@@ -66,7 +66,9 @@ def test_every_skip_is_said_with_a_reason(tmp_path, monkeypatch):
     (tmp_path / "a.pcap").write_bytes(_capture(1000))
     (tmp_path / "damaged.pcap").write_bytes(b"\0\0\0\0" + _capture(1001)[4:])  # header damaged
     (tmp_path / ".hidden.pcap").write_bytes(_capture(1002))  # dotfile with a capture in it
-    (tmp_path / ".git").mkdir()  # hidden directory
+    (tmp_path / ".cache").mkdir()  # a hidden directory is walked, as it always was
+    (tmp_path / ".cache" / "c.pcap").write_bytes(_capture(1004))
+    (tmp_path / "loop").symlink_to(tmp_path)  # a symbolic link to a directory: not followed, said
     (tmp_path / "README.txt").write_text("notes")  # plainly not a capture: left alone, silently
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -80,9 +82,9 @@ def test_every_skip_is_said_with_a_reason(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "scandir", scandir)
     result, problems = _run(str(tmp_path))
-    assert _packets(result) == 3
+    assert _packets(result) == 6  # a.pcap and .cache/c.pcap
     kinds = {Path(p.source).name: p.kind for p in problems}
-    assert kinds == {"damaged.pcap": "not_a_capture", ".hidden.pcap": "hidden", ".git": "hidden",
+    assert kinds == {"damaged.pcap": "not_a_capture", ".hidden.pcap": "hidden", "loop": "symlink_not_followed",
                      "locked": "unlistable_directory"}
     assert all(p.detail for p in problems)
     src = result.sources.set_index("source")

@@ -2,8 +2,8 @@
 
 Nothing is left out without a word. A directory scan opens only regular files (a FIFO in a scanned
 directory used to block the run forever), and everything it passes over that could have been a
-capture - a FIFO or socket, a hidden file or directory, a `.pcap` whose content is no capture, a
-directory it cannot list, a symbolic link to a directory - comes back as a `Skipped` with the
+capture - a FIFO or socket, a hidden file, a `.pcap` whose content is no capture, a directory it
+cannot list, a symbolic link to a directory (not followed: it could loop) - comes back as a `Skipped` with the
 reason, for a warning, an anomalies row and a `sources` row (fatal under strict). Files that are
 plainly not captures (a README, a script, a key log) are left alone silently, as before.
 
@@ -163,10 +163,8 @@ def _walk(top: str, scan: Scan) -> None:
         keep = []
         for d in sorted(dirs):
             full = os.path.join(root, d)
-            if d.startswith("."):
-                scan.skipped.append(Skipped(full, "hidden", "hidden directory (its name starts with "
-                                                            "'.'): not scanned; name it to scan it"))
-            elif os.path.islink(full):
+            # hidden directories are walked, as they always were (only hidden files are passed over)
+            if os.path.islink(full):
                 scan.skipped.append(Skipped(full, "symlink_not_followed",
                                             "symbolic link to a directory: not followed (it could loop); "
                                             "name it to scan it"))
