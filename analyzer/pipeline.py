@@ -435,7 +435,9 @@ def analyze(paths: str | Iterable[str], *, on_problem: Callable[[Problem], None]
     active_timeout, max_flows, vxlan_ports, geneve_ports, ja4x, strict, frames. Captures are read in order into one
     flow table, so flows spanning rotated files are merged. Unreadable captures raise
     `CaptureError` when nothing at all could be read (or always with strict=True); otherwise they
-    become rows of `.sources` and `.anomalies` and a warning.
+    become rows of `.sources` and `.anomalies` and a warning. Paths a directory scan passes over
+    (see `analyzer.sources.scan`) are said the same way, and the same capture given twice is read
+    once (status `duplicate` in `.sources`); with strict=True any skip but a duplicate is fatal.
 
     `sinks` maps frame names (STREAMABLE_FRAMES) to FrameSinks: those frames go to their sink chunk by
     chunk as the analysis runs, so memory does not grow with their rows, and come back empty (with
