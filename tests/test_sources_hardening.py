@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pcap_helpers import ETHERNET, Section, epb, idb, pcap_bytes, shb
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
@@ -235,3 +237,31 @@ def test_unsupported_link_type_is_a_problem(capture_file, fmt):
     assert len(pkts) == (1 if fmt == "pcap" else 2)
     assert [p.kind for p in problems] == ["unsupported_linktype"]  # once per link type and file
     assert "link type 127" in problems[0].detail
+
+
+# ------------------------------------------------------------------------- decompressor fuzzing
+
+SMALL = pcap_bytes([(T0 + i, f) for i, f in enumerate(_frames(300, 100))], nanos=True)
+SMALL_FRAMES = _frames(300, 100)
+COMPRESSED_SMALL = {k: f(SMALL) for k, f in COMPRESS.items()}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(COMPRESS)), cut=st.floats(0, 1), tail=st.binary(max_size=40),
+       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=3))
+def test_damaged_compressed_streams_keep_a_prefix_and_never_raise(capture_file, kind, cut, tail, flips):
+    """Cut, extended with junk, or with flipped bytes: a CaptureError or packets (with Problems);
+    never another exception. A plain cut gives a prefix of the capture and a Problem."""
+    data = bytearray(COMPRESSED_SMALL[kind][: max(1, int(len(COMPRESSED_SMALL[kind]) * cut))] + tail)
+    for where, xor in flips:
+        data[min(len(data) - 1, int(len(data) * where))] ^= xor
+    path = capture_file("f.bin", bytes(data))
+    try:
+        pkts, problems = _read(path)
+    except CaptureError as exc:
+        assert exc.message
+        return
+    if not flips and not tail:  # (junk after a cut decompresses as data: another kind of damage)
+        assert pkts == SMALL_FRAMES[: len(pkts)]
+        if len(data) < len(COMPRESSED_SMALL[kind]):
+            assert problems  # a cut is always said
