@@ -229,14 +229,14 @@ def test_largest_times_that_fit_are_exact(capture_file):
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_unsupported_link_type_is_a_problem(capture_file, fmt):
-    """A radiotap capture (link type 127) gave "(no rows)" and nothing on stderr."""
+    """A capture of a link type not decoded (radiotap, 127, was one) gave "(no rows)", nothing on stderr."""
     f = b"\x00" * 40
-    data = (pcap_bytes([(1, f)], linktype=127) if fmt == "pcap"
-            else Section().interface(127).interface(127).packet(0, 1, f).packet(1, 2, f).build())
+    data = (pcap_bytes([(1, f)], linktype=147) if fmt == "pcap"
+            else Section().interface(147).interface(147).packet(0, 1, f).packet(1, 2, f).build())
     pkts, problems = _read(capture_file("w." + fmt, data))
     assert len(pkts) == (1 if fmt == "pcap" else 2)
     assert [p.kind for p in problems] == ["unsupported_linktype"]  # once per link type and file
-    assert "link type 127" in problems[0].detail
+    assert "link type 147" in problems[0].detail
 
 
 # ------------------------------------------------------------------------- decompressor fuzzing
