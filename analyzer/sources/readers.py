@@ -264,8 +264,9 @@ def _tsresol_to_ns(tsresol: int) -> tuple[int, int]:
 I64_MIN, I64_MAX, U64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
 
 
-def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Raw 64-bit pcapng timestamps (uint64) -> (int64 ns since the epoch, exact; mask of overflow).
+def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw 64-bit pcapng timestamps (uint64) -> (int64 ns since the epoch, exact; mask of overflow
+    or None when every time fits).
 
     ns(r) = r * mult // div + tsoffset s is monotonic in r, so the ticks whose time fits in int64
     are one range [lo, hi], found with Python integers. A hostile if_tsresol (2^-64, 10^-127) or
@@ -278,13 +279,14 @@ def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> tuple[np.ndarray
     low = I64_MIN - off_ns
     lo = 0 if low <= 0 else -(-(low * div) // mult)
     hi_plain = ((I64_MAX + 1) * div - 1) // mult  # the largest r whose time before the offset fits
-    if lo > hi:
-        return np.zeros(len(r), np.int64), np.ones(len(r), bool)
-    bad = r > np.uint64(hi)
-    if lo > 0:
-        bad |= r < np.uint64(min(lo, U64_MAX))
-    rc = np.clip(r, np.uint64(min(lo, U64_MAX)), np.uint64(hi)) if bad.any() else r
-    if len(rc) and (int(rc.max()) > hi_plain or not I64_MIN <= off_ns <= I64_MAX):
+    if lo > hi or not len(r):
+        return np.zeros(len(r), np.int64), (np.ones(len(r), bool) if len(r) else None)
+    bad: np.ndarray | None = None
+    rc = r
+    if int(r.max()) > hi or (lo > 0 and int(r.min()) < lo):  # rare: hostile options or SPB markers
+        bad = (r > np.uint64(hi)) | (r < np.uint64(min(lo, U64_MAX)))
+        rc = np.clip(r, np.uint64(min(lo, U64_MAX)), np.uint64(hi))
+    if int(rc.max()) > hi_plain or not I64_MIN <= off_ns <= I64_MAX:
         # the offset brings back into range a time that does not fit alone: exact Python integers
         return np.array([int(x) * mult // div + off_ns for x in rc.tolist()], np.int64), bad
     if div == 1:
@@ -356,16 +358,18 @@ class _PcapngRows:
         """Account for k rows just written by the walker; make their interface ids global."""
         off, ifid = self.arrays[0], self.arrays[5]
         ids = ifid[self.n : self.n + k]
-        bad = ids >= described
-        if bad.any():
+        bad = ids >= described if int(ids.max()) >= described else None
+        if bad is not None:
             # the offset (of the first such packet's data) lets the user find it, as for other problems
             first = int(np.flatnonzero(bad)[0])
             self.problems.append(_problem(
                 path, base + int(off[self.n + first]), "unknown_interface",
                 f"{int(bad.sum())} packets name an interface that was not described "
                 f"(first: interface {int(ids[first])})"))
-        ids += np.uint32(section_base)
-        ids[bad] = _NO_IFACE
+        if section_base:
+            ids += np.uint32(section_base)
+        if bad is not None:
+            ids[bad] = _NO_IFACE
         self.n += k
 
 
@@ -497,22 +501,23 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, gid, interfaces, first_
     problems: list[Problem] = []
     raw = (tshi.astype(np.uint64) << np.uint64(32)) | tslo.astype(np.uint64)
     ids = gid.astype(np.int64)
-    bad = ids >= len(interfaces)
-    if bad.any():
-        keep = ~bad
+    if len(ids) and int(ids.max()) >= len(interfaces):
+        keep = ids < len(interfaces)
         off, cap, wire, raw, ids = off[keep], cap[keep], wire[keep], raw[keep], ids[keep]
     n = len(off)
-    linktype = np.zeros(n, np.int16)
-    ts = np.zeros(n, np.int64)
+    linktype = np.empty(n, np.int16)
+    ts = np.empty(n, np.int64)
     nots = raw == np.uint64(0xFFFFFFFFFFFFFFFF)
-    present = np.unique(ids) if n else ids  # only the interfaces this batch names: linear in packets
-    for i in present.tolist():
+    # only the interfaces this batch names (one, mostly): linear in packets, whatever the IDB count
+    present = [] if not n else [int(ids[0])] if ids.min() == ids.max() else np.unique(ids).tolist()
+    for i in present:
         lt, _snap, tsresol, tsoffset = interfaces[i]
         m: Any = ids == i if len(present) > 1 else slice(None)
         linktype[m] = lt
         ts[m], over = _ticks_to_ns(raw[m], tsresol, tsoffset)
-        over &= ~nots[m]  # a Simple Packet Block's "no time" marker is not an overflow
-        if over.any():
+        if over is not None:
+            over &= ~nots[m]  # a Simple Packet Block's "no time" marker is not an overflow
+        if over is not None and over.any():
             where = np.flatnonzero(m)[over] if len(present) > 1 else np.flatnonzero(over)
             nots[where] = True
             problems.append(_problem(

@@ -15,8 +15,6 @@ to be skipped by name and hid a cleartext HTTP flow.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import os
 import stat
 from collections.abc import Iterable
@@ -185,6 +183,8 @@ def scan_paths(paths: PathArg | Iterable[PathArg], *, dedupe: bool = True) -> Sc
         elif os.path.isdir(p):
             _walk(p, scan)
         elif any(c in p for c in "*?[") and not os.path.exists(p):
+            import glob
+
             matches = sorted(glob.glob(p, recursive=True))
             if not matches:
                 raise CaptureError(p, None, "no file matches this pattern")
@@ -218,6 +218,8 @@ class _Content:
 
     def lead(self) -> tuple[bytes, bool] | None:
         """(hash of the first LEAD_BYTES decompressed bytes, whether that was all of them)."""
+        import hashlib  # here: loading OpenSSL costs every run's start-up, and most runs read one file
+
         if self._lead is False:
             try:
                 stream = self._open()
@@ -238,6 +240,8 @@ class _Content:
             if lead is not None and lead[1]:
                 self._full = lead[0]  # the whole stream fitted in the lead
             else:
+                import hashlib
+
                 try:
                     stream = self._open()
                     try:
