@@ -35,6 +35,7 @@ from analyzer.dissect.base import Column
 from analyzer.errors import UsageError
 from analyzer.flows.table import EndedFlows
 from analyzer.sources.batch import Problem
+from analyzer.sources.scan import PathArg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -560,7 +561,7 @@ def warn_problem(p: Problem) -> None:
 
 
 @paced_gc
-def analyze(paths: str | Iterable[str], *, options: Options | None = None,
+def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = None,
             payload_budget: int | None = None, dissect: bool | None = None, tls_trim: bool | None = None,
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
             active_timeout: float | None = None, max_flows: int | None = None,
@@ -579,7 +580,9 @@ def analyze(paths: str | Iterable[str], *, options: Options | None = None,
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
     strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
-    (`on_problem` gets each problem instead of the warning).
+    (`on_problem` gets each problem instead of the warning). Paths a directory scan passes over
+    (see `analyzer.sources.scan`) are said the same way, and the same capture given twice is read
+    once (status `duplicate` in `.sources`); with strict=True any skip but a duplicate is fatal.
 
     `sinks` maps frame names to FrameSinks: those frames go to their sink chunk by chunk as the
     analysis runs, so memory does not grow with their rows, and come back empty (with their schema).
@@ -599,14 +602,18 @@ def analyze(paths: str | Iterable[str], *, options: Options | None = None,
     plan = Plan.make(opts, dissectors, stages)
     checked_sinks = _check_sinks(sinks, plan)
     if sources is None:
-        if isinstance(paths, bytes):
-            raise UsageError("paths must be str (or a list of str), not bytes")
-        path_list = [paths] if isinstance(paths, str) else [str(p) for p in paths]
+        from analyzer.sources.base import CaptureFile
+        from analyzer.sources.readers import display_path
+        from analyzer.sources.scan import as_path_list
+
+        path_list = as_path_list(paths)  # bytes and PathLike too (bytes used to be iterated)
         sources = open_sources(path_list)
-        if not sources:
+        if not any(isinstance(s, CaptureFile) for s in sources):
             from analyzer.errors import CaptureError
 
-            raise CaptureError(", ".join(path_list) or "(no path)", None, "no capture files found")
+            skipped = "".join(f"; skipped {s.name}: {s.skipped.detail}" for s in sources[:3])  # type: ignore[union-attr]
+            raise CaptureError(", ".join(map(display_path, path_list)) or "(no path)", None,
+                               "no capture files found" + skipped)
     collector = Collector(opts, plan, checked_sinks)
     return (engine or SerialEngine()).run(list(sources), opts, collector, on_problem or warn_problem)
 

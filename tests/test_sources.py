@@ -269,9 +269,8 @@ def test_stdin_dash(monkeypatch, compressed):
 # -------------------------------------------------------------------------------------- paths
 def test_directories_and_globs(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
-    header = pcap_bytes([])
-    for name in ("d/b.pcap", "d/a.pcap", "d/sub/c.pcapng", "d/.hidden.pcap", "e.pcap"):
-        (tmp_path / name).write_bytes(header)
+    for i, name in enumerate(("d/b.pcap", "d/a.pcap", "d/sub/c.pcapng", "d/.hidden.pcap", "e.pcap")):
+        (tmp_path / name).write_bytes(pcap_bytes([(0, b"x" * (20 + i))]))  # distinct: identical ones are read once
     (tmp_path / "d" / "README.txt").write_text("notes")  # not a capture by content: left alone
     (tmp_path / "d" / "keys.log").write_bytes(gzip.compress(b"x"))  # compressed: tried
     got = expand_paths([str(tmp_path / "d")])

@@ -188,7 +188,58 @@ def _link(buf, o, lim, lt):
                 return q, (ETH_IPV4 if nib == 4 else (ETH_IPV6 if nib == 6 else 0)), -1, False, A_NONE
             p += (tlen + 3) & ~3
         return p, 0, -1, False, A_NONE
+    if lt == 127 or lt == 105:  # radiotap + 802.11, or bare 802.11: data frames carry LLC/SNAP
+        return _wifi(buf, o, lim, lt == 127)
     return o, 0, -1, False, A_LINKTYPE
+
+
+@helper()
+def _wifi(buf, o, lim, radiotap):
+    """802.11 data frame (after a radiotap header when `radiotap`) -> as _link returns.
+
+    Only unprotected data frames carry readable IP; management, control and protected frames are
+    'not IP' (no anomaly: encrypted Wi-Fi is not damage). A radiotap Flags field with FCS set means
+    the last 4 bytes are the frame check sequence, not payload.
+    """
+    p = o
+    if radiotap:
+        if o + 8 > lim or buf[o] != 0:
+            return o, 0, -1, False, A_L2_TRUNC
+        rlen = np.int64(buf[o + 2]) | (np.int64(buf[o + 3]) << 8)
+        if rlen < 8 or o + rlen > lim:
+            return o, 0, -1, False, A_L2_TRUNC
+        present = np.int64(buf[o + 4]) | (np.int64(buf[o + 5]) << 8) | (np.int64(buf[o + 6]) << 16) | (
+            np.int64(buf[o + 7]) << 24)
+        q = o + 4
+        while (np.int64(buf[q + 3]) & 0x80) and q + 8 <= o + rlen:  # extended present bitmasks
+            q += 4
+        q += 4
+        if present & 2:  # Flags (field 1), after TSFT (field 0: 8 bytes, 8-aligned) when present
+            if present & 1:
+                q = o + ((q - o + 7) & ~7) + 8
+            if q < o + rlen and (buf[q] & 0x10):
+                lim -= 4
+        p = o + rlen
+    if p + 24 > lim:
+        return p, 0, -1, False, A_L2_TRUNC
+    fc = buf[p]
+    flags = buf[p + 1]
+    if (fc >> 2) & 3 != 2 or (fc >> 4) & 4 or flags & 0x40:  # not data, a null frame, or protected
+        return p, 0, -1, False, A_NONE
+    h = 24
+    if (flags & 3) == 3:
+        h += 6  # both DS bits: a fourth address
+    if (fc >> 4) & 8:
+        h += 2  # QoS control
+        if flags & 0x80:
+            h += 4  # HT control
+    p += h
+    if p + 8 > lim:
+        return p, 0, -1, False, A_L2_TRUNC
+    if buf[p] != 0xAA or buf[p + 1] != 0xAA or buf[p + 2] != 3:
+        return p, 0, -1, False, A_NONE
+    pp, et, vlan, mpls, ok = _l2_tags(buf, p + 8, _be16(buf, p + 6), lim)
+    return pp, et, vlan, mpls, (A_NONE if ok else A_L2_TRUNC)
 
 
 @helper(inline="always")

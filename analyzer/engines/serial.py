@@ -11,6 +11,7 @@ import numpy as np
 from analyzer.decode import ANOMALY_NAMES, decode
 from analyzer.errors import CaptureError
 from analyzer.flows.table import FlowTable
+from analyzer.sources.base import SkippedPath
 from analyzer.sources.batch import Problem
 from analyzer.sources.readers import strict_detail
 
@@ -36,14 +37,25 @@ class SerialEngine:
         total_packets = 0
         errors: list[CaptureError] = []
         anomaly_counts: dict[tuple[str, str], int] = {}
+        readable = [s for s in sources if not isinstance(s, SkippedPath)]
         for source in sources:
             name = source.name
+            if isinstance(source, SkippedPath):  # never silently: a warning, an anomalies row, a sources row
+                p = source.skipped.problem()
+                if strict and p.fatal_in_strict:
+                    raise CaptureError(p.source, None, f"{p.detail} (strict: any skipped path is an error)")
+                on_problem(p)
+                collector.anomaly(source=p.source, layer="source", kind=p.kind, detail=p.detail, offset=None,
+                                  count=1)
+                rows.append({"source": p.source, "packets": 0, "status": source.skipped.status,
+                             "problem": p.detail, "offset": None})
+                continue
             packets = 0
             status, problem, offset = "ok", None, None
             try:
                 for batch in source.batches():
                     for p in batch.problems:
-                        if strict:
+                        if strict and p.fatal_in_strict:
                             raise CaptureError(p.source, p.offset, strict_detail(p))
                         status, problem, offset = "partial", p.detail, p.offset
                         collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail,
@@ -65,7 +77,7 @@ class SerialEngine:
                 if strict:
                     raise
                 errors.append(exc)
-                if len(sources) > 1:  # alone, it is raised below; among others, say so and go on
+                if len(readable) > 1:  # alone, it is raised below; among others, say so and go on
                     on_problem(Problem(source=name, offset=exc.offset, kind="unreadable", detail=exc.message))
                 status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
                 collector.anomaly(source=name, layer="source", kind="unreadable", detail=exc.message,
@@ -78,9 +90,9 @@ class SerialEngine:
         if table.evicted:
             detail = (f"{table.evicted} flows ended early: more than max_flows={options.flows.max_flows} live "
                       "(their later packets start new flows)")
-            collector.anomaly(source=sources[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
+            collector.anomaly(source=readable[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
                               detail=detail)
-            on_problem(Problem(source=sources[-1].name, offset=None, kind="flows_evicted", detail=detail))
+            on_problem(Problem(source=readable[-1].name, offset=None, kind="flows_evicted", detail=detail))
         for (name, kind), cnt in anomaly_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total_packets == 0 and errors:
@@ -89,5 +101,5 @@ class SerialEngine:
             raise CaptureError(errors[0].path, errors[0].offset,
                                f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
         stats: dict[str, object] = {"packets": total_packets, "packets_not_ip": int(table.G[7]),
-                                    "files": len(sources)}
+                                    "files": len(readable)}
         return collector.finish(rows, stats)

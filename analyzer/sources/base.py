@@ -4,18 +4,24 @@ A `Source` has a `name` (what the `sources` frame, anomalies and warnings call i
 an iterator of `PacketBatch`; damage it can read past is reported in `PacketBatch.problems`, damage
 that ends it raises `CaptureError`. Files and stdin are `CaptureFile`s today; a UDP mirror socket
 (VXLAN/GENEVE from AWS Traffic Mirroring) is the next implementation: the engines take any Source.
+
+`open_sources` turns paths into sources (`analyzer.sources.scan`: directories walked, globs
+expanded, the same capture read once); what the scan passed over comes back as `SkippedPath`
+sources, which yield nothing and carry the reason, so an engine reports each one (a warning, an
+anomalies row and a `sources` row; fatal under strict) instead of dropping it silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from analyzer.sources.batch import PacketBatch
-from analyzer.sources.readers import expand_paths, read_capture
+from analyzer.sources.readers import display_path, read_capture
+from analyzer.sources.scan import PathArg, Skipped, as_path_list, scan_paths
 
-__all__ = ["CaptureFile", "Source", "open_sources"]
+__all__ = ["CaptureFile", "SkippedPath", "Source", "open_sources"]
 
 
 class Source(Protocol):
@@ -29,14 +35,34 @@ class Source(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CaptureFile:
-    """A pcap or pcapng file (plain or compressed), or standard input ('-')."""
+    """A pcap or pcapng file (plain or compressed, a FIFO or pipe too), or standard input ('-')."""
 
-    name: str
+    path: str
+
+    @property
+    def name(self) -> str:
+        return "<stdin>" if self.path == "-" else display_path(self.path)  # undecodable bytes escaped
 
     def batches(self) -> Iterator[PacketBatch]:
-        return read_capture(self.name)
+        return read_capture(self.path)
 
 
-def open_sources(paths: Sequence[str]) -> list[Source]:
-    """The captures named by paths (files, directories, globs, '-'), in reading order."""
-    return [CaptureFile(p) for p in expand_paths(list(paths))]
+@dataclass(frozen=True, slots=True)
+class SkippedPath:
+    """A path the scan passed over (not a capture, a FIFO in a directory, a duplicate...): no batches."""
+
+    skipped: Skipped
+
+    @property
+    def name(self) -> str:
+        return self.skipped.name
+
+    def batches(self) -> Iterator[PacketBatch]:
+        return iter(())
+
+
+def open_sources(paths: PathArg | Iterable[PathArg]) -> list[CaptureFile | SkippedPath]:
+    """The sources named by paths (files, directories, globs, '-', bytes or PathLike): what the scan
+    passed over first (to be reported), then the captures in reading order."""
+    scan = scan_paths(as_path_list(paths))
+    return [*(SkippedPath(s) for s in scan.skipped), *(CaptureFile(p) for p in scan.files)]

@@ -7,22 +7,17 @@ to the next chunk.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
-import os
 import struct
 import sys
-import zlib
 from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
 
 from analyzer.errors import CaptureError
-from analyzer.sources import _walk
-from analyzer.sources.batch import PacketBatch, Problem
+from analyzer.sources import _walk, compression
+from analyzer.sources.batch import SUPPORTED_LINKTYPES, PacketBatch, Problem
 
 CHUNK_BYTES = 1 << 20  # small enough that walking, decoding and flow keying hit the cache
 MAX_RECORD = 16 << 20  # a larger record length is corruption, not a packet
@@ -36,70 +31,25 @@ PCAP_MAGICS = {
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
-COMPRESSION_MAGICS = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
+COMPRESSION_MAGICS = compression.MAGICS
 
 
-def _open_decompressed(raw: Any, head: bytes) -> tuple[Any, str | None]:
-    for magic, kind in COMPRESSION_MAGICS:
-        if head.startswith(magic):
-            inner: Any
-            if kind == "gzip":
-                inner = gzip.GzipFile(fileobj=raw)
-            elif kind == "bzip2":
-                inner = bz2.BZ2File(raw)
-            elif kind == "xz":
-                inner = lzma.LZMAFile(raw)  # noqa: SIM115 - closed by _OwnedStream
-            else:
-                import zstandard
+def display_path(path: str) -> str:
+    """A file name as messages and the `source` column show it.
 
-                # A zstd stream cut inside a frame ends silently here (stream_reader reports no
-                # error); the cut then shows as a packet record cut short, which the walkers report.
-                inner = zstandard.ZstdDecompressor().stream_reader(raw)
-            return _OwnedStream(inner, raw), kind
-    return raw, None
-
-
-class _OwnedStream(io.RawIOBase):
-    """A decompressing stream that also closes the file under it.
-
-    GzipFile(fileobj=...), BZ2File(f) and LZMAFile(f) leave `f` open on close(): every compressed
-    capture leaked its file handle (a ResourceWarning, and fds exhausted on large directories).
+    A name that is not valid UTF-8 reaches Python with surrogate escapes ('\\udce9'): written to
+    stderr or to an Arrow/Parquet column it raised UnicodeEncodeError and ended the whole run. Its
+    undecodable bytes are shown as \\xNN escapes instead (the name itself still opens the file).
     """
-
-    def __init__(self, inner: Any, raw: Any) -> None:
-        self._inner = inner
-        self._raw = raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b):
-        return self._inner.readinto(b)
-
-    def close(self) -> None:
-        try:
-            self._inner.close()
-        finally:
-            self._raw.close()
-            super().close()
-
-
-def _decompress_errors() -> tuple[type[BaseException], ...]:
-    import zstandard
-
-    return (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zstandard.ZstdError)
-
-
-READ_PIECE = 1 << 16  # bytes asked of the stream at once: a decompressor failing mid-call loses them
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
 
 
 class _Peekable(io.RawIOBase):
-    """A non-seekable stream (stdin) with some bytes already read put back in front."""
+    """A non-seekable stream (stdin, a pipe, a FIFO) with some bytes already read put back in front."""
 
     def __init__(self, head: bytes, rest: Any) -> None:
         self._head = head
@@ -119,24 +69,48 @@ class _Peekable(io.RawIOBase):
         b[:n] = data
         return n
 
+    def close(self) -> None:
+        try:
+            if self._rest is not _stdin_buffer():
+                self._rest.close()
+        finally:
+            super().close()
+
+
+def _stdin_buffer() -> Any:
+    return getattr(sys.stdin, "buffer", None)
+
 
 def open_capture_stream(path: str) -> tuple[Any, str | None]:
-    """Open `path` (or '-' for stdin) and undo any compression found by content."""
+    """Open `path` (or '-' for stdin) and undo any compression found by content.
+
+    Nothing here seeks: `<(cat x.pcap)`, a named FIFO or a pipe on stdin are read like files (the
+    sniffed bytes are put back in front of the stream).
+    """
     if path == "-":
-        raw: Any = sys.stdin.buffer
-        head = raw.read(6)
-        raw = io.BufferedReader(_Peekable(head, raw))
+        raw: Any = _stdin_buffer()
+        if raw is None or getattr(raw, "closed", False):
+            raise CaptureError("<stdin>", None, "standard input is closed")
     else:
         try:
             raw = open(path, "rb")  # noqa: SIM115 - the reader owns and closes it
         except IsADirectoryError:
-            raise CaptureError(path, None, "is a directory") from None
+            raise CaptureError(display_path(path), None, "is a directory") from None
         except OSError as exc:
-            raise CaptureError(path, None, f"cannot open: {exc.strerror or exc}") from None
+            raise CaptureError(display_path(path), None, f"cannot open: {exc.strerror or exc}") from None
+    try:
         head = raw.read(6)
+    except OSError as exc:
+        raw.close()
+        raise CaptureError(display_path(path), 0, f"cannot read: {exc.strerror or exc}") from None
+    if path != "-" and raw.seekable():
         raw.seek(0)
-    stream, kind = _open_decompressed(raw, head)
-    return stream, kind
+    else:
+        raw = io.BufferedReader(_Peekable(head, raw))
+    kind = compression.compression_of(head)
+    if kind is None:
+        return raw, None
+    return compression.open_decompressed(raw, kind), kind
 
 
 class _ChunkReader:
@@ -151,6 +125,7 @@ class _ChunkReader:
         self.end = 0
         self.eof = False
         self._spare: Any = None
+        self._read_error: compression.StreamProblem | None = None
 
     def refill(self, keep_from: int, min_size: int = 0) -> None:
         """Start a new buffer holding buf[keep_from:end] plus as much new data as fits."""
@@ -175,20 +150,28 @@ class _ChunkReader:
         view = memoryview(cast(Any, new))
         while self.end < size and not self.eof:
             try:
-                # bounded reads: when a damaged stream raises, the data of that one call is lost
+                # bounded reads: the decompressing streams never raise on damage (they end and
+                # say why, see stream_problem); a plain file can still fail to read (EIO)
                 got = self.stream.readinto(view[self.end : min(size, self.end + READ_PIECE)])
-            except _decompress_errors() as exc:
-                # a damaged compressed stream (zlib.error and ZstdError included, which used to
-                # escape as tracebacks): keep what was decompressed, report at the end
+            except OSError as exc:
                 self.eof = True
-                self.error = f"decompression failed: {exc}"
+                at = self.base + self.end
+                self._read_error = compression.StreamProblem(
+                    "decompression", f"reading failed at byte {at}: {exc.strerror or exc}", at, at)
                 break
             if not got:
                 self.eof = True
                 break
             self.end += got
 
-    error: str | None = None
+    def stream_problem(self) -> compression.StreamProblem | None:
+        """Why the stream ended early or what it ignored at its end (known once eof is reached)."""
+        if self._read_error is not None:
+            return self._read_error
+        return getattr(self.stream, "problem", None) if self.eof else None
+
+
+READ_PIECE = 1 << 16  # bytes asked of the stream at once
 
 
 _STOPS_READING = frozenset({"corrupt_record", "truncated_record", "decompression"})
@@ -224,11 +207,14 @@ def read_pcap(reader: _ChunkReader, path: str, header: bytes) -> Iterator[Packet
     pos = 24
     first_index = 0
     aux = np.zeros(2, np.int64)
+    pending: list[Problem] = []  # said with the first batch
+    if linktype not in SUPPORTED_LINKTYPES:
+        pending.append(_unsupported_linktype(path, 20, linktype))
     while True:
         off, cap, wire, sec, frac, _ = _alloc_rows(BATCH_ROWS)
         n, pos, status = _walk.walk_pcap(reader.buf, pos, reader.end, swap, max_caplen,
                                          off, cap, wire, sec, frac, aux)
-        problems: list[Problem] = []
+        problems, pending = pending, []
         stop = False
         if status == _walk.CORRUPT:
             problems.append(_problem(path, reader.base + pos, "corrupt_record",
@@ -250,8 +236,6 @@ def read_pcap(reader: _ChunkReader, path: str, header: bytes) -> Iterator[Packet
             yield PacketBatch(path, np.zeros(0, np.uint8), off[:0], cap[:0], wire[:0],
                               np.zeros(0, np.int64), np.zeros(0, np.int16), first_index, problems)
         if stop:
-            if reader.error:
-                yield _problem_batch(path, reader.base + reader.end, "decompression", reader.error)
             return
         if status == _walk.NEED_MORE:
             need = 0
@@ -284,31 +268,48 @@ def _tsresol_to_ns(tsresol: int) -> tuple[int, int]:
     return 1, 10 ** (exp - 9)
 
 
-def _wrap_i64(v: int) -> int:
-    return ((v + (1 << 63)) % (1 << 64)) - (1 << 63)
+I64_MIN, I64_MAX, U64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
 
 
-def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> np.ndarray:
-    """Raw 64-bit pcapng timestamps (uint64) -> int64 ns since the epoch, exact.
+def _ticks_to_ns(r: np.ndarray, tsresol: int, tsoffset: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw 64-bit pcapng timestamps (uint64) -> (int64 ns since the epoch, exact; mask of overflow
+    or None when every time fits).
 
-    A hostile if_tsresol (2^-64, 10^-127) or if_tsoffset used to raise OverflowError from numpy;
-    values that do not fit now wrap like any other absurd timestamp instead of stopping the run.
+    ns(r) = r * mult // div + tsoffset s is monotonic in r, so the ticks whose time fits in int64
+    are one range [lo, hi], found with Python integers. A hostile if_tsresol (2^-64, 10^-127) or
+    if_tsoffset used to raise OverflowError, then wrapped to 1970; the times that do not fit are
+    now flagged (the caller reports them and gives them the previous packet's time).
     """
     mult, div = _tsresol_to_ns(tsresol)
+    off_ns = tsoffset * 1_000_000_000
+    hi = min(((I64_MAX - off_ns + 1) * div - 1) // mult, U64_MAX)
+    low = I64_MIN - off_ns
+    lo = 0 if low <= 0 else -(-(low * div) // mult)
+    hi_plain = ((I64_MAX + 1) * div - 1) // mult  # the largest r whose time before the offset fits
+    if lo > hi or not len(r):
+        return np.zeros(len(r), np.int64), (np.ones(len(r), bool) if len(r) else None)
+    bad: np.ndarray | None = None
+    rc = r
+    if int(r.max()) > hi or (lo > 0 and int(r.min()) < lo):  # rare: hostile options or SPB markers
+        bad = (r > np.uint64(hi)) | (r < np.uint64(min(lo, U64_MAX)))
+        rc = np.clip(r, np.uint64(min(lo, U64_MAX)), np.uint64(hi))
+    if int(rc.max()) > hi_plain or not I64_MIN <= off_ns <= I64_MAX:
+        # the offset brings back into range a time that does not fit alone: exact Python integers
+        return np.array([int(x) * mult // div + off_ns for x in rc.tolist()], np.int64), bad
     if div == 1:
-        val = r.astype(np.int64) * mult
+        val = rc.astype(np.int64) * mult
     elif mult == 1 and div < (1 << 64):
-        val = (r // np.uint64(div)).astype(np.int64)
-    elif mult != 1 and div <= (1 << 34):  # binary fractions: fr * 10^9 < 2^64, stays exact in uint64
-        secs = r // np.uint64(div)
-        fr = r % np.uint64(div)
+        val = (rc // np.uint64(div)).astype(np.int64)
+    elif div <= (1 << 34):  # binary fractions: fr * 10^9 < 2^64, stays exact in uint64
+        secs = rc // np.uint64(div)
+        fr = rc % np.uint64(div)
         frac_ns = (fr * np.uint64(mult) // np.uint64(div)).astype(np.int64)
         val = secs.astype(np.int64) * 1_000_000_000 + frac_ns
     else:  # very fine resolutions: exact Python integers (rare)
-        val = np.array([_wrap_i64(int(x) * mult // div) for x in r.tolist()], np.int64)
-    if tsoffset:
-        val = val + np.int64(_wrap_i64(tsoffset * 1_000_000_000))
-    return val
+        val = np.array([int(x) * mult // div for x in rc.tolist()], np.int64)
+    if off_ns:
+        val = val + np.int64(off_ns)
+    return val, bad
 
 
 def _parse_idb(body: bytes, order: str) -> tuple[int, int, int, int]:
@@ -332,18 +333,84 @@ def _parse_idb(body: bytes, order: str) -> tuple[int, int, int, int]:
     return linktype, snaplen, tsresol, tsoffset
 
 
+_NO_IFACE = np.uint32(0xFFFFFFFF)  # global interface id of a packet naming an undescribed interface
+
+
+def _unsupported_linktype(path: str, offset: int, linktype: int) -> Problem:
+    shown = "beyond 0x7fff" if linktype < 0 else str(linktype)
+    return _problem(path, offset, "unsupported_linktype",
+                    f"link type {shown} is not supported: its packets are counted, not decoded "
+                    "(no flows come from them)")
+
+
+class _PcapngRows:
+    """The packet rows of one batch being gathered across control blocks.
+
+    An Interface Description Block used to end the batch: a file with an IDB before every packet
+    made one batch per packet, and each batch looped over every interface seen so far (quadratic:
+    20,000 packets took more than 300 s). Rows now accumulate across IDBs, interface ids are made
+    global (ids count from each section's first interface), and a batch looks only at the
+    interfaces its packets name.
+    """
+
+    def __init__(self) -> None:
+        self.arrays = _alloc_rows(BATCH_ROWS)
+        self.n = 0
+        self.problems: list[Problem] = []
+
+    def views(self) -> tuple[np.ndarray, ...]:
+        return tuple(a[self.n :] for a in self.arrays)
+
+    def take(self, k: int, path: str, base: int, section_base: int, described: int) -> None:
+        """Account for k rows just written by the walker; make their interface ids global."""
+        off, ifid = self.arrays[0], self.arrays[5]
+        ids = ifid[self.n : self.n + k]
+        bad = ids >= described if int(ids.max()) >= described else None
+        if bad is not None:
+            # the offset (of the first such packet's data) lets the user find it, as for other problems
+            first = int(np.flatnonzero(bad)[0])
+            self.problems.append(_problem(
+                path, base + int(off[self.n + first]), "unknown_interface",
+                f"{int(bad.sum())} packets name an interface that was not described "
+                f"(first: interface {int(ids[first])})"))
+        if section_base:
+            ids += np.uint32(section_base)
+        if bad is not None:
+            ids[bad] = _NO_IFACE
+        self.n += k
+
+
 def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
     pos = 0
     first_index = 0
-    interfaces: list[tuple[int, int, int, int]] = []
+    interfaces: list[tuple[int, int, int, int]] = []  # every section's, in order: global ids
+    section_base = 0  # global id of the current section's interface 0
+    reported_lt: set[int] = set()
     order = "<"
     swap = False
     aux = np.zeros(2, np.int64)
     sections = 0
     last_ts = [0]
+    rows = _PcapngRows()
+
+    def flush() -> Iterator[PacketBatch]:
+        nonlocal rows, first_index
+        if rows.n or rows.problems:
+            n = rows.n
+            off, cap, wire, tshi, tslo, gid = (a[:n] for a in rows.arrays)
+            batch = _pcapng_batch(path, reader.buf, off, cap, wire, tshi, tslo, gid, interfaces,
+                                  first_index, reader.base, last_ts)
+            batch.problems[:0] = rows.problems
+            first_index += n  # packets dropped for naming no interface keep their numbers
+            rows = _PcapngRows()
+            yield batch
+
     while True:
+        if rows.n == BATCH_ROWS:
+            yield from flush()
         # control blocks (SHB, IDB) are parsed here, packet blocks by the compiled walker
         if reader.end - pos < 12:
+            yield from flush()  # the refill replaces the buffer the rows point into
             if reader.eof:
                 if reader.end - pos:
                     yield _problem_batch(path, reader.base + pos, "truncated_record",
@@ -355,6 +422,7 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
         btype_le = struct.unpack_from("<I", reader.buf, pos)[0]
         if btype_le == 0x0A0D0D0A:
             if reader.end - pos < 28:
+                yield from flush()
                 if reader.eof:
                     yield _problem_batch(path, reader.base + pos, "truncated_record",
                                          "file ends inside a section header")
@@ -369,19 +437,22 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                 order, swap = ">", True
             else:
                 msg = f"bad pcapng byte-order magic {bom.hex()}"
+                yield from flush()
                 if sections == 0:
                     raise CaptureError(path, reader.base + pos + 8, msg)
                 yield _problem_batch(path, reader.base + pos + 8, "corrupt_record", msg)
                 return
             sections += 1
-            interfaces = []  # interface ids are per section
+            section_base = len(interfaces)  # interface ids are per section
         if btype_le == 0x0A0D0D0A or struct.unpack_from(order + "I", reader.buf, pos)[0] == 1:
             blen = struct.unpack_from(order + "I", reader.buf, pos + 4)[0]
             if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                yield from flush()
                 yield _problem_batch(path, reader.base + pos, "corrupt_record",
                                      f"impossible block length {blen}")
                 return
             if pos + blen > reader.end:
+                yield from flush()
                 if reader.eof:
                     yield _problem_batch(path, reader.base + pos, "truncated_record",
                                          f"file ends inside a {blen}-byte block")
@@ -392,33 +463,36 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
             if btype_le != 0x0A0D0D0A:
                 body = bytes(reader.buf[pos + 8 : pos + blen - 4])
                 if len(body) < 8:
+                    yield from flush()
                     yield _problem_batch(path, reader.base + pos, "corrupt_record",
                                          "interface description block too short")
                     return
                 lt, snap, tsresol, tsoffset = _parse_idb(body, order)
-                interfaces.append((_linktype16(lt), snap, tsresol, tsoffset))
+                lt = _linktype16(lt)
+                interfaces.append((lt, snap, tsresol, tsoffset))
+                if lt not in SUPPORTED_LINKTYPES and lt not in reported_lt:
+                    reported_lt.add(lt)
+                    rows.problems.append(_unsupported_linktype(path, reader.base + pos, lt))
             pos += blen
             continue
-        off, cap, wire, tshi, tslo, ifid = _alloc_rows(BATCH_ROWS)
-        n, pos, status = _walk.walk_pcapng(reader.buf, pos, reader.end, swap, MAX_RECORD,
+        off, cap, wire, tshi, tslo, ifid = rows.views()
+        k, pos, status = _walk.walk_pcapng(reader.buf, pos, reader.end, swap, MAX_RECORD,
                                            off, cap, wire, tshi, tslo, ifid, aux)
-        if n:
-            yield _pcapng_batch(path, reader.buf, off[:n], cap[:n], wire[:n], tshi[:n], tslo[:n],
-                                ifid[:n], interfaces, first_index, reader.base, last_ts)
-            first_index += n
+        if k:
+            rows.take(k, path, reader.base, section_base, len(interfaces) - section_base)
         if status == _walk.CORRUPT:
             what = {1: f"packet length {aux[1]} exceeds its block",
                     2: f"impossible block length {aux[1]}",
                     3: f"block trailer does not repeat the length {aux[1]}"}[int(aux[0])]
+            yield from flush()
             yield _problem_batch(path, reader.base + pos, "corrupt_record", what)
             return
         if status == _walk.NEED_MORE:
+            yield from flush()
             if reader.eof:
                 if reader.end - pos:
                     yield _problem_batch(path, reader.base + pos, "truncated_record",
                                          f"file ends {reader.end - pos} bytes into a block")
-                if reader.error:
-                    yield _problem_batch(path, reader.base + reader.end, "decompression", reader.error)
                 return
             need = 0
             if pos + 8 <= reader.end:
@@ -427,32 +501,36 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
             pos = 0
 
 
-def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first_index,
+def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, gid, interfaces, first_index,
                   base=0, last_ts=None):
-    n = len(off)
+    """One batch from walked rows; `gid` are global interface ids (_NO_IFACE: undescribed, dropped)."""
     last_ts = last_ts if last_ts is not None else [0]  # time of the previous packet, carried across batches
     problems: list[Problem] = []
-    linktype = np.zeros(n, np.int16)
-    ts = np.zeros(n, np.int64)
     raw = (tshi.astype(np.uint64) << np.uint64(32)) | tslo.astype(np.uint64)
-    ids = ifid.astype(np.int64)
-    bad = ids >= len(interfaces)
-    if bad.any():
-        # the offset (of the first such packet's data) lets the user find it, as for other problems
-        first = int(np.flatnonzero(bad)[0])
-        problems.append(_problem(path, base + int(off[first]), "unknown_interface",
-                                 f"{int(bad.sum())} packets name an interface that was not described "
-                                 f"(first: interface {int(ids[first])})"))
-        keep = ~bad
+    ids = gid.astype(np.int64)
+    if len(ids) and int(ids.max()) >= len(interfaces):
+        keep = ids < len(interfaces)
         off, cap, wire, raw, ids = off[keep], cap[keep], wire[keep], raw[keep], ids[keep]
-        linktype, ts = linktype[keep], ts[keep]
-    for i, (lt, _snap, tsresol, tsoffset) in enumerate(interfaces):
-        m = ids == i
-        if not m.any():
-            continue
+    n = len(off)
+    linktype = np.empty(n, np.int16)
+    ts = np.empty(n, np.int64)
+    nots = raw == np.uint64(0xFFFFFFFFFFFFFFFF)
+    # only the interfaces this batch names (one, mostly): linear in packets, whatever the IDB count
+    present = [] if not n else [int(ids[0])] if ids.min() == ids.max() else np.unique(ids).tolist()
+    for i in present:
+        lt, _snap, tsresol, tsoffset = interfaces[i]
+        m: Any = ids == i if len(present) > 1 else slice(None)
         linktype[m] = lt
-        ts[m] = _ticks_to_ns(raw[m], tsresol, tsoffset)
-    nots = (raw == np.uint64(0xFFFFFFFFFFFFFFFF))
+        ts[m], over = _ticks_to_ns(raw[m], tsresol, tsoffset)
+        if over is not None:
+            over &= ~nots[m]  # a Simple Packet Block's "no time" marker is not an overflow
+        if over is not None and over.any():
+            where = np.flatnonzero(m)[over] if len(present) > 1 else np.flatnonzero(over)
+            nots[where] = True
+            problems.append(_problem(
+                path, base + int(off[where[0]]), "timestamp_overflow",
+                f"{len(where)} packet times do not fit in 64-bit nanoseconds since 1970 (if_tsresol "
+                f"{tsresol:#x}, if_tsoffset {tsoffset} s): they take the time of the packet before them"))
     if nots.any():
         # Simple Packet Blocks carry no time: they take the time of the packet before them (0 when
         # none). They used to get 0, so a flow mixing SPBs and EPBs lasted from 1970 and every
@@ -467,25 +545,28 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, ifid, interfaces, first
 
 def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
     """Yield PacketBatches from one capture file ('-' = stdin). Fatal problems raise CaptureError."""
+    name = "<stdin>" if path == "-" else display_path(path)  # errors, warnings, the `source` column
     stream, _compression = open_capture_stream(path)
-    if path == "-":
-        path = "<stdin>"  # how errors, warnings and the flows' `source` column name it
     try:
-        reader = _ChunkReader(stream, path, chunk)
+        reader = _ChunkReader(stream, name, chunk)
         reader.refill(0)
         if reader.end == 0:
-            if reader.error:
-                raise CaptureError(path, 0, reader.error)
-            raise CaptureError(path, 0, "empty file")
-        head = bytes(reader.buf[:24])
+            gone = reader.stream_problem()
+            if gone is not None:
+                raise CaptureError(name, gone.decompressed_offset, gone.detail)
+            raise CaptureError(name, 0, "empty file")
+        head = bytes(reader.buf[: min(24, reader.end)])  # never past what was read (uninitialised)
         if head[:4] in PCAP_MAGICS:
             if reader.end < 24:
-                raise CaptureError(path, reader.end, "file ends inside the pcap file header")
-            batches = read_pcap(reader, path, head)
+                raise CaptureError(name, reader.end, "file ends inside the pcap file header")
+            batches = read_pcap(reader, name, head)
         elif head[:4] == PCAPNG_SHB:
-            batches = read_pcapng(reader, path)
+            batches = read_pcapng(reader, name)
+        elif len(head) < 4:
+            raise CaptureError(name, 0, f"not a pcap or pcapng capture (only {len(head)} bytes: "
+                                        f"0x{head.hex()})")
         else:
-            raise CaptureError(path, 0, f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})")
+            raise CaptureError(name, 0, f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})")
         packets = 0
         for batch in batches:
             # Damage before the first packet leaves nothing read: that is a capture that cannot be
@@ -493,9 +574,17 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
             if not packets and not len(batch):
                 for p in batch.problems:
                     if p.kind in _STOPPING_PROBLEMS:
-                        raise CaptureError(path, p.offset, p.detail)
+                        gone = reader.stream_problem()  # a decompression failure is the real cause
+                        if gone is not None and gone.kind == "decompression":
+                            raise CaptureError(name, gone.decompressed_offset, gone.detail)
+                        raise CaptureError(name, p.offset, p.detail)
             packets += len(batch)
             yield batch
+        gone = reader.stream_problem()
+        if gone is not None:
+            if not packets and gone.kind == "decompression":
+                raise CaptureError(name, gone.decompressed_offset, gone.detail)
+            yield _problem_batch(name, gone.decompressed_offset, gone.kind, gone.detail)
     finally:
         stream.close()
 
@@ -503,48 +592,8 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
 _STOPPING_PROBLEMS = frozenset({"corrupt_record", "truncated_record", "decompression"})
 
 
-def _compressed_twin(name: str, names: set[str]) -> bool:
-    """x.pcap.gz next to x.pcap is a copy: reading both would count every packet twice."""
-    stem, ext = os.path.splitext(name)
-    return ext in (".gz", ".bz2", ".xz", ".zst") and stem in names
+# kept importable from here: the path scan moved to analyzer.sources.scan
+from analyzer.sources.scan import expand_paths, looks_like_capture, scan_paths  # noqa: E402
 
-
-def looks_like_capture(path: str) -> bool:
-    """True when the file starts like a pcap, a pcapng or a compressed stream."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-    except OSError:
-        return True  # let the reader report why it cannot be opened
-    return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_SHB or any(
-        head.startswith(magic) for magic, _ in COMPRESSION_MAGICS)
-
-
-def expand_paths(paths: list[str] | tuple[str, ...] | str) -> list[str]:
-    """Files named, directories walked (sorted), globs expanded; '-' stays stdin."""
-    import glob
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [os.fspath(paths)]
-    out: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
-        if p == "-":
-            out.append(p)
-        elif os.path.isdir(p):
-            # in a directory, take what looks like a capture by content and leave the rest
-            # (READMEs, scripts, key logs) alone; a file named explicitly is always tried
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                names = set(files)
-                out.extend(f for f in (os.path.join(root, name) for name in sorted(files)
-                                       if not name.startswith(".") and not _compressed_twin(name, names))
-                           if looks_like_capture(f))
-        elif any(c in p for c in "*?[") and not os.path.exists(p):
-            matches = sorted(glob.glob(p, recursive=True))
-            if not matches:
-                raise CaptureError(p, None, "no file matches this pattern")
-            out.extend(m for m in matches if os.path.isfile(m))
-        else:
-            out.append(p)
-    return out
+__all__ = ["display_path", "expand_paths", "looks_like_capture", "open_capture_stream", "read_capture",
+           "scan_paths"]
