@@ -20,7 +20,7 @@ ignored; False when responses were read and none did), `encrypted` False.
 
 A CONNECT tunnel that carries TLS (a 2xx answer, then a TLS record from the client) is handed to the
 TLS dissector after the response's header block: the flow gets the tunnelled TLS session's facts,
-`app_protocol` stays "http".
+`app_protocol` stays "http". A tunnel that carries anything else leaves `encrypted` undecided.
 
 `credentials` rows for Authorization / Proxy-Authorization: `basic` (username and the password's
 length and keyed fingerprint), `bearer` (the token is the secret), `digest` (username, no reusable
@@ -87,8 +87,8 @@ def parse_head(data: bytes, pos: int) -> Message | None:
         end = stop + 2 if stop >= 0 else -1
     head = data[pos:stop if stop >= 0 else min(len(data), pos + MAX_HEAD)]
     lines = head.split(b"\n", MAX_HEADERS + 1)
-    if stop < 0 and len(lines) < 2:
-        return None
+    if stop < 0 and len(lines) < 2 and len(head) < MAX_HEAD:
+        return None  # the start line is not complete (an overlong one is read as far as it goes)
     first = lines[0].rstrip(b"\r").split(b" ", 2)
     headers: dict[bytes, bytes] = {}
     for raw in lines[1:MAX_HEADERS + 1]:
@@ -145,8 +145,11 @@ def _requests(data: bytes) -> list[Message]:
         if not data.startswith(METHODS, pos):
             break
         message = parse_head(data, pos)
-        if message is None or len(message.start) < 3 or not message.start[2].rstrip(b"\r").startswith(b"HTTP/"):
+        if message is None:
             break
+        complete = len(message.start) >= 3 and message.start[2].rstrip(b"\r").startswith(b"HTTP/")
+        if not complete and (out or message.end >= 0 or len(message.start) < 2):
+            break  # only the first request may be cut inside its start line (an overlong target)
         out.append(message)
         end = _body_end(message, data, False)
         if end == -2:
@@ -279,11 +282,12 @@ class HTTPDissector:
             status = int(last.start[1][:3])
             if status == 101 and b"h2c" in last.headers.get(b"upgrade", b"").lower():
                 out["app_protocol"] = "http2"
-            elif (status // 100 == 2 and len(requests) == len(responses) and requests[-1].start[0] == b"CONNECT"
-                  and requests[-1].end >= 0 and last.end >= 0
-                  and client[requests[-1].end:requests[-1].end + 2] == b"\x16\x03"):
-                facts.hand_over("tls", requests[-1].end, last.end)
+            elif status // 100 == 2 and len(requests) == len(responses) and requests[-1].start[0] == b"CONNECT":
+                # a tunnel: what it carries decides `encrypted` (TLS: handed over; else undecided)
                 del out["encrypted"]
+                start = requests[-1].end
+                if start >= 0 and last.end >= 0 and client[start:start + 2] == b"\x16\x03":
+                    facts.hand_over("tls", start, last.end)
         self._credentials(requests, responses, facts, out)
         facts.flow.update(out)
         return facts
