@@ -111,7 +111,9 @@ class FTPDissector:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "ftp"}
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
-        greeting = _final(srv)
+        greeting = _final(srv) if flow.to_client.start_known else None  # mid-stream: no greeting
+        if greeting is not None and greeting.code not in (220, 421):
+            greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
         if greeting is not None:
             out["ftp_banner"] = cut(greeting.texts[0])
         offered = requested = accepted = feat_seen = False

@@ -60,7 +60,7 @@ class POP3Dissector:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "pop3"}
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
-        greeting = srv.line()
+        greeting = self._greeting(srv) if flow.to_client.start_known else None  # mid-stream: no greeting
         if greeting is not None:
             out["pop3_banner"] = cut(greeting)
         offered = requested = accepted = capa_seen = False
@@ -115,6 +115,21 @@ class POP3Dissector:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts
+
+    @staticmethod
+    def _greeting(srv: Cursor) -> bytes | None:
+        """The greeting line; None (and nothing read) when the first line is not one: a status line
+        followed by a line that is not a status line starts a multi-line answer (the capture missed
+        the greeting, and this answers the client's first command)."""
+        first = srv.line()
+        after = srv.pos
+        second = srv.line()
+        srv.pos, srv.stop = after, None
+        srv.reads = 1
+        if first is not None and second is not None and second[:1] not in (b"+", b"-"):
+            srv.pos, srv.reads = 0, 0
+            return None
+        return first
 
     @staticmethod
     def _capa_has_stls(srv: Cursor) -> bool:

@@ -74,7 +74,9 @@ class SMTPDissector:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "smtp"}
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
-        greeting = srv.reply()
+        greeting = srv.reply() if flow.to_client.start_known else None  # mid-stream: no greeting
+        if greeting is not None and greeting.code not in (220, 421, 554):
+            greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
         if greeting is not None:
             out["smtp_banner"] = cut(greeting.texts[0])
         offered = requested = accepted = False
