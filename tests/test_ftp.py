@@ -38,6 +38,8 @@ def test_auth_tls_hand_over_and_feat():
     refused = d.dissect(flow(b"AUTH SSL\r\nUSER a\r\n", GREETING + b"504 not here\r\n331 pw\r\n")).flow
     assert refused["starttls"] == "requested_refused" and refused["encrypted"] is False
     assert "starttls" not in d.dissect(flow(b"USER a\r\n", GREETING + b"331 pw\r\n")).flow  # no FEAT: unknown
+    gss = d.dissect(flow(b"AUTH GSSAPI\r\nADAT abc\r\n", GREETING + b"334 Using GSSAPI\r\n235 ok\r\n")).flow
+    assert gss["ftp_auth"] == "GSSAPI" and "starttls" not in gss and "encrypted" not in gss  # not TLS, maybe private
 
 
 def test_login_prot_and_data_channels():

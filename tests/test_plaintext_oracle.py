@@ -111,3 +111,31 @@ def test_agreement_with_tshark():
     assert total >= 50
     assert not unexplained, unexplained
     assert agree / total >= 0.97, (agree, total)
+
+
+def _ndpi_cleartext_credentials() -> list[tuple[Path, frozenset[tuple[str, int]]]]:
+    """The conversations nDPI's expected outputs flag with the "Clear-Text Credentials" risk."""
+    out = []
+    for expected in sorted((CORPUS / "upstream" / "ndpi").glob("*.out")):
+        for line in expected.read_text(errors="replace").splitlines():
+            if "Clear-Text Credentials" not in line:
+                continue
+            words = line.split()
+            a, b = words[2], words[4]  # "TCP a:port <-> b:port"
+            ends = frozenset((e.rsplit(":", 1)[0].strip("[]"), int(e.rsplit(":", 1)[1])) for e in (a, b))
+            out.append((CORPUS / "pcaps" / "ndpi" / expected.name.removesuffix(".out"), ends))
+    return out
+
+
+def test_every_ndpi_cleartext_credentials_flow_has_a_credentials_row():
+    flagged = _ndpi_cleartext_credentials()
+    if not flagged:
+        pytest.skip("corpus not present")
+    for path, ends in flagged:
+        result = analyzer.analyze([str(path)], on_problem=lambda p: None)
+        flows = result.flows
+        uids = [row.uid for row in flows.itertuples()
+                if frozenset({(str(row.client_ip), int(row.client_port)), (str(row.server_ip), int(row.server_port))})
+                == ends]
+        assert len(uids) == 1, (path.name, ends)
+        assert uids[0] in set(result.credentials["uid"]), (path.name, ends)

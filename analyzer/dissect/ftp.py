@@ -9,15 +9,17 @@ Command n gets the replies up to its first final one (1xx preliminary replies ar
 another). Facts: `ftp_banner`, `ftp_auth` (the AUTH argument the client asked for: TLS, SSL, ...),
 `ftp_prot` (the data channel protection level last accepted by PROT: C clear, P private, S, E),
 `ftp_data_channels` (data channel addresses announced), `starttls` (offered: AUTH TLS/SSL in the FEAT
-reply), `encrypted` False while in the clear. AUTH answered 234 hands the stream to TLS after the
-command line and after the 234 reply.
+reply), `encrypted` False while in the clear. AUTH TLS / SSL answered 234 hands the stream to TLS after
+the command line and after the 234 reply. AUTH GSSAPI accepted (RFC 2228 security exchange: GridFTP,
+Kerberos) is not TLS and may protect the session invisibly: `encrypted` stays undecided.
 
 The `ftp_data` frame: one row per announced data channel (`PORT`/`EPRT` from the client, the server's
 227 answer to `PASV` or 229 answer to `EPSV`): the address and port the data connection will use, and
 whether PROT P was in force (the data channel is then TLS). Linking the data flow to its control
 flow needs state across flows, which a dissector does not have (it sees one flow): join `ftp_data`
-(host, port) with `.flows` (server_ip, server_port) for passive mode, (client_ip, client_port)
-...(server side) for active mode.
+(host, port) with `.flows` (server_ip, server_port): in passive mode (PASV, EPSV) the data flow's
+server is the announced address, in active mode (PORT, EPRT) the client listens and the data flow's
+server side is the announced address too (the FTP server connects to it).
 `credentials` rows: USER/PASS (`user_pass`; anonymous logins too: the username says so).
 """
 
@@ -116,7 +118,7 @@ class FTPDissector:
             greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
         if greeting is not None:
             out["ftp_banner"] = cut(greeting.texts[0])
-        offered = requested = accepted = feat_seen = False
+        offered = requested = accepted = feat_seen = gss = False
         user: bytes | None = None
         prot: str | None = None
         channels = 0
@@ -129,8 +131,14 @@ class FTPDissector:
             reply = _final(srv)
             code = None if reply is None else reply.code
             if verb == b"AUTH":
+                mechanism = arg.strip().upper()
+                out.setdefault("ftp_auth", cut(mechanism, 16))
+                if not mechanism.startswith((b"TLS", b"SSL")):
+                    # RFC 2228 GSSAPI / KERBEROS_V4: a security exchange (ADAT) that may protect the
+                    # session; not TLS, and whether it encrypts is not visible here
+                    gss = gss or (code is not None and code in (234, 334))
+                    continue
                 requested = True
-                out.setdefault("ftp_auth", cut(arg.strip(), 16))
                 if code == 234:
                     accepted = True
                     facts.hand_over("tls", cli.pos, srv.pos)
@@ -162,7 +170,7 @@ class FTPDissector:
         out["ftp_data_channels"] = channels
         if feat_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted:
+        if not accepted and not gss:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts
