@@ -139,3 +139,29 @@ def test_every_ndpi_cleartext_credentials_flow_has_a_credentials_row():
                 == ends]
         assert len(uids) == 1, (path.name, ends)
         assert uids[0] in set(result.credentials["uid"]), (path.name, ends)
+
+
+FTP_DATA_CAPTURES = [ROOT / "captures" / "ftp_login.pcap", CORPUS / "pcaps" / "zeek" / "ftp" / "ipv4.pcap",
+                     CORPUS / "pcaps" / "suricata-verify" / "ftp" / "ftp-download-passive" / "input.pcap"]
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("path", FTP_DATA_CAPTURES, ids=[p.parent.name + "/" + p.name for p in FTP_DATA_CAPTURES])
+def test_every_ftp_data_conversation_was_announced(path: Path):
+    """Each conversation tshark decodes as FTP-DATA (it follows the control channel's PORT/PASV) has
+    an `ftp_data` row whose address and port are the data flow's server side: the join that links a
+    data flow to its control flow (a dissector sees one flow; the link needs state across flows)."""
+    if shutil.which("tshark") is None or not path.is_file():
+        pytest.skip("tshark or the capture is missing")
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "ftp-data", "-T", "fields", "-E", "separator=\t",
+                          "-e", "tcp.srcport", "-e", "tcp.dstport"],
+                         capture_output=True, text=True, timeout=120, check=False).stdout
+    ports = {frozenset(int(p) for p in line.split("\t")) for line in out.splitlines() if line.strip()}
+    assert ports
+    result = analyzer.analyze([str(path)], on_problem=lambda p: None)
+    announced = set(result.ftp_data[["host", "port"]].itertuples(index=False, name=None))
+    for row in result.flows.itertuples():
+        if frozenset({int(row.client_port), int(row.server_port)}) in ports:
+            assert (str(row.server_ip), int(row.server_port)) in announced, (row.server_ip, row.server_port)
+            ports.discard(frozenset({int(row.client_port), int(row.server_port)}))
+    assert not ports  # every FTP-DATA conversation is a flow here
