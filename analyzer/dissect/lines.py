@@ -15,7 +15,6 @@ which decides `encrypted`). Unset when the prefix shows too little to say (no se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from analyzer.dissect.base import Column
@@ -25,11 +24,8 @@ __all__ = [
     "MAX_LINES",
     "STARTTLS_COLUMN",
     "Cursor",
-    "Line",
     "Reply",
     "cut",
-    "read_lines",
-    "read_replies",
     "starttls_state",
 ]
 
@@ -40,33 +36,6 @@ MAX_TEXT = 256  # characters of a wire string kept in a fact
 STARTTLS_COLUMN = Column(
     "starttls", "string",
     "upgrade to TLS on this cleartext flow: not_offered, offered_not_used, requested_refused or completed")
-
-
-@dataclass(slots=True, frozen=True)
-class Line:
-    """One line: its bytes without CR LF, where it starts, and the offset just after its LF."""
-
-    text: bytes
-    start: int
-    end: int
-
-
-def read_lines(data: bytes, start: int = 0, limit: int = MAX_LINES) -> tuple[list[Line], str | None]:
-    """The complete lines of `data` from `start` (at most `limit`), and why reading stopped early:
-    "overlong" (no LF within MAX_LINE bytes) or None (end of data, or the limit)."""
-    out: list[Line] = []
-    pos, n = start, len(data)
-    find = data.find
-    while pos < n and len(out) < limit:
-        end = find(b"\n", pos, pos + MAX_LINE)
-        if end < 0:
-            return out, ("overlong" if n - pos >= MAX_LINE else None)
-        text = data[pos:end]
-        if text.endswith(b"\r"):
-            text = text[:-1]
-        out.append(Line(text, pos, end + 1))
-        pos = end + 1
-    return out, None
 
 
 @dataclass(slots=True)
@@ -83,32 +52,6 @@ def _code(text: bytes) -> int | None:
     if len(text) >= 3 and text[:3].isdigit() and (len(text) == 3 or text[3] in b" -"):
         return int(text[:3])
     return None
-
-
-def read_replies(lines: Iterable[Line]) -> tuple[list[Reply], bytes | None]:
-    """Numeric replies from server lines: `ddd-text` continues a reply, `ddd text` (or `ddd`) ends it;
-    FTP lets the lines inside a multi-line reply start any way. Returns the replies and the first line
-    that is not a reply at all (None when every line was one): the flow is then not this protocol."""
-    out: list[Reply] = []
-    open_code: int | None = None
-    texts: list[bytes] = []
-    for line in lines:
-        code = _code(line.text)
-        if open_code is None:
-            if code is None:
-                return out, line.text
-            if line.text[3:4] == b"-":
-                open_code, texts = code, [line.text[4:]]
-            else:
-                out.append(Reply(code, [line.text[4:]], line.end))
-        else:
-            if code == open_code and line.text[3:4] != b"-":
-                texts.append(line.text[4:])
-                out.append(Reply(open_code, texts, line.end))
-                open_code, texts = None, []
-            else:
-                texts.append(line.text[4:] if code == open_code else line.text)
-    return out, None
 
 
 def cut(raw: bytes, limit: int = MAX_TEXT) -> str:

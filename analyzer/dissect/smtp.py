@@ -37,7 +37,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("smtp_commands", "Int32", "client commands read in the cleartext part of the session"),
     STARTTLS_COLUMN,
 )
-_HELLO = (b"EHLO", b"HELO", b"LHLO", b"ehlo", b"helo", b"lhlo", b"Ehlo", b"Helo")
+_HELLO = frozenset({b"EHLO", b"HELO", b"LHLO"})
 
 
 def _greeting_names_smtp(data: bytes) -> bool:
@@ -62,12 +62,14 @@ class SMTPDissector:
         return SMTPDissector(run_key(context), context.wants("credentials"))
 
     def probe(self, flow: FlowPayload) -> bool:
+        """A 220 greeting and a HELO / EHLO / LHLO first command (or, with the client's bytes missing,
+        a greeting naming SMTP or the port); or that command alone when the server's bytes are missing."""
         server, client = flow.to_client.data, flow.to_server.data
+        hello = client[:4].upper() in _HELLO and client[4:5] in (b" ", b"\r", b"\n")
         if not server.startswith(b"220"):
-            return client[:4].upper() in (b"EHLO", b"HELO", b"LHLO") and client[4:5] in (b" ", b"\r", b"\n") \
-                and not server
+            return hello and not server
         if client:
-            return client.startswith(_HELLO) or client[:4].upper() in (b"EHLO", b"HELO", b"LHLO")
+            return hello
         return _greeting_names_smtp(server) or flow.server_port in self.ports
 
     def dissect(self, flow: FlowPayload) -> Facts:
