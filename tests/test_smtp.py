@@ -41,6 +41,18 @@ def test_starttls_accepted_hands_over_at_the_first_tls_byte():
                           "smtp_auth_offered": "PLAIN LOGIN CRAM-MD5", "starttls": "completed"}
 
 
+def test_an_accepted_upgrade_without_tls_after_it():
+    client = b"EHLO a\r\nSTARTTLS\r\n"
+    server = GREETING + EHLO_REPLY + b"220 go ahead\r\n"
+    missing = dissector().dissect(flow(client, server))  # the handshake is not in the capture
+    assert missing.handover is None and missing.flow["starttls"] == "completed" and "encrypted" not in missing.flow
+    clear = dissector().dissect(flow(client + b"MAIL FROM:<a@b>\r\n", server))
+    assert clear.handover is None and clear.flow["encrypted"] is False
+    assert [a["kind"] for a in clear.rows["anomalies"]] == ["smtp_starttls_not_followed_by_tls"]
+    sslv2 = dissector().dissect(flow(client + b"\x80\x2e\x01\x00\x02", server))
+    assert sslv2.handover is not None
+
+
 def test_starttls_states():
     d = dissector()
     refused = d.dissect(flow(b"EHLO a\r\nSTARTTLS\r\nQUIT\r\n", GREETING + EHLO_REPLY + b"454 TLS not available\r\n"

@@ -10,7 +10,8 @@ another). Facts: `ftp_banner`, `ftp_auth` (the AUTH argument the client asked fo
 `ftp_prot` (the data channel protection level last accepted by PROT: C clear, P private, S, E),
 `ftp_data_channels` (data channel addresses announced), `starttls` (offered: AUTH TLS/SSL in the FEAT
 reply), `encrypted` False while in the clear. AUTH TLS / SSL answered 234 hands the stream to TLS after
-the command line and after the 234 reply. AUTH GSSAPI accepted (RFC 2228 security exchange: GridFTP,
+the command line and after the 234 reply when a TLS record follows
+(`analyzer.dissect.lines.start_tls`). AUTH GSSAPI accepted (RFC 2228 security exchange: GridFTP,
 Kerberos) is not TLS and may protect the session invisibly: `encrypted` stays undecided.
 
 The `ftp_data` frame: one row per announced data channel (`PORT`/`EPRT` from the client, the server's
@@ -30,7 +31,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload, FrameSpec
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, start_tls, starttls_state
 
 __all__ = ["FTP_DATA", "FTPDissector", "parse_epsv", "parse_hostport"]
 
@@ -119,6 +120,7 @@ class FTPDissector:
         if greeting is not None:
             out["ftp_banner"] = cut(greeting.texts[0])
         offered = requested = accepted = feat_seen = gss = False
+        handed: bool | None = None
         user: bytes | None = None
         prot: str | None = None
         channels = 0
@@ -141,7 +143,7 @@ class FTPDissector:
                 requested = True
                 if code == 234:
                     accepted = True
-                    facts.hand_over("tls", cli.pos, srv.pos)
+                    handed = start_tls(facts, "ftp", cli.data, cli.pos, srv.pos)
                     break
             elif verb == b"FEAT" and reply is not None:
                 feat_seen = True
@@ -170,7 +172,7 @@ class FTPDissector:
         out["ftp_data_channels"] = channels
         if feat_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted and not gss:
+        if (not accepted and not gss) or handed is False:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts

@@ -11,7 +11,8 @@ continuation requests `+` are answered by the client's next line in AUTHENTICATE
 
 Facts: `imap_banner` (the greeting, first 256 characters), `imap_capabilities` (the first list
 seen), `imap_logindisabled`, `starttls`, `encrypted` False while in the clear. STARTTLS answered
-`OK` hands the stream to TLS after the command line and after the tagged OK line.
+`OK` hands the stream to TLS after the command line and after the tagged OK line when a TLS record follows
+(`analyzer.dissect.lines.start_tls`).
 `credentials` rows: LOGIN (`login_command`: the password is in the clear) and AUTHENTICATE (by SASL
 mechanism, with or without an initial response, RFC 4959).
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state
 
 __all__ = ["IMAPDissector", "astrings"]
 
@@ -139,6 +140,7 @@ class IMAPDissector:
             caps = _capabilities(greeting[2:].split(b" ", 1)[-1])
         all_caps: set[bytes] = set(caps or ())
         requested = accepted = False
+        handed: bool | None = None
         for _ in range(MAX_COMMANDS):
             command = _read_command(cli)
             if command is None:
@@ -182,7 +184,7 @@ class IMAPDissector:
                 requested = True
                 if status == b"OK":
                     accepted = True
-                    facts.hand_over("tls", cli.pos, srv.pos)
+                    handed = start_tls(facts, "imap", cli.data, cli.pos, srv.pos)
                     break
             elif name == b"LOGIN" and self.rows:
                 user_pass = astrings(args, literals, 2)
@@ -203,7 +205,7 @@ class IMAPDissector:
         if all_caps or requested:
             out["imap_logindisabled"] = b"LOGINDISABLED" in all_caps
             out["starttls"] = starttls_state(b"STARTTLS" in all_caps, requested, accepted)
-        if not accepted:
+        if not accepted or handed is False:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts

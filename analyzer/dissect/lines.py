@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.dissect.base import Column
+from analyzer.dissect.base import Column, Facts
 
 __all__ = [
     "MAX_LINE",
@@ -26,6 +26,7 @@ __all__ = [
     "Cursor",
     "Reply",
     "cut",
+    "start_tls",
     "starttls_state",
 ]
 
@@ -128,3 +129,19 @@ class Cursor:
             return False
         self.pos = at + len(terminator)
         return True
+
+
+def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int) -> bool | None:
+    """The server accepted the upgrade: hand the rest of the stream to the TLS dissector when the
+    client's next bytes start a TLS record (or an SSLv2 hello). True: handed over (TLS decides
+    `encrypted`); None: nothing follows in the capture (undecided); False: the client went on in the
+    clear (an anomaly; the session stays cleartext)."""
+    rest = client[to_server:to_server + 3]
+    if not rest:
+        return None
+    if rest[:2] == b"\x16\x03" or (len(rest) == 3 and rest[0] & 0x80 and rest[2] == 1):
+        facts.hand_over("tls", to_server, to_client)
+        return True
+    facts.anomaly(f"{protocol}_starttls_not_followed_by_tls",
+                  "the server accepted the upgrade, the client's next bytes are not TLS", to_server)
+    return False

@@ -9,7 +9,8 @@ challenges (`+ ...`) are answered by the client's next line.
 
 Facts: `pop3_banner` (the greeting, first 256 characters), `starttls` (offered: `STLS` in the CAPA
 answer), `encrypted` False while in the clear. STLS answered `+OK` hands the stream to TLS after the
-command line and after the `+OK` line.
+command line and after the `+OK` line when a TLS record follows
+(`analyzer.dissect.lines.start_tls`).
 `credentials` rows: USER/PASS (`user_pass`), APOP (`apop`, no reusable secret) and AUTH (by SASL
 mechanism).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state
 
 __all__ = ["POP3Dissector"]
 
@@ -64,6 +65,7 @@ class POP3Dissector:
         if greeting is not None:
             out["pop3_banner"] = cut(greeting)
         offered = requested = accepted = capa_seen = False
+        handed: bool | None = None
         user: bytes | None = None
         for _ in range(MAX_COMMANDS):
             line = cli.line()
@@ -93,7 +95,7 @@ class POP3Dissector:
                 requested = True
                 if ok:
                     accepted = True
-                    facts.hand_over("tls", cli.pos, srv.pos)
+                    handed = start_tls(facts, "pop3", cli.data, cli.pos, srv.pos)
                     break
             elif verb == b"USER":
                 user = arg
@@ -111,7 +113,7 @@ class POP3Dissector:
             facts.anomaly("pop3_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
         if capa_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted:
+        if not accepted or handed is False:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts

@@ -14,7 +14,9 @@ Facts: `smtp_banner` (the greeting's first line), `smtp_helo` (the HELO/EHLO arg
 read), `starttls` (see `analyzer.dissect.lines`), `encrypted` False while the session stays in the
 clear. When the server accepts STARTTLS (220), the stream from the byte after the client's command
 line and after the server's reply goes to the TLS dissector (`Facts.hand_over`): the flow gets its
-TLS row, `tls_upgraded` and TLS's `encrypted`; `app_protocol` stays "smtp".
+TLS row, `tls_upgraded` and TLS's `encrypted`; `app_protocol` stays "smtp". When no client byte
+follows in the capture, `encrypted` stays undecided; when cleartext follows instead of a TLS record,
+an anomaly and `encrypted` False (`analyzer.dissect.lines.start_tls`).
 
 `credentials` rows (see `analyzer.dissect.credentials`) for AUTH PLAIN / LOGIN / CRAM-MD5 / XOAUTH2
 and other SASL mechanisms (by name), with the server's answer (235 accepted).
@@ -25,7 +27,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, start_tls, starttls_state
 
 __all__ = ["SMTPDissector"]
 
@@ -82,6 +84,7 @@ class SMTPDissector:
         if greeting is not None:
             out["smtp_banner"] = cut(greeting.texts[0])
         offered = requested = accepted = False
+        handed: bool | None = None
         ehlo_seen = False
         mechanisms: list[str] = []
         commands = 0
@@ -108,7 +111,7 @@ class SMTPDissector:
                 reply = srv.reply()
                 if reply is not None and reply.code == 220:
                     accepted = True
-                    facts.hand_over("tls", cli.pos, reply.end)
+                    handed = start_tls(facts, "smtp", cli.data, cli.pos, reply.end)
                     break
             elif verb == b"AUTH":
                 self._auth(arg, cli, srv, facts)
@@ -133,7 +136,7 @@ class SMTPDissector:
             out["smtp_auth_offered"] = " ".join(mechanisms)
         if ehlo_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted:
+        if not accepted or handed is False:
             out["encrypted"] = False
         facts.flow.update(out)
         return facts
