@@ -56,7 +56,9 @@ __all__ = [
 
 # The built-in dissector modules, imported on first use of the registry, in the order their
 # dissectors are tried on a flow (after the port hints) and their columns appear in `.flows`.
-BUILTINS = ("analyzer.dissect.tls", "analyzer.dissect.quic", "analyzer.dissect.dtls", "analyzer.dissect.ssh")
+BUILTINS = ("analyzer.dissect.tls", "analyzer.dissect.quic", "analyzer.dissect.dtls", "analyzer.dissect.ssh",
+            "analyzer.dissect.http", "analyzer.dissect.smtp", "analyzer.dissect.imap", "analyzer.dissect.pop3",
+            "analyzer.dissect.ftp")
 
 # Frames the engine itself makes; no dissector may declare them.
 ENGINE_FRAMES = ("flows", "anomalies", "sources")

@@ -1,0 +1,204 @@
+"""FTP control connections (RFC 959), FTP security extensions (RFC 2228, RFC 4217) and data channel
+announcements (RFC 959 PORT/PASV, RFC 2428 EPRT/EPSV), facts only.
+
+`app_protocol`: "ftp". Found by content on any port: a 220 (or 120) greeting and a client's first
+command of FTP (USER, AUTH, FEAT, SYST, OPTS, ...), or, without the client's bytes, a greeting
+naming FTP; port 21 is a hint.
+
+Command n gets the replies up to its first final one (1xx preliminary replies are followed by
+another). Facts: `ftp_banner`, `ftp_auth` (the AUTH argument the client asked for: TLS, SSL, ...),
+`ftp_prot` (the data channel protection level last accepted by PROT: C clear, P private, S, E),
+`ftp_data_channels` (data channel addresses announced), `starttls` (offered: AUTH TLS/SSL in the FEAT
+reply), `encrypted` False while in the clear. AUTH TLS / SSL answered 234 hands the stream to TLS after
+the command line and after the 234 reply when a TLS record follows
+(`analyzer.dissect.lines.start_tls`). AUTH GSSAPI accepted (RFC 2228 security exchange: GridFTP,
+Kerberos) is not TLS and may protect the session invisibly: `encrypted` stays undecided.
+
+The `ftp_data` frame: one row per announced data channel (`PORT`/`EPRT` from the client, the server's
+227 answer to `PASV` or 229 answer to `EPSV`): the address and port the data connection will use, and
+whether PROT P was in force (the data channel is then TLS). Linking the data flow to its control
+flow needs state across flows, which a dissector does not have (it sees one flow): join `ftp_data`
+(host, port) with `.flows` (server_ip, server_port): in passive mode (PASV, EPSV) the data flow's
+server is the announced address, in active mode (PORT, EPRT) the client listens and the data flow's
+server side is the announced address too (the FTP server connects to it).
+`credentials` rows: USER/PASS (`user_pass`; anonymous logins too: the username says so).
+"""
+
+from __future__ import annotations
+
+import re
+
+from analyzer.dissect import register
+from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload, FrameSpec
+from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, start_tls, starttls_state
+
+__all__ = ["FTP_DATA", "FTPDissector", "parse_epsv", "parse_hostport"]
+
+MAX_COMMANDS = 512
+MAX_DATA_ROWS = 64
+COLUMNS: tuple[Column, ...] = (
+    Column("ftp_banner", "string", "the server's greeting, first line (at most 256 characters)"),
+    Column("ftp_auth", "string", "the AUTH mechanism the client asked for (TLS, SSL, ...)"),
+    Column("ftp_prot", "string", "data channel protection level last accepted (PROT): C clear, P private, S, E"),
+    Column("ftp_data_channels", "Int32", "data channel addresses announced (PORT, PASV, EPRT, EPSV)"),
+    STARTTLS_COLUMN,
+)
+FTP_DATA = FrameSpec(
+    "ftp_data",
+    {"uid": "string", "command": "string", "host": "string", "port": "Int32", "protected": "boolean"},
+    "One row per FTP data channel announced on a control flow (PORT, PASV, EPRT, EPSV): its address "
+    "and port, and whether PROT P was in force (the data channel is TLS)",
+)
+_FIRST = frozenset({b"USER", b"AUTH", b"FEAT", b"SYST", b"OPTS", b"HOST", b"CLNT", b"PBSZ", b"ACCT", b"QUIT", b"PASS",
+                    b"HELP", b"NOOP", b"STAT", b"PWD"})
+_HOSTPORT = re.compile(rb"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
+
+
+def parse_hostport(text: bytes) -> tuple[str, int] | None:
+    """h1,h2,h3,h4,p1,p2 (PORT argument, 227 reply) -> (address, port)."""
+    m = _HOSTPORT.search(text[:512])
+    if m is None:
+        return None
+    n = [int(x) for x in m.groups()]
+    if any(x > 255 for x in n):
+        return None
+    return ".".join(map(str, n[:4])), n[4] * 256 + n[5]
+
+
+def parse_epsv(text: bytes) -> tuple[str | None, int] | None:
+    """EPRT argument `|af|addr|port|` or 229 reply `(|||port|)` -> (address or None, port)."""
+    start = text.find(b"(")
+    body = text[start + 1:] if start >= 0 else text.strip()
+    if len(body) < 5:
+        return None
+    delim = body[:1]
+    parts = body[1:].split(delim)
+    if len(parts) < 4 or not parts[2].isdigit() or len(parts[2]) > 5 or int(parts[2]) > 65535:
+        return None
+    addr = parts[1].decode("latin-1")[:64] or None
+    return addr, int(parts[2])
+
+
+def _greeting_names_ftp(data: bytes) -> bool:
+    end = data.find(b"\n", 0, 512)
+    return b"FTP" in (data[:end] if end >= 0 else data[:512]).upper()
+
+
+class FTPDissector:
+    """FTP control over TCP, found by its greeting and first command on any port."""
+
+    name = "ftp"
+    transports = frozenset({"tcp"})
+    ports = frozenset({21})
+    columns = COLUMNS
+    frames = (CREDENTIALS, FTP_DATA)
+
+    def __init__(self, key: bytes | None = None, rows: bool = True, data_rows: bool = True) -> None:
+        self.key = key if key is not None else run_key(None)
+        self.rows = rows
+        self.data_rows = data_rows
+
+    def for_run(self, context: DissectContext) -> FTPDissector:
+        return FTPDissector(run_key(context), context.wants("credentials"), context.wants("ftp_data"))
+
+    def probe(self, flow: FlowPayload) -> bool:
+        server, client = flow.to_client.data, flow.to_server.data
+        if not server.startswith((b"220", b"120")):
+            return False
+        if client:
+            return client[:4].upper() in _FIRST
+        return _greeting_names_ftp(server) or flow.server_port in self.ports
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        facts = Facts()
+        out: dict[str, object] = {"app_protocol": "ftp"}
+        cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
+        greeting = _final(srv) if flow.to_client.start_known else None  # mid-stream: no greeting
+        if greeting is not None and greeting.code not in (220, 421):
+            greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
+        if greeting is not None:
+            out["ftp_banner"] = cut(greeting.texts[0])
+        offered = requested = accepted = feat_seen = gss = False
+        handed: bool | None = None
+        user: bytes | None = None
+        prot: str | None = None
+        channels = 0
+        for _ in range(MAX_COMMANDS):
+            line = cli.line()
+            if line is None:
+                break
+            verb, _, arg = line.partition(b" ")
+            verb = verb.upper()
+            reply = _final(srv)
+            code = None if reply is None else reply.code
+            if verb == b"AUTH":
+                mechanism = arg.strip().upper()
+                out.setdefault("ftp_auth", cut(mechanism, 16))
+                if not mechanism.startswith((b"TLS", b"SSL")):
+                    # RFC 2228 GSSAPI / KERBEROS_V4: a security exchange (ADAT) that may protect the
+                    # session; not TLS, and whether it encrypts is not visible here
+                    gss = gss or (code is not None and code in (234, 334))
+                    continue
+                requested = True
+                if code == 234:
+                    accepted = True
+                    handed = start_tls(facts, "ftp", cli.data, cli.pos, srv.pos)
+                    break
+            elif verb == b"FEAT" and reply is not None:
+                feat_seen = True
+                offered = offered or any(t.strip().upper().startswith(b"AUTH") for t in reply.texts)
+            elif verb == b"PROT" and code == 200:
+                prot = cut(arg.strip().upper(), 1)
+            elif verb == b"USER":
+                user = arg
+                if code == 230 and self.rows:  # logged in without a password
+                    facts.add_row("credentials", credential_row(self.key, "ftp", "user_pass", user, None, True))
+            elif verb == b"PASS" and self.rows:
+                facts.add_row("credentials", credential_row(
+                    self.key, "ftp", "user_pass", user, arg, None if code is None else code in (202, 230)))
+            channel = self._channel(verb, arg, reply, flow.server_ip)
+            if channel is not None:
+                channels += 1
+                if self.data_rows and channels <= MAX_DATA_ROWS:
+                    facts.add_row("ftp_data", {"command": verb.decode("latin-1"), "host": channel[0],
+                                               "port": channel[1], "protected": prot == "P"})
+            if reply is None:
+                break
+        if cli.stop == "overlong":
+            facts.anomaly("ftp_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
+        if prot is not None:
+            out["ftp_prot"] = prot
+        out["ftp_data_channels"] = channels
+        if feat_seen or requested:
+            out["starttls"] = starttls_state(offered, requested, accepted)
+        if (not accepted and not gss) or handed is False:
+            out["encrypted"] = False
+        facts.flow.update(out)
+        return facts
+
+    @staticmethod
+    def _channel(verb: bytes, arg: bytes, reply: Reply | None, server_ip: str) -> tuple[str | None, int] | None:
+        ok = reply is not None and reply.code < 400
+        if verb == b"PORT" and ok:
+            return parse_hostport(arg)
+        if verb == b"EPRT" and ok:
+            return parse_epsv(arg)
+        if verb == b"PASV" and reply is not None and reply.code == 227:
+            return parse_hostport(b" ".join(reply.texts))
+        if verb == b"EPSV" and reply is not None and reply.code == 229:
+            found = parse_epsv(b" ".join(reply.texts))
+            return None if found is None else (found[0] or server_ip, found[1])
+        return None
+
+
+def _final(srv: Cursor) -> Reply | None:
+    """The next final reply, past 1xx preliminary ones (RFC 959 4.2)."""
+    for _ in range(8):
+        reply = srv.reply()
+        if reply is None or reply.code >= 200:
+            return reply
+    return None
+
+
+DISSECTOR = register(FTPDissector())

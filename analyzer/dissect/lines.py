@@ -1,0 +1,147 @@
+"""Shared reading of line-based cleartext protocols (SMTP, IMAP, POP3, FTP), and the `starttls` column.
+
+Not a dissector: the helpers the line-based dissectors share, so that each bounds its work the same
+way. Wire bytes are hostile: a line is at most `MAX_LINE` bytes (RFC 5321 4.5.3.1 allows 512 for a
+command and 1000 for a text line; IMAP and FTP have no limit, servers cap them near 8 KiB), at most
+`MAX_LINES` lines are read per direction, and text is decoded as Latin-1 (every byte survives) and
+cut before it becomes a fact.
+
+`starttls` (one `Column` object shared by the dissectors that set it) says what happened to the
+upgrade to TLS on the flow: `not_offered` (the server did not advertise it, and the client did not
+ask), `offered_not_used` (advertised, never requested), `requested_refused` (requested, the server
+said no), `completed` (the server accepted; the rest of the stream is handed to the TLS dissector,
+which decides `encrypted`). Unset when the prefix shows too little to say (no server reply read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyzer.dissect.base import Column, Facts
+
+__all__ = [
+    "MAX_LINE",
+    "MAX_LINES",
+    "STARTTLS_COLUMN",
+    "Cursor",
+    "Reply",
+    "cut",
+    "start_tls",
+    "starttls_state",
+]
+
+MAX_LINE = 8192
+MAX_LINES = 512
+MAX_TEXT = 256  # characters of a wire string kept in a fact
+
+STARTTLS_COLUMN = Column(
+    "starttls", "string",
+    "upgrade to TLS on this cleartext flow: not_offered, offered_not_used, requested_refused or completed")
+
+
+@dataclass(slots=True)
+class Reply:
+    """A numeric reply (SMTP RFC 5321 4.2, FTP RFC 959 4.2): its code, its lines' texts (without the
+    code), and the offset after its last line."""
+
+    code: int
+    texts: list[bytes]
+    end: int
+
+
+def _code(text: bytes) -> int | None:
+    if len(text) >= 3 and text[:3].isdigit() and (len(text) == 3 or text[3] in b" -"):
+        return int(text[:3])
+    return None
+
+
+def cut(raw: bytes, limit: int = MAX_TEXT) -> str:
+    """A wire string as a fact: Latin-1 (every byte kept), at most `limit` characters."""
+    return raw[:limit].decode("latin-1")
+
+
+def starttls_state(offered: bool, requested: bool, accepted: bool) -> str:
+    if accepted:
+        return "completed"
+    if requested:
+        return "requested_refused"
+    return "offered_not_used" if offered else "not_offered"
+
+
+class Cursor:
+    """Reads one direction line by line, lazily (a dissector stops at the hand-over point and
+    never splits the encrypted rest into lines). `stop` says why a read returned None."""
+
+    __slots__ = ("data", "pos", "reads", "stop")
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+        self.reads = 0
+        self.stop: str | None = None
+
+    def line(self) -> bytes | None:
+        """The next complete line without CR LF (None: end of data, overlong, or the line limit)."""
+        if self.stop is not None or self.pos >= len(self.data):
+            return None
+        if self.reads >= MAX_LINES:
+            self.stop = "limit"
+            return None
+        end = self.data.find(b"\n", self.pos, self.pos + MAX_LINE)
+        if end < 0:
+            self.stop = "overlong" if len(self.data) - self.pos >= MAX_LINE else "end"
+            return None
+        text = self.data[self.pos:end]
+        self.pos = end + 1
+        self.reads += 1
+        return text[:-1] if text.endswith(b"\r") else text
+
+    def reply(self) -> Reply | None:
+        """The next numeric reply (SMTP, FTP), None when there is no complete one or the line is
+        not a reply (then `stop` is "not_reply")."""
+        start = self.pos
+        first = self.line()
+        if first is None:
+            return None
+        code = _code(first)
+        if code is None:
+            self.stop, self.pos = "not_reply", start
+            return None
+        texts = [first[4:]]
+        if first[3:4] != b"-":
+            return Reply(code, texts, self.pos)
+        while True:
+            line = self.line()
+            if line is None:
+                return None
+            if _code(line) == code and line[3:4] != b"-":
+                texts.append(line[4:])
+                return Reply(code, texts, self.pos)
+            if len(texts) < 64:
+                texts.append(line[4:] if _code(line) == code else line)
+
+    def skip_past(self, terminator: bytes) -> bool:
+        """Move past the next `terminator` (searched from the CR LF that ended the last line, so a
+        terminator right after it is found); False when it is not in the data."""
+        at = self.data.find(terminator, max(self.pos - 2, 0))
+        if at < 0:
+            self.stop = "end"
+            return False
+        self.pos = at + len(terminator)
+        return True
+
+
+def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int) -> bool | None:
+    """The server accepted the upgrade: hand the rest of the stream to the TLS dissector when the
+    client's next bytes start a TLS record (or an SSLv2 hello). True: handed over (TLS decides
+    `encrypted`); None: nothing follows in the capture (undecided); False: the client went on in the
+    clear (an anomaly; the session stays cleartext)."""
+    rest = client[to_server:to_server + 3]
+    if not rest:
+        return None
+    if rest[:2] == b"\x16\x03" or (len(rest) == 3 and rest[0] & 0x80 and rest[2] == 1):
+        facts.hand_over("tls", to_server, to_client)
+        return True
+    facts.anomaly(f"{protocol}_starttls_not_followed_by_tls",
+                  "the server accepted the upgrade, the client's next bytes are not TLS", to_server)
+    return False

@@ -1,0 +1,148 @@
+"""POP3 (RFC 1939), CAPA and STLS (RFC 2449, RFC 2595), AUTH (RFC 5034), facts only.
+
+`app_protocol`: "pop3". Found by content on any port: the server's greeting `+OK` followed by a
+client command of POP3 (or nothing from the client); port 110 is a hint.
+
+Command n gets the next status line (`+OK` / `-ERR`); the multi-line answers (CAPA, LIST and UIDL
+without argument, RETR, TOP, AUTH without argument) are skipped to their terminating `.` line; AUTH
+challenges (`+ ...`) are answered by the client's next line.
+
+Facts: `pop3_banner` (the greeting, first 256 characters), `starttls` (offered: `STLS` in the CAPA
+answer), `encrypted` False while in the clear. STLS answered `+OK` hands the stream to TLS after the
+command line and after the `+OK` line when a TLS record follows
+(`analyzer.dissect.lines.start_tls`).
+`credentials` rows: USER/PASS (`user_pass`), APOP (`apop`, no reusable secret) and AUTH (by SASL
+mechanism).
+"""
+
+from __future__ import annotations
+
+from analyzer.dissect import register
+from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
+from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state
+
+__all__ = ["POP3Dissector"]
+
+MAX_COMMANDS = 256
+COLUMNS: tuple[Column, ...] = (
+    Column("pop3_banner", "string", "the server's +OK greeting line (at most 256 characters)"),
+    STARTTLS_COLUMN,
+)
+_COMMANDS = frozenset({b"USER", b"PASS", b"APOP", b"CAPA", b"STLS", b"AUTH", b"STAT", b"LIST", b"RETR", b"DELE",
+                       b"NOOP", b"RSET", b"QUIT", b"TOP", b"UIDL", b"UTF8", b"LANG"})
+_MULTI_ALWAYS = frozenset({b"CAPA", b"RETR", b"TOP"})
+_MULTI_NO_ARG = frozenset({b"LIST", b"UIDL", b"AUTH"})
+
+
+class POP3Dissector:
+    """POP3 over TCP, found by its greeting on any port."""
+
+    name = "pop3"
+    transports = frozenset({"tcp"})
+    ports = frozenset({110})
+    columns = COLUMNS
+    frames = (CREDENTIALS,)
+
+    def __init__(self, key: bytes | None = None, rows: bool = True) -> None:
+        self.key = key if key is not None else run_key(None)
+        self.rows = rows
+
+    def for_run(self, context: DissectContext) -> POP3Dissector:
+        return POP3Dissector(run_key(context), context.wants("credentials"))
+
+    def probe(self, flow: FlowPayload) -> bool:
+        if not flow.to_client.data.startswith(b"+OK"):
+            return False
+        client = flow.to_server.data
+        return not client or client[:4].upper() in _COMMANDS
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        facts = Facts()
+        out: dict[str, object] = {"app_protocol": "pop3"}
+        cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
+        greeting = self._greeting(srv) if flow.to_client.start_known else None  # mid-stream: no greeting
+        if greeting is not None:
+            out["pop3_banner"] = cut(greeting)
+        offered = requested = accepted = capa_seen = False
+        handed: bool | None = None
+        user: bytes | None = None
+        for _ in range(MAX_COMMANDS):
+            line = cli.line()
+            if line is None:
+                break
+            verb, _, arg = line.partition(b" ")
+            verb = verb.upper()
+            exchange = None
+            if verb == b"AUTH" and arg.strip():
+                parts = arg.split()
+                exchange = SaslExchange(parts[0], parts[1] if len(parts) > 1 else None)
+            status = srv.line()
+            while exchange is not None and status is not None and status.startswith(b"+ "):
+                answer = cli.line()
+                if answer is None or not exchange.add(answer):
+                    status = srv.line() if answer is not None else None
+                    break
+                status = srv.line()
+            ok = None if status is None else status.startswith(b"+OK")
+            if ok and (verb in _MULTI_ALWAYS or (verb in _MULTI_NO_ARG and not arg.strip())):
+                if verb == b"CAPA":
+                    capa_seen = True
+                    offered = self._capa_has_stls(srv)
+                elif not srv.skip_past(b"\r\n.\r\n"):
+                    break
+            if verb == b"STLS":
+                requested = True
+                if ok:
+                    accepted = True
+                    handed = start_tls(facts, "pop3", cli.data, cli.pos, srv.pos)
+                    break
+            elif verb == b"USER":
+                user = arg
+            elif verb == b"PASS" and self.rows:
+                facts.add_row("credentials", credential_row(self.key, "pop3", "user_pass", user, arg, ok))
+            elif verb == b"APOP" and self.rows:
+                facts.add_row("credentials", credential_row(
+                    self.key, "pop3", "apop", arg.rsplit(b" ", 1)[0], None, ok))
+            elif exchange is not None and self.rows:
+                name, secret = exchange.identity()
+                facts.add_row("credentials", credential_row(self.key, "pop3", exchange.mechanism, name, secret, ok))
+            if status is None:
+                break
+        if cli.stop == "overlong":
+            facts.anomaly("pop3_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
+        if capa_seen or requested:
+            out["starttls"] = starttls_state(offered, requested, accepted)
+        if not accepted or handed is False:
+            out["encrypted"] = False
+        facts.flow.update(out)
+        return facts
+
+    @staticmethod
+    def _greeting(srv: Cursor) -> bytes | None:
+        """The greeting line; None (and nothing read) when the first line is not one: a status line
+        followed by a line that is not a status line starts a multi-line answer (the capture missed
+        the greeting, and this answers the client's first command)."""
+        first = srv.line()
+        after = srv.pos
+        second = srv.line()
+        srv.pos, srv.stop = after, None
+        srv.reads = 1
+        if first is not None and second is not None and second[:1] not in (b"+", b"-"):
+            srv.pos, srv.reads = 0, 0
+            return None
+        return first
+
+    @staticmethod
+    def _capa_has_stls(srv: Cursor) -> bool:
+        """Read a CAPA answer to its `.` line: is STLS among the capabilities?"""
+        found = False
+        for _ in range(128):
+            line = srv.line()
+            if line is None or line == b".":
+                break
+            found = found or line.strip().upper() == b"STLS"
+        return found
+
+
+DISSECTOR = register(POP3Dissector())
