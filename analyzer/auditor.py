@@ -40,11 +40,12 @@ def audit(paths: str | Iterable[str], *, vpc: Sequence[str] = (), zones: str | P
     (default), strict, nist-800-52r2, mozilla-intermediate, pci-dss-4 or a profile TOML;
     `suppressions`: a suppressions TOML; `now`: the date suppressions expire against (default:
     today). Without `vpc` or `zones`, nothing is internal: no flow is called egress."""
-    analyze_options.setdefault("frames", ("flows", "tls", "certs", "cert_links"))
+    analyze_options.setdefault("frames", None)  # every frame: the rules read tls, certs and credentials
     zone_map = build_zones(vpc=list(vpc), zones=zones, aws_ip_ranges=aws_ip_ranges)
     facts = analyze(paths, **analyze_options)
+    credentials = facts["credentials"] if "credentials" in facts.frame_names else None
     judged = evaluate(facts.flows, facts.tls, facts.certs, zones=zone_map, profile=profile,
-                      suppressions=suppressions, now=now)
+                      suppressions=suppressions, now=now, credentials=credentials)
     frames: dict[str, pd.DataFrame] = {name: facts[name] for name in facts.frame_names}
     frames["flows"] = judged.flows
     frames["findings"] = judged.findings

@@ -73,7 +73,7 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
-                  max_flows: int, ja4x: bool, frames: tuple[str, ...], sinks: dict[str, Any] | None = None,
+                  max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
                   runner: Callable[..., Any] | None = None, **more: Any) -> Any:
     import analyzer
     from analyzer.config import DecodeOptions, FlowOptions
@@ -316,7 +316,7 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     from analyzer.auditor import fails
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, frames=("flows", "tls", "certs", "cert_links"), runner=run_audit, vpc=vpc,
+    result = _run_analysis(paths, frames=None, runner=run_audit, vpc=vpc,
                            zones=zones, aws_ip_ranges=aws_ip_ranges, profile=profile, suppressions=suppressions,
                            **opts)
     findings = result.findings

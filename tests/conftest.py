@@ -7,12 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.dissect import registered
-
-# Dissectors register when their module is imported; a test module that imports one directly (at
-# collection, before any analysis) would otherwise put it ahead of the built-in order (BUILTINS).
-registered()
-
 
 @pytest.fixture
 def capture_file(tmp_path: Path) -> Callable[..., Path]:

@@ -42,7 +42,7 @@ def test_audit_without_zones_says_nothing_is_egress():
 
 def test_suppressions_silence_findings_until_they_expire(tmp_path: Path):
     rules = ["cert-expired", "cert-not-yet-valid", "cert-self-signed", "cert-weak-key", "cert-weak-signature",
-             "tls-legacy-version", "tls-weak-cipher"]
+             "tls-legacy-version", "tls-weak-cipher", "cleartext-credentials"]
     text = "".join(f'[[suppress]]\nrule = "{rule}"\ncidr = ["10.0.0.0/8"]\nreason = "lab"\nexpires = {{date}}\n\n'
                    for rule in rules)
     live = tmp_path / "live.toml"
@@ -78,7 +78,8 @@ def test_rules_lists_every_rule_with_its_profiles():
 def test_the_api_equals_the_policy_on_the_analysis():
     result = analyzer.audit([CAPTURES], vpc=["10.0.0.0/8"], now="2026-12-06", on_problem=lambda p: None)
     facts = analyzer.analyze([CAPTURES], on_problem=lambda p: None)
-    judged = policy.evaluate(facts.flows, facts.tls, facts.certs, zones=["10.0.0.0/8"], now="2026-12-06")
+    judged = policy.evaluate(facts.flows, facts.tls, facts.certs, zones=["10.0.0.0/8"], now="2026-12-06",
+                             credentials=facts.credentials)
     pd.testing.assert_frame_equal(result.findings, judged.findings)
     pd.testing.assert_frame_equal(result.flows, judged.flows)
     assert {"findings", "destinations", "tls", "certs", "sources"} <= set(result.frame_names)

@@ -327,3 +327,14 @@ def test_every_registered_frame_has_a_command():
         assert f"  {name.replace('_', '-')} " in out, name
     result = CliRunner().invoke(main, ["cert-links", str(CAPTURES / "tls12_ecdhe_openssl.pcap"), "--format", "csv"])
     assert result.exit_code == 0 and result.output.splitlines()[0] == "uid,sha256,position,sent_by"
+
+
+def test_the_builtin_order_does_not_depend_on_import_order():
+    """A test (or a user) that imports one dissector module first must not reorder the registry."""
+    import subprocess
+    import sys
+
+    code = ("import analyzer.dissect.ftp, analyzer.dissect.ssh; from analyzer import dissect; "
+            "print(','.join(d.name for d in dissect.registered()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == ",".join(m.rsplit(".", 1)[1] for m in registry.BUILTINS)

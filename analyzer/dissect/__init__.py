@@ -79,7 +79,8 @@ def register(dissector: Any) -> Any:
 
 
 def registered() -> tuple[Dissector, ...]:
-    """Registered dissector prototypes, importing the built-in ones on first use."""
+    """Registered dissector prototypes, importing the built-in ones on first use: the built-ins in
+    BUILTINS order (whatever imported one of them first), then the others in registration order."""
     global _loaded
     if not _loaded:
         _loaded = True
@@ -87,7 +88,12 @@ def registered() -> tuple[Dissector, ...]:
 
         for module in BUILTINS:
             importlib.import_module(module)
-    return tuple(_REGISTRY)
+    return tuple(sorted(_REGISTRY, key=_builtin_rank))  # stable: the others keep registration order
+
+
+def _builtin_rank(dissector: Any) -> int:
+    module = type(dissector).__module__
+    return next((i for i, b in enumerate(BUILTINS) if module == b or module.startswith(b + ".")), len(BUILTINS))
 
 
 def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:

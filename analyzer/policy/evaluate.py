@@ -129,6 +129,15 @@ class PolicyResult:
     zones: ZoneMap
 
 
+def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.DataFrame:
+    """`flows` plus a `credentials` column: per flow, the kinds of secrets it sent in the clear
+    ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
+    clear = credentials[credentials["secret_in_clear"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+    kinds = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).groupby(
+        clear["uid"].astype("string")).agg(lambda v: ", ".join(dict.fromkeys(v.dropna())))
+    return flows.assign(credentials=flows["uid"].astype("string").map(kinds).astype("string"))
+
+
 def grade(score: float) -> str:
     """The A-F grade of a 0-100 score."""
     return next(g for floor, g in GRADES if score >= floor)
@@ -311,6 +320,7 @@ def evaluate(
     profile: Profile | str | Path | None = None,
     suppressions: str | Path | Sequence[Suppression] | None = None,
     now: Any = None,
+    credentials: pd.DataFrame | None = None,
 ) -> PolicyResult:
     """Judge the frames of an analysis (`analyze()`'s flows, tls, certs).
 
@@ -318,7 +328,9 @@ def evaluate(
     directions are unknown). `profile`: a built-in name (default sec09), a profile TOML path or a
     `Profile`. `suppressions`: a suppressions TOML path or `Suppression` objects. `now`: the date
     suppressions are judged at (default: the current time, UTC); it never affects certificate
-    rules, which judge at the time each session was seen.
+    rules, which judge at the time each session was seen. `credentials`: the analysis' credentials
+    frame (the plaintext dissectors'): each flow that sent a secret in the clear gets a
+    `credentials` column ("http basic", "ftp user_pass", ...) that cleartext-credentials reads.
     """
     from analyzer._pandas import pd
 
@@ -333,6 +345,8 @@ def evaluate(
         raise PolicyError(f"not a date or time: {now!r}")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     flows = conform(flows, flow_schema()).reset_index(drop=True)
+    if credentials is not None and len(credentials) and "credentials" not in flows.columns:
+        flows = _with_credentials(flows, credentials)
     zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(
         {"client_zone": "string", "server_zone": "string", "direction": "string"})
     facts = build_facts(flows, zoned, tls, certs, stamp)

@@ -16,6 +16,9 @@ VPC = ["10.77.0.0/24", "10.88.0.0/24", "10.89.0.0/24", "10.90.0.0/24", "fd77::/6
 
 LEGACY = {"tls10_openssl.pcap", "tls11_openssl.pcap"}
 RSA_KX = {"tls12_rc4_gnutls.pcap", "tls12_3des_gnutls.pcap"}
+# HTTP, SMTP and FTP in the clear (captures/make_captures.sh), HTTP inside the mirror tunnels too
+CLEARTEXT = {"http_plain.pcap", "http_basic_auth.pcap", "smtp_plain_auth.pcap", "ftp_login.pcap", "vxlan_kernel.pcap",
+             "vxlan_mirror.pcap", "geneve_gwlb.pcap", "geneve_userspace.pcap"}
 
 # rule -> captures (file names) where it must fire under the default profile; nowhere else
 EXPECTED = {
@@ -32,10 +35,11 @@ EXPECTED = {
     "cert-weak-key": {"cert_rsa1024_tls12.pcap", *RSA_KX},  # the gnutls captures use the 1024-bit leaf
     "cert-weak-signature": {"cert_sha1_tls12.pcap"},
     "cert-name-mismatch": {"cert_sni_mismatch_tls12.pcap"},
-    # plaintext flows have encrypted/app_protocol null until the plaintext dissectors land: not judged
+    # every VPC flow is internal here: cleartext is cleartext-internal; multi_if's loopback HTTP is
+    # "external" (neither end in a VPC), which neither cleartext rule covers by default
     "cleartext-egress": set(),
-    "cleartext-internal": set(),
-    "cleartext-credentials": set(),
+    "cleartext-internal": CLEARTEXT,
+    "cleartext-credentials": {"http_basic_auth.pcap", "smtp_plain_auth.pcap", "ftp_login.pcap"},
     "unknown-egress": set(),  # every flow is internal here
 }
 
@@ -50,8 +54,8 @@ def _fired(result: policy.PolicyResult) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def sec09(captured):
-    flows, tls, certs = captured
-    return policy.evaluate(flows, tls, certs, zones=VPC, now="2026-12-06")
+    flows, tls, certs, credentials = captured
+    return policy.evaluate(flows, tls, certs, zones=VPC, now="2026-12-06", credentials=credentials)
 
 
 def test_expected_table_covers_every_traffic_rule():
@@ -89,13 +93,13 @@ def test_validity_too_long_follows_the_issue_date(sec09):
 
 def test_certificates_are_judged_at_capture_time(captured):
     """Run 'in 2040': the good leaf (valid to 2027-12-30) is still not expired, because it was seen in 2026."""
-    flows, tls, certs = captured
+    flows, tls, certs, _ = captured
     later = policy.evaluate(flows, tls, certs, zones=VPC, now="2040-01-01")
     assert _fired(later)["cert-expired"] == {"cert_expired_tls12.pcap"}
 
 
 def test_expiring_runway_option(tmp_path, captured):
-    flows, tls, certs = captured
+    flows, tls, certs, _ = captured
     prof = tmp_path / "runway.toml"
     prof.write_text('extends = "sec09"\n[rules.cert-expiring]\noptions = { runway_days = 400 }\n')
     fired = _fired(policy.evaluate(flows, tls, certs, zones=VPC, profile=prof))["cert-expiring"]
@@ -104,7 +108,7 @@ def test_expiring_runway_option(tmp_path, captured):
 
 
 def test_strict_flags_cbc(captured):
-    flows, tls, certs = captured
+    flows, tls, certs, _ = captured
     fired = _fired(policy.evaluate(flows, tls, certs, zones=VPC, profile="strict"))
     assert fired["tls-weak-cipher"] == RSA_KX | LEGACY  # ECDHE_RSA_WITH_AES_256_CBC_SHA under TLS 1.0/1.1
     sev = policy.evaluate(flows, tls, certs, zones=VPC, profile="strict").findings
@@ -113,7 +117,7 @@ def test_strict_flags_cbc(captured):
 
 def test_aws_endpoint_rule_on_a_real_legacy_session(captured):
     """The TLS 1.0 capture, as if its SNI were an AWS API endpoint."""
-    flows, tls, certs = captured
+    flows, tls, certs, _ = captured
     tls = tls.copy()
     uid = flows.loc[flows["source"].str.endswith("tls10_openssl.pcap"), "uid"].iloc[0]
     tls.loc[tls["uid"] == uid, "server_name"] = "sts.us-east-1.amazonaws.com"
@@ -129,7 +133,8 @@ def test_verdicts(sec09):
     assert v["cert_expired_tls12.pcap"] == "fail"
     assert v["tls13_openssl.pcap"] == "ok"
     assert v["cert_sni_mismatch_tls12.pcap"] == "warn"  # medium + low
-    assert v["http_plain.pcap"] == "unknown"  # not judged until the HTTP dissector states it
+    assert v["http_plain.pcap"] == "warn"  # cleartext-internal (low) since the HTTP dissector states it
+    assert v["http_basic_auth.pcap"] == "fail"  # and a password in the clear (critical)
     assert v["tcp_rst_closed_port.pcap"] == "unknown"
     n = sec09.findings.groupby("uid").size()
     assert (sec09.flows["finding_count"] == sec09.flows["uid"].map(n).fillna(0)).all()
@@ -143,15 +148,16 @@ def test_frames_have_the_declared_schemas(sec09):
 
 
 def test_finding_ids_are_stable_and_unique(captured, sec09):
-    flows, tls, certs = captured
-    again = policy.evaluate(flows.iloc[::-1], tls.iloc[::-1], certs, zones=VPC, now="2026-12-06")
+    flows, tls, certs, credentials = captured
+    again = policy.evaluate(flows.iloc[::-1], tls.iloc[::-1], certs, zones=VPC, now="2026-12-06",
+                            credentials=credentials.iloc[::-1])
     assert sec09.findings["finding_id"].is_unique
     assert set(again.findings["finding_id"]) == set(sec09.findings["finding_id"])
 
 
 def test_flows_only_analysis_still_judges_versions(captured):
     """Without the tls frame the flows' own TLS columns are used (what `analyze(frames=('flows',))` gives)."""
-    flows, _, _ = captured
+    flows, _, _, _ = captured
     fired = _fired(policy.evaluate(flows, None, None, zones=VPC))
     assert fired["tls-legacy-version"] == LEGACY
     assert fired["tls-weak-cipher"] == RSA_KX
@@ -159,7 +165,7 @@ def test_flows_only_analysis_still_judges_versions(captured):
 
 
 def test_every_builtin_profile_runs(captured):
-    flows, tls, certs = captured
+    flows, tls, certs, _ = captured
     for name in policy.BUILTIN_PROFILES:
         res = policy.evaluate(flows, tls, certs, zones=VPC, profile=name)
         assert (res.findings["profile"] == name).all()
@@ -178,4 +184,5 @@ def test_destinations(sec09):
     good = d[(d["destination"] == "www.example.com") & (d["server_port"] == 8444)].iloc[0]
     assert good["score"] == 100 and good["grade"] == "A" and good["encrypted_flow_share"] == 1.0
     assert int(d["flows"].sum()) == len(sec09.flows)
-    assert pd.isna(d.loc[d["destination"] == "127.0.0.1", "grade"]).all()  # nothing judged there
+    loop = d[d["destination"] == "127.0.0.1"].iloc[0]  # multi_if's HTTP in the clear: judged, nothing encrypted
+    assert loop["encrypted_flow_share"] == 0.0 and loop["score"] == 0 and loop["grade"] == "F"
