@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from analyzer import policy
-from analyzer._pandas import pd
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]
