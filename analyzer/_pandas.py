@@ -1,6 +1,6 @@
 """pandas for the package, imported on first use: `from analyzer._pandas import pd`.
 
-Modules of the package import pandas from here, never directly (tests/test_imports.py checks), for
+Modules of the package import pandas from here, never directly (tests/core/test_imports.py checks), for
 one reason: the CLI's streaming path (csv/jsonl/parquet of .flows, .tls, ...) works on Arrow
 tables end to end and never needs pandas, whose import costs 0.6-0.9 s of wall time on this kind of
 machine (about 0.8G instructions: a fifth of a 1M-packet run).

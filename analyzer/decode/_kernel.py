@@ -611,7 +611,7 @@ def decode_batch(buf, off, caplen, wirelen, linktype, vxlan_ports, geneve_ports,
             # IP addresses are known: still a flow (ports 0), never dropped
             out_i[i, C_PLOFF] = 0
             if in_udp_carrier and l4 + 4 <= lim:
-                # oracle fix (tests/test_oracle_flows.py): the inner packet of a VXLAN/GENEVE/GTP-U
+                # oracle fix (tests/oracle/test_oracle_flows.py): the inner packet of a VXLAN/GENEVE/GTP-U
                 # carrier is cut short or bad, so the recorded layer is the carrier: it is the carrier's
                 # UDP flow with its real ports (as tshark counts it), not a port-0 flow
                 out_i[i, C_SPORT] = _be16(buf, l4)

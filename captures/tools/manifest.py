@@ -5,7 +5,7 @@ Input: a TSV of ``file<TAB>json`` lines (the intended facts of each capture, wri
 command that made it), the temporary PKI directory, and the captures directory. Certificate names
 in ``cert`` / ``cert_chain`` are replaced by facts read from the PEM files (fingerprint, subject,
 key, signature hash, validity), so the manifest states what the servers were *configured* with;
-tests/test_captures_manifest.py then checks each capture really contains that (with tshark).
+tests/captures/test_captures_manifest.py then checks each capture really contains that (with tshark).
 """
 
 import argparse
@@ -124,7 +124,7 @@ def main() -> int:
         "recorded_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tools": json.loads(a.tools),
         "notes": [
-            "Facts state what the recording configured; tests/test_captures_manifest.py checks them.",
+            "Facts state what the recording configured; tests/captures/test_captures_manifest.py checks them.",
             "cert.expired / cert.not_yet_valid are judged at recorded_at (judge certs at capture time).",
             "cert_chain lists the SHA-256 fingerprints of the certificates the server sent, leaf first.",
             "cert_visible is false for TLS 1.3 / QUIC, where the Certificate message is encrypted.",

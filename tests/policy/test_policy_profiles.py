@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from policy_helpers import flows, tls
+from support.policy_helpers import flows, tls
 
 from analyzer import policy
 from analyzer._pandas import pd

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_helpers import T0, certs, flows, tls
+from support.policy_helpers import T0, certs, flows, tls
 
 from analyzer import policy
 from analyzer._pandas import pd

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_helpers import flows as make_flows
+from support.policy_helpers import flows as make_flows
 
 from analyzer.policy import PolicyError, Zone, build_zones, zone_flows
 from analyzer.policy.zones import AWS_RANGES_DATE, SPECIAL_RANGES, compact_aws_ip_ranges

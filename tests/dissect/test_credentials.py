@@ -1,0 +1,113 @@
+"""The credentials frame (analyzer/dissect/credentials.py): the secret never leaves the run.
+
+For every bundled capture that carries a secret (its manifest entry names it), no output of any
+command in any format (table, csv, jsonl, parquet; stdout and stderr) contains the secret or a base64
+form of it; the credentials frame shows who logged in, how, and the secret's length and a keyed
+fingerprint that differs between runs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from analyzer import dissect
+from analyzer.cli import main
+from analyzer.dissect.base import DissectContext
+from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, fingerprint, run_key
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]
+
+
+def _secrets(entry: dict[str, object]) -> list[tuple[str, str]]:
+    """(username, password) pairs a manifest entry names."""
+    out = []
+    for key in ("http_basic_auth", "smtp_auth"):
+        value = entry.get(key)
+        if isinstance(value, dict):
+            out.append((str(value["user"]), str(value["password"])))
+    if "ftp_password" in entry:
+        out.append((str(entry["ftp_user"]), str(entry["ftp_password"])))
+    return out
+
+
+WITH_SECRETS = {name: _secrets(entry) for name, entry in MANIFEST.items() if _secrets(entry)}
+COMMANDS = ["flows", "tls", "certs", "cert-links", "anomalies", "credentials", "ftp-data"]
+FORMATS = ["table", "csv", "jsonl", "parquet"]
+
+
+def forbidden(user: str, secret: str) -> list[bytes]:
+    """The secret and its base64 forms: alone, after the user (HTTP Basic `user:secret`, SASL PLAIN
+    `\\0user\\0secret`), and the part of its encoding that does not depend on what precedes it at
+    each of the three alignments (at least 8 characters, so it cannot match by chance)."""
+    raw = secret.encode()
+    out = [raw, base64.b64encode(raw).rstrip(b"="), base64.b64encode(f"{user}:{secret}".encode()).rstrip(b"="),
+           base64.b64encode(f"\0{user}\0{secret}".encode()).rstrip(b"=")]
+    for k in (1, 2):
+        enc = base64.b64encode(b"\0" * k + raw)
+        whole = [enc[4 * g:4 * g + 4] for g in range(len(enc) // 4) if 3 * g >= k and 3 * g + 3 <= k + len(raw)]
+        if len(b"".join(whole)) >= 8:
+            out.append(b"".join(whole))
+    return out
+
+
+# Column names that contain the word "secret" (credentials' secret_*, TLS's extended_master_secret)
+COLUMN_NAMES = sorted({c for schema in dissect.ALL.values() for c in schema if "secret" in c}, key=len, reverse=True)
+
+
+def _scrub(data: bytes) -> bytes:
+    """Output without column names: they contain the word the bundled captures use as the secret."""
+    for name in COLUMN_NAMES:
+        data = data.replace(name.encode(), b"")
+    return data
+
+
+@pytest.mark.parametrize("capture", sorted(WITH_SECRETS))
+def test_no_output_contains_the_secret(capture: str, tmp_path: Path):
+    assert len(WITH_SECRETS) >= 3  # http_basic_auth, smtp_plain_auth, ftp_login
+    path = str(ROOT / "captures" / capture)
+    rows = 0
+    for command in COMMANDS:
+        for fmt in FORMATS:
+            out = tmp_path / f"{command}.{fmt}"
+            args = [command, path, "--format", fmt, *(["--out", str(out)] if fmt == "parquet" else [])]
+            if command in ("flows", "credentials") and fmt == "table":
+                args.append("--all-columns")
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 0, result.output
+            blobs = [result.stdout_bytes, result.stderr_bytes]
+            if fmt == "parquet":
+                # the file less its Arrow schema (base64 of the column names, `secret_in_clear` among them)
+                schema = (pq.read_metadata(out).metadata or {}).get(b"ARROW:schema", b"\0")
+                blobs.append(out.read_bytes().replace(schema, b""))
+                table = pq.read_table(out)
+                blobs.append(json.dumps(table.to_pylist(), default=str).encode())
+                if command == "credentials":
+                    rows += table.num_rows
+            for blob in blobs:
+                for user, secret in WITH_SECRETS[capture]:
+                    for needle in forbidden(user, secret):
+                        assert needle not in _scrub(blob), (command, fmt, needle)
+    assert rows == 1  # the login is reported
+
+
+def test_rows_keep_the_user_and_a_keyed_fingerprint_only():
+    context = DissectContext(frames=frozenset({"credentials"}))
+    key = run_key(context)
+    assert run_key(context) == key and run_key(DissectContext()) != key and len(key) == 32
+    row = credential_row(key, "smtp", "plain", b"alice", b"secret", True)
+    assert row == {"protocol": "smtp", "mechanism": "plain", "username": "alice", "secret_in_clear": True,
+                   "secret_length": 6, "secret_fingerprint": fingerprint(key, b"secret"), "accepted": True}
+    assert row["secret_fingerprint"] != hashlib.sha256(b"secret").hexdigest()  # keyed, not a plain hash
+    assert set(row) | {"uid"} == set(CREDENTIALS.schema)
+    challenge = credential_row(key, "pop3", "apop", b"mrose", b"digest-not-a-secret", None)
+    assert challenge["secret_in_clear"] is False and challenge["secret_fingerprint"] is None
+    sasl = SaslExchange(b"LOGIN", None)
+    assert sasl.add(base64.b64encode(b"bob")) and sasl.add(base64.b64encode(b"pw")) and not sasl.add(b"*")
+    assert sasl.identity() == (b"bob", b"pw")
