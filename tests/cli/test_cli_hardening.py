@@ -184,3 +184,28 @@ def test_wire_strings_are_inert_in_table_csv_and_jsonl(tmp_path: Path):
     out = tmp_path / "flows.parquet"
     assert intransit("flows", str(capture), "--format", "parquet", "--out", str(out)).returncode == 0
     assert pd.read_parquet(out)["tls_server_name"].tolist() == [name]
+
+
+def test_a_hello_padded_past_the_budget_is_said_not_hidden(tmp_path: Path):
+    """16.5: 65,535 bytes of extensions (padding, then the SNI) over five records: the SNI is past the
+    64 KiB payload budget. The hello's facts are missing, but an anomaly says so (before: nothing did)."""
+    from scapy.layers.inet import IP, TCP
+    from support.pcap_helpers import eth, write_packets
+    from support.tls_helpers import client_hello_body, ext, handshake, sni_ext
+
+    sni = sni_ext("hidden.example")
+    body = handshake(1, client_hello_body(extensions=[ext(21, b"\x00" * (65535 - 4 - len(sni))), sni]))
+    stream = b"".join(struct.pack(">BHH", 22, 0x0301, len(body[i:i + 16384])) + body[i:i + 16384]
+                      for i in range(0, len(body), 16384))
+    c, s = dict(sport=40001, dport=443), dict(sport=443, dport=40001)
+    packets = [eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="S", seq=0, **c),
+               eth() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(flags="SA", seq=0, ack=1, **s),
+               eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="A", seq=1, ack=1, **c)]
+    packets += [eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="PA", seq=1 + i, ack=1, **c) / stream[i:i + 1400]
+                for i in range(0, len(stream), 1400)]
+    capture = write_packets(tmp_path / "padded.pcap", packets)
+    r = intransit("anomalies", str(capture), "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    assert "tls_handshake_cut_by_budget" in r.stdout and "client: a handshake message continues past" in r.stdout
+    bigger = intransit("tls", str(capture), "--format", "csv", "--payload-budget", str(1 << 17))
+    assert "hidden.example" in bigger.stdout  # with room for the whole hello, the SNI is read

@@ -410,6 +410,13 @@ class RecordWalker:
         else:
             if prefix.gap_at is not None or prefix.budget_hit:
                 stop = self._cut_reason(prefix)
+        if stop == "budget" and not encrypted and (side.hs_pending or side.partial):
+            # A handshake cut by the payload budget must not pass for a short one: a client can pad
+            # its hello past the budget to hide its SNI and fingerprint from the audit.
+            facts.anomaly("tls_handshake_cut_by_budget",
+                          f"{_WHO[is_client]}: a handshake message continues past the {len(data)} bytes kept "
+                          "(--payload-budget): the facts it carries (server name, fingerprint, certificates) "
+                          "are missing", pos)
         side.records = records
         side.encrypted = encrypted
         side.stop = stop
