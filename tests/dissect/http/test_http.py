@@ -8,16 +8,17 @@ import struct
 import time
 from pathlib import Path
 
+from support.flow_helpers import tcp_flow
+
 import analyzer
-from analyzer.dissect.base import DissectContext, FlowPayload, StreamPrefix
+from analyzer.dissect.base import DissectContext, FlowPayload
 from analyzer.dissect.http import HTTPDissector, ntlm_user
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def flow(client: bytes, server: bytes, port: int = 80) -> FlowPayload:
-    return FlowPayload(uid="C1", transport="tcp", client_ip="10.0.0.1", server_ip="10.0.0.2", client_port=50000,
-                       server_port=port, ts_start=0.0, to_server=StreamPrefix(client), to_client=StreamPrefix(server))
+    return tcp_flow(client, server, port)
 
 
 def dissector() -> HTTPDissector:

@@ -7,16 +7,17 @@ import base64
 import time
 from pathlib import Path
 
+from support.flow_helpers import tcp_flow
+
 import analyzer
-from analyzer.dissect.base import DissectContext, FlowPayload, StreamPrefix
+from analyzer.dissect.base import DissectContext, FlowPayload
 from analyzer.dissect.smtp import SMTPDissector
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def flow(client: bytes, server: bytes, port: int = 25) -> FlowPayload:
-    return FlowPayload(uid="C1", transport="tcp", client_ip="10.0.0.1", server_ip="10.0.0.2", client_port=50000,
-                       server_port=port, ts_start=0.0, to_server=StreamPrefix(client), to_client=StreamPrefix(server))
+    return tcp_flow(client, server, port)
 
 
 def dissector() -> SMTPDissector:

@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.flow_helpers import tcp_flow
 
 import analyzer
-from analyzer.dissect.base import FlowPayload, StreamPrefix
+from analyzer.dissect.base import FlowPayload
 from analyzer.dissect.ssh import SSHDissector, parse_identification, parse_kexinit
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,9 +40,8 @@ def kexinit(kex: list[str], enc: list[str], mac: list[str]) -> bytes:
 NEWKEYS = packet(bytes([21]))
 
 
-def flow(client: bytes, server: bytes) -> FlowPayload:
-    return FlowPayload(uid="C1", transport="tcp", client_ip="10.0.0.1", server_ip="10.0.0.2", client_port=50000,
-                       server_port=22, ts_start=0.0, to_server=StreamPrefix(client), to_client=StreamPrefix(server))
+def flow(client: bytes, server: bytes, port: int = 22) -> FlowPayload:
+    return tcp_flow(client, server, port)
 
 
 def test_identification_line():
