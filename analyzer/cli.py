@@ -162,13 +162,14 @@ class _FrameCommands(click.Group):
     registered dissector declares: tls, certs, ...), made from the registry when first listed or
     called, so `intransit --version` imports no dissector; plus the commands written here (verify)."""
 
-    def _frames(self) -> dict[str, tuple[str, tuple[str, ...] | None, bool]]:
-        from analyzer.dissect import frame_specs
+    def _frames(self, engine_only: bool = False) -> dict[str, tuple[str, tuple[str, ...] | None, bool]]:
+        from analyzer.dissect import declarations, frame_specs
 
         out: dict[str, tuple[str, tuple[str, ...] | None, bool]] = {
             name: (doc, cols, name == "flows") for name, (doc, cols) in ENGINE_FRAME_COMMANDS.items()}
-        for name, spec in frame_specs().items():
-            out[name] = (spec.doc, spec.table_columns, spec.streamable)
+        if not engine_only:  # the declarations only: listing commands imports no parser
+            for name, spec in frame_specs(declarations()).items():
+                out[name] = (spec.doc, spec.table_columns, spec.streamable)
         return out
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -179,7 +180,7 @@ class _FrameCommands(click.Group):
         if command is not None:
             return command
         frame = cmd_name.replace("-", "_")
-        found = self._frames().get(frame)
+        found = self._frames(engine_only=True).get(frame) or self._frames().get(frame)
         return None if found is None else _frame_command(frame, *found)
 
 

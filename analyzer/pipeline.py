@@ -25,6 +25,7 @@ from analyzer.dissect import (
     Facts,
     FlowPayload,
     FrameSpec,
+    declarations,
     declared,
     flow_schema,
     frame_specs,
@@ -317,9 +318,14 @@ class Plan:
 
     @staticmethod
     def make(options: Options, dissectors: Sequence[Any] | None = None, stages: Sequence[Any] = ()) -> Plan:
-        protos = tuple(registered() if dissectors is None else dissectors)
-        flows_schema = flow_schema(protos)
-        specs = frame_specs(protos)
+        if dissectors is None:
+            # without dissection only the declarations are needed: the parsers are not imported
+            protos = registered() if options.dissect.enabled else ()
+            declared_by = protos or declarations()
+        else:
+            protos = declared_by = tuple(dissectors)
+        flows_schema = flow_schema(declared_by)
+        specs = frame_specs(declared_by)
         for stage in stages:
             for column in declared(stage, "columns"):
                 if column.name in flows_schema:

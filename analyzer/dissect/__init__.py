@@ -35,6 +35,7 @@ __all__ = [
     "ALL",
     "BUILTINS",
     "FLOWS",
+    "LIGHT_DECLARATIONS",
     "Column",
     "Datagram",
     "Dedup",
@@ -46,6 +47,7 @@ __all__ = [
     "FrameSpec",
     "HandOver",
     "StreamPrefix",
+    "declarations",
     "flow_columns",
     "flow_schema",
     "frame_specs",
@@ -54,11 +56,17 @@ __all__ = [
     "registered",
 ]
 
-# The built-in dissector modules, imported on first use of the registry, in the order their
+# The built-in dissector modules (each registers its dissector when imported), in the order their
 # dissectors are tried on a flow (after the port hints) and their columns appear in `.flows`.
-BUILTINS = ("analyzer.dissect.tls", "analyzer.dissect.quic", "analyzer.dissect.dtls", "analyzer.dissect.ssh",
-            "analyzer.dissect.http", "analyzer.dissect.smtp", "analyzer.dissect.imap", "analyzer.dissect.pop3",
-            "analyzer.dissect.ftp")
+BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector", "analyzer.dissect.dtls",
+            "analyzer.dissect.ssh", "analyzer.dissect.http", "analyzer.dissect.smtp", "analyzer.dissect.imap",
+            "analyzer.dissect.pop3", "analyzer.dissect.ftp")
+
+# Where a built-in whose implementation is costly to import declares its columns and frames
+# (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers
+# and `cryptography`; the others are light and declare on their dissector class. A test checks that
+# these equal the dissectors' own declarations.
+LIGHT_DECLARATIONS = dict.fromkeys(BUILTINS[:3], "analyzer.dissect.tls.schema")
 
 # Frames the engine itself makes; no dissector may declare them.
 ENGINE_FRAMES = ("flows", "anomalies", "sources")
@@ -96,10 +104,45 @@ def _builtin_rank(dissector: Any) -> int:
     return next((i for i, b in enumerate(BUILTINS) if module == b or module.startswith(b + ".")), len(BUILTINS))
 
 
+class _Declared:
+    """A built-in's declarations read from its light module (see LIGHT_DECLARATIONS)."""
+
+    def __init__(self, module: str) -> None:
+        import importlib
+
+        mod = importlib.import_module(LIGHT_DECLARATIONS[module])
+        self.name = module.rsplit(".", 2)[-2] if module.endswith("dissector") else module.rsplit(".", 1)[-1]
+        self.columns: tuple[Column, ...] = mod.FLOW_COLUMNS
+        self.frames: tuple[FrameSpec, ...] = mod.FRAMES
+
+
+def declarations() -> tuple[Any, ...]:
+    """What every built-in and registered dissector declares, without importing the built-ins whose
+    implementation is costly (a run without dissection needs the schema, not the parsers): objects
+    with `name`, `columns` and `frames`, in registry order."""
+    import importlib
+
+    out: list[Any] = []
+    for module in BUILTINS:
+        if module in LIGHT_DECLARATIONS and module not in _imported_builtins():
+            out.append(_Declared(module))
+        else:
+            importlib.import_module(module)
+            out.extend(d for d in _REGISTRY if _builtin_rank(d) == BUILTINS.index(module))
+    out.extend(d for d in _REGISTRY if _builtin_rank(d) == len(BUILTINS))
+    return tuple(out)
+
+
+def _imported_builtins() -> set[str]:
+    import sys
+
+    return {m for m in BUILTINS if m in sys.modules}
+
+
 def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:
     """The flow columns the dissectors declare (all registered ones by default), by name."""
     out: dict[str, Column] = {}
-    for d in registered() if dissectors is None else dissectors:
+    for d in declarations() if dissectors is None else dissectors:
         for column in declared(d, "columns"):
             schema.arrow_type(column.dtype)  # an unknown dtype is a declaration error
             base = schema.FLOWS_BASE.get(column.name)
@@ -123,7 +166,7 @@ def frame_specs(dissectors: Iterable[Any] | None = None) -> dict[str, FrameSpec]
     """The frames the dissectors produce (all registered ones by default), by name. Several
     dissectors may produce one frame (TLS, DTLS and QUIC make `tls` rows) with the same spec."""
     out: dict[str, FrameSpec] = {}
-    for d in registered() if dissectors is None else dissectors:
+    for d in declarations() if dissectors is None else dissectors:
         for spec in declared(d, "frames"):
             if spec.name in ENGINE_FRAMES:
                 raise ValueError(f"{d.name}: frame {spec.name!r} is made by the engine")

@@ -337,4 +337,31 @@ def test_the_builtin_order_does_not_depend_on_import_order():
     code = ("import analyzer.dissect.ftp, analyzer.dissect.ssh; from analyzer import dissect; "
             "print(','.join(d.name for d in dissect.registered()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == ",".join(m.rsplit(".", 1)[1] for m in registry.BUILTINS)
+    assert out.stdout.strip() == "tls,quic,dtls,ssh,http,smtp,imap,pop3,ftp"
+
+
+def test_a_run_without_dissection_imports_no_parser():
+    """The flows schema comes from the declarations: `--no-dissect` (and listing the commands) imports
+    neither the TLS/QUIC/DTLS parsers nor `cryptography` (start-up was +0.5G instructions without this)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer; r = analyzer.analyze('captures/http_plain.pcap', dissect=False); "
+            "from analyzer.cli import main; main.list_commands(None); "
+            "print(len(r.flows.columns), sorted(m for m in sys.modules if m.startswith(('cryptography', "
+            "'analyzer.dissect.tls.records', 'analyzer.dissect.quic._', 'analyzer.dissect.dtls'))))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=root)
+    assert out.stdout.split() == [str(len(registry.FLOWS)), "[]"]
+
+
+def test_light_declarations_equal_the_dissectors_own():
+    by_module = {type(d).__module__: d for d in registry.registered()}
+    for module, light in registry.LIGHT_DECLARATIONS.items():
+        import importlib
+
+        declared = importlib.import_module(light)
+        assert by_module[module].columns == declared.FLOW_COLUMNS, module
+        assert by_module[module].frames == declared.FRAMES, module
+    assert [d.name for d in registry.declarations()] == [d.name for d in registry.registered()]

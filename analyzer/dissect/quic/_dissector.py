@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.quic._crypto import InitialKeyCache, InitialKeys, unprotect
 from analyzer.dissect.quic._frames import ConnectionClose, CryptoStream, parse_frames
@@ -543,3 +544,6 @@ class QuicDissector:
 
     def dissect(self, flow: FlowPayload) -> Facts:
         return dissect_quic(flow, self.state)
+
+
+DISSECTOR = register(QuicDissector())

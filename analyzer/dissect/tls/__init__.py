@@ -12,19 +12,36 @@ Public pieces:
 
 from __future__ import annotations
 
-from analyzer.dissect import register
-from analyzer.dissect.tls.constants import version_name
-from analyzer.dissect.tls.dissector import TLS_PORTS, TLSDissector, find_tls_start, looks_like_tls
-from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s, ja4x
-from analyzer.dissect.tls.handshake import (
-    ClientHello,
-    ServerHello,
-    parse_client_hello,
-    parse_server_hello,
-    parse_sslv2_client_hello,
-)
+from typing import TYPE_CHECKING
+
+from analyzer._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from analyzer.dissect.tls.constants import version_name
+    from analyzer.dissect.tls.dissector import DISSECTOR, TLS_PORTS, TLSDissector, find_tls_start, looks_like_tls
+    from analyzer.dissect.tls.fingerprints import ja3, ja3s, ja4, ja4s, ja4x
+    from analyzer.dissect.tls.handshake import (
+        ClientHello,
+        ServerHello,
+        parse_client_hello,
+        parse_server_hello,
+        parse_sslv2_client_hello,
+    )
+
+# Loaded on first use, so that `analyzer.dissect.tls.schema` (the declarations: the registry reads them
+# without importing the parsers when a run does no dissection) is cheap to import. The dissector
+# registers itself in `dissector.py`.
+_LAZY = {
+    "version_name": "analyzer.dissect.tls.constants",
+    **dict.fromkeys(("DISSECTOR", "TLS_PORTS", "TLSDissector", "find_tls_start", "looks_like_tls"),
+                    "analyzer.dissect.tls.dissector"),
+    **dict.fromkeys(("ja3", "ja3s", "ja4", "ja4s", "ja4x"), "analyzer.dissect.tls.fingerprints"),
+    **dict.fromkeys(("ClientHello", "ServerHello", "parse_client_hello", "parse_server_hello",
+                     "parse_sslv2_client_hello"), "analyzer.dissect.tls.handshake"),
+}
 
 __all__ = [
+    "DISSECTOR",
     "TLS_PORTS",
     "ClientHello",
     "ServerHello",
@@ -42,5 +59,4 @@ __all__ = [
     "version_name",
 ]
 
-DISSECTOR = TLSDissector()
-register(DISSECTOR)
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.tls import schema as tls_schema
 from analyzer.dissect.tls.columns import HelloColumns, ServerColumns, cipher_name, flow_columns
@@ -222,3 +223,6 @@ class TLSDissector:
                 leaf=leaf,
             )
         )
+
+
+DISSECTOR = register(TLSDissector())
