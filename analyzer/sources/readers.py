@@ -102,7 +102,8 @@ def open_capture_stream(path: str) -> tuple[Any, str | None]:
         head = raw.read(6)
     except OSError as exc:
         raw.close()
-        raise CaptureError(display_path(path), 0, f"cannot read: {exc.strerror or exc}") from None
+        raise CaptureError("<stdin>" if path == "-" else display_path(path), 0,
+                           f"cannot read: {exc.strerror or exc}") from None
     if path != "-" and raw.seekable():
         raw.seek(0)
     else:

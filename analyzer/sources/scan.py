@@ -44,7 +44,7 @@ class Skipped:
     def name(self) -> str:
         from analyzer.sources.readers import display_path
 
-        return display_path(self.path)
+        return "<stdin>" if self.path == "-" else display_path(self.path)
 
     @property
     def fatal_in_strict(self) -> bool:

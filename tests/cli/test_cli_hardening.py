@@ -209,3 +209,12 @@ def test_a_hello_padded_past_the_budget_is_said_not_hidden(tmp_path: Path):
     assert "tls_handshake_cut_by_budget" in r.stdout and "client: a handshake message continues past" in r.stdout
     bigger = intransit("tls", str(capture), "--format", "csv", "--payload-budget", str(1 << 17))
     assert "hidden.example" in bigger.stdout  # with room for the whole hello, the SNI is read
+
+
+def test_stdin_is_named_stdin_everywhere():
+    """16.18: a second `-` and a closed stdin say <stdin>, not "-"."""
+    twice = subprocess.run([sys.executable, "-m", "analyzer", "flows", "-", "-", "--format", "csv"], cwd=ROOT,
+                           input=Path(HTTP).read_bytes(), capture_output=True, timeout=120)
+    assert twice.returncode == 0 and b"<stdin>: named twice" in twice.stderr
+    closed = intransit("flows", "-", stdin=None, preexec_fn=lambda: os.close(0))
+    assert closed.stderr == "intransit: error: <stdin> at byte 0: cannot read: standard input is closed\n"
