@@ -31,7 +31,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload, FrameSpec
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, greeting_names, start_tls, starttls_state
 
 __all__ = ["FTP_DATA", "FTPDissector", "parse_epsv", "parse_hostport"]
 
@@ -80,11 +80,6 @@ def parse_epsv(text: bytes) -> tuple[str | None, int] | None:
     return addr, int(parts[2])
 
 
-def _greeting_names_ftp(data: bytes) -> bool:
-    end = data.find(b"\n", 0, 512)
-    return b"FTP" in (data[:end] if end >= 0 else data[:512]).upper()
-
-
 class FTPDissector:
     """FTP control over TCP, found by its greeting and first command on any port."""
 
@@ -108,7 +103,7 @@ class FTPDissector:
             return False
         if client:
             return client[:4].upper() in _FIRST
-        return _greeting_names_ftp(server) or flow.server_port in self.ports
+        return greeting_names(server, b"FTP") or flow.server_port in self.ports
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()

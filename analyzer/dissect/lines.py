@@ -26,6 +26,7 @@ __all__ = [
     "Cursor",
     "Reply",
     "cut",
+    "greeting_names",
     "start_tls",
     "starttls_state",
 ]
@@ -58,6 +59,13 @@ def _code(text: bytes) -> int | None:
 def cut(raw: bytes, limit: int = MAX_TEXT) -> str:
     """A wire string as a fact: Latin-1 (every byte kept), at most `limit` characters."""
     return raw[:limit].decode("latin-1")
+
+
+def greeting_names(data: bytes, word: bytes) -> bool:
+    """The server's first line (within 512 bytes) names the protocol: `220 mx ESMTP ready` for SMTP,
+    `220 ProFTPD Server` for FTP; case-insensitive."""
+    end = data.find(b"\n", 0, 512)
+    return word in (data[:end] if end >= 0 else data[:512]).upper()
 
 
 def starttls_state(offered: bool, requested: bool, accepted: bool) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, greeting_names, start_tls, starttls_state
 
 __all__ = ["SMTPDissector"]
 
@@ -40,11 +40,6 @@ COLUMNS: tuple[Column, ...] = (
     STARTTLS_COLUMN,
 )
 _HELLO = frozenset({b"EHLO", b"HELO", b"LHLO"})
-
-
-def _greeting_names_smtp(data: bytes) -> bool:
-    end = data.find(b"\n", 0, 512)
-    return b"SMTP" in (data[:end] if end >= 0 else data[:512]).upper()
 
 
 class SMTPDissector:
@@ -72,7 +67,7 @@ class SMTPDissector:
             return hello and not server
         if client:
             return hello
-        return _greeting_names_smtp(server) or flow.server_port in self.ports
+        return greeting_names(server, b"SMTP") or flow.server_port in self.ports
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
