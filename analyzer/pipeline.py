@@ -626,8 +626,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
             active_timeout: float | None = None, max_flows: int | None = None,
             vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
-            ja4x: bool | None = None, strict: bool | None = None, frames: Sequence[str] | None = None,
-            sinks: Mapping[str, FrameSink] | None = None, on_problem: Callable[[Problem], None] | None = None,
+            ja4x: bool | None = None, credential_key: bytes | None = None, strict: bool | None = None,
+            frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
+            on_problem: Callable[[Problem], None] | None = None,
             dissectors: Sequence[Dissector] | None = None, stages: Sequence[Stage] = (),
             engine: Engine | None = None, sources: Sequence[Source] | None = None) -> Analysis:
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
@@ -636,7 +637,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     override it (None keeps the value): payload_budget (bytes kept per flow and direction for the
     dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
     (60 s), active_timeout (3600 s), max_flows (262144), vxlan_ports ((4789,)), geneve_ports
-    ((6081,)), ja4x (False), strict (False), frames (None: all; a tuple builds only those).
+    ((6081,)), ja4x (False), credential_key (None: a random key per run for the credentials'
+    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
+    frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
     strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
@@ -658,7 +661,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     opts = (options or Options()).with_values(
         payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
         idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
-        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, strict=strict, frames=frames)
+        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, credential_key=credential_key,
+        strict=strict, frames=frames)
     plan = Plan.make(opts, dissectors, stages)
     checked_sinks = _check_sinks(sinks, plan)
     if sources is None:
