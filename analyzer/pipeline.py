@@ -301,11 +301,30 @@ def _is_none(values: np.ndarray) -> np.ndarray:
     return np.asarray(values == None, bool)  # noqa: E711
 
 
+_STARTED = ("syn", "synack", "continued")  # client_by values of a TCP flow whose start was captured
+
+
+def visibility(cols: Mapping[str, Any]) -> np.ndarray:
+    """What the capture saw of each flow of a chunk (the `visibility` column): one direction only
+    (client_only, server_only: a one-sided mirror filter, or nobody answered), a TCP flow whose
+    start was not captured (mid_stream: the mirror session began during the connection, or a
+    rotated capture cut it), else both."""
+    to_server = np.asarray(cols["packets_to_server"])
+    to_client = np.asarray(cols["packets_to_client"])
+    out = np.full(len(to_server), "both", object)
+    tcp = np.asarray(cols["transport"] == "tcp", bool)
+    out[tcp & ~np.isin(cols["client_by"], _STARTED)] = "mid_stream"
+    out[to_client == 0] = "client_only"
+    out[to_server == 0] = "server_only"
+    return out
+
+
 def undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, np.ndarray], n: int,
-                      dissected: bool) -> np.ndarray:
+                      dissected: bool, seen: np.ndarray | None = None) -> np.ndarray:
     """`undecided_reason` of a chunk of ended flows: null where `encrypted` is decided; else the
     dissector's reason, or the engine's (no payload, dissection off, nothing recognised it, or a
-    dissector that recognised the protocol and gave no reason)."""
+    dissector that recognised the protocol and gave no reason). A handshake that stayed incomplete
+    on a flow seen from one side or from its middle (`seen`: the visibility column) is said so."""
     enc = extra.get("encrypted")
     undecided = np.ones(n, bool) if enc is None else _is_none(enc)
     given = extra.get("undecided_reason")
@@ -322,6 +341,13 @@ def undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, np.ndarray], 
     claimed = np.zeros(n, bool) if app is None else ~_is_none(app)
     out[rest & ~claimed] = "unknown_protocol"
     out[rest & claimed] = "undecided"
+    if seen is not None:
+        vague = undecided & np.isin(out, ("undecided", "handshake_incomplete"))
+        one_sided = (seen == "client_only") | (seen == "server_only")
+        out[vague & one_sided] = "one_sided"
+        out[vague & (seen == "mid_stream")] = "mid_stream"
+        lost = np.asarray(cols["truncated"], bool) | (np.asarray(cols["missing_bytes"]) > 0)
+        out[vague & lost & ~one_sided] = "truncated"
     return out
 
 
@@ -461,7 +487,8 @@ class Collector:
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
         if "flows" not in self.wanted:
             return
-        extra["undecided_reason"] = undecided_reasons(cols, extra, len(ended), self.dissection is not None)
+        seen = extra["visibility"] = visibility(cols)
+        extra["undecided_reason"] = undecided_reasons(cols, extra, len(ended), self.dissection is not None, seen)
         self.pending_flows.append(({**cols, **extra}, len(ended)))
         self.pending_rows += len(ended)
         if self.pending_rows >= FLOW_ROWS_PER_FRAME:

@@ -69,6 +69,9 @@ FLOWS_BASE: dict[str, str] = {
     "protection": "string",  # the mechanism: tls, dtls, quic, ssh, starttls, ..., none (vocabulary.PROTECTIONS)
     "undecided_reason": "string",  # why `encrypted` is null (vocabulary.UNDECIDED_REASONS)
     "payload_shape": "string",  # unrecognised payload only: printable or binary (never guessed from the port)
+    # what the capture saw of the flow: both, client_only, server_only (one direction only: a
+    # one-sided mirror filter), mid_stream (both directions, but not the TCP start)
+    "visibility": "string",
 }
 
 FLOWS_CONTRACT: tuple[str, ...] = (

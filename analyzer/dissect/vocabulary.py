@@ -41,6 +41,8 @@ UNDECIDED_REASONS: dict[str, str] = {
     "handshake_incomplete": "the protocol was recognised but its handshake was not seen to the point that decides",
     "upgrade_not_seen": "the server accepted an upgrade (STARTTLS, SSLRequest) and nothing followed in the capture",
     "tunnel": "an HTTP CONNECT or proxy tunnel carrying something other than TLS",
+    "truncated": "the capture lost bytes of the flow (snap length, the mirror's PacketLength, missing segments) "
+                 "where they would decide",
     "mid_stream": "the capture starts in the middle of the session and the framing does not prove encryption",
     "one_sided": "only one direction was captured and it does not prove encryption",
     "dissector_error": "the dissector failed on this flow (an anomalies row says how)",

@@ -33,8 +33,11 @@ def test_every_flow_is_decided_or_says_why(flows: pd.DataFrame) -> None:
     assert (flows["undecided_reason"].isna() == ~undecided).all()
     with_payload = (flows["payload_bytes_to_server"] + flows["payload_bytes_to_client"]) > 0
     recognised = flows["app_protocol"].notna()
-    # the bundled captures' recognised flows are all decided (their handshakes are complete)
-    assert not (undecided & recognised).any(), flows.loc[undecided & recognised, ["uid", "app_protocol"]]
+    # the bundled captures' recognised flows are all decided (their handshakes are complete), but
+    # for the one whose packets a 96-byte snap length cut
+    vague = flows[undecided & recognised]
+    assert [Path(s).name for s in vague["source"]] == ["snaplen96.pcap"]
+    assert vague["undecided_reason"].tolist() == ["truncated"]
     assert (flows.loc[~with_payload, "undecided_reason"] == "no_payload").all()
     assert (flows.loc[with_payload & ~recognised, "undecided_reason"] == "unknown_protocol").all()
     assert flows.loc[with_payload & ~recognised, "payload_shape"].isin(["printable", "binary"]).all()

@@ -51,8 +51,8 @@ __all__ = [
 
 # The flow columns the TLS family fills (analyzer.dissect.tls.schema.FLOW_COLUMNS), in the order they are set.
 FLOW_COLUMNS: tuple[str, ...] = (
-    "app_protocol", "encrypted", "protection", "tls_version", "tls_client_max_version", "tls_cipher",
-    "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
+    "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
+    "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
 
@@ -336,7 +336,7 @@ def alert_columns(row: dict[str, object], alert: tuple[int, int, str] | None) ->
 def flow_columns(
     app_protocol: str,
     *,
-    encrypted: bool,
+    encrypted: bool | None,
     established: bool | None,
     version: str | None,
     cipher: str | None,
@@ -357,6 +357,7 @@ def flow_columns(
         "app_protocol": app_protocol,
         "encrypted": encrypted,
         "protection": protection_of_tls_family(app_protocol),
+        "undecided_reason": None if encrypted is not None else "handshake_incomplete",
         "tls_version": version,
         "tls_client_max_version": ccols["client_max_version"] if ccols is not None else None,
         "tls_cipher": cipher,

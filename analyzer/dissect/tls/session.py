@@ -41,7 +41,9 @@ class Outcome(NamedTuple):
     """What a session amounted to."""
 
     established: bool
-    encrypted: bool  # the flow column: established, or a hello agreed and nothing failed
+    # The flow column: established, or a hello agreed and nothing failed; None (undecided) when the
+    # server's side shows nothing (not captured, or not answered) and the client's alone proves nothing.
+    encrypted: bool | None
     failure: str | None
     alert: tuple[int, int, str] | None  # (level, description, who) of the session's alert
     events: list[Event]  # both directions' events in history order (empty when not needed)
@@ -73,7 +75,9 @@ def decide(
             probable_alert = len(apps) == 1 and apps[0] == 19 and client.stop not in ("budget", "gap")
             established = bool(apps) and not probable_alert
         else:
-            established = client.ccs and server.ccs
+            # a server-only view: application data after the server's CCS means it got the client's
+            # Finished (TLS 1.2 and below send no application data before)
+            established = server.ccs and (client.ccs or (not cs.data and bool(server.app_lengths)))
     elif ch is None and client.app_lengths and server.app_lengths:
         established = True  # picked up mid-stream: application data flows both ways
     if with_history or client.alerts or server.alerts or flow.reset:
@@ -98,7 +102,16 @@ def decide(
             failure = f"reset before handshake completed (last: {last_message(events)})"
         elif alert is not None:
             failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
-    encrypted = established or (failure is None and (sh is not None or server.ssl2_server_hello))
+    encrypted: bool | None = established or (failure is None and (sh is not None or server.ssl2_server_hello))
+    if not encrypted and failure is None and not sc.data:
+        # Nothing from the server (a one-sided mirror, or no answer yet): encrypted records after
+        # the client's hello (its Finished or application data, TLS 1.3's encrypted flight) prove an
+        # encrypted session; a hello alone does not prove one, nor cleartext.
+        encrypted = True if ch is not None and client.app_lengths else None
+    elif not encrypted and failure is None and ch is None and sh is None:
+        # Picked up mid-stream, no hello on either side: well-formed application-data records (the
+        # record layer chains type, version and length across segments) are encrypted by definition.
+        encrypted = True if client.app_lengths or server.app_lengths else None
     # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call (once per session)
     return _new(Outcome, (established, encrypted, failure, alert, events, history))
 

@@ -516,7 +516,9 @@ def test_empty_streamprefix_defaults() -> None:
     facts = TLSDissector(strict=True).dissect(flow)
     t = facts.rows["tls"][0]
     assert t["server_stop"] is None and t["history"] == "C" and t["established"] is False
-    assert t["failure_reason"] is None and facts.flow["encrypted"] is False
+    # a hello with nothing after it and nothing from the server: undecided, not cleartext
+    assert t["failure_reason"] is None and facts.flow["encrypted"] is None
+    assert facts.flow["undecided_reason"] == "handshake_incomplete"
 
 
 # --- bounded work -----------------------------------------------------------------------------
