@@ -69,6 +69,13 @@ def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _legend(fig: Figure, ax: Any) -> None:
+    """The legend in one row under the axes, where it covers no bar."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(len(labels), 1), fontsize="small",
+               frameon=False)
+
+
 def _empty(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this analysis", ha="center", va="center", transform=ax.transAxes,
             color="#444444")
@@ -112,7 +119,7 @@ def protection_share(flows: pd.DataFrame, *, by: str | None = None, weight: str 
         left = left + share[name].to_numpy()
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"share of {'bytes' if weight == 'bytes' else 'flows'} (%)")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    _legend(fig, ax)
     for y, total in enumerate(totals.loc[share.index]):
         label = _bytes(total) if weight == "bytes" else f"{int(total):,} flows"
         ax.text(100, y, f" {label}", va="center", fontsize="x-small", clip_on=False)
@@ -157,7 +164,7 @@ def tls_versions_over_time(flows: pd.DataFrame, *, freq: str | None = None, subt
     ax.set_xlabel(f"time bin ({freq})")
     ax.set_ylabel("flows")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize="small", frameon=False)
+    _legend(fig, ax)
     return fig
 
 
@@ -250,7 +257,7 @@ def findings_by_rule(findings: pd.DataFrame, *, subtitle: str | None = None) -> 
         left = values if left is None else left + values
     ax.set_xlabel("findings")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize="small", frameon=False)
+    _legend(fig, ax)
     return fig
 
 
@@ -261,10 +268,11 @@ def destinations_by_grade(destinations: pd.DataFrame, *, grades: Sequence[str] =
     if not len(destinations):
         _empty(ax, "destinations")
         return fig
-    counts = destinations["grade"].astype(str).value_counts()
-    shown = [g for g in grades if g in counts.index] + [g for g in counts.index if g not in grades]
+    # a destination without a grade (nothing judged) is its own bar, in grey, never "<NA>"
+    counts = destinations["grade"].astype("string").fillna("not judged").value_counts()
+    shown = [g for g in grades if g in counts.index] + sorted(g for g in counts.index if g not in grades)
     ax.bar(shown, [int(counts[g]) for g in shown], color=[GRADE_COLOURS.get(g, "#999999") for g in shown])
-    ax.set_xlabel("grade")
+    ax.set_xlabel("grade (A best, F worst)")
     ax.set_ylabel("destinations")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig

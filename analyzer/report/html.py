@@ -109,7 +109,7 @@ def render_html(summary: Summary, figures: Sequence[ReportFigure] = ()) -> str:
               for g in summary.rule_groups]
     return _environment().get_template("report.html.j2").render(
         n=summary.numbers, css=css, csp=content_security_policy(css), figures=by_section, groups=groups,
-        captures=_rows(t["captures"]), destinations=_rows(t["destinations"]),
+        captures=_rows(t["captures"]), cleartext=_rows(t["cleartext"]), destinations=_rows(t["destinations"]),
         certificates=_rows(t["certificates"]), versions=_rows(t["versions"]), ciphers=_rows(t["ciphers"]),
         destinations_total=summary.numbers["destinations"]["total"],
         certificates_total=summary.numbers["certificates"]["total"],

@@ -25,6 +25,7 @@ __all__ = ["md_text", "render_markdown"]
 EXAMPLES = 5  # findings shown per rule
 DESTINATIONS = 10
 CERTIFICATES = 10
+CLEARTEXT = 10
 
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "@": "&#64;", "#": "&#35;"}
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()|!~<>&@#])")
@@ -81,6 +82,14 @@ def render_markdown(summary: Summary) -> str:
         lines += _table(["direction", "encrypted", "cleartext", "undecided"], rows)
     if not n["method"]["vpc"] and not n["method"]["zones_file"]:
         lines += ["No VPC or zones were given: no flow is called egress.", ""]
+
+    clear = summary.tables["cleartext"].head(CLEARTEXT)
+    if len(clear):
+        lines += ["Cleartext traffic, egress first:", ""]
+        lines += _table(["direction", "server", "protocol", "HTTP Host", "User-Agent", "flows", "bytes"], [
+            [md_text(r["direction"]), md_text(f"{r['server_ip']}:{r['server_port']}"), md_text(r["app_protocol"]),
+             md_text(r["http_host"]), md_text(r["http_user_agent"]), _num(r["flows"]), nbytes(r["bytes"])]
+            for r in clear.to_dict("records")])
 
     lines += ["### Findings by rule", ""]
     if not summary.rule_groups:

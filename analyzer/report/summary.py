@@ -41,6 +41,7 @@ DIRECTIONS = ("egress", "ingress", "internal", "cross_zone", "external", "unknow
 EXAMPLES_PER_RULE = 25  # evidence rows shown per rule in HTML / Markdown (all are in the findings file)
 DESTINATIONS_SHOWN = 50
 CERTIFICATES_SHOWN = 100
+CLEARTEXT_SHOWN = 50
 
 
 class Frames(Protocol):
@@ -169,6 +170,25 @@ def _rule_groups(findings: pd.DataFrame, resolved: pd.DataFrame) -> list[dict[st
         })
     groups.sort(key=lambda g: (rank.get(g["severity"], 9), -g["findings"], g["rule"]))
     return groups
+
+
+def _cleartext(flows: pd.DataFrame) -> pd.DataFrame:
+    """Cleartext flows grouped by where they went and what spoke (direction, server, port, protocol,
+    HTTP Host and User-Agent), egress first, then by bytes: what to fix first."""
+    from analyzer._pandas import pd
+
+    cols = ["direction", "server_ip", "server_port", "app_protocol", "http_host", "http_user_agent"]
+    if not len(flows):
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in [*cols, "flows", "bytes"]})
+    clear = flows[flows["encrypted"].astype("boolean").eq(False).fillna(False).to_numpy(dtype=bool)]
+    keys = pd.DataFrame({c: (clear[c].astype("string").fillna("-") if c in clear else
+                             pd.Series("-", index=clear.index, dtype="string")) for c in cols})
+    keys["bytes"] = _flow_bytes(clear)
+    grouped = keys.groupby(cols, sort=False)["bytes"].agg(["size", "sum"]).reset_index()
+    grouped = grouped.rename(columns={"size": "flows", "sum": "bytes"})
+    grouped["_egress"] = grouped["direction"].ne("egress")
+    return (grouped.sort_values(["_egress", "bytes", "server_ip"], ascending=[True, False, True], kind="stable")
+            .drop(columns="_egress").reset_index(drop=True))
 
 
 def _certificates(certs: pd.DataFrame, at: Any) -> pd.DataFrame:
@@ -334,6 +354,7 @@ def summarize(result: Frames, *, vpc: Sequence[str] = (), zones: str | None = No
     }
     tables = {
         "captures": captures,
+        "cleartext": _cleartext(flows).head(CLEARTEXT_SHOWN),
         "destinations": dest.head(DESTINATIONS_SHOWN),
         "certificates": cert_table.head(CERTIFICATES_SHOWN),
         "versions": versions.rename_axis("version").reset_index(name="sessions"),
