@@ -28,7 +28,7 @@ CERTIFICATES = 10
 CLEARTEXT = 10
 
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "@": "&#64;", "#": "&#35;"}
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()|!~<>&@#])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|~<>&@#])")  # parentheses and `!` are inert once `[`, `]` are escaped
 
 
 def _escape(m: re.Match[str]) -> str:

@@ -234,7 +234,7 @@ def _subject(captures: pd.DataFrame, n_flows: int) -> str:
     """What the capture was, for titles: its file names (the first three) and the size."""
     names = [PurePath(str(s)).name for s in captures["source"].astype(str)] if len(captures) else []
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"{shown} ({len(names)} capture{'s' * (len(names) != 1)}, {n_flows:,} flows)" if names else "no capture"
+    return f"{shown} ({len(names)} capture{'s' * (len(names) != 1)}, {n_flows:,} flow{'s' * (n_flows != 1)})" if names else "no capture"
 
 
 def _sentence(verdicts: dict[str, int], by_severity: dict[str, int], profile: str, egress: dict[str, Any],
