@@ -111,11 +111,10 @@ def _traffic(flows: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     grouped = frame.groupby(["_d", "_p"])["_b"].agg(["size", "sum"])
     seen = [d for d in DIRECTIONS if d in grouped.index.get_level_values(0)]
     seen += sorted(set(grouped.index.get_level_values(0)) - set(seen))
+    cells = {key: (int(row[0]), int(row[1])) for key, row in zip(grouped.index, grouped.to_numpy(), strict=True)}
     out: dict[str, dict[str, dict[str, int]]] = {}
     for d in seen:
-        out[d] = {p: {"flows": int(grouped.loc[(d, p), "size"]) if (d, p) in grouped.index else 0,
-                      "bytes": int(grouped.loc[(d, p), "sum"]) if (d, p) in grouped.index else 0}
-                  for p in PROTECTIONS}
+        out[d] = {p: dict(zip(("flows", "bytes"), cells.get((d, p), (0, 0)), strict=True)) for p in PROTECTIONS}
     return out
 
 
@@ -234,7 +233,9 @@ def _subject(captures: pd.DataFrame, n_flows: int) -> str:
     """What the capture was, for titles: its file names (the first three) and the size."""
     names = [PurePath(str(s)).name for s in captures["source"].astype(str)] if len(captures) else []
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"{shown} ({len(names)} capture{'s' * (len(names) != 1)}, {n_flows:,} flow{'s' * (n_flows != 1)})" if names else "no capture"
+    if not names:
+        return "no capture"
+    return f"{shown} ({len(names)} capture{'s' * (len(names) != 1)}, {n_flows:,} flow{'s' * (n_flows != 1)})"
 
 
 def _sentence(verdicts: dict[str, int], by_severity: dict[str, int], profile: str, egress: dict[str, Any],
@@ -265,6 +266,10 @@ def _sentence(verdicts: dict[str, int], by_severity: dict[str, int], profile: st
         sentence = (f"Since the baseline: {changes['new']} new finding{'s' * (changes['new'] != 1)}, "
                     f"{changes['resolved']} resolved, {changes['unchanged']} unchanged. ") + sentence
     return status, sentence
+
+
+def _names(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
 def _iso(ts: Any) -> str | None:
@@ -349,7 +354,7 @@ def summarize(result: Frames, *, vpc: Sequence[str] = (), zones: str | None = No
                      "anomalies_by_kind": {str(k): int(v) for k, v in anomaly_kinds.items()},
                      "not_judged": _not_judged(flows)},
         "method": {"profile": profile_name, "vpc": list(vpc), "zones_file": zones,
-                   "zones": [str(z) for z in result.stats.get("zones", []) or []],  # type: ignore[union-attr]
+                   "zones": _names(result.stats.get("zones")),
                    "suppressions_file": suppressions, "aws_ip_ranges": aws_ip_ranges or "bundled"},
     }
     tables = {

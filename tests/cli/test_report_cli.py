@@ -37,7 +37,8 @@ def test_report_formats_and_baseline(tmp_path: Path) -> None:
     assert doc["capture"]["captures"] == 2 and doc["flows"]["total"] == 2
     md = tmp_path / "r.md"
     assert intransit("report", tls10, "--format", "md", "--out", str(md)).returncode == 0
-    assert md.read_text().startswith("## intransit: tls10\\_openssl.pcap (1 capture, 1 flow)\n\n**Fails the sec09 profile")
+    assert md.read_text().startswith(
+        "## intransit: tls10\\_openssl.pcap (1 capture, 1 flow)\n\n**Fails the sec09 profile")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staged file left
 
 

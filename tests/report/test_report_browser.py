@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
-
 from support.chromium import Visit, chromium_binary, visit
 from support.report_helpers import CN, HOST, SNI, VPC, hostile_capture
 

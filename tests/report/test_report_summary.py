@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.report_helpers import CN, HOST, SNI, USER_AGENT, VPC, hostile_capture
 
 import analyzer
 from analyzer.errors import UsageError
@@ -20,7 +21,6 @@ from analyzer.report import render_report
 from analyzer.report.html import content_security_policy
 from analyzer.report.markdown import md_text
 from analyzer.report.summary import load_baseline, summarize
-from support.report_helpers import CN, HOST, SNI, USER_AGENT, VPC, hostile_capture
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 BUNDLED_VPC = "10.77.0.0/16"
@@ -207,3 +207,16 @@ def test_user_agent_with_bidi_is_escaped_everywhere(hostile: analyzer.Analysis) 
     for fmt in ("html", "md", "json"):
         text = render_report(hostile, fmt, vpc=[VPC])
         assert "\u202e" not in text and "\x80" not in text, fmt
+
+
+def test_templates_are_package_data() -> None:
+    """A wheel carries only the data files pyproject names: every template file must match a glob
+    (a wheel built on 2026-12-06 held analyzer/report/templates/report.html.j2 and report.css)."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    folder = root / "analyzer" / "report"
+    files = [p.relative_to(folder).as_posix() for p in (folder / "templates").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs["analyzer.report"]) for f in files), files

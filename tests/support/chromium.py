@@ -16,6 +16,7 @@ that it was attempted. `--no-sandbox` because the tests run as root (CI does).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -83,10 +84,8 @@ class _Pipe:
 
     def drain(self, seconds: float) -> None:
         """Read events for `seconds` (late console messages, requests)."""
-        try:
+        with contextlib.suppress(TimeoutError):
             self._wait(lambda m: False, seconds)
-        except TimeoutError:
-            pass
 
     def _wait(self, want: Any, timeout: float, keep: bool = True) -> dict[str, Any]:
         import select
@@ -174,10 +173,8 @@ def visit(page: Path, expressions: tuple[str, ...] = (), *, width: int = 1280, h
                 out.log.append(params.get("entry", {}))
             elif m["method"] == "Network.requestWillBeSent":
                 out.requests.append(params.get("request", {}).get("url", ""))
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError):
             pipe.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError):
-            pass
     finally:
         os.close(cmd_w)
         os.close(ev_r)

@@ -45,8 +45,15 @@ def _tcp_exchange(client: str, server: str, sport: int, dport: int, to_server: b
 def hostile_capture(path: Path) -> Path:
     """Write the capture (see the module) to `path`."""
     from support.pcap_helpers import write_packets
-    from support.tls_helpers import certificate_msg, client_hello_body, handshake, make_chain, record, \
-        server_hello_body, sni_ext
+    from support.tls_helpers import (
+        certificate_msg,
+        client_hello_body,
+        handshake,
+        make_chain,
+        record,
+        server_hello_body,
+        sni_ext,
+    )
 
     hello = record(22, handshake(1, client_hello_body(extensions=[sni_ext(SNI)])))
     flight = record(22, handshake(2, server_hello_body()) + certificate_msg(make_chain(CN)) + handshake(14, b""))
