@@ -251,8 +251,10 @@ def _sentence(verdicts: dict[str, int], by_severity: dict[str, int], profile: st
     else:
         status = "not judged"
     worst = [f"{by_severity[s]} {s}" for s in SEVERITIES_DESC if by_severity[s]]
-    head = {"fail": "Fails", "warn": "Passes with warnings", "pass": "Passes", "not judged": "Nothing judged"}[status]
-    parts = [f"{head} the {profile} profile: {verdicts['fail']} of {total} flows fail and {verdicts['warn']} warn"]
+    head = {"fail": f"Fails the {profile} profile", "warn": f"Passes the {profile} profile with warnings",
+            "pass": f"Passes the {profile} profile",
+            "not judged": f"Nothing could be judged against the {profile} profile"}[status]
+    parts = [f"{head}: {verdicts['fail']} of {total} flow{'s' * (total != 1)} fail and {verdicts['warn']} warn"]
     parts[0] += f" ({', '.join(worst)} findings)" if worst else " (no finding)"
     clear_egress = egress.get("egress", {}).get("cleartext", {}).get("flows", 0)
     if zoned:

@@ -220,3 +220,17 @@ def test_templates_are_package_data() -> None:
     folder = root / "analyzer" / "report"
     files = [p.relative_to(folder).as_posix() for p in (folder / "templates").iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs["analyzer.report"]) for f in files), files
+
+
+def test_an_empty_capture_renders_every_format(tmp_path: Path) -> None:
+    from support.pcap_helpers import pcap_bytes
+
+    path = tmp_path / "empty.pcap"
+    path.write_bytes(pcap_bytes([]))
+    r = analyzer.audit([str(path)])
+    doc = json.loads(render_report(r, "json"))
+    assert doc["flows"]["total"] == 0 and doc["capture"]["first_packet"] is None
+    assert doc["verdict"] == {"status": "not judged", "sentence": "Nothing could be judged against the sec09 profile: "
+                              "0 of 0 flows fail and 0 warn (no finding); no VPC or zones given, so no flow is "
+                              "called egress."}
+    assert "No findings." in render_report(r, "md") and "No findings." in render_report(r, "html")
