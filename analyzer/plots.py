@@ -69,6 +69,14 @@ def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _label(text: str, width: int = 48) -> str:
+    """A tick label of a wire string: drawn literally, and cut to `width` characters (keeping the end,
+    where a destination's port is) so that one long name cannot squeeze the bars out of the figure."""
+    if len(text) > width:
+        text = text[: width - 13] + "…" + text[-12:]
+    return _literal(text)
+
+
 def _legend(fig: Figure, ax: Any) -> None:
     """The legend in one row under the axes, where it covers no bar."""
     handles, labels = ax.get_legend_handles_labels()
@@ -207,7 +215,7 @@ def top_cleartext_destinations(flows: pd.DataFrame, *, n: int = 10, egress_only:
         return fig
     volume = (clear["ip_bytes_to_server"].fillna(0) + clear["ip_bytes_to_client"].fillna(0)).astype("float64")
     top = volume.groupby(_destination(clear)).sum().sort_values().tail(n)
-    ax.barh([_literal(str(d)) for d in top.index], top.to_numpy(), color=PROTECTION_COLOURS["cleartext"])
+    ax.barh([_label(str(d)) for d in top.index], top.to_numpy(), color=PROTECTION_COLOURS["cleartext"])
     ax.set_xlabel("bytes in clear text (both directions)")
     for y, v in enumerate(top.to_numpy()):
         ax.text(v, y, f" {_bytes(float(v))}", va="center", fontsize="x-small")
@@ -233,7 +241,7 @@ def certificate_runway(certs: pd.DataFrame, at: Any, *, n: int = 20, subtitle: s
     order = days.sort_values().head(n).index
     values = days.loc[order].to_numpy()
     colours = [PROTECTION_COLOURS["cleartext"] if d < 0 else "#0072B2" for d in values]
-    ax.barh([_literal(str(x)) for x in names.loc[order]], values, color=colours)
+    ax.barh([_label(str(x)) for x in names.loc[order]], values, color=colours)
     ax.axvline(0, color="#444444", linewidth=0.8)
     ax.set_xlabel(f"days left on {when:%Y-%m-%d} (negative: expired)")
     return fig

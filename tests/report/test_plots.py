@@ -112,3 +112,15 @@ def test_ungraded_destinations_and_subtitles() -> None:
     assert "<NA>" not in texts(fig)
     findings = pd.DataFrame({"rule": ["cert-expired"], "severity": ["high"]})
     assert_drawn(plots.findings_by_rule(findings, subtitle="day1.pcap"), "day1.pcap")
+
+
+def test_long_wire_names_are_cut_in_tick_labels() -> None:
+    name = "a" * 200 + ".example"
+    flows = pd.DataFrame({
+        "server_ip": ["10.0.0.1"], "server_port": pd.array([80], dtype="Int32"),
+        "encrypted": pd.array([False], dtype="boolean"), "ip_bytes_to_server": [1000], "ip_bytes_to_client": [5000],
+        "tls_server_name": [name], "source": ["a.pcap"],
+    })
+    fig = plots.top_cleartext_destinations(flows)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["a" * 35 + "…" + "a.example:80"] and len(labels[0]) == 48  # the port is kept
