@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from analyzer.report.units import human_bytes
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -129,17 +131,11 @@ def protection_share(flows: pd.DataFrame, *, by: str | None = None, weight: str 
     ax.set_xlabel(f"share of {'bytes' if weight == 'bytes' else 'flows'} (%)")
     _legend(fig, ax)
     for y, total in enumerate(totals.loc[share.index]):
-        label = _bytes(total) if weight == "bytes" else f"{int(total):,} flows"
+        label = human_bytes(total) if weight == "bytes" else f"{int(total):,} flows"
         ax.text(100, y, f" {label}", va="center", fontsize="x-small", clip_on=False)
     return fig
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
 
 
 def tls_versions_over_time(flows: pd.DataFrame, *, freq: str | None = None, subtitle: str | None = None) -> Figure:
@@ -218,7 +214,7 @@ def top_cleartext_destinations(flows: pd.DataFrame, *, n: int = 10, egress_only:
     ax.barh([_label(str(d)) for d in top.index], top.to_numpy(), color=PROTECTION_COLOURS["cleartext"])
     ax.set_xlabel("bytes in clear text (both directions)")
     for y, v in enumerate(top.to_numpy()):
-        ax.text(v, y, f" {_bytes(float(v))}", va="center", fontsize="x-small")
+        ax.text(v, y, f" {human_bytes(float(v))}", va="center", fontsize="x-small")
     return fig
 
 

@@ -65,9 +65,9 @@ def number(value: Any) -> str:
 
 
 def nbytes(value: Any) -> str:
-    from analyzer.plots import _bytes
+    from analyzer.report.units import human_bytes
 
-    return _bytes(float(value or 0))
+    return human_bytes(float(value or 0))
 
 
 def share(value: Any) -> str:

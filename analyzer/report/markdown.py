@@ -62,7 +62,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_markdown(summary: Summary) -> str:
     """The summary as GitHub-flavoured Markdown."""
-    from analyzer.report.html import nbytes
+    from analyzer.report.html import nbytes  # imports no matplotlib: the Markdown form draws nothing
 
     n = summary.numbers
     lines = [f"## intransit: {md_text(n['subject'])}", "", f"**{md_text(n['verdict']['sentence'])}**", ""]

@@ -234,3 +234,23 @@ def test_an_empty_capture_renders_every_format(tmp_path: Path) -> None:
                               "0 of 0 flows fail and 0 warn (no finding); no VPC or zones given, so no flow is "
                               "called egress."}
     assert "No findings." in render_report(r, "md") and "No findings." in render_report(r, "html")
+
+
+@pytest.mark.parametrize(("n", "shown"), [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (12345, "12.3 kB"),
+                                          (3e9, "3.0 GB"), (5e12, "5.0 TB"), (7e15, "7,000.0 TB")])
+def test_human_bytes(n: float, shown: str) -> None:
+    from analyzer.report.units import human_bytes
+
+    assert human_bytes(n) == shown
+
+
+def test_markdown_and_json_load_no_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer; from analyzer.report import render_report; "
+            "r = analyzer.audit(['captures/tls13_openssl.pcap']); render_report(r, 'md'); render_report(r, 'json'); "
+            "print('matplotlib' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert run.stdout.strip() == "False", run.stderr
