@@ -31,19 +31,23 @@ ENGINE_FRAME_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 }
 
 
-def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Callable[..., Any]:
     """Options shared by every command that reads captures (defined once; defaults from the value
-    objects of analyzer.pipeline.Options, declared once there)."""
+    objects of analyzer.pipeline.Options, declared once there). `frame_output`: with the frame
+    commands' --format/--out/--all-columns (`report` declares its own)."""
     from analyzer.config import MAX_FLOWS, MAX_PAYLOAD_BUDGET, MAX_TIMEOUT, MIN_FLOWS, DecodeOptions, FlowOptions
 
     flow, dec = FlowOptions(), DecodeOptions()
-    options = [
-        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+    outputs = [
         click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl", "parquet"]), default="table",
                      show_default=True, help="Output format."),
         click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
                      help="Write to this file instead of standard output (required for parquet)."),
         click.option("--all-columns", is_flag=True, help="Table format: show every column, not a summary."),
+    ]
+    options = [
+        click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
+        *(outputs if frame_output else []),
         click.option("--strict", is_flag=True, help="Treat any damaged capture as a fatal error."),
         click.option("--payload-budget", type=click.IntRange(0, MAX_PAYLOAD_BUDGET), default=flow.payload_budget,
                      show_default=True,
@@ -314,18 +318,29 @@ FINDING_TABLE_COLUMNS = ["severity", "rule", "direction", "client_ip", "server_i
                          "evidence", "suppressed_by"]
 
 
+def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The policy's options (zones, profile, suppressions), shared by `audit` and `report`."""
+    options = [
+        click.option("--vpc", "vpc", multiple=True, metavar="CIDR", help="A CIDR of your VPC (repeatable): its "
+                     "addresses are internal, and traffic from them to outside every internal zone is egress."),
+        click.option("--zones", "zones", type=click.Path(dir_okay=False), default=None,
+                     help="Zones TOML: named VPCs, peered VPCs, on-premises ranges, VNI/GWLB mappings."),
+        click.option("--aws-ip-ranges", type=click.Path(dir_okay=False), default=None,
+                     help="AWS's ip-ranges.json to use instead of the bundled copy (see `intransit rules`)."),
+        click.option("--profile", default=None, metavar="NAME|FILE",
+                     help="sec09 (default), strict, nist-800-52r2, mozilla-intermediate, pci-dss-4, or a profile "
+                          "TOML."),
+        click.option("--suppress", "suppressions", type=click.Path(dir_okay=False), default=None,
+                     help="Suppressions TOML: rule + match + reason + expiry."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command()
 @_capture_options
-@click.option("--vpc", "vpc", multiple=True, metavar="CIDR", help="A CIDR of your VPC (repeatable): its addresses "
-              "are internal, and traffic from them to outside every internal zone is egress.")
-@click.option("--zones", "zones", type=click.Path(dir_okay=False), default=None,
-              help="Zones TOML: named VPCs, peered VPCs, on-premises ranges, VNI/GWLB mappings.")
-@click.option("--aws-ip-ranges", type=click.Path(dir_okay=False), default=None,
-              help="AWS's ip-ranges.json to use instead of the bundled copy (see `intransit rules`).")
-@click.option("--profile", default=None, metavar="NAME|FILE",
-              help="sec09 (default), strict, nist-800-52r2, mozilla-intermediate, pci-dss-4, or a profile TOML.")
-@click.option("--suppress", "suppressions", type=click.Path(dir_okay=False), default=None,
-              help="Suppressions TOML: rule + match + reason + expiry.")
+@_policy_options
 @click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "info", "never"]), default="high",
               show_default=True, help="Exit 1 when a finding (not suppressed) reaches this severity.")
 @_errors_to_exit
@@ -384,6 +399,60 @@ def _audit_summary(result: Any, zoned: bool, fail_on: str) -> list[str]:
     if not zoned:
         lines.append("no --vpc or --zones given: no address is internal, so nothing is called egress")
     return lines
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="The report file ('-': standard output).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="html", show_default=True,
+              help="html: one self-contained page; md: Markdown for a pull request or CI summary; json: the numbers.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None, metavar="OLD_FINDINGS.parquet",
+              help="A previous run's findings (`intransit audit --format parquet --out FILE`): mark each finding "
+                   "new, unchanged or resolved.")
+@functools.partial(_capture_options, frame_output=False)
+@_policy_options
+@_errors_to_exit
+def report(paths: tuple[str, ...], out: str, fmt: str, vpc: tuple[str, ...], zones: str | None,
+           aws_ip_ranges: str | None, profile: str | None, suppressions: str | None, baseline: str | None,
+           **opts: Any) -> None:
+    """Audit the captures (as `audit` does) and write one report: the verdict, egress traffic by
+    protection, findings by rule with evidence, destinations with grades, certificates, TLS
+    versions and ciphers, coverage per capture, and the method. Exit 0 when written, 2 on an error.
+    """
+    from analyzer.auditor import audit as run_audit
+    from analyzer.report import render_report
+    from analyzer.report.summary import load_baseline
+
+    if out != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(out))):  # say so before the analysis
+        raise OSError(errno.ENOENT, "no such directory", out)
+    old = load_baseline(baseline) if baseline else None  # a bad baseline fails before the analysis
+    result = _run_analysis(paths, frames=None, runner=run_audit, vpc=vpc, zones=zones, aws_ip_ranges=aws_ip_ranges,
+                           profile=profile, suppressions=suppressions, **opts)
+    text = render_report(result, fmt, vpc=list(vpc), zones=zones, profile=profile, suppressions=suppressions,
+                         aws_ip_ranges=aws_ip_ranges, baseline=old, baseline_name=baseline)
+    _write_text(text, out)
+
+
+def _write_text(text: str, out: str) -> None:
+    """`text` to `out` ('-': stdout), whole or not at all: written beside it, then renamed."""
+    import tempfile
+
+    if out == "-":
+        click.echo(text, nl=False)
+        return
+    folder = os.path.dirname(os.path.abspath(out))
+    fd, staged = tempfile.mkstemp(prefix=".intransit-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(staged, out)
+    except OSError as exc:  # a full disk, a directory named as --out: name the output, not the staged file
+        os.unlink(staged) if os.path.exists(staged) else None
+        raise OSError(exc.errno, exc.strerror, out) from None
+    except BaseException:
+        if os.path.exists(staged):
+            os.unlink(staged)
+        raise
 
 
 @main.command()

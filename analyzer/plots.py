@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from analyzer.report.units import human_bytes
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -69,6 +71,21 @@ def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _label(text: str, width: int = 48) -> str:
+    """A tick label of a wire string: drawn literally, and cut to `width` characters (keeping the end,
+    where a destination's port is) so that one long name cannot squeeze the bars out of the figure."""
+    if len(text) > width:
+        text = text[: width - 13] + "…" + text[-12:]
+    return _literal(text)
+
+
+def _legend(fig: Figure, ax: Any) -> None:
+    """The legend in one row under the axes, where it covers no bar."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(len(labels), 1), fontsize="small",
+               frameon=False)
+
+
 def _empty(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this analysis", ha="center", va="center", transform=ax.transAxes,
             color="#444444")
@@ -112,19 +129,13 @@ def protection_share(flows: pd.DataFrame, *, by: str | None = None, weight: str 
         left = left + share[name].to_numpy()
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"share of {'bytes' if weight == 'bytes' else 'flows'} (%)")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    _legend(fig, ax)
     for y, total in enumerate(totals.loc[share.index]):
-        label = _bytes(total) if weight == "bytes" else f"{int(total):,} flows"
+        label = human_bytes(total) if weight == "bytes" else f"{int(total):,} flows"
         ax.text(100, y, f" {label}", va="center", fontsize="x-small", clip_on=False)
     return fig
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
 
 
 def tls_versions_over_time(flows: pd.DataFrame, *, freq: str | None = None, subtitle: str | None = None) -> Figure:
@@ -157,7 +168,7 @@ def tls_versions_over_time(flows: pd.DataFrame, *, freq: str | None = None, subt
     ax.set_xlabel(f"time bin ({freq})")
     ax.set_ylabel("flows")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize="small", frameon=False)
+    _legend(fig, ax)
     return fig
 
 
@@ -200,10 +211,10 @@ def top_cleartext_destinations(flows: pd.DataFrame, *, n: int = 10, egress_only:
         return fig
     volume = (clear["ip_bytes_to_server"].fillna(0) + clear["ip_bytes_to_client"].fillna(0)).astype("float64")
     top = volume.groupby(_destination(clear)).sum().sort_values().tail(n)
-    ax.barh([_literal(str(d)) for d in top.index], top.to_numpy(), color=PROTECTION_COLOURS["cleartext"])
+    ax.barh([_label(str(d)) for d in top.index], top.to_numpy(), color=PROTECTION_COLOURS["cleartext"])
     ax.set_xlabel("bytes in clear text (both directions)")
     for y, v in enumerate(top.to_numpy()):
-        ax.text(v, y, f" {_bytes(float(v))}", va="center", fontsize="x-small")
+        ax.text(v, y, f" {human_bytes(float(v))}", va="center", fontsize="x-small")
     return fig
 
 
@@ -226,7 +237,7 @@ def certificate_runway(certs: pd.DataFrame, at: Any, *, n: int = 20, subtitle: s
     order = days.sort_values().head(n).index
     values = days.loc[order].to_numpy()
     colours = [PROTECTION_COLOURS["cleartext"] if d < 0 else "#0072B2" for d in values]
-    ax.barh([_literal(str(x)) for x in names.loc[order]], values, color=colours)
+    ax.barh([_label(str(x)) for x in names.loc[order]], values, color=colours)
     ax.axvline(0, color="#444444", linewidth=0.8)
     ax.set_xlabel(f"days left on {when:%Y-%m-%d} (negative: expired)")
     return fig
@@ -250,7 +261,7 @@ def findings_by_rule(findings: pd.DataFrame, *, subtitle: str | None = None) -> 
         left = values if left is None else left + values
     ax.set_xlabel("findings")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize="small", frameon=False)
+    _legend(fig, ax)
     return fig
 
 
@@ -261,10 +272,11 @@ def destinations_by_grade(destinations: pd.DataFrame, *, grades: Sequence[str] =
     if not len(destinations):
         _empty(ax, "destinations")
         return fig
-    counts = destinations["grade"].astype(str).value_counts()
-    shown = [g for g in grades if g in counts.index] + [g for g in counts.index if g not in grades]
+    # a destination without a grade (nothing judged) is its own bar, in grey, never "<NA>"
+    counts = destinations["grade"].astype("string").fillna("not judged").value_counts()
+    shown = [g for g in grades if g in counts.index] + sorted(g for g in counts.index if g not in grades)
     ax.bar(shown, [int(counts[g]) for g in shown], color=[GRADE_COLOURS.get(g, "#999999") for g in shown])
-    ax.set_xlabel("grade")
+    ax.set_xlabel("grade (A best, F worst)")
     ax.set_ylabel("destinations")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig

@@ -93,3 +93,34 @@ def test_findings_and_grades() -> None:
 def test_empty_analyses_draw_a_message(name: str) -> None:
     empty = analyzer.analyze([str(CAPTURES / "tcp_rst_closed_port.pcap")], on_problem=lambda p: None).flows
     assert_drawn(getattr(plots, name)(empty.iloc[0:0]), "no ")
+
+
+def test_legends_sit_below_the_axes(result: analyzer.Analysis) -> None:
+    """A legend inside the axes covered the longest bars; each is now the figure's, under the axes."""
+    for fig in (plots.protection_share(result.flows), plots.tls_versions_over_time(result.flows),
+                plots.findings_by_rule(pd.DataFrame({"rule": ["a", "b"], "severity": ["high", "low"]}))):
+        assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        assert legend.y1 <= fig.axes[0].get_window_extent().y0  # entirely below the axes
+
+
+def test_ungraded_destinations_and_subtitles() -> None:
+    dest = pd.DataFrame({"grade": pd.array(["A", None, "F"], dtype="string")})
+    fig = plots.destinations_by_grade(dest, subtitle="day1.pcap (3 flows)")
+    assert_drawn(fig, "not judged", "day1.pcap (3 flows)", "grade (A best, F worst)")
+    assert "<NA>" not in texts(fig)
+    findings = pd.DataFrame({"rule": ["cert-expired"], "severity": ["high"]})
+    assert_drawn(plots.findings_by_rule(findings, subtitle="day1.pcap"), "day1.pcap")
+
+
+def test_long_wire_names_are_cut_in_tick_labels() -> None:
+    name = "a" * 200 + ".example"
+    flows = pd.DataFrame({
+        "server_ip": ["10.0.0.1"], "server_port": pd.array([80], dtype="Int32"),
+        "encrypted": pd.array([False], dtype="boolean"), "ip_bytes_to_server": [1000], "ip_bytes_to_client": [5000],
+        "tls_server_name": [name], "source": ["a.pcap"],
+    })
+    fig = plots.top_cleartext_destinations(flows)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["a" * 35 + "…" + "a.example:80"] and len(labels[0]) == 48  # the port is kept
