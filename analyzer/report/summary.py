@@ -118,18 +118,22 @@ def _traffic(flows: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-def _not_judged(flows: pd.DataFrame) -> dict[str, int]:
+def _not_judged(flows: pd.DataFrame) -> dict[str, Any]:
     """Flows with verdict `unknown`, by why: no payload at all, a protocol no dissector recognised,
     or a recognised protocol whose encryption could not be decided (a failed handshake, ...)."""
     if not len(flows) or "verdict" not in flows:
-        return {"total": 0, "no_payload": 0, "unrecognised_protocol": 0, "undecided": 0}
+        return {"total": 0, "no_payload": 0, "unrecognised_protocol": 0, "undecided": 0, "by_reason": {}}
     unjudged = flows[flows["verdict"].eq("unknown").fillna(False).to_numpy(dtype=bool)]
     no_payload = ((unjudged["payload_bytes_to_server"].fillna(0) + unjudged["payload_bytes_to_client"].fillna(0))
                   == 0).to_numpy(dtype=bool)
     unrecognised = unjudged["app_protocol"].isna().to_numpy(dtype=bool) & ~no_payload
+    by_reason: dict[str, int] = {}
+    if "undecided_reason" in unjudged:
+        counts = unjudged["undecided_reason"].dropna().value_counts().sort_index()
+        by_reason = {str(k): int(v) for k, v in counts.items()}
     return {"total": len(unjudged), "no_payload": int(no_payload.sum()),
             "unrecognised_protocol": int(unrecognised.sum()),
-            "undecided": int(len(unjudged) - no_payload.sum() - unrecognised.sum())}
+            "undecided": int(len(unjudged) - no_payload.sum() - unrecognised.sum()), "by_reason": by_reason}
 
 
 def _changes(findings: pd.DataFrame, baseline: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:

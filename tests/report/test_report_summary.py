@@ -60,6 +60,7 @@ def test_numbers_agree_with_the_frames(bundled: analyzer.Analysis) -> None:
     assert n["coverage"]["truncated_flows"] == int(flows["truncated"].sum()) >= 1  # snaplen96.pcap
     nj = n["coverage"]["not_judged"]
     assert nj["total"] == n["flows"]["unknown"] == nj["no_payload"] + nj["unrecognised_protocol"] + nj["undecided"]
+    assert sum(nj["by_reason"].values()) <= nj["total"] and nj["by_reason"].get("no_payload", 0) == nj["no_payload"]
     assert n["tls"]["versions"]["TLS 1.3"] == int((bundled.tls["version"] == "TLS 1.3").sum()) > 0
     assert n["certificates"]["expired"] >= 1  # cert_expired_tls12.pcap
     assert sum(n["destinations"]["by_grade"].values()) == len(bundled.destinations)
@@ -125,7 +126,8 @@ def test_json_has_stable_keys_and_ascii_only(hostile: analyzer.Analysis, bundled
         assert list(doc) == JSON_KEYS
         assert doc["schema"] == 1 and doc["tool"]["name"] == "intransit"
         assert set(doc["flows"]) == {"total", "ok", "warn", "fail", "unknown"}
-        assert set(doc["coverage"]["not_judged"]) == {"total", "no_payload", "unrecognised_protocol", "undecided"}
+        assert set(doc["coverage"]["not_judged"]) == {"total", "no_payload", "unrecognised_protocol", "undecided",
+                                                      "by_reason"}
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     readme = readme[readme.index("### Reports"):readme.index("### Options and their defaults")]
     for key in JSON_KEYS:
