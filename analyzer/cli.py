@@ -65,32 +65,74 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True,
                      help="Live flows kept at most; beyond, the least recently active end early."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
+        click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
+QUIET_HELP = ("No progress bar, and the warnings about damaged or skipped input counted in one line "
+              "instead of shown (errors are always shown).")
+
+
+def _quiet(quiet: bool) -> bool:
+    """--quiet given to the command or to `intransit` itself."""
+    ctx = click.get_current_context(silent=True)
+    return quiet or bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError, OSError):  # closed or replaced
+        return False
+
+
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
-                  runner: Callable[..., Any] | None = None, **more: Any) -> Any:
+                  runner: Callable[..., Any] | None = None, quiet: bool = False, **more: Any) -> Any:
+    """The analysis the command asked for, with its warnings on stderr and, when stderr is a terminal
+    and --quiet is not given, a progress bar there (erased when the analysis ends). Under --quiet the
+    warnings are counted in one line at the end instead: the run stays quiet, yet never hides that
+    some input was damaged or skipped (the anomalies and sources frames say what)."""
     import analyzer
     from analyzer.config import DecodeOptions, FlowOptions
+    from analyzer.report.progress import ProgressBar
 
     flow, dec = FlowOptions(), DecodeOptions()
+    quiet = _quiet(quiet)
+    bar = ProgressBar(sys.stderr) if not quiet and _stderr_is_terminal() else None
+    hidden = 0
 
     def on_problem(p: Any) -> None:
+        nonlocal hidden
         where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(printable(f"warning: {p.source}{where}: {p.detail}"), err=True)
+        line = printable(f"warning: {p.source}{where}: {p.detail}")
+        if quiet:
+            hidden += 1
+        elif bar is not None:
+            bar.message(line)
+        else:
+            click.echo(line, err=True)
 
-    return (runner or analyzer.analyze)(
-        list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
-        dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
-        geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
-        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
-        max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks, **more,
-    )
+    try:
+        return (runner or analyzer.analyze)(
+            list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
+            dissect=not no_dissect, tls_trim=tls_trim,
+            vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
+            geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
+            idle_timeout_tcp=idle_timeout,
+            idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
+            max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks, on_progress=bar, **more,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        if hidden:
+            click.echo(f"intransit: {hidden} warning{'s' if hidden > 1 else ''} not shown (--quiet); the anomalies "
+                       "and sources frames list them", err=True)
 
 
 def _stream(frame: str, fmt: str, out: str | None, paths: tuple[str, ...], opts: dict[str, Any]) -> None:
@@ -205,7 +247,8 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
 
 @click.group(cls=_FrameCommands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="intransit")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP + " Also accepted after the command.")
+def main(quiet: bool) -> None:
     """Audit encryption in transit from packet captures (pcap, pcapng, compressed, '-' for stdin)
     and AWS VPC Traffic Mirroring (VXLAN) / Gateway Load Balancer (GENEVE) encapsulation.
 
