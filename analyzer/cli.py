@@ -6,6 +6,7 @@ import errno
 import functools
 import io
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,11 +18,10 @@ from analyzer._version import __version__
 from analyzer.errors import IntransitError
 from analyzer.report.text import printable
 
-FLOW_TABLE_COLUMNS = (
-    "ts_start", "transport", "client_ip", "client_port", "server_ip", "server_port",
-    "packets_to_server", "packets_to_client", "ip_bytes_to_server", "ip_bytes_to_client", "conn_state",
-    "vni", "app_protocol", "tls_version", "tls_cipher", "tls_server_name", "ja4",
-)  # fmt: skip
+# The flows' default table is a view made of them (analyzer.report.terminal.flows_view: who, to
+# where, protocol, protection, version, verdict); these are the columns it reads.
+FLOW_TABLE_COLUMNS = ("ts_start", "client_ip", "server_ip", "server_port", "tls_server_name", "http_host",
+                      "app_protocol", "transport", "protection", "encrypted", "tls_version", "verdict")
 
 # The frames the engine makes itself, with their commands' help; the registered dissectors add theirs.
 ENGINE_FRAME_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
@@ -226,6 +226,36 @@ class _FrameCommands(click.Group):
         return None if found is None else _frame_command(frame, *found)
 
 
+def _table_width(out: str | None) -> int:
+    """The terminal's width when the table goes to one, else 120 columns (a file, a pipe: the same
+    output wherever it is run)."""
+    from analyzer.report.terminal import DEFAULT_WIDTH
+
+    try:
+        if out is None and sys.stdout.isatty():
+            return max(shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, 40)
+    except (AttributeError, ValueError, OSError):
+        pass
+    return DEFAULT_WIDTH
+
+
+def _summary_table(frame: str, df: Any, columns: tuple[str, ...], out: str | None, quiet: bool) -> None:
+    """The default table: what is read first, fitted to the terminal (analyzer.report.terminal); a
+    note on stderr (a terminal's only) names the columns left out to fit."""
+    from analyzer.report.terminal import summary_table
+
+    width = _table_width(out)
+    text, dropped = summary_table(frame, df, columns, width)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    if dropped and not quiet and _stderr_is_terminal():
+        click.echo(f"({len(dropped)} column{'s' if len(dropped) > 1 else ''} left out to fit {width} columns: "
+                   f"{', '.join(dropped)}; --all-columns shows every column)", err=True)
+
+
 def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, streamable: bool) -> click.Command:
     """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
 
@@ -237,8 +267,9 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
         from analyzer.report import write_frame
 
         result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), **opts)
-        cols = None if (all_columns or fmt != "table") else (list(table_columns) if table_columns else None)
-        write_frame(result[frame], fmt, out, columns=cols)
+        if fmt == "table" and not all_columns and table_columns:
+            return _summary_table(frame, result[frame], table_columns, out, _quiet(opts.get("quiet", False)))
+        write_frame(result[frame], fmt, out)
 
     params = list(reversed(getattr(command, "__click_params__", [])))  # as @click.command orders them
     return click.Command(frame.replace("_", "-"), callback=command, params=params, help=doc,
