@@ -65,6 +65,9 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True,
                      help="Live flows kept at most; beyond, the least recently active end early."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
+        click.option("--credential-key-file", type=click.Path(dir_okay=False), default=None,
+                     help="Key (a file of 16-1024 bytes) for the credentials' fingerprints, so that two runs "
+                          "see the same secret reused; default: a random key per run."),
         click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP),
     ]
     for option in reversed(options):
@@ -92,7 +95,8 @@ def _stderr_is_terminal() -> bool:
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
-                  runner: Callable[..., Any] | None = None, quiet: bool = False, **more: Any) -> Any:
+                  runner: Callable[..., Any] | None = None, credential_key_file: str | None = None,
+                  quiet: bool = False, **more: Any) -> Any:
     """The analysis the command asked for, with its warnings on stderr and, when stderr is a terminal
     and --quiet is not given, a progress bar there (erased when the analysis ends). Under --quiet the
     warnings are counted in one line at the end instead: the run stays quiet, yet never hides that
@@ -125,7 +129,8 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
             geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
             idle_timeout_tcp=idle_timeout,
             idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
-            max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks, on_progress=bar, **more,
+            max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
+            credential_key=_read_key(credential_key_file), on_progress=bar, **more,
         )
     finally:
         if bar is not None:
@@ -133,6 +138,25 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         if hidden:
             click.echo(f"intransit: {hidden} warning{'s' if hidden > 1 else ''} not shown (--quiet); the anomalies "
                        "and sources frames list them", err=True)
+
+
+def _read_key(path: str | None) -> bytes | None:
+    """The credential key file's bytes (a trailing newline, as `head -c 32 /dev/urandom | base64 >
+    key` leaves, is part of the key: the file is the key, byte for byte)."""
+    if path is None:
+        return None
+    from analyzer.config import MAX_KEY_BYTES, MIN_KEY_BYTES
+
+    try:
+        with open(path, "rb") as f:
+            key = f.read(MAX_KEY_BYTES + 1)
+    except OSError as exc:
+        raise click.UsageError(printable(f"--credential-key-file {path}: {exc.strerror or exc}")) from None
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        size = len(key) if len(key) <= MAX_KEY_BYTES else "more"
+        raise click.UsageError(printable(f"--credential-key-file {path}: a key is {MIN_KEY_BYTES} to "
+                                         f"{MAX_KEY_BYTES} bytes, this file has {size}"))
+    return key
 
 
 def _stream(frame: str, fmt: str, out: str | None, paths: tuple[str, ...], opts: dict[str, Any]) -> None:

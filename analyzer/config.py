@@ -20,6 +20,7 @@ from analyzer.errors import UsageError
 MIN_FLOWS, MAX_FLOWS = 16, 1 << 24  # ~1.7 KB each when live: 16M flows is ~28 GB
 MAX_PAYLOAD_BUDGET = 64 << 20  # per flow and direction; the dissectors read hellos and chains, not bulk data
 MAX_TIMEOUT = 365 * 86400.0  # seconds; as int64 nanoseconds this is far from overflow
+MIN_KEY_BYTES, MAX_KEY_BYTES = 16, 1024  # a credential fingerprint key: at least 128 bits
 
 __all__ = ["KEYWORDS", "MAX_FLOWS", "MAX_PAYLOAD_BUDGET", "MAX_TIMEOUT", "MIN_FLOWS", "DecodeOptions",
            "DissectOptions", "FlowOptions", "Options", "OutputOptions"]
@@ -62,6 +63,10 @@ class DissectOptions:
 
     enabled: bool = True  # False: count flows only (`--no-dissect`)
     ja4x: bool = False  # FoxIO JA4X per certificate (FoxIO License 1.1; see README)
+    # The key of the credentials' HMAC fingerprints. None: 32 random bytes per run (fingerprints
+    # compare within one run only); a key the user keeps lets two runs see the same secret reused.
+    # Never shown (repr=False): it is what keeps the fingerprints from being a dictionary-attackable hash.
+    credential_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,9 @@ class Options:
         for p in (*d.vxlan_ports, *d.geneve_ports):
             if not 0 < int(p) < 65536:
                 raise UsageError(f"port {p} is out of range")
+        key = self.dissect.credential_key
+        if key is not None and (not isinstance(key, bytes) or not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES):
+            raise UsageError(f"credential_key must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes")
         frames = o.frames
         if isinstance(frames, str):
             raise UsageError("frames must be a sequence of frame names, not a string")
@@ -148,6 +156,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "geneve_ports": ("decode", "geneve_ports"),
     "dissect": ("dissect", "enabled"),
     "ja4x": ("dissect", "ja4x"),
+    "credential_key": ("dissect", "credential_key"),
     "frames": ("output", "frames"),
     "strict": ("", "strict"),
 }

@@ -172,16 +172,19 @@ class _Dissection:
             for t in d.transports:
                 for p in d.ports:
                     self.by_port.setdefault((t, p), []).append(d)
-        # what each dissector may set: its declared columns plus the two every dissector sets
-        self._columns = {d.name: frozenset(("app_protocol", "encrypted", *(c.name for c in declared(d, "columns"))))
+        # what each dissector may set: its declared columns plus the encryption state every one sets
+        self._columns = {d.name: frozenset((*_STATE_COLUMNS, *(c.name for c in declared(d, "columns"))))
                          for d in self.dissectors}
+        # the app_protocol values each declares (none declared: not checked)
+        self._protocols = {d.name: frozenset(declared(d, "app_protocols")) for d in self.dissectors}
         self._frames = {d.name: {f.name: frozenset(f.schema) for f in declared(d, "frames")} for d in self.dissectors}
         self._checked_keys: set[tuple[str, tuple[str, ...]]] = set()
 
-    def run(self, fp: FlowPayload) -> Facts | None:
+    def run(self, fp: FlowPayload) -> Facts:
         claimed = self._first_claim(fp)
         if claimed is None:
-            return self._after_cleartext(fp) if fp.transport == "tcp" else None
+            found = self._after_cleartext(fp) if fp.transport == "tcp" else None
+            return found if found is not None else Facts(flow={"payload_shape": payload_shape(fp)})
         d, facts = claimed
         for _ in range(4):  # a hand-over chain longer than this is a loop
             h = facts.handover
@@ -204,9 +207,7 @@ class _Dissection:
             try:
                 start = d.find_start(fp)
             except Exception as exc:  # a bug must not lose the run's results
-                facts = Facts()
-                facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
-                return facts
+                return _failed(d, exc)
             if start is not None:
                 return self._call(d, d.dissect_from, fp, *start)
         return None
@@ -229,9 +230,7 @@ class _Dissection:
                 if not d.probe(fp):
                     continue
             except Exception as exc:  # a dissector bug must not lose the run's results
-                facts = Facts()
-                facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
-                return d, facts
+                return d, _failed(d, exc)
             return d, self._call(d, d.dissect, fp)
         return None
 
@@ -239,9 +238,7 @@ class _Dissection:
         try:
             facts = method(*args)
         except Exception as exc:  # a dissector bug must not lose the run's results
-            facts = Facts()
-            facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
-            return facts
+            return _failed(d, exc)
         return self._checked(d, facts)
 
     def _checked(self, d: Any, facts: Facts) -> Facts:
@@ -255,6 +252,10 @@ class _Dissection:
             for k in extra:
                 del facts.flow[k]
                 facts.anomaly("undeclared_column", f"{d.name}: flow column {k!r} is not declared")
+        protocols = self._protocols[d.name]
+        if protocols and facts.flow.get("app_protocol", protocols) not in protocols:
+            value = str(facts.flow["app_protocol"])
+            facts.anomaly("undeclared_value", f"{d.name}: app_protocol {value[:64]!r} is not declared")
         frames = self._frames[d.name]
         for frame in [f for f in facts.rows if f != "anomalies"]:
             allowed = frames.get(frame)
@@ -269,6 +270,60 @@ class _Dissection:
                 names = sorted({k for r in bad for k in r if k not in allowed})
                 facts.anomaly("undeclared_column", f"{d.name}: {frame} row key(s) {names} not declared")
         return facts
+
+
+# The encryption state every dissector may set on the flows it claims (analyzer.dissect.vocabulary).
+_STATE_COLUMNS = ("app_protocol", "encrypted", "protection", "undecided_reason")
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+SHAPE_BYTES = 64  # the first bytes of an unrecognised payload looked at for its shape
+
+
+def payload_shape(fp: FlowPayload) -> str | None:
+    """"printable" or "binary": the shape of the first bytes of a flow no dissector recognised (the
+    client's first, else the server's); None when there are none. Nothing is guessed from the port."""
+    if fp.transport == "tcp":
+        head = (fp.to_server.data or fp.to_client.data)[:SHAPE_BYTES]
+    else:
+        head = next((d.payload[:SHAPE_BYTES] for d in fp.datagrams if d.payload), b"")
+    if not head:
+        return None
+    return "binary" if head.translate(None, _PRINTABLE) else "printable"
+
+
+def _failed(d: Any, exc: Exception) -> Facts:
+    """The facts of a flow whose dissector raised: an anomaly naming it, and why `encrypted` is null."""
+    facts = Facts(flow={"undecided_reason": "dissector_error"})
+    facts.anomaly("dissector_error", f"{d.name}: {type(exc).__name__}: {exc}")
+    return facts
+
+
+def _is_none(values: np.ndarray) -> np.ndarray:
+    """Elementwise `is None` of an object array, in C (`==` compares each element with None)."""
+    return np.asarray(values == None, bool)  # noqa: E711
+
+
+def undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, np.ndarray], n: int,
+                      dissected: bool) -> np.ndarray:
+    """`undecided_reason` of a chunk of ended flows: null where `encrypted` is decided; else the
+    dissector's reason, or the engine's (no payload, dissection off, nothing recognised it, or a
+    dissector that recognised the protocol and gave no reason)."""
+    enc = extra.get("encrypted")
+    undecided = np.ones(n, bool) if enc is None else _is_none(enc)
+    given = extra.get("undecided_reason")
+    out = np.full(n, None, object) if given is None else given.copy()
+    out[~undecided] = None
+    payload = np.asarray(cols["payload_bytes_to_server"]) + np.asarray(cols["payload_bytes_to_client"])
+    empty = undecided & (payload <= 0)
+    out[empty] = "no_payload"
+    rest = undecided & ~empty & _is_none(out)
+    if not dissected:
+        out[rest] = "not_dissected"
+        return out
+    app = extra.get("app_protocol")
+    claimed = np.zeros(n, bool) if app is None else ~_is_none(app)
+    out[rest & ~claimed] = "unknown_protocol"
+    out[rest & claimed] = "undecided"
+    return out
 
 
 ROWS_PER_CHUNK = 4096
@@ -385,8 +440,6 @@ class Collector:
             run = self.dissection.run
             for fp in ended.payloads:
                 facts = run(fp)
-                if facts is None:
-                    continue
                 flow = facts.flow
                 if flow:
                     keys = tuple(flow)
@@ -409,6 +462,7 @@ class Collector:
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
         if "flows" not in self.wanted:
             return
+        extra["undecided_reason"] = undecided_reasons(cols, extra, len(ended), self.dissection is not None)
         self.pending_flows.append(({**cols, **extra}, len(ended)))
         self.pending_rows += len(ended)
         if self.pending_rows >= FLOW_ROWS_PER_FRAME:
@@ -573,8 +627,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
             active_timeout: float | None = None, max_flows: int | None = None,
             vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
-            ja4x: bool | None = None, strict: bool | None = None, frames: Sequence[str] | None = None,
-            sinks: Mapping[str, FrameSink] | None = None, on_problem: Callable[[Problem], None] | None = None,
+            ja4x: bool | None = None, credential_key: bytes | None = None, strict: bool | None = None,
+            frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
+            on_problem: Callable[[Problem], None] | None = None,
             dissectors: Sequence[Dissector] | None = None, stages: Sequence[Stage] = (),
             engine: Engine | None = None, sources: Sequence[Source] | None = None,
             on_progress: Callable[[Progress], None] | None = None) -> Analysis:
@@ -584,7 +639,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     override it (None keeps the value): payload_budget (bytes kept per flow and direction for the
     dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
     (60 s), active_timeout (3600 s), max_flows (262144), vxlan_ports ((4789,)), geneve_ports
-    ((6081,)), ja4x (False), strict (False), frames (None: all; a tuple builds only those).
+    ((6081,)), ja4x (False), credential_key (None: a random key per run for the credentials'
+    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
+    frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
     strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
@@ -608,7 +665,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     opts = (options or Options()).with_values(
         payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
         idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
-        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, strict=strict, frames=frames)
+        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, credential_key=credential_key,
+        strict=strict, frames=frames)
     plan = Plan.make(opts, dissectors, stages)
     checked_sinks = _check_sinks(sinks, plan)
     if sources is None:

@@ -62,9 +62,13 @@ FLOWS_BASE: dict[str, str] = {
     "gwlb_flow_cookie": "string",
     "vlan": "Int32",
     "source": "string",  # capture file the flow was first seen in
-    # --- every dissector sets these two (joined from the dissectors' Facts.flow) ---
-    "app_protocol": "string",
-    "encrypted": "boolean",
+    # --- the encryption state (analyzer.dissect.vocabulary): every dissector sets app_protocol,
+    # encrypted and protection for the flows it claims; the engine says why `encrypted` is null ---
+    "app_protocol": "string",  # one lower-case name of analyzer.dissect.vocabulary.APP_PROTOCOLS
+    "encrypted": "boolean",  # null only when nothing could be decided: see undecided_reason
+    "protection": "string",  # the mechanism: tls, dtls, quic, ssh, starttls, ..., none (vocabulary.PROTECTIONS)
+    "undecided_reason": "string",  # why `encrypted` is null (vocabulary.UNDECIDED_REASONS)
+    "payload_shape": "string",  # unrecognised payload only: printable or binary (never guessed from the port)
 }
 
 FLOWS_CONTRACT: tuple[str, ...] = (
@@ -72,8 +76,8 @@ FLOWS_CONTRACT: tuple[str, ...] = (
     "server_ip", "server_port", "packets_to_server", "packets_to_client", "ip_bytes_to_server",
     "ip_bytes_to_client", "payload_bytes_to_server", "payload_bytes_to_client", "vni",
     "outer_src_ip", "outer_dst_ip", "truncated",
-    "app_protocol", "encrypted", "tls_version", "tls_client_max_version", "tls_cipher",
-    "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
+    "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
+    "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
 

@@ -47,6 +47,7 @@ __all__ = [
     "FrameSpec",
     "HandOver",
     "StreamPrefix",
+    "app_protocols",
     "declarations",
     "flow_columns",
     "flow_schema",
@@ -97,6 +98,18 @@ def registered() -> tuple[Dissector, ...]:
         for module in BUILTINS:
             importlib.import_module(module)
     return tuple(sorted(_REGISTRY, key=_builtin_rank))  # stable: the others keep registration order
+
+
+def app_protocols() -> dict[str, str]:
+    """Every `app_protocol` value the registered dissectors declare (`app_protocols`), with the
+    dissector that sets it: the vocabulary the README lists. One value belongs to one dissector."""
+    out: dict[str, str] = {}
+    for d in registered():
+        for value in declared(d, "app_protocols"):
+            if value in out and out[value] != d.name:
+                raise ValueError(f"{d.name}: app_protocol {value!r} is already set by {out[value]}")
+            out[value] = d.name
+    return out
 
 
 def _builtin_rank(dissector: Any) -> int:

@@ -144,11 +144,18 @@ class Facts:
 
 def merge_handover(parent: Facts, child: Facts) -> Facts:
     """The facts of a flow whose stream a parent handed to a child. The child's flow columns win
-    (the upgraded session decides the flow's protection), except `app_protocol`, which stays the
-    parent's (the application speaks SMTP; TLS protects it); rows of both are kept."""
+    (the upgraded session decides whether the flow is encrypted), except `app_protocol`, which stays
+    the parent's (the application speaks SMTP; TLS protects it), and `protection` "starttls", which
+    the parent names when the hand-over is an upgrade of its own session (an HTTP CONNECT tunnel is
+    not: its TLS stays "tls"). The parent's `undecided_reason` goes when the child decided; rows of
+    both are kept."""
     flow = {**parent.flow, **child.flow}
     if "app_protocol" in parent.flow:
         flow["app_protocol"] = parent.flow["app_protocol"]
+    if parent.flow.get("protection") == "starttls":
+        flow["protection"] = "starttls"
+    if child.flow.get("encrypted") is not None and "undecided_reason" not in child.flow:
+        flow.pop("undecided_reason", None)
     rows: dict[str, list[dict[str, object]]] = {k: list(v) for k, v in parent.rows.items()}
     for frame, more in child.rows.items():
         rows.setdefault(frame, []).extend(more)
@@ -167,6 +174,11 @@ class Dissector(Protocol):
     """
 
     name: str
+    # The `app_protocol` values it sets: lower-case names, each owned by one dissector (the README's
+    # vocabulary; a value not declared here becomes an anomaly). Every flow it claims also gets
+    # `encrypted`, and `protection` (analyzer.dissect.vocabulary.PROTECTIONS); when `encrypted` stays
+    # null it may say why in `undecided_reason` (vocabulary.UNDECIDED_REASONS).
+    app_protocols: tuple[str, ...]
     transports: frozenset[str]
     # Port hints: flows on these server ports are offered to this dissector first. Content
     # probes still decide (TLS is found on any port).

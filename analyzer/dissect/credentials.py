@@ -61,9 +61,12 @@ _KEEP = 8
 
 
 def run_key(context: DissectContext | None) -> bytes:
-    """The fingerprint key of the run `context` belongs to (32 random bytes, made on first use)."""
+    """The fingerprint key of the run `context` belongs to: the user's (`credential_key`), else 32
+    random bytes made on first use."""
     if context is None:
         return os.urandom(32)
+    if context.options.credential_key is not None:
+        return context.options.credential_key
     held = _KEYS.get(id(context))
     if held is not None and held[0] is context:
         _KEYS.move_to_end(id(context))

@@ -537,6 +537,7 @@ class DTLSDissector:
     belong to the instance."""
 
     name = "dtls"
+    app_protocols = ("dtls",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"udp"})
     ports = DTLS_PORTS
     columns = tls_schema.FLOW_COLUMNS

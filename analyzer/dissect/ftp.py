@@ -31,7 +31,16 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload, FrameSpec
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, greeting_names, start_tls, starttls_state
+from analyzer.dissect.lines import (
+    STARTTLS_COLUMN,
+    Cursor,
+    Reply,
+    cut,
+    greeting_names,
+    start_tls,
+    starttls_state,
+    upgrade_outcome,
+)
 
 __all__ = ["FTP_DATA", "FTPDissector", "parse_epsv", "parse_hostport"]
 
@@ -84,6 +93,7 @@ class FTPDissector:
     """FTP control over TCP, found by its greeting and first command on any port."""
 
     name = "ftp"
+    app_protocols = ("ftp",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({21})
     columns = COLUMNS
@@ -167,8 +177,11 @@ class FTPDissector:
         out["ftp_data_channels"] = channels
         if feat_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if (not accepted and not gss) or handed is False:
-            out["encrypted"] = False
+        if gss and not accepted:
+            # RFC 2228: commands after ADAT travel in ENC/MIC/CONF wrappers; which one is not read here
+            out.update({"protection": "gssapi", "undecided_reason": "undecided"})
+        else:
+            out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
         return facts
 

@@ -227,6 +227,7 @@ class HTTPDissector:
     """HTTP/1.x and cleartext HTTP/2 over TCP, found by content on any port."""
 
     name = "http"
+    app_protocols = ("http", "http2")  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({80, 8000, 8008, 8080, 8888, 3128})
     columns = COLUMNS
@@ -252,7 +253,7 @@ class HTTPDissector:
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
         client, server = flow.to_server.data, flow.to_client.data
-        out: dict[str, object] = {"app_protocol": "http", "encrypted": False}
+        out: dict[str, object] = {"app_protocol": "http", "encrypted": False, "protection": "none"}
         if client.startswith(PREFACE[:16]):
             out["app_protocol"] = "http2"
             facts.flow.update(out)
@@ -284,10 +285,12 @@ class HTTPDissector:
                 out["app_protocol"] = "http2"
             elif status // 100 == 2 and len(requests) == len(responses) and requests[-1].start[0] == b"CONNECT":
                 # a tunnel: what it carries decides `encrypted` (TLS: handed over; else undecided)
-                del out["encrypted"]
+                del out["encrypted"], out["protection"]
                 start = requests[-1].end
                 if start >= 0 and last.end >= 0 and client[start:start + 2] == b"\x16\x03":
                     facts.hand_over("tls", start, last.end)
+                else:
+                    out["undecided_reason"] = "tunnel"
         self._credentials(requests, responses, facts, out)
         facts.flow.update(out)
         return facts

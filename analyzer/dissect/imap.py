@@ -22,7 +22,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state, upgrade_outcome
 
 __all__ = ["IMAPDissector", "astrings"]
 
@@ -110,6 +110,7 @@ class IMAPDissector:
     """IMAP over TCP, found by its greeting on any port."""
 
     name = "imap"
+    app_protocols = ("imap",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({143})
     columns = COLUMNS
@@ -205,8 +206,7 @@ class IMAPDissector:
         if all_caps or requested:
             out["imap_logindisabled"] = b"LOGINDISABLED" in all_caps
             out["starttls"] = starttls_state(b"STARTTLS" in all_caps, requested, accepted)
-        if not accepted or handed is False:
-            out["encrypted"] = False
+        out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
         return facts
 

@@ -29,6 +29,7 @@ __all__ = [
     "greeting_names",
     "start_tls",
     "starttls_state",
+    "upgrade_outcome",
 ]
 
 MAX_LINE = 8192
@@ -153,3 +154,14 @@ def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_cli
     facts.anomaly(f"{protocol}_starttls_not_followed_by_tls",
                   "the server accepted the upgrade, the client's next bytes are not TLS", to_server)
     return False
+
+
+def upgrade_outcome(accepted: bool, handed: bool | None) -> dict[str, object]:
+    """The encryption state of a line-based session that may have upgraded (`start_tls`'s result in
+    `handed`): in the clear (never accepted, or the client went on in the clear), handed to TLS (TLS
+    decides `encrypted`), or accepted with nothing after it in the capture (undecided)."""
+    if not accepted or handed is False:
+        return {"encrypted": False, "protection": "none"}
+    if handed:
+        return {"protection": "starttls"}
+    return {"protection": "starttls", "undecided_reason": "upgrade_not_seen"}

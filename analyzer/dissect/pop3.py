@@ -20,7 +20,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state, upgrade_outcome
 
 __all__ = ["POP3Dissector"]
 
@@ -39,6 +39,7 @@ class POP3Dissector:
     """POP3 over TCP, found by its greeting on any port."""
 
     name = "pop3"
+    app_protocols = ("pop3",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({110})
     columns = COLUMNS
@@ -113,8 +114,7 @@ class POP3Dissector:
             facts.anomaly("pop3_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
         if capa_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted or handed is False:
-            out["encrypted"] = False
+        out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
         return facts
 

@@ -27,7 +27,16 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, Reply, cut, greeting_names, start_tls, starttls_state
+from analyzer.dissect.lines import (
+    STARTTLS_COLUMN,
+    Cursor,
+    Reply,
+    cut,
+    greeting_names,
+    start_tls,
+    starttls_state,
+    upgrade_outcome,
+)
 
 __all__ = ["SMTPDissector"]
 
@@ -46,6 +55,7 @@ class SMTPDissector:
     """SMTP over TCP, found by its greeting and first command on any port."""
 
     name = "smtp"
+    app_protocols = ("smtp",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({25, 587, 2525})
     columns = COLUMNS
@@ -131,8 +141,7 @@ class SMTPDissector:
             out["smtp_auth_offered"] = " ".join(mechanisms)
         if ehlo_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
-        if not accepted or handed is False:
-            out["encrypted"] = False
+        out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
         return facts
 

@@ -156,6 +156,7 @@ class SSHDissector:
     """SSH over TCP, found by content (an identification line) on any port."""
 
     name = "ssh"
+    app_protocols = ("ssh",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"tcp"})
     ports = frozenset({22, 2222})
     columns = COLUMNS
@@ -193,6 +194,10 @@ class SSHDissector:
             out["ssh_mac"] = "none" if aead else _negotiated(c[4], s[4])
         if client.newkeys and server.newkeys and cipher is not None:
             out["encrypted"] = cipher != "none"
+            out["protection"] = "ssh" if cipher != "none" else "none"
+        else:
+            out["protection"] = "ssh"
+            out["undecided_reason"] = "handshake_incomplete"
         facts.flow.update({k: v for k, v in out.items() if v is not None})
         return facts
 

@@ -22,7 +22,9 @@ from analyzer.dissect.base import DissectContext
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, fingerprint, run_key
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]
+# every manifest of bundled captures (manifest.json, and manifest.<group>.json of later recordings)
+MANIFEST = {name: entry for path in sorted((ROOT / "captures").glob("manifest*.json"))
+            for name, entry in json.loads(path.read_text())["captures"].items()}
 
 
 def _secrets(entry: dict[str, object]) -> list[tuple[str, str]]:
@@ -34,6 +36,9 @@ def _secrets(entry: dict[str, object]) -> list[tuple[str, str]]:
             out.append((str(value["user"]), str(value["password"])))
     if "ftp_password" in entry:
         out.append((str(entry["ftp_user"]), str(entry["ftp_password"])))
+    for cred in entry.get("credentials") or ():  # type: ignore[attr-defined]
+        if isinstance(cred, dict) and cred.get("password"):
+            out.append((str(cred.get("user", "")), str(cred["password"])))
     return out
 
 
@@ -111,3 +116,40 @@ def test_rows_keep_the_user_and_a_keyed_fingerprint_only():
     sasl = SaslExchange(b"LOGIN", None)
     assert sasl.add(base64.b64encode(b"bob")) and sasl.add(base64.b64encode(b"pw")) and not sasl.add(b"*")
     assert sasl.identity() == (b"bob", b"pw")
+
+
+def test_a_key_of_the_users_makes_fingerprints_comparable_across_runs(tmp_path: Path):
+    capture = str(ROOT / "captures" / "smtp_plain_auth.pcap")
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 31 + b"\n")
+
+    def fingerprints(*extra: str) -> list[str]:
+        result = CliRunner().invoke(main, ["credentials", capture, "--format", "jsonl", *extra])
+        assert result.exit_code == 0, result.output
+        assert b"k" * 31 not in result.stdout_bytes + result.stderr_bytes  # the key is never written
+        return [json.loads(line)["secret_fingerprint"] for line in result.stdout.splitlines()]
+
+    first, second = fingerprints("--credential-key-file", str(key)), fingerprints("--credential-key-file", str(key))
+    assert first == second and len(first) == 1
+    password = MANIFEST["smtp_plain_auth.pcap"]["smtp_auth"]["password"].encode()
+    assert first[0] == fingerprint(b"k" * 31 + b"\n", password)
+    assert fingerprints() != first  # without a key: a random one per run
+
+    key.write_bytes(b"short")
+    result = CliRunner().invoke(main, ["credentials", capture, "--credential-key-file", str(key)])
+    assert result.exit_code == 2 and "16 to 1024 bytes" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["credentials", capture, "--credential-key-file", str(tmp_path / "absent")])
+    assert result.exit_code == 2 and "No such file" in result.output
+
+
+def test_the_key_option_is_checked_and_never_shown():
+    from analyzer.config import Options
+    from analyzer.errors import UsageError
+
+    opts = Options().with_values(credential_key=b"x" * 16)
+    assert opts.dissect.credential_key == b"x" * 16 and "xxxxxxxx" not in repr(opts)
+    with pytest.raises(UsageError, match="16 to 1024 bytes"):
+        Options().with_values(credential_key=b"x" * 15)
+    with pytest.raises(UsageError, match="16 to 1024 bytes"):
+        Options().with_values(credential_key="a string key of enough length")
+    assert run_key(DissectContext(opts.dissect)) == b"x" * 16

@@ -50,8 +50,9 @@ def test_the_other_summary_tables_fit_too(frame: str) -> None:
 
 def test_the_flows_view_reads_who_where_protocol_protection_version(audited: analyzer.Analysis) -> None:
     view = flows_view(audited.flows)
-    assert list(view.columns) == ["ts_start", "client_ip", "server", "server_name", "protocol", "encrypted",
+    assert list(view.columns) == ["ts_start", "client_ip", "server", "server_name", "protocol", "protection",
                                   "tls_version", "verdict"]
+    assert view["protection"].equals(audited.flows["protection"])
     text, dropped = summary_table("flows", audited.flows)
     assert dropped == [] and max(map(cell_width, text.splitlines())) <= 120
     http = audited.flows["app_protocol"].eq("http") & audited.flows["http_host"].notna()
@@ -62,10 +63,9 @@ def test_the_flows_view_reads_who_where_protocol_protection_version(audited: ana
     assert (view.loc[unknown, "protocol"] == audited.flows.loc[unknown, "transport"]).all()
 
 
-def test_protection_replaces_encrypted_when_the_flows_have_it(audited: analyzer.Analysis) -> None:
-    flows = audited.flows.assign(protection=audited.flows["encrypted"].map({True: "tls", False: "cleartext"}))
-    cols = list(flows_view(flows).columns)
-    assert "protection" in cols and "encrypted" not in cols
+def test_encrypted_stands_in_for_protection_on_frames_without_it(audited: analyzer.Analysis) -> None:
+    cols = list(flows_view(audited.flows.drop(columns=["protection"])).columns)
+    assert "encrypted" in cols and "protection" not in cols
 
 
 @pytest.mark.parametrize("frame", ["flows", "tls", "certs"])

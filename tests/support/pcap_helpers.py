@@ -206,3 +206,25 @@ def table_run(path, **options):  # type: ignore[no-untyped-def]
         df = df.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
     payloads = {p.uid: p for e in ended for p in e.payloads}
     return df, payloads
+
+
+def tcp_session(client: bytes, server: bytes, *, dport: int, sport: int = 40000, cli: str = "10.0.0.1",
+                srv: str = "10.0.0.2") -> list:  # type: ignore[type-arg]
+    """Scapy packets of one complete TCP session: handshake, the client's bytes, the server's, FINs."""
+    from scapy.layers.inet import IP, TCP
+
+    c, s = 1000, 5000
+
+    def pkt(src: str, dst: str, sp: int, dp: int, flags: str, seq: int, ack: int, data: bytes = b""):  # type: ignore[no-untyped-def]
+        return eth() / IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack) / data
+
+    out = [pkt(cli, srv, sport, dport, "S", c, 0), pkt(srv, cli, dport, sport, "SA", s, c + 1),
+           pkt(cli, srv, sport, dport, "A", c + 1, s + 1)]
+    if client:
+        out.append(pkt(cli, srv, sport, dport, "PA", c + 1, s + 1, client))
+    if server:
+        out.append(pkt(srv, cli, dport, sport, "PA", s + 1, c + 1 + len(client), server))
+    cf, sf = c + 1 + len(client), s + 1 + len(server)
+    out += [pkt(cli, srv, sport, dport, "FA", cf, sf), pkt(srv, cli, dport, sport, "FA", sf, cf + 1),
+            pkt(cli, srv, sport, dport, "A", cf + 1, sf + 1)]
+    return out

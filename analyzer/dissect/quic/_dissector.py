@@ -406,7 +406,7 @@ class _Session:
     def result(self) -> Facts:
         facts = self.facts
         if self.gquic is not None and not self.ietf:
-            facts.flow.update({"app_protocol": GQUIC, "encrypted": True})
+            facts.flow.update({"app_protocol": GQUIC, "encrypted": True, "protection": "quic"})
             facts.add_row("tls", self._base_row() | {"quic_version": self.gquic, "cert_visible": False})
             return facts
         if not (
@@ -419,6 +419,7 @@ class _Session:
             return facts  # nothing QUIC-like was seen
         facts.flow["app_protocol"] = "quic"
         facts.flow["encrypted"] = True
+        facts.flow["protection"] = "quic"
         if not self.ietf:
             return facts  # only short headers, VN or unknown versions: no session facts
         ch = self.hellos[0] if self.hellos else None
@@ -520,6 +521,7 @@ class QuicDissector:
     belong to the instance."""
 
     name = "quic"
+    app_protocols = ("quic", GQUIC)  # the app_protocol values it sets (README, "Flow encryption state")
     transports = frozenset({"udp"})
     ports = frozenset({443, 4433, 784, 853, 8443})
     columns = tls_schema.FLOW_COLUMNS

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
 from analyzer.dissect.tls.fingerprints import _hexlist, ja3, ja3s, ja4, ja4s
 from analyzer.dissect.tls.handshake import ClientHello, KeyExchangeInfo, ServerHello, parse_server_key_exchange
+from analyzer.dissect.vocabulary import protection_of_tls_family
 
 __all__ = [
     "FLOW_COLUMNS",
@@ -50,7 +51,7 @@ __all__ = [
 
 # The flow columns the TLS family fills (analyzer.dissect.tls.schema.FLOW_COLUMNS), in the order they are set.
 FLOW_COLUMNS: tuple[str, ...] = (
-    "app_protocol", "encrypted", "tls_version", "tls_client_max_version", "tls_cipher",
+    "app_protocol", "encrypted", "protection", "tls_version", "tls_client_max_version", "tls_cipher",
     "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
     "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
 )  # fmt: skip
@@ -355,6 +356,7 @@ def flow_columns(
     return {
         "app_protocol": app_protocol,
         "encrypted": encrypted,
+        "protection": protection_of_tls_family(app_protocol),
         "tls_version": version,
         "tls_client_max_version": ccols["client_max_version"] if ccols is not None else None,
         "tls_cipher": cipher,

@@ -60,6 +60,7 @@ class TLSDissector:
     """
 
     name = "tls"
+    app_protocols = ("tls",)  # the app_protocol values it sets (README, "Flow encryption state")
     transports: frozenset[str] = frozenset({"tcp"})
     ports: frozenset[int] = TLS_PORTS
     columns = tls_schema.FLOW_COLUMNS

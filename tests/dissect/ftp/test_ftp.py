@@ -35,7 +35,8 @@ def test_auth_tls_hand_over_and_feat():
     assert facts.handover is not None
     assert (facts.handover.to_server_offset, facts.handover.to_client_offset) == (len(client), len(server))
     assert facts.flow == {"app_protocol": "ftp", "ftp_banner": "Welcome", "ftp_auth": "TLS",
-                          "ftp_data_channels": 0, "starttls": "completed"}
+                          "ftp_data_channels": 0, "starttls": "completed",
+                          "protection": "starttls"}
     refused = d.dissect(flow(b"AUTH SSL\r\nUSER a\r\n", GREETING + b"504 not here\r\n331 pw\r\n")).flow
     assert refused["starttls"] == "requested_refused" and refused["encrypted"] is False
     assert "starttls" not in d.dissect(flow(b"USER a\r\n", GREETING + b"331 pw\r\n")).flow  # no FEAT: unknown

@@ -34,7 +34,8 @@ def test_request_and_response_facts():
     d = dissector()
     assert d.probe(flow(GET, response))
     facts = d.dissect(flow(GET + GET.replace(b"/a/b", b"/second"), response + response)).flow
-    assert facts == {"app_protocol": "http", "encrypted": False, "http_requests": 2, "http_method": "GET",
+    assert facts == {"app_protocol": "http", "encrypted": False, "protection": "none", "http_requests": 2,
+                     "http_method": "GET",
                      "http_path": "/a/b?c=1", "http_host": "Shop.Example.com:80", "http_user_agent": "test/1",
                      "http_upgrade": "websocket", "http_status": 200, "http_server": "srv/2",
                      "http_redirect_to_https": False}
@@ -71,7 +72,7 @@ def test_http2_prior_knowledge_and_h2c_upgrade():
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
     d = dissector()
     assert d.probe(flow(preface, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"))
-    assert d.dissect(flow(preface, b"")).flow == {"app_protocol": "http2", "encrypted": False}
+    assert d.dissect(flow(preface, b"")).flow == {"app_protocol": "http2", "encrypted": False, "protection": "none"}
     upgrade = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
     switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04"
     facts = d.dissect(flow(upgrade, switched)).flow

@@ -38,7 +38,7 @@ def test_starttls_hand_over_and_capabilities():
     assert (facts.handover.to_server_offset, facts.handover.to_client_offset) == (len(client), len(server))
     assert facts.flow == {"app_protocol": "imap", "imap_banner": GREETING[:-2].decode(),
                           "imap_capabilities": "IMAP4REV1 STARTTLS LOGINDISABLED AUTH=PLAIN",
-                          "imap_logindisabled": True, "starttls": "completed"}
+                          "imap_logindisabled": True, "starttls": "completed", "protection": "starttls"}
 
 
 def test_refused_and_unused_starttls():

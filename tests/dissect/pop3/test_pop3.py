@@ -37,7 +37,8 @@ def test_stls_hand_over():
     facts = d.dissect(flow(client + b"\x16\x03\x01", server + b"\x16\x03\x03"))
     assert facts.handover is not None
     assert (facts.handover.to_server_offset, facts.handover.to_client_offset) == (len(client), len(server))
-    assert facts.flow == {"app_protocol": "pop3", "pop3_banner": GREETING[:-2].decode(), "starttls": "completed"}
+    assert facts.flow == {"app_protocol": "pop3", "pop3_banner": GREETING[:-2].decode(), "starttls": "completed",
+                          "protection": "starttls"}
     refused = d.dissect(flow(b"CAPA\r\nSTLS\r\n", GREETING + CAPA + b"-ERR no\r\n")).flow
     assert refused["starttls"] == "requested_refused" and refused["encrypted"] is False
     assert d.dissect(flow(b"CAPA\r\nQUIT\r\n", GREETING + CAPA + b"+OK bye\r\n")).flow["starttls"] == "offered_not_used"

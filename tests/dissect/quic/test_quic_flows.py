@@ -234,7 +234,7 @@ def test_version_negotiation_only() -> None:
     first = b"\xc0\xfa\xfa\xfa\xfa\x08" + bytes(8) + b"\x00" + bytes(1200)
     vn = b"\x80\x00\x00\x00\x00\x00\x08" + bytes(8) + (1).to_bytes(4, "big")
     facts = dissect_quic(flow_from_payloads([(True, first), (False, vn)]))
-    assert facts.flow == {"app_protocol": "quic", "encrypted": True}
+    assert facts.flow == {"app_protocol": "quic", "encrypted": True, "protection": "quic"}
     assert "quic_version_negotiation" in kinds(facts)
 
 
@@ -341,7 +341,7 @@ def test_short_header_only_flow_on_443() -> None:
     d = QuicDissector()
     assert d.probe(flow)
     facts = d.dissect(flow)
-    assert facts.flow == {"app_protocol": "quic", "encrypted": True}
+    assert facts.flow == {"app_protocol": "quic", "encrypted": True, "protection": "quic"}
     assert "tls" not in facts.rows
     assert not d.probe(flow_from_payloads(dgs, server_port=5353))
 

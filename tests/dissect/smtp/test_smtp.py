@@ -39,7 +39,8 @@ def test_starttls_accepted_hands_over_at_the_first_tls_byte():
     # no `encrypted`: after the hand-over it is TLS's to say
     assert facts.flow == {"app_protocol": "smtp", "smtp_banner": "mx.example.com ESMTP ready",
                           "smtp_helo": "me.example.org", "smtp_commands": 2,
-                          "smtp_auth_offered": "PLAIN LOGIN CRAM-MD5", "starttls": "completed"}
+                          "smtp_auth_offered": "PLAIN LOGIN CRAM-MD5", "starttls": "completed",
+                          "protection": "starttls"}
 
 
 def test_an_accepted_upgrade_without_tls_after_it():

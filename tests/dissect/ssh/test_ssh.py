@@ -63,15 +63,16 @@ def test_negotiation_and_encryption():
     assert facts == {"app_protocol": "ssh", "ssh_protocol": "2.0", "ssh_client_banner": "SSH-2.0-client_1",
                      "ssh_client_software": "client_1", "ssh_server_banner": "SSH-2.0-server_2 comment",
                      "ssh_server_software": "server_2", "ssh_kex": "curve25519-sha256", "ssh_cipher": "aes128-ctr",
-                     "ssh_mac": "hmac-sha2-256", "encrypted": True}
+                     "ssh_mac": "hmac-sha2-256", "encrypted": True, "protection": "ssh"}
 
 
 def test_cipher_none_is_cleartext_and_an_unfinished_exchange_is_undecided():
     offer = kexinit(["curve25519-sha256"], ["none"], ["hmac-sha2-256"])
     facts = SSHDissector().dissect(flow(b"SSH-2.0-a\r\n" + offer + NEWKEYS, b"SSH-2.0-b\r\n" + offer + NEWKEYS)).flow
-    assert facts["ssh_cipher"] == "none" and facts["encrypted"] is False
+    assert facts["ssh_cipher"] == "none" and facts["encrypted"] is False and facts["protection"] == "none"
     unfinished = SSHDissector().dissect(flow(b"SSH-2.0-a\r\n" + offer, b"SSH-2.0-b\r\n" + offer + NEWKEYS)).flow
     assert "encrypted" not in unfinished and unfinished["ssh_cipher"] == "none"
+    assert unfinished["undecided_reason"] == "handshake_incomplete"
     ssh1 = SSHDissector().dissect(flow(b"SSH-1.5-old\n", b"SSH-1.5-older\n")).flow
     assert ssh1["ssh_protocol"] == "1.5" and "encrypted" not in ssh1
 
