@@ -91,6 +91,11 @@ class _Metered:
             raise AttributeError(attr)
         return getattr(self.source, attr)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        """Pickled (sent to another process by an engine that distributes sources) as the plain
+        source: the callback stays in this process, and the other process reads without metering."""
+        return _plain, (self.source,)
+
     def batches(self) -> Iterator[PacketBatch]:
         meter, name = self.meter, self.name
         position = InputPosition()
@@ -109,6 +114,10 @@ class _Metered:
             meter.files_done += 1
             meter.bytes_before += self.size if self.size is not None else read
             meter.report(None, 0)
+
+
+def _plain(source: Any) -> Any:
+    return source
 
 
 def metered(sources: Sequence[Any], on_progress: Callable[[Progress], None],

@@ -115,3 +115,16 @@ def test_metered_sources_keep_their_names_and_attributes(big: tuple[Path, Path])
     assert [w.name for w in wrapped] == [s.name for s in sources]
     assert wrapped[0].path == str(plain)  # what an engine may ask of a CaptureFile
     assert isinstance(sources[0], CaptureFile) and sources[0].size() == plain.stat().st_size
+
+
+def test_a_metered_source_pickles_as_the_plain_source(big: tuple[Path, Path]) -> None:
+    """An engine that sends sources to other processes gets them without the callback (which may hold
+    a terminal stream and cannot cross); reading them there reports nothing and loses nothing."""
+    import pickle
+
+    plain, _ = big
+    seen: list[Progress] = []
+    wrapped = metered(open_sources([str(plain)]), seen.append)
+    back = pickle.loads(pickle.dumps(wrapped[0]))
+    assert isinstance(back, CaptureFile) and back == CaptureFile(str(plain))
+    assert sum(len(b) for b in back.batches()) == 3000 and seen == []
