@@ -6,6 +6,7 @@ import errno
 import functools
 import io
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,11 +18,10 @@ from analyzer._version import __version__
 from analyzer.errors import IntransitError
 from analyzer.report.text import printable
 
-FLOW_TABLE_COLUMNS = (
-    "ts_start", "transport", "client_ip", "client_port", "server_ip", "server_port",
-    "packets_to_server", "packets_to_client", "ip_bytes_to_server", "ip_bytes_to_client", "conn_state",
-    "vni", "app_protocol", "tls_version", "tls_cipher", "tls_server_name", "ja4",
-)  # fmt: skip
+# The flows' default table is a view made of them (analyzer.report.terminal.flows_view: who, to
+# where, protocol, protection, version, verdict); these are the columns it reads.
+FLOW_TABLE_COLUMNS = ("ts_start", "client_ip", "server_ip", "server_port", "tls_server_name", "http_host",
+                      "app_protocol", "transport", "protection", "encrypted", "tls_version", "verdict")
 
 # The frames the engine makes itself, with their commands' help; the registered dissectors add theirs.
 ENGINE_FRAME_COMMANDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
@@ -43,7 +43,8 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
                      show_default=True, help="Output format."),
         click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
                      help="Write to this file instead of standard output (required for parquet)."),
-        click.option("--all-columns", is_flag=True, help="Table format: show every column, not a summary."),
+        click.option("--all-columns", is_flag=True,
+                     help="Table format: every column, uncut (the default is a summary that fits the terminal)."),
     ]
     options = [
         click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
@@ -72,34 +73,76 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
         click.option("--credential-key-file", type=click.Path(dir_okay=False), default=None,
                      help="Key (a file of 16-1024 bytes) for the credentials' fingerprints, so that two runs "
                           "see the same secret reused; default: a random key per run."),
+        click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
+QUIET_HELP = ("No progress bar, and the warnings about damaged or skipped input counted in one line "
+              "instead of shown (errors are always shown).")
+
+
+def _quiet(quiet: bool) -> bool:
+    """--quiet given to the command or to `intransit` itself."""
+    ctx = click.get_current_context(silent=True)
+    return quiet or bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError, OSError):  # closed or replaced
+        return False
+
+
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
                   runner: Callable[..., Any] | None = None, credential_key_file: str | None = None,
-                  **more: Any) -> Any:
+                  quiet: bool = False, **more: Any) -> Any:
+    """The analysis the command asked for, with its warnings on stderr and, when stderr is a terminal
+    and --quiet is not given, a progress bar there (erased when the analysis ends). Under --quiet the
+    warnings are counted in one line at the end instead: the run stays quiet, yet never hides that
+    some input was damaged or skipped (the anomalies and sources frames say what)."""
     import analyzer
     from analyzer.config import DecodeOptions, FlowOptions
+    from analyzer.report.progress import ProgressBar
 
     flow, dec = FlowOptions(), DecodeOptions()
+    quiet = _quiet(quiet)
+    bar = ProgressBar(sys.stderr) if not quiet and _stderr_is_terminal() else None
+    hidden = 0
 
     def on_problem(p: Any) -> None:
+        nonlocal hidden
         where = f" at byte {p.offset}" if p.offset is not None else ""
-        click.echo(printable(f"warning: {p.source}{where}: {p.detail}"), err=True)
+        line = printable(f"warning: {p.source}{where}: {p.detail}")
+        if quiet:
+            hidden += 1
+        elif bar is not None:
+            bar.message(line)
+        else:
+            click.echo(line, err=True)
 
-    return (runner or analyzer.analyze)(
-        list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
-        dissect=not no_dissect, tls_trim=tls_trim, vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
-        geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
-        idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
-        max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks, credential_key=_read_key(credential_key_file),
-        **more,
-    )
+    try:
+        return (runner or analyzer.analyze)(
+            list(paths), on_problem=on_problem, strict=strict, payload_budget=payload_budget,
+            dissect=not no_dissect, tls_trim=tls_trim,
+            vxlan_ports=tuple(dict.fromkeys((*dec.vxlan_ports, *vxlan_ports))),
+            geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
+            idle_timeout_tcp=idle_timeout,
+            idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
+            max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
+            credential_key=_read_key(credential_key_file), on_progress=bar, **more,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+        if hidden:
+            click.echo(f"intransit: {hidden} warning{'s' if hidden > 1 else ''} not shown (--quiet); the anomalies "
+                       "and sources frames list them", err=True)
 
 
 def _read_key(path: str | None) -> bytes | None:
@@ -212,6 +255,36 @@ class _FrameCommands(click.Group):
         return None if found is None else _frame_command(frame, *found)
 
 
+def _table_width(out: str | None) -> int:
+    """The terminal's width when the table goes to one, else 120 columns (a file, a pipe: the same
+    output wherever it is run)."""
+    from analyzer.report.terminal import DEFAULT_WIDTH
+
+    try:
+        if out is None and sys.stdout.isatty():
+            return max(shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, 40)
+    except (AttributeError, ValueError, OSError):
+        pass
+    return DEFAULT_WIDTH
+
+
+def _summary_table(frame: str, df: Any, columns: tuple[str, ...], out: str | None, quiet: bool) -> None:
+    """The default table: what is read first, fitted to the terminal (analyzer.report.terminal); a
+    note on stderr (a terminal's only) names the columns left out to fit."""
+    from analyzer.report.terminal import summary_table
+
+    width = _table_width(out)
+    text, dropped = summary_table(frame, df, columns, width)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    if dropped and not quiet and _stderr_is_terminal():
+        click.echo(f"({len(dropped)} column{'s' if len(dropped) > 1 else ''} left out to fit {width} columns: "
+                   f"{', '.join(dropped)}; --all-columns shows every column)", err=True)
+
+
 def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, streamable: bool) -> click.Command:
     """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
 
@@ -223,8 +296,9 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
         from analyzer.report import write_frame
 
         result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), **opts)
-        cols = None if (all_columns or fmt != "table") else (list(table_columns) if table_columns else None)
-        write_frame(result[frame], fmt, out, columns=cols)
+        if fmt == "table" and not all_columns and table_columns:
+            return _summary_table(frame, result[frame], table_columns, out, _quiet(opts.get("quiet", False)))
+        write_frame(result[frame], fmt, out)
 
     params = list(reversed(getattr(command, "__click_params__", [])))  # as @click.command orders them
     return click.Command(frame.replace("_", "-"), callback=command, params=params, help=doc,
@@ -233,7 +307,8 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
 
 @click.group(cls=_FrameCommands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="intransit")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP + " Also accepted after the command.")
+def main(quiet: bool) -> None:
     """Audit encryption in transit from packet captures (pcap, pcapng, compressed, '-' for stdin)
     and AWS VPC Traffic Mirroring (VXLAN) / Gateway Load Balancer (GENEVE) encapsulation.
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from analyzer.engines import Engine
+    from analyzer.engines.progress import Progress
     from analyzer.sources.base import Source
 
 
@@ -657,7 +658,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
             on_problem: Callable[[Problem], None] | None = None,
             dissectors: Sequence[Dissector] | None = None, stages: Sequence[Stage] = (),
-            engine: Engine | None = None, sources: Sequence[Source] | None = None) -> Analysis:
+            engine: Engine | None = None, sources: Sequence[Source] | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> Analysis:
     """Read captures (files, directories, globs, '-' for stdin) and return the frames.
 
     Options: `options` (an `Options`, default `Options()`), and any of its values by keyword, which
@@ -680,7 +682,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
 
     Seams: `dissectors` (prototypes; default: the registry), `stages` (run on each flows chunk:
     see `Stage`), `engine` (default: `analyzer.engines.SerialEngine()`), `sources` (instead of
-    paths: any `analyzer.sources.base.Source`, e.g. a live mirror socket).
+    paths: any `analyzer.sources.base.Source`, e.g. a live mirror socket), `on_progress` (gets an
+    `analyzer.engines.progress.Progress` after each packet batch and each capture: captures, packets,
+    bytes read of the total; for a progress display, which the CLI draws on a terminal).
     """
     from analyzer.engines import SerialEngine
     from analyzer.sources.base import open_sources
@@ -705,6 +709,10 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             skipped = "".join(f"; skipped {s.name}: {s.skipped.detail}" for s in sources[:3])  # type: ignore[union-attr]
             raise CaptureError(", ".join(map(display_path, path_list)) or "(no path)", None,
                                "no capture files found" + skipped)
+    if on_progress is not None:
+        from analyzer.engines.progress import metered
+
+        sources = metered(sources, on_progress)
     collector = Collector(opts, plan, checked_sinks)
     return (engine or SerialEngine()).run(list(sources), opts, collector, on_problem or warn_problem)
 

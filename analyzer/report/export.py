@@ -9,7 +9,8 @@ lossless. Parquet keeps the exact strings.
 In the table, a missing value is `-` in every column, whatever its dtype (pandas alone prints
 `None`, `<NA>`, `NaN` or `NaT` by dtype), and a string that is `-` itself is printed `\x2d`, so a
 `-` always means missing (Zeek's convention for unset fields). CSV and JSON Lines keep their own
-empty cell / null.
+empty cell / null. Times are UTC and say so, as RFC 3339 writes them: `2026-11-29T01:56:37.252240Z`
+(without the fraction when every value of the column is a whole second).
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ def _missing_as_dash(col: pd.Series) -> pd.Series:
     return col.astype(object).where(~missing, MISSING)
 
 
+def utc_text(col: pd.Series, *, seconds: bool = False) -> pd.Series:
+    """A datetime column as RFC 3339 text in UTC (`2026-11-29T01:56:37.252240Z`); the fraction is left
+    out when every value is a whole second, or when `seconds`. A naive column stays without a zone."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_convert("UTC")
+        zone = "Z"
+    else:
+        zone = ""
+    whole = seconds or bool((col.dropna().dt.microsecond == 0).all() and (col.dropna().dt.nanosecond == 0).all())
+    text = col.dt.strftime("%Y-%m-%dT%H:%M:%S" + ("" if whole else ".%f") + zone)
+    return text.astype(object).where(col.notna(), None)
+
+
 def _string_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
 
@@ -96,8 +110,8 @@ def write_frame(df: pd.DataFrame, fmt: str, out: str | None = None, *, columns: 
         for c in _string_columns(safe):
             safe[c] = safe[c].map(_escape_terminal, na_action="ignore")
         for c in safe.columns:
-            if isinstance(safe[c].dtype, pd.DatetimeTZDtype):  # UTC to the microsecond, without "+00:00"
-                safe[c] = safe[c].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            if isinstance(safe[c].dtype, pd.DatetimeTZDtype):  # UTC, with its zone: 2026-11-29T01:56:37.252240Z
+                safe[c] = utc_text(safe[c])
             safe[c] = _missing_as_dash(safe[c])
         if len(safe) == 0:
             text.write("(no rows)\n")

@@ -13,12 +13,14 @@ anomalies row and a `sources` row; fatal under strict) instead of dropping it si
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from analyzer.sources.batch import PacketBatch
-from analyzer.sources.readers import display_path, read_capture
+from analyzer.sources.readers import InputPosition, display_path, read_capture
 from analyzer.sources.scan import PathArg, Skipped, as_path_list, scan_paths
 
 __all__ = ["CaptureFile", "SkippedPath", "Source", "open_sources"]
@@ -43,8 +45,21 @@ class CaptureFile:
     def name(self) -> str:
         return "<stdin>" if self.path == "-" else display_path(self.path)  # undecodable bytes escaped
 
-    def batches(self) -> Iterator[PacketBatch]:
-        return read_capture(self.path)
+    def batches(self, position: InputPosition | None = None) -> Iterator[PacketBatch]:
+        """The packets; `position`, when given, follows how far into the file the reading is."""
+        return read_capture(self.path, position=position)
+
+    def size(self) -> int | None:
+        """Bytes of the file as stored (compressed, for a compressed capture), for a progress
+        display's estimate; None for standard input, a pipe or FIFO, or a file that cannot be
+        stat'ed (reading it then says why)."""
+        if self.path == "-":
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 @dataclass(frozen=True, slots=True)

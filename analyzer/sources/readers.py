@@ -81,8 +81,30 @@ def _stdin_buffer() -> Any:
     return getattr(sys.stdin, "buffer", None)
 
 
-def open_capture_stream(path: str) -> tuple[Any, str | None]:
-    """Open `path` (or '-' for stdin) and undo any compression found by content.
+class InputPosition:
+    """How far the reading of one capture file has got, in bytes of the file itself (compressed bytes
+    for a compressed capture): what a progress display measures against the file's size. Polled by
+    whoever wants it, never pushed, so reading pays nothing for it. None when not known (standard
+    input, a pipe or FIFO, a file not yet opened or already closed)."""
+
+    __slots__ = ("_file",)
+
+    def __init__(self) -> None:
+        self._file: Any = None
+
+    def bytes_read(self) -> int | None:
+        f = self._file
+        if f is None:
+            return None
+        try:
+            return int(f.tell())
+        except (OSError, ValueError):  # not seekable, or closed
+            return None
+
+
+def open_capture_stream(path: str, position: InputPosition | None = None) -> tuple[Any, str | None]:
+    """Open `path` (or '-' for stdin) and undo any compression found by content; `position`, when
+    given, follows the file's own offset (see InputPosition).
 
     Nothing here seeks: `<(cat x.pcap)`, a named FIFO or a pipe on stdin are read like files (the
     sniffed bytes are put back in front of the stream).
@@ -106,6 +128,8 @@ def open_capture_stream(path: str) -> tuple[Any, str | None]:
                            f"cannot read: {exc.strerror or exc}") from None
     if path != "-" and raw.seekable():
         raw.seek(0)
+        if position is not None:
+            position._file = raw
     else:
         raw = io.BufferedReader(_Peekable(head, raw))
     kind = compression.compression_of(head)
@@ -544,10 +568,12 @@ def _pcapng_batch(path, buf, off, cap, wire, tshi, tslo, gid, interfaces, first_
     return PacketBatch(path, buf, off, cap, wire, ts, linktype, first_index, problems)
 
 
-def read_capture(path: str, chunk: int = CHUNK_BYTES) -> Iterator[PacketBatch]:
-    """Yield PacketBatches from one capture file ('-' = stdin). Fatal problems raise CaptureError."""
+def read_capture(path: str, chunk: int = CHUNK_BYTES, *,
+                 position: InputPosition | None = None) -> Iterator[PacketBatch]:
+    """Yield PacketBatches from one capture file ('-' = stdin). Fatal problems raise CaptureError.
+    `position` (optional) follows how far into the file the reading is (InputPosition)."""
     name = "<stdin>" if path == "-" else display_path(path)  # errors, warnings, the `source` column
-    stream, _compression = open_capture_stream(path)
+    stream, _compression = open_capture_stream(path, position)
     try:
         reader = _ChunkReader(stream, name, chunk)
         reader.refill(0)
@@ -596,5 +622,5 @@ _STOPPING_PROBLEMS = frozenset({"corrupt_record", "truncated_record", "decompres
 # kept importable from here: the path scan moved to analyzer.sources.scan
 from analyzer.sources.scan import expand_paths, looks_like_capture, scan_paths  # noqa: E402
 
-__all__ = ["display_path", "expand_paths", "looks_like_capture", "open_capture_stream", "read_capture",
+__all__ = ["InputPosition", "display_path", "expand_paths", "looks_like_capture", "open_capture_stream", "read_capture",
            "scan_paths"]

@@ -171,16 +171,16 @@ def test_wire_strings_are_inert_in_table_csv_and_jsonl(tmp_path: Path):
 
     name = "  =HYPERLINK(1)\x1b]0;t\x07\x08\u202e.example"
     capture = _hostile_sni_capture(tmp_path / "sni.pcap", name)
-    for fmt in ("table", "csv", "jsonl"):
-        r = intransit("flows", str(capture), "--format", fmt)
+    for fmt, more in (("table", ()), ("table", ("--all-columns",)), ("csv", ()), ("jsonl", ())):
+        r = intransit("flows", str(capture), "--format", fmt, *more)
         assert r.returncode == 0, r.stderr
         raw = [ch for ch in r.stdout if (ord(ch) < 32 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F
                or ch == "\u202e"]
         assert not raw, (fmt, raw)
         if fmt == "csv":
             assert "'  =HYPERLINK(1)\\x1b]0;t\\x07\\x08\\u202e.example" in r.stdout
-        if fmt == "table":
-            assert "=HYPERLINK(1)\\x1b]0;t\\x07\\x08\\u202e.example" in r.stdout
+        if fmt == "table":  # the default table cuts a long name at its start to fit 120 columns
+            assert ("=HYPERLINK(1)" if more else "") + "\\x1b]0;t\\x07\\x08\\u202e.example" in r.stdout
     out = tmp_path / "flows.parquet"
     assert intransit("flows", str(capture), "--format", "parquet", "--out", str(out)).returncode == 0
     assert pd.read_parquet(out)["tls_server_name"].tolist() == [name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path: Path) -> None:
+def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the kernel imports the package of this checkout (not another copy installed in the environment)
+    root = str(path.parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -45,6 +49,7 @@ def test_count_axes_have_integer_ticks(path: Path, monkeypatch: pytest.MonkeyPat
     from matplotlib.figure import Figure
 
     monkeypatch.chdir(path.parent)
+    monkeypatch.syspath_prepend(str(path.parents[1]))  # this checkout's package, as the kernel gets it
     namespace: dict[str, object] = {}
     for cell in jupytext.read(path.with_suffix(".py")).cells:
         if cell.cell_type == "code":
