@@ -121,3 +121,21 @@ highlight_problems(destinations.sort_values(["score", "destination"], na_positio
 # %%
 runway = plots.certificate_runway(result.certs, at=flows["ts_start"].max())
 runway
+
+# %% [markdown]
+# ## The report
+# The same audit as one self-contained HTML page (it works offline: figures embedded, no script, a
+# strict Content-Security-Policy) and its Markdown summary, which is what a pull request or a CI job
+# summary would show. `intransit report captures/ --vpc ... --out report.html` writes the same page.
+
+# %%
+import tempfile  # noqa: E402
+
+from IPython.display import Markdown  # noqa: E402
+
+from analyzer.report import render_report  # noqa: E402
+
+report_path = Path(tempfile.gettempdir()) / "intransit_batch_report.html"
+report_path.write_text(render_report(result, "html", vpc=VPC_CIDRS), encoding="utf-8")
+print(f"wrote {report_path}: {report_path.stat().st_size:,} bytes")
+Markdown(render_report(result, "md", vpc=VPC_CIDRS))

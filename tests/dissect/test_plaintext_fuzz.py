@@ -70,7 +70,7 @@ def test_damaged_sessions_never_raise(name: str):
                                    server_port=1, ts_start=0.0, to_server=StreamPrefix(client),
                                    to_client=StreamPrefix(server)))
     assert intact.flow["app_protocol"] in (name, "http2") and intact.handover is not None
-    worst = 0.0
+    worst, slowest = 0.0, None
     for _ in range(1500):
         fp = FlowPayload(uid="C", transport="tcp", client_ip="a", server_ip="b", client_port=1, server_port=1,
                          ts_start=0.0, to_server=StreamPrefix(_damage(rng, client)),
@@ -78,8 +78,19 @@ def test_damaged_sessions_never_raise(name: str):
         d.probe(fp)
         started = time.perf_counter()
         facts = d.dissect(fp)
-        worst = max(worst, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        if took > worst:
+            worst, slowest = took, fp
         assert isinstance(facts, Facts)
         for row in facts.rows.get("credentials", []):
             assert set(row) | {"uid"} == set(CREDENTIALS.schema)
-    assert worst < 0.05
+    # The slowest input, timed again (best of 5): a scheduler stall on a shared machine does not
+    # repeat, an input that makes the dissector's work blow up does.
+    assert slowest is not None
+    assert min(_timed(d, slowest) for _ in range(5)) < 0.05
+
+
+def _timed(d, fp: FlowPayload) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    d.dissect(fp)
+    return time.perf_counter() - started
