@@ -193,10 +193,10 @@ class LiveCounters:
     evicted: int = 0
 
     def minus(self, earlier: LiveCounters) -> LiveCounters:
-        return LiveCounters(*(getattr(self, k) - getattr(earlier, k) for k in self.__slots__))  # type: ignore[attr-defined]
+        return LiveCounters(*(getattr(self, k) - getattr(earlier, k) for k in self.__slots__))
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "ms": 0.001}
@@ -530,3 +530,60 @@ def summary_line(index: int, stats: Mapping[str, Any], frames: Mapping[str, pd.D
             f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
             f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
             f"({enc} encrypted, {clear} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
+
+
+def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], allow: Sequence[str],
+              vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
+              suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
+              rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
+              idle_timeout: float, say: Callable[[str], None]) -> int:
+    """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
+    Returns the exit code (0 once the last window is written)."""
+    import signal
+
+    from analyzer.errors import UsageError
+    from analyzer.sources.mirror import MirrorSource
+
+    try:
+        window_s = parse_duration(window)
+        dedup_s = 0.0 if dedup_window.strip() in ("0", "0s", "0ms") else parse_duration(dedup_window)
+        rotate_b = parse_size(rotate)
+        rcvbuf_b = parse_size(rcvbuf)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    options = Options().with_values(max_flows=max_flows, payload_budget=payload_budget, dissect=not no_dissect,
+                                    idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300)
+    judge = policy_judge(vpc, zones, profile, aws_ip_ranges, suppressions)  # a bad profile or zones file: now
+    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b)
+    pcap = PcapRotator(pcap_out, rotate_b) if pcap_out else None
+    signals = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signals
+        if signum == signal.SIGINT:
+            signals += 1
+            if signals > 1:  # a second Ctrl-C: give up the drain
+                raise KeyboardInterrupt
+        source.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
+                            *(f"{p} (geneve)" for p in source.geneve_ports)])
+    say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; windows of {window_s:g} s to {out_dir}")
+    run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
+                  pcap=pcap, on_window=lambda w: say(w.summary))
+    try:
+        for _ in run.run():
+            pass
+    finally:
+        if pcap is not None:
+            pcap.close()
+        source.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    t = run.totals
+    say(f"listen: stopped; {t.received} datagrams received = {t.analysed} analysed + {t.duplicates} duplicates + "
+        f"{t.filtered} filtered + {t.dropped_queue} queue drops; {t.dropped_kernel} dropped by the kernel; "
+        f"{t.flows} flows in {run.windows} windows")
+    return 0
