@@ -177,7 +177,8 @@ def _subset(d: DecodedBatch, keep: np.ndarray) -> DecodedBatch:
 @dataclass(slots=True)
 class LiveCounters:
     """Datagram accounting; `received = filtered + dropped_queue + duplicates + analysed`, and
-    analysed packets are decapsulated, not_tunnel (no VXLAN/GENEVE header) or malformed."""
+    analysed packets are decapsulated, not_tunnel (no VXLAN/GENEVE header) or malformed; the
+    decapsulated ones whose inner frame is IP are counted in the flows' packets."""
 
     received: int = 0
     filtered: int = 0
@@ -186,6 +187,7 @@ class LiveCounters:
     duplicates: int = 0
     analysed: int = 0
     decapsulated: int = 0
+    inner_not_ip: int = 0  # decapsulated, but the inner frame is not IP (ARP, LLDP, ...): in no flow
     not_tunnel: int = 0
     malformed: int = 0
     truncated: int = 0
@@ -209,7 +211,10 @@ def parse_duration(text: str) -> float:
     unit = t[len(num):]
     if unit not in UNITS:
         raise ValueError(f"{text!r} is not a duration (e.g. 60s, 5m, 1h)")
-    value = float(num) * UNITS[unit]
+    try:
+        value = float(num) * UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 60s, 5m, 1h)") from None
     if not 0 < value <= 86400 * 7:
         raise ValueError(f"{text!r}: a duration above 0 and at most a week")
     return value
@@ -220,7 +225,10 @@ def parse_size(text: str) -> int:
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
     num = t[:-1] if t[-1:] in "KMG" else t
-    value = int(float(num) * mult)
+    try:
+        value = int(float(num) * mult)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (e.g. 100M, 1G)") from None
     if value < 4096:
         raise ValueError(f"{text!r}: a size of at least 4k (e.g. 100M, 1G)")
     return value
@@ -242,13 +250,16 @@ class PcapRotator:
         self._fh: Any = None
         self._path = ""
         self._size = 0
+        self._seq = 0
         self.files: list[str] = []
 
     def _open(self, ns: int) -> None:
-        base = os.path.join(self.directory, f"mirror-{_stamp(ns)}")
-        path, k = base + ".pcap", 1
-        while os.path.exists(path) or os.path.exists(path + ".tmp"):
-            path, k = f"{base}-{k}.pcap", k + 1
+        # a sequence number after the time, so that the names sort in the order the files were written
+        while True:
+            path = os.path.join(self.directory, f"mirror-{_stamp(ns)}-{self._seq:06d}.pcap")
+            self._seq += 1
+            if not (os.path.exists(path) or os.path.exists(path + ".tmp")):
+                break
         self._path = path
         self._fh = open(path + ".tmp", "wb")  # noqa: SIM115 - closed in _close
         import struct
@@ -339,6 +350,7 @@ class LiveRun:
         self._dissection: Any = None
         self._anomalies: dict[str, int] = {}
         self.windows = 0
+        self._file_seq = 0
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
@@ -391,6 +403,7 @@ class LiveRun:
         tun = (c[:, D.C_TUN] & (D.T_VXLAN | D.T_GENEVE)) != 0
         bad = c[:, D.C_STATUS] == D.ST_BAD
         tot.decapsulated += int(tun.sum())
+        tot.inner_not_ip += int((tun & (c[:, D.C_STATUS] == D.ST_NOT_IP)).sum())
         tot.malformed += int((bad & ~tun).sum())
         tot.not_tunnel += int((~tun & ~bad).sum())
         anoms = c[:, D.C_ANOM]
@@ -444,15 +457,18 @@ class LiveRun:
         return window
 
     def _write(self, start: int, frames: Mapping[str, pd.DataFrame], stats: dict[str, Any]) -> list[str]:
-        """Each frame to `<frame>-<UTC start>.<ext>` in out_dir, via a temporary name and a rename."""
+        """Each frame to `<frame>-<UTC start>-<n>.<ext>` in out_dir, via a temporary name and a rename;
+        the stats file last (its presence says the window's files are all there)."""
         from analyzer.report import write_frame
 
         assert self.out_dir is not None
-        stamp = _stamp(start)
-        k = 0  # two windows starting in one second (short windows, a restart) get -1, -2, ...
-        while os.path.exists(os.path.join(self.out_dir, f"stats-{stamp}{_seq(k)}.jsonl")):
-            k += 1
-        stamp += _seq(k)
+        # the window's number after its start time: names sort in window order, and two windows that
+        # start in the same second (short windows; a restart) never share a name
+        while True:
+            stamp = f"{_stamp(start)}-{self._file_seq:06d}"
+            self._file_seq += 1
+            if not os.path.exists(os.path.join(self.out_dir, f"stats-{stamp}.jsonl")):
+                break
         ext = "parquet" if self.fmt == "parquet" else "jsonl"
         written = []
         for name, df in frames.items():
@@ -500,10 +516,6 @@ def _empty_flows_schema() -> dict[str, str]:
     from analyzer.dissect import declarations, flow_schema
 
     return dict(flow_schema(declarations()))
-
-
-def _seq(k: int) -> str:
-    return f"-{k}" if k else ""
 
 
 def _iso(ns: int) -> str:

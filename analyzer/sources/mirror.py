@@ -20,12 +20,13 @@ Counters (`MirrorCounters`): received (datagrams read from the socket), filtered
 `allow`), kernel drops (SO_RXQ_OVFL, read on the first datagram of each burst, and the `drops`
 column of /proc/net/udp[6] for the socket's inode, whichever is higher: both are the socket's
 sk_drops), queue drops (read but not analysed: what is still queued when the shutdown drain runs
-out of time), oversize (a datagram larger than 65535 bytes cannot exist; a datagram cut by our
-buffer would be counted here). Every datagram read is yielded or counted.
+out of time; new datagrams are refused from the stop on), oversize (cut by our buffer; cannot happen
+with a 65535-byte slot, kept as a guard). Every datagram read is yielded or counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import selectors
@@ -90,7 +91,7 @@ class MirrorSource:
     def __init__(self, bind: str = "0.0.0.0", ports: Sequence[int] = (4789,), geneve_ports: Sequence[int] = (6081,),
                  allow: Sequence[str] = (), rcvbuf: int | None = 32 << 20, batch_packets: int = 4096,
                  batch_bytes: int = 4 << 20, max_delay: float = 0.05, tick: float = 0.2,
-                 drain_timeout: float = 2.0) -> None:
+                 drain_timeout: float = 5.0) -> None:
         self.bind = bind
         self.allow = parse_allow(allow)
         self.batch_packets = max(1, batch_packets)
@@ -203,7 +204,9 @@ class MirrorSource:
                     batch.first_index = index
                     index += len(batch)
                     yield batch
-            # stop: drain what the kernel has queued, then count what is left as queue drops
+            # stop: no new datagram is accepted (see _shut), what the kernel has queued is drained
+            # and analysed; what is still queued after drain_timeout is counted as queue drops
+            self._shut()
             end = time.monotonic() + self.drain_timeout
             while time.monotonic() < end:
                 batch = self._fill(sel, deadline=end)
@@ -216,6 +219,17 @@ class MirrorSource:
             self.kernel_drops()
         finally:
             sel.close()
+
+    def _shut(self) -> None:
+        """Stop receiving without losing the queue: a UDP socket connected to a peer takes datagrams
+        only from it (the kernel refuses the others, the sender sees ICMP port unreachable), while what
+        is queued already stays readable. The peer is a discard port no mirror source sends from."""
+        for s in self._socks:
+            local = s.getsockname()[0]
+            if local in ("0.0.0.0", "::"):
+                local = "::1" if s.family == socket.AF_INET6 else "127.0.0.1"
+            with contextlib.suppress(OSError):  # else the drain runs to its deadline; the rest: queue drops
+                s.connect((local, 9))
 
     def _discard(self) -> int:
         scratch = bytearray(MAX_DATAGRAM)
