@@ -1,6 +1,7 @@
 """Live mirror target under load: `intransit listen` on loopback fed a VXLAN stream at rising rates.
 
     python bench/live_bench.py [--rates 25000,50000,...] [--seconds 5] [--packets 200000] [--no-dissect]
+    python bench/live_bench.py --drain 200000 [--no-dissect]     # CPU per datagram, apart from the load
 
 The traffic is the realistic generator of ../shared/bench (make_pcap.py, seed 1: TLS, HTTP, SSH,
 DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it. For
@@ -106,17 +107,60 @@ def step(data: list[bytes], rate: float, seconds: float, extra: list[str]) -> di
             "load": round(load0, 2)}
 
 
+def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, float]:
+    """The listener's capacity on one core, apart from the machine's load: `count` datagrams are
+    queued in the socket first (a large forced buffer), then one in-process LiveRun analyses them
+    (decode, dedup, flows, dissection, per-window policy and parquet files); its CPU time per
+    datagram gives the rate one core sustains. Run twice, the first as a warm-up."""
+    sys.path.insert(0, str(ROOT))
+    from analyzer.config import Options
+    from analyzer.engines.live import LiveRun, policy_judge
+    from analyzer.sources.mirror import MirrorSource
+
+    result: dict[str, float] = {}
+    for _ in range(2):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("127.0.0.1", src.bound_ports[0]))
+        for k in range(count):
+            s.send(data[k % len(data)])
+        s.close()
+        out = tempfile.mkdtemp(prefix="live-bench-drain-")
+        run = LiveRun(src, Options().with_values(dissect=dissect), window=10.0, out_dir=out,
+                      judge=policy_judge() if dissect else None)
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _w in run.run():
+            if src.counters.received >= count:
+                src.stop()
+            if src.counters.received + src.kernel_drops() >= count:
+                src.stop()
+        c1, w1 = time.process_time(), time.perf_counter()
+        src.close()
+        got = run.totals.analysed
+        result = {"datagrams": got, "kernel_drops": src.kernel_drops(), "cpu_s": c1 - c0, "wall_s": w1 - w0,
+                  "cpu_us": (c1 - c0) / max(got, 1) * 1e6, "per_core": got / max(c1 - c0, 1e-9)}
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="25000,50000,100000,150000,200000,300000")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--packets", type=int, default=200_000)
     ap.add_argument("--no-dissect", action="store_true")
+    ap.add_argument("--drain", type=int, default=0, metavar="N",
+                    help="Instead: queue N datagrams, then measure the listener's CPU time per datagram.")
     args = ap.parse_args()
-    os.sched_setaffinity(0, {1})
     data = datagrams(args.packets)
     print(f"{len(data)} datagrams of {sum(map(len, data)) / len(data):.0f} bytes on average; "
           f"{os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
+    if args.drain:
+        r = drain_capacity(data, args.drain, not args.no_dissect)
+        print(f"drained {r['datagrams']:,} datagrams ({r['kernel_drops']} kernel drops) in {r['cpu_s']:.2f} s CPU "
+              f"({r['wall_s']:.2f} s wall): {r['cpu_us']:.2f} us CPU per datagram = {r['per_core']:,.0f} "
+              f"datagrams/s per core; load {os.getloadavg()}")
+        return
+    os.sched_setaffinity(0, {1})
     extra = ["--no-dissect"] if args.no_dissect else []
     print("rate asked | achieved | received | kernel drops | loss | listener CPU s | CPU us/datagram | load")
     for rate in (float(r) for r in args.rates.split(",")):
