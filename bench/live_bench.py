@@ -128,13 +128,20 @@ def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, fl
         out = tempfile.mkdtemp(prefix="live-bench-drain-")
         run = LiveRun(src, Options().with_values(dissect=dissect), window=10.0, out_dir=out,
                       judge=policy_judge() if dissect else None)
+        import threading
+
+        def stop_when_read(src: MirrorSource = src) -> None:
+            while src.counters.received + src.kernel_drops() < count:
+                time.sleep(0.01)
+            src.stop()
+
+        watcher = threading.Thread(target=stop_when_read)
         c0, w0 = time.process_time(), time.perf_counter()
+        watcher.start()
         for _w in run.run():
-            if src.counters.received >= count:
-                src.stop()
-            if src.counters.received + src.kernel_drops() >= count:
-                src.stop()
+            pass
         c1, w1 = time.process_time(), time.perf_counter()
+        watcher.join()
         src.close()
         got = run.totals.analysed
         result = {"datagrams": got, "kernel_drops": src.kernel_drops(), "cpu_s": c1 - c0, "wall_s": w1 - w0,
