@@ -53,6 +53,7 @@ def _flows(out: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+@pytest.mark.slow
 def test_sigterm_while_replaying_accounts_for_every_datagram(tmp_path: Path) -> None:
     capture = tmp_path / "many.pcap"
     packets = synthetic_tcp_pcap(str(capture), 5000)  # 40,000 packets: 5 s at 8000 packets/s
