@@ -208,3 +208,21 @@ def test_identity_ignores_ttl_and_checksums() -> None:
                                   101, ts=[0, 10])))
     assert keep.tolist() == [True, False]
     assert np.asarray(keep).dtype == np.bool_
+
+
+def test_each_window_is_judged_with_the_zones_and_their_vni_mapping(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from analyzer.engines.live import policy_judge
+
+    zones = tmp_path / "zones.toml"
+    # two VPCs with the same CIDR: the mirror session's VNI says which one a flow belongs to
+    zones.write_text('[[zone]]\nname = "blue"\ncidrs = ["10.77.0.0/16"]\nvni = [8]\n\n'
+                     '[[zone]]\nname = "green"\ncidrs = ["10.77.0.0/16"]\nvni = [7]\n')
+    _, _, windows = listen_to_replays([str(CAPTURES / "http_basic_auth.pcap")],
+                                      judge=policy_judge(zones=str(zones)))
+    flows = pd.concat([w.frames["flows"] for w in windows])
+    findings = pd.concat([w.frames["findings"] for w in windows])
+    assert flows["client_zone"].tolist() == ["green"] and flows["server_zone"].tolist() == ["green"]
+    assert "cleartext-credentials" in set(findings["rule"])
+    assert "findings" in windows[-1].summary and "1 cleartext" in windows[-1].summary
