@@ -157,3 +157,32 @@ def test_replay_frames_other_link_types_as_ethernet() -> None:
         with pytest.raises(UsageError):
             parse_target(bad)
     assert np.all(raw.linktype == 101)
+
+
+def test_replay_paces_by_rate_and_by_the_captures_own_clock(tmp_path, sockets) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from support.live_helpers import synthetic_tcp_pcap
+
+    from analyzer.sources.replay import replay
+
+    path = str(tmp_path / "one.pcap")
+    assert synthetic_tcp_pcap(path, 1, gap_ns=100_000_000) == 8  # 8 packets over 0.7 s
+    sink = sockets()
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    t0 = time.monotonic()
+    fast = replay(path, "127.0.0.1", port, speed=2.0)
+    took = time.monotonic() - t0
+    assert fast.sent == 8 and 0.3 <= fast.seconds <= took and fast.seconds < 1.5
+    by_rate = replay(path, "127.0.0.1", port, rate=20.0)  # 7 intervals of 50 ms
+    assert by_rate.sent == 8 and 0.3 <= by_rate.seconds < 1.5
+    unpaced = replay(path, "127.0.0.1", port, vni=5)
+    assert unpaced.sent == 8 and unpaced.seconds < 0.3 and "sent 8 of 8 packets" in unpaced.line()
+    got = []
+    sink.settimeout(1)
+    for _ in range(24):
+        got.append(sink.recv(2048))
+    assert all(g[:4] == b"\x08\x00\x00\x00" for g in got) and got[-1][4:7] == b"\x00\x00\x05"
+    with pytest.raises(UsageError, match="not both"):
+        replay(path, "127.0.0.1", port, rate=1.0, speed=1.0)
