@@ -579,5 +579,78 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
     sys.exit(1 if len(cmp.disagreements) else 0)
 
 
+@main.command()
+@click.option("--bind", default="0.0.0.0", show_default=True, help="Local address to receive on (:: for both).")
+@click.option("--port", "ports", type=click.IntRange(0, 65535), multiple=True, default=(4789,), show_default=True,
+              help="UDP port of the VXLAN stream (repeatable; 0: any free port, said on stderr).")
+@click.option("--geneve-port", "geneve_ports", type=click.IntRange(0, 65535), multiple=True, default=(6081,),
+              show_default=True, help="UDP port of the GENEVE stream (Gateway Load Balancer; repeatable).")
+@click.option("--no-geneve", is_flag=True, help="Do not open a GENEVE port.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Accept datagrams only from these mirror sources (repeatable); others are dropped and counted.")
+@click.option("--vpc", "vpc", multiple=True, metavar="CIDR", help="A CIDR of your VPC (repeatable), as for audit.")
+@click.option("--zones", type=click.Path(dir_okay=False), default=None, help="Zones TOML, as for audit.")
+@click.option("--aws-ip-ranges", type=click.Path(dir_okay=False), default=None, help="As for audit.")
+@click.option("--profile", default=None, metavar="NAME|FILE", help="Policy profile, as for audit (default sec09).")
+@click.option("--suppress", "suppressions", type=click.Path(dir_okay=False), default=None, help="As for audit.")
+@click.option("--window", default="60s", show_default=True, help="Length of a window (60s, 5m, 1h).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Directory of the windows' files (flows, tls, certs, credentials, anomalies, findings, stats).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
+@click.option("--pcap-out", type=click.Path(file_okay=False), default=None,
+              help="Also write the received datagrams as pcap files here (read back with `intransit flows`).")
+@click.option("--rotate", default="100M", show_default=True, help="Size of each --pcap-out file.")
+@click.option("--rcvbuf", default="32M", show_default=True,
+              help="Socket receive buffer to ask for (the size granted is said on stderr and in the stats).")
+@click.option("--dedup-window", default="50ms", show_default=True,
+              help="A packet seen again from another mirror source within this time is a duplicate (0 disables).")
+@click.option("--max-flows", type=click.IntRange(16, 1 << 24), default=1 << 18, show_default=True,
+              help="Live flows kept at most; beyond, the least recently active end early.")
+@click.option("--payload-budget", type=click.IntRange(0, 64 << 20), default=65536, show_default=True,
+              help="Bytes of payload kept per flow and direction for the dissectors.")
+@click.option("--no-dissect", is_flag=True, help="Only count flows.")
+@click.option("--idle-timeout", type=click.FloatRange(0, 365 * 86400.0, min_open=True), default=300.0,
+              show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: scaled by 60/300).")
+@_errors_to_exit
+def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_geneve: bool, allow: tuple[str, ...],
+           vpc: tuple[str, ...], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
+           suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
+           rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
+           idle_timeout: float) -> None:
+    """Be a VPC Traffic Mirroring target: receive the VXLAN (UDP 4789) / GENEVE (UDP 6081) stream,
+    analyse and judge it continuously, and write each window's files to --out.
+
+    A flow is written in the window it ends in; each file appears complete (temporary name, then
+    rename), stats-*.jsonl last. SIGTERM/SIGINT: stop receiving, drain the socket, end every open
+    flow, write the last window, exit 0.
+    """
+    from analyzer.engines.live import live_main
+
+    sys.exit(live_main(bind=bind, ports=ports, geneve_ports=() if no_geneve else geneve_ports, allow=allow,
+                       vpc=vpc, zones=zones, aws_ip_ranges=aws_ip_ranges, profile=profile,
+                       suppressions=suppressions, window=window, out_dir=out_dir, fmt=fmt, pcap_out=pcap_out,
+                       rotate=rotate, rcvbuf=rcvbuf, dedup_window=dedup_window, max_flows=max_flows,
+                       payload_budget=payload_budget, no_dissect=no_dissect, idle_timeout=idle_timeout,
+                       say=lambda line: click.echo(printable(line), err=True)))
+
+
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--to", "target", required=True, metavar="HOST:PORT", help="Where to send the VXLAN stream.")
+@click.option("--vni", type=click.IntRange(0, (1 << 24) - 1), default=1, show_default=True, help="The VXLAN VNI.")
+@click.option("--rate", type=click.FloatRange(0, min_open=True), default=None, help="Packets per second.")
+@click.option("--speed", type=click.FloatRange(0, min_open=True), default=None,
+              help="A multiple of the capture's own pace (1: as captured). Neither: as fast as possible.")
+@_errors_to_exit
+def replay(capture: str, target: str, vni: int, rate: float | None, speed: float | None) -> None:
+    """Send a capture as a Traffic Mirroring stream: one VXLAN datagram per packet, in order, paced."""
+    from analyzer.sources.replay import parse_target
+    from analyzer.sources.replay import replay as send
+
+    host, port = parse_target(target)
+    stats = send(capture, host, port, vni=vni, rate=rate, speed=speed)
+    click.echo(printable(f"replay: {stats.line()}"), err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,601 @@
+"""The live engine: a mirror socket's batches through the same decode, flow table, dissection and
+policy as a capture, written window by window (`intransit listen`).
+
+One flow table lives for the whole run, so a flow that spans windows is never split: it is written
+in the window it ends in (idle/active timeout, TCP close, eviction at --max-flows, or shutdown).
+Each window has its own `Collector` (the dissectors' per-run state, e.g. the credentials HMAC key, is
+shared by all windows); when the window closes, the flows that ended in it are dissected, judged by
+the policy layer (`analyzer.policy.evaluate`, zones from --vpc/--zones), and its frames are written
+each to a temporary name and renamed: a window's file is complete or absent. Memory is bounded by
+--max-flows (live flows) and by one window's ended flows.
+
+Two steps run here, on the decoded columns, that a capture file does not need:
+- de-duplication (`Deduplicator`): when both ends of a conversation are mirrored to one target,
+  each packet arrives twice, from two vantages (outer source address, VNI, GWLB endpoint). A packet
+  whose inner identity (addresses, protocol, ports, IP length and id, TCP seq/ack/flags, payload
+  length and its first 16 bytes; not the TTL, not the checksums) was seen from another vantage
+  within `window_ns` is dropped and counted. The same identity from the same vantage is a real
+  retransmission and kept.
+- truncation (`mark_truncated`): AWS cuts a mirrored packet to the session's PacketLength, or to the
+  target's MTU; the outer datagram is then complete but the inner IP packet is shorter than its
+  header says. Such packets are marked `truncated` (and counted by their header length), as a
+  snaplen-cut packet of a capture is. Inner checksums are never verified (checksum offload makes
+  them wrong on the wire of the mirrored host), so a bad one changes nothing.
+
+Counters (one line per window in `stats-<window>.jsonl`): every datagram read is exactly one of
+filtered (not from --allow), queue-dropped (read after the shutdown drain's deadline), duplicate,
+or analysed; the kernel's own drops (socket buffer full) are reported beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode
+from analyzer.decode import _kernel as D
+from analyzer.flows.table import FlowTable
+from analyzer.pipeline import Collector, Options, Plan
+from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analyzer.sources.mirror import MirrorSource
+
+__all__ = ["Deduplicator", "LiveCounters", "LiveRun", "PcapRotator", "mark_truncated", "parse_duration",
+           "parse_size", "policy_judge"]
+
+PREFIX = 16  # payload bytes in a packet's identity
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """One splitmix64 step of `v` into `h` (uint64 arrays; wraps by design)."""
+    with np.errstate(over="ignore"):
+        x = (h ^ v.astype(np.uint64)) * _M1
+        x ^= x >> np.uint64(30)
+        x *= _M2
+        x ^= x >> np.uint64(27)
+        x *= _M3
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def identities(d: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Per packet: the inner identity hash (what two mirror copies share) and the vantage hash
+    (what tells the copies apart: outer source address, VNI, GWLB endpoint)."""
+    c, u = d.cols, d.ucols
+    n = len(c)
+    h = np.zeros(n, np.uint64)
+    for col in (D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS,
+                D.C_PLLEN, D.C_FRAG):
+        h = _mix(h, c[:, col])
+    for col in (D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO):
+        h = _mix(h, u[:, col])
+    buf = d.batch.buf
+    if n and len(buf):
+        at = c[:, D.C_PLOFF, None] + np.arange(PREFIX)
+        have = np.arange(PREFIX) < np.minimum(c[:, D.C_PLCAP], PREFIX)[:, None]
+        pre = np.where(have, buf[np.clip(at, 0, len(buf) - 1)], 0).astype(np.uint8)
+        words = np.ascontiguousarray(pre).view("<u8")
+        for k in range(words.shape[1]):
+            h = _mix(h, words[:, k])
+    v = np.zeros(n, np.uint64)
+    for col in (D.U_OSHI, D.U_OSLO, D.U_GWEP):
+        v = _mix(v, u[:, col])
+    v = _mix(v, c[:, D.C_VNI])
+    return h, v
+
+
+@dataclass(slots=True)
+class Deduplicator:
+    """Drops the second copy of a packet mirrored from two vantages within `window_ns`."""
+
+    window_ns: int
+    duplicates: int = 0
+    _h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted identities
+    _v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    _t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def keep(self, d: DecodedBatch) -> np.ndarray:
+        """A mask of the packets to analyse (True) in `d`; duplicates are counted."""
+        n = len(d.cols)
+        keep = np.ones(n, np.bool_)
+        if self.window_ns <= 0 or n == 0:
+            return keep
+        ts = d.batch.ts_ns
+        cand = np.flatnonzero(d.cols[:, D.C_IPVER] > 0)
+        if not len(cand):
+            return keep
+        h, v = identities(d)
+        h, v, t = h[cand], v[cand], ts[cand]
+        # the earliest copy of each identity: in the recent set, else the first in this batch
+        order = np.lexsort((np.arange(len(h)), h))
+        hs = h[order]
+        run_start = np.ones(len(hs), np.bool_)
+        run_start[1:] = hs[1:] != hs[:-1]
+        first_of_run = order[np.maximum.accumulate(np.where(run_start, np.arange(len(hs)), 0))]
+        ref = np.empty(len(h), np.int64)
+        ref[order] = first_of_run
+        ref_v, ref_t = v[ref].copy(), t[ref].copy()
+        is_first = ref == np.arange(len(h))
+        if len(self._h):
+            pos = np.searchsorted(self._h, h)
+            pos_c = np.minimum(pos, len(self._h) - 1)
+            seen = (pos < len(self._h)) & (self._h[pos_c] == h)
+            ref_v = np.where(seen, self._v[pos_c], ref_v)
+            ref_t = np.where(seen, self._t[pos_c], ref_t)
+            is_first &= ~seen
+        dup = (~is_first) & (ref_v != v) & (t - ref_t <= self.window_ns)
+        keep[cand[dup]] = False
+        self.duplicates += int(dup.sum())
+        # remember the new identities; forget those older than the window
+        now = int(ts.max())
+        nh = np.concatenate([self._h, h[is_first]])
+        nv = np.concatenate([self._v, v[is_first]])
+        nt = np.concatenate([self._t, t[is_first]])
+        fresh = nt >= now - self.window_ns
+        nh, nv, nt = nh[fresh], nv[fresh], nt[fresh]
+        o = np.argsort(nh, kind="stable")
+        self._h, self._v, self._t = nh[o], nv[o], nt[o]
+        return keep
+
+
+def mark_truncated(d: DecodedBatch) -> int:
+    """Mark packets whose inner IP packet is shorter than its header says (PacketLength / MTU
+    truncation of a mirror session) as truncated; returns how many were newly marked."""
+    c = d.cols
+    if not len(c):
+        return 0
+    ok = c[:, D.C_STATUS] == D.ST_OK
+    anom = c[:, D.C_ANOM]
+    l4 = np.isin(c[:, D.C_PROTO], (6, 17, 136)) | (c[:, D.C_FRAG] == 2)
+    short_payload = ok & l4 & (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN])
+    cut_header = (anom == D.A_L4_TRUNC) | (anom == D.A_IP_TRUNC) | (anom == D.A_IP6_EXT_TRUNC)
+    new = (short_payload | cut_header) & (c[:, D.C_TRUNC] == 0)
+    c[new, D.C_TRUNC] = 1
+    return int(new.sum())
+
+
+def _subset(d: DecodedBatch, keep: np.ndarray) -> DecodedBatch:
+    b = d.batch
+    sub = replace(b, offset=b.offset[keep], caplen=b.caplen[keep], wirelen=b.wirelen[keep], ts_ns=b.ts_ns[keep],
+                  linktype=b.linktype[keep], problems=[])
+    return DecodedBatch(sub, np.ascontiguousarray(d.cols[keep]), np.ascontiguousarray(d.ucols[keep]))
+
+
+@dataclass(slots=True)
+class LiveCounters:
+    """Datagram accounting; `received = filtered + dropped_queue + duplicates + analysed`, and
+    analysed packets are decapsulated, not_tunnel (no VXLAN/GENEVE header) or malformed; the
+    decapsulated ones whose inner frame is IP are counted in the flows' packets."""
+
+    received: int = 0
+    filtered: int = 0
+    dropped_queue: int = 0
+    dropped_kernel: int = 0
+    duplicates: int = 0
+    analysed: int = 0
+    decapsulated: int = 0
+    inner_not_ip: int = 0  # decapsulated, but the inner frame is not IP (ARP, LLDP, ...): in no flow
+    not_tunnel: int = 0
+    malformed: int = 0
+    truncated: int = 0
+    flows: int = 0
+    evicted: int = 0
+
+    def minus(self, earlier: LiveCounters) -> LiveCounters:
+        return LiveCounters(*(getattr(self, k) - getattr(earlier, k) for k in self.__slots__))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """'60s', '5m', '1h', '500ms' or a number of seconds -> seconds (ValueError when not)."""
+    t = text.strip().lower()
+    num = t.rstrip("smh")
+    unit = t[len(num):]
+    if unit not in UNITS:
+        raise ValueError(f"{text!r} is not a duration (e.g. 60s, 5m, 1h)")
+    try:
+        value = float(num) * UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 60s, 5m, 1h)") from None
+    if not 0 < value <= 86400 * 7:
+        raise ValueError(f"{text!r}: a duration above 0 and at most a week")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """'100M', '1G', '512k' or a number of bytes -> bytes (ValueError when not)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    num = t[:-1] if t[-1:] in "KMG" else t
+    try:
+        value = int(float(num) * mult)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (e.g. 100M, 1G)") from None
+    if value < 4096:
+        raise ValueError(f"{text!r}: a size of at least 4k (e.g. 100M, 1G)")
+    return value
+
+
+def _stamp(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+class PcapRotator:
+    """Writes the received datagrams (with their synthesised outer headers, link type RAW) as pcap
+    files in `directory`, a new file every `rotate` bytes; a file is written under a temporary name
+    and renamed when full or at the end, so every `mirror-*.pcap` is complete. Reading them back
+    with `intransit flows` gives the same flows (the decoder sees what it saw live)."""
+
+    def __init__(self, directory: str, rotate: int) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.directory, self.rotate = directory, rotate
+        self._fh: Any = None
+        self._path = ""
+        self._size = 0
+        self._seq = 0
+        self.files: list[str] = []
+
+    def _open(self, ns: int) -> None:
+        # a sequence number after the time, so that the names sort in the order the files were written
+        while True:
+            path = os.path.join(self.directory, f"mirror-{_stamp(ns)}-{self._seq:06d}.pcap")
+            self._seq += 1
+            if not (os.path.exists(path) or os.path.exists(path + ".tmp")):
+                break
+        self._path = path
+        self._fh = open(path + ".tmp", "wb")  # noqa: SIM115 - closed in _close
+        import struct
+
+        self._fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535 + 48, LINKTYPE_RAW))  # ns pcap
+        self._size = 24
+
+    def _close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            os.replace(self._path + ".tmp", self._path)
+            self.files.append(self._path)
+            self._fh = None
+
+    def write(self, b: PacketBatch) -> None:
+        n = len(b)
+        if not n:
+            return
+        if self._fh is None:
+            self._open(int(b.ts_ns[0]))
+        caplen = b.caplen.astype(np.int64)
+        rec = 16 + caplen
+        ends = np.cumsum(rec)
+        starts = ends - rec
+        out = np.empty(int(ends[-1]), np.uint8)
+        hdr = np.empty((n, 4), "<u4")
+        hdr[:, 0] = b.ts_ns // 1_000_000_000
+        hdr[:, 1] = b.ts_ns % 1_000_000_000
+        hdr[:, 2] = caplen
+        hdr[:, 3] = b.wirelen
+        out[starts[:, None] + np.arange(16)] = hdr.view(np.uint8).reshape(n, 16)
+        # every packet's bytes in one gather: source index = packet offset + position within it
+        total = int(caplen.sum())
+        within = np.arange(total) - np.repeat(np.cumsum(caplen) - caplen, caplen)
+        dst = np.repeat(starts + 16, caplen) + within
+        out[dst] = b.buf[np.repeat(b.offset.astype(np.int64), caplen) + within]
+        self._fh.write(out.tobytes())
+        self._size += len(out)
+        if self._size >= self.rotate:
+            self._close()
+
+    def close(self) -> None:
+        self._close()
+
+
+@dataclass(slots=True)
+class Window:
+    """A closed window: its time span, frames, counters and the summary line."""
+
+    index: int
+    start_ns: int
+    end_ns: int
+    frames: dict[str, pd.DataFrame]
+    counters: LiveCounters
+    totals: LiveCounters
+    files: list[str]
+    summary: str
+
+
+class LiveRun:
+    """Runs a `MirrorSource` through the pipeline, window by window (see the module docstring).
+
+    `judge(flows, tls, certs, credentials)` -> (judged flows, findings), or None to skip the policy;
+    `on_window(window)` is called after each window's files are written. `out_dir` None keeps the
+    frames in the Window only (tests)."""
+
+    def __init__(self, source: MirrorSource, options: Options, *, window: float = 60.0, out_dir: str | None = None,
+                 fmt: str = "parquet", dedup_window: float = 0.05, judge: Callable[..., Any] | None = None,
+                 on_window: Callable[[Window], None] | None = None, pcap: PcapRotator | None = None,
+                 frames: Sequence[str] = ("flows", "tls", "certs", "credentials", "anomalies")) -> None:
+        self.source = source
+        dec = replace(options.decode, vxlan_ports=tuple(dict.fromkeys((*options.decode.vxlan_ports,
+                                                                       *source.vxlan_ports))),
+                      geneve_ports=tuple(dict.fromkeys((*options.decode.geneve_ports, *source.geneve_ports))))
+        self.options = replace(options, decode=dec)
+        self.window_ns = int(window * 1e9)
+        self.out_dir, self.fmt = out_dir, fmt
+        self.judge, self.on_window, self.pcap = judge, on_window, pcap
+        self.dedup = Deduplicator(int(dedup_window * 1e9))
+        self.plan = Plan.make(self.options)
+        flow_options = self.options.flows
+        if not self.options.dissect.enabled:
+            flow_options = replace(flow_options, collect_payload=False)
+        self.table = FlowTable(flow_options)
+        self.frames = tuple(f for f in frames if f in self.plan.schemas)
+        self.totals = LiveCounters()
+        self._last = LiveCounters()
+        self._dissection: Any = None
+        self._anomalies: dict[str, int] = {}
+        self.windows = 0
+        self._file_seq = 0
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
+
+    def _collector(self) -> Collector:
+        col = Collector(self.options, self.plan)
+        if self._dissection is None:
+            self._dissection = col.dissection
+        else:  # one set of dissector instances for the run (the credentials key, caches)
+            col.dissection = self._dissection
+        return col
+
+    def run(self) -> Iterator[Window]:
+        """Analyse until the source ends (stop()); yields each window as it closes; the last one
+        holds every flow still open at the end."""
+        src, tot = self.source, self.totals
+        collector = self._collector()
+        start = time.time_ns()
+        window_end = start + self.window_ns
+        last_expire = start
+        dec = self.options.decode
+        for batch in src.batches():
+            if len(batch):
+                if self.pcap is not None:
+                    self.pcap.write(batch)
+                decoded = decode(batch, dec)
+                tot.truncated += mark_truncated(decoded)
+                keep = self.dedup.keep(decoded)
+                if not keep.all():
+                    decoded = _subset(decoded, keep)
+                self._count(decoded)
+                for ended in self.table.update(decoded):
+                    collector.add(ended)
+            now = time.time_ns()
+            if now - last_expire >= 1_000_000_000:  # idle timeouts run on the wall clock too
+                last_expire = now
+                for ended in self.table.expire(now):
+                    collector.add(ended)
+            if now >= window_end:
+                yield self._close(collector, start, now, final=False)
+                collector = self._collector()
+                start, window_end = now, now + self.window_ns
+        for ended in self.table.flush():
+            collector.add(ended)
+        yield self._close(collector, start, time.time_ns(), final=True)
+
+    def _count(self, d: DecodedBatch) -> None:
+        c, tot = d.cols, self.totals
+        n = len(c)
+        tot.analysed += n
+        tun = (c[:, D.C_TUN] & (D.T_VXLAN | D.T_GENEVE)) != 0
+        bad = c[:, D.C_STATUS] == D.ST_BAD
+        tot.decapsulated += int(tun.sum())
+        tot.inner_not_ip += int((tun & (c[:, D.C_STATUS] == D.ST_NOT_IP)).sum())
+        tot.malformed += int((bad & ~tun).sum())
+        tot.not_tunnel += int((~tun & ~bad).sum())
+        anoms = c[:, D.C_ANOM]
+        if anoms.any():
+            codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
+            for code, cnt in zip(codes.tolist(), counts.tolist(), strict=True):
+                kind = ANOMALY_NAMES.get(code, str(code))
+                self._anomalies[kind] = self._anomalies.get(kind, 0) + cnt
+
+    def _close(self, collector: Collector, start: int, end: int, final: bool) -> Window:
+        src, tot = self.source, self.totals
+        if not final:
+            for ended in self.table.expire(end):  # what ended meanwhile, however few
+                collector.add(ended)
+        sc = src.counters
+        tot.received, tot.filtered, tot.dropped_queue = sc.received, sc.filtered, sc.dropped_queue
+        tot.dropped_kernel = src.kernel_drops()
+        tot.duplicates = self.dedup.duplicates
+        tot.evicted = self.table.evicted
+        name = src.name
+        for kind, cnt in self._anomalies.items():
+            collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
+        self._anomalies = {}
+        evicted = tot.evicted - self._last.evicted
+        if evicted:
+            collector.anomaly(source=name, layer="flow", kind="flows_evicted", count=evicted,
+                              detail=f"{evicted} flows ended early: more than max_flows="
+                                     f"{self.options.flows.max_flows} live")
+        this = tot.minus(self._last)
+        analysis = collector.finish([{"source": name, "packets": this.analysed, "status": "ok", "problem": None,
+                                      "offset": None}], {"packets": this.analysed})
+        frames = {f: analysis[f] for f in self.frames}
+        frames["sources"] = analysis.sources
+        this.flows = len(frames.get("flows", ()))
+        tot.flows += this.flows
+        if self.judge is not None and "flows" in frames:
+            judged_flows, findings = self.judge(frames["flows"], frames.get("tls"), frames.get("certs"),
+                                                frames.get("credentials"))
+            frames["flows"], frames["findings"] = judged_flows, findings
+        self._last = replace(tot)
+        index = self.windows
+        self.windows += 1
+        stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
+                 "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
+                 "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
+                 "total_counters": tot.as_dict()}
+        files = self._write(start, frames, stats) if self.out_dir is not None else []
+        window = Window(index, start, end, frames, this, replace(tot), files, summary_line(index, stats, frames))
+        if self.on_window is not None:
+            self.on_window(window)
+        return window
+
+    def _write(self, start: int, frames: Mapping[str, pd.DataFrame], stats: dict[str, Any]) -> list[str]:
+        """Each frame to `<frame>-<UTC start>-<n>.<ext>` in out_dir, via a temporary name and a rename;
+        the stats file last (its presence says the window's files are all there)."""
+        from analyzer.report import write_frame
+
+        assert self.out_dir is not None
+        # the window's number after its start time: names sort in window order, and two windows that
+        # start in the same second (short windows; a restart) never share a name
+        while True:
+            stamp = f"{_stamp(start)}-{self._file_seq:06d}"
+            self._file_seq += 1
+            if not os.path.exists(os.path.join(self.out_dir, f"stats-{stamp}.jsonl")):
+                break
+        ext = "parquet" if self.fmt == "parquet" else "jsonl"
+        written = []
+        for name, df in frames.items():
+            if name == "sources":
+                continue
+            path = os.path.join(self.out_dir, f"{name}-{stamp}.{ext}")
+            tmp = os.path.join(self.out_dir, f".{name}-{stamp}.{ext}.tmp")
+            try:
+                write_frame(df, self.fmt, tmp)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            written.append(path)
+        path = os.path.join(self.out_dir, f"stats-{stamp}.jsonl")
+        tmp = os.path.join(self.out_dir, f".stats-{stamp}.jsonl.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:  # written last: its presence says the window is complete
+            fh.write(json.dumps(stats) + "\n")
+        os.replace(tmp, path)
+        written.append(path)
+        return written
+
+
+def policy_judge(vpc: Sequence[str] = (), zones: str | None = None, profile: str | None = None,
+                 aws_ip_ranges: str | None = None, suppressions: str | None = None) -> Callable[..., Any]:
+    """A `judge` for LiveRun: the policy layer's evaluate() on each window's frames, with the zones
+    built once (--vpc, --zones, the AWS ranges) and the profile checked now (a bad one fails early)."""
+    from analyzer.policy import build_zones, evaluate
+
+    zone_map = build_zones(vpc=list(vpc), zones=zones, aws_ip_ranges=aws_ip_ranges)
+
+    def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None,
+              credentials: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        r = evaluate(flows, tls, certs, zones=zone_map, profile=profile, suppressions=suppressions,
+                     credentials=credentials)
+        return r.flows, r.findings
+
+    from analyzer.schema import empty_frame
+
+    judge(empty_frame(dict(_empty_flows_schema())), None, None, None)
+    return judge
+
+
+def _empty_flows_schema() -> dict[str, str]:
+    from analyzer.dissect import declarations, flow_schema
+
+    return dict(flow_schema(declarations()))
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def summary_line(index: int, stats: Mapping[str, Any], frames: Mapping[str, pd.DataFrame]) -> str:
+    """The one-line rolling summary of a window (the caller makes it printable)."""
+    w = stats["window_counters"]
+    flows = frames.get("flows")
+    enc = clear = 0
+    if flows is not None and len(flows) and "encrypted" in flows:
+        e = flows["encrypted"]
+        enc, clear = int((e == True).sum()), int((e == False).sum())  # noqa: E712 - nullable boolean
+    findings = frames.get("findings")
+    sev = ""
+    if findings is not None and len(findings):
+        counts = findings["severity"].value_counts()
+        sev = " (" + ", ".join(f"{s} {int(counts[s])}" for s in ("critical", "high", "medium", "low", "info")
+                               if s in counts) + ")"
+    dup_rate = w["duplicates"] / w["received"] if w["received"] else 0.0
+    nf = len(findings) if findings is not None else 0
+    return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams "
+            f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
+            f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
+            f"({enc} encrypted, {clear} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
+
+
+def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], allow: Sequence[str],
+              vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
+              suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
+              rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
+              idle_timeout: float, say: Callable[[str], None]) -> int:
+    """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
+    Returns the exit code (0 once the last window is written)."""
+    import signal
+
+    from analyzer.errors import UsageError
+    from analyzer.sources.mirror import MirrorSource
+
+    try:
+        window_s = parse_duration(window)
+        dedup_s = 0.0 if dedup_window.strip() in ("0", "0s", "0ms") else parse_duration(dedup_window)
+        rotate_b = parse_size(rotate)
+        rcvbuf_b = parse_size(rcvbuf)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    options = Options().with_values(max_flows=max_flows, payload_budget=payload_budget, dissect=not no_dissect,
+                                    idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300)
+    judge = policy_judge(vpc, zones, profile, aws_ip_ranges, suppressions)  # a bad profile or zones file: now
+    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b)
+    pcap = PcapRotator(pcap_out, rotate_b) if pcap_out else None
+    signals = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal signals
+        if signum == signal.SIGINT:
+            signals += 1
+            if signals > 1:  # a second Ctrl-C: give up the drain
+                raise KeyboardInterrupt
+        source.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
+                            *(f"{p} (geneve)" for p in source.geneve_ports)])
+    say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; windows of {window_s:g} s to {out_dir}")
+    run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
+                  pcap=pcap, on_window=lambda w: say(w.summary))
+    try:
+        for _ in run.run():
+            pass
+    finally:
+        if pcap is not None:
+            pcap.close()
+        source.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    t = run.totals
+    say(f"listen: stopped; {t.received} datagrams received = {t.analysed} analysed + {t.duplicates} duplicates + "
+        f"{t.filtered} filtered + {t.dropped_queue} queue drops; {t.dropped_kernel} dropped by the kernel; "
+        f"{t.flows} flows in {run.windows} windows")
+    return 0

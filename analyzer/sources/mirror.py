@@ -1,0 +1,419 @@
+"""A live source: AWS VPC Traffic Mirroring (VXLAN, UDP 4789) or Gateway Load Balancer (GENEVE,
+UDP 6081) datagrams read from UDP sockets, without root, a tunnel interface or a pcap library.
+
+Each datagram becomes one packet of a `PacketBatch` whose bytes are a synthesised outer IPv4 (or
+IPv6) + UDP header followed by the datagram as received (link type RAW): the decode layer then
+decapsulates it exactly as it does a capture of the mirror target's interface (tunnel header check,
+VNI, GENEVE/GWLB options, outer addresses as the vantage columns), so nothing below knows the
+packets came from a socket. The header costs 28 (48) bytes per datagram, written for the whole batch
+at once with numpy.
+
+Receiving is one thread (Zeek's packet-source design, not Suricata's capture threads: in CPython a
+receiver thread releases the GIL on every recv, and the analysing thread then holds it for up to the
+switch interval, so the receiver gets one datagram per interval: a convoy). The kernel's socket
+buffer is the queue; `rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up
+to net.core.rmem_max) and `granted_rcvbuf` says what the kernel gave. Datagrams are drained in bursts
+with recvfrom_into straight into one preallocated batch buffer (recvmmsg is not in the standard
+library); a burst ends when the socket is empty, the batch is full, or `max_delay` has passed.
+
+Counters (`MirrorCounters`): received (datagrams read from the socket), filtered (a source outside
+`allow`), kernel drops (SO_RXQ_OVFL, read on the first datagram of each burst, and the `drops`
+column of /proc/net/udp[6] for the socket's inode, whichever is higher: both are the socket's
+sk_drops), queue drops (read but not analysed: what is still queued when the shutdown drain runs
+out of time; new datagrams are refused from the stop on), oversize (cut by our buffer; cannot happen
+with a 65535-byte slot, kept as a guard). Every datagram read is yielded or counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from analyzer.errors import UsageError
+from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
+
+__all__ = ["MirrorCounters", "MirrorSource", "parse_allow"]
+
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux; Python names it only on some builds
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+HEADROOM = 48  # bytes kept before each datagram for the synthesised IPv6 (40) + UDP (8) header
+MAX_DATAGRAM = 65535
+_CMSG_DROPS = struct.Struct("=I")
+
+
+@dataclass(slots=True)
+class MirrorCounters:
+    """What the socket gave and what became of it (cumulative since the source opened)."""
+
+    received: int = 0  # datagrams read from the socket(s)
+    received_bytes: int = 0
+    filtered: int = 0  # from a source outside --allow: dropped
+    yielded: int = 0  # handed to the analysis in batches
+    dropped_queue: int = 0  # read but not analysed (the shutdown drain ran out of time)
+    dropped_kernel: int = 0  # the kernel dropped them: the socket buffer was full (sk_drops)
+    oversize: int = 0  # cut by our receive buffer (MSG_TRUNC): kept, marked truncated
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def parse_allow(cidrs: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`--allow` values as networks; a bad one is a UsageError naming it."""
+    nets = []
+    for c in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(c.strip(), strict=False))
+        except ValueError:
+            raise UsageError(f"--allow {c!r} is not an address or CIDR") from None
+    return tuple(nets)
+
+
+class MirrorSource:
+    """UDP sockets receiving a Traffic Mirroring / GWLB stream; a `Source` (name + batches()).
+
+    `ports` and `geneve_ports` are opened on `bind`; a port of 0 asks the kernel for a free one
+    (tests), `bound_ports` says which. `stop()` (from a signal handler or another thread) ends
+    `batches()` after a drain of what the kernel has queued, bounded by `drain_timeout` seconds; an
+    idle source yields an empty batch every `tick` seconds so the caller can expire flows and close
+    windows on time.
+    """
+
+    def __init__(self, bind: str = "0.0.0.0", ports: Sequence[int] = (4789,), geneve_ports: Sequence[int] = (6081,),
+                 allow: Sequence[str] = (), rcvbuf: int | None = 32 << 20, batch_packets: int = 4096,
+                 batch_bytes: int = 4 << 20, max_delay: float = 0.05, tick: float = 0.2,
+                 drain_timeout: float = 5.0) -> None:
+        self.bind = bind
+        self.allow = parse_allow(allow)
+        self.batch_packets = max(1, batch_packets)
+        self.batch_bytes = max(batch_bytes, MAX_DATAGRAM + HEADROOM)
+        self.max_delay, self.tick, self.drain_timeout = max_delay, tick, drain_timeout
+        self.counters = MirrorCounters()
+        self.requested_rcvbuf = rcvbuf
+        self.granted_rcvbuf = 0
+        self.drop_counter = "none"  # how kernel drops are read: so_rxq_ovfl and/or /proc
+        self._stop = threading.Event()
+        self._allowed: dict[str, bool] = {}
+        self._packed: dict[str, tuple[int, bytes]] = {}
+        self._socks: list[socket.socket] = []
+        self._rxq_drops: dict[int, int] = {}
+        self._inode: dict[int, int] = {}
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
+        except ValueError:
+            raise UsageError(f"--bind {bind!r} is not an IP address") from None
+        self.family = family
+        self._local = ipaddress.ip_address(bind).packed
+        kinds = [*((p, "vxlan") for p in ports), *((p, "geneve") for p in geneve_ports)]
+        if not kinds:
+            raise UsageError("no port to listen on")
+        for port, _ in kinds:
+            self._socks.append(self._open(family, bind, port))
+        self.bound_ports = tuple(s.getsockname()[1] for s in self._socks)
+        # the ports as bound (0 asks for a free one): the decoder must know which carry which tunnel
+        self.vxlan_ports = tuple(b for b, (_, k) in zip(self.bound_ports, kinds, strict=True) if k == "vxlan")
+        self.geneve_ports = tuple(b for b, (_, k) in zip(self.bound_ports, kinds, strict=True) if k == "geneve")
+        self.name = f"udp:{bind}:" + ",".join(map(str, self.bound_ports))
+
+    # ---------------------------------------------------------------- sockets
+    def _open(self, family: int, bind: str, port: int) -> socket.socket:
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 senders too, as ::ffff:a.b.c.d
+            if self.requested_rcvbuf:
+                try:  # beyond net.core.rmem_max needs CAP_NET_ADMIN; without it the plain option is capped
+                    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.requested_rcvbuf)
+                except OSError:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.requested_rcvbuf)
+            self.granted_rcvbuf = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # Linux reports double
+            try:
+                s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+                self.drop_counter = "so_rxq_ovfl+proc"
+            except OSError:
+                self.drop_counter = "proc"
+            s.bind((bind, port))
+        except OSError as exc:
+            s.close()
+            self.close()
+            raise UsageError(f"cannot listen on {bind} port {port}: {exc.strerror or exc}") from None
+        s.setblocking(False)
+        self._inode[s.fileno()] = os.fstat(s.fileno()).st_ino
+        return s
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()
+        self._socks = []
+
+    def stop(self) -> None:
+        """Stop receiving (safe from a signal handler): batches() drains the socket and returns."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def kernel_drops(self) -> int:
+        """sk_drops of the sockets: the higher of SO_RXQ_OVFL's last value and /proc/net/udp[6]."""
+        proc = _proc_drops(set(self._inode.values()))
+        total = max(sum(self._rxq_drops.values()), proc)
+        self.counters.dropped_kernel = max(self.counters.dropped_kernel, total)
+        return self.counters.dropped_kernel
+
+    # ---------------------------------------------------------------- addresses
+    def _source_ok(self, host: str) -> bool:
+        ok = self._allowed.get(host)
+        if ok is None:
+            addr = _plain(host)
+            ok = any(addr in net for net in self.allow if net.version == addr.version)
+            if len(self._allowed) > 65536:
+                self._allowed.clear()
+            self._allowed[host] = ok
+        return ok
+
+    def _pack(self, host: str) -> tuple[int, bytes]:
+        p = self._packed.get(host)
+        if p is None:
+            addr = _plain(host)
+            p = (addr.version, addr.packed)
+            if len(self._packed) > 65536:
+                self._packed.clear()
+            self._packed[host] = p
+        return p
+
+    # ---------------------------------------------------------------- batches
+    def batches(self) -> Iterator[PacketBatch]:
+        sel = selectors.DefaultSelector()
+        for s in self._socks:
+            sel.register(s, selectors.EVENT_READ)
+        index = 0
+        try:
+            while not self._stop.is_set():
+                batch = self._fill(sel, deadline=None)
+                if batch is not None:
+                    batch.first_index = index
+                    index += len(batch)
+                    yield batch
+            # stop: no new datagram is accepted (see _shut), what the kernel has queued is drained
+            # and analysed; what is still queued after drain_timeout is counted as queue drops
+            self._shut()
+            end = time.monotonic() + self.drain_timeout
+            while time.monotonic() < end:
+                batch = self._fill(sel, deadline=end)
+                if batch is None or not len(batch):
+                    break
+                batch.first_index = index
+                index += len(batch)
+                yield batch
+            self.counters.dropped_queue += self._discard()
+            self.kernel_drops()
+        finally:
+            sel.close()
+
+    def _shut(self) -> None:
+        """Stop receiving without losing the queue: a UDP socket connected to a peer takes datagrams
+        only from it (the kernel refuses the others, the sender sees ICMP port unreachable), while what
+        is queued already stays readable. The peer is a discard port no mirror source sends from."""
+        for s in self._socks:
+            local = s.getsockname()[0]
+            if local in ("0.0.0.0", "::"):
+                local = "::1" if s.family == socket.AF_INET6 else "127.0.0.1"
+            with contextlib.suppress(OSError):  # else the drain runs to its deadline; the rest: queue drops
+                s.connect((local, 9))
+
+    def _discard(self) -> int:
+        scratch = bytearray(MAX_DATAGRAM)
+        n = 0
+        for s in self._socks:
+            while True:
+                try:
+                    s.recv_into(scratch)
+                except (BlockingIOError, InterruptedError):
+                    break
+                n += 1
+        self.counters.received += n
+        return n
+
+    def _fill(self, sel: selectors.BaseSelector, deadline: float | None) -> PacketBatch | None:
+        """One batch: wait up to `tick` for the first datagram, then drain bursts until the batch is
+        full, `max_delay` has passed since its first datagram, or the sockets are empty. None when
+        nothing came and nothing needs saying; an empty batch after an idle tick.
+
+        The per-datagram loop is the budget (~1 us of Python around a ~1 us syscall): four list
+        appends, no attribute writes; the rest is done per batch with numpy in `_batch`."""
+        buf = np.empty(self.batch_bytes, np.uint8)
+        mv = memoryview(buf)  # type: ignore[arg-type]
+        limit = self.batch_bytes - MAX_DATAGRAM - HEADROOM
+        most = self.batch_packets
+        offs: list[int] = []
+        lens: list[int] = []
+        addrs: list[tuple] = []
+        stamps: list[int] = []
+        cuts: list[tuple[int, int]] = []  # (index, real length) of datagrams cut by the buffer
+        port_runs: list[tuple[int, int]] = []  # (first index, local port): one per socket drained
+        append_off, append_len, append_addr, append_ts = offs.append, lens.append, addrs.append, stamps.append
+        pos = k = got = filtered = 0
+        allow = bool(self.allow)
+        source_ok = self._source_ok
+        time_ns = time.time_ns
+        trunc_flag = socket.MSG_TRUNC
+        first_at = 0.0
+        began = time.monotonic()
+        wait = self.tick if deadline is None else 0.0  # draining: only what is queued already
+        timeout = wait
+        while True:
+            events = sel.select(timeout)
+            if not events:
+                break
+            for key, _ in events:
+                s: socket.socket = key.fileobj  # type: ignore[assignment]
+                port_runs.append((k, s.getsockname()[1]))
+                recv = s.recvfrom_into
+                # one recvmsg per burst: its SO_RXQ_OVFL note is the socket's drop count so far
+                try:
+                    n, anc, flags, addr = s.recvmsg_into([mv[pos + HEADROOM:pos + HEADROOM + MAX_DATAGRAM]], 64,
+                                                         trunc_flag)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
+                        self._rxq_drops[s.fileno()] = _CMSG_DROPS.unpack_from(data)[0]
+                if flags & trunc_flag:
+                    n += MAX_DATAGRAM + 1  # the real length is unknown: only that it did not fit
+                while True:
+                    got += 1
+                    if allow and not source_ok(addr[0]):
+                        filtered += 1
+                    else:
+                        if n > MAX_DATAGRAM:
+                            cuts.append((k, n))
+                            n = MAX_DATAGRAM
+                        append_off(pos)
+                        append_len(n)
+                        append_addr(addr)
+                        append_ts(time_ns())
+                        k += 1
+                        pos += (HEADROOM + n + 7) & ~7
+                    if pos > limit or k >= most:
+                        break
+                    try:  # MSG_TRUNC: the datagram's real length, even if the buffer were smaller
+                        n, addr = recv(mv[pos + HEADROOM:], MAX_DATAGRAM, trunc_flag)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                if k and not first_at:
+                    first_at = time.monotonic()
+            now = time.monotonic()
+            if pos > limit or k >= most:
+                break
+            if k:
+                timeout = self.max_delay - (now - first_at)
+                if timeout <= 0:
+                    break
+            else:  # only filtered datagrams so far: keep waiting until the tick is over
+                timeout = wait - (now - began)
+                if timeout <= 0 or (deadline is None and self._stop.is_set()):
+                    break
+        c = self.counters
+        c.received += got
+        c.filtered += filtered
+        c.oversize += len(cuts)
+        if not k:
+            return PacketBatch.empty(self.name) if deadline is None else None
+        c.received_bytes += sum(lens)
+        c.yielded += k
+        return self._batch(buf, offs, lens, addrs, stamps, cuts, port_runs)
+
+    def _batch(self, buf: np.ndarray, offs: list[int], lens: list[int], addrs: list[tuple], stamps: list[int],
+               cuts: list[tuple[int, int]], port_runs: list[tuple[int, int]]) -> PacketBatch:
+        """The received datagrams with their synthesised outer IP + UDP headers (vectorised)."""
+        n = len(offs)
+        base = np.asarray(offs, np.int64)
+        length = np.asarray(lens, np.int64)
+        hosts = [a[0] for a in addrs]
+        packed_of = {h: self._pack(h) for h in set(hosts)}  # a few mirror sources
+        packed = [packed_of[h] for h in hosts]
+        v6 = np.fromiter((p[0] == 6 for p in packed), np.bool_, n)
+        hlen = np.where(v6, 48, 28)
+        start = base + HEADROOM - hlen
+        caplen = (hlen + length).astype(np.int32)
+        wirelen = caplen.copy()
+        for j, real in cuts:  # beyond the buffer: the length on the wire is unknown, at least this
+            wirelen[j] = min(int(hlen[j]) + real, np.iinfo(np.int32).max)
+        sp = np.fromiter((a[1] for a in addrs), np.int64, n)
+        firsts = [f for f, _ in port_runs] + [n]
+        dp = np.repeat(np.array([p for _, p in port_runs], np.int64), np.diff(firsts))
+        udp_len = length + 8
+        v4 = ~v6
+        if v4.any():
+            k = np.flatnonzero(v4)
+            hdr = np.zeros((len(k), 28), np.uint8)
+            tot = 28 + length[k]
+            hdr[:, 0] = 0x45
+            hdr[:, 2], hdr[:, 3] = tot >> 8, tot & 0xFF
+            hdr[:, 8], hdr[:, 9] = 64, 17
+            hdr[:, 12:16] = np.frombuffer(b"".join(packed[j][1] for j in k.tolist()), np.uint8).reshape(-1, 4)
+            hdr[:, 16:20] = np.frombuffer(self._local4(), np.uint8)
+            self._udp(hdr, 20, sp[k], dp[k], udp_len[k])
+            buf[start[k, None] + np.arange(28)] = hdr
+        if v6.any():
+            k = np.flatnonzero(v6)
+            hdr = np.zeros((len(k), 48), np.uint8)
+            hdr[:, 0] = 0x60
+            hdr[:, 4], hdr[:, 5] = udp_len[k] >> 8, udp_len[k] & 0xFF
+            hdr[:, 6], hdr[:, 7] = 17, 64
+            hdr[:, 8:24] = np.frombuffer(b"".join(packed[j][1] for j in k.tolist()), np.uint8).reshape(-1, 16)
+            hdr[:, 24:40] = np.frombuffer(self._local6(), np.uint8)
+            self._udp(hdr, 40, sp[k], dp[k], udp_len[k])
+            buf[start[k, None] + np.arange(48)] = hdr
+        return PacketBatch(source=self.name, buf=buf, offset=start, caplen=caplen, wirelen=wirelen,
+                           ts_ns=np.asarray(stamps, np.int64), linktype=np.full(n, LINKTYPE_RAW, np.int16))
+
+    @staticmethod
+    def _udp(hdr: np.ndarray, at: int, sport: np.ndarray, dport: np.ndarray, length: np.ndarray) -> None:
+        hdr[:, at], hdr[:, at + 1] = sport >> 8, sport & 0xFF
+        hdr[:, at + 2], hdr[:, at + 3] = dport >> 8, dport & 0xFF
+        hdr[:, at + 4], hdr[:, at + 5] = (length >> 8) & 0xFF, length & 0xFF  # checksum 0: not computed
+
+    def _local4(self) -> bytes:
+        return self._local if len(self._local) == 4 else (self._local[12:] if self._local[:12] == _V4MAPPED
+                                                          else bytes(4))
+
+    def _local6(self) -> bytes:
+        return self._local if len(self._local) == 16 else _V4MAPPED + self._local
+
+
+_V4MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _plain(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A sender's address; an IPv4 sender on a dual-stack socket (::ffff:a.b.c.d) as IPv4."""
+    addr = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _proc_drops(inodes: set[int]) -> int:
+    """The `drops` column of /proc/net/udp and udp6 for these socket inodes (0 where unreadable)."""
+    total = 0
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as fh:
+                next(fh, None)
+                for line in fh:
+                    f = line.split()
+                    if len(f) >= 13 and int(f[9]) in inodes:
+                        total += int(f[12])
+        except (OSError, ValueError):
+            continue
+    return total

@@ -1,0 +1,228 @@
+"""The live engine: a mirror socket's stream gives the flows a capture gives (loopback replay),
+duplicates from two vantages counted once, truncation marked, windows never split a flow."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.live_helpers import listen_to_replays, sorted_keys
+from support.pcap_helpers import batch_of
+
+import analyzer
+from analyzer.config import Options
+from analyzer.decode import decode
+from analyzer.engines.live import Deduplicator, LiveRun, mark_truncated, parse_duration, parse_size
+from analyzer.sources.mirror import MirrorSource
+from analyzer.sources.readers import read_capture
+from analyzer.sources.replay import ethernet_frames
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+# one of each kind: TLS 1.2/1.3, IPv6, QUIC, DTLS, STARTTLS, FTP (two flows), snaplen-cut, GENEVE and
+# VXLAN inside the VXLAN of the replay, a pcapng with two interfaces
+LOOPBACK = ["tls12_ecdhe_openssl.pcap", "tls13_ipv6.pcap", "quic_aioquic.pcap", "dtls12_openssl.pcap",
+            "smtp_starttls.pcap", "ftp_login.pcap", "snaplen96.pcap", "geneve_gwlb.pcap", "vxlan_mirror.pcap",
+            "multi_if.pcapng", "http_plain.pcap.gz", "tcp_rst_closed_port.pcap"]
+
+
+@pytest.mark.parametrize("name", LOOPBACK)
+def test_loopback_replay_gives_the_flows_of_the_capture(name: str) -> None:
+    path = str(CAPTURES / name)
+    want = analyzer.analyze([path], frames=("flows",)).flows
+    got, totals, _ = listen_to_replays([path])
+    assert len(want) and sorted_keys(got).equals(sorted_keys(want))
+    assert (got["vni"] == 7).all() or name in ("geneve_gwlb.pcap", "vxlan_mirror.pcap")  # inner tunnels' VNI wins
+    assert (got["outer_src_ip"] == "127.0.0.1").all()
+    assert totals.received == totals.analysed == sum(int(got[c].sum()) for c in ("packets_to_server",
+                                                                                 "packets_to_client"))
+    assert totals.duplicates == totals.filtered == totals.dropped_queue == totals.dropped_kernel == 0
+
+
+@pytest.mark.slow
+def test_loopback_replay_of_every_bundled_capture() -> None:
+    for path in sorted(str(p) for p in CAPTURES.iterdir() if ".pcap" in p.name):
+        want = analyzer.analyze([path], frames=("flows",)).flows
+        got, _, _ = listen_to_replays([path])
+        assert sorted_keys(got).equals(sorted_keys(want)), path
+
+
+def _frames(path: Path) -> list[bytes]:
+    return [f for b in read_capture(str(path)) for f in ethernet_frames(b) if isinstance(f, bytes)]
+
+
+def _send_twice(port: int, frames: list[bytes], vnis: tuple[int, int], stop: MirrorSource) -> None:
+    """Every frame from two vantages (two sockets, two VNIs) back to back: a conversation whose
+    two ENIs are both mirrored to one target."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for f in frames:
+            a.sendto(struct.pack("!II", 0x08000000, vnis[0] << 8) + f, ("127.0.0.1", port))
+            b.sendto(struct.pack("!II", 0x08000000, vnis[1] << 8) + f, ("127.0.0.1", port))
+        deadline = time.monotonic() + 10
+        while stop.counters.received < 2 * len(frames) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        a.close()
+        b.close()
+        stop.stop()
+
+
+def _run(src: MirrorSource, sender: threading.Thread, **kw: object) -> tuple[object, LiveRun, list]:
+    import pandas as pd
+
+    run = LiveRun(src, Options(), **kw)  # type: ignore[arg-type]
+    sender.start()
+    try:
+        windows = list(run.run())
+    finally:
+        sender.join()
+        src.close()
+    return pd.concat([w.frames["flows"] for w in windows], ignore_index=True), run, windows
+
+
+def test_a_packet_mirrored_from_two_vantages_is_counted_once() -> None:
+    path = CAPTURES / "smtp_starttls.pcap"
+    frames = _frames(path)
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    sender = threading.Thread(target=_send_twice, args=(src.bound_ports[0], frames, (7, 8), src))
+    flows, run, windows = _run(src, sender, dedup_window=1.0)
+    want = analyzer.analyze([str(path)], frames=("flows",)).flows
+    assert sorted_keys(flows).equals(sorted_keys(want))
+    assert set(flows["vni"]) == {7}  # the first copy's vantage
+    t = run.totals
+    assert t.duplicates == len(frames) and t.received == 2 * len(frames)
+    assert t.received == t.analysed + t.duplicates + t.filtered + t.dropped_queue
+    assert "1 duplicates" not in windows[-1].summary and "50.0%" in "".join(w.summary for w in windows)
+
+
+def test_without_dedup_the_two_vantages_are_two_flows() -> None:
+    frames = _frames(CAPTURES / "http_plain.pcap")
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    sender = threading.Thread(target=_send_twice, args=(src.bound_ports[0], frames, (7, 8), src))
+    flows, run, _ = _run(src, sender, dedup_window=0.0)
+    assert sorted(flows["vni"]) == [7, 8] and run.totals.duplicates == 0
+
+
+def _vx(frame: bytes, vni: int) -> bytes:
+    return struct.pack("!II", 0x08000000, vni << 8) + frame
+
+
+def _outer(payload: bytes, src: str) -> bytes:
+    """A mirror datagram as the source synthesises it: IPv4 + UDP to 4789 + the VXLAN payload."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0, 64, 17, 0, socket.inet_aton(src),
+                     socket.inet_aton("10.9.9.9"))
+    return ip + struct.pack("!HHHH", 40000, 4789, 8 + len(payload), 0) + payload
+
+
+def test_dedup_keeps_a_retransmission_seen_from_the_same_vantage() -> None:
+    frame = _frames(CAPTURES / "http_plain.pcap")[3]
+    d = Deduplicator(50_000_000)
+    pkts = [_outer(_vx(frame, 7), "10.1.1.1"), _outer(_vx(frame, 7), "10.1.1.1"),  # same vantage: both kept
+            _outer(_vx(frame, 7), "10.1.1.2"), _outer(_vx(frame, 9), "10.1.1.1")]  # other vantages: copies
+    keep = d.keep(decode(batch_of(pkts, 101, ts=[0, 1000, 2000, 3000])))
+    assert keep.tolist() == [True, True, False, False] and d.duplicates == 2
+    # across batches, within the window: a copy; after it: a new packet
+    assert d.keep(decode(batch_of([_outer(_vx(frame, 8), "10.1.1.3")], 101, ts=[40_000_000]))).tolist() == [False]
+    assert d.keep(decode(batch_of([_outer(_vx(frame, 8), "10.1.1.3")], 101, ts=[200_000_000]))).tolist() == [True]
+    other = bytearray(frame)
+    other[-1] ^= 0xFF  # another payload: another packet
+    assert d.keep(decode(batch_of([_outer(_vx(bytes(other), 5), "10.1.1.4")], 101, ts=[200_000_001]))).tolist() == [
+        True]
+
+
+def test_packets_cut_by_packet_length_are_marked_truncated() -> None:
+    frames = _frames(CAPTURES / "http_plain.pcap")
+    big = max(frames, key=len)
+    cut = [_outer(_vx(big[:60], 7), "10.1.1.1"),  # PacketLength 60: headers and a few payload bytes
+           _outer(_vx(big[:40], 7), "10.1.1.1"),  # inside the TCP header
+           _outer(_vx(big, 7), "10.1.1.1")]  # whole
+    d = decode(batch_of(cut, 101))
+    assert mark_truncated(d) == 2
+    assert d.cols[:, 18].tolist() == [1, 1, 0]  # C_TRUNC
+
+
+def test_a_flow_spanning_windows_is_written_once_in_the_window_it_ends() -> None:
+    path = str(CAPTURES / "tls13_openssl.pcap")
+    flows, _, windows = listen_to_replays([path], rate=40.0, window=0.25)  # ~0.6 s of packets
+    assert len(windows) >= 3
+    assert len(flows) == 1 and flows["uid"].is_unique
+    assert sum(len(w.frames["flows"]) for w in windows) == 1
+    assert sum(w.counters.analysed for w in windows) == 24
+    assert sorted_keys(flows).equals(sorted_keys(analyzer.analyze([path], frames=("flows",)).flows))
+
+
+def test_max_flows_bounds_the_table_and_says_so() -> None:
+    frames = []
+    for i in range(64):  # 64 one-packet UDP flows
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 29, i, 0, 64, 17, 0, socket.inet_aton(f"10.0.0.{i + 1}"),
+                         socket.inet_aton("10.0.1.1"))
+        frames.append(b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + struct.pack("!HHHH", 5000 + i, 53, 9, 0) + b"x")
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+
+    def send() -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for f in frames:
+            s.sendto(_vx(f, 3), ("127.0.0.1", src.bound_ports[0]))
+        while src.counters.received < len(frames):
+            time.sleep(0.01)
+        s.close()
+        src.stop()
+
+    options = Options().with_values(max_flows=16)
+    import pandas as pd
+
+    run = LiveRun(src, options)
+    t = threading.Thread(target=send)
+    t.start()
+    windows = list(run.run())
+    t.join()
+    src.close()
+    flows = pd.concat([w.frames["flows"] for w in windows])
+    assert len(flows) == 64 and run.totals.evicted > 0
+    assert "flows_evicted" in set(pd.concat([w.frames["anomalies"] for w in windows])["kind"])
+
+
+def test_durations_and_sizes() -> None:
+    assert parse_duration("60s") == 60 and parse_duration("5m") == 300 and parse_duration("250ms") == 0.25
+    assert parse_duration("2") == 2 and parse_size("100M") == 100 << 20 and parse_size("1G") == 1 << 30
+    for bad in ("x", "-1s", "0", "9w"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    with pytest.raises(ValueError):
+        parse_size("1k0")
+
+
+def test_identity_ignores_ttl_and_checksums() -> None:
+    frame = bytearray(_frames(CAPTURES / "http_plain.pcap")[3])
+    other = bytearray(frame)
+    other[14 + 8] = 3  # TTL
+    other[14 + 10:14 + 12] = b"\xde\xad"  # IP checksum
+    d = Deduplicator(50_000_000)
+    keep = d.keep(decode(batch_of([_outer(_vx(bytes(frame), 1), "10.1.1.1"), _outer(_vx(bytes(other), 2), "10.1.1.2")],
+                                  101, ts=[0, 10])))
+    assert keep.tolist() == [True, False]
+    assert np.asarray(keep).dtype == np.bool_
+
+
+def test_each_window_is_judged_with_the_zones_and_their_vni_mapping(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from analyzer.engines.live import policy_judge
+
+    zones = tmp_path / "zones.toml"
+    # two VPCs with the same CIDR: the mirror session's VNI says which one a flow belongs to
+    zones.write_text('[[zone]]\nname = "blue"\ncidrs = ["10.77.0.0/16"]\nvni = [8]\n\n'
+                     '[[zone]]\nname = "green"\ncidrs = ["10.77.0.0/16"]\nvni = [7]\n')
+    _, _, windows = listen_to_replays([str(CAPTURES / "http_basic_auth.pcap")],
+                                      judge=policy_judge(zones=str(zones)))
+    flows = pd.concat([w.frames["flows"] for w in windows])
+    findings = pd.concat([w.frames["findings"] for w in windows])
+    assert flows["client_zone"].tolist() == ["green"] and flows["server_zone"].tolist() == ["green"]
+    assert "cleartext-credentials" in set(findings["rule"])
+    assert "findings" in windows[-1].summary and "1 cleartext" in windows[-1].summary

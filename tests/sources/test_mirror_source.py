@@ -1,0 +1,188 @@
+"""The UDP mirror source (analyzer.sources.mirror) and the replayer's framing (analyzer.sources.replay):
+loopback only."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from support.pcap_helpers import batch_of
+
+from analyzer.config import DecodeOptions
+from analyzer.decode import decode, decoded_frame
+from analyzer.errors import UsageError
+from analyzer.sources.mirror import MirrorSource, parse_allow
+from analyzer.sources.replay import ethernet_frames, parse_target
+
+
+@pytest.fixture
+def sockets() -> Iterator[Callable[..., socket.socket]]:
+    """Makes sending sockets, closed at the end of the test."""
+    made: list[socket.socket] = []
+
+    def make(family: int = socket.AF_INET) -> socket.socket:
+        made.append(socket.socket(family, socket.SOCK_DGRAM))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+ETH = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+
+
+def _udp_frame(payload: bytes = b"hello") -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0, 64, 17, 0, socket.inet_aton("10.0.0.1"),
+                     socket.inet_aton("10.0.0.2"))
+    return ETH + ip + struct.pack("!HHHH", 1234, 53, 8 + len(payload), 0) + payload
+
+
+def _vx(frame: bytes, vni: int) -> bytes:
+    return struct.pack("!II", 0x08000000, vni << 8) + frame
+
+
+def _collect(src: MirrorSource, want: int) -> list:
+    got, out = 0, []
+    for b in src.batches():
+        out.append(b)
+        got += len(b)
+        if src.counters.received >= want:
+            src.stop()
+    return out
+
+
+def test_datagrams_become_packets_the_decoder_decapsulates(sockets: Callable[..., socket.socket]) -> None:
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    s = sockets()
+    for vni in (5, 6, 7):
+        s.sendto(_vx(_udp_frame(), vni), ("127.0.0.1", src.bound_ports[0]))
+    batches = [b for b in _collect(src, 3) if len(b)]
+    src.close()
+    rows = decoded_frame(decode(batches[0], DecodeOptions(src.vxlan_ports, src.geneve_ports)))
+    assert rows["vni"].tolist() == [5, 6, 7] and set(rows["tunnel"]) == {"vxlan"}
+    assert set(rows["src_ip"]) == {"10.0.0.1"} and set(rows["outer_src_ip"]) == {"127.0.0.1"}
+    assert not rows["truncated"].any() and src.counters.received == src.counters.yielded == 3
+    assert src.granted_rcvbuf > 0 and src.name.startswith("udp:127.0.0.1:")
+
+
+def test_ipv6_senders_get_an_ipv6_outer_header(sockets: Callable[..., socket.socket]) -> None:
+    try:
+        src = MirrorSource(bind="::1", ports=(0,), geneve_ports=())
+    except UsageError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    s = sockets(socket.AF_INET6)
+    s.sendto(_vx(_udp_frame(), 9), ("::1", src.bound_ports[0]))
+    batches = [b for b in _collect(src, 1) if len(b)]
+    src.close()
+    rows = decoded_frame(decode(batches[0], DecodeOptions(src.vxlan_ports, ())))
+    assert rows["outer_src_ip"].tolist() == ["::1"] and rows["vni"].tolist() == [9]
+
+
+def test_allow_drops_and_counts_other_senders(sockets: Callable[..., socket.socket]) -> None:
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), allow=["10.0.0.0/8"])
+    s = sockets()
+    for _ in range(4):
+        s.sendto(_vx(_udp_frame(), 1), ("127.0.0.1", src.bound_ports[0]))
+    batches = _collect(src, 4)
+    src.close()
+    assert sum(len(b) for b in batches) == 0
+    assert src.counters.received == src.counters.filtered == 4
+    allowed = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), allow=["127.0.0.0/8", "::1"])
+    s.sendto(_vx(_udp_frame(), 1), ("127.0.0.1", allowed.bound_ports[0]))
+    assert sum(len(b) for b in _collect(allowed, 1)) == 1 and allowed.counters.filtered == 0
+    allowed.close()
+    with pytest.raises(UsageError, match="--allow 'x/8'"):
+        parse_allow(["x/8"])
+
+
+def test_stop_refuses_new_datagrams_but_analyses_the_queued_ones(sockets: Callable[..., socket.socket]) -> None:
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    s = sockets()
+    for _ in range(100):
+        s.sendto(_vx(_udp_frame(), 1), ("127.0.0.1", src.bound_ports[0]))
+    src.stop()  # before reading anything: the 100 queued are still analysed
+    it = src.batches()
+    first = next(it)
+    s.sendto(_vx(_udp_frame(), 1), ("127.0.0.1", src.bound_ports[0]))  # after the stop: refused
+    rest = list(it)
+    src.close()
+    assert len(first) + sum(len(b) for b in rest) == 100
+    assert src.counters.received == 100 and src.counters.dropped_queue == 0
+
+
+def test_two_ports_vxlan_and_geneve(sockets: Callable[..., socket.socket]) -> None:
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(0,))
+    assert len(src.vxlan_ports) == len(src.geneve_ports) == 1 and src.vxlan_ports != src.geneve_ports
+    s = sockets()
+    geneve = struct.pack("!BBHI", 0, 0, 0x6558, 77 << 8) + _udp_frame()
+    s.sendto(_vx(_udp_frame(), 3), ("127.0.0.1", src.vxlan_ports[0]))
+    s.sendto(geneve, ("127.0.0.1", src.geneve_ports[0]))
+    batches = [b for b in _collect(src, 2) if len(b)]
+    src.close()
+    rows = decoded_frame(decode(batches[0] if len(batches) == 1 else _concat(batches),
+                                DecodeOptions(src.vxlan_ports, src.geneve_ports)))
+    assert sorted(rows["tunnel"]) == ["geneve", "vxlan"] and sorted(rows["vni"]) == [3, 77]
+
+
+def _concat(batches: list) -> object:
+    frames = [b.packet(i) for b in batches for i in range(len(b))]
+    return batch_of(frames, 101)
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    first = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1 port {first.bound_ports[0]}"):
+        MirrorSource(bind="127.0.0.1", ports=first.bound_ports, geneve_ports=())
+    first.close()
+    with pytest.raises(UsageError, match="not an IP address"):
+        MirrorSource(bind="localhost")
+
+
+def test_replay_frames_other_link_types_as_ethernet() -> None:
+    ip = _udp_frame()[14:]
+    raw = batch_of([ip, b"\x45" + bytes(3), b"\x00" * 8], 101)
+    frames = list(ethernet_frames(raw))
+    assert frames[0] == frames[0][:12] + b"\x08\x00" + ip and frames[2] == "raw packet that is not IP"
+    sll = batch_of([bytes(14) + b"\x08\x00" + ip], 113)
+    (frame,) = ethernet_frames(sll)
+    assert frame[12:] == b"\x08\x00" + ip
+    wifi = batch_of([bytes(30)], 105)
+    assert list(ethernet_frames(wifi)) == ["link type 105"]
+    assert parse_target("[fd00::5]:4789") == ("fd00::5", 4789) and parse_target("h:1") == ("h", 1)
+    for bad in ("h", "h:0", ":4789", "h:x"):
+        with pytest.raises(UsageError):
+            parse_target(bad)
+    assert np.all(raw.linktype == 101)
+
+
+def test_replay_paces_by_rate_and_by_the_captures_own_clock(tmp_path, sockets) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from support.live_helpers import synthetic_tcp_pcap
+
+    from analyzer.sources.replay import replay
+
+    path = str(tmp_path / "one.pcap")
+    assert synthetic_tcp_pcap(path, 1, gap_ns=100_000_000) == 8  # 8 packets over 0.7 s
+    sink = sockets()
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    t0 = time.monotonic()
+    fast = replay(path, "127.0.0.1", port, speed=2.0)
+    took = time.monotonic() - t0
+    assert fast.sent == 8 and 0.3 <= fast.seconds <= took and fast.seconds < 1.5
+    by_rate = replay(path, "127.0.0.1", port, rate=20.0)  # 7 intervals of 50 ms
+    assert by_rate.sent == 8 and 0.3 <= by_rate.seconds < 1.5
+    unpaced = replay(path, "127.0.0.1", port, vni=5)
+    assert unpaced.sent == 8 and unpaced.seconds < 0.3 and "sent 8 of 8 packets" in unpaced.line()
+    got = []
+    sink.settimeout(1)
+    for _ in range(24):
+        got.append(sink.recv(2048))
+    assert all(g[:4] == b"\x08\x00\x00\x00" for g in got) and got[-1][4:7] == b"\x00\x00\x05"
+    with pytest.raises(UsageError, match="not both"):
+        replay(path, "127.0.0.1", port, rate=1.0, speed=1.0)
