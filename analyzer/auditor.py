@@ -44,8 +44,9 @@ def audit(paths: str | Iterable[str], *, vpc: Sequence[str] = (), zones: str | P
     zone_map = build_zones(vpc=list(vpc), zones=zones, aws_ip_ranges=aws_ip_ranges)
     facts = analyze(paths, **analyze_options)
     credentials = facts["credentials"] if "credentials" in facts.frame_names else None
+    ftp_data = facts["ftp_data"] if "ftp_data" in facts.frame_names else None
     judged = evaluate(facts.flows, facts.tls, facts.certs, zones=zone_map, profile=profile,
-                      suppressions=suppressions, now=now, credentials=credentials)
+                      suppressions=suppressions, now=now, credentials=credentials, ftp_data=ftp_data)
     frames: dict[str, pd.DataFrame] = {name: facts[name] for name in facts.frame_names}
     frames["flows"] = judged.flows
     frames["findings"] = judged.findings

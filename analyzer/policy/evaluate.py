@@ -321,6 +321,7 @@ def evaluate(
     suppressions: str | Path | Sequence[Suppression] | None = None,
     now: Any = None,
     credentials: pd.DataFrame | None = None,
+    ftp_data: pd.DataFrame | None = None,
 ) -> PolicyResult:
     """Judge the frames of an analysis (`analyze()`'s flows, tls, certs).
 
@@ -331,6 +332,8 @@ def evaluate(
     rules, which judge at the time each session was seen. `credentials`: the analysis' credentials
     frame (the plaintext dissectors'): each flow that sent a secret in the clear gets a
     `credentials` column ("http basic", "ftp user_pass", ...) that cleartext-credentials reads.
+    `ftp_data`: the analysis' ftp_data frame (data channels announced by FTP control flows), which
+    ftp-data-unprotected links to the data flows.
     """
     from analyzer._pandas import pd
 
@@ -349,7 +352,7 @@ def evaluate(
         flows = _with_credentials(flows, credentials)
     zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(
         {"client_zone": "string", "server_zone": "string", "direction": "string"})
-    facts = build_facts(flows, zoned, tls, certs, stamp)
+    facts = build_facts(flows, zoned, tls, certs, stamp, ftp_data)
     zf = facts.flows
     names = _server_names(facts.sessions, zf)
 
