@@ -79,7 +79,7 @@ def test_the_api_equals_the_policy_on_the_analysis():
     result = analyzer.audit([CAPTURES], vpc=["10.0.0.0/8"], now="2026-12-06", on_problem=lambda p: None)
     facts = analyzer.analyze([CAPTURES], on_problem=lambda p: None)
     judged = policy.evaluate(facts.flows, facts.tls, facts.certs, zones=["10.0.0.0/8"], now="2026-12-06",
-                             credentials=facts.credentials)
+                             credentials=facts.credentials, ftp_data=facts.ftp_data)
     pd.testing.assert_frame_equal(result.findings, judged.findings)
     pd.testing.assert_frame_equal(result.flows, judged.flows)
     assert {"findings", "destinations", "tls", "certs", "sources"} <= set(result.frame_names)
