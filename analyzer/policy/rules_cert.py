@@ -29,12 +29,13 @@ self-signatures are by design; a leaf signed by a weak CA key is not detected he
 - **cert-validity-too-long**: the validity period is longer than the CA/Browser Forum maximum for
   its issue date (BR §6.3.2, ballot SC-081v3, BR v2.2.6 of 2026-03-31): 398 days for certificates
   issued from 2020-09-01 to 2026-03-14, 200 days from 2026-03-15, 100 days from 2027-03-15, 47 days
-  from 2029-03-15; older certificates by the limit of their day (825 days from 2018-03-01, 39
-  months from 2015-04-01, 60 months from 2012-07-01, none before: `BR_VALIDITY_SCHEDULE`). The
-  issue date is taken from `notBefore` (BR §7.1.2.7: within 48 h of signing), and the period counts inclusively as the BR do: `notAfter - notBefore + 1 s`, any part of a day a
-  whole day. The BRs bind publicly trusted CAs only: self-signed leaves are exempt
-  (`exempt_self_signed`), and `private_issuers` (globs on the issuer CN) exempts a private PKI;
-  `max_days` (0 = off) caps the limit further (Mozilla intermediate: 366 days).
+  from 2029-03-15; older certificates by the limit of their day (825 days from 2018-03-01, 39 months
+  from 2015-04-01, 60 months from 2012-07-01, none before: `BR_VALIDITY_SCHEDULE`). The issue date
+  is taken from `notBefore` (BR §7.1.2.7: within 48 h of signing), and the period counts inclusively
+  as the BR do: `notAfter - notBefore + 1 s`, any part of a day a whole day. The BRs bind publicly
+  trusted CAs only: self-signed leaves are exempt (`exempt_self_signed`), and `private_issuers`
+  (globs on the issuer CN) exempts a private PKI; `max_days` (0 = off) caps the limit further
+  (Mozilla intermediate: 366 days).
 """
 
 from __future__ import annotations
