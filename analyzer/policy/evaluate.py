@@ -134,9 +134,16 @@ class PolicyResult:
 def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.DataFrame:
     """`flows` plus a `credentials` column: per flow, the kinds of secrets it sent in the clear
     ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
+    from analyzer._pandas import pd
+
     clear = credentials[credentials["secret_in_clear"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    kinds = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).groupby(
-        clear["uid"].astype("string")).agg(lambda v: ", ".join(dict.fromkeys(v.dropna())))
+    kind = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).astype(object)
+    pairs = pd.DataFrame({"uid": clear["uid"].astype(str).to_numpy(), "kind": kind.to_numpy()}).dropna()
+    # the distinct kinds of each flow in order of appearance, joined (one Python join per flow, not
+    # a lambda per group over a Series)
+    pairs = pairs.drop_duplicates()
+    kinds = pd.Series({uid: ", ".join(group) for uid, group in pairs.groupby("uid", sort=False)["kind"]},
+                      dtype=object)
     return flows.assign(credentials=flows["uid"].astype("string").map(kinds).astype("string"))
 
 

@@ -55,7 +55,7 @@ from analyzer.policy.evaluate import (
     sort_findings,
     timestamp,
 )
-from analyzer.policy.facts import empty_frame
+from analyzer.policy.facts import LEAF_COLUMNS, empty_frame
 from analyzer.policy.profiles import Profile, RuleSetting, load_profile
 from analyzer.policy.suppressions import Suppression, load_suppressions
 
@@ -75,6 +75,17 @@ _PENDING = ("uid", "ts_start", "ts_end", "transport", "client_ip", "client_port"
             "encrypted", "app_protocol", "tls_server_name", "vni", "gwlb_endpoint_id")
 _FOLD_SUMS = 64  # chunks of destination sums added up at a time
 NOT_JUDGED = ("no payload", "protocol not recognised", "encryption not decided")
+# the columns of the row frames the rules read (the rest are left null: converting every column of
+# every TLS row per chunk was a third of the stage's time). tests/policy/test_policy_stream.py
+# checks that the streamed findings equal the in-memory ones, which read every column.
+_ROW_COLUMNS = {
+    "tls": ("uid", "ts", "protocol", "version", "client_max_version", "cipher", "server_name", "alert_description",
+            "alert_by", "alert_level", "client_supported_versions", "sslv2", "server_extensions", "sni_matches_cert",
+            "cert_sha256", "established", "client_ip", "client_port", "server_ip", "server_port"),
+    "certs": ("sha256", *LEAF_COLUMNS),
+    "credentials": ("uid", "protocol", "mechanism", "secret_in_clear"),
+    "ftp_data": ("uid", "command", "host", "port", "protected"),
+}
 
 
 @dataclass
@@ -161,7 +172,8 @@ class PolicyStage:
         self.tally = Tally()
         self.flow_schema = flow_schema()
         specs = frame_specs()
-        self.frame_schemas: dict[str, dict[str, str]] = {f: dict(specs[f].schema) for f in READS if f in specs}
+        self.frame_schemas: dict[str, dict[str, str]] = {
+            f: {c: d for c, d in specs[f].schema.items() if c in _ROW_COLUMNS[f]} for f in READS if f in specs}
         self.ann: pd.DataFrame | None = None  # FTP announcements, with their control flow's times
         self.pending: pd.DataFrame | None = None  # flows ftp-data-unprotected could still flag
         self.latest: Any = None  # latest flow end seen
@@ -170,15 +182,18 @@ class PolicyStage:
     # --- the Stage protocol ----------------------------------------------------------------------
 
     def on_rows(self, frame: str, uid: str, rows: list[dict[str, Any]]) -> None:
+        keep = _ROW_COLUMNS[frame]
         if frame == "certs":
             for row in rows:
                 key = str(row.get("sha256"))
                 if key not in self.certs:
-                    self.certs[key] = row
+                    self.certs[key] = {k: row[k] for k in keep if k in row}
             return
         target = self.rows[frame]
         for row in rows:
-            target.append(row if "uid" in row else {**row, "uid": uid})
+            kept = {k: row[k] for k in keep if k in row}
+            kept.setdefault("uid", uid)
+            target.append(kept)
 
     def on_flows(self, chunk: Mapping[str, pa.Array]) -> tuple[Mapping[str, Any], Mapping[str, list[dict[str, Any]]]]:
         from analyzer._pandas import pd
@@ -380,10 +395,16 @@ class PolicyStage:
                 self.ann = self.ann[~old]
 
 
-def _finding_keys(findings: pd.DataFrame) -> list[tuple[str, str, bool]]:
-    """(rule, severity, suppressed) of each finding, the Tally's keys."""
-    return list(zip(findings["rule"].astype(str), findings["severity"].astype(str),
-                    findings["suppressed_by"].notna().tolist(), strict=True))
+def _finding_keys(findings: pd.DataFrame) -> dict[tuple[str, str, bool], int]:
+    """How many findings per (rule, severity, suppressed): the Tally's keys."""
+    from analyzer._pandas import pd
+
+    if not len(findings):
+        return {}
+    keys = pd.DataFrame({"r": findings["rule"].astype(str).to_numpy(), "s": findings["severity"].astype(str).to_numpy(),
+                         "x": findings["suppressed_by"].notna().to_numpy(dtype=bool)})
+    counts = keys.value_counts(sort=False)
+    return {(str(k[0]), str(k[1]), bool(k[2])): int(n) for k, n in zip(counts.index, counts.to_numpy(), strict=True)}
 
 
 def _one(row: Any) -> pd.DataFrame:
