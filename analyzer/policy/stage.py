@@ -30,6 +30,7 @@ Certificates: a session's leaf certificate row reaches the stage before the sess
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -178,6 +179,8 @@ class PolicyStage:
         self.pending: pd.DataFrame | None = None  # flows ftp-data-unprotected could still flag
         self.latest: Any = None  # latest flow end seen
         self.stats: dict[str, int] = {"ftp_pending_evicted": 0, "ftp_announcements_evicted": 0}
+        # CPU seconds: zones (lookup), rules (predicates), judge (judge() in all), stage (on_flows in all)
+        self.timings: dict[str, float] = {"zones": 0.0, "rules": 0.0, "judge": 0.0, "stage": 0.0}
 
     # --- the Stage protocol ----------------------------------------------------------------------
 
@@ -198,6 +201,7 @@ class PolicyStage:
     def on_flows(self, chunk: Mapping[str, pa.Array]) -> tuple[Mapping[str, Any], Mapping[str, list[dict[str, Any]]]]:
         from analyzer._pandas import pd
 
+        started = time.process_time()
         sub = {n: d for n, d in self.flow_schema.items() if n in chunk}
         flows = schema.frame_from_arrow({n: chunk[n] for n in sub}, sub)
         tls = self._take("tls")
@@ -205,7 +209,7 @@ class PolicyStage:
         ftp_data = self._take("ftp_data")
         certs = self._certs_of(tls)
         judged = judge(flows, tls, certs, zones=self.zones, profile=self.chunk_profile, active=self.active,
-                       now=self.now, credentials=credentials if len(credentials) else None)
+                       now=self.now, credentials=credentials if len(credentials) else None, timings=self.timings)
         out = judged.flows
         findings = judged.findings
         worst = judged.worst.copy()
@@ -224,6 +228,7 @@ class PolicyStage:
         columns: dict[str, Any] = {c: out[c].array for c in ("client_zone", "server_zone", "direction")}
         columns["verdict"] = np.asarray(VERDICTS, dtype=object)[code]
         columns["finding_count"] = count
+        self.timings["stage"] += time.process_time() - started
         return columns, {}
 
     def finish(self) -> Mapping[str, list[dict[str, object]]]:
