@@ -57,6 +57,7 @@ class Facts:
     now: pd.Timestamp
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
     ftp_data: pd.DataFrame | None = None  # the ftp_data frame (data channels FTP control flows announced)
+    certs: pd.DataFrame | None = None  # the certs frame (every certificate seen: the chain rules read it)
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
@@ -113,4 +114,4 @@ def build_facts(
     sessions["seen"] = seen
     from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
 
-    return Facts(zflows, sessions, now, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS))
+    return Facts(zflows, sessions, now, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS), certs=certs_frame)

@@ -82,7 +82,7 @@ NOT_JUDGED = ("no payload", "protocol not recognised", "encryption not decided")
 _ROW_COLUMNS = {
     "tls": ("uid", "ts", "protocol", "version", "client_max_version", "cipher", "server_name", "alert_description",
             "alert_by", "alert_level", "client_supported_versions", "sslv2", "server_extensions", "sni_matches_cert",
-            "cert_sha256", "established", "client_ip", "client_port", "server_ip", "server_port"),
+            "cert_sha256", "cert_chain", "established", "client_ip", "client_port", "server_ip", "server_port"),
     "certs": ("sha256", *LEAF_COLUMNS),
     "credentials": ("uid", "protocol", "mechanism", "secret_in_clear"),
     "ftp_data": ("uid", "command", "host", "port", "protected"),
@@ -271,7 +271,11 @@ class PolicyStage:
     def _certs_of(self, tls: pd.DataFrame) -> pd.DataFrame | None:
         if "certs" not in self.frame_schemas:
             return None
-        wanted = tls["cert_sha256"].dropna().astype(str).unique() if len(tls) else ()
+        wanted: set[str] = set()
+        if len(tls):
+            wanted.update(tls["cert_sha256"].dropna().astype(str))
+            for chain in tls["cert_chain"].dropna().astype(str):
+                wanted.update(c.strip() for c in chain.split(","))
         return schema.frame_from_rows([self.certs[k] for k in wanted if k in self.certs], self.frame_schemas["certs"])
 
     def _ftp(self, out: pd.DataFrame, judged: Any, ftp_data: pd.DataFrame, worst: np.ndarray, count: np.ndarray,

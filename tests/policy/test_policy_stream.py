@@ -142,3 +142,17 @@ def test_certs_rows_reach_the_chunk_rules():
     stage.on_flows(_chunk(flows({"app_protocol": "tls", "encrypted": True})))
     assert "cert-expired" in set(stage.findings()["rule"])
     assert set(ALL["certs"]) >= {"sha256", "not_after"}
+
+
+def test_corpus_chains_stream_like_memory(monkeypatch):
+    """Real chains (SHA-1 and 1024-bit intermediates, an expired leaf) judged chunk by chunk give what
+    the whole analysis gives: the chain certificates reach the stage before their sessions' chunk."""
+    corpus = ROOT.parent / "shared" / "corpus" / "pcaps" / "zeek" / "tls"
+    caps = [corpus / n for n in ("tls-expired-cert.pcap", "ssl.v3.pcap", "google-duplicate.pcap")]
+    if not all(c.is_file() for c in caps):
+        pytest.skip(f"the corpus is not at {corpus}")
+    opts = {**OPTS, "vpc": ["0.0.0.0/0"]}
+    memory = auditor.audit([str(c) for c in caps], **opts)
+    assert "cert-chain-weak" in set(memory.findings["rule"])
+    monkeypatch.setattr(pipeline, "FLOW_ROWS_PER_FRAME", 2)
+    _same(memory, auditor.audit_stream([str(c) for c in caps], **opts))
