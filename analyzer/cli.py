@@ -425,51 +425,76 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     """Judge the captures against a policy (AWS SEC09-BP02 by default): where each flow goes and
     whether its protection is acceptable. Prints a summary and the findings.
 
-    Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 on an input error: a CI gate.
+    With --format csv, jsonl or parquet the findings are written as flows end, in bounded memory
+    (in the order flows ended); the table format judges the whole analysis and sorts them (most
+    severe first). Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 on an input
+    error: a CI gate.
     """
     from analyzer.auditor import audit as run_audit
-    from analyzer.auditor import fails
+    from analyzer.auditor import audit_stream
+    from analyzer.policy.stage import tally
     from analyzer.report import write_frame
 
-    result = _run_analysis(paths, frames=None, runner=run_audit, vpc=vpc,
-                           zones=zones, aws_ip_ranges=aws_ip_ranges, profile=profile, suppressions=suppressions,
-                           **opts)
-    findings = result.findings
-    for line in _audit_summary(result, bool(vpc or zones), fail_on):
+    policy: dict[str, Any] = {"vpc": vpc, "zones": zones, "aws_ip_ranges": aws_ip_ranges, "profile": profile,
+              "suppressions": suppressions}
+    zoned = bool(vpc or zones)
+    if fmt != "table":
+        from analyzer.policy import FINDINGS
+        from analyzer.report.stream import open_output
+
+        _refuse_overwriting_an_input(paths, out)
+        with open_output(fmt, out, dict(FINDINGS)) as sink:
+            streamed = _run_analysis(paths, frames=None, runner=_without_frames(audit_stream), findings_sink=sink,
+                                     **policy, **opts)
+        counts, dest, profile_name = streamed.stage.tally, streamed.stage.destinations(), streamed.profile
+    else:
+        result = _run_analysis(paths, frames=None, runner=run_audit, **policy, **opts)
+        counts, dest = tally(result.flows, result.findings), result.destinations
+        profile_name = str(result.stats.get("profile"))
+    for line in _audit_summary(profile_name, counts, dest, zoned, fail_on):
         click.echo(printable(line), err=fmt != "table" or out is not None)
-    cols = None if (all_columns or fmt != "table") else FINDING_TABLE_COLUMNS
-    if fmt != "table" or len(findings):
-        write_frame(findings, fmt, out, columns=cols)
-    sys.exit(1 if fails(findings, fail_on) else 0)
+    if fmt == "table" and len(result.findings):
+        write_frame(result.findings, fmt, out, columns=None if all_columns else FINDING_TABLE_COLUMNS)
+    floor = SEVERITY_ORDER.index(fail_on) if fail_on != "never" else len(SEVERITY_ORDER)
+    sys.exit(1 if counts.worst_active() >= floor else 0)
 
 
-def _audit_summary(result: Any, zoned: bool, fail_on: str) -> list[str]:
-    """The audit's summary: verdicts, findings by severity and rule, the worst destinations, and what
-    was not judged and why."""
-    flows, findings, dest = result.flows, result.findings, result.destinations
-    verdicts = flows["verdict"].value_counts()
-    active = findings[findings["suppressed_by"].isna()]
-    by_severity = active["severity"].value_counts()
-    lines = [f"audit ({result.stats.get('profile')}): {len(flows)} flows: " + ", ".join(
-        f"{int(verdicts.get(v, 0))} {label}" for v, label in
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+def _without_frames(runner: Callable[..., Any]) -> Callable[..., Any]:
+    """`runner` called without the frames/sinks keywords _run_analysis passes (the streamed audit sets its own)."""
+    def call(*args: Any, frames: Any = None, sinks: Any = None, **kwargs: Any) -> Any:
+        return runner(*args, **kwargs)
+    return call
+
+
+def _audit_summary(profile: str, counts: Any, dest: Any, zoned: bool, fail_on: str) -> list[str]:
+    """The audit's summary from its tally (analyzer.policy.stage.Tally) and destinations: verdicts,
+    findings by severity and rule, the worst destinations, and what was not judged and why."""
+    v = counts.verdicts
+    lines = [f"audit ({profile}): {counts.flows} flows: " + ", ".join(
+        f"{int(v.get(key, 0))} {label}" for key, label in
         (("ok", "ok"), ("warn", "warn"), ("fail", "fail"), ("unknown", "not judged")))]
-    lines.append(f"findings: {len(active)} (" + ", ".join(
-        f"{s} {int(by_severity.get(s, 0))}" for s in ("critical", "high", "medium", "low", "info"))
-        + f"); suppressed {len(findings) - len(active)}; fail-on {fail_on}")
-    for (rule, severity), n in active.groupby(["rule", "severity"]).size().sort_values(ascending=False).items():
+    active = {(r, s): n for (r, s, sup), n in counts.findings.items() if not sup and n}
+    suppressed = sum(n for (_, _, sup), n in counts.findings.items() if sup)
+    by_severity = {s: sum(n for (_, sev), n in active.items() if sev == s) for s in SEVERITY_ORDER}
+    lines.append(f"findings: {sum(active.values())} (" + ", ".join(
+        f"{s} {by_severity[s]}" for s in reversed(SEVERITY_ORDER))
+        + f"); suppressed {suppressed}; fail-on {fail_on}")
+    for (rule, severity), n in sorted(active.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {rule} ({severity}): {n}")
     if len(dest):
         worst = dest.sort_values(["score", "destination"]).head(5)
         lines.append("worst destinations: " + "; ".join(
             f"{d}:{p} {g} ({s})" for d, p, g, s in zip(worst["destination"], worst["server_port"], worst["grade"],
                                                      worst["score"], strict=True)))
-    unjudged = flows[flows["verdict"] == "unknown"]
-    if len(unjudged):
-        no_payload = int(((unjudged["payload_bytes_to_server"].fillna(0) + unjudged["payload_bytes_to_client"]
-                           .fillna(0)) == 0).sum())
-        unknown = int(unjudged["app_protocol"].isna().sum()) - no_payload
-        lines.append(f"not judged: {len(unjudged)} flows ({no_payload} without payload, {max(unknown, 0)} in a "
-                     f"protocol not recognised, {len(unjudged) - no_payload - max(unknown, 0)} whose encryption "
+    nj = counts.not_judged
+    total = int(v.get("unknown", 0))
+    if total:
+        no_payload, unknown = int(nj.get("no payload", 0)), int(nj.get("protocol not recognised", 0))
+        lines.append(f"not judged: {total} flows ({no_payload} without payload, {unknown} in a "
+                     f"protocol not recognised, {total - no_payload - unknown} whose encryption "
                      "could not be decided)")
     if not zoned:
         lines.append("no --vpc or --zones given: no address is internal, so nothing is called egress")

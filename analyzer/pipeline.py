@@ -76,7 +76,12 @@ class Stage(Protocol):
 
     `on_flows(chunk)` gets the chunk's Arrow columns (the flows schema so far) and returns the values
     of its columns (lists or numpy arrays, one per flow, None missing) and rows for its frames;
-    `finish()` returns rows made at the end (a summary over every chunk)."""
+    `finish()` returns rows made at the end (a summary over every chunk).
+
+    Optionally, `reads` names dissector frames (tls, certs, ...) whose rows the stage wants: the
+    collector hands each flow's rows to `on_rows(frame, uid, rows)` as the dissectors make them,
+    before that flow's chunk reaches `on_flows`, and keeps them only if the analysis builds the
+    frame anyway (so a stage can judge sessions chunk by chunk without the frame in memory)."""
 
     name: str
     columns: tuple[Column, ...]
@@ -397,6 +402,7 @@ class Plan:
     schemas: dict[str, dict[str, str]]
     specs: dict[str, FrameSpec]
     wanted: frozenset[str]
+    fed: frozenset[str] = frozenset()  # frames whose rows go to stages that read them (Stage.reads)
 
     @staticmethod
     def make(options: Options, dissectors: Sequence[Any] | None = None, stages: Sequence[Any] = ()) -> Plan:
@@ -427,7 +433,10 @@ class Plan:
         unknown = set(frames) - set(optional)
         if unknown:
             raise UsageError(f"unknown frame(s): {', '.join(sorted(unknown))}; known: {', '.join(optional)}")
-        return Plan(protos, tuple(stages), schemas, specs, frozenset((*frames, "anomalies")))
+        fed = frozenset(f for stage in stages for f in getattr(stage, "reads", ()))
+        if fed - set(specs):
+            raise UsageError(f"stage reads unknown frame(s): {', '.join(sorted(fed - set(specs)))}")
+        return Plan(protos, tuple(stages), schemas, specs, frozenset((*frames, "anomalies")), fed)
 
     def streamable(self, name: str) -> bool:
         return name in ("flows", "anomalies") or (name in self.specs and self.specs[name].streamable)
@@ -447,7 +456,8 @@ class Collector:
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
         self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
-        context = DissectContext(options.dissect, plan.wanted)
+        context = DissectContext(options.dissect, plan.wanted | plan.fed)
+        self.feeds = {f: [s for s in plan.stages if f in getattr(s, "reads", ())] for f in plan.fed}
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
@@ -521,6 +531,8 @@ class Collector:
     def _rows(self, fp: FlowPayload, facts: Facts) -> None:
         wanted = self.wanted
         for frame, rows in facts.rows.items():
+            for stage in self.feeds.get(frame, ()):
+                stage.on_rows(frame, fp.uid, rows)
             if frame not in wanted:
                 continue
             spec = self.plan.specs.get(frame)

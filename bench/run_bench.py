@@ -7,7 +7,11 @@ command once, so a slow drift of the machine's load hits all tools alike):
   ours (pinned to one core with `taskset -c CPU`, default CPU 0, because the targets are per core)
     flows         intransit flows FILE --no-dissect --format parquet --out TMP   (the flows stage)
     dissect       intransit flows FILE --format parquet --out TMP                (all dissection)
-    ... the same two on the --vxlan --vni 4242 variant and on the capture twice as long
+    audit         intransit audit FILE --vpc 10.0.0.0/8 --fail-on never --format parquet --out TMP
+                  (the streamed audit: all dissection, then the policy chunk by chunk; issue 12 §6)
+    ... the flows two on the --vxlan --vni 4242 variant and on the capture twice as long
+  policy times (once, in process: bench/policy_stream.py): CPU seconds of the policy stage, of
+    judge(), of the zone lookup and of the rules inside it, on the main capture
   peers (not pinned, as in ../shared/bench/results.md; skipped with a note when not installed)
     header walk   pure-Python walk of the pcap record headers (bench/peers/header_walk.py)
     dpkt          dpkt Ethernet/IP/TCP|UDP objects + flow dict  (bench/peers/dpkt_flows.py)
@@ -30,7 +34,8 @@ Targets, judged honestly on the end-to-end median wall time of the full-size cap
 and per-CPU-second rates are shown beside them, not used for the verdict):
   flows stage >= 1,000,000 pkt/s on one core;  all dissection >= 600,000 pkt/s;
   peak RSS < 400 MB (flows) / < 500 MB (dissection) (largest of all runs, 1x and 2x captures);
-  RSS(2x capture) / RSS(1x capture) <= 1.15 ("memory is bounded by live flows, not file size").
+  RSS(2x capture) / RSS(1x capture) <= 1.15 ("memory is bounded by live flows, not file size");
+  audit throughput >= 90% of `flows` with all dissection, same run (issue 12 §6).
 Checks: the VXLAN variant must give the same flows as the plain capture (same count, same
 5-tuples and per-direction packet counts, VNI 4242 on every flow); the flow count is compared with
 the generator's own count (OUT.stats.json) for information.
@@ -77,6 +82,7 @@ TARGET_DISSECT_PPS = 600_000
 TARGET_FLOWS_RSS_MB = 400
 TARGET_DISSECT_RSS_MB = 500
 TARGET_RSS_GROWTH = 1.15
+TARGET_AUDIT_SHARE = 0.90  # intransit audit's rate over intransit flows' (all dissection), same run
 DPKT_ANCHOR_PPS = 118_600  # ../shared/bench/results.md: dpkt row, 1M packets, quiet machine (2026-11-29)
 
 
@@ -303,9 +309,14 @@ def build_tools(args: argparse.Namespace, notes: list[str]) -> list[Tool]:
 
         return argv
 
+    def audit_cmd(f: Path, tmp: Path) -> list[str]:
+        return [*pin, py, "-m", "analyzer", "audit", str(f), "--vpc", "10.0.0.0/8", "--fail-on", "never",
+                "--format", "parquet", "--out", str(tmp / f"{f.stem}-findings.parquet")]
+
     tools = [
         Tool("intransit flows --no-dissect", "ours", "plain", ours_cmd(["--no-dissect"]), note="flows stage"),
         Tool("intransit flows (all dissection)", "ours", "plain", ours_cmd([]), note="all dissection"),
+        Tool("intransit audit (streamed)", "ours", "plain", audit_cmd, note="all dissection + policy"),
         Tool(
             "intransit flows --no-dissect [vxlan]", "ours", "vxlan", ours_cmd(["--no-dissect"]), startup=False
         ),
@@ -366,7 +377,9 @@ def build_tools(args: argparse.Namespace, notes: list[str]) -> list[Tool]:
         )
     if args.only:
         want = [w.strip().lower() for w in args.only.split(",") if w.strip()]
-        tools = [t for t in tools if any(w in t.name.lower() for w in want)]
+        # "=name" selects that tool only (a plain word selects every tool whose name contains it)
+        tools = [t for t in tools if any(t.name.lower() == w[1:] if w.startswith("=") else w in t.name.lower()
+                                         for w in want)]
     if args.no_peers:
         tools = [t for t in tools if t.group == "ours"]
     return tools
@@ -510,6 +523,14 @@ def report(
             f"{fmt_rate(cpu)} | {verdict(rate is not None and rate >= target)} (marginal: "
             f"{'pass' if marg and marg >= target else 'miss'}) |"
         )
+    au = res("intransit audit (streamed)")
+    if au is not None and ds is not None:
+        share, cpu_share = (au.rate() or 0) / (ds.rate() or 1), (au.cpu_rate() or 0) / (ds.cpu_rate() or 1)
+        lines.append(
+            f"| audit ≥ 90% of flows (all dissection) throughput, same run | end-to-end {share:.0%} "
+            f"({fmt_rate(au.rate())} vs {fmt_rate(ds.rate())} pkt/s) · per CPU-s {cpu_share:.0%} · peak RSS "
+            f"{au.max_rss() or 0:.0f} vs {ds.max_rss() or 0:.0f} MB | {verdict(share >= TARGET_AUDIT_SHARE)} |"
+        )
     for label, rs, target in (
         ("peak RSS flows stage < 400 MB (1x and 2x, worst run)", (fl, fl2), TARGET_FLOWS_RSS_MB),
         ("peak RSS all dissection < 500 MB (1x and 2x, worst run)", (ds, ds2), TARGET_DISSECT_RSS_MB),
@@ -582,6 +603,17 @@ def report(
             f"{gen['generator']:,} (difference {gen['ours'] - gen['generator']:+,}; informational: idle "
             "timeouts may split a flow)."
         )
+    pol = checks.get("policy_times")
+    if isinstance(pol, dict):
+        lines.append(
+            f"- Policy times (bench/policy_stream.py, once, CPU seconds, {pol.get('flows', 0):,} flows, "
+            f"{pol.get('findings', 0):,} findings): zone lookup {pol.get('zones_cpu_s')}, rules "
+            f"{pol.get('rules_cpu_s')}, judge() in all {pol.get('judge_cpu_s')}, policy stage in all "
+            f"{pol.get('stage_cpu_s')} (reading the chunk and the row frames, tallies); whole audit "
+            f"{pol.get('audit_stream_cpu_s')}."
+        )
+    elif pol:
+        lines.append(f"- Policy times: {pol}")
     for n in notes:
         lines.append(f"- Note: {n}")
     return "\n".join(lines)
@@ -771,6 +803,16 @@ def main() -> int:
                 "generator": gen,
                 "ours": len(pd.read_parquet(plain_out, columns=["uid"])),
             }
+
+    if any(r.tool.name == "intransit audit (streamed)" for r in results):
+        got = subprocess.run([*(["taskset", "-c", str(args.cpu)] if args.cpu >= 0 and shutil.which("taskset") else []),
+                              sys.executable, str(HERE / "policy_stream.py"), str(captures["plain"][0])],
+                             capture_output=True, text=True, cwd=REPO, timeout=args.limit,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            checks["policy_times"] = json.loads(got.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            checks["policy_times"] = f"bench/policy_stream.py failed: {got.stderr.strip()[-200:]}"
 
     text = report(results, checks, notes, meta)
     args.results.mkdir(parents=True, exist_ok=True)

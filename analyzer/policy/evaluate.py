@@ -43,6 +43,7 @@ small part (0.26 s CPU of the 1M case); the rest is the rules' column work and e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,7 +65,9 @@ from analyzer.policy.zones import Zone, ZoneMap, build_zones, strings_from_codes
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DESTINATIONS", "FINDINGS", "FLOW_COLUMNS", "PolicyResult", "evaluate", "grade"]
+__all__ = ["DESTINATIONS", "FINDINGS", "FLOW_COLUMNS", "Judged", "PolicyResult", "add_destination_sums",
+           "destination_sums", "destinations_from_sums", "evaluate", "grade", "judge", "sort_findings",
+           "timestamp"]
 
 TS = "datetime64[ns, UTC]"
 
@@ -132,9 +135,16 @@ class PolicyResult:
 def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.DataFrame:
     """`flows` plus a `credentials` column: per flow, the kinds of secrets it sent in the clear
     ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
+    from analyzer._pandas import pd
+
     clear = credentials[credentials["secret_in_clear"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    kinds = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).groupby(
-        clear["uid"].astype("string")).agg(lambda v: ", ".join(dict.fromkeys(v.dropna())))
+    kind = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).astype(object)
+    pairs = pd.DataFrame({"uid": clear["uid"].astype(str).to_numpy(), "kind": kind.to_numpy()}).dropna()
+    # the distinct kinds of each flow in order of appearance, joined (one Python join per flow, not
+    # a lambda per group over a Series)
+    pairs = pairs.drop_duplicates()
+    kinds = pd.Series({uid: ", ".join(group) for uid, group in pairs.groupby("uid", sort=False)["kind"]},
+                      dtype=object)
     return flows.assign(credentials=flows["uid"].astype("string").map(kinds).astype("string"))
 
 
@@ -241,11 +251,22 @@ def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.nd
     return code.astype(np.int32)
 
 
-def _destinations(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series) -> pd.DataFrame:
+DEST_KEYS = ["destination", "server_port", "server_zone"]
+# per-destination sums that add up over chunks of flows (worst: the maximum severity rank, -1 none)
+DEST_SUMS = ["flows", "bytes", "enc_flow", "enc_bytes", "decided", "decided_bytes", "findings"]
+
+
+def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series) -> pd.DataFrame:
+    """Per (destination, server_port, server_zone) of `flows` (zoned): the sums the destinations
+    frame is made of (`destinations_from_sums`). Sums of several chunks of flows add up
+    (`add_destination_sums`), so a streamed audit keeps these, not the flows. A missing port is -1,
+    a missing zone "?"."""
     from analyzer._pandas import pd
 
     if len(flows) == 0:
-        return empty_frame(DESTINATIONS)
+        return pd.DataFrame({"destination": pd.Series(dtype=object), "server_port": pd.Series(dtype=np.int64),
+                             "server_zone": pd.Series(dtype=object),
+                             **{c: pd.Series(dtype=np.int64) for c in (*DEST_SUMS, "worst")}})
     enc = flows["encrypted"].astype("boolean")
     # decided: encrypted, or cleartext application data; a failed handshake or an undecided flow is
     # neither, so it counts as not judged rather than as unencrypted
@@ -269,14 +290,37 @@ def _destinations(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray,
 
     worst_g = np.full(n, -1, dtype=np.int64)
     np.maximum.at(worst_g, inverse, worst_f)
-    g = pd.DataFrame({
+    return pd.DataFrame({
         "destination": np.asarray(dest_u.tolist(), dtype=object)[ukeys // (len(port_u) * len(zone_u))],
         "server_port": np.asarray(port_u.tolist(), dtype=np.int64)[(ukeys // len(zone_u)) % len(port_u)],
         "server_zone": np.asarray(zone_u.tolist(), dtype=object)[ukeys % len(zone_u)],
-        "flows": np.bincount(inverse, minlength=n), "bytes": total(b), "enc_flow": total(encm),
+        "flows": np.bincount(inverse, minlength=n).astype(np.int64), "bytes": total(b), "enc_flow": total(encm),
         "enc_bytes": total(np.where(encm, b, 0)), "decided": total(decided),
-        "decided_bytes": total(np.where(decided, b, 0)), "worst": worst_g, "findings": total(count_f),
+        "decided_bytes": total(np.where(decided, b, 0)), "findings": total(count_f), "worst": worst_g,
     })
+
+
+def add_destination_sums(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The sums of several chunks' `destination_sums`, one row per destination."""
+    from analyzer._pandas import pd
+
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return destination_sums(pd.DataFrame(), np.zeros(0, np.int64), np.zeros(0, np.int64), pd.Series(dtype="string"))
+    both = pd.concat(parts, ignore_index=True)
+    agg = {**dict.fromkeys(DEST_SUMS, "sum"), "worst": "max"}
+    return both.groupby(DEST_KEYS, sort=False, as_index=False).agg(agg)
+
+
+def destinations_from_sums(g: pd.DataFrame) -> pd.DataFrame:
+    """The destinations frame (DESTINATIONS) of `destination_sums`: shares, worst severity, score, grade."""
+    from analyzer._pandas import pd
+
+    if len(g) == 0:
+        return empty_frame(DESTINATIONS)
+    g = g.sort_values(DEST_KEYS, kind="stable").reset_index(drop=True)
     flows_n = g["flows"].to_numpy(dtype=float)
     bytes_n = g["bytes"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -307,8 +351,102 @@ def _destinations(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray,
         "score": pd.Series(np.where(judged, score, np.nan), index=g.index).astype("Float64").astype("Int16"),
         "grade": pd.Series(grades, index=g.index).where(judged).astype("string"),
     })
-    return out.sort_values(["score", "bytes", "destination", "server_port"], ascending=[True, False, True, True],
-                           na_position="last", kind="stable").reset_index(drop=True)
+    return out.sort_values(["score", "bytes", "destination", "server_port", "server_zone"],
+                           ascending=[True, False, True, True, True], na_position="last",
+                           kind="stable").reset_index(drop=True)
+
+
+def timestamp(now: Any) -> pd.Timestamp:
+    """`now` (None: the current time) as a UTC timestamp; PolicyError when it is not a time."""
+    from analyzer._pandas import pd
+
+    try:
+        stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    except (ValueError, TypeError) as exc:
+        raise PolicyError(f"not a date or time: {now!r}") from exc
+    if stamp is pd.NaT:
+        raise PolicyError(f"not a date or time: {now!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What `judge` makes of some flows: their findings (not sorted, no suppression-expired), the
+    flows with zones and verdicts, their destination sums and each flow's worst severity rank."""
+
+    findings: pd.DataFrame
+    flows: pd.DataFrame
+    sums: pd.DataFrame
+    worst: np.ndarray
+    names: pd.Series  # per flow: SNI, else leaf certificate CN (the destination's name)
+
+
+def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None, *, zones: ZoneMap,
+          profile: Profile, active: Sequence[Suppression], now: pd.Timestamp,
+          credentials: pd.DataFrame | None = None, ftp_data: pd.DataFrame | None = None,
+          timings: dict[str, float] | None = None) -> Judged:
+    """The rules of `profile` over these flows and the facts of their sessions, suppressed by the
+    `active` suppressions: the work of `evaluate` that is the same on the whole analysis and on
+    each chunk of a streamed one (`analyzer.policy.stage`), whose results add up. `timings`, when
+    given, accumulates CPU seconds spent: `zones` (the zone lookup), `rules` (the predicates) and
+    `judge` (all of this call)."""
+    from analyzer._pandas import pd
+
+    t0 = time.process_time()
+    flows = conform(flows, flow_schema()).reset_index(drop=True)
+    if credentials is not None and len(credentials) and "credentials" not in flows.columns:
+        flows = _with_credentials(flows, credentials)
+    t1 = time.process_time()
+    zoned = zone_flows(flows, zones) if len(flows) else empty_frame(
+        {"client_zone": "string", "server_zone": "string", "direction": "string"})
+    t2 = time.process_time()
+    facts = build_facts(flows, zoned, tls, certs, now, ftp_data)
+    zf = facts.flows
+    names = _server_names(facts.sessions, zf)
+
+    t3 = time.process_time()
+    raw = _rule_findings(facts, profile)
+    t4 = time.process_time()
+    per_flow = pd.DataFrame({
+        "uid": zf["uid"].astype("string"), "direction": zf["direction"], "transport": zf["transport"],
+        "client_ip": zf["client_ip"], "client_port": zf["client_port"], "server_ip": zf["server_ip"],
+        "server_port": zf["server_port"], "server_name": names, "client_zone": zf["client_zone"],
+        "server_zone": zf["server_zone"], "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
+    }).drop_duplicates("uid")
+    joined = raw.merge(per_flow, on="uid", how="left")
+    joined["finding_id"] = _finding_ids(joined["rule"].astype("string") + "|" + joined["uid"].astype("string"))
+    joined["profile"] = pd.array([profile.name] * len(joined), dtype="string")
+    joined["suppressed_by"] = pd.Series(pd.NA, index=joined.index, dtype="string")
+    findings = joined[list(FINDINGS)].astype(FINDINGS) if len(joined) else empty_frame(FINDINGS)
+    if len(findings):
+        open_ = np.ones(len(findings), dtype=bool)
+        by = np.full(len(findings), None, dtype=object)
+        for s in active:
+            m = match_suppression(findings, s) & open_
+            by[m] = s.id
+            open_ &= ~m
+        findings["suppressed_by"] = pd.array(by, dtype="string")
+
+    worst, count = _per_flow(zf, findings)
+    code = _verdicts(zf, worst, profile)
+    out_flows = zf.copy()
+    out_flows["verdict"] = strings_from_codes(VERDICTS, code)
+    out_flows["finding_count"] = pd.array(count, dtype="Int32")
+    sums = destination_sums(zf, worst, count, names)
+    if timings is not None:
+        for key, spent in (("zones", t2 - t1), ("rules", t4 - t3), ("judge", time.process_time() - t0)):
+            timings[key] = timings.get(key, 0.0) + spent
+    return Judged(findings, out_flows, sums, worst, names)
+
+
+def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """Findings in their reported order: most severe first, then rule, first seen, flow."""
+    if len(findings):
+        order = findings["severity"].map({s: -i for i, s in enumerate(SEVERITIES)})
+        findings = (findings.assign(_o=order).sort_values(["_o", "rule", "first_seen", "uid"], kind="stable",
+                                                          na_position="last")
+                    .drop(columns="_o").reset_index(drop=True))
+    return findings.astype(FINDINGS)
 
 
 def evaluate(
@@ -321,6 +459,7 @@ def evaluate(
     suppressions: str | Path | Sequence[Suppression] | None = None,
     now: Any = None,
     credentials: pd.DataFrame | None = None,
+    ftp_data: pd.DataFrame | None = None,
 ) -> PolicyResult:
     """Judge the frames of an analysis (`analyze()`'s flows, tls, certs).
 
@@ -331,66 +470,21 @@ def evaluate(
     rules, which judge at the time each session was seen. `credentials`: the analysis' credentials
     frame (the plaintext dissectors'): each flow that sent a secret in the clear gets a
     `credentials` column ("http basic", "ftp user_pass", ...) that cleartext-credentials reads.
+    `ftp_data`: the analysis' ftp_data frame (data channels announced by FTP control flows), which
+    ftp-data-unprotected links to the data flows.
     """
     from analyzer._pandas import pd
 
     zmap = _zone_map(zones)
     prof = load_profile(profile)
     sups = load_suppressions(suppressions)
-    try:
-        stamp = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    except (ValueError, TypeError) as exc:
-        raise PolicyError(f"not a date or time: {now!r}") from exc
-    if stamp is pd.NaT:
-        raise PolicyError(f"not a date or time: {now!r}")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    flows = conform(flows, flow_schema()).reset_index(drop=True)
-    if credentials is not None and len(credentials) and "credentials" not in flows.columns:
-        flows = _with_credentials(flows, credentials)
-    zoned = zone_flows(flows, zmap) if len(flows) else empty_frame(
-        {"client_zone": "string", "server_zone": "string", "direction": "string"})
-    facts = build_facts(flows, zoned, tls, certs, stamp)
-    zf = facts.flows
-    names = _server_names(facts.sessions, zf)
-
-    raw = _rule_findings(facts, prof)
-    per_flow = pd.DataFrame({
-        "uid": zf["uid"].astype("string"), "direction": zf["direction"], "transport": zf["transport"],
-        "client_ip": zf["client_ip"], "client_port": zf["client_port"], "server_ip": zf["server_ip"],
-        "server_port": zf["server_port"], "server_name": names, "client_zone": zf["client_zone"],
-        "server_zone": zf["server_zone"], "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
-    }).drop_duplicates("uid")
-    joined = raw.merge(per_flow, on="uid", how="left")
-    joined["finding_id"] = _finding_ids(joined["rule"].astype("string") + "|" + joined["uid"].astype("string"))
-    joined["profile"] = pd.array([prof.name] * len(joined), dtype="string")
-    joined["suppressed_by"] = pd.Series(pd.NA, index=joined.index, dtype="string")
-    findings = joined[list(FINDINGS)].astype(FINDINGS) if len(joined) else empty_frame(FINDINGS)
-
+    stamp = timestamp(now)
     today = stamp.date()
-    expired = [s for s in sups if s.expired(today)]
     active = [s for s in sups if not s.expired(today)]
-    if len(findings):
-        open_ = np.ones(len(findings), dtype=bool)
-        by = np.full(len(findings), None, dtype=object)
-        for s in active:
-            m = match_suppression(findings, s) & open_
-            by[m] = s.id
-            open_ &= ~m
-        findings["suppressed_by"] = pd.array(by, dtype="string")
-    exp = _expired_findings(expired, prof, stamp)
+    judged = judge(flows, tls, certs, zones=zmap, profile=prof, active=active, now=stamp,
+                   credentials=credentials, ftp_data=ftp_data)
+    findings = judged.findings
+    exp = _expired_findings([s for s in sups if s.expired(today)], prof, stamp)
     if len(exp):
         findings = pd.concat([findings, exp], ignore_index=True) if len(findings) else exp
-    if len(findings):
-        order = findings["severity"].map({s: -i for i, s in enumerate(SEVERITIES)})
-        findings = (findings.assign(_o=order).sort_values(["_o", "rule", "first_seen", "uid"], kind="stable",
-                                                          na_position="last")
-                    .drop(columns="_o").reset_index(drop=True))
-    findings = findings.astype(FINDINGS)
-
-    worst, count = _per_flow(zf, findings)
-    code = _verdicts(zf, worst, prof)
-    out_flows = zf.copy()
-    out_flows["verdict"] = strings_from_codes(VERDICTS, code)
-    out_flows["finding_count"] = pd.array(count, dtype="Int32")
-    destinations = _destinations(zf, worst, count, names)
-    return PolicyResult(findings, out_flows, destinations, prof, zmap)
+    return PolicyResult(sort_findings(findings), judged.flows, destinations_from_sums(judged.sums), prof, zmap)

@@ -3,6 +3,7 @@
 Rules never join frames themselves: `build_facts` gives them
 
 - `flows`: the flows frame with `client_zone`, `server_zone`, `direction` added;
+- `ftp_data`: the data channels FTP control flows announced (empty when not given);
 - `sessions`: one row per TLS / DTLS / QUIC session (the `tls` frame), with the flow's times,
   transport, zones and direction, and the facts of the session's *leaf* certificate from `certs`
   (columns prefixed ``leaf_``: ``leaf_not_before``, ``leaf_not_after``, ``leaf_key_type``,
@@ -55,6 +56,8 @@ class Facts:
     sessions: pd.DataFrame
     now: pd.Timestamp
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
+    ftp_data: pd.DataFrame | None = None  # the ftp_data frame (data channels FTP control flows announced)
+    certs: pd.DataFrame | None = None  # the certs frame (every certificate seen: the chain rules read it)
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
@@ -93,7 +96,7 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
 
 def build_facts(
     flows: pd.DataFrame, zoned: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None,
-    now: pd.Timestamp,
+    now: pd.Timestamp, ftp_data: pd.DataFrame | None = None,
 ) -> Facts:
     """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
     from analyzer._pandas import pd
@@ -109,4 +112,6 @@ def build_facts(
     sessions = sessions.merge(leaf, left_on="cert_sha256", right_on="sha256", how="left").drop(columns="sha256")
     seen = sessions["ts"].where(sessions["ts"].notna(), sessions["ts_start"])
     sessions["seen"] = seen
-    return Facts(zflows, sessions, now)
+    from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
+
+    return Facts(zflows, sessions, now, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS), certs=certs_frame)

@@ -10,12 +10,13 @@ until they expire. What each rule flags and why is in the docstrings of the modu
   aws-endpoint-legacy-tls, tls-weak-cipher, tls-no-forward-secrecy;
 - `rules_cert`: cert-expired, cert-not-yet-valid, cert-expiring, cert-self-signed, cert-weak-key,
   cert-weak-signature, cert-name-mismatch, cert-validity-too-long;
+- `rules_chain`: cert-chain-expired, cert-chain-weak (the certificates above the leaf);
 - `rules_traffic`: cleartext-egress, cleartext-internal, cleartext-credentials, unknown-egress;
+- `rules_plain`: starttls-not-used, starttls-unavailable, ftp-data-unprotected, http-redirect-only,
+  ssh-legacy;
 - here: suppression-expired (a suppression past its expiry date is itself a finding; it has no
   predicate over traffic: `evaluate` produces it from the suppressions file).
 
-Not yet declared, because no dissector states their facts yet (plaintext issue #5):
-starttls-not-used, starttls-unavailable, ftp-data-unprotected, http-redirect-only, ssh-legacy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.policy._rule import Rule, found
 from analyzer.policy.rules_cert import CERT_RULES
+from analyzer.policy.rules_chain import CHAIN_RULES
+from analyzer.policy.rules_plain import PLAIN_RULES
 from analyzer.policy.rules_tls import TLS_RULES
 from analyzer.policy.rules_traffic import TRAFFIC_RULES
 
@@ -53,4 +56,5 @@ _SUPPRESSION_RULE = Rule(
     reads="suppressions",
 )
 
-RULES: dict[str, Rule] = {r.id: r for r in (*TLS_RULES, *CERT_RULES, *TRAFFIC_RULES, _SUPPRESSION_RULE)}
+RULES: dict[str, Rule] = {r.id: r for r in (*TLS_RULES, *CERT_RULES, *CHAIN_RULES, *TRAFFIC_RULES, *PLAIN_RULES,
+                                                  _SUPPRESSION_RULE)}

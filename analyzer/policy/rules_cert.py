@@ -28,12 +28,14 @@ self-signatures are by design; a leaf signed by a weak CA key is not detected he
   anyway is open to interception. Sessions without SNI are not judged.
 - **cert-validity-too-long**: the validity period is longer than the CA/Browser Forum maximum for
   its issue date (BR §6.3.2, ballot SC-081v3, BR v2.2.6 of 2026-03-31): 398 days for certificates
-  issued before 2026-03-15, 200 days from 2026-03-15, 100 days from 2027-03-15, 47 days from
-  2029-03-15. The issue date is taken from `notBefore` (BR §7.1.2.7: within 48 h of signing), and
-  the period counts inclusively as the BR do: `notAfter - notBefore + 1 s`, any part of a day a
-  whole day. The BRs bind publicly trusted CAs only: self-signed leaves are exempt
-  (`exempt_self_signed`), and `private_issuers` (globs on the issuer CN) exempts a private PKI;
-  `max_days` (0 = off) caps the limit further (Mozilla intermediate: 366 days).
+  issued from 2020-09-01 to 2026-03-14, 200 days from 2026-03-15, 100 days from 2027-03-15, 47 days
+  from 2029-03-15; older certificates by the limit of their day (825 days from 2018-03-01, 39 months
+  from 2015-04-01, 60 months from 2012-07-01, none before: `BR_VALIDITY_SCHEDULE`). The issue date
+  is taken from `notBefore` (BR §7.1.2.7: within 48 h of signing), and the period counts inclusively
+  as the BR do: `notAfter - notBefore + 1 s`, any part of a day a whole day. The BRs bind publicly
+  trusted CAs only: self-signed leaves are exempt (`exempt_self_signed`), and `private_issuers`
+  (globs on the issuer CN) exempts a private PKI; `max_days` (0 = off) caps the limit further
+  (Mozilla intermediate: 366 days).
 """
 
 from __future__ import annotations
@@ -59,8 +61,16 @@ BR = "CA/Browser Forum TLS Baseline Requirements v2.2.6"
 NIST = "NIST SP 800-52 Rev. 2"
 MOZ = "Mozilla Server Side TLS 6.0 (intermediate)"
 
-# CA/B Forum BR §6.3.2 after ballot SC-081v3: (issued on or after, maximum validity in days)
-BR_VALIDITY_SCHEDULE = [["1970-01-01", 398], ["2026-03-15", 200], ["2027-03-15", 100], ["2029-03-15", 47]]
+# CA/B Forum BR maximum validity: (issued on or after, maximum validity in days). The steps before
+# 2026 are the limits in force when older certificates were issued (a certificate is judged by the
+# rule of its issue date, so a 2016 certificate of three years was compliant): BR 1.0 (effective
+# 2012-07-01) 60 months, 39 months from 2015-04-01, 825 days from 2018-03-01 (ballot 193), 398
+# days from 2020-09-01 (ballot SC31); then ballot SC-081v3 (BR §6.3.2 of v2.2.6). Months are counted
+# at their longest (60 months = 1827 days, 39 months = 1188 days). Before 2012-07-01 the BRs set no
+# limit: nothing is flagged. The pre-2020 steps are from the BR change history as remembered, not
+# checked against ../shared/data/policy-references.md (which gives the steps from 2026).
+BR_VALIDITY_SCHEDULE = [["2012-07-01", 1827], ["2015-04-01", 1188], ["2018-03-01", 825], ["2020-09-01", 398],
+                        ["2026-03-15", 200], ["2027-03-15", 100], ["2029-03-15", 47]]
 
 
 def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:

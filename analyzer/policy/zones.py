@@ -164,7 +164,14 @@ def pack_addresses(values: Iterable[object]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cidr_bounds(cidr: str) -> tuple[int, int, int]:
-    """(first key, last key, prefix length) of a CIDR as ints; PolicyError when it is not one."""
+    """(first key, last key, prefix length) of a CIDR as ints; PolicyError when it is not one.
+
+    The plain `address/length` form goes through inet_pton (the ~17k AWS prefixes are read at every
+    audit's start: `ipaddress` took a quarter of a second of it); anything else, and every error,
+    through `ipaddress`, whose rules and messages stay the reference."""
+    fast = _cidr_bounds_fast(cidr)
+    if fast is not None:
+        return fast
     try:
         net = ipaddress.ip_network(cidr.strip(), strict=False)
     except (ValueError, TypeError, AttributeError) as exc:
@@ -174,6 +181,26 @@ def _cidr_bounds(cidr: str) -> tuple[int, int, int]:
     last = int(net.broadcast_address)
     # IPv4 sits in the low 32 bits of its family's space (the family byte keeps v4 and v6 apart)
     return _key_int(fam, first), _key_int(fam, last), net.prefixlen
+
+
+def _cidr_bounds_fast(cidr: str) -> tuple[int, int, int] | None:
+    """`_cidr_bounds` of `a.b.c.d/n` or `x:y::z/n` by inet_pton; None for any other form."""
+    if not isinstance(cidr, str):
+        return None
+    addr, slash, plen = cidr.strip().partition("/")
+    if not slash or not plen.isdigit() or len(plen) > 3:
+        return None
+    fam, bits, af = (6, 128, socket.AF_INET6) if ":" in addr else (4, 32, socket.AF_INET)
+    n = int(plen)
+    if n > bits:
+        return None
+    try:
+        value = int.from_bytes(socket.inet_pton(af, addr), "big")
+    except (OSError, ValueError):
+        return None
+    host = (1 << (bits - n)) - 1
+    first = value & ~host
+    return _key_int(fam, first), _key_int(fam, first | host), n
 
 
 # --- flattening nested prefixes ---------------------------------------------------------------

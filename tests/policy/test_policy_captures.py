@@ -34,12 +34,23 @@ EXPECTED = {
     "cert-weak-key": {"cert_rsa1024_tls12.pcap", *RSA_KX},  # the gnutls captures use the 1024-bit leaf
     "cert-weak-signature": {"cert_sha1_tls12.pcap"},
     "cert-name-mismatch": {"cert_sni_mismatch_tls12.pcap"},
+    # the chains the recording sent are one 2048-bit SHA-256 test CA, valid until 2031
+    "cert-chain-expired": set(),
+    "cert-chain-weak": set(),
     # every VPC flow is internal here: cleartext is cleartext-internal; multi_if's loopback HTTP is
     # "external" (neither end in a VPC), which neither cleartext rule covers by default
     "cleartext-egress": set(),
     "cleartext-internal": CLEARTEXT,
     "cleartext-credentials": {"http_basic_auth.pcap", "smtp_plain_auth.pcap", "ftp_login.pcap"},
     "unknown-egress": set(),  # every flow is internal here
+    # the plaintext rules (manifest): smtp_plain_auth's aiosmtpd runs without TLS, so its EHLO reply
+    # offers no STARTTLS; smtp_starttls upgrades; ftp_login's EPSV + RETR data channel runs without
+    # PROT P (cleartext), ftps_explicit's is TLS; OpenSSH speaks 2.0; no capture redirects to HTTPS
+    "starttls-not-used": set(),
+    "starttls-unavailable": {"smtp_plain_auth.pcap"},
+    "ftp-data-unprotected": {"ftp_login.pcap"},
+    "http-redirect-only": set(),
+    "ssh-legacy": set(),
 }
 
 
@@ -53,8 +64,9 @@ def _fired(result: policy.PolicyResult) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def sec09(captured):
-    flows, tls, certs, credentials = captured
-    return policy.evaluate(flows, tls, certs, zones=VPC, now="2026-12-06", credentials=credentials)
+    flows, tls, certs, credentials, ftp_data = captured
+    return policy.evaluate(flows, tls, certs, zones=VPC, now="2026-12-06", credentials=credentials,
+                           ftp_data=ftp_data)
 
 
 def test_expected_table_covers_every_traffic_rule():
@@ -92,13 +104,13 @@ def test_validity_too_long_follows_the_issue_date(sec09):
 
 def test_certificates_are_judged_at_capture_time(captured):
     """Run 'in 2040': the good leaf (valid to 2027-12-30) is still not expired, because it was seen in 2026."""
-    flows, tls, certs, _ = captured
+    flows, tls, certs, _, _ = captured
     later = policy.evaluate(flows, tls, certs, zones=VPC, now="2040-01-01")
     assert _fired(later)["cert-expired"] == {"cert_expired_tls12.pcap"}
 
 
 def test_expiring_runway_option(tmp_path, captured):
-    flows, tls, certs, _ = captured
+    flows, tls, certs, _, _ = captured
     prof = tmp_path / "runway.toml"
     prof.write_text('extends = "sec09"\n[rules.cert-expiring]\noptions = { runway_days = 400 }\n')
     fired = _fired(policy.evaluate(flows, tls, certs, zones=VPC, profile=prof))["cert-expiring"]
@@ -107,7 +119,7 @@ def test_expiring_runway_option(tmp_path, captured):
 
 
 def test_strict_flags_cbc(captured):
-    flows, tls, certs, _ = captured
+    flows, tls, certs, _, _ = captured
     fired = _fired(policy.evaluate(flows, tls, certs, zones=VPC, profile="strict"))
     assert fired["tls-weak-cipher"] == RSA_KX | LEGACY  # ECDHE_RSA_WITH_AES_256_CBC_SHA under TLS 1.0/1.1
     sev = policy.evaluate(flows, tls, certs, zones=VPC, profile="strict").findings
@@ -116,7 +128,7 @@ def test_strict_flags_cbc(captured):
 
 def test_aws_endpoint_rule_on_a_real_legacy_session(captured):
     """The TLS 1.0 capture, as if its SNI were an AWS API endpoint."""
-    flows, tls, certs, _ = captured
+    flows, tls, certs, _, _ = captured
     tls = tls.copy()
     uid = flows.loc[flows["source"].str.endswith("tls10_openssl.pcap"), "uid"].iloc[0]
     tls.loc[tls["uid"] == uid, "server_name"] = "sts.us-east-1.amazonaws.com"
@@ -147,16 +159,16 @@ def test_frames_have_the_declared_schemas(sec09):
 
 
 def test_finding_ids_are_stable_and_unique(captured, sec09):
-    flows, tls, certs, credentials = captured
+    flows, tls, certs, credentials, ftp_data = captured
     again = policy.evaluate(flows.iloc[::-1], tls.iloc[::-1], certs, zones=VPC, now="2026-12-06",
-                            credentials=credentials.iloc[::-1])
+                            credentials=credentials.iloc[::-1], ftp_data=ftp_data.iloc[::-1])
     assert sec09.findings["finding_id"].is_unique
     assert set(again.findings["finding_id"]) == set(sec09.findings["finding_id"])
 
 
 def test_flows_only_analysis_still_judges_versions(captured):
     """Without the tls frame the flows' own TLS columns are used (what `analyze(frames=('flows',))` gives)."""
-    flows, _, _, _ = captured
+    flows, _, _, _, _ = captured
     fired = _fired(policy.evaluate(flows, None, None, zones=VPC))
     assert fired["tls-legacy-version"] == LEGACY
     assert fired["tls-weak-cipher"] == RSA_KX
@@ -164,7 +176,7 @@ def test_flows_only_analysis_still_judges_versions(captured):
 
 
 def test_every_builtin_profile_runs(captured):
-    flows, tls, certs, _ = captured
+    flows, tls, certs, _, _ = captured
     for name in policy.BUILTIN_PROFILES:
         res = policy.evaluate(flows, tls, certs, zones=VPC, profile=name)
         assert (res.findings["profile"] == name).all()

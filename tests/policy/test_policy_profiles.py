@@ -176,6 +176,8 @@ def test_bad_suppressions_are_one_line_errors(tmp_path, text, message):
 
 def test_rules_table_documents_every_rule():
     import analyzer.policy.rules_cert as rc
+    import analyzer.policy.rules_chain as rch
+    import analyzer.policy.rules_plain as rp
     import analyzer.policy.rules_tls as rt
     import analyzer.policy.rules_traffic as rtr
 
@@ -184,7 +186,7 @@ def test_rules_table_documents_every_rule():
     for name in policy.BUILTIN_PROFILES:
         assert set(t[name]) <= {"off", "info", "low", "medium", "high", "critical"}
     assert (t["references"].str.len() > 0).all() and (t["rationale"].str.len() > 0).all()
-    docs = (rc.__doc__ or "") + (rt.__doc__ or "") + (rtr.__doc__ or "")
+    docs = (rc.__doc__ or "") + (rt.__doc__ or "") + (rtr.__doc__ or "") + (rp.__doc__ or "") + (rch.__doc__ or "")
     for rid in policy.RULES:
         if rid != "suppression-expired":
             assert f"**{rid}**" in docs, rid  # each rule explained for users in its module docstring

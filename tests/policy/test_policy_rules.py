@@ -3,6 +3,7 @@ cipher and version edge cases, certificate boundaries, hostile strings."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -218,8 +219,12 @@ def test_weak_key_and_signature_thresholds():
 
 def test_validity_schedule():
     nb = pd.Series(pd.to_datetime(["2026-03-14T23:59:59Z", "2026-03-15T00:00:00Z", "2027-03-15T00:00:00Z",
-                                   "2029-03-15T00:00:00Z", None], utc=True))
-    assert list(validity_limit_days(nb, BR_VALIDITY_SCHEDULE)[:4]) == [398, 200, 100, 47]
+                                   "2029-03-15T00:00:00Z", "2020-08-31T00:00:00Z", "2018-03-01T00:00:00Z",
+                                   "2015-04-01T00:00:00Z", "2012-07-01T00:00:00Z", None], utc=True))
+    assert list(validity_limit_days(nb, BR_VALIDITY_SCHEDULE)[:8]) == [398, 200, 100, 47, 825, 825, 1188, 1827]
+    # before the BRs' first limit (and without a date) nothing is judged
+    old = pd.Series(pd.to_datetime(["2012-06-30T23:59:59Z", None], utc=True))
+    assert np.isnan(validity_limit_days(old, BR_VALIDITY_SCHEDULE)).all()
     # 200 days exactly (inclusive count: notAfter = notBefore + 200 d - 1 s) passes; one second more fails
     f, t, c = _cert_case("2026-04-01T00:00:00", "2026-10-17T23:59:59")
     assert "cert-validity-too-long" not in _rules(_eval(f, t, c))

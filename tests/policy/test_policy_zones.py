@@ -195,3 +195,25 @@ def test_bad_zones_files_are_one_line_errors(tmp_path, text, message):
 def test_bad_vpc_cidr():
     with pytest.raises(PolicyError, match="not a CIDR"):
         build_zones(vpc=["10.0.0.0/8", "banana"], aws_ip_ranges=False)
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "10.1.2.3/8", "0.0.0.0/0", "255.255.255.255/32", "fd77::/64",
+                                  "2001:db8::1/128", "::/0", " 10.0.0.0/24 ", "::ffff:1.2.3.4/120", "1.2.3.4/33",
+                                  "010.0.0.0/8", "1.2.3/24", "10.0.0.0", "fe80::1%eth0/64", "10.0.0.0/-1", "a/b", ""])
+def test_fast_cidr_parse_equals_ipaddress(cidr):
+    """The inet_pton path of _cidr_bounds (AWS prefixes at start-up) gives what ipaddress gives, or
+    declines (None) and leaves the form to ipaddress."""
+    import ipaddress
+    import sys
+
+    zm = sys.modules["analyzer.policy.zones"]
+    fast = zm._cidr_bounds_fast(cidr)
+    try:
+        net = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        assert fast is None
+        return
+    fam = 4 if net.version == 4 else 6
+    ref = (zm._key_int(fam, int(net.network_address)), zm._key_int(fam, int(net.broadcast_address)), net.prefixlen)
+    assert fast is None or fast == ref
+    assert zm._cidr_bounds(cidr) == ref
