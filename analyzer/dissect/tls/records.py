@@ -103,7 +103,8 @@ def _sslv2_hello(data: bytes, pos: int = 0) -> bool:
 
 
 def _sslv2_server_hello(data: bytes, pos: int = 0) -> bool:
-    if pos + 5 > len(data):
+    """An SSL 2.0 record header carrying SERVER-HELLO (4); it reads 6 bytes (version major at +5)."""
+    if pos + 6 > len(data):
         return False
     b0 = data[pos]
     if not b0 & 0x80:

@@ -169,6 +169,12 @@ def test_dissector_mutated_sessions(a: bytes, b: bytes, start_known: bool) -> No
     _dissect_never_raises(a, b, start_known)
 
 
+def test_a_five_byte_sslv2_server_hello_header_is_not_read_past_its_end() -> None:
+    """Found by hypothesis: the SSL 2.0 SERVER-HELLO check read a sixth byte of a 5-byte payload."""
+    _dissect_never_raises(b"", b"\x80\x0b\x04\x00\x00", True)
+    _dissect_never_raises(b"\x16\x03\x01", b"\x80\x0b\x04\x00\x00", False)
+
+
 def test_length_fields_do_not_drive_allocation() -> None:
     hostile = [
         record(22, b"\x01\xff\xff\xff" + b"\x03\x03"),  # handshake claims 16 MiB
