@@ -221,7 +221,7 @@ class DNSDissector:
                 out["dns_qtype"] = qtype
                 out["dns_qtype_name"] = QTYPES.get(qtype, f"TYPE{qtype}")
         if bad:
-            facts.anomaly("dns_message_malformed", f"{bad} message(s) shorter than a DNS header or of an unknown opcode")
+            facts.anomaly("dns_message_malformed", f"{bad} message(s) too short or of an unknown opcode")
         out["dns_queries"], out["dns_responses"] = queries, responses
         facts.flow.update(out)
         return facts
