@@ -9,7 +9,9 @@ is what an auditor needs), `secret_in_clear` (was a reusable secret readable on 
 
 Mechanisms (lower case): HTTP schemes `basic`, `bearer`, `digest`, `ntlm`, `negotiate` (others by
 their scheme name); SASL mechanisms by name (`plain`, `login`, `cram-md5`, `digest-md5`, `xoauth2`,
-`scram-sha-1`, ...); `login_command` (IMAP LOGIN), `user_pass` (POP3 and FTP USER/PASS), `apop`.
+`scram-sha-1`, ...); `login_command` (IMAP LOGIN), `user_pass` (POP3 and FTP USER/PASS), `apop`; `simple` (LDAP simple
+bind), `community` (SNMP v1/v2c: the community string is the secret, no user name), `login` (Telnet:
+the line typed at the password prompt).
 Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*) send no reusable secret:
 `secret_in_clear` False and no fingerprint.
 
@@ -50,7 +52,7 @@ CREDENTIALS = FrameSpec(
 
 # Mechanisms whose exchange carries the secret itself (or a bearer token) readable on the wire.
 IN_CLEAR = frozenset({"basic", "bearer", "plain", "login", "xoauth2", "oauthbearer", "login_command",
-                      "user_pass"})
+                      "user_pass", "simple", "community"})
 MAX_USERNAME = 256
 
 # DissectContext has no key field yet: a run's key is kept here by the context's identity, so every

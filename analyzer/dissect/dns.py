@@ -138,7 +138,7 @@ def looks_like_dns(msg: bytes) -> bool:
 def _tcp_messages(data: bytes) -> list[bytes]:
     """The length-prefixed messages of one direction of a TCP stream (RFC 1035 4.2.2), complete ones
     only, at most MAX_MESSAGES."""
-    out = []
+    out: list[bytes] = []
     pos = 0
     while len(out) < MAX_MESSAGES and pos + 2 <= len(data):
         (n,) = struct.unpack_from(">H", data, pos)
