@@ -64,7 +64,8 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
             "analyzer.dissect.pop3", "analyzer.dissect.ftp",
             "analyzer.dissect.dns", "analyzer.dissect.ldap",
             "analyzer.dissect.snmp", "analyzer.dissect.telnet",
-            "analyzer.dissect.ntp", "analyzer.dissect.syslog", "analyzer.dissect.rdp")
+            "analyzer.dissect.ntp", "analyzer.dissect.syslog", "analyzer.dissect.rdp",
+            "analyzer.dissect.vnc")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers
