@@ -203,3 +203,24 @@ def test_no_output_contains_a_secret(name: str, tmp_path: Path):
                 for secret in SECRETS[name]:
                     for needle in _forbidden(secret):
                         assert needle not in blob, (command, fmt, secret)
+
+
+def test_policy_judges_the_net_captures():
+    """The policy layer's rules on these flows (facts, judged there): every cleartext flow is
+    cleartext-internal in a VPC of 10.81.0.0/24, the three captures with a reusable secret in the clear
+    are cleartext-credentials, and SNMPv3 with privacy and LDAP after StartTLS are neither."""
+    from analyzer import policy
+
+    r = analyzer.analyze([str(CAPTURES / n) for n in sorted(MANIFEST)])
+    result = policy.evaluate(r.flows, r.tls, r.certs, zones=["10.81.0.0/24"], now="2026-12-06",
+                             credentials=r.credentials)
+    f = result.findings.merge(result.flows[["uid", "source", "app_protocol", "encrypted"]], on="uid", how="left")
+    fired: dict[str, set[str]] = {}
+    for rule, src in zip(f["rule"], f["source"], strict=True):
+        fired.setdefault(str(rule), set()).add(Path(str(src)).name)
+    assert fired["cleartext-credentials"] == {"ldap_simple_bind.pcap", "snmp_v2c.pcap", "telnet_login.pcap"}
+    clear = {n for n in MANIFEST if n != "ldap_starttls.pcap"}  # snmp_v3: bob's authNoPriv flow is cleartext
+    assert fired["cleartext-internal"] == clear
+    flagged = set(f.loc[f["rule"] == "cleartext-internal", "uid"])
+    encrypted = set(r.flows.loc[r.flows["encrypted"].fillna(False).astype(bool), "uid"])
+    assert encrypted and not flagged & encrypted
