@@ -61,7 +61,11 @@ __all__ = [
 # dissectors are tried on a flow (after the port hints) and their columns appear in `.flows`.
 BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector", "analyzer.dissect.dtls",
             "analyzer.dissect.ssh", "analyzer.dissect.http", "analyzer.dissect.smtp", "analyzer.dissect.imap",
-            "analyzer.dissect.pop3", "analyzer.dissect.ftp")
+            "analyzer.dissect.pop3", "analyzer.dissect.ftp",
+            "analyzer.dissect.dns", "analyzer.dissect.ldap",
+            "analyzer.dissect.snmp", "analyzer.dissect.telnet",
+            "analyzer.dissect.ntp", "analyzer.dissect.syslog", "analyzer.dissect.rdp",
+            "analyzer.dissect.vnc", "analyzer.dissect.sip")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers
