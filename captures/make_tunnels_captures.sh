@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Record the "tunnels" group's sample captures (issue 11: SMB2/3, WireGuard, OpenVPN, IPsec) into
+# captures/, with their facts in captures/manifest.tunnels.json (same shape as manifest.json).
+#
+# Real software in network namespaces this script creates and deletes (itc-tunnels-*), addresses in
+# 10.83.x.x only; nothing leaves the machine. The helpers (mkns, veth, cap_start/stop, srv, cli,
+# expect) are copies of make_captures.sh's (not shared: that script is recorded separately).
+#
+#   sudo captures/make_tunnels_captures.sh             # record into captures/
+#   sudo captures/make_tunnels_captures.sh --install   # apt-get the tools first
+#   OUT=/tmp/x captures/make_tunnels_captures.sh       # write somewhere else
+#   ONLY="smb wg" ...                                  # record only these parts (smb wg ovpn ipsec)
+#
+# Needs root, iproute2, tcpdump, tshark, capinfos, samba + smbclient, wireguard-tools +
+# wireguard-go (userspace WireGuard on /dev/net/tun: the kernel here has no wireguard module),
+# openvpn, strongswan (charon + swanctl; the kernel's XFRM).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$HERE}
+PY=${PYTHON:-python3}
+ONLY=${ONLY:-smb wg ovpn ipsec}
+T0=$(date +%s)
+
+if [ "${1:-}" = "--install" ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tcpdump tshark iproute2 ethtool \
+    samba smbclient wireguard-tools wireguard-go openvpn openssl strongswan-charon strongswan-swanctl >/dev/null
+fi
+
+die() { echo "make_tunnels_captures: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
+for c in ip tcpdump tshark capinfos timeout ss; do command -v "$c" >/dev/null || die "missing $c (try --install)"; done
+part() { case " $ONLY " in *" $1 "*) return 0;; esac; return 1; }
+
+WORK=$(mktemp -d /tmp/itc-tunnels.XXXXXX)
+LOG=$WORK/make.log
+EXPECT=$WORK/expect.tsv
+: > "$EXPECT"
+mkdir -p "$OUT"
+echo "work dir $WORK (log: $LOG)"
+
+# ------------------------------------------------------------------ namespaces and cleanup
+NS_C=itc-tunnels-cli   # 10.83.0.10
+NS_S=itc-tunnels-srv   # 10.83.0.20
+ALL_NS="$NS_C $NS_S"
+C4=10.83.0.10 S4=10.83.0.20
+PIDS=()
+
+ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+kill_ns() {
+  local ns=$1 pid
+  ns_exists "$ns" || return 0
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+  sleep 0.3
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  ip netns del "$ns" 2>/dev/null
+}
+cleanup() {
+  local pid ns
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for ns in $ALL_NS; do kill_ns "$ns"; done
+  if [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+for ns in $ALL_NS; do kill_ns "$ns"; done  # left over by an earlier, killed run
+
+inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+mkns() {
+  ip netns add "$1" || die "ip netns add $1"
+  ip -n "$1" link set lo up
+  inns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+quiet_if() { inns "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1; }
+veth() {  # nsA devA macA nsB devB macB
+  ip link add name "$2" netns "$1" address "$3" type veth peer name "$5" netns "$4" address "$6" || die "veth $1/$2"
+  quiet_if "$1" "$2"; quiet_if "$4" "$5"
+  ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
+}
+mkns $NS_C; mkns $NS_S
+veth $NS_C eth0 02:00:0a:53:00:0a $NS_S eth0 02:00:0a:53:00:14
+ip -n $NS_C addr add $C4/24 dev eth0; ip -n $NS_S addr add $S4/24 dev eth0
+
+CAP_PID=
+cap_start() {  # ns iface file filter
+  local ns=$1 ifc=$2 file=$3 filter=$4 _
+  rm -f "$OUT/$file"
+  ip netns exec "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root -w "$OUT/$file" "$filter" \
+    2> "$WORK/tcpdump.err" &
+  CAP_PID=$!; CAP_T0=$(date +%s.%N)
+  for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.05; done
+  echo "tcpdump did not start for $file: $(cat "$WORK/tcpdump.err")" | tee -a "$LOG"
+}
+cap_stop() {  # file
+  sleep 0.3
+  kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
+  printf '%-34s %6s packets %7s bytes %5.1f s\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
+    "$(stat -c %s "$OUT/$1")" "$(awk -v a="$(date +%s.%N)" -v b="$CAP_T0" 'BEGIN{print a-b}')" | tee -a "$LOG"
+}
+wait_port() {  # ns port [tcp|udp]
+  local flag=-ltnH _
+  [ "${3:-tcp}" = udp ] && flag=-lunH
+  for _ in $(seq 100); do inns "$1" ss $flag "sport = :$2" | grep -q . && return 0; sleep 0.05; done
+  echo "port $2 never listened in $1" | tee -a "$LOG"; return 1
+}
+SRV=
+srv() {  # ns cmd...: a server in the background
+  local ns=$1; shift
+  echo "+ [$ns] $*" >> "$LOG"
+  ip netns exec "$ns" "$@" >> "$LOG" 2>&1 &
+  SRV=$!; PIDS+=("$SRV")
+}
+srv_stop() { local pid=${1:-$SRV}; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 0; }
+cli() {  # ns cmd...: a client with a timeout
+  local ns=$1; shift
+  echo "+ [$ns] $*" >> "$LOG"
+  inns "$ns" timeout 20 "$@" >> "$LOG" 2>&1
+  local rc=$?
+  [ $rc = 0 ] || echo "  (client exit $rc)" >> "$LOG"
+  return 0
+}
+expect() {  # file json
+  printf '%s\t%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')" >> "$EXPECT"
+}
+TOOLS='{}'
+tool() { TOOLS=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=sys.argv[3]; print(json.dumps(d))' "$TOOLS" "$1" "$2"); }
+
+# ================================================================== SMB (samba smbd + smbclient)
+smb_case() {  # file encrypt(required|off) description
+  local f=$1 enc=$2 desc=$3 d=$WORK/smb-$2
+  mkdir -p "$d"/{private,state,cache,lock,share,pid}
+  echo hello > "$d/share/hello.txt"
+  cat > "$d/smb.conf" <<EOF
+[global]
+  workgroup = ITC
+  netbios name = ITCSRV
+  server role = standalone server
+  security = user
+  passdb backend = tdbsam:$d/private/passdb.tdb
+  private dir = $d/private
+  state directory = $d/state
+  cache directory = $d/cache
+  lock directory = $d/lock
+  pid directory = $d/pid
+  ncalrpc dir = $d/lock/ncalrpc
+  username map = $d/users.map
+  smb ports = 445
+  interfaces = $S4/24
+  bind interfaces only = yes
+  disable netbios = yes
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  log file = $d/log.%m
+  server min protocol = SMB2_02
+  smb encrypt = $enc
+[share]
+  path = $d/share
+  read only = no
+  force user = root
+EOF
+  echo "root = alice" > "$d/users.map"
+  printf 's3cret-smb\ns3cret-smb\n' | inns $NS_S pdbedit -s "$d/smb.conf" -a -u root -t >> "$LOG" 2>&1
+  cap_start $NS_S eth0 "$f" "tcp port 445"
+  srv $NS_S setsid smbd --foreground --no-process-group -s "$d/smb.conf" --debug-stdout
+  wait_port $NS_S 445
+  cli $NS_C smbclient //$S4/share -U 'ITC\alice%s3cret-smb' -m SMB3 -c 'get hello.txt /dev/null; ls'
+  srv_stop; cap_stop "$f"
+  expect "$f" "$desc"
+}
+if part smb; then
+  command -v smbd >/dev/null || die "missing smbd (try --install)"
+  tool samba "$(smbd --version | awk '{print $2}')"
+  smb_case smb3_encrypted.pcap required '{"description": "SMB 3.1.1 with smb encrypt = required: samba smbd <- smbclient -m SMB3, NTLMv2 login as ITC\\alice, get hello.txt and ls in transform headers",
+    "tool": "samba smbd + smbclient", "transport": "tcp", "client": "10.83.0.10", "server": "10.83.0.20", "server_port": 445,
+    "app_protocol": "smb", "smb_dialect": "3.1.1", "encrypted": true, "protection": "smb3", "session_encrypt": true,
+    "username": "ITC\\alice", "auth": "ntlm", "password": "s3cret-smb"}'
+  smb_case smb3_plain.pcap off '{"description": "SMB 3.1.1 with smb encrypt = off: samba smbd <- smbclient -m SMB3, NTLMv2 login as ITC\\alice, get hello.txt and ls in the clear",
+    "tool": "samba smbd + smbclient", "transport": "tcp", "client": "10.83.0.10", "server": "10.83.0.20", "server_port": 445,
+    "app_protocol": "smb", "smb_dialect": "3.1.1", "encrypted": false, "protection": "none", "session_encrypt": false,
+    "username": "ITC\\alice", "auth": "ntlm", "password": "s3cret-smb"}'
+fi
+
+# ================================================================== manifest
+"$PY" - "$EXPECT" "$OUT/manifest.tunnels.json" "$TOOLS" <<'EOF'
+import datetime, json, sys
+expect, out, tools = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    old = json.load(open(out))
+except (OSError, ValueError):
+    old = {"captures": {}}
+caps = dict(old.get("captures", {}))
+for line in open(expect):
+    name, facts = line.rstrip("\n").split("\t", 1)
+    caps[name] = json.loads(facts)
+doc = {"schema": 1, "generated_by": "captures/make_tunnels_captures.sh",
+       "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+       "tools": {**old.get("tools", {}), **tools}, "captures": dict(sorted(caps.items()))}
+json.dump(doc, open(out, "w"), indent=2)
+open(out, "a").write("\n")
+EOF
+echo "took $(( $(date +%s) - T0 )) s"
