@@ -182,6 +182,38 @@ if part smb; then
     "username": "ITC\\alice", "auth": "ntlm", "password": "s3cret-smb"}'
 fi
 
+# ================================================================== WireGuard (wireguard-go + wg)
+if part wg; then
+  command -v wireguard-go >/dev/null && command -v wg >/dev/null || die "missing wireguard-go/wg (try --install)"
+  tool wireguard-tools "$(wg --version | awk '{print $2}')"
+  tool wireguard-go "$(wireguard-go --version 2>&1 | awk '{print $2}' | head -1)"
+  F=wireguard.pcap
+  KC=$(wg genkey); KS=$(wg genkey)
+  export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
+  srv $NS_C wireguard-go -f wgc   # distinct names: the UAPI socket /var/run/wireguard/NAME.sock is not per namespace
+  srv $NS_S wireguard-go -f wgs
+  for _ in $(seq 50); do ip -n $NS_S link show wgs >/dev/null 2>&1 && ip -n $NS_C link show wgc >/dev/null 2>&1 && break; sleep 0.1; done
+  printf '%s' "$KC" > "$WORK/wg-c.key"; printf '%s' "$KS" > "$WORK/wg-s.key"
+  inns $NS_S wg set wgs listen-port 51820 private-key "$WORK/wg-s.key" peer "$(printf '%s' "$KC" | wg pubkey)" \
+    allowed-ips 10.83.100.10/32
+  inns $NS_C wg set wgc listen-port 40000 private-key "$WORK/wg-c.key" peer "$(printf '%s' "$KS" | wg pubkey)" \
+    allowed-ips 10.83.100.20/32 endpoint $S4:51820
+  ip -n $NS_S addr add 10.83.100.20/24 dev wgs; ip -n $NS_S link set wgs up
+  ip -n $NS_C addr add 10.83.100.10/24 dev wgc; ip -n $NS_C link set wgc up
+  cap_start $NS_S eth0 $F "udp port 51820"
+  for i in 1 2 3; do  # UDP to a closed port inside the tunnel: the ICMP answer comes back through it too
+    cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.100.20/9"; sleep 0.3
+  done
+  cap_stop $F
+  kill_ns $NS_C; kill_ns $NS_S; mkns $NS_C; mkns $NS_S  # fresh namespaces for the next part
+  veth $NS_C eth0 02:00:0a:53:00:0a $NS_S eth0 02:00:0a:53:00:14
+  ip -n $NS_C addr add $C4/24 dev eth0; ip -n $NS_S addr add $S4/24 dev eth0
+  expect $F '{"description": "WireGuard (wireguard-go on /dev/net/tun, configured with wg): handshake initiation and response, then 3 UDP datagrams and the ICMP port-unreachable answers in transport data messages",
+    "tool": "wireguard-go + wg", "transport": "udp", "client": "10.83.0.10", "client_port": 40000, "server": "10.83.0.20",
+    "server_port": 51820, "app_protocol": "wireguard", "encrypted": true, "protection": "wireguard",
+    "message_types": [1, 2, 4]}'
+fi
+
 # ================================================================== manifest
 "$PY" - "$EXPECT" "$OUT/manifest.tunnels.json" "$TOOLS" <<'EOF'
 import datetime, json, sys
