@@ -214,6 +214,59 @@ if part wg; then
     "message_types": [1, 2, 4]}'
 fi
 
+# ================================================================== OpenVPN (p2p TLS mode)
+ovpn_case() {  # file proto(udp|tcp) wrap(none|tls-auth|tls-crypt) description
+  local f=$1 proto=$2 wrap=$3 desc=$4 P=$WORK/ovpn sproto=udp cproto=udp wrapopt=() _
+  [ "$proto" = tcp ] && sproto=tcp-server cproto=tcp-client
+  case $wrap in
+    tls-auth) wrapopt=(--tls-auth "$P/ta.key");;
+    tls-crypt) wrapopt=(--tls-crypt "$P/ta.key");;
+  esac
+  local common=(--dev tun --verb 3 --dh none --ca "$P/ca.crt" --cipher AES-256-GCM --data-ciphers AES-256-GCM
+                --ping 1 --connect-retry 1)
+  cap_start $NS_S eth0 "$f" "$proto port 1194"
+  srv $NS_S openvpn "${common[@]}" --proto $sproto --lport 1194 --tls-server --cert "$P/srv.crt" --key "$P/srv.key" \
+    --ifconfig 10.83.200.1 10.83.200.2 "${wrapopt[@]}" $([ "$wrap" = tls-auth ] && echo 0)
+  local spid=$SRV
+  sleep 0.5
+  srv $NS_C openvpn "${common[@]}" --proto $cproto --remote $S4 1194 --nobind --tls-client --cert "$P/cli.crt" \
+    --key "$P/cli.key" --remote-cert-tls server --ifconfig 10.83.200.2 10.83.200.1 "${wrapopt[@]}" \
+    $([ "$wrap" = tls-auth ] && echo 1)
+  local cpid=$SRV
+  for _ in $(seq 100); do ip -n $NS_C addr show 2>/dev/null | grep -q 10.83.200.2 && \
+    grep -c "Initialization Sequence Completed" "$LOG" | grep -q "$(( OVPN_DONE + 2 ))" && break; sleep 0.1; done
+  OVPN_DONE=$(grep -c "Initialization Sequence Completed" "$LOG")
+  for i in 1 2 3; do cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.200.1/9"; sleep 0.2; done
+  srv_stop $cpid; srv_stop $spid; cap_stop "$f"
+  expect "$f" "$desc"
+}
+if part ovpn; then
+  command -v openvpn >/dev/null || die "missing openvpn (try --install)"
+  tool openvpn "$(openvpn --version | head -1 | awk '{print $2}')"
+  P=$WORK/ovpn; mkdir -p "$P"; OVPN_DONE=0
+  (
+    cd "$P" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=itc-ovpn-ca \
+      -keyout ca.key -out ca.crt
+    for n in srv cli; do
+      ku=clientAuth; [ $n = srv ] && ku=serverAuth
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=itc-ovpn-$n -keyout $n.key -out $n.csr
+      printf 'extendedKeyUsage=%s\nkeyUsage=digitalSignature,keyAgreement\n' $ku > $n.ext
+      openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile $n.ext -out $n.crt
+    done
+    openvpn --genkey secret ta.key
+  ) >> "$LOG" 2>&1 || die "OpenVPN PKI failed (see $LOG)"
+  ovpn_case openvpn_udp.pcap udp none '{"description": "OpenVPN 2.6 p2p TLS mode over UDP, no control channel wrapping: hard reset client/server V2, TLS in P_CONTROL, then 3 UDP datagrams and pings in P_DATA_V2 (AES-256-GCM)",
+    "tool": "openvpn", "transport": "udp", "client": "10.83.0.10", "server": "10.83.0.20", "server_port": 1194,
+    "app_protocol": "openvpn", "encrypted": true, "protection": "openvpn", "control_wrap": "none"}'
+  ovpn_case openvpn_udp_tlsauth.pcap udp tls-auth '{"description": "OpenVPN 2.6 p2p TLS mode over UDP with --tls-auth (HMAC on every control packet)",
+    "tool": "openvpn", "transport": "udp", "client": "10.83.0.10", "server": "10.83.0.20", "server_port": 1194,
+    "app_protocol": "openvpn", "encrypted": true, "protection": "openvpn", "control_wrap": "tls-auth"}'
+  ovpn_case openvpn_tcp_tlscrypt.pcap tcp tls-crypt '{"description": "OpenVPN 2.6 p2p TLS mode over TCP (2-byte length prefix) with --tls-crypt (control channel encrypted)",
+    "tool": "openvpn", "transport": "tcp", "client": "10.83.0.10", "server": "10.83.0.20", "server_port": 1194,
+    "app_protocol": "openvpn", "encrypted": true, "protection": "openvpn", "control_wrap": "tls-crypt"}'
+fi
+
 # ================================================================== manifest
 "$PY" - "$EXPECT" "$OUT/manifest.tunnels.json" "$TOOLS" <<'EOF'
 import datetime, json, sys
