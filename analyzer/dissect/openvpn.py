@@ -70,7 +70,9 @@ def packets(flow: FlowPayload, to_server: bool) -> list[bytes]:
         length = int.from_bytes(data[pos:pos + 2], "big")
         if length == 0 or length > MAX_TCP_PACKET:
             break
-        out.append(data[pos + 2:pos + 2 + length])
+        pkt = data[pos + 2:pos + 2 + length]
+        if pkt:  # a packet cut by the end of the prefix is kept as far as it goes
+            out.append(pkt)
         pos += 2 + length
     return out
 
