@@ -55,7 +55,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("ike_initiator_spi", "string", "IKE SA initiator SPI (cookie), hex"),
     Column("ike_responder_spi", "string", "IKE SA responder SPI (cookie), hex; null until the responder answered"),
     Column("ike_encrypted_messages", "Int32", "IKE messages whose payloads are encrypted (after the key exchange)"),
-    Column("esp_packets", "Int32", "ESP packets in this UDP flow (NAT traversal, RFC 3948) among the datagrams kept (the first 32)"),
+    Column("esp_packets", "Int32",
+           "ESP packets in this UDP flow (NAT traversal, RFC 3948) among the datagrams kept (the first 32)"),
     Column("esp_spis", "string", "ESP SPIs seen (hex, at most 8, comma-separated)"),
     Column("ipsec_nat_traversal", "boolean", "IKE or ESP encapsulated for NAT traversal (UDP 4500 framing)"),
 )

@@ -52,8 +52,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("openvpn_hmac_bytes", "Int32", "tls-auth HMAC length in bytes (20 SHA-1, 32 SHA-256, ...)"),
     Column("openvpn_client_session_id", "string", "the client's control channel session id (hex)"),
     Column("openvpn_server_session_id", "string", "the server's control channel session id (hex)"),
-    Column("openvpn_control_packets", "Int32", "control channel packets (resets, P_CONTROL, P_ACK) among the packets kept for dissection"),
-    Column("openvpn_data_packets", "Int32", "data channel packets (P_DATA_V1/V2) among the packets kept for dissection (UDP: the first 32 datagrams)"),
+    Column("openvpn_control_packets", "Int32",
+           "control channel packets (resets, P_CONTROL, P_ACK) among the packets kept for dissection"),
+    Column("openvpn_data_packets", "Int32",
+           "data channel packets (P_DATA_V1/V2) among the packets kept for dissection (UDP: the first 32 datagrams)"),
 )
 
 

@@ -129,9 +129,22 @@ def ntlm_identity(blob: bytes) -> tuple[str, str] | None:
 class _State:
     """What the messages of both directions showed."""
 
-    __slots__ = ("auth", "ciphers_offered", "cipher", "capable", "cleartext_after_setup", "dialect",
-                 "offered", "session_encrypt", "setup_status", "signing_required", "smb1_server", "transforms",
-                 "user", "version")
+    __slots__ = (
+        "auth",
+        "capable",
+        "cipher",
+        "ciphers_offered",
+        "cleartext_after_setup",
+        "dialect",
+        "offered",
+        "session_encrypt",
+        "setup_status",
+        "signing_required",
+        "smb1_server",
+        "transforms",
+        "user",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.version: str | None = None

@@ -31,7 +31,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("wireguard_initiations", "Int32", "handshake initiation messages (type 1) seen"),
     Column("wireguard_responses", "Int32", "handshake response messages (type 2) seen"),
     Column("wireguard_cookie_replies", "Int32", "cookie reply messages (type 3: the responder is under load) seen"),
-    Column("wireguard_data_messages", "Int32", "transport data messages (type 4) among the datagrams kept for dissection (the first 32)"),
+    Column("wireguard_data_messages", "Int32",
+           "transport data messages (type 4) among the datagrams kept for dissection (the first 32)"),
     Column("wireguard_initiator_index", "string", "sender index of the first handshake initiation (hex)"),
     Column("wireguard_responder_index", "string", "sender index of the first handshake response (hex)"),
 )

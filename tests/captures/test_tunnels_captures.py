@@ -80,7 +80,8 @@ def test_wireguard_against_tshark() -> None:
     assert (types.count(1), types.count(2), types.count(4)) == (
         flow.wireguard_initiations, flow.wireguard_responses, flow.wireguard_data_messages)
     senders = {int(r[0]): int(r[1], 16) for r in rows if r[1]}
-    assert (senders[1], senders[2]) == (int(flow.wireguard_initiator_index, 16), int(flow.wireguard_responder_index, 16))
+    assert (senders[1], senders[2]) == (int(flow.wireguard_initiator_index, 16),
+                                        int(flow.wireguard_responder_index, 16))
 
 
 @needs_tshark
