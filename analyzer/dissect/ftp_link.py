@@ -9,8 +9,8 @@ made by the collector (`analyzer.pipeline.Collector`) with this object, at two m
 1. when a control flow's `ftp_data` rows arrive, each row gets `data_uid`: the uid of the TCP flow
    that ended earlier in the run whose SERVER side is the announced address and port (passive mode:
    the FTP server's data port; active mode, PORT/EPRT: the client's listening address, to which the
-   server connects), started within the control flow's lifetime (`ended` keeps a bounded index of
-   ended TCP flows by server address and port);
+   server connects), started within the control flow's lifetime (`ended` keeps the columns of the
+   last 65,536 ended flows, searched with numpy only when an announcement arrives: nothing per flow);
 2. before a chunk of flows is kept or written (`apply`), and over every kept chunk at the end of an
    in-memory run, each data flow that matches an announcement gets `ftp_control_uid` (the control
    flow's uid), `app_protocol` "ftp-data", `protection` "tls" when its payload was TLS (PROT P),
@@ -28,6 +28,7 @@ clear: its data flows are TLS flows that are not linked (nothing is guessed from
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,7 @@ import pyarrow as pa
 
 __all__ = ["FtpDataLink"]
 
-MAX_INDEX = 65536  # ended TCP flows remembered by (server address, port) for `data_uid`
+MAX_INDEX = 65536  # ended flows remembered (their chunks' columns) for `data_uid`
 MAX_ANNOUNCED = 65536
 SLACK_NS = 5_000_000_000  # a data flow may start a little after the control flow's last packet
 
@@ -47,27 +48,30 @@ class FtpDataLink:
     def __init__(self) -> None:
         # (host, port) -> (control uid, control start ns, control end ns, protected)
         self.announced: dict[tuple[str, int], tuple[str, int, int, bool]] = {}
-        # (server ip, server port) -> [(uid, ts_start ns)], ended TCP flows in end order
-        self.index: dict[tuple[str, int], list[tuple[str, int]]] = {}
-        self._indexed = 0
+        # the engine's columns of recently ended chunks (uid, server_ip, server_port, ts_start, tcp
+        # mask), searched only when an announcement arrives: nothing is paid per flow otherwise
+        self.recent: deque[tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._recent_rows = 0
         self._linked: set[str] = set()  # data uids already given to an announcement
 
     def ended(self, cols: Mapping[str, Any]) -> None:
-        """Remember the TCP flows of a chunk of ended flows (the engine's columns)."""
-        transport = cols["transport"]
-        rows = np.flatnonzero(transport == "tcp") if isinstance(transport, np.ndarray) else [
-            i for i, t in enumerate(transport) if t == "tcp"]
-        if not len(rows):
+        """Remember a chunk of ended flows (the engine's columns), the newest MAX_INDEX flows at most."""
+        n = len(cols["uid"])
+        if not n:
             return
-        uid, sip, sport, ts = cols["uid"], cols["server_ip"], cols["server_port"], cols["ts_start"]
-        for i in (rows.tolist() if isinstance(rows, np.ndarray) else rows):
-            self.index.setdefault((sip[i], int(sport[i])), []).append((uid[i], int(ts[i])))
-        self._indexed += len(rows)
-        if self._indexed > MAX_INDEX:  # drop the oldest keys: memory stays bounded on long runs
-            for key in list(self.index)[: len(self.index) // 2]:
-                del self.index[key]
-            self._indexed = sum(len(v) for v in self.index.values())
-            self._linked.clear()
+        self.recent.append((cols["uid"], np.asarray(cols["server_ip"], object), np.asarray(cols["server_port"]),
+                            np.asarray(cols["ts_start"]), np.asarray(cols["transport"] == "tcp")))
+        self._recent_rows += n
+        while self._recent_rows - len(self.recent[0][0]) >= MAX_INDEX:
+            self._recent_rows -= len(self.recent.popleft()[0])
+
+    def _ended_to(self, host: str, port: int, start_ns: int, end_ns: int) -> list[str]:
+        """Uids of the remembered TCP flows whose server is host:port, started in [start, end + slack]."""
+        out: list[str] = []
+        for uid, sip, sport, ts, tcp in self.recent:
+            hit = np.flatnonzero(tcp & (sport == port) & (ts >= start_ns) & (ts <= end_ns + SLACK_NS))
+            out.extend(uid[i] for i in hit.tolist() if sip[i] == host)
+        return out
 
     def announce(self, control_uid: str, start_ns: int, end_ns: int,
                  rows: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -83,10 +87,11 @@ class FtpDataLink:
                     del self.announced[key]
             self.announced.pop((host, port), None)  # re-inserted last: the newest announcement wins
             self.announced[(host, port)] = (control_uid, start_ns, end_ns, bool(row.get("protected")))
-            seen = [u for u, ts in self.index.get((host, port), ()) if start_ns <= ts <= end_ns + SLACK_NS
-                    and u not in self._linked]
+            seen = [u for u in self._ended_to(host, port, start_ns, end_ns) if u not in self._linked]
             if seen:  # the first of them not yet linked: a port announced twice names two flows in turn
                 self._linked.add(seen[0])
+                if len(self._linked) > MAX_ANNOUNCED:
+                    self._linked.clear()
                 row = {**row, "data_uid": seen[0]}
             out.append(row)
         return out
