@@ -112,7 +112,7 @@ class FtpDataLink:
         hits = [(i, a) for i, a in hits if ts[i] is not None and a[1] <= ts[i] <= a[2] + SLACK_NS]
         if not hits:
             return
-        names = ("ftp_control_uid", "app_protocol", "protection", "encrypted", "undecided_reason")
+        names = ("ftp_control_uid", "app_protocol", "protection", "encrypted", "undecided_reason", "payload_shape")
         values = {name: chunk[name].to_pylist() for name in names}
         tls = chunk["tls_version"].to_pylist() if "tls_version" in chunk else [None] * len(sip)
         payload = [a + b for a, b in zip(chunk["payload_bytes_to_server"].to_pylist(),
@@ -121,6 +121,7 @@ class FtpDataLink:
             values["ftp_control_uid"][i] = control_uid
             is_tls = values["app_protocol"][i] == "tls" or tls[i] is not None
             values["app_protocol"][i] = "ftp-data"
+            values["payload_shape"][i] = None  # the shape is said of unrecognised payload only
             if is_tls:
                 values["protection"][i] = "tls"
             elif payload[i]:
