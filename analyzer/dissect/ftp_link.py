@@ -22,6 +22,10 @@ data flow that ended in a chunk already written before its control flow ended ke
 `.flows`; the link then lives in the `ftp_data` frame (`data_uid`), which is always filled when the
 data flow ended first. In memory (the Python API, the table format) every link is in both.
 
+Stages (`analyze(stages=...)`, the policy hook) see a chunk after its links are set; a data flow
+linked only at the end of an in-memory run (its chunk was kept before the announcement) was seen
+by the stages without its link.
+
 An FTPS session whose control channel is encrypted (AUTH TLS before PASV) announces nothing in the
 clear: its data flows are TLS flows that are not linked (nothing is guessed from ports).
 """

@@ -293,7 +293,7 @@ class SMBDissector:
             if len(data) >= 8 and data[0] == 0 and data[4:8] in _MAGICS:
                 return True
             if len(data) >= 4 and data[0] == 0x81 and flow.server_port == 139:  # NetBIOS session request
-                return len(data) >= 4 + int.from_bytes(data[1:4], "big") + 8 and records(data)[:1] != []
+                return any(r[:4] in _MAGICS for r in records(data)[:2])
         return False
 
     def dissect(self, flow: FlowPayload) -> Facts:
