@@ -122,3 +122,14 @@ def test_no_password_in_any_output(tmp_path: Path, fmt: str) -> None:
         for p in paths:
             raw = Path(p).read_bytes()
             assert secret.encode() not in raw and secret.encode("utf-16-le") not in raw
+
+
+def test_no_other_bundled_flow_is_claimed() -> None:
+    """The tunnel probes steal nothing: on every other bundled capture, no flow is smb, ike, esp,
+    wireguard or openvpn (and ftp-data only on the FTP capture's announced data channel)."""
+    others = sorted(p for p in CAPTURES.iterdir()
+                    if p.name.endswith((".pcap", ".pcapng", ".pcap.gz")) and p.name not in MANIFEST)
+    flows = analyzer.analyze([str(p) for p in others], on_problem=lambda p: None).flows
+    mine = flows[flows.app_protocol.isin(["smb", "ike", "esp", "wireguard", "openvpn", "ftp-data"])]
+    assert [(src.rsplit("/", 1)[-1], app) for src, app in zip(mine.source, mine.app_protocol, strict=True)] == [
+        ("ftp_login.pcap", "ftp-data")]
