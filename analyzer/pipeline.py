@@ -33,6 +33,7 @@ from analyzer.dissect import (
     registered,
 )
 from analyzer.dissect.base import Column
+from analyzer.dissect.ftp_link import FtpDataLink
 from analyzer.errors import UsageError
 from analyzer.flows.table import EndedFlows
 from analyzer.sources.batch import Problem
@@ -456,8 +457,13 @@ class Collector:
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
         self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
-        context = DissectContext(options.dissect, plan.wanted | plan.fed)
         self.feeds = {f: [s for s in plan.stages if f in getattr(s, "reads", ())] for f in plan.fed}
+        # FTP data channels are joined to their control flow across flows (dissect.ftp_link): the FTP
+        # dissector's announcements are needed for .flows even when the ftp_data frame is not built
+        linking = options.dissect.enabled and "ftp_data" in plan.specs and "ftp_control_uid" in self.flows_schema
+        self.ftp_link = FtpDataLink() if linking else None
+        asked = plan.wanted | plan.fed
+        context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
@@ -474,6 +480,8 @@ class Collector:
             # sets the same keys on every flow), are transposed in C below, not key by key here.
             by_keys: dict[tuple[str, ...], tuple[list[int], list[tuple[object, ...]]]] = {}
             run = self.dissection.run
+            if self.ftp_link is not None:
+                self.ftp_link.ended(cols)
             for fp in ended.payloads:
                 facts = run(fp)
                 flow = facts.flow
@@ -485,6 +493,10 @@ class Collector:
                     group[0].append(pos[fp.uid])
                     group[1].append(tuple(flow.values()))
                 if facts.rows:
+                    if self.ftp_link is not None and "ftp_data" in facts.rows:
+                        row = pos[fp.uid]
+                        facts.rows["ftp_data"] = self.ftp_link.announce(
+                            fp.uid, int(cols["ts_start"][row]), int(cols["ts_end"][row]), facts.rows["ftp_data"])
                     self._rows(fp, facts)
             for keys, (where, values) in by_keys.items():
                 at = np.array(where, np.int64)
@@ -509,6 +521,8 @@ class Collector:
         if self.pending_flows:
             chunk = _flow_frame(self.pending_flows, self.flows_schema)
             self.pending_flows, self.pending_rows = [], 0
+            if self.ftp_link is not None:
+                self.ftp_link.apply(chunk, self.flows_schema, schema.arrow_column)
             for stage in self.plan.stages:
                 self._stage(stage, chunk)
             sink = self.sinks.get("flows")
@@ -621,6 +635,9 @@ class Collector:
         """The analysis; each frame is made when first read (Analysis). What is still to fold is
         folded now, so the collected state is Arrow columns and a few rows, not the dict rows."""
         self._fold_flows()
+        if self.ftp_link is not None:  # data flows kept in earlier chunks than their announcement
+            for chunk in self.flow_chunks:
+                self.ftp_link.apply(chunk, self.flows_schema, schema.arrow_column)
         for stage in self.plan.stages:
             for frame, rows in stage.finish().items():
                 self._add_rows(frame, rows)

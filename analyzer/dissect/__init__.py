@@ -65,7 +65,8 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
             "analyzer.dissect.dns", "analyzer.dissect.ldap",
             "analyzer.dissect.snmp", "analyzer.dissect.telnet",
             "analyzer.dissect.ntp", "analyzer.dissect.syslog", "analyzer.dissect.rdp",
-            "analyzer.dissect.vnc", "analyzer.dissect.sip")
+            "analyzer.dissect.vnc", "analyzer.dissect.sip", "analyzer.dissect.smb",
+            "analyzer.dissect.ipsec", "analyzer.dissect.wireguard", "analyzer.dissect.openvpn")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers

@@ -17,10 +17,12 @@ Kerberos) is not TLS and may protect the session invisibly: `encrypted` stays un
 The `ftp_data` frame: one row per announced data channel (`PORT`/`EPRT` from the client, the server's
 227 answer to `PASV` or 229 answer to `EPSV`): the address and port the data connection will use, and
 whether PROT P was in force (the data channel is then TLS). Linking the data flow to its control
-flow needs state across flows, which a dissector does not have (it sees one flow): join `ftp_data`
-(host, port) with `.flows` (server_ip, server_port): in passive mode (PASV, EPSV) the data flow's
-server is the announced address, in active mode (PORT, EPRT) the client listens and the data flow's
-server side is the announced address too (the FTP server connects to it).
+flow needs state across flows, which a dissector does not have (it sees one flow): the collector
+joins `ftp_data` (host, port) with the flows' (server_ip, server_port) (analyzer.dissect.ftp_link):
+in passive mode (PASV, EPSV) the data flow's server is the announced address, in active mode (PORT,
+EPRT) the client listens and the data flow's server side is the announced address too (the FTP
+server connects to it). The data flow gets `ftp_control_uid` and app_protocol "ftp-data"; the
+`ftp_data` row gets `data_uid`.
 `credentials` rows: USER/PASS (`user_pass`; anonymous logins too: the username says so).
 """
 
@@ -52,12 +54,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("ftp_prot", "string", "data channel protection level last accepted (PROT): C clear, P private, S, E"),
     Column("ftp_data_channels", "Int32", "data channel addresses announced (PORT, PASV, EPRT, EPSV)"),
     STARTTLS_COLUMN,
+    Column("ftp_control_uid", "string",
+           "on an FTP data flow (app_protocol ftp-data): the uid of the control flow that announced it"),
 )
 FTP_DATA = FrameSpec(
     "ftp_data",
-    {"uid": "string", "command": "string", "host": "string", "port": "Int32", "protected": "boolean"},
+    {"uid": "string", "command": "string", "host": "string", "port": "Int32", "protected": "boolean",
+     "data_uid": "string"},
     "One row per FTP data channel announced on a control flow (PORT, PASV, EPRT, EPSV): its address "
-    "and port, and whether PROT P was in force (the data channel is TLS)",
+    "and port, whether PROT P was in force (the data channel is TLS), and the uid of the data flow "
+    "when it ended before its control flow (analyzer.dissect.ftp_link)",
 )
 _FIRST = frozenset({b"USER", b"AUTH", b"FEAT", b"SYST", b"OPTS", b"HOST", b"CLNT", b"PBSZ", b"ACCT", b"QUIT", b"PASS",
                     b"HELP", b"NOOP", b"STAT", b"PWD"})
@@ -93,7 +99,9 @@ class FTPDissector:
     """FTP control over TCP, found by its greeting and first command on any port."""
 
     name = "ftp"
-    app_protocols = ("ftp",)  # the app_protocol values it sets (README, "Flow encryption state")
+    # the app_protocol values it sets (README, "Flow encryption state"); "ftp-data" is set on the data
+    # flows by the cross-flow join of analyzer.dissect.ftp_link, not by dissect()
+    app_protocols = ("ftp", "ftp-data")
     transports = frozenset({"tcp"})
     ports = frozenset({21})
     columns = COLUMNS

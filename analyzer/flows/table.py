@@ -369,7 +369,10 @@ class FlowTable:
         if not self.budget:
             return out, missing
         d0, d1 = K.D0, K.D0 + K.DW
-        has = np.flatnonzero((R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0))
+        # ESP (IP protocol 50) keeps no payload bytes, but its IP header already names the protocol: it
+        # gets an empty FlowPayload so that a dissector of transport "esp" states its encryption state
+        has = np.flatnonzero((R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0)
+                             | (R[:, K.R_PROTO] == 50))
         if not len(has):
             return out, missing
         Rh, ih = R[has], idx[has]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_audit_gates_on_severity_and_writes_the_findings():
     assert {"cert-expired", "cert-weak-key", "tls-legacy-version", "tls-weak-cipher"} <= set(findings["rule"])
     assert list(findings.columns) == list(policy.FINDINGS)
     summary = [line for line in r.stderr.splitlines() if not line.startswith("warning: ")]
-    assert summary[0].startswith("audit (sec09): 48 flows: ")
+    # the flow count grows with the bundled captures (each group's make_*_captures.sh adds some)
+    assert re.match(r"audit \(sec09\): \d+ flows: \d+ ok, \d+ warn, \d+ fail", summary[0]), summary[0]
     assert any(line.startswith("findings: ") and "fail-on high" in line for line in summary)
     assert any(line.startswith("not judged: ") for line in summary)
     assert intransit("audit", *main, "--vpc", "10.0.0.0/8", "--fail-on", "never").returncode == 0

@@ -67,7 +67,7 @@ def test_protection_on_the_bundled_captures(flows: pd.DataFrame) -> None:
 
 def test_readme_lists_the_vocabularies() -> None:
     text = (ROOT / "README.md").read_text()
-    rows = {m.group(1): set(re.findall(r"`([a-z0-9_]+)`", m.group(2)))
+    rows = {m.group(1): set(re.findall(r"`([a-z0-9_-]+)`", m.group(2)))
             for m in re.finditer(r"^\| `(\w+)` \| (.+) \|$", text, re.M)}
     assert rows["app_protocol"] == set(app_protocols())
     assert rows["protection"] == set(PROTECTIONS)
