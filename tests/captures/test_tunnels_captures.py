@@ -133,3 +133,16 @@ def test_no_other_bundled_flow_is_claimed() -> None:
     mine = flows[flows.app_protocol.isin(["smb", "ike", "esp", "wireguard", "openvpn", "ftp-data"])]
     assert [(src.rsplit("/", 1)[-1], app) for src, app in zip(mine.source, mine.app_protocol, strict=True)] == [
         ("ftp_login.pcap", "ftp-data")]
+
+
+def test_smb_without_encryption_is_judged_cleartext_and_with_it_is_not() -> None:
+    """The policy's view of the SMB captures (the policy tests judge only manifest.json's captures)."""
+    judged = analyzer.audit([str(CAPTURES / "smb3_plain.pcap"), str(CAPTURES / "smb3_encrypted.pcap")],
+                            vpc=["10.83.0.0/24"])
+    by_source = {Path(str(s)).name: f for s, f in judged.flows.groupby("source")}
+    rules = {Path(str(s)).name: set(f["rule"]) for s, f in judged.findings.groupby(
+        judged.findings["uid"].map(dict(zip(judged.flows["uid"], judged.flows["source"], strict=True))))}
+    assert set(by_source["smb3_plain.pcap"]["protection"]) == {"none"}
+    assert "cleartext-internal" in rules["smb3_plain.pcap"]
+    assert set(by_source["smb3_encrypted.pcap"]["protection"]) == {"smb3"}
+    assert not {"cleartext-internal", "cleartext-egress"} & rules.get("smb3_encrypted.pcap", set())

@@ -55,7 +55,6 @@ EXPLAINED: dict[tuple[str, str, int], str] = {
     ("ftp-start-tls.pcap", "Unsafe Protocol", 21): "upgraded by AUTH TLS: not cleartext",
     ("pop3_stls.pcap", "Unsafe Protocol", 110): "upgraded by STLS: not cleartext",
     ("ossfuzz_seed_fake_traces_1.pcapng", "Unsafe Protocol", 1): "Gnutella: no dissector, not judged",
-    ("telnet.pcap", "Unsafe Protocol", 23): "Telnet: no dissector, not judged",
 }
 
 _LINE = re.compile(r"^\s*\d+\s+(?:TCP|UDP)\s+(\S+)\s+<?->\s+(\S+)\s")

@@ -17,8 +17,7 @@ LEGACY = {"tls10_openssl.pcap", "tls11_openssl.pcap"}
 RSA_KX = {"tls12_rc4_gnutls.pcap", "tls12_3des_gnutls.pcap"}
 # HTTP, SMTP and FTP in the clear (captures/make_captures.sh), HTTP inside the mirror tunnels too
 CLEARTEXT = {"http_plain.pcap", "http_basic_auth.pcap", "smtp_plain_auth.pcap", "ftp_login.pcap", "vxlan_kernel.pcap",
-             "vxlan_mirror.pcap", "geneve_gwlb.pcap", "geneve_userspace.pcap",
-             "smb3_plain.pcap"}  # SMB 3 without encryption (captures/make_tunnels_captures.sh)
+             "vxlan_mirror.pcap", "geneve_gwlb.pcap", "geneve_userspace.pcap"}
 
 # rule -> captures (file names) where it must fire under the default profile; nowhere else
 EXPECTED = {
