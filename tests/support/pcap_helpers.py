@@ -206,3 +206,30 @@ def table_run(path, **options):  # type: ignore[no-untyped-def]
         df = df.sort_values(["ts_start", "uid"], kind="stable", ignore_index=True)
     payloads = {p.uid: p for e in ended for p in e.payloads}
     return df, payloads
+
+
+def pcap_records(path) -> tuple[bytes, list[bytes]]:  # type: ignore[no-untyped-def]
+    """(file header, raw records with their 16-byte headers) of a classic pcap."""
+    data = open(path, "rb").read()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from(order + "I", data, pos + 8)[0]
+        out.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def write_rotated(path, out_dir, cuts: Sequence[int]) -> list:  # type: ignore[no-untyped-def]
+    """Cut classic pcap `path` into rotated files before the packets numbered in `cuts` (as a
+    capture rotated at those packets: each file has the header); returns the paths in order."""
+    from pathlib import Path
+
+    header, records = pcap_records(path)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(records))), len(records)]
+    paths = []
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        p = Path(out_dir) / f"{Path(path).stem}.{k:03d}.pcap"
+        p.write_bytes(header + b"".join(records[a:b]))
+        paths.append(p)
+    return paths
