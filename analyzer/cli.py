@@ -71,6 +71,47 @@ def _capture_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine/--scheduler/--workers: which engine runs the analysis (any command that calls
+    _run_analysis can take them; its **opts carry them there)."""
+    options = [
+        click.option("--engine", "engine_name", type=click.Choice(["serial", "dask"]), default="serial",
+                     show_default=True, help="serial: one process; dask: partitions on a Dask cluster, the same "
+                                             "answer (needs intransit[dask])."),
+        click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+                     help="--engine dask: the Dask scheduler to use (default: a local cluster for the run)."),
+        click.option("--workers", type=click.IntRange(1, 1024), default=None,
+                     help="--engine dask without --scheduler: worker processes of the local cluster "
+                          "(default: one per core)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: int | None = None) -> Any:
+    """The engine the options name (None: analyze()'s default, the serial engine)."""
+    from analyzer.errors import UsageError
+
+    if engine_name != "dask":
+        if scheduler is not None or workers is not None:
+            raise UsageError("--scheduler and --workers go with --engine dask")
+        return None
+    if scheduler is not None and workers is not None:
+        raise UsageError("--scheduler and --workers exclude each other (the scheduler's cluster has its workers)")
+    try:
+        from analyzer.engines.dask import DaskEngine
+
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("--engine dask needs Dask: pip install 'intransit[dask]'") from None
+
+    def notice(text: str) -> None:
+        click.echo(printable(f"intransit: {text}"), err=True)
+
+    return DaskEngine(scheduler=scheduler, workers=workers, on_notice=notice)
+
+
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
@@ -79,6 +120,9 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
     from analyzer.config import DecodeOptions, FlowOptions
 
     flow, dec = FlowOptions(), DecodeOptions()
+    engine = _engine(more.pop("engine_name", "serial"), more.pop("scheduler", None), more.pop("workers", None))
+    if engine is not None:
+        more["engine"] = engine
 
     def on_problem(p: Any) -> None:
         where = f" at byte {p.offset}" if p.offset is not None else ""
@@ -188,6 +232,7 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
     """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
 
     @_capture_options
+    @_engine_options
     @_errors_to_exit
     def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
         if fmt != "table" and streamable:
@@ -292,6 +337,7 @@ FINDING_TABLE_COLUMNS = ["severity", "rule", "direction", "client_ip", "server_i
 
 @main.command()
 @_capture_options
+@_engine_options
 @click.option("--vpc", "vpc", multiple=True, metavar="CIDR", help="A CIDR of your VPC (repeatable): its addresses "
               "are internal, and traffic from them to outside every internal zone is egress.")
 @click.option("--zones", "zones", type=click.Path(dir_okay=False), default=None,

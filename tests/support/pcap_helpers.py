@@ -210,7 +210,9 @@ def table_run(path, **options):  # type: ignore[no-untyped-def]
 
 def pcap_records(path) -> tuple[bytes, list[bytes]]:  # type: ignore[no-untyped-def]
     """(file header, raw records with their 16-byte headers) of a classic pcap."""
-    data = open(path, "rb").read()
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
     order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
     out, pos = [], 24
     while pos + 16 <= len(data):
