@@ -100,9 +100,9 @@ def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: 
     if scheduler is not None and workers is not None:
         raise UsageError("--scheduler and --workers exclude each other (the scheduler's cluster has its workers)")
     try:
-        from analyzer.engines.dask import DaskEngine
-
         import distributed  # noqa: F401
+
+        from analyzer.engines.dask import DaskEngine
     except ImportError:
         raise UsageError("--engine dask needs Dask: pip install 'intransit[dask]'") from None
 

@@ -436,13 +436,19 @@ class Collector:
         if self.pending_flows:
             chunk = _flow_frame(self.pending_flows, self.flows_schema)
             self.pending_flows, self.pending_rows = [], 0
-            for stage in self.plan.stages:
-                self._stage(stage, chunk)
-            sink = self.sinks.get("flows")
-            if sink is None:
-                self.flow_chunks.append(chunk)
-            else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
-                _write_chunk(sink, chunk, self.flows_schema)
+            self.add_flow_chunk(chunk)
+
+    def add_flow_chunk(self, chunk: dict[str, pa.Array]) -> None:
+        """A chunk of the flows frame as Arrow columns (the flows schema before the stages' columns):
+        the stages run on it, then it is kept or goes to the sink. Engines that build the chunks
+        elsewhere (engines.dask: on the workers) hand them over here."""
+        for stage in self.plan.stages:
+            self._stage(stage, chunk)
+        sink = self.sinks.get("flows")
+        if sink is None:
+            self.flow_chunks.append(chunk)
+        else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
+            _write_chunk(sink, chunk, self.flows_schema)
 
     def _stage(self, stage: Any, chunk: dict[str, pa.Array]) -> None:
         """A stage's columns join the chunk (in the declared dtypes); its rows join their frames."""
@@ -503,14 +509,17 @@ class Collector:
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
         if rows:
-            frame_schema = self.plan.schemas[frame]
-            chunk = schema.arrow_from_rows(rows, frame_schema)
+            chunk = schema.arrow_from_rows(rows, self.plan.schemas[frame])
             self.rows[frame] = []
-            sink = self.sinks.get(frame)
-            if sink is None:
-                self.frames.setdefault(frame, []).append(chunk)
-            else:
-                _write_chunk(sink, chunk, frame_schema)
+            self.add_frame_chunk(frame, chunk)
+
+    def add_frame_chunk(self, frame: str, chunk: Mapping[str, pa.Array]) -> None:
+        """A chunk of a row frame (not a Dedup one) as Arrow columns of its schema: kept, or to its sink."""
+        sink = self.sinks.get(frame)
+        if sink is None:
+            self.frames.setdefault(frame, []).append(dict(chunk))
+        else:
+            _write_chunk(sink, chunk, self.plan.schemas[frame])
 
     def _frame(self, frame: str) -> pd.DataFrame:
         self._fold(frame)

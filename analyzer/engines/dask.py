@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,6 @@ from analyzer.sources.base import CaptureFile, SkippedPath
 from analyzer.sources.batch import SUPPORTED_LINKTYPES, PacketBatch, Problem
 
 if TYPE_CHECKING:
-    from analyzer.dissect import Facts, FlowPayload
     from analyzer.flows.table import EndedFlows, FlowTable
     from analyzer.pipeline import Analysis, Collector, Options, Plan
     from analyzer.sources.base import Source
@@ -294,17 +294,10 @@ def _keyed_table(options: Any) -> FlowTable:
 
 # ------------------------------------------------------------------------------------------ worker side
 @dataclass(slots=True)
-class Chunk:
-    """Ended flows of a partition: columns (no payloads), their key hashes, and their facts."""
-
-    columns: dict[str, Any]
-    keys: np.ndarray
-    dissected: list[tuple[FlowPayload, Facts]]
-
-
-@dataclass(slots=True)
 class PartResult:
-    """What a partition's first pass gives back to the driver."""
+    """What a partition's first pass (or the boundary task) gives back to the driver: its frames as
+    Arrow chunks made on the worker (the flows with a `_key` column, the key hash as int64), the
+    rows of Dedup frames per flow (merged in the driver), and what the sources frame needs."""
 
     index: int
     packets: int = 0
@@ -313,12 +306,16 @@ class PartResult:
     problems: list[Problem] = field(default_factory=list)
     error: CaptureError | None = None
     decode_anomalies: dict[str, int] = field(default_factory=dict)
-    chunks: list[Chunk] = field(default_factory=list)
-    first_ts: int | None = None  # the first packet's time (capture order), ns
+    flow_chunks: list[dict[str, Any]] = field(default_factory=list)
+    frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    merges: list[tuple[str, float, str, list[dict[str, object]]]] = field(default_factory=list)
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per flow
+    first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its first packet, ns
+    last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its last packet, ns
+    first_ts: int | None = None  # the partition's first packet's time (capture order), ns
     max_ts: int | None = None
     forwards: bool = True  # no packet earlier than one before it
     later_fragments: bool = False  # IP fragments after the first (ports from the fragment table)
-    distinct_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
 
 _READY = threading.Lock()
@@ -344,34 +341,66 @@ def _flow_options(options: Options) -> Any:
     return flow_options
 
 
-def _chunk(ended: EndedFlows, collector: Collector) -> Chunk:
-    dissected = collector.dissect(ended)
-    cols = ended.columns
-    keys = cols.pop("_key")
-    # the payload bytes stay here: the driver reads only the uid and ts_start of each FlowPayload
-    light = [(_light(fp), facts) for fp, facts in dissected]
-    return Chunk(cols, keys, light)
+class _Worker:
+    """A partition's flow table and collector. The collector is the pipeline's, with the flows
+    schema plus `_key` (always built: the driver needs every flow's key and uid to drop the flows a
+    boundary re-run replaces), no stages (they run in the driver, on the kept flows), and the rows
+    of Dedup frames kept per flow instead of merged."""
 
+    def __init__(self, options: Options, plan: Plan, key: bytes | None, index: int) -> None:
+        from analyzer.pipeline import Collector, Plan
 
-def _light(fp: FlowPayload) -> FlowPayload:
-    from analyzer.dissect import FlowPayload
+        flows = {**plan.schemas["flows"], "_key": "Int64"}
+        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs, plan.wanted | {"flows"})
+        merges: list[tuple[str, float, str, list[dict[str, object]]]] = []
 
-    return FlowPayload(fp.uid, fp.transport, fp.client_ip, fp.server_ip, fp.client_port, fp.server_port, fp.ts_start)
+        class PartCollector(Collector):
+            def _merge(self, spec: Any, fp: Any, rows: list[dict[str, object]]) -> None:
+                merges.append((spec.name, fp.ts_start, fp.uid, rows))
+
+        self.out = PartResult(index, merges=merges)
+        self.table = _keyed_table(_flow_options(options))
+        self.collector = PartCollector(options, local, key=key)
+        self.keys: list[np.ndarray] = []
+        self.first: list[np.ndarray] = []
+        self.last: list[np.ndarray] = []
+
+    def fold(self, decoded: Any) -> None:
+        for ended in self.table.update(decoded):
+            self._add(ended)
+
+    def _add(self, ended: EndedFlows) -> None:
+        cols = ended.columns
+        keys = cols["_key"]
+        cols["_key"] = keys.view(np.int64)
+        self.keys.append(keys)
+        self.first.append(np.asarray(cols["ts_start"], np.int64))
+        self.last.append(np.asarray(cols["ts_end"], np.int64))
+        self.collector.add(ended)
+
+    def finish(self) -> PartResult:
+        for ended in self.table.flush():
+            self._add(ended)
+        c, out = self.collector, self.out
+        c._fold_flows()
+        for frame in list(c.rows):
+            c._fold(frame)
+        out.flow_chunks, out.frames = c.flow_chunks, c.frames
+        if self.keys:
+            out.keys, out.first, out.last = (np.concatenate(a) for a in (self.keys, self.first, self.last))
+        out.not_ip = int(self.table.G[7])
+        out.evicted = self.table.evicted
+        return out
 
 
 def run_partition(part: Partition, name: str, options: Options, plan: Plan, key: bytes | None) -> PartResult:
-    """Pass 1 of one partition: read, decode, flow table from empty, dissect; nothing is flushed
-    early or late compared with a serial run but the partition's ends."""
+    """Pass 1 of one partition: read, decode, flow table from empty, dissect, frames as Arrow chunks."""
     from analyzer.decode import ANOMALY_NAMES, decode
     from analyzer.decode import _kernel as D
-    from analyzer.pipeline import Collector
 
     prepare_worker()
-    out = PartResult(part.index)
-    table = _keyed_table(_flow_options(options))
-    collector = Collector(options, plan, key=key)
-    dec = options.decode
-    keys: list[np.ndarray] = []
+    work = _Worker(options, plan, key, part.index)
+    out = work.out
     try:
         for batch in _batches(part, name):
             out.problems.extend(batch.problems)
@@ -381,13 +410,15 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
                 continue
             out.packets += len(batch)
             ts = batch.ts_ns
+            running = np.maximum.accumulate(ts)
             if out.first_ts is None:
                 out.first_ts = int(ts[0])
-            running = np.maximum.accumulate(ts)
-            if (out.max_ts is not None and int(ts.min()) < out.max_ts) or bool((ts < running).any()):
+            elif int(ts.min()) < (out.max_ts or 0):
+                out.forwards = False
+            if bool((ts < running).any()):
                 out.forwards = False
             out.max_ts = max(out.max_ts or int(running[-1]), int(running[-1]))
-            decoded = decode(batch, dec)
+            decoded = decode(batch, options.decode)
             if (decoded.cols[:, D.C_FRAG] == 2).any():
                 out.later_fragments = True
             anoms = decoded.cols[:, 1]
@@ -396,18 +427,10 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
                 for code, cnt in zip(codes.tolist(), counts.tolist(), strict=True):
                     kind = ANOMALY_NAMES.get(int(code), str(code))
                     out.decode_anomalies[kind] = out.decode_anomalies.get(kind, 0) + int(cnt)
-            for ended in table.update(decoded):
-                out.chunks.append(_chunk(ended, collector))
+            work.fold(decoded)
     except CaptureError as exc:
         out.error = exc
-    for ended in table.flush():
-        out.chunks.append(_chunk(ended, collector))
-    for c in out.chunks:
-        keys.append(c.keys)
-    out.distinct_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
-    out.not_ip = int(table.G[7])
-    out.evicted = table.evicted
-    return out
+    return work.finish()
 
 
 def boundary_packets(part: Partition, name: str, options: Options, wanted: np.ndarray) -> list[PacketBatch]:
@@ -454,20 +477,13 @@ def _subset(batch: PacketBatch, pick: np.ndarray) -> PacketBatch:
 def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Plan, key: bytes | None) -> PartResult:
     """The boundary keys' packets of every partition, in reading order, through one flow table."""
     from analyzer.decode import decode
-    from analyzer.pipeline import Collector
 
     prepare_worker()
-    out = PartResult(-1)
-    table = _keyed_table(_flow_options(options))
-    collector = Collector(options, plan, key=key)
+    work = _Worker(options, plan, key, -1)
     for batches in parts:
         for batch in batches:
-            for ended in table.update(decode(batch, options.decode)):
-                out.chunks.append(_chunk(ended, collector))
-    for ended in table.flush():
-        out.chunks.append(_chunk(ended, collector))
-    out.evicted = table.evicted
-    return out
+            work.fold(decode(batch, options.decode))
+    return work.finish()
 
 
 # ------------------------------------------------------------------------------------------ driver side
@@ -481,12 +497,8 @@ def boundary_keys(results: Sequence[PartResult], options: Options) -> dict[int, 
     partitions are re-run."""
     import pandas as pd
 
-    frames = []
-    for r in results:
-        for c in r.chunks:
-            if len(c.keys):
-                frames.append(pd.DataFrame({"part": r.index, "key": c.keys, "first": c.columns["ts_start"],
-                                            "last": c.columns["ts_end"]}))
+    frames = [pd.DataFrame({"part": r.index, "key": r.keys, "first": r.first, "last": r.last})
+              for r in results if len(r.keys)]
     if not frames:
         return {}
     df = pd.concat(frames, ignore_index=True).groupby(["key", "part"], sort=True).agg(
@@ -520,25 +532,11 @@ def serial_obstacle(results: Sequence[PartResult], options: Options) -> str | No
             return "IP fragments in a run of several partitions (the fragment table is shared)"
         if r.evicted:
             return f"more than max_flows={options.flows.max_flows} flows live in a partition"
-    keys = np.unique(np.concatenate([r.distinct_keys for r in results]))
+    keys = np.unique(np.concatenate([r.keys for r in results]))
     if len(keys) >= options.flows.max_flows:
         return (f"{len(keys)} distinct flow keys, max_flows={options.flows.max_flows}: "
                 "the serial table could evict")
     return None
-
-
-def _keep(chunk: Chunk, dropped: np.ndarray | None) -> tuple[dict[str, Any], list[tuple[FlowPayload, Facts]]]:
-    if dropped is None or not len(dropped):
-        return chunk.columns, chunk.dissected
-    keep = ~_isin_sorted(chunk.keys, dropped)
-    if keep.all():
-        return chunk.columns, chunk.dissected
-    cols = {}
-    for name, col in chunk.columns.items():
-        arr = col if isinstance(col, np.ndarray) else np.array(col, dtype=object)
-        cols[name] = arr[keep]
-    uids = set(cols["uid"].tolist())
-    return cols, [(fp, f) for fp, f in chunk.dissected if fp.uid in uids]
 
 
 # ------------------------------------------------------------------------------------------ engine
@@ -609,6 +607,7 @@ class DaskEngine:
              on_problem: Callable[[Problem], None]) -> Analysis:
         from analyzer.dissect.credentials import run_key
 
+        t0 = time.perf_counter()
         workers = max(1, len(client.scheduler_info().get("workers", {})) or (self.workers or 1))
         parts = partition_sources(sources, workers, self.min_partition_bytes, self.pieces)
         key = run_key(collector.context) if collector.dissection is not None else None
@@ -618,8 +617,9 @@ class DaskEngine:
                                  key=f"intransit-part-{p.index}-{os.urandom(4).hex()}") for p in parts]
         results: list[PartResult] = client.gather(futures)
         del futures
+        t_pass1 = time.perf_counter()
         obstacle = serial_obstacle(results, options)
-        self.last_run = {"partitions": len(parts), "workers": workers}
+        self.last_run = {"partitions": len(parts), "workers": workers, "pass1_s": round(t_pass1 - t0, 3)}
         if obstacle is not None:
             from analyzer.engines.serial import SerialEngine
 
@@ -633,7 +633,11 @@ class DaskEngine:
             picked = [client.submit(boundary_packets, parts[i], names[parts[i].source], options, rerun[i],
                                     pure=False) for i in sorted(rerun)]
             boundary = client.submit(run_boundary, picked, options, plan, key, pure=False).result()
-        return self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
+        t_pass2 = time.perf_counter()
+        self.last_run["pass2_s"] = round(t_pass2 - t_pass1, 3)
+        analysis = self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
+        self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
+        return analysis
 
     def _collect(self, sources: list[Source], parts: list[Partition], results: list[PartResult],
                  boundary: PartResult | None, rerun: dict[int, np.ndarray], options: Options,
@@ -689,12 +693,9 @@ class DaskEngine:
             rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
                          "offset": offset})
         for r in results:
-            for chunk in r.chunks:
-                cols, dissected = _keep(chunk, rerun.get(r.index))
-                self._add(collector, cols, dissected)
+            self._take(collector, r, rerun.get(r.index))
         if boundary is not None:
-            for chunk in boundary.chunks:
-                self._add(collector, chunk.columns, chunk.dissected)
+            self._take(collector, boundary, None)
         for (name, kind), cnt in decode_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total == 0 and errors:
@@ -707,8 +708,34 @@ class DaskEngine:
         return collector.finish(rows, stats)
 
     @staticmethod
-    def _add(collector: Collector, cols: dict[str, Any], dissected: list[tuple[FlowPayload, Facts]]) -> None:
-        from analyzer.flows.table import EndedFlows
+    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> None:
+        """A partition's chunks into the collector, without the flows of the keys in `dropped`
+        (re-run across partitions) nor their rows."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        if len(cols["uid"]):
-            collector.add(EndedFlows(cols, []), dissected=dissected)
+        from analyzer.dissect import FlowPayload
+
+        drop = dropped.view(np.int64) if dropped is not None and len(dropped) else None
+        gone: set[str] = set()
+        for chunk in result.flow_chunks:
+            keys = chunk.pop("_key")
+            if drop is not None:
+                hit = _isin_sorted(keys.to_numpy(zero_copy_only=False), np.sort(drop))
+                if hit.any():
+                    gone.update(chunk["uid"].filter(pa.array(hit)).to_pylist())
+                    keep = pa.array(~hit)
+                    chunk = {name: col.filter(keep) for name, col in chunk.items()}
+            if "flows" in collector.wanted and len(chunk["uid"]):
+                collector.add_flow_chunk(chunk)
+        lost = pa.array(sorted(gone), pa.string()) if gone else None
+        for frame, chunks in result.frames.items():
+            for chunk in chunks:
+                if lost is not None:
+                    chunk = {name: col.filter(pc.invert(pc.is_in(chunk["uid"], value_set=lost)).fill_null(True))
+                             for name, col in chunk.items()}
+                if len(chunk["uid"]):
+                    collector.add_frame_chunk(frame, chunk)
+        for frame, ts, uid, rows in result.merges:
+            if uid not in gone:
+                collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)

@@ -3,6 +3,7 @@ arbitrary packets, N = 1..8, failing captures, the serial fallback, worker proce
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import struct
@@ -14,13 +15,13 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster  # noqa: E402
-from support.engine_helpers import bench_capture, differences  # noqa: E402
-from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated  # noqa: E402
+from distributed import Client, LocalCluster
+from support.engine_helpers import bench_capture, differences
+from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated
 
-import analyzer  # noqa: E402
-from analyzer.engines.dask import DaskEngine, partition_sources  # noqa: E402
-from analyzer.sources.base import open_sources  # noqa: E402
+import analyzer
+from analyzer.engines.dask import DaskEngine, partition_sources
+from analyzer.sources.base import open_sources
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 PCAPS = sorted(p for p in CAPTURES.glob("*.pcap"))
@@ -98,7 +99,7 @@ def test_the_partitions_cut_at_records(tmp_path):
     record_starts = [24]
     for f in frames:
         record_starts.append(record_starts[-1] + 16 + len(f))
-    for a, b in zip(parts, parts[1:]):
+    for a, b in itertools.pairwise(parts):
         assert a.end == b.start
         assert b.start == record_starts[b.first_index]  # a record starts there, and that many come before
     assert [p.first_index for p in parts] == sorted({p.first_index for p in parts})
@@ -153,7 +154,7 @@ def test_worker_processes_and_a_lost_worker(bench_pcap):
     """Real worker processes; one is killed while it runs a partition: the scheduler re-runs its
     tasks elsewhere and the answer is still the serial one."""
     serial = run([bench_pcap])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         engine = DaskEngine(c, pieces=8)
         got: list[object] = []

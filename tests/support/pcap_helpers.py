@@ -8,6 +8,7 @@ if_tsoffset options, Simple and obsolete Packet Blocks, unknown blocks. Packets 
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -230,7 +231,7 @@ def write_rotated(path, out_dir, cuts: Sequence[int]) -> list:  # type: ignore[n
     header, records = pcap_records(path)
     bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(records))), len(records)]
     paths = []
-    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
         p = Path(out_dir) / f"{Path(path).stem}.{k:03d}.pcap"
         p.write_bytes(header + b"".join(records[a:b]))
         paths.append(p)
