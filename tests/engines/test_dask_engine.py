@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
 import struct
 import threading
 import time
@@ -166,7 +167,8 @@ def test_worker_processes_and_a_lost_worker(bench_pcap):
             busy = [w for w, tasks in c.processing().items() if any("intransit-part" in str(t) for t in tasks)]
             if busy:
                 victim = busy[0]
-                c.run(os._exit, 1, workers=[victim], wait=False)
+                pid = c.run(os.getpid, workers=[victim])[victim]
+                os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
         thread.join(300)
         assert victim is not None, "no partition was seen running"
