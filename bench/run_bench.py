@@ -463,6 +463,7 @@ def start_cluster(args: argparse.Namespace, tools: list[Tool], first: Path, note
     import dask
     from distributed import LocalCluster
 
+    sys.path.insert(0, str(REPO))  # this checkout's analyzer, as `python -m analyzer` from here runs
     from analyzer.engines.dask import QUIET_WORKERS
 
     with dask.config.set(QUIET_WORKERS):  # as the engine's own local clusters

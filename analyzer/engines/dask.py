@@ -172,8 +172,8 @@ def _pcap_cuts(path: str, pieces: int) -> tuple[bytes, list[tuple[int, int, int]
     cuts = [c for j, c in enumerate(cuts) if j == 0 or c[0] > cuts[j - 1][0]]
     if not cuts:
         return None
-    starts = [(24, 0), *cuts]
-    bounds = [(s, starts[j + 1][0] if j + 1 < len(starts) else size, first) for j, (s, first) in enumerate(starts)]
+    begins = [(24, 0), *cuts]
+    bounds = [(b, begins[j + 1][0] if j + 1 < len(begins) else size, first) for j, (b, first) in enumerate(begins)]
     return header, bounds
 
 
@@ -499,7 +499,7 @@ def boundary_keys(results: Sequence[PartResult], options: Options) -> dict[int, 
     afresh in the serial table when the first comes more than its idle timeout after the latest
     before k; otherwise k joins the segment of the partition before; segments of two or more
     partitions are re-run."""
-    import pandas as pd
+    from analyzer._pandas import pd
 
     frames = [pd.DataFrame({"part": r.index, "key": r.keys, "first": r.first, "last": r.last})
               for r in results if len(r.keys)]
@@ -517,8 +517,8 @@ def boundary_keys(results: Sequence[PartResult], options: Options) -> dict[int, 
     joined[1:] = same & (df["first"].to_numpy()[1:] - before[:-1] <= limit_ns[1:])
     rerun = joined.copy()
     rerun[:-1] |= joined[1:]  # a segment's first partition too
-    picked = df[rerun]
-    return {int(p): np.sort(g["key"].to_numpy()) for p, g in picked.groupby("part")}
+    parts, keys = df["part"].to_numpy()[rerun], df["key"].to_numpy()[rerun]
+    return {int(p): np.sort(keys[parts == p]) for p in np.unique(parts).tolist()}
 
 
 def serial_obstacle(results: Sequence[PartResult], options: Options) -> str | None:
