@@ -13,6 +13,11 @@ command once, so a slow drift of the machine's load hits all tools alike):
     dpkt          dpkt Ethernet/IP/TCP|UDP objects + flow dict  (bench/peers/dpkt_flows.py)
     tshark        tshark -r FILE -q -z conv,tcp
     nfstream      NFStreamer(...).to_pandas(), with and without nDPI (bench/peers/nfstream_run.py)
+  dask (not pinned; --no-dask leaves them out)
+    four copies of the capture, a day apart: intransit flows C0 C1 C2 C3 with the serial engine,
+    with --engine dask --scheduler on a standing LocalCluster of 2 workers x 1 thread (warmed by one
+    untimed run), and with --engine dask --workers 2 (a cluster started per run); their outputs
+    must be equal (checked); target: the standing cluster 1.8x faster than the serial engine
   start-up: every command again on a 1,000-packet prefix of the capture, so that the marginal rate
     (packets / (seconds - start-up seconds)), which excludes the interpreter, imports and the numba
     cache load, is shown beside the end-to-end rate.
@@ -642,7 +647,9 @@ def report(
     if serial4 is not None and len(four) > 1:
         lines += ["", "## Dask engine: 4 copies of the capture, serial engine vs a 2 x 1-thread local cluster", ""]
         lines.append("Same files, same rounds, not pinned. Speed-up = serial median / Dask median; the "
-                     "round-by-round ratios beside it. Target ≥ 1.8x on this 2-core machine.")
+                     "round-by-round ratios beside it. Target ≥ 1.8x on this 2-core machine. The standing "
+                     "cluster's workers are not children of the measured command: its CPU and RSS columns "
+                     "above are the driver's only, and the workers' CPU counts as others' load.")
         lines.append("")
         lines.append("| run | median s | speed-up | per round | others' load (cores, median) | verdict |")
         lines.append("|---|---:|---:|---|---:|---|")
