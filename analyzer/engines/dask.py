@@ -39,6 +39,7 @@ scheduler (the tasks are pure functions of the partition).
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -600,8 +601,11 @@ class DaskEngine:
                     yield client
                 return
             n = self.workers or os.cpu_count() or 1
+            # silence_logs: the workers' own logging (a heartbeat racing the shutdown logs a
+            # traceback at ERROR) stays out of the user's terminal; what matters comes back as
+            # results, problems and notes
             with dask.config.set(QUIET_WORKERS), LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=self.processes,
+                    n_workers=n, threads_per_worker=1, processes=self.processes, silence_logs=logging.CRITICAL,
                     dashboard_address=":0" if self.processes else None) as cluster, Client(cluster) as client:
                 if self.processes:
                     self._notice(f"dask dashboard: {cluster.dashboard_link}")
