@@ -97,6 +97,47 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
+def _engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine/--scheduler/--workers: which engine runs the analysis (any command that calls
+    _run_analysis can take them; its **opts carry them there)."""
+    options = [
+        click.option("--engine", "engine_name", type=click.Choice(["serial", "dask"]), default="serial",
+                     show_default=True, help="serial: one process; dask: partitions on a Dask cluster, the same "
+                                             "answer (needs intransit[dask])."),
+        click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+                     help="--engine dask: the Dask scheduler to use (default: a local cluster for the run)."),
+        click.option("--workers", type=click.IntRange(1, 1024), default=None,
+                     help="--engine dask without --scheduler: worker processes of the local cluster "
+                          "(default: one per core)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: int | None = None) -> Any:
+    """The engine the options name (None: analyze()'s default, the serial engine)."""
+    from analyzer.errors import UsageError
+
+    if engine_name != "dask":
+        if scheduler is not None or workers is not None:
+            raise UsageError("--scheduler and --workers go with --engine dask")
+        return None
+    if scheduler is not None and workers is not None:
+        raise UsageError("--scheduler and --workers exclude each other (the scheduler's cluster has its workers)")
+    try:
+        import distributed  # noqa: F401
+
+        from analyzer.engines.dask import DaskEngine
+    except ImportError:
+        raise UsageError("--engine dask needs Dask: pip install 'intransit[dask]'") from None
+
+    def notice(text: str) -> None:
+        click.echo(printable(f"intransit: {text}"), err=True)
+
+    return DaskEngine(scheduler=scheduler, workers=workers, on_notice=notice)
+
+
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
@@ -114,6 +155,9 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
     quiet = _quiet(quiet)
     bar = ProgressBar(sys.stderr) if not quiet and _stderr_is_terminal() else None
     hidden = 0
+    engine = _engine(more.pop("engine_name", "serial"), more.pop("scheduler", None), more.pop("workers", None))
+    if engine is not None:
+        more["engine"] = engine
 
     def on_problem(p: Any) -> None:
         nonlocal hidden
@@ -289,6 +333,7 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
     """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
 
     @_capture_options
+    @_engine_options
     @_errors_to_exit
     def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
         if fmt != "table" and streamable:
@@ -415,6 +460,7 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @_capture_options
+@_engine_options
 @_policy_options
 @click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "info", "never"]), default="high",
               show_default=True, help="Exit 1 when a finding (not suppressed) reaches this severity.")
@@ -510,6 +556,7 @@ def _audit_summary(profile: str, counts: Any, dest: Any, zoned: bool, fail_on: s
               help="A previous run's findings (`intransit audit --format parquet --out FILE`): mark each finding "
                    "new, unchanged or resolved.")
 @functools.partial(_capture_options, frame_output=False)
+@_engine_options
 @_policy_options
 @_errors_to_exit
 def report(paths: tuple[str, ...], out: str, fmt: str, vpc: tuple[str, ...], zones: str | None,

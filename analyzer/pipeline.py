@@ -447,7 +447,8 @@ class Collector:
     """Accumulates ended-flow chunks and facts into frames, or hands them to sinks chunk by chunk.
     Engines feed it (`add`, `anomaly`) and end it (`finish`)."""
 
-    def __init__(self, options: Options, plan: Plan, sinks: Mapping[str, FrameSink] | None = None) -> None:
+    def __init__(self, options: Options, plan: Plan, sinks: Mapping[str, FrameSink] | None = None,
+                 key: bytes | None = None) -> None:
         self.options = options
         self.plan = plan
         self.flows_schema = plan.schemas["flows"]
@@ -457,33 +458,53 @@ class Collector:
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
         self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
+        self.merged_first: dict[str, dict[object, tuple[float, str]]] = {}  # (ts_start, uid) of each kept row
         self.feeds = {f: [s for s in plan.stages if f in getattr(s, "reads", ())] for f in plan.fed}
         # FTP data channels are joined to their control flow across flows (dissect.ftp_link): the FTP
         # dissector's announcements are needed for .flows even when the ftp_data frame is not built
         linking = options.dissect.enabled and "ftp_data" in plan.specs and "ftp_control_uid" in self.flows_schema
         self.ftp_link = FtpDataLink() if linking else None
         asked = plan.wanted | plan.fed
-        context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked)
+        # `key`: the run's fingerprint key, when the run spans processes (engines.dask)
+        self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
 
-    def add(self, ended: EndedFlows) -> None:
+    def dissect(self, ended: EndedFlows) -> list[tuple[FlowPayload, Facts]]:
+        """The facts of the ended flows that have any (a distributed engine runs this where the
+        flows ended and hands the result to `add(ended, dissected=...)`; the payloads may then be
+        dropped: only each FlowPayload's uid and ts_start are read)."""
+        if self.dissection is None:
+            return []
+        run = self.dissection.run
+        out = []
+        for fp in ended.payloads:
+            facts = run(fp)
+            if facts is not None:
+                out.append((fp, facts))
+        return out
+
+    def add(self, ended: EndedFlows, dissected: Iterable[tuple[FlowPayload, Facts]] | None = None) -> None:
+        """Take a chunk of ended flows: dissect their payloads (or take `dissected`, what
+        `dissect(ended)` returned for them elsewhere) and keep or stream the rows."""
         if not len(ended):
             return
         cols = ended.columns
         extra: dict[str, np.ndarray] = {}
-        if self.dissection is not None and ended.payloads:
+        if dissected is not None or (self.dissection is not None and ended.payloads):
             pos = {uid: i for i, uid in enumerate(cols["uid"])}
             n = len(ended)
             # The flow columns of each dissector's facts, grouped by their key tuple (a dissector
             # sets the same keys on every flow), are transposed in C below, not key by key here.
             by_keys: dict[tuple[str, ...], tuple[list[int], list[tuple[object, ...]]]] = {}
-            run = self.dissection.run
+            run = self.dissection.run if self.dissection is not None else None
             if self.ftp_link is not None:
                 self.ftp_link.ended(cols)
-            for fp in ended.payloads:
-                facts = run(fp)
+            results = dissected if dissected is not None else ((fp, run(fp)) for fp in ended.payloads if run)
+            for fp, facts in results:
+                if facts is None:
+                    continue
                 flow = facts.flow
                 if flow:
                     keys = tuple(flow)
@@ -523,13 +544,19 @@ class Collector:
             self.pending_flows, self.pending_rows = [], 0
             if self.ftp_link is not None:
                 self.ftp_link.apply(chunk, self.flows_schema, schema.arrow_column)
-            for stage in self.plan.stages:
-                self._stage(stage, chunk)
-            sink = self.sinks.get("flows")
-            if sink is None:
-                self.flow_chunks.append(chunk)
-            else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
-                _write_chunk(sink, chunk, self.flows_schema)
+            self.add_flow_chunk(chunk)
+
+    def add_flow_chunk(self, chunk: dict[str, pa.Array]) -> None:
+        """A chunk of the flows frame as Arrow columns (the flows schema before the stages' columns):
+        the stages run on it, then it is kept or goes to the sink. Engines that build the chunks
+        elsewhere (engines.dask: on the workers) hand them over here."""
+        for stage in self.plan.stages:
+            self._stage(stage, chunk)
+        sink = self.sinks.get("flows")
+        if sink is None:
+            self.flow_chunks.append(chunk)
+        else:  # flow-end order, as the chunks are kept; the sink sorts if it wants to
+            _write_chunk(sink, chunk, self.flows_schema)
 
     def _stage(self, stage: Any, chunk: dict[str, pa.Array]) -> None:
         """A stage's columns join the chunk (in the declared dtypes); its rows join their frames."""
@@ -551,7 +578,7 @@ class Collector:
                 continue
             spec = self.plan.specs.get(frame)
             if spec is not None and spec.merge is not None:
-                self._merge(spec, fp.uid, rows)
+                self._merge(spec, fp, rows)
                 continue
             if frame == "anomalies":
                 rows = [{"layer": "dissect", "ts": fp.ts_start, "uid": fp.uid, **row} for row in rows]
@@ -567,35 +594,42 @@ class Collector:
                 target = self.rows[frame]
             target.append(row)
 
-    def _merge(self, spec: FrameSpec, uid: str, rows: list[dict[str, object]]) -> None:
-        """Rows of a Dedup frame: the first row of each key is kept; later ones count."""
+    def _merge(self, spec: FrameSpec, fp: FlowPayload, rows: list[dict[str, object]]) -> None:
+        """Rows of a Dedup frame: of each key, the row of the flow that started first (ts_start,
+        then uid) is kept and the others count. First by start, not by the order flows end in: that
+        order depends on when the flow table exports, and on partitions in a distributed run."""
         rule = spec.merge
         assert rule is not None
         seen_rows = self.merged.setdefault(spec.name, {})
+        firsts = self.merged_first.setdefault(spec.name, {})
+        order = (fp.ts_start, fp.uid)
         for row in rows:
             key = str(row.get(rule.key))
             seen = seen_rows.get(key)
-            if seen is None:
+            count = 0 if seen is None or rule.count is None else int(seen.get(rule.count) or 0)  # type: ignore[call-overload]
+            if seen is None or order < firsts[key]:
                 row = dict(row)
                 if rule.first_uid is not None:
-                    row.setdefault(rule.first_uid, uid)
-                if rule.count is not None:
-                    row[rule.count] = 1
-                seen_rows[key] = row
-            elif rule.count is not None:
-                seen[rule.count] = int(seen.get(rule.count) or 0) + 1  # type: ignore[call-overload]
+                    row.setdefault(rule.first_uid, fp.uid)
+                seen_rows[key] = seen = row
+                firsts[key] = order
+            if rule.count is not None:
+                seen[rule.count] = count + 1
 
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
         if rows:
-            frame_schema = self.plan.schemas[frame]
-            chunk = schema.arrow_from_rows(rows, frame_schema)
+            chunk = schema.arrow_from_rows(rows, self.plan.schemas[frame])
             self.rows[frame] = []
-            sink = self.sinks.get(frame)
-            if sink is None:
-                self.frames.setdefault(frame, []).append(chunk)
-            else:
-                _write_chunk(sink, chunk, frame_schema)
+            self.add_frame_chunk(frame, chunk)
+
+    def add_frame_chunk(self, frame: str, chunk: Mapping[str, pa.Array]) -> None:
+        """A chunk of a row frame (not a Dedup one) as Arrow columns of its schema: kept, or to its sink."""
+        sink = self.sinks.get(frame)
+        if sink is None:
+            self.frames.setdefault(frame, []).append(dict(chunk))
+        else:
+            _write_chunk(sink, chunk, self.plan.schemas[frame])
 
     def _frame(self, frame: str) -> pd.DataFrame:
         self._fold(frame)

@@ -96,6 +96,9 @@ class DissectContext:
 
     options: DissectOptions = field(default_factory=DissectOptions)
     frames: frozenset[str] = frozenset()
+    # The run's fingerprint key (credentials.run_key), when the run spans processes (the Dask engine
+    # gives every partition the driver's key, so one secret has one fingerprint across the run).
+    key: bytes | None = field(default=None, repr=False, compare=False)
 
     def wants(self, *frames: str) -> bool:
         return any(f in self.frames for f in frames)

@@ -57,7 +57,7 @@ IN_CLEAR = frozenset({"basic", "bearer", "plain", "login", "xoauth2", "oauthbear
                       "user_pass", "simple", "community"})
 MAX_USERNAME = 256
 
-# DissectContext has no key field yet: a run's key is kept here by the context's identity, so every
+# A context without a key (one process) has its run's key kept here by the context's identity, so every
 # dissector of one run (each makes its instance with for_run(context)) uses the same key. A few
 # recent runs only: a key must not outlive its run for long, and memory stays bounded.
 _KEYS: OrderedDict[int, tuple[DissectContext, bytes]] = OrderedDict()
@@ -69,8 +69,10 @@ def run_key(context: DissectContext | None) -> bytes:
     random bytes made on first use."""
     if context is None:
         return os.urandom(32)
-    if context.options.credential_key is not None:
+    if context.options.credential_key is not None:  # the user's: fingerprints compare across runs
         return context.options.credential_key
+    if context.key is not None:  # the run's, chosen once by an engine whose run spans processes
+        return context.key
     held = _KEYS.get(id(context))
     if held is not None and held[0] is context:
         _KEYS.move_to_end(id(context))

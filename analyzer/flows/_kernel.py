@@ -638,11 +638,19 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         r, slot = _lookup(HT, R, RU, tun, ahi, alo, bhi, blo, pa, pb, proto)
         continued_cia = -1
         if r >= 0:
+            # A closed flow's late-packet delay is judged here as `expire` judges it, so with time
+            # going forwards whether an expiry scan ran between two packets (scans run at batch
+            # ends, once a second of capture time) never changes a flow: the flows do not depend
+            # on how the input was cut into batches, files or partitions (the Dask engine relies
+            # on it; it falls back to one sequential table when time goes backwards).
             idle = t - R[r, R_TS_LAST]
             limit = O[O_IDLE_TCP] if proto == 6 else (O[O_IDLE_UDP] if proto == 17 else O[O_IDLE_OTHER])
             reason = 0
             if idle > limit:
                 reason = 1
+            elif proto == 6 and idle > O[O_CLOSE_DELAY] and (
+                    (R[r, R_CLOSED] & 3) == 3 or (R[r, R_CLOSED] & 4) != 0):
+                reason = 3  # closed, and the late-packet delay is over: a new flow
             elif t - R[r, R_TS_FIRST] > O[O_ACTIVE]:
                 reason = 2
             elif proto == 6 and (flags & (SYN | ACK)) == SYN and (

@@ -8,6 +8,7 @@ if_tsoffset options, Simple and obsolete Packet Blocks, unknown blocks. Packets 
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -228,3 +229,30 @@ def tcp_session(client: bytes, server: bytes, *, dport: int, sport: int = 40000,
     out += [pkt(cli, srv, sport, dport, "FA", cf, sf), pkt(srv, cli, dport, sport, "FA", sf, cf + 1),
             pkt(cli, srv, sport, dport, "A", cf + 1, sf + 1)]
     return out
+def pcap_records(path) -> tuple[bytes, list[bytes]]:  # type: ignore[no-untyped-def]
+    """(file header, raw records with their 16-byte headers) of a classic pcap."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from(order + "I", data, pos + 8)[0]
+        out.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def write_rotated(path, out_dir, cuts: Sequence[int]) -> list:  # type: ignore[no-untyped-def]
+    """Cut classic pcap `path` into rotated files before the packets numbered in `cuts` (as a
+    capture rotated at those packets: each file has the header); returns the paths in order."""
+    from pathlib import Path
+
+    header, records = pcap_records(path)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(records))), len(records)]
+    paths = []
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
+        p = Path(out_dir) / f"{Path(path).stem}.{k:03d}.pcap"
+        p.write_bytes(header + b"".join(records[a:b]))
+        paths.append(p)
+    return paths

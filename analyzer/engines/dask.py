@@ -1,0 +1,751 @@
+"""The Dask engine: the captures are partitioned and analysed on a Dask cluster, with the serial answer.
+
+Partitions: one per capture file, and a large classic pcap is cut into byte ranges at record
+boundaries (the record headers are walked once, with the reader's own compiled walker). pcapng,
+compressed captures and captures with a link type the decoder does not know are one partition each.
+
+Why the answer is exactly the serial engine's (`SerialEngine`: every packet through one table):
+
+1. A flow table's flows of one key (5-tuple, protocol, tunnel) depend only on that key's packets,
+   the capture clock and the table's size, as long as time goes forwards: idle, active and
+   close-delay ends are decided at the key's next packet (the kernel judges the close delay as the
+   expiry scan does, so when scans run does not matter), the client/server orientation, TCP state,
+   reassembly and payload prefix are per flow, and the uid is made from the Community ID, the
+   first packet's time and the tunnel.
+2. Pass 1 (parallel): every partition runs the normal flow table and dissection on its packets
+   from an empty table and returns its ended flows (columns and facts, no payload) with a hash of
+   each flow's key and its first/last packet times.
+3. A key's packets in partition k continue an earlier flow only if its first packet in k comes no
+   later than the idle timeout after its last packet in the partitions before (otherwise the serial
+   table ends that flow at this packet and starts afresh, exactly as the partition did). The driver
+   finds those keys ("boundary keys") from the pass-1 times alone; for each, the partitions that
+   are chained that way form a segment.
+4. Pass 2: the partitions of a segment are read again in parallel and give back only the packets
+   of their boundary keys; one task feeds them, in order, through one flow table and dissects the
+   flows: those are the serial flows of these keys. Their pass-1 flows are dropped.
+5. The driver feeds every kept flow and its facts to the collector (`Collector.add(dissected=)`),
+   which builds the frames as in a serial run (rows of Dedup frames keep the earliest flow's row).
+
+Where (1) does not hold the engine does not guess: time going backwards in or between partitions,
+IP fragments split from their first fragment by partitioning (the fragment table is shared), or
+more distinct keys than --max-flows (the table could evict) -> the whole run is repeated by the
+serial engine in the driver (exact, not faster; `DaskEngine.notes` says why). Sources that are
+not files (standard input, a mirror socket) are read by the serial engine too.
+
+Memory per worker: one flow table (bounded by max_flows and the payload budget) and the ended
+flows of its partition (columns and facts, no payloads). A lost worker's tasks are re-run by the
+scheduler (the tasks are pure functions of the partition).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from analyzer.errors import CaptureError, UsageError
+from analyzer.sources.base import CaptureFile, SkippedPath
+from analyzer.sources.batch import SUPPORTED_LINKTYPES, PacketBatch, Problem
+
+if TYPE_CHECKING:
+    from analyzer.flows.table import EndedFlows, FlowTable
+    from analyzer.pipeline import Analysis, Collector, Options, Plan
+    from analyzer.sources.base import Source
+
+__all__ = ["DaskEngine", "Partition", "partition_sources"]
+
+# A capture is cut when it is larger than this and than 1.5 x its share of the work.
+MIN_PARTITION_BYTES = 64 << 20
+_WALK_CHUNK = 8 << 20  # bytes of record headers walked at once when cutting a pcap
+# The local cluster's workers without the statistical profiler (a sample every 10 ms: measured here
+# as ~0.4 CPU-s per worker per 200k-packet partition pair on a contended 2-core machine) and with a
+# slower event-loop health tick: the tasks are long and CPU-bound; the dashboard still works.
+QUIET_WORKERS = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "500ms"}
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": False, b"\xa1\xb2\xc3\xd4": True, b"\x4d\x3c\xb2\xa1": False,
+               b"\xa1\xb2\x3c\x4d": True}  # magic -> big-endian (swap)
+
+
+# ------------------------------------------------------------------------------------------ partitions
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Some packets of one capture: the whole file, or records [start, end) of a classic pcap."""
+
+    index: int  # reading order of the whole run
+    source: int  # index of its capture among the run's sources
+    path: str
+    start: int | None = None  # byte range (None: the whole file, read as the serial engine reads it)
+    end: int | None = None
+    first_index: int = 0  # packets of the file before `start`
+    header: bytes = b""  # the pcap file header, given to a range's reader
+
+    @property
+    def is_range(self) -> bool:
+        return self.start is not None
+
+
+def partition_sources(sources: Sequence[Source], workers: int, min_bytes: int = MIN_PARTITION_BYTES,
+                      pieces: int | None = None) -> list[Partition]:
+    """Partitions of the CaptureFile sources, in reading order. A classic (uncompressed) pcap is
+    cut into byte ranges when it is larger than `min_bytes` and than 1.5 x an equal share of the
+    run (total / (2 x workers)); `pieces` forces a number of ranges per pcap (tests)."""
+    files = [(i, s) for i, s in enumerate(sources) if isinstance(s, CaptureFile)]
+    sizes = {i: _size(s.path) for i, s in files}
+    total = sum(sizes.values())
+    share = max(min_bytes, total // max(1, 2 * workers))
+    out: list[Partition] = []
+    for i, s in files:
+        n = pieces if pieces is not None else (sizes[i] // share if sizes[i] > 1.5 * share else 1)
+        cuts = _pcap_cuts(s.path, n) if n > 1 else None
+        if not cuts:
+            out.append(Partition(len(out), i, s.path))
+            continue
+        header, bounds = cuts
+        for start, end, first in bounds:
+            out.append(Partition(len(out), i, s.path, start, end, first, header))
+    return out
+
+
+def _size(path: str) -> int:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    return st.st_size if os.path.isfile(path) else 0
+
+
+def _pcap_cuts(path: str, pieces: int) -> tuple[bytes, list[tuple[int, int, int]]] | None:
+    """(header, [(start, end, packets before start)]): `pieces` byte ranges of nearly equal size,
+    cut at record starts found by walking every record header from the first. None when the file
+    is not a plain classic pcap of a known link type (it is read whole). A damaged record ends the
+    walk: the last range runs to the end of the file, so its reader meets the damage as the serial
+    reader does."""
+    from analyzer.sources import _walk
+    from analyzer.sources.readers import MAX_RECORD
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with f:
+        header = f.read(24)
+        if len(header) < 24 or header[:4] not in PCAP_MAGICS:
+            return None
+        swap = PCAP_MAGICS[header[:4]]
+        snaplen, linktype = struct.unpack((">" if swap else "<") + "II", header[16:24])
+        size = os.fstat(f.fileno()).st_size
+        if (linktype & 0xFFFF) not in SUPPORTED_LINKTYPES or size <= 24:
+            return None
+        max_caplen = min(max(snaplen, 262144), MAX_RECORD)
+        targets = [24 + (size - 24) * k // pieces for k in range(1, pieces)]
+        rows = 1 << 16
+        off = np.empty(rows, np.int64)
+        cap, wire = np.empty(rows, np.int32), np.empty(rows, np.int32)
+        sec, frac = np.empty(rows, np.uint32), np.empty(rows, np.uint32)
+        aux = np.zeros(2, np.int64)
+        base, seen, t = 24, 0, 0  # file offset of buf[0], records walked, next target
+        buf = np.zeros(0, np.uint8)
+        pos = 0
+        cuts: list[tuple[int, int]] = []  # (record start, packets before it)
+        while t < len(targets):
+            n, pos, status = _walk.walk_pcap(buf, pos, len(buf), swap, max_caplen, off, cap, wire, sec, frac, aux)
+            starts = base + off[:n] - 16
+            while t < len(targets) and n and starts[-1] >= targets[t]:
+                k = int(np.searchsorted(starts, targets[t]))
+                cuts.append((int(starts[k]), seen + k))
+                t += 1
+            seen += n
+            if status == _walk.NEED_MORE:
+                more = f.read(max(_WALK_CHUNK, 16 + int(MAX_RECORD)) if len(buf) - pos >= 16 else _WALK_CHUNK)
+                if not more:
+                    break  # end of file (a truncated last record is the last range's to report)
+                buf = np.concatenate([buf[pos:], np.frombuffer(more, np.uint8)])
+                base += pos
+                pos = 0
+            elif status != _walk.FULL:
+                break  # damage: the rest of the file is the last range
+    cuts = [c for j, c in enumerate(cuts) if j == 0 or c[0] > cuts[j - 1][0]]
+    if not cuts:
+        return None
+    begins = [(24, 0), *cuts]
+    bounds = [(b, begins[j + 1][0] if j + 1 < len(begins) else size, first) for j, (b, first) in enumerate(begins)]
+    return header, bounds
+
+
+class _Range:
+    """A raw stream of a pcap's header followed by its bytes [start, end): a range reads as a pcap."""
+
+    def __init__(self, path: str, header: bytes, start: int, end: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._f.seek(start)
+        self._head = header
+        self._left = end - start
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        n = min(len(b), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(b)[:n])
+        self._left -= got or 0
+        return got or 0
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _batches(part: Partition, name: str) -> Iterator[PacketBatch]:
+    """The packet batches of a partition: a whole file as the serial engine reads it, a range with
+    the same reader started at its first record (offsets in problems are file offsets)."""
+    if not part.is_range:
+        yield from CaptureFile(part.path).batches()
+        return
+    from analyzer.sources.readers import _ChunkReader, read_pcap
+
+    assert part.start is not None and part.end is not None
+    stream = _Range(part.path, part.header, part.start, part.end)
+    try:
+        reader = _ChunkReader(stream, name)
+        reader.base = part.start - 24  # the header stands in front of the range
+        reader.refill(0)
+        for batch in read_pcap(reader, name, part.header):
+            batch.first_index += part.first_index
+            yield batch
+    finally:
+        stream.close()
+
+
+# ------------------------------------------------------------------------------------------ flow keys
+_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    h = h ^ (v + _GOLD + (h << np.uint64(6)) + (h >> np.uint64(2)))
+    h = (h ^ (h >> np.uint64(31))) * _M1
+    return (h ^ (h >> np.uint64(29))) * _M2
+
+
+def key_hash(ahi: np.ndarray, alo: np.ndarray, bhi: np.ndarray, blo: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+             proto: np.ndarray, vni: np.ndarray, tun: np.ndarray, gwep: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of flow keys as the flow table keys flows (canonical addresses and ports,
+    protocol, VNI, tunnel kind, GWLB endpoint); the low byte is the protocol. Two keys sharing a
+    hash are only treated alike (both re-run at a boundary), never merged: a collision costs work,
+    not exactness."""
+    u = np.uint64
+    h = np.full(len(ahi), u(0x243F6A8885A308D3), u)
+    for v in (ahi, alo, bhi, blo):
+        h = _mix(h, np.asarray(v, u))
+    ports = (np.asarray(pa, np.int64) << 24) | (np.asarray(pb, np.int64) << 8) | (np.asarray(proto, np.int64) & 0xFF)
+    h = _mix(h, ports.astype(u))
+    tunnel = ((np.asarray(vni, np.int64) + 1) & 0xFFFFFFFF) | ((np.asarray(tun, np.int64) & 3) << 32)
+    h = _mix(h, tunnel.astype(u))
+    h = _mix(h, np.asarray(gwep, u))
+    return (h & ~u(0xFF)) | (np.asarray(proto, np.int64) & 0xFF).astype(u)
+
+
+def _flow_hashes(R: np.ndarray, RU: np.ndarray) -> np.ndarray:
+    from analyzer.flows import _kernel as K
+
+    return key_hash(RU[:, K.RU_AHI], RU[:, K.RU_ALO], RU[:, K.RU_BHI], RU[:, K.RU_BLO], R[:, K.R_PORTA],
+                    R[:, K.R_PORTB], R[:, K.R_PROTO], R[:, K.R_VNI], R[:, K.R_TUNBITS], RU[:, K.RU_GWEP])
+
+
+def packet_hashes(cols: np.ndarray, ucols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, is a flow packet) of decoded packets, as `_flow_hashes` hashes their flows. Later IP
+    fragments take their ports from the flow table's fragment table: never asked here (a run with
+    such fragments in several partitions is read serially)."""
+    from analyzer.decode import _kernel as D
+
+    proto = cols[:, D.C_PROTO]
+    sport, dport = cols[:, D.C_SPORT].copy(), cols[:, D.C_DPORT].copy()
+    portless = (proto == 1) | (proto == 58) | (proto == 50)
+    sport[portless] = 0
+    dport[portless] = 0
+    shi, slo, dhi, dlo = ucols[:, D.U_SHI], ucols[:, D.U_SLO], ucols[:, D.U_DHI], ucols[:, D.U_DLO]
+    s_first = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sport <= dport))))
+    h = key_hash(np.where(s_first, shi, dhi), np.where(s_first, slo, dlo), np.where(s_first, dhi, shi),
+                 np.where(s_first, dlo, slo), np.where(s_first, sport, dport), np.where(s_first, dport, sport),
+                 proto, cols[:, D.C_VNI], cols[:, D.C_TUN], ucols[:, D.U_GWEP])
+    is_flow = (cols[:, D.C_STATUS] != D.ST_NOT_IP) & (cols[:, D.C_IPVER] != 0)
+    return h, is_flow
+
+
+def _keyed_table(options: Any) -> FlowTable:
+    """A FlowTable whose exports also carry each flow's key hash (column `_key`, dropped before the
+    collector sees the columns)."""
+    from analyzer.flows import _kernel as K
+    from analyzer.flows.table import FlowTable
+
+    class KeyedTable(FlowTable):
+        def _export(self) -> EndedFlows:
+            idx = self.ENDED[: int(self.G[K.G_NENDED])]
+            keys = _flow_hashes(self.R[idx], self.RU[idx])
+            ended = super()._export()
+            ended.columns["_key"] = keys
+            return ended
+
+    return KeyedTable(options)
+
+
+# ------------------------------------------------------------------------------------------ worker side
+@dataclass(slots=True)
+class PartResult:
+    """What a partition's first pass (or the boundary task) gives back to the driver: its frames as
+    Arrow chunks made on the worker (the flows with a `_key` column, the key hash as int64), the
+    rows of Dedup frames per flow (merged in the driver), and what the sources frame needs."""
+
+    index: int
+    packets: int = 0
+    not_ip: int = 0
+    evicted: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    error: CaptureError | None = None
+    decode_anomalies: dict[str, int] = field(default_factory=dict)
+    flow_chunks: list[dict[str, Any]] = field(default_factory=list)
+    frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    merges: list[tuple[str, float, str, list[dict[str, object]]]] = field(default_factory=list)
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per flow
+    first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its first packet, ns
+    last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its last packet, ns
+    first_ts: int | None = None  # the partition's first packet's time (capture order), ns
+    max_ts: int | None = None
+    forwards: bool = True  # no packet earlier than one before it
+    later_fragments: bool = False  # IP fragments after the first (ports from the fragment table)
+
+
+_READY = threading.Lock()
+_KERNELS: list[str] = []
+
+
+def prepare_worker() -> str:
+    """Find (or build) the ahead-of-time compiled kernels in this process, once: the first task on
+    a fresh worker would otherwise pay numba's compilation (`analyzer.warm_up`)."""
+    with _READY:
+        if not _KERNELS:
+            from analyzer import _native
+            from analyzer._warm import warm_up
+
+            _KERNELS.append("aot" if _native._find_aot() is not None else warm_up())
+        return _KERNELS[0]
+
+
+def _flow_options(options: Options) -> Any:
+    flow_options = options.flows
+    if not options.dissect.enabled:
+        flow_options = replace(flow_options, collect_payload=False)
+    return flow_options
+
+
+class _Worker:
+    """A partition's flow table and collector. The collector is the pipeline's, with the flows
+    schema plus `_key` (always built: the driver needs every flow's key and uid to drop the flows a
+    boundary re-run replaces), no stages (they run in the driver, on the kept flows), and the rows
+    of Dedup frames kept per flow instead of merged."""
+
+    def __init__(self, options: Options, plan: Plan, key: bytes | None, index: int) -> None:
+        from analyzer.pipeline import Collector, Plan
+
+        flows = {**plan.schemas["flows"], "_key": "Int64"}
+        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs, plan.wanted | {"flows"})
+        merges: list[tuple[str, float, str, list[dict[str, object]]]] = []
+
+        class PartCollector(Collector):
+            def _merge(self, spec: Any, fp: Any, rows: list[dict[str, object]]) -> None:
+                merges.append((spec.name, fp.ts_start, fp.uid, rows))
+
+        self.out = PartResult(index, merges=merges)
+        self.table = _keyed_table(_flow_options(options))
+        self.collector = PartCollector(options, local, key=key)
+        self.keys: list[np.ndarray] = []
+        self.first: list[np.ndarray] = []
+        self.last: list[np.ndarray] = []
+
+    def fold(self, decoded: Any) -> None:
+        for ended in self.table.update(decoded):
+            self._add(ended)
+
+    def _add(self, ended: EndedFlows) -> None:
+        cols = ended.columns
+        keys = cols["_key"]
+        cols["_key"] = keys.view(np.int64)
+        self.keys.append(keys)
+        self.first.append(np.asarray(cols["ts_start"], np.int64))
+        self.last.append(np.asarray(cols["ts_end"], np.int64))
+        self.collector.add(ended)
+
+    def finish(self) -> PartResult:
+        for ended in self.table.flush():
+            self._add(ended)
+        c, out = self.collector, self.out
+        c._fold_flows()
+        for frame in list(c.rows):
+            c._fold(frame)
+        out.flow_chunks, out.frames = c.flow_chunks, c.frames
+        if self.keys:
+            out.keys, out.first, out.last = (np.concatenate(a) for a in (self.keys, self.first, self.last))
+        out.not_ip = int(self.table.G[7])
+        out.evicted = self.table.evicted
+        return out
+
+
+def run_partition(part: Partition, name: str, options: Options, plan: Plan, key: bytes | None) -> PartResult:
+    """Pass 1 of one partition: read, decode, flow table from empty, dissect, frames as Arrow chunks."""
+    from analyzer.decode import ANOMALY_NAMES, decode
+    from analyzer.decode import _kernel as D
+
+    prepare_worker()
+    work = _Worker(options, plan, key, part.index)
+    out = work.out
+    try:
+        for batch in _batches(part, name):
+            out.problems.extend(batch.problems)
+            if options.strict and any(p.fatal_in_strict for p in batch.problems):
+                break
+            if not len(batch):
+                continue
+            out.packets += len(batch)
+            ts = batch.ts_ns
+            running = np.maximum.accumulate(ts)
+            if out.first_ts is None:
+                out.first_ts = int(ts[0])
+            elif int(ts.min()) < (out.max_ts or 0):
+                out.forwards = False
+            if bool((ts < running).any()):
+                out.forwards = False
+            out.max_ts = max(out.max_ts or int(running[-1]), int(running[-1]))
+            decoded = decode(batch, options.decode)
+            if (decoded.cols[:, D.C_FRAG] == 2).any():
+                out.later_fragments = True
+            anoms = decoded.cols[:, 1]
+            if anoms.any():
+                codes, counts = np.unique(anoms[anoms > 0], return_counts=True)
+                for code, cnt in zip(codes.tolist(), counts.tolist(), strict=True):
+                    kind = ANOMALY_NAMES.get(int(code), str(code))
+                    out.decode_anomalies[kind] = out.decode_anomalies.get(kind, 0) + int(cnt)
+            work.fold(decoded)
+    except CaptureError as exc:
+        out.error = exc
+    return work.finish()
+
+
+def boundary_packets(part: Partition, name: str, options: Options, wanted: np.ndarray) -> list[PacketBatch]:
+    """Pass 2 of one partition: its packets of the keys `wanted` (sorted hashes), as small batches
+    of the raw packets (decoded again where they are folded in)."""
+    from analyzer.decode import decode
+
+    prepare_worker()
+    out: list[PacketBatch] = []
+    try:
+        for batch in _batches(part, name):
+            if not len(batch):
+                continue
+            decoded = decode(batch, options.decode)
+            h, is_flow = packet_hashes(decoded.cols, decoded.ucols)
+            pick = np.flatnonzero(is_flow & _isin_sorted(h, wanted))
+            if len(pick):
+                out.append(_subset(batch, pick))
+    except CaptureError:
+        pass  # pass 1 saw the same error and reported it; the packets before it are here
+    return out
+
+
+def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if not len(sorted_set):
+        return np.zeros(len(values), np.bool_)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
+def _subset(batch: PacketBatch, pick: np.ndarray) -> PacketBatch:
+    """The picked packets of a batch, with their bytes copied into a buffer of their own."""
+    caplen = batch.caplen[pick]
+    offset = batch.offset[pick]
+    ends = np.cumsum(caplen.astype(np.int64))
+    starts = ends - caplen
+    buf = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+    for s, o, n in zip(starts.tolist(), offset.tolist(), caplen.tolist(), strict=True):
+        buf[s : s + n] = batch.buf[o : o + n]
+    return PacketBatch(batch.source, buf, starts, caplen, batch.wirelen[pick], batch.ts_ns[pick],
+                       batch.linktype[pick], batch.first_index)
+
+
+def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Plan, key: bytes | None) -> PartResult:
+    """The boundary keys' packets of every partition, in reading order, through one flow table."""
+    from analyzer.decode import decode
+
+    prepare_worker()
+    work = _Worker(options, plan, key, -1)
+    for batches in parts:
+        for batch in batches:
+            work.fold(decode(batch, options.decode))
+    return work.finish()
+
+
+# ------------------------------------------------------------------------------------------ driver side
+def boundary_keys(results: Sequence[PartResult], options: Options) -> dict[int, np.ndarray]:
+    """Partition index -> sorted key hashes whose flows there must be re-run with other partitions.
+
+    For each key and partition: the first packet's time (the earliest flow start there: never later
+    than the first packet) and the last (the latest flow end). A key's packets in partition k start
+    afresh in the serial table when the first comes more than its idle timeout after the latest
+    before k; otherwise k joins the segment of the partition before; segments of two or more
+    partitions are re-run."""
+    from analyzer._pandas import pd
+
+    frames = [pd.DataFrame({"part": r.index, "key": r.keys, "first": r.first, "last": r.last})
+              for r in results if len(r.keys)]
+    if not frames:
+        return {}
+    df = pd.concat(frames, ignore_index=True).groupby(["key", "part"], sort=True).agg(
+        first=("first", "min"), last=("last", "max")).reset_index()
+    f = options.flows
+    proto = (df["key"].to_numpy() & np.uint64(0xFF)).astype(np.int64)
+    limit = np.where(proto == 6, f.idle_timeout_tcp, np.where(proto == 17, f.idle_timeout_udp, f.idle_timeout_other))
+    limit_ns = (limit * 1e9).astype(np.int64)
+    same = df["key"].to_numpy()[1:] == df["key"].to_numpy()[:-1]
+    before = df.groupby("key", sort=False)["last"].cummax().to_numpy()
+    joined = np.zeros(len(df), np.bool_)  # continues the segment of the key's previous partition
+    joined[1:] = same & (df["first"].to_numpy()[1:] - before[:-1] <= limit_ns[1:])
+    rerun = joined.copy()
+    rerun[:-1] |= joined[1:]  # a segment's first partition too
+    parts, keys = df["part"].to_numpy()[rerun], df["key"].to_numpy()[rerun]
+    return {int(p): np.sort(keys[parts == p]) for p in np.unique(parts).tolist()}
+
+
+def serial_obstacle(results: Sequence[PartResult], options: Options) -> str | None:
+    """Why the pass-1 results cannot be made the serial answer by re-running boundary keys, or None."""
+    if len(results) < 2:
+        return None
+    clock: int | None = None
+    for r in results:
+        if r.first_ts is None:
+            continue
+        if not r.forwards or (clock is not None and r.first_ts < clock):
+            return "time goes backwards in or between partitions"
+        clock = r.max_ts
+        if r.later_fragments:
+            return "IP fragments in a run of several partitions (the fragment table is shared)"
+        if r.evicted:
+            return f"more than max_flows={options.flows.max_flows} flows live in a partition"
+    keys = np.unique(np.concatenate([r.keys for r in results]))
+    if len(keys) >= options.flows.max_flows:
+        return (f"{len(keys)} distinct flow keys, max_flows={options.flows.max_flows}: "
+                "the serial table could evict")
+    return None
+
+
+# ------------------------------------------------------------------------------------------ engine
+class DaskEngine:
+    """Runs an analysis on a Dask cluster with the serial engine's answer (see the module docstring).
+
+    `DaskEngine(client)` uses a `distributed.Client`; `DaskEngine(scheduler="tcp://host:8786")`
+    connects to a scheduler for the run; `DaskEngine(workers=N)` (or nothing) starts a LocalCluster
+    of N worker processes x 1 thread for the run and closes it after. `on_notice(text)` hears what a
+    user should know (the local cluster's dashboard address, a serial fallback); `notes` keeps it.
+    `pieces` cuts every classic pcap into that many byte ranges (tests); `processes=False` runs a
+    local cluster's workers as threads of this process (tests).
+    """
+
+    def __init__(self, client: Any = None, scheduler: str | None = None, workers: int | None = None, *,
+                 on_notice: Callable[[str], None] | None = None, pieces: int | None = None,
+                 processes: bool = True, min_partition_bytes: int = MIN_PARTITION_BYTES) -> None:
+        if client is not None and scheduler is not None:
+            raise UsageError("give a Dask client or a scheduler address, not both")
+        if workers is not None and workers < 1:
+            raise UsageError(f"workers must be at least 1, not {workers}")
+        self.client, self.scheduler, self.workers = client, scheduler, workers
+        self.on_notice = on_notice
+        self.pieces, self.processes, self.min_partition_bytes = pieces, processes, min_partition_bytes
+        self.notes: list[str] = []
+        self.last_run: dict[str, object] = {}
+
+    def _notice(self, text: str) -> None:
+        self.notes.append(text)
+        if self.on_notice is not None:
+            self.on_notice(text)
+
+    def run(self, sources: Sequence[Source], options: Options, collector: Collector,
+            on_problem: Callable[[Problem], None]) -> Analysis:
+        from analyzer.engines.serial import SerialEngine
+
+        if not all(isinstance(s, SkippedPath) or (isinstance(s, CaptureFile) and s.path != "-")
+                   for s in sources):
+            self._notice("dask engine: sources other than capture files are read by the serial engine")
+            return SerialEngine().run(sources, options, collector, on_problem)
+        with self._connect() as client:
+            return self._run(client, list(sources), options, collector, on_problem)
+
+    def _connect(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def connected() -> Iterator[Any]:
+            import dask
+            from distributed import Client, LocalCluster
+
+            if self.client is not None:
+                yield self.client
+                return
+            if self.scheduler is not None:
+                with Client(self.scheduler) as client:
+                    yield client
+                return
+            n = self.workers or os.cpu_count() or 1
+            # silence_logs: the workers' own logging (a heartbeat racing the shutdown logs a
+            # traceback at ERROR) stays out of the user's terminal; what matters comes back as
+            # results, problems and notes
+            with dask.config.set(QUIET_WORKERS), LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=self.processes, silence_logs=logging.CRITICAL,
+                    dashboard_address=":0" if self.processes else None) as cluster, Client(cluster) as client:
+                if self.processes:
+                    self._notice(f"dask dashboard: {cluster.dashboard_link}")
+                yield client
+
+        return connected()
+
+    def _run(self, client: Any, sources: list[Source], options: Options, collector: Collector,
+             on_problem: Callable[[Problem], None]) -> Analysis:
+        from analyzer.dissect.credentials import run_key
+
+        t0 = time.perf_counter()
+        workers = max(1, len(client.scheduler_info().get("workers", {})) or (self.workers or 1))
+        parts = partition_sources(sources, workers, self.min_partition_bytes, self.pieces)
+        key = run_key(collector.context) if collector.dissection is not None else None
+        names = {i: s.name for i, s in enumerate(sources)}
+        plan = replace(collector.plan, stages=())  # stages run in the driver, on the merged flows
+        futures = [client.submit(run_partition, p, names[p.source], options, plan, key, pure=False,
+                                 key=f"intransit-part-{p.index}-{os.urandom(4).hex()}") for p in parts]
+        results: list[PartResult] = client.gather(futures)
+        del futures
+        t_pass1 = time.perf_counter()
+        obstacle = serial_obstacle(results, options)
+        self.last_run = {"partitions": len(parts), "workers": workers, "pass1_s": round(t_pass1 - t0, 3)}
+        if obstacle is not None:
+            from analyzer.engines.serial import SerialEngine
+
+            self._notice(f"dask engine: read by one serial table instead ({obstacle})")
+            self.last_run["fallback"] = obstacle
+            return SerialEngine().run(sources, options, collector, on_problem)
+        rerun = boundary_keys(results, options)
+        self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
+        boundary: PartResult | None = None
+        if rerun:
+            picked = [client.submit(boundary_packets, parts[i], names[parts[i].source], options, rerun[i],
+                                    pure=False) for i in sorted(rerun)]
+            boundary = client.submit(run_boundary, picked, options, plan, key, pure=False).result()
+        t_pass2 = time.perf_counter()
+        self.last_run["pass2_s"] = round(t_pass2 - t_pass1, 3)
+        analysis = self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
+        self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
+        return analysis
+
+    def _collect(self, sources: list[Source], parts: list[Partition], results: list[PartResult],
+                 boundary: PartResult | None, rerun: dict[int, np.ndarray], options: Options,
+                 collector: Collector, on_problem: Callable[[Problem], None]) -> Analysis:
+        """Sources rows, problems and anomalies as the serial engine makes them; the kept flows."""
+        strict = options.strict
+        by_source: dict[int, list[PartResult]] = {}
+        for part, r in zip(parts, results, strict=True):
+            by_source.setdefault(part.source, []).append(r)
+        readable = [s for s in sources if not isinstance(s, SkippedPath)]
+        rows: list[dict[str, object]] = []
+        errors: list[CaptureError] = []
+        total = 0
+        decode_counts: dict[tuple[str, str], int] = {}
+        for i, source in enumerate(sources):
+            name = source.name
+            if isinstance(source, SkippedPath):
+                p = source.skipped.problem()
+                if strict and p.fatal_in_strict:
+                    raise CaptureError(p.source, None, f"{p.detail} (strict: any skipped path is an error)")
+                on_problem(p)
+                collector.anomaly(source=p.source, layer="source", kind=p.kind, detail=p.detail, offset=None,
+                                  count=1)
+                rows.append({"source": p.source, "packets": 0, "status": source.skipped.status,
+                             "problem": p.detail, "offset": None})
+                continue
+            packets = 0
+            status, problem, offset = "ok", None, None
+            for r in by_source.get(i, []):
+                for p in r.problems:
+                    if strict and p.fatal_in_strict:
+                        from analyzer.sources.readers import strict_detail
+
+                        raise CaptureError(p.source, p.offset, strict_detail(p))
+                    status, problem, offset = "partial", p.detail, p.offset
+                    collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail, offset=p.offset,
+                                      count=1)
+                    on_problem(p)
+                packets += r.packets
+                for kind, cnt in r.decode_anomalies.items():
+                    decode_counts[(name, kind)] = decode_counts.get((name, kind), 0) + cnt
+                exc = r.error
+                if exc is not None:
+                    if strict:
+                        raise exc
+                    errors.append(exc)
+                    if len(readable) > 1:
+                        on_problem(Problem(source=name, offset=exc.offset, kind="unreadable", detail=exc.message))
+                    status, problem, offset = "failed" if packets == 0 else "partial", exc.message, exc.offset
+                    collector.anomaly(source=name, layer="source", kind="unreadable", detail=exc.message,
+                                      offset=exc.offset, count=1)
+            total += packets
+            rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
+                         "offset": offset})
+        for r in results:
+            self._take(collector, r, rerun.get(r.index))
+        if boundary is not None:
+            self._take(collector, boundary, None)
+        for (name, kind), cnt in decode_counts.items():
+            collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
+        if total == 0 and errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise CaptureError(errors[0].path, errors[0].offset,
+                               f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
+        stats: dict[str, object] = {"packets": total, "packets_not_ip": sum(r.not_ip for r in results),
+                                    "files": len(readable)}
+        return collector.finish(rows, stats)
+
+    @staticmethod
+    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> None:
+        """A partition's chunks into the collector, without the flows of the keys in `dropped`
+        (re-run across partitions) nor their rows."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from analyzer.dissect import FlowPayload
+
+        drop = dropped.view(np.int64) if dropped is not None and len(dropped) else None
+        gone: set[str] = set()
+        for chunk in result.flow_chunks:
+            keys = chunk.pop("_key")
+            if drop is not None:
+                hit = _isin_sorted(keys.to_numpy(zero_copy_only=False), np.sort(drop))
+                if hit.any():
+                    gone.update(chunk["uid"].filter(pa.array(hit)).to_pylist())
+                    keep = pa.array(~hit)
+                    chunk = {name: col.filter(keep) for name, col in chunk.items()}
+            if "flows" in collector.wanted and len(chunk["uid"]):
+                collector.add_flow_chunk(chunk)
+        lost = pa.array(sorted(gone), pa.string()) if gone else None
+        for frame, chunks in result.frames.items():
+            for chunk in chunks:
+                if lost is not None:
+                    chunk = {name: col.filter(pc.invert(pc.is_in(chunk["uid"], value_set=lost)).fill_null(True))
+                             for name, col in chunk.items()}
+                if len(chunk["uid"]):
+                    collector.add_frame_chunk(frame, chunk)
+        for frame, ts, uid, rows in result.merges:
+            if uid not in gone:
+                collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)

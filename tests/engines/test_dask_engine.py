@@ -1,0 +1,191 @@
+"""The Dask engine gives the serial engine's frames: captures cut into byte ranges, rotated files cut at
+arbitrary packets, N = 1..8, failing captures, the serial fallback, worker processes and a lost worker."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster
+from support.engine_helpers import bench_capture, differences
+from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated
+
+import analyzer
+from analyzer.engines.dask import DaskEngine, partition_sources
+from analyzer.sources.base import open_sources
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+PCAPS = sorted(p for p in CAPTURES.glob("*.pcap"))
+OTHERS = sorted([*CAPTURES.glob("*.pcapng"), *CAPTURES.glob("*.gz")])
+
+
+def quiet(p: object) -> None:
+    """on_problem for runs whose problems are compared as rows, not warnings."""
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def run(paths, engine=None, **kw):  # type: ignore[no-untyped-def]
+    return analyzer.analyze([str(p) for p in paths], on_problem=quiet, engine=engine, **kw)
+
+
+# every bundled pcap is slow (a minute or more here); these three cross every seam fast: TLS
+# resumption (certs Dedup rows, two flows), STARTTLS hand-over, VXLAN mirroring
+SAMPLE = [CAPTURES / n for n in ("tls12_resumption.pcap", "smtp_starttls.pcap", "vxlan_mirror.pcap")]
+EVERY = [pytest.param(p, marks=pytest.mark.slow) if p not in SAMPLE else p for p in PCAPS]
+
+
+@pytest.mark.parametrize("capture", EVERY, ids=lambda p: p.name)
+def test_byte_ranges_give_the_serial_frames(client, capture):
+    serial = run([capture])
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([capture], engine)) == [], f"{n} byte ranges"
+        assert "fallback" not in engine.last_run
+
+
+@pytest.mark.parametrize("capture", EVERY, ids=lambda p: p.name)
+def test_rotated_files_give_the_serial_frames(client, capture, tmp_path):
+    _, records = pcap_records(capture)
+    rng = random.Random(capture.name)
+    for n in range(2, 9):
+        cuts = rng.sample(range(1, len(records)), min(n - 1, len(records) - 1))
+        out = tmp_path / str(n)
+        out.mkdir()
+        paths = write_rotated(capture, out, cuts)
+        engine = DaskEngine(client)
+        assert differences(run(paths), run(paths, engine)) == [], f"{n} rotated files, cut at {sorted(cuts)}"
+        assert engine.last_run["partitions"] == len(paths)
+
+
+@pytest.mark.parametrize("capture", OTHERS, ids=lambda p: p.name)
+def test_pcapng_and_compressed_are_one_partition(client, capture):
+    engine = DaskEngine(client, pieces=4)
+    assert differences(run([capture]), run([capture], engine)) == []
+    assert engine.last_run["partitions"] == 1
+
+
+def test_all_bundled_captures_at_once_fall_back_to_the_serial_table(client):
+    """They were recorded at different times, not in name order: time goes backwards between
+    partitions, so the engine reads them serially (and says so) rather than guess."""
+    paths = [*PCAPS, *OTHERS]
+    engine = DaskEngine(client)
+    assert differences(run(paths), run(paths, engine)) == []
+    assert "time goes backwards" in str(engine.last_run.get("fallback"))
+    assert any("serial table" in note for note in engine.notes)
+
+
+def test_the_partitions_cut_at_records(tmp_path):
+    frames = [bytes(60 + k) for k in range(100)]
+    path = tmp_path / "x.pcap"
+    path.write_bytes(pcap_bytes([(1_700_000_000_000_000_000 + k, f) for k, f in enumerate(frames)]))
+    parts = partition_sources(open_sources([str(path)]), workers=2, pieces=4)
+    assert len(parts) == 4
+    assert parts[0].start == 24 and parts[-1].end == path.stat().st_size
+    record_starts = [24]
+    for f in frames:
+        record_starts.append(record_starts[-1] + 16 + len(f))
+    for a, b in itertools.pairwise(parts):
+        assert a.end == b.start
+        assert b.start == record_starts[b.first_index]  # a record starts there, and that many come before
+    assert [p.first_index for p in parts] == sorted({p.first_index for p in parts})
+
+
+def test_a_failing_capture_is_a_sources_row(client, tmp_path):
+    good = CAPTURES / "tls13_openssl.pcap"
+    header, records = pcap_records(good)
+    bad = tmp_path / "damaged.pcap"
+    bad.write_bytes(header + records[0] + struct.pack("<IIII", 1, 0, 0x7FFFFFFF, 60) + b"\x00" * 60)
+    unreadable = tmp_path / "unreadable.pcap"
+    unreadable.write_bytes(header[:20])
+    paths = [good, bad, unreadable]
+    serial = run(paths)
+    dask = run(paths, DaskEngine(client, pieces=2))
+    assert differences(serial, dask) == []
+    status = dict(zip(dask.sources["source"], dask.sources["status"], strict=True))
+    assert status[str(bad)] == "partial" and status[str(unreadable)] == "failed"
+    with pytest.raises(analyzer.CaptureError):
+        run([unreadable], DaskEngine(client))
+
+
+@pytest.fixture(scope="module")
+def bench_pcap(tmp_path_factory):
+    path = bench_capture(tmp_path_factory.mktemp("bench") / "bench_30k.pcap", 30_000)
+    if path is None:
+        pytest.skip("../shared/bench/make_pcap.py is not here: the benchmark capture cannot be made")
+    return path
+
+
+@pytest.mark.slow
+def test_benchmark_capture_in_byte_ranges_and_rotated_files(client, bench_pcap, tmp_path):
+    serial = run([bench_pcap])
+    boundary = []
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([bench_pcap], engine)) == [], f"{n} byte ranges"
+        assert "fallback" not in engine.last_run
+        boundary.append(engine.last_run["boundary_keys"])
+    assert boundary[0] == 0 and min(boundary[1:]) > 0  # flows do cross the cuts: the merge is exercised
+    _, records = pcap_records(bench_pcap)
+    rng = random.Random(8)
+    for n in (2, 5, 8):
+        out = tmp_path / str(n)
+        out.mkdir()
+        paths = write_rotated(bench_pcap, out, rng.sample(range(1, len(records)), n - 1))
+        assert differences(run(paths), run(paths, DaskEngine(client))) == [], f"{n} rotated files"
+
+
+@pytest.mark.slow
+def test_worker_processes_and_a_lost_worker(bench_pcap):
+    """Real worker processes; one is killed while it runs a partition: the scheduler re-runs its
+    tasks elsewhere and the answer is still the serial one."""
+    serial = run([bench_pcap])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        engine = DaskEngine(c, pieces=8)
+        got: list[object] = []
+        thread = threading.Thread(target=lambda: got.append(run([bench_pcap], engine)))
+        thread.start()
+        victim = None
+        deadline = time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline and thread.is_alive():
+            busy = [w for w, tasks in c.processing().items() if any("intransit-part" in str(t) for t in tasks)]
+            if busy:
+                victim = busy[0]
+                pid = c.run(os.getpid, workers=[victim])[victim]
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        thread.join(300)
+        assert victim is not None, "no partition was seen running"
+        assert got and differences(serial, got[0]) == []  # type: ignore[arg-type]
+        assert victim not in c.scheduler_info()["workers"]
+
+
+@pytest.mark.slow
+def test_cli_engine_dask(tmp_path):
+    import subprocess
+    import sys
+
+    paths = [str(CAPTURES / "tls13_openssl.pcap"), str(CAPTURES / "ssh_openssh.pcap")]
+    base = [sys.executable, "-m", "analyzer", "flows", *paths, "--format", "csv"]
+    serial = subprocess.run(base, capture_output=True, text=True, check=True)
+    dask = subprocess.run([*base, "--engine", "dask", "--workers", "1"], capture_output=True, text=True, check=True)
+    assert dask.stdout == serial.stdout
+    assert "dask dashboard: http://" in dask.stderr
+    refused = subprocess.run([*base, "--workers", "2"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "go with --engine dask" in refused.stderr
