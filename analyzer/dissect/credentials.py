@@ -1,7 +1,7 @@
 """The `credentials` frame: logins seen on cleartext flows, with a keyed fingerprint, never the secret.
 
 Not a dissector: the frame's one `FrameSpec` (shared by every dissector that produces rows: HTTP,
-SMTP, IMAP, POP3, FTP) and the helpers that make its rows.
+SMTP, IMAP, POP3, FTP, PostgreSQL, MySQL, Redis, MQTT) and the helpers that make its rows.
 
 A row: `uid`, `protocol` (http, smtp, imap, pop3, ftp), `mechanism`, `username` (kept: who logged in
 is what an auditor needs), `secret_in_clear` (was a reusable secret readable on the wire), its
@@ -10,7 +10,7 @@ is what an auditor needs), `secret_in_clear` (was a reusable secret readable on 
 Mechanisms (lower case): HTTP schemes `basic`, `bearer`, `digest`, `ntlm`, `negotiate` (others by
 their scheme name); SASL mechanisms by name (`plain`, `login`, `cram-md5`, `digest-md5`, `xoauth2`,
 `scram-sha-1`, ...); `login_command` (IMAP LOGIN), `user_pass` (POP3 and FTP USER/PASS), `apop`.
-Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*) send no reusable secret:
+Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*, PostgreSQL md5, MySQL's scrambles) send no reusable secret:
 `secret_in_clear` False and no fingerprint.
 
 The fingerprint is HMAC-SHA256 of the secret under a key of the run (32 random bytes made once per
@@ -50,7 +50,10 @@ CREDENTIALS = FrameSpec(
 
 # Mechanisms whose exchange carries the secret itself (or a bearer token) readable on the wire.
 IN_CLEAR = frozenset({"basic", "bearer", "plain", "login", "xoauth2", "oauthbearer", "login_command",
-                      "user_pass"})
+                      "user_pass",
+                      # the data stores and brokers: PostgreSQL's PasswordMessage, MySQL's
+                      # mysql_clear_password plugin, Redis AUTH / HELLO AUTH, MQTT CONNECT's password
+                      "cleartext", "mysql_clear_password", "auth_command", "hello_auth", "connect_password"})
 MAX_USERNAME = 256
 
 # DissectContext has no key field yet: a run's key is kept here by the context's identity, so every
