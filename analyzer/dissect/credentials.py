@@ -10,8 +10,8 @@ is what an auditor needs), `secret_in_clear` (was a reusable secret readable on 
 Mechanisms (lower case): HTTP schemes `basic`, `bearer`, `digest`, `ntlm`, `negotiate` (others by
 their scheme name); SASL mechanisms by name (`plain`, `login`, `cram-md5`, `digest-md5`, `xoauth2`,
 `scram-sha-1`, ...); `login_command` (IMAP LOGIN), `user_pass` (POP3 and FTP USER/PASS), `apop`.
-Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*, PostgreSQL md5, MySQL's scrambles) send no reusable secret:
-`secret_in_clear` False and no fingerprint.
+Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*, PostgreSQL md5, MySQL's
+scrambles) send no reusable secret: `secret_in_clear` False and no fingerprint.
 
 The fingerprint is HMAC-SHA256 of the secret under a key of the run (32 random bytes made once per
 analysis, see `run_key`), so within one run the same secret seen twice has the same fingerprint, and
