@@ -52,8 +52,10 @@ CREDENTIALS = FrameSpec(
 IN_CLEAR = frozenset({"basic", "bearer", "plain", "login", "xoauth2", "oauthbearer", "login_command",
                       "user_pass",
                       # the data stores and brokers: PostgreSQL's PasswordMessage, MySQL's
-                      # mysql_clear_password plugin, Redis AUTH / HELLO AUTH, MQTT CONNECT's password
-                      "cleartext", "mysql_clear_password", "auth_command", "hello_auth", "connect_password"})
+                      # mysql_clear_password plugin, Redis AUTH / HELLO AUTH, MQTT CONNECT's password,
+                      # RabbitMQ's AMQPLAIN
+                      "cleartext", "mysql_clear_password", "auth_command", "hello_auth", "connect_password",
+                      "amqplain"})
 MAX_USERNAME = 256
 
 # DissectContext has no key field yet: a run's key is kept here by the context's identity, so every
