@@ -6,8 +6,9 @@
 # 10.82.0.10, itc-data-srv 10.82.0.20): PostgreSQL (psql -> postgres, with and without SSL, a
 # cleartext-password and a SCRAM login), MariaDB (client -> mariadbd with SSL, SSL offered but not
 # used, and no SSL), Redis (redis-cli -> redis-server with requirepass and an ACL user), Mosquitto
-# (mosquitto_pub -> mosquitto with a password file, MQTT 3.1.1 and 5.0). Credentials are obviously
-# fake: user "alice", password "s3cret-<proto>". Nothing leaves the machine.
+# (mosquitto_pub -> mosquitto with a password file, MQTT 3.1.1 and 5.0), memcached (text protocol:
+# a Python socket client and memcstat). Credentials are obviously fake: user "alice", password
+# "s3cret-<proto>". Nothing leaves the machine.
 #
 #   sudo captures/make_data_captures.sh            # record into captures/
 #   sudo captures/make_data_captures.sh --install  # apt-get the daemons and clients first
@@ -23,14 +24,14 @@ T0=$(date +%s)
 if [ "${1:-}" = "--install" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 --no-install-recommends \
     tcpdump tshark iproute2 ethtool openssl postgresql mariadb-server mariadb-client redis-server redis-tools \
-    mosquitto mosquitto-clients >/dev/null
+    mosquitto mosquitto-clients memcached libmemcached-tools >/dev/null
 fi
 
 die() { echo "make_data_captures: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 for c in ip tcpdump tshark capinfos ethtool openssl runuser psql mariadb mariadbd mariadb-install-db redis-server \
-  redis-cli mosquitto mosquitto_pub mosquitto_passwd ss timeout "$PGBIN/initdb" "$PGBIN/postgres"; do
+  redis-cli mosquitto mosquitto_pub mosquitto_passwd memcached memcstat ss timeout "$PGBIN/initdb" "$PGBIN/postgres"; do
   command -v "$c" >/dev/null || die "missing $c (try --install)"
 done
 
@@ -284,10 +285,30 @@ expect $F '{"description": "mosquitto_pub -> mosquitto with a password file: MQT
   "accepted": true, "secret": "s3cret-mqtt"}, {"mechanism": "connect_password", "username": "alice",
   "secret_in_clear": true, "accepted": false, "secret": "wrong-mqtt"}]}'
 
+# ================================================================== memcached
+srv memcached -u root -l $S4 -p 11211 -U 0 -m 16
+MC_PID=$SRV
+wait_port 11211
+F=memcached_text.pcap
+cap_start $F "tcp port 11211"
+cli "$PY" -c 'import socket, sys, time
+s = socket.create_connection((sys.argv[1], 11211), timeout=5)
+for line in (b"version\r\n", b"set greeting 0 0 5\r\nhello\r\n", b"get greeting\r\n", b"delete greeting\r\n", b"quit\r\n"):
+    s.sendall(line); time.sleep(0.05)
+    if line != b"quit\r\n": print(s.recv(4096))
+s.close()' $S4
+cli memcstat --servers=$S4:11211
+cap_stop $F
+srv_stop $MC_PID
+MC_VER=$(memcached -h | head -1 | awk '{print $2}')
+expect $F '{"description": "memcached text protocol: a Python socket client (version, set, get, delete, quit) and memcstat (version, stats, quit), to memcached without SASL",
+  "tool": "python socket + memcstat -> memcached", '"$COMMON"', "server_port": 11211, "app_protocol": "memcached",
+  "encrypted": false, "flows": 2, "memcached_commands": [5, 3], "memcached_version": "'"$MC_VER"'", "credentials": []}'
+
 # ================================================================== manifest
-"$PY" - "$EXPECT" "$OUT/manifest.data.json" "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" <<'PYEOF'
+"$PY" - "$EXPECT" "$OUT/manifest.data.json" "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" "$MC_VER" <<'PYEOF'
 import datetime, json, subprocess, sys
-expect, out, psql, mariadb, redis, mosquitto = sys.argv[1:7]
+expect, out, psql, mariadb, redis, mosquitto, memcached = sys.argv[1:8]
 captures = {}
 for line in open(expect):
     name, facts = line.rstrip("\n").split("\t", 1)
@@ -295,7 +316,8 @@ for line in open(expect):
 tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True).stdout.split("\n")[0].split()[2]
 doc = {"schema": 1, "generated_by": "captures/make_data_captures.sh",
        "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-       "tools": {"postgresql": psql, "mariadb": mariadb, "redis": redis, "mosquitto": mosquitto, "tshark": tshark},
+       "tools": {"postgresql": psql, "mariadb": mariadb, "redis": redis, "mosquitto": mosquitto,
+                 "memcached": memcached, "tshark": tshark},
        "captures": captures}
 with open(out, "w") as fh:
     json.dump(doc, fh, indent=2)

@@ -64,7 +64,8 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
             "analyzer.dissect.pop3", "analyzer.dissect.ftp",
             "analyzer.dissect.postgresql", "analyzer.dissect.mysql", "analyzer.dissect.redis",
             "analyzer.dissect.mqtt", "analyzer.dissect.mongodb",
-            "analyzer.dissect.amqp")
+            "analyzer.dissect.amqp", "analyzer.dissect.memcached", "analyzer.dissect.xmpp",
+            "analyzer.dissect.nntp")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers

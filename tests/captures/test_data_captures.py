@@ -68,6 +68,9 @@ def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
             assert row["tls_established"] is True and row["tls_version"] == "TLS 1.3"
     if "mqtt_client_ids" in facts:
         assert list(flows["mqtt_client_id"]) == facts["mqtt_client_ids"]
+    if "memcached_commands" in facts:
+        assert list(flows["memcached_commands"]) == facts["memcached_commands"]
+        assert set(flows["memcached_version"]) == {facts["memcached_version"]}
     creds = result.credentials.merge(flows[["uid", "ts_start"]], on="uid").sort_values("ts_start")
     got = [{k: _value(r[k]) for k in ("mechanism", "username", "secret_in_clear", "accepted")}
            for r in creds.to_dict("records")]
@@ -75,7 +78,7 @@ def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
     assert got == want
     lengths = [_value(r) for r in creds["secret_length"]]
     assert lengths == [len(c["secret"]) if "secret" in c else None for c in facts["credentials"]]
-    assert not any(a.startswith(("postgresql", "mysql", "redis", "mqtt")) for a in result.anomalies["kind"])
+    assert not any(a.startswith(("postgresql", "mysql", "redis", "mqtt", "memcached")) for a in result.anomalies["kind"])
 
 
 def _tshark(name: str, fields: list[str], display: str) -> list[list[str]]:
@@ -96,7 +99,8 @@ def test_tshark_agrees_with_the_manifest(name: str):
     layers = {s: set() for s, _ in streams}
     for s, protocols in streams:
         layers[s].update(protocols.split(":"))
-    tshark_name = {"postgresql": "pgsql", "mysql": "mysql", "redis": "resp", "mqtt": "mqtt"}[proto]
+    tshark_name = {"postgresql": "pgsql", "mysql": "mysql", "redis": "resp", "mqtt": "mqtt",
+                   "memcached": "memcache"}[proto]
     assert len(layers) == facts.get("flows", 1) and all(tshark_name in v for v in layers.values())
     assert all(("tls" in v) == facts["encrypted"] for v in layers.values())
     creds = facts["credentials"]
@@ -133,6 +137,10 @@ def test_tshark_agrees_with_the_manifest(name: str):
         rows = _tshark(name, ["mqtt.ver", "mqtt.clientid", "mqtt.username", "mqtt.passwd_len"], "mqtt.msgtype == 1")
         assert [r[1] for r in rows] == facts["mqtt_client_ids"]
         assert [(r[2], int(r[3])) for r in rows] == [(c["username"], len(c["secret"])) for c in creds]
+    elif proto == "memcached":
+        rows = _tshark(name, ["tcp.stream", "memcache.command"], "memcache.command")
+        per_stream = [sum(1 for r in rows if r[0] == s) for s in sorted({r[0] for r in rows}, key=int)]
+        assert per_stream == facts["memcached_commands"]
 
 
 # ------------------------------------------------------------------ the secret never leaves the run

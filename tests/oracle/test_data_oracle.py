@@ -23,7 +23,7 @@ import analyzer
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("INTRANSIT_CORPUS", ROOT.parent / "shared" / "corpus"))
 # tshark's protocol names -> ours
-NAMES = {"pgsql": "postgresql", "mysql": "mysql", "resp": "redis", "mqtt": "mqtt"}
+NAMES = {"pgsql": "postgresql", "mysql": "mysql", "resp": "redis", "mqtt": "mqtt", "memcache": "memcached"}
 _DATA_MANIFEST = ROOT / "captures" / "manifest.data.json"
 BUNDLED = sorted(ROOT / "captures" / n for n in json.loads(_DATA_MANIFEST.read_text())["captures"]) \
     if _DATA_MANIFEST.is_file() else []
