@@ -7,7 +7,8 @@
 # cleartext-password and a SCRAM login), MariaDB (client -> mariadbd with SSL, SSL offered but not
 # used, and no SSL), Redis (redis-cli -> redis-server with requirepass and an ACL user), Mosquitto
 # (mosquitto_pub -> mosquitto with a password file, MQTT 3.1.1 and 5.0), memcached (text protocol:
-# a Python socket client and memcstat). Credentials are obviously fake: user "alice", password
+# a Python socket client and memcstat), prosody (XMPP STARTTLS, and SASL PLAIN in the clear, from
+# tools/xmpp_client.py). Credentials are obviously fake: user "alice", password
 # "s3cret-<proto>". Nothing leaves the machine.
 #
 #   sudo captures/make_data_captures.sh            # record into captures/
@@ -24,14 +25,14 @@ T0=$(date +%s)
 if [ "${1:-}" = "--install" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 --no-install-recommends \
     tcpdump tshark iproute2 ethtool openssl postgresql mariadb-server mariadb-client redis-server redis-tools \
-    mosquitto mosquitto-clients memcached libmemcached-tools >/dev/null
+    mosquitto mosquitto-clients memcached libmemcached-tools prosody >/dev/null
 fi
 
 die() { echo "make_data_captures: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 for c in ip tcpdump tshark capinfos ethtool openssl runuser psql mariadb mariadbd mariadb-install-db redis-server \
-  redis-cli mosquitto mosquitto_pub mosquitto_passwd memcached memcstat ss timeout "$PGBIN/initdb" "$PGBIN/postgres"; do
+  redis-cli mosquitto mosquitto_pub mosquitto_passwd memcached memcstat prosody prosodyctl ss timeout "$PGBIN/initdb" "$PGBIN/postgres"; do
   command -v "$c" >/dev/null || die "missing $c (try --install)"
 done
 
@@ -305,10 +306,55 @@ expect $F '{"description": "memcached text protocol: a Python socket client (ver
   "tool": "python socket + memcstat -> memcached", '"$COMMON"', "server_port": 11211, "app_protocol": "memcached",
   "encrypted": false, "flows": 2, "memcached_commands": [5, 3], "memcached_version": "'"$MC_VER"'", "credentials": []}'
 
+# ================================================================== XMPP (prosody)
+XD=$WORK/prosody
+mkdir -p "$XD/data"
+cat > "$XD/prosody.cfg.lua" <<EOF
+run_as_root = true
+daemonize = false
+pidfile = "$XD/prosody.pid"
+data_path = "$XD/data"
+interfaces = { "$S4" }
+c2s_ports = { 5222 }
+c2s_direct_tls_ports = { }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping" }
+modules_disabled = { "s2s"; "http"; "admin_telnet"; "posix" }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_plain"
+log = { { levels = { min = "info" }, to = "console" } }
+VirtualHost "example.com"
+  ssl = { key = "$WORK/server.key"; certificate = "$WORK/server.crt"; }
+EOF
+inns $NS_S prosodyctl --config "$XD/prosody.cfg.lua" register alice example.com s3cret-xmpp >> "$LOG" 2>&1
+srv prosody --config "$XD/prosody.cfg.lua"
+XM_PID=$SRV
+wait_port 5222
+F=xmpp_starttls.pcap
+cap_start $F "tcp port 5222"
+cli "$PY" "$HERE/tools/xmpp_client.py" $S4 example.com starttls
+cap_stop $F
+expect $F '{"description": "a Python XMPP client -> prosody: stream features offer STARTTLS (not required), <starttls/>, <proceed/>, then TLS and the stream again inside it",
+  "tool": "tools/xmpp_client.py -> prosody", '"$COMMON"', "server_port": 5222, "app_protocol": "xmpp",
+  "encrypted": true, "protection": "starttls", "starttls": "completed", "xmpp_domain": "example.com",
+  "xmpp_starttls_required": false, "handshake_complete": true, "credentials": []}'
+F=xmpp_plain_auth.pcap
+cap_start $F "tcp port 5222"
+cli "$PY" "$HERE/tools/xmpp_client.py" $S4 example.com plain alice s3cret-xmpp
+cap_stop $F
+srv_stop $XM_PID
+XM_VER=$(dpkg-query -W -f '${Version}' prosody 2>/dev/null)
+expect $F '{"description": "a Python XMPP client -> prosody (allow_unencrypted_plain_auth): STARTTLS offered and not used, SASL PLAIN in the clear, <success/>",
+  "tool": "tools/xmpp_client.py -> prosody", '"$COMMON"', "server_port": 5222, "app_protocol": "xmpp",
+  "encrypted": false, "protection": "none", "starttls": "offered_not_used", "xmpp_domain": "example.com",
+  "xmpp_starttls_required": false,
+  "credentials": [{"mechanism": "plain", "username": "alice", "secret_in_clear": true, "accepted": true,
+  "secret": "s3cret-xmpp"}]}'
+
 # ================================================================== manifest
-"$PY" - "$EXPECT" "$OUT/manifest.data.json" "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" "$MC_VER" <<'PYEOF'
+"$PY" - "$EXPECT" "$OUT/manifest.data.json" "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" "$MC_VER" "$XM_VER" <<'PYEOF'
 import datetime, json, subprocess, sys
-expect, out, psql, mariadb, redis, mosquitto, memcached = sys.argv[1:8]
+expect, out, psql, mariadb, redis, mosquitto, memcached, prosody = sys.argv[1:9]
 captures = {}
 for line in open(expect):
     name, facts = line.rstrip("\n").split("\t", 1)
@@ -317,7 +363,7 @@ tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True)
 doc = {"schema": 1, "generated_by": "captures/make_data_captures.sh",
        "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
        "tools": {"postgresql": psql, "mariadb": mariadb, "redis": redis, "mosquitto": mosquitto,
-                 "memcached": memcached, "tshark": tshark},
+                 "memcached": memcached, "prosody": prosody, "tshark": tshark},
        "captures": captures}
 with open(out, "w") as fh:
     json.dump(doc, fh, indent=2)

@@ -1,4 +1,5 @@
-"""The data-store and broker dissectors (postgresql, mysql, redis, mqtt) against tshark, the independent
+"""The data-store, broker and remaining STARTTLS dissectors (postgresql, mysql, redis, mqtt, memcached,
+xmpp, nntp, amqp, mongodb) against tshark, the independent
 oracle: every TCP conversation tshark decodes as one of these protocols gets the same `app_protocol`
 from us (agreement >= 97% over the set, each disagreement listed in EXPECTED_DISAGREEMENTS and
 explained in tests/oracle/ORACLE_DATA_NOTES.md). Conversations come from the corpus's tshark oracle
@@ -23,7 +24,8 @@ import analyzer
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("INTRANSIT_CORPUS", ROOT.parent / "shared" / "corpus"))
 # tshark's protocol names -> ours
-NAMES = {"pgsql": "postgresql", "mysql": "mysql", "resp": "redis", "mqtt": "mqtt", "memcache": "memcached"}
+NAMES = {"pgsql": "postgresql", "mysql": "mysql", "resp": "redis", "mqtt": "mqtt", "memcache": "memcached",
+         "xmpp": "xmpp", "nntp": "nntp", "amqp": "amqp", "mongo": "mongodb"}
 _DATA_MANIFEST = ROOT / "captures" / "manifest.data.json"
 BUNDLED = sorted(ROOT / "captures" / n for n in json.loads(_DATA_MANIFEST.read_text())["captures"]) \
     if _DATA_MANIFEST.is_file() else []
