@@ -71,13 +71,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("postgresql_server_version", "string", "the server_version ParameterStatus (in the clear only)"),
     STARTTLS_COLUMN,
 )
+_NOT_ANSWERS = bytes(b for b in range(256) if b != 0x70)  # every message type but 'p'
 _AUTH_NAMES = {2: "kerberos5", 3: "cleartext", 5: "md5", 7: "gss", 9: "sspi", 10: "sasl"}
 
 
-def read_messages(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], int, str | None]:
+def read_messages(data: bytes, pos: int, last: bytes = b"") -> tuple[list[tuple[int, bytes]], int, str | None]:
     """Typed messages (type byte, body) from `pos`: (messages, offset after the last whole one,
-    problem). A message cut by the end of the prefix ends the walk quietly; an impossible length is
-    the problem returned."""
+    problem). The walk stops after a message whose type is in `last` (the end of the phase the
+    caller reads: ReadyForQuery ends the startup). A message cut by the end of the prefix ends the
+    walk quietly; an impossible length is the problem returned."""
     out: list[tuple[int, bytes]] = []
     while len(out) < MAX_MESSAGES and pos + 5 <= len(data):
         (length,) = _U32.unpack_from(data, pos + 1)
@@ -87,6 +89,8 @@ def read_messages(data: bytes, pos: int) -> tuple[list[tuple[int, bytes]], int, 
             break
         out.append((data[pos], data[pos + 5:pos + 1 + length]))
         pos += 1 + length
+        if out[-1][0] in last:
+            break
     return out, pos, None
 
 
@@ -214,10 +218,12 @@ class PostgreSQLDissector:
                         user: str | None) -> None:
         """Walk the backend's messages and the frontend's answers after the StartupMessage: the
         authentication method, the secret sent (when the method sends one), the outcome."""
-        backend, _, problem = read_messages(server, 0)
+        # the startup phase only: the backend's messages to its first ReadyForQuery or ErrorResponse,
+        # the frontend's to its first message that is not an authentication answer ('p')
+        backend, _, problem = read_messages(server, 0, b"ZE")
         if problem is not None:
             facts.anomaly("postgresql_message_invalid", f"server: {problem}")
-        frontend, _, problem = read_messages(client, 0)
+        frontend, _, problem = read_messages(client, 0, _NOT_ANSWERS)
         if problem is not None:
             facts.anomaly("postgresql_message_invalid", f"client: {problem}")
         answers = [body for kind, body in frontend if kind == 0x70]  # 'p'

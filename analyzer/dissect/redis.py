@@ -88,16 +88,22 @@ def read_command(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
     return args, pos
 
 
-def skip_value(data: bytes, pos: int) -> tuple[int, int] | None:
-    """Skip one reply value from `pos`: (its type byte, offset after it); None when cut or malformed.
-    Aggregates are walked iteratively (bounded depth and element count)."""
+def skip_value(data: bytes, pos: int, budget: int = MAX_ELEMENTS) -> tuple[int, int] | None:
+    """Skip one reply value from `pos`: (its type byte, offset after it); None when cut, malformed,
+    or longer than `budget` elements. Aggregates are walked iteratively (bounded depth)."""
+    got = _skip(data, pos, budget)
+    return None if got is None else got[:2]
+
+
+def _skip(data: bytes, pos: int, budget: int) -> tuple[int, int, int] | None:
+    """skip_value, also saying how many elements it walked."""
     if pos >= len(data):
         return None
     first = data[pos]
     pending = [1]  # values still to read at each open aggregate level
     walked = 0
     while pending:
-        if walked >= MAX_ELEMENTS or pos >= len(data):
+        if walked >= budget or pos >= len(data):
             return None
         walked += 1
         kind = data[pos]
@@ -129,7 +135,7 @@ def skip_value(data: bytes, pos: int) -> tuple[int, int] | None:
             return None
         while pending and pending[-1] == 0:
             pending.pop()
-    return first, pos
+    return first, pos, walked
 
 
 class RedisDissector:
@@ -161,9 +167,8 @@ class RedisDissector:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "redis", "encrypted": False, "protection": "none"}
         client, server = flow.to_server.data, flow.to_client.data
-        cpos = spos = 0
-        count = 0
-        replies_ok = True  # replies still pair with commands (a reply that cannot be read ends it)
+        commands: list[list[bytes]] = []
+        cpos = 0
         for _ in range(MAX_COMMANDS):
             command = read_command(client, cpos)
             if command is None:
@@ -171,22 +176,27 @@ class RedisDissector:
                     facts.anomaly("redis_command_malformed", "a client command that is not RESP", cpos)
                 break
             args, cpos = command
-            if not args:
-                continue
-            count += 1
-            reply_kind: int | None = None
-            if replies_ok:
-                reply = skip_value(server, spos)
-                if reply is None:
-                    replies_ok = False
-                else:
-                    reply_kind, spos = reply
+            if args:
+                commands.append(args)
+        logins = [i for i, args in enumerate(commands) if args[0].upper() in (b"AUTH", b"HELLO")]
+        # replies pair with commands in order; they are walked only as far as the last login (a
+        # session without one costs no reply parsing), within one element budget for the flow
+        kinds: list[int] = []
+        spos, budget = 0, MAX_ELEMENTS
+        for _ in range(logins[-1] + 1 if logins and self.rows else 0):
+            got = _skip(server, spos, budget)
+            if got is None:
+                break
+            kind, spos, walked = got
+            kinds.append(kind)
+            budget -= walked
+        for i, args in enumerate(commands):
             verb = args[0].upper()
             if verb == b"HELLO" and len(args) > 1 and args[1].isdigit() and len(args[1]) == 1:
                 out["redis_resp_version"] = int(args[1])
-            if self.rows and verb in (b"AUTH", b"HELLO"):
-                self._login(facts, verb, args, reply_kind)
-        out["redis_commands"] = count
+            if i in logins and self.rows:
+                self._login(facts, verb, args, kinds[i] if i < len(kinds) else None)
+        out["redis_commands"] = len(commands)
         facts.flow.update(out)
         return facts
 
