@@ -37,6 +37,7 @@ _COMMANDS = frozenset({b"get", b"gets", b"gat", b"gats", b"set", b"add", b"repla
                        b"cas", b"delete", b"incr", b"decr", b"touch", b"stats", b"version", b"verbosity",
                        b"flush_all", b"quit", b"mg", b"ms", b"md", b"ma", b"mn", b"me", b"cache_memlimit",
                        b"shutdown", b"lru_crawler", b"watch", b"misbehave"})
+_FIRST = frozenset({0x80, *(c[0] for c in _COMMANDS)})  # a quick no for most flows
 _STORAGE = frozenset({b"set", b"add", b"replace", b"append", b"prepend", b"cas"})
 _REPLIES = (b"VALUE ", b"END", b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND", b"DELETED", b"TOUCHED",
             b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR", b"STAT ", b"VERSION ", b"OK", b"HD", b"VA ", b"EN",
@@ -79,6 +80,8 @@ class MemcachedDissector:
 
     def probe(self, flow: FlowPayload) -> bool:
         data, reply = flow.to_server.data, flow.to_client.data
+        if not data or data[0] not in _FIRST:
+            return False
         if data[:1] == b"\x80":
             if len(data) < 24 or data[1] not in _OPCODES or data[5] != 0:
                 return False

@@ -131,6 +131,8 @@ class PostgreSQLDissector:
 
     def probe(self, flow: FlowPayload) -> bool:
         head = flow.to_server.data[:8]
+        if head[:1] != b"\0":  # every opening message's length is below 16 MiB: a quick no
+            return False
         if head in (_SSL_HEAD, _GSS_HEAD, _CANCEL_HEAD):
             return True
         if len(head) < 8 or head[4:8] not in (b"\x00\x03\x00\x00", b"\x00\x02\x00\x00") or head[:2] != b"\0\0":

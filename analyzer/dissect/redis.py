@@ -35,6 +35,7 @@ MAX_ELEMENTS = 4096  # values walked inside one reply
 MAX_DEPTH = 16
 MAX_LINE = 4096
 _INLINE = frozenset({b"AUTH", b"HELLO", b"PING", b"INFO", b"SELECT", b"CLIENT", b"QUIT"})
+_FIRST = frozenset(b"*AHPISCQahpiscq")  # the first byte of a RESP array or of an inline command above
 _AGGREGATES = frozenset(b"*~>%|")
 _SIMPLE = frozenset(b"+-:_,#(")
 _BULK = frozenset(b"$!=")
@@ -157,6 +158,8 @@ class RedisDissector:
 
     def probe(self, flow: FlowPayload) -> bool:
         data = flow.to_server.data
+        if not data or data[0] not in _FIRST:
+            return False
         if data[:1] == b"*" and data[1:2].isdigit():
             at = data.find(b"\r\n", 1, 12)
             return at > 1 and data[at + 2:at + 3] == b"$" and data[at + 3:at + 4].isdigit()

@@ -97,8 +97,8 @@ class XMPPDissector:
 
     def probe(self, flow: FlowPayload) -> bool:
         for data in (flow.to_server.data, flow.to_client.data):
-            head = data[:512]
-            if head.lstrip()[:1] == b"<" and STREAMS_NS in head:
+            opens = data[:1] == b"<" or (data[:1].isspace() and data[:16].lstrip()[:1] == b"<")
+            if opens and STREAMS_NS in data[:512]:
                 return True
         return False
 
