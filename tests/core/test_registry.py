@@ -337,7 +337,8 @@ def test_the_builtin_order_does_not_depend_on_import_order():
     code = ("import analyzer.dissect.ftp, analyzer.dissect.ssh; from analyzer import dissect; "
             "print(','.join(d.name for d in dissect.registered()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "tls,quic,dtls,ssh,http,smtp,imap,pop3,ftp"
+    assert out.stdout.strip() == (
+        "tls,quic,dtls,ssh,http,smtp,imap,pop3,ftp,postgresql,mysql,redis,mqtt,mongodb,amqp,memcached,xmpp,nntp")
 
 
 def test_a_run_without_dissection_imports_no_parser():
