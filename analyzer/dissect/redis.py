@@ -34,7 +34,9 @@ MAX_ARGS = 64  # arguments of a command kept (the rest skipped)
 MAX_ELEMENTS = 4096  # values walked inside one reply
 MAX_DEPTH = 16
 MAX_LINE = 4096
-_INLINE = frozenset({b"AUTH", b"HELLO", b"PING", b"INFO", b"SELECT", b"CLIENT", b"QUIT"})
+_INLINE = frozenset({b"AUTH", b"HELLO", b"PING", b"INFO", b"SELECT", b"CLIENT"})
+# the first reply to an inline command, as Redis words it (a POP3 greeting "+OK text" is not one)
+_SIMPLE_REPLIES = (b"+OK\r\n", b"+PONG\r\n", b"-ERR ", b"-NOAUTH ", b"-WRONGPASS ", b"-NOPERM ", b"-WRONGTYPE ")
 _FIRST = frozenset(b"*AHPISCQahpiscq")  # the first byte of a RESP array or of an inline command above
 _AGGREGATES = frozenset(b"*~>%|")
 _SIMPLE = frozenset(b"+-:_,#(")
@@ -58,6 +60,14 @@ def _int(raw: bytes) -> int | None:
         return int(raw) if raw and len(raw) <= 20 else None
     except ValueError:
         return None
+
+
+def _resp_reply(head: bytes) -> bool:
+    """The server's first bytes are a Redis reply: one of its simple replies or errors, or a bulk
+    string / array / integer / map header."""
+    if head.startswith(_SIMPLE_REPLIES):
+        return True
+    return head[:1] in (b"$", b"*", b":", b"%") and (head[1:2].isdigit() or head[1:3] == b"-1")
 
 
 def read_command(data: bytes, pos: int) -> tuple[list[bytes], int] | None:
@@ -164,7 +174,7 @@ class RedisDissector:
             at = data.find(b"\r\n", 1, 12)
             return at > 1 and data[at + 2:at + 3] == b"$" and data[at + 3:at + 4].isdigit()
         word = data[:7].split(b" ", 1)[0].split(b"\r", 1)[0].upper()
-        return word in _INLINE and flow.to_client.data[:1] in (b"+", b"-", b"$", b"*", b"%", b":")
+        return word in _INLINE and _resp_reply(flow.to_client.data[:16])
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()

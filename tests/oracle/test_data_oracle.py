@@ -127,3 +127,46 @@ def test_cleartext_credentials_of_the_corpus_have_rows():
         creds = result.credentials.merge(result.flows[["uid", "ts_start"]], on="uid").sort_values("ts_start")
         assert list(zip(creds["mechanism"], creds["username"], strict=True)) == expected, name
         assert list(creds["secret_in_clear"]) == [m == "connect_password" for m, _ in expected], name
+
+
+def test_probes_fire_only_on_their_protocol():
+    """Each probe of these dissectors, run on every flow of every corpus capture and every bundled
+    capture (not only on the flows the engine would offer it), fires only on conversations of its
+    own protocol: tshark's in the corpus, the data manifest's in captures/. So a port hint can never
+    make one of them take another protocol's flow."""
+    if not (CORPUS / "oracle").is_dir():
+        pytest.skip(f"the shared corpus is not at {CORPUS} (set INTRANSIT_CORPUS)")
+    import csv as _csv
+
+    from analyzer.decode import DecodeOptions, decode
+    from analyzer.dissect import registered
+    from analyzer.errors import CaptureError
+    from analyzer.flows.table import FlowTable
+    from analyzer.pipeline import Options
+    from analyzer.sources.readers import read_capture
+
+    mine = [d for d in registered() if d.name in set(NAMES.values())]
+    oracle = corpus_conversations()
+    manifest = json.loads(_DATA_MANIFEST.read_text())["captures"] if _DATA_MANIFEST.is_file() else {}
+    with (CORPUS / "manifest.csv").open(newline="") as fh:
+        corpus = [CORPUS / r["file"] for r in _csv.DictReader(fh)]
+    bundled = sorted(p for p in (ROOT / "captures").iterdir() if p.name.endswith((".pcap", ".pcapng")))
+    fired = wrong = 0
+    for path in [*corpus, *bundled]:
+        table = FlowTable(Options().flows)
+        try:
+            ended = [e for batch in read_capture(str(path)) for e in table.update(decode(batch, DecodeOptions()))]
+        except CaptureError:
+            continue  # the corpus's broken files
+        ended.extend(table.flush())
+        for fp in (fp for e in ended for fp in e.payloads):
+            key = frozenset({(fp.client_ip, fp.client_port), (fp.server_ip, fp.server_port)})
+            for d in mine:
+                if fp.transport not in d.transports or not d.probe(fp):
+                    continue
+                fired += 1
+                expected = (manifest[path.name]["app_protocol"] if path.name in manifest
+                            else oracle.get(path, {}).get(key))
+                wrong += expected != d.name
+                assert expected == d.name, (path.name, d.name, fp.server_port)
+    assert fired >= 30 and wrong == 0

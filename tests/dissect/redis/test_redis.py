@@ -69,6 +69,9 @@ def test_probe_does_not_take_others():
     assert not d.probe(flow(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n"))
     assert not d.probe(flow(b"a1 LOGIN x y\r\n", b"* OK\r\n"))
     assert not d.probe(flow(b"AUTH TLS\r\n", b"220 ftp\r\n"))  # FTP's AUTH is answered by a reply code
+    assert not d.probe(flow(b"AUTH PLAIN\r\n", b"+OK POP3 ready\r\n+ \r\n"))  # POP3: a greeting with text
+    assert not d.probe(flow(b"PING\r\n", b"+OKAY\r\n"))
+    assert d.probe(flow(b"AUTH x\r\n", b"-WRONGPASS invalid username-password pair\r\n"))
     assert not d.probe(flow(b"*x\r\n", b""))
 
 
