@@ -113,6 +113,10 @@ class NNTPDissector:
                 status = srv.line()
             if verb == b"STARTTLS":
                 requested = True
+                if code is None:  # no answer in the capture
+                    out.update(protection="starttls", undecided_reason="handshake_incomplete")
+                    facts.flow.update(out)
+                    return facts
                 if code == 382:
                     accepted = True
                     handed = start_tls(facts, "nntp", cli.data, cli.pos, srv.pos)

@@ -135,8 +135,8 @@ class PostgreSQLDissector:
             return False
         if head in (_SSL_HEAD, _GSS_HEAD, _CANCEL_HEAD):
             return True
-        if len(head) < 8 or head[4:8] not in (b"\x00\x03\x00\x00", b"\x00\x02\x00\x00") or head[:2] != b"\0\0":
-            return False
+        if len(head) < 8 or head[4:6] not in (b"\x00\x03", b"\x00\x02") or head[:2] != b"\0\0":
+            return False  # protocol 3.x (3.0; 3.2 from PostgreSQL 18) or 2.0
         return b"user\0" in flow.to_server.data[8:264]
 
     def dissect(self, flow: FlowPayload) -> Facts:
@@ -155,9 +155,9 @@ class PostgreSQLDissector:
                 answer = server[spos:spos + 1]
                 ssl = code == SSL_REQUEST
                 ssl_requested = ssl_requested or ssl
-                if not answer:  # no reply in the capture
+                if not answer:  # no reply in the capture: the request is all there is
                     out["protection"] = "starttls" if ssl else "gssapi"
-                    out["undecided_reason"] = "upgrade_not_seen" if not server else "handshake_incomplete"
+                    out["undecided_reason"] = "handshake_incomplete"
                     facts.flow.update(out)
                     return facts
                 if answer == (b"S" if ssl else b"G"):

@@ -142,6 +142,10 @@ class XMPPDissector:
                 break
         requested = requested_at >= 0
         accepted = requested and proceed_end >= 0
+        if requested and not accepted and not self._tls_failure(server):  # no answer in the capture
+            out.update(protection="starttls", undecided_reason="handshake_incomplete")
+            facts.flow.update(out)
+            return facts
         if features_seen or requested:
             out["starttls"] = starttls_state(offered, requested, accepted)
             if offered:
@@ -162,6 +166,18 @@ class XMPPDissector:
                 out["undecided_reason"] = "upgrade_not_seen"
         facts.flow.update(out)
         return facts
+
+    @staticmethod
+    def _tls_failure(server: bytes) -> bool:
+        """The server refused STARTTLS: a `<failure>` in the xmpp-tls namespace."""
+        at = server.find(b"<failure")
+        for _ in range(8):
+            if at < 0:
+                return False
+            if TLS_NS in server[at:at + 256]:
+                return True
+            at = server.find(b"<failure", at + 1)
+        return False
 
     def _sasl(self, facts: Facts, client: bytes, server: bytes) -> None:
         auth = _AUTH.search(client)

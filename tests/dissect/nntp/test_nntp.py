@@ -36,6 +36,9 @@ def test_starttls_hand_over():
                           "starttls": "completed", "protection": "starttls"}
     refused = d.dissect(flow(client, GREETING + CAPS + b"580 Can not initiate TLS negotiation\r\n")).flow
     assert refused["starttls"] == "requested_refused" and refused["encrypted"] is False
+    unanswered = d.dissect(flow(client, GREETING + CAPS)).flow
+    assert (unanswered["protection"], unanswered["undecided_reason"], "starttls" in unanswered) == (
+        "starttls", "handshake_incomplete", False)
 
 
 def test_authinfo_and_skipped_answers():

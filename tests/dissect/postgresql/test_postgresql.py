@@ -98,6 +98,9 @@ def test_trust_login_and_gssenc_and_cancel():
     assert gss == {"app_protocol": "postgresql", "protection": "gssapi", "encrypted": True}
     refused = dissector().dissect(flow(GSS_REQUEST + SSL_REQUEST + TLS_HELLO, b"NS")).flow
     assert refused["starttls"] == "completed" and refused["protection"] == "starttls"
+    unanswered = dissector().dissect(flow(SSL_REQUEST, b"")).flow
+    assert unanswered == {"app_protocol": "postgresql", "protection": "starttls",
+                          "undecided_reason": "handshake_incomplete"}
     cancel = dissector().dissect(flow(b"\x00\x00\x00\x10\x04\xd2\x16\x2e" + b"\0" * 8, b"")).flow
     assert cancel == {"app_protocol": "postgresql", "postgresql_protocol": "cancel", "encrypted": False,
                       "protection": "none"}
@@ -112,6 +115,8 @@ def test_cleartext_after_accepted_ssl_is_an_anomaly():
 def test_probe():
     d = dissector()
     assert d.probe(flow(startup(user="x", database="y"), b"", port=6000))
+    v32 = startup(user="x")
+    assert d.probe(flow(v32[:6] + b"\x00\x02" + v32[8:], b""))  # protocol 3.2 (PostgreSQL 18)
     assert not d.probe(flow(startup(database="y"), b""))  # no user: not a real startup
     assert not d.probe(flow(b"GET / HTTP/1.1\r\n\r\n", b""))
     assert not d.probe(flow(b"\x16\x03\x01\x00\x08" + b"\0" * 8, b""))

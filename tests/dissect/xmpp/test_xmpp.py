@@ -56,6 +56,10 @@ def test_starttls_hands_over_after_proceed():
     tls_failure = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
     refused = d.dissect(flow(OPEN + STARTTLS, HELLO + features() + tls_failure))
     assert refused.flow["starttls"] == "requested_refused" and refused.handover is None
+    unanswered = d.dissect(flow(OPEN + STARTTLS, HELLO + features())).flow
+    assert unanswered == {"app_protocol": "xmpp", "xmpp_domain": "example.com", "xmpp_stream": "c2s",
+                          "xmpp_mechanisms": "SCRAM-SHA-1 PLAIN", "protection": "starttls",
+                          "undecided_reason": "handshake_incomplete"}
 
 
 def test_plain_auth_in_the_clear():
