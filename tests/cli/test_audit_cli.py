@@ -28,7 +28,7 @@ def test_audit_gates_on_severity_and_writes_the_findings():
     assert {"cert-expired", "cert-weak-key", "tls-legacy-version", "tls-weak-cipher"} <= set(findings["rule"])
     assert list(findings.columns) == list(policy.FINDINGS)
     summary = [line for line in r.stderr.splitlines() if not line.startswith("warning: ")]
-    assert summary[0].startswith("audit (sec09): 48 flows: ")
+    assert summary[0].startswith("audit (sec09): 64 flows: ")  # 48 + 16 of make_data_captures.sh
     assert any(line.startswith("findings: ") and "fail-on high" in line for line in summary)
     assert any(line.startswith("not judged: ") for line in summary)
     assert intransit("audit", CAPTURES, "--vpc", "10.0.0.0/8", "--fail-on", "never").returncode == 0
