@@ -66,7 +66,11 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
             "analyzer.dissect.snmp", "analyzer.dissect.telnet",
             "analyzer.dissect.ntp", "analyzer.dissect.syslog", "analyzer.dissect.rdp",
             "analyzer.dissect.vnc", "analyzer.dissect.sip", "analyzer.dissect.smb",
-            "analyzer.dissect.ipsec", "analyzer.dissect.wireguard", "analyzer.dissect.openvpn")
+            "analyzer.dissect.ipsec", "analyzer.dissect.wireguard", "analyzer.dissect.openvpn",
+            "analyzer.dissect.postgresql", "analyzer.dissect.mysql", "analyzer.dissect.redis",
+            "analyzer.dissect.mqtt", "analyzer.dissect.mongodb",
+            "analyzer.dissect.amqp", "analyzer.dissect.memcached", "analyzer.dissect.xmpp",
+            "analyzer.dissect.nntp")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers

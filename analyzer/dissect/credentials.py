@@ -1,7 +1,8 @@
 """The `credentials` frame: logins seen on cleartext flows, with a keyed fingerprint, never the secret.
 
 Not a dissector: the frame's one `FrameSpec` (shared by every dissector that produces rows: HTTP,
-SMTP, IMAP, POP3, FTP, LDAP, SNMP, Telnet, VNC, SIP) and the helpers that make its rows.
+SMTP, IMAP, POP3, FTP, LDAP, SNMP, Telnet, VNC, SIP, PostgreSQL, MySQL, Redis, MQTT, MongoDB, AMQP,
+memcached, XMPP, NNTP) and the helpers that make its rows.
 
 A row: `uid`, `protocol` (http, smtp, imap, pop3, ftp, ldap, snmp, telnet, vnc, sip), `mechanism`,
 `username` (kept: who logged in is what an auditor needs), `secret_in_clear` (was a reusable
@@ -14,8 +15,8 @@ their scheme name); SASL mechanisms by name (`plain`, `login`, `cram-md5`, `dige
 `simple` (LDAP simple bind), `community` (SNMP v1/v2c: the community string is the secret, no user
 name), `login` (Telnet: the line typed at the password prompt), `vnc_auth` (VNC's DES challenge-
 response), `plain` also for VeNCrypt Plain.
-Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*, vnc_auth) send no reusable secret:
-`secret_in_clear` False and no fingerprint.
+Challenge-response mechanisms (digest, ntlm, cram-md5, apop, scram-*, vnc_auth, PostgreSQL md5, MySQL's
+scrambles) send no reusable secret: `secret_in_clear` False and no fingerprint.
 
 The fingerprint is HMAC-SHA256 of the secret under a key of the run (32 random bytes made once per
 analysis, see `run_key`), so within one run the same secret seen twice has the same fingerprint, and
@@ -54,7 +55,12 @@ CREDENTIALS = FrameSpec(
 
 # Mechanisms whose exchange carries the secret itself (or a bearer token) readable on the wire.
 IN_CLEAR = frozenset({"basic", "bearer", "plain", "login", "xoauth2", "oauthbearer", "login_command",
-                      "user_pass", "simple", "community"})
+                      "user_pass", "simple", "community",
+                      # the data stores and brokers: PostgreSQL's PasswordMessage, MySQL's
+                      # mysql_clear_password plugin, Redis AUTH / HELLO AUTH, MQTT CONNECT's password,
+                      # RabbitMQ's AMQPLAIN
+                      "cleartext", "mysql_clear_password", "auth_command", "hello_auth", "connect_password",
+                      "amqplain"})
 MAX_USERNAME = 256
 
 # A context without a key (one process) has its run's key kept here by the context's identity, so every

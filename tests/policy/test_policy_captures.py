@@ -11,13 +11,20 @@ from analyzer import policy
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "captures" / "manifest.json").read_text())["captures"]
-VPC = ["10.77.0.0/24", "10.88.0.0/24", "10.89.0.0/24", "10.90.0.0/24", "10.83.0.0/24", "fd77::/64"]
+VPC = ["10.77.0.0/24", "10.88.0.0/24", "10.89.0.0/24", "10.90.0.0/24", "10.82.0.0/24", "10.83.0.0/24",
+       "fd77::/64"]
 
 LEGACY = {"tls10_openssl.pcap", "tls11_openssl.pcap"}
 RSA_KX = {"tls12_rc4_gnutls.pcap", "tls12_3des_gnutls.pcap"}
 # HTTP, SMTP and FTP in the clear (captures/make_captures.sh), HTTP inside the mirror tunnels too
 CLEARTEXT = {"http_plain.pcap", "http_basic_auth.pcap", "smtp_plain_auth.pcap", "ftp_login.pcap", "vxlan_kernel.pcap",
              "vxlan_mirror.pcap", "geneve_gwlb.pcap", "geneve_userspace.pcap"}
+# the data stores and brokers in the clear (captures/make_data_captures.sh, manifest.data.json): those whose
+# password crossed the wire in the clear, and the others (SCRAM, MySQL's scramble, no login)
+DATA_SECRETS = {"postgresql_cleartext_ssl_refused.pcap", "redis_auth.pcap", "mqtt_password.pcap",
+                "xmpp_plain_auth.pcap"}
+DATA_CLEARTEXT = {*DATA_SECRETS, "postgresql_scram_no_ssl.pcap", "mariadb_no_ssl.pcap",
+                  "mariadb_ssl_offered_not_used.pcap", "memcached_text.pcap"}
 
 # rule -> captures (file names) where it must fire under the default profile; nowhere else
 EXPECTED = {
@@ -80,6 +87,11 @@ def test_rule_fires_exactly_where_expected(sec09, rule):
 
 def test_manifest_agrees_with_the_expectations():
     """The expectations follow from what the recording configured, not from our own output."""
+    data = ROOT / "captures" / "manifest.data.json"
+    if data.is_file():
+        captures = json.loads(data.read_text())["captures"]
+        assert {n for n, c in captures.items() if c["encrypted"] is False} == DATA_CLEARTEXT
+        assert {n for n, c in captures.items() if any(x["secret_in_clear"] for x in c["credentials"])} == DATA_SECRETS
     assert {n for n, c in MANIFEST.items() if c.get("tls_version") in ("TLS 1.0", "TLS 1.1")} == LEGACY
     assert {n for n, c in MANIFEST.items() if str(c.get("tls_cipher", "")).startswith("TLS_RSA_")} == RSA_KX
     assert MANIFEST["tls_version_alert.pcap"]["tls_alert"] == "protocol_version"
@@ -197,3 +209,18 @@ def test_destinations(sec09):
     assert int(d["flows"].sum()) == len(sec09.flows)
     loop = d[d["destination"] == "127.0.0.1"].iloc[0]  # multi_if's HTTP in the clear: judged, nothing encrypted
     assert loop["encrypted_flow_share"] == 0.0 and loop["score"] == 0 and loop["grade"] == "F"
+
+
+def test_data_captures_rules() -> None:
+    """The data stores and brokers (make_data_captures.sh; the `captured` fixture judges only
+    manifest.json's captures): cleartext-internal on the sessions in the clear, cleartext-credentials
+    on those whose password crossed in the clear, neither on the TLS-upgraded ones."""
+    import analyzer
+
+    data = ROOT / "captures" / "manifest.data.json"
+    names = sorted(json.loads(data.read_text())["captures"])
+    judged = analyzer.audit([str(ROOT / "captures" / n) for n in names], vpc=VPC)
+    source = dict(zip(judged.flows["uid"], judged.flows["source"].map(lambda s: Path(str(s)).name), strict=True))
+    fired = judged.findings.assign(capture=judged.findings["uid"].map(source))
+    assert set(fired.loc[fired["rule"] == "cleartext-internal", "capture"]) == DATA_CLEARTEXT
+    assert set(fired.loc[fired["rule"] == "cleartext-credentials", "capture"]) == DATA_SECRETS
