@@ -32,7 +32,8 @@ from analyzer import plots
 from analyzer.report.style import highlight_problems
 
 CAPTURES = [str(Path("..") / "captures") if Path("../captures").is_dir() else "captures"]
-VPC_CIDRS = ["10.77.0.0/28", "10.88.0.0/28", "10.89.0.0/28", "10.90.0.0/28", "fd77::/123"]
+VPC_CIDRS = ["10.77.0.0/28", "10.88.0.0/28", "10.89.0.0/28", "10.90.0.0/28", "fd77::/123",
+             "10.81.0.0/24", "10.82.0.0/24", "10.83.0.0/24"]  # the recording scripts of the capture groups
 LEGACY_TLS = ["SSL 2.0", "SSL 3.0", "TLS 1.0", "TLS 1.1", "DTLS 1.0"]
 
 result = analyzer.audit(CAPTURES, vpc=VPC_CIDRS)  # facts (analyze) judged by the sec09 profile
@@ -84,12 +85,14 @@ by_rule
 
 # %% [markdown]
 # ## Drill into one destination
-# The worst-scored destination that speaks TLS (a score of 0-100 and a grade per server; see
+# The worst-scored destination that showed a certificate (a score of 0-100 and a grade per server; see
 # `analyzer/policy/evaluate.py`). Change `DESTINATION` to look at another.
 
 # %%
 destinations = result.destinations
-tls_destinations = destinations[destinations["encrypted_flow_share"] > 0]
+with_certs = set(flows.loc[flows["cert_sha256"].notna(), "tls_server_name"].dropna())
+tls_destinations = destinations[(destinations["encrypted_flow_share"] > 0)
+                                & destinations["destination"].isin(with_certs)]
 worst = tls_destinations.sort_values(["score", "findings"], ascending=[True, False]).iloc[0]
 DESTINATION, PORT = worst["destination"], int(worst["server_port"])
 highlight_problems(destinations[destinations["destination"] == DESTINATION])

@@ -32,7 +32,8 @@ from analyzer.report.progress import ProgressBar
 from analyzer.report.style import highlight_problems
 
 CAPTURES = [str(Path("..") / "captures") if Path("../captures").is_dir() else "captures"]
-VPC_CIDRS = ["10.77.0.0/28", "10.88.0.0/28", "10.89.0.0/28", "10.90.0.0/28", "fd77::/123"]
+VPC_CIDRS = ["10.77.0.0/28", "10.88.0.0/28", "10.89.0.0/28", "10.90.0.0/28", "fd77::/123",
+             "10.81.0.0/24", "10.82.0.0/24", "10.83.0.0/24"]  # the recording scripts of the capture groups
 
 bar = ProgressBar(sys.stderr)  # files, packets, bytes per second and time left while it reads
 try:
