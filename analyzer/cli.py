@@ -434,8 +434,8 @@ def _signals_end_like_interrupts() -> None:
             signal.signal(signum, raise_terminated)
 
 
-FINDING_TABLE_COLUMNS = ["severity", "rule", "direction", "client_ip", "server_ip", "server_port", "server_name",
-                         "evidence", "suppressed_by"]
+FINDING_TABLE_COLUMNS = ("severity", "rule", "direction", "client_ip", "server_ip", "server_port", "server_name",
+                         "evidence", "suppressed_by")
 
 
 def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -500,7 +500,10 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     for line in _audit_summary(profile_name, counts, dest, zoned, fail_on):
         click.echo(printable(line), err=fmt != "table" or out is not None)
     if fmt == "table" and len(result.findings):
-        write_frame(result.findings, fmt, out, columns=None if all_columns else FINDING_TABLE_COLUMNS)
+        if all_columns:
+            write_frame(result.findings, fmt, out)
+        else:  # fitted to the terminal like the frame commands' tables (the evidence cut, never the addresses)
+            _summary_table("findings", result.findings, FINDING_TABLE_COLUMNS, out, _quiet(bool(opts.get("quiet"))))
     floor = SEVERITY_ORDER.index(fail_on) if fail_on != "never" else len(SEVERITY_ORDER)
     sys.exit(1 if counts.worst_active() >= floor else 0)
 

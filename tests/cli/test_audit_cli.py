@@ -107,3 +107,15 @@ def test_streamed_output_equals_the_api(tmp_path: Path):
     assert table.returncode == 1
     summary = [line for line in r.stderr.splitlines() if not line.startswith("warning: ")]
     assert summary == [line for line in table.stderr.splitlines() if not line.startswith("warning: ")]
+
+
+def test_the_findings_table_fits_120_columns_and_all_columns_shows_the_evidence_whole():
+    args = ("audit", CAPTURES, "--vpc", "10.0.0.0/8", "--fail-on", "never")
+    fitted, whole = intransit(*args), intransit(*args, "--all-columns")
+    assert fitted.returncode == whole.returncode == 0, fitted.stderr
+    table = fitted.stdout.splitlines()[fitted.stdout.splitlines().index(next(
+        line for line in fitted.stdout.splitlines() if line.startswith("severity "))):]
+    assert len(table) > 10 and max(len(line) for line in table) <= 120
+    assert "evidence" in table[0] and "client_ip" in table[0]
+    wide = whole.stdout.splitlines()
+    assert max(len(line) for line in wide) > 120 and "finding_id" in next(w for w in wide if "severity" in w)
