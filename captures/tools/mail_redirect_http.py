@@ -16,7 +16,7 @@ class RedirectToHTTPS(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "itc-redirect/1"
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+    def do_GET(self) -> None:  # the name http.server dispatches GET to
         host = (self.headers.get("Host") or self.server.server_address[0]).split(":", 1)[0]
         body = b"moved to https\n"
         self.send_response(301)
