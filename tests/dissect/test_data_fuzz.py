@@ -11,6 +11,7 @@ import struct
 import time
 
 import pytest
+from support.fuzz_helpers import damage
 
 from analyzer.dissect.amqp import AMQPDissector
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload, StreamPrefix
@@ -103,20 +104,11 @@ DISSECTORS = {"postgresql": PostgreSQLDissector, "mysql": MySQLDissector, "redis
               "memcached": MemcachedDissector, "xmpp": XMPPDissector, "nntp": NNTPDissector}
 
 
+_INSERTS = [b"\r\n", b"\xff\xff\xff\x7f", b"\x00", b"*9\r\n", b"<", b"/>", b"\xce"]
+
+
 def _damage(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.5 else data)
-    for _ in range(rng.randrange(6)):
-        if not buf:
-            break
-        at = rng.randrange(len(buf))
-        kind = rng.random()
-        if kind < 0.4:
-            buf[at] = rng.randrange(256)
-        elif kind < 0.7:
-            buf[at:at] = bytes(rng.choice([b"\r\n", b"\xff\xff\xff\x7f", b"\x00", b"*9\r\n", b"<", b"/>", b"\xce"]))
-        else:
-            del buf[at:at + rng.randrange(1, 8)]
-    return bytes(buf)
+    return damage(rng, data, _INSERTS)
 
 
 def _flow(client: bytes, server: bytes) -> FlowPayload:

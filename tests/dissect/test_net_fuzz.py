@@ -12,6 +12,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzz_helpers import damage
 
 from analyzer.dissect.base import Datagram, DissectContext, Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.credentials import CREDENTIALS
@@ -72,21 +73,11 @@ DISSECTORS = {"dns": DNSDissector, "ldap": LDAPDissector, "snmp": SNMPDissector,
 CONTEXT = DissectContext(frames=frozenset({"credentials"}))
 
 
+_INSERTS = [b"\r\n", b"\xff", b"\xff\xfa", b"\x30\x84", b"\x84\xff\xff\xff\xff", b"\xc0\x0c", b"login:", b"\x00"]
+
+
 def _damage(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.5 else data)
-    for _ in range(rng.randrange(6)):
-        if not buf:
-            break
-        at = rng.randrange(len(buf))
-        kind = rng.random()
-        if kind < 0.4:
-            buf[at] = rng.randrange(256)
-        elif kind < 0.7:
-            buf[at:at] = bytes(rng.choice([b"\r\n", b"\xff", b"\xff\xfa", b"\x30\x84", b"\x84\xff\xff\xff\xff",
-                                           b"\xc0\x0c", b"login:", b"\x00"]))
-        else:
-            del buf[at:at + rng.randrange(1, 8)]
-    return bytes(buf)
+    return damage(rng, data, _INSERTS)
 
 
 def _tcp(client: bytes, server: bytes) -> FlowPayload:

@@ -8,6 +8,7 @@ import random
 import time
 
 import pytest
+from support.fuzz_helpers import damage
 
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.credentials import CREDENTIALS
@@ -45,20 +46,11 @@ DISSECTORS = {"http": HTTPDissector, "smtp": SMTPDissector, "imap": IMAPDissecto
               "ftp": FTPDissector}
 
 
+_INSERTS = [b"\r\n", b"{99999}", b" ", b"\x00", b"334 ", b"+ ", b"."]
+
+
 def _damage(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.5 else data)
-    for _ in range(rng.randrange(6)):
-        if not buf:
-            break
-        at = rng.randrange(len(buf))
-        kind = rng.random()
-        if kind < 0.4:
-            buf[at] = rng.randrange(256)
-        elif kind < 0.7:
-            buf[at:at] = bytes(rng.choice([b"\r\n", b"{99999}", b" ", b"\x00", b"334 ", b"+ ", b"."]))
-        else:
-            del buf[at:at + rng.randrange(1, 8)]
-    return bytes(buf)
+    return damage(rng, data, _INSERTS)
 
 
 @pytest.mark.parametrize("name", sorted(SESSIONS))
