@@ -606,7 +606,7 @@ class DaskEngine:
             # results, problems and notes
             with dask.config.set(QUIET_WORKERS), LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=self.processes, silence_logs=logging.CRITICAL,
-                    dashboard_address=":0" if self.processes else None) as cluster, Client(cluster) as client:
+                    dashboard_address=":0") as cluster, Client(cluster) as client:
                 if self.processes:
                     self._notice(f"dask dashboard: {cluster.dashboard_link}")
                 yield client

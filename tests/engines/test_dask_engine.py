@@ -35,7 +35,7 @@ def quiet(p: object) -> None:
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
 
@@ -189,3 +189,23 @@ def test_cli_engine_dask(tmp_path):
     assert "dask dashboard: http://" in dask.stderr
     refused = subprocess.run([*base, "--workers", "2"], capture_output=True, text=True)
     assert refused.returncode == 2 and "go with --engine dask" in refused.stderr
+
+
+def test_a_busy_default_dashboard_port_is_no_warning():
+    """distributed's default dashboard port (8787) held by something else: the engine's own local
+    cluster takes a free port instead of warning (under `filterwarnings = error` the warning was an
+    error, and two test workers or a user's running cluster hold 8787)."""
+    import socket
+
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already held by someone else: the case under test either way
+    try:
+        capture = CAPTURES / "tls12_resumption.pcap"
+        engine = DaskEngine(workers=1, processes=False)
+        assert differences(run([capture]), run([capture], engine)) == []
+    finally:
+        holder.close()
