@@ -86,7 +86,8 @@ def test_without_an_order_the_first_rows_come_as_written() -> None:
 def test_an_empty_sink_gives_the_schema() -> None:
     got = TableSink(SCHEMA).frame()
     assert len(got) == 0 and list(got.columns) == list(SCHEMA)
-    assert more_rows_note(1) == "… and 1 more row (use --format csv|jsonl|parquet --out FILE for all of them, or --limit)"
+    assert more_rows_note(1) == ("… and 1 more row (use --format csv|jsonl|parquet --out FILE for all of them, "
+                                 "or --limit)")
 
 
 # ------------------------------------------------------------------------------------ the command
