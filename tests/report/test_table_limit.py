@@ -154,3 +154,18 @@ def test_a_table_of_many_flows_stays_in_bounded_memory(tmp_path: Path) -> None:
     assert more_rows_note(50_000 - TABLE_ROWS) in err
     whole, _ = _peak_rss_mb("flows", str(cap), "--quiet", "--max-flows", "1024", "--limit", "0")
     assert bounded < whole - 50, (bounded, whole)  # measured: 397 MB and 479 MB
+
+
+def test_the_anomalies_table_goes_through_the_sink_unchanged(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="same content"):
+        anomalies = analyzer.analyze([str(ROOT / "captures")], frames=()).anomalies
+    whole = tmp_path / "whole.txt"
+    write_frame(anomalies, "table", str(whole))
+    out, _ = cli("anomalies", str(ROOT / "captures"))
+    assert len(anomalies) and out == whole.read_text()
+
+
+def test_the_cli_default_is_the_tables() -> None:
+    from analyzer.cli import TABLE_ROWS as CLI_ROWS
+
+    assert CLI_ROWS == TABLE_ROWS
