@@ -45,6 +45,10 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
                      help="Write to this file instead of standard output (required for parquet)."),
         click.option("--all-columns", is_flag=True,
                      help="Table format: every column, uncut (the default is a summary that fits the terminal)."),
+        click.option("--limit", type=click.IntRange(0), default=TABLE_ROWS, show_default=True, metavar="ROWS",
+                     help="Table format: rows shown at most, the first (flows: the earliest; audit: the most "
+                          "severe findings); the others are counted on stderr. 0: every row (memory grows "
+                          "with them)."),
     ]
     options = [
         click.argument("paths", nargs=-1, required=True, metavar="PATH..."),
@@ -79,6 +83,8 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
         f = option(f)
     return f
 
+
+TABLE_ROWS = 1000  # = analyzer.report.terminal.TABLE_ROWS (not imported here: `intransit --help` stays light)
 
 QUIET_HELP = ("No progress bar, and the warnings about damaged or skipped input counted in one line "
               "instead of shown (errors are always shown).")
@@ -312,6 +318,34 @@ def _table_width(out: str | None) -> int:
     return DEFAULT_WIDTH
 
 
+def _table(frame: str, paths: tuple[str, ...], out: str | None, all_columns: bool,
+           table_columns: tuple[str, ...] | None, streamable: bool, limit: int, opts: dict[str, Any]) -> None:
+    """The table format: at most `limit` rows (0: all), then a line on stderr counting the others.
+    A frame that can go to a sink goes to a TableSink, which keeps only those rows during the
+    analysis: the memory of the table does not grow with the frame (the whole frame is never made)."""
+    from analyzer.report import write_frame
+    from analyzer.report.terminal import TableSink, more_rows_note
+
+    if streamable:
+        from analyzer.dissect import ALL
+        from analyzer.pipeline import FRAME_ORDER
+
+        sink = TableSink(ALL[frame], limit=limit, sort_by=FRAME_ORDER.get(frame))
+        _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), sinks={frame: sink}, **opts)
+        df, more = sink.frame(), sink.more
+    else:  # a frame merged by key (one row per certificate, ...): made whole, then cut
+        df = _run_analysis(paths, frames=(frame,), **opts)[frame]
+        more = max(len(df) - limit, 0) if limit else 0
+        if more:
+            df = df.head(limit)
+    if all_columns or not table_columns:
+        write_frame(df, "table", out)
+    else:
+        _summary_table(frame, df, table_columns, out, _quiet(opts.get("quiet", False)))
+    if more:
+        click.echo(more_rows_note(more), err=True)
+
+
 def _summary_table(frame: str, df: Any, columns: tuple[str, ...], out: str | None, quiet: bool) -> None:
     """The default table: what is read first, fitted to the terminal (analyzer.report.terminal); a
     note on stderr (a terminal's only) names the columns left out to fit."""
@@ -335,14 +369,16 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
     @_capture_options
     @_engine_options
     @_errors_to_exit
-    def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, **opts: Any) -> None:
-        if fmt != "table" and streamable:
+    def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, limit: int,
+                **opts: Any) -> None:
+        if fmt == "table":
+            return _table(frame, paths, out, all_columns, table_columns, streamable or frame == "anomalies", limit,
+                          opts)
+        if streamable:
             return _stream(frame, fmt, out, paths, opts)
         from analyzer.report import write_frame
 
         result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), **opts)
-        if fmt == "table" and not all_columns and table_columns:
-            return _summary_table(frame, result[frame], table_columns, out, _quiet(opts.get("quiet", False)))
         write_frame(result[frame], fmt, out)
 
     params = list(reversed(getattr(command, "__click_params__", [])))  # as @click.command orders them
@@ -465,7 +501,7 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--fail-on", type=click.Choice(["critical", "high", "medium", "low", "info", "never"]), default="high",
               show_default=True, help="Exit 1 when a finding (not suppressed) reaches this severity.")
 @_errors_to_exit
-def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, vpc: tuple[str, ...],
+def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, limit: int, vpc: tuple[str, ...],
           zones: str | None, aws_ip_ranges: str | None, profile: str | None, suppressions: str | None,
           fail_on: str, **opts: Any) -> None:
     """Judge the captures against a policy (AWS SEC09-BP02 by default): where each flow goes and
@@ -500,10 +536,18 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     for line in _audit_summary(profile_name, counts, dest, zoned, fail_on):
         click.echo(printable(line), err=fmt != "table" or out is not None)
     if fmt == "table" and len(result.findings):
+        findings = result.findings  # most severe first: the first rows are the worst
+        more = max(len(findings) - limit, 0) if limit else 0
+        if more:
+            findings = findings.head(limit)
         if all_columns:
-            write_frame(result.findings, fmt, out)
+            write_frame(findings, fmt, out)
         else:  # fitted to the terminal like the frame commands' tables (the evidence cut, never the addresses)
-            _summary_table("findings", result.findings, FINDING_TABLE_COLUMNS, out, _quiet(bool(opts.get("quiet"))))
+            _summary_table("findings", findings, FINDING_TABLE_COLUMNS, out, _quiet(bool(opts.get("quiet"))))
+        if more:
+            from analyzer.report.terminal import more_rows_note
+
+            click.echo(more_rows_note(more), err=True)
     floor = SEVERITY_ORDER.index(fail_on) if fail_on != "never" else len(SEVERITY_ORDER)
     sys.exit(1 if counts.worst_active() >= floor else 0)
 
@@ -625,7 +669,7 @@ def rules(fmt: str, all_columns: bool) -> None:
 @click.option("--tshark", "tshark_path", default=None, metavar="PATH",
               help="tshark binary to use (default: tshark on PATH).")
 @_errors_to_exit
-def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, tshark_path: str | None,
+def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, limit: int, tshark_path: str | None,
            **opts: Any) -> None:
     """A second opinion: tshark (through pyshark) re-dissects every TLS/DTLS/QUIC handshake and
     each session is compared with ours (version, cipher, SNI, ALPN, certificate validity).
@@ -647,8 +691,13 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
         df = df.fillna({"ours": "-", "tshark": "-"})
     if fmt == "table" and not all_columns:
         df = df.drop(columns=["uid"])
+    more = max(len(df) - limit, 0) if fmt == "table" and limit else 0
     if fmt != "table" or len(df):
-        write_frame(df, fmt, out)
+        write_frame(df.head(limit) if more else df, fmt, out)
+    if more:
+        from analyzer.report.terminal import more_rows_note
+
+        click.echo(more_rows_note(more), err=True)
     line = cmp.summary_line()
     click.echo(line, err=fmt != "table" or out is not None)
     sys.exit(1 if len(cmp.disagreements) else 0)

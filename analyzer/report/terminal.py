@@ -17,19 +17,30 @@ to fit a width (120 columns unless the terminal says otherwise):
 Cells are made safe as in every table (analyzer.report.export): wire strings through
 `text.printable`, a missing value is `-`, a string that is `-` itself is `\\x2d`. Times are UTC,
 written with their zone as RFC 3339 does (`2026-11-29T01:56:37Z`): one token, unambiguous.
+
+A table holds at most `TABLE_ROWS` rows (the CLI's --limit): a terminal table of 600k flows is read
+by nobody, and building it took about 7 KB per flow (the whole frame, its view, every cell as text).
+`TableSink` takes a frame chunk by chunk during the analysis (analyzer.pipeline.FrameSink) and keeps
+only the first rows in the frame's order - for .flows, whose chunks come in the order flows ended,
+the first by (ts_start, uid), selected as they come - and counts the others; the table is made of
+those rows, the same bytes as the whole frame's table whenever the frame has no more rows than that.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
 
 from analyzer._pandas import pd
 from analyzer.report.export import MISSING, _escape_terminal, utc_text
 
-__all__ = ["DEFAULT_WIDTH", "fit", "flows_view", "render", "summary_table", "utc_text"]
+__all__ = ["DEFAULT_WIDTH", "TABLE_ROWS", "TableSink", "fit", "flows_view", "more_rows_note", "render",
+           "summary_table", "utc_text"]
 
 DEFAULT_WIDTH = 120
+TABLE_ROWS = 1000  # rows a table shows at most by default (--limit); the others are counted
 MIN_CUT = 12  # cells a cut column keeps at least
 GAP = "  "
 
@@ -188,3 +199,76 @@ def summary_table(frame: str, df: pd.DataFrame, columns: Sequence[str] | None = 
     if columns:
         df = df[[c for c in columns if c in df.columns]]
     return render(df, width)
+
+
+class TableSink:
+    """A FrameSink that keeps the first `limit` rows of a frame (0: every row) and counts them all.
+
+    With `sort_by` the rows kept are the first in that order (stable: equal keys keep the order they
+    came in, as the frame's own sort does): the chunks are gathered until they hold twice `limit`
+    rows, then sorted and cut back to `limit`. Memory: about 2 x `limit` rows plus one chunk,
+    whatever the frame's length. Without `sort_by`, the first rows in the order they come (the
+    frame's order for every frame but .flows)."""
+
+    def __init__(self, frame_schema: Mapping[str, str], *, limit: int = TABLE_ROWS,
+                 sort_by: Sequence[str] | None = None) -> None:
+        from analyzer.schema import arrow_schema
+
+        self.schema = dict(frame_schema)
+        self.arrow_schema = arrow_schema(self.schema)
+        self.limit, self.by = limit, tuple(sort_by or ())
+        self.rows = 0  # every row written
+        self._kept: list[pa.Table] = []
+        self._kept_rows = 0
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        self.write_table(pa.Table.from_pandas(chunk, schema=self.arrow_schema, preserve_index=False))
+
+    def write_table(self, table: pa.Table) -> None:
+        n = table.num_rows
+        self.rows += n
+        if self.limit and not self.by:
+            n = min(n, self.limit - self._kept_rows)
+            table = table.slice(0, n)
+        if n <= 0:
+            return
+        self._kept.append(table)
+        self._kept_rows += n
+        if self.limit and self.by and self._kept_rows >= 2 * self.limit:
+            self._cut()
+
+    def _cut(self) -> None:
+        """Keep the first `limit` rows (in `by` order when given) of those gathered."""
+        from analyzer.report.stream import _sorted
+
+        if not self._kept:
+            return
+        table = pa.concat_tables(self._kept)
+        if self.by:
+            table = _sorted(table, self.by)
+        if self.limit:
+            table = table.slice(0, self.limit)
+        self._kept, self._kept_rows = [table], table.num_rows
+
+    @property
+    def more(self) -> int:
+        """Rows written but not kept."""
+        return self.rows - min(self._kept_rows, self.limit or self._kept_rows)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows kept, as a frame of the declared schema (the frame's dtypes), in the frame's order."""
+        from analyzer.schema import empty_frame, frame_from_arrow
+
+        self._cut()
+        if not self._kept:
+            return empty_frame(self.schema)
+        return frame_from_arrow(self._kept[0], self.schema)
+
+    def close(self) -> None:
+        """Nothing to release (the rows kept are read with frame())."""
+
+
+def more_rows_note(more: int) -> str:
+    """The line said (on stderr) under a table that left rows out."""
+    return (f"… and {more} more row{'s' if more != 1 else ''} (use --format csv|jsonl|parquet --out FILE "
+            "for all of them, or --limit)")
