@@ -26,6 +26,7 @@ __all__ = [
     "Cursor",
     "Reply",
     "cut",
+    "dot_list_has",
     "greeting_names",
     "start_tls",
     "starttls_state",
@@ -165,3 +166,15 @@ def upgrade_outcome(accepted: bool, handed: bool | None) -> dict[str, object]:
     if handed:
         return {"protection": "starttls"}
     return {"protection": "starttls", "undecided_reason": "upgrade_not_seen"}
+
+
+def dot_list_has(srv: Cursor, word: bytes) -> bool:
+    """Read a multi-line capability answer to its `.` line (POP3 CAPA, NNTP CAPABILITIES; at most
+    128 lines): is `word` (upper case) one of the capabilities?"""
+    found = False
+    for _ in range(128):
+        line = srv.line()
+        if line is None or line == b".":
+            break
+        found = found or line.strip().upper() == word
+    return found

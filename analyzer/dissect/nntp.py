@@ -22,7 +22,15 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state, upgrade_outcome
+from analyzer.dissect.lines import (
+    STARTTLS_COLUMN,
+    Cursor,
+    cut,
+    dot_list_has,
+    start_tls,
+    starttls_state,
+    upgrade_outcome,
+)
 
 __all__ = ["NNTPDissector"]
 
@@ -104,7 +112,7 @@ class NNTPDissector:
             if code in _MULTI or (code == 211 and verb == b"LISTGROUP"):
                 if verb == b"CAPABILITIES":
                     capabilities_seen = True
-                    offered = self._capabilities_have_starttls(srv)
+                    offered = dot_list_has(srv, b"STARTTLS")
                 elif not srv.skip_past(b"\r\n.\r\n"):
                     break
             elif code in (340, 335) and verb in (b"POST", b"IHAVE"):  # the article follows
@@ -144,16 +152,6 @@ class NNTPDissector:
         facts.flow.update(out)
         return facts
 
-    @staticmethod
-    def _capabilities_have_starttls(srv: Cursor) -> bool:
-        """Read a CAPABILITIES list to its `.` line: is STARTTLS among the capabilities?"""
-        found = False
-        for _ in range(128):
-            line = srv.line()
-            if line is None or line == b".":
-                break
-            found = found or line.strip().upper() == b"STARTTLS"
-        return found
 
 
 DISSECTOR = register(NNTPDissector())

@@ -20,7 +20,15 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state, upgrade_outcome
+from analyzer.dissect.lines import (
+    STARTTLS_COLUMN,
+    Cursor,
+    cut,
+    dot_list_has,
+    start_tls,
+    starttls_state,
+    upgrade_outcome,
+)
 
 __all__ = ["POP3Dissector"]
 
@@ -89,7 +97,7 @@ class POP3Dissector:
             if ok and (verb in _MULTI_ALWAYS or (verb in _MULTI_NO_ARG and not arg.strip())):
                 if verb == b"CAPA":
                     capa_seen = True
-                    offered = self._capa_has_stls(srv)
+                    offered = dot_list_has(srv, b"STLS")
                 elif not srv.skip_past(b"\r\n.\r\n"):
                     break
             if verb == b"STLS":
@@ -133,16 +141,6 @@ class POP3Dissector:
             return None
         return first
 
-    @staticmethod
-    def _capa_has_stls(srv: Cursor) -> bool:
-        """Read a CAPA answer to its `.` line: is STLS among the capabilities?"""
-        found = False
-        for _ in range(128):
-            line = srv.line()
-            if line is None or line == b".":
-                break
-            found = found or line.strip().upper() == b"STLS"
-        return found
 
 
 DISSECTOR = register(POP3Dissector())
