@@ -17,6 +17,8 @@ mechanism).
 
 from __future__ import annotations
 
+import re
+
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
@@ -39,8 +41,21 @@ COLUMNS: tuple[Column, ...] = (
 )
 _COMMANDS = frozenset({b"USER", b"PASS", b"APOP", b"CAPA", b"STLS", b"AUTH", b"STAT", b"LIST", b"RETR", b"DELE",
                        b"NOOP", b"RSET", b"QUIT", b"TOP", b"UIDL", b"UTF8", b"LANG"})
+_SASL_NAME = re.compile(rb"[A-Z0-9_-]{1,20}")
 _MULTI_ALWAYS = frozenset({b"CAPA", b"RETR", b"TOP"})
 _MULTI_NO_ARG = frozenset({b"LIST", b"UIDL", b"AUTH"})
+
+
+def _redis_inline_auth(client: bytes, server: bytes) -> bool:
+    """Redis's inline `AUTH password` answered by a bare `+OK` looks like POP3's `AUTH mechanism`
+    after a greeting. A POP3 greeting carries text after `+OK` (RFC 1939 §4: "+OK POP3 server
+    ready") and AUTH names a SASL mechanism (RFC 4422 §3.1: upper-case letters, digits, `-`, `_`,
+    at most 20), so a bare `+OK` line before anything else and an argument that is no mechanism name
+    is Redis's exchange, not POP3's."""
+    if not server.startswith(b"+OK\r\n") or client[:5].upper() != b"AUTH ":
+        return False
+    argument = client[5:client.find(b"\n") if b"\n" in client else len(client)].strip().split(b" ", 1)[0]
+    return not _SASL_NAME.fullmatch(argument)
 
 
 class POP3Dissector:
@@ -61,10 +76,15 @@ class POP3Dissector:
         return POP3Dissector(run_key(context), context.wants("credentials"))
 
     def probe(self, flow: FlowPayload) -> bool:
-        if not flow.to_client.data.startswith(b"+OK"):
+        server = flow.to_client.data
+        if not server.startswith(b"+OK"):
             return False
         client = flow.to_server.data
-        return not client or client[:4].upper() in _COMMANDS
+        if not client:
+            return True
+        if client[:4].upper() not in _COMMANDS:
+            return False
+        return not _redis_inline_auth(client, server)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()

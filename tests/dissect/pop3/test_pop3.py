@@ -88,3 +88,21 @@ def test_corpus_captures(name: str):
         assert row["starttls"] == "completed" and bool(row["tls_upgraded"]) and len(result.tls) == 1
     else:
         assert bool(pop3["encrypted"].iloc[0]) is False and len(result.credentials) >= 1
+
+
+def test_redis_inline_auth_answered_by_a_bare_ok_is_not_pop3() -> None:
+    """Redis's inline `AUTH password` answered `+OK` on a port of no hint was claimed by POP3 (its
+    probe saw a `+OK` reply and the POP3 command AUTH); it is Redis's, and POP3's own AUTH keeps
+    its claim."""
+    from analyzer.dissect.redis import DISSECTOR as REDIS
+
+    pop3 = POP3Dissector()
+    for client, server in ((b"AUTH s3cret-redis\r\nPING\r\n", b"+OK\r\n+PONG\r\n"),
+                           (b"AUTH alice s3cret-redis\r\n", b"+OK\r\n")):
+        flow = tcp_flow(client, server, 7777)
+        assert not pop3.probe(flow)
+        assert REDIS.probe(flow)
+    for client, server in ((b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n", b"+OK POP3 ready\r\n+OK\r\n"),
+                           (b"AUTH SCRAM-SHA-256\r\n", b"+OK\r\n+ cj1...\r\n"),
+                           (b"USER alice\r\n", b"+OK\r\n+OK\r\n")):
+        assert pop3.probe(tcp_flow(client, server, 7777))
