@@ -314,6 +314,9 @@ class PartResult:
     flow_chunks: list[dict[str, Any]] = field(default_factory=list)
     frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     packed: Packed | None = None  # flow_chunks and frames as Arrow IPC, on their way to the driver
+    # FTP control flows' announcements, in the order made: (control uid, its start and end ns, the
+    # ftp_data rows' host, port, protected): the data links are made again in the driver, across partitions
+    announcements: list[tuple[str, int, int, list[tuple[object, object, bool]]]] = field(default_factory=list)
     merges: list[tuple[str, float, str, list[dict[str, object]]]] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per flow
     first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its first packet, ns
@@ -472,6 +475,18 @@ class _Worker:
         self.out = PartResult(index, merges=merges)
         self.table = _keyed_table(_flow_options(options))
         self.collector = PartCollector(options, local, key=key)
+        link = self.collector.ftp_link
+        if link is not None:
+            said = self.out.announcements
+            announce = link.announce
+
+            def recorded(control_uid: str, start_ns: int, end_ns: int,
+                         rows: list[dict[str, object]]) -> list[dict[str, object]]:
+                said.append((control_uid, start_ns, end_ns,
+                             [(r.get("host"), r.get("port"), bool(r.get("protected"))) for r in rows]))
+                return announce(control_uid, start_ns, end_ns, rows)
+
+            link.announce = recorded  # type: ignore[method-assign]
         self.keys: list[np.ndarray] = []
         self.first: list[np.ndarray] = []
         self.last: list[np.ndarray] = []
@@ -882,10 +897,14 @@ class DaskEngine:
             total += packets
             rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
                          "offset": offset})
+        gone: set[str] = set()
         for r in results:
-            self._take(collector, r, rerun.get(r.index))
+            gone |= self._take(collector, r, rerun.get(r.index))
         if boundary is not None:
             self._take(collector, boundary, None)
+        if collector.ftp_link is not None and len(results) > 1:
+            said = [a for r in results for a in r.announcements if a[0] not in gone]
+            _relink_ftp(collector, said + (boundary.announcements if boundary is not None else []))
         for (name, kind), cnt in decode_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total == 0 and errors:
@@ -898,9 +917,9 @@ class DaskEngine:
         return collector.finish(rows, stats)
 
     @staticmethod
-    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> None:
+    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> set[str]:
         """A partition's chunks into the collector, without the flows of the keys in `dropped`
-        (re-run across partitions) nor their rows."""
+        (re-run across partitions) nor their rows; returns the uids of the flows left out."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -929,3 +948,57 @@ class DaskEngine:
         for frame, ts, uid, rows in result.merges:
             if uid not in gone:
                 collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
+        return gone
+
+
+def _relink_ftp(collector: Collector, announcements: list[tuple[str, int, int, list[tuple[object, object, bool]]]]
+                ) -> None:
+    """FTP data channels linked across partitions (analyzer.dissect.ftp_link): each partition
+    linked the data flows it saw to the announcements it saw, and a control flow re-run across a
+    boundary was dissected apart from the data flows of other partitions. Here the run's kept
+    announcements are replayed in the order the serial table ends their control flows (end time,
+    then uid), each after the kept flows that ended before it, through one FtpDataLink: that gives
+    the ftp_data rows' `data_uid` as a serial run gives them, and leaves the link's final
+    announcements in the collector, whose `finish` sets `ftp_control_uid` (and the data flows'
+    protection) on every chunk of flows, as at the end of a serial in-memory run."""
+    import pyarrow as pa
+
+    from analyzer import schema
+    from analyzer.dissect.ftp_link import FtpDataLink
+
+    said = sorted(announcements, key=lambda a: (a[2], a[0]))
+    if not said:
+        return
+    chunks = collector.flow_chunks
+    cols = {name: np.concatenate([c[name].to_numpy(zero_copy_only=False) for c in chunks]) if chunks else
+            np.zeros(0, object) for name in ("uid", "server_ip", "server_port", "transport")}
+    for name in ("ts_start", "ts_end"):
+        cols[name] = (np.concatenate([c[name].view(pa.int64()).fill_null(0).to_numpy() for c in chunks])
+                      if chunks else np.zeros(0, np.int64))
+    order = np.lexsort((cols["uid"], cols["ts_end"]))
+    ends = cols["ts_end"][order]
+    link = FtpDataLink()
+    fed = 0
+    data_uids: dict[tuple[str, object, object], list[object]] = {}
+    for control_uid, start, end, rows in said:
+        upto = int(np.searchsorted(ends, end, side="left"))
+        if upto > fed:  # the flows that ended before this control flow
+            at = order[fed:upto]
+            link.ended({name: col[at] for name, col in cols.items()})
+            fed = upto
+        dict_rows: list[dict[str, object]] = [{"host": h, "port": p, "protected": pr} for h, p, pr in rows]
+        for (h, p, _), row in zip(rows, link.announce(control_uid, start, end, dict_rows), strict=True):
+            data_uids.setdefault((control_uid, h, p), []).append(row.get("data_uid"))
+    collector.ftp_link = link
+    frame_chunks = collector.frames.get("ftp_data", [])
+    data_uid_type = collector.plan.schemas["ftp_data"]["data_uid"]
+    for k, chunk in enumerate(frame_chunks):
+        uids, hosts, ports = (chunk[c].to_pylist() for c in ("uid", "host", "port"))
+        taken: dict[tuple[str, object, object], int] = {}
+        values = []
+        for key in zip(uids, hosts, ports, strict=True):
+            got = data_uids.get(key, [])
+            i = taken.get(key, 0)
+            taken[key] = i + 1
+            values.append(got[i] if i < len(got) else None)
+        frame_chunks[k] = {**chunk, "data_uid": schema.arrow_column(values, data_uid_type)}

@@ -22,6 +22,7 @@ from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated
 
 import analyzer
 from analyzer.engines.dask import DaskEngine, partition_sources
+from analyzer.engines.progress import Progress
 from analyzer.sources.base import open_sources
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
@@ -209,3 +210,42 @@ def test_a_busy_default_dashboard_port_is_no_warning():
         assert differences(run([capture]), run([capture], engine)) == []
     finally:
         holder.close()
+
+
+def test_ftp_data_links_across_partitions(client, tmp_path):
+    """The data channel and its control flow in different rotated files (every cut into two files,
+    and each packet a file of its own): the flows' ftp_control_uid and the ftp_data rows' data_uid
+    are the serial ones. The link is made in the driver from every partition's announcements."""
+    path = CAPTURES / "ftp_login.pcap"  # (ftps_explicit announces nothing in the clear: no link)
+    _, records = pcap_records(path)
+    serial = run([path])
+    linked = serial.flows["ftp_control_uid"].notna().sum()
+    assert linked, "the capture has a linked data channel"
+    for cuts in [[k] for k in range(1, len(records))] + [list(range(1, len(records)))]:
+        out = tmp_path / f"cut{cuts[0]}-{len(cuts)}"
+        out.mkdir()
+        paths = write_rotated(path, out, cuts)
+        engine = DaskEngine(client)
+        got = run(paths, engine)
+        assert differences(run(paths), got) == [], f"rotated at {cuts}"
+        assert got.flows["ftp_control_uid"].notna().sum() == linked
+
+
+def test_progress_follows_the_tasks(client, tmp_path):
+    """on_progress with the dask engine: the engine still distributes (it did read serially when
+    analyze() wrapped the sources for metering), and the bytes advance as partitions end, to the
+    total, with a snapshot per partition."""
+    capture = CAPTURES / "tls12_resumption.pcap"
+    _, records = pcap_records(capture)
+    paths = write_rotated(capture, tmp_path, [len(records) // 3, 2 * len(records) // 3])
+    seen: list[Progress] = []
+    engine = DaskEngine(client, pieces=2)
+    got = run(paths, engine, on_progress=seen.append)
+    assert differences(run(paths), got) == []
+    assert engine.last_run["partitions"] == 6 and "fallback" not in engine.last_run
+    total = sum(p.stat().st_size for p in paths)
+    done = [s.bytes_done for s in seen]
+    assert done == sorted(done) and done[-1] == total and seen[-1].bytes_total == total
+    assert len(set(done)) >= 6  # one step per partition at least
+    assert seen[-1].files_done == 3 and seen[-1].packets == len(records)
+    assert [s.files_done for s in seen] == sorted(s.files_done for s in seen)
