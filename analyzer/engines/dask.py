@@ -1,8 +1,13 @@
 """The Dask engine: the captures are partitioned and analysed on a Dask cluster, with the serial answer.
 
 Partitions: one per capture file, and a large classic pcap is cut into byte ranges at record
-boundaries (the record headers are walked once, with the reader's own compiled walker). pcapng,
-compressed captures and captures with a link type the decoder does not know are one partition each.
+boundaries, a large pcapng at Enhanced Packet Blocks, each range carrying the Section Header and
+Interface Description Blocks in force there (the blocks are walked once, with the reader's own
+compiled walker). Compressed captures and captures with a link type the decoder does not know are
+one partition each.
+
+Results come back as Arrow IPC streams, through a spool directory on the driver's host when the
+worker sees it (mapped by the driver, no copy), else as the task's result (`Spool`, `pack`).
 
 Why the answer is exactly the serial engine's (`SerialEngine`: every packet through one table):
 
@@ -75,7 +80,8 @@ PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": False, b"\xa1\xb2\xc3\xd4": True, b"\x4d\x3c
 # ------------------------------------------------------------------------------------------ partitions
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """Some packets of one capture: the whole file, or records [start, end) of a classic pcap."""
+    """Some packets of one capture: the whole file, or the records or blocks [start, end) of an
+    uncompressed pcap or pcapng."""
 
     index: int  # reading order of the whole run
     source: int  # index of its capture among the run's sources
@@ -83,7 +89,9 @@ class Partition:
     start: int | None = None  # byte range (None: the whole file, read as the serial engine reads it)
     end: int | None = None
     first_index: int = 0  # packets of the file before `start`
-    header: bytes = b""  # the pcap file header, given to a range's reader
+    header: bytes = b""  # given to a range's reader before its bytes: the pcap file header, or the
+    # pcapng Section Header and Interface Description Blocks in force at `start`
+    pcapng: bool = False
 
     @property
     def is_range(self) -> bool:
@@ -92,7 +100,7 @@ class Partition:
 
 def partition_sources(sources: Sequence[Source], workers: int, min_bytes: int = MIN_PARTITION_BYTES,
                       pieces: int | None = None) -> list[Partition]:
-    """Partitions of the CaptureFile sources, in reading order. A classic (uncompressed) pcap is
+    """Partitions of the CaptureFile sources, in reading order. An uncompressed pcap or pcapng is
     cut into byte ranges when it is larger than `min_bytes` and than 1.5 x an equal share of the
     run (total / (2 x workers)); `pieces` forces a number of ranges per pcap (tests)."""
     files = [(i, s) for i, s in enumerate(sources) if isinstance(s, CaptureFile)]
@@ -102,14 +110,31 @@ def partition_sources(sources: Sequence[Source], workers: int, min_bytes: int = 
     out: list[Partition] = []
     for i, s in files:
         n = pieces if pieces is not None else (sizes[i] // share if sizes[i] > 1.5 * share else 1)
-        cuts = _pcap_cuts(s.path, n) if n > 1 else None
-        if not cuts:
-            out.append(Partition(len(out), i, s.path))
-            continue
-        header, bounds = cuts
-        for start, end, first in bounds:
-            out.append(Partition(len(out), i, s.path, start, end, first, header))
+        kind = _kind(s.path) if n > 1 else None
+        if kind == "pcap":
+            cuts = _pcap_cuts(s.path, n)
+            if cuts:
+                header, bounds = cuts
+                for start, end, first in bounds:
+                    out.append(Partition(len(out), i, s.path, start, end, first, header))
+                continue
+        elif kind == "pcapng":
+            ng = _pcapng_cuts(s.path, n)
+            if ng:
+                for start, end, first, header in ng:
+                    out.append(Partition(len(out), i, s.path, start, end, first, header, pcapng=True))
+                continue
+        out.append(Partition(len(out), i, s.path))
     return out
+
+
+def _kind(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return None
+    return "pcap" if magic in PCAP_MAGICS else "pcapng" if magic == b"\x0a\x0d\x0d\x0a" else None
 
 
 def _size(path: str) -> int:
@@ -178,6 +203,106 @@ def _pcap_cuts(path: str, pieces: int) -> tuple[bytes, list[tuple[int, int, int]
     return header, bounds
 
 
+def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | None:
+    """[(start, end, packets before start, header)]: `pieces` byte ranges of a pcapng file of nearly
+    equal size. The first runs from the file's start; each other starts at an Enhanced Packet Block
+    with a time (a Simple Packet Block takes its time from the packet before it, which another
+    range would not have) on a described interface, and its header is the Section Header Block and
+    the Interface Description Blocks of that section before it (interface ids are per section, and
+    only the linktype, resolution and offset of an interface reach the packets). The blocks are
+    walked with the reader's compiled walker; control blocks are read here. None (read whole) when
+    the file is damaged before a cut was found, or an interface has a link type the decoder does
+    not know (each range would report it again)."""
+    from analyzer.sources import _walk
+    from analyzer.sources.readers import MAX_RECORD, _linktype16, _parse_idb, _ticks_to_ns
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        targets = [size * k // pieces for k in range(1, pieces)]
+        rows = 1 << 16
+        off = np.empty(rows, np.int64)
+        cap, wire = np.empty(rows, np.int32), np.empty(rows, np.int32)
+        tshi, tslo, ifid = np.empty(rows, np.uint32), np.empty(rows, np.uint32), np.empty(rows, np.uint32)
+        aux = np.zeros(2, np.int64)
+        buf = np.zeros(0, np.uint8)
+        base, pos, seen, t = 0, 0, 0, 0
+        swap, order = False, "<"
+        shb = b""
+        idbs: list[bytes] = []
+        described: list[tuple[int, int, int, int]] = []
+        cuts: list[tuple[int, int, bytes]] = []
+        while t < len(targets):
+            n, pos, status = _walk.walk_pcapng(buf, pos, len(buf), swap, MAX_RECORD, off, cap, wire, tshi, tslo,
+                                               ifid, aux)
+            starts = base + off[:n] - 28  # an EPB's block (the candidates; others are skipped below)
+            while t < len(targets) and n and starts[-1] >= targets[t]:
+                k = int(np.searchsorted(starts, targets[t]))
+                while k < n:
+                    at = int(off[k]) - 28
+                    if (at >= 0 and struct.unpack_from(order + "I", buf, at)[0] == 6
+                            and int(ifid[k]) < len(described) and not (tshi[k] == tslo[k] == 0xFFFFFFFF)):
+                        _, _, res, tsoff = described[int(ifid[k])]
+                        raw = np.array([(int(tshi[k]) << 32) | int(tslo[k])], np.uint64)
+                        if _ticks_to_ns(raw, res, tsoff)[1] is None:
+                            break
+                    k += 1
+                if k >= n:
+                    break  # no packet to cut at in these rows: the next ones
+                cuts.append((int(starts[k]), seen + k, shb + b"".join(idbs)))
+                while t < len(targets) and targets[t] <= starts[k]:
+                    t += 1
+            seen += n
+            if status == _walk.CONTROL:
+                if len(buf) - pos < 12:
+                    status = _walk.NEED_MORE
+                else:
+                    btype = struct.unpack_from("<I", buf, pos)[0]
+                    if btype == 0x0A0D0D0A:
+                        bom = bytes(buf[pos + 8 : pos + 12])
+                        if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                            break
+                        swap = bom == b"\x1a\x2b\x3c\x4d"
+                        order = ">" if swap else "<"
+                    blen = struct.unpack_from(order + "I", buf, pos + 4)[0]
+                    if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                        break
+                    if pos + blen > len(buf):
+                        status = _walk.NEED_MORE
+                    else:
+                        block = bytes(buf[pos : pos + blen])
+                        if btype == 0x0A0D0D0A:
+                            shb, idbs, described = block, [], []
+                        else:
+                            if len(block) < 20:
+                                break
+                            lt, snap, res, tsoff = _parse_idb(block[8:-4], order)
+                            if _linktype16(lt) not in SUPPORTED_LINKTYPES:
+                                return None
+                            idbs.append(block)
+                            described.append((lt, snap, res, tsoff))
+                        pos += blen
+                        continue
+            if status == _walk.NEED_MORE:
+                more = f.read(_WALK_CHUNK)
+                if not more:
+                    break
+                buf = np.concatenate([buf[pos:], np.frombuffer(more, np.uint8)])
+                base += pos
+                pos = 0
+            elif status != _walk.FULL:
+                break  # damage: the rest of the file is the last range
+    cuts = [c for j, c in enumerate(cuts) if c[0] > 0 and (j == 0 or c[0] > cuts[j - 1][0])]
+    if not cuts:
+        return None
+    begins = [(0, 0, b""), *cuts]
+    return [(b, begins[j + 1][0] if j + 1 < len(begins) else size, first, header)
+            for j, (b, first, header) in enumerate(begins)]
+
+
 class _Range:
     """A raw stream of a pcap's header followed by its bytes [start, end): a range reads as a pcap."""
 
@@ -210,15 +335,16 @@ def _batches(part: Partition, name: str) -> Iterator[PacketBatch]:
     if not part.is_range:
         yield from CaptureFile(part.path).batches()
         return
-    from analyzer.sources.readers import _ChunkReader, read_pcap
+    from analyzer.sources.readers import _ChunkReader, read_pcap, read_pcapng
 
     assert part.start is not None and part.end is not None
     stream = _Range(part.path, part.header, part.start, part.end)
     try:
         reader = _ChunkReader(stream, name)
-        reader.base = part.start - 24  # the header stands in front of the range
+        reader.base = part.start - len(part.header)  # the header stands in front of the range
         reader.refill(0)
-        for batch in read_pcap(reader, name, part.header):
+        batches = read_pcapng(reader, name) if part.pcapng else read_pcap(reader, name, part.header)
+        for batch in batches:
             batch.first_index += part.first_index
             yield batch
     finally:
@@ -720,7 +846,7 @@ class DaskEngine:
     connects to a scheduler for the run; `DaskEngine(workers=N)` (or nothing) starts a LocalCluster
     of N worker processes x 1 thread for the run and closes it after. `on_notice(text)` hears what a
     user should know (the local cluster's dashboard address, a serial fallback); `notes` keeps it.
-    `pieces` cuts every classic pcap into that many byte ranges (tests); `processes=False` runs a
+    `pieces` cuts every uncompressed pcap and pcapng into that many byte ranges (tests); `processes=False` runs a
     local cluster's workers as threads of this process (tests). `spool`: the directory where workers
     on this host leave their results for the driver to map (`Spool`; default /dev/shm, else the
     temporary directory), False to send every result through Dask.

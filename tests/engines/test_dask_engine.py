@@ -18,7 +18,7 @@ pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
 from support.engine_helpers import bench_capture, differences
-from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated
+from support.pcap_helpers import epb, idb, pcap_bytes, pcap_records, shb, spb, unknown_block, write_rotated
 
 import analyzer
 from analyzer.engines.dask import DaskEngine, partition_sources
@@ -74,11 +74,71 @@ def test_rotated_files_give_the_serial_frames(client, capture, tmp_path):
         assert engine.last_run["partitions"] == len(paths)
 
 
-@pytest.mark.parametrize("capture", OTHERS, ids=lambda p: p.name)
-def test_pcapng_and_compressed_are_one_partition(client, capture):
+COMPRESSED = sorted(CAPTURES.glob("*.gz"))
+PCAPNGS = sorted(CAPTURES.glob("*.pcapng"))
+
+
+@pytest.mark.parametrize("capture", COMPRESSED, ids=lambda p: p.name)
+def test_compressed_is_one_partition(client, capture):
     engine = DaskEngine(client, pieces=4)
     assert differences(run([capture]), run([capture], engine)) == []
     assert engine.last_run["partitions"] == 1
+
+
+def sectioned_pcapng(source: Path, path: Path) -> Path:
+    """The packets of classic pcap `source` as a pcapng of three sections (little-, big-, little-
+    endian) with two interfaces each (microsecond and nanosecond ticks, the second with a time
+    offset of 1000 s taken back from its ticks), packets alternating between them, a Simple Packet
+    Block now and then (it takes the time of the packet before it), and an unknown block: every
+    kind of block a cut must step over or carry to the range after it."""
+    _, records = pcap_records(source)
+    sections = []
+    for s, chunk in enumerate((records[: len(records) // 3], records[len(records) // 3 : 2 * len(records) // 3],
+                               records[2 * len(records) // 3 :])):
+        order = ">" if s == 1 else "<"
+        blocks = [shb(order), idb(1, order, tsresol=6), unknown_block(order=order),
+                  idb(1, order, tsresol=9, tsoffset=1000)]
+        for k, rec in enumerate(chunk):
+            sec, usec, caplen, _ = struct.unpack("<IIII", rec[:16])
+            data = rec[16 : 16 + caplen]
+            ns = sec * 1_000_000_000 + usec * 1000
+            if k % 7 == 6:
+                blocks.append(spb(data, order))
+            elif k % 2:
+                blocks.append(epb(1, ns - 1000 * 1_000_000_000, data, order))
+            else:
+                blocks.append(epb(0, ns // 1000, data, order))
+        sections.append(b"".join(blocks))
+    path.write_bytes(b"".join(sections))
+    return path
+
+
+@pytest.mark.parametrize("capture", PCAPNGS, ids=lambda p: p.name)
+def test_pcapng_byte_ranges_give_the_serial_frames(client, capture):
+    serial = run([capture])
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([capture], engine)) == [], f"{n} byte ranges"
+        assert "fallback" not in engine.last_run
+
+
+def test_a_sectioned_pcapng_in_byte_ranges(client, tmp_path):
+    """Cut 1..8 ways, each range after the first carries its section's header and interfaces: the
+    serial frames, and the cuts fall in every section (ranges do start after a section change)."""
+    path = sectioned_pcapng(CAPTURES / "tls12_resumption.pcap", tmp_path / "sections.pcapng")
+    serial = run([path])
+    assert serial.stats["packets"] == len(pcap_records(CAPTURES / "tls12_resumption.pcap")[1])
+    headers = set()
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([path], engine)) == [], f"{n} byte ranges"
+        parts = partition_sources(open_sources([str(path)]), workers=2, pieces=n)
+        assert (len(parts) > 1) == (n > 1) and len(parts) <= n  # (two cuts may meet in one large packet)
+        headers |= {p.header[8:12] for p in parts if p.header}
+        for p in parts[1:]:
+            assert struct.unpack_from(">I" if p.header[8:12] == b"\x1a\x2b\x3c\x4d" else "<I",
+                                      path.read_bytes(), p.start or 0)[0] == 6  # an EPB starts there
+    assert headers == {b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"}  # ranges in both byte orders
 
 
 def test_all_bundled_captures_at_once_fall_back_to_the_serial_table(client):
