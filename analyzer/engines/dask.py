@@ -243,7 +243,7 @@ def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | 
                 k = int(np.searchsorted(starts, targets[t]))
                 while k < n:
                     at = int(off[k]) - 28
-                    if (at >= 0 and struct.unpack_from(order + "I", buf, at)[0] == 6
+                    if (at >= 0 and struct.unpack_from(order + "I", buf.data, at)[0] == 6
                             and int(ifid[k]) < len(described) and not (tshi[k] == tslo[k] == 0xFFFFFFFF)):
                         _, _, res, tsoff = described[int(ifid[k])]
                         raw = np.array([(int(tshi[k]) << 32) | int(tslo[k])], np.uint64)
@@ -260,14 +260,14 @@ def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | 
                 if len(buf) - pos < 12:
                     status = _walk.NEED_MORE
                 else:
-                    btype = struct.unpack_from("<I", buf, pos)[0]
+                    btype = struct.unpack_from("<I", buf.data, pos)[0]
                     if btype == 0x0A0D0D0A:
                         bom = bytes(buf[pos + 8 : pos + 12])
                         if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
                             break
                         swap = bom == b"\x1a\x2b\x3c\x4d"
                         order = ">" if swap else "<"
-                    blen = struct.unpack_from(order + "I", buf, pos + 4)[0]
+                    blen = struct.unpack_from(order + "I", buf.data, pos + 4)[0]
                     if blen < 12 or blen % 4 or blen > MAX_RECORD:
                         break
                     if pos + blen > len(buf):
