@@ -309,3 +309,25 @@ def test_progress_follows_the_tasks(client, tmp_path):
     assert len(set(done)) >= 6  # one step per partition at least
     assert seen[-1].files_done == 3 and seen[-1].packets == len(records)
     assert [s.files_done for s in seen] == sorted(s.files_done for s in seen)
+
+
+def test_results_through_the_spool_or_in_band(client, tmp_path):
+    """Workers that see the driver's spool directory leave their results there as Arrow IPC files
+    (mapped by the driver, removed with the directory); otherwise, or with spool=False, the same IPC
+    bytes come back as task results. Either way the serial frames."""
+    from analyzer.engines.dask import Spool, pack
+
+    capture = SAMPLE[0]
+    serial = run([capture])
+    base = tmp_path / "spool"
+    base.mkdir()
+    spooled = DaskEngine(client, pieces=3, spool=str(base))
+    assert differences(serial, run([capture], spooled)) == []
+    assert spooled.last_run["spooled"] == 3 and list(base.iterdir()) == []
+    in_band = DaskEngine(client, pieces=3, spool=False)
+    assert differences(serial, run([capture], in_band)) == []
+    assert in_band.last_run["spooled"] == 0
+    from analyzer.engines.dask import PartResult
+
+    unseen = pack(PartResult(0), Spool(str(tmp_path / "elsewhere"), ".driver-x"))  # another host's spool
+    assert unseen.packed is not None and unseen.packed.path is None and unseen.packed.data is not None
