@@ -331,3 +331,43 @@ def test_results_through_the_spool_or_in_band(client, tmp_path):
 
     unseen = pack(PartResult(0), Spool(str(tmp_path / "elsewhere"), ".driver-x"))  # another host's spool
     assert unseen.packed is not None and unseen.packed.path is None and unseen.packed.data is not None
+
+
+def test_boundary_keys_against_a_plain_reading_of_the_rule():
+    """The numpy boundary check against the rule read plainly, key by key, on random partitions:
+    a key's partition joins the previous one when its first packet comes within the idle timeout
+    of the latest packet of the key before it; segments of two partitions or more are re-run."""
+    import numpy as np
+
+    from analyzer.config import Options
+    from analyzer.engines.dask import PartResult, boundary_keys
+
+    options = Options()
+    f = options.flows
+    limits = {6: f.idle_timeout_tcp, 17: f.idle_timeout_udp, 1: f.idle_timeout_other}
+    rng = np.random.default_rng(15)
+    exercised = 0
+    for _ in range(200):
+        results = []
+        for p in range(int(rng.integers(1, 7))):
+            n = int(rng.integers(0, 30))
+            proto = rng.choice([6, 17, 1], n).astype(np.uint64)
+            keys = (rng.integers(0, 40, n).astype(np.uint64) << np.uint64(8)) | proto
+            first = rng.integers(0, 10**12, n) + p * 10**11
+            results.append(PartResult(p, keys=keys, first=first, last=first + rng.integers(0, 10**11, n)))
+        expected: dict[int, set[int]] = {}
+        for key in {int(k) for r in results for k in r.keys}:
+            seen = [(r.index, min(int(a) for k, a in zip(r.keys, r.first, strict=True) if k == key),
+                     max(int(b) for k, b in zip(r.keys, r.last, strict=True) if k == key))
+                    for r in results if key in r.keys]
+            latest = None
+            for j, (part, first, last) in enumerate(seen):
+                if latest is not None and first - latest <= int(limits[key & 0xFF] * 1e9):
+                    expected.setdefault(part, set()).add(key)
+                    expected.setdefault(seen[j - 1][0], set()).add(key)
+                latest = last if latest is None else max(latest, last)
+        got = boundary_keys(results, options)
+        assert {p: set(v.tolist()) for p, v in got.items()} == expected
+        assert all(list(v) == sorted(v) for v in got.values())
+        exercised += bool(expected)
+    assert exercised > 50
