@@ -962,6 +962,8 @@ class DaskEngine:
 
                 self._notice(f"dask engine: read by one serial table instead ({obstacle})")
                 self.last_run["fallback"] = obstacle
+                if meter is not None:  # the progress starts again with the serial reading
+                    meter.files_done = meter.packets = meter.bytes_before = 0
                 return SerialEngine().run(metered, options, collector, on_problem)
             rerun = boundary_keys(results, options)
             self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
