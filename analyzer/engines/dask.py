@@ -1,8 +1,13 @@
 """The Dask engine: the captures are partitioned and analysed on a Dask cluster, with the serial answer.
 
 Partitions: one per capture file, and a large classic pcap is cut into byte ranges at record
-boundaries (the record headers are walked once, with the reader's own compiled walker). pcapng,
-compressed captures and captures with a link type the decoder does not know are one partition each.
+boundaries, a large pcapng at Enhanced Packet Blocks, each range carrying the Section Header and
+Interface Description Blocks in force there (the blocks are walked once, with the reader's own
+compiled walker). Compressed captures and captures with a link type the decoder does not know are
+one partition each.
+
+Results come back as Arrow IPC streams, through a spool directory on the driver's host when the
+worker sees it (mapped by the driver, no copy), else as the task's result (`Spool`, `pack`).
 
 Why the answer is exactly the serial engine's (`SerialEngine`: every packet through one table):
 
@@ -66,8 +71,17 @@ MIN_PARTITION_BYTES = 64 << 20
 _WALK_CHUNK = 8 << 20  # bytes of record headers walked at once when cutting a pcap
 # The local cluster's workers without the statistical profiler (a sample every 10 ms: measured here
 # as ~0.4 CPU-s per worker per 200k-packet partition pair on a contended 2-core machine) and with a
-# slower event-loop health tick: the tasks are long and CPU-bound; the dashboard still works.
-QUIET_WORKERS = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "500ms"}
+# slower event-loop health tick, system monitor and memory monitor (idle worker CPU measured 6.4 ->
+# 2.6 ms per second; the memory limits still hold, checked each second instead of each 100 ms): the
+# tasks are long and CPU-bound; the dashboard still works. The nanny's MALLOC_TRIM_THRESHOLD_=65536
+# is left out of the workers' environment: it turns glibc's every large allocation (numpy batches,
+# the flow table's pools) into a fresh mmap, faulted in page by page, where the serial engine's
+# process reuses freed memory (glibc's default, which it keeps).
+QUIET_WORKERS: dict[str, object] = {
+    "distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s", "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+}
 PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": False, b"\xa1\xb2\xc3\xd4": True, b"\x4d\x3c\xb2\xa1": False,
                b"\xa1\xb2\x3c\x4d": True}  # magic -> big-endian (swap)
 
@@ -75,7 +89,8 @@ PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": False, b"\xa1\xb2\xc3\xd4": True, b"\x4d\x3c
 # ------------------------------------------------------------------------------------------ partitions
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """Some packets of one capture: the whole file, or records [start, end) of a classic pcap."""
+    """Some packets of one capture: the whole file, or the records or blocks [start, end) of an
+    uncompressed pcap or pcapng."""
 
     index: int  # reading order of the whole run
     source: int  # index of its capture among the run's sources
@@ -83,7 +98,9 @@ class Partition:
     start: int | None = None  # byte range (None: the whole file, read as the serial engine reads it)
     end: int | None = None
     first_index: int = 0  # packets of the file before `start`
-    header: bytes = b""  # the pcap file header, given to a range's reader
+    header: bytes = b""  # given to a range's reader before its bytes: the pcap file header, or the
+    # pcapng Section Header and Interface Description Blocks in force at `start`
+    pcapng: bool = False
 
     @property
     def is_range(self) -> bool:
@@ -92,7 +109,7 @@ class Partition:
 
 def partition_sources(sources: Sequence[Source], workers: int, min_bytes: int = MIN_PARTITION_BYTES,
                       pieces: int | None = None) -> list[Partition]:
-    """Partitions of the CaptureFile sources, in reading order. A classic (uncompressed) pcap is
+    """Partitions of the CaptureFile sources, in reading order. An uncompressed pcap or pcapng is
     cut into byte ranges when it is larger than `min_bytes` and than 1.5 x an equal share of the
     run (total / (2 x workers)); `pieces` forces a number of ranges per pcap (tests)."""
     files = [(i, s) for i, s in enumerate(sources) if isinstance(s, CaptureFile)]
@@ -102,14 +119,31 @@ def partition_sources(sources: Sequence[Source], workers: int, min_bytes: int = 
     out: list[Partition] = []
     for i, s in files:
         n = pieces if pieces is not None else (sizes[i] // share if sizes[i] > 1.5 * share else 1)
-        cuts = _pcap_cuts(s.path, n) if n > 1 else None
-        if not cuts:
-            out.append(Partition(len(out), i, s.path))
-            continue
-        header, bounds = cuts
-        for start, end, first in bounds:
-            out.append(Partition(len(out), i, s.path, start, end, first, header))
+        kind = _kind(s.path) if n > 1 else None
+        if kind == "pcap":
+            cuts = _pcap_cuts(s.path, n)
+            if cuts:
+                header, bounds = cuts
+                for start, end, first in bounds:
+                    out.append(Partition(len(out), i, s.path, start, end, first, header))
+                continue
+        elif kind == "pcapng":
+            ng = _pcapng_cuts(s.path, n)
+            if ng:
+                for start, end, first, header in ng:
+                    out.append(Partition(len(out), i, s.path, start, end, first, header, pcapng=True))
+                continue
+        out.append(Partition(len(out), i, s.path))
     return out
+
+
+def _kind(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return None
+    return "pcap" if magic in PCAP_MAGICS else "pcapng" if magic == b"\x0a\x0d\x0d\x0a" else None
 
 
 def _size(path: str) -> int:
@@ -178,6 +212,106 @@ def _pcap_cuts(path: str, pieces: int) -> tuple[bytes, list[tuple[int, int, int]
     return header, bounds
 
 
+def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | None:
+    """[(start, end, packets before start, header)]: `pieces` byte ranges of a pcapng file of nearly
+    equal size. The first runs from the file's start; each other starts at an Enhanced Packet Block
+    with a time (a Simple Packet Block takes its time from the packet before it, which another
+    range would not have) on a described interface, and its header is the Section Header Block and
+    the Interface Description Blocks of that section before it (interface ids are per section, and
+    only the linktype, resolution and offset of an interface reach the packets). The blocks are
+    walked with the reader's compiled walker; control blocks are read here. None (read whole) when
+    the file is damaged before a cut was found, or an interface has a link type the decoder does
+    not know (each range would report it again)."""
+    from analyzer.sources import _walk
+    from analyzer.sources.readers import MAX_RECORD, _linktype16, _parse_idb, _ticks_to_ns
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        targets = [size * k // pieces for k in range(1, pieces)]
+        rows = 1 << 16
+        off = np.empty(rows, np.int64)
+        cap, wire = np.empty(rows, np.int32), np.empty(rows, np.int32)
+        tshi, tslo, ifid = np.empty(rows, np.uint32), np.empty(rows, np.uint32), np.empty(rows, np.uint32)
+        aux = np.zeros(2, np.int64)
+        buf = np.zeros(0, np.uint8)
+        base, pos, seen, t = 0, 0, 0, 0
+        swap, order = False, "<"
+        shb = b""
+        idbs: list[bytes] = []
+        described: list[tuple[int, int, int, int]] = []
+        cuts: list[tuple[int, int, bytes]] = []
+        while t < len(targets):
+            n, pos, status = _walk.walk_pcapng(buf, pos, len(buf), swap, MAX_RECORD, off, cap, wire, tshi, tslo,
+                                               ifid, aux)
+            starts = base + off[:n] - 28  # an EPB's block (the candidates; others are skipped below)
+            while t < len(targets) and n and starts[-1] >= targets[t]:
+                k = int(np.searchsorted(starts, targets[t]))
+                while k < n:
+                    at = int(off[k]) - 28
+                    if (at >= 0 and struct.unpack_from(order + "I", buf.data, at)[0] == 6
+                            and int(ifid[k]) < len(described) and not (tshi[k] == tslo[k] == 0xFFFFFFFF)):
+                        _, _, res, tsoff = described[int(ifid[k])]
+                        raw = np.array([(int(tshi[k]) << 32) | int(tslo[k])], np.uint64)
+                        if _ticks_to_ns(raw, res, tsoff)[1] is None:
+                            break
+                    k += 1
+                if k >= n:
+                    break  # no packet to cut at in these rows: the next ones
+                cuts.append((int(starts[k]), seen + k, shb + b"".join(idbs)))
+                while t < len(targets) and targets[t] <= starts[k]:
+                    t += 1
+            seen += n
+            if status == _walk.CONTROL:
+                if len(buf) - pos < 12:
+                    status = _walk.NEED_MORE
+                else:
+                    btype = struct.unpack_from("<I", buf.data, pos)[0]
+                    if btype == 0x0A0D0D0A:
+                        bom = bytes(buf[pos + 8 : pos + 12])
+                        if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                            break
+                        swap = bom == b"\x1a\x2b\x3c\x4d"
+                        order = ">" if swap else "<"
+                    blen = struct.unpack_from(order + "I", buf.data, pos + 4)[0]
+                    if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                        break
+                    if pos + blen > len(buf):
+                        status = _walk.NEED_MORE
+                    else:
+                        block = bytes(buf[pos : pos + blen])
+                        if btype == 0x0A0D0D0A:
+                            shb, idbs, described = block, [], []
+                        else:
+                            if len(block) < 20:
+                                break
+                            lt, snap, res, tsoff = _parse_idb(block[8:-4], order)
+                            if _linktype16(lt) not in SUPPORTED_LINKTYPES:
+                                return None
+                            idbs.append(block)
+                            described.append((lt, snap, res, tsoff))
+                        pos += blen
+                        continue
+            if status == _walk.NEED_MORE:
+                more = f.read(_WALK_CHUNK)
+                if not more:
+                    break
+                buf = np.concatenate([buf[pos:], np.frombuffer(more, np.uint8)])
+                base += pos
+                pos = 0
+            elif status != _walk.FULL:
+                break  # damage: the rest of the file is the last range
+    cuts = [c for j, c in enumerate(cuts) if c[0] > 0 and (j == 0 or c[0] > cuts[j - 1][0])]
+    if not cuts:
+        return None
+    begins = [(0, 0, b""), *cuts]
+    return [(b, begins[j + 1][0] if j + 1 < len(begins) else size, first, header)
+            for j, (b, first, header) in enumerate(begins)]
+
+
 class _Range:
     """A raw stream of a pcap's header followed by its bytes [start, end): a range reads as a pcap."""
 
@@ -210,15 +344,16 @@ def _batches(part: Partition, name: str) -> Iterator[PacketBatch]:
     if not part.is_range:
         yield from CaptureFile(part.path).batches()
         return
-    from analyzer.sources.readers import _ChunkReader, read_pcap
+    from analyzer.sources.readers import _ChunkReader, read_pcap, read_pcapng
 
     assert part.start is not None and part.end is not None
     stream = _Range(part.path, part.header, part.start, part.end)
     try:
         reader = _ChunkReader(stream, name)
-        reader.base = part.start - 24  # the header stands in front of the range
+        reader.base = part.start - len(part.header)  # the header stands in front of the range
         reader.refill(0)
-        for batch in read_pcap(reader, name, part.header):
+        batches = read_pcapng(reader, name) if part.pcapng else read_pcap(reader, name, part.header)
+        for batch in batches:
             batch.first_index += part.first_index
             yield batch
     finally:
@@ -313,6 +448,10 @@ class PartResult:
     decode_anomalies: dict[str, int] = field(default_factory=dict)
     flow_chunks: list[dict[str, Any]] = field(default_factory=list)
     frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    packed: Packed | None = None  # flow_chunks and frames as Arrow IPC, on their way to the driver
+    # FTP control flows' announcements, in the order made: (control uid, its start and end ns, the
+    # ftp_data rows' host, port, protected): the data links are made again in the driver, across partitions
+    announcements: list[tuple[str, int, int, list[tuple[object, object, bool]]]] = field(default_factory=list)
     merges: list[tuple[str, float, str, list[dict[str, object]]]] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per flow
     first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # its first packet, ns
@@ -321,6 +460,111 @@ class PartResult:
     max_ts: int | None = None
     forwards: bool = True  # no packet earlier than one before it
     later_fragments: bool = False  # IP fragments after the first (ports from the fragment table)
+    cpu: float = 0.0  # CPU seconds of the task's thread (the engine's accounting: `last_run`)
+
+
+# ------------------------------------------------------------------------------------------ results as Arrow IPC
+@dataclass(frozen=True, slots=True)
+class Spool:
+    """A directory of the driver's host where workers that can see it leave their results as Arrow
+    IPC files, which the driver maps into memory: no copy through the Dask comms (measured here:
+    ~0.45 CPU-s of the driver and ~0.3 of the workers per 80 MB of results sent as task results,
+    against ~0.02 to write and map them). A worker knows it shares the directory when it sees the
+    `token` file, whose random name only the driver knows; on another host (or when writing fails)
+    the same IPC bytes travel as the task's result instead."""
+
+    path: str
+    token: str
+
+    @staticmethod
+    def make(base: str | None) -> Spool:
+        import tempfile
+
+        root = base or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)  # memory, not disk
+        path = tempfile.mkdtemp(prefix="intransit-dask-", dir=root)
+        token = f".driver-{os.urandom(8).hex()}"
+        with open(os.path.join(path, token), "wb"):
+            pass
+        return Spool(path, token)
+
+    def visible(self) -> bool:
+        return os.path.exists(os.path.join(self.path, self.token))
+
+
+@dataclass(slots=True)
+class Packed:
+    """A partition's frames as a sequence of Arrow IPC streams (one per chunk), in a spool file or
+    in `data`; `index` is (frame, offset, length) of each stream ("flows": the flow chunks)."""
+
+    index: list[tuple[str, int, int]]
+    path: str | None = None
+    data: Any = None  # a pyarrow Buffer, sent out of band by Dask's pickling
+
+
+def _write_streams(sink: Any, chunks: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, int, int]]:
+    import pyarrow as pa
+
+    index = []
+    for frame, chunk in chunks:
+        start = sink.tell()
+        batch = pa.RecordBatch.from_arrays(list(chunk.values()), names=list(chunk))
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        index.append((frame, start, sink.tell() - start))
+    return index
+
+
+def pack(result: PartResult, spool: Spool | None) -> PartResult:
+    """The result's chunks into Arrow IPC (a spool file when the driver's spool is visible here)."""
+    import pyarrow as pa
+
+    chunks = [("flows", c) for c in result.flow_chunks]
+    chunks += [(frame, c) for frame, cs in result.frames.items() for c in cs]
+    result.flow_chunks, result.frames = [], {}
+    if spool is not None and spool.visible():
+        path = os.path.join(spool.path, f"part-{result.index}-{os.urandom(6).hex()}.arrows")
+        try:
+            with pa.OSFile(path, "wb") as f:
+                result.packed = Packed(_write_streams(f, chunks), path=path)
+            return result
+        except OSError:  # the spool went away (the driver ended) or is full: in-band then
+            with _suppress_oserror():
+                os.unlink(path)
+    out = pa.BufferOutputStream()
+    index = _write_streams(out, chunks)
+    result.packed = Packed(index, data=out.getvalue())
+    return result
+
+
+def unpack(result: PartResult) -> PartResult:
+    """The driver's side of `pack`: the chunks as Arrow columns over the mapped file (no copy);
+    the file is unlinked at once (the mapping keeps its pages until the columns are freed)."""
+    import pyarrow as pa
+
+    packed, result.packed = result.packed, None
+    if packed is None:
+        return result
+    if packed.path is not None:
+        with pa.memory_map(packed.path) as f:
+            data = f.read_buffer()
+        with _suppress_oserror():
+            os.unlink(packed.path)
+    else:
+        data = packed.data
+    for frame, start, length in packed.index:
+        batch = pa.ipc.open_stream(data.slice(start, length)).read_next_batch()
+        chunk = dict(zip(batch.schema.names, batch.columns, strict=True))
+        if frame == "flows":
+            result.flow_chunks.append(chunk)
+        else:
+            result.frames.setdefault(frame, []).append(chunk)
+    return result
+
+
+def _suppress_oserror() -> Any:
+    from contextlib import suppress
+
+    return suppress(OSError)
 
 
 _READY = threading.Lock()
@@ -366,6 +610,18 @@ class _Worker:
         self.out = PartResult(index, merges=merges)
         self.table = _keyed_table(_flow_options(options))
         self.collector = PartCollector(options, local, key=key)
+        link = self.collector.ftp_link
+        if link is not None:
+            said = self.out.announcements
+            announce = link.announce
+
+            def recorded(control_uid: str, start_ns: int, end_ns: int,
+                         rows: list[dict[str, object]]) -> list[dict[str, object]]:
+                said.append((control_uid, start_ns, end_ns,
+                             [(r.get("host"), r.get("port"), bool(r.get("protected"))) for r in rows]))
+                return announce(control_uid, start_ns, end_ns, rows)
+
+            link.announce = recorded  # type: ignore[method-assign]
         self.keys: list[np.ndarray] = []
         self.first: list[np.ndarray] = []
         self.last: list[np.ndarray] = []
@@ -398,12 +654,14 @@ class _Worker:
         return out
 
 
-def run_partition(part: Partition, name: str, options: Options, plan: Plan, key: bytes | None) -> PartResult:
+def run_partition(part: Partition, name: str, options: Options, plan: Plan, key: bytes | None,
+                  spool: Spool | None = None) -> PartResult:
     """Pass 1 of one partition: read, decode, flow table from empty, dissect, frames as Arrow chunks."""
     from analyzer.decode import ANOMALY_NAMES, decode
     from analyzer.decode import _kernel as D
 
     prepare_worker()
+    cpu = time.thread_time()
     work = _Worker(options, plan, key, part.index)
     out = work.out
     try:
@@ -435,7 +693,9 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
             work.fold(decoded)
     except CaptureError as exc:
         out.error = exc
-    return work.finish()
+    done = pack(work.finish(), spool)
+    done.cpu = time.thread_time() - cpu
+    return done
 
 
 def boundary_packets(part: Partition, name: str, options: Options, wanted: np.ndarray) -> list[PacketBatch]:
@@ -479,7 +739,8 @@ def _subset(batch: PacketBatch, pick: np.ndarray) -> PacketBatch:
                        batch.linktype[pick], batch.first_index)
 
 
-def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Plan, key: bytes | None) -> PartResult:
+def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Plan, key: bytes | None,
+                 spool: Spool | None = None) -> PartResult:
     """The boundary keys' packets of every partition, in reading order, through one flow table."""
     from analyzer.decode import decode
 
@@ -488,7 +749,7 @@ def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Pla
     for batches in parts:
         for batch in batches:
             work.fold(decode(batch, options.decode))
-    return work.finish()
+    return pack(work.finish(), spool)
 
 
 # ------------------------------------------------------------------------------------------ driver side
@@ -499,26 +760,48 @@ def boundary_keys(results: Sequence[PartResult], options: Options) -> dict[int, 
     than the first packet) and the last (the latest flow end). A key's packets in partition k start
     afresh in the serial table when the first comes more than its idle timeout after the latest
     before k; otherwise k joins the segment of the partition before; segments of two or more
-    partitions are re-run."""
-    from analyzer._pandas import pd
-
-    frames = [pd.DataFrame({"part": r.index, "key": r.keys, "first": r.first, "last": r.last})
-              for r in results if len(r.keys)]
-    if not frames:
+    partitions are re-run. In numpy over the sorted (key, partition) pairs; only keys seen in two
+    partitions or more are looked at further (a few, against all the run's flows)."""
+    have = [r for r in results if len(r.keys)]
+    if not have:
         return {}
-    df = pd.concat(frames, ignore_index=True).groupby(["key", "part"], sort=True).agg(
-        first=("first", "min"), last=("last", "max")).reset_index()
+    key = np.concatenate([r.keys for r in have])
+    part = np.concatenate([np.full(len(r.keys), r.index, np.int64) for r in have])
+    first = np.concatenate([r.first for r in have])
+    last = np.concatenate([r.last for r in have])
+    order = np.lexsort((part, key))
+    key, part, first, last = key[order], part[order], first[order], last[order]
+    # one row per (key, partition): its earliest first and latest last packet
+    new = np.ones(len(key), np.bool_)
+    new[1:] = (key[1:] != key[:-1]) | (part[1:] != part[:-1])
+    starts = np.flatnonzero(new)
+    key, part = key[starts], part[starts]
+    first, last = np.minimum.reduceat(first, starts), np.maximum.reduceat(last, starts)
+    # keys in two partitions or more
+    same = key[1:] == key[:-1]
+    multi = np.zeros(len(key), np.bool_)
+    multi[1:] |= same
+    multi[:-1] |= same
+    if not multi.any():
+        return {}
+    key, part, first, last = key[multi], part[multi], first[multi], last[multi]
+    head = np.ones(len(key), np.bool_)
+    head[1:] = key[1:] != key[:-1]
+    group_start = np.flatnonzero(head)
+    pos = np.arange(len(key)) - np.repeat(group_start, np.diff(np.append(group_start, len(key))))
+    before = last.copy()  # the latest last packet of the key up to this partition (a cummax per key)
+    for j in range(1, int(pos.max()) + 1):
+        at = np.flatnonzero(pos == j)
+        before[at] = np.maximum(before[at - 1], last[at])
     f = options.flows
-    proto = (df["key"].to_numpy() & np.uint64(0xFF)).astype(np.int64)
+    proto = (key & np.uint64(0xFF)).astype(np.int64)
     limit = np.where(proto == 6, f.idle_timeout_tcp, np.where(proto == 17, f.idle_timeout_udp, f.idle_timeout_other))
     limit_ns = (limit * 1e9).astype(np.int64)
-    same = df["key"].to_numpy()[1:] == df["key"].to_numpy()[:-1]
-    before = df.groupby("key", sort=False)["last"].cummax().to_numpy()
-    joined = np.zeros(len(df), np.bool_)  # continues the segment of the key's previous partition
-    joined[1:] = same & (df["first"].to_numpy()[1:] - before[:-1] <= limit_ns[1:])
+    joined = np.zeros(len(key), np.bool_)  # continues the segment of the key's previous partition
+    joined[1:] = ~head[1:] & (first[1:] - before[:-1] <= limit_ns[1:])
     rerun = joined.copy()
     rerun[:-1] |= joined[1:]  # a segment's first partition too
-    parts, keys = df["part"].to_numpy()[rerun], df["key"].to_numpy()[rerun]
+    parts, keys = part[rerun], key[rerun]
     return {int(p): np.sort(keys[parts == p]) for p in np.unique(parts).tolist()}
 
 
@@ -544,6 +827,26 @@ def serial_obstacle(results: Sequence[PartResult], options: Options) -> str | No
     return None
 
 
+class _TaskProgress:
+    """The progress display follows the tasks: when a partition's task ends, its bytes (as stored)
+    and packets count, and its capture when it was the capture's last partition."""
+
+    def __init__(self, parts: Sequence[Partition], names: dict[int, str], meter: Any) -> None:
+        self.meter, self.names = meter, names
+        self.left: dict[int, int] = {}
+        for p in parts:
+            self.left[p.source] = self.left.get(p.source, 0) + 1
+
+    def done(self, part: Partition, result: PartResult) -> None:
+        if self.meter is None:
+            return
+        self.left[part.source] -= 1
+        size = part.end - part.start if part.end is not None and part.start is not None else _size(part.path)
+        if part.is_range and part.first_index == 0:
+            size += len(part.header)  # the file header is the first range's
+        self.meter.finished(self.names[part.source], size, result.packets, self.left[part.source] == 0)
+
+
 # ------------------------------------------------------------------------------------------ engine
 class DaskEngine:
     """Runs an analysis on a Dask cluster with the serial engine's answer (see the module docstring).
@@ -552,13 +855,16 @@ class DaskEngine:
     connects to a scheduler for the run; `DaskEngine(workers=N)` (or nothing) starts a LocalCluster
     of N worker processes x 1 thread for the run and closes it after. `on_notice(text)` hears what a
     user should know (the local cluster's dashboard address, a serial fallback); `notes` keeps it.
-    `pieces` cuts every classic pcap into that many byte ranges (tests); `processes=False` runs a
-    local cluster's workers as threads of this process (tests).
+    `pieces` cuts every uncompressed pcap and pcapng into that many byte ranges (tests); `processes=False` runs a
+    local cluster's workers as threads of this process (tests). `spool`: the directory where workers
+    on this host leave their results for the driver to map (`Spool`; default /dev/shm, else the
+    temporary directory), False to send every result through Dask.
     """
 
     def __init__(self, client: Any = None, scheduler: str | None = None, workers: int | None = None, *,
                  on_notice: Callable[[str], None] | None = None, pieces: int | None = None,
-                 processes: bool = True, min_partition_bytes: int = MIN_PARTITION_BYTES) -> None:
+                 processes: bool = True, min_partition_bytes: int = MIN_PARTITION_BYTES,
+                 spool: str | bool | None = None) -> None:
         if client is not None and scheduler is not None:
             raise UsageError("give a Dask client or a scheduler address, not both")
         if workers is not None and workers < 1:
@@ -566,6 +872,8 @@ class DaskEngine:
         self.client, self.scheduler, self.workers = client, scheduler, workers
         self.on_notice = on_notice
         self.pieces, self.processes, self.min_partition_bytes = pieces, processes, min_partition_bytes
+        self.spool = spool
+        self.tasks_done_cpu = 0.0
         self.notes: list[str] = []
         self.last_run: dict[str, object] = {}
 
@@ -576,10 +884,11 @@ class DaskEngine:
 
     def run(self, sources: Sequence[Source], options: Options, collector: Collector,
             on_problem: Callable[[Problem], None]) -> Analysis:
+        from analyzer.engines.progress import unmetered
         from analyzer.engines.serial import SerialEngine
 
         if not all(isinstance(s, SkippedPath) or (isinstance(s, CaptureFile) and s.path != "-")
-                   for s in sources):
+                   for s in unmetered(sources)[0]):
             self._notice("dask engine: sources other than capture files are read by the serial engine")
             return SerialEngine().run(sources, options, collector, on_problem)
         with self._connect() as client:
@@ -615,34 +924,60 @@ class DaskEngine:
 
     def _run(self, client: Any, sources: list[Source], options: Options, collector: Collector,
              on_problem: Callable[[Problem], None]) -> Analysis:
+        from distributed import as_completed
+
         from analyzer.dissect.credentials import run_key
+        from analyzer.engines.progress import unmetered
 
         t0 = time.perf_counter()
+        metered, (sources, meter) = sources, unmetered(sources)
         workers = max(1, len(client.scheduler_info().get("workers", {})) or (self.workers or 1))
         parts = partition_sources(sources, workers, self.min_partition_bytes, self.pieces)
         key = run_key(collector.context) if collector.dissection is not None else None
         names = {i: s.name for i, s in enumerate(sources)}
         plan = replace(collector.plan, stages=())  # stages run in the driver, on the merged flows
-        futures = [client.submit(run_partition, p, names[p.source], options, plan, key, pure=False,
-                                 key=f"intransit-part-{p.index}-{os.urandom(4).hex()}") for p in parts]
-        results: list[PartResult] = client.gather(futures)
-        del futures
-        t_pass1 = time.perf_counter()
-        obstacle = serial_obstacle(results, options)
-        self.last_run = {"partitions": len(parts), "workers": workers, "pass1_s": round(t_pass1 - t0, 3)}
-        if obstacle is not None:
-            from analyzer.engines.serial import SerialEngine
+        spool = Spool.make(self.spool if isinstance(self.spool, str) else None) if self.spool is not False else None
+        try:
+            futures = {client.submit(run_partition, p, names[p.source], options, plan, key, spool, pure=False,
+                                     key=f"intransit-part-{p.index}-{os.urandom(4).hex()}"): p for p in parts}
+            got: dict[int, PartResult] = {}
+            progress = _TaskProgress(parts, names, meter)
+            spooled = 0
+            for future in as_completed(futures):
+                part = futures[future]
+                result = future.result()
+                spooled += result.packed is not None and result.packed.path is not None
+                got[part.index] = result = unpack(result)
+                future.release()
+                progress.done(part, result)
+            del futures
+            results = [got[p.index] for p in parts]
+            t_pass1 = time.perf_counter()
+            self.tasks_done_cpu = time.process_time()  # the driver's sequential tail starts (bench/dask_cpu.py)
+            obstacle = serial_obstacle(results, options)
+            self.last_run = {"partitions": len(parts), "workers": workers, "pass1_s": round(t_pass1 - t0, 3),
+                             "tasks_cpu_s": round(sum(r.cpu for r in results), 3), "spooled": spooled}
+            if obstacle is not None:
+                from analyzer.engines.serial import SerialEngine
 
-            self._notice(f"dask engine: read by one serial table instead ({obstacle})")
-            self.last_run["fallback"] = obstacle
-            return SerialEngine().run(sources, options, collector, on_problem)
-        rerun = boundary_keys(results, options)
-        self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
-        boundary: PartResult | None = None
-        if rerun:
-            picked = [client.submit(boundary_packets, parts[i], names[parts[i].source], options, rerun[i],
-                                    pure=False) for i in sorted(rerun)]
-            boundary = client.submit(run_boundary, picked, options, plan, key, pure=False).result()
+                self._notice(f"dask engine: read by one serial table instead ({obstacle})")
+                self.last_run["fallback"] = obstacle
+                if meter is not None:  # the progress starts again with the serial reading
+                    meter.files_done = meter.packets = meter.bytes_before = 0
+                return SerialEngine().run(metered, options, collector, on_problem)
+            rerun = boundary_keys(results, options)
+            self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
+            boundary: PartResult | None = None
+            if rerun:
+                picked = [client.submit(boundary_packets, parts[i], names[parts[i].source], options, rerun[i],
+                                        pure=False) for i in sorted(rerun)]
+                boundary = unpack(client.submit(run_boundary, picked, options, plan, key, spool,
+                                                pure=False).result())
+        finally:
+            if spool is not None:
+                import shutil
+
+                shutil.rmtree(spool.path, ignore_errors=True)
         t_pass2 = time.perf_counter()
         self.last_run["pass2_s"] = round(t_pass2 - t_pass1, 3)
         analysis = self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
@@ -702,10 +1037,14 @@ class DaskEngine:
             total += packets
             rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
                          "offset": offset})
+        gone: set[str] = set()
         for r in results:
-            self._take(collector, r, rerun.get(r.index))
+            gone |= self._take(collector, r, rerun.get(r.index))
         if boundary is not None:
             self._take(collector, boundary, None)
+        if collector.ftp_link is not None and len(results) > 1:
+            said = [a for r in results for a in r.announcements if a[0] not in gone]
+            _relink_ftp(collector, said + (boundary.announcements if boundary is not None else []))
         for (name, kind), cnt in decode_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total == 0 and errors:
@@ -718,9 +1057,9 @@ class DaskEngine:
         return collector.finish(rows, stats)
 
     @staticmethod
-    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> None:
+    def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> set[str]:
         """A partition's chunks into the collector, without the flows of the keys in `dropped`
-        (re-run across partitions) nor their rows."""
+        (re-run across partitions) nor their rows; returns the uids of the flows left out."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -749,3 +1088,57 @@ class DaskEngine:
         for frame, ts, uid, rows in result.merges:
             if uid not in gone:
                 collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
+        return gone
+
+
+def _relink_ftp(collector: Collector, announcements: list[tuple[str, int, int, list[tuple[object, object, bool]]]]
+                ) -> None:
+    """FTP data channels linked across partitions (analyzer.dissect.ftp_link): each partition
+    linked the data flows it saw to the announcements it saw, and a control flow re-run across a
+    boundary was dissected apart from the data flows of other partitions. Here the run's kept
+    announcements are replayed in the order the serial table ends their control flows (end time,
+    then uid), each after the kept flows that ended before it, through one FtpDataLink: that gives
+    the ftp_data rows' `data_uid` as a serial run gives them, and leaves the link's final
+    announcements in the collector, whose `finish` sets `ftp_control_uid` (and the data flows'
+    protection) on every chunk of flows, as at the end of a serial in-memory run."""
+    import pyarrow as pa
+
+    from analyzer import schema
+    from analyzer.dissect.ftp_link import FtpDataLink
+
+    said = sorted(announcements, key=lambda a: (a[2], a[0]))
+    if not said:
+        return
+    chunks = collector.flow_chunks
+    cols = {name: np.concatenate([c[name].to_numpy(zero_copy_only=False) for c in chunks]) if chunks else
+            np.zeros(0, object) for name in ("uid", "server_ip", "server_port", "transport")}
+    for name in ("ts_start", "ts_end"):
+        cols[name] = (np.concatenate([c[name].view(pa.int64()).fill_null(0).to_numpy() for c in chunks])
+                      if chunks else np.zeros(0, np.int64))
+    order = np.lexsort((cols["uid"], cols["ts_end"]))
+    ends = cols["ts_end"][order]
+    link = FtpDataLink()
+    fed = 0
+    data_uids: dict[tuple[str, object, object], list[object]] = {}
+    for control_uid, start, end, rows in said:
+        upto = int(np.searchsorted(ends, end, side="left"))
+        if upto > fed:  # the flows that ended before this control flow
+            at = order[fed:upto]
+            link.ended({name: col[at] for name, col in cols.items()})
+            fed = upto
+        dict_rows: list[dict[str, object]] = [{"host": h, "port": p, "protected": pr} for h, p, pr in rows]
+        for (h, p, _), row in zip(rows, link.announce(control_uid, start, end, dict_rows), strict=True):
+            data_uids.setdefault((control_uid, h, p), []).append(row.get("data_uid"))
+    collector.ftp_link = link
+    frame_chunks = collector.frames.get("ftp_data", [])
+    data_uid_type = collector.plan.schemas["ftp_data"]["data_uid"]
+    for k, chunk in enumerate(frame_chunks):
+        uids, hosts, ports = (chunk[c].to_pylist() for c in ("uid", "host", "port"))
+        taken: dict[tuple[str, object, object], int] = {}
+        values = []
+        for key in zip(uids, hosts, ports, strict=True):
+            got = data_uids.get(key, [])
+            i = taken.get(key, 0)
+            taken[key] = i + 1
+            values.append(got[i] if i < len(got) else None)
+        frame_chunks[k] = {**chunk, "data_uid": schema.arrow_column(values, data_uid_type)}

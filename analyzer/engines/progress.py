@@ -23,7 +23,7 @@ from analyzer.sources.readers import InputPosition
 if TYPE_CHECKING:
     from analyzer.sources.batch import PacketBatch
 
-__all__ = ["Progress", "metered"]
+__all__ = ["Progress", "metered", "unmetered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,16 @@ class _Meter:
             self.started = now
         self.on_progress(Progress(self.files_done, self.files_total, current, self.packets,
                                   self.bytes_before + bytes_in_current, self.bytes_total, now - self.started))
+
+
+    def finished(self, name: str, nbytes: int, packets: int, file_done: bool) -> None:
+        """A piece of a capture was read elsewhere (engines.dask: a task on a worker ended): its
+        bytes and packets count now, and the capture when it was its last piece."""
+        self.packets += packets
+        self.bytes_before += nbytes
+        if file_done:
+            self.files_done += 1
+        self.report(None if file_done else name, 0)
 
 
 class _Metered:
@@ -129,3 +139,16 @@ def metered(sources: Sequence[Any], on_progress: Callable[[Progress], None],
     meter = _Meter(sizes, on_progress, clock)
     by_id = {id(s): size for s, size in zip(readable, sizes, strict=True)}
     return [s if isinstance(s, SkippedPath) else _Metered(s, by_id[id(s)], meter) for s in sources]
+
+
+def unmetered(sources: Sequence[Any]) -> tuple[list[Any], _Meter | None]:
+    """The plain sources behind `metered` ones, and their meter (None when none is metered): for an
+    engine that reads the sources elsewhere and reports progress itself (`_Meter.finished`)."""
+    meter = None
+    plain = []
+    for s in sources:
+        if isinstance(s, _Metered):
+            meter = s.meter
+            s = s.source
+        plain.append(s)
+    return plain, meter

@@ -18,10 +18,11 @@ pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
 from support.engine_helpers import bench_capture, differences
-from support.pcap_helpers import pcap_bytes, pcap_records, write_rotated
+from support.pcap_helpers import epb, idb, pcap_bytes, pcap_records, shb, spb, unknown_block, write_rotated
 
 import analyzer
 from analyzer.engines.dask import DaskEngine, partition_sources
+from analyzer.engines.progress import Progress
 from analyzer.sources.base import open_sources
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
@@ -73,11 +74,71 @@ def test_rotated_files_give_the_serial_frames(client, capture, tmp_path):
         assert engine.last_run["partitions"] == len(paths)
 
 
-@pytest.mark.parametrize("capture", OTHERS, ids=lambda p: p.name)
-def test_pcapng_and_compressed_are_one_partition(client, capture):
+COMPRESSED = sorted(CAPTURES.glob("*.gz"))
+PCAPNGS = sorted(CAPTURES.glob("*.pcapng"))
+
+
+@pytest.mark.parametrize("capture", COMPRESSED, ids=lambda p: p.name)
+def test_compressed_is_one_partition(client, capture):
     engine = DaskEngine(client, pieces=4)
     assert differences(run([capture]), run([capture], engine)) == []
     assert engine.last_run["partitions"] == 1
+
+
+def sectioned_pcapng(source: Path, path: Path) -> Path:
+    """The packets of classic pcap `source` as a pcapng of three sections (little-, big-, little-
+    endian) with two interfaces each (microsecond and nanosecond ticks, the second with a time
+    offset of 1000 s taken back from its ticks), packets alternating between them, a Simple Packet
+    Block now and then (it takes the time of the packet before it), and an unknown block: every
+    kind of block a cut must step over or carry to the range after it."""
+    _, records = pcap_records(source)
+    sections = []
+    for s, chunk in enumerate((records[: len(records) // 3], records[len(records) // 3 : 2 * len(records) // 3],
+                               records[2 * len(records) // 3 :])):
+        order = ">" if s == 1 else "<"
+        blocks = [shb(order), idb(1, order, tsresol=6), unknown_block(order=order),
+                  idb(1, order, tsresol=9, tsoffset=1000)]
+        for k, rec in enumerate(chunk):
+            sec, usec, caplen, _ = struct.unpack("<IIII", rec[:16])
+            data = rec[16 : 16 + caplen]
+            ns = sec * 1_000_000_000 + usec * 1000
+            if k % 7 == 6:
+                blocks.append(spb(data, order))
+            elif k % 2:
+                blocks.append(epb(1, ns - 1000 * 1_000_000_000, data, order))
+            else:
+                blocks.append(epb(0, ns // 1000, data, order))
+        sections.append(b"".join(blocks))
+    path.write_bytes(b"".join(sections))
+    return path
+
+
+@pytest.mark.parametrize("capture", PCAPNGS, ids=lambda p: p.name)
+def test_pcapng_byte_ranges_give_the_serial_frames(client, capture):
+    serial = run([capture])
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([capture], engine)) == [], f"{n} byte ranges"
+        assert "fallback" not in engine.last_run
+
+
+def test_a_sectioned_pcapng_in_byte_ranges(client, tmp_path):
+    """Cut 1..8 ways, each range after the first carries its section's header and interfaces: the
+    serial frames, and the cuts fall in every section (ranges do start after a section change)."""
+    path = sectioned_pcapng(CAPTURES / "tls12_resumption.pcap", tmp_path / "sections.pcapng")
+    serial = run([path])
+    assert serial.stats["packets"] == len(pcap_records(CAPTURES / "tls12_resumption.pcap")[1])
+    headers = set()
+    for n in range(1, 9):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([path], engine)) == [], f"{n} byte ranges"
+        parts = partition_sources(open_sources([str(path)]), workers=2, pieces=n)
+        assert (len(parts) > 1) == (n > 1) and len(parts) <= n  # (two cuts may meet in one large packet)
+        headers |= {p.header[8:12] for p in parts if p.header}
+        for p in parts[1:]:
+            assert struct.unpack_from(">I" if p.header[8:12] == b"\x1a\x2b\x3c\x4d" else "<I",
+                                      path.read_bytes(), p.start or 0)[0] == 6  # an EPB starts there
+    assert headers == {b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"}  # ranges in both byte orders
 
 
 def test_all_bundled_captures_at_once_fall_back_to_the_serial_table(client):
@@ -85,7 +146,9 @@ def test_all_bundled_captures_at_once_fall_back_to_the_serial_table(client):
     partitions, so the engine reads them serially (and says so) rather than guess."""
     paths = [*PCAPS, *OTHERS]
     engine = DaskEngine(client)
-    assert differences(run(paths), run(paths, engine)) == []
+    seen: list[Progress] = []
+    assert differences(run(paths), run(paths, engine, on_progress=seen.append)) == []
+    assert seen[-1].bytes_done == seen[-1].bytes_total and seen[-1].files_done == seen[-1].files_total  # once
     assert "time goes backwards" in str(engine.last_run.get("fallback"))
     assert any("serial table" in note for note in engine.notes)
 
@@ -209,3 +272,104 @@ def test_a_busy_default_dashboard_port_is_no_warning():
         assert differences(run([capture]), run([capture], engine)) == []
     finally:
         holder.close()
+
+
+def test_ftp_data_links_across_partitions(client, tmp_path):
+    """The data channel and its control flow in different rotated files (every cut into two files,
+    and each packet a file of its own): the flows' ftp_control_uid and the ftp_data rows' data_uid
+    are the serial ones. The link is made in the driver from every partition's announcements."""
+    path = CAPTURES / "ftp_login.pcap"  # (ftps_explicit announces nothing in the clear: no link)
+    _, records = pcap_records(path)
+    serial = run([path])
+    linked = serial.flows["ftp_control_uid"].notna().sum()
+    assert linked, "the capture has a linked data channel"
+    for cuts in [[k] for k in range(1, len(records))] + [list(range(1, len(records)))]:
+        out = tmp_path / f"cut{cuts[0]}-{len(cuts)}"
+        out.mkdir()
+        paths = write_rotated(path, out, cuts)
+        engine = DaskEngine(client)
+        got = run(paths, engine)
+        assert differences(run(paths), got) == [], f"rotated at {cuts}"
+        assert got.flows["ftp_control_uid"].notna().sum() == linked
+
+
+def test_progress_follows_the_tasks(client, tmp_path):
+    """on_progress with the dask engine: the engine still distributes (it did read serially when
+    analyze() wrapped the sources for metering), and the bytes advance as partitions end, to the
+    total, with a snapshot per partition."""
+    capture = CAPTURES / "tls12_resumption.pcap"
+    _, records = pcap_records(capture)
+    paths = write_rotated(capture, tmp_path, [len(records) // 3, 2 * len(records) // 3])
+    seen: list[Progress] = []
+    engine = DaskEngine(client, pieces=2)
+    got = run(paths, engine, on_progress=seen.append)
+    assert differences(run(paths), got) == []
+    assert engine.last_run["partitions"] == 6 and "fallback" not in engine.last_run
+    total = sum(p.stat().st_size for p in paths)
+    done = [s.bytes_done for s in seen]
+    assert done == sorted(done) and done[-1] == total and seen[-1].bytes_total == total
+    assert len(set(done)) >= 6  # one step per partition at least
+    assert seen[-1].files_done == 3 and seen[-1].packets == len(records)
+    assert [s.files_done for s in seen] == sorted(s.files_done for s in seen)
+
+
+def test_results_through_the_spool_or_in_band(client, tmp_path):
+    """Workers that see the driver's spool directory leave their results there as Arrow IPC files
+    (mapped by the driver, removed with the directory); otherwise, or with spool=False, the same IPC
+    bytes come back as task results. Either way the serial frames."""
+    from analyzer.engines.dask import Spool, pack
+
+    capture = SAMPLE[0]
+    serial = run([capture])
+    base = tmp_path / "spool"
+    base.mkdir()
+    spooled = DaskEngine(client, pieces=3, spool=str(base))
+    assert differences(serial, run([capture], spooled)) == []
+    assert spooled.last_run["spooled"] == 3 and list(base.iterdir()) == []
+    in_band = DaskEngine(client, pieces=3, spool=False)
+    assert differences(serial, run([capture], in_band)) == []
+    assert in_band.last_run["spooled"] == 0
+    from analyzer.engines.dask import PartResult
+
+    unseen = pack(PartResult(0), Spool(str(tmp_path / "elsewhere"), ".driver-x"))  # another host's spool
+    assert unseen.packed is not None and unseen.packed.path is None and unseen.packed.data is not None
+
+
+def test_boundary_keys_against_a_plain_reading_of_the_rule():
+    """The numpy boundary check against the rule read plainly, key by key, on random partitions:
+    a key's partition joins the previous one when its first packet comes within the idle timeout
+    of the latest packet of the key before it; segments of two partitions or more are re-run."""
+    import numpy as np
+
+    from analyzer.config import Options
+    from analyzer.engines.dask import PartResult, boundary_keys
+
+    options = Options()
+    f = options.flows
+    limits = {6: f.idle_timeout_tcp, 17: f.idle_timeout_udp, 1: f.idle_timeout_other}
+    rng = np.random.default_rng(15)
+    exercised = 0
+    for _ in range(200):
+        results = []
+        for p in range(int(rng.integers(1, 7))):
+            n = int(rng.integers(0, 30))
+            proto = rng.choice([6, 17, 1], n).astype(np.uint64)
+            keys = (rng.integers(0, 40, n).astype(np.uint64) << np.uint64(8)) | proto
+            first = rng.integers(0, 10**12, n) + p * 10**11
+            results.append(PartResult(p, keys=keys, first=first, last=first + rng.integers(0, 10**11, n)))
+        expected: dict[int, set[int]] = {}
+        for key in {int(k) for r in results for k in r.keys}:
+            seen = [(r.index, min(int(a) for k, a in zip(r.keys, r.first, strict=True) if k == key),
+                     max(int(b) for k, b in zip(r.keys, r.last, strict=True) if k == key))
+                    for r in results if key in r.keys]
+            latest = None
+            for j, (part, first, last) in enumerate(seen):
+                if latest is not None and first - latest <= int(limits[key & 0xFF] * 1e9):
+                    expected.setdefault(part, set()).add(key)
+                    expected.setdefault(seen[j - 1][0], set()).add(key)
+                latest = last if latest is None else max(latest, last)
+        got = boundary_keys(results, options)
+        assert {p: set(v.tolist()) for p, v in got.items()} == expected
+        assert all(list(v) == sorted(v) for v in got.values())
+        exercised += bool(expected)
+    assert exercised > 50
