@@ -561,12 +561,12 @@ class MirrorSource:
 
     def _count_targets(self, dst: np.ndarray) -> None:
         """`targets`: datagrams per destination address (a few mirror target addresses at most)."""
-        hl = dst.view(">u8")
-        uniq, counts = np.unique(hl, axis=0, return_counts=True)
-        for (hi, lo), cnt in zip(uniq.tolist(), counts.tolist(), strict=True):
-            addr = _plain(str(ipaddress.IPv6Address((int(hi) << 64) | int(lo))))
-            key = str(addr)
-            self.targets[key] = self.targets.get(key, 0) + int(cnt)
+        rest = dst
+        while len(rest):  # one pass per distinct address (np.unique(axis=0) sorts: 30x slower here)
+            same = (rest == rest[0]).all(1)
+            key = str(_plain(str(ipaddress.IPv6Address(rest[0].tobytes()))))
+            self.targets[key] = self.targets.get(key, 0) + int(same.sum())
+            rest = rest[~same]
 
     @staticmethod
     def _udp(hdr: np.ndarray, at: int, sport: np.ndarray, dport: np.ndarray, length: np.ndarray) -> None:
