@@ -71,29 +71,45 @@ def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     return x
 
 
+_ID_COLS = [D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS, D.C_PLLEN,
+            D.C_FRAG]
+_ID_UCOLS = [D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO]
+_VANTAGE_UCOLS = [D.U_OSHI, D.U_OSLO, D.U_GWEP]
+
+
+def _weights(k: int, seed: int) -> np.ndarray:
+    """k fixed odd 64-bit multipliers (splitmix64 of 1..k): one per field of a hashed row."""
+    w = _mix(np.full(k, seed, np.uint64), np.arange(1, k + 1, dtype=np.uint64))
+    return w | np.uint64(1)
+
+
+_ID_W = _weights(len(_ID_COLS) + len(_ID_UCOLS) + PREFIX // 8, 0x1D)
+_VANTAGE_W = _weights(len(_VANTAGE_UCOLS) + 1, 0x7A)
+
+
+def _row_hash(m: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum(field_j * w_j) mod 2**64 per row of the uint64 matrix m: two whole-matrix operations (a
+    splitmix step per field was 8 per field). The w_j are odd, so rows that differ in one field
+    never collide; rows that differ in several collide with probability ~2**-64."""
+    with np.errstate(over="ignore"):
+        return (m * w).sum(axis=1, dtype=np.uint64)
+
+
 def identities(d: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
     """Per packet: the inner identity hash (what two mirror copies share) and the vantage hash
     (what tells the copies apart: outer source address, VNI, GWLB endpoint)."""
     c, u = d.cols, d.ucols
     n = len(c)
-    h = np.zeros(n, np.uint64)
-    for col in (D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS,
-                D.C_PLLEN, D.C_FRAG):
-        h = _mix(h, c[:, col])
-    for col in (D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO):
-        h = _mix(h, u[:, col])
     buf = d.batch.buf
     if n and len(buf):
         at = c[:, D.C_PLOFF, None] + np.arange(PREFIX)
         have = np.arange(PREFIX) < np.minimum(c[:, D.C_PLCAP], PREFIX)[:, None]
         pre = np.where(have, buf[np.clip(at, 0, len(buf) - 1)], 0).astype(np.uint8)
-        words = np.ascontiguousarray(pre).view("<u8")
-        for k in range(words.shape[1]):
-            h = _mix(h, words[:, k])
-    v = np.zeros(n, np.uint64)
-    for col in (D.U_OSHI, D.U_OSLO, D.U_GWEP):
-        v = _mix(v, u[:, col])
-    v = _mix(v, c[:, D.C_VNI])
+        words = np.ascontiguousarray(pre).view("<u8").astype(np.uint64)
+    else:
+        words = np.zeros((n, PREFIX // 8), np.uint64)
+    h = _row_hash(np.concatenate([c[:, _ID_COLS].view(np.uint64), u[:, _ID_UCOLS], words], axis=1), _ID_W)
+    v = _row_hash(np.concatenate([u[:, _VANTAGE_UCOLS], c[:, [D.C_VNI]].view(np.uint64)], axis=1), _VANTAGE_W)
     return h, v
 
 

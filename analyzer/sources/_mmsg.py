@@ -151,16 +151,24 @@ def parse_cmsgs(ctl: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if not live.any():
             break
         p = np.minimum(pos, last - 7)  # in range for the reads below (masked by `live`)
-        ln = w[rows, p].astype(np.int64)
-        lvl, typ = w[rows, p + 2], w[rows, p + 3]
+        if p.min() == p.max():  # the usual case: every message has the same layout so far (slices)
+            p0 = int(p[0])
+
+            def at(off: int, p0: int = p0) -> np.ndarray:
+                return w[:, p0 + off]
+        else:
+            def at(off: int, p: np.ndarray = p) -> np.ndarray:
+                return w[rows, p + off]
+        ln = at(0).astype(np.int64)
+        lvl, typ = at(2), at(3)
         live &= ln >= 16
         is_ts = live & (lvl == SOL_SOCKET) & (typ == SCM_TIMESTAMPNS) & (ln >= 32)
         if is_ts.any():
-            sec = w[rows, p + 4].astype(np.int64) | (w[rows, p + 5].astype(np.int64) << 32)
-            ts = np.where(is_ts, sec * 1_000_000_000 + w[rows, p + 6].astype(np.int64), ts)
+            sec = at(4).astype(np.int64) | (at(5).astype(np.int64) << 32)
+            ts = np.where(is_ts, sec * 1_000_000_000 + at(6).astype(np.int64), ts)
         is_drop = live & (lvl == SOL_SOCKET) & (typ == SO_RXQ_OVFL) & (ln >= 20)
         if is_drop.any():
-            drops = np.where(is_drop, w[rows, p + 4].astype(np.int64), drops)
+            drops = np.where(is_drop, at(4).astype(np.int64), drops)
         is6 = live & (lvl == IPPROTO_IPV6) & (typ == IPV6_PKTINFO) & (ln >= 36)
         if is6.any():
             dst[is6] = w[rows[is6, None], p[is6, None] + 4 + np.arange(4)]
@@ -169,7 +177,7 @@ def parse_cmsgs(ctl: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if is4.any():  # in_pktinfo: ifindex, spec_dst, addr (the header's destination)
             dst[is4, 0:2] = 0
             dst[is4, 2] = np.frombuffer(b"\x00\x00\xff\xff", "<u4")[0]
-            dst[is4, 3] = w[rows[is4], p[is4] + 6]
+            dst[is4, 3] = at(6)[is4]
             have |= is4
         pos = np.where(live, pos + ((ln + 7) // 8) * 2, CTL)
     return ts, drops, dst.view(np.uint8).reshape(n, 16), have
