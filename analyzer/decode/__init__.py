@@ -95,6 +95,8 @@ def decoded_frame(d: DecodedBatch) -> pd.DataFrame:
             "truncated": bool(c[i, K.C_TRUNC]),
             "outer_src_ip": format_ip(u[i, K.U_OSHI], u[i, K.U_OSLO], int(c[i, K.C_OIPVER]))
             if c[i, K.C_OIPVER] else None,
+            "outer_dst_ip": format_ip(u[i, K.U_ODHI], u[i, K.U_ODLO], int(c[i, K.C_OIPVER]))
+            if c[i, K.C_OIPVER] else None,
             "gwlb_endpoint_id": f"{int(u[i, K.U_GWEP]):016x}" if u[i, K.U_GWEP] else None,
         })
     return pd.DataFrame(rows)

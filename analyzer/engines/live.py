@@ -365,6 +365,8 @@ class LiveRun:
         self._last = LiveCounters()
         self._dissection: Any = None
         self._anomalies: dict[str, int] = {}
+        self._last_targets: dict[str, int] = {}
+        self._last_calls = 0
         self.windows = 0
         self._file_seq = 0
         if out_dir is not None:
@@ -462,8 +464,14 @@ class LiveRun:
         self._last = replace(tot)
         index = self.windows
         self.windows += 1
+        # datagrams per mirror target address (the destination each was sent to: IP_PKTINFO), this window
+        targets = {a: n - self._last_targets.get(a, 0) for a, n in src.targets.items()
+                   if n - self._last_targets.get(a, 0)}
+        self._last_targets = dict(src.targets)
+        calls, self._last_calls = src.counters.syscalls - self._last_calls, src.counters.syscalls
         stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
                  "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
+                 "receiver": src.receiver, "receive_calls": calls, "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
         files = self._write(start, frames, stats) if self.out_dir is not None else []
@@ -554,7 +562,10 @@ def summary_line(index: int, stats: Mapping[str, Any], frames: Mapping[str, pd.D
                                if s in counts) + ")"
     dup_rate = w["duplicates"] / w["received"] if w["received"] else 0.0
     nf = len(findings) if findings is not None else 0
-    return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams "
+    targets = stats.get("targets") or {}
+    names = sorted(targets, key=lambda a: -targets[a])
+    to = f" to {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}" if names else ""
+    return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams{to} "
             f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
             f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
             f"({enc} encrypted, {clear} cleartext), {stats['live_flows']} open; {nf} findings{sev}")

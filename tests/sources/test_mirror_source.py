@@ -14,6 +14,7 @@ from support.pcap_helpers import batch_of
 from analyzer.config import DecodeOptions
 from analyzer.decode import decode, decoded_frame
 from analyzer.errors import UsageError
+from analyzer.sources import _mmsg
 from analyzer.sources.mirror import MirrorSource, parse_allow
 from analyzer.sources.replay import ethernet_frames, parse_target
 
@@ -186,3 +187,54 @@ def test_replay_paces_by_rate_and_by_the_captures_own_clock(tmp_path, sockets) -
     assert all(g[:4] == b"\x08\x00\x00\x00" for g in got) and got[-1][4:7] == b"\x00\x00\x05"
     with pytest.raises(UsageError, match="not both"):
         replay(path, "127.0.0.1", port, rate=1.0, speed=1.0)
+
+
+def test_a_listener_on_any_address_knows_which_target_address_each_datagram_was_sent_to(
+        sockets: Callable[..., socket.socket]) -> None:
+    """IP_PKTINFO: bound to 0.0.0.0, the synthesised outer destination is the address the mirror
+    session sent to (here two loopback addresses), counted per target; without recvmmsg it is the
+    bound address."""
+    for mmsg in (True, False):
+        if mmsg and not _mmsg.available():
+            continue
+        src = MirrorSource(bind="0.0.0.0", ports=(0,), geneve_ports=(), mmsg=mmsg)
+        s = sockets()
+        for vni, target in ((5, "127.0.0.1"), (6, "127.0.0.2"), (7, "127.0.0.2")):
+            s.sendto(_vx(_udp_frame(), vni), (target, src.bound_ports[0]))
+        batches = [b for b in _collect(src, 3) if len(b)]
+        src.close()
+        rows = decoded_frame(decode(batches[0] if len(batches) == 1 else _concat(batches),
+                                    DecodeOptions(src.vxlan_ports, ())))
+        by_vni = dict(zip(rows["vni"], rows["outer_dst_ip"], strict=True))
+        if mmsg:
+            assert by_vni == {5: "127.0.0.1", 6: "127.0.0.2", 7: "127.0.0.2"}
+            assert src.targets == {"127.0.0.1": 1, "127.0.0.2": 2} and src.receiver == "recvmmsg"
+        else:
+            assert set(by_vni.values()) == {"0.0.0.0"} and src.targets == {"0.0.0.0": 3}
+        assert src.counters.received == src.counters.yielded == 3 and src.counters.syscalls >= 1
+
+
+def test_recvmmsg_and_recvfrom_give_the_same_packets(sockets: Callable[..., socket.socket]) -> None:
+    """The two receivers make byte-identical packets (outer header included) of the same datagrams,
+    IPv4 and a datagram longer than a slot (it spills and is moved to the end of the batch)."""
+    if not _mmsg.available():
+        pytest.skip("recvmmsg is not available here")
+    payloads = [b"x" * n for n in (1, 100, 1400, 5000, 30000, 60000, 7)]
+    got = {}
+    for mmsg in (True, False):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), mmsg=mmsg)
+        s = sockets()
+        for i, p in enumerate(payloads):
+            s.sendto(_vx(_udp_frame(p), i), ("127.0.0.1", src.bound_ports[0]))
+        batches = [b for b in _collect(src, len(payloads)) if len(b)]
+        src.close()
+        packets = [b.packet(i) for b in batches for i in range(len(b))]
+        assert all(p[20:24] == struct.pack("!HH", s.getsockname()[1], src.bound_ports[0]) for p in packets)
+        got[mmsg] = [p[:20] + p[24:] for p in packets]  # the ports differ from run to run
+        if mmsg:
+            rows = decoded_frame(decode(batch_of(packets, 101), DecodeOptions(src.vxlan_ports, ())))
+            assert rows["vni"].tolist() == list(range(len(payloads))) and not rows["truncated"].any()
+        assert all(len(b.caplen) == len(b.wirelen) and (b.caplen == b.wirelen).all() for b in batches)
+        assert src.counters.oversize == 0 and src.counters.received_bytes == sum(len(_vx(_udp_frame(p), 0))
+                                                                                 for p in payloads)
+    assert got[True] == got[False] and len(got[True]) == len(payloads)
