@@ -70,14 +70,18 @@ def test_sigterm_while_replaying_accounts_for_every_datagram(tmp_path: Path) -> 
     finally:
         sender.communicate(timeout=60)
     assert rc == 0, err
-    assert took < 10, f"took {took:.1f} s to stop"
+    # bounded: the drain stops after 5 s (what is left: queue drops), then the last window is written;
+    # the margin is for a loaded machine, where writing a window alone can take seconds
+    assert took < 60, f"took {took:.1f} s to stop"
     assert not list(out.glob(".*")) and not list(pcaps.glob("*.tmp")), "temporary files left"
     stats = _stats(out)
     assert stats and stats[-1]["final"] and sum(s["final"] for s in stats) == 1
     t = stats[-1]["total_counters"]
     assert 0 < t["received"] < packets, "SIGTERM came too late or too early to test a shutdown mid-stream"
     assert t["received"] == t["analysed"] + t["duplicates"] + t["filtered"] + t["dropped_queue"]
-    assert t["analysed"] == t["decapsulated"] + t["not_tunnel"] + t["malformed"] == t["received"]
+    # every datagram is analysed, or (on a machine too loaded to drain the socket within 5 s) a queue drop
+    assert t["analysed"] == t["decapsulated"] + t["not_tunnel"] + t["malformed"] == t["received"] - t["dropped_queue"]
+    assert t["duplicates"] == t["filtered"] == 0, t
     assert sum(s["window_counters"]["received"] for s in stats) == t["received"]
     flows = _flows(out)
     assert len(flows) == t["flows"] and flows["uid"].is_unique  # no flow split across windows
