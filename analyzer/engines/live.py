@@ -169,7 +169,9 @@ class Deduplicator:
 
 def mark_truncated(d: DecodedBatch) -> int:
     """Mark packets whose inner IP packet is shorter than its header says (PacketLength / MTU
-    truncation of a mirror session) as truncated; returns how many were newly marked."""
+    truncation of a mirror session) as truncated, as decode does for those in VXLAN/GENEVE
+    (`analyzer.decode.mark_inner_truncation`), here for any datagram (one that is not a tunnel
+    too); returns how many packets of the batch are truncated."""
     c = d.cols
     if not len(c):
         return 0
@@ -178,9 +180,8 @@ def mark_truncated(d: DecodedBatch) -> int:
     l4 = np.isin(c[:, D.C_PROTO], (6, 17, 136)) | (c[:, D.C_FRAG] == 2)
     short_payload = ok & l4 & (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN])
     cut_header = (anom == D.A_L4_TRUNC) | (anom == D.A_IP_TRUNC) | (anom == D.A_IP6_EXT_TRUNC)
-    new = (short_payload | cut_header) & (c[:, D.C_TRUNC] == 0)
-    c[new, D.C_TRUNC] = 1
-    return int(new.sum())
+    c[(short_payload | cut_header) & (c[:, D.C_TRUNC] == 0), D.C_TRUNC] = 1
+    return int(c[:, D.C_TRUNC].sum())
 
 
 def _subset(d: DecodedBatch, keep: np.ndarray) -> DecodedBatch:
