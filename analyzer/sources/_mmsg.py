@@ -151,14 +151,10 @@ def parse_cmsgs(ctl: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if not live.any():
             break
         p = np.minimum(pos, last - 7)  # in range for the reads below (masked by `live`)
-        if p.min() == p.max():  # the usual case: every message has the same layout so far (slices)
-            p0 = int(p[0])
+        p0 = int(p[0]) if p.min() == p.max() else -1  # the usual case: one layout for all (slices)
 
-            def at(off: int, p0: int = p0) -> np.ndarray:
-                return w[:, p0 + off]
-        else:
-            def at(off: int, p: np.ndarray = p) -> np.ndarray:
-                return w[rows, p + off]
+        def at(off: int, p: np.ndarray = p, p0: int = p0) -> np.ndarray:
+            return w[:, p0 + off] if p0 >= 0 else w[rows, p + off]
         ln = at(0).astype(np.int64)
         lvl, typ = at(2), at(3)
         live &= ln >= 16

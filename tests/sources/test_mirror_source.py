@@ -3,6 +3,7 @@ loopback only."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -238,3 +239,46 @@ def test_recvmmsg_and_recvfrom_give_the_same_packets(sockets: Callable[..., sock
         assert src.counters.oversize == 0 and src.counters.received_bytes == sum(len(_vx(_udp_frame(p), 0))
                                                                                  for p in payloads)
     assert got[True] == got[False] and len(got[True]) == len(payloads)
+
+
+def test_cmsgs_of_mixed_layouts_are_read_for_every_message() -> None:
+    """parse_cmsgs walks each message's ancillary data: the drop count appears only once the socket
+    dropped something, so messages of one batch can differ in layout."""
+    ctl = np.zeros((4, _mmsg.CTL), np.uint8)
+    w = ctl.view("<u4")
+
+    def put(row: int, at: int, level: int, kind: int, data: bytes) -> int:
+        w[row, at // 4] = 16 + len(data)
+        w[row, at // 4 + 2], w[row, at // 4 + 3] = level, kind
+        ctl[row, at + 16:at + 16 + len(data)] = np.frombuffer(data, np.uint8)
+        return at + ((16 + len(data) + 7) & ~7)
+
+    ts = struct.pack("<qq", 1_700_000_000, 5)
+    v4 = struct.pack("<i", 1) + socket.inet_aton("10.0.0.9") + socket.inet_aton("10.0.0.7")
+    v6 = socket.inet_pton(socket.AF_INET6, "fd00::7") + struct.pack("<i", 1)
+    used = [put(0, put(0, 0, 1, 35, ts), 0, 8, v4)]
+    used.append(put(1, put(1, put(1, 0, 1, 35, ts), 1, 40, struct.pack("<I", 12)), 0, 8, v4))
+    used.append(put(2, put(2, 0, 1, 35, ts), 41, 50, v6))
+    used.append(0)
+    stamp, drops, dst, have = _mmsg.parse_cmsgs(ctl, np.array(used, np.uint64))
+    assert stamp.tolist() == [1_700_000_000_000_000_005] * 3 + [-1]
+    assert drops.tolist() == [-1, 12, -1, -1] and have.tolist() == [True, True, True, False]
+    assert [socket.inet_ntop(socket.AF_INET6, bytes(d)) for d in dst[:3]] == ["::ffff:10.0.0.7"] * 2 + ["fd00::7"]
+
+
+def test_kernel_drops_and_received_add_up_to_what_was_sent(sockets: Callable[..., socket.socket]) -> None:
+    """A receive buffer far too small for a burst: what the kernel dropped is counted (SO_RXQ_OVFL
+    on the messages after the drop, /proc/net/udp), what it kept is received; together: all."""
+    if os.geteuid() != 0:
+        pytest.skip("a receive buffer below net.core.rmem_default needs CAP_NET_ADMIN (SO_RCVBUFFORCE)")
+    for mmsg in (True, False) if _mmsg.available() else (False,):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=8192, mmsg=mmsg)
+        s = sockets()
+        sent = 500
+        for _ in range(sent):
+            s.sendto(_vx(_udp_frame(b"y" * 1000), 1), ("127.0.0.1", src.bound_ports[0]))
+        src.stop()  # the burst is over: read what is queued
+        got = sum(len(b) for b in src.batches())
+        drops = src.kernel_drops()
+        src.close()
+        assert drops > 0 and got == src.counters.received and got + drops == sent, (mmsg, got, drops)
