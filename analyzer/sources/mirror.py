@@ -241,7 +241,7 @@ class MirrorSource:
             end = time.monotonic() + self.drain_timeout
             while time.monotonic() < end:
                 batch = self._fill(sel, deadline=end)
-                if batch is None or not len(batch):
+                if batch is None:  # the sockets are empty (an empty batch: all it read was filtered)
                     break
                 batch.first_index = index
                 index += len(batch)
@@ -278,7 +278,8 @@ class MirrorSource:
     def _fill(self, sel: selectors.BaseSelector, deadline: float | None) -> PacketBatch | None:
         """One batch: wait up to `tick` for the first datagram, then drain bursts until the batch is
         full, `max_delay` has passed since its first datagram, or the sockets are empty. None when
-        nothing came and nothing needs saying; an empty batch after an idle tick."""
+        nothing came and nothing needs saying (draining: the sockets are empty); an empty batch
+        after an idle tick, or when all that came was filtered."""
         if self._ring is None:
             return self._fill_each(sel, deadline)
         return self._fill_mmsg(sel, deadline)
@@ -388,8 +389,8 @@ class MirrorSource:
             base, lens, src, dst, sport, dport, ts, trunc = (a[keep] for a in (base, lens, src, dst, sport, dport,
                                                                              ts, trunc))
         c.oversize += int(trunc.sum())
-        if not len(base):
-            return PacketBatch.empty(self.name) if deadline is None else None
+        if not len(base):  # all filtered
+            return PacketBatch.empty(self.name)
         real = np.where(trunc, MAX_DATAGRAM + 1, lens)  # cut by our buffer (cannot happen): its length unknown
         lens = np.minimum(lens, MAX_DATAGRAM)
         return self._assemble(buf, base, lens, real, src, dst, sport, dport, ts)
@@ -494,8 +495,8 @@ class MirrorSource:
         c.filtered += filtered
         c.oversize += len(cuts)
         c.syscalls += c_calls
-        if not k:
-            return PacketBatch.empty(self.name) if deadline is None else None
+        if not k:  # nothing read, or all of it filtered
+            return PacketBatch.empty(self.name) if deadline is None or got else None
         return self._from_lists(buf, offs, lens, addrs, stamps, cuts, port_runs)
 
     def _from_lists(self, buf: np.ndarray, offs: list[int], lens: list[int], addrs: list[tuple],
