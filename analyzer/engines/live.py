@@ -610,7 +610,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
                             *(f"{p} (geneve)" for p in source.geneve_ports)])
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
-        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; windows of {window_s:g} s to {out_dir}")
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}; "
+        f"windows of {window_s:g} s to {out_dir}")
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
                   pcap=pcap, on_window=lambda w: say(w.summary))
     try:
