@@ -1,16 +1,31 @@
-"""Live mirror target under load: `intransit listen` on loopback fed a VXLAN stream at rising rates.
+"""Live mirror target under load: `intransit listen` on loopback fed a VXLAN stream, unattended.
 
-    python bench/live_bench.py [--rates 25000,50000,...] [--seconds 5] [--packets 200000] [--no-dissect]
-    python bench/live_bench.py --drain 200000 [--no-dissect]     # CPU per datagram, apart from the load
+    python bench/live_bench.py            # the whole run (~5 minutes): capacity, sender, rate search
+    python bench/live_bench.py --quick    # the same in about a minute (fewer datagrams, shorter steps)
+    python bench/live_bench.py --drain 200000 [--no-dissect] [--recvfrom]   # one capacity measure only
 
 The traffic is the realistic generator of ../shared/bench (make_pcap.py, seed 1: TLS, HTTP, SSH,
-DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it. For
-each rate a fresh listener (pinned to CPU 0 with taskset; windows of 10 s, parquet, the default
-policy) receives `--seconds` of it from this process (pinned to CPU 1, pre-built datagrams, paced
-in bursts of 32), then gets SIGTERM; its last stats line says what it received and what the kernel
-dropped. Zero loss: received == sent and no kernel drop. Printed per rate: the rate asked and
-achieved, received, kernel drops, loss, the listener's CPU seconds and CPU microseconds per
-datagram, and the load average (the machine is shared: read the numbers with it).
+DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it.
+
+1. Capacity of one core, apart from the load (CPU time is what is measured, never wall time):
+   N datagrams are queued in the socket first (a forced 1 GiB buffer), then one in-process LiveRun
+   (pinned to CPU 0) analyses them: decode, dedup, flows, dissection, per-window policy and parquet
+   files. The marginal CPU per datagram is (CPU(N) - CPU(N/5)) / (N - N/5) after a warm-up run, so
+   the fixed costs of a run and of a window (imports, the policy, six parquet files) are not spread
+   over the datagrams. Each of recvmmsg / recvfrom_into (INTRANSIT_NO_MMSG=1), with and without
+   dissection, in its own process; the ratios say what recvmmsg bought.
+2. The sender: CPU per datagram of sendmmsg and of one send() per datagram (pre-built datagrams).
+3. The zero-loss search: one `intransit listen` (pinned to CPU 0, --rcvbuf 8M so that a step that
+   does not keep up overflows within ~0.1 s instead of being absorbed, windows of 10 s, parquet, the
+   default policy) receives steps of rising rates from this process (pinned to CPU 1, sendmmsg,
+   paced in bursts of <= 1 ms). A step passes when the sender reached the rate asked (97%) and the
+   socket dropped nothing (the `drops` column of /proc/net/udp for the listener's port) and the
+   backlog drained within a second. Rates rise by x1.25 from --start until a step fails, then are
+   bisected. Printed: each step, then the highest zero-loss rate and what broke first above it (the
+   sender, the socket buffer with the listener's CPU share, or the drain). At the end the listener
+   gets SIGTERM and its totals must add up: received == everything sent, no queue drop.
+
+The machine is shared with other agents: the load average is printed with each number.
 """
 
 from __future__ import annotations
@@ -25,23 +40,26 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 GEN = Path("/work/shared/bench/make_pcap.py") if Path("/work/shared/bench/make_pcap.py").exists() else (
     ROOT.parent / "shared" / "bench" / "make_pcap.py")
 
 
 def datagrams(packets: int) -> list[bytes]:
-    sys.path.insert(0, str(ROOT))
     from analyzer.sources.readers import read_capture
     from analyzer.sources.replay import ethernet_frames
 
     path = Path(tempfile.gettempdir()) / f"live-bench-{packets}.pcap"
     if not path.exists():
-        subprocess.run([sys.executable, str(GEN), "-o", str(path), "--packets", str(packets), "--seed", "1"],
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run([sys.executable, str(GEN), "-o", str(tmp), "--packets", str(packets), "--seed", "1"],
                        check=True, stdout=subprocess.DEVNULL)
+        os.replace(tmp, path)
     head = struct.pack("!II", 0x08000000, 4242 << 8)
     return [head + f for b in read_capture(str(path)) for f in ethernet_frames(b) if isinstance(f, bytes)]
 
@@ -54,126 +72,330 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def send(port: int, data: list[bytes], rate: float, seconds: float) -> tuple[int, float]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-    s.connect(("127.0.0.1", port))
-    out = s.send
-    n, k, total = 0, 0, int(rate * seconds)
-    clock = time.perf_counter
-    t0 = clock()
-    burst = 32
-    while n < total:
-        due = t0 + n / rate
-        ahead = due - clock()
-        if ahead > 0.0002:
-            time.sleep(ahead)
-        for _ in range(min(burst, total - n)):
-            try:
-                out(data[k])
-            except OSError:  # ENOBUFS / refused: count as not sent
-                n -= 1
-            n += 1
-            k += 1
-            if k == len(data):
-                k = 0
-    took = clock() - t0
-    s.close()
-    return n, took
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
-def step(data: list[bytes], rate: float, seconds: float, extra: list[str]) -> dict[str, object]:
-    out = tempfile.mkdtemp(prefix="live-bench-")
-    cmd = ["taskset", "-c", "0", sys.executable, "-m", "analyzer", "listen", "--bind", "127.0.0.1", "--port", "0",
-           "--no-geneve", "--window", "10s", "--out", out, *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    port = int(line.split(" port ")[1].split()[0])
-    time.sleep(1.0)  # the listener's imports and first kernels
-    cpu0 = cpu_seconds(proc.pid)
-    load0 = os.getloadavg()[0]
-    sent, took = send(port, data, rate, seconds)
-    time.sleep(0.5)
-    cpu1 = cpu_seconds(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
-    stats = [json.loads(Path(p).read_text()) for p in sorted(glob.glob(os.path.join(out, "stats-*.jsonl")))]
-    t = stats[-1]["total_counters"] if stats else {}
-    received = int(t.get("received", 0))
-    return {"rate": rate, "sent": sent, "achieved": round(sent / took), "received": received,
-            "kernel_drops": int(t.get("dropped_kernel", 0)), "loss": sent - received,
-            "cpu_s": round(cpu1 - cpu0, 2), "cpu_us_per_pkt": round((cpu1 - cpu0) / max(received, 1) * 1e6, 2),
-            "load": round(load0, 2)}
+# ---------------------------------------------------------------- 1. capacity (one process per setting)
 
-
-def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, float]:
-    """The listener's capacity on one core, apart from the machine's load: `count` datagrams are
-    queued in the socket first (a large forced buffer), then one in-process LiveRun analyses them
-    (decode, dedup, flows, dissection, per-window policy and parquet files); its CPU time per
-    datagram gives the rate one core sustains. Run twice, the first as a warm-up."""
-    sys.path.insert(0, str(ROOT))
+def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int, int]:
+    """Queue `count` datagrams, analyse them in-process: (CPU seconds, datagrams analysed, kernel drops)."""
     from analyzer.config import Options
     from analyzer.engines.live import LiveRun, policy_judge
     from analyzer.sources.mirror import MirrorSource
 
-    result: dict[str, float] = {}
-    for _ in range(2):
-        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.connect(("127.0.0.1", src.bound_ports[0]))
-        for k in range(count):
-            s.send(data[k % len(data)])
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", src.bound_ports[0]))
+    for k in range(count):
+        s.send(data[k % len(data)])
+    s.close()
+    out = tempfile.mkdtemp(prefix="live-bench-drain-")
+    run = LiveRun(src, Options().with_values(dissect=dissect), window=100.0, out_dir=out,
+                  judge=policy_judge() if dissect else None)
+
+    def stop_when_read() -> None:
+        while src.counters.received < count:
+            time.sleep(0.02)
+        src.stop()
+
+    watcher = threading.Thread(target=stop_when_read)
+    c0 = time.process_time()
+    watcher.start()
+    for _w in run.run():
+        pass
+    c1 = time.process_time()
+    watcher.join()
+    src.close()
+    return c1 - c0, run.totals.analysed, src.kernel_drops()
+
+
+def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, object]:
+    """Marginal CPU per datagram: a warm-up, then N/5 and N datagrams (see the module docstring)."""
+    from analyzer.sources.mirror import MirrorSource
+
+    receiver = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=()).receiver
+    drain_once(data, max(count // 10, 1000), dissect)  # imports, kernels, the policy's first run
+    small = max(count // 5, 1000)
+    cpu_s, got_s, drops_s = drain_once(data, small, dissect)
+    cpu_n, got_n, drops_n = drain_once(data, count, dissect)
+    marginal = (cpu_n - cpu_s) / max(got_n - got_s, 1) * 1e6
+    return {"receiver": receiver, "dissect": dissect, "datagrams": got_n, "kernel_drops": drops_s + drops_n,
+            "cpu_s": round(cpu_n, 3), "us_whole_run": round(cpu_n / max(got_n, 1) * 1e6, 2),
+            "us_marginal": round(marginal, 2), "per_core": round(1e6 / max(marginal, 1e-9)), "load": load()}
+
+
+def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[bool, bool], dict]:
+    """Each (recvmmsg, dissect) setting in its own pinned process (the fallback needs a fresh one)."""
+    results = {}
+    print(f"\n1. Capacity of one core ({count:,} datagrams queued, then analysed; marginal CPU per datagram)")
+    print("receiver | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops | load")
+    for mmsg, dissect in settings:
+        env = dict(os.environ)
+        if not mmsg:
+            env["INTRANSIT_NO_MMSG"] = "1"
+        cmd = ["taskset", "-c", "0", sys.executable, __file__, "--drain", str(count), "--json"]
+        if not dissect:
+            cmd.append("--no-dissect")
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        if r.returncode:
+            print(f"  (failed: {r.stderr.strip().splitlines()[-1:]})")
+            continue
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        results[(mmsg, dissect)] = res
+        print(f"{res['receiver']:>9} | {'all' if dissect else 'none':>10} | {res['us_marginal']:>26} | "
+              f"{res['per_core']:>20,} | {res['us_whole_run']:>12} | {res['kernel_drops']:>5} | {res['load']}",
+              flush=True)
+    for dissect in (True, False):
+        a, b = results.get((True, dissect)), results.get((False, dissect))
+        if a and b:
+            print(f"recvmmsg / recvfrom_into, dissection {'all' if dissect else 'none'}: "
+                  f"{b['us_marginal']} -> {a['us_marginal']} us CPU per datagram "
+                  f"(x{float(b['us_marginal']) / max(float(a['us_marginal']), 1e-9):.2f} datagrams per core)")
+    return results
+
+
+# ---------------------------------------------------------------- 2. and 3. the sender
+
+class Sender:
+    """Pre-built datagrams sent cyclically on a connected socket, sendmmsg where available."""
+
+    def __init__(self, data: list[bytes], port: int, mmsg: bool = True) -> None:
+        from analyzer.sources import _mmsg
+
+        self.data = data
+        self.ring = _mmsg.SendRing(data) if mmsg and _mmsg.available() else None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        self.sock.connect(("127.0.0.1", port))
+        self.k = 0  # the next datagram of the ring
+        self.failed = 0
+
+    def _send(self, v: int) -> int:
+        n = len(self.data)
+        v = min(v, n - self.k)
+        if self.ring is not None:
+            sent = self.ring.send(self.sock.fileno(), self.k, v)
+        else:
+            sent = 0
+            try:
+                for j in range(self.k, self.k + v):
+                    self.sock.send(self.data[j])
+                    sent += 1
+            except OSError:
+                sent = sent or -1
+        if sent <= 0:
+            self.failed += 1
+            time.sleep(0.0001)
+            return 0
+        self.k = (self.k + sent) % n
+        return sent
+
+    def paced(self, rate: float | None, count: int) -> tuple[int, float, float]:
+        """Send `count` datagrams at `rate` (None: as fast as possible): (sent, wall s, CPU s)."""
+        clock = time.perf_counter
+        c0, t0 = time.process_time(), clock()
+        sent = 0
+        while sent < count:
+            if rate is None:
+                sent += self._send(min(1024, count - sent))
+                continue
+            now = clock()
+            due = min(count, int((now - t0) * rate) + 1)
+            if due - sent < 64 and due < count:  # wait for a burst of 64, at most 1 ms after the first is due
+                wake = min(t0 + (sent + 63) / rate, t0 + sent / rate + 0.001) - now
+                if wake > 0.0001:
+                    time.sleep(wake)
+                    continue
+            if due > sent:
+                sent += self._send(min(1024, due - sent))
+        return sent, clock() - t0, time.process_time() - c0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def sender_capacity(data: list[bytes], count: int) -> None:
+    print(f"\n2. The sender (pre-built datagrams, unpaced, {count:,} to a socket nobody reads; CPU per datagram)")
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    res = {}
+    for mmsg in (True, False):
+        s = Sender(data, sink.getsockname()[1], mmsg=mmsg)
+        s.paced(None, min(count, 20000))  # warm-up
+        sent, wall, cpu = s.paced(None, count)
         s.close()
-        out = tempfile.mkdtemp(prefix="live-bench-drain-")
-        run = LiveRun(src, Options().with_values(dissect=dissect), window=10.0, out_dir=out,
-                      judge=policy_judge() if dissect else None)
-        import threading
+        res[mmsg] = cpu / max(sent, 1) * 1e6
+        print(f"{'sendmmsg' if mmsg else 'send':>9}: {res[mmsg]:.2f} us CPU per datagram = "
+              f"{sent / max(cpu, 1e-9):,.0f} datagrams/s per core (wall {sent / max(wall, 1e-9):,.0f}/s); {load()}",
+              flush=True)
+    sink.close()
+    print(f"sendmmsg / send: x{res[False] / max(res[True], 1e-9):.2f} datagrams per sender core")
 
-        def stop_when_read(src: MirrorSource = src) -> None:
-            while src.counters.received < count:  # (the bench checks kernel drops are 0 afterwards)
-                time.sleep(0.05)
-            src.stop()
 
-        watcher = threading.Thread(target=stop_when_read)
-        c0, w0 = time.process_time(), time.perf_counter()
-        watcher.start()
-        for _w in run.run():
-            pass
-        c1, w1 = time.process_time(), time.perf_counter()
-        watcher.join()
-        src.close()
-        got = run.totals.analysed
-        result = {"datagrams": got, "kernel_drops": src.kernel_drops(), "cpu_s": c1 - c0, "wall_s": w1 - w0,
-                  "cpu_us": (c1 - c0) / max(got, 1) * 1e6, "per_core": got / max(c1 - c0, 1e-9)}
-    return result
+# ---------------------------------------------------------------- 3. the zero-loss search
+
+def udp_socket_state(port: int) -> tuple[int, int]:
+    """(rx_queue bytes, drops) of the UDP socket bound to `port` (/proc/net/udp)."""
+    with open("/proc/net/udp") as fh:
+        next(fh)
+        for line in fh:
+            f = line.split()
+            if int(f[1].split(":")[1], 16) == port:
+                return int(f[4].split(":")[1], 16), int(f[12])
+    return 0, 0
+
+
+class Listener:
+    def __init__(self, dissect: bool, rcvbuf: str) -> None:
+        self.out = tempfile.mkdtemp(prefix="live-bench-")
+        cmd = ["taskset", "-c", "0", sys.executable, "-m", "analyzer", "listen", "--bind", "127.0.0.1", "--port", "0",
+               "--no-geneve", "--window", "10s", "--out", self.out, "--rcvbuf", rcvbuf,
+               *([] if dissect else ["--no-dissect"])]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        self.first = self.proc.stderr.readline()
+        self.port = int(self.first.split(" port ")[1].split()[0])
+
+    def stop(self) -> tuple[dict, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=300)
+        stats = [json.loads(Path(p).read_text()) for p in sorted(glob.glob(os.path.join(self.out, "stats-*.jsonl")))]
+        return (stats[-1]["total_counters"] if stats else {}), err
+
+
+def step(listener: Listener, sender: Sender, rate: float, seconds: float) -> dict[str, object]:
+    _, drops0 = udp_socket_state(listener.port)
+    cpu0, w0 = cpu_seconds(listener.proc.pid), time.perf_counter()
+    sent, took, sender_cpu = sender.paced(rate, int(rate * seconds))
+    cpu_send = cpu_seconds(listener.proc.pid)
+    backlog_s = 0.0
+    t = time.perf_counter()
+    while udp_socket_state(listener.port)[0] and time.perf_counter() - t < 5.0:
+        time.sleep(0.02)
+    backlog_s = time.perf_counter() - t
+    cpu1, w1 = cpu_seconds(listener.proc.pid), time.perf_counter()
+    queue, drops1 = udp_socket_state(listener.port)
+    drops = drops1 - drops0
+    achieved = sent / max(took, 1e-9)
+    ok_sender = achieved >= 0.97 * rate
+    ok = ok_sender and drops == 0 and queue == 0 and backlog_s < 1.0
+    if not ok_sender:
+        each = sender_cpu / max(sent, 1) * 1e6
+        why = f"the sender: {achieved:,.0f}/s of {rate:,.0f}/s asked ({each:.2f} us CPU each)"
+    elif drops:
+        why = (f"the socket buffer overflowed: {drops:,} kernel drops; the listener used "
+               f"{(cpu_send - cpu0) / max(took, 1e-9):.0%} of a core while sending")
+    elif queue or backlog_s >= 1.0:
+        why = f"the listener fell behind: {backlog_s:.1f} s to drain the backlog"
+    else:
+        why = ""
+    return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops, "ok": ok, "why": why,
+            "listener_cpu_share": round((cpu_send - cpu0) / max(took, 1e-9), 2),
+            "listener_us": round((cpu1 - cpu0) / max(sent, 1) * 1e6, 2),
+            "sender_us": round(sender_cpu / max(sent, 1) * 1e6, 2), "wall_s": round(w1 - w0, 1), "load": load()}
+
+
+def search(data: list[bytes], start: float, seconds: float, refine: int, dissect: bool, rcvbuf: str,
+           top: float) -> None:
+    print(f"\n3. Zero-loss search ({seconds:g} s per step, listener --rcvbuf {rcvbuf}, "
+          f"dissection {'all' if dissect else 'none'}; listener on CPU 0, sender on CPU 1)")
+    os.sched_setaffinity(0, {1})
+    listener = Listener(dissect, rcvbuf)
+    print(listener.first.strip())
+    time.sleep(1.0)
+    sender = Sender(data, listener.port)
+    sender.paced(20000, 20000)  # the listener's first batches: kernels, imports
+    time.sleep(1.0)
+    print("rate asked | achieved | kernel drops | listener CPU share | listener us/datagram | sender us/datagram "
+          "| result | load")
+    total_sent = 20000
+    good, bad = 0.0, None
+    rate = start
+    tried: dict[float, dict] = {}
+
+    def run(rate: float) -> dict:
+        nonlocal total_sent
+        r = step(listener, sender, rate, seconds)
+        total_sent += int(r["sent"])  # type: ignore[call-overload]
+        tried[rate] = r
+        print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>12,} | {r['listener_cpu_share']:>18.0%} | "
+              f"{r['listener_us']:>20} | {r['sender_us']:>18} | {'zero loss' if r['ok'] else r['why']} | {r['load']}",
+              flush=True)
+        time.sleep(0.5)
+        return r
+
+    while rate <= top:
+        if run(rate)["ok"]:
+            good = rate
+            rate = round(rate * 1.25, -3)
+        else:
+            bad = rate
+            break
+    for _ in range(refine if bad else 0):
+        mid = round((good + bad) / 2, -3)  # type: ignore[operator]
+        if mid in (good, bad):
+            break
+        if run(mid)["ok"]:
+            good = mid
+        else:
+            bad = mid
+    sender.close()
+    totals, err = listener.stop()
+    print(f"\nHighest zero-loss rate: {good:,.0f} datagrams/s" if good else "\nNo step was free of loss.")
+    if bad is not None:
+        print(f"What breaks first above it (at {bad:,.0f}/s): {tried[bad]['why']}")
+    else:
+        print(f"No step up to {top:,.0f}/s failed (raise --top).")
+    received, lost = int(totals.get("received", 0)), int(totals.get("dropped_kernel", 0))
+    adds_up = received + lost == total_sent and totals.get("dropped_queue", 0) == 0
+    print(f"Listener totals: {received:,} received + {lost:,} kernel drops of {total_sent:,} sent; "
+          f"{totals.get('dropped_queue', 0)} queue drops; analysed {totals.get('analysed', 0):,}: "
+          f"{'the counters add up' if adds_up else 'THE COUNTERS DO NOT ADD UP'}")
+    if not adds_up:
+        print(err[-2000:])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", default="25000,50000,100000,150000,200000,300000")
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--packets", type=int, default=200_000)
+    ap.add_argument("--quick", action="store_true", help="About one minute: fewer datagrams, shorter steps.")
+    ap.add_argument("--packets", type=int, default=200_000, help="Datagrams in the generated stream.")
+    ap.add_argument("--start", type=float, default=50_000, help="First rate of the search.")
+    ap.add_argument("--top", type=float, default=2_000_000, help="Highest rate the search tries.")
+    ap.add_argument("--seconds", type=float, default=None, help="Length of a step (default 5, --quick 2).")
+    ap.add_argument("--refine", type=int, default=None, help="Bisection steps (default 3, --quick 1).")
+    ap.add_argument("--rcvbuf", default="8M", help="The listener's --rcvbuf in the search.")
     ap.add_argument("--no-dissect", action="store_true")
+    ap.add_argument("--skip", default="", help="Parts to skip: capacity,sender,search (comma-separated).")
     ap.add_argument("--drain", type=int, default=0, metavar="N",
-                    help="Instead: queue N datagrams, then measure the listener's CPU time per datagram.")
+                    help="Only: queue N datagrams, then measure the listener's marginal CPU time per datagram.")
+    ap.add_argument("--json", action="store_true", help="With --drain: one JSON line.")
     args = ap.parse_args()
-    data = datagrams(args.packets)
-    print(f"{len(data)} datagrams of {sum(map(len, data)) / len(data):.0f} bytes on average; "
-          f"{os.cpu_count()} cores; load {os.getloadavg()}", flush=True)
+    quick = args.quick
+    packets = min(args.packets, 100_000) if quick else args.packets
+    data = datagrams(packets)
     if args.drain:
         r = drain_capacity(data, args.drain, not args.no_dissect)
-        print(f"drained {r['datagrams']:,} datagrams ({r['kernel_drops']} kernel drops) in {r['cpu_s']:.2f} s CPU "
-              f"({r['wall_s']:.2f} s wall): {r['cpu_us']:.2f} us CPU per datagram = {r['per_core']:,.0f} "
-              f"datagrams/s per core; load {os.getloadavg()}")
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"{r['receiver']}: {r['datagrams']:,} datagrams ({r['kernel_drops']} kernel drops): "
+                  f"{r['us_marginal']} us CPU per datagram marginal ({r['per_core']:,}/s per core), "
+                  f"{r['us_whole_run']} us over the whole run; {r['load']}")
         return
-    os.sched_setaffinity(0, {1})
-    extra = ["--no-dissect"] if args.no_dissect else []
-    print("rate asked | achieved | received | kernel drops | loss | listener CPU s | CPU us/datagram | load")
-    for rate in (float(r) for r in args.rates.split(",")):
-        r = step(data, rate, args.seconds, extra)
-        print(f"{r['rate']:>10,.0f} | {r['achieved']:>8,} | {r['received']:>8,} | {r['kernel_drops']:>12,} | "
-              f"{r['loss']:>6,} | {r['cpu_s']:>14} | {r['cpu_us_per_pkt']:>15} | {r['load']}", flush=True)
+    print(f"{len(data):,} datagrams of {sum(map(len, data)) / len(data):.0f} bytes on average; "
+          f"{os.cpu_count()} cores; {load()}", flush=True)
+    skip = set(args.skip.split(","))
+    if "capacity" not in skip:
+        settings = [(True, True), (False, True)] if quick else [(True, True), (False, True), (True, False),
+                                                                (False, False)]
+        capacity_table(50_000 if quick else 200_000, settings)
+    if "sender" not in skip:
+        sender_capacity(data, 100_000 if quick else 400_000)
+    if "search" not in skip:
+        search(data, args.start, args.seconds or (2.0 if quick else 5.0),
+               args.refine if args.refine is not None else (1 if quick else 3), not args.no_dissect, args.rcvbuf,
+               args.top)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@ from analyzer.sources.batch import PacketBatch
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip"]
+__all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip",
+           "mark_inner_truncation"]
+
+# Set here, not by the kernel: the inner packet of a VXLAN/GENEVE datagram captured whole is shorter
+# than its IP header says (`mark_inner_truncation`)
+A_INNER_TRUNC = 32  # above the kernel's own codes (1-10), so that a new one there cannot collide
 
 ANOMALY_NAMES = {
     K.A_L2_TRUNC: "link_header_truncated",
@@ -27,6 +32,7 @@ ANOMALY_NAMES = {
     K.A_LINKTYPE: "unsupported_linktype",
     K.A_IP_LEN: "ip_length_invalid",
     K.A_L4_BAD: "l4_header_invalid",
+    A_INNER_TRUNC: "inner_packet_truncated",
 }
 
 TUNNEL_NAMES = ((K.T_MPLS, "mpls"), (K.T_GRE, "gre"), (K.T_ERSPAN, "erspan"), (K.T_IPIP, "ipip"),
@@ -49,7 +55,35 @@ def decode(batch: PacketBatch, options: DecodeOptions | None = None) -> DecodedB
         K.decode_batch(batch.buf, batch.offset, batch.caplen, batch.wirelen, batch.linktype,
                        np.asarray(options.vxlan_ports, np.int64), np.asarray(options.geneve_ports, np.int64),
                        cols, ucols)
+        if (cols[:, K.C_TUN] & _MIRROR_TUNNELS).any():
+            mark_inner_truncation(cols, batch.caplen, batch.wirelen)
     return DecodedBatch(batch, cols, ucols)
+
+
+_MIRROR_TUNNELS = K.T_VXLAN | K.T_GENEVE
+_HEADER_CUT = (K.A_L4_TRUNC, K.A_IP_TRUNC, K.A_IP6_EXT_TRUNC)
+
+
+def mark_inner_truncation(cols: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray) -> np.ndarray:
+    """Mark as truncated the packets carried in VXLAN/GENEVE whose outer datagram was captured
+    whole but whose inner IP packet is shorter than its header says: what a VPC Traffic Mirroring
+    session does to a packet longer than its PacketLength, or than the target's MTU allows (the
+    mirror cuts the inner packet, then encapsulates what is left). A capture of the mirror target
+    (a pcap of VXLAN) and the live listener then mark them alike: `truncated`, counted by their
+    header length like a snaplen cut; the cut is an `inner_packet_truncated` anomaly unless a
+    header was cut (then the kernel's *_header_truncated anomaly says it already).
+    Returns the mask of the packets marked here."""
+    c = cols
+    whole = wirelen <= caplen  # a snaplen cut of the capture is marked by the kernel already
+    tun = (c[:, K.C_TUN] & _MIRROR_TUNNELS) != 0
+    anom = c[:, K.C_ANOM]
+    l4 = np.isin(c[:, K.C_PROTO], (6, 17, 136)) | (c[:, K.C_FRAG] == 2)
+    short_payload = (c[:, K.C_STATUS] == K.ST_OK) & l4 & (anom == K.A_NONE) & (c[:, K.C_PLCAP] < c[:, K.C_PLLEN])
+    cut_header = np.isin(anom, _HEADER_CUT)
+    new = tun & whole & (short_payload | cut_header) & (c[:, K.C_TRUNC] == 0)
+    c[new, K.C_TRUNC] = 1
+    c[new & short_payload, K.C_ANOM] = A_INNER_TRUNC
+    return new
 
 
 def format_ip(hi: int, lo: int, version: int) -> str:
@@ -94,6 +128,8 @@ def decoded_frame(d: DecodedBatch) -> pd.DataFrame:
             "vlan": int(c[i, K.C_VLAN]) if c[i, K.C_VLAN] >= 0 else None,
             "truncated": bool(c[i, K.C_TRUNC]),
             "outer_src_ip": format_ip(u[i, K.U_OSHI], u[i, K.U_OSLO], int(c[i, K.C_OIPVER]))
+            if c[i, K.C_OIPVER] else None,
+            "outer_dst_ip": format_ip(u[i, K.U_ODHI], u[i, K.U_ODLO], int(c[i, K.C_OIPVER]))
             if c[i, K.C_OIPVER] else None,
             "gwlb_endpoint_id": f"{int(u[i, K.U_GWEP]):016x}" if u[i, K.U_GWEP] else None,
         })

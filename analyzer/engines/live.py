@@ -71,29 +71,45 @@ def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     return x
 
 
+_ID_COLS = [D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS, D.C_PLLEN,
+            D.C_FRAG]
+_ID_UCOLS = [D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO]
+_VANTAGE_UCOLS = [D.U_OSHI, D.U_OSLO, D.U_GWEP]
+
+
+def _weights(k: int, seed: int) -> np.ndarray:
+    """k fixed odd 64-bit multipliers (splitmix64 of 1..k): one per field of a hashed row."""
+    w = _mix(np.full(k, seed, np.uint64), np.arange(1, k + 1, dtype=np.uint64))
+    return w | np.uint64(1)
+
+
+_ID_W = _weights(len(_ID_COLS) + len(_ID_UCOLS) + PREFIX // 8, 0x1D)
+_VANTAGE_W = _weights(len(_VANTAGE_UCOLS) + 1, 0x7A)
+
+
+def _row_hash(m: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum(field_j * w_j) mod 2**64 per row of the uint64 matrix m: two whole-matrix operations (a
+    splitmix step per field was 8 per field). The w_j are odd, so rows that differ in one field
+    never collide; rows that differ in several collide with probability ~2**-64."""
+    with np.errstate(over="ignore"):
+        return (m * w).sum(axis=1, dtype=np.uint64)
+
+
 def identities(d: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
     """Per packet: the inner identity hash (what two mirror copies share) and the vantage hash
     (what tells the copies apart: outer source address, VNI, GWLB endpoint)."""
     c, u = d.cols, d.ucols
     n = len(c)
-    h = np.zeros(n, np.uint64)
-    for col in (D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS,
-                D.C_PLLEN, D.C_FRAG):
-        h = _mix(h, c[:, col])
-    for col in (D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO):
-        h = _mix(h, u[:, col])
     buf = d.batch.buf
     if n and len(buf):
         at = c[:, D.C_PLOFF, None] + np.arange(PREFIX)
         have = np.arange(PREFIX) < np.minimum(c[:, D.C_PLCAP], PREFIX)[:, None]
         pre = np.where(have, buf[np.clip(at, 0, len(buf) - 1)], 0).astype(np.uint8)
-        words = np.ascontiguousarray(pre).view("<u8")
-        for k in range(words.shape[1]):
-            h = _mix(h, words[:, k])
-    v = np.zeros(n, np.uint64)
-    for col in (D.U_OSHI, D.U_OSLO, D.U_GWEP):
-        v = _mix(v, u[:, col])
-    v = _mix(v, c[:, D.C_VNI])
+        words = np.ascontiguousarray(pre).view("<u8").astype(np.uint64)
+    else:
+        words = np.zeros((n, PREFIX // 8), np.uint64)
+    h = _row_hash(np.concatenate([c[:, _ID_COLS].view(np.uint64), u[:, _ID_UCOLS], words], axis=1), _ID_W)
+    v = _row_hash(np.concatenate([u[:, _VANTAGE_UCOLS], c[:, [D.C_VNI]].view(np.uint64)], axis=1), _VANTAGE_W)
     return h, v
 
 
@@ -153,7 +169,9 @@ class Deduplicator:
 
 def mark_truncated(d: DecodedBatch) -> int:
     """Mark packets whose inner IP packet is shorter than its header says (PacketLength / MTU
-    truncation of a mirror session) as truncated; returns how many were newly marked."""
+    truncation of a mirror session) as truncated, as decode does for those in VXLAN/GENEVE
+    (`analyzer.decode.mark_inner_truncation`), here for any datagram (one that is not a tunnel
+    too); returns how many packets of the batch are truncated."""
     c = d.cols
     if not len(c):
         return 0
@@ -162,9 +180,8 @@ def mark_truncated(d: DecodedBatch) -> int:
     l4 = np.isin(c[:, D.C_PROTO], (6, 17, 136)) | (c[:, D.C_FRAG] == 2)
     short_payload = ok & l4 & (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN])
     cut_header = (anom == D.A_L4_TRUNC) | (anom == D.A_IP_TRUNC) | (anom == D.A_IP6_EXT_TRUNC)
-    new = (short_payload | cut_header) & (c[:, D.C_TRUNC] == 0)
-    c[new, D.C_TRUNC] = 1
-    return int(new.sum())
+    c[(short_payload | cut_header) & (c[:, D.C_TRUNC] == 0), D.C_TRUNC] = 1
+    return int(c[:, D.C_TRUNC].sum())
 
 
 def _subset(d: DecodedBatch, keep: np.ndarray) -> DecodedBatch:
@@ -349,6 +366,8 @@ class LiveRun:
         self._last = LiveCounters()
         self._dissection: Any = None
         self._anomalies: dict[str, int] = {}
+        self._last_targets: dict[str, int] = {}
+        self._last_calls = 0
         self.windows = 0
         self._file_seq = 0
         if out_dir is not None:
@@ -446,8 +465,14 @@ class LiveRun:
         self._last = replace(tot)
         index = self.windows
         self.windows += 1
+        # datagrams per mirror target address (the destination each was sent to: IP_PKTINFO), this window
+        targets = {a: n - self._last_targets.get(a, 0) for a, n in src.targets.items()
+                   if n - self._last_targets.get(a, 0)}
+        self._last_targets = dict(src.targets)
+        calls, self._last_calls = src.counters.syscalls - self._last_calls, src.counters.syscalls
         stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
                  "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
+                 "receiver": src.receiver, "receive_calls": calls, "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
         files = self._write(start, frames, stats) if self.out_dir is not None else []
@@ -538,7 +563,10 @@ def summary_line(index: int, stats: Mapping[str, Any], frames: Mapping[str, pd.D
                                if s in counts) + ")"
     dup_rate = w["duplicates"] / w["received"] if w["received"] else 0.0
     nf = len(findings) if findings is not None else 0
-    return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams "
+    targets = stats.get("targets") or {}
+    names = sorted(targets, key=lambda a: -targets[a])
+    to = f" to {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}" if names else ""
+    return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams{to} "
             f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
             f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
             f"({enc} encrypted, {clear} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
@@ -582,7 +610,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
                             *(f"{p} (geneve)" for p in source.geneve_ports)])
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
-        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; windows of {window_s:g} s to {out_dir}")
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}; "
+        f"windows of {window_s:g} s to {out_dir}")
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
                   pcap=pcap, on_window=lambda w: say(w.summary))
     try:

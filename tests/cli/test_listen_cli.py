@@ -70,14 +70,18 @@ def test_sigterm_while_replaying_accounts_for_every_datagram(tmp_path: Path) -> 
     finally:
         sender.communicate(timeout=60)
     assert rc == 0, err
-    assert took < 10, f"took {took:.1f} s to stop"
+    # bounded: the drain stops after 5 s (what is left: queue drops), then the last window is written;
+    # the margin is for a loaded machine, where writing a window alone can take seconds
+    assert took < 60, f"took {took:.1f} s to stop"
     assert not list(out.glob(".*")) and not list(pcaps.glob("*.tmp")), "temporary files left"
     stats = _stats(out)
     assert stats and stats[-1]["final"] and sum(s["final"] for s in stats) == 1
     t = stats[-1]["total_counters"]
     assert 0 < t["received"] < packets, "SIGTERM came too late or too early to test a shutdown mid-stream"
     assert t["received"] == t["analysed"] + t["duplicates"] + t["filtered"] + t["dropped_queue"]
-    assert t["analysed"] == t["decapsulated"] + t["not_tunnel"] + t["malformed"] == t["received"]
+    # every datagram is analysed, or (on a machine too loaded to drain the socket within 5 s) a queue drop
+    assert t["analysed"] == t["decapsulated"] + t["not_tunnel"] + t["malformed"] == t["received"] - t["dropped_queue"]
+    assert t["duplicates"] == t["filtered"] == 0, t
     assert sum(s["window_counters"]["received"] for s in stats) == t["received"]
     flows = _flows(out)
     assert len(flows) == t["flows"] and flows["uid"].is_unique  # no flow split across windows
@@ -193,15 +197,21 @@ def test_kernel_mirror_in_namespaces_equals_a_tcpdump_of_the_interface(mirror_na
     (tmp_path / "www" / "index.html").write_text("hello\n" * 200)
     _sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=www.example.com",
         "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem"))
-    listener, _ = _start_listen(out, "--window", "2s", "--vpc", "10.77.0.0/16", netns=m, bind="10.77.2.2",
-                                   port="4789")
+    # bound to any address, as a mirror target usually is: IP_PKTINFO says which address was mirrored to
+    listener, _ = _start_listen(out, "--window", "2s", "--vpc", "10.77.0.0/16", netns=m, bind="0.0.0.0", port="4789")
     dump = subprocess.Popen(["ip", "netns", "exec", s, "tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-s",
                              "0", "-w", str(tap), "ip"], stderr=subprocess.PIPE, text=True)
+    # and a capture of the mirror target's own interface: the VXLAN datagrams as a file
+    target_tap = tmp_path / "target.pcap"
+    target_dump = subprocess.Popen(["ip", "netns", "exec", m, "tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode",
+                                    "-s", "0", "-w", str(target_tap), "udp", "port", "4789"], stderr=subprocess.PIPE,
+                                   text=True)
     servers = []
     try:
-        assert dump.stderr is not None
-        first = dump.stderr.readline()  # "tcpdump: listening on eth0, ..." (or why not)
-        assert "listening on" in first, first
+        for d in (dump, target_dump):
+            assert d.stderr is not None
+            first = d.stderr.readline()  # "tcpdump: listening on eth0, ..." (or why not)
+            assert "listening on" in first, first
         servers.append(subprocess.Popen(["ip", "netns", "exec", s, sys.executable, "-m", "http.server", "80", "--bind",
                                          "10.77.0.20", "--directory", str(tmp_path / "www")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -220,14 +230,21 @@ def test_kernel_mirror_in_namespaces_equals_a_tcpdump_of_the_interface(mirror_na
             p.terminate()
             p.wait(timeout=10)
         time.sleep(0.3)
-        dump.terminate()
-        dump.communicate(timeout=10)
+        for d in (dump, target_dump):
+            d.terminate()
+            d.communicate(timeout=10)
         rc, err, _ = _stop(listener)
     assert rc == 0, err
     want = analyzer.analyze([str(tap)], frames=("flows",)).flows
     got = _flows(out)
     assert len(want) == 3 and set(got["vni"]) == {4243} and set(got["outer_src_ip"]) == {"10.77.2.1"}
     assert sorted_keys(got).equals(sorted_keys(want)), (sorted_keys(got).T, sorted_keys(want).T)
+    # the file of the target's interface (real kernel VXLAN in a pcap) gives them too, vantage included
+    from_file = analyzer.analyze([str(target_tap)], frames=("flows",)).flows
+    assert sorted_keys(from_file).equals(sorted_keys(got)) and not from_file["truncated"].any()
+    if "recvmmsg" in err:  # (the recvfrom fallback knows only the bound address, 0.0.0.0)
+        assert set(from_file["outer_dst_ip"]) == set(got["outer_dst_ip"]) == {"10.77.2.2"}
+        assert {a for st in _stats(out) for a in st["targets"]} == {"10.77.2.2"}
     assert set(got["app_protocol"]) == {"http", "tls"} and "verdict" in got  # judged per window
     t = _stats(out)[-1]["total_counters"]
     # every mirrored frame arrived; those that are not IP (ARP) are in no flow (nor in the "ip" tcpdump)

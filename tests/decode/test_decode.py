@@ -619,3 +619,23 @@ def test_decoder_never_reads_outside_the_packet(pure_python_helpers, case):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy integer overflow warnings too
         _py_decode(data, lt)
+
+
+def test_a_mirror_cut_inner_packet_is_marked_truncated():
+    """A VXLAN/GENEVE datagram captured whole whose inner packet is shorter than its IP header says
+    (a Traffic Mirroring PacketLength or MTU cut): truncated, an inner_packet_truncated anomaly (a
+    cut TCP header keeps its own anomaly). A snaplen cut of the capture itself, a whole inner
+    packet, and a plain packet whose IP length exceeds its frame are not marked this way."""
+    inner = bytes(eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=80, flags="PA")
+                  / Raw(b"x" * 300))
+    vx = [bytes(eth() / OUTER / UDP(sport=1, dport=4789) / VXLAN(flags=0x08, vni=5) / Raw(inner[:n]))
+          for n in (120, 50, len(inner))]
+    gen = bytes(eth() / OUTER / UDP(sport=1, dport=6081) / Raw(struct.pack("!BBHI", 0, 0, 0x6558, 9 << 8))
+                / Raw(inner[:120]))
+    plain = inner[:120]
+    frames = [*vx, gen, plain, vx[0][:130]]  # the last: the capture's snaplen cut it (in the payload)
+    rows = decoded_rows(frames, wirelen=[len(f) for f in frames[:-1]] + [len(vx[0])])
+    assert rows["tunnel"].tolist()[:4] == ["vxlan", "vxlan", "vxlan", "geneve"]
+    assert rows["truncated"].tolist() == [True, True, False, True, False, True]
+    assert rows["anomaly"].fillna("-").tolist() == ["inner_packet_truncated", "l4_header_truncated", "-",
+                                                    "inner_packet_truncated", "-", "-"]

@@ -226,3 +226,51 @@ def test_each_window_is_judged_with_the_zones_and_their_vni_mapping(tmp_path: Pa
     assert flows["client_zone"].tolist() == ["green"] and flows["server_zone"].tolist() == ["green"]
     assert "cleartext-credentials" in set(findings["rule"])
     assert "findings" in windows[-1].summary and "1 cleartext" in windows[-1].summary
+
+
+def test_a_capture_of_mirror_traffic_marks_truncation_as_the_listener_does(tmp_path: Path) -> None:
+    """A pcap of a mirror target's interface (VXLAN datagrams whose inner packets a PacketLength of
+    100 cut, one of them inside its TCP header) and the same datagrams received live: the same
+    flows, all `truncated`, and the same anomalies (inner_packet_truncated for a cut payload,
+    l4_header_truncated for the cut header); a whole datagram is not marked."""
+    import pandas as pd
+    from support.pcap_helpers import pcap_bytes
+
+    frames = _frames(CAPTURES / "http_plain.pcap")
+    cut = [f[:100] for f in frames]
+    longest = max(range(len(frames)), key=lambda i: len(frames[i]))
+    cut[longest] = frames[longest][:50]  # Ethernet 14 + IP 20 + 16 bytes of the TCP header
+    payload_cuts = sum(len(f) > 100 for i, f in enumerate(frames) if i != longest)
+    assert payload_cuts >= 3
+    datagrams = [_vx(f, 7) for f in cut]
+    path = tmp_path / "mirror-target.pcap"
+    path.write_bytes(pcap_bytes([(1_700_000_000_000_000_000 + i * 1_000_000, _outer(d, "10.1.1.1"))
+                                 for i, d in enumerate(datagrams)], linktype=101))
+    from_file = analyzer.analyze([str(path)], frames=("flows",))
+    kinds = from_file.anomalies.set_index("kind")["count"].to_dict()
+    assert kinds == {"inner_packet_truncated": payload_cuts, "l4_header_truncated": 1}
+    assert len(from_file.flows) == 1 and from_file.flows["truncated"].all()
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+
+    def send() -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for d in datagrams:
+                s.sendto(d, ("127.0.0.1", src.bound_ports[0]))
+            deadline = time.monotonic() + 10
+            while src.counters.received < len(datagrams) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            s.close()
+            src.stop()
+
+    flows, run, windows = _run(src, threading.Thread(target=send))
+    assert sorted_keys(flows).equals(sorted_keys(from_file.flows))
+    live = pd.concat([w.frames["anomalies"] for w in windows]).groupby("kind")["count"].sum().to_dict()
+    assert live == kinds and run.totals.truncated == len(frames) - sum(len(f) <= 100 for f in frames)
+
+    whole = pcap_bytes([(0, _outer(_vx(f, 7), "10.1.1.1")) for f in frames], linktype=101)
+    (tmp_path / "whole.pcap").write_bytes(whole)
+    again = analyzer.analyze([str(tmp_path / "whole.pcap")], frames=("flows",))
+    assert not again.flows["truncated"].any() and not len(again.anomalies)

@@ -3,6 +3,7 @@ loopback only."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from support.pcap_helpers import batch_of
 from analyzer.config import DecodeOptions
 from analyzer.decode import decode, decoded_frame
 from analyzer.errors import UsageError
+from analyzer.sources import _mmsg
 from analyzer.sources.mirror import MirrorSource, parse_allow
 from analyzer.sources.replay import ethernet_frames, parse_target
 
@@ -186,3 +188,116 @@ def test_replay_paces_by_rate_and_by_the_captures_own_clock(tmp_path, sockets) -
     assert all(g[:4] == b"\x08\x00\x00\x00" for g in got) and got[-1][4:7] == b"\x00\x00\x05"
     with pytest.raises(UsageError, match="not both"):
         replay(path, "127.0.0.1", port, rate=1.0, speed=1.0)
+
+
+def test_a_listener_on_any_address_knows_which_target_address_each_datagram_was_sent_to(
+        sockets: Callable[..., socket.socket]) -> None:
+    """IP_PKTINFO: bound to 0.0.0.0, the synthesised outer destination is the address the mirror
+    session sent to (here two loopback addresses), counted per target; without recvmmsg it is the
+    bound address."""
+    for mmsg in (True, False):
+        if mmsg and not _mmsg.available():
+            continue
+        src = MirrorSource(bind="0.0.0.0", ports=(0,), geneve_ports=(), mmsg=mmsg)
+        s = sockets()
+        for vni, target in ((5, "127.0.0.1"), (6, "127.0.0.2"), (7, "127.0.0.2")):
+            s.sendto(_vx(_udp_frame(), vni), (target, src.bound_ports[0]))
+        batches = [b for b in _collect(src, 3) if len(b)]
+        src.close()
+        rows = decoded_frame(decode(batches[0] if len(batches) == 1 else _concat(batches),
+                                    DecodeOptions(src.vxlan_ports, ())))
+        by_vni = dict(zip(rows["vni"], rows["outer_dst_ip"], strict=True))
+        if mmsg:
+            assert by_vni == {5: "127.0.0.1", 6: "127.0.0.2", 7: "127.0.0.2"}
+            assert src.targets == {"127.0.0.1": 1, "127.0.0.2": 2} and src.receiver == "recvmmsg"
+        else:
+            assert set(by_vni.values()) == {"0.0.0.0"} and src.targets == {"0.0.0.0": 3}
+        assert src.counters.received == src.counters.yielded == 3 and src.counters.syscalls >= 1
+
+
+def test_recvmmsg_and_recvfrom_give_the_same_packets(sockets: Callable[..., socket.socket]) -> None:
+    """The two receivers make byte-identical packets (outer header included) of the same datagrams,
+    IPv4 and a datagram longer than a slot (it spills and is moved to the end of the batch)."""
+    if not _mmsg.available():
+        pytest.skip("recvmmsg is not available here")
+    payloads = [b"x" * n for n in (1, 100, 1400, 5000, 30000, 60000, 7)]
+    got = {}
+    for mmsg in (True, False):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), mmsg=mmsg)
+        s = sockets()
+        for i, p in enumerate(payloads):
+            s.sendto(_vx(_udp_frame(p), i), ("127.0.0.1", src.bound_ports[0]))
+        batches = [b for b in _collect(src, len(payloads)) if len(b)]
+        src.close()
+        packets = [b.packet(i) for b in batches for i in range(len(b))]
+        assert all(p[20:24] == struct.pack("!HH", s.getsockname()[1], src.bound_ports[0]) for p in packets)
+        got[mmsg] = [p[:20] + p[24:] for p in packets]  # the ports differ from run to run
+        if mmsg:
+            rows = decoded_frame(decode(batch_of(packets, 101), DecodeOptions(src.vxlan_ports, ())))
+            assert rows["vni"].tolist() == list(range(len(payloads))) and not rows["truncated"].any()
+        assert all(len(b.caplen) == len(b.wirelen) and (b.caplen == b.wirelen).all() for b in batches)
+        assert src.counters.oversize == 0 and src.counters.received_bytes == sum(len(_vx(_udp_frame(p), 0))
+                                                                                 for p in payloads)
+    assert got[True] == got[False] and len(got[True]) == len(payloads)
+
+
+def test_cmsgs_of_mixed_layouts_are_read_for_every_message() -> None:
+    """parse_cmsgs walks each message's ancillary data: the drop count appears only once the socket
+    dropped something, so messages of one batch can differ in layout."""
+    ctl = np.zeros((4, _mmsg.CTL), np.uint8)
+    w = ctl.view("<u4")
+
+    def put(row: int, at: int, level: int, kind: int, data: bytes) -> int:
+        w[row, at // 4] = 16 + len(data)
+        w[row, at // 4 + 2], w[row, at // 4 + 3] = level, kind
+        ctl[row, at + 16:at + 16 + len(data)] = np.frombuffer(data, np.uint8)
+        return at + ((16 + len(data) + 7) & ~7)
+
+    ts = struct.pack("<qq", 1_700_000_000, 5)
+    v4 = struct.pack("<i", 1) + socket.inet_aton("10.0.0.9") + socket.inet_aton("10.0.0.7")
+    v6 = socket.inet_pton(socket.AF_INET6, "fd00::7") + struct.pack("<i", 1)
+    used = [put(0, put(0, 0, 1, 35, ts), 0, 8, v4)]
+    used.append(put(1, put(1, put(1, 0, 1, 35, ts), 1, 40, struct.pack("<I", 12)), 0, 8, v4))
+    used.append(put(2, put(2, 0, 1, 35, ts), 41, 50, v6))
+    used.append(0)
+    stamp, drops, dst, have = _mmsg.parse_cmsgs(ctl, np.array(used, np.uint64))
+    assert stamp.tolist() == [1_700_000_000_000_000_005] * 3 + [-1]
+    assert drops.tolist() == [-1, 12, -1, -1] and have.tolist() == [True, True, True, False]
+    assert [socket.inet_ntop(socket.AF_INET6, bytes(d)) for d in dst[:3]] == ["::ffff:10.0.0.7"] * 2 + ["fd00::7"]
+
+
+def test_kernel_drops_and_received_add_up_to_what_was_sent(sockets: Callable[..., socket.socket]) -> None:
+    """A receive buffer far too small for a burst: what the kernel dropped is counted (SO_RXQ_OVFL
+    on the messages after the drop, /proc/net/udp), what it kept is received; together: all."""
+    if os.geteuid() != 0:
+        pytest.skip("a receive buffer below net.core.rmem_default needs CAP_NET_ADMIN (SO_RCVBUFFORCE)")
+    for mmsg in (True, False) if _mmsg.available() else (False,):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=8192, mmsg=mmsg)
+        s = sockets()
+        sent = 500
+        for _ in range(sent):
+            s.sendto(_vx(_udp_frame(b"y" * 1000), 1), ("127.0.0.1", src.bound_ports[0]))
+        src.stop()  # the burst is over: read what is queued
+        got = sum(len(b) for b in src.batches())
+        drops = src.kernel_drops()
+        src.close()
+        assert drops > 0 and got == src.counters.received and got + drops == sent, (mmsg, got, drops)
+
+
+def test_the_shutdown_drain_goes_on_past_a_batch_of_filtered_datagrams(sockets: Callable[..., socket.socket]) -> None:
+    """Queued at the stop: whole batches from a sender outside --allow, then allowed ones; the drain
+    reads them all (the filtered ones counted), nothing is left to be a queue drop."""
+    for mmsg in (True, False) if _mmsg.available() else (False,):
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), allow=["127.0.0.2/32"], batch_packets=32,
+                           mmsg=mmsg)
+        stray, allowed = sockets(), sockets()
+        allowed.bind(("127.0.0.2", 0))
+        for _ in range(200):
+            stray.sendto(_vx(_udp_frame(), 1), ("127.0.0.1", src.bound_ports[0]))
+        for _ in range(5):
+            allowed.sendto(_vx(_udp_frame(), 2), ("127.0.0.1", src.bound_ports[0]))
+        src.stop()
+        got = sum(len(b) for b in src.batches())
+        src.close()
+        c = src.counters
+        assert (got, c.filtered, c.dropped_queue, c.received) == (5, 200, 0, 205), (mmsg, c)
