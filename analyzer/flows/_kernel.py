@@ -193,7 +193,8 @@ TLS_RECORDS_AFTER_APPDATA = 3
 # listed in one pool page (D_XPT); at most O_XSLOTS directions hold one at a time (memory stays
 # bounded: slots x (HANDSHAKE_EXTENSION + a page)); one that finds none free is cut at the budget, as
 # before, and the TLS dissector says so. Once the handshake records end past the budget, the records
-# the TLS dissector still reads (TLS_RECORDS_AFTER_APPDATA) end the prefix as usual.
+# the TLS dissector still reads (TLS_RECORDS_AFTER_APPDATA) end the prefix as usual. Applies with or
+# without O_TLS_TRIM (the budget must not cut a handshake either way).
 HANDSHAKE_EXTENSION = 256 * 1024
 HANDSHAKE_EXTENSION_SLOTS = 64
 
@@ -550,11 +551,12 @@ def _stream_byte(r, d, off, R, PT, POOL, page):
 
 
 @helper()
-def _tls_frame(r, d, R, PT, POOL, page):
+def _tls_frame(r, d, R, PT, POOL, page, trim):
     """Walk the TLS record headers of the contiguous prefix; once the records the TLS dissector
     reads are complete, limit the prefix to them (most of a TLS flow is encrypted records no
-    dissector reads: keeping them cost a copy per byte and memory per live flow). Also notes the
-    end of the plaintext handshake records (D_HSDONE) for the handshake extension."""
+    dissector reads: keeping them cost a copy per byte and memory per live flow), when `trim` or
+    when the prefix runs past the budget in a handshake extension. Also notes the end of the
+    plaintext handshake records (D_HSDONE) for the handshake extension, `trim` or not."""
     base = D0 + d * DW
     nxt = R[r, base + D_RECNEXT]
     contig = R[r, base + D_CONTIG]
@@ -578,9 +580,10 @@ def _tls_frame(r, d, R, PT, POOL, page):
             after += 1
         nxt += 5 + length
         if after >= TLS_RECORDS_AFTER_APPDATA:
-            R[r, base + D_LIMIT] = nxt
-            if contig > nxt:
-                R[r, base + D_CONTIG] = nxt
+            if trim or extended:
+                R[r, base + D_LIMIT] = nxt
+                if contig > nxt:
+                    R[r, base + D_CONTIG] = nxt
             nxt = -1
             break
     R[r, base + D_RECNEXT] = nxt
@@ -588,7 +591,7 @@ def _tls_frame(r, d, R, PT, POOL, page):
 
 
 @helper(inline="always")
-def _limit(R, r, base, budget, trim, extension, slot_free):
+def _limit(R, r, base, budget, extension, slot_free):
     """Where the prefix of a TCP direction ends: the budget; or the limit the TLS framing set, never
     past the pages the direction may hold (a limit at the end of a long record once overran the page
     table into the other direction's pages); or, for a TLS stream still in its plaintext handshake
@@ -600,7 +603,7 @@ def _limit(R, r, base, budget, trim, extension, slot_free):
         return min(lim, room)
     if held:
         return room
-    if (trim and extension > 0 and slot_free and R[r, base + D_HSDONE] == 0 and R[r, base + D_RECNEXT] > 0
+    if (extension > 0 and slot_free and R[r, base + D_HSDONE] == 0 and R[r, base + D_RECNEXT] > 0
             and R[r, base + D_HAVE_START] == 1):
         return budget + extension
     return budget
@@ -860,7 +863,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             if budget <= 0 or cap <= 0 or rel < 0:
                 continue
             contig = R[r, base + D_CONTIG]
-            lim = _limit(R, r, base, budget, trim, xpg * page, G[G_XLIVE] < xslots)
+            lim = _limit(R, r, base, budget, xpg * page, G[G_XLIVE] < xslots)
             hi = min(rel + cap, lim)
             if rel + cap > lim and rel < lim:
                 R[r, base + D_BUDGET_HIT] = 1
@@ -874,8 +877,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 R[r, base + D_CONTIG] = hi
                 if R[r, base + D_NOOO]:
                     _absorb(r, d, R, OO)
-                if trim and R[r, base + D_HAVE_START] == 1 and R[r, base + D_RECNEXT] >= 0:
-                    _tls_frame(r, d, R, PT, POOL, page)
+                if (trim or xpg > 0) and R[r, base + D_HAVE_START] == 1 and R[r, base + D_RECNEXT] >= 0:
+                    _tls_frame(r, d, R, PT, POOL, page, trim)
             else:
                 _write(r, d, rel, hi, cols[i, C_PLOFF], buf, R, PT, POOL, G, PFREE, page)
                 k = R[r, base + D_NOOO]

@@ -82,8 +82,8 @@ class FlowTable:
         while budget and page * 64 < budget:
             page *= 2
         npg = max(1, -(-budget // page)) if budget else 1
-        # TLS handshake records may run past the budget (K.HANDSHAKE_EXTENSION, on TLS-trimmed streams)
-        xpg = -(-K.HANDSHAKE_EXTENSION // page) if budget and o.tls_trim else 0
+        # TLS handshake records may run past the budget (K.HANDSHAKE_EXTENSION)
+        xpg = -(-K.HANDSHAKE_EXTENSION // page) if budget else 0
         self.page, self.npg, self.xpg, self.budget = page, npg, xpg, budget
         self.O = np.zeros(K.NO, np.int64)
         ns = 1_000_000_000

@@ -53,7 +53,7 @@ __all__ = [
 FLOW_COLUMNS: tuple[str, ...] = (
     "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
     "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
-    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
+    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "tls_incomplete", "truncated",
 )  # fmt: skip
 
 

@@ -149,7 +149,7 @@ def test_a_hello_padded_past_the_budget_is_read_whole(tmp_path: Path, extensions
     flow = analyzer.analyze(capture).flows.iloc[0]
     assert flow["tls_server_name"] == "hidden.example"
     assert flow["ja4"] is not None and flow["ja4"].startswith("t12d030200_")
-    assert flow["tls_incomplete"] is False or flow["tls_incomplete"] == False  # noqa: E712 (pandas NA-safe)
+    assert flow["tls_incomplete"] is not pd.NA and not flow["tls_incomplete"]
     assert not flow["truncated"]
     assert cut_anomalies(analyzer.analyze(capture)) == []
     if extensions > TSHARK_LARGEST:
