@@ -34,7 +34,7 @@ from analyzer import schema
 from analyzer.config import DecodeOptions, FlowOptions
 from analyzer.decode import decode
 from analyzer.dissect import registered
-from analyzer.dissect.base import Datagram, DissectContext, Facts, FlowPayload, StreamPrefix, declared
+from analyzer.dissect.base import Column, Datagram, DissectContext, Facts, FlowPayload, StreamPrefix, declared
 from analyzer.errors import CaptureError
 from analyzer.flows.table import FlowTable
 from analyzer.sources.readers import read_capture
@@ -216,3 +216,36 @@ def test_damaged_flows_of_every_dissector(name: str):
     assert slowest
     _, fp, offsets = slowest[0]
     assert min(run_once(d, fp, offsets) for _ in range(3)) < SLOW, f"{name}: {fp!r:.2000}"
+
+
+class _Broken:
+    """A dissector that breaks each property once, to show the target's checks can fail."""
+
+    name = "broken"
+    app_protocols = ("broken",)
+    transports = frozenset({"tcp"})
+    ports = frozenset({1})
+    columns = (Column("broken_count", "Int32", "a count"),)
+    frames = ()
+
+    def __init__(self, flow: dict[str, object], rows: dict[str, list[dict[str, object]]] | None = None) -> None:
+        self.facts = Facts(flow=flow, rows=rows or {})
+
+    def probe(self, flow: FlowPayload) -> bool:
+        return True
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        return self.facts
+
+
+@pytest.mark.parametrize(("flow", "rows"), [
+    ({"broken_other": 1}, None),  # an undeclared column
+    ({"broken_count": "many"}, None),  # a value not of the declared dtype
+    ({"app_protocol": "http"}, None),  # an app_protocol it does not own
+    ({}, {"tls": [{"uid": "C"}]}),  # rows of a frame it does not declare
+    ({}, {"anomalies": [{"kind": "x", "detail": "y"}]}),  # an anomaly row without its offset
+])
+def test_the_checks_catch_a_broken_dissector(flow, rows):
+    fp = seeds(_names()[0])[0]
+    with pytest.raises((AssertionError, ValueError, TypeError)):
+        run_once(_Broken(flow, rows), fp, (0, 0))
