@@ -20,10 +20,14 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import os
 import struct
 import sys
+import tempfile
 import time
 import zlib
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pytest
@@ -138,7 +142,23 @@ class _Stdin:
         self.buffer = io.BufferedReader(_Pipe(data))
 
 
-def _check(path: str, size: int, chunk: int) -> None:
+@cache
+def _warm() -> None:
+    """Read a valid pcap and pcapng once, untimed: the first read of a process loads (or compiles)
+    the record walkers, seconds on a busy machine, which is not the input's cost."""
+    for name, data in (("w.pcap", struct.pack("<IHHiIII", MAGICS[0], 2, 4, 0, 0, 65535, 1)
+                        + struct.pack("<IIII", 1, 0, len(FRAME), len(FRAME)) + FRAME),
+                       ("w.pcapng", shb("<") + idb(1, "<") + epb(0, 1, FRAME, "<"))):
+        with tempfile.TemporaryDirectory(prefix="intransit-fuzz-warm-") as tmp:
+            path = os.path.join(tmp, name)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            for _ in read_capture(path):
+                pass
+
+
+def _read(path: str, size: int, chunk: int) -> float:
+    """Read `path` checking every property; the time it took."""
     started = time.perf_counter()
     try:
         for b in read_capture(path, chunk):
@@ -151,7 +171,18 @@ def _check(path: str, size: int, chunk: int) -> None:
                 assert p.detail and "\n" not in p.detail
     except CaptureError as exc:
         assert exc.message and "\n" not in str(exc)
-    assert time.perf_counter() - started < SLOW
+    return time.perf_counter() - started
+
+
+def _check(source: Callable[[], str], size: int, chunk: int) -> None:
+    """`source()` names the input (and makes it ready to read again). An input slower than SLOW
+    is read twice more and judged by its best time: a stall of a shared machine does not repeat,
+    a read whose work blows up with the input does."""
+    _warm()
+    took = _read(source(), size, chunk)
+    if took >= SLOW:
+        took = min(took, *(_read(source(), size, chunk) for _ in range(2)))
+    assert took < SLOW
 
 
 @fuzz_settings(examples(150))
@@ -160,7 +191,7 @@ def test_damaged_captures_read_from_a_file(tmp_path_factory, data, chunk, draw_)
     damaged = mutate(draw_.draw, data, _INSERTS) if draw_.draw(st.booleans()) else data
     path = tmp_path_factory.mktemp("f") / "c.bin"
     path.write_bytes(damaged)
-    _check(str(path), len(damaged), chunk)
+    _check(lambda: str(path), len(damaged), chunk)
 
 
 @fuzz_settings(examples(150))
@@ -168,8 +199,11 @@ def test_damaged_captures_read_from_a_file(tmp_path_factory, data, chunk, draw_)
 def test_damaged_captures_read_from_a_pipe(data, draw_):
     damaged = mutate(draw_.draw, data, _INSERTS)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "stdin", _Stdin(damaged))
-        _check("-", len(damaged), 4096)
+        def stdin() -> str:
+            mp.setattr(sys, "stdin", _Stdin(damaged))  # a fresh pipe for each read
+            return "-"
+
+        _check(stdin, len(damaged), 4096)
 
 
 COMPRESSORS = {
@@ -193,4 +227,4 @@ def test_damaged_compressed_captures(tmp_path_factory, data, kind, draw_):
     path = tmp_path_factory.mktemp("z") / "c.bin"
     path.write_bytes(damaged)
     # offsets are of the decompressed stream: bounded by what decompression can yield of the input
-    _check(str(path), max(len(data), 1) * 4 + (1 << 20), 4096)
+    _check(lambda: str(path), max(len(data), 1) * 4 + (1 << 20), 4096)
