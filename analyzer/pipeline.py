@@ -531,6 +531,9 @@ class Collector:
         # end, and the per-column conversion cost is paid per 16k flows, not per small export.
         if "flows" not in self.wanted:
             return
+        cut = extra.get("truncated")
+        if cut is not None:  # a dissector's "a message was cut" adds to the capture's snap-length cuts
+            extra["truncated"] = np.asarray(cols["truncated"], bool) | np.asarray(cut == True, bool)  # noqa: E712
         seen = extra["visibility"] = visibility(cols)
         extra["undecided_reason"] = undecided_reasons(cols, extra, len(ended), self.dissection is not None, seen)
         self.pending_flows.append(({**cols, **extra}, len(ended)))

@@ -52,7 +52,7 @@ FLOWS_BASE: dict[str, str] = {
     "conn_state": "string",  # Zeek conn_state letters (S0, S1, SF, REJ, RSTO, RSTR, OTH, ...)
     "retransmitted_bytes": "Int64",
     "missing_bytes": "Int64",  # holes in the reassembled prefixes (Zeek's missed_bytes, prefix only)
-    "truncated": "boolean",  # some packet was cut by snaplen / mirror PacketLength
+    "truncated": "boolean",  # some packet was cut by snaplen / mirror PacketLength, or a TLS handshake message
     "vni": "Int64",  # VXLAN/GENEVE VNI of the innermost tunnel carrying the flow
     "tunnel": "string",  # tunnel kinds crossed, e.g. "geneve/vxlan" (a set in fixed order, not nesting order)
     "outer_src_ip": "string",

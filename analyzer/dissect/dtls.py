@@ -269,6 +269,21 @@ class _Session:
         if n < 3:
             self.facts.anomaly(kind, detail, offset)
 
+    def _cut_messages(self) -> bool:
+        """Was a plaintext handshake message left with fragments missing (a datagram not captured
+        or past the payload budget)? Said by an anomaly (issue 16 item 5: a hello or a certificate
+        chain must not go missing silently); True also marks the flow truncated."""
+        cut = False
+        for side in (self.client, self.server):
+            missing = [m for m in side.messages.values() if not m.done]
+            if missing:
+                cut = True
+                who = "client" if side.is_client else "server"
+                self.anomaly("dtls_handshake_cut", f"{who}: {len(missing)} handshake message(s) with fragments missing "
+                             f"(first: type {missing[0].msg_type}, {missing[0].stream.received} of {missing[0].length} "
+                             "bytes): the facts they carry are missing")
+        return cut
+
     def letter(self, letter: str, side: _Side) -> None:
         if len(self.letters) < MAX_HISTORY:
             self.letters.append(letter.upper() if side.is_client else letter)
@@ -521,6 +536,7 @@ class _Session:
                 scols=scols,
                 cert_sha256=chain[0] if chain else None,
                 leaf=leaf,
+                incomplete=self._cut_messages(),
             )
         )
         return facts

@@ -119,7 +119,12 @@ NSEENIV = 4
 D_RECNEXT = D_SEENIV + 2 * NSEENIV
 D_RECAFTER = D_RECNEXT + 1
 D_LIMIT = D_RECNEXT + 2
-DW = D_LIMIT + 1
+# The handshake extension (see HANDSHAKE_EXTENSION below): D_HSDONE is 1 once the framing walked a
+# record other than a plaintext handshake record (type 22); D_XPT is 1 + the pool page that lists
+# the direction's extension pages (0: none held).
+D_HSDONE = D_LIMIT + 1
+D_XPT = D_LIMIT + 2
+DW = D_LIMIT + 3
 NR = D0 + 2 * DW
 
 # record uint64 fields (RU)
@@ -148,6 +153,7 @@ G_PKT_BASE = 6
 G_NOT_IP = 7
 G_NOW = 8
 G_SOURCE = 9
+G_XLIVE = 10  # directions holding a handshake extension now
 NG = 16
 
 NOOO = 8  # pending out-of-order intervals kept per direction
@@ -170,7 +176,9 @@ O_BUDGET = 5
 O_PAGE = 6
 O_NPG = 7
 O_TLS_TRIM = 8  # 1: end a TLS stream's prefix after the records the TLS dissector reads
-NO = 9
+O_XPG = 9  # pages of a handshake extension (0: none)
+O_XSLOTS = 10  # directions that may hold a handshake extension at once
+NO = 11
 
 # TLS records as the TLS dissector accepts them (analyzer/dissect/tls/dissector.py)
 TLS_MAX_RECORD = 16384 + 2048
@@ -178,6 +186,17 @@ TLS_MAX_RECORD = 16384 + 2048
 # at most ENCRYPTED_TAIL (2) records once a direction is encrypted, and a direction is encrypted at
 # the latest from its first application-data record, so it never reads past the third.
 TLS_RECORDS_AFTER_APPDATA = 3
+# Handshake extension (issue 16 item 5): a TLS stream still in its plaintext handshake (every record
+# so far of type 22: ClientHello, ServerHello, Certificate, ...) is read past the payload budget, by
+# up to HANDSHAKE_EXTENSION bytes, so that a hello padded past the budget or a long certificate chain
+# is read whole instead of hiding its server name, fingerprint or certificates. Its extra pages are
+# listed in one pool page (D_XPT); at most O_XSLOTS directions hold one at a time (memory stays
+# bounded: slots x (HANDSHAKE_EXTENSION + a page)); one that finds none free is cut at the budget, as
+# before, and the TLS dissector says so. Once the handshake records end past the budget, the records
+# the TLS dissector still reads (TLS_RECORDS_AFTER_APPDATA) end the prefix as usual. Applies with or
+# without O_TLS_TRIM (the budget must not cut a handshake either way).
+HANDSHAKE_EXTENSION = 256 * 1024
+HANDSHAKE_EXTENSION_SLOTS = 64
 
 EMPTY = -1
 TOMB = -2
@@ -299,18 +318,53 @@ def _alloc_page(G, PFREE):
     return PFREE[top - 1]
 
 
+@helper(inline="always")
+def _xget(POOL, xp, k):
+    """Entry k of extension page list `xp` (a pool page of little-endian uint32: 1 + page, 0 none)."""
+    at = 4 * k
+    row = POOL[xp]
+    return (np.int64(row[at]) | (np.int64(row[at + 1]) << 8) | (np.int64(row[at + 2]) << 16)
+            | (np.int64(row[at + 3]) << 24)) - 1
+
+
+@helper(inline="always")
+def _xset(POOL, xp, k, pg):
+    at = 4 * k
+    v = pg + 1
+    row = POOL[xp]
+    row[at] = v & 0xFF
+    row[at + 1] = (v >> 8) & 0xFF
+    row[at + 2] = (v >> 16) & 0xFF
+    row[at + 3] = (v >> 24) & 0xFF
+
+
 @helper()
-def _write(r, d, lo, hi, src_off, buf, PT, POOL, G, PFREE, page):
-    """Copy stream bytes [lo, hi) of record r direction d from buf[src_off:]."""
+def _write(r, d, lo, hi, src_off, buf, R, PT, POOL, G, PFREE, page):
+    """Copy stream bytes [lo, hi) of record r direction d from buf[src_off:]. Pages past the
+    direction's page table are handshake-extension pages (listed in the D_XPT page, made here)."""
+    npg = PT.shape[2]
+    xslot = D0 + d * DW + D_XPT
     pos = lo
     s = src_off
     while pos < hi:
         pi = pos // page
         within = pos - pi * page
-        pg = PT[r, d, pi]
-        if pg < 0:
-            pg = _alloc_page(G, PFREE)
-            PT[r, d, pi] = pg
+        if pi < npg:
+            pg = PT[r, d, pi]
+            if pg < 0:
+                pg = _alloc_page(G, PFREE)
+                PT[r, d, pi] = pg
+        else:
+            xp = R[r, xslot] - 1
+            if xp < 0:
+                xp = _alloc_page(G, PFREE)
+                POOL[xp, :] = 0
+                R[r, xslot] = xp + 1
+                G[G_XLIVE] += 1
+            pg = _xget(POOL, xp, pi - npg)
+            if pg < 0:
+                pg = _alloc_page(G, PFREE)
+                _xset(POOL, xp, pi - npg, pg)
         k = min(hi - pos, page - within)
         copy_bytes(POOL[pg], within, buf, s, k)
         pos += k
@@ -486,38 +540,73 @@ def _seen(R, r, d, rel, end):
 
 
 @helper(inline="always")
-def _stream_byte(r, d, off, PT, POOL, page):
+def _stream_byte(r, d, off, R, PT, POOL, page):
     pi = off // page
-    return np.int64(POOL[PT[r, d, pi], off - pi * page])
+    npg = PT.shape[2]
+    if pi < npg:
+        pg = PT[r, d, pi]
+    else:
+        pg = _xget(POOL, R[r, D0 + d * DW + D_XPT] - 1, pi - npg)
+    return np.int64(POOL[pg, off - pi * page])
 
 
 @helper()
-def _tls_frame(r, d, R, PT, POOL, page):
+def _tls_frame(r, d, R, PT, POOL, page, trim):
     """Walk the TLS record headers of the contiguous prefix; once the records the TLS dissector
     reads are complete, limit the prefix to them (most of a TLS flow is encrypted records no
-    dissector reads: keeping them cost a copy per byte and memory per live flow)."""
+    dissector reads: keeping them cost a copy per byte and memory per live flow), when `trim` or
+    when the prefix runs past the budget in a handshake extension. Also notes the end of the
+    plaintext handshake records (D_HSDONE) for the handshake extension, `trim` or not."""
     base = D0 + d * DW
     nxt = R[r, base + D_RECNEXT]
     contig = R[r, base + D_CONTIG]
     after = R[r, base + D_RECAFTER]
+    extended = R[r, base + D_XPT] > 0
     while nxt >= 0 and nxt + 5 <= contig:
-        ctype = _stream_byte(r, d, nxt, PT, POOL, page)
-        major = _stream_byte(r, d, nxt + 1, PT, POOL, page)
-        length = (_stream_byte(r, d, nxt + 3, PT, POOL, page) << 8) | _stream_byte(r, d, nxt + 4, PT, POOL, page)
+        ctype = _stream_byte(r, d, nxt, R, PT, POOL, page)
+        major = _stream_byte(r, d, nxt + 1, R, PT, POOL, page)
+        length = ((_stream_byte(r, d, nxt + 3, R, PT, POOL, page) << 8)
+                  | _stream_byte(r, d, nxt + 4, R, PT, POOL, page))
         if ctype < 20 or ctype > 26 or major != 3 or length > TLS_MAX_RECORD:
+            if extended and R[r, base + D_LIMIT] <= 0:
+                R[r, base + D_LIMIT] = nxt  # no more TLS records: the extension ends here
             nxt = -1  # not (or no longer) TLS records: keep the whole budget
             break
-        if after > 0 or ctype == 23:
+        if ctype != 22:
+            R[r, base + D_HSDONE] = 1
+        # past the budget (extended), the records after the handshake count like those after
+        # the first application data: the dissector reads only a few of them
+        if after > 0 or ctype == 23 or (extended and ctype != 22):
             after += 1
         nxt += 5 + length
         if after >= TLS_RECORDS_AFTER_APPDATA:
-            R[r, base + D_LIMIT] = nxt
-            if contig > nxt:
-                R[r, base + D_CONTIG] = nxt
+            if trim or extended:
+                R[r, base + D_LIMIT] = nxt
+                if contig > nxt:
+                    R[r, base + D_CONTIG] = nxt
             nxt = -1
             break
     R[r, base + D_RECNEXT] = nxt
     R[r, base + D_RECAFTER] = after
+
+
+@helper(inline="always")
+def _limit(R, r, base, budget, extension, slot_free):
+    """Where the prefix of a TCP direction ends: the budget; or the limit the TLS framing set, never
+    past the pages the direction may hold (a limit at the end of a long record once overran the page
+    table into the other direction's pages); or, for a TLS stream still in its plaintext handshake
+    (started with the SYN), the budget plus the handshake extension, while one is held or free."""
+    held = R[r, base + D_XPT] > 0
+    room = budget + extension if held else budget
+    lim = R[r, base + D_LIMIT]
+    if lim > 0:
+        return min(lim, room)
+    if held:
+        return room
+    if (extension > 0 and slot_free and R[r, base + D_HSDONE] == 0 and R[r, base + D_RECNEXT] > 0
+            and R[r, base + D_HAVE_START] == 1):
+        return budget + extension
+    return budget
 
 
 @helper()
@@ -577,6 +666,8 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     budget = O[O_BUDGET]
     trim = O[O_TLS_TRIM] != 0
     npg = O[O_NPG]
+    xpg = O[O_XPG]
+    xslots = O[O_XSLOTS]
     if start == 0:
         # First fragments are registered before the batch is folded in, so that a later fragment
         # sent or captured before its first one (some stacks send fragments in reverse order) still
@@ -592,7 +683,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
         # resources for the worst case of this packet, checked before any change
         if G[G_RFREE_TOP] < 2:
             return i, NEED_RECORDS
-        if G[G_PFREE_TOP] < npg + 2:
+        if G[G_PFREE_TOP] < npg + xpg + 3:  # (+ the extension's page list)
             return i, NEED_PAGES
         if G[G_NENDED] + 2 > ENDED.shape[0]:
             return i, NEED_EXPORT
@@ -772,9 +863,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             if budget <= 0 or cap <= 0 or rel < 0:
                 continue
             contig = R[r, base + D_CONTIG]
-            lim = R[r, base + D_LIMIT]
-            if lim <= 0:
-                lim = budget
+            lim = _limit(R, r, base, budget, xpg * page, G[G_XLIVE] < xslots)
             hi = min(rel + cap, lim)
             if rel + cap > lim and rel < lim:
                 R[r, base + D_BUDGET_HIT] = 1
@@ -784,14 +873,14 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 continue
             R[r, base + D_SEGS] += 1
             if rel <= contig:  # first copy wins for bytes already in the prefix
-                _write(r, d, contig, hi, cols[i, C_PLOFF] + (contig - rel), buf, PT, POOL, G, PFREE, page)
+                _write(r, d, contig, hi, cols[i, C_PLOFF] + (contig - rel), buf, R, PT, POOL, G, PFREE, page)
                 R[r, base + D_CONTIG] = hi
                 if R[r, base + D_NOOO]:
                     _absorb(r, d, R, OO)
-                if trim and R[r, base + D_HAVE_START] == 1 and R[r, base + D_RECNEXT] >= 0:
-                    _tls_frame(r, d, R, PT, POOL, page)
+                if (trim or xpg > 0) and R[r, base + D_HAVE_START] == 1 and R[r, base + D_RECNEXT] >= 0:
+                    _tls_frame(r, d, R, PT, POOL, page, trim)
             else:
-                _write(r, d, rel, hi, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
+                _write(r, d, rel, hi, cols[i, C_PLOFF], buf, R, PT, POOL, G, PFREE, page)
                 k = R[r, base + D_NOOO]
                 if k < NOOO:
                     OO[r, d, k, 0] = rel
@@ -805,7 +894,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             if budget > 0 and cap > 0 and k < MAXDG and frag != 2:
                 contig = R[r, base + D_CONTIG]
                 if contig + cap <= budget:
-                    _write(r, d, contig, contig + cap, cols[i, C_PLOFF], buf, PT, POOL, G, PFREE, page)
+                    _write(r, d, contig, contig + cap, cols[i, C_PLOFF], buf, R, PT, POOL, G, PFREE, page)
                     R[r, base + D_CONTIG] = contig + cap
                     DG[r, k, DG_TS] = t
                     DG[r, k, DG_LEN_DIR] = cap << 1 | d
@@ -815,9 +904,9 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
     return n, DONE
 
 
-@kernel("void(int64[::1], int64[:, ::1], int32[:, :, ::1], int64[::1], int64[::1], int64[::1])")
-def free_records(idx, R, PT, PFREE, RFREE, G):
-    """Return exported records and their pages to the free lists."""
+@kernel("void(int64[::1], int64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], int64[::1], int64[::1])")
+def free_records(idx, R, PT, POOL, PFREE, RFREE, G):
+    """Return exported records and their pages (handshake extensions included) to the free lists."""
     for j in range(idx.shape[0]):
         r = idx[j]
         for d in range(2):
@@ -827,15 +916,28 @@ def free_records(idx, R, PT, PFREE, RFREE, G):
                     PFREE[G[G_PFREE_TOP]] = pg
                     G[G_PFREE_TOP] += 1
                     PT[r, d, p] = -1
+            xslot = D0 + d * DW + D_XPT
+            xp = R[r, xslot] - 1
+            if xp >= 0:
+                for k in range(POOL.shape[1] // 4):
+                    pg = _xget(POOL, xp, k)
+                    if pg >= 0:
+                        PFREE[G[G_PFREE_TOP]] = pg
+                        G[G_PFREE_TOP] += 1
+                PFREE[G[G_PFREE_TOP]] = xp
+                G[G_PFREE_TOP] += 1
+                R[r, xslot] = 0
+                G[G_XLIVE] -= 1
         R[r, R_USED] = 0
         RFREE[G[G_RFREE_TOP]] = r
         G[G_RFREE_TOP] += 1
 
 
-@kernel("void(int64[::1], int64[::1], int64[::1], int32[:, :, ::1], uint8[:, ::1], int64, uint8[::1])")
-def gather(rows, dirs, lens, PT, POOL, page, out):
+@kernel("void(int64[::1], int64[::1], int64[::1], int64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64, uint8[::1])")
+def gather(rows, dirs, lens, R, PT, POOL, page, out):
     """Copy the first lens[k] stream bytes of (rows[k], dirs[k]) back to back into `out`."""
     pos = 0
+    npg = PT.shape[2]
     for k in range(rows.shape[0]):
         r = rows[k]
         d = dirs[k]
@@ -844,7 +946,11 @@ def gather(rows, dirs, lens, PT, POOL, page, out):
         pi = 0
         while done < length:
             n = min(page, length - done)
-            copy_bytes(out, pos + done, POOL[PT[r, d, pi]], 0, n)
+            if pi < npg:
+                pg = PT[r, d, pi]
+            else:
+                pg = _xget(POOL, R[r, D0 + d * DW + D_XPT] - 1, pi - npg)
+            copy_bytes(out, pos + done, POOL[pg], 0, n)
             done += n
             pi += 1
         pos += length

@@ -82,7 +82,9 @@ class FlowTable:
         while budget and page * 64 < budget:
             page *= 2
         npg = max(1, -(-budget // page)) if budget else 1
-        self.page, self.npg, self.budget = page, npg, budget
+        # TLS handshake records may run past the budget (K.HANDSHAKE_EXTENSION)
+        xpg = -(-K.HANDSHAKE_EXTENSION // page) if budget else 0
+        self.page, self.npg, self.xpg, self.budget = page, npg, xpg, budget
         self.O = np.zeros(K.NO, np.int64)
         ns = 1_000_000_000
         self.O[K.O_IDLE_TCP] = int(o.idle_timeout_tcp * ns)
@@ -94,6 +96,8 @@ class FlowTable:
         self.O[K.O_PAGE] = page
         self.O[K.O_NPG] = npg
         self.O[K.O_TLS_TRIM] = int(o.tls_trim)
+        self.O[K.O_XPG] = xpg
+        self.O[K.O_XSLOTS] = K.HANDSHAKE_EXTENSION_SLOTS
         self.G = np.zeros(K.NG, np.int64)
         self.svc = np.zeros(65536, np.bool_)
         self.svc[:1024] = True
@@ -103,7 +107,7 @@ class FlowTable:
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
         self._alloc_records(min(capacity, max(o.max_flows, 2)))
         # the pool grows on demand (NEED_PAGES): start with 1024 pages, or 64 MiB if the pages are large
-        self._alloc_pool(max(4 * npg, min(1024, (64 << 20) // page)))
+        self._alloc_pool(max(4 * (npg + xpg + 1), min(1024, (64 << 20) // page)))
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
         self._last_expire = -(1 << 62)
@@ -183,7 +187,7 @@ class FlowTable:
             elif status == K.NEED_PAGES:
                 live_pages = self.POOL.shape[0] - int(self.G[K.G_PFREE_TOP])
                 # grow by half: the pool is the largest allocation, doubling would overshoot
-                self._alloc_pool(max(self.POOL.shape[0] * 3 // 2, live_pages + 4 * self.npg))
+                self._alloc_pool(max(self.POOL.shape[0] * 3 // 2, live_pages + 4 * (self.npg + self.xpg + 1)))
             elif status == K.NEED_EXPORT:
                 out.append(self._export())
             elif status == K.NEED_REHASH:
@@ -332,7 +336,7 @@ class FlowTable:
         cols["source"] = names[R[:, K.R_SOURCE]]
         payloads, missing = self._payloads(idx, R, cols)
         cols["missing_bytes"] = missing
-        K.free_records(idx, self.R, self.PT, self.PFREE, self.RFREE, self.G)
+        K.free_records(idx, self.R, self.PT, self.POOL, self.PFREE, self.RFREE, self.G)
         return EndedFlows(cols, payloads)
 
     def _sparse_ips(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
@@ -349,7 +353,9 @@ class FlowTable:
         base = K.D0 + d * K.DW
         contig = R[:, base + K.D_CONTIG]
         limit = R[:, base + K.D_LIMIT]  # the TLS framing may have ended the prefix before the budget
-        seen_end = np.minimum(R[:, base + K.D_MAXEND], np.where(limit > 0, limit, self.budget))
+        room = np.where(R[:, base + K.D_XPT] > 0, self.budget + self.xpg * self.page, self.budget)
+        # (or extended it past the budget: a TLS handshake, K.HANDSHAKE_EXTENSION)
+        seen_end = np.minimum(R[:, base + K.D_MAXEND], np.where(limit > 0, np.minimum(limit, room), room))
         gap_end = seen_end.copy()
         n_oo = R[:, base + K.D_NOOO]
         for j in np.flatnonzero(n_oo).tolist():  # rare: segments kept beyond a hole
@@ -380,7 +386,7 @@ class FlowTable:
         rows = np.repeat(ih, 2)
         dirs = np.tile(np.array([0, 1], np.int64), len(has))
         buf = np.empty(int(lens.sum()), np.uint8)
-        K.gather(rows, dirs, lens, self.PT, self.POOL, self.page, buf)
+        K.gather(rows, dirs, lens, self.R, self.PT, self.POOL, self.page, buf)
         ends = np.cumsum(lens).tolist()
         starts = [0, *ends[:-1]]
         tcp = Rh[:, K.R_PROTO] == 6

@@ -141,7 +141,8 @@ def render_markdown(summary: Summary) -> str:
     cov, nj = n["coverage"], n["coverage"]["not_judged"]
     lines += ["### Coverage", "",
               f"{cov['captures_read']:,} captures read ({cov['captures_not_read']:,} not read), {cov['packets']:,} "
-              f"packets, {cov['truncated_flows']:,} flows with a packet cut short, {cov['anomalies']:,} anomalies. "
+              f"packets, {cov['truncated_flows']:,} flows cut short (snap length, or a handshake message cut), "
+              f"{cov['anomalies']:,} anomalies. "
               f"Not judged: {nj['total']:,} flows ({nj['no_payload']:,} without payload, "
               f"{nj['unrecognised_protocol']:,} protocol not recognised, {nj['undecided']:,} undecided).", ""]
     problems = summary.tables["captures"]

@@ -210,8 +210,9 @@ def _certificates(certs: pd.DataFrame, at: Any) -> pd.DataFrame:
 
 
 def _captures(sources: pd.DataFrame, flows: pd.DataFrame, anomalies: pd.DataFrame) -> pd.DataFrame:
-    """Per capture: status, packets, flows, flows with a packet cut short (snaplen / mirror packet
-    length), anomalies (summing each row's count), and the problem when it was not read whole."""
+    """Per capture: status, packets, flows, flows cut short (a packet cut by the snaplen / mirror
+    packet length, or a TLS-family handshake message cut), anomalies (summing each row's count), and
+    the problem when it was not read whole."""
     from analyzer._pandas import pd
 
     frame = sources[["source", "status", "packets", "problem"]].copy().reset_index(drop=True)

@@ -12,12 +12,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III
 from scapy.contrib.gtp import GTP_U_Header
 from scapy.contrib.mpls import MPLS
 from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -28,11 +29,12 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrRouting,
 )
 from scapy.layers.ipsec import AH, ESP
-from scapy.layers.l2 import GRE, Dot1AD, Dot1Q
+from scapy.layers.l2 import GRE, LLC, SNAP, Dot1AD, Dot1Q
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.sctp import SCTP
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
+from support.fuzz_helpers import examples, fuzz_settings
 from support.pcap_helpers import batch_of, decoded_rows, eth, pcap_bytes, table_run, write_packets
 
 import analyzer.decode._kernel as DK
@@ -532,7 +534,18 @@ SEEDS = [(bytes(f), 1) for f, _t, _v in TUNNELS.values()] + [(bytes(f), 1) for f
         239,
     ),
 ]
-LINKTYPES = [0, 1, 9, 12, 14, 50, 101, 108, 113, 228, 229, 239, 276, 4242]
+# Wi-Fi: radiotap + 802.11 (127) and bare 802.11 (105) data frames with LLC/SNAP, one QoS and from the AP
+_DOT11 = Dot11(type=2, subtype=0, FCfield=0x01, addr1="02:00:00:00:00:02", addr2="02:00:00:00:00:01",
+               addr3="02:00:00:00:00:02")
+_DOT11_QOS = Dot11(type=2, subtype=8, FCfield=0x02, addr1="02:00:00:00:00:01", addr2="02:00:00:00:00:02",
+                   addr3="02:00:00:00:00:02") / Dot11QoS()
+SEEDS += [
+    (bytes(RadioTap() / _DOT11 / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(code=0x0800) / INNER), 127),
+    (bytes(RadioTap(present="Flags", Flags="FCS") / _DOT11_QOS / LLC(dsap=0xAA, ssap=0xAA, ctrl=3)
+           / SNAP(code=0x86DD) / INNER6) + b"\0\0\0\0", 127),
+    (bytes(_DOT11 / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(code=0x0800) / INNER), 105),
+]
+LINKTYPES = [0, 1, 9, 12, 14, 50, 101, 105, 108, 113, 127, 228, 229, 239, 276, 4242]
 
 
 @st.composite
@@ -556,7 +569,7 @@ def test_seeds_decode_cleanly():
 _TABLE = [FlowTable(FlowOptions(payload_budget=4096), capacity=256)]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_settings(examples(300))
 @given(st.lists(hostile(), min_size=1, max_size=8))
 def test_hostile_frames_through_decode_and_flows_never_raise(packets):
     frames = [p[0] for p in packets]
@@ -612,7 +625,7 @@ def test_pure_python_decoder_agrees_on_seeds(pure_python_helpers):
         assert _py_decode(data, lt).tolist()[0] == compiled[k].tolist()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_settings(examples(400))
 @given(hostile())
 def test_decoder_never_reads_outside_the_packet(pure_python_helpers, case):
     data, lt = case

@@ -10,9 +10,9 @@ import struct
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from support.fuzz_helpers import damage
+from support.fuzz_helpers import damage, examples, fuzz_settings
 
 from analyzer.dissect.base import Datagram, DissectContext, Facts, FlowPayload, StreamPrefix
 from analyzer.dissect.credentials import CREDENTIALS
@@ -126,7 +126,7 @@ def test_damaged_datagrams_never_raise(name: str):
         _check(d.dissect(fp), name)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(examples(150))
 @given(client=st.binary(max_size=300), server=st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(client: bytes, server: bytes):
     for name, cls in DISSECTORS.items():

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter, PcapWriter, wrpcap
+from support.fuzz_helpers import examples, fuzz_settings
 from support.pcap_helpers import (
     ETHERNET,
     RAW,
@@ -505,7 +506,7 @@ def damaged(draw):
     return bytes(data[: draw(st.integers(0, len(data)))]), draw(st.sampled_from([64, 100, 1 << 20]))
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzz_settings(examples(250))
 @given(damaged())
 def test_damaged_files_never_raise_anything_but_capture_error(case):
     data, chunk = case

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
+from support.fuzz_helpers import examples, fuzz_settings
 from support.pcap_helpers import ETHERNET, Section, epb, idb, pcap_bytes, shb
 
 from analyzer.errors import CaptureError
@@ -246,7 +247,7 @@ SMALL_FRAMES = _frames(300, 100)
 COMPRESSED_SMALL = {k: f(SMALL) for k, f in COMPRESS.items()}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings(examples(150))
 @given(kind=st.sampled_from(sorted(COMPRESS)), cut=st.floats(0, 1), tail=st.binary(max_size=40),
        flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=3))
 def test_damaged_compressed_streams_keep_a_prefix_and_never_raise(capture_file, kind, cut, tail, flips):

@@ -461,6 +461,7 @@ class _Session:
             # a CONNECTION_CLOSE carrying a TLS alert (RFC 9001 4.8): always fatal
             alert_columns(row, (2, self.close[0].tls_alert, "server" if self.close[1] else "client"))
         facts.add_row("tls", row)
+        incomplete = self._cut_messages()
         facts.flow.update(
             flow_columns(
                 "quic",
@@ -472,9 +473,26 @@ class _Session:
                 alpn=alpn,
                 ccols=ccols,
                 scols=scols,
+                incomplete=incomplete,
             )
         )
         return facts
+
+    def _cut_messages(self) -> bool:
+        """Was a handshake message of the Initial CRYPTO streams cut (a datagram not captured or
+        past the payload budget, or the flow ended inside it)? Said by an anomaly (issue 16 item 5:
+        a hello must not go missing silently); True also marks the flow truncated."""
+        cut = False
+        for by_server, side in self.sides.items():
+            stream = side.stream
+            if side.dead or not (stream.holes or stream.contiguous_len > side.parsed_to):
+                continue
+            cut = True
+            who = "server" if by_server else "client"
+            self.anomaly("quic_handshake_cut", f"{who}: Initial CRYPTO data ends inside a handshake message at byte "
+                         f"{stream.contiguous_len} ({stream.received} bytes received): the facts it carries "
+                         "(server name, fingerprint) are missing", side.parsed_to)
+        return cut
 
     def _failure(self, established: bool | None) -> str | None:
         parts = []

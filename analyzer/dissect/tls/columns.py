@@ -53,7 +53,7 @@ __all__ = [
 FLOW_COLUMNS: tuple[str, ...] = (
     "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
     "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
-    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed",
+    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "tls_incomplete", "truncated",
 )  # fmt: skip
 
 
@@ -346,9 +346,12 @@ def flow_columns(
     scols: ServerColumns | None,
     cert_sha256: str | None = None,
     leaf: Mapping[str, Any] | None = None,
+    incomplete: bool | None = None,
 ) -> dict[str, object]:
     """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order); `leaf`: the
-    server's leaf certificate row (`x509.CertificateCache.parse`), None when none was seen."""
+    server's leaf certificate row (`x509.CertificateCache.parse`), None when none was seen;
+    `incomplete`: a handshake message was cut (True also sets the flow's `truncated`), None when
+    the dissector cannot tell."""
     if leaf is None:
         not_after = key_bits = self_signed = None
     else:
@@ -372,4 +375,6 @@ def flow_columns(
         "cert_not_after": not_after,
         "cert_key_bits": key_bits,
         "cert_self_signed": self_signed,
+        "tls_incomplete": incomplete,
+        "truncated": True if incomplete else None,
     }

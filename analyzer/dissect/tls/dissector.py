@@ -222,6 +222,7 @@ class TLSDissector:
                 scols=scols,
                 cert_sha256=chain[0] if chain else None,
                 leaf=leaf,
+                incomplete=client.cut or server.cut,
             )
         )
 

@@ -43,6 +43,7 @@ from analyzer.errors import ParseError
 
 __all__ = [
     "HS_NAMES",
+    "MAX_CERTIFICATES",
     "MAX_HANDSHAKE_MESSAGE",
     "MAX_RECORD",
     "MAX_RECORDS",
@@ -60,6 +61,7 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 MAX_RECORD = 16384 + 2048  # TLSCiphertext.length limit (RFC 5246 section 6.2.3)
 MAX_HANDSHAKE_MESSAGE = 1 << 21  # 2 MiB: far above real chains (Zeek's test has a 340 kB one)
+MAX_CERTIFICATES = 32  # kept per chain (memory); a longer chain is an anomaly with its length
 MAX_RECORDS = 8192  # per direction (1-byte records are legal: an evasion trick, not an error)
 ENCRYPTED_TAIL = 2  # record headers still walked after a direction turned encrypted
 
@@ -70,6 +72,12 @@ _HS_LETTERS = {
 }  # fmt: skip
 
 _HS_LETTERS_CLIENT = {k: v.upper() for k, v in _HS_LETTERS.items()}
+# Why a direction's handshake was cut (RecordWalker stop reason) -> (anomaly kind, explanation)
+_CUTS = {
+    "budget": ("tls_handshake_cut_by_budget", "--payload-budget, and the 256 KiB a TLS handshake may run past it"),
+    "gap": ("tls_handshake_cut_by_gap", "a segment was not captured, or was cut by the snap length"),
+    "truncated": ("tls_handshake_cut_short", "the stream ends inside it"),
+}
 _PARSED = frozenset({1, 2, 11, 12, 16})
 _WHO = {True: "client", False: "server"}
 
@@ -193,6 +201,7 @@ class Side:
         "certs",
         "cke",
         "client_hellos",
+        "cut",
         "encrypted",
         "encrypted_alerts",
         "events",
@@ -235,6 +244,7 @@ class Side:
         self.hs_pending_at = 0
         self.hs_need = 0  # body length of the pending message (0: its header is incomplete)
         self.partial = False  # a record header was read whose record the data does not complete
+        self.cut = False  # a handshake message was cut (budget, gap, end of the stream): facts are missing
         self.ssl2_server_hello = False
         self.ssl2_cipher: int | None = None
         self.ssl2_error: int | None = None
@@ -411,13 +421,15 @@ class RecordWalker:
         else:
             if prefix.gap_at is not None or prefix.budget_hit:
                 stop = self._cut_reason(prefix)
-        if stop == "budget" and not encrypted and (side.hs_pending or side.partial):
-            # A handshake cut by the payload budget must not pass for a short one: a client can pad
-            # its hello past the budget to hide its SNI and fingerprint from the audit.
-            facts.anomaly("tls_handshake_cut_by_budget",
-                          f"{_WHO[is_client]}: a handshake message continues past the {len(data)} bytes kept "
-                          "(--payload-budget): the facts it carries (server name, fingerprint, certificates) "
-                          "are missing", pos)
+        if stop in _CUTS and not encrypted and (side.hs_pending or side.partial):
+            # A handshake cut short must not pass for a short one: a client can pad its hello past
+            # the budget (and its handshake extension) to hide its SNI and fingerprint from the
+            # audit; a lost segment or the snap length hides them as well.
+            side.cut = True
+            kind, why = _CUTS[stop]
+            facts.anomaly(kind, f"{_WHO[is_client]}: a handshake message continues past the {len(data)} bytes "
+                          f"kept ({why}): the facts it carries (server name, fingerprint, certificates) are "
+                          "missing", pos)
         side.records = records
         side.encrypted = encrypted
         side.stop = stop
@@ -501,8 +513,13 @@ class RecordWalker:
                     for err in sh.errors:
                         facts.anomaly("tls_extension_malformed", f"server hello {err}", at)
             elif mtype == 11:
-                if len(side.certs) < 32:
-                    side.certs.extend(parse_certificate_list(body)[: 32 - len(side.certs)])
+                certs = parse_certificate_list(body)
+                room = MAX_CERTIFICATES - len(side.certs)
+                if len(certs) > room:
+                    facts.anomaly("tls_certificate_chain_capped",
+                                  f"{_WHO[side.is_client]}: {len(side.certs) + len(certs)} certificates, the first "
+                                  f"{MAX_CERTIFICATES} kept", at)
+                side.certs.extend(certs[: max(room, 0)])
             elif mtype == 12:
                 if not side.is_client:
                     code = side.server_hellos[-1].cipher_suite if side.server_hellos else None

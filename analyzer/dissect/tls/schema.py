@@ -25,6 +25,10 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("cert_not_after", TS, "the leaf certificate's notAfter"),
     Column("cert_key_bits", "Int32", "the leaf certificate's key size (RSA modulus, EC curve bits)"),
     Column("cert_self_signed", "boolean", "the leaf certificate is self-signed (its own key verifies it)"),
+    Column("tls_incomplete", "boolean", "a handshake message was cut (payload budget and its handshake extension, "
+                                        "snap length, a lost segment, the stream's end): facts it carried are missing"),
+    # the engine's column: a dissector that found a message cut sets it too (the pipeline ORs them)
+    Column("truncated", "boolean", "some packet was cut by the snap length, or a handshake message was cut"),
 )
 
 # One row per TLS / DTLS / QUIC session (a flow normally carries one).

@@ -336,8 +336,13 @@ def test_stream_cut_by_budget_or_gap() -> None:
     t = facts.rows["tls"][0]
     assert t["client_stop"] == "budget" and t["server_stop"] == "gap"
     assert t["ja4"] is None and t["version"] is None
-    # the hello cut by the budget is said (a padded hello must not hide); the gap is a capture fact
-    assert [a["kind"] for a in facts.rows["anomalies"]] == ["tls_handshake_cut_by_budget"]
+    # a message cut by the budget, or by a lost segment, is said (a padded hello must not hide; a
+    # lost segment hides as much): an anomaly per direction, tls_incomplete and the flow truncated
+    assert [a["kind"] for a in facts.rows["anomalies"]] == ["tls_handshake_cut_by_gap", "tls_handshake_cut_by_budget"]
+    assert facts.flow["tls_incomplete"] is True and facts.flow["truncated"] is True
+    whole = TLSDissector(strict=True).dissect(flow_from_bytes(data, record(22, sh13())))
+    assert whole.flow["tls_incomplete"] is False and whole.flow["truncated"] is None
+    assert "anomalies" not in whole.rows
 
 
 def test_mid_stream_pickup_resynchronises() -> None:

@@ -248,3 +248,25 @@ def test_the_tls_family_never_imports_pandas() -> None:
         "assert 'pandas' not in sys.modules, 'pandas imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_hello_cut_is_said_over_tls_dtls_and_quic() -> None:
+    """Issue 16 item 5: a ClientHello whose second half was not captured (a TCP segment, a DTLS
+    fragment, a QUIC CRYPTO frame) gives an anomaly, `tls_incomplete` and the flow's `truncated`,
+    in each of the three protocols; the whole hello gives `tls_incomplete` False."""
+    whole = {name: make(CH, SH) for name, make in PROTOCOLS.items()}
+    for name, f in whole.items():
+        assert f.flow["tls_incomplete"] is False and f.flow["truncated"] is None, name
+    tls_hello = record(22, handshake(1, CH))
+    tls = TLSDissector(strict=True).dissect(flow_from_bytes(tls_hello[: len(tls_hello) // 2], b""))
+    body = _dtls_client_hello(CH)
+    half = dtls_record(22, dtls_hs(1, 0, body, 0, 60))  # the first 60 bytes; the other fragment was lost
+    dtls = DTLSDissector().dissect(flow_from_payloads(
+        [(True, half), (False, dtls_record(22, dtls_hs(2, 0, SH), version=0xFEFD))], 4433))
+    message = handshake(1, CH)
+    quic = QuicDissector().dissect(flow_from_payloads([(True, packet(crypto(0, message[:80]) + bytes(1200)))]))
+    kinds = {"tls": "tls_handshake_cut_short", "dtls": "dtls_handshake_cut", "quic": "quic_handshake_cut"}
+    for name, f in {"tls": tls, "dtls": dtls, "quic": quic}.items():
+        assert f.flow["tls_incomplete"] is True and f.flow["truncated"] is True, name
+        assert f.flow["tls_server_name"] is None, name
+        assert [a["kind"] for a in f.rows["anomalies"] if a["kind"] == kinds[name]] == [kinds[name]], name

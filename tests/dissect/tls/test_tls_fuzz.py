@@ -9,6 +9,7 @@ import tracemalloc
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzz_helpers import examples, fuzz_settings
 from support.tls_helpers import (
     alpn_ext,
     client_hello_body,
@@ -214,7 +215,7 @@ def _full_tls12() -> tuple[bytes, bytes]:
 FULL_CLIENT, FULL_SERVER = _full_tls12()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(examples(150))
 @given(_mutations(FULL_SERVER))
 def test_dissector_mutated_certificate_flights(server: bytes) -> None:
     facts = _dissect_never_raises(FULL_CLIENT, server)
