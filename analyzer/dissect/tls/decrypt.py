@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,15 +191,55 @@ def read_messages(buf: bytes, flight: Flight, who: str, offset: int | None = Non
                 _encrypted_extensions(body, flight)
             elif mtype == 11 and not flight.certs:
                 flight.certs = parse_certificate_list(body, tls13=True)[:MAX_CERTS]
+            elif mtype == 25 and not flight.certs:  # RFC 8879 compressed_certificate
+                flight.certs = parse_certificate_list(decompress_certificate(body), tls13=True)[:MAX_CERTS]
             elif mtype == 13:
                 flight.certificate_request = True
             elif mtype == 20:
                 flight.finished = True
         except ParseError as exc:
-            name = {8: "encrypted_extensions", 11: "certificate"}.get(mtype, str(mtype))
+            name = {8: "encrypted_extensions", 11: "certificate", 25: "compressed_certificate"}.get(mtype, str(mtype))
             flight.errors.append(("tls_handshake_malformed", f"{who} {name} (decrypted): {exc}", offset))
         pos += 4 + mlen
     return pos
+
+
+def decompress_certificate(body: bytes) -> bytes:
+    """The Certificate message body of a CompressedCertificate (RFC 8879: algorithm, uncompressed
+    length, compressed data), decompressed at most to its stated length (bounded by MAX_FLIGHT, so
+    a small message cannot expand without bound); zlib, brotli or zstd."""
+    if len(body) < 8:
+        raise ParseError("compressed certificate: header cut", 0)
+    algorithm = int.from_bytes(body[:2], "big")
+    length = int.from_bytes(body[2:5], "big")
+    clen = int.from_bytes(body[5:8], "big")
+    data = body[8 : 8 + clen]
+    if len(data) != clen:
+        raise ParseError(f"compressed certificate: {clen} bytes announced, {len(data)} present", 5)
+    if length > MAX_FLIGHT:
+        raise ParseError(f"compressed certificate: uncompressed length {length} over {MAX_FLIGHT}", 2)
+    try:
+        if algorithm == 1:
+            out = zlib.decompressobj().decompress(data, length + 1)
+        elif algorithm == 2:
+            import brotli
+
+            out = brotli.Decompressor().process(data, output_buffer_limit=length + 1)
+        elif algorithm == 3:
+            import zstandard
+
+            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(length + 1)
+        else:
+            raise ParseError(f"compressed certificate: unknown algorithm {algorithm}", 0)
+    except (zlib.error, ValueError, OSError) as exc:
+        raise ParseError(f"compressed certificate: {type(exc).__name__}", 8) from None
+    except Exception as exc:  # brotli.error, zstandard.ZstdError: not importable without the package
+        if type(exc).__name__ not in ("error", "ZstdError"):
+            raise
+        raise ParseError(f"compressed certificate: {type(exc).__name__}", 8) from None
+    if len(out) != length:
+        raise ParseError(f"compressed certificate: {len(out)} bytes, not the {length} announced", 2)
+    return out
 
 
 def _encrypted_extensions(body: bytes, flight: Flight) -> None:
