@@ -1016,8 +1016,9 @@ def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = N
     from analyzer.pipeline import analyze
 
     files, exe = preflight(paths, tshark_path)
-    if keylog_file is None and isinstance(options.get("keylog"), (str, os.PathLike)):
-        keylog_file = os.fspath(options["keylog"])  # type: ignore[arg-type]
+    given = options.get("keylog")
+    if keylog_file is None and isinstance(given, (str, os.PathLike)):
+        keylog_file = str(os.fspath(given))
     if analysis is None:
         forwarded: dict[str, Any] = dict(options)  # analyze() checks them (typed ones included)
         analysis = analyze(files, on_problem=on_problem, **forwarded)
@@ -1048,7 +1049,8 @@ def verify(paths: str | Iterable[str], *, analysis: Analysis | None = None, tsha
     `verify_captures` returns the whole `Comparison` instead. Options are `analyzer.analyze`'s;
     or pass `analysis`, the result of `analyze(paths, ...)`, when you already have it. Raises
     `TsharkMissing` when tshark is not installed."""
-    cmp = verify_captures(paths, analysis=analysis, tshark_path=tshark_path, on_problem=on_problem, **options)
+    cmp = verify_captures(paths, analysis=analysis, tshark_path=tshark_path, on_problem=on_problem,
+                          **options)  # type: ignore[arg-type]  # keylog_file among them, or analyze()'s
     out = cmp.disagreements
     out.attrs["summary"] = cmp.summary()
     return out
