@@ -331,3 +331,17 @@ def test_tls12_sessions_ignore_a_key_log():
     r = analyzer.analyze([str(CAPTURES / "cert_good_chain_tls12.pcap")], keylog=str(CAPTURES / "tls13_openssl.keylog"))
     base = analyzer.analyze([str(CAPTURES / "cert_good_chain_tls12.pcap")])
     assert r.tls.equals(base.tls) and r.certs.equals(base.certs)
+
+
+@needs_editcap
+def test_secrets_block_lines_not_understood_are_an_anomaly_that_quotes_nothing(tmp_path):
+    mixed = tmp_path / "mixed.keylog"
+    mixed.write_text("junk 00112233445566778899\n" + (CAPTURES / "tls13_openssl.keylog").read_text())
+    out = tmp_path / "mixed.pcapng"
+    subprocess.run(["editcap", "--inject-secrets", f"tls,{mixed}", str(CAPTURES / "tls13_openssl.pcap"), str(out)],
+                   check=True, capture_output=True, timeout=60)
+    r = analyzer.analyze([str(out)])
+    assert r.tls["cert_visible"].all()  # the good lines still apply
+    row = r.anomalies.iloc[0]
+    assert (len(r.anomalies), row["kind"], row["count"]) == (1, "keylog_lines_not_understood", 1)
+    assert "line 1" in row["detail"] and "00112233" not in row["detail"]
