@@ -128,7 +128,8 @@ def _certificate(ders: list[bytes]) -> bytes:
     return b"\x00" + len(entries).to_bytes(3, "big") + entries
 
 
-def _server_flight(ders: list[bytes], alpn: bytes = b"h2", compressed: bool = False) -> bytes:
+def _server_flight(ders: list[bytes], alpn: bytes = b"h2", compressed: bool = False, request: bytes = b"") -> bytes:
+    """EncryptedExtensions (ALPN), `request` (a CertificateRequest), Certificate, CertificateVerify, Finished."""
     alpn_ext = struct.pack(">HHH", 16, len(alpn) + 3, len(alpn) + 1) + bytes([len(alpn)]) + alpn
     ee = _handshake(8, struct.pack(">H", len(alpn_ext) + 4) + alpn_ext + b"\x00\x00\x00\x00")
     cert = _certificate(ders)
@@ -138,7 +139,7 @@ def _server_flight(ders: list[bytes], alpn: bytes = b"h2", compressed: bool = Fa
                               + data)
     else:
         cert_msg = _handshake(11, cert)
-    return ee + cert_msg + _handshake(15, b"\x04\x03\x00\x00") + _handshake(20, b"\x00" * 32)
+    return ee + request + cert_msg + _handshake(15, b"\x04\x03\x00\x00") + _handshake(20, b"\x00" * 32)
 
 
 @pytest.mark.parametrize("code", sorted(SUITES))
@@ -345,3 +346,51 @@ def test_secrets_block_lines_not_understood_are_an_anomaly_that_quotes_nothing(t
     row = r.anomalies.iloc[0]
     assert (len(r.anomalies), row["kind"], row["count"]) == (1, "keylog_lines_not_understood", 1)
     assert "line 1" in row["detail"] and "00112233" not in row["detail"]
+
+
+def test_a_crafted_session_gives_the_server_chain_and_the_client_certificate():
+    """Both flights of a TLS 1.3 session with a client certificate, through the dissector: the
+    server's chain (asked for a client certificate) with CLIENT/SERVER_HANDSHAKE_TRAFFIC_SECRET, the
+    client's certificate with the client's; the client's application data after its Finished (under
+    a key the key log never holds) is left alone."""
+    from support.tls_helpers import (
+        client_hello_body,
+        ext,
+        flow_from_bytes,
+        handshake,
+        make_chain,
+        record,
+        server_hello_body,
+    )
+
+    from analyzer.dissect.tls import TLSDissector
+
+    random = bytes(range(100, 132))
+    c_secret, s_secret = hashlib.sha256(b"client").digest(), hashlib.sha256(b"server").digest()
+    keys = KeyStore(parse_keylog(f"CLIENT_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {c_secret.hex()}\n"
+                                 f"SERVER_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {s_secret.hex()}\n"))
+    server_chain, client_chain = make_chain("tls13.example"), make_chain("client.example")[:1]
+    ch = record(22, handshake(1, client_hello_body(random=random, ciphers=(0x1301,),
+                                                   extensions=[ext(43, b"\x02\x03\x04")])))
+    sh = record(22, handshake(2, server_hello_body(cipher=0x1301, extensions=[ext(43, b"\x03\x04")])))
+    server_flight = _server_flight(server_chain, request=_handshake(13, b"\x00\x00\x00"))
+    client_flight = _handshake(11, _certificate(client_chain)) + _handshake(15, b"\x04\x03\x00\x00") + _handshake(
+        20, b"\x00" * 32)
+    app_data = record(23, bytes(range(64)))
+    flow = flow_from_bytes(ch + _records(c_secret, 0x1301, client_flight, []) + app_data,
+                           sh + _records(s_secret, 0x1301, server_flight, [300]))
+    facts = TLSDissector(keys=keys).dissect(flow)
+    row = facts.rows["tls"][0]
+    sha = [hashlib.sha256(d).hexdigest() for d in server_chain]
+    assert row["cert_chain"] == ",".join(sha) and row["cert_visible"] is True
+    assert row["client_cert_chain"] == hashlib.sha256(client_chain[0]).hexdigest()
+    assert row["alpn"] == "h2" and row["sni_matches_cert"] is None  # no SNI sent
+    assert {r["sha256"] for r in facts.rows["certs"]} == {*sha, row["client_cert_chain"]}
+    assert "anomalies" not in facts.rows
+    assert facts.flow["cert_sha256"] == sha[0] and facts.flow["tls_alpn"] == "h2"
+    # flows mode (no tls/certs rows): the same leaf in the flow columns
+    flows_mode = TLSDissector(keys=keys, rows=False).dissect(flow)
+    assert flows_mode.flow["cert_sha256"] == sha[0] and flows_mode.flow["cert_key_bits"] == 256
+    # without keys: nothing of it
+    plain = TLSDissector().dissect(flow)
+    assert plain.rows["tls"][0]["cert_visible"] is False and plain.flow.get("cert_sha256") is None
