@@ -118,3 +118,81 @@ def _dsb_text(pcap: Path, without: Path) -> bytes:
         pos += blen
     without.write_bytes(bytes(kept))
     return out
+
+
+# ------------------------------------------------------------------------ crafted Handshake packets
+def _handshake_packet(payload: bytes, keys: HandshakeKeys, *, version: int, pn: int, server: bool) -> bytes:
+    """A Handshake packet protected with a key log's handshake keys (as an endpoint writes it)."""
+    from test_quic_flows import SCID_S
+    from test_quic_vectors import DCID
+
+    from analyzer.dissect.quic import protect, version_info
+
+    info = version_info(version)
+    assert info is not None
+    dcid, scid = (b"", SCID_S) if server else (SCID_S, DCID)
+    length = 2 + len(payload) + 16
+    hdr = bytes([0xC0 | info.types.index("handshake") << 4 | 1]) + version.to_bytes(4, "big")
+    hdr += bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid + (length | 0x4000).to_bytes(2, "big")
+    hdr += pn.to_bytes(2, "big")
+    return protect(hdr, 2, pn, payload, keys)  # type: ignore[arg-type]
+
+
+def _tls_msg(mtype: int, body: bytes) -> bytes:
+    return bytes([mtype]) + len(body).to_bytes(3, "big") + body
+
+
+@pytest.mark.parametrize(("version", "cipher"), [(1, 0x1301), (1, 0x1303), (0x6B3343CF, 0x1302)])
+def test_crafted_handshake_packets_give_the_chain_and_alpn(version, cipher):
+    """The server's flight in CRYPTO frames over two Handshake packets (out of order), the client's
+    Finished in a third, for QUIC v1 (AES-128-GCM, ChaCha20-Poly1305: ChaCha20 header protection) and
+    v2 (AES-256-GCM with the "quicv2" labels)."""
+    from support.tls_helpers import make_chain
+    from support.udp_helpers import flow_from_payloads
+    from test_quic_flows import CH_MSG, SCID_S, crypto, packet, server_hello
+    from test_quic_vectors import DCID, V1_CLIENT_PROTECTED, V2_CLIENT_PROTECTED
+
+    from analyzer.dissect.quic import QuicDissector, version_info
+    from analyzer.keylog import KeyStore, parse_keylog
+
+    info = version_info(version)
+    assert info is not None
+    random = CH_MSG[6:38]  # the RFC 9001 A.2 ClientHello's random
+    suite = SUITES[cipher]
+    c_secret, s_secret = hashlib.new(suite.hash().name, b"c").digest(), hashlib.new(suite.hash().name, b"s").digest()
+    store = KeyStore(parse_keylog(f"CLIENT_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {c_secret.hex()}\n"
+                                  f"SERVER_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {s_secret.hex()}\n"))
+    chain = make_chain("quic.example")
+    entries = b"".join(len(d).to_bytes(3, "big") + d + b"\x00\x00" for d in chain)
+    alpn = b"\x00\x10\x00\x05\x00\x03\x02h3"
+    flight = (_tls_msg(8, len(alpn).to_bytes(2, "big") + alpn)
+              + _tls_msg(11, b"\x00" + len(entries).to_bytes(3, "big") + entries)
+              + _tls_msg(15, b"\x04\x03\x00\x00") + _tls_msg(20, bytes(suite.hash().digest_size)))
+    s_keys = HandshakeKeys(s_secret, suite, info.label_prefix)
+    c_keys = HandshakeKeys(c_secret, suite, info.label_prefix)
+    half = len(flight) // 2
+    hs1 = _handshake_packet(crypto(0, flight[:half]), s_keys, version=version, pn=0, server=True)
+    hs2 = _handshake_packet(crypto(half, flight[half:]), s_keys, version=version, pn=1, server=True)
+    fin = _handshake_packet(crypto(0, _tls_msg(20, bytes(suite.hash().digest_size))), c_keys, version=version,
+                            pn=0, server=False)
+    client_initial = V1_CLIENT_PROTECTED if version == 1 else V2_CLIENT_PROTECTED
+    server_initial = packet(b"\x02\x00\x00\x00\x00" + crypto(0, server_hello(cipher=cipher)), version=version,
+                            dcid=b"", scid=SCID_S, key_dcid=DCID, server=True, pn=0)
+    datagrams = [(True, client_initial), (False, server_initial + hs2), (False, hs1), (True, fin)]
+    facts = QuicDissector(store).dissect(flow_from_payloads(datagrams))
+    row = facts.rows["tls"][0]
+    sha = [hashlib.sha256(d).hexdigest() for d in chain]
+    assert row["cert_chain"] == ",".join(sha) and row["cert_visible"] is True
+    assert row["alpn"] == "h3"  # EncryptedExtensions' choice, not the one value offered ("alpn")
+    assert facts.flow["cert_sha256"] == sha[0] and facts.flow["tls_alpn"] == "h3"
+    assert {r["sha256"] for r in facts.rows["certs"]} == set(sha)
+    assert "anomalies" not in facts.rows
+    # a wrong server secret: an anomaly, the Initial-level facts as before
+    wrong = KeyStore(parse_keylog(f"SERVER_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {c_secret.hex()}\n"))
+    bad = QuicDissector(wrong).dissect(flow_from_payloads(datagrams))
+    assert bad.rows["tls"][0]["cert_visible"] is False and bad.rows["tls"][0]["alpn"] == "alpn"
+    assert [a["kind"] for a in bad.rows["anomalies"]] == ["quic_decryption_failed"]
+    assert c_secret.hex() not in bad.rows["anomalies"][0]["detail"]
+    # no keys: the dissector as before
+    plain = QuicDissector().dissect(flow_from_payloads(datagrams))
+    assert plain.rows["tls"][0]["cert_visible"] is False and "certs" not in plain.rows
