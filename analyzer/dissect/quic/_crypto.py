@@ -2,7 +2,8 @@
 
 Only the Initial keys are derivable by a passive observer: they come from the Destination
 Connection ID of the client's first Initial packet and a per-version public salt. Everything after
-the Initial packets (Handshake, 0-RTT, 1-RTT) needs the TLS secrets and stays opaque here.
+the Initial packets (Handshake, 0-RTT, 1-RTT) needs the TLS secrets: the Handshake packets are
+decrypted with a key log's (`_handshake.py`, same `unprotect`), the rest stays opaque.
 
 `InitialKeys.for_dcid(salt, label_prefix, dcid, server=False)` derives (and caches) the AES-128-GCM
 key, IV and header-protection key; `unprotect(data, start, pn_offset, end, keys, largest_pn)`

@@ -10,7 +10,10 @@ values) and the cleartext parts of every long header. Per flow this dissector:
    bounded at 64 KiB) and parses the ClientHello(s) and ServerHello(s) in it with the shared TLS
    parsers (`analyzer.dissect.tls.handshake`);
 4. notes Version Negotiation (offered versions), Retry (integrity tag checked for v1/v2),
-   0-RTT, Handshake and 1-RTT packets, and CONNECTION_CLOSE frames.
+   0-RTT, Handshake and 1-RTT packets, and CONNECTION_CLOSE frames;
+5. with the run's key log holding the session's handshake secrets (`--keylog`, a pcapng's
+   Decryption Secrets Block), decrypts the Handshake packets (`_handshake.py`) for the
+   certificate chain and the selected ALPN (EncryptedExtensions); never 0-RTT or 1-RTT.
 
 Work is bounded: at most `MAX_DATAGRAMS` datagrams and `MAX_PACKETS` packets are examined, at most
 `MAX_DECRYPT_FAILURES` failed decryptions are attempted, and decryption stops once the ClientHello

@@ -394,3 +394,13 @@ def test_a_crafted_session_gives_the_server_chain_and_the_client_certificate():
     # without keys: nothing of it
     plain = TLSDissector().dissect(flow)
     assert plain.rows["tls"][0]["cert_visible"] is False and plain.flow.get("cert_sha256") is None
+
+
+def test_certificate_rules_judge_tls13_sessions_given_their_keys():
+    """The point of the key log: the policy's certificate rules see TLS 1.3 certificates (the
+    bundled leaf is valid for 397 days, more than the strict profile allows)."""
+    pcap, keylog = CAPTURES / "tls13_openssl.pcap", CAPTURES / "tls13_openssl.keylog"
+    blind = analyzer.audit([str(pcap)], vpc=["10.77.0.0/24"], profile="strict")
+    keyed = analyzer.audit([str(pcap)], vpc=["10.77.0.0/24"], profile="strict", keylog=str(keylog))
+    assert not blind.findings["rule"].str.startswith("cert-").any()
+    assert keyed.findings["rule"].tolist() == ["cert-validity-too-long"]
