@@ -77,6 +77,9 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
         click.option("--credential-key-file", type=click.Path(dir_okay=False), default=None,
                      help="Key (a file of 16-1024 bytes) for the credentials' fingerprints, so that two runs "
                           "see the same secret reused; default: a random key per run."),
+        click.option("--keylog", "keylog", type=click.Path(dir_okay=False), multiple=True, metavar="FILE",
+                     help="NSS key log (SSLKEYLOGFILE) whose handshake secrets decrypt TLS 1.3 and QUIC handshakes "
+                          "to read their certificates (never application data; repeatable)."),
         click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP),
     ]
     for option in reversed(options):
@@ -148,7 +151,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
                   runner: Callable[..., Any] | None = None, credential_key_file: str | None = None,
-                  quiet: bool = False, **more: Any) -> Any:
+                  quiet: bool = False, keylog: tuple[str, ...] = (), **more: Any) -> Any:
     """The analysis the command asked for, with its warnings on stderr and, when stderr is a terminal
     and --quiet is not given, a progress bar there (erased when the analysis ends). Under --quiet the
     warnings are counted in one line at the end instead: the run stays quiet, yet never hides that
@@ -185,7 +188,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
             idle_timeout_tcp=idle_timeout,
             idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
             max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
-            credential_key=_read_key(credential_key_file), on_progress=bar, **more,
+            credential_key=_read_key(credential_key_file), keylog=list(keylog) or None, on_progress=bar, **more,
         )
     finally:
         if bar is not None:
@@ -678,12 +681,17 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
     (on stderr for csv/jsonl/parquet). Exit code 0 when everything agrees, 1 when something
     disagrees, 2 on errors (tshark missing included).
     """
+    from analyzer.errors import UsageError
     from analyzer.report import write_frame
     from analyzer.verify import preflight, verify_captures
 
     preflight(paths, tshark_path)  # tshark missing, stdin: say so before the analysis
+    keylogs = opts.get("keylog") or ()
+    if len(keylogs) > 1:  # tshark takes one key log file: merging them would write the secrets to another file
+        raise UsageError("verify takes one --keylog (tshark reads one key log file)")
     result = _run_analysis(paths, frames=("flows", "tls", "certs"), **opts)
-    cmp = verify_captures(list(paths), analysis=result, tshark_path=tshark_path)
+    cmp = verify_captures(list(paths), analysis=result, tshark_path=tshark_path,
+                          keylog_file=keylogs[0] if keylogs else None)
     for note in cmp.notes:
         click.echo(printable(f"warning: {note}"), err=True)
     df = cmp.disagreements

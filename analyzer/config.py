@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analyzer.errors import UsageError
+from analyzer.keylog import KeyLog, as_keylog
 
 # The ranges every option is checked against (the CLI's option types use the same): beyond them a value is
 # a mistake, and the arithmetic that follows (nanosecond timestamps in int64, page pools) would overflow.
@@ -67,6 +68,9 @@ class DissectOptions:
     # compare within one run only); a key the user keeps lets two runs see the same secret reused.
     # Never shown (repr=False): it is what keeps the fingerprints from being a dictionary-attackable hash.
     credential_key: bytes | None = field(default=None, repr=False)
+    # TLS 1.3 / QUIC handshake secrets (`--keylog`; analyzer.keylog): the handshakes of the sessions
+    # they name are decrypted to read their certificates and encrypted extensions. Never shown.
+    keylog: KeyLog | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +132,12 @@ class Options:
         key = self.dissect.credential_key
         if key is not None and (not isinstance(key, bytes) or not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES):
             raise UsageError(f"credential_key must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes")
+        keylog = as_keylog(self.dissect.keylog)  # paths are read here: a bad file is a one-line UsageError
         frames = o.frames
         if isinstance(frames, str):
             raise UsageError("frames must be a sequence of frame names, not a string")
         return replace(self, decode=replace(d, vxlan_ports=tuple(d.vxlan_ports), geneve_ports=tuple(d.geneve_ports)),
+                       dissect=replace(self.dissect, keylog=keylog),
                        output=replace(o, frames=None if frames is None else tuple(frames)))
 
 
@@ -157,6 +163,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "dissect": ("dissect", "enabled"),
     "ja4x": ("dissect", "ja4x"),
     "credential_key": ("dissect", "credential_key"),
+    "keylog": ("dissect", "keylog"),
     "frames": ("output", "frames"),
     "strict": ("", "strict"),
 }

@@ -36,6 +36,7 @@ from analyzer.dissect.base import Column
 from analyzer.dissect.ftp_link import FtpDataLink
 from analyzer.errors import UsageError
 from analyzer.flows.table import EndedFlows
+from analyzer.keylog import KeyStore
 from analyzer.sources.batch import Problem
 from analyzer.sources.scan import PathArg
 
@@ -466,10 +467,25 @@ class Collector:
         self.ftp_link = FtpDataLink() if linking else None
         asked = plan.wanted | plan.fed
         # `key`: the run's fingerprint key, when the run spans processes (engines.dask)
-        self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key)
+        # the run's TLS secrets: --keylog's, and those its pcapng captures carry (add_secrets)
+        self.keys = KeyStore(options.dissect.keylog)
+        self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key,
+                                                self.keys)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
+
+    def add_secrets(self, source: str, texts: Iterable[bytes]) -> None:
+        """A capture's Decryption Secrets Blocks (NSS key log text): their handshake secrets apply
+        to the sessions dissected from now on (a DSB precedes the packets it decrypts). Lines not
+        understood are an anomaly (counted; their text may hold a secret, so never shown)."""
+        for text in texts:
+            log = self.keys.add_text(text)
+            if log.bad_lines:
+                self.anomaly(source=source, layer="source", kind="keylog_lines_not_understood",
+                             detail=f"decryption secrets block: {log.bad_lines} of {log.lines} key log lines "
+                                    f"not understood (first: line {log.first_bad})", offset=None,
+                             count=log.bad_lines)
 
     def dissect(self, ended: EndedFlows) -> list[tuple[FlowPayload, Facts]]:
         """The facts of the ended flows that have any (a distributed engine runs this where the
@@ -720,7 +736,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
             active_timeout: float | None = None, max_flows: int | None = None,
             vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
-            ja4x: bool | None = None, credential_key: bytes | None = None, strict: bool | None = None,
+            ja4x: bool | None = None, credential_key: bytes | None = None, keylog: Any = None,
+            strict: bool | None = None,
             frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
             on_problem: Callable[[Problem], None] | None = None,
             dissectors: Sequence[Dissector] | None = None, stages: Sequence[Stage] = (),
@@ -733,7 +750,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
     (60 s), active_timeout (3600 s), max_flows (262144), vxlan_ports ((4789,)), geneve_ports
     ((6081,)), ja4x (False), credential_key (None: a random key per run for the credentials'
-    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
+    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), keylog (None: a
+    key log path, paths, or an `analyzer.keylog.KeyLog`, whose TLS 1.3 / QUIC handshake secrets decrypt
+    those sessions' handshakes, never their application data), strict (False),
     frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
@@ -759,7 +778,13 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
         payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
         idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
         vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, credential_key=credential_key,
-        strict=strict, frames=frames)
+        keylog=keylog, strict=strict, frames=frames)
+    log = opts.dissect.keylog
+    if log is not None and log.bad_lines:  # counted, not fatal; the lines are never shown (secrets)
+        (on_problem or warn_problem)(Problem(
+            source=log.source or "key log", offset=None, kind="keylog_lines_not_understood",
+            detail=f"{log.bad_lines} of {log.lines} key log lines not understood (first: line {log.first_bad})",
+            fatal_in_strict=False))
     plan = Plan.make(opts, dissectors, stages)
     checked_sinks = _check_sinks(sinks, plan)
     if sources is None:

@@ -913,15 +913,20 @@ def _capture_class() -> Any:
 
 
 def _with_capture(path: str, display_filter: str, decode_as: Mapping[str, str], exe: str,
-                  notes: list[str] | None, use: Callable[[Iterable[Any]], Any], light: bool = False) -> Any:
+                  notes: list[str] | None, use: Callable[[Iterable[Any]], Any], light: bool = False,
+                  keylog_file: str | None = None) -> Any:
     """Run tshark over `path` through pyshark and hand the packets to `use`; cleans up the
     process and the private event loop whatever happens. `light`: JSON of the frame, IP and
-    transport layers only (tshark's -J), for passes that need only addresses and ports."""
+    transport layers only (tshark's -J), for passes that need only addresses and ports.
+    `keylog_file`: an NSS key log tshark decrypts TLS 1.3 / QUIC handshakes with (tls.keylog_file)."""
+    prefs = dict(TSHARK_PREFS)
+    if keylog_file is not None:
+        prefs["tls.keylog_file"] = keylog_file
     loop = asyncio.new_event_loop()  # our own loop, closed below: no global loop left behind
     try:
         cap = _capture_class()(
             path, display_filter=display_filter, keep_packets=False, use_json=True, only_summaries=False,
-            decode_as=dict(decode_as) or None, override_prefs=dict(TSHARK_PREFS), tshark_path=exe,
+            decode_as=dict(decode_as) or None, override_prefs=prefs, tshark_path=exe,
             eventloop=loop, custom_parameters=["-J", "frame ip ipv6 tcp udp"] if light else None,
         )  # fmt: skip
         try:
@@ -961,7 +966,8 @@ def _discover(packets: Iterable[Any]) -> tuple[dict[str, str], set[str]]:
 
 
 def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, discover: bool = True,
-                    tshark_path: str | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+                    tshark_path: str | None = None, notes: list[str] | None = None,
+                    keylog_file: str | None = None) -> pd.DataFrame:
     """tshark's view of one capture through pyshark: one row per TCP/UDP conversation that carried
     a TLS/DTLS handshake message (QUIC included), columns `TSHARK_COLUMNS` (oracle format).
 
@@ -970,8 +976,9 @@ def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, di
     dissector (TLS on an unusual port, inside RDP, after an IRC STARTTLS, ...) and decodes their
     server ports as TLS / DTLS, as the corpus oracle does: the second opinion does not depend only
     on the ports we found TLS on. If tshark stops early (a damaged capture), the conversations
-    read before that point are returned and a line is added to `notes`. Raises `TsharkMissing`
-    when tshark is not installed."""
+    read before that point are returned and a line is added to `notes`. `keylog_file`: an NSS key
+    log for tshark's handshake decryption (as our `keylog`). Raises `TsharkMissing` when tshark is
+    not installed."""
     exe = _tshark_path(tshark_path)
     decode = dict(decode_as or {})
     if discover:
@@ -980,7 +987,8 @@ def tshark_sessions(path: str, decode_as: Mapping[str, str] | None = None, *, di
         decode.update({k: v for k, v in undissected.items() if k not in decode})
     decode_text = "|".join(f"{k},{v}" for k, v in decode.items())
     frame: pd.DataFrame = _with_capture(path, DISPLAY_FILTER, decode, exe, notes,
-                                        lambda packets: _walk_packets(packets, path, decode_text))
+                                        lambda packets: _walk_packets(packets, path, decode_text),
+                                        keylog_file=keylog_file)
     return frame
 
 
@@ -1000,12 +1008,17 @@ def preflight(paths: str | Iterable[str], tshark_path: str | None = None) -> tup
 
 def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = None,
                     tshark_path: str | None = None, on_problem: Callable[[Any], None] | None = None,
-                    **options: object) -> Comparison:
+                    keylog_file: str | None = None, **options: object) -> Comparison:
     """`verify` with the full `Comparison` (per-session frame included). `analysis`: the result
-    of `analyze(paths, ...)` when the caller already has it (options are then not allowed)."""
+    of `analyze(paths, ...)` when the caller already has it (options are then not allowed).
+    `keylog_file`: the key log tshark decrypts with (default: `options["keylog"]` when it is one
+    path), so both sides see the same TLS 1.3 certificates."""
     from analyzer.pipeline import analyze
 
     files, exe = preflight(paths, tshark_path)
+    given = options.get("keylog")
+    if keylog_file is None and isinstance(given, (str, os.PathLike)):
+        keylog_file = str(os.fspath(given))
     if analysis is None:
         forwarded: dict[str, Any] = dict(options)  # analyze() checks them (typed ones included)
         analysis = analyze(files, on_problem=on_problem, **forwarded)
@@ -1017,7 +1030,8 @@ def verify_captures(paths: str | Iterable[str], *, analysis: Analysis | None = N
     notes: list[str] = []
     theirs = []
     for f in files:
-        t = tshark_sessions(f, decode_as_for(ours[ours["source"] == f]), tshark_path=exe, notes=notes)
+        t = tshark_sessions(f, decode_as_for(ours[ours["source"] == f]), tshark_path=exe, notes=notes,
+                            keylog_file=keylog_file)
         t["source"] = f
         theirs.append(t)
     cmp = compare(ours, pd.concat(theirs, ignore_index=True), cipher_names=tshark_cipher_names(exe))
@@ -1035,7 +1049,8 @@ def verify(paths: str | Iterable[str], *, analysis: Analysis | None = None, tsha
     `verify_captures` returns the whole `Comparison` instead. Options are `analyzer.analyze`'s;
     or pass `analysis`, the result of `analyze(paths, ...)`, when you already have it. Raises
     `TsharkMissing` when tshark is not installed."""
-    cmp = verify_captures(paths, analysis=analysis, tshark_path=tshark_path, on_problem=on_problem, **options)
+    cmp = verify_captures(paths, analysis=analysis, tshark_path=tshark_path, on_problem=on_problem,
+                          **options)  # type: ignore[arg-type]  # keylog_file among them, or analyze()'s
     out = cmp.disagreements
     out.attrs["summary"] = cmp.summary()
     return out

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 # The payload types belong to the flows layer (it makes them); re-exported for dissector authors.
 from analyzer.config import DissectOptions
 from analyzer.flows.payload import Datagram, FlowPayload, StreamPrefix
+
+if TYPE_CHECKING:
+    from analyzer.keylog import KeyStore
 
 __all__ = [
     "Column",
@@ -99,6 +102,9 @@ class DissectContext:
     # The run's fingerprint key (credentials.run_key), when the run spans processes (the Dask engine
     # gives every partition the driver's key, so one secret has one fingerprint across the run).
     key: bytes | None = field(default=None, repr=False, compare=False)
+    # The run's TLS handshake secrets (analyzer.keylog.KeyStore: --keylog, and the Decryption Secrets
+    # Blocks of its captures as they are read); None: nothing is decrypted.
+    keys: KeyStore | None = field(default=None, repr=False, compare=False)
 
     def wants(self, *frames: str) -> bool:
         return any(f in self.frames for f in frames)

@@ -61,6 +61,8 @@ class SerialEngine:
                         collector.anomaly(source=name, layer="source", kind=p.kind, detail=p.detail,
                                           offset=p.offset, count=1)
                         on_problem(p)
+                    if batch.secrets:  # pcapng Decryption Secrets Blocks: before the packets they decrypt
+                        collector.add_secrets(name, batch.secrets)
                     if not len(batch):
                         continue
                     packets += len(batch)

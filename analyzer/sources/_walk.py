@@ -5,7 +5,8 @@ and returns (rows_written, new_pos, status). Status values:
   NEED_MORE  the next record is incomplete: refill from new_pos
   FULL       the output arrays are full: call again from new_pos
   CORRUPT    the record header at new_pos is impossible (see the reason code in `aux`)
-  CONTROL    (pcapng) a section or interface block starts at new_pos: the caller parses it
+  CONTROL    (pcapng) a section, interface or decryption secrets block starts at new_pos: the caller
+           parses it
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid
         if pos + 12 > end:
             return n, pos, NEED_MORE
         btype = _u32(buf, pos, swap)
-        if btype == 0x0A0D0D0A or btype == 1:
+        if btype == 0x0A0D0D0A or btype == 1 or btype == 10:  # SHB, IDB, Decryption Secrets Block
             return n, pos, CONTROL
         blen = _u32(buf, pos + 4, swap)
         if blen < 12 or blen % 4 != 0 or blen > max_block:

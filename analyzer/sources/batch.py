@@ -60,6 +60,9 @@ class PacketBatch:
     linktype: np.ndarray  # int16
     first_index: int = 0  # packet number of the first packet in its source (0-based)
     problems: list[Problem] = field(default_factory=list)
+    # NSS key log text of the pcapng Decryption Secrets Blocks read with this batch (TLS secrets:
+    # never shown, so not in the repr); analyzer.keylog parses it, the engine hands it to the run.
+    secrets: list[bytes] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return int(self.offset.shape[0])

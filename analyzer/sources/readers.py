@@ -382,6 +382,7 @@ class _PcapngRows:
         self.arrays = _alloc_rows(BATCH_ROWS)
         self.n = 0
         self.problems: list[Problem] = []
+        self.secrets: list[bytes] = []  # Decryption Secrets Blocks' key log text
 
     def views(self) -> tuple[np.ndarray, ...]:
         return tuple(a[self.n :] for a in self.arrays)
@@ -405,6 +406,24 @@ class _PcapngRows:
         self.n += k
 
 
+_DSB = 10  # Decryption Secrets Block (pcapng draft, section 4.7)
+_TLS_KEY_LOG = 0x544C534B  # "TLSK": NSS key log text
+
+
+def _decryption_secrets(body: bytes, order: str) -> tuple[bytes | None, str | None]:
+    """(NSS key log text or None, problem or None) of a Decryption Secrets Block's body: secrets
+    type (u32), secrets length (u32), the secrets, padding, options. Other secrets types (WireGuard,
+    ZigBee, ...) are left alone; the problem never quotes the secrets."""
+    if len(body) < 8:
+        return None, "decryption secrets block too short"
+    stype, slen = struct.unpack_from(order + "II", body, 0)
+    if slen > len(body) - 8:
+        return None, f"decryption secrets block: secrets length {slen} exceeds its block"
+    if stype != _TLS_KEY_LOG:
+        return None, None
+    return body[8 : 8 + slen], None
+
+
 def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
     pos = 0
     first_index = 0
@@ -420,12 +439,13 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
 
     def flush() -> Iterator[PacketBatch]:
         nonlocal rows, first_index
-        if rows.n or rows.problems:
+        if rows.n or rows.problems or rows.secrets:
             n = rows.n
             off, cap, wire, tshi, tslo, gid = (a[:n] for a in rows.arrays)
             batch = _pcapng_batch(path, reader.buf, off, cap, wire, tshi, tslo, gid, interfaces,
                                   first_index, reader.base, last_ts)
             batch.problems[:0] = rows.problems
+            batch.secrets = rows.secrets
             first_index += n  # packets dropped for naming no interface keep their numbers
             rows = _PcapngRows()
             yield batch
@@ -469,7 +489,8 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                 return
             sections += 1
             section_base = len(interfaces)  # interface ids are per section
-        if btype_le == 0x0A0D0D0A or struct.unpack_from(order + "I", reader.buf, pos)[0] == 1:
+        btype = btype_le if btype_le == 0x0A0D0D0A else struct.unpack_from(order + "I", reader.buf, pos)[0]
+        if btype == 0x0A0D0D0A or btype == 1 or btype == _DSB:
             blen = struct.unpack_from(order + "I", reader.buf, pos + 4)[0]
             if blen < 12 or blen % 4 or blen > MAX_RECORD:
                 yield from flush()
@@ -485,7 +506,13 @@ def read_pcapng(reader: _ChunkReader, path: str) -> Iterator[PacketBatch]:
                 reader.refill(pos, blen)
                 pos = 0
                 continue
-            if btype_le != 0x0A0D0D0A:
+            if btype == _DSB:
+                secrets, problem = _decryption_secrets(bytes(reader.buf[pos + 8 : pos + blen - 4]), order)
+                if secrets is not None:
+                    rows.secrets.append(secrets)
+                if problem is not None:
+                    rows.problems.append(_problem(path, reader.base + pos, "bad_secrets_block", problem))
+            elif btype_le != 0x0A0D0D0A:
                 body = bytes(reader.buf[pos + 8 : pos + blen - 4])
                 if len(body) < 8:
                     yield from flush()

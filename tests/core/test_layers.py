@@ -19,7 +19,7 @@ PKG = ROOT / "analyzer"
 
 LAYERS = ["foundation", "sources", "decode", "flows", "dissect", "policy", "report", "engines", "cli"]
 FOUNDATION = {"analyzer._version", "analyzer.errors", "analyzer.config", "analyzer.schema", "analyzer._native",
-              "analyzer._gc", "analyzer._pandas", "analyzer._lazy"}
+              "analyzer._gc", "analyzer._pandas", "analyzer._lazy", "analyzer.keylog"}
 ENGINES = {"analyzer.pipeline", "analyzer.verify", "analyzer._warm", "analyzer.auditor"}
 CLI = {"analyzer", "analyzer.cli", "analyzer.__main__"}
 REPORT = {"analyzer.plots"}

@@ -28,7 +28,8 @@ def test_every_keyword_is_in_the_table():
 
 def test_the_table_states_the_declared_defaults():
     opts = Options()
-    words = {True: ("on", "dissect"), False: ("off",), None: ("all", "random per run")}  # None: frames, key
+    # None: frames, key, keylog
+    words = {True: ("on", "dissect"), False: ("off",), None: ("all", "random per run", "none")}
     for keyword, shown in _rows().items():
         part, attr = KEYWORDS[keyword]
         value = getattr(getattr(opts, part) if part else opts, attr)

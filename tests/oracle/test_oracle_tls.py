@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from analyzer import analyze, schema
 from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
 from analyzer.errors import CaptureError
+from analyzer.sources.base import CaptureFile
+from analyzer.sources.batch import PacketBatch
 from analyzer.verify import Comparison, compare, tshark_sessions
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -89,13 +92,29 @@ def _captures() -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+class _KeysStripped:
+    """A corpus capture read as its oracle CSV was made: without its pcapng Decryption Secrets
+    Blocks (which `analyze` applies by itself, decrypting TLS 1.3 / QUIC certificates)."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = CaptureFile(path)
+        self.name = self.inner.name
+
+    def batches(self) -> Iterator[PacketBatch]:
+        for batch in self.inner.batches():
+            batch.secrets = []
+            yield batch
+
+
 @cache
-def ours(rel: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(tls, certs, flows) of one corpus capture ("pcaps/..." relative name)."""
+def ours(rel: str, keys: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(tls, certs, flows) of one corpus capture ("pcaps/..." relative name); `keys`: with the
+    capture's own Decryption Secrets Blocks (the oracle CSV has them stripped)."""
+    path = str(_corpus() / rel)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damaged captures warn; what was read is kept
-            a = analyze([str(_corpus() / rel)])
+            a = analyze([path]) if keys else analyze([], sources=[_KeysStripped(path)])
     except CaptureError:  # nothing readable at all (ndpi/fuzz-2021-10-13.pcap): no sessions
         return (schema.empty_frame(tls_schema.TLS), schema.empty_frame(tls_schema.CERTS),
                 schema.empty_frame(registry.FLOWS))  # fmt: skip
@@ -241,7 +260,8 @@ def test_tshark_through_pyshark_gives_the_oracle_facts(rel: str) -> None:
 @pytest.mark.tshark
 def test_a_certificate_tshark_decrypts_with_the_pcapng_key_log_is_not_held_against_us() -> None:
     """tshark applies a pcapng's Decryption Secrets Block by itself; the oracle CSV has them
-    stripped, a live run does not."""
+    stripped, a live run does not. Without the block ours cannot see the certificate (not held
+    against us); with it (as `analyze` reads the file) ours equals tshark's."""
     root = _corpus()
     if TSHARK is None:
         pytest.skip("tshark is not installed")
@@ -252,6 +272,11 @@ def test_a_certificate_tshark_decrypts_with_the_pcapng_key_log_is_not_held_again
     cmp = compare(tls, live, certs)
     assert cmp.disagreements.empty and cmp.total == 1
     assert "cert_validity:decrypted_cert" in str(cmp.sessions["unverifiable"].iloc[0])
+    tls, certs, _ = ours(rel, keys=True)
+    cmp = compare(tls, live, certs)
+    assert cmp.disagreements.empty and cmp.total == 1 and cmp.agreeing == 1
+    assert "cert_validity" not in str(cmp.sessions["unverifiable"].iloc[0])
+    assert tls["cert_visible"].all()
 
 
 if __name__ == "__main__":  # pragma: no cover

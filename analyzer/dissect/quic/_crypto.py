@@ -2,7 +2,8 @@
 
 Only the Initial keys are derivable by a passive observer: they come from the Destination
 Connection ID of the client's first Initial packet and a per-version public salt. Everything after
-the Initial packets (Handshake, 0-RTT, 1-RTT) needs the TLS secrets and stays opaque here.
+the Initial packets (Handshake, 0-RTT, 1-RTT) needs the TLS secrets: the Handshake packets are
+decrypted with a key log's (`_handshake.py`, same `unprotect`), the rest stays opaque.
 
 `InitialKeys.for_dcid(salt, label_prefix, dcid, server=False)` derives (and caches) the AES-128-GCM
 key, IV and header-protection key; `unprotect(data, start, pn_offset, end, keys, largest_pn)`
@@ -17,6 +18,7 @@ import hmac
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
@@ -27,6 +29,7 @@ from analyzer.errors import ParseError
 __all__ = [
     "InitialKeyCache",
     "InitialKeys",
+    "PacketProtection",
     "decode_packet_number",
     "hkdf_expand_label",
     "hkdf_extract",
@@ -138,8 +141,19 @@ def decode_packet_number(largest_pn: int, truncated_pn: int, pn_nbits: int) -> i
     return candidate
 
 
+class PacketProtection(Protocol):
+    """What `unprotect` needs of a packet-number space's keys: `InitialKeys`, or the Handshake
+    keys a key log gives (`analyzer.dissect.quic._handshake.HandshakeKeys`)."""
+
+    @property
+    def iv(self) -> bytes: ...
+    @property
+    def aead(self) -> Any: ...
+    def mask(self, sample: bytes) -> bytes: ...
+
+
 def unprotect(
-    data: bytes, start: int, pn_offset: int, end: int, keys: InitialKeys, largest_pn: int = -1
+    data: bytes, start: int, pn_offset: int, end: int, keys: PacketProtection, largest_pn: int = -1
 ) -> tuple[int, bytes, int]:
     """Remove header protection and decrypt one long-header packet occupying data[start:end].
 
@@ -163,7 +177,7 @@ def unprotect(
     try:
         plain = keys.aead.decrypt(nonce, data[pn_offset + pn_len : end], header)
     except InvalidTag:
-        raise ParseError("quic: Initial packet does not authenticate with the derived keys", start) from None
+        raise ParseError("quic: packet does not authenticate with the derived keys", start) from None
     return pn, plain, first
 
 

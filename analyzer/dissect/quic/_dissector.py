@@ -10,7 +10,10 @@ values) and the cleartext parts of every long header. Per flow this dissector:
    bounded at 64 KiB) and parses the ClientHello(s) and ServerHello(s) in it with the shared TLS
    parsers (`analyzer.dissect.tls.handshake`);
 4. notes Version Negotiation (offered versions), Retry (integrity tag checked for v1/v2),
-   0-RTT, Handshake and 1-RTT packets, and CONNECTION_CLOSE frames.
+   0-RTT, Handshake and 1-RTT packets, and CONNECTION_CLOSE frames;
+5. with the run's key log holding the session's handshake secrets (`--keylog`, a pcapng's
+   Decryption Secrets Block), decrypts the Handshake packets (`_handshake.py`) for the
+   certificate chain and the selected ALPN (EncryptedExtensions); never 0-RTT or 1-RTT.
 
 Work is bounded: at most `MAX_DATAGRAMS` datagrams and `MAX_PACKETS` packets are examined, at most
 `MAX_DECRYPT_FAILURES` failed decryptions are attempted, and decryption stops once the ClientHello
@@ -30,6 +33,7 @@ Facts (see QUIC_DTLS_NOTES.md for the reasoning):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -63,6 +67,10 @@ from analyzer.dissect.tls.handshake import (
 )
 from analyzer.errors import NeedMoreData, ParseError
 
+if TYPE_CHECKING:
+    from analyzer.dissect.tls.rows import Certificates
+    from analyzer.keylog import KeyStore
+
 __all__ = ["MAX_DATAGRAMS", "QuicDissector", "dissect_quic", "looks_like_quic"]
 
 MAX_DATAGRAMS = 256
@@ -70,6 +78,7 @@ MAX_PACKETS = 512
 MAX_DECRYPT_FAILURES = 16
 CRYPTO_CAP = 64 * 1024
 MAX_HISTORY = 40
+MAX_HANDSHAKE_PACKETS = 64  # per direction, kept for decryption only when a key log is given
 
 # Retry integrity (RFC 9001 5.8, RFC 9369 3.3.3): fixed AES-128-GCM key and nonce per version.
 _RETRY_KEYS: dict[int, tuple[bytes, bytes]] = {
@@ -146,14 +155,18 @@ class _Side:
 
 
 class _State:
-    """What a QUIC dissector instance keeps between flows: its memos and Initial keys."""
+    """What a QUIC dissector instance keeps between flows: its memos and Initial keys, and the
+    run's TLS secrets (`secrets`: a key log's, to decrypt Handshake packets) with the certificate
+    cache they need."""
 
-    __slots__ = ("hellos", "keys", "memo")
+    __slots__ = ("certs", "hellos", "keys", "memo", "secrets")
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: KeyStore | None = None) -> None:
         self.hellos = HelloColumns("q")
         self.memo = HandshakeMemo()
         self.keys = InitialKeyCache()
+        self.secrets = secrets
+        self.certs: Certificates | None = None
 
 
 class _Session:
@@ -179,6 +192,9 @@ class _Session:
         self.gquic: str | None = None
         self.packets = 0
         self.ietf = False  # saw an IETF QUIC long header of a known version
+        # Handshake packets kept for decryption, by "sent by the server" (only with a key log)
+        self.hs_packets: dict[bool, list[tuple[bytes, LongHeader]]] | None = (
+            {False: [], True: []} if state.secrets else None)
         self._anomaly_kinds: dict[str, int] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -269,6 +285,9 @@ class _Session:
             self.initial(data, hdr, by_server, ts)
         elif kind == "handshake":
             self.sides[by_server].handshake += 1
+            kept = self.hs_packets[by_server] if self.hs_packets is not None else None
+            if kept is not None and len(kept) < MAX_HANDSHAKE_PACKETS:
+                kept.append((data, hdr))
         elif kind == "0rtt":
             self.sides[by_server].zero_rtt += 1
         elif kind == "retry":
@@ -435,6 +454,9 @@ class _Session:
         row = self._base_row()
         hello_row(row, ch, ccols, sh, scols, self.hrr, None)
         alpn = sh.alpn if sh is not None else None
+        certs: tuple[list[bytes], list[bytes]] = ([], [])
+        if self.hs_packets is not None and sh is not None and self.hellos and info is not None:
+            certs, alpn = self._decrypt(sh, info.label_prefix, alpn)
         if alpn is None and established and ch is not None and len(ch.alpn) == 1:
             alpn = ch.alpn[0]  # QUIC requires ALPN and the client left the server one choice
         row.update(
@@ -445,7 +467,7 @@ class _Session:
                 "established": established,
                 "history": "".join(self.letters),
                 "failure_reason": self._failure(established),
-                "cert_visible": False,
+                "cert_visible": bool(certs[0]),
                 "quic_version": info.name if info is not None else version_name(self.versions[0]),
                 "client_hello_count": self.hello_counts[0],
                 "server_hello_count": self.hello_counts[1],
@@ -460,6 +482,16 @@ class _Session:
         if self.close is not None and self.close[0].tls_alert is not None:
             # a CONNECTION_CLOSE carrying a TLS alert (RFC 9001 4.8): always fatal
             alert_columns(row, (2, self.close[0].tls_alert, "server" if self.close[1] else "client"))
+        chain: list[str] = []
+        leaf = None
+        if certs[0] or certs[1]:
+            if self.state.certs is None:
+                from analyzer.dissect.tls.rows import Certificates  # only with decrypted certificates
+
+                self.state.certs = Certificates()
+            chain, leaf = self.state.certs.rows(self.flow.uid, certs[0], certs[1], row, facts)
+            if chain and ch is not None and ch.server_name:
+                row["sni_matches_cert"] = self.state.certs.sni_matches(chain[0], ch.server_name)
         facts.add_row("tls", row)
         incomplete = self._cut_messages()
         facts.flow.update(
@@ -474,6 +506,8 @@ class _Session:
                 ccols=ccols,
                 scols=scols,
                 incomplete=incomplete,
+                cert_sha256=chain[0] if chain else None,
+                leaf=leaf,
             )
         )
         return facts
@@ -493,6 +527,29 @@ class _Session:
                          f"{stream.contiguous_len} ({stream.received} bytes received): the facts it carries "
                          "(server name, fingerprint) are missing", side.parsed_to)
         return cut
+    def _decrypt(self, sh: ServerHello, label_prefix: bytes, alpn: str | None
+                 ) -> tuple[tuple[list[bytes], list[bytes]], str | None]:
+        """Decrypt the Handshake packets with the key log's secrets of this session (by the last
+        ClientHello's random): ((server certificates, client certificates), the server's ALPN)."""
+        from analyzer.dissect.quic._handshake import decrypt_handshake  # only with a key log
+
+        secrets = self.state.secrets
+        found = secrets.get(self.hellos[-1].random) if secrets is not None else None
+        if found is None or self.hs_packets is None:
+            return ([], []), alpn
+        out: tuple[list[bytes], list[bytes]] = ([], [])
+        for by_server, secret in ((True, found[1]), (False, found[0])):
+            packets = self.hs_packets[by_server]
+            if secret is None or not packets:
+                continue
+            who = "server" if by_server else "client"
+            flight = decrypt_handshake(packets, secret, sh.cipher_suite, label_prefix, who)
+            for kind, detail, offset in flight.errors:
+                self.anomaly(kind, detail, offset)
+            out[0 if by_server else 1].extend(flight.certs)
+            if by_server and flight.alpn is not None:
+                alpn = flight.alpn
+        return out, alpn
 
     def _failure(self, established: bool | None) -> str | None:
         parts = []
@@ -545,12 +602,12 @@ class QuicDissector:
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
-    def __init__(self) -> None:
-        self.state = _State()
+    def __init__(self, secrets: KeyStore | None = None) -> None:
+        self.state = _State(secrets)
 
     def for_run(self, context: DissectContext) -> QuicDissector:
-        """This run's instance, with its own memos and Initial keys."""
-        return QuicDissector()
+        """This run's instance, with its own memos and Initial keys, and the run's TLS secrets."""
+        return QuicDissector(context.keys)
 
     def probe(self, flow: FlowPayload) -> bool:
         dgs = flow.datagrams[:8]

@@ -20,7 +20,7 @@ Facts, never judgements: weak versions, ciphers or certificates are left to `pol
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
@@ -40,7 +40,12 @@ from analyzer.dissect.tls.records import (
 from analyzer.dissect.tls.rows import Certificates, tls_row
 from analyzer.dissect.tls.session import FlightPlans, decide
 
+if TYPE_CHECKING:
+    from analyzer.keylog import KeyStore
+
 __all__ = ["TLS_PORTS", "TLSDissector", "find_tls_start", "looks_like_tls"]
+
+MAX_EARLY_SKIPPED = 64  # a client's 0-RTT records (under its early secret) skipped before its handshake flight
 
 TLS_PORTS: frozenset[int] = frozenset(
     {443, 465, 563, 585, 614, 636, 853, 989, 990, 992, 993, 994, 995, 1443, 2083, 2087, 2096,
@@ -74,6 +79,7 @@ class TLSDissector:
         certificates: bool = True,
         rows: bool = True,
         strict: bool = False,
+        keys: KeyStore | None = None,
     ) -> None:
         self.ja4x = ja4x
         self.rows = rows
@@ -86,6 +92,7 @@ class TLSDissector:
         self.plans = FlightPlans()
         self.certs = Certificates(ja4x=ja4x)
         self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
+        self.keys: KeyStore | None = keys  # the run's TLS secrets (none: nothing is decrypted)
 
     def __repr__(self) -> str:
         return (f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates}, "
@@ -96,13 +103,45 @@ class TLSDissector:
         """This instance's `analyzer.dissect.x509.CertificateCache`."""
         return self.certs.cache
 
+    # --- TLS 1.3 handshakes, with a key log -------------------------------------------------
+
+    def _decrypt(self, client: Side, server: Side, cs: bytes, sc: bytes, suite: int, facts: Facts) -> str | None:
+        """Decrypt both directions' TLS 1.3 handshake flights when the run's key log has this
+        session's handshake secrets (by the last ClientHello's random): their certificates go to
+        `server.certs` / `client.certs` as plaintext ones would (rows, chain facts, policy), and the
+        server's encrypted ALPN is returned. Never application data (`tls.decrypt`)."""
+        from analyzer.dissect.tls.decrypt import decrypt_flight  # cryptography's AEADs: only with keys
+
+        hello = client.client_hellos[-1]  # after a HelloRetryRequest the secrets follow the second
+        found = self.keys.get(hello.random) if self.keys is not None else None
+        if found is None:
+            return None
+        client_secret, server_secret = found
+        alpn = None
+        for secret, side, data, who, letter in ((server_secret, server, sc, "server", "s"),
+                                                (client_secret, client, cs, "client", "C")):
+            if secret is None or not data:
+                continue
+            start = _after_last(side, letter)
+            if start is None:
+                continue
+            flight = decrypt_flight(data, start, secret, suite, who, 0 if who == "server" else MAX_EARLY_SKIPPED)
+            for kind, detail, offset in flight.errors:
+                facts.anomaly(kind, detail, offset)
+            if flight.certs and not side.certs:
+                side.certs = flight.certs
+            if who == "server":
+                alpn = flight.alpn
+        return alpn
+
     # --- the Dissector protocol -------------------------------------------------------------
 
     def for_run(self, context: DissectContext) -> TLSDissector:
         """This run's instance (its own certificate cache and memos), making the tls/certs/cert_links
         rows only when the run keeps one of those frames."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
-                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict)
+                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict,
+                            keys=context.keys)
 
     def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
         """Where TLS begins after a cleartext exchange in a flow no dissector claimed (STARTTLS of a
@@ -179,6 +218,9 @@ class TLSDissector:
             return
 
         ch = client.client_hellos[0] if client.client_hellos else None
+        alpn = sh.alpn if sh is not None else None
+        if tls13 and self.keys and client.client_hellos:
+            alpn = self._decrypt(client, server, cs.data, sc.data, sh.cipher_suite if sh else 0, facts) or alpn
         outcome = decide(flow, cs, sc, client, server, ch, sh, tls13, self.plans, self.rows)
         # The hellos' derived columns (memoised by the hellos' shapes).
         ccols: dict[str, object] | None = None
@@ -208,6 +250,8 @@ class TLSDissector:
             server_name = hello.server_name if hello is not None else None
             if chain and server_name:
                 row["sni_matches_cert"] = self.certs.sni_matches(chain[0], server_name)
+            if row["alpn"] is None and alpn is not None:  # TLS 1.3 sends it encrypted: read with a key log
+                row["alpn"] = alpn
             facts.add_row("tls", row)
         facts.flow.update(
             flow_columns(
@@ -217,7 +261,7 @@ class TLSDissector:
                 version=version,
                 cipher=cipher,
                 server_name=ch.server_name if ch is not None else None,
-                alpn=sh.alpn if sh is not None else None,
+                alpn=alpn,
                 ccols=ccols,
                 scols=scols,
                 cert_sha256=chain[0] if chain else None,
@@ -225,6 +269,15 @@ class TLSDissector:
                 incomplete=client.cut or server.cut,
             )
         )
+
+
+def _after_last(side: Side, letter: str) -> int | None:
+    """The stream offset just after the record that ended the side's last `letter` message (its
+    hello: TLS 1.3 encrypts everything after it)."""
+    for ev in reversed(side.events):
+        if ev[0] == letter:
+            return ev[1] + 1
+    return None
 
 
 DISSECTOR = register(TLSDissector())

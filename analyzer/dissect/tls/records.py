@@ -262,6 +262,7 @@ class ShapedHello(NamedTuple):
 
     server_name: str | None
     columns: dict[str, object]
+    random: bytes = b""  # the hello's random: a key log's secrets are looked up by it
 
 
 class RecordWalker:
@@ -494,7 +495,7 @@ class RecordWalker:
                             if columns is not None:
                                 start, end = shape[1], shape[2]
                                 name = body[start:end].decode("utf-8", "backslashreplace") if end else None
-                                side.client_hellos.append(ShapedHello(name, columns))
+                                side.client_hellos.append(ShapedHello(name, columns, body[2:34]))
                                 return letter
                     ch = parse_client_hello(body, memo=self.memo)
                     side.client_hellos.append(ch)
