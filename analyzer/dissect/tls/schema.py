@@ -25,6 +25,10 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("cert_not_after", TS, "the leaf certificate's notAfter"),
     Column("cert_key_bits", "Int32", "the leaf certificate's key size (RSA modulus, EC curve bits)"),
     Column("cert_self_signed", "boolean", "the leaf certificate is self-signed (its own key verifies it)"),
+    # DTLS only, and only when set: what else shared the 5-tuple (WebRTC, RFC 7983)
+    Column("dtls_multiplexed", "string",
+           "other protocols on the DTLS flow's 5-tuple by first byte (RFC 7983): stun, zrtp, turn_channel, "
+           "rtp, rtcp"),
 )
 
 # One row per TLS / DTLS / QUIC session (a flow normally carries one).
