@@ -19,7 +19,8 @@ REALM: a TURN server's long-term credential realm), `stun_username` (the first U
 `ufrag:ufrag` pair or a TURN user name; a TURN password never crosses the wire, MESSAGE-INTEGRITY is
 an HMAC), `stun_relayed` (what the relayed data is — TURN DATA attributes of Send/Data indications,
 and ChannelData — by RFC 7983's first-byte ranges: dtls, stun, zrtp, rtp, rtcp, other),
-`stun_media` (RTP/RTCP datagrams on the 5-tuple itself, outside STUN).
+`stun_media` (RTP/RTCP datagrams on the 5-tuple itself, outside STUN). The relayed DTLS session's
+`tls` row has the TURN flow's endpoints (the peer's address is in XOR-PEER-ADDRESS, not decoded).
 
 The encryption state: the STUN messages themselves are cleartext. When the relay carries DTLS, the
 relayed datagrams are given to the DTLS dissector (each Send indication or client ChannelData as
@@ -225,10 +226,16 @@ class STUNDissector:
         return STUNDissector(DTLSDissector().for_run(context))
 
     def probe(self, flow: FlowPayload) -> bool:
+        """A whole STUN message first: the first datagram with payload (UDP), the client's bytes, or
+        the server's when the client's are missing (TCP). The cookie is compared before anything else."""
         if flow.transport == "udp":
-            first = next((dg.payload for dg in flow.datagrams[:4] if dg.payload), b"")
-            return is_stun(bytes(first))
-        return is_stun(flow.to_server.data) or (not flow.to_server.data and is_stun(flow.to_client.data))
+            for dg in flow.datagrams[:4]:
+                payload = dg.payload
+                if payload:
+                    return payload[4:8] == COOKIE and is_stun(bytes(payload))
+            return False
+        data = flow.to_server.data or flow.to_client.data
+        return data[4:8] == COOKIE and is_stun(data)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
