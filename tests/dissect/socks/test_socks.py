@@ -238,3 +238,30 @@ def test_corpus_socks4_and_socks5_captures():
     assert set(f["tls_version"]) == {"TLS 1.0"} and f["encrypted"].all() and set(f["protection"]) == {"tls"}
     z = analyzer.analyze([str(_corpus("zeek/socks-with-ssl.pcap"))]).flows
     assert list(z["socks_version"]) == ["5"] and list(z["tls_server_name"]) == ["www.google.com"]
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", ["ja4/socks-https-example.pcap", "zeek/socks-with-ssl.pcap"])
+def test_corpus_server_only_cut_gives_the_tls_row(name: str, tmp_path: Path):
+    """The issue's case: TLS behind a SOCKS proxy whose client side (request and ClientHello) is not in
+    the capture. tshark gives no TLS for such a cut (its SOCKS dissector needs the request), so the
+    two-sided run is the reference: the server's facts equal, the client's empty."""
+    import shutil
+    import subprocess
+
+    path = _corpus(name)
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (it makes the cut)")
+    cut = tmp_path / "server_only.pcap"
+    subprocess.run(["tshark", "-r", str(path), "-Y", "tcp.srcport==1080", "-w", str(cut)], check=True,
+                   capture_output=True, timeout=120)
+    whole, part = analyzer.analyze([str(path)]), analyzer.analyze([str(cut)])
+    assert set(part.flows["visibility"]) == {"server_only"} and set(part.flows["app_protocol"]) == {"socks"}
+    assert part.flows["encrypted"].all() and set(part.flows["protection"]) == {"tls"}
+    a = whole.tls.sort_values("ts").reset_index(drop=True)
+    b = part.tls.sort_values("client_port").reset_index(drop=True)
+    a = a.sort_values("client_port").reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    for column in ("version", "cipher", "cipher_code", "ja3s", "ja4s", "cert_chain", "cert_visible", "established"):
+        assert list(b[column]) == list(a[column]), column
+    assert b["client_hello_count"].eq(0).all() and b["ja4"].isna().all() and b["server_name"].isna().all()
