@@ -27,7 +27,8 @@ session), and the target host name becomes the flow's `tls_server_name` when the
 SNI (or was not captured). HTTP (a request line / a status line) is cleartext: `encrypted` False.
 SSH (`SSH-` banner) is `encrypted` True, `protection` "ssh". Anything else leaves `encrypted` null
 (`tunnel`); nothing after the reply, `upgrade_not_seen`. A refused request is `encrypted` False:
-only the cleartext SOCKS exchange crossed.
+only the cleartext SOCKS exchange crossed; so is a granted UDP ASSOCIATE (its TCP flow only controls
+the association: the datagrams go elsewhere).
 
 `credentials` rows: SOCKS 5 username/password (`user_pass`: the user name, the password's length
 and keyed fingerprint, `accepted` from the server's STATUS), never the password.
@@ -322,7 +323,7 @@ class SOCKSDissector:
         if carried == "tls":
             if ask is not None and ask.host_is_name and ask.host:
                 out["tls_server_name"] = ask.host[:256]  # the TLS hello's SNI, when it has one, wins
-            facts.hand_over("tls", max(cs_end, 0) if cs_end >= 0 else len(client_data),
+            facts.hand_over("tls", cs_end if cs_end >= 0 else len(client_data),
                             sc_end if sc_end >= 0 else len(server_data))
         elif carried == "http":
             out.update(encrypted=False, protection="none")
@@ -330,6 +331,8 @@ class SOCKSDissector:
             out.update(encrypted=True, protection="ssh")
         elif carried == "other":  # what the tunnel carries decides; unknown here (as HTTP CONNECT)
             out.update(encrypted=None, undecided_reason="tunnel")
+        elif granted and ask is not None and ask.command == 3:
+            out.update(encrypted=False, protection="none")  # UDP ASSOCIATE: this flow only ever controls
         elif granted:
             out.update(encrypted=None, undecided_reason="upgrade_not_seen")  # nothing after the reply
         elif ask is None or answer is None:

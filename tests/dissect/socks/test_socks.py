@@ -140,6 +140,13 @@ def test_what_the_tunnel_carries_decides(after_client: bytes, after_server: byte
     assert (facts.flow.get("encrypted"), facts.flow.get("protection"), facts.flow.get("undecided_reason")) == state
 
 
+def test_udp_associate_control_flow_is_cleartext():
+    ask = b"\x05\x01\x00" + b"\x05\x03\x00\x01" + bytes(6)
+    facts = dissector().dissect(flow(ask, b"\x05\x00" + REPLY5))
+    assert facts.flow["socks_command"] == "udp_associate" and facts.flow["socks_target_host"] == "0.0.0.0"
+    assert (facts.flow["encrypted"], facts.flow["protection"]) == (False, "none")
+
+
 def test_client_only_view_hands_the_client_half_over():
     client = b"\x05\x01\x00" + socks5_request()
     d = dissector()
