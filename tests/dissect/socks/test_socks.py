@@ -272,3 +272,18 @@ def test_corpus_server_only_cut_gives_the_tls_row(name: str, tmp_path: Path):
     for column in ("version", "cipher", "cipher_code", "ja3s", "ja4s", "cert_chain", "cert_visible", "established"):
         assert list(b[column]) == list(a[column]), column
     assert b["client_hello_count"].eq(0).all() and b["ja4"].isna().all() and b["server_name"].isna().all()
+
+
+def test_merge_handover_keeps_a_parent_value_a_child_leaves_null():
+    """The child's null erases nothing the parent knew (the SOCKS target as tls_server_name), except in
+    the encryption state, where the child decides (its undecided `encrypted` replaces the parent's)."""
+    from analyzer.dissect.base import merge_handover
+
+    parent = Facts(flow={"app_protocol": "socks", "tls_server_name": "target.example", "encrypted": False})
+    child = Facts(flow={"app_protocol": "tls", "tls_server_name": None, "encrypted": None,
+                        "undecided_reason": "one_sided", "tls_version": None})
+    flow = merge_handover(parent, child).flow
+    assert flow["tls_server_name"] == "target.example" and flow["app_protocol"] == "socks"
+    assert flow["encrypted"] is None and flow["undecided_reason"] == "one_sided" and flow["tls_version"] is None
+    sni = Facts(flow={"app_protocol": "tls", "tls_server_name": "sni.example", "encrypted": True})
+    assert merge_handover(parent, sni).flow["tls_server_name"] == "sni.example"
