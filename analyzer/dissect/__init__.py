@@ -70,7 +70,8 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
             "analyzer.dissect.postgresql", "analyzer.dissect.mysql", "analyzer.dissect.redis",
             "analyzer.dissect.mqtt", "analyzer.dissect.mongodb",
             "analyzer.dissect.amqp", "analyzer.dissect.memcached", "analyzer.dissect.xmpp",
-            "analyzer.dissect.nntp")
+            "analyzer.dissect.nntp", "analyzer.dissect.socks",
+            "analyzer.dissect.stun")
 
 # Where a built-in whose implementation is costly to import declares its columns and frames
 # (FLOW_COLUMNS, FRAMES), so that a run without dissection reads its schema without importing parsers

@@ -157,8 +157,12 @@ def merge_handover(parent: Facts, child: Facts) -> Facts:
     the parent's (the application speaks SMTP; TLS protects it), and `protection` "starttls", which
     the parent names when the hand-over is an upgrade of its own session (an HTTP CONNECT tunnel is
     not: its TLS stays "tls"). The parent's `undecided_reason` goes when the child decided; rows of
-    both are kept."""
-    flow = {**parent.flow, **child.flow}
+    both are kept. A child's null never erases a value the parent knew, except in the encryption
+    state (a SOCKS target host is the flow's `tls_server_name` when the ClientHello gave none)."""
+    flow = {**parent.flow}
+    for key, value in child.flow.items():
+        if value is not None or key in _STATE or flow.get(key) is None:
+            flow[key] = value
     if "app_protocol" in parent.flow:
         flow["app_protocol"] = parent.flow["app_protocol"]
     if parent.flow.get("protection") == "starttls":
@@ -169,6 +173,9 @@ def merge_handover(parent: Facts, child: Facts) -> Facts:
     for frame, more in child.rows.items():
         rows.setdefault(frame, []).extend(more)
     return Facts(flow=flow, rows=rows, handover=child.handover)
+
+
+_STATE = frozenset({"app_protocol", "encrypted", "protection", "undecided_reason"})
 
 
 class Dissector(Protocol):

@@ -25,6 +25,10 @@ Facts (see QUIC_DTLS_NOTES.md):
   epoch >= 1. DTLS 1.3: after the ServerHello, the client sent a record in an epoch other than 2
   (application traffic), or the server sent epoch-3 traffic after the client's epoch-2 flight
   (the ACK or NewSessionTicket that follows the client's Finished).
+- `protection` "srtp" when the ServerHello accepted `use_srtp` (RFC 5764 DTLS-SRTP: the handshake
+  keys the SRTP media on the same 5-tuple, which is encrypted); else "dtls". `app_protocol` stays
+  "dtls" (the application, WebRTC or SIP, is not visible). `dtls_multiplexed` names what the
+  skipped datagrams were (RFC 7983 ranges: stun, zrtp, turn_channel, rtp, rtcp), only when some were.
 - `history` uses the TLS dissector's Zeek ssl_history letters (client uppercase). Like Zeek, a
   retransmitted copy of a whole message repeats its letter (three unanswered ClientHellos: "CCC").
 """
@@ -85,6 +89,8 @@ CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APP, CT_HEARTBEAT, CT_CID, CT_ACK = 20, 21, 2
 _DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC, 0x0100})
 EXT_CONNECTION_ID = 54
 EXT_CONNECTION_ID_OLD = 53
+EXT_USE_SRTP = 14  # RFC 5764: DTLS-SRTP, the handshake keys the SRTP media of the same 5-tuple
+_MUX = ((1, "stun"), (2, "zrtp"), (4, "turn_channel"), (8, "rtp"), (16, "rtcp"))
 
 # Handshake type -> Zeek ssl_history letter (lowercase; uppercased for the client), as in TLS.
 _LETTERS = {
@@ -258,6 +264,7 @@ class _Session:
         self.server = _Side(False)
         self.letters: list[str] = []
         self.skipped = 0  # datagrams that are not DTLS (RFC 7983)
+        self.muxed = 0  # bit set of _MUX: what the skipped datagrams were
         self.ch_ts: float | None = None
         self._anomaly_kinds: dict[str, int] = {}
         self.records = 0
@@ -311,6 +318,8 @@ class _Session:
             data = bytes(dg.payload)
             if not data or not 20 <= data[0] <= 63:
                 self.skipped += 1
+                if data:
+                    self.muxed |= mux_kind(data)
                 continue
             side = self.client if dg.to_server else self.server
             peer = self.server if dg.to_server else self.client
@@ -523,23 +532,42 @@ class _Session:
         if chain and ch is not None and ch.server_name:
             row["sni_matches_cert"] = certs.sni_matches(chain[0], ch.server_name)
         facts.add_row("tls", row)
-        facts.flow.update(
-            flow_columns(
-                "dtls",
-                encrypted=established or (failure is None and sh is not None),
-                established=established,
-                version=version_name(version),
-                cipher=scols.cipher if scols is not None else None,
-                server_name=ch.server_name if ch is not None else None,
-                alpn=sh.alpn if sh is not None else None,
-                ccols=ccols,
-                scols=scols,
-                cert_sha256=chain[0] if chain else None,
-                leaf=leaf,
-                incomplete=self._cut_messages(),
-            )
+        cols = flow_columns(
+            "dtls",
+            encrypted=established or (failure is None and sh is not None),
+            established=established,
+            version=version_name(version),
+            cipher=scols.cipher if scols is not None else None,
+            server_name=ch.server_name if ch is not None else None,
+            alpn=sh.alpn if sh is not None else None,
+            ccols=ccols,
+            scols=scols,
+            cert_sha256=chain[0] if chain else None,
+            leaf=leaf,
+            incomplete=self._cut_messages(),
         )
+        if sh is not None and any(t == EXT_USE_SRTP for t, _ in sh.extensions):
+            cols["protection"] = "srtp"  # DTLS-SRTP (RFC 5764): the media's keys come from this handshake
+        if self.muxed:
+            cols["dtls_multiplexed"] = ",".join(name for bit, name in _MUX if self.muxed & bit)
+        facts.flow.update(cols)
         return facts
+
+
+def mux_kind(data: bytes) -> int:
+    """What a datagram that is not DTLS is, by RFC 7983's first-byte ranges (a bit of `_MUX`; 0 for
+    bytes no range names): STUN 0-3, ZRTP 16-19, TURN ChannelData 64-79, RTP/RTCP 128-191 (RTCP
+    when the second byte is an RTCP packet type, 192-223, RFC 5761 section 4)."""
+    first = data[0]
+    if first <= 3:
+        return 1
+    if 16 <= first <= 19:
+        return 2
+    if 64 <= first <= 79:
+        return 4
+    if 128 <= first <= 191:
+        return 16 if len(data) > 1 and 192 <= data[1] <= 223 else 8
+    return 0
 
 
 def dissect_dtls(flow: FlowPayload, state: _State | None = None) -> Facts:

@@ -20,7 +20,10 @@ ignored; False when responses were read and none did), `encrypted` False.
 
 A CONNECT tunnel that carries TLS (a 2xx answer, then a TLS record from the client) is handed to the
 TLS dissector after the response's header block: the flow gets the tunnelled TLS session's facts,
-`app_protocol` stays "http". A tunnel that carries anything else leaves `encrypted` undecided.
+`app_protocol` stays "http". A tunnel that carries anything else leaves `encrypted` undecided. A
+one-sided view is handed over too: the client's CONNECT followed by a TLS record (no response
+captured), or the server's 2xx head followed at once by a TLS record (no request captured), so the
+TLS dissector reads whichever half of the handshake is there.
 
 `credentials` rows for Authorization / Proxy-Authorization: `basic` (username and the password's
 length and keyed fingerprint), `bearer` (the token is the secret), `digest` (username, no reusable
@@ -187,6 +190,11 @@ def _responses(data: bytes, requests: list[Message]) -> list[Message]:
     return out
 
 
+def _tls_record(data: bytes, pos: int) -> bool:
+    """A TLS handshake or alert record header at `pos` (content type 21/22, version 3.0-3.4)."""
+    return len(data) >= pos + 3 and data[pos] in (21, 22) and data[pos + 1] == 3 and data[pos + 2] <= 4
+
+
 def _host(value: bytes) -> bytes:
     """A Host header or URL authority without userinfo and port, lower case."""
     value = value.rsplit(b"@", 1)[-1].strip().lower()
@@ -291,6 +299,17 @@ class HTTPDissector:
                     facts.hand_over("tls", start, last.end)
                 else:
                     out["undecided_reason"] = "tunnel"
+            elif status // 100 == 2 and not client and last.end >= 0 and _tls_record(server, last.end):
+                # the server's side alone (a one-sided mirror): a 2xx head followed at once by a TLS
+                # record is a CONNECT tunnel's answer (no HTTP body starts with a TLS record header)
+                del out["encrypted"], out["protection"]
+                facts.hand_over("tls", 0, last.end)
+        elif requests and requests[-1].start[0] == b"CONNECT" and not server:
+            # the client's side alone: a CONNECT followed by a TLS record is a tunnel's client half
+            start = requests[-1].end
+            if start >= 0 and _tls_record(client, start):
+                del out["encrypted"], out["protection"]
+                facts.hand_over("tls", start, 0)
         self._credentials(requests, responses, facts, out)
         facts.flow.update(out)
         return facts

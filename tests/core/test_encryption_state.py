@@ -54,7 +54,10 @@ def test_values_come_from_the_vocabularies(flows: pd.DataFrame) -> None:
 
 def test_protection_on_the_bundled_captures(flows: pd.DataFrame) -> None:
     by = {name: set(group) for name, group in flows.groupby("app_protocol")["protection"]}
-    assert by["http"] == {"none"}
+    # HTTP in the clear, and HTTP CONNECT tunnels carrying TLS (captures/http_connect_tls*.pcap)
+    assert by["http"] == {"none", "tls"}
+    # SOCKS: tunnels carrying TLS, and a SOCKS 5 login refused (only the cleartext exchange crossed)
+    assert by["socks"] == {"none", "tls"}
     assert by["ssh"] == {"ssh"}
     assert by["quic"] == {"quic"} and by["dtls"] == {"dtls"}
     # SMTP: one session in the clear (AUTH PLAIN), one upgraded with STARTTLS

@@ -29,6 +29,10 @@ FLOW_COLUMNS: tuple[Column, ...] = (
                                         "snap length, a lost segment, the stream's end): facts it carried are missing"),
     # the engine's column: a dissector that found a message cut sets it too (the pipeline ORs them)
     Column("truncated", "boolean", "some packet was cut by the snap length, or a handshake message was cut"),
+    # DTLS only, and only when set: what else shared the 5-tuple (WebRTC, RFC 7983)
+    Column("dtls_multiplexed", "string",
+           "other protocols on the DTLS flow's 5-tuple by first byte (RFC 7983): stun, zrtp, turn_channel, "
+           "rtp, rtcp"),
 )
 
 # One row per TLS / DTLS / QUIC session (a flow normally carries one).

@@ -1,9 +1,12 @@
-"""DTLS dissector: crafted handshakes (fragments, HelloVerifyRequest, CIDs, 1.3, alerts, STUN mux)."""
+"""DTLS dissector: crafted handshakes (fragments, HelloVerifyRequest, CIDs, 1.3, alerts, STUN mux, WebRTC)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -12,11 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support.udp_helpers import flow_from_payloads
 
+import analyzer
 from analyzer.dissect import registered
 from analyzer.dissect.dtls import (
     DTLSDissector,
     dissect_dtls,
     looks_like_dtls,
+    mux_kind,
     parse_handshake_fragment,
     parse_records,
 )
@@ -381,3 +386,88 @@ def test_old_openssl_version_and_resumption() -> None:
 def test_ja4_dtls13_version_digit_when_12_also_offered() -> None:
     ch = parse_client_hello(client_hello(supported=(DTLS13, DTLS12)), dtls=True)
     assert ja4(ch, "d")[0].startswith("dd3")
+
+
+# --- WebRTC on one UDP 5-tuple (issue 17 section 3b): STUN, DTLS and SRTP/SRTCP demultiplexed by the
+# first byte (RFC 7983). The DTLS facts come from the DTLS datagrams among the others; `dtls_multiplexed`
+# says what else was there; DTLS-SRTP (use_srtp accepted, RFC 5764) is protection "srtp". End to end on
+# the corpus's Google Meet capture against tshark (STUN, DTLS, and RTP/RTCP with its heuristics on).
+
+WEBRTC_CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "pcaps"
+STUN = bytes.fromhex("000100002112a442") + bytes(12)  # a Binding request
+RTP = bytes.fromhex("806f0001") + bytes(28)  # V=2, payload type 111
+RTCP = bytes.fromhex("80c80006") + bytes(24)  # V=2, sender report (200)
+USE_SRTP = bytes.fromhex("000e0005" "00020001" "00")  # extension 14: SRTP_AES128_CM_HMAC_SHA1_80, no MKI
+
+
+def _with_use_srtp(dgs: list[tuple[bool, bytes]]) -> list[tuple[bool, bytes]]:
+    """The handshake with a ServerHello that accepts use_srtp."""
+    sh = server_hello()
+    n = int.from_bytes(sh[-13:-11], "big")  # the default ServerHello's 11 bytes of extensions
+    assert n == 11
+    with_ext = sh[:-13] + (n + len(USE_SRTP)).to_bytes(2, "big") + sh[-11:] + USE_SRTP
+    old = record(22, hs(2, 1, sh), seq=1)
+    new = record(22, hs(2, 1, with_ext), seq=1)
+    return [(to_server, p.replace(old, new)) for to_server, p in dgs]
+
+
+def test_mux_kind_follows_rfc_7983():
+    assert [mux_kind(bytes([b, 0xC8])) for b in (0, 3, 16, 19, 64, 79)] == [1, 1, 2, 2, 4, 4]
+    assert mux_kind(RTP) == 8 and mux_kind(RTCP) == 16 and mux_kind(b"\x80") == 8
+    assert mux_kind(b"\x05") == 0 and mux_kind(b"\xff") == 0
+
+
+def test_stun_srtp_and_srtcp_around_the_handshake():
+    hand = _with_use_srtp(full_12_handshake())
+    dgs = [(True, STUN), (False, STUN), *hand[:2], (True, STUN), *hand[2:], (True, RTP), (False, RTCP)]
+    facts = dissect_dtls(flow_from_payloads(dgs, server_port=19305))
+    f = facts.flow
+    assert (f["app_protocol"], f["encrypted"], f["protection"]) == ("dtls", True, "srtp")
+    assert f["dtls_multiplexed"] == "stun,rtp,rtcp"
+    assert f["tls_version"] == "DTLS 1.2" and f["tls_established"] is True
+    # the same handshake alone: the same DTLS facts, protection dtls, nothing multiplexed
+    alone = dissect_dtls(flow_from_payloads(full_12_handshake(), server_port=19305)).flow
+    assert alone["protection"] == "dtls" and "dtls_multiplexed" not in alone
+    for column in ("tls_version", "tls_cipher", "ja4", "cert_sha256", "tls_server_name"):  # not ja4s: +1 extension
+        assert f[column] == alone[column], column
+
+
+def test_use_srtp_offered_but_not_accepted_is_dtls():
+    hand = full_12_handshake()
+    assert DTLS12 and dissect_dtls(flow_from_payloads(hand)).flow["protection"] == "dtls"
+
+
+def _webrtc_corpus(name: str) -> Path:
+    path = WEBRTC_CORPUS / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (the shared corpus is not on this machine)")
+    return path
+
+
+@pytest.mark.tshark
+def test_google_meet_capture_equals_tshark():
+    path = _webrtc_corpus("ndpi/stun_dtls_rtp.pcapng")
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (the oracle)")
+    r = analyzer.analyze([str(path)])
+    udp = r.flows[r.flows["transport"] == "udp"].reset_index(drop=True)
+    assert len(udp) == 1
+    f = udp.iloc[0]
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-o", "rtp.heuristic_rtp:TRUE", "-o", "rtcp.heuristic_rtcp:TRUE", "-Y", "udp",
+         "-T", "fields", "-E", "separator=\t", "-e", "frame.protocols", "-e", "dtls.handshake.type",
+         "-e", "dtls.handshake.version", "-e", "dtls.handshake.ciphersuite", "-e", "dtls.handshake.extension.type"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    seen = set()
+    for protocols, *_ in rows:
+        layers = protocols.split(":")
+        for name in ("stun", "rtp", "rtcp"):
+            if name in layers and "dtls" not in layers:
+                seen.add(name)
+    assert f["dtls_multiplexed"] == ",".join(n for n in ("stun", "rtp", "rtcp") if n in seen)
+    hello = next(r for r in rows if r[1].split(",")[0] == "2")  # the ServerHello
+    assert f["tls_version"] == {"0xfefd": "DTLS 1.2", "0xfeff": "DTLS 1.0"}[hello[2].split(",")[0]]
+    assert int(r.tls.iloc[0]["cipher_code"]) == int(hello[3].split(",")[0], 16)
+    accepted_srtp = "14" in hello[4].split(",")
+    assert accepted_srtp and (f["encrypted"], f["protection"]) == (True, "srtp")

@@ -90,6 +90,27 @@ def test_connect_tunnel_with_tls_is_handed_over():
     assert refused.handover is None and refused.flow["encrypted"] is False
 
 
+def test_connect_tunnel_one_sided_views_are_handed_over():
+    """A one-sided mirror (issue 17 section 3): the CONNECT and the ClientHello without the proxy's
+    answer, or the proxy's 200 and ServerHello without the CONNECT, still go to TLS."""
+    client = b"CONNECT www.example.com:443 HTTP/1.1\r\nHost: www.example.com:443\r\n\r\n"
+    server = b"HTTP/1.1 200 Connection established\r\nProxy-Agent: x\r\n\r\n"
+    d = dissector()
+    alone = d.dissect(flow(client + b"\x16\x03\x01\x00\x05hello", b""))
+    assert alone.handover is not None and (alone.handover.to_server_offset, alone.handover.to_client_offset) == (
+        len(client), 0)
+    assert "encrypted" not in alone.flow and alone.flow["http_method"] == "CONNECT"
+    assert d.probe(flow(b"", server + b"\x16\x03\x03\x00\x05hello"))
+    answer = d.dissect(flow(b"", server + b"\x16\x03\x03\x00\x05hello"))
+    assert answer.handover is not None and (answer.handover.to_server_offset, answer.handover.to_client_offset) == (
+        0, len(server))
+    assert answer.flow["http_status"] == 200 and "encrypted" not in answer.flow
+    # a 200 whose body is not a TLS record, or a GET's client half: ordinary cleartext HTTP
+    for c, s in ((b"", server + b"<html>"), (b"GET / HTTP/1.1\r\n\r\n\x16\x03\x01", b"")):
+        facts = d.dissect(flow(c, s))
+        assert facts.handover is None and facts.flow["encrypted"] is False
+
+
 def test_credentials_basic_bearer_digest_ntlm():
     def request(value: bytes) -> bytes:
         return b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: " + value + b"\r\n\r\n"
