@@ -185,7 +185,7 @@ class IMAPDissector:
                 requested = True
                 if status == b"OK":
                     accepted = True
-                    handed = start_tls(facts, "imap", cli.data, cli.pos, srv.pos)
+                    handed = start_tls(facts, "imap", cli.data, cli.pos, srv.pos, srv.data)
                     break
             elif name == b"LOGIN" and self.rows:
                 user_pass = astrings(args, literals, 2)

@@ -150,15 +150,22 @@ class Cursor:
         return True
 
 
-def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int) -> bool | None:
+def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int,
+              server: bytes | None = None) -> bool | None:
     """The server accepted the upgrade: hand the rest of the stream to the TLS dissector when the
     client's next bytes start a TLS record (or an SSLv2 hello). True: handed over (TLS decides
     `encrypted`); None: nothing follows in the capture (undecided); False: the client went on in the
-    clear (an anomaly; the session stays cleartext)."""
+    clear (an anomaly; the session stays cleartext). With the `server`'s bytes, a server offset
+    that is not at a TLS record moves to the first one after its cleartext lines: a capture picked
+    up mid-stream can pair the upgrade with a reply that answered an earlier command."""
     rest = client[to_server:to_server + 3]
     if not rest:
         return None
-    if rest[:2] == b"\x16\x03" or (len(rest) == 3 and rest[0] & 0x80 and rest[2] == 1):
+    if tls_follows(client, to_server):
+        if server is not None and to_client < len(server) and server[to_client:to_client + 2] not in (
+                b"\x16\x03", b"\x15\x03"):
+            start = tls_after_lines(server, to_client)
+            to_client = to_client if start is None else start
         facts.hand_over("tls", to_server, to_client)
         return True
     facts.anomaly(f"{protocol}_starttls_not_followed_by_tls",
@@ -272,3 +279,20 @@ def server_only_upgrade(facts: Facts, server: bytes) -> bool:
         return False
     facts.hand_over("tls", 0, start)
     return True
+
+
+def resync_at(data: bytes, strong: Callable[[bytes], bool], weak: Callable[[bytes], bool]) -> int | None:
+    """Mid-stream: where to read one direction from. A line only this protocol sends (`strong`)
+    recognises it; reading starts at the first line before it that is one of the protocol's
+    messages at all (`weak`: USER before an FTP-only PASV), so the messages before the one that
+    told the protocol apart are read too. None when no strong line is in the window."""
+    at = first_line(data, strong)
+    if at is None:
+        return None
+    before = first_line(data, weak, at + RESYNC_LINE + 2)
+    return at if before is None or before > at else before
+
+
+def reply_line(line: bytes) -> bool:
+    """A numeric reply line (SMTP, FTP): three digits, then a space, a dash or the end."""
+    return len(line) >= 3 and line[:3].isdigit() and line[3:4] in (b" ", b"-", b"")

@@ -41,14 +41,15 @@ Offsets = tuple[int | None, int | None]
 def _cut(prefix: StreamPrefix, at: int) -> StreamPrefix:
     """The direction's prefix from `at` on (a start that was not captured: start_known False)."""
     if at <= 0:
-        return replace(prefix, start_known=False)
+        return prefix
     gap_at = None if prefix.gap_at is None else max(prefix.gap_at - at, 0)
     times = [(off - at, ts) for off, ts in prefix.times if off >= at]
     return replace(prefix, data=prefix.data[at:], start_known=False, gap_at=gap_at, times=times)
 
 
 def rebased(flow: FlowPayload, to_server: int, to_client: int) -> FlowPayload:
-    """The flow as if each direction's capture began at these offsets."""
+    """The flow as if each direction's capture began at these offsets (a direction read from its
+    start keeps what the flow table knew of it)."""
     return replace(flow, to_server=_cut(flow.to_server, to_server), to_client=_cut(flow.to_client, to_client))
 
 
@@ -61,10 +62,12 @@ def shifted(facts: Facts, to_server: int, to_client: int) -> Facts:
 
 
 def picked_up_late(flow: FlowPayload) -> bool:
-    """A TCP flow whose start was not captured in a direction that carried payload."""
+    """A TCP flow whose start was not captured in a direction that carried payload, or one seen
+    from one side only (the probes' first bytes of the other side are missing too)."""
+    cs, sc = flow.to_server, flow.to_client
     return flow.transport == "tcp" and (
-        (not flow.to_server.start_known and bool(flow.to_server.data))
-        or (not flow.to_client.start_known and bool(flow.to_client.data)))
+        (not cs.start_known and bool(cs.data)) or (not sc.start_known and bool(sc.data))
+        or not cs.data or not sc.data)
 
 
 def second_look(dissectors: Iterable[Any], flow: FlowPayload) -> tuple[Any, int, int] | None:

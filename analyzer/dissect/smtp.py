@@ -136,7 +136,7 @@ class SMTPDissector:
                 reply = srv.reply()
                 if reply is not None and reply.code == 220:
                     accepted = True
-                    handed = start_tls(facts, "smtp", cli.data, cli.pos, reply.end)
+                    handed = start_tls(facts, "smtp", cli.data, cli.pos, reply.end, srv.data)
                     break
                 if upgrade_unanswered(facts, cli.data, cli.pos, srv.data, before):
                     accepted = handed = True

@@ -48,6 +48,7 @@ def _ends(pkt) -> tuple[str, Endpoint, Endpoint] | None:  # type: ignore[no-unty
 def cut_capture(src: Path, dst: Path, flows: pd.DataFrame, keep: Keep) -> Path:
     """Write the packets of `src` that `keep(n, to_server)` accepts to `dst`: n counts the packets
     of the same flow before this one (both directions), to_server says the client sent it."""
+    import scapy.layers.all  # noqa: F401  (the link layers: without them scapy reads frames as Raw)
     from scapy.utils import PcapReader, PcapWriter
 
     ends = flow_ends(flows)
