@@ -34,7 +34,7 @@ import struct
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, b64decode, credential_row, run_key
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, first_line
 
 __all__ = ["HTTPDissector", "Message", "parse_head"]
 
@@ -250,6 +250,23 @@ class HTTPDissector:
             return line.rstrip(b"\r")[-9:-3] == b" HTTP/" or (end < 0 and b" HTTP/" in line)
         return flow.to_client.data.startswith((b"HTTP/1.", b"HTTP/2"))
 
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first request line (`GET /x HTTP/1.1`) of the client's bytes and the
+        first status line (`HTTP/1.1 200 OK`) of the server's, at line starts (after the end of a
+        body the capture caught in its middle). When the server then shows one response more than
+        the client shows requests, its first answers a request sent before the capture began: it
+        is skipped, so that request n is paired with response n."""
+        client = first_line(flow.to_server.data, _request_line)
+        server = first_line(flow.to_client.data, _status_line)
+        if client is not None and server is not None:
+            requests = _requests(flow.to_server.data[client:])
+            data = flow.to_client.data[server:]
+            responses = _responses(data, requests)
+            if requests and len(responses) == len(requests) + 1:
+                end = _body_end(responses[0], data, False)
+                server = server + end if end > 0 else server
+        return client, server
+
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
         client, server = flow.to_server.data, flow.to_client.data
@@ -339,6 +356,17 @@ def _identity(mechanism: str, param: bytes) -> tuple[bytes | None, bytes | None]
     if mechanism in ("ntlm", "negotiate"):
         return ntlm_user(b64decode(param)), None
     return None, None
+
+
+def _request_line(line: bytes) -> bool:
+    """`METHOD target HTTP/1.x` (RFC 9112 3)."""
+    return line.startswith(METHODS) and line[-9:-3] == b" HTTP/" and line[-3:-2].isdigit() and line[-1:].isdigit()
+
+
+def _status_line(line: bytes) -> bool:
+    """`HTTP/1.x 200 reason` (RFC 9112 4)."""
+    return (line.startswith(b"HTTP/1.") and line[8:9] == b" " and line[9:12].isdigit()
+            and line[12:13] in (b"", b" "))
 
 
 DISSECTOR = register(HTTPDissector())
