@@ -16,7 +16,8 @@ Facts (of the first request / response, except where said): `http_method`, `http
 `http_location`, `http_upgrade` (the first Upgrade header asked for), `http_auth_scheme` (the first
 Authorization or Proxy-Authorization scheme, lower case), `http_requests` (requests read),
 `http_redirect_to_https` (a response redirected to an `https://` URL of the request's host, port
-ignored; False when responses were read and none did), `encrypted` False.
+ignored; False when requests and responses were read and none did; unset when no request was seen:
+its Host is what the redirect is compared with), `encrypted` False.
 
 A CONNECT tunnel that carries TLS (a 2xx answer, then a TLS record from the client) is handed to the
 TLS dissector after the response's header block: the flow gets the tunnelled TLS session's facts,
@@ -294,8 +295,10 @@ class HTTPDissector:
             for name, column in ((b"server", "http_server"), (b"location", "http_location")):
                 if name in first.headers:
                     out[column] = cut(first.headers[name])
-            out["http_redirect_to_https"] = any(
-                _redirects_to_https(r, requests[i] if i < len(requests) else None) for i, r in enumerate(responses))
+            if requests:  # (whose host a redirect names is known only from the request)
+                out["http_redirect_to_https"] = any(
+                    _redirects_to_https(r, requests[i] if i < len(requests) else None)
+                    for i, r in enumerate(responses))
             last = responses[-1]
             status = int(last.start[1][:3])
             if status == 101 and b"h2c" in last.headers.get(b"upgrade", b"").lower():
