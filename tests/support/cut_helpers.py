@@ -35,7 +35,7 @@ def _ends(pkt) -> tuple[str, Endpoint, Endpoint] | None:  # type: ignore[no-unty
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
 
-    ip = pkt[IP] if IP in pkt else (pkt[IPv6] if IPv6 in pkt else None)
+    ip = pkt.getlayer(IP) or pkt.getlayer(IPv6)
     if ip is None:
         return None
     for layer, name in ((TCP, "tcp"), (UDP, "udp")):
