@@ -40,7 +40,7 @@ from analyzer.dissect.lines import (
     cut,
     greeting_names,
     reply_line,
-    resync_at,
+    resync_pair,
     server_only_upgrade,
     start_tls,
     starttls_state,
@@ -135,8 +135,8 @@ class FTPDissector:
         uses (150, 226, 227, 229, 230, 257, 331, ...), or a 220 naming FTP; read from the commands
         and replies just before them. A first positive reply that cannot answer the first command
         read answers one the capture missed: it is skipped."""
-        client = resync_at(flow.to_server.data, _ftp_command, _any_ftp_command)
-        server = resync_at(flow.to_client.data, _ftp_reply, reply_line)
+        client, server = resync_pair(flow.to_server.data, flow.to_client.data, (_ftp_command, _any_ftp_command),
+                                     (_ftp_reply, reply_line))
         if client is not None and server is not None:
             server = _in_step(flow.to_server.data, client, flow.to_client.data, server)
         return client, server

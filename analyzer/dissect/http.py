@@ -256,17 +256,9 @@ class HTTPDissector:
         first status line (`HTTP/1.1 200 OK`) of the server's, at line starts (after the end of a
         body the capture caught in its middle). When the server then shows one response more than
         the client shows requests, its first answers a request sent before the capture began: it
-        is skipped, so that request n is paired with response n."""
-        client = first_line(flow.to_server.data, _request_line)
-        server = first_line(flow.to_client.data, _status_line)
-        if client is not None and server is not None:
-            requests = _requests(flow.to_server.data[client:])
-            data = flow.to_client.data[server:]
-            responses = _responses(data, requests)
-            if requests and len(responses) == len(requests) + 1:
-                end = _body_end(responses[0], data, False)
-                server = server + end if end > 0 else server
-        return client, server
+        is skipped, so that request n is paired with response n (`dissect` does that for any flow
+        picked up mid-stream)."""
+        return first_line(flow.to_server.data, _request_line), first_line(flow.to_client.data, _status_line)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -278,6 +270,8 @@ class HTTPDissector:
             return facts
         requests = _requests(client)
         responses = _responses(server, requests)
+        if requests and len(responses) == len(requests) + 1 and not flow.to_client.start_known:
+            responses = responses[1:]  # mid-stream: the first answers a request the capture missed
         out["http_requests"] = len(requests)
         if requests:
             first = requests[0]

@@ -296,3 +296,21 @@ def resync_at(data: bytes, strong: Callable[[bytes], bool], weak: Callable[[byte
 def reply_line(line: bytes) -> bool:
     """A numeric reply line (SMTP, FTP): three digits, then a space, a dash or the end."""
     return len(line) >= 3 and line[:3].isdigit() and line[3:4] in (b" ", b"-", b"")
+
+
+Match = Callable[[bytes], bool]
+
+
+def resync_pair(client: bytes, server: bytes, client_lines: tuple[Match, Match],
+                server_lines: tuple[Match, Match]) -> tuple[int | None, int | None]:
+    """Mid-stream offsets of both directions, each given as (strong, weak) line matchers (see
+    `resync_at`). A direction with no strong line of its own is read from its first weak line when
+    the other direction's strong line recognised the protocol (`STARTTLS` alone is SMTP once the
+    server's `250-STARTTLS` said so)."""
+    c = resync_at(client, *client_lines)
+    s = resync_at(server, *server_lines)
+    if c is None and s is not None:
+        c = first_line(client, client_lines[1])
+    elif s is None and c is not None:
+        s = first_line(server, server_lines[1])
+    return c, s

@@ -25,7 +25,7 @@ from analyzer.dissect.lines import (
     Cursor,
     cut,
     dot_list_has,
-    first_line,
+    resync_pair,
     server_only_upgrade,
     start_tls,
     starttls_state,
@@ -80,7 +80,8 @@ class POP3Dissector:
         """Mid-stream: the first client line that only POP3 sends (STAT, UIDL, TOP, CAPA, STLS,
         APOP, RETR / DELE / LIST of a message number) and the first server status line with text
         (`+OK 2 messages`, `-ERR ...`; a bare `+OK` is also Redis's reply)."""
-        return first_line(flow.to_server.data, _pop3_command), first_line(flow.to_client.data, _pop3_status)
+        return resync_pair(flow.to_server.data, flow.to_client.data, (_pop3_command, _any_pop3_command),
+                           (_pop3_status, _any_pop3_status))
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -174,6 +175,14 @@ def _pop3_command(line: bytes) -> bool:
     verb, _, arg = line.partition(b" ")
     verb = verb.upper()
     return verb in _ONLY_POP3 or (verb in _NUMBERED and arg.strip().isdigit())
+
+
+def _any_pop3_command(line: bytes) -> bool:
+    return line.partition(b" ")[0].upper() in _COMMANDS
+
+
+def _any_pop3_status(line: bytes) -> bool:
+    return line.startswith((b"+OK", b"-ERR"))
 
 
 def _pop3_status(line: bytes) -> bool:

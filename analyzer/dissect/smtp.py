@@ -32,9 +32,10 @@ from analyzer.dissect.lines import (
     Cursor,
     Reply,
     cut,
-    first_line,
     greeting_names,
+    reply_line,
     reply_start,
+    resync_pair,
     server_only_upgrade,
     start_tls,
     starttls_state,
@@ -89,8 +90,8 @@ class SMTPDissector:
         code `250 2.1.0`, `354`, an EHLO extension line, a 220 naming SMTP), read from the start of
         its multi-line reply. A first reply that cannot answer the first command read (a 250 to
         STARTTLS) answers a command the capture missed: it is skipped."""
-        client = first_line(flow.to_server.data, _smtp_command)
-        server = first_line(flow.to_client.data, _smtp_reply)
+        client, server = resync_pair(flow.to_server.data, flow.to_client.data, (_smtp_command, _any_smtp_command),
+                                     (_smtp_reply, reply_line))
         if server is not None:
             server = reply_start(flow.to_client.data, server)
             if client is not None:
@@ -210,6 +211,14 @@ _POSITIVE = {b"EHLO": (250,), b"HELO": (250,), b"LHLO": (250,), b"MAIL": (250,),
 
 def _smtp_command(line: bytes) -> bool:
     return line[:10].upper().startswith(_ONLY_SMTP_COMMANDS)
+
+
+_SMTP_VERBS = frozenset({b"EHLO", b"HELO", b"LHLO", b"MAIL", b"RCPT", b"DATA", b"BDAT", b"RSET", b"NOOP", b"QUIT",
+                         b"VRFY", b"EXPN", b"HELP", b"STARTTLS", b"AUTH", b"ETRN"})
+
+
+def _any_smtp_command(line: bytes) -> bool:
+    return line.partition(b" ")[0].upper() in _SMTP_VERBS
 
 
 def _smtp_reply(line: bytes) -> bool:
