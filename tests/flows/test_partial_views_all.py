@@ -68,7 +68,6 @@ UNSEEN = {
     ("mariadb_ssl_offered_not_used.pcap", "client", "mysql"): "MySQL (as above)",
     ("mariadb_no_ssl.pcap", "mid5", "mysql"): "MySQL: the handshake was cut; later packets are not self-describing",
     ("mariadb_ssl_offered_not_used.pcap", "mid5", "mysql"): "MySQL (as above)",
-    ("memcached_text.pcap", "server", "memcached"): "memcached: replies (VALUE, STORED, END) without the commands",
     ("mqtt_password.pcap", "server", "mqtt"): "MQTT: CONNACK/SUBACK alone are a few binary bytes",
     ("mqtt_password.pcap", "mid5", "mqtt"): "MQTT: CONNECT was cut; the rest is a few binary bytes",
     ("postgresql_cleartext_ssl_refused.pcap", "server", "postgresql"): "PostgreSQL: the server's 'N' "
