@@ -155,3 +155,33 @@ def test_binary_lines_that_look_like_commands_are_not_taken() -> None:
     client = b"\x17\x03\x03GET /\x01 HTTP/1.1\r\nMAIL FROM:\x00<a@b>\r\n"
     facts = run(late(client, b"\x17\x03\x03\x00\x10" + bytes(16), 443))
     assert facts.flow.get("app_protocol") in (None, "tls")
+
+
+@pytest.mark.parametrize("name", ["http", "smtp", "imap", "pop3", "ftp"])
+def test_sessions_cut_anywhere_and_damaged_never_raise(name: str) -> None:
+    """Real-shaped sessions (test_plaintext_fuzz's) picked up at random offsets of each direction,
+    damaged: the second look never raises, its offsets lie in the data, and it recognises the
+    undamaged session's own protocol when it recognises any."""
+    from support.fuzz_helpers import damage
+    from test_plaintext_fuzz import SESSIONS
+
+    rng = random.Random(f"midstream-{name}")
+    client, server = SESSIONS[name]
+    resyncers = [d.for_run(CONTEXT) for d in registered() if callable(getattr(d, "resync", None))]
+    named = 0
+    for i in range(300):
+        c, s = client[rng.randrange(len(client)):], server[rng.randrange(len(server)):]
+        if i % 2:
+            c, s = damage(rng, c, [b"\r\n", b" "]), damage(rng, s, [b"\r\n", b" "])
+        flow = late(c, s, 40000)
+        found = second_look(resyncers, flow)
+        if found is None:
+            continue
+        d, to_server, to_client = found
+        assert 0 <= to_server <= len(c) and 0 <= to_client <= len(s)
+        facts = shifted(d.dissect(rebased(flow, to_server, to_client)), to_server, to_client)
+        assert facts.flow.get("app_protocol") is not None
+        if i % 2 == 0:
+            named += d.name == name
+            assert d.name == name, (d.name, c[:80], s[:80])
+    assert named >= 30  # the look does recognise most cuts of its protocol
