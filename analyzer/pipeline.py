@@ -34,6 +34,7 @@ from analyzer.dissect import (
 )
 from analyzer.dissect.base import Column
 from analyzer.dissect.ftp_link import FtpDataLink
+from analyzer.dissect.midstream import picked_up_late, rebased, second_look, shifted
 from analyzer.errors import UsageError
 from analyzer.flows.table import EndedFlows
 from analyzer.keylog import KeyStore
@@ -173,6 +174,7 @@ class _Dissection:
         self.by_name = {d.name: d for d in self.dissectors}
         self.finders = [d for d in self.dissectors if callable(getattr(d, "find_start", None))
                         and callable(getattr(d, "dissect_from", None))]
+        self.resyncers = [d for d in self.dissectors if callable(getattr(d, "resync", None))]
         self.by_port: dict[tuple[str, int], list[Any]] = {}
         self._orders: dict[tuple[str, int], tuple[Any, ...]] = {}
         for d in self.dissectors:
@@ -189,6 +191,8 @@ class _Dissection:
 
     def run(self, fp: FlowPayload) -> Facts:
         claimed = self._first_claim(fp)
+        if claimed is None and self.resyncers and picked_up_late(fp):
+            claimed = self._mid_stream(fp)
         if claimed is None:
             found = self._after_cleartext(fp) if fp.transport == "tcp" else None
             return found if found is not None else Facts(flow={"payload_shape": payload_shape(fp)})
@@ -205,6 +209,19 @@ class _Dissection:
             child_facts = self._call(child, child.dissect_from, fp, h.to_server_offset, h.to_client_offset)
             facts, d = merge_handover(facts, child_facts), child
         return facts
+
+    def _mid_stream(self, fp: FlowPayload) -> tuple[Any, Facts] | None:
+        """The second look at a flow picked up mid-stream that no probe claimed: a dissector that
+        recognises a later message reads the flow from there (analyzer.dissect.midstream)."""
+        try:
+            found = second_look(self.resyncers, fp)
+        except Exception as exc:  # a bug must not lose the run's results
+            return self.resyncers[0], _failed(self.resyncers[0], exc)
+        if found is None:
+            return None
+        d, to_server, to_client = found
+        facts = self._call(d, d.dissect, rebased(fp, to_server, to_client))
+        return d, shifted(facts, to_server, to_client)
 
     def _after_cleartext(self, fp: FlowPayload) -> Facts | None:
         """The fallback for flows no dissector claimed: a dissector that can find where its protocol

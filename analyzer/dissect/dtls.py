@@ -474,16 +474,21 @@ class _Session:
                     or any(e >= 3 for e in client.app_epochs | server.app_epochs)
                 )
             else:
-                established = (client.ccs and server.ccs) or bool(client.app_epochs or server.app_epochs)
-        elif ch is None and (client.app_epochs and server.app_epochs):
-            established = True  # picked up after the handshake
+                # a server-only view: the server's CCS and Finished come after the client's Finished
+                # in a full handshake (a one-sided mirror, as TLS decides it)
+                established = ((client.ccs and server.ccs) or bool(client.app_epochs or server.app_epochs)
+                               or (server.ccs and not client.records))
+        elif ch is None and ((client.app_epochs and server.app_epochs) or (client.ccs and server.ccs)):
+            established = True  # picked up after the hellos: both sides switched to encrypted epochs
         # the first fatal alert in arrival order, else the first alert (as TLS does in history order)
         alert = next((a for a in self.alerts if a[0] == 2), None) or next(iter(self.alerts), None)
         failure: str | None = None
         if not established:
             if alert is not None and alert[0] == 2:
                 failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"
-            elif client.encrypted_alerts or server.encrypted_alerts:
+            elif (client.encrypted_alerts or server.encrypted_alerts) and client.records and server.records:
+                # (from one side, an encrypted alert after its CCS may as well follow a handshake
+                # that completed: close_notify)
                 failure = "encrypted alert before the handshake completed"
             elif ch is not None and sh is None:
                 failure = (
@@ -532,9 +537,15 @@ class _Session:
         if chain and ch is not None and ch.server_name:
             row["sni_matches_cert"] = certs.sni_matches(chain[0], ch.server_name)
         facts.add_row("tls", row)
+        encrypted: bool | None = established or (failure is None and sh is not None)
+        if not encrypted and not server.records and ch is not None:
+            # Nothing from the server (a one-sided mirror, or no answer): the client's CCS and
+            # encrypted records after its hello prove an encrypted session; a hello alone does not
+            # prove one, nor cleartext (as TLS decides it)
+            encrypted = True if client.ccs or client.app_epochs else None
         cols = flow_columns(
             "dtls",
-            encrypted=established or (failure is None and sh is not None),
+            encrypted=encrypted,
             established=established,
             version=version_name(version),
             cipher=scols.cipher if scols is not None else None,

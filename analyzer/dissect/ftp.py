@@ -39,9 +39,13 @@ from analyzer.dissect.lines import (
     Reply,
     cut,
     greeting_names,
+    reply_line,
+    resync_pair,
+    server_only_upgrade,
     start_tls,
     starttls_state,
     upgrade_outcome,
+    upgrade_unanswered,
 )
 
 __all__ = ["FTP_DATA", "FTPDissector", "parse_epsv", "parse_hostport"]
@@ -117,17 +121,33 @@ class FTPDissector:
 
     def probe(self, flow: FlowPayload) -> bool:
         server, client = flow.to_client.data, flow.to_server.data
+        if not server:  # a client-only view: a first command only FTP sends
+            return _ftp_command(client[:client.find(b"\n", 0, 128)].rstrip(b"\r"))
         if not server.startswith((b"220", b"120")):
             return False
         if client:
             return client[:4].upper() in _FIRST
         return greeting_names(server, b"FTP") or flow.server_port in self.ports
 
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first command only FTP sends (PASV, EPSV, PORT, EPRT, STOR, CWD, PWD,
+        TYPE, SYST, FEAT, AUTH TLS, RETR of a path, ...) and the first reply with a code only FTP
+        uses (150, 226, 227, 229, 230, 257, 331, ...), or a 220 naming FTP; read from the commands
+        and replies just before them. A first positive reply that cannot answer the first command
+        read answers one the capture missed: it is skipped."""
+        client, server = resync_pair(flow.to_server.data, flow.to_client.data, (_ftp_command, _any_ftp_command),
+                                     (_ftp_reply, reply_line))
+        if client is not None and server is not None:
+            server = _in_step(flow.to_server.data, client, flow.to_client.data, server)
+        return client, server
+
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "ftp"}
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
-        greeting = _final(srv) if flow.to_client.start_known else None  # mid-stream: no greeting
+        # mid-stream: a 220 is the greeting only when the client's first command opens a session
+        opens = cli.data[:4].upper() in _FIRST and cli.data[:5].upper() != b"QUIT"
+        greeting = _final(srv) if flow.to_client.start_known or opens else None
         if greeting is not None and greeting.code not in (220, 421):
             greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
         if greeting is not None:
@@ -143,6 +163,7 @@ class FTPDissector:
                 break
             verb, _, arg = line.partition(b" ")
             verb = verb.upper()
+            before = srv.pos
             reply = _final(srv)
             code = None if reply is None else reply.code
             if verb == b"AUTH":
@@ -156,7 +177,10 @@ class FTPDissector:
                 requested = True
                 if code == 234:
                     accepted = True
-                    handed = start_tls(facts, "ftp", cli.data, cli.pos, srv.pos)
+                    handed = start_tls(facts, "ftp", cli.data, cli.pos, srv.pos, srv.data)
+                    break
+                if upgrade_unanswered(facts, cli.data, cli.pos, srv.data, before):
+                    accepted = handed = True
                     break
             elif verb == b"FEAT" and reply is not None:
                 feat_seen = True
@@ -176,14 +200,16 @@ class FTPDissector:
                 if self.data_rows and channels <= MAX_DATA_ROWS:
                     facts.add_row("ftp_data", {"command": verb.decode("latin-1"), "host": channel[0],
                                                "port": channel[1], "protected": prot == "P"})
-            if reply is None:
-                break
+            if reply is None and srv.data:
+                break  # (a client-only view reads on: its commands are facts too)
+        if not cli.data and server_only_upgrade(facts, srv.data):
+            accepted = handed = True  # a server-only view: its cleartext replies, then TLS
         if cli.stop == "overlong":
             facts.anomaly("ftp_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
         if prot is not None:
             out["ftp_prot"] = prot
         out["ftp_data_channels"] = channels
-        if feat_seen or requested:
+        if feat_seen or requested or accepted:
             out["starttls"] = starttls_state(offered, requested, accepted)
         if gss and not accepted:
             # RFC 2228: commands after ADAT travel in ENC/MIC/CONF wrappers; which one is not read here
@@ -215,6 +241,57 @@ def _final(srv: Cursor) -> Reply | None:
         if reply is None or reply.code >= 200:
             return reply
     return None
+
+
+
+# Commands only FTP sends (USER, PASS, QUIT, NOOP, RSET, LIST, RETR and DELE are POP3's too, or
+# name a message number there), every command (RFC 959 5.3.1, RFC 2228, RFC 2389, RFC 2428, RFC 3659),
+# reply codes only FTP uses (SMTP shares 2xx/5xx codes), and what a command's positive final reply
+# can be (another 2xx/3xx answers a command the capture missed).
+_ONLY_FTP = frozenset({b"PASV", b"EPSV", b"PORT", b"EPRT", b"STOR", b"STOU", b"APPE", b"CWD", b"CDUP", b"PWD", b"XPWD",
+                       b"TYPE", b"SYST", b"FEAT", b"MLSD", b"MLST", b"NLST", b"MKD", b"RMD", b"SIZE", b"MDTM",
+                       b"PBSZ", b"PROT", b"REST", b"RNFR", b"RNTO", b"ABOR", b"MODE", b"STRU", b"SITE"})
+_FTP_COMMANDS = _ONLY_FTP | _FIRST | {b"RETR", b"LIST", b"DELE", b"RSET", b"ADAT", b"CCC", b"ENC", b"MIC",
+                                      b"CONF", b"ALLO", b"REIN", b"SMNT", b"LANG", b"EPSV"}
+_FTP_CODES = frozenset({b"110", b"125", b"150", b"226", b"227", b"229", b"230", b"234", b"257", b"331", b"332",
+                        b"350", b"425", b"426", b"532"})
+_POSITIVE = {b"USER": (230, 331, 332), b"PASS": (202, 230, 332), b"PASV": (227,), b"EPSV": (229,), b"PORT": (200,),
+             b"EPRT": (200,), b"RETR": (226, 250), b"STOR": (226, 250), b"LIST": (226, 250), b"NLST": (226, 250),
+             b"MLSD": (226, 250), b"CWD": (200, 250), b"PWD": (257,), b"MKD": (257,), b"TYPE": (200,),
+             b"SYST": (215,), b"FEAT": (211,), b"SIZE": (213,), b"MDTM": (213,), b"AUTH": (234, 334),
+             b"PBSZ": (200,), b"PROT": (200,), b"QUIT": (221,), b"NOOP": (200,)}
+
+
+def _ftp_command(line: bytes) -> bool:
+    verb, _, arg = line.partition(b" ")
+    verb = verb.upper()
+    if verb in _ONLY_FTP:
+        return True
+    if verb == b"AUTH":
+        return arg.strip().upper() in (b"TLS", b"SSL", b"TLS-C", b"TLS-P")
+    return verb in (b"RETR", b"DELE") and bool(arg.strip()) and not arg.strip().isdigit()
+
+
+def _any_ftp_command(line: bytes) -> bool:
+    return line.partition(b" ")[0].upper() in _FTP_COMMANDS
+
+
+def _ftp_reply(line: bytes) -> bool:
+    return reply_line(line) and (line[:3] in _FTP_CODES or (line[:3] == b"220" and b"FTP" in line.upper()))
+
+
+def _in_step(client: bytes, at: int, server: bytes, reply_at: int) -> int:
+    """`reply_at`, or the next final reply when the one there is positive and cannot answer the
+    command at `at` (it answers one sent before the capture began)."""
+    verb = client[at:client.find(b"\n", at, at + 512)].split(b" ", 1)[0].strip().upper()
+    srv = Cursor(server, reply_at)
+    reply = _final(srv)
+    positive = _POSITIVE.get(verb)
+    if reply is None or positive is None or reply.code >= 400 or reply.code in positive:
+        return reply_at
+    if reply.code == 220 and verb in _FIRST:
+        return reply_at  # the greeting (the capture began right after the TCP handshake)
+    return srv.pos
 
 
 DISSECTOR = register(FTPDissector())

@@ -16,7 +16,8 @@ Facts (of the first request / response, except where said): `http_method`, `http
 `http_location`, `http_upgrade` (the first Upgrade header asked for), `http_auth_scheme` (the first
 Authorization or Proxy-Authorization scheme, lower case), `http_requests` (requests read),
 `http_redirect_to_https` (a response redirected to an `https://` URL of the request's host, port
-ignored; False when responses were read and none did), `encrypted` False.
+ignored; False when requests and responses were read and none did; unset when no request was seen:
+its Host is what the redirect is compared with), `encrypted` False.
 
 A CONNECT tunnel that carries TLS (a 2xx answer, then a TLS record from the client) is handed to the
 TLS dissector after the response's header block: the flow gets the tunnelled TLS session's facts,
@@ -37,7 +38,7 @@ import struct
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, b64decode, credential_row, run_key
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, first_line
 
 __all__ = ["HTTPDissector", "Message", "parse_head"]
 
@@ -258,6 +259,15 @@ class HTTPDissector:
             return line.rstrip(b"\r")[-9:-3] == b" HTTP/" or (end < 0 and b" HTTP/" in line)
         return flow.to_client.data.startswith((b"HTTP/1.", b"HTTP/2"))
 
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first request line (`GET /x HTTP/1.1`) of the client's bytes and the
+        first status line (`HTTP/1.1 200 OK`) of the server's, at line starts (after the end of a
+        body the capture caught in its middle). When the server then shows one response more than
+        the client shows requests, its first answers a request sent before the capture began: it
+        is skipped, so that request n is paired with response n (`dissect` does that for any flow
+        picked up mid-stream)."""
+        return first_line(flow.to_server.data, _request_line), first_line(flow.to_client.data, _status_line)
+
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
         client, server = flow.to_server.data, flow.to_client.data
@@ -268,6 +278,8 @@ class HTTPDissector:
             return facts
         requests = _requests(client)
         responses = _responses(server, requests)
+        if requests and len(responses) == len(requests) + 1 and not flow.to_client.start_known:
+            responses = responses[1:]  # mid-stream: the first answers a request the capture missed
         out["http_requests"] = len(requests)
         if requests:
             first = requests[0]
@@ -285,8 +297,10 @@ class HTTPDissector:
             for name, column in ((b"server", "http_server"), (b"location", "http_location")):
                 if name in first.headers:
                     out[column] = cut(first.headers[name])
-            out["http_redirect_to_https"] = any(
-                _redirects_to_https(r, requests[i] if i < len(requests) else None) for i, r in enumerate(responses))
+            if requests:  # (whose host a redirect names is known only from the request)
+                out["http_redirect_to_https"] = any(
+                    _redirects_to_https(r, requests[i] if i < len(requests) else None)
+                    for i, r in enumerate(responses))
             last = responses[-1]
             status = int(last.start[1][:3])
             if status == 101 and b"h2c" in last.headers.get(b"upgrade", b"").lower():
@@ -358,6 +372,17 @@ def _identity(mechanism: str, param: bytes) -> tuple[bytes | None, bytes | None]
     if mechanism in ("ntlm", "negotiate"):
         return ntlm_user(b64decode(param)), None
     return None, None
+
+
+def _request_line(line: bytes) -> bool:
+    """`METHOD target HTTP/1.x` (RFC 9112 3)."""
+    return line.startswith(METHODS) and line[-9:-3] == b" HTTP/" and line[-3:-2].isdigit() and line[-1:].isdigit()
+
+
+def _status_line(line: bytes) -> bool:
+    """`HTTP/1.x 200 reason` (RFC 9112 4)."""
+    return (line.startswith(b"HTTP/1.") and line[8:9] == b" " and line[9:12].isdigit()
+            and line[12:13] in (b"", b" "))
 
 
 DISSECTOR = register(HTTPDissector())

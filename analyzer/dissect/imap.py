@@ -22,7 +22,17 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, Cursor, cut, start_tls, starttls_state, upgrade_outcome
+from analyzer.dissect.lines import (
+    STARTTLS_COLUMN,
+    Cursor,
+    cut,
+    first_line,
+    server_only_upgrade,
+    start_tls,
+    starttls_state,
+    upgrade_outcome,
+    upgrade_unanswered,
+)
 
 __all__ = ["IMAPDissector", "astrings"]
 
@@ -127,8 +137,15 @@ class IMAPDissector:
         server = flow.to_client.data
         if server:
             return server.startswith((b"* OK", b"* PREAUTH", b"* BYE", b"* ok"))
-        parts = flow.to_server.data[:64].split(b" ", 2)
-        return len(parts) >= 2 and parts[1].rstrip(b"\r\n").upper() in _FIRST and parts[0].isalnum()
+        client = flow.to_server.data
+        parts = client[:client.find(b"\n", 0, 64)].rstrip(b"\r").split(b" ", 2)  # the first line only
+        return len(parts) >= 2 and parts[1].upper() in _FIRST and parts[0].isalnum()
+
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first tagged client command (`a1 SELECT INBOX`, `A003 FETCH ...`) and the
+        first server line that only IMAP sends (`* OK`, `* CAPABILITY`, `* 3 EXISTS`, a tagged `a1
+        OK`/`NO`/`BAD`). Replies carry their command's tag, so out-of-step ones are skipped by tag."""
+        return first_line(flow.to_server.data, _imap_command), first_line(flow.to_client.data, _imap_response)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -136,6 +153,10 @@ class IMAPDissector:
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
         greeting = srv.line()
         caps: list[bytes] | None = None
+        if greeting is not None and greeting.startswith(b"* ") and not flow.to_client.start_known and not (
+                greeting[2:].upper().startswith((b"OK", b"PREAUTH", b"BYE")) and _opens(cli.data)):
+            greeting = None  # mid-stream: an untagged response, not the greeting (read with its command)
+            srv.pos, srv.reads = 0, 0
         if greeting is not None and greeting.startswith(b"* "):
             out["imap_banner"] = cut(greeting)
             caps = _capabilities(greeting[2:].split(b" ", 1)[-1])
@@ -156,6 +177,7 @@ class IMAPDissector:
                 if parts:
                     exchange = SaslExchange(parts[0], parts[1] if len(parts) > 1 else None)
             status = None
+            before = srv.pos
             for _ in range(4096):  # the server's lines up to this command's tagged status
                 reply = srv.line()
                 if reply is None:
@@ -185,7 +207,10 @@ class IMAPDissector:
                 requested = True
                 if status == b"OK":
                     accepted = True
-                    handed = start_tls(facts, "imap", cli.data, cli.pos, srv.pos)
+                    handed = start_tls(facts, "imap", cli.data, cli.pos, srv.pos, srv.data)
+                    break
+                if status is None and upgrade_unanswered(facts, cli.data, cli.pos, srv.data, before):
+                    accepted = handed = True
                     break
             elif name == b"LOGIN" and self.rows:
                 user_pass = astrings(args, literals, 2)
@@ -197,13 +222,15 @@ class IMAPDissector:
                 user, secret = exchange.identity()
                 facts.add_row("credentials", credential_row(
                     self.key, "imap", exchange.mechanism, user, secret, _outcome(status)))
-            if status is None and srv.stop is not None:
-                break
+            if status is None and srv.stop is not None and srv.data:
+                break  # (a client-only view reads on: its commands are facts too)
+        if not cli.data and server_only_upgrade(facts, srv.data):
+            accepted = handed = True  # a server-only view: its cleartext lines, then TLS
         if cli.stop == "overlong":
             facts.anomaly("imap_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
         if caps:
             out["imap_capabilities"] = cut(b" ".join(caps))
-        if all_caps or requested:
+        if all_caps or requested or accepted:
             out["imap_logindisabled"] = b"LOGINDISABLED" in all_caps
             out["starttls"] = starttls_state(b"STARTTLS" in all_caps, requested, accepted)
         out.update(upgrade_outcome(accepted, handed))
@@ -221,6 +248,45 @@ def _skip_literal(srv: Cursor, line: bytes) -> None:
 
 def _outcome(status: bytes | None) -> bool | None:
     return None if status is None else status == b"OK"
+
+
+# Every IMAP4rev1/rev2 command and common extension (RFC 9051 6, RFC 3501 6, IDLE, ID, ENABLE, MOVE,
+# NAMESPACE, QUOTA, UNSELECT); the server's untagged words (RFC 9051 7) and tagged statuses.
+_COMMANDS = frozenset({b"CAPABILITY", b"NOOP", b"LOGOUT", b"STARTTLS", b"AUTHENTICATE", b"LOGIN", b"ENABLE",
+                       b"SELECT", b"EXAMINE", b"CREATE", b"DELETE", b"RENAME", b"SUBSCRIBE", b"UNSUBSCRIBE",
+                       b"LIST", b"LSUB", b"NAMESPACE", b"STATUS", b"APPEND", b"IDLE", b"CHECK", b"CLOSE",
+                       b"UNSELECT", b"EXPUNGE", b"SEARCH", b"FETCH", b"STORE", b"COPY", b"MOVE", b"UID", b"ID",
+                       b"GETQUOTAROOT", b"GETQUOTA", b"SETQUOTA", b"COMPRESS"})
+_UNTAGGED = (b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH", b"CAPABILITY", b"FLAGS", b"LIST", b"LSUB", b"STATUS",
+             b"SEARCH", b"ENABLED", b"ID ", b"NAMESPACE", b"ESEARCH", b"QUOTA")
+_COUNTED = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")
+
+
+def _tag(word: bytes) -> bool:
+    """An IMAP tag as clients make them: 1-32 letters, digits and dots, not `*` or `+`."""
+    return 0 < len(word) <= 32 and word.replace(b".", b"").isalnum()
+
+
+def _imap_command(line: bytes) -> bool:
+    tag, _, rest = line.partition(b" ")
+    return _tag(tag) and rest.split(b" ", 1)[0].upper() in _COMMANDS
+
+
+def _imap_response(line: bytes) -> bool:
+    first, _, rest = line.partition(b" ")
+    if first == b"*":
+        word = rest.upper()
+        if word.startswith(_UNTAGGED):
+            return True
+        number, _, what = word.partition(b" ")
+        return number.isdigit() and what.startswith(_COUNTED)
+    return _tag(first) and not first.isdigit() and rest[:3].upper() in (b"OK ", b"NO ", b"BAD") and len(rest) > 3
+
+
+def _opens(client: bytes) -> bool:
+    """The client's first command is one a session opens with: the server's first line is its greeting."""
+    parts = client[:client.find(b"\n", 0, 64)].rstrip(b"\r").split(b" ", 2)
+    return len(parts) >= 2 and parts[1].upper() in _FIRST
 
 
 DISSECTOR = register(IMAPDissector())

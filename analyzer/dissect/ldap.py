@@ -49,7 +49,7 @@ from analyzer.dissect.ber import (
     read,
 )
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key, sasl_plain
-from analyzer.dissect.lines import STARTTLS_COLUMN, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, cut, start_tls, starttls_state, tls_follows
 
 __all__ = ["LDAPDissector", "parse_message"]
 
@@ -210,7 +210,17 @@ class LDAPDissector:
                 if ext is not None and _result_code(sdata, ext.op) == 0:
                     accepted = True
                     handed = start_tls(facts, "ldap", cdata, req.end, ext.end)
+                elif ext is None and tls_follows(cdata, req.end):
+                    # the answer is not in this view (one-sided), but the client went on in TLS,
+                    # which it does only after a success (RFC 4511 4.14.2)
+                    accepted = handed = True
+                    facts.hand_over("tls", req.end, send if tls_follows(sdata, send) else len(sdata))
                 break
+        if not cdata and responses and responses[-1].tag == EXTENDED_RESPONSE and tls_follows(sdata, send) \
+                and _result_code(sdata, responses[-1].op) == 0:
+            # a server-only view: a successful extended response, then the server's TLS
+            requested = accepted = handed = True
+            facts.hand_over("tls", 0, send)
         # each direction's messages stop by themselves where TLS or a SASL layer starts
         out["ldap_messages"] = len(requests) + len(responses)
         if requested:

@@ -15,6 +15,7 @@ which decides `encrypted`). Unset when the prefix shows too little to say (no se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from analyzer.dissect.base import Column, Facts
@@ -22,11 +23,13 @@ from analyzer.dissect.base import Column, Facts
 __all__ = [
     "MAX_LINE",
     "MAX_LINES",
+    "RESYNC_WINDOW",
     "STARTTLS_COLUMN",
     "Cursor",
     "Reply",
     "cut",
     "dot_list_has",
+    "first_line",
     "greeting_names",
     "start_tls",
     "starttls_state",
@@ -36,6 +39,12 @@ __all__ = [
 MAX_LINE = 8192
 MAX_LINES = 512
 MAX_TEXT = 256  # characters of a wire string kept in a fact
+# The second look at a flow picked up mid-stream (analyzer.dissect.midstream): the bytes of each
+# direction scanned for a line that starts a message, the lines tried, and the longest one tried.
+RESYNC_WINDOW = 4096
+RESYNC_LINES = 128
+RESYNC_LINE = 1024
+_TEXT = bytes(range(0x20, 0x7F)) + b"\t"
 
 STARTTLS_COLUMN = Column(
     "starttls", "string",
@@ -141,15 +150,22 @@ class Cursor:
         return True
 
 
-def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int) -> bool | None:
+def start_tls(facts: Facts, protocol: str, client: bytes, to_server: int, to_client: int,
+              server: bytes | None = None) -> bool | None:
     """The server accepted the upgrade: hand the rest of the stream to the TLS dissector when the
     client's next bytes start a TLS record (or an SSLv2 hello). True: handed over (TLS decides
     `encrypted`); None: nothing follows in the capture (undecided); False: the client went on in the
-    clear (an anomaly; the session stays cleartext)."""
+    clear (an anomaly; the session stays cleartext). With the `server`'s bytes, a server offset
+    that is not at a TLS record moves to the first one after its cleartext lines: a capture picked
+    up mid-stream can pair the upgrade with a reply that answered an earlier command."""
     rest = client[to_server:to_server + 3]
     if not rest:
         return None
-    if rest[:2] == b"\x16\x03" or (len(rest) == 3 and rest[0] & 0x80 and rest[2] == 1):
+    if tls_follows(client, to_server):
+        if server is not None and to_client < len(server) and server[to_client:to_client + 2] not in (
+                b"\x16\x03", b"\x15\x03"):
+            start = tls_after_lines(server, to_client)
+            to_client = to_client if start is None else start
         facts.hand_over("tls", to_server, to_client)
         return True
     facts.anomaly(f"{protocol}_starttls_not_followed_by_tls",
@@ -178,3 +194,123 @@ def dot_list_has(srv: Cursor, word: bytes) -> bool:
             break
         found = found or line.strip().upper() == word
     return found
+
+
+def first_line(data: bytes, match: Callable[[bytes], bool], window: int = RESYNC_WINDOW) -> int | None:
+    """The offset of the first line within the first `window` bytes that `match` accepts: a line
+    that starts at offset 0 or after a LF, ends with LF (CR LF) within the window, is at most
+    RESYNC_LINE bytes and printable (ASCII text and tabs); `match` gets it without its CR LF. None
+    when no line of the first RESYNC_LINES does. The mid-stream second look of the line-based
+    dissectors: encrypted or binary payload does not form such a line of a protocol's grammar."""
+    end = min(len(data), window)
+    pos = 0
+    for _ in range(RESYNC_LINES):
+        if pos >= end:
+            return None
+        eol = data.find(b"\n", pos, end)
+        if eol < 0:
+            return None
+        line = data[pos:eol - 1 if eol > pos and data[eol - 1] == 0x0D else eol]
+        if line and len(line) <= RESYNC_LINE and not line.translate(None, _TEXT) and match(line):
+            return pos
+        pos = eol + 1
+    return None
+
+
+def reply_start(data: bytes, at: int) -> int:
+    """The start of the numeric reply whose line is at `at`: back over the continuation lines
+    (`250-...`) of the same code before it (at most 64), so a multi-line reply found in its middle
+    is read whole."""
+    code = data[at:at + 3]
+    for _ in range(64):
+        if at < 2:
+            break
+        prev = data.rfind(b"\n", 0, at - 1) + 1
+        if data[prev:prev + 4] != code + b"-":
+            break
+        at = prev
+    return at
+
+
+def tls_follows(data: bytes, at: int) -> bool:
+    """A TLS record (or an SSLv2 hello) starts at `at`."""
+    rest = data[at:at + 3]
+    return rest[:2] == b"\x16\x03" or (len(rest) == 3 and bool(rest[0] & 0x80) and rest[2] == 1)
+
+
+def tls_after_lines(data: bytes, pos: int = 0) -> int | None:
+    """Where the server's TLS begins after its cleartext lines: the first line start at or after
+    `pos` (within MAX_LINES lines) where a TLS handshake or alert record starts; None when the
+    lines run out first."""
+    for _ in range(MAX_LINES):
+        if pos >= len(data):
+            return None
+        if data[pos:pos + 2] in (b"\x16\x03", b"\x15\x03"):
+            return pos
+        if data[pos:pos + 1] in (b"\x16", b"\x15"):
+            return None  # a record of another version: not an upgrade this module reads
+        eol = data.find(b"\n", pos, pos + MAX_LINE)
+        if eol < 0:
+            return None
+        pos = eol + 1
+    return None
+
+
+def upgrade_unanswered(facts: Facts, client: bytes, to_server: int, server: bytes, server_pos: int) -> bool:
+    """The client asked to upgrade and its next bytes are TLS, but this view shows no accepting
+    reply in step (a one-sided capture, or one picked up mid-stream whose replies are read out of
+    step): the client starts TLS only once the server said yes (RFC 3207 5, RFC 2595 3.1, RFC 4217
+    3), so the upgrade happened. Hand the rest to TLS: the client's from `to_server`, the server's
+    from its first TLS record after `server_pos` (none in the capture: from its end). False, and
+    nothing done, when the client's next bytes are not TLS."""
+    if not tls_follows(client, to_server):
+        return False
+    start = tls_after_lines(server, server_pos)
+    facts.hand_over("tls", to_server, len(server) if start is None else start)
+    return True
+
+
+def server_only_upgrade(facts: Facts, server: bytes) -> bool:
+    """Only the server's direction was captured, and after cleartext lines it starts TLS: it
+    accepted an upgrade whose request this view does not show. Hand its rest to TLS (which decides
+    `encrypted` from the server's records); False when no TLS follows its lines."""
+    start = tls_after_lines(server)
+    if not start:
+        return False
+    facts.hand_over("tls", 0, start)
+    return True
+
+
+def resync_at(data: bytes, strong: Callable[[bytes], bool], weak: Callable[[bytes], bool]) -> int | None:
+    """Mid-stream: where to read one direction from. A line only this protocol sends (`strong`)
+    recognises it; reading starts at the first line before it that is one of the protocol's
+    messages at all (`weak`: USER before an FTP-only PASV), so the messages before the one that
+    told the protocol apart are read too. None when no strong line is in the window."""
+    at = first_line(data, strong)
+    if at is None:
+        return None
+    before = first_line(data, weak, at + RESYNC_LINE + 2)
+    return at if before is None or before > at else before
+
+
+def reply_line(line: bytes) -> bool:
+    """A numeric reply line (SMTP, FTP): three digits, then a space, a dash or the end."""
+    return len(line) >= 3 and line[:3].isdigit() and line[3:4] in (b" ", b"-", b"")
+
+
+Match = Callable[[bytes], bool]
+
+
+def resync_pair(client: bytes, server: bytes, client_lines: tuple[Match, Match],
+                server_lines: tuple[Match, Match]) -> tuple[int | None, int | None]:
+    """Mid-stream offsets of both directions, each given as (strong, weak) line matchers (see
+    `resync_at`). A direction with no strong line of its own is read from its first weak line when
+    the other direction's strong line recognised the protocol (`STARTTLS` alone is SMTP once the
+    server's `250-STARTTLS` said so)."""
+    c = resync_at(client, *client_lines)
+    s = resync_at(server, *server_lines)
+    if c is None and s is not None:
+        c = first_line(client, client_lines[1])
+    elif s is None and c is not None:
+        s = first_line(server, server_lines[1])
+    return c, s

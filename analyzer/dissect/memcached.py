@@ -26,7 +26,7 @@ import struct
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key, sasl_plain
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, resync_pair
 
 __all__ = ["MemcachedDissector"]
 
@@ -93,6 +93,13 @@ class MemcachedDissector:
         if word not in _COMMANDS or (end < 0 and b" " not in first):
             return False
         return not reply or reply.startswith(_REPLIES) or reply[:1].isdigit()
+
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream, text protocol: the first storage command with its numeric fields (`set k 0
+        60 5`) or `gets`/`gat`/`gats` line of the client, and the first `VALUE key flags bytes`
+        or `VERSION` reply of the server; each direction from the command or reply line before it."""
+        return resync_pair(flow.to_server.data, flow.to_client.data, (_storage_line, _command_line),
+                           (_value_line, _reply_line))
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -166,6 +173,30 @@ class MemcachedDissector:
                                                             None if status is None else status == 0))
             pos += 24 + body
         return count
+
+
+def _storage_line(line: bytes) -> bool:
+    parts = line.split()
+    if not parts:
+        return False
+    if parts[0] in (b"gets", b"gat", b"gats"):
+        return len(parts) >= 2
+    return parts[0] in _STORAGE and 5 <= len(parts) <= 7 and all(p.isdigit() for p in parts[2:5])
+
+
+def _command_line(line: bytes) -> bool:
+    return line.split(b" ", 1)[0] in _COMMANDS
+
+
+def _value_line(line: bytes) -> bool:
+    parts = line.split()
+    if parts[:1] == [b"VERSION"]:
+        return len(parts) == 2 and parts[1][:1].isdigit()
+    return parts[:1] == [b"VALUE"] and len(parts) in (4, 5) and all(p.isdigit() for p in parts[2:])
+
+
+def _reply_line(line: bytes) -> bool:
+    return line.startswith(_REPLIES)
 
 
 DISSECTOR = register(MemcachedDissector())

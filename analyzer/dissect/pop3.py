@@ -27,9 +27,12 @@ from analyzer.dissect.lines import (
     Cursor,
     cut,
     dot_list_has,
+    resync_pair,
+    server_only_upgrade,
     start_tls,
     starttls_state,
     upgrade_outcome,
+    upgrade_unanswered,
 )
 
 __all__ = ["POP3Dissector"]
@@ -76,15 +79,24 @@ class POP3Dissector:
         return POP3Dissector(run_key(context), context.wants("credentials"))
 
     def probe(self, flow: FlowPayload) -> bool:
-        server = flow.to_client.data
+        """The greeting `+OK` and a POP3 command (or no client bytes: then a greeting with text,
+        which a Redis `+OK` reply never has); without the server's bytes, a first command that
+        only POP3 sends."""
+        server, client = flow.to_client.data, flow.to_server.data
+        if not server:
+            return _pop3_command(client[:client.find(b"\n", 0, 64)].rstrip(b"\r"))
         if not server.startswith(b"+OK"):
             return False
-        client = flow.to_server.data
-        if not client:
-            return True
-        if client[:4].upper() not in _COMMANDS:
-            return False
-        return not _redis_inline_auth(client, server)
+        if client:
+            return client[:4].upper() in _COMMANDS and not _redis_inline_auth(client, server)
+        return server[3:4] == b" " and server[4:5] not in (b"\r", b"")
+
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first client line that only POP3 sends (STAT, UIDL, TOP, CAPA, STLS,
+        APOP, RETR / DELE / LIST of a message number) and the first server status line with text
+        (`+OK 2 messages`, `-ERR ...`; a bare `+OK` is also Redis's reply)."""
+        return resync_pair(flow.to_server.data, flow.to_client.data, (_pop3_command, _any_pop3_command),
+                           (_pop3_status, _any_pop3_status))
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -106,6 +118,7 @@ class POP3Dissector:
             if verb == b"AUTH" and arg.strip():
                 parts = arg.split()
                 exchange = SaslExchange(parts[0], parts[1] if len(parts) > 1 else None)
+            before = srv.pos
             status = srv.line()
             while exchange is not None and status is not None and status.startswith(b"+ "):
                 answer = cli.line()
@@ -124,7 +137,10 @@ class POP3Dissector:
                 requested = True
                 if ok:
                     accepted = True
-                    handed = start_tls(facts, "pop3", cli.data, cli.pos, srv.pos)
+                    handed = start_tls(facts, "pop3", cli.data, cli.pos, srv.pos, srv.data)
+                    break
+                if upgrade_unanswered(facts, cli.data, cli.pos, srv.data, before):
+                    accepted = handed = True
                     break
             elif verb == b"USER":
                 user = arg
@@ -136,11 +152,13 @@ class POP3Dissector:
             elif exchange is not None and self.rows:
                 name, secret = exchange.identity()
                 facts.add_row("credentials", credential_row(self.key, "pop3", exchange.mechanism, name, secret, ok))
-            if status is None:
-                break
+            if status is None and srv.data:
+                break  # (a client-only view reads on: its commands are facts too)
+        if not cli.data and server_only_upgrade(facts, srv.data):
+            accepted = handed = True  # a server-only view: its cleartext lines, then TLS
         if cli.stop == "overlong":
             facts.anomaly("pop3_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
-        if capa_seen or requested:
+        if capa_seen or requested or accepted:
             out["starttls"] = starttls_state(offered, requested, accepted)
         out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
@@ -161,6 +179,29 @@ class POP3Dissector:
             return None
         return first
 
+
+# Commands that only POP3 sends (USER, PASS, QUIT, NOOP, RSET and LIST are FTP's too; RETR / DELE /
+# LIST name a message number in POP3 and a path in FTP).
+_ONLY_POP3 = frozenset({b"STAT", b"UIDL", b"TOP", b"CAPA", b"STLS", b"APOP"})
+_NUMBERED = frozenset({b"RETR", b"DELE", b"LIST"})
+
+
+def _pop3_command(line: bytes) -> bool:
+    verb, _, arg = line.partition(b" ")
+    verb = verb.upper()
+    return verb in _ONLY_POP3 or (verb in _NUMBERED and arg.strip().isdigit())
+
+
+def _any_pop3_command(line: bytes) -> bool:
+    return line.partition(b" ")[0].upper() in _COMMANDS
+
+
+def _any_pop3_status(line: bytes) -> bool:
+    return line.startswith((b"+OK", b"-ERR"))
+
+
+def _pop3_status(line: bytes) -> bool:
+    return (line.startswith(b"+OK ") or line.startswith(b"-ERR ")) and len(line.strip()) > 5
 
 
 DISSECTOR = register(POP3Dissector())

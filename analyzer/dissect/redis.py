@@ -25,7 +25,7 @@ from __future__ import annotations
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, first_line
 
 __all__ = ["RedisDissector", "read_command", "skip_value"]
 
@@ -175,6 +175,24 @@ class RedisDissector:
             return at > 1 and data[at + 2:at + 3] == b"$" and data[at + 3:at + 4].isdigit()
         word = data[:7].split(b" ", 1)[0].split(b"\r", 1)[0].upper()
         return word in _INLINE and _resp_reply(flow.to_client.data[:16])
+
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None] | None:
+        """Mid-stream: the first client command that is a whole RESP array of bulk strings whose
+        name is a word (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), at a line start in the first
+        RESYNC_WINDOW bytes; the server's bytes from its first RESP reply line. Replies alone (a
+        `+OK` is POP3's too) do not recognise Redis."""
+        client = flow.to_server.data
+        at = first_line(client, lambda line: line[:1] == b"*" and line[1:].isdigit() and line[1:] != b"0")
+        for _ in range(16):
+            if at is None:
+                return None
+            command = read_command(client, at)
+            if command is not None and command[0] and command[0][0].isalpha() and len(command[0][0]) <= 32:
+                server = first_line(flow.to_client.data, lambda line: line[:1] in b"+-:$*_#,(%~>|!=")
+                return at, server
+            nxt = first_line(client[at + 1:], lambda line: line[:1] == b"*" and line[1:].isdigit())
+            at = None if nxt is None else at + 1 + nxt
+        return None
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()

@@ -33,9 +33,14 @@ from analyzer.dissect.lines import (
     Reply,
     cut,
     greeting_names,
+    reply_line,
+    reply_start,
+    resync_pair,
+    server_only_upgrade,
     start_tls,
     starttls_state,
     upgrade_outcome,
+    upgrade_unanswered,
 )
 
 __all__ = ["SMTPDissector"]
@@ -79,11 +84,26 @@ class SMTPDissector:
             return hello
         return greeting_names(server, b"SMTP") or flow.server_port in self.ports
 
+    def resync(self, flow: FlowPayload) -> tuple[int | None, int | None]:
+        """Mid-stream: the first client line that is an SMTP-only command (`MAIL FROM:`, `RCPT TO:`,
+        EHLO / HELO / LHLO) and the first server reply that only SMTP sends (an enhanced status
+        code `250 2.1.0`, `354`, an EHLO extension line, a 220 naming SMTP), read from the start of
+        its multi-line reply. A first reply that cannot answer the first command read (a 250 to
+        STARTTLS) answers a command the capture missed: it is skipped."""
+        client, server = resync_pair(flow.to_server.data, flow.to_client.data, (_smtp_command, _any_smtp_command),
+                                     (_smtp_reply, reply_line))
+        if server is not None:
+            server = reply_start(flow.to_client.data, server)
+            if client is not None:
+                server = _in_step(flow.to_server.data, client, flow.to_client.data, server)
+        return client, server
+
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
         out: dict[str, object] = {"app_protocol": "smtp"}
         cli, srv = Cursor(flow.to_server.data), Cursor(flow.to_client.data)
-        greeting = srv.reply() if flow.to_client.start_known else None  # mid-stream: no greeting
+        # mid-stream: a 220 is the greeting only when the client's first command opens a session
+        greeting = srv.reply() if flow.to_client.start_known or _opens(cli.data) else None
         if greeting is not None and greeting.code not in (220, 421, 554):
             greeting, srv.pos = None, 0  # the capture missed the greeting: this answers the first command
         if greeting is not None:
@@ -113,10 +133,14 @@ class SMTPDissector:
                             mechanisms = [cut(m, 40) for m in params.split()[:32]]
             elif verb == b"STARTTLS":
                 requested = True
+                before = srv.pos
                 reply = srv.reply()
                 if reply is not None and reply.code == 220:
                     accepted = True
-                    handed = start_tls(facts, "smtp", cli.data, cli.pos, reply.end)
+                    handed = start_tls(facts, "smtp", cli.data, cli.pos, reply.end, srv.data)
+                    break
+                if upgrade_unanswered(facts, cli.data, cli.pos, srv.data, before):
+                    accepted = handed = True
                     break
             elif verb == b"AUTH":
                 self._auth(arg, cli, srv, facts)
@@ -134,12 +158,14 @@ class SMTPDissector:
                 srv.reply()
             else:
                 srv.reply()
+        if not cli.data and server_only_upgrade(facts, srv.data):
+            accepted = handed = True  # a server-only view: its cleartext replies, then TLS
         if cli.stop == "overlong":
             facts.anomaly("smtp_line_overlong", "client: a line longer than 8192 bytes; the rest is not read", cli.pos)
         out["smtp_commands"] = commands
         if mechanisms:
             out["smtp_auth_offered"] = " ".join(mechanisms)
-        if ehlo_seen or requested:
+        if ehlo_seen or requested or accepted:
             out["starttls"] = starttls_state(offered, requested, accepted)
         out.update(upgrade_outcome(accepted, handed))
         facts.flow.update(out)
@@ -167,6 +193,54 @@ class SMTPDissector:
             user, secret = exchange.identity()
             outcome = None if reply is None or reply.code == 334 else reply.code == 235
             facts.add_row("credentials", credential_row(self.key, "smtp", exchange.mechanism, user, secret, outcome))
+
+
+def _opens(client: bytes) -> bool:
+    """The client's first line is HELO / EHLO / LHLO: the server's first reply is its greeting."""
+    return client[:4].upper() in _HELLO and client[4:5] in (b" ", b"\r", b"\n")
+
+
+_ONLY_SMTP_COMMANDS = (b"MAIL FROM:", b"RCPT TO:", b"EHLO ", b"HELO ", b"LHLO ")
+_EXTENSIONS = (b"PIPELINING", b"8BITMIME", b"SIZE", b"STARTTLS", b"ENHANCEDSTATUSCODES", b"AUTH", b"DSN",
+               b"SMTPUTF8", b"CHUNKING")
+# What a command's positive reply can be (RFC 5321 4.3.2): another 2xx/3xx answers something else.
+_POSITIVE = {b"EHLO": (250,), b"HELO": (250,), b"LHLO": (250,), b"MAIL": (250,), b"RCPT": (250, 251, 252),
+             b"DATA": (354,), b"BDAT": (250,), b"STARTTLS": (220,), b"AUTH": (235, 334), b"QUIT": (221,),
+             b"RSET": (250,), b"NOOP": (250,), b"VRFY": (250, 251, 252)}
+
+
+def _smtp_command(line: bytes) -> bool:
+    return line[:10].upper().startswith(_ONLY_SMTP_COMMANDS)
+
+
+_SMTP_VERBS = frozenset({b"EHLO", b"HELO", b"LHLO", b"MAIL", b"RCPT", b"DATA", b"BDAT", b"RSET", b"NOOP", b"QUIT",
+                         b"VRFY", b"EXPN", b"HELP", b"STARTTLS", b"AUTH", b"ETRN"})
+
+
+def _any_smtp_command(line: bytes) -> bool:
+    return line.partition(b" ")[0].upper() in _SMTP_VERBS
+
+
+def _smtp_reply(line: bytes) -> bool:
+    if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-"):
+        return False
+    text = line[4:]
+    enhanced = text[:1] in (b"2", b"4", b"5") and text[1:2] == b"." and text[2:3].isdigit()
+    return (enhanced or line[:4] == b"354 " or (line[:3] == b"250" and text.upper().startswith(_EXTENSIONS))
+            or (line[:3] == b"220" and b"SMTP" in text.upper()))
+
+
+def _in_step(client: bytes, at: int, server: bytes, reply_at: int) -> int:
+    """`reply_at`, or the next reply when the one there is positive and cannot answer the command at
+    `at` (it answers one sent before the capture began)."""
+    verb = client[at:client.find(b"\n", at, at + 512)].split(b" ", 1)[0].strip().upper()
+    reply = Cursor(server, reply_at).reply()
+    positive = _POSITIVE.get(verb)
+    if reply is None or positive is None or reply.code >= 400 or reply.code in positive:
+        return reply_at
+    if reply.code == 220 and verb in _HELLO:
+        return reply_at  # the greeting (the capture began right after the TCP handshake)
+    return reply.end
 
 
 DISSECTOR = register(SMTPDissector())

@@ -14,6 +14,8 @@ exchange, encryption (client to server) and MAC, and `encrypted`:
 - True when both sides sent SSH_MSG_NEWKEYS, with a negotiated encryption algorithm other than "none";
 - False when the negotiated encryption algorithm is "none" (RFC 4253 section 6.3 allows it; HPN-SSH
   offers it) and the keys were taken into use;
+- True also from a one-sided view (the other direction not captured) whose side sent NEWKEYS after
+  a KEXINIT offering no "none" encryption: the negotiated cipher is one of its list;
 - None (undecided) otherwise: the key exchange not seen to completion, or SSH 1.x, whose binary
   protocol is not read here (the protocol version says it).
 
@@ -137,6 +139,15 @@ def _read_side(data: bytes) -> _Side:
     return side
 
 
+def _one_side_encrypts(side: _Side, other: bytes) -> bool:
+    """Only this side was captured (`other`: the other direction's bytes, empty), and it took new
+    keys (NEWKEYS) after a KEXINIT whose encryption lists (both directions, RFC 4253 7.1) do not
+    offer "none": whatever was negotiated, what it sends after NEWKEYS is encrypted."""
+    if other or not side.newkeys or side.kexinit is None or len(side.kexinit) < 4:
+        return False
+    return "none" not in side.kexinit[2] and "none" not in side.kexinit[3]
+
+
 def _negotiated(client: list[str], server: list[str]) -> str | None:
     """RFC 4253 7.1: the first algorithm on the client's list that is also on the server's."""
     offered = set(server)
@@ -195,6 +206,9 @@ class SSHDissector:
         if client.newkeys and server.newkeys and cipher is not None:
             out["encrypted"] = cipher != "none"
             out["protection"] = "ssh" if cipher != "none" else "none"
+        elif _one_side_encrypts(client, flow.to_client.data) or _one_side_encrypts(server, flow.to_server.data):
+            # a one-sided view: the negotiated cipher is one of this side's, none of which is "none"
+            out["encrypted"], out["protection"] = True, "ssh"
         else:
             out["protection"] = "ssh"
             out["undecided_reason"] = "handshake_incomplete"

@@ -27,7 +27,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, cut, start_tls, starttls_state
+from analyzer.dissect.lines import STARTTLS_COLUMN, cut, start_tls, starttls_state, tls_follows
 
 __all__ = ["XMPPDissector"]
 
@@ -141,7 +141,12 @@ class XMPPDissector:
                 requested_at = match.start()
                 break
         requested = requested_at >= 0
-        accepted = requested and proceed_end >= 0
+        # a server-only view shows the <proceed/> without the request it answers
+        accepted = proceed_end >= 0 and (requested or not client)
+        if requested and not accepted and not server:
+            # a client-only view: the client starts TLS only after <proceed/> (RFC 6120 5.4.3.3)
+            request_end = _element_end(client, requested_at)
+            accepted = request_end >= 0 and tls_follows(client, request_end)
         if requested and not accepted and not self._tls_failure(server):  # no answer in the capture
             out.update(protection="starttls", undecided_reason="handshake_incomplete")
             facts.flow.update(out)
@@ -151,10 +156,14 @@ class XMPPDissector:
             if offered:
                 out["xmpp_starttls_required"] = required
         handed: bool | None = None
-        if accepted:
+        if accepted and not client:
+            handed = tls_follows(server, proceed_end) or None
+            if handed:
+                facts.hand_over("tls", 0, proceed_end)
+        elif accepted:
             request_end = _element_end(client, requested_at)
             handed = start_tls(facts, "xmpp", flow.to_server.data, request_end if request_end >= 0 else len(client),
-                               proceed_end)
+                               max(proceed_end, 0))
         cleartext_client = client[:requested_at] if requested else client
         if self.rows:
             self._sasl(facts, cleartext_client, server[:proceed_end] if proceed_end >= 0 else server)

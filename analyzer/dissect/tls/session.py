@@ -98,7 +98,8 @@ def decide(
             failure = "client encrypted alert (probable) after the server flight"
         elif ch is not None and server.stop == "not_tls":
             failure = "server answered with non-TLS data"
-        elif flow.reset and (ch is not None or sh is not None):
+        elif flow.reset and (ch is not None or sh is not None) and cs.data and sc.data:
+            # (a one-sided view cannot tell a reset before the handshake's end from one after it)
             failure = f"reset before handshake completed (last: {last_message(events)})"
         elif alert is not None:
             failure = f"{alert[2]} alert: {alert_description_name(alert[1])}"

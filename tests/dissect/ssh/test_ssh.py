@@ -149,3 +149,18 @@ def test_against_tshark(path: Path):
             else:
                 assert (row["encrypted"] is True) == both_newkeys
     assert compared >= 1
+
+
+def test_one_sided_view_after_newkeys_is_encrypted_unless_none_is_offered():
+    """Issue 17: only one direction captured. After NEWKEYS that side's packets are encrypted with
+    the negotiated cipher, which is one of its list: no "none" on the list proves encryption."""
+    newkeys = packet(bytes([21]))
+    client = b"SSH-2.0-client_1\r\n" + kexinit(["curve25519-sha256"], ["aes128-ctr"], ["hmac-sha2-256"]) + newkeys
+    d = SSHDissector()
+    facts = d.dissect(flow(client + b"\x00" * 64, b""))
+    assert facts.flow["encrypted"] is True and facts.flow["protection"] == "ssh"
+    server = b"SSH-2.0-server_2\r\n" + kexinit(["curve25519-sha256"], ["aes128-ctr"], ["hmac-sha2-256"]) + newkeys
+    assert d.dissect(flow(b"", server)).flow["encrypted"] is True
+    offers_none = b"SSH-2.0-c\r\n" + kexinit(["curve25519-sha256"], ["aes128-ctr", "none"], ["hmac-sha2-256"])
+    assert "encrypted" not in d.dissect(flow(offers_none + newkeys, b"")).flow  # "none" may have been chosen
+    assert "encrypted" not in d.dissect(flow(client[:-len(newkeys)], b"")).flow  # no NEWKEYS: undecided
