@@ -117,7 +117,7 @@ _ARROW: dict[str, tuple[Callable[[], pa.DataType], str, str, dict[str, str] | No
 }
 _PYTHON_TYPE = {"boolean": bool, "Int8": int, "Int16": int, "Int32": int, "Int64": int}
 # the value types a column of that Python type may hold: exactly it, or None (missing)
-_NONE_OR = {t: frozenset((t, type(None))) for t in (bool, int, float)}
+_NONE_OR: dict[type, frozenset[type]] = {t: frozenset((t, type(None))) for t in (bool, int, float)}
 _NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
 _SECONDS_RANGE = 9.2e9  # epoch seconds beyond this are out of datetime64[ns] range: NaT, not an error
 _ARROW_SCHEMAS: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
