@@ -158,11 +158,10 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
     some input was damaged or skipped (the anomalies and sources frames say what)."""
     import analyzer
     from analyzer.config import DecodeOptions, FlowOptions
-    from analyzer.report.progress import ProgressBar
 
     flow, dec = FlowOptions(), DecodeOptions()
     quiet = _quiet(quiet)
-    bar = ProgressBar(sys.stderr) if not quiet and _stderr_is_terminal() else None
+    bar = _progress_bar() if not quiet and _stderr_is_terminal() else None
     hidden = 0
     engine = _engine(more.pop("engine_name", "serial"), more.pop("scheduler", None), more.pop("workers", None))
     if engine is not None:
@@ -196,6 +195,14 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
         if hidden:
             click.echo(f"intransit: {hidden} warning{'s' if hidden > 1 else ''} not shown (--quiet); the anomalies "
                        "and sources frames list them", err=True)
+
+
+def _progress_bar() -> Any:
+    """The progress bar on stderr (imported only when shown: its module and unicodedata are ~12M
+    instructions of start-up that a run writing to a file or a pipe does not need)."""
+    from analyzer.report.progress import ProgressBar
+
+    return ProgressBar(sys.stderr)
 
 
 def _read_key(path: str | None) -> bytes | None:

@@ -327,6 +327,34 @@ def _is_none(values: np.ndarray) -> np.ndarray:
 
 
 _STARTED = ("syn", "synack", "continued")  # client_by values of a TCP flow whose start was captured
+# `visibility` values by code (what _visibility_codes returns)
+VISIBILITIES = np.array(["both", "mid_stream", "client_only", "server_only"], dtype=object)
+_MID_STREAM, _CLIENT_ONLY, _SERVER_ONLY = 1, 2, 3
+
+
+def _equals_any(values: Any, choices: Sequence[str]) -> np.ndarray:
+    """Elementwise `value in choices` of an object array, by `==` in C: np.isin on object arrays
+    costs as much per element and adds its own set-up per call (measured with callgrind)."""
+    out = np.asarray(values == choices[0], bool)
+    for choice in choices[1:]:
+        out |= np.asarray(values == choice, bool)
+    return out
+
+
+def _visibility_codes(cols: Mapping[str, Any]) -> np.ndarray:
+    """The `visibility` of each flow as a code (index into VISIBILITIES): see `visibility`. Each
+    string comparison of an object array costs ~130 instructions per element, so the client_by
+    test runs on the TCP flows only and the codes, not the strings, are tested further on."""
+    to_server = np.asarray(cols["packets_to_server"])
+    to_client = np.asarray(cols["packets_to_client"])
+    code = np.zeros(len(to_server), np.int8)
+    tcp = np.flatnonzero(np.asarray(cols["transport"], object) == "tcp")
+    if len(tcp):
+        started = _equals_any(np.asarray(cols["client_by"], object)[tcp], _STARTED)
+        code[tcp[~started]] = _MID_STREAM
+    code[to_client == 0] = _CLIENT_ONLY
+    code[to_server == 0] = _SERVER_ONLY
+    return code
 
 
 def visibility(cols: Mapping[str, Any]) -> np.ndarray:
@@ -334,14 +362,7 @@ def visibility(cols: Mapping[str, Any]) -> np.ndarray:
     (client_only, server_only: a one-sided mirror filter, or nobody answered), a TCP flow whose
     start was not captured (mid_stream: the mirror session began during the connection, or a
     rotated capture cut it), else both."""
-    to_server = np.asarray(cols["packets_to_server"])
-    to_client = np.asarray(cols["packets_to_client"])
-    out = np.full(len(to_server), "both", object)
-    tcp = np.asarray(cols["transport"] == "tcp", bool)
-    out[tcp & ~np.isin(cols["client_by"], _STARTED)] = "mid_stream"
-    out[to_client == 0] = "client_only"
-    out[to_server == 0] = "server_only"
-    return out
+    return VISIBILITIES[_visibility_codes(cols)]
 
 
 def undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, np.ndarray], n: int,
@@ -350,30 +371,66 @@ def undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, np.ndarray], 
     dissector's reason, or the engine's (no payload, dissection off, nothing recognised it, or a
     dissector that recognised the protocol and gave no reason). A handshake that stayed incomplete
     on a flow seen from one side or from its middle (`seen`: the visibility column) is said so."""
+    codes = None
+    if seen is not None:
+        codes = np.zeros(n, np.int8)
+        for code in (_MID_STREAM, _CLIENT_ONLY, _SERVER_ONLY):
+            codes[np.asarray(seen == VISIBILITIES[code], bool)] = code
+    return _undecided_reasons(cols, extra, n, dissected, codes)
+
+
+def _undecided_reasons(cols: Mapping[str, Any], extra: Mapping[str, Any], n: int, dissected: bool,
+                       seen: np.ndarray | None) -> np.ndarray:
+    """`undecided_reasons` with `seen` as visibility codes. Object-array comparisons are the cost
+    here (~130 instructions per element each): the dissectors' own reasons are compared only
+    where there are some, and the engine's own "undecided" rows are known without comparing."""
     enc = extra.get("encrypted")
     undecided = np.ones(n, bool) if enc is None else _is_none(enc)
     given = extra.get("undecided_reason")
-    out = np.full(n, None, object) if given is None else given.copy()
+    out = np.full(n, None, object) if given is None else np.array(given, dtype=object, copy=True)
     out[~undecided] = None
     payload = np.asarray(cols["payload_bytes_to_server"]) + np.asarray(cols["payload_bytes_to_client"])
     empty = undecided & (payload <= 0)
     out[empty] = "no_payload"
-    rest = undecided & ~empty & _is_none(out)
+    reasoned = undecided & ~empty  # the dissector's reason where it gave one
+    if given is not None:
+        reasoned &= ~_is_none(out)
+    else:
+        reasoned[:] = False
+    rest = undecided & ~empty & ~reasoned
     if not dissected:
         out[rest] = "not_dissected"
         return out
     app = extra.get("app_protocol")
     claimed = np.zeros(n, bool) if app is None else ~_is_none(app)
     out[rest & ~claimed] = "unknown_protocol"
-    out[rest & claimed] = "undecided"
+    vague = rest & claimed
+    out[vague] = "undecided"
     if seen is not None:
-        vague = undecided & np.isin(out, ("undecided", "handshake_incomplete"))
-        one_sided = (seen == "client_only") | (seen == "server_only")
+        at = np.flatnonzero(reasoned)
+        if len(at):
+            vague[at] = _equals_any(out[at], ("undecided", "handshake_incomplete"))
+        one_sided = (seen == _CLIENT_ONLY) | (seen == _SERVER_ONLY)
         out[vague & one_sided] = "one_sided"
-        out[vague & (seen == "mid_stream")] = "mid_stream"
+        out[vague & (seen == _MID_STREAM)] = "mid_stream"
         lost = np.asarray(cols["truncated"], bool) | (np.asarray(cols["missing_bytes"]) > 0)
         out[vague & lost & ~one_sided] = "truncated"
     return out
+
+
+def _state_columns(columns: dict[str, Any], n: int, dissected: bool) -> None:
+    """The engine's `visibility` and `undecided_reason` of a frame chunk of flows (`columns`: the
+    engine's columns and the dissectors', lists or arrays), set in place. Computed once per chunk of
+    FLOW_ROWS_PER_FRAME flows, not per exported batch: each numpy call has a fixed cost, and the
+    batches are small (tens of flows)."""
+    extra = {}
+    for name in ("encrypted", "app_protocol", "undecided_reason"):
+        values = columns.get(name)
+        if values is not None:
+            extra[name] = values if isinstance(values, np.ndarray) else np.fromiter(values, object, n)
+    codes = _visibility_codes(columns)
+    columns["visibility"] = VISIBILITIES[codes]
+    columns["undecided_reason"] = _undecided_reasons(columns, extra, n, dissected, codes)
 
 
 ROWS_PER_CHUNK = 4096
@@ -381,8 +438,11 @@ FLOW_ROWS_PER_FRAME = 16384  # ended flows gathered before their columns become 
 _NA_WHEN_NEGATIVE = ("client_port", "server_port", "vni", "vlan")  # -1: not applicable
 
 
-def _flow_frame(chunks: list[tuple[dict[str, Any], int]], flows_schema: schema.Schema) -> dict[str, pa.Array]:
-    """Arrow columns (the flows schema) from several ended-flow column chunks, each converted once."""
+def _flow_frame(chunks: list[tuple[dict[str, Any], int]], flows_schema: schema.Schema,
+                dissected: bool | None = None) -> dict[str, pa.Array]:
+    """Arrow columns (the flows schema) from several ended-flow column chunks, each converted once;
+    with `dissected` given (whether the run dissects), also the engine's state columns
+    (`_state_columns`)."""
     n = sum(k for _, k in chunks)
     names = {name for chunk, _ in chunks for name in chunk}
     columns: dict[str, Any] = {}
@@ -398,6 +458,8 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]], flows_schema: schema.S
             for part, (_, k) in zip(parts, chunks, strict=True):
                 col.extend([None] * k if part is None else part)
         columns[name] = col
+    if dissected is not None:
+        _state_columns(columns, n, dissected)
     return schema.arrow_columns(columns, flows_schema, n)
 
 
@@ -567,8 +629,7 @@ class Collector:
         cut = extra.get("truncated")
         if cut is not None:  # a dissector's "a message was cut" adds to the capture's snap-length cuts
             extra["truncated"] = np.asarray(cols["truncated"], bool) | np.asarray(cut == True, bool)  # noqa: E712
-        seen = extra["visibility"] = visibility(cols)
-        extra["undecided_reason"] = undecided_reasons(cols, extra, len(ended), self.dissection is not None, seen)
+        # visibility and undecided_reason are computed per frame chunk, in _fold_flows
         self.pending_flows.append(({**cols, **extra}, len(ended)))
         self.pending_rows += len(ended)
         if self.pending_rows >= FLOW_ROWS_PER_FRAME:
@@ -576,7 +637,7 @@ class Collector:
 
     def _fold_flows(self) -> None:
         if self.pending_flows:
-            chunk = _flow_frame(self.pending_flows, self.flows_schema)
+            chunk = _flow_frame(self.pending_flows, self.flows_schema, self.dissection is not None)
             self.pending_flows, self.pending_rows = [], 0
             if self.ftp_link is not None:
                 self.ftp_link.apply(chunk, self.flows_schema, schema.arrow_column)
