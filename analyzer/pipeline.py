@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from analyzer import schema
 from analyzer._gc import paced_gc
-from analyzer.config import Options
+from analyzer.config import Options, memory_shares
 from analyzer.dissect import (
     DissectContext,
     Dissector,
@@ -457,8 +457,7 @@ class Collector:
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
-        self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
-        self.merged_first: dict[str, dict[object, tuple[float, str]]] = {}  # (ts_start, uid) of each kept row
+        self.merged: dict[str, _DedupRows] = {}  # rows of Dedup frames, one per key
         self.feeds = {f: [s for s in plan.stages if f in getattr(s, "reads", ())] for f in plan.fed}
         # FTP data channels are joined to their control flow across flows (dissect.ftp_link): the FTP
         # dissector's announcements are needed for .flows even when the ftp_data frame is not built
@@ -466,7 +465,9 @@ class Collector:
         self.ftp_link = FtpDataLink() if linking else None
         asked = plan.wanted | plan.fed
         # `key`: the run's fingerprint key, when the run spans processes (engines.dask)
-        self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key)
+        shares = memory_shares(options.flows.memory_budget)
+        self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key,
+                                                cert_cache_bytes=shares.cert_cache)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
@@ -598,23 +599,10 @@ class Collector:
         """Rows of a Dedup frame: of each key, the row of the flow that started first (ts_start,
         then uid) is kept and the others count. First by start, not by the order flows end in: that
         order depends on when the flow table exports, and on partitions in a distributed run."""
-        rule = spec.merge
-        assert rule is not None
-        seen_rows = self.merged.setdefault(spec.name, {})
-        firsts = self.merged_first.setdefault(spec.name, {})
-        order = (fp.ts_start, fp.uid)
-        for row in rows:
-            key = str(row.get(rule.key))
-            seen = seen_rows.get(key)
-            count = 0 if seen is None or rule.count is None else int(seen.get(rule.count) or 0)  # type: ignore[call-overload]
-            if seen is None or order < firsts[key]:
-                row = dict(row)
-                if rule.first_uid is not None:
-                    row.setdefault(rule.first_uid, fp.uid)
-                seen_rows[key] = seen = row
-                firsts[key] = order
-            if rule.count is not None:
-                seen[rule.count] = count + 1
+        store = self.merged.get(spec.name)
+        if store is None:
+            store = self.merged[spec.name] = _DedupRows(spec, self.plan.schemas[spec.name])
+        store.add(fp.ts_start, fp.uid, rows)
 
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
@@ -680,13 +668,68 @@ class Collector:
         builders: dict[str, Callable[[], pd.DataFrame]] = {"flows": self._flows}
         for name in self.plan.specs:
             if name in self.merged:
-                builders[name] = functools.partial(schema.frame_from_rows, list(self.merged.pop(name).values()),
-                                                   self.plan.schemas[name])
+                builders[name] = self.merged.pop(name).frame
             else:
                 builders[name] = functools.partial(self._frame, name)
         builders["anomalies"] = lambda: self._frame("anomalies")
         builders["sources"] = lambda: schema.frame_from_rows(sources, schema.SOURCES)
         return Analysis(stats=stats, builders=builders, schemas=self.plan.schemas)
+
+
+class _DedupRows:
+    """The rows of one Dedup frame while a run goes on, in little memory: each key's kept row is
+    folded into Arrow columns with the others (ROWS_PER_CHUNK at a time), and per key only its
+    position, the (ts_start, uid) of the flow that gave it and the count stay Python objects (about
+    0.4 KB a key, against 2 KB and more for a certificate's dict row). A row replaced by an earlier
+    flow's stays in its chunk unused. The frame is made at the end: the kept rows in the order their
+    keys were first seen, with their counts."""
+
+    __slots__ = ("_chunks", "_frame_schema", "_keys", "_pending", "_rows", "rule")
+
+    def __init__(self, spec: FrameSpec, frame_schema: schema.Schema) -> None:
+        assert spec.merge is not None
+        self.rule = spec.merge
+        self._frame_schema = frame_schema
+        self._keys: dict[str, list[Any]] = {}  # key -> [ts_start, uid, count, row number]
+        self._pending: list[dict[str, object]] = []
+        self._chunks: list[dict[str, pa.Array]] = []
+        self._rows = 0  # rows stored (pending and folded)
+
+    def add(self, ts_start: float, uid: str, rows: list[dict[str, object]]) -> None:
+        rule = self.rule
+        for row in rows:
+            key = str(row.get(rule.key))
+            seen = self._keys.get(key)
+            if seen is None or (ts_start, uid) < (seen[0], seen[1]):
+                if rule.first_uid is not None and rule.first_uid not in row:
+                    row = {**row, rule.first_uid: uid}
+                count = 0 if seen is None else seen[2]  # the rows merged so far (the row's own value is not one)
+                self._keys[key] = seen = [ts_start, uid, count, self._rows]
+                self._pending.append(row)
+                self._rows += 1
+                if len(self._pending) >= ROWS_PER_CHUNK:
+                    self._chunks.append(schema.arrow_from_rows(self._pending, self._frame_schema))
+                    self._pending = []
+            if rule.count is not None:
+                seen[2] += 1
+
+    def frame(self) -> pd.DataFrame:
+        if self._pending:
+            self._chunks.append(schema.arrow_from_rows(self._pending, self._frame_schema))
+            self._pending = []
+        if not self._keys:
+            return schema.empty_frame(self._frame_schema)
+        kept = self._keys.values()
+        order = np.fromiter((k[3] for k in kept), np.int64, len(self._keys))
+        columns: dict[str, Any] = {}
+        for name, dtype in self._frame_schema.items():
+            col = pa.chunked_array([c[name] for c in self._chunks], schema.arrow_type(dtype))
+            columns[name] = col.take(order)
+        if self.rule.count is not None:
+            counts = np.fromiter((k[2] for k in kept), np.int64, len(self._keys))
+            columns[self.rule.count] = schema.arrow_column(counts, self._frame_schema[self.rule.count])
+        self._chunks, self._keys = [], {}
+        return schema.frame_from_arrow(columns, self._frame_schema)
 
 
 def _check_sinks(sinks: Mapping[str, FrameSink] | None, plan: Plan) -> dict[str, FrameSink]:

@@ -99,6 +99,8 @@ class DissectContext:
     # The run's fingerprint key (credentials.run_key), when the run spans processes (the Dask engine
     # gives every partition the driver's key, so one secret has one fingerprint across the run).
     key: bytes | None = field(default=None, repr=False, compare=False)
+    # Bytes a dissector's certificate cache may hold (the run's memory budget's share, config.memory_shares).
+    cert_cache_bytes: int | None = None
 
     def wants(self, *frames: str) -> bool:
         return any(f in self.frames for f in frames)

@@ -74,6 +74,7 @@ class TLSDissector:
         certificates: bool = True,
         rows: bool = True,
         strict: bool = False,
+        cert_cache_bytes: int | None = None,
     ) -> None:
         self.ja4x = ja4x
         self.rows = rows
@@ -84,7 +85,7 @@ class TLSDissector:
         self.hellos = HelloColumns("t", ja4s=ja4s)
         self.memo = HandshakeMemo()
         self.plans = FlightPlans()
-        self.certs = Certificates(ja4x=ja4x)
+        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes)
         self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
 
     def __repr__(self) -> str:
@@ -102,7 +103,8 @@ class TLSDissector:
         """This run's instance (its own certificate cache and memos), making the tls/certs/cert_links
         rows only when the run keeps one of those frames."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
-                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict)
+                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict,
+                            cert_cache_bytes=context.cert_cache_bytes)
 
     def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
         """Where TLS begins after a cleartext exchange in a flow no dissector claimed (STARTTLS of a
