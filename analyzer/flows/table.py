@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass, field
 from collections.abc import Iterator
@@ -69,6 +70,14 @@ EXPORT_CHUNK_WITH_PAYLOAD = 256  # up to 2 x budget bytes each are copied out pe
 RECORD_BYTES = K.NR * 8 + K.NRU * 8 + 2 * K.NOOO * 2 * 8 + K.MAXDG * K.NDG * 8 + 8 + 64
 FLOOR_PAGES = 2  # the memory budget lowers the payload budget down to two pages (4 KiB by default)
 MIN_PAYLOAD_PAGES = 2
+
+
+def _physical_memory() -> int:
+    """The host's memory in bytes (a bound for reservations; 1 TiB when it cannot be known)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return 1 << 40
 
 
 def _pages(o: FlowOptions) -> tuple[int, int]:
@@ -141,7 +150,7 @@ class FlowTable:
         self._alloc_pool(pool_pages)
         # The largest budget whose worst packet still finds pages with three others' budgets in use:
         # a payload budget too large for the memory budget is lowered from the start.
-        most = (pool_pages // 4 - 2) * page
+        most = (self.POOL.shape[0] // 4 - 2) * page
         if budget > most:
             self._lower_budget(max(page, most), "the payload budget does not fit the memory budget")
         self.packets_not_ip = 0
@@ -181,7 +190,15 @@ class FlowTable:
         """The payload pages, all reserved at once and never copied: np.zeros maps them untouched, a
         page becomes resident when first written, and freed pages are reused first (a stack), so
         the resident part is the most pages ever live at once, within the memory budget's share."""
-        self.POOL = np.zeros((pages, self.page), np.uint8)
+        pages = max(4 * (MIN_PAYLOAD_PAGES + 2), min(pages, _physical_memory() // self.page))
+        while True:
+            try:  # beyond what the host can map (a huge budget), take less: the budget is lowered under pressure
+                self.POOL = np.zeros((pages, self.page), np.uint8)
+                break
+            except MemoryError:
+                if pages <= 4 * (MIN_PAYLOAD_PAGES + 2):
+                    raise
+                pages //= 2
         self.PFREE = np.arange(pages - 1, -1, -1, dtype=np.int64)
         self.G[K.G_PFREE_TOP] = pages
 

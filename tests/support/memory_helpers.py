@@ -154,4 +154,5 @@ def peak_rss(argv: Sequence[str], chunks: Iterable[bytes], *, cwd: str | None = 
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout)
+    proc.stderr.close()
     return usage.ru_maxrss * 1024, proc.returncode, b"".join(err)
