@@ -758,8 +758,9 @@ def warn_problem(p: Problem) -> None:
 def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = None,
             payload_budget: int | None = None, dissect: bool | None = None, tls_trim: bool | None = None,
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
-            active_timeout: float | None = None, max_flows: int | None = None, memory_budget: int | None = None,
-            vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
+            active_timeout: float | None = None, max_flows: int | None = None,
+            memory_budget: int | None = None, vxlan_ports: Sequence[int] | None = None,
+            geneve_ports: Sequence[int] | None = None,
             ja4x: bool | None = None, credential_key: bytes | None = None, strict: bool | None = None,
             frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
             on_problem: Callable[[Problem], None] | None = None,
@@ -773,9 +774,9 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
     (60 s), active_timeout (3600 s), max_flows (262144), memory_budget (768 MiB: flow records, payload
     pages, payloads in flight, certificate cache and dedup; past it the payload budget is lowered,
-    then the flows holding the most payload end early, each decision an anomalies row), vxlan_ports ((4789,)), geneve_ports
-    ((6081,)), ja4x (False), credential_key (None: a random key per run for the credentials'
-    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
+    then the flows holding the most payload end early, each decision an anomalies row),
+    vxlan_ports ((4789,)), geneve_ports ((6081,)), ja4x (False), credential_key (None: a random key
+    per run for the credentials' fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
     frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
@@ -800,7 +801,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     opts = (options or Options()).with_values(
         payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
         idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
-        memory_budget=memory_budget, vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, credential_key=credential_key,
+        memory_budget=memory_budget, vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x,
+        credential_key=credential_key,
         strict=strict, frames=frames)
     plan = Plan.make(opts, dissectors, stages)
     checked_sinks = _check_sinks(sinks, plan)

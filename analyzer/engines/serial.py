@@ -92,7 +92,7 @@ class SerialEngine:
             ended.payloads.clear()
         last = readable[-1].name if readable else ""
         _memory_events(table, collector, last)
-        for kind, count, detail in memory_summary(table, options.flows.memory_budget):
+        for kind, _count, detail in memory_summary(table, options.flows.memory_budget):
             on_problem(Problem(source=last, offset=None, kind=kind, detail=detail))
         if table.evicted:
             detail = (f"{table.evicted} flows ended early: more than {table.record_limit} live "

@@ -13,8 +13,8 @@ import hashlib
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np

@@ -43,7 +43,8 @@ def test_damage_after_packets_says_they_are_kept(tmp_path: Path):
 
 def test_a_second_dash_is_stdin_in_the_sources_frame():
     code = ("import analyzer, warnings; warnings.simplefilter('ignore'); "
-            "r = analyzer.analyze(['-', '-']); print(sorted(r.sources['source'])); print(sorted(r.anomalies['source']))")
+            "r = analyzer.analyze(['-', '-']); print(sorted(r.sources['source'])); "
+            "print(sorted(r.anomalies['source']))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, input=CAPTURE.read_bytes(), capture_output=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
