@@ -776,8 +776,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     pages, payloads in flight, certificate cache and dedup; past it the payload budget is lowered,
     then the flows holding the most payload end early, each decision an anomalies row),
     vxlan_ports ((4789,)), geneve_ports ((6081,)), ja4x (False), credential_key (None: a random key
-    per run for the credentials' fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), strict (False),
-    frames (None: all; a tuple builds only those).
+    per run for the credentials' fingerprints; 16-1024 bytes of your own make fingerprints comparable
+    across runs), strict (False), frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
     strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
