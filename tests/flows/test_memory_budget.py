@@ -158,3 +158,34 @@ def test_the_default_budget_changes_nothing_on_a_bundled_capture() -> None:
     a = analyzer.analyze([str(cap)])
     b = analyzer.analyze([str(cap)], memory_budget=1 << 40)
     assert a.flows.equals(b.flows) and a.certs.equals(b.certs)
+
+
+def test_a_tls_limit_past_the_budget_never_writes_past_the_flows_pages(tmp_path: Path) -> None:
+    """The TLS framing limit (the end of the third record from the first application-data record)
+    can lie beyond the payload budget; the kernel used it in place of the budget and wrote past the
+    flow's page table (into the other direction's pages). Now the budget always bounds it."""
+    from support.pcap_helpers import table_run, tcp_session, write_packets
+
+    def rec(ctype: int, n: int, fill: bytes) -> bytes:
+        return bytes([ctype, 3, 3]) + n.to_bytes(2, "big") + fill * n
+
+    # the third record from the first application-data one starts within the budget, ends far past it
+    client = rec(22, 200, b"h") + rec(23, 100, b"a") + rec(23, 100, b"b") + rec(23, 16000, b"c") + rec(23, 900, b"d")
+    server = rec(22, 300, b"s") + b"".join(rec(23, 900, bytes([65 + k])) for k in range(4))
+    packets = tcp_session(b"", b"", dport=443)[:3]
+    from scapy.layers.inet import IP, TCP
+
+    from support.pcap_helpers import eth
+
+    seq_c, seq_s = 1001, 5001
+    for off in range(0, len(client), 1400):
+        packets.append(eth() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443, flags="PA",
+                       seq=seq_c + off, ack=seq_s) / client[off : off + 1400])
+    for off in range(0, len(server), 1400):
+        packets.append(eth() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=443, dport=40000, flags="PA",
+                       seq=seq_s + off, ack=seq_c) / server[off : off + 1400])
+    path = write_packets(tmp_path / "tls.pcap", packets)
+    _, payloads = table_run(path, payload_budget=4096)
+    (fp,) = payloads.values()
+    assert fp.to_server.data == client[:4096] and fp.to_server.budget_hit
+    assert fp.to_client.data == server[: len(fp.to_client.data)] and len(fp.to_client.data) >= 4096 - 2048
