@@ -95,8 +95,8 @@ class SerialEngine:
         for kind, _count, detail in memory_summary(table, options.flows.memory_budget):
             on_problem(Problem(source=last, offset=None, kind=kind, detail=detail))
         if table.evicted:
-            detail = (f"{table.evicted} flows ended early: more than {table.record_limit} live "
-                      f"({_limit_reason(table, options)}; their later packets start new flows)")
+            detail = (f"{table.evicted} flows ended early: more than {_limit_reason(table, options)} live "
+                      "(their later packets start new flows)")
             collector.anomaly(source=readable[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
                               detail=detail)
             on_problem(Problem(source=readable[-1].name, offset=None, kind="flows_evicted", detail=detail))
@@ -114,8 +114,8 @@ class SerialEngine:
 
 def _limit_reason(table: FlowTable, options: Options) -> str:
     if table.record_limit < options.flows.max_flows:
-        return (f"what the memory budget of {options.flows.memory_budget} bytes allows, below "
-                f"max_flows={options.flows.max_flows}")
+        return (f"{table.record_limit}, what the memory budget of {options.flows.memory_budget} bytes allows "
+                f"(below max_flows={options.flows.max_flows}),")
     return f"max_flows={options.flows.max_flows}"
 
 
