@@ -174,7 +174,6 @@ def test_a_tls_limit_past_the_budget_never_writes_past_the_flows_pages(tmp_path:
     server = rec(22, 300, b"s") + b"".join(rec(23, 900, bytes([65 + k])) for k in range(4))
     packets = tcp_session(b"", b"", dport=443)[:3]
     from scapy.layers.inet import IP, TCP
-
     from support.pcap_helpers import eth
 
     seq_c, seq_s = 1001, 5001
