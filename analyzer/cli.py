@@ -73,6 +73,11 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
         click.option("--max-flows", type=click.IntRange(MIN_FLOWS, MAX_FLOWS), default=flow.max_flows,
                      show_default=True,
                      help="Live flows kept at most; beyond, the least recently active end early."),
+        click.option("--memory-budget", type=_SizeType(), default=flow.memory_budget, show_default=True,
+                     metavar="SIZE",
+                     help="Memory the analysis may hold besides the interpreter (e.g. 768M, 2G): flow records, "
+                          "payload, certificates; past it the payload budget is lowered, then the flows "
+                          "holding the most payload end early (anomalies and one warning line each)."),
         click.option("--ja4x", is_flag=True, help="Also compute JA4X (FoxIO License 1.1; see README)."),
         click.option("--credential-key-file", type=click.Path(dir_okay=False), default=None,
                      help="Key (a file of 16-1024 bytes) for the credentials' fingerprints, so that two runs "
@@ -85,6 +90,29 @@ def _capture_options(f: Callable[..., Any], *, frame_output: bool = True) -> Cal
     for option in reversed(options):
         f = option(f)
     return f
+
+
+class _SizeType(click.ParamType):
+    """A byte size with an optional binary unit (768M, 2GiB, 805306368), checked against the
+    memory budget's range at the option (config.parse_size, MIN/MAX_MEMORY_BUDGET)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from analyzer.config import MAX_MEMORY_BUDGET, MIN_MEMORY_BUDGET, parse_size
+        from analyzer.errors import UsageError
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        else:
+            try:
+                size = parse_size(value)
+            except UsageError as exc:
+                self.fail(str(exc), param, ctx)
+        if not MIN_MEMORY_BUDGET <= size <= MAX_MEMORY_BUDGET:
+            self.fail(f"{value!r} is not within {MIN_MEMORY_BUDGET >> 20} MiB to {MAX_MEMORY_BUDGET >> 40} TiB",
+                      param, ctx)
+        return size
 
 
 TABLE_ROWS = 1000  # = analyzer.report.terminal.TABLE_ROWS (not imported here: `intransit --help` stays light)
@@ -150,6 +178,7 @@ def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
                   vxlan_ports: tuple[int, ...], geneve_ports: tuple[int, ...], idle_timeout: float,
                   max_flows: int, ja4x: bool, frames: tuple[str, ...] | None, sinks: dict[str, Any] | None = None,
+                  memory_budget: int | None = None,
                   runner: Callable[..., Any] | None = None, credential_key_file: str | None = None,
                   quiet: bool = False, keylog: tuple[str, ...] = (), **more: Any) -> Any:
     """The analysis the command asked for, with its warnings on stderr and, when stderr is a terminal
@@ -186,7 +215,7 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
             geneve_ports=tuple(dict.fromkeys((*dec.geneve_ports, *geneve_ports))),
             idle_timeout_tcp=idle_timeout,
             idle_timeout_udp=idle_timeout * flow.idle_timeout_udp / flow.idle_timeout_tcp,
-            max_flows=max_flows, ja4x=ja4x, frames=frames, sinks=sinks,
+            max_flows=max_flows, memory_budget=memory_budget, ja4x=ja4x, frames=frames, sinks=sinks,
             credential_key=_read_key(credential_key_file), keylog=list(keylog) or None, on_progress=bar, **more,
         )
     finally:

@@ -22,9 +22,13 @@ MIN_FLOWS, MAX_FLOWS = 16, 1 << 24  # ~1.7 KB each when live: 16M flows is ~28 G
 MAX_PAYLOAD_BUDGET = 64 << 20  # per flow and direction; the dissectors read hellos and chains, not bulk data
 MAX_TIMEOUT = 365 * 86400.0  # seconds; as int64 nanoseconds this is far from overflow
 MIN_KEY_BYTES, MAX_KEY_BYTES = 16, 1024  # a credential fingerprint key: at least 128 bits
+# The run's memory budget (FlowOptions.memory_budget): below 32 MiB the fixed parts (a few export
+# chunks, the first flow records) no longer fit; 1 TiB is beyond any host this runs on.
+MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET = 32 << 20, 1 << 40
 
-__all__ = ["KEYWORDS", "MAX_FLOWS", "MAX_PAYLOAD_BUDGET", "MAX_TIMEOUT", "MIN_FLOWS", "DecodeOptions",
-           "DissectOptions", "FlowOptions", "Options", "OutputOptions"]
+__all__ = ["KEYWORDS", "MAX_FLOWS", "MAX_MEMORY_BUDGET", "MAX_PAYLOAD_BUDGET", "MAX_TIMEOUT", "MIN_FLOWS",
+           "MIN_MEMORY_BUDGET", "DecodeOptions", "DissectOptions", "FlowOptions", "MemoryShares", "Options",
+           "OutputOptions", "memory_shares", "parse_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +53,12 @@ class FlowOptions:
     close_delay: float = 5.0  # keep a closed TCP flow this long for late packets
     payload_budget: int = 64 * 1024  # per flow and direction; 0 disables payload capture
     # Live flows kept at most; beyond it the least recently active are ended early ("evicted"),
-    # so a flood of distinct 5-tuples cannot grow memory without bound (~1.7 KB per live flow).
+    # so a flood of distinct 5-tuples cannot grow memory without bound (~1.9 KB per live flow).
     max_flows: int = 1 << 18
+    # What the run may hold beyond the interpreter and its libraries: flow records, payload pages,
+    # payloads in flight to the dissectors, the certificate cache and dedup (`memory_shares`).
+    # Past it the payload budget is lowered, then flows holding the most payload end early.
+    memory_budget: int = 768 << 20
     collect_payload: bool = True
     # End a TCP stream's prefix that starts with TLS records after the records the TLS dissector
     # reads (three from the first application-data record): the TLS facts are the same, the rest
@@ -118,6 +126,7 @@ class Options:
         f, d, o = self.flows, self.decode, self.output
         _in_range("max_flows", f.max_flows, MIN_FLOWS, MAX_FLOWS)
         _in_range("payload_budget", f.payload_budget, 0, MAX_PAYLOAD_BUDGET)
+        _in_range("memory_budget", f.memory_budget, MIN_MEMORY_BUDGET, MAX_MEMORY_BUDGET)
         for name in ("idle_timeout_tcp", "idle_timeout_udp", "idle_timeout_other", "active_timeout", "close_delay"):
             value = getattr(f, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
@@ -158,6 +167,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "idle_timeout_udp": ("flows", "idle_timeout_udp"),
     "active_timeout": ("flows", "active_timeout"),
     "max_flows": ("flows", "max_flows"),
+    "memory_budget": ("flows", "memory_budget"),
     "vxlan_ports": ("decode", "vxlan_ports"),
     "geneve_ports": ("decode", "geneve_ports"),
     "dissect": ("dissect", "enabled"),
@@ -168,3 +178,44 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "strict": ("", "strict"),
 }
 
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryShares:
+    """How one memory budget is split (bytes): the flow table (records and payload pages together;
+    the records may take at most half of it), payloads exported and waiting for the dissectors,
+    the certificate cache, and the rows of deduplicated frames (certs) kept until the end."""
+
+    table: int
+    records: int
+    in_flight: int
+    cert_cache: int
+    dedup: int
+
+
+def memory_shares(budget: int) -> MemoryShares:
+    """The split of `budget`: 5/8 flow table (at most half of it records), 1/8 payloads in flight,
+    1/8 certificate cache, 1/8 dedup rows. The collector's own buffers (16,384 flows before they
+    become Arrow columns, 4,096 rows per frame) and the spill runs are fixed and small beside these."""
+    table = budget * 5 // 8
+    eighth = budget // 8
+    return MemoryShares(table=table, records=table // 2, in_flight=eighth, cert_cache=eighth, dedup=eighth)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40,
+               "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "805306368", "768M", "768MiB", "1.5G" (binary units: K = 1024); UsageError otherwise."""
+    raw = str(text).strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = float("nan")
+    if unit not in _SIZE_UNITS or not value == value or value < 0 or value > 2 * MAX_MEMORY_BUDGET:
+        raise UsageError(f"not a size: {text!r} (e.g. 768M, 2G, 805306368)")
+    return int(value * _SIZE_UNITS[unit])

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from analyzer import schema
 from analyzer._gc import paced_gc
-from analyzer.config import Options
+from analyzer.config import Options, memory_shares
 from analyzer.dissect import (
     DissectContext,
     Dissector,
@@ -537,8 +537,7 @@ class Collector:
         self.pending_flows: list[tuple[dict[str, Any], int]] = []
         self.pending_rows = 0
         self.rows: dict[str, list[dict[str, object]]] = {"anomalies": []}
-        self.merged: dict[str, dict[object, dict[str, object]]] = {}  # rows of Dedup frames by key
-        self.merged_first: dict[str, dict[object, tuple[float, str]]] = {}  # (ts_start, uid) of each kept row
+        self.merged: dict[str, _DedupRows] = {}  # rows of Dedup frames, one per key
         self.feeds = {f: [s for s in plan.stages if f in getattr(s, "reads", ())] for f in plan.fed}
         # FTP data channels are joined to their control flow across flows (dissect.ftp_link): the FTP
         # dissector's announcements are needed for .flows even when the ftp_data frame is not built
@@ -548,8 +547,9 @@ class Collector:
         # `key`: the run's fingerprint key, when the run spans processes (engines.dask)
         # the run's TLS secrets: --keylog's, and those its pcapng captures carry (add_secrets)
         self.keys = KeyStore(options.dissect.keylog)
+        shares = memory_shares(options.flows.memory_budget)
         self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key,
-                                                self.keys)
+                                                self.keys, cert_cache_bytes=shares.cert_cache)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted
@@ -695,23 +695,10 @@ class Collector:
         """Rows of a Dedup frame: of each key, the row of the flow that started first (ts_start,
         then uid) is kept and the others count. First by start, not by the order flows end in: that
         order depends on when the flow table exports, and on partitions in a distributed run."""
-        rule = spec.merge
-        assert rule is not None
-        seen_rows = self.merged.setdefault(spec.name, {})
-        firsts = self.merged_first.setdefault(spec.name, {})
-        order = (fp.ts_start, fp.uid)
-        for row in rows:
-            key = str(row.get(rule.key))
-            seen = seen_rows.get(key)
-            count = 0 if seen is None or rule.count is None else int(seen.get(rule.count) or 0)  # type: ignore[call-overload]
-            if seen is None or order < firsts[key]:
-                row = dict(row)
-                if rule.first_uid is not None:
-                    row.setdefault(rule.first_uid, fp.uid)
-                seen_rows[key] = seen = row
-                firsts[key] = order
-            if rule.count is not None:
-                seen[rule.count] = count + 1
+        store = self.merged.get(spec.name)
+        if store is None:
+            store = self.merged[spec.name] = _DedupRows(spec, self.plan.schemas[spec.name])
+        store.add(fp.ts_start, fp.uid, rows)
 
     def _fold(self, frame: str) -> None:
         rows = self.rows.get(frame)
@@ -777,13 +764,68 @@ class Collector:
         builders: dict[str, Callable[[], pd.DataFrame]] = {"flows": self._flows}
         for name in self.plan.specs:
             if name in self.merged:
-                builders[name] = functools.partial(schema.frame_from_rows, list(self.merged.pop(name).values()),
-                                                   self.plan.schemas[name])
+                builders[name] = self.merged.pop(name).frame
             else:
                 builders[name] = functools.partial(self._frame, name)
         builders["anomalies"] = lambda: self._frame("anomalies")
         builders["sources"] = lambda: schema.frame_from_rows(sources, schema.SOURCES)
         return Analysis(stats=stats, builders=builders, schemas=self.plan.schemas)
+
+
+class _DedupRows:
+    """The rows of one Dedup frame while a run goes on, in little memory: each key's kept row is
+    folded into Arrow columns with the others (ROWS_PER_CHUNK at a time), and per key only its
+    position, the (ts_start, uid) of the flow that gave it and the count stay Python objects (about
+    0.4 KB a key, against 2 KB and more for a certificate's dict row). A row replaced by an earlier
+    flow's stays in its chunk unused. The frame is made at the end: the kept rows in the order their
+    keys were first seen, with their counts."""
+
+    __slots__ = ("_chunks", "_frame_schema", "_keys", "_pending", "_rows", "rule")
+
+    def __init__(self, spec: FrameSpec, frame_schema: schema.Schema) -> None:
+        assert spec.merge is not None
+        self.rule = spec.merge
+        self._frame_schema = frame_schema
+        self._keys: dict[str, list[Any]] = {}  # key -> [ts_start, uid, count, row number]
+        self._pending: list[dict[str, object]] = []
+        self._chunks: list[dict[str, pa.Array]] = []
+        self._rows = 0  # rows stored (pending and folded)
+
+    def add(self, ts_start: float, uid: str, rows: list[dict[str, object]]) -> None:
+        rule = self.rule
+        for row in rows:
+            key = str(row.get(rule.key))
+            seen = self._keys.get(key)
+            if seen is None or (ts_start, uid) < (seen[0], seen[1]):
+                if rule.first_uid is not None and rule.first_uid not in row:
+                    row = {**row, rule.first_uid: uid}
+                count = 0 if seen is None else seen[2]  # the rows merged so far (the row's own value is not one)
+                self._keys[key] = seen = [ts_start, uid, count, self._rows]
+                self._pending.append(row)
+                self._rows += 1
+                if len(self._pending) >= ROWS_PER_CHUNK:
+                    self._chunks.append(schema.arrow_from_rows(self._pending, self._frame_schema))
+                    self._pending = []
+            if rule.count is not None:
+                seen[2] += 1
+
+    def frame(self) -> pd.DataFrame:
+        if self._pending:
+            self._chunks.append(schema.arrow_from_rows(self._pending, self._frame_schema))
+            self._pending = []
+        if not self._keys:
+            return schema.empty_frame(self._frame_schema)
+        kept = self._keys.values()
+        order = np.fromiter((k[3] for k in kept), np.int64, len(self._keys))
+        columns: dict[str, Any] = {}
+        for name, dtype in self._frame_schema.items():
+            col = pa.chunked_array([c[name] for c in self._chunks], schema.arrow_type(dtype))
+            columns[name] = col.take(order)
+        if self.rule.count is not None:
+            counts = np.fromiter((k[2] for k in kept), np.int64, len(self._keys))
+            columns[self.rule.count] = schema.arrow_column(counts, self._frame_schema[self.rule.count])
+        self._chunks, self._keys = [], {}
+        return schema.frame_from_arrow(columns, self._frame_schema)
 
 
 def _check_sinks(sinks: Mapping[str, FrameSink] | None, plan: Plan) -> dict[str, FrameSink]:
@@ -813,7 +855,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
             payload_budget: int | None = None, dissect: bool | None = None, tls_trim: bool | None = None,
             idle_timeout_tcp: float | None = None, idle_timeout_udp: float | None = None,
             active_timeout: float | None = None, max_flows: int | None = None,
-            vxlan_ports: Sequence[int] | None = None, geneve_ports: Sequence[int] | None = None,
+            memory_budget: int | None = None, vxlan_ports: Sequence[int] | None = None,
+            geneve_ports: Sequence[int] | None = None,
             ja4x: bool | None = None, credential_key: bytes | None = None, keylog: Any = None,
             strict: bool | None = None,
             frames: Sequence[str] | None = None, sinks: Mapping[str, FrameSink] | None = None,
@@ -826,12 +869,14 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     Options: `options` (an `Options`, default `Options()`), and any of its values by keyword, which
     override it (None keeps the value): payload_budget (bytes kept per flow and direction for the
     dissectors, 65536), dissect (True), tls_trim (True), idle_timeout_tcp (300 s), idle_timeout_udp
-    (60 s), active_timeout (3600 s), max_flows (262144), vxlan_ports ((4789,)), geneve_ports
-    ((6081,)), ja4x (False), credential_key (None: a random key per run for the credentials'
-    fingerprints; 16-1024 bytes of your own make fingerprints comparable across runs), keylog (None: a
-    key log path, paths, or an `analyzer.keylog.KeyLog`, whose TLS 1.3 / QUIC handshake secrets decrypt
-    those sessions' handshakes, never their application data), strict (False),
-    frames (None: all; a tuple builds only those).
+    (60 s), active_timeout (3600 s), max_flows (262144), memory_budget (768 MiB: flow records, payload
+    pages, payloads in flight, certificate cache and dedup; past it the payload budget is lowered,
+    then the flows holding the most payload end early, each decision an anomalies row),
+    vxlan_ports ((4789,)), geneve_ports ((6081,)), ja4x (False), credential_key (None: a random key
+    per run for the credentials' fingerprints; 16-1024 bytes of your own make fingerprints comparable
+    across runs), keylog (None: a key log path, paths, or an `analyzer.keylog.KeyLog`, whose TLS 1.3 /
+    QUIC handshake secrets decrypt those sessions' handshakes, never their application data),
+    strict (False), frames (None: all; a tuple builds only those).
     Captures are read in order into one flow table, so flows spanning rotated files are merged.
     Unreadable captures raise `CaptureError` when nothing at all could be read (or always with
     strict=True); otherwise they become rows of `.sources` and `.anomalies` and a warning
@@ -855,8 +900,8 @@ def analyze(paths: PathArg | Iterable[PathArg], *, options: Options | None = Non
     opts = (options or Options()).with_values(
         payload_budget=payload_budget, dissect=dissect, tls_trim=tls_trim, idle_timeout_tcp=idle_timeout_tcp,
         idle_timeout_udp=idle_timeout_udp, active_timeout=active_timeout, max_flows=max_flows,
-        vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x, credential_key=credential_key,
-        keylog=keylog, strict=strict, frames=frames)
+        memory_budget=memory_budget, vxlan_ports=vxlan_ports, geneve_ports=geneve_ports, ja4x=ja4x,
+        credential_key=credential_key, keylog=keylog, strict=strict, frames=frames)
     log = opts.dissect.keylog
     if log is not None and log.bad_lines:  # counted, not fatal; the lines are never shown (secrets)
         (on_problem or warn_problem)(Problem(

@@ -95,6 +95,16 @@ ANOMALIES: dict[str, str] = {
     "count": "Int64",
 }
 
+# The flow table's anomaly kinds (layer "flow"): live flows ended or payload cut to stay within a bound.
+FLOW_ANOMALY_KINDS: dict[str, str] = {
+    "flows_evicted": "the least recently active flows ended early: more live flows than max_flows, or than "
+                     "the memory budget's share for flow records allows",
+    "payload_budget_lowered": "the payload pages reached the memory budget's share: the payload budget of "
+                              "every flow was halved (down to two pages) and live prefixes cut to it",
+    "flows_ended_memory": "the payload pages reached the memory budget's share at the lowest payload "
+                          "budget: the flows holding the most payload ended early",
+}
+
 # One row per capture read (made by the engine).
 SOURCES: dict[str, str] = {
     "source": "string", "packets": "Int64", "status": "string", "problem": "string", "offset": "Int64",

@@ -105,6 +105,8 @@ class DissectContext:
     # The run's TLS handshake secrets (analyzer.keylog.KeyStore: --keylog, and the Decryption Secrets
     # Blocks of its captures as they are read); None: nothing is decrypted.
     keys: KeyStore | None = field(default=None, repr=False, compare=False)
+    # Bytes a dissector's certificate cache may hold (the run's memory budget's share, config.memory_shares).
+    cert_cache_bytes: int | None = None
 
     def wants(self, *frames: str) -> bool:
         return any(f in self.frames for f in frames)

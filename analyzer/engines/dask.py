@@ -627,7 +627,7 @@ class _Worker:
         self.last: list[np.ndarray] = []
 
     def fold(self, decoded: Any) -> None:
-        for ended in self.table.update(decoded):
+        for ended in self.table.feed(decoded):
             self._add(ended)
 
     def _add(self, ended: EndedFlows) -> None:
@@ -640,7 +640,7 @@ class _Worker:
         self.collector.add(ended)
 
     def finish(self) -> PartResult:
-        for ended in self.table.flush():
+        for ended in self.table.flush_iter():
             self._add(ended)
         c, out = self.collector, self.out
         c._fold_flows()
@@ -650,7 +650,8 @@ class _Worker:
         if self.keys:
             out.keys, out.first, out.last = (np.concatenate(a) for a in (self.keys, self.first, self.last))
         out.not_ip = int(self.table.G[7])
-        out.evicted = self.table.evicted
+        # flows the memory budget ended or cut count too: the serial table might not have done the same
+        out.evicted = self.table.evicted + self.table.memory_evicted + (self.table.budget_lowered_to > 0)
         return out
 
 
@@ -819,11 +820,15 @@ def serial_obstacle(results: Sequence[PartResult], options: Options) -> str | No
         if r.later_fragments:
             return "IP fragments in a run of several partitions (the fragment table is shared)"
         if r.evicted:
-            return f"more than max_flows={options.flows.max_flows} flows live in a partition"
+            return (f"flows ended early in a partition (more than max_flows={options.flows.max_flows} live, "
+                    "or the memory budget)")
+    from analyzer.flows.table import record_limit
+
     keys = np.unique(np.concatenate([r.keys for r in results]))
-    if len(keys) >= options.flows.max_flows:
-        return (f"{len(keys)} distinct flow keys, max_flows={options.flows.max_flows}: "
-                "the serial table could evict")
+    limit = record_limit(options.flows)
+    if len(keys) >= limit:
+        return (f"{len(keys)} distinct flow keys, {limit} live flows at most (max_flows and the memory "
+                "budget): the serial table could evict")
     return None
 
 

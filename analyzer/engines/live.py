@@ -400,18 +400,18 @@ class LiveRun:
                 if not keep.all():
                     decoded = _subset(decoded, keep)
                 self._count(decoded)
-                for ended in self.table.update(decoded):
+                for ended in self.table.feed(decoded):
                     collector.add(ended)
             now = time.time_ns()
             if now - last_expire >= 1_000_000_000:  # idle timeouts run on the wall clock too
                 last_expire = now
-                for ended in self.table.expire(now):
+                for ended in self.table.expire_iter(now):
                     collector.add(ended)
             if now >= window_end:
                 yield self._close(collector, start, now, final=False)
                 collector = self._collector()
                 start, window_end = now, now + self.window_ns
-        for ended in self.table.flush():
+        for ended in self.table.flush_iter():
             collector.add(ended)
         yield self._close(collector, start, time.time_ns(), final=True)
 
@@ -435,7 +435,7 @@ class LiveRun:
     def _close(self, collector: Collector, start: int, end: int, final: bool) -> Window:
         src, tot = self.source, self.totals
         if not final:
-            for ended in self.table.expire(end):  # what ended meanwhile, however few
+            for ended in self.table.expire_iter(end):  # what ended meanwhile, however few
                 collector.add(ended)
         sc = src.counters
         tot.received, tot.filtered, tot.dropped_queue = sc.received, sc.filtered, sc.dropped_queue
@@ -446,6 +446,9 @@ class LiveRun:
         for kind, cnt in self._anomalies.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         self._anomalies = {}
+        for kind, cnt, detail in self.table.memory_events:  # the memory budget's decisions
+            collector.anomaly(source=name, layer="flow", kind=kind, count=cnt, detail=detail)
+        self.table.memory_events.clear()
         evicted = tot.evicted - self._last.evicted
         if evicted:
             collector.anomaly(source=name, layer="flow", kind="flows_evicted", count=evicted,

@@ -73,8 +73,10 @@ class SerialEngine:
                         for code, cnt in zip(codes, counts, strict=True):
                             key = (name, ANOMALY_NAMES.get(int(code), str(code)))
                             anomaly_counts[key] = anomaly_counts.get(key, 0) + int(cnt)
-                    for ended in table.update(decoded):
+                    for ended in table.feed(decoded):
                         collector.add(ended)
+                        ended.payloads.clear()  # dissected: free them before the next export is made
+                    _memory_events(table, collector, name)
             except CaptureError as exc:
                 if strict:
                     raise
@@ -87,10 +89,15 @@ class SerialEngine:
             total_packets += packets
             rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
                          "offset": offset})
-        for ended in table.flush():
+        for ended in table.flush_iter():
             collector.add(ended)
+            ended.payloads.clear()
+        last = readable[-1].name if readable else ""
+        _memory_events(table, collector, last)
+        for kind, _count, detail in memory_summary(table, options.flows.memory_budget):
+            on_problem(Problem(source=last, offset=None, kind=kind, detail=detail))
         if table.evicted:
-            detail = (f"{table.evicted} flows ended early: more than max_flows={options.flows.max_flows} live "
+            detail = (f"{table.evicted} flows ended early: more than {_limit_reason(table, options)} live "
                       "(their later packets start new flows)")
             collector.anomaly(source=readable[-1].name, layer="flow", kind="flows_evicted", count=table.evicted,
                               detail=detail)
@@ -105,3 +112,32 @@ class SerialEngine:
         stats: dict[str, object] = {"packets": total_packets, "packets_not_ip": int(table.G[7]),
                                     "files": len(readable)}
         return collector.finish(rows, stats)
+
+
+def _limit_reason(table: FlowTable, options: Options) -> str:
+    if table.record_limit < options.flows.max_flows:
+        return (f"{table.record_limit}, what the memory budget of {options.flows.memory_budget} bytes allows "
+                f"(below max_flows={options.flows.max_flows}),")
+    return f"max_flows={options.flows.max_flows}"
+
+
+def _memory_events(table: FlowTable, collector: Collector, source: str) -> None:
+    """The memory budget's decisions since the last call, each an anomalies row."""
+    if table.memory_events:
+        for kind, count, detail in table.memory_events:
+            collector.anomaly(source=source, layer="flow", kind=kind, detail=detail, count=count, offset=None)
+        table.memory_events.clear()
+
+
+def memory_summary(table: FlowTable, budget: int) -> list[tuple[str, int, str]]:
+    """One line per kind of memory-budget decision of the run (for stderr: not one per decision)."""
+    out = []
+    if table.budget_lowered_to:
+        out.append(("payload_budget_lowered", 1,
+                    f"the memory budget ({budget} bytes) lowered the payload budget to {table.budget_lowered_to} "
+                    f"bytes per flow and direction (was {table.budget}); see the anomalies"))
+    if table.memory_evicted:
+        out.append(("flows_ended_memory", table.memory_evicted,
+                    f"{table.memory_evicted} flows ended early to stay within the memory budget ({budget} bytes), "
+                    "those holding the most payload; see the anomalies"))
+    return out

@@ -87,7 +87,7 @@ R_CLOSED = 17  # bit0 FIN from client, bit1 FIN from server, bit2 RST seen
 R_RST_FIRST = 18  # -1 none, 0 client, 1 server
 R_HIST = 19  # bit0 SYN from client, bit1 SYN+ACK from server, bit2 SYN+ACK from client, bit3 SYN from server
 R_ORPHAN_FRAGS = 20
-R_END_REASON = 21  # 1 idle, 2 active, 3 closed, 4 reuse, 5 end of input, 6 evicted (table full)
+R_END_REASON = 21  # 1 idle, 2 active, 3 closed, 4 reuse, 5 end of input, 6 evicted (table full), 7 memory
 R_FIRST_PKT = 22  # global packet number of the first packet
 R_SPI = 23
 R_ICMP = 24  # first ICMP type << 8 | code, -1 when not ICMP
@@ -124,7 +124,11 @@ D_LIMIT = D_RECNEXT + 2
 # the direction's extension pages (0: none held).
 D_HSDONE = D_LIMIT + 1
 D_XPT = D_LIMIT + 2
-DW = D_LIMIT + 3
+# 1: the prefix was cut short to a lowered payload budget (memory budget, `shrink`): nothing more is
+# added to it, so a UDP flow's datagrams stay a gapless run from its first (and no handshake
+# extension starts on it)
+D_CUT = D_LIMIT + 3
+DW = D_LIMIT + 4
 NR = D0 + 2 * DW
 
 # record uint64 fields (RU)
@@ -604,7 +608,7 @@ def _limit(R, r, base, budget, extension, slot_free):
     if held:
         return room
     if (extension > 0 and slot_free and R[r, base + D_HSDONE] == 0 and R[r, base + D_RECNEXT] > 0
-            and R[r, base + D_HAVE_START] == 1):
+            and R[r, base + D_HAVE_START] == 1 and R[r, base + D_CUT] == 0):
         return budget + extension
     return budget
 
@@ -893,7 +897,7 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
             k = R[r, R_NDG]
             if budget > 0 and cap > 0 and k < MAXDG and frag != 2:
                 contig = R[r, base + D_CONTIG]
-                if contig + cap <= budget:
+                if contig + cap <= budget and R[r, base + D_CUT] == 0:
                     _write(r, d, contig, contig + cap, cols[i, C_PLOFF], buf, R, PT, POOL, G, PFREE, page)
                     R[r, base + D_CONTIG] = contig + cap
                     DG[r, k, DG_TS] = t
@@ -902,6 +906,37 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
                 else:
                     R[r, base + D_BUDGET_HIT] = 1
     return n, DONE
+
+
+@helper()
+def _free_extension(r, d, R, POOL, PFREE, G):
+    """Return a direction's handshake-extension pages and their list page to the free list."""
+    xslot = D0 + d * DW + D_XPT
+    xp = R[r, xslot] - 1
+    if xp < 0:
+        return
+    for k in range(POOL.shape[1] // 4):
+        pg = _xget(POOL, xp, k)
+        if pg >= 0:
+            PFREE[G[G_PFREE_TOP]] = pg
+            G[G_PFREE_TOP] += 1
+    PFREE[G[G_PFREE_TOP]] = xp
+    G[G_PFREE_TOP] += 1
+    R[r, xslot] = 0
+    G[G_XLIVE] -= 1
+
+
+@helper()
+def _extension_pages(r, d, R, POOL):
+    """Pool pages a direction's handshake extension holds (its list page included)."""
+    xp = R[r, D0 + d * DW + D_XPT] - 1
+    if xp < 0:
+        return 0
+    n = 1
+    for k in range(POOL.shape[1] // 4):
+        if _xget(POOL, xp, k) >= 0:
+            n += 1
+    return n
 
 
 @kernel("void(int64[::1], int64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], int64[::1], int64[::1])")
@@ -916,18 +951,7 @@ def free_records(idx, R, PT, POOL, PFREE, RFREE, G):
                     PFREE[G[G_PFREE_TOP]] = pg
                     G[G_PFREE_TOP] += 1
                     PT[r, d, p] = -1
-            xslot = D0 + d * DW + D_XPT
-            xp = R[r, xslot] - 1
-            if xp >= 0:
-                for k in range(POOL.shape[1] // 4):
-                    pg = _xget(POOL, xp, k)
-                    if pg >= 0:
-                        PFREE[G[G_PFREE_TOP]] = pg
-                        G[G_PFREE_TOP] += 1
-                PFREE[G[G_PFREE_TOP]] = xp
-                G[G_PFREE_TOP] += 1
-                R[r, xslot] = 0
-                G[G_XLIVE] -= 1
+            _free_extension(r, d, R, POOL, PFREE, G)
         R[r, R_USED] = 0
         RFREE[G[G_RFREE_TOP]] = r
         G[G_RFREE_TOP] += 1
@@ -967,5 +991,106 @@ def evict(count, HT, R, RU, G, ENDED):
         if G[G_NENDED] >= ENDED.shape[0]:
             break
         _end(live[order[k]], 6, HT, R, RU, G, ENDED)
+        n += 1
+    return n
+
+
+@kernel("int64(int64, int64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], int64[::1], "
+        "int64[:, :, :, ::1], int64[:, :, ::1], int64)")
+def shrink(budget, R, PT, POOL, PFREE, G, OO, DG, page):
+    """Cut every live flow's payload prefixes to `budget` bytes per direction and free the pages
+    beyond (the run's memory budget is reached). A TCP prefix keeps its first `budget` bytes; a UDP
+    flow keeps the datagrams that end within it (a direction's datagrams lie back to back). A cut
+    prefix is marked budget-hit and cut (nothing more is added to it). Returns the prefixes cut."""
+    keep_pages = (budget + page - 1) // page
+    cut = 0
+    for r in range(R.shape[0]):
+        if R[r, R_USED] != 1:
+            continue
+        udp = R[r, R_PROTO] == 17 or R[r, R_PROTO] == 136
+        for d in range(2):
+            base = D0 + d * DW
+            over = R[r, base + D_CONTIG] > budget
+            k = 0
+            while not over and k < R[r, base + D_NOOO]:  # bytes kept beyond a hole count too
+                if OO[r, d, k, 1] > budget:
+                    over = True
+                k += 1
+            if not over:
+                continue
+            cut += 1
+            R[r, base + D_BUDGET_HIT] = 1
+            R[r, base + D_CUT] = 1
+            if udp:
+                # keep the datagrams of this direction that end within the budget, in order
+                end = 0
+                kept = 0
+                full = False
+                for j in range(R[r, R_NDG]):
+                    ln = DG[r, j, DG_LEN_DIR] >> 1
+                    if (DG[r, j, DG_LEN_DIR] & 1) == d:
+                        if full or end + ln > budget:
+                            full = True  # and every later one of this direction: offsets are sums
+                            continue
+                        end += ln
+                    DG[r, kept, DG_TS] = DG[r, j, DG_TS]
+                    DG[r, kept, DG_LEN_DIR] = DG[r, j, DG_LEN_DIR]
+                    kept += 1
+                R[r, R_NDG] = kept
+                R[r, base + D_CONTIG] = end
+            else:
+                if R[r, base + D_CONTIG] > budget:
+                    R[r, base + D_CONTIG] = budget
+                k = 0
+                while k < R[r, base + D_NOOO]:
+                    if OO[r, d, k, 0] >= budget:
+                        last = R[r, base + D_NOOO] - 1
+                        OO[r, d, k, 0] = OO[r, d, last, 0]
+                        OO[r, d, k, 1] = OO[r, d, last, 1]
+                        R[r, base + D_NOOO] = last
+                    else:
+                        if OO[r, d, k, 1] > budget:
+                            OO[r, d, k, 1] = budget
+                        k += 1
+            for p in range(keep_pages, PT.shape[2]):
+                pg = PT[r, d, p]
+                if pg >= 0:
+                    PFREE[G[G_PFREE_TOP]] = pg
+                    G[G_PFREE_TOP] += 1
+                    PT[r, d, p] = -1
+            # a handshake extension lies past the page table, so past any lowered budget: all of it goes
+            _free_extension(r, d, R, POOL, PFREE, G)
+    return cut
+
+
+@kernel("int64(int64, int64[::1], int64[:, ::1], uint64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], "
+        "int64[::1])")
+def evict_largest(pages, HT, R, RU, PT, POOL, G, ENDED):
+    """End live flows (reason 7, the memory budget) until those ended hold at least `pages` payload
+    pages: those holding the most first, the least recently active first among equals. Returns the
+    number ended (fewer when ENDED fills up: the caller exports and calls again)."""
+    live = np.flatnonzero(R[:, R_USED] == 1)
+    held = np.zeros(live.shape[0], np.int64)
+    for k in range(live.shape[0]):
+        n = 0
+        for d in range(2):
+            for p in range(PT.shape[2]):
+                if PT[live[k], d, p] >= 0:
+                    n += 1
+            n += _extension_pages(live[k], d, R, POOL)
+        held[k] = n
+    # most pages first; among equals the least recently active (a stable sort of the times first)
+    order = np.argsort(R[live, R_TS_LAST], kind="mergesort")
+    order = order[np.argsort(-held[order], kind="mergesort")]
+    freed = 0
+    n = 0
+    for k in range(order.shape[0]):
+        if freed >= pages or G[G_NENDED] >= ENDED.shape[0]:
+            break
+        j = order[k]
+        if held[j] == 0:
+            break
+        _end(live[j], 7, HT, R, RU, G, ENDED)
+        freed += held[j]
         n += 1
     return n

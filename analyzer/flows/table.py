@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 
-from analyzer.config import FlowOptions
+from analyzer.config import MIN_FLOWS, FlowOptions, memory_shares
 from analyzer.decode import DecodedBatch, tunnel_name
 from analyzer.flows import _kernel as K
 from analyzer.flows.community_id import community_id_packed, community_ids
@@ -63,6 +65,35 @@ class EndedFlows:
 # exported flow holds up to 2 x budget bytes until dissected, so keep chunks modest.
 EXPORT_CHUNK = 4096
 EXPORT_CHUNK_WITH_PAYLOAD = 256  # up to 2 x budget bytes each are copied out per exported flow
+# Bytes of one flow record besides its page table (R, RU, OO, DG, its free-list slot, its share of
+# the hash index): the unit of the memory budget's records share.
+RECORD_BYTES = K.NR * 8 + K.NRU * 8 + 2 * K.NOOO * 2 * 8 + K.MAXDG * K.NDG * 8 + 8 + 64
+FLOOR_PAGES = 2  # the memory budget lowers the payload budget down to two pages (4 KiB by default)
+MIN_PAYLOAD_PAGES = 2
+
+
+def _physical_memory() -> int:
+    """The host's memory in bytes (a bound for reservations; 1 TiB when it cannot be known)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return 1 << 40
+
+
+def _pages(o: FlowOptions) -> tuple[int, int]:
+    """(page size, pages per direction) of a flow's payload prefix under these options."""
+    budget = o.payload_budget if o.collect_payload else 0
+    page = 2048
+    while budget and page * 64 < budget:
+        page *= 2
+    return page, (max(1, -(-budget // page)) if budget else 1)
+
+
+def record_limit(o: FlowOptions) -> int:
+    """Live flows a table keeps at most: max_flows, or fewer when the memory budget's records share
+    (config.memory_shares) holds fewer records."""
+    npg = _pages(o)[1]
+    return max(MIN_FLOWS, min(o.max_flows, memory_shares(o.memory_budget).records // (RECORD_BYTES + 2 * npg * 4)))
 
 
 class FlowTable:
@@ -78,10 +109,7 @@ class FlowTable:
     def __init__(self, options: FlowOptions | None = None, capacity: int = 1 << 14) -> None:
         self.options = o = options or FlowOptions()
         budget = o.payload_budget if o.collect_payload else 0
-        page = 2048
-        while budget and page * 64 < budget:
-            page *= 2
-        npg = max(1, -(-budget // page)) if budget else 1
+        page, npg = _pages(o)
         # TLS handshake records may run past the budget (K.HANDSHAKE_EXTENSION)
         xpg = -(-K.HANDSHAKE_EXTENSION // page) if budget else 0
         self.page, self.npg, self.xpg, self.budget = page, npg, xpg, budget
@@ -103,11 +131,32 @@ class FlowTable:
         self.svc[:1024] = True
         self.svc[list(SERVICE_PORTS)] = True
         self.FRAG = np.zeros((4096, 3), np.int64)
-        self.export_chunk = EXPORT_CHUNK_WITH_PAYLOAD if budget else EXPORT_CHUNK
         self.ENDED = np.zeros(4 * EXPORT_CHUNK, np.int64)
-        self._alloc_records(min(capacity, max(o.max_flows, 2)))
-        # the pool grows on demand (NEED_PAGES): start with 1024 pages, or 64 MiB if the pages are large
-        self._alloc_pool(max(4 * (npg + xpg + 1), min(1024, (64 << 20) // page)))
+        # The memory budget (config.memory_shares): the records may take half of the table's share
+        # (beyond it the least recently active flows end early, as at max_flows), the payload pages
+        # the other half, and flows exported and waiting for the dissectors the in-flight share.
+        shares = memory_shares(o.memory_budget)
+        self.record_limit = record_limit(o)
+        if budget:
+            per_flow = 2 * 2 * budget  # both directions, gathered then copied out once
+            self.export_chunk = max(8, min(EXPORT_CHUNK_WITH_PAYLOAD, shares.in_flight // per_flow))
+            pool_pages = max(shares.table // 2 // page, 4 * (MIN_PAYLOAD_PAGES + 2) + xpg + 1)
+        else:
+            self.export_chunk = EXPORT_CHUNK
+            pool_pages = 4 * (npg + 2)
+        # with payload, ended flows are exported in chunks of export_chunk (the kernel stops at a full
+        # ENDED): each holds up to 2 x budget bytes, copied out twice while exported
+        self._ended = self.ENDED[: self.export_chunk + 2] if budget else self.ENDED
+        self.memory_events: list[tuple[str, int, str]] = []  # (kind, count, detail), drained by the engine
+        self.memory_evicted = 0  # flows ended early by the memory budget (reason 7)
+        self.budget_lowered_to = 0  # the lowest payload budget the memory budget imposed (0: never)
+        self._alloc_records(min(capacity, max(self.record_limit, 2)))
+        self._alloc_pool(pool_pages)
+        # The largest budget whose worst packet still finds pages with three others' budgets in use:
+        # a payload budget too large for the memory budget is lowered from the start.
+        most = (self.POOL.shape[0] // 4 - 2) * page
+        if budget > most:
+            self._lower_budget(max(page, most), "the payload budget does not fit the memory budget")
         self.packets_not_ip = 0
         self._ip_cache: dict[tuple[int, int, int], str] = {}
         self._last_expire = -(1 << 62)
@@ -142,26 +191,79 @@ class FlowTable:
         K.rehash(self.HT, self.R, self.RU, self.G)
 
     def _alloc_pool(self, pages: int) -> None:
-        old = getattr(self, "POOL", None)
-        POOL = np.zeros((pages, self.page), np.uint8)
-        PFREE = np.zeros(pages, np.int64)
-        if old is None:
-            PFREE[:] = np.arange(pages - 1, -1, -1)
-            self.G[K.G_PFREE_TOP] = pages
-        else:
-            n = old.shape[0]
-            POOL[:n] = old
-            top = int(self.G[K.G_PFREE_TOP])
-            stack = np.concatenate([np.arange(pages - 1, n - 1, -1), self.PFREE[:top]])
-            PFREE[: len(stack)] = stack
-            self.G[K.G_PFREE_TOP] = len(stack)
-        self.POOL, self.PFREE = POOL, PFREE
+        """The payload pages, all reserved at once and never copied: np.zeros maps them untouched, a
+        page becomes resident when first written, and freed pages are reused first (a stack), so
+        the resident part is the most pages ever live at once, within the memory budget's share."""
+        pages = max(4 * (MIN_PAYLOAD_PAGES + 2), min(pages, _physical_memory() // self.page))
+        while True:
+            try:  # beyond what the host can map (a huge budget), take less: the budget is lowered under pressure
+                self.POOL = np.zeros((pages, self.page), np.uint8)
+                break
+            except MemoryError:
+                if pages <= 4 * (MIN_PAYLOAD_PAGES + 2):
+                    raise
+                pages //= 2
+        self.PFREE = np.arange(pages - 1, -1, -1, dtype=np.int64)
+        self.G[K.G_PFREE_TOP] = pages
+
+    # ---------------------------------------------------------------- the memory budget
+    def _lower_budget(self, budget: int, why: str) -> None:
+        """Lower the payload budget of every flow, live and new, to `budget` (whole pages): live
+        prefixes beyond it are cut and their pages freed. One `payload_budget_lowered` event."""
+        budget = max(self.page, budget // self.page * self.page)
+        before = int(self.O[K.O_BUDGET])
+        self.O[K.O_BUDGET] = budget
+        self.O[K.O_NPG] = -(-budget // self.page)
+        cut = int(K.shrink(budget, self.R, self.PT, self.POOL, self.PFREE, self.G, self.OO, self.DG, self.page))
+        self.budget_lowered_to = budget
+        self.memory_events.append((
+            "payload_budget_lowered", cut,
+            f"payload budget lowered from {before} to {budget} bytes per flow and direction ({why}); "
+            f"{cut} live prefixes cut to it, flows from now on keep at most that"))
+
+    def _relieve_pages(self) -> Iterator[EndedFlows]:
+        """The payload pages are all in use (the memory budget's share): export ended flows if any,
+        else halve the payload budget down to FLOOR_PAGES pages, else end the flows holding the
+        most payload (the least recently active first among equals) until an eighth of the pool is free."""
+        if self.G[K.G_NENDED]:
+            yield self._export()
+            return
+        budget = int(self.O[K.O_BUDGET])
+        floor = FLOOR_PAGES * self.page
+        if budget > floor:
+            self._lower_budget(max(floor, budget // 2), f"the payload pages reached their share of the memory "
+                                                      f"budget, {self.options.memory_budget} bytes")
+            if self.G[K.G_PFREE_TOP] >= int(self.O[K.O_NPG]) + self.xpg + 3:
+                return
+        target = max(self.POOL.shape[0] // 8, int(self.O[K.O_NPG]) + self.xpg + 3)
+        ended = 0
+        while self.G[K.G_PFREE_TOP] < target:
+            n = int(K.evict_largest(target - int(self.G[K.G_PFREE_TOP]), self.HT, self.R, self.RU, self.PT, self.POOL,
+                                    self.G, self._ended))
+            ended += n
+            if self.G[K.G_NENDED]:
+                yield self._export()
+            if n == 0:
+                break
+        K.rehash(self.HT, self.R, self.RU, self.G)
+        self.memory_evicted += ended
+        self.memory_events.append((
+            "flows_ended_memory", ended,
+            f"{ended} flows ended early, those holding the most payload: the payload pages reached their share "
+            f"of the memory budget ({self.options.memory_budget} bytes) at the lowest payload budget, "
+            f"{int(self.O[K.O_BUDGET])} bytes (their later packets start new flows)"))
 
     # ---------------------------------------------------------------- feeding
     def update(self, decoded: DecodedBatch) -> list[EndedFlows]:
-        """Fold one decoded batch in; returns the flows that ended meanwhile."""
+        """Fold one decoded batch in; returns the flows that ended meanwhile (`feed` yields them one
+        export at a time instead: an engine takes each before the next is made, so the payloads in
+        flight stay within the memory budget)."""
+        return list(self.feed(decoded))
+
+    def feed(self, decoded: DecodedBatch) -> Iterator[EndedFlows]:
+        """Fold one decoded batch in, yielding the flows that end meanwhile, a chunk at a time. The
+        batch is folded in only as far as the chunks are taken: consume the iterator."""
         batch = decoded.batch
-        out: list[EndedFlows] = []
         self.G[K.G_PKT_BASE] = batch.first_index
         if batch.source not in self._source_ids:
             self._source_ids[batch.source] = len(self.source_names)
@@ -171,25 +273,23 @@ class FlowTable:
         while True:
             i, status = K.process(i, decoded.cols, decoded.ucols, batch.ts_ns, batch.buf, self.svc, self.HT,
                                   self.R, self.RU, self.PT, self.POOL, self.PFREE, self.RFREE, self.OO,
-                                  self.DG, self.FRAG, self.G, self.O, self.ENDED)
+                                  self.DG, self.FRAG, self.G, self.O, self._ended)
             if status == K.DONE:
                 break
             if status == K.NEED_RECORDS:
                 cap = self.R.shape[0]
-                if cap >= self.options.max_flows:
+                if cap >= self.record_limit:
                     # at the cap: end the least recently active eighth, export them, carry on
-                    self.evicted += int(K.evict(max(2, cap // 8), self.HT, self.R, self.RU, self.G,
-                                                self.ENDED))
-                    out.append(self._export())
+                    self.evicted += int(K.evict(max(2, cap // 8), self.HT, self.R, self.RU, self.G, self._ended))
+                    while self.G[K.G_NENDED]:
+                        yield self._export()
                     K.rehash(self.HT, self.R, self.RU, self.G)
                 else:
-                    self._alloc_records(min(cap * 2, max(self.options.max_flows, 2)))
+                    self._alloc_records(min(cap * 2, max(self.record_limit, 2)))
             elif status == K.NEED_PAGES:
-                live_pages = self.POOL.shape[0] - int(self.G[K.G_PFREE_TOP])
-                # grow by half: the pool is the largest allocation, doubling would overshoot
-                self._alloc_pool(max(self.POOL.shape[0] * 3 // 2, live_pages + 4 * (self.npg + self.xpg + 1)))
+                yield from self._relieve_pages()
             elif status == K.NEED_EXPORT:
-                out.append(self._export())
+                yield self._export()
             elif status == K.NEED_REHASH:
                 if self.G[K.G_HT_LIVE] * 4 > self.HT.shape[0]:
                     self.HT = np.full(self.HT.shape[0] * 2, K.EMPTY, np.int64)
@@ -198,10 +298,9 @@ class FlowTable:
         # Scanning the table costs O(capacity): do it once per second of capture time, not per batch.
         if now - self._last_expire >= 1_000_000_000:
             self._last_expire = now
-            out.extend(self.expire(now, export_below=self.export_chunk))
+            yield from self.expire_iter(now, export_below=self.export_chunk)
         elif self.G[K.G_NENDED] >= self.export_chunk:
-            out.append(self._export())
-        return out
+            yield self._export()
 
     def expire(self, now_ns: int, force: bool = False, export_below: int = 0) -> list[EndedFlows]:
         """End flows idle at time `now_ns` (or every flow when `force`) and export ended flows.
@@ -209,19 +308,25 @@ class FlowTable:
         With `export_below`, fewer ended flows than that are kept for a later, larger export
         (exporting in chunks amortizes the per-chunk cost); a live feed passes 0.
         """
-        out = []
+        return list(self.expire_iter(now_ns, force, export_below))
+
+    def expire_iter(self, now_ns: int, force: bool = False, export_below: int = 0) -> Iterator[EndedFlows]:
+        """`expire`, yielding each export as it is made (consume it)."""
         while True:
-            n = K.expire(now_ns, force, self.HT, self.R, self.RU, self.G, self.O, self.ENDED)
+            n = K.expire(now_ns, force, self.HT, self.R, self.RU, self.G, self.O, self._ended)
             if self.G[K.G_NENDED] and (n < 0 or self.G[K.G_NENDED] >= export_below):
-                out.append(self._export())
+                yield self._export()
             if n >= 0:
                 break
         if self.G[K.G_HT_TOMB] * 4 > self.HT.shape[0]:
             K.rehash(self.HT, self.R, self.RU, self.G)
-        return out
 
     def flush(self) -> list[EndedFlows]:
-        return self.expire(int(self.G[K.G_NOW]), force=True)
+        return list(self.flush_iter())
+
+    def flush_iter(self) -> Iterator[EndedFlows]:
+        """End every flow, yielding each export as it is made."""
+        return self.expire_iter(int(self.G[K.G_NOW]), force=True)
 
     @property
     def live_flows(self) -> int:
@@ -353,8 +458,9 @@ class FlowTable:
         base = K.D0 + d * K.DW
         contig = R[:, base + K.D_CONTIG]
         limit = R[:, base + K.D_LIMIT]  # the TLS framing may have ended the prefix before the budget
-        room = np.where(R[:, base + K.D_XPT] > 0, self.budget + self.xpg * self.page, self.budget)
-        # (or extended it past the budget: a TLS handshake, K.HANDSHAKE_EXTENSION)
+        budget = int(self.O[K.O_BUDGET])  # the payload budget now (the memory budget may have lowered it)
+        # (or a TLS handshake extended it past the budget: K.HANDSHAKE_EXTENSION)
+        room = np.where(R[:, base + K.D_XPT] > 0, budget + self.xpg * self.page, budget)
         seen_end = np.minimum(R[:, base + K.D_MAXEND], np.where(limit > 0, np.minimum(limit, room), room))
         gap_end = seen_end.copy()
         n_oo = R[:, base + K.D_NOOO]

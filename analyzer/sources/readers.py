@@ -201,6 +201,7 @@ READ_PIECE = 1 << 16  # bytes asked of the stream at once
 
 _STOPS_READING = frozenset({"corrupt_record", "truncated_record", "decompression"})
 _KEPT = "; reading stopped there, the packets before it are kept"
+_NOTHING_KEPT = "; reading stopped there, before any packet"
 
 
 def _problem(path: str, offset: int | None, kind: str, detail: str) -> Problem:
@@ -631,7 +632,8 @@ def read_capture(path: str, chunk: int = CHUNK_BYTES, *,
                         gone = reader.stream_problem()  # a decompression failure is the real cause
                         if gone is not None and gone.kind == "decompression":
                             raise CaptureError(name, gone.decompressed_offset, gone.detail)
-                        raise CaptureError(name, p.offset, p.detail)
+                        # nothing was kept: the detail must not say the packets before it were
+                        raise CaptureError(name, p.offset, p.detail.removesuffix(_KEPT) + _NOTHING_KEPT)
             packets += len(batch)
             yield batch
         gone = reader.stream_problem()

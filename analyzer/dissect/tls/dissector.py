@@ -80,6 +80,7 @@ class TLSDissector:
         rows: bool = True,
         strict: bool = False,
         keys: KeyStore | None = None,
+        cert_cache_bytes: int | None = None,
     ) -> None:
         self.ja4x = ja4x
         self.rows = rows
@@ -90,7 +91,7 @@ class TLSDissector:
         self.hellos = HelloColumns("t", ja4s=ja4s)
         self.memo = HandshakeMemo()
         self.plans = FlightPlans()
-        self.certs = Certificates(ja4x=ja4x)
+        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes)
         self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
         self.keys: KeyStore | None = keys  # the run's TLS secrets (none: nothing is decrypted)
 
@@ -141,7 +142,7 @@ class TLSDissector:
         rows only when the run keeps one of those frames."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
                             rows=context.wants("tls", "certs", "cert_links"), strict=self.strict,
-                            keys=context.keys)
+                            keys=context.keys, cert_cache_bytes=context.cert_cache_bytes)
 
     def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
         """Where TLS begins after a cleartext exchange in a flow no dissector claimed (STARTTLS of a

@@ -29,10 +29,11 @@ class Certificates:
     """Certificate rows and facts for one dissector instance (`ja4x`: also FoxIO JA4X per server
     certificate, FoxIO License 1.1)."""
 
-    __slots__ = ("_cache", "_sni", "ja4x")
+    __slots__ = ("_cache", "_sni", "cache_bytes", "ja4x")
 
-    def __init__(self, *, ja4x: bool = False) -> None:
+    def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None) -> None:
         self.ja4x = ja4x
+        self.cache_bytes = cache_bytes  # the certificate cache's bound (the run's memory budget's share)
         self._cache: CertificateCache | None = None
         self._sni: dict[tuple[str, str], bool | None] = {}
 
@@ -43,7 +44,7 @@ class Certificates:
             # start of a run, and most flows carry no certificate in the clear
             from analyzer.dissect.x509 import CertificateCache
 
-            self._cache = CertificateCache()
+            self._cache = CertificateCache(max_bytes=self.cache_bytes)
         return self._cache
 
     def leaf(self, der: bytes) -> dict[str, Any]:
