@@ -45,7 +45,9 @@ CAPTURE_NAMES = _bundled()
 CUTS = {"client": client_only, "server": server_only, "mid3": after(3), "mid5": after(5)}
 # Facts that count what was seen, or describe the first message seen (the client's request, or
 # from a server-only view the server's answer): they differ with the view by definition.
-VIEW_DEPENDENT = {"ntp_mode", "ntp_stratum", "snmp_pdu", "telnet_options"}
+# `tls_incomplete` says a handshake message was cut: a view that begins inside the handshake cuts
+# one by construction (issue 16 item 5), so it is a fact about the view, like `truncated`.
+VIEW_DEPENDENT = {"ntp_mode", "ntp_stratum", "snmp_pdu", "telnet_options", "tls_incomplete"}
 COUNTS = ("_messages", "_commands", "_requests", "_responses", "_queries", "_packets", "_initiations",
           "_channels")
 # TLS's `tls_established` needs both sides' Finished; a one-sided view leaves it False (TLS's own
