@@ -177,6 +177,14 @@ def _client5(data: bytes) -> Exchange | None:
     return out
 
 
+def _login_only(data: bytes, ask: Exchange) -> bool:
+    """The client's bytes are exactly a SOCKS 5 greeting offering username/password and a whole
+    RFC 1929 login (version 1, user, password), nothing after it."""
+    if ask.user is None or ask.password is None:
+        return False
+    return len(data) == 2 + data[1] + 3 + len(ask.user) + len(ask.password)
+
+
 def read_server(data: bytes, version: int | None) -> Exchange | None:
     """The server's side (None: not a SOCKS reply of that version; `version` None: either)."""
     if len(data) < 2:
@@ -262,8 +270,9 @@ class SOCKSDissector:
                     return False
                 if server:  # the method chosen is one offered, or none acceptable
                     return len(server) >= 2 and server[0] == 5 and (server[1] in client[2:2 + n] or server[1] == 0xFF)
-                ask = read_client(client)  # the client's side alone: a whole request must follow
-                return ask is not None and ask.end > 0
+                ask = read_client(client)  # the client's side alone: a whole request must follow,
+                # or a whole RFC 1929 login that is all the client sent (a refused login ends there)
+                return ask is not None and (ask.end > 0 or _login_only(client, ask))
             return False
         if not server or server[0] not in (0, 4, 5):
             return False
@@ -282,7 +291,10 @@ class SOCKSDissector:
             facts.flow.update(out)
             return facts
         named = ask is not None and ask.host_is_name
-        out["socks_version"] = "4a" if version == 4 and named else str(version)
+        if version == 4 and ask is None:
+            pass  # the replies of SOCKS 4 and 4a are the same: without the request, which one is not known
+        else:
+            out["socks_version"] = "4a" if version == 4 and named else str(version)
         if ask is not None:
             if ask.command is not None:
                 out["socks_command"] = _COMMANDS.get(ask.command, str(ask.command))

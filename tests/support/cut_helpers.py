@@ -53,7 +53,9 @@ def cut_capture(src: Path, dst: Path, flows: pd.DataFrame, keep: Keep) -> Path:
 
     ends = flow_ends(flows)
     counts: dict[frozenset[Endpoint], int] = {}
-    with PcapReader(str(src)) as reader, PcapWriter(str(dst), sync=True, linktype=reader.linktype) as writer:
+    # a pcapng reader has no linktype: the writer takes the first packet's
+    with (PcapReader(str(src)) as reader,
+          PcapWriter(str(dst), sync=True, linktype=getattr(reader, "linktype", None)) as writer):
         for pkt in reader:
             key = _ends(pkt)
             if key is None or key not in ends:
