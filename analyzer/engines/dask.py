@@ -242,6 +242,9 @@ def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | 
         swap, order = False, "<"
         shb = b""
         idbs: list[bytes] = []
+        # Decryption Secrets Blocks seen so far (the walker stops at them too): every later range carries
+        # them, so the TLS 1.3 / QUIC handshakes of its packets are decrypted as in a serial run
+        dsbs: list[bytes] = []
         described: list[tuple[int, int, int, int]] = []
         cuts: list[tuple[int, int, bytes]] = []
         while t < len(targets):
@@ -261,7 +264,7 @@ def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | 
                     k += 1
                 if k >= n:
                     break  # no packet to cut at in these rows: the next ones
-                cuts.append((int(starts[k]), seen + k, shb + b"".join(idbs)))
+                cuts.append((int(starts[k]), seen + k, shb + b"".join(idbs) + b"".join(dsbs)))
                 while t < len(targets) and targets[t] <= starts[k]:
                     t += 1
             seen += n
@@ -285,6 +288,8 @@ def _pcapng_cuts(path: str, pieces: int) -> list[tuple[int, int, int, bytes]] | 
                         block = bytes(buf[pos : pos + blen])
                         if btype == 0x0A0D0D0A:
                             shb, idbs, described = block, [], []
+                        elif btype == 0x0000000A:
+                            dsbs.append(block)
                         else:
                             if len(block) < 20:
                                 break
@@ -668,6 +673,8 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
     try:
         for batch in _batches(part, name):
             out.problems.extend(batch.problems)
+            if batch.secrets:  # pcapng Decryption Secrets Blocks: before the packets they decrypt
+                work.collector.add_secrets(name, batch.secrets)
             if options.strict and any(p.fatal_in_strict for p in batch.problems):
                 break
             if not len(batch):
@@ -706,8 +713,10 @@ def boundary_packets(part: Partition, name: str, options: Options, wanted: np.nd
 
     prepare_worker()
     out: list[PacketBatch] = []
+    secrets: list[bytes] = []
     try:
         for batch in _batches(part, name):
+            secrets.extend(batch.secrets)  # the DSBs (kept in memory only, as in pass 1)
             if not len(batch):
                 continue
             decoded = decode(batch, options.decode)
@@ -717,6 +726,10 @@ def boundary_packets(part: Partition, name: str, options: Options, wanted: np.nd
                 out.append(_subset(batch, pick))
     except CaptureError:
         pass  # pass 1 saw the same error and reported it; the packets before it are here
+    if secrets:  # ahead of the packets: a boundary flow's TLS 1.3 handshake is decrypted as in pass 1
+        carrier = PacketBatch.empty(name)
+        carrier.secrets = secrets
+        out.insert(0, carrier)
     return out
 
 
@@ -749,7 +762,10 @@ def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Pla
     work = _Worker(options, plan, key, -1)
     for batches in parts:
         for batch in batches:
-            work.fold(decode(batch, options.decode))
+            if batch.secrets:
+                work.collector.add_secrets(batch.source, batch.secrets)
+            if len(batch):
+                work.fold(decode(batch, options.decode))
     return pack(work.finish(), spool)
 
 

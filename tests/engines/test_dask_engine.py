@@ -373,3 +373,23 @@ def test_boundary_keys_against_a_plain_reading_of_the_rule():
         assert all(list(v) == sorted(v) for v in got.values())
         exercised += bool(expected)
     assert exercised > 50
+
+
+@pytest.mark.parametrize("name", ["tls13_openssl", "cert_good_chain_tls13"])
+def test_a_pcapng_with_decryption_secrets_in_byte_ranges(client, tmp_path, name):
+    """A pcapng carrying its own Decryption Secrets Block (editcap --inject-secrets), cut 1..4 ways:
+    the TLS 1.3 certificates the secrets reveal are the serial run's in every cut (each range after
+    the first carries the DSB; the cutter once took it for an interface description)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("editcap") is None:
+        pytest.skip("editcap (tshark's package) is not installed")
+    path = tmp_path / f"{name}-dsb.pcapng"
+    subprocess.run(["editcap", "--inject-secrets", f"tls,{CAPTURES / (name + '.keylog')}",
+                    str(CAPTURES / (name + ".pcap")), str(path)], check=True, capture_output=True)
+    serial = run([path])
+    assert serial.flows["cert_sha256"].notna().any()  # the secrets were applied
+    for n in range(1, 5):
+        engine = DaskEngine(client, pieces=n)
+        assert differences(serial, run([path], engine)) == [], f"{n} byte ranges"
