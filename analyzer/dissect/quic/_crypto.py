@@ -52,16 +52,9 @@ def hkdf_expand_label(secret: bytes, label: bytes, length: int, context: bytes =
         full = b"tls13 " + label
         info = struct.pack(">HB", length, len(full)) + full + b"\x00\x01"
         return hmac.new(secret, info, _SHA256).digest()[:length]
-    full = b"tls13 " + label
-    info = struct.pack(">HB", length, len(full)) + full + bytes([len(context)]) + context
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = hmac.new(secret, block + info + bytes([counter]), _SHA256).digest()
-        out += block
-        counter += 1
-    return out[:length]
+    from analyzer.dissect.tls.decrypt import hkdf_expand_label as general  # the rare long or keyed case
+
+    return general(secret, label, length, hashlib.sha256, context)
 
 
 def initial_secrets(salt: bytes, dcid: bytes) -> tuple[bytes, bytes]:
