@@ -78,6 +78,13 @@ KNOWN: dict[tuple[str, str, str], str] = {
     # tshark 4.0 keeps the Initial keys of the client's first (GREASE-version) Initial after the
     # Version Negotiation and Retry, and fails to decrypt the real ClientHello; we decrypt it
     ("ndpi/quic-forcing-vn-with-data.pcapng", "udp:0", "alpn_offered"): "ours: tshark cannot decrypt",
+    # The TURN-over-TCP flow (port 3478) relays DTLS in the DATA attributes of its Send and Data
+    # Indications (16 fe ff / 16 fe fd handshake records, 17 fe fd application data: seen with
+    # `tshark -Y "tcp && stun.attribute == 0x0013" -T fields -e stun.value`); tshark 4.0 shows those
+    # attributes as bytes and dissects no DTLS there, so it has no session; the stun dissector hands
+    # the relayed datagrams to DTLS (RFC 8656 §12, RFC 7983) and we have one.
+    ("ndpi/stun_dtls_rtp.pcapng", "Ca09181d0b692003366", "session"): "ours: tshark does not dissect DTLS relayed "
+                                                                       "in TURN Data/Send Indications over TCP",
 }
 
 

@@ -1,6 +1,6 @@
 """Crafted seed sessions for the registry-wide fuzz target (tests/dissect/test_registry_fuzz.py),
 for the dissectors no bundled capture (captures/) exercises yet: real-shaped sessions of each,
-taken from the dissectors' unit and fuzz tests' builders. A protocol with a bundled capture needs
+taken from the dissectors' unit and fuzz tests' builders (STUN: the stun tests'). A protocol with a bundled capture needs
 nothing here; once RDP, VNC, SIP, IPsec, MongoDB, AMQP or NNTP gets one, its entry can go."""
 
 from __future__ import annotations
@@ -63,6 +63,20 @@ _SIP_REQ = (b"REGISTER sip:e.com SIP/2.0\r\nCall-ID: 1@h\r\nCSeq: 1 REGISTER\r\n
 _SIP_RESP = b"SIP/2.0 200 OK\r\nCall-ID: 1@h\r\nCSeq: 1 REGISTER\r\nServer: x\r\nContent-Length: 0\r\n\r\n"
 
 
+def _stun(mtype: int, *attrs: tuple[int, bytes], tid: bytes = b"t" * 12) -> bytes:
+    """A STUN message (RFC 8489 §5) with TLV attributes padded to 4 bytes."""
+    body = b"".join(struct.pack(">HH", a, len(v)) + v + bytes(-len(v) % 4) for a, v in attrs)
+    return struct.pack(">HH", mtype, len(body)) + b"\x21\x12\xa4\x42" + tid + body
+
+
+# ICE binding check and its answer, then a DTLS ClientHello-shaped record and RTP on the same 5-tuple
+# (RFC 7983); a TURN Allocate over TCP answered by a relayed address.
+_STUN_REQ = _stun(0x0001, (0x0006, b"ab12:cd34"), (0x8022, b"itc seed agent"))
+_STUN_OK = _stun(0x0101, (0x0020, b"\x00\x01\x12\x34\x01\x02\x03\x04"))
+_TURN_ALLOC = _stun(0x0003, (0x0019, b"\x11\x00\x00\x00"), (0x0006, b"alice"), (0x0014, b"turn.example"))
+_TURN_OK = _stun(0x0103, (0x0016, b"\x00\x01\x3a\x2a\x0a\x0d\x00\x3e"), (0x000D, b"\x00\x00\x00\x78"))
+
+
 def crafted_seeds() -> dict[str, list[FlowPayload]]:
     """Dissector name -> seed flows."""
     return {
@@ -76,6 +90,10 @@ def crafted_seeds() -> dict[str, list[FlowPayload]]:
                   udp([(True, b"\0\0\0\0" + _ike(35, spi_r=_SPI_R, next_payload=46)),
                        (True, struct.pack(">II", 0xC0000001, 1) + b"\x5a" * 48),
                        (False, struct.pack(">II", 0x0C000002, 1) + b"\x5a" * 48)], 4500)],
+        "stun": [udp([(True, _STUN_REQ), (False, _STUN_OK),
+                      (True, b"\x16\xfe\xff" + bytes(8) + b"\x00\x04abcd"),
+                      (False, bytes.fromhex("806f0001") + bytes(28))], 3478),
+                 tcp(_TURN_ALLOC, _TURN_OK, 3478)],
         "mongodb": [tcp(*_mongo(), 27017)],
         "amqp": [tcp(*_amqp(), 5672)],
         "nntp": [tcp(b"CAPABILITIES\r\nAUTHINFO USER alice\r\nAUTHINFO PASS secret\r\nAUTHINFO SASL PLAIN " + _PLAIN
