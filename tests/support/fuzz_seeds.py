@@ -1,6 +1,7 @@
 """Crafted seed sessions for the registry-wide fuzz target (tests/dissect/test_registry_fuzz.py),
 for the dissectors no bundled capture (captures/) exercises yet: real-shaped sessions of each,
-taken from the dissectors' unit and fuzz tests' builders (STUN: the stun tests'). A protocol with a bundled capture needs
+taken from the dissectors' unit and fuzz tests' builders
+(STUN: the stun tests'). A protocol with a bundled capture needs
 nothing here; once RDP, VNC, SIP, IPsec, MongoDB, AMQP or NNTP gets one, its entry can go."""
 
 from __future__ import annotations
