@@ -12,6 +12,7 @@ import time
 
 import pytest
 from support.fuzz_helpers import damage
+from support.fuzz_seeds import amqp_session, mongo_session
 
 from analyzer.dissect.amqp import AMQPDissector
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload, StreamPrefix
@@ -46,31 +47,6 @@ def _mysql() -> tuple[bytes, bytes]:
             + switch + b"\x07\0\0\x04\x00\x00\x00\x02\x00\x00\x00")
 
 
-def _mongo() -> tuple[bytes, bytes]:
-    payload = b"\0alice\0secret"
-    doc = (b"\x10saslStart\0\x01\0\0\0" + b"\x02mechanism\0\x06\0\0\0PLAIN\0"
-           + b"\x05payload\0" + struct.pack("<i", len(payload)) + b"\x00" + payload)
-    doc = struct.pack("<i", len(doc) + 5) + doc + b"\0"
-    msg = struct.pack("<I", 0) + b"\x00" + doc
-    reply = b"\x01ok\0" + struct.pack("<d", 1.0) + b"\x08done\0\x01"
-    reply = struct.pack("<i", len(reply) + 5) + reply + b"\0"
-    rmsg = struct.pack("<I", 0) + b"\x00" + reply
-    return (struct.pack("<iiii", 16 + len(msg), 1, 0, 2013) + msg,
-            struct.pack("<iiii", 16 + len(rmsg), 2, 1, 2013) + rmsg)
-
-
-def _amqp() -> tuple[bytes, bytes]:
-    def method(cls: int, meth: int, args: bytes) -> bytes:
-        payload = struct.pack(">HH", cls, meth) + args
-        return struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
-    props = b"\x07productS\x00\x00\x00\x08RabbitMQ"
-    start = method(10, 10, b"\x00\x09" + struct.pack(">I", len(props)) + props + b"\x00\x00\x00\x05PLAIN"
-                   + b"\x00\x00\x00\x05en_US")
-    response = b"\0alice\0secret"
-    ok = method(10, 11, b"\x00\x00\x00\x00\x05PLAIN" + struct.pack(">I", len(response)) + response + b"\x05en_US")
-    return b"AMQP\x00\x00\x09\x01" + ok + method(10, 40, b"\x01/\0\0"), start + method(10, 30, b"\0" * 8)
-
-
 PLAIN = base64.b64encode(b"\0alice\0secret")
 SESSIONS = {
     "postgresql": _pg(),
@@ -79,8 +55,8 @@ SESSIONS = {
               b"+OK\r\n%1\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n+PONG\r\n"),
     "mqtt": (b"\x10\x26\x00\x04MQTT\x04\xc2\x00\x3c\x00\x08sensor-1\x00\x05alice\x00\x06secret\x00\x00\x00\x00\x00",
              b"\x20\x02\x00\x00"),
-    "mongodb": _mongo(),
-    "amqp": _amqp(),
+    "mongodb": mongo_session(),
+    "amqp": amqp_session(),
     # binary (SASL list, SASL auth PLAIN, get); the text protocol has no credentials
     "memcached": (b"\x80\x20" + b"\0" * 22 + b"\x80\x21\x00\x05\x00\x00\x00\x00\x00\x00\x00\x12\x00\x00\x00\x01"
                   + b"\0" * 8 + b"PLAIN\0alice\0secret" + b"\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01"

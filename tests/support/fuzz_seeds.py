@@ -23,7 +23,7 @@ def udp(datagrams: list[tuple[bool, bytes]], port: int, client_port: int = 40000
                        datagrams=[Datagram(float(i), s, p) for i, (s, p) in enumerate(datagrams)])
 
 
-def _mongo() -> tuple[bytes, bytes]:
+def mongo_session() -> tuple[bytes, bytes]:
     payload = b"\0alice\0secret"
     doc = (b"\x10saslStart\0\x01\0\0\0" + b"\x02mechanism\0\x06\0\0\0PLAIN\0"
            + b"\x05payload\0" + struct.pack("<i", len(payload)) + b"\x00" + payload)
@@ -36,7 +36,7 @@ def _mongo() -> tuple[bytes, bytes]:
             struct.pack("<iiii", 16 + len(rmsg), 2, 1, 2013) + rmsg)
 
 
-def _amqp() -> tuple[bytes, bytes]:
+def amqp_session() -> tuple[bytes, bytes]:
     def method(cls: int, meth: int, args: bytes) -> bytes:
         payload = struct.pack(">HH", cls, meth) + args
         return struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce"
@@ -95,8 +95,8 @@ def crafted_seeds() -> dict[str, list[FlowPayload]]:
                       (True, b"\x16\xfe\xff" + bytes(8) + b"\x00\x04abcd"),
                       (False, bytes.fromhex("806f0001") + bytes(28))], 3478),
                  tcp(_TURN_ALLOC, _TURN_OK, 3478)],
-        "mongodb": [tcp(*_mongo(), 27017)],
-        "amqp": [tcp(*_amqp(), 5672)],
+        "mongodb": [tcp(*mongo_session(), 27017)],
+        "amqp": [tcp(*amqp_session(), 5672)],
         "nntp": [tcp(b"CAPABILITIES\r\nAUTHINFO USER alice\r\nAUTHINFO PASS secret\r\nAUTHINFO SASL PLAIN " + _PLAIN
                      + b"\r\nLIST\r\nSTARTTLS\r\n\x16\x03\x01",
                      b"200 news ready\r\n101 caps\r\nSTARTTLS\r\n.\r\n381 more\r\n281 ok\r\n281 ok\r\n215 list\r\n"
