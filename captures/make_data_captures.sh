@@ -28,7 +28,9 @@ if [ "${1:-}" = "--install" ]; then
     mosquitto mosquitto-clients memcached libmemcached-tools prosody >/dev/null
 fi
 
-die() { echo "make_data_captures: $*" >&2; exit 1; }
+GROUP=data NET=82
+# shellcheck source=tools/pair_lib.sh
+. "$HERE/tools/pair_lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 for c in ip tcpdump tshark capinfos ethtool openssl runuser psql mariadb mariadbd mariadb-install-db redis-server \
@@ -36,98 +38,7 @@ for c in ip tcpdump tshark capinfos ethtool openssl runuser psql mariadb mariadb
   command -v "$c" >/dev/null || die "missing $c (try --install)"
 done
 
-WORK=$(mktemp -d /tmp/itc-data-captures.XXXXXX)
-chmod 755 "$WORK"
-LOG=$WORK/make_data_captures.log
-EXPECT=$WORK/expect.tsv
-: > "$EXPECT"
-mkdir -p "$OUT"
-echo "work dir $WORK (log: $LOG)"
-
-# ------------------------------------------------------------------ namespaces and cleanup
-NS_C=itc-data-cli   # client 10.82.0.10
-NS_S=itc-data-srv   # server 10.82.0.20
-ALL_NS="$NS_C $NS_S"
-C4=10.82.0.10 S4=10.82.0.20
-PIDS=()
-
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
-cleanup() {
-  local pid ns
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  sleep 0.3
-  for ns in $ALL_NS; do
-    if ns_exists "$ns"; then
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-  done
-  if [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-for ns in $ALL_NS; do  # left over by an earlier, killed run
-  if ns_exists "$ns"; then
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$ns"
-  fi
-done
-
-inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-mkns() { ip netns add "$1" || die "ip netns add $1"; ip -n "$1" link set lo up; }
-quiet_if() { inns "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1; }
-mkns $NS_C; mkns $NS_S
-ip link add name eth0 netns $NS_C address 02:00:0a:52:00:0a type veth peer name eth0 netns $NS_S address 02:00:0a:52:00:14 \
-  || die "veth"
-quiet_if $NS_C eth0; quiet_if $NS_S eth0
-ip -n $NS_C link set eth0 up; ip -n $NS_S link set eth0 up
-ip -n $NS_C addr add $C4/24 dev eth0; ip -n $NS_S addr add $S4/24 dev eth0
-for ns in $ALL_NS; do inns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; done
-
-# ------------------------------------------------------------------ helpers (as make_captures.sh)
-CAP_PID=
-cap_start() {  # file filter
-  local file=$1 filter=$2 _
-  rm -f "$OUT/$file"
-  ip netns exec $NS_S tcpdump -i eth0 -n -U --immediate-mode -s 0 -Z root -w "$OUT/$file" "$filter" 2> "$WORK/tcpdump.err" &
-  CAP_PID=$!
-  for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.05; done
-  echo "tcpdump did not start for $file: $(cat "$WORK/tcpdump.err")" | tee -a "$LOG"
-}
-cap_stop() {  # file
-  sleep 0.4
-  kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
-  printf '%-38s %6s packets %7s bytes\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
-    "$(stat -c %s "$OUT/$1")" | tee -a "$LOG"
-}
-wait_port() {  # port
-  local _
-  for _ in $(seq 200); do inns $NS_S ss -ltnH "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-  echo "port $1 never listened" | tee -a "$LOG"; return 1
-}
-SRV=
-srv() {  # cmd...   a server in the background, in the server namespace
-  echo "+ [srv] $*" >> "$LOG"
-  ip netns exec $NS_S "$@" >> "$LOG" 2>&1 &
-  SRV=$!; PIDS+=("$SRV")
-}
-srv_stop() {  # pid
-  kill "$1" 2>/dev/null
-  local _
-  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
-  return 0
-}
-cli() {  # cmd...   a client in the client namespace, with a timeout
-  echo "+ [cli] $*" >> "$LOG"
-  inns $NS_C timeout 20 "$@" >> "$LOG" 2>&1
-  local rc=$?
-  [ $rc = 0 ] || echo "  (client exit $rc)" >> "$LOG"
-  return 0
-}
-expect() {  # file json
-  printf '%s\t%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')" >> "$EXPECT"
-}
+pair_setup  # itc-data-cli 10.82.0.10, itc-data-srv 10.82.0.20; WORK, LOG, EXPECT and the helpers
 
 # a self-signed server certificate for the TLS cases
 openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=db.example.com" -days 30 \
@@ -352,21 +263,6 @@ expect $F '{"description": "a Python XMPP client -> prosody (allow_unencrypted_p
   "secret": "s3cret-xmpp"}]}'
 
 # ================================================================== manifest
-"$PY" - "$EXPECT" "$OUT/manifest.data.json" "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" "$MC_VER" "$XM_VER" <<'PYEOF'
-import datetime, json, subprocess, sys
-expect, out, psql, mariadb, redis, mosquitto, memcached, prosody = sys.argv[1:9]
-captures = {}
-for line in open(expect):
-    name, facts = line.rstrip("\n").split("\t", 1)
-    captures[name] = json.loads(facts)
-tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True).stdout.split("\n")[0].split()[2]
-doc = {"schema": 1, "generated_by": "captures/make_data_captures.sh",
-       "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-       "tools": {"postgresql": psql, "mariadb": mariadb, "redis": redis, "mosquitto": mosquitto,
-                 "memcached": memcached, "prosody": prosody, "tshark": tshark},
-       "captures": captures}
-with open(out, "w") as fh:
-    json.dump(doc, fh, indent=2)
-    fh.write("\n")
-PYEOF
+write_manifest "$(printf '{"postgresql": "%s", "mariadb": "%s", "redis": "%s", "mosquitto": "%s", "memcached": "%s", "prosody": "%s", "tshark": "%s"}' \
+  "$PSQL_VER" "$MD_VER" "$RD_VER" "$MQ_VER" "$MC_VER" "$XM_VER" "$(tool_version tshark --version)")"
 echo "took $(( $(date +%s) - T0 )) s"
