@@ -94,7 +94,8 @@ def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid
             aux[0] = BAD_TRAILER
             aux[1] = blen
             return n, pos, CORRUPT
-        if btype == 6:  # Enhanced Packet Block
+        if btype == 6 or btype == 2:  # Enhanced Packet Block, or the obsolete Packet Block (same layout
+            # but a 16-bit interface id followed by a 16-bit drops count)
             if blen < 32:
                 aux[0] = BAD_BLOCK_LEN
                 aux[1] = blen
@@ -104,7 +105,7 @@ def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid
                 aux[0] = BAD_CAPLEN
                 aux[1] = caplen
                 return n, pos, CORRUPT
-            ifid[n] = _u32(buf, pos + 8, swap)
+            ifid[n] = _u32(buf, pos + 8, swap) if btype == 6 else _u16(buf, pos + 8, swap)
             tshi[n] = _u32(buf, pos + 12, swap)
             tslo[n] = _u32(buf, pos + 16, swap)
             cap[n] = caplen
@@ -124,23 +125,6 @@ def walk_pcapng(buf, pos, end, swap, max_block, off, cap, wire, tshi, tslo, ifid
             cap[n] = caplen
             wire[n] = origlen
             off[n] = pos + 12
-            n += 1
-        elif btype == 2:  # obsolete Packet Block
-            if blen < 32:
-                aux[0] = BAD_BLOCK_LEN
-                aux[1] = blen
-                return n, pos, CORRUPT
-            caplen = _u32(buf, pos + 20, swap)
-            if 28 + caplen > blen - 4:
-                aux[0] = BAD_CAPLEN
-                aux[1] = caplen
-                return n, pos, CORRUPT
-            ifid[n] = _u16(buf, pos + 8, swap)
-            tshi[n] = _u32(buf, pos + 12, swap)
-            tslo[n] = _u32(buf, pos + 16, swap)
-            cap[n] = caplen
-            wire[n] = _u32(buf, pos + 24, swap)
-            off[n] = pos + 28
             n += 1
         # every other block type (name resolution, statistics, DSB, custom, unknown) is skipped
         pos += blen
