@@ -15,7 +15,7 @@ which decides `encrypted`). Unset when the prefix shows too little to say (no se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from analyzer.dissect.base import Column, Facts
@@ -314,3 +314,18 @@ def resync_pair(client: bytes, server: bytes, client_lines: tuple[Match, Match],
     elif s is None and c is not None:
         s = first_line(server, server_lines[1])
     return c, s
+
+
+def answers(client: bytes, at: int, reply: Reply | None, positive: Mapping[bytes, Collection[int]],
+            openers: Collection[bytes]) -> bool:
+    """Whether `reply`, the first one read mid-stream, can answer the command at `client[at:]`.
+
+    A failure (4xx/5xx), a verb without a known answer or one of the verb's positive codes can; so
+    can a 220 greeting when the command opens a session (the capture began right after the TCP
+    handshake). Another positive reply answers a command sent before the capture began. FTP and
+    SMTP share this; they differ in their codes and in what a reply is (FTP skips 1xx first).
+    """
+    verb = client[at:client.find(b"\n", at, at + 512)].split(b" ", 1)[0].strip().upper()
+    expected = positive.get(verb)
+    return (reply is None or expected is None or reply.code >= 400 or reply.code in expected
+            or (reply.code == 220 and verb in openers))

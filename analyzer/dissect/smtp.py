@@ -31,6 +31,7 @@ from analyzer.dissect.lines import (
     STARTTLS_COLUMN,
     Cursor,
     Reply,
+    answers,
     cut,
     greeting_names,
     reply_line,
@@ -231,16 +232,9 @@ def _smtp_reply(line: bytes) -> bool:
 
 
 def _in_step(client: bytes, at: int, server: bytes, reply_at: int) -> int:
-    """`reply_at`, or the next reply when the one there is positive and cannot answer the command at
-    `at` (it answers one sent before the capture began)."""
-    verb = client[at:client.find(b"\n", at, at + 512)].split(b" ", 1)[0].strip().upper()
+    """`reply_at`, or the next reply when the one there cannot answer the command at `at`."""
     reply = Cursor(server, reply_at).reply()
-    positive = _POSITIVE.get(verb)
-    if reply is None or positive is None or reply.code >= 400 or reply.code in positive:
-        return reply_at
-    if reply.code == 220 and verb in _HELLO:
-        return reply_at  # the greeting (the capture began right after the TCP handshake)
-    return reply.end
+    return reply_at if reply is None or answers(client, at, reply, _POSITIVE, _HELLO) else reply.end
 
 
 DISSECTOR = register(SMTPDissector())
