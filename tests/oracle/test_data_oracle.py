@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.oracle_helpers import agreement
 
 import analyzer
 
@@ -99,15 +100,12 @@ def test_agreement_with_tshark():
     if not (CORPUS / "oracle").is_dir():
         pytest.skip(f"the shared corpus is not at {CORPUS} (set INTRANSIT_CORPUS)")
     results = comparisons()
-    total = len(results)
-    agree = sum(1 for _, theirs, mine, _ in results if theirs == mine)
-    unexplained = [(p.name, t, m, port) for p, t, m, port in results
-                   if t != m and EXPECTED_DISAGREEMENTS.get((p.name, t, port), "?") != m]
-    by_protocol = {t: sum(1 for _, x, _, _ in results if x == t) for t in NAMES.values()}
-    assert total >= 20, by_protocol
-    assert all(by_protocol[p] >= 3 for p in ("postgresql", "mysql", "mqtt")), by_protocol
-    assert not unexplained, unexplained
-    assert agree / total >= 0.97, (agree, total)
+    result = agreement(((p.name, t, m, port) for p, t, m, port in results), EXPECTED_DISAGREEMENTS)
+    seen = {name: counts[0] for name, counts in result.by_protocol.items()}
+    assert result.total >= 20, result
+    assert all(seen.get(p, 0) >= 3 for p in ("postgresql", "mysql", "mqtt")), result
+    assert not result.unexplained, result.unexplained
+    assert result.share >= 0.97, result
     for key in EXPECTED_DISAGREEMENTS:  # each listed disagreement is still one
         assert any((p.name, t, port) == key and t != m for p, t, m, port in results), key
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.oracle_helpers import agreement
 
 import analyzer
 
@@ -121,24 +122,11 @@ def compare(path: Path) -> tuple[tuple[str, str | None, int], ...]:
 def test_agreement_with_tshark():
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (the oracle)")
-    total = agree = 0
-    unexplained = []
-    by_protocol: dict[str, list[int]] = {}
-    for path in CAPTURES:
-        for theirs, mine, port in compare(path):
-            total += 1
-            counts = by_protocol.setdefault(theirs, [0, 0])
-            counts[0] += 1
-            if theirs == mine:
-                agree += 1
-                counts[1] += 1
-                continue
-            key = (path.name, theirs, port)
-            if key not in EXPECTED_DISAGREEMENTS or EXPECTED_DISAGREEMENTS[key] != mine:
-                unexplained.append((str(path.relative_to(ROOT.parent)), theirs, mine, port))
-    assert total >= 40, (total, by_protocol)
-    assert not unexplained, unexplained
-    assert agree / total >= 0.97, (agree, total, by_protocol)
+    result = agreement(((path.name, theirs, mine, port) for path in CAPTURES for theirs, mine, port in compare(path)),
+                       EXPECTED_DISAGREEMENTS)
+    assert result.total >= 40, result
+    assert not result.unexplained, result.unexplained
+    assert result.share >= 0.97, result
 
 
 def _ndpi_cleartext_credentials() -> list[tuple[Path, str, frozenset[tuple[str, int]]]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.oracle_helpers import agreement
 
 import analyzer
 
@@ -98,20 +99,11 @@ def compare(path: Path) -> list[tuple[str, str | None, int]]:
 def test_agreement_with_tshark():
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (the oracle)")
-    total = agree = 0
-    unexplained = []
-    for path in CAPTURES:
-        for theirs, mine, port in compare(path):
-            total += 1
-            if theirs == mine:
-                agree += 1
-                continue
-            key = (path.name, theirs, port)
-            if key not in EXPECTED_DISAGREEMENTS or EXPECTED_DISAGREEMENTS[key] != mine:
-                unexplained.append((str(path.relative_to(ROOT.parent)), theirs, mine, port))
-    assert total >= 50
-    assert not unexplained, unexplained
-    assert agree / total >= 0.97, (agree, total)
+    result = agreement(((path.name, theirs, mine, port) for path in CAPTURES for theirs, mine, port in compare(path)),
+                       EXPECTED_DISAGREEMENTS)
+    assert result.total >= 50, result
+    assert not result.unexplained, result.unexplained
+    assert result.share >= 0.97, result
 
 
 def _ndpi_cleartext_credentials() -> list[tuple[Path, frozenset[tuple[str, int]]]]:

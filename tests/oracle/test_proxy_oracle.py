@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.oracle_helpers import agreement
 
 import analyzer
 
@@ -89,17 +90,10 @@ def test_app_protocol_agrees_with_tshark():
         pytest.skip("tshark is not installed (the oracle)")
     if not _corpus():
         pytest.skip(f"{CORPUS} not present: only the bundled captures are checked")
-    total = agree = 0
-    unexpected = []
-    for path in CAPTURES:
-        for theirs, ours, port in compare(path):
-            total += 1
-            if ours == theirs:
-                agree += 1
-            elif EXPECTED_DISAGREEMENTS.get((path.name, theirs, port), "missing") != ours:
-                unexpected.append((path.name, theirs, ours, port))
-    assert not unexpected, unexpected
-    assert total >= 8 and agree / total >= 0.97, (agree, total)
+    result = agreement(((path.name, theirs, ours, port) for path in CAPTURES for theirs, ours, port in compare(path)),
+                       EXPECTED_DISAGREEMENTS)
+    assert not result.unexplained, result.unexplained
+    assert result.total >= 8 and result.share >= 0.97, result
 
 
 def test_ndpi_cleartext_credentials_of_these_protocols_give_rows():

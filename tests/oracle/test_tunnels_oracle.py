@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.oracle_helpers import agreement
 
 import analyzer
 
@@ -25,8 +26,9 @@ _TAGS = ("ike", "ipsec", "esp", "smb", "wireguard", "openvpn", "ftp")
 FILTER = "smb||smb2||isakmp||esp||wg||openvpn||ftp-data"
 # OpenVPN has no heuristic in tshark 4.0 on TCP: its port is given (the bundled captures use 1194)
 DECODE_AS = ("-d", "tcp.port==1194,openvpn", "-d", "udp.port==1194,openvpn")
-# (capture name, tshark's protocol, our app_protocol) -> why (ORACLE_TUNNELS_NOTES.md); none so far
-EXPECTED_DISAGREEMENTS: dict[tuple[str, str, str | None], str] = {}
+# (capture name, tshark's protocol, transport) -> our app_protocol there, each explained in
+# ORACLE_TUNNELS_NOTES.md; none so far
+EXPECTED_DISAGREEMENTS: dict[tuple[str, str, str], str | None] = {}
 
 
 def _corpus() -> list[Path]:
@@ -101,22 +103,11 @@ def compare(path: Path) -> list[tuple[str, str | None, str]]:
 def test_agreement_with_tshark():
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (the oracle)")
-    total = agree = 0
-    unexplained = []
-    by_protocol: dict[str, list[int]] = {}
-    for path in CAPTURES:
-        for theirs, mine, transport in compare(path):
-            total += 1
-            counts = by_protocol.setdefault(theirs, [0, 0])
-            counts[1] += 1
-            if theirs == mine:
-                agree += 1
-                counts[0] += 1
-            elif EXPECTED_DISAGREEMENTS.get((path.name, theirs, mine)) is None:
-                unexplained.append((path.name, theirs, mine, transport))
-    assert total >= (8 if len(CAPTURES) == len(BUNDLED) else 50), by_protocol
-    assert not unexplained, unexplained
-    assert agree / total >= 0.97, (agree, total, by_protocol)
+    result = agreement(((path.name, theirs, mine, transport) for path in CAPTURES
+                        for theirs, mine, transport in compare(path)), EXPECTED_DISAGREEMENTS)
+    assert result.total >= (8 if len(CAPTURES) == len(BUNDLED) else 50), result
+    assert not result.unexplained, result.unexplained
+    assert result.share >= 0.97, result
 
 
 @pytest.mark.skipif(not (CORPUS / "upstream" / "ndpi").is_dir(), reason="../shared/corpus is absent")
