@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
+from support.frame_helpers import cell
 
 import analyzer
 
@@ -29,21 +29,6 @@ FLOW_FACTS = ("app_protocol", "encrypted", "protection", "starttls", "postgresql
               "xmpp_domain", "xmpp_starttls_required")
 
 
-def _value(v: object) -> object:
-    return None if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v
-
-
-@pytest.fixture(scope="module")
-def results() -> dict[str, Any]:
-    return {}
-
-
-def analysis(results: dict[str, Any], name: str) -> Any:
-    if name not in results:
-        results[name] = analyzer.analyze([str(CAPTURES / name)], on_problem=lambda p: None)
-    return results[name]
-
-
 def test_manifest_present():
     assert _MANIFEST.is_file(), "captures/manifest.data.json missing: run captures/make_data_captures.sh"
     assert len(MANIFEST) >= 8
@@ -51,16 +36,16 @@ def test_manifest_present():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
+def test_flows_equal_the_manifest(name: str):
     facts = MANIFEST[name]
-    result = analysis(results, name)
+    result = analyzer.analyze([str(CAPTURES / name)], on_problem=lambda p: None)
     flows = result.flows[result.flows["server_port"] == facts["server_port"]].sort_values("ts_start")
     assert len(flows) == facts.get("flows", 1)
     for row in flows.to_dict("records"):
         assert (row["client_ip"], row["server_ip"]) == (facts["client"], facts["server"])
         for key in FLOW_FACTS:
             if key in facts:
-                assert _value(row[key]) == facts[key], (key, row[key])
+                assert cell(row[key]) == facts[key], (key, row[key])
         if facts.get("handshake_complete"):
             assert row["tls_established"] is True and row["tls_version"] == "TLS 1.3"
     if "mqtt_client_ids" in facts:
@@ -69,11 +54,11 @@ def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
         assert list(flows["memcached_commands"]) == facts["memcached_commands"]
         assert set(flows["memcached_version"]) == {facts["memcached_version"]}
     creds = result.credentials.merge(flows[["uid", "ts_start"]], on="uid").sort_values("ts_start")
-    got = [{k: _value(r[k]) for k in ("mechanism", "username", "secret_in_clear", "accepted")}
+    got = [{k: cell(r[k]) for k in ("mechanism", "username", "secret_in_clear", "accepted")}
            for r in creds.to_dict("records")]
     want = [{k: c[k] for k in ("mechanism", "username", "secret_in_clear", "accepted")} for c in facts["credentials"]]
     assert got == want
-    lengths = [_value(r) for r in creds["secret_length"]]
+    lengths = [cell(r) for r in creds["secret_length"]]
     assert lengths == [len(c["secret"]) if "secret" in c else None for c in facts["credentials"]]
     assert not any(a.startswith(("postgresql", "mysql", "redis", "mqtt", "memcached", "xmpp"))
                    for a in result.anomalies["kind"])

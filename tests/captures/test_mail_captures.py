@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support.frame_helpers import cell
 
 import analyzer
 from analyzer.cli import main
@@ -47,21 +48,6 @@ RECORDED = {
 }
 
 
-def _value(v: object) -> object:
-    return None if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v
-
-
-@pytest.fixture(scope="module")
-def results() -> dict[str, Any]:
-    return {}
-
-
-def analysis(results: dict[str, Any], name: str) -> Any:
-    if name not in results:
-        results[name] = analyzer.analyze([str(CAPTURES / name)], on_problem=lambda p: None)
-    return results[name]
-
-
 def test_manifest_present():
     assert _MANIFEST.is_file(), "captures/manifest.mail.json missing: run captures/make_mail_captures.sh"
     doc = json.loads(_MANIFEST.read_text())
@@ -74,9 +60,9 @@ def test_manifest_present():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
+def test_flows_equal_the_manifest(name: str):
     facts = MANIFEST[name]
-    result = analysis(results, name)
+    result = analyzer.analyze([str(CAPTURES / name)], on_problem=lambda p: None)
     flows = result.flows
     assert len(flows) == len(facts["sessions"])
     for session in facts["sessions"]:
@@ -86,18 +72,18 @@ def test_flows_equal_the_manifest(name: str, results: dict[str, Any]):
         assert (row["client_ip"], row["server_ip"], row["transport"]) == (facts["client"], facts["server"], "tcp")
         for key in FLOW_FACTS:
             if key in session:
-                assert _value(row[key]) == session[key], (key, row[key])
+                assert cell(row[key]) == session[key], (key, row[key])
             elif key in ("starttls", "http_redirect_to_https"):  # a rule reads it: unset where not recorded
-                assert _value(row[key]) is None, (key, row[key])
+                assert cell(row[key]) is None, (key, row[key])
         if session.get("handshake_complete"):
             assert row["tls_established"] is True and row["tls_version"] == "TLS 1.3"
     creds = result.credentials
-    got = [{k: _value(r[k]) for k in ("mechanism", "username", "secret_in_clear", "accepted", "secret_length")}
+    got = [{k: cell(r[k]) for k in ("mechanism", "username", "secret_in_clear", "accepted", "secret_length")}
            for r in creds.to_dict("records")]
     want = [{"mechanism": c["mechanism"], "username": c["user"], "secret_in_clear": c["secret_in_clear"],
              "accepted": c["accepted"], "secret_length": len(c["password"])} for c in facts["credentials"]]
     assert got == want
-    assert all(_value(f) is not None for f in creds["secret_fingerprint"])
+    assert all(cell(f) is not None for f in creds["secret_fingerprint"])
     assert not any(a.startswith(("imap", "pop3", "http", "tls")) for a in result.anomalies["kind"])
 
 

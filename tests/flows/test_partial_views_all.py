@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from support.cut_helpers import after, client_only, cut_capture, server_only
+from support.frame_helpers import cell
 
 import analyzer
 from analyzer import schema
@@ -94,12 +95,6 @@ def _whole(name: str) -> pd.DataFrame:
     return flows[flows["transport"].isin(["tcp", "udp"])].reset_index(drop=True)
 
 
-def _value(v: object) -> object:
-    """A cell as a plain value, every kind of missing (None, NA, NaN, NaT) as None."""
-    missing = pd.isna(v)
-    return None if isinstance(missing, bool) and missing else v
-
-
 def _match(part: pd.DataFrame, whole_row: pd.Series) -> pd.Series | None:
     """The partial view's flow of the same conversation (either orientation)."""
     for cport, sport in ((whole_row["client_port"], whole_row["server_port"]),
@@ -131,13 +126,13 @@ def test_partial_views_of_every_capture(name: str, tmp_path: Path) -> None:
             if p is None:
                 continue  # nothing of this flow is in the view
             where = f"{name} {cut} {w['app_protocol']} :{w['server_port']}"
-            encrypted, seen = _value(w["encrypted"]), _value(p["encrypted"])
+            encrypted, seen = cell(w["encrypted"]), cell(p["encrypted"])
             if encrypted is True:
                 assert seen is not False, f"{where}: an encrypted session called cleartext"
             if encrypted is False:
                 assert seen is not True, f"{where}: a cleartext session called encrypted"
             _check_visibility(p, cut, where)
-            if _value(p["app_protocol"]) is None:
+            if cell(p["app_protocol"]) is None:
                 # Not recognised: only where the view shows nothing of it. A protocol with no payload
                 # left in the view (no_payload) shows nothing either.
                 if p["undecided_reason"] != "no_payload":
@@ -147,7 +142,7 @@ def test_partial_views_of_every_capture(name: str, tmp_path: Path) -> None:
             # a capture that is itself one-sided (the *_server_only captures): every cut of it is too
             one_sided = w["visibility"] in ("client_only", "server_only")
             for column in facts:
-                if not _compared(column, "server" if one_sided else cut) or _value(p[column]) is None:
+                if not _compared(column, "server" if one_sided else cut) or cell(p[column]) is None:
                     continue
                 if column == "app_protocol" and p[column] == "tls" and w["protection"] == "starttls":
                     continue  # the cleartext part before the upgrade was cut: TLS alone is seen
@@ -155,7 +150,7 @@ def test_partial_views_of_every_capture(name: str, tmp_path: Path) -> None:
                     continue
                 if column == "tls_upgraded" and p["app_protocol"] == "tls":
                     continue
-                assert _value(w[column]) == _value(p[column]), f"{where}: {column} {w[column]!r} != {p[column]!r}"
+                assert cell(w[column]) == cell(p[column]), f"{where}: {column} {w[column]!r} != {p[column]!r}"
 
 
 def _check_visibility(p: pd.Series, cut: str, where: str) -> None:
@@ -179,7 +174,7 @@ def test_the_unseen_list_is_needed() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             part = analyzer.analyze(str(cut_capture(CAPTURES / name, Path(tmp) / "cut.pcap", whole, CUTS[cut]))).flows
         missing = [w for _, w in recognised.iterrows()
-                   if (p := _match(part, w)) is not None and _value(p["app_protocol"]) is None
+                   if (p := _match(part, w)) is not None and cell(p["app_protocol"]) is None
                    and p["undecided_reason"] != "no_payload"]
         if not missing:
             stale.append((name, cut, protocol))
