@@ -19,7 +19,7 @@ few flows a data channel could be (`ftp_side`). So the flows never travel to the
   flow's first packet, YYYY-MM-DD) and `vantage` (where the packets were mirrored from, below),
   Hive-partitioned: `PATH/date=2026-12-06/vantage=vni-42/part-00003-0.parquet`. A row of another
   frame (tls, anomalies, ...) takes its flow's date and vantage (by uid); rows with no flow (a
-  capture's problems) go to the null partition (`__HIVE_DEFAULT_PARTITION__`). `_SUCCESS` is
+  capture's problems) go to `date=unknown/vantage=unknown`. `_SUCCESS` is
   written last by the driver; readers skip `_` files (pyarrow.dataset, pandas.read_parquet).
 
 Vantage: a mirror session is told apart by what the flow key carries (DESIGN: the tunnel identity
@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 __all__ = ["PARTITION_KEYS", "Dataset", "DistributedAnalysis"]
 
 PARTITION_KEYS = ("date", "vantage")
+# the partition of rows with no flow (a capture's problems): a value, not null, whose Hive directory
+# (__HIVE_DEFAULT_PARTITION__) leaves a reader unable to infer the key's type when it is the only one
+UNKNOWN = "unknown"
 DEDUP = "_dedup:"  # finalize's key of a Dedup frame's candidate rows
 _SORT = ("_ts", "_uid")  # candidate columns: the flow that gave the row (its start, uid) and rows merged
 
@@ -145,7 +148,16 @@ def _tag(table: pa.Table, uids: pa.Array | pa.ChunkedArray, flow_uids: pa.Array,
     import pyarrow.compute as pc
 
     at = pc.index_in(uids, value_set=flow_uids)
-    return table.append_column("date", pc.take(date, at)).append_column("vantage", pc.take(vantage, at))
+    return (table.append_column("date", pc.take(date, at).fill_null(UNKNOWN))
+            .append_column("vantage", pc.take(vantage, at).fill_null(UNKNOWN)))
+
+
+def _untagged(table: pa.Table) -> pa.Table:
+    """`table` with date and vantage UNKNOWN: its rows have no flow."""
+    import pyarrow as pa
+
+    unknown = pa.array([UNKNOWN] * len(table), pa.string())
+    return table.append_column("date", unknown).append_column("vantage", unknown)
 
 
 def _table(chunks: Sequence[Mapping[str, Any]], frame_schema: Mapping[str, str]) -> pa.Table:
@@ -415,8 +427,7 @@ def _write(dataset: Dataset, client: Any, plan: Plan, fins: Mapping[int, Any], s
             written[name] = written.get(name, 0) + n
     if "anomalies" in frames and len(anomalies):
         table = pa.Table.from_pandas(anomalies, schema=schema.arrow_schema(schema.ANOMALIES), preserve_index=False)
-        nulls = pa.nulls(len(table), pa.string())
-        table = table.append_column("date", nulls).append_column("vantage", nulls)
+        table = _untagged(table)
         written["anomalies"] = written.get("anomalies", 0) + write_table(table, dataset.where("anomalies"),
                                                                          dataset.partition_by, "part-driver")
     if "sources" in frames:
@@ -470,8 +481,7 @@ def local_output(engine: Any, client: Any, analysis: Analysis, plan: Plan) -> An
         if uids is not None and date is not None:
             table = _tag(table, uids, flow_uids, date, vantage)
         else:
-            nulls = pa.nulls(len(table), pa.string())
-            table = table.append_column("date", nulls).append_column("vantage", nulls)
+            table = _untagged(table)
         written[name] = write_table(table, dataset.where(name), dataset.partition_by, "part-driver")
     os.makedirs(dataset.path, exist_ok=True)
     with open(os.path.join(dataset.path, "_SUCCESS"), "wb"):
