@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer._gc import paced_gc
 from analyzer.engines.dask import (
     FTP_COLUMNS,
     PartResult,
@@ -171,6 +172,7 @@ def _table(chunks: Sequence[Mapping[str, Any]], frame_schema: Mapping[str, str])
 
 
 # ------------------------------------------------------------------------------------------ worker side
+@paced_gc
 def finalize(result: PartResult, dropped: np.ndarray | None, ftp: FtpFix | None, plan: Plan, tag: bool
              ) -> dict[str, pa.Table]:
     """A kept result's frames as Arrow tables of their schemas (every frame the plan builds, and
@@ -379,13 +381,14 @@ def deliver(engine: Any, client: Any, collector: Collector, rows: list[dict[str,
             for i, fut in parts.items()}
     kept.clear()
     parts.clear()
-    here = collector.finish(rows, stats)  # the sources, and the driver's anomalies (capture and decode)
-    sources, anomalies = here["sources"], here["anomalies"]
-    if tag:
-        return _write(engine.output, client, plan, fins, sources, anomalies, stats)
-    import dask.dataframe as dd
-
     from analyzer import schema
+
+    if tag:  # Arrow only: the driver of a dataset run never imports pandas (0.6-0.9 CPU-s)
+        collector._fold("anomalies")  # the driver's anomalies (capture and decode problems)
+        return _write(engine.output, client, plan, fins, rows, collector.frames.get("anomalies", []), stats)
+    here = collector.finish(rows, stats)
+    sources, anomalies = here["sources"], here["anomalies"]
+    import dask.dataframe as dd
 
     frames: dict[str, Any] = {}
     for name in ("flows", *plan.specs, "anomalies"):
@@ -405,11 +408,10 @@ def deliver(engine: Any, client: Any, collector: Collector, rows: list[dict[str,
     return DistributedAnalysis(frames, schemas=plan.schemas, stats=stats)
 
 
-def _write(dataset: Dataset, client: Any, plan: Plan, fins: Mapping[int, Any], sources: pd.DataFrame,
-           anomalies: pd.DataFrame, stats: dict[str, object]) -> Analysis:
+def _write(dataset: Dataset, client: Any, plan: Plan, fins: Mapping[int, Any], sources: list[dict[str, object]],
+           anomalies: Sequence[Mapping[str, Any]], stats: dict[str, object]) -> Analysis:
     """The dataset: each partition's frames written where they were made, the Dedup frames by the
     task that merges them, the sources and the driver's anomalies by the driver."""
-    import pyarrow as pa
 
     from analyzer import schema
 
@@ -425,19 +427,19 @@ def _write(dataset: Dataset, client: Any, plan: Plan, fins: Mapping[int, Any], s
     for counts in client.gather(jobs):
         for name, n in counts.items():
             written[name] = written.get(name, 0) + n
-    if "anomalies" in frames and len(anomalies):
-        table = pa.Table.from_pandas(anomalies, schema=schema.arrow_schema(schema.ANOMALIES), preserve_index=False)
-        table = _untagged(table)
+    if "anomalies" in frames and anomalies:
+        table = _untagged(_table(anomalies, schema.ANOMALIES))
         written["anomalies"] = written.get("anomalies", 0) + write_table(table, dataset.where("anomalies"),
                                                                          dataset.partition_by, "part-driver")
     if "sources" in frames:
-        table = pa.Table.from_pandas(sources, schema=schema.arrow_schema(schema.SOURCES), preserve_index=False)
+        table = _table([schema.arrow_from_rows(sources, schema.SOURCES)], schema.SOURCES)
         written["sources"] = write_table(table, dataset.where("sources"), (), "part-driver")
     os.makedirs(dataset.path, exist_ok=True)
     with open(os.path.join(dataset.path, "_SUCCESS"), "wb"):
         pass
     stats = {**stats, "dataset": dataset.path, "rows_written": written}
-    return Analysis({"sources": sources}, schemas={"sources": schema.SOURCES}, stats=stats)
+    return Analysis(builders={"sources": lambda: schema.frame_from_rows(sources, schema.SOURCES)},
+                    schemas={"sources": schema.SOURCES}, stats=stats)
 
 
 def _is_dedup(plan: Plan, name: str) -> bool:
