@@ -86,6 +86,13 @@ def test_dataframes_compute_to_the_serial_frames_in_byte_ranges(client, capture)
         assert got.dask["certs"].npartitions == 1  # merged by key on a worker
 
 
+def test_a_subset_of_frames(client):
+    capture = SAMPLE[0]
+    got = run([capture], DaskEngine(client, pieces=2, output="dataframe"), frames=("tls",))
+    assert differences(run([capture], frames=("tls",)), got) == []
+    assert len(got.tls) and not len(got.flows)
+
+
 @pytest.mark.parametrize("capture", SAMPLE, ids=lambda p: p.name)
 def test_dataframes_of_rotated_files(client, capture, tmp_path):
     _, records = pcap_records(capture)
