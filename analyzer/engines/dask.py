@@ -37,6 +37,10 @@ more distinct keys than --max-flows (the table could evict) -> the whole run is 
 serial engine in the driver (exact, not faster; `DaskEngine.notes` says why). Sources that are
 not files (standard input, a mirror socket) are read by the serial engine too.
 
+Outputs that stay distributed (`DaskEngine(output="dataframe")`: dask.dataframe collections;
+`output=Dataset(path)`: a Parquet dataset written by the workers, by date and vantage): the results
+stay on the workers and only their summaries come to the driver (engines.dask_output).
+
 Memory per worker: one flow table (bounded by max_flows and the payload budget) and the ended
 flows of its partition (columns and facts, no payloads). A lost worker's tasks are re-run by the
 scheduler (the tasks are pure functions of the partition).
