@@ -86,6 +86,20 @@ def test_dataframes_compute_to_the_serial_frames_in_byte_ranges(client, capture)
         assert got.dask["certs"].npartitions == 1  # merged by key on a worker
 
 
+PCAPS = sorted(CAPTURES.glob("*.pcap"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capture", [p for p in PCAPS if p not in SAMPLE], ids=lambda p: p.name)
+def test_every_bundled_pcap_as_dataframes(client, capture):
+    """The other bundled pcaps, in 2 and 5 byte ranges (the driver-side engine's tests take each
+    through 1-8): the worker-side finalize (dropped keys, Dedup merge, FTP links) on every capture."""
+    serial = run([capture])
+    for n in (2, 5):
+        engine = DaskEngine(client, pieces=n, output="dataframe")
+        assert differences(serial, run([capture], engine)) == [], f"{n} byte ranges"
+
+
 def test_a_subset_of_frames(client):
     capture = SAMPLE[0]
     got = run([capture], DaskEngine(client, pieces=2, output="dataframe"), frames=("tls",))
