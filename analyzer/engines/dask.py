@@ -945,10 +945,11 @@ class DaskEngine:
         if not all(isinstance(s, SkippedPath) or (isinstance(s, CaptureFile) and s.path != "-")
                    for s in unmetered(sources)[0]):
             self._notice("dask engine: sources other than capture files are read by the serial engine")
-            analysis = SerialEngine().run(sources, options, collector, on_problem)
             if self.output is None:
-                return analysis
-            from analyzer.engines.dask_output import local_output
+                return SerialEngine().run(sources, options, collector, on_problem)
+            from analyzer.engines.dask_output import local_output, locally
+
+            analysis = SerialEngine().run(sources, options, locally(self.output, collector), on_problem)
 
             with self._connect() as client:
                 return local_output(self, client, analysis, collector.plan)
@@ -1033,12 +1034,12 @@ class DaskEngine:
                 if meter is not None:  # the progress starts again with the serial reading
                     meter.files_done = meter.packets = meter.bytes_before = 0
                 kept.clear()
-                analysis = SerialEngine().run(metered, options, collector, on_problem)
-                if keep:
-                    from analyzer.engines.dask_output import local_output
+                if not keep:
+                    return SerialEngine().run(metered, options, collector, on_problem)
+                from analyzer.engines.dask_output import local_output, locally
 
-                    return local_output(self, client, analysis, collector.plan)
-                return analysis
+                analysis = SerialEngine().run(metered, options, locally(self.output, collector), on_problem)
+                return local_output(self, client, analysis, collector.plan)
             rerun = boundary_keys(results, options)
             self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
             boundary: PartResult | None = None

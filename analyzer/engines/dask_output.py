@@ -448,6 +448,14 @@ def _is_dedup(plan: Plan, name: str) -> bool:
     return spec is not None and spec.merge is not None
 
 
+def locally(output: Any, collector: Collector) -> Collector:
+    """The collector of a run made in the driver for `output`: a dataset's rows take their flow's
+    date and vantage, so the flows are collected even when the dataset does not hold them."""
+    if isinstance(output, Dataset):
+        collector.wanted = collector.wanted | {"flows"}
+    return collector
+
+
 def local_output(engine: Any, client: Any, analysis: Analysis, plan: Plan) -> Analysis:
     """The output of a run made in the driver (the serial fallback): scattered to the cluster as
     one-partition collections, or written as the dataset by the driver."""
@@ -455,13 +463,14 @@ def local_output(engine: Any, client: Any, analysis: Analysis, plan: Plan) -> An
 
     from analyzer import schema
 
-    names = [n for n in analysis.frame_names if n in plan.wanted or n in ("anomalies", "sources")]
     if not isinstance(engine.output, Dataset):
         import dask.dataframe as dd
 
-        frames = {n: dd.from_pandas(analysis[n], npartitions=1) for n in names}
+        frames = {n: dd.from_pandas(analysis[n], npartitions=1) for n in analysis.frame_names}
         return DistributedAnalysis(frames, schemas=plan.schemas, stats=dict(analysis.stats))
     dataset = engine.output
+    # the flows were collected for the rows' tags (`locally`); they are written only when asked for
+    names = [n for n in analysis.frame_names if n in plan.wanted or n in ("anomalies", "sources")]
     tables = {n: pa.Table.from_pandas(analysis[n], schema=schema.arrow_schema(dict(plan.schemas[n])),
                                       preserve_index=False) for n in names}
     flows = tables.get("flows")

@@ -216,6 +216,12 @@ def test_the_serial_fallback_gives_the_same_outputs(client, tmp_path):
     out = tmp_path / "ds"
     run(paths, DaskEngine(client, output=Dataset(str(out))))
     assert dataset_differences(serial, out, ("flows", "tls", "certs", "sources")) == []
+    # one frame without its flows: the rows still take their flows' date and vantage
+    tls_only = tmp_path / "tls"
+    run(paths, DaskEngine(client, output=Dataset(str(tls_only), frame="tls")), frames=("tls",))
+    back = pd.read_parquet(tls_only)
+    assert len(back) == len(serial.tls) and "unknown" not in set(back["vantage"].astype(str))
+    assert "vni-4243" in set(back["vantage"].astype(str))
 
 
 def test_outputs_refuse_what_they_cannot_do(client, tmp_path):
