@@ -441,8 +441,8 @@ def _dataset(frame: str, fmt: str, out: str | None, keys: tuple[str, ...], paths
     result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), dataset=(out, keys, frame), **opts)
     if not _quiet(opts.get("quiet", False)):
         rows = result.stats.get("rows_written", {}).get(frame, 0)
-        click.echo(printable(f"intransit: {rows} rows of {frame} written to {out} (partitioned by {', '.join(keys)})"),
-                   err=True)
+        click.echo(printable(f"intransit: {rows} row{'' if rows == 1 else 's'} of {frame} written to {out} "
+                             f"(partitioned by {', '.join(keys)})"), err=True)
 
 
 def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, streamable: bool) -> click.Command:
