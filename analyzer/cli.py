@@ -146,16 +146,37 @@ def _engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(1, 1024), default=None,
                      help="--engine dask without --scheduler: worker processes of the local cluster "
                           "(default: one per core)."),
+        click.option("--partition-by", "partition_by", default=None, metavar="date,vantage",
+                     callback=_partition_keys,
+                     help="--engine dask, a frame command with --format parquet: --out DIR becomes a Parquet "
+                          "dataset written by the workers, Hive-partitioned by these keys (date: UTC day of "
+                          "the flow's start; vantage: the mirror session, see README)."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: int | None = None) -> Any:
-    """The engine the options name (None: analyze()'s default, the serial engine)."""
+def _partition_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """--partition-by date,vantage -> ("date", "vantage"): each key known, once."""
+    if value is None:
+        return None
+    from analyzer.engines.dask_output import PARTITION_KEYS
+
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    if not keys or len(set(keys)) != len(keys) or any(k not in PARTITION_KEYS for k in keys):
+        raise click.BadParameter(f"give {', '.join(PARTITION_KEYS)} or both, comma-separated, not {value!r}")
+    return keys
+
+
+def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: int | None = None,
+            dataset: tuple[str, tuple[str, ...], str] | None = None) -> Any:
+    """The engine the options name (None: analyze()'s default, the serial engine); `dataset`
+    (--out DIR, --partition-by keys, the frame): the Dask workers write the frame as a dataset."""
     from analyzer.errors import UsageError
 
+    if dataset is not None and engine_name != "dask":
+        raise UsageError("--partition-by: the dataset is written by the Dask workers; add --engine dask")
     if engine_name != "dask":
         if scheduler is not None or workers is not None:
             raise UsageError("--scheduler and --workers go with --engine dask")
@@ -166,13 +187,15 @@ def _engine(engine_name: str = "serial", scheduler: str | None = None, workers: 
         import distributed  # noqa: F401
 
         from analyzer.engines.dask import DaskEngine
+        from analyzer.engines.dask_output import Dataset
     except ImportError:
         raise UsageError("--engine dask needs Dask: pip install 'intransit[dask]'") from None
 
     def notice(text: str) -> None:
         click.echo(printable(f"intransit: {text}"), err=True)
 
-    return DaskEngine(scheduler=scheduler, workers=workers, on_notice=notice)
+    output = Dataset(dataset[0], dataset[1], frame=dataset[2]) if dataset is not None else None
+    return DaskEngine(scheduler=scheduler, workers=workers, on_notice=notice, output=output)
 
 
 def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_dissect: bool, tls_trim: bool,
@@ -192,7 +215,13 @@ def _run_analysis(paths: tuple[str, ...], strict: bool, payload_budget: int, no_
     quiet = _quiet(quiet)
     bar = _progress_bar() if not quiet and _stderr_is_terminal() else None
     hidden = 0
-    engine = _engine(more.pop("engine_name", "serial"), more.pop("scheduler", None), more.pop("workers", None))
+    dataset, partition_by = more.pop("dataset", None), more.pop("partition_by", None)
+    if partition_by is not None and dataset is None:
+        from analyzer.errors import UsageError
+
+        raise UsageError("--partition-by goes with a frame command (flows, tls, ...) and --format parquet --out DIR")
+    engine = _engine(more.pop("engine_name", "serial"), more.pop("scheduler", None), more.pop("workers", None),
+                     dataset)
     if engine is not None:
         more["engine"] = engine
 
@@ -402,6 +431,20 @@ def _summary_table(frame: str, df: Any, columns: tuple[str, ...], out: str | Non
                    f"{', '.join(dropped)}; --all-columns shows every column)", err=True)
 
 
+def _dataset(frame: str, fmt: str, out: str | None, keys: tuple[str, ...], paths: tuple[str, ...],
+             opts: dict[str, Any]) -> None:
+    """--partition-by: the frame as a Parquet dataset at --out DIR, written by the Dask workers."""
+    from analyzer.errors import UsageError
+
+    if fmt != "parquet" or out is None:
+        raise UsageError("--partition-by writes a Parquet dataset: give --format parquet --out DIR")
+    result = _run_analysis(paths, frames=() if frame == "anomalies" else (frame,), dataset=(out, keys, frame), **opts)
+    if not _quiet(opts.get("quiet", False)):
+        rows = result.stats.get("rows_written", {}).get(frame, 0)
+        click.echo(printable(f"intransit: {rows} row{'' if rows == 1 else 's'} of {frame} written to {out} "
+                             f"(partitioned by {', '.join(keys)})"), err=True)
+
+
 def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, streamable: bool) -> click.Command:
     """`intransit FRAME PATH...`: the frame of an analysis of the captures, as a table or a file."""
 
@@ -410,6 +453,9 @@ def _frame_command(frame: str, doc: str, table_columns: tuple[str, ...] | None, 
     @_errors_to_exit
     def command(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, limit: int,
                 **opts: Any) -> None:
+        keys = opts.pop("partition_by", None)
+        if keys is not None:
+            return _dataset(frame, fmt, out, keys, paths, opts)
         if fmt == "table":
             return _table(frame, paths, out, all_columns, table_columns, streamable or frame == "anomalies", limit,
                           opts)

@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -340,9 +341,13 @@ def build_tools(args: argparse.Namespace, notes: list[str]) -> list[Tool]:
         return [*pin, py, "-m", "analyzer", "audit", str(f), "--vpc", "10.0.0.0/8", "--fail-on", "never",
                 "--format", "parquet", "--out", str(tmp / f"{f.stem}-findings.parquet")]
     def four_cmd(extra: list[str]) -> Callable[[Path, Path], list[str]]:
+        runs = itertools.count()
+
         def argv(f: Path, tmp: Path) -> list[str]:  # not pinned: the Dask rows use both cores
             engine = [a.replace("SCHEDULER", args.scheduler_address) for a in extra]
-            out = tmp / f"four{'_'.join(extra).replace('/', '_').replace(':', '_')}.parquet"
+            out = tmp / f"four{'_'.join(extra).replace('/', '_').replace(':', '_').replace(',', '_')}.parquet"
+            if "--partition-by" in extra:  # a dataset goes to a new directory each run
+                out = out.with_name(f"{out.stem}_{next(runs)}.parquet")
             return [*ours, *map(str, four_copies(f)), *engine, "--format", "parquet", "--out", str(out)]
 
         return argv
@@ -366,6 +371,9 @@ def build_tools(args: argparse.Namespace, notes: list[str]) -> list[Tool]:
              four_cmd(["--engine", "dask", "--scheduler", "SCHEDULER"]), startup=False),
         Tool("intransit flows [4 files, dask --workers 2, cluster per run]", "dask", "four",
              four_cmd(["--engine", "dask", "--workers", "2"]), startup=False),
+        Tool("intransit flows [4 files, dask 2x1, standing cluster, dataset by date,vantage]", "dask", "four",
+             four_cmd(["--engine", "dask", "--scheduler", "SCHEDULER", "--partition-by", "date,vantage"]),
+             startup=False),
     ]
     peers = HERE / "peers"
     tools.append(
@@ -498,7 +506,8 @@ def same_flows(outputs: list[Path]) -> dict[str, object]:
     """Do the 4-copy runs (serial and Dask) give the same flows? (sorted rows, every column)"""
     import pandas as pd
 
-    frames = {p.name: pd.read_parquet(p) for p in outputs}
+    # a dataset (a directory, --partition-by) reads back with its partition columns: not flow columns
+    frames = {p.name: pd.read_parquet(p).drop(columns=["date", "vantage"], errors="ignore") for p in outputs}
     canon = {n: f.sort_values(["uid"]).reset_index(drop=True).astype(str) for n, f in frames.items()}
     first = next(iter(canon.values()))
     return {"outputs": list(canon), "flows": {n: len(f) for n, f in canon.items()},

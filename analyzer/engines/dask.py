@@ -37,6 +37,10 @@ more distinct keys than --max-flows (the table could evict) -> the whole run is 
 serial engine in the driver (exact, not faster; `DaskEngine.notes` says why). Sources that are
 not files (standard input, a mirror socket) are read by the serial engine too.
 
+Outputs that stay distributed (`DaskEngine(output="dataframe")`: dask.dataframe collections;
+`output=Dataset(path)`: a Parquet dataset written by the workers, by date and vantage): the results
+stay on the workers and only their summaries come to the driver (engines.dask_output).
+
 Memory per worker: one flow table (bounded by max_flows and the payload budget) and the ended
 flows of its partition (columns and facts, no payloads). A lost worker's tasks are re-run by the
 scheduler (the tasks are pure functions of the partition).
@@ -55,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer._gc import paced_gc
 from analyzer.errors import CaptureError, UsageError
 from analyzer.sources.base import CaptureFile, SkippedPath
 from analyzer.sources.batch import SUPPORTED_LINKTYPES, PacketBatch, Problem
@@ -660,9 +665,13 @@ class _Worker:
         return out
 
 
+# the collector paced as analyze() paces it for the serial engine: without, CPython's default thresholds
+# rescan the heap ~700 times per million packets (callgrind, bench_200k: +45M of 3.16G instructions)
+@paced_gc
 def run_partition(part: Partition, name: str, options: Options, plan: Plan, key: bytes | None,
-                  spool: Spool | None = None) -> PartResult:
-    """Pass 1 of one partition: read, decode, flow table from empty, dissect, frames as Arrow chunks."""
+                  spool: Spool | None = None, keep: bool = False) -> PartResult:
+    """Pass 1 of one partition: read, decode, flow table from empty, dissect, frames as Arrow chunks
+    (packed for the driver; `keep`: left as they are, the result staying on the worker: `summary`)."""
     from analyzer.decode import ANOMALY_NAMES, decode
     from analyzer.decode import _kernel as D
 
@@ -701,11 +710,18 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
             work.fold(decoded)
     except CaptureError as exc:
         out.error = exc
-    done = pack(work.finish(), spool)
+    done = work.finish() if keep else pack(work.finish(), spool)
     done.cpu = time.thread_time() - cpu
     return done
 
 
+def summary(result: PartResult) -> PartResult:
+    """What the driver needs of a result kept on a worker: everything but its frames (flow keys and
+    times, problems, counts, FTP announcements)."""
+    return replace(result, flow_chunks=[], frames={}, merges=[])
+
+
+@paced_gc
 def boundary_packets(part: Partition, name: str, options: Options, wanted: np.ndarray) -> list[PacketBatch]:
     """Pass 2 of one partition: its packets of the keys `wanted` (sorted hashes), as small batches
     of the raw packets (decoded again where they are folded in)."""
@@ -753,8 +769,9 @@ def _subset(batch: PacketBatch, pick: np.ndarray) -> PacketBatch:
                        batch.linktype[pick], batch.first_index)
 
 
+@paced_gc
 def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Plan, key: bytes | None,
-                 spool: Spool | None = None) -> PartResult:
+                 spool: Spool | None = None, keep: bool = False) -> PartResult:
     """The boundary keys' packets of every partition, in reading order, through one flow table."""
     from analyzer.decode import decode
 
@@ -766,7 +783,7 @@ def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Pla
                 work.collector.add_secrets(batch.source, batch.secrets)
             if len(batch):
                 work.fold(decode(batch, options.decode))
-    return pack(work.finish(), spool)
+    return work.finish() if keep else pack(work.finish(), spool)
 
 
 # ------------------------------------------------------------------------------------------ driver side
@@ -880,16 +897,29 @@ class DaskEngine:
     local cluster's workers as threads of this process (tests). `spool`: the directory where workers
     on this host leave their results for the driver to map (`Spool`; default /dev/shm, else the
     temporary directory), False to send every result through Dask.
+
+    `output`: where the frames go. None (default): back to the driver, as an `Analysis` of pandas
+    frames. "dataframe": they stay on the workers; `analyze()` returns a `DistributedAnalysis`
+    whose `.dask[name]` are `dask.dataframe` collections (needs `client`: the collections live as
+    long as it does). A `Dataset(path, partition_by=("date", "vantage"))`: the workers write a
+    Parquet dataset, Hive-partitioned (engines.dask_output).
     """
 
     def __init__(self, client: Any = None, scheduler: str | None = None, workers: int | None = None, *,
                  on_notice: Callable[[str], None] | None = None, pieces: int | None = None,
                  processes: bool = True, min_partition_bytes: int = MIN_PARTITION_BYTES,
-                 spool: str | bool | None = None) -> None:
+                 spool: str | bool | None = None, output: Any = None) -> None:
+        from analyzer.engines.dask_output import Dataset
+
         if client is not None and scheduler is not None:
             raise UsageError("give a Dask client or a scheduler address, not both")
         if workers is not None and workers < 1:
             raise UsageError(f"workers must be at least 1, not {workers}")
+        if output not in (None, "dataframe") and not isinstance(output, Dataset):
+            raise UsageError(f"output is None, 'dataframe' or a Dataset, not {output!r}")
+        if output == "dataframe" and client is None:
+            raise UsageError("output='dataframe' needs a client: the collections live on its cluster after the run")
+        self.output = output
         self.client, self.scheduler, self.workers = client, scheduler, workers
         self.on_notice = on_notice
         self.pieces, self.processes, self.min_partition_bytes = pieces, processes, min_partition_bytes
@@ -908,10 +938,21 @@ class DaskEngine:
         from analyzer.engines.progress import unmetered
         from analyzer.engines.serial import SerialEngine
 
+        if self.output is not None:
+            from analyzer.engines.dask_output import check_output
+
+            check_output(self.output, collector)
         if not all(isinstance(s, SkippedPath) or (isinstance(s, CaptureFile) and s.path != "-")
                    for s in unmetered(sources)[0]):
             self._notice("dask engine: sources other than capture files are read by the serial engine")
-            return SerialEngine().run(sources, options, collector, on_problem)
+            if self.output is None:
+                return SerialEngine().run(sources, options, collector, on_problem)
+            from analyzer.engines.dask_output import local_output, locally
+
+            analysis = SerialEngine().run(sources, options, locally(self.output, collector), on_problem)
+
+            with self._connect() as client:
+                return local_output(self, client, analysis, collector.plan)
         with self._connect() as client:
             return self._run(client, list(sources), options, collector, on_problem)
 
@@ -951,16 +992,23 @@ class DaskEngine:
         from analyzer.engines.progress import unmetered
 
         t0 = time.perf_counter()
+        keep = self.output is not None  # results stay on the workers (engines.dask_output)
         metered, (sources, meter) = sources, unmetered(sources)
         workers = max(1, len(client.scheduler_info().get("workers", {})) or (self.workers or 1))
         parts = partition_sources(sources, workers, self.min_partition_bytes, self.pieces)
         key = run_key(collector.context) if collector.dissection is not None else None
         names = {i: s.name for i, s in enumerate(sources)}
         plan = replace(collector.plan, stages=())  # stages run in the driver, on the merged flows
-        spool = Spool.make(self.spool if isinstance(self.spool, str) else None) if self.spool is not False else None
+        spool = (Spool.make(self.spool if isinstance(self.spool, str) else None)
+                 if self.spool is not False and not keep else None)
+        kept: dict[int, Any] = {}  # keep: partition index -> the future of its result, on its worker
+        kept_boundary: Any = None
         try:
-            futures = {client.submit(run_partition, p, names[p.source], options, plan, key, spool, pure=False,
+            futures = {client.submit(run_partition, p, names[p.source], options, plan, key, spool, keep, pure=False,
                                      key=f"intransit-part-{p.index}-{os.urandom(4).hex()}"): p for p in parts}
+            if keep:  # the driver gets the summaries; the frames stay where they were made
+                kept = {p.index: f for f, p in futures.items()}
+                futures = {client.submit(summary, f, pure=False): p for f, p in futures.items()}
             got: dict[int, PartResult] = {}
             progress = _TaskProgress(parts, names, meter)
             spooled = 0
@@ -985,15 +1033,25 @@ class DaskEngine:
                 self.last_run["fallback"] = obstacle
                 if meter is not None:  # the progress starts again with the serial reading
                     meter.files_done = meter.packets = meter.bytes_before = 0
-                return SerialEngine().run(metered, options, collector, on_problem)
+                kept.clear()
+                if not keep:
+                    return SerialEngine().run(metered, options, collector, on_problem)
+                from analyzer.engines.dask_output import local_output, locally
+
+                analysis = SerialEngine().run(metered, options, locally(self.output, collector), on_problem)
+                return local_output(self, client, analysis, collector.plan)
             rerun = boundary_keys(results, options)
             self.last_run["boundary_keys"] = int(sum(len(v) for v in rerun.values()))
             boundary: PartResult | None = None
             if rerun:
                 picked = [client.submit(boundary_packets, parts[i], names[parts[i].source], options, rerun[i],
                                         pure=False) for i in sorted(rerun)]
-                boundary = unpack(client.submit(run_boundary, picked, options, plan, key, spool,
-                                                pure=False).result())
+                done = client.submit(run_boundary, picked, options, plan, key, spool, keep, pure=False)
+                if keep:
+                    kept_boundary = done
+                    boundary = client.submit(summary, done, pure=False).result()
+                else:
+                    boundary = unpack(done.result())
         finally:
             if spool is not None:
                 import shutil
@@ -1001,6 +1059,13 @@ class DaskEngine:
                 shutil.rmtree(spool.path, ignore_errors=True)
         t_pass2 = time.perf_counter()
         self.last_run["pass2_s"] = round(t_pass2 - t_pass1, 3)
+        if keep:
+            from analyzer.engines.dask_output import deliver
+
+            rows, stats = self._sources(sources, parts, results, options, collector, on_problem)
+            analysis = deliver(self, client, collector, rows, stats, kept, kept_boundary, results, boundary, rerun)
+            self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
+            return analysis
         analysis = self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
         self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
         return analysis
@@ -1009,6 +1074,23 @@ class DaskEngine:
                  boundary: PartResult | None, rerun: dict[int, np.ndarray], options: Options,
                  collector: Collector, on_problem: Callable[[Problem], None]) -> Analysis:
         """Sources rows, problems and anomalies as the serial engine makes them; the kept flows."""
+        rows, stats = self._sources(sources, parts, results, options, collector, on_problem)
+        gone: set[str] = set()
+        for r in results:
+            gone |= self._take(collector, r, rerun.get(r.index))
+        if boundary is not None:
+            self._take(collector, boundary, None)
+        if collector.ftp_link is not None and len(results) > 1:
+            said = [a for r in results for a in r.announcements if a[0] not in gone]
+            _relink_ftp(collector, said + (boundary.announcements if boundary is not None else []))
+        return collector.finish(rows, stats)
+
+    @staticmethod
+    def _sources(sources: list[Source], parts: list[Partition], results: list[PartResult], options: Options,
+                 collector: Collector, on_problem: Callable[[Problem], None]
+                 ) -> tuple[list[dict[str, object]], dict[str, object]]:
+        """The sources rows and the run's stats; problems and source/decode anomalies said as the
+        serial engine says them (CaptureError when nothing at all could be read)."""
         strict = options.strict
         by_source: dict[int, list[PartResult]] = {}
         for part, r in zip(parts, results, strict=True):
@@ -1058,14 +1140,6 @@ class DaskEngine:
             total += packets
             rows.append({"source": name, "packets": packets, "status": status, "problem": problem,
                          "offset": offset})
-        gone: set[str] = set()
-        for r in results:
-            gone |= self._take(collector, r, rerun.get(r.index))
-        if boundary is not None:
-            self._take(collector, boundary, None)
-        if collector.ftp_link is not None and len(results) > 1:
-            said = [a for r in results for a in r.announcements if a[0] not in gone]
-            _relink_ftp(collector, said + (boundary.announcements if boundary is not None else []))
         for (name, kind), cnt in decode_counts.items():
             collector.anomaly(source=name, layer="decode", kind=kind, detail=f"{cnt} packets", count=cnt)
         if total == 0 and errors:
@@ -1075,67 +1149,113 @@ class DaskEngine:
                                f"{errors[0].message} (and {len(errors) - 1} more unreadable captures)")
         stats: dict[str, object] = {"packets": total, "packets_not_ip": sum(r.not_ip for r in results),
                                     "files": len(readable)}
-        return collector.finish(rows, stats)
+        return rows, stats
 
     @staticmethod
     def _take(collector: Collector, result: PartResult, dropped: np.ndarray | None) -> set[str]:
         """A partition's chunks into the collector, without the flows of the keys in `dropped`
         (re-run across partitions) nor their rows; returns the uids of the flows left out."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         from analyzer.dissect import FlowPayload
 
-        drop = dropped.view(np.int64) if dropped is not None and len(dropped) else None
-        gone: set[str] = set()
-        for chunk in result.flow_chunks:
-            keys = chunk.pop("_key")
-            if drop is not None:
-                hit = _isin_sorted(keys.to_numpy(zero_copy_only=False), np.sort(drop))
-                if hit.any():
-                    gone.update(chunk["uid"].filter(pa.array(hit)).to_pylist())
-                    keep = pa.array(~hit)
-                    chunk = {name: col.filter(keep) for name, col in chunk.items()}
-            if "flows" in collector.wanted and len(chunk["uid"]):
+        kept = kept_chunks(result, dropped)
+        if "flows" in collector.wanted:
+            for chunk in kept.flows:
                 collector.add_flow_chunk(chunk)
-        lost = pa.array(sorted(gone), pa.string()) if gone else None
-        for frame, chunks in result.frames.items():
+        for frame, chunks in kept.frames.items():
             for chunk in chunks:
-                if lost is not None:
-                    chunk = {name: col.filter(pc.invert(pc.is_in(chunk["uid"], value_set=lost)).fill_null(True))
-                             for name, col in chunk.items()}
-                if len(chunk["uid"]):
-                    collector.add_frame_chunk(frame, chunk)
-        for frame, ts, uid, rows in result.merges:
-            if uid not in gone:
-                collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
-        return gone
+                collector.add_frame_chunk(frame, chunk)
+        for frame, ts, uid, rows in kept.merges:
+            collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
+        return kept.gone
+
+
+@dataclass(slots=True)
+class Kept:
+    """What a partition's result keeps once the flows of its boundary keys are dropped (`kept_chunks`)."""
+
+    flows: list[dict[str, Any]]  # Arrow chunks of the flows schema (no `_key`)
+    frames: dict[str, list[dict[str, Any]]]  # Arrow chunks of row frames
+    merges: list[tuple[str, float, str, list[dict[str, object]]]]  # rows of Dedup frames per flow
+    gone: set[str]  # uids of the flows left out
+
+
+def kept_chunks(result: PartResult, dropped: np.ndarray | None) -> Kept:
+    """A partition's chunks without the flows of the keys in `dropped` (sorted key hashes: re-run
+    across partitions) and without those flows' rows. Pure (the result is not changed): the driver
+    runs it on results sent to it, a worker on the results it keeps (engines.dask_output), and a
+    retried task sees the same input."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    drop = np.sort(dropped.view(np.int64)) if dropped is not None and len(dropped) else None
+    gone: set[str] = set()
+    flows = []
+    for chunk in result.flow_chunks:
+        keys = chunk["_key"]
+        chunk = {name: col for name, col in chunk.items() if name != "_key"}
+        if drop is not None:
+            hit = _isin_sorted(keys.to_numpy(zero_copy_only=False), drop)
+            if hit.any():
+                gone.update(chunk["uid"].filter(pa.array(hit)).to_pylist())
+                keep = pa.array(~hit)
+                chunk = {name: col.filter(keep) for name, col in chunk.items()}
+        if len(chunk["uid"]):
+            flows.append(chunk)
+    lost = pa.array(sorted(gone), pa.string()) if gone else None
+    frames: dict[str, list[dict[str, Any]]] = {}
+    for frame, chunks in result.frames.items():
+        for chunk in chunks:
+            if lost is not None:
+                chunk = {name: col.filter(pc.invert(pc.is_in(chunk["uid"], value_set=lost)).fill_null(True))
+                         for name, col in chunk.items()}
+            if len(chunk["uid"]):
+                frames.setdefault(frame, []).append(chunk)
+    merges = [m for m in result.merges if m[2] not in gone]
+    return Kept(flows, frames, merges, gone)
+
+
+FTP_COLUMNS = ("uid", "server_ip", "server_port", "transport", "ts_start", "ts_end")  # what link_ftp reads
+
+
+def ftp_columns(chunks: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The FTP_COLUMNS of Arrow flow chunks as numpy arrays (times as int64 ns, null as 0)."""
+    import pyarrow as pa
+
+    cols = {name: np.concatenate([c[name].to_numpy(zero_copy_only=False) for c in chunks]) if chunks else
+            np.zeros(0, object) for name in FTP_COLUMNS[:4]}
+    for name in FTP_COLUMNS[4:]:
+        cols[name] = (np.concatenate([c[name].view(pa.int64()).fill_null(0).to_numpy() for c in chunks])
+                      if chunks else np.zeros(0, np.int64))
+    return cols
 
 
 def _relink_ftp(collector: Collector, announcements: list[tuple[str, int, int, list[tuple[object, object, bool]]]]
                 ) -> None:
-    """FTP data channels linked across partitions (analyzer.dissect.ftp_link): each partition
-    linked the data flows it saw to the announcements it saw, and a control flow re-run across a
-    boundary was dissected apart from the data flows of other partitions. Here the run's kept
-    announcements are replayed in the order the serial table ends their control flows (end time,
-    then uid), each after the kept flows that ended before it, through one FtpDataLink: that gives
-    the ftp_data rows' `data_uid` as a serial run gives them, and leaves the link's final
-    announcements in the collector, whose `finish` sets `ftp_control_uid` (and the data flows'
-    protection) on every chunk of flows, as at the end of a serial in-memory run."""
-    import pyarrow as pa
-
-    from analyzer import schema
-    from analyzer.dissect.ftp_link import FtpDataLink
-
+    """FTP data channels linked across partitions, in the driver: `link_ftp` over every kept flow;
+    the link's final announcements stay in the collector, whose `finish` sets `ftp_control_uid`
+    (and the data flows' protection) on every chunk of flows, as at the end of a serial in-memory run."""
     said = sorted(announcements, key=lambda a: (a[2], a[0]))
     if not said:
         return
-    chunks = collector.flow_chunks
-    cols = {name: np.concatenate([c[name].to_numpy(zero_copy_only=False) for c in chunks]) if chunks else
-            np.zeros(0, object) for name in ("uid", "server_ip", "server_port", "transport")}
-    for name in ("ts_start", "ts_end"):
-        cols[name] = (np.concatenate([c[name].view(pa.int64()).fill_null(0).to_numpy() for c in chunks])
-                      if chunks else np.zeros(0, np.int64))
+    link, data_uids = link_ftp(said, ftp_columns(collector.flow_chunks))
+    collector.ftp_link = link
+    frame_chunks = collector.frames.get("ftp_data", [])
+    dtype = collector.plan.schemas["ftp_data"]["data_uid"]
+    frame_chunks[:] = [with_data_uids(chunk, data_uids, dtype) for chunk in frame_chunks]
+
+
+def link_ftp(said: list[tuple[str, int, int, list[tuple[object, object, bool]]]], cols: dict[str, np.ndarray]
+             ) -> tuple[Any, dict[tuple[str, object, object], list[object]]]:
+    """FTP data channels linked across partitions (analyzer.dissect.ftp_link): each partition
+    linked the data flows it saw to the announcements it saw, and a control flow re-run across a
+    boundary was dissected apart from the data flows of other partitions. Here the run's kept
+    announcements (`said`, sorted by control flow end, then uid) are replayed in the order the
+    serial table ends their control flows, each after the flows (`cols`: FTP_COLUMNS of the kept
+    flows, or of those a data channel could be) that ended before it, through one FtpDataLink.
+    Returns the link (its final announcements set the data flows' columns: FtpDataLink.apply) and
+    the `data_uid`s of the ftp_data rows of each (control uid, host, port), in the order made."""
+    from analyzer.dissect.ftp_link import FtpDataLink
+
     order = np.lexsort((cols["uid"], cols["ts_end"]))
     ends = cols["ts_end"][order]
     link = FtpDataLink()
@@ -1150,16 +1270,21 @@ def _relink_ftp(collector: Collector, announcements: list[tuple[str, int, int, l
         dict_rows: list[dict[str, object]] = [{"host": h, "port": p, "protected": pr} for h, p, pr in rows]
         for (h, p, _), row in zip(rows, link.announce(control_uid, start, end, dict_rows), strict=True):
             data_uids.setdefault((control_uid, h, p), []).append(row.get("data_uid"))
-    collector.ftp_link = link
-    frame_chunks = collector.frames.get("ftp_data", [])
-    data_uid_type = collector.plan.schemas["ftp_data"]["data_uid"]
-    for k, chunk in enumerate(frame_chunks):
-        uids, hosts, ports = (chunk[c].to_pylist() for c in ("uid", "host", "port"))
-        taken: dict[tuple[str, object, object], int] = {}
-        values = []
-        for key in zip(uids, hosts, ports, strict=True):
-            got = data_uids.get(key, [])
-            i = taken.get(key, 0)
-            taken[key] = i + 1
-            values.append(got[i] if i < len(got) else None)
-        frame_chunks[k] = {**chunk, "data_uid": schema.arrow_column(values, data_uid_type)}
+    return link, data_uids
+
+
+def with_data_uids(chunk: dict[str, Any], data_uids: dict[tuple[str, object, object], list[object]],
+                   dtype: str) -> dict[str, Any]:
+    """An ftp_data chunk whose `data_uid`s are those `link_ftp` gave its rows (the k-th row of a
+    (control uid, host, port) gets the k-th; a control flow's rows are all in one chunk)."""
+    from analyzer import schema
+
+    uids, hosts, ports = (chunk[c].to_pylist() for c in ("uid", "host", "port"))
+    taken: dict[tuple[str, object, object], int] = {}
+    values = []
+    for key in zip(uids, hosts, ports, strict=True):
+        got = data_uids.get(key, [])
+        i = taken.get(key, 0)
+        taken[key] = i + 1
+        values.append(got[i] if i < len(got) else None)
+    return {**chunk, "data_uid": schema.arrow_column(values, dtype)}
