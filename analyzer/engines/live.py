@@ -475,7 +475,9 @@ class LiveRun:
         calls, self._last_calls = src.counters.syscalls - self._last_calls, src.counters.syscalls
         stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
                  "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
-                 "receiver": src.receiver, "receive_calls": calls, "targets": targets,
+                 "receiver": src.receiver, "receive_thread": src.threaded, "receive_calls": calls,
+                 "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
+                 "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
         files = self._write(start, frames, stats) if self.out_dir is not None else []
@@ -579,10 +581,11 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
               vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
               suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
               rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-              idle_timeout: float, say: Callable[[str], None]) -> int:
+              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M") -> int:
     """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
     Returns the exit code (0 once the last window is written)."""
     import signal
+    import sys
 
     from analyzer.errors import UsageError
     from analyzer.sources.mirror import MirrorSource
@@ -592,12 +595,17 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
         dedup_s = 0.0 if dedup_window.strip() in ("0", "0s", "0ms") else parse_duration(dedup_window)
         rotate_b = parse_size(rotate)
         rcvbuf_b = parse_size(rcvbuf)
+        queue_b = parse_size(queue_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = Options().with_values(max_flows=max_flows, payload_budget=payload_budget, dissect=not no_dissect,
                                     idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300)
     judge = policy_judge(vpc, zones, profile, aws_ip_ranges, suppressions)  # a bad profile or zones file: now
-    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b)
+    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b,
+                          queue_bytes=queue_b)
+    # The receive thread waits for the GIL at most this long after its select() returns while the
+    # analysis runs Python (5 ms by default): the socket buffer only has to hold that much traffic.
+    sys.setswitchinterval(0.001)
     pcap = PcapRotator(pcap_out, rotate_b) if pcap_out else None
     signals = 0
 
@@ -613,7 +621,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
                             *(f"{p} (geneve)" for p in source.geneve_ports)])
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
-        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}; "
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}"
+        f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}; "
         f"windows of {window_s:g} s to {out_dir}")
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
                   pcap=pcap, on_window=lambda w: say(w.summary))
