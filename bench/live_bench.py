@@ -2,7 +2,10 @@
 
     python bench/live_bench.py            # the whole run (~5 minutes): capacity, sender, rate search
     python bench/live_bench.py --quick    # the same in about a minute (fewer datagrams, shorter steps)
-    python bench/live_bench.py --drain 200000 [--no-dissect] [--recvfrom]   # one capacity measure only
+    python bench/live_bench.py --drain 200000 [--no-dissect]   # one capacity measure only (CPU time)
+    python bench/live_bench.py --instructions 200000 [--no-dissect] [--tree OTHER]   # the same, in
+        callgrind instructions: deterministic whatever the load (user space only: the kernel's
+        recvmmsg copy is not counted), against another checkout with --tree
 
 The traffic is the realistic generator of ../shared/bench (make_pcap.py, seed 1: TLS, HTTP, SSH,
 DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it.
@@ -85,11 +88,9 @@ def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int
     from analyzer.sources.mirror import MirrorSource
 
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect(("127.0.0.1", src.bound_ports[0]))
-    for k in range(count):
-        s.send(data[k % len(data)])
-    s.close()
+    sender = Sender(data, src.bound_ports[0])  # sendmmsg: little of the sender's work is counted with ours
+    sender.paced(None, count)
+    sender.close()
     out = tempfile.mkdtemp(prefix="live-bench-drain-")
     run = LiveRun(src, Options().with_values(dissect=dissect), window=100.0, out_dir=out,
                   judge=policy_judge() if dissect else None)
@@ -108,6 +109,37 @@ def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int
     watcher.join()
     src.close()
     return c1 - c0, run.totals.analysed, src.kernel_drops()
+
+
+def drain_instructions(count: int, dissect: bool, tree: Path) -> int:
+    """Callgrind instructions of one process in `tree` that queues then analyses `count` datagrams
+    (after a warm-up of count/10), as --drain does (CPU time aside)."""
+    import re
+    import site
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
+               os.path.realpath(sys.executable), str(tree / "bench" / "live_bench.py"), "--drain-once", str(count),
+               *([] if dissect else ["--no-dissect"])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"live_bench: the callgrind run in {tree} failed:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def instructions_table(count: int, dissect: bool, trees: list[Path]) -> None:
+    """Marginal instructions per datagram: (I(N) - I(N/5)) / (N - N/5), per tree."""
+    small = max(count // 5, 1000)
+    print(f"Instructions per datagram analysed (callgrind, marginal between {small:,} and {count:,} datagrams; "
+          f"dissection {'all' if dissect else 'none'}; user space only)")
+    base = None
+    for tree in trees:
+        a, b = drain_instructions(small, dissect, tree), drain_instructions(count, dissect, tree)
+        per = (b - a) / (count - small)
+        base = base or per
+        print(f"  {per:10,.0f} instructions/datagram  {per / base:6.3f} x the first  {tree}", flush=True)
 
 
 def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, object]:
@@ -370,10 +402,22 @@ def main() -> None:
     ap.add_argument("--drain", type=int, default=0, metavar="N",
                     help="Only: queue N datagrams, then measure the listener's marginal CPU time per datagram.")
     ap.add_argument("--json", action="store_true", help="With --drain: one JSON line.")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="Only: marginal callgrind instructions per datagram (N and N/5 datagrams queued).")
+    ap.add_argument("--tree", type=Path, action="append", default=[],
+                    help="With --instructions: another checkout to measure beside this one (repeatable).")
+    ap.add_argument("--drain-once", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     quick = args.quick
     packets = min(args.packets, 100_000) if quick else args.packets
+    if args.instructions:
+        instructions_table(args.instructions, not args.no_dissect, [ROOT, *(t.resolve() for t in args.tree)])
+        return
     data = datagrams(packets)
+    if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
+        drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)
+        drain_once(data, args.drain_once, not args.no_dissect)
+        return
     if args.drain:
         r = drain_capacity(data, args.drain, not args.no_dissect)
         if args.json:
