@@ -18,15 +18,19 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    over the datagrams. Each of recvmmsg / recvfrom_into (INTRANSIT_NO_MMSG=1), with and without
    dissection, in its own process; the ratios say what recvmmsg bought.
 2. The sender: CPU per datagram of sendmmsg and of one send() per datagram (pre-built datagrams).
-3. The zero-loss search: one `intransit listen` (pinned to CPU 0, --rcvbuf 8M so that a step that
-   does not keep up overflows within ~0.1 s instead of being absorbed, windows of 10 s, parquet, the
+3. The zero-loss search: one `intransit listen` (pinned to CPU 0, its receive thread included;
+   --rcvbuf 8M, the default --queue 256M of the receive thread, windows of 10 s, parquet, the
    default policy) receives steps of rising rates from this process (pinned to CPU 1, sendmmsg,
-   paced in bursts of <= 1 ms). A step passes when the sender reached the rate asked (97%) and the
-   socket dropped nothing (the `drops` column of /proc/net/udp for the listener's port) and the
-   backlog drained within a second. Rates rise by x1.25 from --start until a step fails, then are
-   bisected. Printed: each step, then the highest zero-loss rate and what broke first above it (the
-   sender, the socket buffer with the listener's CPU share, or the drain). At the end the listener
-   gets SIGTERM and its totals must add up: received == everything sent, no queue drop.
+   paced in bursts of <= 1 ms). A step passes when the sender reached the rate asked (97%), nothing
+   was dropped (the `drops` column of /proc/net/udp for the listener's port: the kernel's; the
+   listener's status.json: its queue's) and the backlog (socket and receive queue) drained within
+   1.5 s of the step's end, so a rate the listener cannot sustain fails even when its queue absorbs
+   the step. Rates rise by x1.25 from --start until a step fails, then are bisected. Printed: each
+   step (with the datagrams still queued at the first status after it), then the highest zero-loss
+   rate and what broke first above it (the sender, the socket buffer or the receive queue with the
+   listener's CPU share, or the drain). At the end the listener gets SIGTERM and its totals must add
+   up: received + kernel drops == everything sent, received == analysed + duplicates + filtered +
+   queue drops.
 
 The machine is shared with other agents: the load average is printed with each number.
 """
@@ -289,6 +293,13 @@ class Listener:
         self.first = self.proc.stderr.readline()
         self.port = int(self.first.split(" port ")[1].split()[0])
 
+    def status(self) -> dict:
+        """The listener's status.json (counters so far, receive queue depth), {} before the first."""
+        try:
+            return json.loads(Path(self.out, "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def stop(self) -> tuple[dict, str]:
         self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=300)
@@ -297,33 +308,48 @@ class Listener:
 
 
 def step(listener: Listener, sender: Sender, rate: float, seconds: float) -> dict[str, object]:
+    """One rate for `seconds`: losses are the kernel's drops (/proc/net/udp) and the listener's
+    queue drops (its status.json, rewritten every second); the backlog must drain within 1.5 s."""
     _, drops0 = udp_socket_state(listener.port)
+    qdrops0 = int(listener.status().get("counters", {}).get("dropped_queue", 0))
     cpu0, w0 = cpu_seconds(listener.proc.pid), time.perf_counter()
     sent, took, sender_cpu = sender.paced(rate, int(rate * seconds))
     cpu_send = cpu_seconds(listener.proc.pid)
-    backlog_s = 0.0
+    sent_at = time.time_ns()
     t = time.perf_counter()
-    while udp_socket_state(listener.port)[0] and time.perf_counter() - t < 5.0:
-        time.sleep(0.02)
-    backlog_s = time.perf_counter() - t
+    backlog = -1
+    drained = False
+    while time.perf_counter() - t < 1.5:  # a status written after the sending ended, nothing queued anywhere
+        st = listener.status()
+        if st.get("time_ns", 0) > sent_at:
+            if backlog < 0:
+                backlog = int(st.get("queued_datagrams", 0)) + udp_socket_state(listener.port)[0] // 1000
+            if not st.get("queued_datagrams") and not udp_socket_state(listener.port)[0]:
+                drained = True
+                break
+        time.sleep(0.05)
     cpu1, w1 = cpu_seconds(listener.proc.pid), time.perf_counter()
-    queue, drops1 = udp_socket_state(listener.port)
+    _, drops1 = udp_socket_state(listener.port)
     drops = drops1 - drops0
+    qdrops = int(listener.status().get("counters", {}).get("dropped_queue", 0)) - qdrops0
     achieved = sent / max(took, 1e-9)
     ok_sender = achieved >= 0.97 * rate
-    ok = ok_sender and drops == 0 and queue == 0 and backlog_s < 1.0
+    ok = ok_sender and drops == 0 and qdrops == 0 and drained
+    share = (cpu_send - cpu0) / max(took, 1e-9)
     if not ok_sender:
         each = sender_cpu / max(sent, 1) * 1e6
         why = f"the sender: {achieved:,.0f}/s of {rate:,.0f}/s asked ({each:.2f} us CPU each)"
     elif drops:
-        why = (f"the socket buffer overflowed: {drops:,} kernel drops; the listener used "
-               f"{(cpu_send - cpu0) / max(took, 1e-9):.0%} of a core while sending")
-    elif queue or backlog_s >= 1.0:
-        why = f"the listener fell behind: {backlog_s:.1f} s to drain the backlog"
+        why = (f"the socket buffer overflowed: {drops:,} kernel drops; the listener used {share:.0%} of a core "
+               f"while sending")
+    elif qdrops:
+        why = f"the receive queue was full: {qdrops:,} queue drops; the listener used {share:.0%} of a core"
+    elif not drained:
+        why = f"the listener fell behind: {max(backlog, 0):,} datagrams queued, not drained within 1.5 s"
     else:
         why = ""
-    return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops, "ok": ok, "why": why,
-            "listener_cpu_share": round((cpu_send - cpu0) / max(took, 1e-9), 2),
+    return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops + qdrops, "ok": ok, "why": why,
+            "listener_cpu_share": round(share, 2), "backlog": max(backlog, 0),
             "listener_us": round((cpu1 - cpu0) / max(sent, 1) * 1e6, 2),
             "sender_us": round(sender_cpu / max(sent, 1) * 1e6, 2), "wall_s": round(w1 - w0, 1), "load": load()}
 
@@ -339,8 +365,8 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
     sender = Sender(data, listener.port)
     sender.paced(20000, 20000)  # the listener's first batches: kernels, imports
     time.sleep(1.0)
-    print("rate asked | achieved | kernel drops | listener CPU share | listener us/datagram | sender us/datagram "
-          "| result | load")
+    print("rate asked | achieved | drops (kernel + queue) | listener CPU share | queued after | listener us/datagram "
+          "| sender us/datagram | result | load")
     total_sent = 20000
     good, bad = 0.0, None
     rate = start
@@ -351,9 +377,9 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         r = step(listener, sender, rate, seconds)
         total_sent += int(r["sent"])  # type: ignore[call-overload]
         tried[rate] = r
-        print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>12,} | {r['listener_cpu_share']:>18.0%} | "
-              f"{r['listener_us']:>20} | {r['sender_us']:>18} | {'zero loss' if r['ok'] else r['why']} | {r['load']}",
-              flush=True)
+        print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>22,} | {r['listener_cpu_share']:>18.0%} | "
+              f"{r['backlog']:>12,} | {r['listener_us']:>20} | {r['sender_us']:>18} | "
+              f"{'zero loss' if r['ok'] else r['why']} | {r['load']}", flush=True)
         time.sleep(0.5)
         return r
 
@@ -380,9 +406,11 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
     else:
         print(f"No step up to {top:,.0f}/s failed (raise --top).")
     received, lost = int(totals.get("received", 0)), int(totals.get("dropped_kernel", 0))
-    adds_up = received + lost == total_sent and totals.get("dropped_queue", 0) == 0
+    accounted = sum(int(totals.get(k, 0)) for k in ("analysed", "duplicates", "filtered", "dropped_queue"))
+    adds_up = received + lost == total_sent and accounted == received
     print(f"Listener totals: {received:,} received + {lost:,} kernel drops of {total_sent:,} sent; "
-          f"{totals.get('dropped_queue', 0)} queue drops; analysed {totals.get('analysed', 0):,}: "
+          f"received = {totals.get('analysed', 0):,} analysed + {totals.get('duplicates', 0)} duplicates + "
+          f"{totals.get('filtered', 0)} filtered + {totals.get('dropped_queue', 0)} queue drops: "
           f"{'the counters add up' if adds_up else 'THE COUNTERS DO NOT ADD UP'}")
     if not adds_up:
         print(err[-2000:])

@@ -367,6 +367,7 @@ class LiveRun:
                 last_expire = now
                 for ended in self.table.expire_iter(now):
                     collector.add(ended)
+                self._status(now)
             if now >= window_end:
                 yield self._close(collector, start, now, final=False)
                 collector = self._collector()
@@ -374,6 +375,24 @@ class LiveRun:
         for ended in self.table.flush_iter():
             collector.add(ended)
         yield self._close(collector, start, time.time_ns(), final=True)
+
+    def _status(self, now: int) -> None:
+        """`status.json` in out_dir, rewritten every second and at each window: the counters so far and the receive
+        queue's depth, for a monitor (or live_bench) that cannot wait for the window's stats."""
+        if self.out_dir is None:
+            return
+        src, tot = self.source, self.totals
+        sc = src.counters
+        counters = {**tot.as_dict(), "received": sc.received, "filtered": sc.filtered,
+                    "dropped_queue": sc.dropped_queue, "dropped_kernel": src.kernel_drops(),
+                    "duplicates": self.dedup.duplicates}
+        status = {"time": _iso(now), "time_ns": now, "counters": counters, "queued_datagrams": src.in_queue,
+                  "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
+                  "live_flows": self.table.live_flows}
+        path = os.path.join(self.out_dir, "status.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(status) + "\n")
+        os.replace(path + ".tmp", path)
 
     def _count(self, d: DecodedBatch) -> None:
         c, tot = d.cols, self.totals
@@ -441,6 +460,7 @@ class LiveRun:
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
         files = self._write(start, frames, stats) if self.out_dir is not None else []
+        self._status(end)
         window = Window(index, start, end, frames, this, replace(tot), files, summary_line(index, stats, frames))
         if self.on_window is not None:
             self.on_window(window)

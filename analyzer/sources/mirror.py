@@ -161,6 +161,7 @@ class MirrorSource:
         self._drain_end = 0.0
         self._count_lock = threading.Lock()
         self.queue_peak = 0  # most filled slabs waiting for the analysis at once
+        self.in_queue = 0  # datagrams received by the thread, waiting for the analysis (not yet `received`)
         self.queue_full_events = 0  # times the receiver found every slab in use (what it read: queue drops)
         self.receiver = "recvmmsg" if self._mmsg else "recvfrom"  # the system call; `threaded`: on its own thread
         try:
@@ -476,7 +477,7 @@ class MirrorSource:
                 if slab is None:  # the receiver has drained the sockets and ended
                     break
                 late = self._drain_end and time.monotonic() > self._drain_end  # the drain ran out of time
-                self._take(slab.k, dropped=bool(late))
+                self._take(slab.k, dropped=bool(late), queued=True)
                 if late:
                     continue
                 batch = self._slab_batch(slab)
@@ -495,7 +496,7 @@ class MirrorSource:
                 except queue.Empty:
                     break
                 if slab is not None:
-                    self._take(slab.k, dropped=True)
+                    self._take(slab.k, dropped=True, queued=True)
 
     def _lendable(self) -> _Slab | None:
         """A slab to fill: one whose buffer nothing outside it refers to any more (its batch and
@@ -544,6 +545,8 @@ class MirrorSource:
                     continue
                 n = self._receive(slab, sel, 0.0 if draining else self.tick, draining)
                 if n:
+                    with self._count_lock:
+                        self.in_queue += n
                     self._full.put(slab)
                     self.queue_peak = max(self.queue_peak, self._full.qsize())
                 else:
@@ -556,10 +559,13 @@ class MirrorSource:
         finally:
             self._full.put(None)
 
-    def _take(self, n: int, dropped: bool) -> None:
-        """Count n datagrams as received (and as queue drops): both threads count, under a lock."""
+    def _take(self, n: int, dropped: bool, queued: bool = False) -> None:
+        """Count n datagrams as received (and as queue drops; `queued`: taken from the queue):
+        both threads count, under a lock."""
         c = self.counters
         with self._count_lock:
+            if queued:
+                self.in_queue -= n
             c.received += n
             if dropped:
                 c.dropped_queue += n
