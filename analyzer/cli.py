@@ -772,7 +772,7 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
               help="Socket receive buffer to ask for (the size granted is said on stderr and in the stats).")
 @click.option("--queue", "queue_size", default="256M", show_default=True,
               help="Batches received but not yet analysed, at most (the receive thread's buffers, used only "
-                   "while the analysis is behind); beyond, datagrams are dropped and counted as queue drops.")
+                   "while the analysis is behind); beyond, the socket buffer (--rcvbuf) holds what arrives.")
 @click.option("--dedup-window", default="50ms", show_default=True,
               help="A packet seen again from another mirror source within this time is a duplicate (0 disables).")
 @click.option("--max-flows", type=click.IntRange(16, 1 << 24), default=1 << 18, show_default=True,

@@ -8,12 +8,18 @@ VNI, GENEVE/GWLB options, outer addresses as the vantage columns), so nothing be
 packets came from a socket. The header costs 28 (48) bytes per datagram, written for the whole batch
 at once with numpy.
 
-Receiving is one thread (Zeek's packet-source design, not Suricata's capture threads: in CPython a
-receiver thread releases the GIL on every recv, and the analysing thread then holds it for up to the
-switch interval, so the receiver gets one datagram per interval: a convoy). The kernel's socket
-buffer is the queue; `rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up
-to net.core.rmem_max) and `granted_rcvbuf` says what the kernel gave. A burst ends when the socket
-is empty, the batch is full, or `max_delay` has passed.
+With recvmmsg, receiving runs on a thread of its own, so that a burst of analysis work (flows ending
+and dissected, a window written) does not leave the socket unread. It fills "slabs" (a batch buffer
+and its recvmmsg structures: up to `batch_packets` datagrams over several calls, or `max_delay`
+after the first) and queues them; the analysis thread assembles and yields them. A receiver thread
+that released the GIL on every recv would wait up to the switch interval to get it back each time
+(a convoy: one call per 5 ms); recvmmsg is called holding it, never blocking (MSG_DONTWAIT), and only
+select() waits, so the thread empties the socket in one turn each time it runs. The queue holds at
+most `queue_bytes` of slabs, allocated as the analysis falls behind and reused once nothing refers
+to their buffer; all in use, the thread waits and the kernel's socket buffer is the queue:
+`rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up to
+net.core.rmem_max) and `granted_rcvbuf` says what the kernel gave. Without recvmmsg (and with
+`receive_thread=False`) batches are received in the calling thread, as the analysis asks for them.
 
 Datagrams are received with recvmmsg(2) through ctypes (`analyzer.sources._mmsg`): up to 256 per
 system call, each straight into its own fixed slot of the batch buffer (a slot of `cap` bytes
@@ -28,9 +34,10 @@ INTRANSIT_NO_MMSG=1) recvfrom_into reads one datagram per call (destination: the
 Counters (`MirrorCounters`): received (datagrams read from the socket), filtered (a source outside
 `allow`), kernel drops (SO_RXQ_OVFL, read on the first datagram of each burst, and the `drops`
 column of /proc/net/udp[6] for the socket's inode, whichever is higher: both are the socket's
-sk_drops), queue drops (read but not analysed: what is still queued when the shutdown drain runs
-out of time; new datagrams are refused from the stop on), oversize (cut by our buffer; cannot happen
-with a 65535-byte slot, kept as a guard). Every datagram read is yielded or counted.
+sk_drops), queue drops (read but not analysed: what is still queued, in the socket or the receive
+queue, when the shutdown drain runs out of time; new datagrams are refused from the stop on),
+oversize (cut by our buffer; cannot happen with a 65535-byte slot, kept as a guard).
+Every datagram read is yielded or counted.
 """
 
 from __future__ import annotations
@@ -131,7 +138,8 @@ class MirrorSource:
         """`mmsg`: receive with recvmmsg (None: where available; False: one recvfrom_into per datagram).
         `receive_thread` (None: with recvmmsg): receive on a thread of its own into at most
         `queue_bytes` of batch buffers (allocated as the analysis falls behind, reused once it is done
-        with them); a batch's buffer is then reused once nothing refers to it any more."""
+        with them; all in use: the socket buffer holds the rest); a batch's buffer is then reused
+        once nothing refers to it any more."""
         self.bind = bind
         self.allow = parse_allow(allow)
         self.batch_packets = max(1, batch_packets)
@@ -162,7 +170,7 @@ class MirrorSource:
         self._count_lock = threading.Lock()
         self.queue_peak = 0  # most filled slabs waiting for the analysis at once
         self.in_queue = 0  # datagrams received by the thread, waiting for the analysis (not yet `received`)
-        self.queue_full_events = 0  # times the receiver found every slab in use (what it read: queue drops)
+        self.queue_full_events = 0  # times the receiver found every slab in use and waited for one
         self.receiver = "recvmmsg" if self._mmsg else "recvfrom"  # the system call; `threaded`: on its own thread
         try:
             family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
@@ -520,11 +528,12 @@ class MirrorSource:
     def _receiver(self, sel: selectors.BaseSelector) -> None:
         """The receive thread: fill slabs and queue them until stop(); then shut the sockets, drain
         what the kernel holds (until empty or `drain_timeout`), discard the rest as queue drops.
-        With every slab in use (the analysis is behind by `queue_slabs` batches) what arrives is read
-        into a scratch slab and counted as queue drops: the socket keeps being emptied, and every
-        datagram is still exactly one of the counters."""
-        c = self.counters
-        scratch: _Slab | None = None
+        With every slab in use (the analysis is behind by `queue_slabs` batches) it stops reading
+        until one is free: the socket buffer holds what arrives meanwhile, and what it cannot hold
+        the kernel drops and counts (`dropped_kernel`). Reading and discarding instead would spend
+        the CPU the analysis lacks at that very moment (~1 us per datagram on one core) and throw
+        away the socket buffer's room."""
+        full = False
         draining = False
         try:
             while not self._abort:
@@ -535,14 +544,13 @@ class MirrorSource:
                 if draining and time.monotonic() > self._drain_end:
                     break
                 slab = self._lendable()
-                if slab is None:  # the queue is full
-                    scratch = self._slab() if scratch is None else self._rearm(scratch)
-                    if self._receive(scratch, sel, 0.0 if draining else self.tick, draining):
-                        self._take(scratch.k, dropped=True)
+                if slab is None:  # the queue is full: wait for the analysis to free a slab
+                    if not full:
                         self.queue_full_events += 1
-                    elif draining:
-                        break
+                    full = True
+                    time.sleep(0.001)
                     continue
+                full = False
                 n = self._receive(slab, sel, 0.0 if draining else self.tick, draining)
                 if n:
                     with self._count_lock:
@@ -555,7 +563,7 @@ class MirrorSource:
                         break
             if draining:
                 with self._count_lock:  # _discard counts them as received
-                    c.dropped_queue += self._discard()
+                    self.counters.dropped_queue += self._discard()
         finally:
             self._full.put(None)
 
