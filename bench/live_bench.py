@@ -85,13 +85,23 @@ def load() -> str:
 
 # ---------------------------------------------------------------- 1. capacity (one process per setting)
 
+QUEUE = {"bytes": 256 << 20}  # the receive queue of the drain's source (--queue)
+
+
 def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int, int]:
-    """Queue `count` datagrams, analyse them in-process: (CPU seconds, datagrams analysed, kernel drops)."""
+    """Queue `count` datagrams, analyse them in-process: (CPU seconds, datagrams analysed, kernel drops).
+    The receive thread reads ahead of the analysis up to its queue (--queue): with the default
+    256M, the pre-filled socket is read into ~130k datagrams of buffers long before they are
+    analysed (page faults, cold caches), which a listener keeping up with its stream never does;
+    `--queue 24M` (three batches) measures that steady state."""
     from analyzer.config import Options
     from analyzer.engines.live import LiveRun, policy_judge
     from analyzer.sources.mirror import MirrorSource
 
-    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
+    try:
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30, queue_bytes=QUEUE["bytes"])
+    except TypeError:  # a tree from before the receive thread (--tree)
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
     sender = Sender(data, src.bound_ports[0])  # sendmmsg: little of the sender's work is counted with ours
     sender.paced(None, count)
     sender.close()
@@ -124,7 +134,7 @@ def drain_instructions(count: int, dissect: bool, tree: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
                os.path.realpath(sys.executable), str(tree / "bench" / "live_bench.py"), "--drain-once", str(count),
-               *([] if dissect else ["--no-dissect"])]
+               "--queue", str(QUEUE["bytes"]), *([] if dissect else ["--no-dissect"])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
         proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", proc.stderr)
@@ -150,7 +160,9 @@ def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, ob
     """Marginal CPU per datagram: a warm-up, then N/5 and N datagrams (see the module docstring)."""
     from analyzer.sources.mirror import MirrorSource
 
-    receiver = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=()).receiver
+    probe = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    receiver = probe.receiver + (" thread" if getattr(probe, "threaded", False) else "")
+    probe.close()
     drain_once(data, max(count // 10, 1000), dissect)  # imports, kernels, the policy's first run
     small = max(count // 5, 1000)
     cpu_s, got_s, drops_s = drain_once(data, small, dissect)
@@ -165,12 +177,13 @@ def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[
     """Each (recvmmsg, dissect) setting in its own pinned process (the fallback needs a fresh one)."""
     results = {}
     print(f"\n1. Capacity of one core ({count:,} datagrams queued, then analysed; marginal CPU per datagram)")
-    print("receiver | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops | load")
+    print("       receiver | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops | load")
     for mmsg, dissect in settings:
         env = dict(os.environ)
         if not mmsg:
             env["INTRANSIT_NO_MMSG"] = "1"
-        cmd = ["taskset", "-c", "0", sys.executable, __file__, "--drain", str(count), "--json"]
+        cmd = ["taskset", "-c", "0", sys.executable, __file__, "--drain", str(count), "--json", "--queue",
+               str(QUEUE["bytes"])]
         if not dissect:
             cmd.append("--no-dissect")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
@@ -179,7 +192,7 @@ def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[
             continue
         res = json.loads(r.stdout.strip().splitlines()[-1])
         results[(mmsg, dissect)] = res
-        print(f"{res['receiver']:>9} | {'all' if dissect else 'none':>10} | {res['us_marginal']:>26} | "
+        print(f"{res['receiver']:>15} | {'all' if dissect else 'none':>10} | {res['us_marginal']:>26} | "
               f"{res['per_core']:>20,} | {res['us_whole_run']:>12} | {res['kernel_drops']:>5} | {res['load']}",
               flush=True)
     for dissect in (True, False):
@@ -435,8 +448,13 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, action="append", default=[],
                     help="With --instructions: another checkout to measure beside this one (repeatable).")
     ap.add_argument("--drain-once", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--queue", default="256M",
+                    help="The receive queue of --drain / --instructions (the listener's --queue default: 256M).")
     args = ap.parse_args()
     quick = args.quick
+    from analyzer.engines.live import parse_size
+
+    QUEUE["bytes"] = parse_size(args.queue)
     packets = min(args.packets, 100_000) if quick else args.packets
     if args.instructions:
         instructions_table(args.instructions, not args.no_dissect, [ROOT, *(t.resolve() for t in args.tree)])
