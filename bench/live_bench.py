@@ -177,7 +177,8 @@ def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[
     """Each (recvmmsg, dissect) setting in its own pinned process (the fallback needs a fresh one)."""
     results = {}
     print(f"\n1. Capacity of one core ({count:,} datagrams queued, then analysed; marginal CPU per datagram)")
-    print("       receiver | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops | load")
+    print(f"{'receiver':>15} | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops "
+          "| load")
     for mmsg, dissect in settings:
         env = dict(os.environ)
         if not mmsg:
