@@ -413,6 +413,7 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         else:
             bad = mid
     sender.close()
+    st = listener.status()
     totals, err = listener.stop()
     print(f"\nHighest zero-loss rate: {good:,.0f} datagrams/s" if good else "\nNo step was free of loss.")
     if bad is not None:
@@ -426,6 +427,8 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
           f"received = {totals.get('analysed', 0):,} analysed + {totals.get('duplicates', 0)} duplicates + "
           f"{totals.get('filtered', 0)} filtered + {totals.get('dropped_queue', 0)} queue drops: "
           f"{'the counters add up' if adds_up else 'THE COUNTERS DO NOT ADD UP'}")
+    print(f"Receive queue: at most {st.get('queue_peak_batches', 0)} batches waiting for the analysis at once "
+          f"(the bursts it absorbed); full {st.get('queue_full_events', 0)} times")
     if not adds_up:
         print(err[-2000:])
 
