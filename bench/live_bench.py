@@ -26,11 +26,12 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    listener's status.json: its queue's) and the backlog (socket and receive queue) drained within
    1.5 s of the step's end, so a rate the listener cannot sustain fails even when its queue absorbs
    the step. Rates rise by x1.25 from --start until a step fails, then are bisected. Printed: each
-   step (with the datagrams still queued at the first status after it), then the highest zero-loss
-   rate and what broke first above it (the sender, the socket buffer or the receive queue with the
-   listener's CPU share, or the drain). At the end the listener gets SIGTERM and its totals must add
-   up: received + kernel drops == everything sent, received == analysed + duplicates + filtered +
-   queue drops.
+   step (with the windows that closed during it: a window's close is the largest burst, and whether
+   one falls inside a step is chance; the datagrams still queued at the first status after it),
+   then the highest zero-loss rate and what broke first above it (the sender, the socket buffer
+   or the receive queue with the listener's CPU share, or the drain). At the end the listener gets
+   SIGTERM and its totals must add up: received + kernel drops == everything sent, received ==
+   analysed + duplicates + filtered + queue drops.
 
 The machine is shared with other agents: the load average is printed with each number.
 """
@@ -307,6 +308,10 @@ class Listener:
         self.first = self.proc.stderr.readline()
         self.port = int(self.first.split(" port ")[1].split()[0])
 
+    def windows(self) -> int:
+        """Windows the listener has written so far."""
+        return len(glob.glob(os.path.join(self.out, "stats-*.jsonl")))
+
     def status(self) -> dict:
         """The listener's status.json (counters so far, receive queue depth), {} before the first."""
         try:
@@ -326,9 +331,11 @@ def step(listener: Listener, sender: Sender, rate: float, seconds: float) -> dic
     queue drops (its status.json, rewritten every second); the backlog must drain within 1.5 s."""
     _, drops0 = udp_socket_state(listener.port)
     qdrops0 = int(listener.status().get("counters", {}).get("dropped_queue", 0))
+    windows0 = listener.windows()
     cpu0, w0 = cpu_seconds(listener.proc.pid), time.perf_counter()
     sent, took, sender_cpu = sender.paced(rate, int(rate * seconds))
     cpu_send = cpu_seconds(listener.proc.pid)
+    windows = listener.windows() - windows0  # closed while sending: their burst was inside the step
     sent_at = time.time_ns()
     t = time.perf_counter()
     backlog = -1
@@ -363,7 +370,7 @@ def step(listener: Listener, sender: Sender, rate: float, seconds: float) -> dic
     else:
         why = ""
     return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops + qdrops, "ok": ok, "why": why,
-            "listener_cpu_share": round(share, 2), "backlog": max(backlog, 0),
+            "listener_cpu_share": round(share, 2), "backlog": max(backlog, 0), "windows": windows,
             "listener_us": round((cpu1 - cpu0) / max(sent, 1) * 1e6, 2),
             "sender_us": round(sender_cpu / max(sent, 1) * 1e6, 2), "wall_s": round(w1 - w0, 1), "load": load()}
 
@@ -379,8 +386,8 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
     sender = Sender(data, listener.port)
     sender.paced(20000, 20000)  # the listener's first batches: kernels, imports
     time.sleep(1.0)
-    print("rate asked | achieved | drops (kernel + queue) | listener CPU share | queued after | listener us/datagram "
-          "| sender us/datagram | result | load")
+    print("rate asked | achieved | drops (kernel + queue) | listener CPU share | windows closed | queued after "
+          "| listener us/datagram | sender us/datagram | result | load")
     total_sent = 20000
     good, bad = 0.0, None
     rate = start
@@ -392,7 +399,7 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         total_sent += int(r["sent"])  # type: ignore[call-overload]
         tried[rate] = r
         print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>22,} | {r['listener_cpu_share']:>18.0%} | "
-              f"{r['backlog']:>12,} | {r['listener_us']:>20} | {r['sender_us']:>18} | "
+              f"{r['windows']:>14} | {r['backlog']:>12,} | {r['listener_us']:>20} | {r['sender_us']:>18} | "
               f"{'zero loss' if r['ok'] else r['why']} | {r['load']}", flush=True)
         time.sleep(0.5)
         return r
