@@ -61,6 +61,29 @@ def test_a_batch_is_several_receive_calls() -> None:
     assert src.counters.syscalls >= 4 and src.counters.received == src.counters.yielded == 1000
 
 
+def test_the_queue_buffers_are_reused_once_the_analysis_is_done_with_them() -> None:
+    """Far more batches than the queue's two buffers: each buffer is reused once its batch is gone,
+    so every datagram is analysed, none dropped, and no third buffer is ever made."""
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=8 << 20, batch_packets=64,
+                       batch_bytes=1 << 17, queue_bytes=2 << 17, max_delay=0.001)
+    sender = threading.Thread(target=_send, args=(src.bound_ports[0], 3000))
+    got = batches = 0
+    made = set()
+    sender.start()
+    end = time.monotonic() + 20
+    for b in src.batches():
+        got += len(b)
+        batches += bool(len(b))
+        made.update(id(s) for s in src._lent)
+        if got >= 3000 or time.monotonic() > end:
+            src.stop()
+    sender.join()
+    src.close()
+    c = src.counters
+    assert got == c.received == 3000 and c.dropped_queue == 0 and src.kernel_drops() == 0
+    assert batches >= 3000 // 64 and len(made) <= 2
+
+
 def test_a_full_queue_leaves_the_rest_to_the_socket_buffer_and_its_drops_are_counted() -> None:
     """The analysis keeps every batch (as a stalled one would hold them): once the queue's two
     buffers are in use the receiver stops reading, the (small) socket buffer overflows, and what
