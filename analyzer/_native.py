@@ -36,7 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-KERNEL_MODULES = ("analyzer.sources._walk", "analyzer.decode._kernel", "analyzer.flows._kernel")
+KERNEL_MODULES = ("analyzer.sources._walk", "analyzer.decode._kernel", "analyzer.flows._kernel",
+                  "analyzer.engines._dedup")
 AOT_DIR_ENV = "INTRANSIT_AOT_DIR"
 FORCE_JIT_ENV = "INTRANSIT_JIT"
 

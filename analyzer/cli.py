@@ -816,6 +816,9 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
 @click.option("--rotate", default="100M", show_default=True, help="Size of each --pcap-out file.")
 @click.option("--rcvbuf", default="32M", show_default=True,
               help="Socket receive buffer to ask for (the size granted is said on stderr and in the stats).")
+@click.option("--queue", "queue_size", default="256M", show_default=True,
+              help="Batches received but not yet analysed, at most (the receive thread's buffers, used only "
+                   "while the analysis is behind); beyond, the socket buffer (--rcvbuf) holds what arrives.")
 @click.option("--dedup-window", default="50ms", show_default=True,
               help="A packet seen again from another mirror source within this time is a duplicate (0 disables).")
 @click.option("--max-flows", type=click.IntRange(16, 1 << 24), default=1 << 18, show_default=True,
@@ -829,7 +832,7 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
 def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_geneve: bool, allow: tuple[str, ...],
            vpc: tuple[str, ...], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
            suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
-           rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
+           rcvbuf: str, queue_size: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
            idle_timeout: float) -> None:
     """Be a VPC Traffic Mirroring target: receive the VXLAN (UDP 4789) / GENEVE (UDP 6081) stream,
     analyse and judge it continuously, and write each window's files to --out.
@@ -843,7 +846,8 @@ def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_
     sys.exit(live_main(bind=bind, ports=ports, geneve_ports=() if no_geneve else geneve_ports, allow=allow,
                        vpc=vpc, zones=zones, aws_ip_ranges=aws_ip_ranges, profile=profile,
                        suppressions=suppressions, window=window, out_dir=out_dir, fmt=fmt, pcap_out=pcap_out,
-                       rotate=rotate, rcvbuf=rcvbuf, dedup_window=dedup_window, max_flows=max_flows,
+                       rotate=rotate, rcvbuf=rcvbuf, queue_size=queue_size, dedup_window=dedup_window,
+                       max_flows=max_flows,
                        payload_budget=payload_budget, no_dissect=no_dissect, idle_timeout=idle_timeout,
                        say=lambda line: click.echo(printable(line), err=True)))
 

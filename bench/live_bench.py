@@ -2,7 +2,10 @@
 
     python bench/live_bench.py            # the whole run (~5 minutes): capacity, sender, rate search
     python bench/live_bench.py --quick    # the same in about a minute (fewer datagrams, shorter steps)
-    python bench/live_bench.py --drain 200000 [--no-dissect] [--recvfrom]   # one capacity measure only
+    python bench/live_bench.py --drain 200000 [--no-dissect]   # one capacity measure only (CPU time)
+    python bench/live_bench.py --instructions 200000 [--no-dissect] [--tree OTHER]   # the same, in
+        callgrind instructions: deterministic whatever the load (user space only: the kernel's
+        recvmmsg copy is not counted), against another checkout with --tree
 
 The traffic is the realistic generator of ../shared/bench (make_pcap.py, seed 1: TLS, HTTP, SSH,
 DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it.
@@ -15,15 +18,20 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    over the datagrams. Each of recvmmsg / recvfrom_into (INTRANSIT_NO_MMSG=1), with and without
    dissection, in its own process; the ratios say what recvmmsg bought.
 2. The sender: CPU per datagram of sendmmsg and of one send() per datagram (pre-built datagrams).
-3. The zero-loss search: one `intransit listen` (pinned to CPU 0, --rcvbuf 8M so that a step that
-   does not keep up overflows within ~0.1 s instead of being absorbed, windows of 10 s, parquet, the
+3. The zero-loss search: one `intransit listen` (pinned to CPU 0, its receive thread included;
+   --rcvbuf 8M, the default --queue 256M of the receive thread, windows of 10 s, parquet, the
    default policy) receives steps of rising rates from this process (pinned to CPU 1, sendmmsg,
-   paced in bursts of <= 1 ms). A step passes when the sender reached the rate asked (97%) and the
-   socket dropped nothing (the `drops` column of /proc/net/udp for the listener's port) and the
-   backlog drained within a second. Rates rise by x1.25 from --start until a step fails, then are
-   bisected. Printed: each step, then the highest zero-loss rate and what broke first above it (the
-   sender, the socket buffer with the listener's CPU share, or the drain). At the end the listener
-   gets SIGTERM and its totals must add up: received == everything sent, no queue drop.
+   paced in bursts of <= 1 ms). A step passes when the sender reached the rate asked (97%), nothing
+   was dropped (the `drops` column of /proc/net/udp for the listener's port: the kernel's; the
+   listener's status.json: its queue's) and the backlog (socket and receive queue) drained within
+   1.5 s of the step's end, so a rate the listener cannot sustain fails even when its queue absorbs
+   the step. Rates rise by x1.25 from --start until a step fails, then are bisected. Printed: each
+   step (with the windows that closed during it: a window's close is the largest burst, and whether
+   one falls inside a step is chance; the datagrams still queued at the first status after it),
+   then the highest zero-loss rate and what broke first above it (the sender, the socket buffer
+   or the receive queue with the listener's CPU share, or the drain). At the end the listener gets
+   SIGTERM and its totals must add up: received + kernel drops == everything sent, received ==
+   analysed + duplicates + filtered + queue drops.
 
 The machine is shared with other agents: the load average is printed with each number.
 """
@@ -78,18 +86,26 @@ def load() -> str:
 
 # ---------------------------------------------------------------- 1. capacity (one process per setting)
 
+QUEUE = {"bytes": 256 << 20}  # the receive queue of the drain's source (--queue)
+
+
 def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int, int]:
-    """Queue `count` datagrams, analyse them in-process: (CPU seconds, datagrams analysed, kernel drops)."""
+    """Queue `count` datagrams, analyse them in-process: (CPU seconds, datagrams analysed, kernel drops).
+    The receive thread reads ahead of the analysis up to its queue (--queue): with the default
+    256M, the pre-filled socket is read into ~130k datagrams of buffers long before they are
+    analysed (page faults, cold caches), which a listener keeping up with its stream never does;
+    `--queue 24M` (three batches) measures that steady state."""
     from analyzer.config import Options
     from analyzer.engines.live import LiveRun, policy_judge
     from analyzer.sources.mirror import MirrorSource
 
-    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect(("127.0.0.1", src.bound_ports[0]))
-    for k in range(count):
-        s.send(data[k % len(data)])
-    s.close()
+    try:
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30, queue_bytes=QUEUE["bytes"])
+    except TypeError:  # a tree from before the receive thread (--tree)
+        src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=1 << 30)
+    sender = Sender(data, src.bound_ports[0])  # sendmmsg: little of the sender's work is counted with ours
+    sender.paced(None, count)
+    sender.close()
     out = tempfile.mkdtemp(prefix="live-bench-drain-")
     run = LiveRun(src, Options().with_values(dissect=dissect), window=100.0, out_dir=out,
                   judge=policy_judge() if dissect else None)
@@ -110,11 +126,44 @@ def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int
     return c1 - c0, run.totals.analysed, src.kernel_drops()
 
 
+def drain_instructions(count: int, dissect: bool, tree: Path) -> int:
+    """Callgrind instructions of one process in `tree` that queues then analyses `count` datagrams
+    (after a warm-up of count/10), as --drain does (CPU time aside)."""
+    import re
+    import site
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
+               os.path.realpath(sys.executable), str(tree / "bench" / "live_bench.py"), "--drain-once", str(count),
+               "--queue", str(QUEUE["bytes"]), *([] if dissect else ["--no-dissect"])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
+        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"live_bench: the callgrind run in {tree} failed:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def instructions_table(count: int, dissect: bool, trees: list[Path]) -> None:
+    """Marginal instructions per datagram: (I(N) - I(N/5)) / (N - N/5), per tree."""
+    small = max(count // 5, 1000)
+    print(f"Instructions per datagram analysed (callgrind, marginal between {small:,} and {count:,} datagrams; "
+          f"dissection {'all' if dissect else 'none'}; user space only)")
+    base = None
+    for tree in trees:
+        a, b = drain_instructions(small, dissect, tree), drain_instructions(count, dissect, tree)
+        per = (b - a) / (count - small)
+        base = base or per
+        print(f"  {per:10,.0f} instructions/datagram  {per / base:6.3f} x the first  {tree}", flush=True)
+
+
 def drain_capacity(data: list[bytes], count: int, dissect: bool) -> dict[str, object]:
     """Marginal CPU per datagram: a warm-up, then N/5 and N datagrams (see the module docstring)."""
     from analyzer.sources.mirror import MirrorSource
 
-    receiver = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=()).receiver
+    probe = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    receiver = probe.receiver + (" thread" if getattr(probe, "threaded", False) else "")
+    probe.close()
     drain_once(data, max(count // 10, 1000), dissect)  # imports, kernels, the policy's first run
     small = max(count // 5, 1000)
     cpu_s, got_s, drops_s = drain_once(data, small, dissect)
@@ -129,12 +178,14 @@ def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[
     """Each (recvmmsg, dissect) setting in its own pinned process (the fallback needs a fresh one)."""
     results = {}
     print(f"\n1. Capacity of one core ({count:,} datagrams queued, then analysed; marginal CPU per datagram)")
-    print("receiver | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops | load")
+    print(f"{'receiver':>15} | dissection | CPU us/datagram (marginal) | datagrams/s per core | whole run us | drops "
+          "| load")
     for mmsg, dissect in settings:
         env = dict(os.environ)
         if not mmsg:
             env["INTRANSIT_NO_MMSG"] = "1"
-        cmd = ["taskset", "-c", "0", sys.executable, __file__, "--drain", str(count), "--json"]
+        cmd = ["taskset", "-c", "0", sys.executable, __file__, "--drain", str(count), "--json", "--queue",
+               str(QUEUE["bytes"])]
         if not dissect:
             cmd.append("--no-dissect")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
@@ -143,7 +194,7 @@ def capacity_table(count: int, settings: list[tuple[bool, bool]]) -> dict[tuple[
             continue
         res = json.loads(r.stdout.strip().splitlines()[-1])
         results[(mmsg, dissect)] = res
-        print(f"{res['receiver']:>9} | {'all' if dissect else 'none':>10} | {res['us_marginal']:>26} | "
+        print(f"{res['receiver']:>15} | {'all' if dissect else 'none':>10} | {res['us_marginal']:>26} | "
               f"{res['per_core']:>20,} | {res['us_whole_run']:>12} | {res['kernel_drops']:>5} | {res['load']}",
               flush=True)
     for dissect in (True, False):
@@ -257,6 +308,17 @@ class Listener:
         self.first = self.proc.stderr.readline()
         self.port = int(self.first.split(" port ")[1].split()[0])
 
+    def windows(self) -> int:
+        """Windows the listener has written so far."""
+        return len(glob.glob(os.path.join(self.out, "stats-*.jsonl")))
+
+    def status(self) -> dict:
+        """The listener's status.json (counters so far, receive queue depth), {} before the first."""
+        try:
+            return json.loads(Path(self.out, "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def stop(self) -> tuple[dict, str]:
         self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=300)
@@ -265,33 +327,50 @@ class Listener:
 
 
 def step(listener: Listener, sender: Sender, rate: float, seconds: float) -> dict[str, object]:
+    """One rate for `seconds`: losses are the kernel's drops (/proc/net/udp) and the listener's
+    queue drops (its status.json, rewritten every second); the backlog must drain within 1.5 s."""
     _, drops0 = udp_socket_state(listener.port)
+    qdrops0 = int(listener.status().get("counters", {}).get("dropped_queue", 0))
+    windows0 = listener.windows()
     cpu0, w0 = cpu_seconds(listener.proc.pid), time.perf_counter()
     sent, took, sender_cpu = sender.paced(rate, int(rate * seconds))
     cpu_send = cpu_seconds(listener.proc.pid)
-    backlog_s = 0.0
+    windows = listener.windows() - windows0  # closed while sending: their burst was inside the step
+    sent_at = time.time_ns()
     t = time.perf_counter()
-    while udp_socket_state(listener.port)[0] and time.perf_counter() - t < 5.0:
-        time.sleep(0.02)
-    backlog_s = time.perf_counter() - t
+    backlog = -1
+    drained = False
+    while time.perf_counter() - t < 1.5:  # a status written after the sending ended, nothing queued anywhere
+        st = listener.status()
+        if st.get("time_ns", 0) > sent_at:
+            if backlog < 0:
+                backlog = int(st.get("queued_datagrams", 0)) + udp_socket_state(listener.port)[0] // 1000
+            if not st.get("queued_datagrams") and not udp_socket_state(listener.port)[0]:
+                drained = True
+                break
+        time.sleep(0.05)
     cpu1, w1 = cpu_seconds(listener.proc.pid), time.perf_counter()
-    queue, drops1 = udp_socket_state(listener.port)
+    _, drops1 = udp_socket_state(listener.port)
     drops = drops1 - drops0
+    qdrops = int(listener.status().get("counters", {}).get("dropped_queue", 0)) - qdrops0
     achieved = sent / max(took, 1e-9)
     ok_sender = achieved >= 0.97 * rate
-    ok = ok_sender and drops == 0 and queue == 0 and backlog_s < 1.0
+    ok = ok_sender and drops == 0 and qdrops == 0 and drained
+    share = (cpu_send - cpu0) / max(took, 1e-9)
     if not ok_sender:
         each = sender_cpu / max(sent, 1) * 1e6
         why = f"the sender: {achieved:,.0f}/s of {rate:,.0f}/s asked ({each:.2f} us CPU each)"
     elif drops:
-        why = (f"the socket buffer overflowed: {drops:,} kernel drops; the listener used "
-               f"{(cpu_send - cpu0) / max(took, 1e-9):.0%} of a core while sending")
-    elif queue or backlog_s >= 1.0:
-        why = f"the listener fell behind: {backlog_s:.1f} s to drain the backlog"
+        why = (f"the socket buffer overflowed: {drops:,} kernel drops; the listener used {share:.0%} of a core "
+               f"while sending")
+    elif qdrops:
+        why = f"the receive queue was full: {qdrops:,} queue drops; the listener used {share:.0%} of a core"
+    elif not drained:
+        why = f"the listener fell behind: {max(backlog, 0):,} datagrams queued, not drained within 1.5 s"
     else:
         why = ""
-    return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops, "ok": ok, "why": why,
-            "listener_cpu_share": round((cpu_send - cpu0) / max(took, 1e-9), 2),
+    return {"rate": rate, "sent": sent, "achieved": round(achieved), "drops": drops + qdrops, "ok": ok, "why": why,
+            "listener_cpu_share": round(share, 2), "backlog": max(backlog, 0), "windows": windows,
             "listener_us": round((cpu1 - cpu0) / max(sent, 1) * 1e6, 2),
             "sender_us": round(sender_cpu / max(sent, 1) * 1e6, 2), "wall_s": round(w1 - w0, 1), "load": load()}
 
@@ -307,8 +386,8 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
     sender = Sender(data, listener.port)
     sender.paced(20000, 20000)  # the listener's first batches: kernels, imports
     time.sleep(1.0)
-    print("rate asked | achieved | kernel drops | listener CPU share | listener us/datagram | sender us/datagram "
-          "| result | load")
+    print("rate asked | achieved | drops (kernel + queue) | listener CPU share | windows closed | queued after "
+          "| listener us/datagram | sender us/datagram | result | load")
     total_sent = 20000
     good, bad = 0.0, None
     rate = start
@@ -319,9 +398,9 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         r = step(listener, sender, rate, seconds)
         total_sent += int(r["sent"])  # type: ignore[call-overload]
         tried[rate] = r
-        print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>12,} | {r['listener_cpu_share']:>18.0%} | "
-              f"{r['listener_us']:>20} | {r['sender_us']:>18} | {'zero loss' if r['ok'] else r['why']} | {r['load']}",
-              flush=True)
+        print(f"{rate:>10,.0f} | {r['achieved']:>8,} | {r['drops']:>22,} | {r['listener_cpu_share']:>18.0%} | "
+              f"{r['windows']:>14} | {r['backlog']:>12,} | {r['listener_us']:>20} | {r['sender_us']:>18} | "
+              f"{'zero loss' if r['ok'] else r['why']} | {r['load']}", flush=True)
         time.sleep(0.5)
         return r
 
@@ -341,6 +420,7 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         else:
             bad = mid
     sender.close()
+    st = listener.status()
     totals, err = listener.stop()
     print(f"\nHighest zero-loss rate: {good:,.0f} datagrams/s" if good else "\nNo step was free of loss.")
     if bad is not None:
@@ -348,10 +428,14 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
     else:
         print(f"No step up to {top:,.0f}/s failed (raise --top).")
     received, lost = int(totals.get("received", 0)), int(totals.get("dropped_kernel", 0))
-    adds_up = received + lost == total_sent and totals.get("dropped_queue", 0) == 0
+    accounted = sum(int(totals.get(k, 0)) for k in ("analysed", "duplicates", "filtered", "dropped_queue"))
+    adds_up = received + lost == total_sent and accounted == received
     print(f"Listener totals: {received:,} received + {lost:,} kernel drops of {total_sent:,} sent; "
-          f"{totals.get('dropped_queue', 0)} queue drops; analysed {totals.get('analysed', 0):,}: "
+          f"received = {totals.get('analysed', 0):,} analysed + {totals.get('duplicates', 0)} duplicates + "
+          f"{totals.get('filtered', 0)} filtered + {totals.get('dropped_queue', 0)} queue drops: "
           f"{'the counters add up' if adds_up else 'THE COUNTERS DO NOT ADD UP'}")
+    print(f"Receive queue: at most {st.get('queue_peak_batches', 0)} batches waiting for the analysis at once "
+          f"(the bursts it absorbed); full {st.get('queue_full_events', 0)} times")
     if not adds_up:
         print(err[-2000:])
 
@@ -370,10 +454,27 @@ def main() -> None:
     ap.add_argument("--drain", type=int, default=0, metavar="N",
                     help="Only: queue N datagrams, then measure the listener's marginal CPU time per datagram.")
     ap.add_argument("--json", action="store_true", help="With --drain: one JSON line.")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="Only: marginal callgrind instructions per datagram (N and N/5 datagrams queued).")
+    ap.add_argument("--tree", type=Path, action="append", default=[],
+                    help="With --instructions: another checkout to measure beside this one (repeatable).")
+    ap.add_argument("--drain-once", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--queue", default="256M",
+                    help="The receive queue of --drain / --instructions (the listener's --queue default: 256M).")
     args = ap.parse_args()
     quick = args.quick
+    from analyzer.engines.live import parse_size
+
+    QUEUE["bytes"] = parse_size(args.queue)
     packets = min(args.packets, 100_000) if quick else args.packets
+    if args.instructions:
+        instructions_table(args.instructions, not args.no_dissect, [ROOT, *(t.resolve() for t in args.tree)])
+        return
     data = datagrams(packets)
+    if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
+        drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)
+        drain_once(data, args.drain_once, not args.no_dissect)
+        return
     if args.drain:
         r = drain_capacity(data, args.drain, not args.no_dissect)
         if args.json:

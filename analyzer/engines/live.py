@@ -33,7 +33,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ import numpy as np
 
 from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode
 from analyzer.decode import _kernel as D
+from analyzer.engines import _dedup as K
 from analyzer.flows.table import FlowTable
 from analyzer.pipeline import Collector, Options, Plan
 from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Deduplicator", "LiveCounters", "LiveRun", "PcapRotator", "mark_truncated", "parse_duration",
            "parse_size", "policy_judge"]
 
-PREFIX = 16  # payload bytes in a packet's identity
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
@@ -71,57 +71,47 @@ def _mix(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     return x
 
 
-_ID_COLS = [D.C_IPVER, D.C_PROTO, D.C_SPORT, D.C_DPORT, D.C_IPLEN, D.C_IPID, D.C_SEQ, D.C_ACK, D.C_FLAGS, D.C_PLLEN,
-            D.C_FRAG]
-_ID_UCOLS = [D.U_SHI, D.U_SLO, D.U_DHI, D.U_DLO]
-_VANTAGE_UCOLS = [D.U_OSHI, D.U_OSLO, D.U_GWEP]
-
-
 def _weights(k: int, seed: int) -> np.ndarray:
     """k fixed odd 64-bit multipliers (splitmix64 of 1..k): one per field of a hashed row."""
     w = _mix(np.full(k, seed, np.uint64), np.arange(1, k + 1, dtype=np.uint64))
     return w | np.uint64(1)
 
 
-_ID_W = _weights(len(_ID_COLS) + len(_ID_UCOLS) + PREFIX // 8, 0x1D)
-_VANTAGE_W = _weights(len(_VANTAGE_UCOLS) + 1, 0x7A)
+_ID_W = _weights(K.N_ID_WEIGHTS, 0x1D)
+_VANTAGE_W = _weights(K.N_VANTAGE_WEIGHTS, 0x7A)
+_MIN_SLOTS = 1 << 12
 
 
-def _row_hash(m: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum(field_j * w_j) mod 2**64 per row of the uint64 matrix m: two whole-matrix operations (a
-    splitmix step per field was 8 per field). The w_j are odd, so rows that differ in one field
-    never collide; rows that differ in several collide with probability ~2**-64."""
-    with np.errstate(over="ignore"):
-        return (m * w).sum(axis=1, dtype=np.uint64)
-
-
-def identities(d: DecodedBatch) -> tuple[np.ndarray, np.ndarray]:
-    """Per packet: the inner identity hash (what two mirror copies share) and the vantage hash
-    (what tells the copies apart: outer source address, VNI, GWLB endpoint)."""
-    c, u = d.cols, d.ucols
-    n = len(c)
-    buf = d.batch.buf
-    if n and len(buf):
-        at = c[:, D.C_PLOFF, None] + np.arange(PREFIX)
-        have = np.arange(PREFIX) < np.minimum(c[:, D.C_PLCAP], PREFIX)[:, None]
-        pre = np.where(have, buf[np.clip(at, 0, len(buf) - 1)], 0).astype(np.uint8)
-        words = np.ascontiguousarray(pre).view("<u8").astype(np.uint64)
-    else:
-        words = np.zeros((n, PREFIX // 8), np.uint64)
-    h = _row_hash(np.concatenate([c[:, _ID_COLS].view(np.uint64), u[:, _ID_UCOLS], words], axis=1), _ID_W)
-    v = _row_hash(np.concatenate([u[:, _VANTAGE_UCOLS], c[:, [D.C_VNI]].view(np.uint64)], axis=1), _VANTAGE_W)
-    return h, v
-
-
-@dataclass(slots=True)
 class Deduplicator:
-    """Drops the second copy of a packet mirrored from two vantages within `window_ns`."""
+    """Drops the second copy of a packet mirrored from two vantages within `window_ns`: a packet
+    whose inner identity was first seen from another vantage (outer source address, VNI, GWLB
+    endpoint) that recently. The first copy of each identity of the window is kept in a hash table
+    (`analyzer.engines._dedup`), emptied of what is older than the window as it fills."""
 
-    window_ns: int
-    duplicates: int = 0
-    _h: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted identities
-    _v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    _t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    __slots__ = ("_h", "_shift", "_t", "_used", "_v", "duplicates", "window_ns")
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self.duplicates = 0
+        self._empty(_MIN_SLOTS)
+        self._used = np.zeros(1, np.int64)
+
+    def _empty(self, slots: int) -> None:
+        self._h = np.zeros(slots, np.uint64)
+        self._v = np.zeros(slots, np.uint64)
+        self._t = np.full(slots, K.EMPTY, np.int64)
+        self._shift = 64 - (slots.bit_length() - 1)
+
+    def _room(self, n: int, now: int) -> None:
+        """At most half the slots taken after n more: drop what is older than the window, and
+        size the table for twice what is left (at least 4x, so that rebuilds stay rare)."""
+        if 2 * (int(self._used[0]) + n) <= len(self._t):
+            return
+        h, v, t = self._h, self._v, self._t
+        fresh = int(np.count_nonzero(t >= now - self.window_ns))
+        slots = max(_MIN_SLOTS, 1 << (4 * (fresh + n) - 1).bit_length())
+        self._empty(slots)
+        self._used[0] = K.rebuild(h, v, t, self._h, self._v, self._t, self._shift, now - self.window_ns)
 
     def keep(self, d: DecodedBatch) -> np.ndarray:
         """A mask of the packets to analyse (True) in `d`; duplicates are counted."""
@@ -130,40 +120,10 @@ class Deduplicator:
         if self.window_ns <= 0 or n == 0:
             return keep
         ts = d.batch.ts_ns
-        cand = np.flatnonzero(d.cols[:, D.C_IPVER] > 0)
-        if not len(cand):
-            return keep
-        h, v = identities(d)
-        h, v, t = h[cand], v[cand], ts[cand]
-        # the earliest copy of each identity: in the recent set, else the first in this batch
-        order = np.lexsort((np.arange(len(h)), h))
-        hs = h[order]
-        run_start = np.ones(len(hs), np.bool_)
-        run_start[1:] = hs[1:] != hs[:-1]
-        first_of_run = order[np.maximum.accumulate(np.where(run_start, np.arange(len(hs)), 0))]
-        ref = np.empty(len(h), np.int64)
-        ref[order] = first_of_run
-        ref_v, ref_t = v[ref].copy(), t[ref].copy()
-        is_first = ref == np.arange(len(h))
-        if len(self._h):
-            pos = np.searchsorted(self._h, h)
-            pos_c = np.minimum(pos, len(self._h) - 1)
-            seen = (pos < len(self._h)) & (self._h[pos_c] == h)
-            ref_v = np.where(seen, self._v[pos_c], ref_v)
-            ref_t = np.where(seen, self._t[pos_c], ref_t)
-            is_first &= ~seen
-        dup = (~is_first) & (ref_v != v) & (t - ref_t <= self.window_ns)
-        keep[cand[dup]] = False
-        self.duplicates += int(dup.sum())
-        # remember the new identities; forget those older than the window
-        now = int(ts.max())
-        nh = np.concatenate([self._h, h[is_first]])
-        nv = np.concatenate([self._v, v[is_first]])
-        nt = np.concatenate([self._t, t[is_first]])
-        fresh = nt >= now - self.window_ns
-        nh, nv, nt = nh[fresh], nv[fresh], nt[fresh]
-        o = np.argsort(nh, kind="stable")
-        self._h, self._v, self._t = nh[o], nv[o], nt[o]
+        self._room(n, int(ts.min()))
+        buf, ts = np.ascontiguousarray(d.batch.buf), np.ascontiguousarray(ts, np.int64)
+        self.duplicates += int(K.dedup(d.cols, d.ucols, buf, ts, self.window_ns, _ID_W, _VANTAGE_W, self._h, self._v,
+                                       self._t, self._shift, self._used, keep))
         return keep
 
 
@@ -407,6 +367,7 @@ class LiveRun:
                 last_expire = now
                 for ended in self.table.expire_iter(now):
                     collector.add(ended)
+                self._status(now)
             if now >= window_end:
                 yield self._close(collector, start, now, final=False)
                 collector = self._collector()
@@ -414,6 +375,24 @@ class LiveRun:
         for ended in self.table.flush_iter():
             collector.add(ended)
         yield self._close(collector, start, time.time_ns(), final=True)
+
+    def _status(self, now: int) -> None:
+        """`status.json` in out_dir, rewritten every second and at each window: the counters so far and the receive
+        queue's depth, for a monitor (or live_bench) that cannot wait for the window's stats."""
+        if self.out_dir is None:
+            return
+        src, tot = self.source, self.totals
+        sc = src.counters
+        counters = {**tot.as_dict(), "received": sc.received, "filtered": sc.filtered,
+                    "dropped_queue": sc.dropped_queue, "dropped_kernel": src.kernel_drops(),
+                    "duplicates": self.dedup.duplicates}
+        status = {"time": _iso(now), "time_ns": now, "counters": counters, "queued_datagrams": src.in_queue,
+                  "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
+                  "live_flows": self.table.live_flows}
+        path = os.path.join(self.out_dir, "status.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(status) + "\n")
+        os.replace(path + ".tmp", path)
 
     def _count(self, d: DecodedBatch) -> None:
         c, tot = d.cols, self.totals
@@ -475,10 +454,13 @@ class LiveRun:
         calls, self._last_calls = src.counters.syscalls - self._last_calls, src.counters.syscalls
         stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
                  "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
-                 "receiver": src.receiver, "receive_calls": calls, "targets": targets,
+                 "receiver": src.receiver, "receive_thread": src.threaded, "receive_calls": calls,
+                 "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
+                 "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
         files = self._write(start, frames, stats) if self.out_dir is not None else []
+        self._status(end)
         window = Window(index, start, end, frames, this, replace(tot), files, summary_line(index, stats, frames))
         if self.on_window is not None:
             self.on_window(window)
@@ -579,10 +561,11 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
               vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
               suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
               rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-              idle_timeout: float, say: Callable[[str], None]) -> int:
+              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M") -> int:
     """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
     Returns the exit code (0 once the last window is written)."""
     import signal
+    import sys
 
     from analyzer.errors import UsageError
     from analyzer.sources.mirror import MirrorSource
@@ -592,12 +575,17 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
         dedup_s = 0.0 if dedup_window.strip() in ("0", "0s", "0ms") else parse_duration(dedup_window)
         rotate_b = parse_size(rotate)
         rcvbuf_b = parse_size(rcvbuf)
+        queue_b = parse_size(queue_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = Options().with_values(max_flows=max_flows, payload_budget=payload_budget, dissect=not no_dissect,
                                     idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300)
     judge = policy_judge(vpc, zones, profile, aws_ip_ranges, suppressions)  # a bad profile or zones file: now
-    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b)
+    source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b,
+                          queue_bytes=queue_b)
+    # The receive thread waits for the GIL at most this long after its select() returns while the
+    # analysis runs Python (5 ms by default): the socket buffer only has to hold that much traffic.
+    sys.setswitchinterval(0.001)
     pcap = PcapRotator(pcap_out, rotate_b) if pcap_out else None
     signals = 0
 
@@ -613,7 +601,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
                             *(f"{p} (geneve)" for p in source.geneve_ports)])
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
-        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}; "
+        f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}"
+        f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}; "
         f"windows of {window_s:g} s to {out_dir}")
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
                   pcap=pcap, on_window=lambda w: say(w.summary))

@@ -9,6 +9,12 @@ datagrams.
 
 Linux on a little-endian LP64 machine (x86-64, aarch64) only: `available()` says whether this
 process can use them; the callers fall back to recvfrom_into / send otherwise.
+
+recvmmsg is called through `ctypes.PyDLL`, i.e. *holding* the GIL: it never blocks (MSG_DONTWAIT;
+waiting is a select(), which releases the GIL), so a call lasts what copying <= 256 datagrams takes.
+Through CDLL each call released the GIL, and a receive thread then waited up to the interpreter's
+switch interval (5 ms) to get it back after every call while the analysis thread ran: one call per
+interval, 51k datagrams/s at most. Holding it, the receive thread empties the socket in one turn.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ def _load() -> ctypes.CDLL | None:
         try:
             lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             # int recvmmsg(int fd, struct mmsghdr *, unsigned vlen, int flags, struct timespec *)
+            held = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.recvmmsg = held.recvmmsg  # type: ignore[attr-defined]  # the GIL stays held (module docstring)
             lib.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
             lib.recvmmsg.restype = ctypes.c_int
             # int sendmmsg(int fd, struct mmsghdr *, unsigned vlen, int flags)
@@ -78,9 +86,10 @@ class RecvRing:
     `arm(base, stride, cap)` points message k's first iovec at base + k*stride (cap bytes) and its
     second at a spill region (the rest of a datagram longer than cap); `recv(fd, k, v)` receives up
     to v datagrams into messages k..k+v-1 and returns how many (0 when the socket is empty). What
-    spilled must be copied out (`spilled`) before the next call reuses the spill regions."""
+    spilled must be copied out (`spilled`) before the next call reuses the spill regions; rings used
+    one after the other (the batches a receive thread fills) may share one `spill` array."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, spill: np.ndarray | None = None) -> None:
         lib = _load()
         if lib is None:
             raise OSError("recvmmsg is not available here")
@@ -90,7 +99,8 @@ class RecvRing:
         self.iov = np.zeros((slots, 4), np.uint64)  # two struct iovec per message
         self.names = np.zeros((slots, NAME), np.uint8)
         self.ctl = np.zeros((slots, CTL), np.uint8)
-        self.spill = np.empty(MAX_CALL * SPILL, np.uint8)  # touched only by datagrams beyond a slot
+        # touched only by datagrams beyond a slot
+        self.spill = np.empty(MAX_CALL * SPILL, np.uint8) if spill is None else spill
         k = np.arange(slots, dtype=np.uint64)
         self.hdr["name"] = _addr(self.names) + k * np.uint64(NAME)
         self.hdr["iov"] = _addr(self.iov) + k * np.uint64(32)

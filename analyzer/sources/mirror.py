@@ -8,12 +8,18 @@ VNI, GENEVE/GWLB options, outer addresses as the vantage columns), so nothing be
 packets came from a socket. The header costs 28 (48) bytes per datagram, written for the whole batch
 at once with numpy.
 
-Receiving is one thread (Zeek's packet-source design, not Suricata's capture threads: in CPython a
-receiver thread releases the GIL on every recv, and the analysing thread then holds it for up to the
-switch interval, so the receiver gets one datagram per interval: a convoy). The kernel's socket
-buffer is the queue; `rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up
-to net.core.rmem_max) and `granted_rcvbuf` says what the kernel gave. A burst ends when the socket
-is empty, the batch is full, or `max_delay` has passed.
+With recvmmsg, receiving runs on a thread of its own, so that a burst of analysis work (flows ending
+and dissected, a window written) does not leave the socket unread. It fills "slabs" (a batch buffer
+and its recvmmsg structures: up to `batch_packets` datagrams over several calls, or `max_delay`
+after the first) and queues them; the analysis thread assembles and yields them. A receiver thread
+that released the GIL on every recv would wait up to the switch interval to get it back each time
+(a convoy: one call per 5 ms); recvmmsg is called holding it, never blocking (MSG_DONTWAIT), and only
+select() waits, so the thread empties the socket in one turn each time it runs. The queue holds at
+most `queue_bytes` of slabs, allocated as the analysis falls behind and reused once nothing refers
+to their buffer; all in use, the thread waits and the kernel's socket buffer is the queue:
+`rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up to
+net.core.rmem_max) and `granted_rcvbuf` says what the kernel gave. Without recvmmsg (and with
+`receive_thread=False`) batches are received in the calling thread, as the analysis asks for them.
 
 Datagrams are received with recvmmsg(2) through ctypes (`analyzer.sources._mmsg`): up to 256 per
 system call, each straight into its own fixed slot of the batch buffer (a slot of `cap` bytes
@@ -28,9 +34,10 @@ INTRANSIT_NO_MMSG=1) recvfrom_into reads one datagram per call (destination: the
 Counters (`MirrorCounters`): received (datagrams read from the socket), filtered (a source outside
 `allow`), kernel drops (SO_RXQ_OVFL, read on the first datagram of each burst, and the `drops`
 column of /proc/net/udp[6] for the socket's inode, whichever is higher: both are the socket's
-sk_drops), queue drops (read but not analysed: what is still queued when the shutdown drain runs
-out of time; new datagrams are refused from the stop on), oversize (cut by our buffer; cannot happen
-with a 65535-byte slot, kept as a guard). Every datagram read is yielded or counted.
+sk_drops), queue drops (read but not analysed: what is still queued, in the socket or the receive
+queue, when the shutdown drain runs out of time; new datagrams are refused from the stop on),
+oversize (cut by our buffer; cannot happen with a 65535-byte slot, kept as a guard).
+Every datagram read is yielded or counted.
 """
 
 from __future__ import annotations
@@ -38,13 +45,15 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import queue
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -61,6 +70,26 @@ MAX_DATAGRAM = 65535
 FIRST_CAP = 2048 - HEADROOM  # a slot's first size: an Ethernet-MTU mirrored frame with its VXLAN/GENEVE header
 MAX_CAP = 16384 - HEADROOM  # slots grow to fit up to here (a jumbo-MTU mirror target's 9001); beyond: spill
 _CMSG_DROPS = struct.Struct("=I")
+_RING_SLOTS = 8192  # messages a slab's recvmmsg structures hold at most (batch_packets caps it lower)
+
+
+@dataclass(slots=True, eq=False)
+class _Slab:
+    """One batch being received with recvmmsg: its buffer (datagram j in slot j, `stride` bytes
+    apart, `cap` bytes each after the header room) and its recvmmsg structures, which the analysis
+    reads after the receive thread has filled them; `runs`: (first message, socket index) per call."""
+
+    buf: np.ndarray
+    ring: _mmsg.RecvRing
+    stride: int
+    cap: int
+    slots: int
+    call_ns: np.ndarray  # the receive time of each message's call (used where the kernel gave none)
+    k: int = 0
+    calls: int = 0
+    runs: list[tuple[int, int]] = field(default_factory=list)
+    spills: list[tuple[int, bytes]] = field(default_factory=list)
+    queued: bool = False  # filled or being filled, its batch not made yet
 
 
 @dataclass(slots=True)
@@ -103,9 +132,14 @@ class MirrorSource:
 
     def __init__(self, bind: str = "0.0.0.0", ports: Sequence[int] = (4789,), geneve_ports: Sequence[int] = (6081,),
                  allow: Sequence[str] = (), rcvbuf: int | None = 32 << 20, batch_packets: int = 4096,
-                 batch_bytes: int = 4 << 20, max_delay: float = 0.05, tick: float = 0.2,
-                 drain_timeout: float = 5.0, mmsg: bool | None = None) -> None:
-        """`mmsg`: receive with recvmmsg (None: where available; False: one recvfrom_into per datagram)."""
+                 batch_bytes: int = 8 << 20, max_delay: float = 0.02, tick: float = 0.2,
+                 drain_timeout: float = 5.0, mmsg: bool | None = None, receive_thread: bool | None = None,
+                 queue_bytes: int = 256 << 20) -> None:
+        """`mmsg`: receive with recvmmsg (None: where available; False: one recvfrom_into per datagram).
+        `receive_thread` (None: with recvmmsg): receive on a thread of its own into at most
+        `queue_bytes` of batch buffers (allocated as the analysis falls behind, reused once it is done
+        with them; all in use: the socket buffer holds the rest); a batch's buffer is then reused
+        once nothing refers to it any more."""
         self.bind = bind
         self.allow = parse_allow(allow)
         self.batch_packets = max(1, batch_packets)
@@ -122,13 +156,22 @@ class MirrorSource:
         self._rxq_drops: dict[int, int] = {}
         self._inode: dict[int, int] = {}
         self.targets: dict[str, int] = {}  # datagrams yielded per destination (mirror target) address
-        self._ring: _mmsg.RecvRing | None = None
-        if mmsg is None:
-            mmsg = _mmsg.available()
-        if mmsg:
-            self._ring = _mmsg.RecvRing(self.batch_packets)
+        self._mmsg = _mmsg.available() if mmsg is None else bool(mmsg)
+        self.threaded = self._mmsg if receive_thread is None else bool(receive_thread) and self._mmsg
         self._cap = FIRST_CAP
-        self.receiver = "recvmmsg" if self._ring is not None else "recvfrom"
+        self._spill = np.empty(_mmsg.MAX_CALL * _mmsg.SPILL, np.uint8) if self._mmsg else np.empty(0, np.uint8)
+        self._sync_slab: _Slab | None = None
+        # the receive thread's queue: filled slabs in order; every slab that exists is in _lent
+        self.queue_slabs = max(2, queue_bytes // self.batch_bytes)
+        self._full: queue.SimpleQueue[_Slab | None] = queue.SimpleQueue()
+        self._lent: list[_Slab] = []
+        self._abort = False
+        self._drain_end = 0.0
+        self._count_lock = threading.Lock()
+        self.queue_peak = 0  # most filled slabs waiting for the analysis at once
+        self.in_queue = 0  # datagrams received by the thread, waiting for the analysis (not yet `received`)
+        self.queue_full_events = 0  # times the receiver found every slab in use and waited for one
+        self.receiver = "recvmmsg" if self._mmsg else "recvfrom"  # the system call; `threaded`: on its own thread
         try:
             family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
         except ValueError:
@@ -164,7 +207,7 @@ class MirrorSource:
                 self.drop_counter = "so_rxq_ovfl+proc"
             except OSError:
                 self.drop_counter = "proc"
-            if self._ring is not None:  # read by _mmsg.parse_cmsgs; the fallback reads SO_RXQ_OVFL only
+            if self._mmsg:  # read by _mmsg.parse_cmsgs; the fallback reads SO_RXQ_OVFL only
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, _mmsg.SCM_TIMESTAMPNS, 1)
                 with contextlib.suppress(OSError):
@@ -229,6 +272,10 @@ class MirrorSource:
             sel.register(s, selectors.EVENT_READ)
         index = 0
         try:
+            if self.threaded:
+                yield from self._batches_threaded(sel)
+                self.kernel_drops()
+                return
             while not self._stop.is_set():
                 batch = self._fill(sel, deadline=None)
                 if batch is not None:
@@ -280,29 +327,50 @@ class MirrorSource:
         full, `max_delay` has passed since its first datagram, or the sockets are empty. None when
         nothing came and nothing needs saying (draining: the sockets are empty); an empty batch
         after an idle tick, or when all that came was filtered."""
-        if self._ring is None:
+        if not self._mmsg:
             return self._fill_each(sel, deadline)
         return self._fill_mmsg(sel, deadline)
 
+    # ---------------------------------------------------------------- recvmmsg: slabs
     def _fill_mmsg(self, sel: selectors.BaseSelector, deadline: float | None) -> PacketBatch | None:
-        """`_fill` with recvmmsg: the loop runs once per system call (up to 256 datagrams), not per
-        datagram; everything per datagram is done afterwards for the batch with numpy (`_assemble`)."""
-        ring = self._ring
-        assert ring is not None
+        """`_fill` with recvmmsg, in the calling thread: one slab received, then assembled."""
+        slab = self._slab(fresh=True)
+        self.counters.received += self._receive(slab, sel, self.tick if deadline is None else 0.0,
+                                                draining=deadline is not None)
+        if not slab.k:
+            return PacketBatch.empty(self.name) if deadline is None else None
+        return self._slab_batch(slab)
+
+    def _slab(self, fresh: bool = False) -> _Slab:
+        """A new slab sized for the current slot size. `fresh`: the calling thread's one slab,
+        its recvmmsg structures reused, its buffer new (the caller may keep the batch made of it)."""
         cap = self._cap
         stride = (HEADROOM + cap + 63) & ~63
-        slots = max(1, min(self.batch_packets, self.batch_bytes // stride, ring.slots))
-        buf = np.empty(slots * stride, np.uint8)
-        ring.arm(int(buf.ctypes.data), stride, cap, HEADROOM)
+        slots = max(1, min(self.batch_packets, self.batch_bytes // stride, _RING_SLOTS))
+        slab = self._sync_slab if fresh else None
+        if slab is None or slab.stride != stride:
+            slab = _Slab(np.empty(slots * stride, np.uint8), _mmsg.RecvRing(slots, self._spill), stride, cap, slots,
+                         np.empty(slots, np.int64))
+            if fresh:
+                self._sync_slab = slab
+        elif fresh:
+            slab.buf = np.empty(slots * stride, np.uint8)
+        return self._rearm(slab)
+
+    def _receive(self, slab: _Slab, sel: selectors.BaseSelector, wait: float, draining: bool = False) -> int:
+        """Fill `slab`: wait up to `wait` for the first datagram, then take bursts until the slab is
+        full, `max_delay` has passed since its first datagram, or the sockets are empty (draining)
+        or `stop()` was called (nothing read yet). The loop runs once per system call (up to 256
+        datagrams), not per datagram; returns how many datagrams it holds. They are counted as
+        received by whoever takes them (the analysis, or the receive thread when it drops them), so
+        that at any moment `received` = what has been analysed, filtered or dropped.)"""
+        ring, slots, cap = slab.ring, slab.slots, slab.cap
         lens_col = ring.hdr["len"]
-        call_ns = np.empty(slots, np.int64)  # the receive time of messages without a kernel timestamp
-        runs: list[tuple[int, int]] = []  # (first message index, socket index): one per call
-        spills: list[tuple[int, bytes]] = []
+        call_ns = slab.call_ns
         k = calls = 0
         time_ns = time.time_ns
         first_at = 0.0
         began = time.monotonic()
-        wait = self.tick if deadline is None else 0.0  # draining: only what is queued already
         timeout = wait
         while k < slots:
             events = sel.select(timeout)
@@ -320,10 +388,10 @@ class MirrorSource:
                     if not got:
                         break
                     calls += 1
-                    runs.append((k, si))
+                    slab.runs.append((k, si))
                     call_ns[k:k + got] = time_ns()
                     if int(lens_col[k:k + got].max()) > cap:
-                        spills += ring.spilled(k, got, cap)
+                        slab.spills += ring.spilled(k, got, cap)
                     k += got
                     if got < want:  # the socket is empty
                         break
@@ -333,18 +401,22 @@ class MirrorSource:
                 break
             now = time.monotonic()
             if k:
-                timeout = self.max_delay - (now - first_at)
-                if timeout <= 0:
+                timeout = 0.0 if draining else self.max_delay - (now - first_at)
+                if timeout < 0 or (draining and not events):
                     break
             else:
                 timeout = wait - (now - began)
-                if timeout <= 0 or (deadline is None and self._stop.is_set()):
+                if timeout <= 0 or (not draining and self._stop.is_set()):
                     break
+        slab.k, slab.calls = k, calls
+        self.counters.syscalls += calls
+        return k
+
+    def _slab_batch(self, slab: _Slab) -> PacketBatch:
+        """The received slab as a batch: its columns read from the recvmmsg structures with numpy
+        (senders, kernel timestamps, drop counts, target addresses), --allow applied, headers written."""
+        ring, k, cap, stride, buf, spills = slab.ring, slab.k, slab.cap, slab.stride, slab.buf, slab.spills
         c = self.counters
-        c.received += k
-        c.syscalls += calls
-        if not k:
-            return PacketBatch.empty(self.name) if deadline is None else None
         lens = ring.hdr["len"][:k].astype(np.int64)
         if len(spills) or int(lens.max()) > cap:  # the next batches' slots fit the largest seen
             self._cap = max(cap, min(MAX_CAP, (int(lens.max()) + 1023) & ~1023))
@@ -357,8 +429,9 @@ class MirrorSource:
         src[is4, 12:16] = names[is4, 4:8]
         src[~is4] = names[~is4, 8:24]
         ts, drops, dst, have = _mmsg.parse_cmsgs(ring.ctl[:k], ring.hdr["controllen"][:k])
-        ts = np.where(ts >= 0, ts, call_ns[:k])
+        ts = np.where(ts >= 0, ts, slab.call_ns[:k])
         dst[~have] = np.frombuffer(self._local16(), np.uint8)
+        runs = slab.runs
         firsts = [f for f, _ in runs] + [k]
         sock_of = np.repeat(np.array([si for _, si in runs], np.int64), np.diff(firsts))
         if (drops >= 0).any():
@@ -394,6 +467,126 @@ class MirrorSource:
         real = np.where(trunc, MAX_DATAGRAM + 1, lens)  # cut by our buffer (cannot happen): its length unknown
         lens = np.minimum(lens, MAX_DATAGRAM)
         return self._assemble(buf, base, lens, real, src, dst, sport, dport, ts)
+
+    # ---------------------------------------------------------------- recvmmsg: the receive thread
+    def _batches_threaded(self, sel: selectors.BaseSelector) -> Iterator[PacketBatch]:
+        """`batches()` with a receive thread: it fills slabs and queues them; this generator (the
+        analysis thread) assembles and yields them. An idle tick yields an empty batch."""
+        receiver = threading.Thread(target=self._receiver, args=(sel,), name="intransit-receive", daemon=True)
+        receiver.start()
+        index = 0
+        try:
+            while True:
+                try:
+                    slab = self._full.get(timeout=self.tick)
+                except queue.Empty:
+                    yield PacketBatch.empty(self.name)
+                    continue
+                if slab is None:  # the receiver has drained the sockets and ended
+                    break
+                late = self._drain_end and time.monotonic() > self._drain_end  # the drain ran out of time
+                self._take(slab.k, dropped=bool(late), queued=True)
+                if late:
+                    continue
+                batch = self._slab_batch(slab)
+                slab.queued = False  # from now on its batch's references say whether it is in use
+                batch.first_index = index
+                index += len(batch)
+                yield batch
+                del batch  # the slab is reused once nothing holds its buffer (see _lendable)
+        finally:
+            self._abort = True
+            self._stop.set()
+            receiver.join()
+            while True:  # left in the queue by a consumer that stopped early: read, not analysed
+                try:
+                    slab = self._full.get_nowait()
+                except queue.Empty:
+                    break
+                if slab is not None:
+                    self._take(slab.k, dropped=True, queued=True)
+
+    def _lendable(self) -> _Slab | None:
+        """A slab to fill: one whose buffer nothing outside it refers to any more (its batch and
+        what was decoded from it are gone), else a new one while fewer than `queue_slabs` exist,
+        else None (the queue is full). Reference counts, not a hand-back protocol: a consumer that
+        keeps a batch keeps its buffer, safely, and the bound still holds."""
+        lent = self._lent
+        for j, slab in enumerate(lent):
+            if not slab.queued and sys.getrefcount(slab.buf) <= 2:  # the slab's own + the argument's
+                del lent[j]
+                slab = self._rearm(slab)
+                break
+        else:
+            if len(lent) >= self.queue_slabs:
+                return None
+            slab = self._slab()
+        lent.append(slab)
+        slab.queued = True  # until the analysis has made its batch
+        return slab
+
+    def _receiver(self, sel: selectors.BaseSelector) -> None:
+        """The receive thread: fill slabs and queue them until stop(); then shut the sockets, drain
+        what the kernel holds (until empty or `drain_timeout`), discard the rest as queue drops.
+        With every slab in use (the analysis is behind by `queue_slabs` batches) it stops reading
+        until one is free: the socket buffer holds what arrives meanwhile, and what it cannot hold
+        the kernel drops and counts (`dropped_kernel`). Reading and discarding instead would spend
+        the CPU the analysis lacks at that very moment (~1 us per datagram on one core) and throw
+        away the socket buffer's room."""
+        full = False
+        draining = False
+        try:
+            while not self._abort:
+                if not draining and self._stop.is_set():
+                    self._shut()
+                    self._drain_end = time.monotonic() + self.drain_timeout
+                    draining = True
+                if draining and time.monotonic() > self._drain_end:
+                    break
+                slab = self._lendable()
+                if slab is None:  # the queue is full: wait for the analysis to free a slab
+                    if not full:
+                        self.queue_full_events += 1
+                    full = True
+                    time.sleep(0.001)
+                    continue
+                full = False
+                n = self._receive(slab, sel, 0.0 if draining else self.tick, draining)
+                if n:
+                    with self._count_lock:
+                        self.in_queue += n
+                    self._full.put(slab)
+                    self.queue_peak = max(self.queue_peak, self._full.qsize())
+                else:
+                    slab.queued = False
+                    if draining:
+                        break
+            if draining:
+                with self._count_lock:  # _discard counts them as received
+                    self.counters.dropped_queue += self._discard()
+        finally:
+            self._full.put(None)
+
+    def _take(self, n: int, dropped: bool, queued: bool = False) -> None:
+        """Count n datagrams as received (and as queue drops; `queued`: taken from the queue):
+        both threads count, under a lock."""
+        c = self.counters
+        with self._count_lock:
+            if queued:
+                self.in_queue -= n
+            c.received += n
+            if dropped:
+                c.dropped_queue += n
+
+    def _rearm(self, slab: _Slab) -> _Slab:
+        """A slab emptied for the next batch (re-made when the slot size grew meanwhile)."""
+        if slab.cap != self._cap:
+            return self._slab()
+        slab.ring.arm(int(slab.buf.ctypes.data), slab.stride, slab.cap, HEADROOM)
+        slab.k = slab.calls = 0
+        slab.runs, slab.spills = [], []
+        slab.queued = False
+        return slab
 
     def _allowed_mask(self, src: np.ndarray) -> np.ndarray:
         """Which senders (16-byte addresses, IPv4 as ::ffff:a.b.c.d) are inside --allow."""

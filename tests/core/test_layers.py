@@ -69,11 +69,12 @@ def imported(path: Path, module: str) -> set[str]:
     return {m for m in found if m in modules and m not in (module, "analyzer")}
 
 
-# The one edge allowed upwards, and why: the kernel binder compiles the numba kernels of the lower
-# layers ahead of time into one extension module (or binds them with numba's JIT), so it names them.
-# The kernels call nothing else of the package; no other module may follow this example.
+# The one edge allowed upwards, and why: the kernel binder compiles the numba kernels of the layers
+# (and the live engine's de-duplication kernel) ahead of time into one extension module (or binds
+# them with numba's JIT), so it names them. The kernels call nothing else of the package but the
+# lower layers' kernel constants; no other module may follow this example.
 ALLOWED = {("analyzer._native", m) for m in ("analyzer.sources._walk", "analyzer.decode._kernel",
-                                             "analyzer.flows._kernel")}
+                                             "analyzer.flows._kernel", "analyzer.engines._dedup")}
 
 
 MODULES = sorted((module_name(p), p) for p in PKG.rglob("*.py"))

@@ -130,10 +130,51 @@ def test_dedup_keeps_a_retransmission_seen_from_the_same_vantage() -> None:
     # across batches, within the window: a copy; after it: a new packet
     assert d.keep(decode(batch_of([_outer(_vx(frame, 8), "10.1.1.3")], 101, ts=[40_000_000]))).tolist() == [False]
     assert d.keep(decode(batch_of([_outer(_vx(frame, 8), "10.1.1.3")], 101, ts=[200_000_000]))).tolist() == [True]
+    # ... which is the first copy from then on: its twin from another vantage is a duplicate
+    assert d.keep(decode(batch_of([_outer(_vx(frame, 5), "10.1.1.4")], 101, ts=[200_000_002]))).tolist() == [False]
     other = bytearray(frame)
-    other[-1] ^= 0xFF  # another payload: another packet
+    ihl = (frame[14] & 0x0F) * 4
+    other[14 + ihl + (frame[14 + ihl + 12] >> 4) * 4] ^= 0xFF  # another payload (its first byte): another packet
     assert d.keep(decode(batch_of([_outer(_vx(bytes(other), 5), "10.1.1.4")], 101, ts=[200_000_001]))).tolist() == [
         True]
+    assert d.duplicates == 4
+
+
+def test_dedup_over_many_batches_agrees_with_a_reference_model() -> None:
+    """30k packets of 6k identities from three vantages, ~5k identities live in each window, in
+    batches of random sizes: the hash table grows and is emptied of expired identities on the way,
+    and every decision is the reference's (the first copy of an identity within the window decides;
+    the same vantage again is a retransmission; after the window a copy is a new first one)."""
+    rng = np.random.default_rng(5)
+    frame = _frames(CAPTURES / "http_plain.pcap")[3]
+    ihl = (frame[14] & 0x0F) * 4
+    at = 14 + ihl + (frame[14 + ihl + 12] >> 4) * 4  # the TCP payload
+    n, window = 30_000, 50_000_000
+    ident = rng.integers(0, 6000, n)
+    vantage = rng.integers(0, 3, n)
+    ts = np.cumsum(rng.integers(1, 20_000, n))  # ~10 us apart: ~5k packets per window
+    seen: dict[int, tuple[int, int]] = {}
+    want = []
+    for i, v, t in zip(ident.tolist(), vantage.tolist(), ts.tolist(), strict=True):
+        first = seen.get(i)
+        if first is None or t - first[1] > window:
+            seen[i] = (v, t)
+            want.append(True)
+        else:
+            want.append(first[0] == v)
+    d = Deduplicator(window)
+    got: list[bool] = []
+    k = 0
+    while k < n:
+        m = int(rng.integers(1, 3000))
+        pkts = []
+        for i, v in zip(ident[k:k + m].tolist(), vantage[k:k + m].tolist(), strict=True):
+            f = bytearray(frame)
+            f[at:at + 4] = i.to_bytes(4, "big")
+            pkts.append(_outer(_vx(bytes(f), 7), f"10.1.1.{v + 1}"))
+        got += d.keep(decode(batch_of(pkts, 101, ts=ts[k:k + m].tolist()))).tolist()
+        k += m
+    assert got == want and d.duplicates == want.count(False) > 1000
 
 
 def test_packets_cut_by_packet_length_are_marked_truncated() -> None:
