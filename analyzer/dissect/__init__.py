@@ -163,22 +163,26 @@ def declarations() -> tuple[Any, ...]:
     implementation is costly (a run without dissection needs the schema, not the parsers): objects
     with `name`, `columns` and `frames`, in registry order."""
     import importlib
-
-    out: list[Any] = []
-    for module in BUILTINS:
-        if module in LIGHT_DECLARATIONS and module not in _imported_builtins():
-            out.append(_Declared(module))
-        else:
-            importlib.import_module(module)
-            out.extend(d for d in _REGISTRY if _builtin_rank(d) == BUILTINS.index(module))
-    out.extend(d for d in _REGISTRY if _builtin_rank(d) == len(BUILTINS))
-    return tuple(out)
-
-
-def _imported_builtins() -> set[str]:
     import sys
 
-    return {m for m in BUILTINS if m in sys.modules}
+    light: dict[int, _Declared] = {}
+    for rank, module in enumerate(BUILTINS):  # in order: importing one may import a later one
+        if module in LIGHT_DECLARATIONS and module not in sys.modules:
+            light[rank] = _Declared(module)
+        else:
+            importlib.import_module(module)
+    # the registry grouped by rank once (ranking it per built-in was 33 x 33 rank look-ups a call)
+    by_rank: dict[int, list[Any]] = {}
+    for d in _REGISTRY:
+        by_rank.setdefault(_builtin_rank(d), []).append(d)
+    out: list[Any] = []
+    for rank in range(len(BUILTINS)):
+        if rank in light:
+            out.append(light[rank])
+        else:
+            out.extend(by_rank.get(rank, ()))
+    out.extend(by_rank.get(len(BUILTINS), ()))
+    return tuple(out)
 
 
 def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:
