@@ -391,7 +391,17 @@ def _take(table: pa.Table, indices: np.ndarray) -> pa.Table:
     """table.take(indices) with numpy for the column types of the frames (Table.take imports
     pyarrow.compute: 50-90 ms). Indices must be in 0..len-1 (the sorts' permutations are)."""
     idx = np.asarray(indices, dtype=np.intp)
-    return pa.Table.from_arrays([_take_array(_array(col), idx) for col in table.columns], schema=table.schema)
+    nulls: dict[pa.DataType, pa.Array] = {}  # all-null columns share one array per type (immutable)
+    columns = []
+    for col in table.columns:
+        arr = _array(col)
+        if len(idx) and arr.null_count == len(arr):
+            if arr.type not in nulls:
+                nulls[arr.type] = pa.nulls(len(idx), arr.type)
+            columns.append(nulls[arr.type])
+        else:
+            columns.append(_take_array(arr, idx))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -546,6 +556,14 @@ class SortedSink(_Sink):
 
     def close(self) -> None:
         try:
+            if not self._runs and self._pending_rows <= self.run_rows:
+                # everything fits one run: sorted in memory, as that run would be, and written without
+                # the spill file and the merge (for 6,315 flows of 212 columns: ~10M instructions)
+                if self._pending_rows:
+                    self.inner.write_table(_sorted(pa.concat_tables(self._pending), self.by))
+                self._pending, self._pending_rows = [], 0
+                self.inner.close()
+                return
             self._spill_pending()
             runs = self._runs
             while len(runs) > self.fan_in:  # merge consecutive groups: stability needs run order kept
