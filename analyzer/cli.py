@@ -501,7 +501,35 @@ def run() -> None:
     _signals_end_like_interrupts()
     pace_process()
     defer_in_pyarrow()
-    main(prog_name="intransit")
+    try:
+        main(prog_name="intransit")  # click ends the process with SystemExit, success included
+    except SystemExit as stop:
+        if stop.code is not None and not isinstance(stop.code, int):
+            raise
+        _exit_without_teardown(stop.code or 0)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End the process once the command is done, without the interpreter's teardown: freeing every
+    module and object, and full garbage collections over a heap of pyarrow, numpy, click and the
+    dissectors (callgrind: ~80M instructions, 2% of a 200k-packet run, the same on 1,000 packets).
+    Everything the command wrote is closed by then (outputs are committed before the command
+    returns); what the teardown would still do that matters is done here: the atexit handlers, and
+    flushing the standard streams. When a flush fails (a closed pipe), or threads are still running,
+    the ordinary exit is taken, so such cases keep Python's own behaviour and exit status."""
+    import atexit
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            sys.exit(code)
+    os._exit(code)
 
 
 class _ClosedStream(io.RawIOBase):

@@ -134,11 +134,19 @@ _ARROW_SCHEMAS: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
 
 
 def arrow_type(dtype: str) -> pa.DataType:
-    """The Arrow type a column of a declared pandas dtype is collected and written as."""
-    entry = _ARROW.get(dtype)
-    if entry is None:
-        raise KeyError(f"dtype {dtype!r} has no Arrow type; declared dtypes: {', '.join(_ARROW)}")
-    return entry[0]()
+    """The Arrow type a column of a declared pandas dtype is collected and written as (one instance
+    per dtype: Arrow types are immutable, and the registry's checks and every chunk's conversion
+    ask for them per column, ~16k times at start-up)."""
+    made = _ARROW_TYPES.get(dtype)
+    if made is None:
+        entry = _ARROW.get(dtype)
+        if entry is None:
+            raise KeyError(f"dtype {dtype!r} has no Arrow type; declared dtypes: {', '.join(_ARROW)}")
+        made = _ARROW_TYPES[dtype] = entry[0]()
+    return made
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {}
 
 
 def arrow_schema(schema: Schema) -> pa.Schema:
@@ -280,10 +288,14 @@ def arrow_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> di
     if unknown:
         raise KeyError(f"columns not declared in the schema: {sorted(unknown)}")
     out: dict[str, pa.Array] = {}
+    nulls: dict[str, pa.Array] = {}  # one all-missing array per dtype, shared (Arrow arrays are immutable)
     for name, dtype in schema.items():
         values = columns.get(name)
         if values is None:
-            out[name] = pa.nulls(length, arrow_type(dtype))
+            missing = nulls.get(dtype)
+            if missing is None:
+                missing = nulls[dtype] = pa.nulls(length, arrow_type(dtype))
+            out[name] = missing
         else:
             out[name] = arrow_column(values, dtype)
     return out

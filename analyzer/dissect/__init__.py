@@ -86,16 +86,25 @@ ENGINE_FRAMES = ("flows", "anomalies", "sources")
 
 _REGISTRY: list[Dissector] = []
 _loaded = False
+# What the registered dissectors declare so far (flow_columns and frame_specs of _REGISTRY): each
+# registration checks only its own declarations against these, not the whole registry again
+# (with 33 built-ins, re-checking everything at each registration was ~25M instructions of start-up).
+_registered_columns: dict[str, Column] = {}
+_registered_frames: dict[str, FrameSpec] = {}
 
 
 def register(dissector: Any) -> Any:
     """Add a dissector prototype. Later registrations are tried after earlier ones. Its declared
     columns and frames are checked here, so a mistake fails at import, not in the middle of a run."""
+    global _registered_columns, _registered_frames
     if any(d.name == dissector.name for d in _REGISTRY):
         raise ValueError(f"a dissector named {dissector.name!r} is already registered")
-    flow_schema([*_REGISTRY, dissector])  # raises on a clash with the base or another dissector
-    frame_specs([*_REGISTRY, dissector])
+    columns = dict(_registered_columns)
+    _add_columns(columns, dissector)  # raises on a clash with the base or another dissector
+    frames = dict(_registered_frames)
+    _add_frames(frames, dissector)
     _REGISTRY.append(dissector)
+    _registered_columns, _registered_frames = columns, frames
     return dissector
 
 
@@ -154,40 +163,49 @@ def declarations() -> tuple[Any, ...]:
     implementation is costly (a run without dissection needs the schema, not the parsers): objects
     with `name`, `columns` and `frames`, in registry order."""
     import importlib
-
-    out: list[Any] = []
-    for module in BUILTINS:
-        if module in LIGHT_DECLARATIONS and module not in _imported_builtins():
-            out.append(_Declared(module))
-        else:
-            importlib.import_module(module)
-            out.extend(d for d in _REGISTRY if _builtin_rank(d) == BUILTINS.index(module))
-    out.extend(d for d in _REGISTRY if _builtin_rank(d) == len(BUILTINS))
-    return tuple(out)
-
-
-def _imported_builtins() -> set[str]:
     import sys
 
-    return {m for m in BUILTINS if m in sys.modules}
+    light: dict[int, _Declared] = {}
+    for rank, module in enumerate(BUILTINS):  # in order: importing one may import a later one
+        if module in LIGHT_DECLARATIONS and module not in sys.modules:
+            light[rank] = _Declared(module)
+        else:
+            importlib.import_module(module)
+    # the registry grouped by rank once (ranking it per built-in was 33 x 33 rank look-ups a call)
+    by_rank: dict[int, list[Any]] = {}
+    for d in _REGISTRY:
+        by_rank.setdefault(_builtin_rank(d), []).append(d)
+    out: list[Any] = []
+    for rank in range(len(BUILTINS)):
+        if rank in light:
+            out.append(light[rank])
+        else:
+            out.extend(by_rank.get(rank, ()))
+    out.extend(by_rank.get(len(BUILTINS), ()))
+    return tuple(out)
 
 
 def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:
     """The flow columns the dissectors declare (all registered ones by default), by name."""
     out: dict[str, Column] = {}
     for d in declarations() if dissectors is None else dissectors:
-        for column in declared(d, "columns"):
-            schema.arrow_type(column.dtype)  # an unknown dtype is a declaration error
-            base = schema.FLOWS_BASE.get(column.name)
-            seen = out.get(column.name)
-            if base is not None and base != column.dtype:
-                raise ValueError(f"{d.name}: column {column.name!r} is a base flow column of dtype {base}")
-            if seen is not None and seen.dtype != column.dtype:
-                raise ValueError(f"{d.name}: column {column.name!r} declared as {column.dtype}, "
-                                 f"elsewhere as {seen.dtype}")
-            if base is None and seen is None:
-                out[column.name] = column
+        _add_columns(out, d)
     return out
+
+
+def _add_columns(out: dict[str, Column], d: Any) -> None:
+    """Add the flow columns `d` declares to `out` (the columns of the dissectors before it), checked."""
+    for column in declared(d, "columns"):
+        schema.arrow_type(column.dtype)  # an unknown dtype is a declaration error
+        base = schema.FLOWS_BASE.get(column.name)
+        seen = out.get(column.name)
+        if base is not None and base != column.dtype:
+            raise ValueError(f"{d.name}: column {column.name!r} is a base flow column of dtype {base}")
+        if seen is not None and seen.dtype != column.dtype:
+            raise ValueError(f"{d.name}: column {column.name!r} declared as {column.dtype}, "
+                             f"elsewhere as {seen.dtype}")
+        if base is None and seen is None:
+            out[column.name] = column
 
 
 def flow_schema(dissectors: Iterable[Any] | None = None) -> dict[str, str]:
@@ -200,18 +218,23 @@ def frame_specs(dissectors: Iterable[Any] | None = None) -> dict[str, FrameSpec]
     dissectors may produce one frame (TLS, DTLS and QUIC make `tls` rows) with the same spec."""
     out: dict[str, FrameSpec] = {}
     for d in declarations() if dissectors is None else dissectors:
-        for spec in declared(d, "frames"):
-            if spec.name in ENGINE_FRAMES:
-                raise ValueError(f"{d.name}: frame {spec.name!r} is made by the engine")
-            for dtype in spec.schema.values():
-                schema.arrow_type(dtype)
-            if spec.merge is not None and spec.merge.key not in spec.schema:
-                raise ValueError(f"{d.name}: frame {spec.name!r} merges by {spec.merge.key!r}, not in its schema")
-            seen = out.get(spec.name)
-            if seen is not None and seen != spec:
-                raise ValueError(f"{d.name}: frame {spec.name!r} is declared differently by another dissector")
-            out.setdefault(spec.name, spec)
+        _add_frames(out, d)
     return out
+
+
+def _add_frames(out: dict[str, FrameSpec], d: Any) -> None:
+    """Add the frames `d` declares to `out` (the frames of the dissectors before it), checked."""
+    for spec in declared(d, "frames"):
+        if spec.name in ENGINE_FRAMES:
+            raise ValueError(f"{d.name}: frame {spec.name!r} is made by the engine")
+        for dtype in spec.schema.values():
+            schema.arrow_type(dtype)
+        if spec.merge is not None and spec.merge.key not in spec.schema:
+            raise ValueError(f"{d.name}: frame {spec.name!r} merges by {spec.merge.key!r}, not in its schema")
+        seen = out.get(spec.name)
+        if seen is not None and seen != spec:
+            raise ValueError(f"{d.name}: frame {spec.name!r} is declared differently by another dissector")
+        out.setdefault(spec.name, spec)
 
 
 def __getattr__(name: str) -> Any:
