@@ -509,7 +509,7 @@ def _save_zone_map(path: Path, zmap: ZoneMap) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".zones-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]  (numpy types allow_pickle there)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
             os.replace(tmp, path)  # readers see a whole file or none
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
