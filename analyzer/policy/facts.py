@@ -29,7 +29,7 @@ from analyzer.dissect.tls import schema as tls_schema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame"]
+__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame", "read_schema"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -39,6 +39,21 @@ LEAF_COLUMNS = (
 
 # flows columns copied onto each session
 _FLOW_COLUMNS = ("ts_start", "ts_end", "transport", "client_zone", "server_zone", "direction")
+
+# Every flows column the policy reads (rules, zones, verdicts, destinations, the streamed stage's
+# FTP bookkeeping, the sessions made from flows when there is no tls frame). The streamed audit
+# converts only these from each Arrow chunk and `judge` conforms only these: copying, selecting and
+# concatenating the ~200 columns of a flows chunk, once per pandas operation, was a fifth of the
+# stage's time. A rule reading a column not listed fails loudly (KeyError) in the streamed audit,
+# and tests/policy/test_policy_stream.py compares it with `evaluate()` on whole frames.
+FLOW_READS = (
+    "uid", "ts_start", "ts_end", "transport", "client_ip", "client_port", "server_ip", "server_port",
+    "vni", "gwlb_endpoint_id", "payload_bytes_to_server", "payload_bytes_to_client", "ip_bytes_to_server",
+    "ip_bytes_to_client", "encrypted", "app_protocol", "credentials",  # credentials: made by judge()
+    "starttls", "http_redirect_to_https",
+    "http_host", "http_location", "ssh_protocol", "ssh_server_software", "ssh_client_software",
+    "tls_version", "tls_client_max_version", "tls_cipher", "tls_server_name", "tls_established", "cert_sha256",
+)
 
 # flows' TLS columns -> tls frame columns, for the fallback when no tls frame is given
 _FROM_FLOWS = {
@@ -80,6 +95,11 @@ def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame
     return pd.concat([frame, extra], axis=1)
 
 
+def read_schema() -> dict[str, str]:
+    """The flows schema's columns the policy reads (FLOW_READS), with their dtypes."""
+    return {c: d for c, d in registry.flow_schema().items() if c in FLOW_READS}
+
+
 def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
     from analyzer._pandas import pd
@@ -101,7 +121,7 @@ def build_facts(
     """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
     from analyzer._pandas import pd
 
-    flows = conform(flows, registry.flow_schema())
+    flows = conform(flows, read_schema())
     zflows = pd.concat([flows, zoned], axis=1)
     tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, tls_schema.TLS)
     certs_frame = conform(certs, tls_schema.CERTS)
