@@ -101,13 +101,13 @@ def captures() -> list[Path]:
 
 
 def key(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
+    """captures/NAME, corpus/PATH, or the file's name (a --bench capture, wherever the checkout is)."""
+    for base, prefix in ((ROOT / "captures", "captures/"), (CORPUS, "corpus/")):
         try:
-            return "corpus/" + str(path.relative_to(CORPUS))
+            return prefix + str(path.relative_to(base))
         except ValueError:
-            return path.name
+            pass
+    return path.name
 
 
 def _streamed(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -200,8 +200,12 @@ def main() -> int:
     parser.add_argument("--bench", type=Path, action="append", default=[],
                         help="a benchmark capture to add (repeatable; e.g. bench/data/bench_200k.pcap)")
     parser.add_argument("--only-bench", action="store_true", help="the --bench captures alone")
+    parser.add_argument("--part", default="1/1", metavar="K/N",
+                        help="compare the K-th of N interleaved parts of the captures (run N at once on N cores)")
     args = parser.parse_args()
     paths = ([] if args.only_bench else captures()) + [p.resolve() for p in args.bench]
+    k, n = (int(x) for x in args.part.split("/"))
+    paths = paths[k - 1::n]
     if args.action == "save":
         result = _all(paths)
         args.file.write_bytes(pickle.dumps(result))
@@ -210,9 +214,9 @@ def main() -> int:
     before = pickle.loads(args.file.read_bytes())
     now = _all([p for p in paths if key(p) in before])
     bad = 0
-    for cap in sorted(set(before) | set(key(p) for p in paths)):
+    for cap in sorted(set(key(p) for p in paths)):
         if cap not in now:
-            print(f"{cap}: {'not in this run' if cap in before else 'new capture (not compared)'}")
+            print(f"{cap}: new capture (not compared)")
             continue
         problems: list[str] = []
         for run in sorted(set(before[cap]) | set(now[cap])):
@@ -227,7 +231,11 @@ def main() -> int:
             print(f"{cap}:")
             for p in problems:
                 print(f"  {p}")
-    print(f"{len(now)} captures compared, {bad} differ")
+    gone = [] if args.only_bench or n > 1 else sorted(set(before) - set(key(p) for p in paths))
+    for cap in gone:
+        print(f"{cap}: in the saved run, not found now")
+    print(f"{len(now)} captures compared, {bad} differ, {len(gone)} gone")
+    bad += len(gone)
     return 1 if bad else 0
 
 
