@@ -212,31 +212,39 @@ def main() -> int:
         print(f"saved {len(result)} captures to {args.file}")
         return 0
     before = pickle.loads(args.file.read_bytes())
-    now = _all([p for p in paths if key(p) in before])
-    bad = 0
-    for cap in sorted(set(key(p) for p in paths)):
-        if cap not in now:
-            print(f"{cap}: new capture (not compared)")
-            continue
-        problems: list[str] = []
-        for run in sorted(set(before[cap]) | set(now[cap])):
-            old, new = before[cap].get(run), now[cap].get(run)
-            if not isinstance(old, dict) or not isinstance(new, dict):
-                problems += [] if old == new else [f"{run}: {old!r} != {new!r}"]
+    bad = compared = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        cfgs = configs(Path(tmp))
+        for path in paths:
+            if key(path) not in before:
+                print(f"{key(path)}: new capture (not compared)", flush=True)
                 continue
-            for frame in sorted(set(old) | set(new)):
-                problems += _differences(f"{run}/{frame}", old.get(frame), new.get(frame))
-        if problems:
-            bad += 1
-            print(f"{cap}:")
-            for p in problems:
-                print(f"  {p}")
+            compared += 1
+            problems = _problems(before[key(path)], results_of(path, cfgs))
+            if problems:
+                bad += 1
+                print(f"{key(path)}:")
+                for line in problems:
+                    print(f"  {line}")
+            print(f"{compared}/{len(paths)} {key(path)}: {len(problems)} differences", flush=True)
     gone = [] if args.only_bench or n > 1 else sorted(set(before) - set(key(p) for p in paths))
     for cap in gone:
         print(f"{cap}: in the saved run, not found now")
-    print(f"{len(now)} captures compared, {bad} differ, {len(gone)} gone")
+    print(f"{compared} captures compared, {bad} differ, {len(gone)} gone")
     bad += len(gone)
     return 1 if bad else 0
+
+
+def _problems(old_runs: dict[str, Any], new_runs: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for run in sorted(set(old_runs) | set(new_runs)):
+        old, new = old_runs.get(run), new_runs.get(run)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            problems += [] if old == new else [f"{run}: {old!r} != {new!r}"]
+            continue
+        for frame in sorted(set(old) | set(new)):
+            problems += _differences(f"{run}/{frame}", old.get(frame), new.get(frame))
+    return problems
 
 
 if __name__ == "__main__":
