@@ -3,9 +3,11 @@
     python bench/audit_golden.py save /tmp/audit-before.pkl      # on the old commit
     python bench/audit_golden.py compare /tmp/audit-before.pkl   # on the new one: lists every difference
     python bench/audit_golden.py save F --bench bench/data/bench_200k.pcap   # the benchmark capture too
+    python bench/audit_golden.py save /tmp/a-1.pkl --part 1/2 &  (and 2/2)    # in parts, on several cores
+    python bench/audit_golden.py diff /tmp/audit-before.pkl /tmp/a-1.pkl /tmp/a-2.pkl   # saved files only
 
 For every capture of `captures/` and of `../shared/corpus/pcaps` (recursively), each analysed on its
-own, and under each configuration of `CONFIGS` (every built-in profile with `--vpc 10.0.0.0/8`; the
+own, and under each configuration of `configs()` (every built-in profile with `--vpc 10.0.0.0/8`; the
 default profile with a zones file of two zones mapped by VNI / GWLB endpoint, with no zone at all,
 and with a suppressions file holding an active and an expired suppression), it keeps
 
@@ -195,13 +197,16 @@ def _all(paths: list[Path]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["save", "compare"])
+    parser.add_argument("action", choices=["save", "compare", "diff"])
     parser.add_argument("file", type=Path)
+    parser.add_argument("after", type=Path, nargs="*",
+                        help="diff: saved files of the new tree (e.g. the parts of `save --part K/N`), compared "
+                             "with FILE without running anything")
     parser.add_argument("--bench", type=Path, action="append", default=[],
                         help="a benchmark capture to add (repeatable; e.g. bench/data/bench_200k.pcap)")
     parser.add_argument("--only-bench", action="store_true", help="the --bench captures alone")
     parser.add_argument("--part", default="1/1", metavar="K/N",
-                        help="compare the K-th of N interleaved parts of the captures (run N at once on N cores)")
+                        help="save or compare the K-th of N interleaved parts of the captures (N at once on N cores)")
     args = parser.parse_args()
     paths = ([] if args.only_bench else captures()) + [p.resolve() for p in args.bench]
     k, n = (int(x) for x in args.part.split("/"))
@@ -212,6 +217,8 @@ def main() -> int:
         print(f"saved {len(result)} captures to {args.file}")
         return 0
     before = pickle.loads(args.file.read_bytes())
+    if args.action == "diff":
+        return _diff(before, args.after)
     bad = compared = 0
     with tempfile.TemporaryDirectory() as tmp:
         cfgs = configs(Path(tmp))
@@ -233,6 +240,28 @@ def main() -> int:
     print(f"{compared} captures compared, {bad} differ, {len(gone)} gone")
     bad += len(gone)
     return 1 if bad else 0
+
+
+def _diff(before: dict[str, Any], parts: list[Path]) -> int:
+    after: dict[str, Any] = {}
+    for part in parts:
+        after.update(pickle.loads(part.read_bytes()))
+    bad = 0
+    for cap in sorted(after):
+        if cap not in before:
+            print(f"{cap}: new capture (not compared)")
+            continue
+        problems = _problems(before[cap], after[cap])
+        if problems:
+            bad += 1
+            print(f"{cap}:")
+            for line in problems:
+                print(f"  {line}")
+    missing = sorted(set(before) - set(after))
+    for cap in missing:
+        print(f"{cap}: saved before, not in the new files")
+    print(f"{len(set(after) & set(before))} captures compared, {bad} differ, {len(missing)} not in the new files")
+    return 1 if bad or missing else 0
 
 
 def _problems(old_runs: dict[str, Any], new_runs: dict[str, Any]) -> list[str]:
