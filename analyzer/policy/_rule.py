@@ -74,9 +74,9 @@ def found(rows: pd.DataFrame, evidence: pd.Series | str) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     n = len(rows)
-    ev = pd.array([evidence] * n, dtype="string") if isinstance(evidence, str) else pd.array(
-        evidence.astype("string").to_numpy(), dtype="string")
-    return pd.DataFrame({"uid": pd.array(rows["uid"].astype("string").to_numpy(), dtype="string"), "evidence": ev})
+    # the columns' own string arrays (a round trip through numpy objects cost a third of this)
+    ev = pd.array([evidence] * n, dtype="string") if isinstance(evidence, str) else evidence.astype("string").array
+    return pd.DataFrame({"uid": rows["uid"].astype("string").array, "evidence": ev})
 
 
 def hits(frame: pd.DataFrame, mask: Any, evidence: pd.Series | str) -> pd.DataFrame:

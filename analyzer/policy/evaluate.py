@@ -55,7 +55,7 @@ import numpy as np
 from analyzer.dissect import flow_schema
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import Facts, build_facts, conform, empty_frame
+from analyzer.policy.facts import Facts, build_facts, conform, empty_frame, read_schema
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
@@ -173,10 +173,15 @@ def _zone_map(zones: ZoneMap | str | Path | Sequence[str] | Sequence[Zone] | Non
 
 def _finding_ids(keys: pd.Series) -> pd.Series:
     """Stable 16-hex-digit ids of key strings."""
+    import pyarrow as pa
+
     from analyzer._pandas import pd
 
     hashed = pd.util.hash_pandas_object(keys.astype(object), index=False).to_numpy(dtype=np.uint64)
-    return pd.Series([f"{h:016x}" for h in hashed.tolist()], index=keys.index, dtype="string")
+    # 16 hex digits each, in one pass over the big-endian bytes (an f-string per id was 5x slower)
+    hexed = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype="S16")
+    return pd.Series(pd.array(pa.array(hexed, type=pa.binary(16)).cast(pa.string()), dtype="string"),
+                     index=keys.index)
 
 
 def _server_names(facts_sessions: pd.DataFrame, flows: pd.DataFrame) -> pd.Series:
@@ -199,7 +204,9 @@ def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
         found = RULES[rid].predicate(facts, setting.options)
         if len(found):
             found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
-            found = found.assign(rule=rid, severity=setting.severity).astype({"rule": "string", "severity": "string"})
+            same = np.zeros(len(found), dtype=np.int32)  # one value repeated: Arrow's take, not n Python strings
+            found = found.assign(rule=strings_from_codes([rid], same),
+                                 severity=strings_from_codes([setting.severity], same))
             parts.append(found)
     if not parts:
         return pd.DataFrame({"uid": pd.Series(dtype="string"), "rule": pd.Series(dtype="string"),
@@ -393,7 +400,7 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
     from analyzer._pandas import pd
 
     t0 = time.process_time()
-    flows = conform(flows, flow_schema()).reset_index(drop=True)
+    flows = conform(flows, read_schema()).reset_index(drop=True)
     if credentials is not None and len(credentials) and "credentials" not in flows.columns:
         flows = _with_credentials(flows, credentials)
     t1 = time.process_time()
@@ -481,7 +488,8 @@ def evaluate(
     stamp = timestamp(now)
     today = stamp.date()
     active = [s for s in sups if not s.expired(today)]
-    judged = judge(flows, tls, certs, zones=zmap, profile=prof, active=active, now=stamp,
+    # the judged flows frame has every flows column (judge conforms only those the rules read)
+    judged = judge(conform(flows, flow_schema()), tls, certs, zones=zmap, profile=prof, active=active, now=stamp,
                    credentials=credentials, ftp_data=ftp_data)
     findings = judged.findings
     exp = _expired_findings([s for s in sups if s.expired(today)], prof, stamp)

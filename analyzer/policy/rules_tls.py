@@ -82,7 +82,12 @@ def _suite_flags(f: Facts) -> pd.DataFrame:
     """Suite attributes for each session's negotiated cipher (all null when unknown or absent),
     looked up once per evaluation."""
     if "suites" not in f.memo:
-        rows = _suite_table().reindex(f.sessions["cipher"].astype("string").to_numpy())
+        from analyzer._pandas import pd
+
+        # each distinct cipher looked up once, then spread to the sessions
+        codes, uniques = pd.factorize(f.sessions["cipher"].astype("string"), use_na_sentinel=True)
+        table = _suite_table().reindex([*uniques.astype(object).tolist(), None])
+        rows = table.iloc[np.where(codes < 0, len(uniques), codes)]
         rows.index = f.sessions.index
         f.memo["suites"] = rows
     return f.memo["suites"]
@@ -118,17 +123,22 @@ def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame
 
 def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    name = s["server_name"].astype("string").str.lower().str.rstrip(".")
-    suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
-    aws = as_mask(name.str.endswith(suffixes)) if suffixes else np.zeros(len(s), dtype=bool)
-    services = [str(v) for v in opts["zone_services"]]
-    if services:
-        service = s["server_zone"].astype("string").str.split(":").str[1]
-        in_zone = as_mask(s["server_zone"].astype("string").str.startswith("aws:") & service.isin(services))
-        aws |= in_zone & s["server_name"].isna().to_numpy(dtype=bool)  # without SNI, the address decides
     legacy = list(opts["versions"])
     negotiated = as_mask(s["version"].astype("string").isin(legacy))
     refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype("string").isin(legacy))
+    # the name and zone string work only for the sessions below TLS 1.2 (few), not for every session
+    old = np.flatnonzero(negotiated | refused)
+    aws = np.zeros(len(s), dtype=bool)
+    name = s["server_name"].iloc[old].astype("string").str.lower().str.rstrip(".")
+    suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
+    if suffixes:
+        aws[old] = as_mask(name.str.endswith(suffixes))
+    services = [str(v) for v in opts["zone_services"]]
+    if services:
+        zone = s["server_zone"].iloc[old].astype("string")
+        service = zone.str.split(":").str[1]
+        in_zone = as_mask(zone.str.startswith("aws:") & service.isin(services))
+        aws[old] |= in_zone & s["server_name"].iloc[old].isna().to_numpy(dtype=bool)  # without SNI, the address decides
     m = aws & (negotiated | refused)
     x = pick(s, m, "version", "client_max_version", "server_name", "server_zone", "server_ip")
     what = ("negotiated " + text(x["version"])).where(
@@ -166,10 +176,11 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     for _, r in reasons:
         m |= r
     x = pick(s, m, "cipher")
-    why = pd.Series([""] * len(x), index=x.index, dtype=object)
-    for name, r in reasons:
-        rm = r[m]
-        why[rm] = why[rm] + np.where(why[rm].str.len() > 0, ",", "") + name
+    # per flagged session, its reasons in the order of `reasons`, comma-separated
+    names = [n for n, _ in reasons]
+    flagged = zip(*(r[m].tolist() for _, r in reasons), strict=True) if reasons else iter(())
+    why = pd.Series([",".join(n for n, hit in zip(names, row, strict=True) if hit) for row in flagged],
+                    index=x.index, dtype=object)
     return found(x, "cipher " + text(x["cipher"]) + ": " + why.astype("string"))
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer import schema
-from analyzer.dissect import flow_schema, frame_specs
+from analyzer.dissect import frame_specs
 from analyzer.dissect.base import Column, FrameSpec
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.evaluate import (
@@ -56,7 +56,7 @@ from analyzer.policy.evaluate import (
     sort_findings,
     timestamp,
 )
-from analyzer.policy.facts import LEAF_COLUMNS, empty_frame
+from analyzer.policy.facts import LEAF_COLUMNS, empty_frame, read_schema
 from analyzer.policy.profiles import Profile, RuleSetting, load_profile
 from analyzer.policy.suppressions import Suppression, load_suppressions
 
@@ -171,7 +171,7 @@ class PolicyStage:
         self.certs: dict[str, dict[str, Any]] = {}
         self.sums: list[pd.DataFrame] = []
         self.tally = Tally()
-        self.flow_schema = flow_schema()
+        self.flow_schema = read_schema()
         specs = frame_specs()
         self.frame_schemas: dict[str, dict[str, str]] = {
             f: {c: d for c, d in specs[f].schema.items() if c in _ROW_COLUMNS[f]} for f in READS if f in specs}
@@ -202,7 +202,7 @@ class PolicyStage:
         from analyzer._pandas import pd
 
         started = time.process_time()
-        sub = {n: d for n, d in self.flow_schema.items() if n in chunk}
+        sub = {n: d for n, d in self.flow_schema.items() if n in chunk}  # the columns the policy reads
         flows = schema.frame_from_arrow({n: chunk[n] for n in sub}, sub)
         tls = self._take("tls")
         credentials = self._take("credentials")

@@ -217,3 +217,57 @@ def test_fast_cidr_parse_equals_ipaddress(cidr):
     ref = (zm._key_int(fam, int(net.network_address)), zm._key_int(fam, int(net.broadcast_address)), net.prefixlen)
     assert fast is None or fast == ref
     assert zm._cidr_bounds(cidr) == ref
+
+
+def _same_map(a, b) -> None:
+    assert a.labels == b.labels and a.zones == b.zones
+    assert (a.aws_create_date, a.aws_sync_token) == (b.aws_create_date, b.aws_sync_token)
+    assert a.internal.tolist() == b.internal.tolist()
+    for x, y in [(a.table, b.table), *((a._per_zone[k], b._per_zone[k]) for k in b._per_zone)]:
+        assert x.starts.tolist() == y.starts.tolist() and x.ends.tolist() == y.ends.tolist()
+        assert x.labels.tolist() == y.labels.tolist()
+    assert sorted(a._per_zone) == sorted(b._per_zone)
+
+
+def test_compiled_zone_map_cache_reads_back_what_was_built(tmp_path, monkeypatch):
+    """The on-disk cache of the compiled map (AWS + special + user zones, VNI/GWLB tables) gives the
+    map a fresh build gives; another set of zones or another AWS file gets another cache file."""
+    from analyzer.policy import zones as zmod
+
+    monkeypatch.setenv(zmod.CACHE_DIR_ENV, str(tmp_path))
+    declared = (Zone("vpc-a", ("10.0.0.0/16", "fd00::/8"), vnis=(1,)), Zone("vpc", ("10.0.0.0/8",)))
+    fresh = zmod._build_zone_map(declared, ("bundled",))
+    first = zmod._cached_build(declared, ("bundled",))  # builds and writes
+    files = list((tmp_path / "zones").glob("zones-*.npz"))
+    assert len(files) == 1
+    second = zmod._cached_build(declared, ("bundled",))  # reads
+    _same_map(first, fresh)
+    _same_map(second, fresh)
+    zmod._cached_build(declared[:1], ("bundled",))
+    zmod._cached_build(declared, None)
+    assert len(list((tmp_path / "zones").glob("zones-*.npz"))) == 3
+    assert second.zone_of(["10.0.5.5", "3.5.140.2", "8.8.8.8"]) == fresh.zone_of(["10.0.5.5", "3.5.140.2", "8.8.8.8"])
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a zip file", "truncate"])
+def test_damaged_zone_map_cache_is_rebuilt(tmp_path, monkeypatch, damage):
+    from analyzer.policy import zones as zmod
+
+    monkeypatch.setenv(zmod.CACHE_DIR_ENV, str(tmp_path))
+    declared = (Zone("vpc", ("10.0.0.0/8",)),)
+    zmod._cached_build(declared, ("bundled",))
+    (path,) = (tmp_path / "zones").glob("zones-*.npz")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else damage)
+    _same_map(zmod._cached_build(declared, ("bundled",)), zmod._build_zone_map(declared, ("bundled",)))
+    assert path.read_bytes() == raw  # written again whole
+
+
+def test_unwritable_zone_map_cache_is_ignored(tmp_path, monkeypatch):
+    from analyzer.policy import zones as zmod
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv(zmod.CACHE_DIR_ENV, str(blocker))
+    declared = (Zone("vpc", ("10.0.0.0/8",)),)
+    _same_map(zmod._cached_build(declared, ("bundled",)), zmod._build_zone_map(declared, ("bundled",)))
