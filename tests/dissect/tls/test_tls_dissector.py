@@ -532,7 +532,9 @@ def test_empty_streamprefix_defaults() -> None:
 @pytest.mark.slow
 def test_work_is_bounded_by_the_handshake_not_the_stream() -> None:
     """Megabytes of application data or 1-byte records must not make a flow expensive (a loose
-    bound: it catches quadratic or unbounded walks, not small slowdowns)."""
+    bound: it catches quadratic or unbounded walks, not small slowdowns). CPU time
+    of this process, not wall time: on a loaded machine the wall clock also counts the time other
+    processes had the core (a 1.05 s "walk" was seen at load 9)."""
     import time
 
     client, server = tls12_session()
@@ -542,12 +544,12 @@ def test_work_is_bounded_by_the_handshake_not_the_stream() -> None:
     d = TLSDissector(strict=True)
     for to_server, to_client in ((client, server), (bulk_client, bulk_server), (tiny_records, server)):
         d.dissect(flow_from_bytes(to_server, to_client))  # warm the memos and the x509 cache
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(200):
         d.dissect(flow_from_bytes(bulk_client, bulk_server))
-    per_flow = (time.perf_counter() - t0) / 200
+    per_flow = (time.process_time() - t0) / 200
     assert per_flow < 2e-3, per_flow
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     facts = d.dissect(flow_from_bytes(tiny_records, server))
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert [a["kind"] for a in facts.rows["anomalies"]] == ["tls_record_limit"]
