@@ -165,28 +165,11 @@ def results_of(path: Path, cfgs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _differences(name: str, old: object, new: object) -> list[str]:
-    import pandas as pd
+def _fixed_columns_differences(name: str, old: object, new: object) -> list[str]:
+    """bench/golden.py's comparison, with the audit outputs' columns fixed (none may be added)."""
+    from golden import differences
 
-    if not isinstance(old, pd.DataFrame) or not isinstance(new, pd.DataFrame):
-        return [] if old == new else [f"{name}: {old!r} != {new!r}"]
-    problems = []
-    if list(old.columns) != list(new.columns):
-        problems.append(f"{name}: columns {list(old.columns)} -> {list(new.columns)}")
-    if len(old) != len(new):
-        return [*problems, f"{name}: {len(old)} rows before, {len(new)} after"]
-    for col in old.columns:
-        if col not in new.columns:
-            continue
-        a, b = old[col].reset_index(drop=True), new[col].reset_index(drop=True)
-        if str(a.dtype) != str(b.dtype):
-            problems.append(f"{name}.{col}: dtype {a.dtype} -> {b.dtype}")
-            continue
-        same = (a == b).fillna(False) | (a.isna() & b.isna())
-        if not bool(same.all()):
-            i = int((~same).to_numpy().nonzero()[0][0])
-            problems.append(f"{name}.{col}: {int((~same).sum())} rows differ, first row {i}: {a[i]!r} -> {b[i]!r}")
-    return problems
+    return differences(name, old, new, added_columns=False)
 
 
 def _all(paths: list[Path]) -> dict[str, Any]:
@@ -272,7 +255,7 @@ def _problems(old_runs: dict[str, Any], new_runs: dict[str, Any]) -> list[str]:
             problems += [] if old == new else [f"{run}: {old!r} != {new!r}"]
             continue
         for frame in sorted(set(old) | set(new)):
-            problems += _differences(f"{run}/{frame}", old.get(frame), new.get(frame))
+            problems += _fixed_columns_differences(f"{run}/{frame}", old.get(frame), new.get(frame))
     return problems
 
 

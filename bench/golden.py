@@ -65,7 +65,10 @@ def save(dest: Path) -> None:
     print(f"saved {len(result)} captures to {dest}")
 
 
-def _differences(name: str, old: object, new: object) -> list[str]:
+def differences(name: str, old: object, new: object, *, added_columns: bool = True) -> list[str]:
+    """What differs between two saved values (frames: column by column, with the first differing row).
+    New columns are allowed (a structural change may add them; compare() lists them once) unless
+    `added_columns` is False, for outputs whose columns are fixed (bench/audit_golden.py)."""
     import pandas as pd
 
     if not isinstance(old, pd.DataFrame) or not isinstance(new, pd.DataFrame):
@@ -75,8 +78,10 @@ def _differences(name: str, old: object, new: object) -> list[str]:
     added = [c for c in new.columns if c not in old.columns]
     if missing:
         problems.append(f"{name}: columns gone: {missing}")
-    if added:
-        pass  # new columns: listed once by compare()
+    if added and not added_columns:
+        problems.append(f"{name}: columns added: {added}")
+    elif list(old.columns) != [c for c in new.columns if c in old.columns] and not added_columns:
+        problems.append(f"{name}: columns {list(old.columns)} -> {list(new.columns)}")
     if len(old) != len(new):
         return [*problems, f"{name}: {len(old)} rows before, {len(new)} after"]
     for col in old.columns:
@@ -108,7 +113,7 @@ def compare(src: Path) -> int:
         after = frames_of(now[name])
         problems = []
         for frame in sorted(set(before[name]) | set(after)):
-            problems += _differences(frame, before[name].get(frame), after.get(frame))
+            problems += differences(frame, before[name].get(frame), after.get(frame))
         if problems:
             bad += 1
             print(f"{name}:")

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
-from support.engine_helpers import bench_capture, differences
+from support.engine_helpers import bench_capture, differences, run
 from support.pcap_helpers import epb, idb, pcap_bytes, pcap_records, shb, spb, unknown_block, write_rotated
 
 import analyzer
@@ -28,21 +28,6 @@ from analyzer.sources.base import open_sources
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 PCAPS = sorted(p for p in CAPTURES.glob("*.pcap"))
 OTHERS = sorted([*CAPTURES.glob("*.pcapng"), *CAPTURES.glob("*.gz")])
-
-
-def quiet(p: object) -> None:
-    """on_problem for runs whose problems are compared as rows, not warnings."""
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
-
-
-def run(paths, engine=None, **kw):  # type: ignore[no-untyped-def]
-    return analyzer.analyze([str(p) for p in paths], on_problem=quiet, engine=engine, **kw)
 
 
 # every bundled pcap is slow (a minute or more here); these three cross every seam fast: TLS

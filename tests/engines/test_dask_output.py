@@ -16,8 +16,7 @@ import pytest
 pytest.importorskip("distributed")
 
 import pandas as pd
-from distributed import Client, LocalCluster
-from support.engine_helpers import differences
+from support.engine_helpers import differences, run
 from support.pcap_helpers import pcap_records, write_rotated
 
 import analyzer
@@ -28,21 +27,6 @@ from analyzer.errors import UsageError
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 # TLS resumption (certs Dedup rows across flows), STARTTLS hand-over, VXLAN mirroring (a vantage)
 SAMPLE = [CAPTURES / n for n in ("tls12_resumption.pcap", "smtp_starttls.pcap", "vxlan_mirror.pcap")]
-
-
-def quiet(p: object) -> None:
-    """on_problem for runs whose problems are compared as rows, not warnings."""
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
-
-
-def run(paths, engine=None, **kw):  # type: ignore[no-untyped-def]
-    return analyzer.analyze([str(p) for p in paths], on_problem=quiet, engine=engine, **kw)
 
 
 def read_dataset(path: Path, frame_schema) -> pd.DataFrame:  # type: ignore[no-untyped-def]

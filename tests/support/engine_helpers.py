@@ -62,3 +62,14 @@ def bench_capture(path: Path, packets: int, start_time: float | None = None) -> 
         cmd += ["--start-time", str(start_time)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return path
+
+
+def quiet(p: object) -> None:
+    """on_problem for runs whose problems are compared as rows, not warnings."""
+
+
+def run(paths: Any, engine: Any = None, **kw: Any) -> Any:
+    """analyze() of these paths with their problems kept as rows only (the engine tests compare them)."""
+    import analyzer
+
+    return analyzer.analyze([str(p) for p in paths], on_problem=quiet, engine=engine, **kw)
