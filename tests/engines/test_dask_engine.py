@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from distributed import Client, LocalCluster
-from support.engine_helpers import bench_capture, differences, run
+from support.engine_helpers import bench_capture, differences, failing_captures, run
 from support.pcap_helpers import epb, idb, pcap_bytes, pcap_records, shb, spb, unknown_block, write_rotated
 
 import analyzer
@@ -154,16 +154,12 @@ def test_the_partitions_cut_at_records(tmp_path):
     assert [p.first_index for p in parts] == sorted({p.first_index for p in parts})
 
 
-def test_a_failing_capture_is_a_sources_row(client, tmp_path):
-    good = CAPTURES / "tls13_openssl.pcap"
-    header, records = pcap_records(good)
-    bad = tmp_path / "damaged.pcap"
-    bad.write_bytes(header + records[0] + struct.pack("<IIII", 1, 0, 0x7FFFFFFF, 60) + b"\x00" * 60)
-    unreadable = tmp_path / "unreadable.pcap"
-    unreadable.write_bytes(header[:20])
-    paths = [good, bad, unreadable]
+@pytest.mark.parametrize("output", [None, "dataframe"])  # frames back to the driver, or kept on the workers
+def test_a_failing_capture_is_a_sources_row(client, tmp_path, output):
+    paths = failing_captures(CAPTURES / "tls13_openssl.pcap", tmp_path)
+    _, bad, unreadable = paths
     serial = run(paths)
-    dask = run(paths, DaskEngine(client, pieces=2))
+    dask = run(paths, DaskEngine(client, pieces=2, output=output))
     assert differences(serial, dask) == []
     status = dict(zip(dask.sources["source"], dask.sources["status"], strict=True))
     assert status[str(bad)] == "partial" and status[str(unreadable)] == "failed"

@@ -6,7 +6,6 @@ links across partitions, the serial fallback, the CLI)."""
 from __future__ import annotations
 
 import random
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 pytest.importorskip("distributed")
 
 import pandas as pd
-from support.engine_helpers import differences, run
+from support.engine_helpers import differences, failing_captures, run
 from support.pcap_helpers import pcap_records, write_rotated
 
 import analyzer
@@ -151,23 +150,15 @@ def test_partition_by_one_key_or_none(client, tmp_path):
         run([capture], DaskEngine(client, output=Dataset(str(tmp_path / "vantage"))))
 
 
-def test_a_failing_capture_is_a_sources_row(client, tmp_path):
-    good = CAPTURES / "tls13_openssl.pcap"
-    header, records = pcap_records(good)
-    bad = tmp_path / "damaged.pcap"
-    bad.write_bytes(header + records[0] + struct.pack("<IIII", 1, 0, 0x7FFFFFFF, 60) + b"\x00" * 60)
-    unreadable = tmp_path / "unreadable.pcap"
-    unreadable.write_bytes(header[:20])
-    paths = [good, bad, unreadable]
+def test_a_failing_capture_is_a_sources_row_of_the_dataset(client, tmp_path):
+    """(The dataframe output: tests/engines/test_dask_engine.py, with the driver-side output.)"""
+    paths = failing_captures(CAPTURES / "tls13_openssl.pcap", tmp_path)
     serial = run(paths)
-    got = run(paths, DaskEngine(client, pieces=2, output="dataframe"))
-    assert differences(serial, got) == []
-    status = dict(zip(got.sources["source"], got.sources["status"], strict=True))
-    assert status[str(bad)] == "partial" and status[str(unreadable)] == "failed"
     out = tmp_path / "ds"
     written = run(paths, DaskEngine(client, pieces=2, output=Dataset(str(out))))
     assert dataset_differences(serial, out, ("flows", "anomalies", "sources")) == []
     assert written.sources["status"].tolist() == serial.sources["status"].tolist()
+    assert written.sources["status"].tolist() == ["ok", "partial", "failed"]
 
 
 def test_ftp_links_across_partitions(client, tmp_path):

@@ -73,3 +73,18 @@ def run(paths: Any, engine: Any = None, **kw: Any) -> Any:
     import analyzer
 
     return analyzer.analyze([str(p) for p in paths], on_problem=quiet, engine=engine, **kw)
+
+
+def failing_captures(good: Path, tmp: Path) -> list[Path]:
+    """`good`, a copy of its first record followed by a record that claims 2 GiB (read partly), and a
+    file cut inside its header (fails): what a run over a damaged archive meets."""
+    import struct
+
+    from support.pcap_helpers import pcap_records
+
+    header, records = pcap_records(good)
+    bad = tmp / "damaged.pcap"
+    bad.write_bytes(header + records[0] + struct.pack("<IIII", 1, 0, 0x7FFFFFFF, 60) + b"\x00" * 60)
+    unreadable = tmp / "unreadable.pcap"
+    unreadable.write_bytes(header[:20])
+    return [good, bad, unreadable]
