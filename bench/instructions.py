@@ -29,22 +29,32 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment of a run of `tree`'s analyzer: the real interpreter does not know a venv's
+    packages by itself, so they are named beside the tree."""
+    import site
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
+
+
+def callgrind(tree: Path, args: list[str], who: str = "instructions") -> int:
+    """Instructions of one `python ARGS` process run in `tree` under callgrind (the interpreter
+    itself: a pyenv shim is a shell script valgrind would measure instead)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
+               os.path.realpath(sys.executable), *args]
+        proc = subprocess.run(cmd, cwd=tree, env=tree_env(tree), capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"{who}: the run in {tree} failed:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
 def count(tree: Path, capture: Path, extra: list[str]) -> int:
     """Instructions of one `python -m analyzer flows CAPTURE --format parquet` run in `tree`."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
-               # the interpreter itself: a pyenv shim is a shell script valgrind would measure instead
-               os.path.realpath(sys.executable), "-m", "analyzer", "flows", str(capture), *extra,
-               "--format", "parquet", "--out", f"{tmp}/flows.parquet"]
-        # the real interpreter does not know a venv's packages by itself: name them
-        import site
-
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
-        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"instructions: the run in {tree} failed:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+        return callgrind(tree, ["-m", "analyzer", "flows", str(capture), *extra, "--format", "parquet",
+                                "--out", f"{tmp}/flows.parquet"])
 
 
 def main() -> int:

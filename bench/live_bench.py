@@ -129,19 +129,11 @@ def drain_once(data: list[bytes], count: int, dissect: bool) -> tuple[float, int
 def drain_instructions(count: int, dissect: bool, tree: Path) -> int:
     """Callgrind instructions of one process in `tree` that queues then analyses `count` datagrams
     (after a warm-up of count/10), as --drain does (CPU time aside)."""
-    import re
-    import site
+    from instructions import callgrind
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
-               os.path.realpath(sys.executable), str(tree / "bench" / "live_bench.py"), "--drain-once", str(count),
-               "--queue", str(QUEUE["bytes"]), *([] if dissect else ["--no-dissect"])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
-        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"live_bench: the callgrind run in {tree} failed:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind(tree, [str(tree / "bench" / "live_bench.py"), "--drain-once", str(count),
+                            "--queue", str(QUEUE["bytes"]), *([] if dissect else ["--no-dissect"])],
+                     "live_bench: the callgrind run")
 
 
 def instructions_table(count: int, dissect: bool, trees: list[Path]) -> None:

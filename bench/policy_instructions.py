@@ -15,39 +15,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import site
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from instructions import callgrind, tree_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 AUDIT = ["--vpc", "10.0.0.0/8", "--fail-on", "never"]
 
 
-def _argv(command: str, capture: Path, out: str) -> list[str]:
+def _args(command: str, capture: Path, out: str) -> list[str]:
     extra = AUDIT if command == "audit" else []
-    # the interpreter itself: a pyenv shim is a shell script valgrind would measure instead
-    return [os.path.realpath(sys.executable), "-m", "analyzer", command, str(capture), *extra,
-            "--format", "parquet", "--out", out]
+    return ["-m", "analyzer", command, str(capture), *extra, "--format", "parquet", "--out", out]
 
 
 def count(tree: Path, capture: Path, command: str) -> int:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *site.getsitepackages()])}
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/{command}.parquet"
         if command == "audit":  # warm the zone map cache
-            subprocess.run(_argv(command, capture, out), cwd=tree, env=env, capture_output=True, check=False)
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
-               *_argv(command, capture, out)]
-        proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"policy_instructions: {command} in {tree} failed:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+            subprocess.run([os.path.realpath(sys.executable), *_args(command, capture, out)], cwd=tree,
+                           env=tree_env(tree), capture_output=True, check=False)
+        return callgrind(tree, _args(command, capture, out), f"policy_instructions: {command}")
 
 
 def main() -> int:
