@@ -7,14 +7,13 @@ must stay >= 97%."""
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from support.oracle_helpers import agreement
+from support.oracle_helpers import agreement, tagged_corpus
 
 import analyzer
 
@@ -28,16 +27,9 @@ _TAGS = ("http", "smtp", "imap", "pop", "ftp", "starttls", "cleartext")
 _NAMES = {"http": "http", "http2": "http2", "smtp": "smtp", "imap": "imap", "pop": "pop3", "ftp": "ftp"}
 
 
-def _corpus() -> list[Path]:
-    manifest = CORPUS / "manifest.csv"
-    if not manifest.is_file():
-        return []
-    with manifest.open() as fh:
-        rows = list(csv.DictReader(fh))
-    return [CORPUS / r["file"] for r in rows if any(t in r["tags"] for t in _TAGS) and (CORPUS / r["file"]).is_file()]
 
 
-CAPTURES = [*BUNDLED, *_corpus()]
+CAPTURES = [*BUNDLED, *tagged_corpus(CORPUS, _TAGS)]
 
 # (capture name, the tshark protocol, the server port) -> what we say and why (ORACLE_PLAINTEXT_NOTES.md)
 EXPECTED_DISAGREEMENTS: dict[tuple[str, str, int], str | None] = {

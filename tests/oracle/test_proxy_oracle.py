@@ -9,14 +9,13 @@ there, and the bundled SOCKS 5 login stands in for it)."""
 
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from support.oracle_helpers import agreement
+from support.oracle_helpers import agreement, tagged_corpus
 
 import analyzer
 
@@ -27,17 +26,9 @@ BUNDLED = [ROOT / "captures" / f"{name}.pcap" for name in (
 _TAGS = ("socks", "stun", "dtls")
 
 
-def _corpus() -> list[Path]:
-    manifest = CORPUS / "manifest.csv"
-    if not manifest.is_file():
-        return []
-    with manifest.open() as fh:
-        rows = list(csv.DictReader(fh))
-    return [CORPUS / r["file"] for r in rows
-            if any(t in r["tags"].split(";") for t in _TAGS) and (CORPUS / r["file"]).is_file()]
 
 
-CAPTURES = [p for p in BUNDLED if p.is_file()] + _corpus()
+CAPTURES = [p for p in BUNDLED if p.is_file()] + tagged_corpus(CORPUS, _TAGS, whole_tags=True)
 # (capture name, tshark's protocol, server port) -> what we say and why (ORACLE_PROXY_NOTES.md)
 EXPECTED_DISAGREEMENTS: dict[tuple[str, str, int], str | None] = {}
 
@@ -88,7 +79,7 @@ def compare(path: Path) -> list[tuple[str, str | None, int]]:
 def test_app_protocol_agrees_with_tshark():
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (the oracle)")
-    if not _corpus():
+    if not tagged_corpus(CORPUS, _TAGS, whole_tags=True):
         pytest.skip(f"{CORPUS} not present: only the bundled captures are checked")
     result = agreement(((path.name, theirs, ours, port) for path in CAPTURES for theirs, ours, port in compare(path)),
                        EXPECTED_DISAGREEMENTS)

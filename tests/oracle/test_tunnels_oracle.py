@@ -6,14 +6,13 @@ explained disagreements: tests/oracle/ORACLE_TUNNELS_NOTES.md). The agreement mu
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from support.oracle_helpers import agreement
+from support.oracle_helpers import agreement, tagged_corpus
 
 import analyzer
 
@@ -31,17 +30,9 @@ DECODE_AS = ("-d", "tcp.port==1194,openvpn", "-d", "udp.port==1194,openvpn")
 EXPECTED_DISAGREEMENTS: dict[tuple[str, str, str], str | None] = {}
 
 
-def _corpus() -> list[Path]:
-    manifest = CORPUS / "manifest.csv"
-    if not manifest.is_file():
-        return []
-    with manifest.open() as fh:
-        rows = list(csv.DictReader(fh))
-    return [CORPUS / r["file"] for r in rows
-            if any(t in r["tags"].split(";") or t in r["tags"] for t in _TAGS) and (CORPUS / r["file"]).is_file()]
 
 
-CAPTURES = [*BUNDLED, *_corpus()]
+CAPTURES = [*BUNDLED, *tagged_corpus(CORPUS, _TAGS)]
 
 
 def _theirs(layers: set[str], transport: str) -> str | None:

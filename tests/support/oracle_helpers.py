@@ -9,8 +9,10 @@ every other one is unexplained and fails the test.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Row = tuple[str, str, str | None, Hashable]
 _ABSENT = object()  # not in the table (None is a value there: "ours is empty on purpose")
@@ -41,3 +43,19 @@ def agreement(rows: Iterable[Row], expected: Mapping[tuple[str, str, Hashable], 
         elif expected.get((capture, theirs, where), _ABSENT) != ours:
             out.unexplained.append((capture, theirs, ours, where))
     return out
+
+
+def tagged_corpus(corpus: Path, tags: Iterable[str], *, whole_tags: bool = False) -> list[Path]:
+    """The corpus captures (its manifest.csv) carrying one of `tags`: as a whole `;`-separated tag,
+    or anywhere in the tags text (`whole_tags=False`: "smb" also finds "smb2"). None without the corpus."""
+    manifest = corpus / "manifest.csv"
+    if not manifest.is_file():
+        return []
+    with manifest.open() as fh:
+        rows = list(csv.DictReader(fh))
+    wanted = tuple(tags)
+
+    def tagged(text: str) -> bool:
+        return any(t in (text.split(";") if whole_tags else text) for t in wanted)
+
+    return [corpus / r["file"] for r in rows if tagged(r["tags"]) and (corpus / r["file"]).is_file()]
