@@ -909,6 +909,17 @@ def process(start, cols, ucols, ts, buf, svc, HT, R, RU, PT, POOL, PFREE, RFREE,
 
 
 @helper()
+def _free_pages(r, d, first, PT, PFREE, G):
+    """Return a direction's payload pages from page-table slot `first` on to the free list."""
+    for p in range(first, PT.shape[2]):
+        pg = PT[r, d, p]
+        if pg >= 0:
+            PFREE[G[G_PFREE_TOP]] = pg
+            G[G_PFREE_TOP] += 1
+            PT[r, d, p] = -1
+
+
+@helper()
 def _free_extension(r, d, R, POOL, PFREE, G):
     """Return a direction's handshake-extension pages and their list page to the free list."""
     xslot = D0 + d * DW + D_XPT
@@ -945,12 +956,7 @@ def free_records(idx, R, PT, POOL, PFREE, RFREE, G):
     for j in range(idx.shape[0]):
         r = idx[j]
         for d in range(2):
-            for p in range(PT.shape[2]):
-                pg = PT[r, d, p]
-                if pg >= 0:
-                    PFREE[G[G_PFREE_TOP]] = pg
-                    G[G_PFREE_TOP] += 1
-                    PT[r, d, p] = -1
+            _free_pages(r, d, 0, PT, PFREE, G)
             _free_extension(r, d, R, POOL, PFREE, G)
         R[r, R_USED] = 0
         RFREE[G[G_RFREE_TOP]] = r
@@ -1052,12 +1058,7 @@ def shrink(budget, R, PT, POOL, PFREE, G, OO, DG, page):
                         if OO[r, d, k, 1] > budget:
                             OO[r, d, k, 1] = budget
                         k += 1
-            for p in range(keep_pages, PT.shape[2]):
-                pg = PT[r, d, p]
-                if pg >= 0:
-                    PFREE[G[G_PFREE_TOP]] = pg
-                    G[G_PFREE_TOP] += 1
-                    PT[r, d, p] = -1
+            _free_pages(r, d, keep_pages, PT, PFREE, G)
             # a handshake extension lies past the page table, so past any lowered budget: all of it goes
             _free_extension(r, d, R, POOL, PFREE, G)
     return cut
