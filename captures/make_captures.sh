@@ -28,20 +28,15 @@ if [ "${1:-}" = "--install" ]; then
   $PY -m pip install -q aioquic aiosmtpd pyftpdlib pyOpenSSL cryptography
 fi
 
-die() { echo "make_captures: $*" >&2; exit 1; }
+SCRIPT=make_captures
+# shellcheck source=tools/ns_lib.sh
+. "$TOOLS/ns_lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
 for c in ip tcpdump tshark dumpcap capinfos ethtool openssl curl gnutls-serv gnutls-cli ssh ssh-keygen /usr/sbin/sshd gzip ss timeout; do
   command -v "$c" >/dev/null || die "missing $c (try --install)"
 done
 $PY -c "import aioquic, aiosmtpd, pyftpdlib, OpenSSL, cryptography" 2>/dev/null || die "missing python modules (try --install)"
 
-WORK=$(mktemp -d /tmp/itc-captures.XXXXXX)
-PKI=$WORK/pki
-LOG=$WORK/make_captures.log
-EXPECT=$WORK/expect.tsv
-: > "$EXPECT"
-mkdir -p "$OUT"
-echo "work dir $WORK (log: $LOG)"
 
 # ------------------------------------------------------------------ namespaces and cleanup
 NS_C=itc-cli   # client          10.77.0.10  fd77::10
@@ -51,114 +46,16 @@ NS_A=itc-vta   # tunnel end A    10.77.1.1   inner .10
 NS_B=itc-vtb   # tunnel end B    10.77.1.2   inner .20
 ALL_NS="$NS_C $NS_S $NS_M $NS_A $NS_B"
 C4=10.77.0.10 S4=10.77.0.20 C6=fd77::10 S6=fd77::20
-PIDS=()
-
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
-cleanup() {
-  local pid ns
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for ns in $ALL_NS; do
-    if ns_exists "$ns"; then
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
-    fi
-  done
-  sleep 0.2
-  for ns in $ALL_NS; do
-    if ns_exists "$ns"; then
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    fi
-  done
-  if [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-cleanup_stale() {  # namespaces left over by an earlier, killed run
-  local ns pid
-  for ns in $ALL_NS; do
-    if ns_exists "$ns"; then
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-      ip netns del "$ns"
-    fi
-  done
-}
-cleanup_stale
-
-inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-mkns() {  # name [noipv6]
-  ip netns add "$1" || die "ip netns add $1"
-  ip -n "$1" link set lo up
-  if [ "${2:-}" = noipv6 ]; then  # no router solicitations / MLD noise inside the tunnels
-    inns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  fi
-}
-quiet_if() {  # ns dev: no offloads, so the capture shows wire-sized frames with real checksums
-  inns "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1
-}
-veth() {  # nsA devA macA nsB devB macB
-  ip link add name "$2" netns "$1" address "$3" type veth peer name "$5" netns "$4" address "$6" || die "veth $1/$2"
-  quiet_if "$1" "$2"; quiet_if "$4" "$5"
-  ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
-}
+CLI_TIMEOUT=15  # (the bundled captures were recorded with these)
+SRV_GRACE=1     # an `s_server -naccept 1` ends by itself after its one connection
+ns_begin itc-captures
+PKI=$WORK/pki
 
 # client <-> server, Ethernet on a veth pair, IPv4 + IPv6 (no DAD delay)
 mkns $NS_C; mkns $NS_S
 veth $NS_C eth0 02:00:0a:4d:00:0a $NS_S eth0 02:00:0a:4d:00:14
 ip -n $NS_C addr add $C4/24 dev eth0; ip -n $NS_S addr add $S4/24 dev eth0
 ip -n $NS_C addr add $C6/64 dev eth0 nodad; ip -n $NS_S addr add $S6/64 dev eth0 nodad
-
-# ------------------------------------------------------------------ helpers
-CAP_PID=
-cap_start() {  # ns iface file filter [tcpdump options...]
-  local ns=$1 ifc=$2 file=$3 filter=$4; shift 4
-  rm -f "$OUT/$file"
-  # (ip netns exec execs the program, so $! is tcpdump itself)
-  ip netns exec "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root "$@" -w "$OUT/$file" "$filter" \
-    2> "$WORK/tcpdump.err" &
-  CAP_PID=$!; CAP_T0=$(date +%s.%N)
-  local _
-  for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.05; done
-  echo "tcpdump did not start for $file: $(cat "$WORK/tcpdump.err")" | tee -a "$LOG"
-}
-cap_stop() {  # file
-  sleep 0.3
-  kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
-  printf '%-34s %6s packets %7s bytes %5.1f s\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
-    "$(stat -c %s "$OUT/$1")" "$(awk -v a="$(date +%s.%N)" -v b="$CAP_T0" 'BEGIN{print a-b}')" | tee -a "$LOG"
-}
-wait_port() {  # ns port [tcp|udp]
-  local flag=-ltnH _
-  [ "${3:-tcp}" = udp ] && flag=-lunH
-  for _ in $(seq 100); do
-    inns "$1" ss $flag "sport = :$2" | grep -q . && return 0
-    sleep 0.05
-  done
-  echo "port $2 never listened in $1" | tee -a "$LOG"; return 1
-}
-SRV=
-srv() {  # ns cmd...   start a server in the background
-  local ns=$1; shift
-  echo "+ [$ns] $*" >> "$LOG"
-  ip netns exec "$ns" "$@" >> "$LOG" 2>&1 &
-  SRV=$!; PIDS+=("$SRV")
-}
-srv_stop() {  # pid: give a -naccept server a moment to exit by itself, then end it
-  local pid=${1:-$SRV} _
-  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  return 0
-}
-cli() {  # ns cmd...   run a client with a timeout
-  local ns=$1; shift
-  echo "+ [$ns] $*" >> "$LOG"
-  inns "$ns" timeout 15 "$@" >> "$LOG" 2>&1
-  local rc=$?
-  [ $rc = 0 ] || echo "  (client exit $rc)" >> "$LOG"
-  return 0
-}
-expect() {  # file json: the facts manifest.json will hold for that file (see tools/manifest.py)
-  printf '%s\t%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')" >> "$EXPECT"
-}
 
 REQ=$'GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: openssl-s_client\r\nConnection: close\r\n\r\n'
 SSLD=(openssl s_server -quiet -naccept 1 -www)
@@ -172,10 +69,10 @@ LEGACY="DEFAULT:@SECLEVEL=0"
 
 # ================================================================== 1. TLS by version
 F=tls13_openssl.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_3 -alpn http/1.1
-wait_port $NS_S 443
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com \
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_3 -alpn http/1.1
+ns_wait_port $NS_S 443
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com \
   -tls1_3 -alpn h2,http/1.1 -keylogfile "$OUT/tls13_openssl.keylog"
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3, openssl s_client -> openssl s_server, RSA chain, ALPN h2,http/1.1 offered",
@@ -186,10 +83,10 @@ expect $F '{"description": "TLS 1.3, openssl s_client -> openssl s_server, RSA c
   "keylog": "tls13_openssl.keylog"}'
 
 F=tls12_ecdhe_openssl.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
-wait_port $NS_S 443
-cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 443
+ns_cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.2 ECDHE-RSA, curl --tls-max 1.2 -> openssl s_server (which also speaks 1.3)",
   "tool": "curl + openssl s_server", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
@@ -199,10 +96,10 @@ expect $F '{"description": "TLS 1.2 ECDHE-RSA, curl --tls-max 1.2 -> openssl s_s
 
 for V in 1_1 1; do
   case $V in 1_1) F=tls11_openssl.pcap; VN="TLS 1.1";; *) F=tls10_openssl.pcap; VN="TLS 1.0";; esac
-  cap_start $NS_S eth0 $F "tcp port 443"
-  srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls$V -cipher "$LEGACY"
-  wait_port $NS_S 443
-  printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com \
+  ns_cap_start $NS_S eth0 $F "tcp port 443"
+  ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls$V -cipher "$LEGACY"
+  ns_wait_port $NS_S 443
+  printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com \
     -tls$V -cipher "$LEGACY"
   srv_stop; cap_stop $F
   expect $F '{"description": "'"$VN"', openssl s_client -> openssl s_server, both -cipher DEFAULT:@SECLEVEL=0",
@@ -217,14 +114,14 @@ cert_case() {  # file certname sni description [extra expect json]
   local f=$1 cert=$2 sni=$3 desc=$4 extra=${5:-} cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 chainjson
   [ "$cert" = ecdsa ] && cipher=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
   if [ "$cert" = selfsigned ]; then chainjson='["selfsigned"]'; else chainjson='["'$cert'", "int"]'; fi
-  cap_start $NS_S eth0 "$f" "tcp port 443"
+  ns_cap_start $NS_S eth0 "$f" "tcp port 443"
   if [ "$cert" = selfsigned ]; then
-    srv $NS_S "${SSLD[@]}" -accept 443 -cert "$PKI/selfsigned.crt" -key "$PKI/selfsigned.key" -cipher "$LEGACY"
+    ns_srv $NS_S "${SSLD[@]}" -accept 443 -cert "$PKI/selfsigned.crt" -key "$PKI/selfsigned.key" -cipher "$LEGACY"
   else
-    srv $NS_S "${SSLD[@]}" -accept 443 $(chain "$cert") -cipher "$LEGACY"
+    ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain "$cert") -cipher "$LEGACY"
   fi
-  wait_port $NS_S 443
-  cli $NS_C "${CURL[@]}" --tls-max 1.2 --ciphers "$LEGACY" $(resolve "$sni" 443 $S4) "https://$sni/"
+  ns_wait_port $NS_S 443
+  ns_cli $NS_C "${CURL[@]}" --tls-max 1.2 --ciphers "$LEGACY" $(resolve "$sni" 443 $S4) "https://$sni/"
   srv_stop; cap_stop "$f"
   expect "$f" '{"description": "'"$desc"'", "tool": "curl -k --tls-max 1.2 + openssl s_server",
     "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 443,
@@ -242,10 +139,10 @@ cert_case cert_sha1_tls12.pcap sha1 sha1.example.com "leaf signed with sha1WithR
 cert_case cert_sni_mismatch_tls12.pcap other www.example.com "SNI www.example.com, server presents a certificate for other.example.net only" ', "sni_matches_cert": false'
 
 F=cert_good_chain_tls13.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
-wait_port $NS_S 443
-SSLKEYLOGFILE="$OUT/cert_good_chain_tls13.keylog" cli $NS_C "${CURL[@]}" --tlsv1.3 $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 443
+SSLKEYLOGFILE="$OUT/cert_good_chain_tls13.keylog" ns_cli $NS_C "${CURL[@]}" --tlsv1.3 $(resolve www.example.com 443 $S4) https://www.example.com/
 srv_stop; cap_stop $F
 expect $F '{"description": "good chain over TLS 1.3 (certificate encrypted; keylog shipped to verify it)",
   "tool": "curl + openssl s_server", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
@@ -256,10 +153,10 @@ expect $F '{"description": "good chain over TLS 1.3 (certificate encrypted; keyl
 
 # ================================================================== 3. HRR, resumption
 F=tls13_hrr.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_3 -groups P-384
-wait_port $NS_S 443
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -groups X25519:P-384
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_3 -groups P-384
+ns_wait_port $NS_S 443
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -groups X25519:P-384
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3 HelloRetryRequest: client key share X25519, server accepts only P-384",
   "tool": "openssl s_server -groups P-384 / s_client -groups X25519:P-384", "transport": "tcp",
@@ -269,11 +166,11 @@ expect $F '{"description": "TLS 1.3 HelloRetryRequest: client key share X25519, 
   "handshake_complete": true, "cert": "good", "cert_visible": false}'
 
 F=tls13_resumption.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S openssl s_server -quiet -naccept 2 -www -accept 443 $(chain good) -tls1_3
-wait_port $NS_S 443
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -sess_out "$WORK/sess13.pem"
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -sess_in "$WORK/sess13.pem"
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S openssl s_server -quiet -naccept 2 -www -accept 443 $(chain good) -tls1_3
+ns_wait_port $NS_S 443
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -sess_out "$WORK/sess13.pem"
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_3 -sess_in "$WORK/sess13.pem"
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3 full handshake, then a PSK resumption with the ticket from the first",
   "tool": "openssl s_client -sess_out / -sess_in", "transport": "tcp", "client": "10.77.0.10",
@@ -282,11 +179,11 @@ expect $F '{"description": "TLS 1.3 full handshake, then a PSK resumption with t
   "handshake_complete": true, "cert": "good", "cert_visible": false}'
 
 F=tls12_resumption.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S openssl s_server -quiet -naccept 2 -www -accept 443 $(chain good) -tls1_2 -no_ticket
-wait_port $NS_S 443
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_2 -sess_out "$WORK/sess12.pem"
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_2 -sess_in "$WORK/sess12.pem"
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S openssl s_server -quiet -naccept 2 -www -accept 443 $(chain good) -tls1_2 -no_ticket
+ns_wait_port $NS_S 443
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_2 -sess_out "$WORK/sess12.pem"
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -ign_eof -connect $S4:443 -servername www.example.com -tls1_2 -sess_in "$WORK/sess12.pem"
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.2 full handshake, then session-ID resumption (no tickets)",
   "tool": "openssl s_server -no_ticket, s_client -sess_out / -sess_in", "transport": "tcp",
@@ -302,10 +199,10 @@ for C in ARCFOUR-128 3DES-CBC; do
     *)           F=tls12_3des_gnutls.pcap; CN=TLS_RSA_WITH_3DES_EDE_CBC_SHA;;
   esac
   PRIO="NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+$C:-KX-ALL:+RSA:%COMPAT:%VERIFY_ALLOW_BROKEN"
-  cap_start $NS_S eth0 $F "tcp port 443"
-  srv $NS_S gnutls-serv --http -a -p 443 --x509certfile "$PKI/rsa1024.chain.pem" --x509keyfile "$PKI/rsa1024.key" --priority "$PRIO"
-  wait_port $NS_S 443
-  printf '%s' "$REQ" | cli $NS_C timeout 4 gnutls-cli --insecure -p 443 --priority "$PRIO" --sni-hostname weak.example.com $S4
+  ns_cap_start $NS_S eth0 $F "tcp port 443"
+  ns_srv $NS_S gnutls-serv --http -a -p 443 --x509certfile "$PKI/rsa1024.chain.pem" --x509keyfile "$PKI/rsa1024.key" --priority "$PRIO"
+  ns_wait_port $NS_S 443
+  printf '%s' "$REQ" | ns_cli $NS_C timeout 4 gnutls-cli --insecure -p 443 --priority "$PRIO" --sni-hostname weak.example.com $S4
   srv_stop; cap_stop $F
   expect $F '{"description": "TLS 1.2 static-RSA key exchange with '"$C"', 1024-bit RSA leaf + issuing CA",
     "tool": "gnutls-serv/gnutls-cli", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
@@ -315,10 +212,10 @@ done
 
 # ================================================================== 5. failures
 F=tls_version_alert.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_2
-wait_port $NS_S 443
-printf '%s' "$REQ" | cli $NS_C openssl s_client -quiet -connect $S4:443 -servername www.example.com -tls1_3
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -tls1_2
+ns_wait_port $NS_S 443
+printf '%s' "$REQ" | ns_cli $NS_C openssl s_client -quiet -connect $S4:443 -servername www.example.com -tls1_3
 srv_stop; cap_stop $F
 expect $F '{"description": "client offers only TLS 1.3, server max TLS 1.2: fatal protocol_version alert, no ServerHello",
   "tool": "openssl s_client -tls1_3 -> s_server -tls1_2", "transport": "tcp", "client": "10.77.0.10",
@@ -328,10 +225,10 @@ expect $F '{"description": "client offers only TLS 1.3, server max TLS 1.2: fata
 
 F=tls_client_to_http_port.pcap
 W=$WORK/www; mkdir -p "$W"
-cap_start $NS_S eth0 $F "tcp port 80"
-srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"
-wait_port $NS_S 80
-cli $NS_C openssl s_client -ign_eof -connect $S4:80 -servername www.example.com < /dev/null
+ns_cap_start $NS_S eth0 $F "tcp port 80"
+ns_srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"
+ns_wait_port $NS_S 80
+ns_cli $NS_C openssl s_client -ign_eof -connect $S4:80 -servername www.example.com < /dev/null
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS client (openssl s_client) against a plaintext HTTP port: python http.server answers the ClientHello with an HTML 400 page (no status line: a garbage request line makes it fall back to HTTP/0.9)",
   "tool": "openssl s_client -> python http.server", "transport": "tcp", "client": "10.77.0.10",
@@ -339,8 +236,8 @@ expect $F '{"description": "TLS client (openssl s_client) against a plaintext HT
   "server_plaintext_prefix": "<!DOCTYPE HTML>", "tshark_decode_as": ["tcp.port==80,tls"]}'
 
 F=tcp_rst_closed_port.pcap
-cap_start $NS_S eth0 $F "tcp port 443"
-cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cap_start $NS_S eth0 $F "tcp port 443"
+ns_cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
 cap_stop $F
 expect $F '{"description": "curl https to a closed port: SYN answered by RST, no TLS at all",
   "tool": "curl", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 443,
@@ -348,10 +245,10 @@ expect $F '{"description": "curl https to a closed port: SYN answered by RST, no
 
 # ================================================================== 6. other ports and protocols
 F=tls13_port8444.pcap
-cap_start $NS_S eth0 $F "tcp port 8444"
-srv $NS_S "${SSLD[@]}" -accept 8444 $(chain good) -alpn http/1.1
-wait_port $NS_S 8444
-cli $NS_C "${CURL[@]}" $(resolve www.example.com 8444 $S4) https://www.example.com:8444/
+ns_cap_start $NS_S eth0 $F "tcp port 8444"
+ns_srv $NS_S "${SSLD[@]}" -accept 8444 $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 8444
+ns_cli $NS_C "${CURL[@]}" $(resolve www.example.com 8444 $S4) https://www.example.com:8444/
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3 on the non-standard port 8444 (curl -> openssl s_server)",
   "tool": "curl + openssl s_server", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
@@ -360,10 +257,10 @@ expect $F '{"description": "TLS 1.3 on the non-standard port 8444 (curl -> opens
   "cert": "good", "cert_visible": false, "tshark_decode_as": ["tcp.port==8444,tls"]}'
 
 F=tls13_ipv6.pcap
-cap_start $NS_S eth0 $F "ip6 and tcp port 443"
-srv $NS_S "${SSLD[@]}" -6 -accept "[$S6]:443" $(chain good) -alpn http/1.1
-wait_port $NS_S 443
-cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 "[$S6]") https://www.example.com/
+ns_cap_start $NS_S eth0 $F "ip6 and tcp port 443"
+ns_srv $NS_S "${SSLD[@]}" -6 -accept "[$S6]:443" $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 443
+ns_cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 "[$S6]") https://www.example.com/
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3 over IPv6 (curl -> openssl s_server)", "tool": "curl + openssl s_server",
   "transport": "tcp", "ip_version": 6, "client": "fd77::10", "server": "fd77::20", "server_port": 443,
@@ -373,10 +270,10 @@ expect $F '{"description": "TLS 1.3 over IPv6 (curl -> openssl s_server)", "tool
 # a small, fixed web root
 for i in $(seq 1 40); do printf 'line %02d of the intransit sample page, served in the clear\n' "$i"; done > "$W/index.html"
 F=http_plain.pcap
-srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"; HTTP_PID=$SRV
-wait_port $NS_S 80
-cap_start $NS_S eth0 $F "tcp port 80"
-cli $NS_C curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 $S4) http://www.example.com/index.html
+ns_srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"; HTTP_PID=$SRV
+ns_wait_port $NS_S 80
+ns_cap_start $NS_S eth0 $F "tcp port 80"
+ns_cli $NS_C curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 $S4) http://www.example.com/index.html
 cap_stop $F; srv_stop $HTTP_PID
 expect $F '{"description": "plaintext HTTP/1.1 GET (curl -> python http.server)", "tool": "curl + python -m http.server",
   "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 80,
@@ -386,10 +283,10 @@ expect $F.gz '{"description": "gzip -9 -n copy of http_plain.pcap", "tool": "gzi
   "same_as": "http_plain.pcap"}'
 
 F=http_basic_auth.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" http-basic $S4 80; HTTP_PID=$SRV
-wait_port $NS_S 80
-cap_start $NS_S eth0 $F "tcp port 80"
-cli $NS_C curl -sS -o /dev/null --max-time 10 -u alice:secret $(resolve intranet.example.com 80 $S4) http://intranet.example.com/private/report
+ns_srv $NS_S "$PY" "$TOOLS/servers.py" http-basic $S4 80; HTTP_PID=$SRV
+ns_wait_port $NS_S 80
+ns_cap_start $NS_S eth0 $F "tcp port 80"
+ns_cli $NS_C curl -sS -o /dev/null --max-time 10 -u alice:secret $(resolve intranet.example.com 80 $S4) http://intranet.example.com/private/report
 cap_stop $F; srv_stop $HTTP_PID
 expect $F '{"description": "HTTP Basic credentials alice:secret in the clear (curl -u -> small python server)",
   "tool": "curl -u + tools/servers.py http-basic", "transport": "tcp", "client": "10.77.0.10",
@@ -399,10 +296,10 @@ expect $F '{"description": "HTTP Basic credentials alice:secret in the clear (cu
 
 printf 'From: alice@example.org\r\nTo: bob@example.com\r\nSubject: quarterly report\r\n\r\nNumbers attached.\r\n' > "$WORK/mail.txt"
 F=smtp_starttls.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" smtp $S4 25 --cert "$PKI/mail.chain.pem" --key "$PKI/mail.key"; SMTP_PID=$SRV
-wait_port $NS_S 25
-cap_start $NS_S eth0 $F "tcp port 25"
-cli $NS_C curl -sS --max-time 10 --ssl-reqd -k $(resolve mail.example.com 25 $S4) smtp://mail.example.com:25/client.example.org \
+ns_srv $NS_S "$PY" "$TOOLS/servers.py" smtp $S4 25 --cert "$PKI/mail.chain.pem" --key "$PKI/mail.key"; SMTP_PID=$SRV
+ns_wait_port $NS_S 25
+ns_cap_start $NS_S eth0 $F "tcp port 25"
+ns_cli $NS_C curl -sS --max-time 10 --ssl-reqd -k $(resolve mail.example.com 25 $S4) smtp://mail.example.com:25/client.example.org \
   --mail-from alice@example.org --mail-rcpt bob@example.com -T "$WORK/mail.txt"
 cap_stop $F; srv_stop $SMTP_PID
 expect $F '{"description": "SMTP with STARTTLS (curl --ssl-reqd -> aiosmtpd, STARTTLS required), then TLS 1.3",
@@ -412,10 +309,10 @@ expect $F '{"description": "SMTP with STARTTLS (curl --ssl-reqd -> aiosmtpd, STA
   "cert": "mail", "cert_visible": false}'
 
 F=smtp_plain_auth.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" smtp $S4 25 --auth; SMTP_PID=$SRV
-wait_port $NS_S 25
-cap_start $NS_S eth0 $F "tcp port 25"
-cli $NS_C curl -sS --max-time 10 -u alice:secret $(resolve mail.example.com 25 $S4) smtp://mail.example.com:25/client.example.org \
+ns_srv $NS_S "$PY" "$TOOLS/servers.py" smtp $S4 25 --auth; SMTP_PID=$SRV
+ns_wait_port $NS_S 25
+ns_cap_start $NS_S eth0 $F "tcp port 25"
+ns_cli $NS_C curl -sS --max-time 10 -u alice:secret $(resolve mail.example.com 25 $S4) smtp://mail.example.com:25/client.example.org \
   --mail-from alice@example.org --mail-rcpt bob@example.com -T "$WORK/mail.txt"
 cap_stop $F; srv_stop $SMTP_PID
 expect $F '{"description": "SMTP without TLS, AUTH with alice:secret in the clear, then a message (curl -> aiosmtpd)",
@@ -424,10 +321,10 @@ expect $F '{"description": "SMTP without TLS, AUTH with alice:secret in the clea
   "smtp_auth": {"user": "alice", "password": "secret"}}'
 
 F=ftp_login.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot"; FTP_PID=$SRV
-wait_port $NS_S 21
-cap_start $NS_S eth0 $F "tcp and host $S4"
-cli $NS_C curl -sS -o /dev/null --max-time 10 -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
+ns_srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot"; FTP_PID=$SRV
+ns_wait_port $NS_S 21
+ns_cap_start $NS_S eth0 $F "tcp and host $S4"
+ns_cli $NS_C curl -sS -o /dev/null --max-time 10 -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
 cap_stop $F; srv_stop $FTP_PID
 expect $F '{"description": "FTP login alice:secret in the clear and a passive-mode RETR (curl -> pyftpdlib)",
   "tool": "curl + pyftpdlib", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 21,
@@ -435,10 +332,10 @@ expect $F '{"description": "FTP login alice:secret in the clear and a passive-mo
   "ftp_data_ports": [30000, 30009]}'
 
 F=ftps_explicit.pcap
-srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot" --cert "$PKI/ftp.chain.pem" --key "$PKI/ftp.key"; FTP_PID=$SRV
-wait_port $NS_S 21
-cap_start $NS_S eth0 $F "tcp and host $S4"
-cli $NS_C curl -sS -o /dev/null --max-time 10 --ssl-reqd -k -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
+ns_srv $NS_S "$PY" "$TOOLS/servers.py" ftp $S4 21 --root "$WORK/ftproot" --cert "$PKI/ftp.chain.pem" --key "$PKI/ftp.key"; FTP_PID=$SRV
+ns_wait_port $NS_S 21
+ns_cap_start $NS_S eth0 $F "tcp and host $S4"
+ns_cli $NS_C curl -sS -o /dev/null --max-time 10 --ssl-reqd -k -u alice:secret $(resolve ftp.example.com 21 $S4) ftp://ftp.example.com/readme.txt
 cap_stop $F; srv_stop $FTP_PID
 expect $F '{"description": "explicit FTPS: AUTH SSL (curl default) on the control channel, then TLS on control and data (PROT P) (curl --ssl-reqd -> pyftpdlib TLS_FTPHandler)",
   "tool": "curl --ssl-reqd + pyftpdlib", "transport": "tcp", "client": "10.77.0.10", "server": "10.77.0.20",
@@ -448,10 +345,10 @@ expect $F '{"description": "explicit FTPS: AUTH SSL (curl default) on the contro
 
 # ================================================================== 7. DTLS, QUIC, SSH
 F=dtls12_openssl.pcap
-cap_start $NS_S eth0 $F "udp port 4433"
-srv $NS_S openssl s_server -quiet -naccept 1 -dtls1_2 -accept 4433 $(chain good)
-wait_port $NS_S 4433 udp
-printf 'hello over DTLS\n' | cli $NS_C openssl s_client -quiet -dtls1_2 -connect $S4:4433 -servername www.example.com
+ns_cap_start $NS_S eth0 $F "udp port 4433"
+ns_srv $NS_S openssl s_server -quiet -naccept 1 -dtls1_2 -accept 4433 $(chain good)
+ns_wait_port $NS_S 4433 udp
+printf 'hello over DTLS\n' | ns_cli $NS_C openssl s_client -quiet -dtls1_2 -connect $S4:4433 -servername www.example.com
 srv_stop; cap_stop $F
 expect $F '{"description": "DTLS 1.2 over UDP 4433 (openssl s_client -dtls1_2 -> s_server -dtls1_2); cookie exchange (HelloVerifyRequest); the server flight is split into many small handshake fragments",
   "tool": "openssl s_server/s_client -dtls1_2", "transport": "udp", "client": "10.77.0.10",
@@ -461,10 +358,10 @@ expect $F '{"description": "DTLS 1.2 over UDP 4433 (openssl s_client -dtls1_2 ->
   "handshake_complete": true, "cert": "good", "cert_chain": ["good", "int"], "cert_visible": true}'
 
 F=quic_aioquic.pcap
-srv $NS_S "$PY" "$TOOLS/quic_pair.py" server --host $S4 --port 443 --cert "$PKI/good.chain.pem" --key "$PKI/good.key"; Q_PID=$SRV
-wait_port $NS_S 443 udp
-cap_start $NS_S eth0 $F "udp port 443"
-cli $NS_C "$PY" "$TOOLS/quic_pair.py" client --host $S4 --port 443 --sni www.example.com --path /
+ns_srv $NS_S "$PY" "$TOOLS/quic_pair.py" server --host $S4 --port 443 --cert "$PKI/good.chain.pem" --key "$PKI/good.key"; Q_PID=$SRV
+ns_wait_port $NS_S 443 udp
+ns_cap_start $NS_S eth0 $F "udp port 443"
+ns_cli $NS_C "$PY" "$TOOLS/quic_pair.py" client --host $S4 --port 443 --sni www.example.com --path /
 cap_stop $F; srv_stop $Q_PID
 expect $F '{"description": "QUIC v1 + HTTP/3 GET (aioquic client -> aioquic server)", "tool": "aioquic",
   "transport": "udp", "client": "10.77.0.10", "server": "10.77.0.20", "server_port": 443, "quic_version": 1,
@@ -476,12 +373,12 @@ SD=$WORK/ssh; mkdir -p "$SD" /run/sshd
 ssh-keygen -q -t ed25519 -N '' -C hostkey -f "$SD/hostkey" >> "$LOG" 2>&1
 ssh-keygen -q -t ed25519 -N '' -C alice@client -f "$SD/id" >> "$LOG" 2>&1
 cp "$SD/id.pub" "$SD/authorized_keys"
-srv $NS_S /usr/sbin/sshd -D -e -f /dev/null -p 22 -o ListenAddress=$S4 -h "$SD/hostkey" -o PidFile=none \
+ns_srv $NS_S /usr/sbin/sshd -D -e -f /dev/null -p 22 -o ListenAddress=$S4 -h "$SD/hostkey" -o PidFile=none \
   -o AuthorizedKeysFile="$SD/authorized_keys" -o StrictModes=no -o PasswordAuthentication=no \
   -o PermitRootLogin=prohibit-password -o UsePAM=no; SSH_PID=$SRV
-wait_port $NS_S 22
-cap_start $NS_S eth0 $F "tcp port 22"
-cli $NS_C ssh -n -F /dev/null -i "$SD/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+ns_wait_port $NS_S 22
+ns_cap_start $NS_S eth0 $F "tcp port 22"
+ns_cli $NS_C ssh -n -F /dev/null -i "$SD/id" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
   -o IdentitiesOnly=yes root@$S4 'echo hello from ssh'
 cap_stop $F; srv_stop $SSH_PID
 SSH_VER=$(ssh -V 2>&1 | sed 's/,.*//')   # e.g. OpenSSH_9.2p1 Debian-2+deb12u7
@@ -491,10 +388,10 @@ expect $F '{"description": "SSH-2 with public-key login and one command (OpenSSH
 
 # ================================================================== 8. capture formats
 F=nanosecond_tls13.pcap
-cap_start $NS_S eth0 $F "tcp port 443" --time-stamp-precision=nano
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
-wait_port $NS_S 443
-cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cap_start $NS_S eth0 $F "tcp port 443" --time-stamp-precision=nano
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 443
+ns_cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.3 conversation in a nanosecond-resolution pcap (magic a1b23c4d)",
   "tool": "tcpdump --time-stamp-precision=nano", "ts_precision": "ns", "transport": "tcp",
@@ -503,27 +400,27 @@ expect $F '{"description": "TLS 1.3 conversation in a nanosecond-resolution pcap
   "cert": "good", "cert_visible": false}'
 
 F=snaplen96.pcap
-cap_start $NS_S eth0 $F "tcp port 443" -s 96
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
-wait_port $NS_S 443
-cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cap_start $NS_S eth0 $F "tcp port 443" -s 96
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1
+ns_wait_port $NS_S 443
+ns_cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
 srv_stop; cap_stop $F
 expect $F '{"description": "TLS 1.2 conversation captured with snaplen 96: every frame cut to at most 96 bytes, ClientHello cut inside its random",
   "tool": "tcpdump -s 96", "snaplen": 96, "truncated": true, "transport": "tcp", "client": "10.77.0.10",
   "server": "10.77.0.20", "server_port": 443}'
 
 F=multi_if.pcapng
-srv $NS_S "$PY" -m http.server 8080 --bind 127.0.0.1 --directory "$W"; HTTP_PID=$SRV
-wait_port $NS_S 8080
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1; TLS_PID=$SRV
-wait_port $NS_S 443
+ns_srv $NS_S "$PY" -m http.server 8080 --bind 127.0.0.1 --directory "$W"; HTTP_PID=$SRV
+ns_wait_port $NS_S 8080
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1; TLS_PID=$SRV
+ns_wait_port $NS_S 443
 rm -f "$OUT/$F"
 ip netns exec $NS_S dumpcap -q -i eth0 -f "tcp port 443" -i any -y LINUX_SLL2 -f "tcp port 8080" -w "$OUT/$F" 2> "$WORK/dumpcap.err" &
 DC_PID=$!
 for _ in $(seq 100); do [ "$(grep -c "Capturing on" "$WORK/dumpcap.err" 2>/dev/null)" -ge 1 ] && break; sleep 0.05; done
 sleep 0.5
-cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
-cli $NS_S curl -sS -o /dev/null --max-time 10 http://127.0.0.1:8080/index.html
+ns_cli $NS_C "${CURL[@]}" $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cli $NS_S curl -sS -o /dev/null --max-time 10 http://127.0.0.1:8080/index.html
 sleep 0.5; kill -TERM $DC_PID; wait $DC_PID 2>/dev/null
 srv_stop $TLS_PID; srv_stop $HTTP_PID
 printf '%-34s %6s packets %7s bytes\n' "$F" "$(capinfos -c -M -T "$OUT/$F" | awk -F'\t' 'NR==2{print $2}')" "$(stat -c %s "$OUT/$F")" | tee -a "$LOG"
@@ -544,15 +441,15 @@ for ns in $NS_A $NS_B; do quiet_if $ns vx0; ip -n $ns link set vx0 up; done
 ip -n $NS_A addr add 10.88.0.10/24 dev vx0; ip -n $NS_B addr add 10.88.0.20/24 dev vx0
 tunnel_traffic() {  # inner-server-ip (TLS 1.3 on 443 + HTTP on 80 in $NS_B, clients in $NS_A)
   local ip=$1 tls http
-  srv $NS_B "$PY" -m http.server 80 --bind "$ip" --directory "$W"; http=$SRV
-  srv $NS_B "${SSLD[@]}" -accept "$ip:443" $(chain good) -alpn http/1.1; tls=$SRV
-  wait_port $NS_B 80; wait_port $NS_B 443
-  cli $NS_A "${CURL[@]}" $(resolve www.example.com 443 "$ip") https://www.example.com/
-  cli $NS_A curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 "$ip") http://www.example.com/index.html
+  ns_srv $NS_B "$PY" -m http.server 80 --bind "$ip" --directory "$W"; http=$SRV
+  ns_srv $NS_B "${SSLD[@]}" -accept "$ip:443" $(chain good) -alpn http/1.1; tls=$SRV
+  ns_wait_port $NS_B 80; ns_wait_port $NS_B 443
+  ns_cli $NS_A "${CURL[@]}" $(resolve www.example.com 443 "$ip") https://www.example.com/
+  ns_cli $NS_A curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 "$ip") http://www.example.com/index.html
   srv_stop $tls; srv_stop $http
 }
 F=vxlan_kernel.pcap
-cap_start $NS_B eth0 $F "udp port 4789"
+ns_cap_start $NS_B eth0 $F "udp port 4789"
 tunnel_traffic 10.88.0.20
 cap_stop $F
 expect $F '{"description": "Linux kernel VXLAN (VNI 4242, UDP 4789) between two namespaces; inner curl https (TLS 1.3) and plain HTTP across the inner addresses; captured on the underlay",
@@ -566,13 +463,13 @@ ip -n $NS_A link del vx0; ip -n $NS_B link del vx0
 # 9b. GENEVE: this kernel has no geneve link type, so tools/geneve_tunnel.py encapsulates in userspace
 ip netns exec $NS_A ip tuntap add dev gnv0 mode tap; ip netns exec $NS_B ip tuntap add dev gnv0 mode tap
 ip -n $NS_A link set gnv0 address 02:00:0a:59:00:0a mtu 1450; ip -n $NS_B link set gnv0 address 02:00:0a:59:00:14 mtu 1450
-srv $NS_A "$PY" "$TOOLS/geneve_tunnel.py" --dev gnv0 --mode tap --local 10.77.1.1 --remote 10.77.1.2 --vni 77; GA=$SRV
-srv $NS_B "$PY" "$TOOLS/geneve_tunnel.py" --dev gnv0 --mode tap --local 10.77.1.2 --remote 10.77.1.1 --vni 77; GB=$SRV
-wait_port $NS_A 6081 udp; wait_port $NS_B 6081 udp
+ns_srv $NS_A "$PY" "$TOOLS/geneve_tunnel.py" --dev gnv0 --mode tap --local 10.77.1.1 --remote 10.77.1.2 --vni 77; GA=$SRV
+ns_srv $NS_B "$PY" "$TOOLS/geneve_tunnel.py" --dev gnv0 --mode tap --local 10.77.1.2 --remote 10.77.1.1 --vni 77; GB=$SRV
+ns_wait_port $NS_A 6081 udp; ns_wait_port $NS_B 6081 udp
 for ns in $NS_A $NS_B; do quiet_if $ns gnv0; ip -n $ns link set gnv0 up; done
 ip -n $NS_A addr add 10.89.0.10/24 dev gnv0; ip -n $NS_B addr add 10.89.0.20/24 dev gnv0
 F=geneve_userspace.pcap
-cap_start $NS_B eth0 $F "udp port 6081"
+ns_cap_start $NS_B eth0 $F "udp port 6081"
 tunnel_traffic 10.89.0.20
 cap_stop $F; srv_stop $GA; srv_stop $GB
 expect $F '{"description": "GENEVE (VNI 77, UDP 6081, protocol 0x6558, inner Ethernet, no options) between two namespaces, encapsulated by tools/geneve_tunnel.py (no kernel geneve here); inner curl https (TLS 1.3) and plain HTTP",
@@ -584,13 +481,13 @@ expect $F '{"description": "GENEVE (VNI 77, UDP 6081, protocol 0x6558, inner Eth
   "http_requests": [{"method": "GET", "host": "www.example.com", "uri": "/index.html"}], "http_status": [200]}'
 
 ip netns exec $NS_A ip tuntap add dev gwl0 mode tun; ip netns exec $NS_B ip tuntap add dev gwl0 mode tun
-srv $NS_A "$PY" "$TOOLS/geneve_tunnel.py" --dev gwl0 --mode tun --aws --local 10.77.1.1 --remote 10.77.1.2 --vni 0; GA=$SRV
-srv $NS_B "$PY" "$TOOLS/geneve_tunnel.py" --dev gwl0 --mode tun --aws --local 10.77.1.2 --remote 10.77.1.1 --vni 0; GB=$SRV
-wait_port $NS_A 6081 udp; wait_port $NS_B 6081 udp
+ns_srv $NS_A "$PY" "$TOOLS/geneve_tunnel.py" --dev gwl0 --mode tun --aws --local 10.77.1.1 --remote 10.77.1.2 --vni 0; GA=$SRV
+ns_srv $NS_B "$PY" "$TOOLS/geneve_tunnel.py" --dev gwl0 --mode tun --aws --local 10.77.1.2 --remote 10.77.1.1 --vni 0; GB=$SRV
+ns_wait_port $NS_A 6081 udp; ns_wait_port $NS_B 6081 udp
 for ns in $NS_A $NS_B; do ip -n $ns link set gwl0 mtu 1400; quiet_if $ns gwl0; ip -n $ns link set gwl0 up; done
 ip -n $NS_A addr add 10.90.0.10 peer 10.90.0.20 dev gwl0; ip -n $NS_B addr add 10.90.0.20 peer 10.90.0.10 dev gwl0
 F=geneve_gwlb.pcap
-cap_start $NS_B eth0 $F "udp port 6081"
+ns_cap_start $NS_B eth0 $F "udp port 6081"
 tunnel_traffic 10.90.0.20
 cap_stop $F; srv_stop $GA; srv_stop $GB
 expect $F '{"description": "GENEVE as AWS Gateway Load Balancer sends it: VNI 0, protocol 0x0800 (inner IPv4, no inner Ethernet), AWS TLVs class 0x0108 types 1 (endpoint id 0x0a1b2c3d4e5f6071), 2 (attachment id 0x42), 3 (per-flow cookie); encapsulated by tools/geneve_tunnel.py",
@@ -614,12 +511,12 @@ inns $NS_S tc qdisc add dev eth0 clsact
 inns $NS_S tc filter add dev eth0 ingress protocol all prio 1 u32 match u32 0 0 action mirred egress mirror dev vxm
 inns $NS_S tc filter add dev eth0 egress protocol all prio 1 u32 match u32 0 0 action mirred egress mirror dev vxm
 F=vxlan_mirror.pcap
-srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"; HTTP_PID=$SRV
-srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1; TLS_PID=$SRV
-wait_port $NS_S 80; wait_port $NS_S 443
-cap_start $NS_M eth0 $F "udp port 4789"
-cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
-cli $NS_C curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 $S4) http://www.example.com/index.html
+ns_srv $NS_S "$PY" -m http.server 80 --bind $S4 --directory "$W"; HTTP_PID=$SRV
+ns_srv $NS_S "${SSLD[@]}" -accept 443 $(chain good) -alpn http/1.1; TLS_PID=$SRV
+ns_wait_port $NS_S 80; ns_wait_port $NS_S 443
+ns_cap_start $NS_M eth0 $F "udp port 4789"
+ns_cli $NS_C "${CURL[@]}" --tls-max 1.2 $(resolve www.example.com 443 $S4) https://www.example.com/
+ns_cli $NS_C curl -sS -o /dev/null --max-time 10 $(resolve www.example.com 80 $S4) http://www.example.com/index.html
 cap_stop $F; srv_stop $TLS_PID; srv_stop $HTTP_PID
 inns $NS_S tc qdisc del dev eth0 clsact
 expect $F '{"description": "one-way mirror feed like AWS VPC Traffic Mirroring: tc mirred copies both directions of the server interface into kernel VXLAN (VNI 4243, MTU 9001 underlay) towards a collector; inner curl https (TLS 1.2) and plain HTTP between 10.77.0.10 and 10.77.0.20",

@@ -3,8 +3,8 @@
 # captures/, with their facts in captures/manifest.tunnels.json (same shape as manifest.json).
 #
 # Real software in network namespaces this script creates and deletes (itc-tunnels-*), addresses in
-# 10.83.x.x only; nothing leaves the machine. The helpers (mkns, veth, cap_start/stop, srv, cli,
-# expect) are copies of make_captures.sh's (not shared: that script is recorded separately).
+# 10.83.x.x only; nothing leaves the machine. The helpers (mkns, veth, ns_cap_start/cap_stop, ns_srv,
+# ns_cli, expect) are tools/ns_lib.sh's, as make_captures.sh's are.
 #
 #   sudo captures/make_tunnels_captures.sh             # record into captures/
 #   sudo captures/make_tunnels_captures.sh --install   # apt-get the tools first
@@ -31,101 +31,24 @@ if [ "${1:-}" = "--install" ]; then
     samba smbclient wireguard-tools wireguard-go openvpn openssl >/dev/null
 fi
 
-die() { echo "make_tunnels_captures: $*" >&2; exit 1; }
+SCRIPT=make_tunnels_captures
+# shellcheck source=tools/ns_lib.sh
+. "$HERE/tools/ns_lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tcpdump)"
 for c in ip tcpdump tshark capinfos timeout ss; do command -v "$c" >/dev/null || die "missing $c (try --install)"; done
 part() { case " $ONLY " in *" $1 "*) return 0;; esac; return 1; }
-
-WORK=$(mktemp -d /tmp/itc-tunnels.XXXXXX)
-LOG=$WORK/make.log
-EXPECT=$WORK/expect.tsv
-: > "$EXPECT"
-mkdir -p "$OUT"
-echo "work dir $WORK (log: $LOG)"
 
 # ------------------------------------------------------------------ namespaces and cleanup
 NS_C=itc-tunnels-cli   # 10.83.0.10
 NS_S=itc-tunnels-srv   # 10.83.0.20
 ALL_NS="$NS_C $NS_S"
 C4=10.83.0.10 S4=10.83.0.20
-PIDS=()
+ns_begin itc-tunnels
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
-kill_ns() {
-  local ns=$1 pid
-  ns_exists "$ns" || return 0
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
-  sleep 0.3
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-  ip netns del "$ns" 2>/dev/null
-}
-cleanup() {
-  local pid ns
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for ns in $ALL_NS; do kill_ns "$ns"; done
-  if [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-for ns in $ALL_NS; do kill_ns "$ns"; done  # left over by an earlier, killed run
-
-inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-mkns() {
-  ip netns add "$1" || die "ip netns add $1"
-  ip -n "$1" link set lo up
-  inns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-quiet_if() { inns "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1; }
-veth() {  # nsA devA macA nsB devB macB
-  ip link add name "$2" netns "$1" address "$3" type veth peer name "$5" netns "$4" address "$6" || die "veth $1/$2"
-  quiet_if "$1" "$2"; quiet_if "$4" "$5"
-  ip -n "$1" link set "$2" up; ip -n "$4" link set "$5" up
-}
-mkns $NS_C; mkns $NS_S
+mkns $NS_C noipv6; mkns $NS_S noipv6
 veth $NS_C eth0 02:00:0a:53:00:0a $NS_S eth0 02:00:0a:53:00:14
 ip -n $NS_C addr add $C4/24 dev eth0; ip -n $NS_S addr add $S4/24 dev eth0
 
-CAP_PID=
-cap_start() {  # ns iface file filter
-  local ns=$1 ifc=$2 file=$3 filter=$4 _
-  rm -f "$OUT/$file"
-  ip netns exec "$ns" tcpdump -i "$ifc" -n -U --immediate-mode -s 0 -Z root -w "$OUT/$file" "$filter" \
-    2> "$WORK/tcpdump.err" &
-  CAP_PID=$!; CAP_T0=$(date +%s.%N)
-  for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.err" 2>/dev/null && return 0; sleep 0.05; done
-  echo "tcpdump did not start for $file: $(cat "$WORK/tcpdump.err")" | tee -a "$LOG"
-}
-cap_stop() {  # file
-  sleep 0.3
-  kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
-  printf '%-34s %6s packets %7s bytes %5.1f s\n' "$1" "$(capinfos -c -M -T "$OUT/$1" 2>/dev/null | awk -F'\t' 'NR==2{print $2}')" \
-    "$(stat -c %s "$OUT/$1")" "$(awk -v a="$(date +%s.%N)" -v b="$CAP_T0" 'BEGIN{print a-b}')" | tee -a "$LOG"
-}
-wait_port() {  # ns port [tcp|udp]
-  local flag=-ltnH _
-  [ "${3:-tcp}" = udp ] && flag=-lunH
-  for _ in $(seq 100); do inns "$1" ss $flag "sport = :$2" | grep -q . && return 0; sleep 0.05; done
-  echo "port $2 never listened in $1" | tee -a "$LOG"; return 1
-}
-SRV=
-srv() {  # ns cmd...: a server in the background
-  local ns=$1; shift
-  echo "+ [$ns] $*" >> "$LOG"
-  ip netns exec "$ns" "$@" >> "$LOG" 2>&1 &
-  SRV=$!; PIDS+=("$SRV")
-}
-srv_stop() { local pid=${1:-$SRV}; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 0; }
-cli() {  # ns cmd...: a client with a timeout
-  local ns=$1; shift
-  echo "+ [$ns] $*" >> "$LOG"
-  inns "$ns" timeout 20 "$@" >> "$LOG" 2>&1
-  local rc=$?
-  [ $rc = 0 ] || echo "  (client exit $rc)" >> "$LOG"
-  return 0
-}
-expect() {  # file json
-  printf '%s\t%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')" >> "$EXPECT"
-}
 TOOLS='{}'
 tool() { TOOLS=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]=sys.argv[3]; print(json.dumps(d))' "$TOOLS" "$1" "$2"); }
 
@@ -165,10 +88,10 @@ smb_case() {  # file encrypt(required|off) description
 EOF
   echo "root = alice" > "$d/users.map"
   printf 's3cret-smb\ns3cret-smb\n' | inns $NS_S pdbedit -s "$d/smb.conf" -a -u root -t >> "$LOG" 2>&1
-  cap_start $NS_S eth0 "$f" "tcp port 445"
-  srv $NS_S setsid smbd --foreground --no-process-group -s "$d/smb.conf" --debug-stdout
-  wait_port $NS_S 445
-  cli $NS_C smbclient //$S4/share -U 'ITC\alice%s3cret-smb' -m SMB3 -c 'get hello.txt /dev/null; ls'
+  ns_cap_start $NS_S eth0 "$f" "tcp port 445"
+  ns_srv $NS_S setsid smbd --foreground --no-process-group -s "$d/smb.conf" --debug-stdout
+  ns_wait_port $NS_S 445
+  ns_cli $NS_C smbclient //$S4/share -U 'ITC\alice%s3cret-smb' -m SMB3 -c 'get hello.txt /dev/null; ls'
   srv_stop; cap_stop "$f"
   expect "$f" "$desc"
 }
@@ -193,8 +116,8 @@ if part wg; then
   F=wireguard.pcap
   KC=$(wg genkey); KS=$(wg genkey)
   export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
-  srv $NS_C wireguard-go -f wgc   # distinct names: the UAPI socket /var/run/wireguard/NAME.sock is not per namespace
-  srv $NS_S wireguard-go -f wgs
+  ns_srv $NS_C wireguard-go -f wgc   # distinct names: the UAPI socket /var/run/wireguard/NAME.sock is not per namespace
+  ns_srv $NS_S wireguard-go -f wgs
   for _ in $(seq 50); do ip -n $NS_S link show wgs >/dev/null 2>&1 && ip -n $NS_C link show wgc >/dev/null 2>&1 && break; sleep 0.1; done
   printf '%s' "$KC" > "$WORK/wg-c.key"; printf '%s' "$KS" > "$WORK/wg-s.key"
   inns $NS_S wg set wgs listen-port 51820 private-key "$WORK/wg-s.key" peer "$(printf '%s' "$KC" | wg pubkey)" \
@@ -203,9 +126,9 @@ if part wg; then
     allowed-ips 10.83.100.20/32 endpoint $S4:51820
   ip -n $NS_S addr add 10.83.100.20/24 dev wgs; ip -n $NS_S link set wgs up
   ip -n $NS_C addr add 10.83.100.10/24 dev wgc; ip -n $NS_C link set wgc up
-  cap_start $NS_S eth0 $F "udp port 51820"
+  ns_cap_start $NS_S eth0 $F "udp port 51820"
   for i in 1 2 3; do  # UDP to a closed port inside the tunnel: the ICMP answer comes back through it too
-    cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.100.20/9"; sleep 0.3
+    ns_cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.100.20/9"; sleep 0.3
   done
   cap_stop $F
   kill_ns $NS_C; kill_ns $NS_S; mkns $NS_C; mkns $NS_S  # fresh namespaces for the next part
@@ -227,19 +150,19 @@ ovpn_case() {  # file proto(udp|tcp) wrap(none|tls-auth|tls-crypt) description
   esac
   local common=(--dev tun --verb 3 --dh none --ca "$P/ca.crt" --cipher AES-256-GCM --data-ciphers AES-256-GCM
                 --ping 1 --connect-retry 1)
-  cap_start $NS_S eth0 "$f" "$proto port 1194"
-  srv $NS_S openvpn "${common[@]}" --proto $sproto --lport 1194 --tls-server --cert "$P/srv.crt" --key "$P/srv.key" \
+  ns_cap_start $NS_S eth0 "$f" "$proto port 1194"
+  ns_srv $NS_S openvpn "${common[@]}" --proto $sproto --lport 1194 --tls-server --cert "$P/srv.crt" --key "$P/srv.key" \
     --ifconfig 10.83.200.1 10.83.200.2 "${wrapopt[@]}" $([ "$wrap" = tls-auth ] && echo 0)
   local spid=$SRV
   sleep 0.5
-  srv $NS_C openvpn "${common[@]}" --proto $cproto --remote $S4 1194 --nobind --tls-client --cert "$P/cli.crt" \
+  ns_srv $NS_C openvpn "${common[@]}" --proto $cproto --remote $S4 1194 --nobind --tls-client --cert "$P/cli.crt" \
     --key "$P/cli.key" --remote-cert-tls server --ifconfig 10.83.200.2 10.83.200.1 "${wrapopt[@]}" \
     $([ "$wrap" = tls-auth ] && echo 1)
   local cpid=$SRV
   for _ in $(seq 100); do ip -n $NS_C addr show 2>/dev/null | grep -q 10.83.200.2 && \
     grep -c "Initialization Sequence Completed" "$LOG" | grep -q "$(( OVPN_DONE + 2 ))" && break; sleep 0.1; done
   OVPN_DONE=$(grep -c "Initialization Sequence Completed" "$LOG")
-  for i in 1 2 3; do cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.200.1/9"; sleep 0.2; done
+  for i in 1 2 3; do ns_cli $NS_C bash -c "echo hello-$i > /dev/udp/10.83.200.1/9"; sleep 0.2; done
   srv_stop $cpid; srv_stop $spid; cap_stop "$f"
   expect "$f" "$desc"
 }
