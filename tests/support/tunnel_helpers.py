@@ -14,10 +14,10 @@ def udp_flow(datagrams: list[tuple[bool, bytes]], server_port: int, *, client_po
                        datagrams=[Datagram(float(i), up, p) for i, (up, p) in enumerate(datagrams)])
 
 
-def damage(rng: random.Random, data: bytes) -> bytes:
-    """`data` cut short (sometimes), with bytes flipped and inserted."""
+def damage(rng: random.Random, data: bytes, edits: int = 6) -> bytes:
+    """`data` cut short (sometimes), with up to `edits` - 1 bytes flipped or runs inserted."""
     buf = bytearray(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.4 else data)
-    for _ in range(rng.randrange(6)):
+    for _ in range(rng.randrange(edits)):
         if not buf:
             break
         at = rng.randrange(len(buf))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.flow_helpers import tcp_flow
+from support.tunnel_helpers import damage
 
 import analyzer
 from analyzer.dissect.base import DissectContext, FlowPayload, StreamPrefix
@@ -204,19 +205,6 @@ def test_records_are_bounded():
     assert len(records(b"\x00\x00\x00\x00" * 10000)) == 256
 
 
-def _damage(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.4 else data)
-    for _ in range(rng.randrange(8)):
-        if not buf:
-            break
-        at = rng.randrange(len(buf))
-        if rng.random() < 0.6:
-            buf[at] = rng.randrange(256)
-        else:
-            buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 6)))
-    return bytes(buf)
-
-
 def test_damaged_sessions_never_raise():
     rng = random.Random("smb")
     client = b"".join(nb(m) for m in (negotiate_request([0x202, 0x311], [1, 2]),
@@ -226,8 +214,8 @@ def test_damaged_sessions_never_raise():
     worst = 0.0
     for _ in range(1500):
         fp = FlowPayload(uid="C", transport="tcp", client_ip="a", server_ip="b", client_port=1, server_port=445,
-                         ts_start=0.0, to_server=StreamPrefix(_damage(rng, client)),
-                         to_client=StreamPrefix(_damage(rng, server)))
+                         ts_start=0.0, to_server=StreamPrefix(damage(rng, client, edits=8)),
+                         to_client=StreamPrefix(damage(rng, server, edits=8)))
         d.probe(fp)
         started = time.perf_counter()
         facts = d.dissect(fp)
