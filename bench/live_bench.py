@@ -41,9 +41,10 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    in-process LiveRun pinned to CPU 0 with the listener's settings (--rcvbuf 16M, the 256M receive
    queue, windows of --window seconds (60), parquet, the default policy with --vpc 10.0.0.0/8), the
    sender pinned to CPU 1. Printed per window: datagrams received, kernel drops, flows, the close's
-   blocking time (the analysis thread's CPU seconds in LiveRun._close, and wall seconds) and the
-   datagrams queued when it began; and the listener's process CPU per datagram analysed (its receive
-   thread included), which under load is the number to compare, not the losses. With --tree, the same
+   blocking time (the analysis thread's CPU seconds in LiveRun._close and the next window's _open,
+   and wall seconds) and the datagrams queued when it began; and the listener's process CPU per
+   datagram analysed (its receive thread included), which under load is the number to compare, not
+   the losses. With --tree, the same
    listener importing another checkout's analyzer, before this one's.
 
 The machine is shared with other agents: the load average is printed with each number.
@@ -459,29 +460,41 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
     out = tempfile.mkdtemp(prefix="live-bench-sustain-")
     run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]))
-    closes: list[tuple[float, float, int]] = []
-    inner = run._close
+    closes: list[list[float]] = []  # [CPU s, wall s, datagrams queued when it began] of each close
+    inner_close = run._close
+    inner_open = getattr(run, "_open", None)  # the next window's collector, stage and files (not in every tree)
 
-    def timed(*args: object, **kw: object) -> object:  # the close blocks the analysis thread: its time
+    def timed_close(*args: object, **kw: object) -> object:  # the close blocks the analysis thread: its time
         queued = src.in_queue
         c0, t0 = time.thread_time(), time.perf_counter()
         try:
-            return inner(*args, **kw)  # type: ignore[arg-type]
+            return inner_close(*args, **kw)
         finally:
-            closes.append((time.thread_time() - c0, time.perf_counter() - t0, queued))
+            closes.append([time.thread_time() - c0, time.perf_counter() - t0, queued])
 
-    run._close = timed  # type: ignore[method-assign]
+    def timed_open(*args: object, **kw: object) -> object:  # right after a close: counted with it
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            return inner_open(*args, **kw)  # type: ignore[misc]
+        finally:
+            if closes:
+                closes[-1][0] += time.thread_time() - c0
+                closes[-1][1] += time.perf_counter() - t0
+
+    run._close = timed_close  # type: ignore[method-assign]
+    if inner_open is not None:
+        run._open = timed_open  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, lambda *_: src.stop())
     print(src.bound_ports[0], flush=True)
     rows = []
     c0 = time.process_time()
     for w in run.run():
-        cpu, wall, queued = closes[-1]
+        cpu, wall, queued = closes[-1]  # the next window's _open runs before the yield: counted
         c = w.counters
         rows.append({"window": w.index, "seconds": round((w.end_ns - w.start_ns) / 1e9, 1), "received": c.received,
                      "kernel_drops": c.dropped_kernel, "queue_drops": c.dropped_queue, "flows": c.flows,
                      "evicted": c.evicted,
-                     "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": queued})
+                     "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued)})
     cpu = time.process_time() - c0
     src.close()
     import analyzer
