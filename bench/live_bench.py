@@ -44,7 +44,7 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    blocking time (the analysis thread's CPU seconds in LiveRun._close and the next window's _open,
    and wall seconds) and the datagrams queued when it began; and the listener's process CPU per
    datagram analysed (its receive thread included), which under load is the number to compare, not
-   the losses. With --tree, the same
+   the losses; and the garbage collector's pauses (paced as the CLI paces it). With --tree, the same
    listener importing another checkout's analyzer, before this one's.
 
 The machine is shared with other agents: the load average is printed with each number.
@@ -453,10 +453,27 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
 def sustain_listen(window: float, rcvbuf: str) -> None:
     """The listener of --sustain (its own pinned process): a LiveRun until SIGTERM; prints its port
     first, then one JSON line: each window's numbers and the process CPU."""
+    import gc
+
+    from analyzer._gc import pace_process
     from analyzer.config import Options
     from analyzer.engines.live import LiveRun, parse_size, policy_judge
     from analyzer.sources.mirror import MirrorSource
 
+    pace_process()  # as `intransit listen` (the CLI) runs
+    pauses = {"n": 0, "full": 0, "s": 0.0, "max": 0.0, "t": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:  # the collector's pauses (the GIL is held: the process's)
+        if phase == "start":
+            pauses["t"] = time.perf_counter()
+            return
+        took = time.perf_counter() - pauses["t"]
+        pauses["n"] += 1
+        pauses["full"] += info["generation"] == 2
+        pauses["s"] += took
+        pauses["max"] = max(pauses["max"], took)
+
+    gc.callbacks.append(on_gc)
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
     out = tempfile.mkdtemp(prefix="live-bench-sustain-")
     run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]))
@@ -501,7 +518,10 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
 
     print(json.dumps({"analyzer": str(Path(analyzer.__file__).parent), "windows": rows, "cpu_s": round(cpu, 2),
                       "analysed": run.totals.analysed,
-                      "kernel_drops": run.totals.dropped_kernel, "load": load()}), flush=True)
+                      "kernel_drops": run.totals.dropped_kernel, "gc_collections": pauses["n"],
+                      "gc_full": pauses["full"], "gc_s": round(pauses["s"], 3),
+                      "gc_max_ms": round(pauses["max"] * 1e3, 1),
+                      "load": load()}), flush=True)
 
 
 def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path) -> dict:
@@ -546,7 +566,9 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
         r = sustain(data, seconds, rate, window, rcvbuf, tree)
         print(f"{r['analyzer']}: sent {r['sent']:,} in {r['loops']} loops ({r['rate_sent']:,}/s); analysed "
               f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; listener CPU {r['cpu_s']} s = "
-              f"{r['cpu_s'] / max(r['analysed'], 1) * 1e6:.2f} us per datagram analysed; {r['load']}")
+              f"{r['cpu_s'] / max(r['analysed'], 1) * 1e6:.2f} us per datagram analysed; garbage collector: "
+              f"{r['gc_collections']} collections ({r['gc_full']} full), {r['gc_s']} s, longest {r['gc_max_ms']} ms; "
+              f"{r['load']}")
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
               f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}")
         for w in r["windows"]:
