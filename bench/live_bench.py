@@ -42,10 +42,12 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    queue, windows of --window seconds (60), parquet, the default policy with --vpc 10.0.0.0/8), the
    sender pinned to CPU 1. Printed per window: datagrams received, kernel drops, flows, the close's
    blocking time (the analysis thread's CPU seconds in LiveRun._close and the next window's _open,
-   and wall seconds) and the datagrams queued when it began; and the listener's process CPU per
-   datagram analysed (its receive thread included), which under load is the number to compare, not
-   the losses; and the garbage collector's pauses (paced as the CLI paces it). With --tree, the same
-   listener importing another checkout's analyzer, before this one's.
+   and wall seconds) and the datagrams queued when it began, the three longest batches (the analysis
+   thread's CPU from a batch to its asking for the next, a window's close aside: the chunks of
+   flows judged and written, the expiry); and the listener's process CPU per datagram analysed (its
+   receive thread included), which under load is the number to compare, not the losses; and the
+   garbage collector's pauses (paced as the CLI paces it). With --tree, the same listener importing
+   another checkout's analyzer, before this one's.
 
 The machine is shared with other agents: the load average is printed with each number.
 """
@@ -64,6 +66,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -498,6 +501,19 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
                 closes[-1][0] += time.thread_time() - c0
                 closes[-1][1] += time.perf_counter() - t0
 
+    # the analysis thread's CPU per batch: decode to flows, and whatever ran before it asked for the next
+    # batch (flows ended and dissected, a chunk of them judged and written, the expiry, a window's close)
+    bursts: list[float] = []
+    inner_batches = src.batches
+
+    def timed_batches() -> Iterator[object]:
+        for b in inner_batches():
+            c0, n = time.thread_time(), len(closes)
+            yield b
+            if len(closes) == n:  # not the batch a window closed after (its time is the close's)
+                bursts.append(time.thread_time() - c0)
+
+    src.batches = timed_batches  # type: ignore[method-assign]
     run._close = timed_close  # type: ignore[method-assign]
     if inner_open is not None:
         run._open = timed_open  # type: ignore[method-assign]
@@ -505,13 +521,17 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
     print(src.bound_ports[0], flush=True)
     rows = []
     c0 = time.process_time()
+    seen = 0
     for w in run.run():
+        longest = sorted(bursts[seen:])[-3:][::-1]
+        seen = len(bursts)
         cpu, wall, queued = closes[-1]  # the next window's _open runs before the yield: counted
         c = w.counters
         rows.append({"window": w.index, "seconds": round((w.end_ns - w.start_ns) / 1e9, 1), "received": c.received,
                      "kernel_drops": c.dropped_kernel, "queue_drops": c.dropped_queue, "flows": c.flows,
                      "evicted": c.evicted,
-                     "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued)})
+                     "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
+                     "longest_batch_cpu_s": [round(x, 3) for x in longest]})
     cpu = time.process_time() - c0
     src.close()
     import analyzer
@@ -570,12 +590,13 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
               f"{r['gc_collections']} collections ({r['gc_full']} full), {r['gc_s']} s, longest {r['gc_max_ms']} ms; "
               f"{r['load']}")
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
-              f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}")
+              f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}  "
+              "longest other batches (analysis CPU s)")
         for w in r["windows"]:
             print(f"  {w['window']:>6} {w['seconds']:>7} {w['received']:>10,} {w['kernel_drops']:>12,} "
                   f"{w['queue_drops']:>11,} {w['flows']:>8,} {w['evicted']:>8,} {w['close_cpu_s']:>11} "
                   f"{w['close_wall_s']:>12} "
-                  f"{w['queued_at_close']:>15,}")
+                  f"{w['queued_at_close']:>15,}  {' '.join(map(str, w['longest_batch_cpu_s']))}")
         print(json.dumps(r), flush=True)
 
 
