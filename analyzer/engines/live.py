@@ -385,7 +385,6 @@ class LiveRun:
         self._last_calls = 0
         self.windows = 0
         self._file_seq = 0
-        self.close_seconds: list[float] = []  # CPU seconds of each window's close (the analysis thread's)
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
@@ -511,7 +510,6 @@ class LiveRun:
                 self._anomalies[kind] = self._anomalies.get(kind, 0) + cnt
 
     def _close(self, current: _Open, start: int, end: int, final: bool) -> Window:
-        began = time.process_time()
         src, tot, collector = self.source, self.totals, current.collector
         if not final:
             for ended in self.table.expire_iter(end):  # what ended meanwhile, however few
@@ -569,7 +567,6 @@ class LiveRun:
         window = Window(index, start, end, frames, this, replace(tot), files,
                         summary_line(index, stats, encrypted=count.encrypted, cleartext=count.cleartext,
                                      severities=severities))
-        self.close_seconds.append(time.process_time() - began)
         if self.on_window is not None:
             self.on_window(window)
         return window
