@@ -6,6 +6,8 @@
     python bench/live_bench.py --instructions 200000 [--no-dissect] [--tree OTHER]   # the same, in
         callgrind instructions: deterministic whatever the load (user space only: the kernel's
         recvmmsg copy is not counted), against another checkout with --tree
+    python bench/live_bench.py --sustain 150 --rate 150000 [--window 60] [--tree OTHER]   # sustained
+        load with distinct flows: see 4.
 
 The traffic is the realistic generator of ../shared/bench (make_pcap.py, seed 1: TLS, HTTP, SSH,
 DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring session sends it.
@@ -33,6 +35,20 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    SIGTERM and its totals must add up: received + kernel drops == everything sent, received ==
    analysed + duplicates + filtered + queue drops.
 
+4. Sustained load (--sustain SECONDS --rate R): what the rate search does not see. The stream is
+   replayed loop after loop, each loop with a new VNI (the VNI is part of the flow key: every loop's
+   flows are new ones, as a fleet of mirrored ENIs gives), for SECONDS at R datagrams/s, into one
+   in-process LiveRun pinned to CPU 0 with the listener's settings (--rcvbuf 16M, the 256M receive
+   queue, windows of --window seconds (60), parquet, the default policy with --vpc 10.0.0.0/8), the
+   sender pinned to CPU 1. Printed per window: datagrams received, kernel drops, flows, the close's
+   blocking time (the analysis thread's CPU seconds in LiveRun._close and the next window's _open,
+   and wall seconds) and the datagrams queued when it began, the three longest batches (the analysis
+   thread's CPU from a batch to its asking for the next, a window's close aside: the chunks of
+   flows judged and written, the expiry); and the listener's process CPU per datagram analysed (its
+   receive thread included), which under load is the number to compare, not the losses; and the
+   garbage collector's pauses (paced as the CLI paces it). With --tree, the same listener importing
+   another checkout's analyzer, before this one's.
+
 The machine is shared with other agents: the load average is printed with each number.
 """
 
@@ -50,10 +66,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if "--root" in sys.argv:  # the sustained mode's listener, importing the analyzer of another checkout
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--root") + 1]).resolve()))
 GEN = Path("/work/shared/bench/make_pcap.py") if Path("/work/shared/bench/make_pcap.py").exists() else (
     ROOT.parent / "shared" / "bench" / "make_pcap.py")
 
@@ -432,6 +451,155 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
         print(err[-2000:])
 
 
+# ---------------------------------------------------------------- 4. sustained load, distinct flows
+
+def sustain_listen(window: float, rcvbuf: str) -> None:
+    """The listener of --sustain (its own pinned process): a LiveRun until SIGTERM; prints its port
+    first, then one JSON line: each window's numbers and the process CPU."""
+    import gc
+
+    from analyzer._gc import pace_process
+    from analyzer.config import Options
+    from analyzer.engines.live import LiveRun, parse_size, policy_judge
+    from analyzer.sources.mirror import MirrorSource
+
+    pace_process()  # as `intransit listen` (the CLI) runs
+    pauses = {"n": 0, "full": 0, "s": 0.0, "max": 0.0, "t": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:  # the collector's pauses (the GIL is held: the process's)
+        if phase == "start":
+            pauses["t"] = time.perf_counter()
+            return
+        took = time.perf_counter() - pauses["t"]
+        pauses["n"] += 1
+        pauses["full"] += info["generation"] == 2
+        pauses["s"] += took
+        pauses["max"] = max(pauses["max"], took)
+
+    gc.callbacks.append(on_gc)
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
+    out = tempfile.mkdtemp(prefix="live-bench-sustain-")
+    run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]))
+    closes: list[list[float]] = []  # [CPU s, wall s, datagrams queued when it began] of each close
+    inner_close = run._close
+    inner_open = getattr(run, "_open", None)  # the next window's collector, stage and files (not in every tree)
+
+    def timed_close(*args: object, **kw: object) -> object:  # the close blocks the analysis thread: its time
+        queued = src.in_queue
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            return inner_close(*args, **kw)
+        finally:
+            closes.append([time.thread_time() - c0, time.perf_counter() - t0, queued])
+
+    def timed_open(*args: object, **kw: object) -> object:  # right after a close: counted with it
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            return inner_open(*args, **kw)  # type: ignore[misc]
+        finally:
+            if closes:
+                closes[-1][0] += time.thread_time() - c0
+                closes[-1][1] += time.perf_counter() - t0
+
+    # the analysis thread's CPU per batch: decode to flows, and whatever ran before it asked for the next
+    # batch (flows ended and dissected, a chunk of them judged and written, the expiry, a window's close)
+    bursts: list[float] = []
+    inner_batches = src.batches
+
+    def timed_batches() -> Iterator[object]:
+        for b in inner_batches():
+            c0, n = time.thread_time(), len(closes)
+            yield b
+            if len(closes) == n:  # not the batch a window closed after (its time is the close's)
+                bursts.append(time.thread_time() - c0)
+
+    src.batches = timed_batches  # type: ignore[method-assign]
+    run._close = timed_close  # type: ignore[method-assign]
+    if inner_open is not None:
+        run._open = timed_open  # type: ignore[method-assign]
+    signal.signal(signal.SIGTERM, lambda *_: src.stop())
+    print(src.bound_ports[0], flush=True)
+    rows = []
+    c0 = time.process_time()
+    seen = 0
+    for w in run.run():
+        longest = sorted(bursts[seen:])[-3:][::-1]
+        seen = len(bursts)
+        cpu, wall, queued = closes[-1]  # the next window's _open runs before the yield: counted
+        c = w.counters
+        rows.append({"window": w.index, "seconds": round((w.end_ns - w.start_ns) / 1e9, 1), "received": c.received,
+                     "kernel_drops": c.dropped_kernel, "queue_drops": c.dropped_queue, "flows": c.flows,
+                     "evicted": c.evicted,
+                     "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
+                     "longest_batch_cpu_s": [round(x, 3) for x in longest]})
+    cpu = time.process_time() - c0
+    src.close()
+    import analyzer
+
+    print(json.dumps({"analyzer": str(Path(analyzer.__file__).parent), "windows": rows, "cpu_s": round(cpu, 2),
+                      "analysed": run.totals.analysed,
+                      "kernel_drops": run.totals.dropped_kernel, "gc_collections": pauses["n"],
+                      "gc_full": pauses["full"], "gc_s": round(pauses["s"], 3),
+                      "gc_max_ms": round(pauses["max"] * 1e3, 1),
+                      "load": load()}), flush=True)
+
+
+def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path) -> dict:
+    """One sustained run against the analyzer of `tree` (see the module docstring, 4.)."""
+    import numpy as np
+
+    cmd = ["taskset", "-c", "0", sys.executable, __file__, "--sustain-listen", "--window", str(window),
+           "--rcvbuf", rcvbuf, "--root", str(tree)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    os.sched_setaffinity(0, {1})
+    sender = Sender(data, port)
+    assert sender.ring is not None, "the sustained mode needs sendmmsg"
+    ring = sender.ring
+    offs = np.concatenate([[0], np.cumsum(ring.lens)[:-1]]).astype(np.int64)
+    sent = loops = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        loops += 1  # a new VNI: the loop's flows are new flows (bytes 4-6 of the VXLAN header)
+        for i, shift in enumerate((16, 8, 0)):
+            ring.buf[offs + 4 + i] = (loops >> shift) & 0xFF
+        sender.k = 0
+        left = int(min(len(data), rate * (seconds - (time.perf_counter() - t0)) + 1))
+        got, _, _ = sender.paced(rate, max(left, 0))
+        sent += got
+    took = time.perf_counter() - t0
+    sender.close()
+    time.sleep(3.0)  # the backlog drains
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=900)
+    res = json.loads(out.strip().splitlines()[-1])
+    res.update(sent=sent, loops=loops, rate_sent=round(sent / took))
+    return res
+
+
+def sustain_table(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str,
+                  trees: list[Path]) -> None:
+    print(f"\n4. Sustained load: {seconds:g} s at {rate:,.0f} datagrams/s, a new VNI per loop of {len(data):,} "
+          f"datagrams (new flows), windows of {window:g} s; listener pinned to CPU 0, sender to CPU 1; {load()}")
+    for tree in trees:
+        r = sustain(data, seconds, rate, window, rcvbuf, tree)
+        print(f"{r['analyzer']}: sent {r['sent']:,} in {r['loops']} loops ({r['rate_sent']:,}/s); analysed "
+              f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; listener CPU {r['cpu_s']} s = "
+              f"{r['cpu_s'] / max(r['analysed'], 1) * 1e6:.2f} us per datagram analysed; garbage collector: "
+              f"{r['gc_collections']} collections ({r['gc_full']} full), {r['gc_s']} s, longest {r['gc_max_ms']} ms; "
+              f"{r['load']}")
+        print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
+              f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}  "
+              "longest other batches (analysis CPU s)")
+        for w in r["windows"]:
+            print(f"  {w['window']:>6} {w['seconds']:>7} {w['received']:>10,} {w['kernel_drops']:>12,} "
+                  f"{w['queue_drops']:>11,} {w['flows']:>8,} {w['evicted']:>8,} {w['close_cpu_s']:>11} "
+                  f"{w['close_wall_s']:>12} "
+                  f"{w['queued_at_close']:>15,}  {' '.join(map(str, w['longest_batch_cpu_s']))}")
+        print(json.dumps(r), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="About one minute: fewer datagrams, shorter steps.")
@@ -453,8 +621,17 @@ def main() -> None:
     ap.add_argument("--drain-once", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--queue", default="256M",
                     help="The receive queue of --drain / --instructions (the listener's --queue default: 256M).")
+    ap.add_argument("--sustain", type=float, default=0, metavar="SECONDS",
+                    help="Only: sustained load with distinct flows (a new VNI per loop) for SECONDS (see 4.).")
+    ap.add_argument("--rate", type=float, default=150_000, help="With --sustain: datagrams per second.")
+    ap.add_argument("--window", type=float, default=60.0, help="With --sustain: the listener's window (s).")
+    ap.add_argument("--sustain-listen", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     quick = args.quick
+    if args.sustain_listen:
+        sustain_listen(args.window, args.rcvbuf)
+        return
     from analyzer.engines.live import parse_size
 
     QUEUE["bytes"] = parse_size(args.queue)
@@ -463,6 +640,10 @@ def main() -> None:
         instructions_table(args.instructions, not args.no_dissect, [ROOT, *(t.resolve() for t in args.tree)])
         return
     data = datagrams(packets)
+    if args.sustain:
+        sustain_table(data, args.sustain, args.rate, args.window, "16M" if args.rcvbuf == "8M" else args.rcvbuf,
+                      [*(t.resolve() for t in args.tree), ROOT])
+        return
     if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
         drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)
         drain_once(data, args.drain_once, not args.no_dissect)

@@ -4,10 +4,15 @@ policy as a capture, written window by window (`intransit listen`).
 One flow table lives for the whole run, so a flow that spans windows is never split: it is written
 in the window it ends in (idle/active timeout, TCP close, eviction at --max-flows, or shutdown).
 Each window has its own `Collector` (the dissectors' per-run state, e.g. the credentials HMAC key, is
-shared by all windows); when the window closes, the flows that ended in it are dissected, judged by
-the policy layer (`analyzer.policy.evaluate`, zones from --vpc/--zones), and its frames are written
-each to a temporary name and renamed: a window's file is complete or absent. Memory is bounded by
---max-flows (live flows) and by one window's ended flows.
+shared by all windows) and its own policy stage (`analyzer.policy.stage.PolicyStage`, zones from
+--vpc/--zones), as the streamed audit (`analyzer.auditor.audit_stream`) has: flows are dissected as
+they end, and every chunk of ended flows (16k) is judged and written as it is made, each frame through
+its sink (`analyzer.report.FrameWriter`) to a temporary file. A window's close is only the last chunk,
+the certificates (one row per distinct certificate), the renames and the stats file (written last:
+its presence says the window's files are all there): a window's file is complete or absent. The
+streamed files hold the flows (and findings, tls, ...) in the order they were made (flows: the order
+they ended); sort by (ts_start, uid) for the frame's order. Memory is bounded by --max-flows (live
+flows) and by one chunk, not by a window's ended flows.
 
 Two steps run here, on the decoded columns, that a capture file does not need:
 - de-duplication (`Deduplicator`): when both ends of a conversation are mirrored to one target,
@@ -29,9 +34,11 @@ or analysed; the kernel's own drops (socket buffer full) are reported beside the
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer._gc import YOUNG_THRESHOLD
 from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode
 from analyzer.decode import _kernel as D
 from analyzer.engines import _dedup as K
@@ -49,6 +57,7 @@ from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analyzer.policy.stage import PolicyStage
     from analyzer.sources.mirror import MirrorSource
 
 __all__ = ["Deduplicator", "LiveCounters", "LiveRun", "PcapRotator", "mark_truncated", "parse_duration",
@@ -284,7 +293,9 @@ class PcapRotator:
 
 @dataclass(slots=True)
 class Window:
-    """A closed window: its time span, frames, counters and the summary line."""
+    """A closed window: its time span, frames, counters and the summary line. `frames` are those kept
+    in memory: every frame when the run writes no files (out_dir None), else those not streamed to
+    their files (certs, sources)."""
 
     index: int
     start_ns: int
@@ -296,12 +307,50 @@ class Window:
     summary: str
 
 
+class _Count:
+    """A collector stage that only counts each window's flows, encrypted and cleartext, for the stats
+    and the summary line (the flows themselves go to their file chunk by chunk)."""
+
+    name = "live-count"
+    columns: tuple[Any, ...] = ()
+    frames: tuple[Any, ...] = ()
+
+    def __init__(self) -> None:
+        self.flows = self.encrypted = self.cleartext = 0
+
+    def on_flows(self, chunk: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, list[dict[str, Any]]]]:
+        self.flows += len(chunk["uid"])
+        enc = chunk.get("encrypted")
+        if enc is not None:
+            self.encrypted += enc.true_count
+            self.cleartext += enc.false_count
+        return {}, {}
+
+    def finish(self) -> Mapping[str, list[dict[str, object]]]:
+        return {}
+
+
+@dataclass(slots=True)
+class _Open:
+    """The window being filled: its collector, its stages and the sinks its frames stream to."""
+
+    collector: Collector
+    count: _Count
+    policy: Any
+    stamp: str
+    sinks: dict[str, Any]
+
+    def abort(self) -> None:
+        for sink in self.sinks.values():
+            sink.abort()
+
+
 class LiveRun:
     """Runs a `MirrorSource` through the pipeline, window by window (see the module docstring).
 
-    `judge(flows, tls, certs, credentials)` -> (judged flows, findings), or None to skip the policy;
-    `on_window(window)` is called after each window's files are written. `out_dir` None keeps the
-    frames in the Window only (tests)."""
+    `judge(findings_sink, horizon_s)` -> a policy stage for one window (`policy_judge`), or None to
+    skip the policy; `on_window(window)` is called after each window's files are written. `out_dir`
+    None keeps the frames in the Window only (tests)."""
 
     def __init__(self, source: MirrorSource, options: Options, *, window: float = 60.0, out_dir: str | None = None,
                  fmt: str = "parquet", dedup_window: float = 0.05, judge: Callable[..., Any] | None = None,
@@ -316,12 +365,18 @@ class LiveRun:
         self.out_dir, self.fmt = out_dir, fmt
         self.judge, self.on_window, self.pcap = judge, on_window, pcap
         self.dedup = Deduplicator(int(dedup_window * 1e9))
-        self.plan = Plan.make(self.options)
+        schemas = Plan.make(self.options).schemas
+        self.frames = tuple(f for f in frames if f in schemas)
+        # only the frames written are built (the policy stage is handed the rows it reads whatever)
+        self.options = replace(self.options, output=replace(self.options.output, frames=tuple(
+            f for f in self.frames if f not in ("anomalies", "sources"))))
         flow_options = self.options.flows
         if not self.options.dissect.enabled:
             flow_options = replace(flow_options, collect_payload=False)
         self.table = FlowTable(flow_options)
-        self.frames = tuple(f for f in frames if f in self.plan.schemas)
+        # the ftp-data-unprotected link's memory, as the streamed audit sets it: no control flow ending
+        # later can have started before
+        self.horizon_s = float(flow_options.active_timeout) + float(flow_options.idle_timeout_tcp) + 300.0
         self.totals = LiveCounters()
         self._last = LiveCounters()
         self._dissection: Any = None
@@ -333,24 +388,66 @@ class LiveRun:
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
-    def _collector(self) -> Collector:
-        col = Collector(self.options, self.plan)
+    def _open(self, start: int) -> _Open:
+        """A window's collector, policy stage and (with out_dir) the sinks of its frames, whose files
+        are written under temporary names until the close."""
+        from analyzer.report import FrameWriter
+
+        stamp = self._stamp(start) if self.out_dir is not None else ""
+        sinks: dict[str, Any] = {}
+        policy = None
+        count = _Count()
+        try:
+            if self.judge is not None and "flows" in self.frames:
+                from analyzer.policy import FINDINGS
+
+                if self.out_dir is not None:
+                    sinks["findings"] = FrameWriter(self.fmt, self._path("findings", stamp), dict(FINDINGS))
+                policy = self.judge(sinks.get("findings"), self.horizon_s)
+            plan = Plan.make(self.options, stages=[s for s in (policy, count) if s is not None])
+            if self.out_dir is not None:
+                for name in self.frames:
+                    if plan.streamable(name) and name in plan.wanted:
+                        sinks[name] = FrameWriter(self.fmt, self._path(name, stamp), plan.schemas[name])
+            collector = Collector(self.options, plan, {n: s for n, s in sinks.items() if n != "findings"})
+        except BaseException:
+            for sink in sinks.values():
+                sink.abort()
+            raise
         if self._dissection is None:
-            self._dissection = col.dissection
+            self._dissection = collector.dissection
         else:  # one set of dissector instances for the run (the credentials key, caches)
-            col.dissection = self._dissection
-        return col
+            collector.dissection = self._dissection
+        return _Open(collector, count, policy, stamp, sinks)
 
     def run(self) -> Iterator[Window]:
         """Analyse until the source ends (stop()); yields each window as it closes; the last one
         holds every flow still open at the end."""
-        src, tot = self.source, self.totals
-        collector = self._collector()
+        # The collector paced as for a batch run (analyzer._gc): what exists now (imports, the policy)
+        # is frozen out of the full collections, which otherwise rescan it every ~10M allocations.
+        threshold, freeze = gc.get_threshold(), gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        gc.set_threshold(max(YOUNG_THRESHOLD, threshold[0]), *threshold[1:])
         start = time.time_ns()
+        current = self._current = self._open(start)
+        try:
+            yield from self._windows(current, start)
+        except BaseException:
+            self._current.abort()
+            raise
+        finally:
+            gc.set_threshold(*threshold)
+            if freeze:
+                gc.unfreeze()
+
+    def _windows(self, current: _Open, start: int) -> Iterator[Window]:
+        src, tot = self.source, self.totals
         window_end = start + self.window_ns
         last_expire = start
         dec = self.options.decode
         for batch in src.batches():
+            collector = current.collector
             if len(batch):
                 if self.pcap is not None:
                     self.pcap.write(batch)
@@ -369,12 +466,13 @@ class LiveRun:
                     collector.add(ended)
                 self._status(now)
             if now >= window_end:
-                yield self._close(collector, start, now, final=False)
-                collector = self._collector()
+                closed = self._close(current, start, now, final=False)
+                current = self._current = self._open(now)
+                yield closed
                 start, window_end = now, now + self.window_ns
         for ended in self.table.flush_iter():
-            collector.add(ended)
-        yield self._close(collector, start, time.time_ns(), final=True)
+            current.collector.add(ended)
+        yield self._close(current, start, time.time_ns(), final=True)
 
     def _status(self, now: int) -> None:
         """`status.json` in out_dir, rewritten every second and at each window: the counters so far and the receive
@@ -411,8 +509,8 @@ class LiveRun:
                 kind = ANOMALY_NAMES.get(code, str(code))
                 self._anomalies[kind] = self._anomalies.get(kind, 0) + cnt
 
-    def _close(self, collector: Collector, start: int, end: int, final: bool) -> Window:
-        src, tot = self.source, self.totals
+    def _close(self, current: _Open, start: int, end: int, final: bool) -> Window:
+        src, tot, collector = self.source, self.totals, current.collector
         if not final:
             for ended in self.table.expire_iter(end):  # what ended meanwhile, however few
                 collector.add(ended)
@@ -434,16 +532,17 @@ class LiveRun:
                               detail=f"{evicted} flows ended early: more than max_flows="
                                      f"{self.options.flows.max_flows} live")
         this = tot.minus(self._last)
+        # the last chunk of flows is judged and goes to its sink here; the policy's finish() adds the
+        # findings of expired suppressions
         analysis = collector.finish([{"source": name, "packets": this.analysed, "status": "ok", "problem": None,
                                       "offset": None}], {"packets": this.analysed})
-        frames = {f: analysis[f] for f in self.frames}
+        frames = {f: analysis[f] for f in self.frames if f not in current.sinks}
         frames["sources"] = analysis.sources
-        this.flows = len(frames.get("flows", ()))
+        policy, count = current.policy, current.count
+        if policy is not None and "findings" not in current.sinks:
+            frames["findings"] = policy.findings()
+        this.flows = count.flows
         tot.flows += this.flows
-        if self.judge is not None and "flows" in frames:
-            judged_flows, findings = self.judge(frames["flows"], frames.get("tls"), frames.get("certs"),
-                                                frames.get("credentials"))
-            frames["flows"], frames["findings"] = judged_flows, findings
         self._last = replace(tot)
         index = self.windows
         self.windows += 1
@@ -459,40 +558,62 @@ class LiveRun:
                  "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
                  "total_counters": tot.as_dict()}
-        files = self._write(start, frames, stats) if self.out_dir is not None else []
+        files = self._write(current, frames, stats) if self.out_dir is not None else []
         self._status(end)
-        window = Window(index, start, end, frames, this, replace(tot), files, summary_line(index, stats, frames))
+        severities: Counter[str] = Counter()
+        if policy is not None:
+            for (_, sev, _), n in policy.tally.findings.items():
+                severities[sev] += n
+        window = Window(index, start, end, frames, this, replace(tot), files,
+                        summary_line(index, stats, encrypted=count.encrypted, cleartext=count.cleartext,
+                                     severities=severities))
         if self.on_window is not None:
             self.on_window(window)
         return window
 
-    def _write(self, start: int, frames: Mapping[str, pd.DataFrame], stats: dict[str, Any]) -> list[str]:
-        """Each frame to `<frame>-<UTC start>-<n>.<ext>` in out_dir, via a temporary name and a rename;
-        the stats file last (its presence says the window's files are all there)."""
-        from analyzer.report import write_frame
-
+    def _stamp(self, start: int) -> str:
+        """The window's name: its start time, then its number, so that names sort in window order
+        and two windows that start in the same second (short windows; a restart) never share one."""
         assert self.out_dir is not None
-        # the window's number after its start time: names sort in window order, and two windows that
-        # start in the same second (short windows; a restart) never share a name
         while True:
             stamp = f"{_stamp(start)}-{self._file_seq:06d}"
             self._file_seq += 1
             if not os.path.exists(os.path.join(self.out_dir, f"stats-{stamp}.jsonl")):
-                break
-        ext = "parquet" if self.fmt == "parquet" else "jsonl"
+                return stamp
+
+    def _path(self, name: str, stamp: str) -> str:
+        assert self.out_dir is not None
+        return os.path.join(self.out_dir, f"{name}-{stamp}.{'parquet' if self.fmt == 'parquet' else 'jsonl'}")
+
+    def _write(self, current: _Open, frames: Mapping[str, pd.DataFrame], stats: dict[str, Any]) -> list[str]:
+        """The streamed frames' files are renamed from their temporary names (each sink's close), the
+        frames kept in memory (certs) are written via a temporary name and a rename; the stats file
+        last (its presence says the window's files are all there)."""
+        from analyzer.report import write_frame
+
+        assert self.out_dir is not None
+        stamp = current.stamp
         written = []
-        for name, df in frames.items():
-            if name == "sources":
-                continue
-            path = os.path.join(self.out_dir, f"{name}-{stamp}.{ext}")
-            tmp = os.path.join(self.out_dir, f".{name}-{stamp}.{ext}.tmp")
-            try:
-                write_frame(df, self.fmt, tmp)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            written.append(path)
+        try:
+            for name, df in frames.items():
+                if name == "sources":
+                    continue
+                path = self._path(name, stamp)
+                tmp = os.path.join(self.out_dir, f".{os.path.basename(path)}.tmp")
+                try:
+                    write_frame(df, self.fmt, tmp)
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                written.append(path)
+            while current.sinks:
+                name, sink = current.sinks.popitem()
+                sink.close()
+                written.append(self._path(name, stamp))
+        except BaseException:
+            current.abort()
+            raise
         path = os.path.join(self.out_dir, f"stats-{stamp}.jsonl")
         tmp = os.path.join(self.out_dir, f".stats-{stamp}.jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:  # written last: its presence says the window is complete
@@ -503,22 +624,24 @@ class LiveRun:
 
 
 def policy_judge(vpc: Sequence[str] = (), zones: str | None = None, profile: str | None = None,
-                 aws_ip_ranges: str | None = None, suppressions: str | None = None) -> Callable[..., Any]:
-    """A `judge` for LiveRun: the policy layer's evaluate() on each window's frames, with the zones
-    built once (--vpc, --zones, the AWS ranges) and the profile checked now (a bad one fails early)."""
+                 aws_ip_ranges: str | None = None, suppressions: str | None = None) -> Callable[..., PolicyStage]:
+    """A `judge` for LiveRun: `judge(findings_sink, horizon_s)` makes a window's policy stage
+    (`analyzer.policy.stage.PolicyStage`, as the streamed audit has), with the zones built once (--vpc,
+    --zones, the AWS ranges) and the profile and suppressions checked now (a bad one fails early)."""
     from analyzer.policy import build_zones, evaluate
+    from analyzer.policy.stage import PolicyStage
+    from analyzer.schema import empty_frame
 
     zone_map = build_zones(vpc=list(vpc), zones=zones, aws_ip_ranges=aws_ip_ranges)
 
-    def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None,
-              credentials: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        r = evaluate(flows, tls, certs, zones=zone_map, profile=profile, suppressions=suppressions,
-                     credentials=credentials)
-        return r.flows, r.findings
+    def judge(findings_sink: Any = None, horizon_s: float | None = None) -> PolicyStage:
+        return PolicyStage(zones=zone_map, profile=profile, suppressions=suppressions, findings_sink=findings_sink,
+                           horizon_s=horizon_s)
 
-    from analyzer.schema import empty_frame
-
-    judge(empty_frame(dict(_empty_flows_schema())), None, None, None)
+    judge()  # a bad profile or suppressions file fails now
+    # the rules' first run (imports) now rather than in the first window
+    evaluate(empty_frame(dict(_empty_flows_schema())), None, None, zones=zone_map, profile=profile,
+             suppressions=suppressions)
     return judge
 
 
@@ -532,29 +655,25 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summary_line(index: int, stats: Mapping[str, Any], frames: Mapping[str, pd.DataFrame]) -> str:
-    """The one-line rolling summary of a window (the caller makes it printable)."""
+def summary_line(index: int, stats: Mapping[str, Any], *, encrypted: int = 0, cleartext: int = 0,
+                 severities: Mapping[str, int] | None = None) -> str:
+    """The one-line rolling summary of a window (the caller makes it printable): its counters, its flows
+    encrypted and cleartext, and its findings by severity."""
     w = stats["window_counters"]
-    flows = frames.get("flows")
-    enc = clear = 0
-    if flows is not None and len(flows) and "encrypted" in flows:
-        e = flows["encrypted"]
-        enc, clear = int((e == True).sum()), int((e == False).sum())  # noqa: E712 - nullable boolean
-    findings = frames.get("findings")
+    sev_counts = {s: n for s, n in (severities or {}).items() if n}
     sev = ""
-    if findings is not None and len(findings):
-        counts = findings["severity"].value_counts()
-        sev = " (" + ", ".join(f"{s} {int(counts[s])}" for s in ("critical", "high", "medium", "low", "info")
-                               if s in counts) + ")"
+    if sev_counts:
+        sev = " (" + ", ".join(f"{s} {sev_counts[s]}" for s in ("critical", "high", "medium", "low", "info")
+                               if s in sev_counts) + ")"
     dup_rate = w["duplicates"] / w["received"] if w["received"] else 0.0
-    nf = len(findings) if findings is not None else 0
+    nf = sum(sev_counts.values())
     targets = stats.get("targets") or {}
     names = sorted(targets, key=lambda a: -targets[a])
     to = f" to {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}" if names else ""
     return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams{to} "
             f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
             f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
-            f"({enc} encrypted, {clear} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
+            f"({encrypted} encrypted, {cleartext} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
 
 
 def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], allow: Sequence[str],

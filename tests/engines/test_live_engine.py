@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.live_helpers import listen_to_replays, sorted_keys
+from support.live_helpers import KEY_COLUMNS, listen_to_replays, sorted_keys
 from support.pcap_helpers import batch_of
 
 import analyzer
@@ -315,3 +315,79 @@ def test_a_capture_of_mirror_traffic_marks_truncation_as_the_listener_does(tmp_p
     (tmp_path / "whole.pcap").write_bytes(whole)
     again = analyzer.analyze([str(tmp_path / "whole.pcap")], frames=("flows",))
     assert not again.flows["truncated"].any() and not len(again.anomalies)
+
+
+def test_window_files_stream_the_frames_the_run_keeps_in_memory(tmp_path: Path) -> None:
+    """With --out, each window's frames go to their files chunk by chunk (judged by a PolicyStage per
+    window): the files hold the frames and findings a run without files keeps in memory, the same
+    findings the policy layer's evaluate() gives on those frames, every file complete (no temporary
+    file left) and each window's stats file beside its frames."""
+    import pandas as pd
+
+    from analyzer.engines.live import policy_judge
+    from analyzer.policy import build_zones, evaluate
+
+    caps = [str(CAPTURES / n) for n in ("tls12_ecdhe_openssl.pcap", "http_basic_auth.pcap", "smtp_starttls.pcap")]
+    mem_flows, _, mem_windows = listen_to_replays(caps, judge=policy_judge(vpc=["10.0.0.0/8"]))
+    mem_findings = pd.concat([w.frames["findings"] for w in mem_windows], ignore_index=True)
+    assert len(mem_findings) and "verdict" in mem_flows
+    frames = {f: pd.concat([w.frames[f] for w in mem_windows], ignore_index=True)
+              for f in ("tls", "certs", "credentials")}
+    whole = evaluate(mem_flows.drop(columns=["client_zone", "server_zone", "direction", "verdict", "finding_count"]),
+                     frames["tls"], frames["certs"], zones=build_zones(vpc=["10.0.0.0/8"]),
+                     credentials=frames["credentials"])
+
+    def keys(findings: pd.DataFrame) -> list[tuple[str, ...]]:  # uids differ between runs (the replay's port)
+        cols = ["rule", "severity", "client_ip", "client_port", "server_ip", "server_port", "evidence", "suppressed_by"]
+        return sorted(map(tuple, findings[cols].astype("string").fillna("<NA>").to_numpy().tolist()))
+
+    assert keys(mem_findings) == keys(whole.findings)
+
+    out = tmp_path / "out"
+    _, totals, windows = listen_to_replays(caps, judge=policy_judge(vpc=["10.0.0.0/8"]), out_dir=str(out))
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith(".")], names  # every file renamed from its temporary name
+    stats = sorted(out.glob("stats-*.jsonl"))
+    assert len(stats) == len(windows)
+    for w in windows:
+        assert "flows" not in w.frames and "certs" in w.frames  # streamed frames are not kept
+        stamp = Path(w.files[-1]).name.removeprefix("stats-").removesuffix(".jsonl")
+        assert {Path(f).name for f in w.files} == {f"{n}-{stamp}.parquet" for n in (
+            "flows", "tls", "certs", "credentials", "anomalies", "findings")} | {f"stats-{stamp}.jsonl"}
+
+    def read(frame: str) -> pd.DataFrame:
+        return pd.concat([pd.read_parquet(p) for p in sorted(out.glob(f"{frame}-*.parquet"))], ignore_index=True)
+
+    flows = read("flows")
+    assert len(flows) == totals.flows == len(mem_flows)
+    assert sorted_keys(flows).equals(sorted_keys(mem_flows))
+    assert dict(flows.dtypes.astype(str)) == dict(mem_flows.dtypes.astype(str))
+    judged = [c for c in (*KEY_COLUMNS, "client_zone", "server_zone", "direction", "verdict", "finding_count")
+              if c in flows]
+
+    def canonical(df: pd.DataFrame) -> pd.DataFrame:
+        return df[judged].astype("string").fillna("<NA>").sort_values(judged).reset_index(drop=True)
+
+    assert canonical(flows).equals(canonical(mem_flows))
+    assert keys(read("findings")) == keys(mem_findings)
+    assert len(read("tls")) == len(frames["tls"]) and len(read("credentials")) == len(frames["credentials"])
+    assert sum(w.counters.flows for w in windows) == len(flows)
+    assert f"{len(mem_findings)} findings" in " ".join(w.summary for w in windows) or len(windows) > 1
+
+
+def test_a_run_given_up_mid_window_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """The window being filled streams to temporary files; when the run is given up (the generator
+    closed, e.g. a second Ctrl-C), they are removed: only the closed windows' files remain."""
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    run = LiveRun(src, Options(), window=0.2, out_dir=str(tmp_path), judge=None)
+    gen = run.run()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(_vx(_frames(CAPTURES / "http_plain.pcap")[0], 3), ("127.0.0.1", src.bound_ports[0]))
+        first = next(gen)  # a closed window; the next one's files are open under temporary names
+        assert [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name.endswith(".part")]
+        gen.close()
+    finally:
+        s.close()
+        src.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["status.json", *(Path(f).name for f in first.files)])

@@ -23,7 +23,8 @@ def listen_to_replays(captures: Sequence[str], *, rate: float | None = 20000.0, 
                       window: float = 60.0, dedup_window: float = 0.05, senders: int = 1,
                       **run_kw: Any) -> tuple[Any, Any, list[Any]]:
     """Replay each capture (`senders` times, from distinct sockets) into a LiveRun on 127.0.0.1;
-    stop once every datagram sent was received. Returns (all windows' flows, totals, windows)."""
+    stop once every datagram sent was received. Returns (all windows' flows, totals, windows); the
+    flows are None when they went to files (out_dir)."""
     import time
 
     import pandas as pd
@@ -56,7 +57,8 @@ def listen_to_replays(captures: Sequence[str], *, rate: float | None = 20000.0, 
     finally:
         t.join()
         src.close()
-    flows = pd.concat([w.frames["flows"] for w in windows], ignore_index=True)
+    kept = [w.frames["flows"] for w in windows if "flows" in w.frames]  # with out_dir, they are in the files
+    flows = pd.concat(kept, ignore_index=True) if kept else None
     return flows, run.totals, windows
 
 
