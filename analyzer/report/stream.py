@@ -362,8 +362,13 @@ def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[Any]:
 
 
 def _sorted(table: pa.Table, by: Sequence[str]) -> pa.Table:
-    """Stable sort by the keys, as the in-memory frame is sorted."""
-    return _take(table, _order(_sort_keys(table, by)))
+    """Stable sort by the keys, as the in-memory frame is sorted (the table itself when in order)."""
+    order = _order(_sort_keys(table, by))
+    return table if _identity(order) else _take(table, order)
+
+
+def _identity(order: np.ndarray) -> bool:
+    return bool((order == np.arange(len(order))).all())
 
 
 def _order(keys: list[Any]) -> np.ndarray:
@@ -557,12 +562,36 @@ class SortedSink(_Sink):
         self._pending_rows = 0
         self.runs = 0  # sorted runs spilled
         self.merge_passes = 0  # passes over the data before the final merge
+        # every row so far came in order (sorted, and at or after the rows before: a Dask run's partitions,
+        # sorted on the workers): the runs need no sort and are written one after the other, not merged
+        self.ordered = True
+        self._last: tuple[Any, ...] | None = None  # the key of the last row written
 
     def write_table(self, table: pa.Table) -> None:
+        if self.ordered and table.num_rows:
+            self.ordered = self._follows(table)
         self._pending.append(table)
         self._pending_rows += table.num_rows
         if self._pending_rows >= self.run_rows:
             self._spill_pending()
+
+    def _follows(self, table: pa.Table) -> bool:
+        """Are the table's rows in order, and none before the last row written? (Equal keys are in
+        order: the sort is stable.) The first key alone rejects most unordered tables (a serial run's
+        chunks come in flow-end order) before the others are read."""
+        first = _sort_keys(table, self.by[:1])
+        if len(first) == 1 and first[0].dtype == np.int64:
+            ts = first[0]
+            if (self._last is not None and ts[0] < self._last[0]) or bool((ts[1:] < ts[:-1]).any()):
+                return False
+        keys = _sort_keys(table, self.by)
+        if not _identity(_order(keys)):
+            return False
+        head = tuple(k[0] for k in keys)
+        if self._last is not None and head < self._last:
+            return False
+        self._last = tuple(k[-1] for k in keys)
+        return True
 
     def _spill_pending(self) -> None:
         if not self._pending_rows:
@@ -573,7 +602,8 @@ class SortedSink(_Sink):
         size = -(-table.num_rows // parts)  # equal runs: 16400 rows make two of 8200, not 16384 and 16
         for start in range(0, table.num_rows, size):
             run = self._spill.new_run(self.arrow_schema, self.batch_rows)
-            run.write_table(_sorted(table.slice(start, size), self.by))
+            piece = table.slice(start, size)
+            run.write_table(piece if self.ordered else _sorted(piece, self.by))
             self._runs.append(run.close())
             self.runs += 1
 
@@ -583,12 +613,19 @@ class SortedSink(_Sink):
                 # everything fits one run: sorted in memory, as that run would be, and written without
                 # the spill file and the merge (for 6,315 flows of 212 columns: ~10M instructions)
                 if self._pending_rows:
-                    self.inner.write_table(_sorted(pa.concat_tables(self._pending), self.by))
+                    table = pa.concat_tables(self._pending)
+                    self.inner.write_table(table if self.ordered else _sorted(table, self.by))
                 self._pending, self._pending_rows = [], 0
                 self.inner.close()
                 return
             self._spill_pending()
             runs = self._runs
+            if self.ordered:  # each run follows the one before: read them in turn
+                for path in runs:
+                    for batch in _batches(path):
+                        self.inner.write_table(pa.Table.from_batches([batch]))
+                self.inner.close()
+                return
             while len(runs) > self.fan_in:  # merge consecutive groups: stability needs run order kept
                 self.merge_passes += 1
                 runs = [self._merge_to_run(runs[i:i + self.fan_in]) for i in range(0, len(runs), self.fan_in)]
