@@ -80,6 +80,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--partition-by", default=None, help="date,vantage: the dataset row")
     ap.add_argument("--json", default=None, help="also write the raw timelines here")
+    ap.add_argument("--serial", action="store_true",
+                    help="also time the serial engine's run of the same command (CPU from rusage), and print "
+                         "the projection: serial CPU / (driver CPU before the tasks + the busiest worker's CPU "
+                         "+ driver CPU after the last result)")
     args = ap.parse_args()
     import dask
     from distributed import Client, LocalCluster
@@ -108,6 +112,16 @@ def main() -> None:
             print(err, file=sys.stderr)
         return t0, t1, usage.ru_utime + usage.ru_stime, json.loads(marks.read_text()) if marks.exists() else {}
 
+    serial_cpu = None
+    if args.serial:
+        argv = [sys.executable, "-m", "analyzer", "flows", *args.files, "--format", "parquet", "--out",
+                str(scratch / "serial.parquet")]
+        t0 = time.time()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        _, _, usage = os.wait4(proc.pid, 0)
+        serial_cpu = usage.ru_utime + usage.ru_stime
+        print(f"serial engine: wall {time.time() - t0:.3f} s, CPU {serial_cpu:.2f} s (load average "
+              f"{os.getloadavg()[0]:.1f})")
     launch(args.files[:1], 0)  # warm the workers
     client.get_task_stream()  # starts the scheduler's task-stream recording
     runs = []
@@ -122,14 +136,14 @@ def main() -> None:
                      "workers_cpu": {names.get(w, w): w1[w] - w0[w] for w in w0}, "scheduler_cpu": s1 - s0,
                      "tasks": [{"key": str(t["key"]), "worker": names.get(t["worker"], t["worker"]),
                                 "startstops": [dict(s) for s in t["startstops"]]} for t in stream]})
-        report(runs[-1])
+        report(runs[-1], serial_cpu)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1, default=str))
     client.close()
     cluster.close()
 
 
-def report(run: dict) -> None:  # type: ignore[type-arg]
+def report(run: dict, serial_cpu: float | None = None) -> None:  # type: ignore[type-arg]
     t0, t1 = run["t0"], run["t1"]
     drv = run["driver"]
 
@@ -166,6 +180,17 @@ def report(run: dict) -> None:  # type: ignore[type-arg]
     if len(ends) > 1:
         print(f"last tasks end {max(ends.values()) - min(ends.values()):.3f} s apart; scheduler CPU "
               f"{run['scheduler_cpu']:.2f} s (this process, with its client)")
+    marks = drv.get("marks") if drv else None
+    results = [cpu for what, _, cpu in marks or [] if what.startswith("result")]
+    submitted = [cpu for what, _, cpu in marks or [] if what == "submitted"]
+    if results and submitted:
+        before, after = submitted[0], run["driver_cpu"] - max(results)
+        busiest = max(run["workers_cpu"].values())
+        print(f"sequential driver CPU: {before:.2f} s before the tasks (start-up, imports, connect) + {after:.2f} s "
+              f"after the last result (boundary, merge, output, exit); busiest worker {busiest:.2f} s")
+        if serial_cpu:
+            print(f"projection (CPU, load-independent): serial {serial_cpu:.2f} / ({before:.2f} + {busiest:.2f} + "
+                  f"{after:.2f}) = {serial_cpu / (before + busiest + after):.2f}x")
 
 
 if __name__ == "__main__":
