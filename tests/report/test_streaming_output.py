@@ -199,8 +199,9 @@ def test_sorted_sink_is_a_stable_sort(tmp_path, seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_sorted_sink_passes_ordered_input_on(tmp_path, seed):
     """Rows written in order (a Dask run's partitions, each sorted on its worker) are neither sorted
-    nor merged again (`SortedSink.ordered`); one chunk out of place and the same rows are sorted and
-    merged as before. Both give the stable sort of the whole frame (ties, missing timestamps)."""
+    nor merged again (`SortedSink.ordered`: held in memory up to hold_bytes, spilled unsorted beyond);
+    one chunk out of place and the same rows are sorted and merged as before. Both give the stable
+    sort of the whole frame (ties, missing timestamps)."""
     rng = np.random.default_rng(seed)
     n = 400
     ts = rng.integers(0, 6, n) * 1_000_000_000
@@ -215,13 +216,16 @@ def test_sorted_sink_passes_ordered_input_on(tmp_path, seed):
     chunks = [want.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(cuts)]
     swapped = [*chunks]
     swapped[-1], swapped[-2] = swapped[-2], swapped[-1]  # the last two out of place: unordered from there
-    for parts, ordered in ((chunks, True), (swapped, False)):
-        out = tmp_path / f"sorted-{ordered}.parquet"
+    for parts, ordered, hold in ((chunks, True, 0), (chunks, True, None), (swapped, False, 0), (swapped, False, None)):
+        out = tmp_path / f"sorted-{ordered}-{hold}.parquet"
         with SortedSink(FrameWriter("parquet", str(out), registry.FLOWS), ("ts_start", "uid"),
-                        run_rows=int(rng.integers(3, 60)), batch_rows=int(rng.integers(1, 9)), fan_in=3) as sink:
+                        run_rows=int(rng.integers(3, 60)), batch_rows=int(rng.integers(1, 9)), fan_in=3,
+                        hold_bytes=hold) as sink:
             for part in parts:
                 sink.write(part)
-        assert sink.ordered is ordered and sink.runs > 1
+        assert sink.ordered is ordered
+        # in order: held in memory (by default) or spilled as runs that are not merged; else sorted and merged
+        assert sink.runs == 0 if ordered and hold is None else sink.runs > 1
         assert (sink.merge_passes == 0) if ordered else (sink.merge_passes >= 1)
         written = pd.concat(parts, ignore_index=True)  # stable: ties keep the order written
         again = np.lexsort((np.asarray(written["uid"], dtype=object), written["ts_start"].array.asi8))
