@@ -21,7 +21,10 @@ command once, so a slow drift of the machine's load hits all tools alike):
     four copies of the capture, a day apart: intransit flows C0 C1 C2 C3 with the serial engine,
     with --engine dask --scheduler on a standing LocalCluster of 2 workers x 1 thread (warmed by one
     untimed run), and with --engine dask --workers 2 (a cluster started per run); their outputs
-    must be equal (checked); target: the standing cluster 1.8x faster than the serial engine
+    must be equal (checked); target (issue 15 §4): the row "dask 2x1, standing cluster" (the same
+    command and the same single sorted Parquet file as the serial row, only --engine dask
+    --scheduler added) 1.8x faster than the serial engine; the dataset row (--partition-by: the
+    workers write a partitioned dataset) and the cluster-per-run row are context
   start-up: every command again on a 1,000-packet prefix of the capture, so that the marginal rate
     (packets / (seconds - start-up seconds)), which excludes the interpreter, imports and the numba
     cache load, is shown beside the end-to-end rate.
@@ -165,6 +168,10 @@ def shifted_copy(src: Path, dst: Path, seconds: int) -> None:
     part = dst.with_name(dst.name + ".part")
     part.write_bytes(data)
     part.rename(dst)
+
+
+# issue 15 §4's measure: this row's median against the serial row's, in the same run (target 1.8x)
+TARGET_ROW = "intransit flows [4 files, dask 2x1, standing cluster]"
 
 
 def four_copies(first: Path) -> list[Path]:
@@ -367,7 +374,7 @@ def build_tools(args: argparse.Namespace, notes: list[str]) -> list[Tool]:
     ]
     tools += [
         Tool("intransit flows [4 files, serial engine]", "dask", "four", four_cmd([]), startup=False),
-        Tool("intransit flows [4 files, dask 2x1, standing cluster]", "dask", "four",
+        Tool(TARGET_ROW, "dask", "four",
              four_cmd(["--engine", "dask", "--scheduler", "SCHEDULER"]), startup=False),
         Tool("intransit flows [4 files, dask --workers 2, cluster per run]", "dask", "four",
              four_cmd(["--engine", "dask", "--workers", "2"]), startup=False),
@@ -676,9 +683,13 @@ def report(
     if serial4 is not None and len(four) > 1:
         lines += ["", "## Dask engine: 4 copies of the capture, serial engine vs a 2 x 1-thread local cluster", ""]
         lines.append("Same files, same rounds, not pinned. Speed-up = serial median / Dask median; the "
-                     "round-by-round ratios beside it. Target ≥ 1.8x on this 2-core machine. The standing "
-                     "cluster's workers are not children of the measured command: its CPU and RSS columns "
-                     "above are the driver's only, and the workers' CPU counts as others' load.")
+                     "round-by-round ratios beside it. **Issue 15's target measure is the row "
+                     f"\"{TARGET_ROW}\"**: ≥ 1.8x on this 2-core machine, with the same command and the same "
+                     "output (one sorted Parquet file) as the serial row, only `--engine dask --scheduler` "
+                     "added; the other Dask rows are context (a dataset the workers write, a cluster started "
+                     "per run). The standing cluster's workers are not children of the measured command: its "
+                     "CPU and RSS columns above are the driver's only, and the workers' CPU counts as others' "
+                     "load.")
         lines.append("")
         lines.append("| run | median s | speed-up | per round | others' load (cores, median) | verdict |")
         lines.append("|---|---:|---:|---|---:|---|")
@@ -690,7 +701,7 @@ def report(
                      if a["exit"] == 0 and b["exit"] == 0]
             lines.append(f"| {r.tool.name} | {r.med('wall_s'):.2f} | {sp:.2f}x | "
                          f"{' · '.join(f'{p:.2f}' for p in pairs)} | {r.med('others_load_cores'):.2f} "
-                         f"| {verdict(sp >= 1.8)} |")
+                         f"| {verdict(sp >= 1.8) + ' (the target)' if r.tool.name == TARGET_ROW else 'context'} |")
         lines.append(f"| {serial4.tool.name} | {serial4.med('wall_s'):.2f} | 1.00x | | "
                      f"{serial4.med('others_load_cores'):.2f} | |")
     lines += ["", "## Checks", ""]

@@ -649,20 +649,41 @@ class _Worker:
         self.last.append(np.asarray(cols["ts_end"], np.int64))
         self.collector.add(ended)
 
-    def finish(self) -> PartResult:
+    def finish(self, start_order: bool = False) -> PartResult:
+        """The partition's result; `start_order`: its flows as one chunk in the order the driver's
+        output wants (FRAME_ORDER: ts_start, uid), sorted here, in parallel with the other
+        partitions, instead of in the driver's sequential tail (see `in_start_order`)."""
         for ended in self.table.flush_iter():
             self._add(ended)
         c, out = self.collector, self.out
         c._fold_flows()
         for frame in list(c.rows):
             c._fold(frame)
-        out.flow_chunks, out.frames = c.flow_chunks, c.frames
+        out.flow_chunks, out.frames = in_start_order(c.flow_chunks) if start_order else c.flow_chunks, c.frames
         if self.keys:
             out.keys, out.first, out.last = (np.concatenate(a) for a in (self.keys, self.first, self.last))
         out.not_ip = int(self.table.G[7])
         # flows the memory budget ended or cut count too: the serial table might not have done the same
         out.evicted = self.table.evicted + self.table.memory_evicted + (self.table.budget_lowered_to > 0)
         return out
+
+
+def in_start_order(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flow chunks as one chunk sorted by FRAME_ORDER (stably, as the output sorts). Partitions are
+    read in time order, so when no flow is re-run across a boundary the driver's output receives
+    every partition's flows already in order, and its sort has nothing left to move
+    (report.stream.SortedSink: an ordered input is passed on without sorting or merging)."""
+    if not chunks:
+        return chunks
+    import pyarrow as pa
+
+    from analyzer.pipeline import FRAME_ORDER
+    from analyzer.report.stream import _array, _sorted
+
+    names = list(chunks[0])
+    table = pa.concat_tables([pa.Table.from_arrays([c[n] for n in names], names=names) for c in chunks])
+    table = _sorted(table, FRAME_ORDER["flows"])
+    return [{n: _array(table.column(n)) for n in names}]
 
 
 # the collector paced as analyze() paces it for the serial engine: without, CPython's default thresholds
@@ -710,7 +731,7 @@ def run_partition(part: Partition, name: str, options: Options, plan: Plan, key:
             work.fold(decoded)
     except CaptureError as exc:
         out.error = exc
-    done = work.finish() if keep else pack(work.finish(), spool)
+    done = work.finish() if keep else pack(work.finish(start_order=True), spool)
     done.cpu = time.thread_time() - cpu
     return done
 
@@ -783,7 +804,7 @@ def run_boundary(parts: Sequence[list[PacketBatch]], options: Options, plan: Pla
                 work.collector.add_secrets(batch.source, batch.secrets)
             if len(batch):
                 work.fold(decode(batch, options.decode))
-    return work.finish() if keep else pack(work.finish(), spool)
+    return work.finish() if keep else pack(work.finish(start_order=True), spool)
 
 
 # ------------------------------------------------------------------------------------------ driver side
@@ -927,6 +948,12 @@ class DaskEngine:
         self.tasks_done_cpu = 0.0
         self.notes: list[str] = []
         self.last_run: dict[str, object] = {}
+        # (what, wall time.time(), driver CPU time.process_time()) of the last run's steps, for a timeline
+        # of the driver beside the workers' task stream (bench/dask_timeline.py)
+        self.marks: list[tuple[str, float, float]] = []
+
+    def _mark(self, what: str) -> None:
+        self.marks.append((what, time.time(), time.process_time()))
 
     def _notice(self, text: str) -> None:
         self.notes.append(text)
@@ -938,6 +965,8 @@ class DaskEngine:
         from analyzer.engines.progress import unmetered
         from analyzer.engines.serial import SerialEngine
 
+        self.marks = []
+        self._mark("run")
         if self.output is not None:
             from analyzer.engines.dask_output import check_output
 
@@ -991,6 +1020,7 @@ class DaskEngine:
         from analyzer.dissect.credentials import run_key
         from analyzer.engines.progress import unmetered
 
+        self._mark("connected")
         t0 = time.perf_counter()
         keep = self.output is not None  # results stay on the workers (engines.dask_output)
         metered, (sources, meter) = sources, unmetered(sources)
@@ -1009,6 +1039,7 @@ class DaskEngine:
             if keep:  # the driver gets the summaries; the frames stay where they were made
                 kept = {p.index: f for f, p in futures.items()}
                 futures = {client.submit(summary, f, pure=False): p for f, p in futures.items()}
+            self._mark("submitted")
             got: dict[int, PartResult] = {}
             progress = _TaskProgress(parts, names, meter)
             spooled = 0
@@ -1017,6 +1048,7 @@ class DaskEngine:
                 result = future.result()
                 spooled += result.packed is not None and result.packed.path is not None
                 got[part.index] = result = unpack(result)
+                self._mark(f"result {part.index}")
                 future.release()
                 progress.done(part, result)
             del futures
@@ -1058,15 +1090,18 @@ class DaskEngine:
 
                 shutil.rmtree(spool.path, ignore_errors=True)
         t_pass2 = time.perf_counter()
+        self._mark("pass 2 done")
         self.last_run["pass2_s"] = round(t_pass2 - t_pass1, 3)
         if keep:
             from analyzer.engines.dask_output import deliver
 
             rows, stats = self._sources(sources, parts, results, options, collector, on_problem)
             analysis = deliver(self, client, collector, rows, stats, kept, kept_boundary, results, boundary, rerun)
+            self._mark("delivered")
             self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
             return analysis
         analysis = self._collect(sources, parts, results, boundary, rerun, options, collector, on_problem)
+        self._mark("collected")
         self.last_run["collect_s"] = round(time.perf_counter() - t_pass2, 3)
         return analysis
 

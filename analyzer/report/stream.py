@@ -45,6 +45,9 @@ STREAM_FORMATS = ("csv", "jsonl", "parquet")
 RUN_ROWS = 16384  # rows sorted in memory and spilled as one run (the pipeline folds 16384 flows at a time)
 BATCH_ROWS = 2048  # rows per record batch in the spill files: the merge holds one batch per run
 FAN_IN = 32  # runs merged at once; more runs are first merged into longer ones, FAN_IN at a time
+# Arrow bytes of an input that comes in order held in memory before they are spilled (SortedSink.ordered):
+# such rows need no sort, and a Dask run's partitions are already in memory (the spool's mapped files)
+HOLD_BYTES = 256 << 20
 ROW_GROUP_ROWS = 16384  # Parquet rows gathered before they are written as a row group
 
 _INT64_MIN = np.iinfo(np.int64).min
@@ -362,8 +365,13 @@ def _sort_keys(data: pa.Table | pa.RecordBatch, by: Sequence[str]) -> list[Any]:
 
 
 def _sorted(table: pa.Table, by: Sequence[str]) -> pa.Table:
-    """Stable sort by the keys, as the in-memory frame is sorted."""
-    return _take(table, _order(_sort_keys(table, by)))
+    """Stable sort by the keys, as the in-memory frame is sorted (the table itself when in order)."""
+    order = _order(_sort_keys(table, by))
+    return table if _identity(order) else _take(table, order)
+
+
+def _identity(order: np.ndarray) -> bool:
+    return bool((order == np.arange(len(order))).all())
 
 
 def _order(keys: list[Any]) -> np.ndarray:
@@ -542,10 +550,12 @@ def _merge(paths: Sequence[str], by: Sequence[str], emit: Callable[[pa.Table], N
 
 class SortedSink(_Sink):
     """Sorts every row written by `by` (stable: rows with equal keys keep the order they came in) and
-    writes them to `inner` at close, holding at most one run plus one batch per merged run."""
+    writes them to `inner` at close, holding at most one run plus one batch per merged run (an input
+    that comes in order: up to `hold_bytes` of it, HOLD_BYTES by default, then it is spilled unsorted)."""
 
     def __init__(self, inner: TableSink, by: Sequence[str], *, run_rows: int | None = None,
-                 batch_rows: int | None = None, fan_in: int | None = None, spill_dir: str | None = None) -> None:
+                 batch_rows: int | None = None, fan_in: int | None = None, spill_dir: str | None = None,
+                 hold_bytes: int | None = None) -> None:
         self.inner, self.by = inner, tuple(by)
         self.arrow_schema = inner.arrow_schema
         self.run_rows = run_rows or RUN_ROWS
@@ -555,40 +565,80 @@ class SortedSink(_Sink):
         self._runs: list[str] = []
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self.runs = 0  # sorted runs spilled
         self.merge_passes = 0  # passes over the data before the final merge
+        # every row so far came in order (sorted, and at or after the rows before: a Dask run's partitions,
+        # sorted on the workers): it is held up to hold_bytes, and the runs spilled beyond need no sort
+        # and are written one after the other, not merged
+        self.ordered = True
+        self.hold_bytes = HOLD_BYTES if hold_bytes is None else hold_bytes
+        self._last: tuple[Any, ...] | None = None  # the key of the last row written
 
     def write_table(self, table: pa.Table) -> None:
+        if self.ordered and table.num_rows:
+            self.ordered = self._follows(table)
         self._pending.append(table)
         self._pending_rows += table.num_rows
-        if self._pending_rows >= self.run_rows:
+        self._pending_bytes += table.nbytes
+        if self._pending_bytes > self.hold_bytes if self.ordered else self._pending_rows >= self.run_rows:
             self._spill_pending()
+
+    def _follows(self, table: pa.Table) -> bool:
+        """Are the table's rows in order, and none before the last row written? (Equal keys are in
+        order: the sort is stable.) The first key alone rejects most unordered tables (a serial run's
+        chunks come in flow-end order) before the others are read."""
+        first = _sort_keys(table, self.by[:1])
+        if len(first) == 1 and first[0].dtype == np.int64:
+            ts = first[0]
+            if (self._last is not None and ts[0] < self._last[0]) or bool((ts[1:] < ts[:-1]).any()):
+                return False
+        keys = _sort_keys(table, self.by)
+        if not _identity(_order(keys)):
+            return False
+        head = tuple(k[0] for k in keys)
+        if self._last is not None and head < self._last:
+            return False
+        self._last = tuple(k[-1] for k in keys)
+        return True
 
     def _spill_pending(self) -> None:
         if not self._pending_rows:
             return
         table = pa.concat_tables(self._pending)
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         parts = -(-table.num_rows // self.run_rows)
         size = -(-table.num_rows // parts)  # equal runs: 16400 rows make two of 8200, not 16384 and 16
         for start in range(0, table.num_rows, size):
             run = self._spill.new_run(self.arrow_schema, self.batch_rows)
-            run.write_table(_sorted(table.slice(start, size), self.by))
+            piece = table.slice(start, size)
+            run.write_table(piece if self.ordered else _sorted(piece, self.by))
             self._runs.append(run.close())
             self.runs += 1
 
     def close(self) -> None:
         try:
-            if not self._runs and self._pending_rows <= self.run_rows:
-                # everything fits one run: sorted in memory, as that run would be, and written without
-                # the spill file and the merge (for 6,315 flows of 212 columns: ~10M instructions)
+            if not self._runs and (self.ordered or self._pending_rows <= self.run_rows):
+                # everything fits one run (or came in order and was held): sorted in memory, as that run
+                # would be, and written without the spill file and the merge (for 6,315 flows of 212
+                # columns: ~10M instructions)
                 if self._pending_rows:
-                    self.inner.write_table(_sorted(pa.concat_tables(self._pending), self.by))
-                self._pending, self._pending_rows = [], 0
+                    table = pa.concat_tables(self._pending)
+                    if not self.ordered:
+                        self.inner.write_table(_sorted(table, self.by))
+                    for start in range(0, table.num_rows, self.run_rows) if self.ordered else ():
+                        self.inner.write_table(table.slice(start, self.run_rows))  # run by run, as spilled
+                self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
                 self.inner.close()
                 return
             self._spill_pending()
             runs = self._runs
+            if self.ordered:  # each run follows the one before: read them in turn
+                for path in runs:
+                    for batch in _batches(path):
+                        self.inner.write_table(pa.Table.from_batches([batch]))
+                self.inner.close()
+                return
             while len(runs) > self.fan_in:  # merge consecutive groups: stability needs run order kept
                 self.merge_passes += 1
                 runs = [self._merge_to_run(runs[i:i + self.fan_in]) for i in range(0, len(runs), self.fan_in)]

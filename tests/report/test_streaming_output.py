@@ -9,6 +9,7 @@ nor spill files; formula-looking strings from the wire stay neutralized in CSV.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -193,6 +194,44 @@ def test_sorted_sink_is_a_stable_sort(tmp_path, seed):
     order = np.lexsort((np.asarray(frame["uid"], dtype=object), frame["ts_start"].array.asi8))
     assert frame["ts_start"].isna().any() and sink.merge_passes >= 1
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame.take(order).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sorted_sink_passes_ordered_input_on(tmp_path, seed):
+    """Rows written in order (a Dask run's partitions, each sorted on its worker) are neither sorted
+    nor merged again (`SortedSink.ordered`: held in memory up to hold_bytes, spilled unsorted beyond);
+    one chunk out of place and the same rows are sorted and merged as before. Both give the stable
+    sort of the whole frame (ties, missing timestamps)."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    ts = rng.integers(0, 6, n) * 1_000_000_000
+    frame = schema.frame_from_columns({
+        "ts_start": np.where(rng.random(n) < 0.1, np.nan, ts / 1e9),
+        "uid": [f"C{k}" for k in rng.integers(0, 4, n)],
+        "duration": np.arange(n, dtype=float),
+    }, registry.FLOWS, n)
+    order = np.lexsort((np.asarray(frame["uid"], dtype=object), frame["ts_start"].array.asi8))
+    want = frame.take(order).reset_index(drop=True)
+    cuts = sorted({0, n, *rng.integers(1, n, 12).tolist()})
+    chunks = [want.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(cuts)]
+    swapped = [*chunks]
+    swapped[-1], swapped[-2] = swapped[-2], swapped[-1]  # the last two out of place: unordered from there
+    for parts, ordered, hold in ((chunks, True, 0), (chunks, True, None), (swapped, False, 0), (swapped, False, None)):
+        out = tmp_path / f"sorted-{ordered}-{hold}.parquet"
+        with SortedSink(FrameWriter("parquet", str(out), registry.FLOWS), ("ts_start", "uid"),
+                        run_rows=int(rng.integers(3, 60)), batch_rows=int(rng.integers(1, 9)), fan_in=3,
+                        hold_bytes=hold) as sink:
+            for part in parts:
+                sink.write(part)
+        assert sink.ordered is ordered
+        # in order: held in memory (by default) or spilled as runs that are not merged; else sorted and merged
+        assert sink.runs == 0 if ordered and hold is None else sink.runs > 1
+        assert (sink.merge_passes == 0) if ordered else (sink.merge_passes >= 1)
+        written = pd.concat(parts, ignore_index=True)  # stable: ties keep the order written
+        again = np.lexsort((np.asarray(written["uid"], dtype=object), written["ts_start"].array.asi8))
+        pd.testing.assert_frame_equal(pd.read_parquet(out), written.take(again).reset_index(drop=True))
+        if ordered:
+            pd.testing.assert_frame_equal(pd.read_parquet(out), want)
 
 
 def test_csv_datetimes_keep_the_whole_columns_resolution(tmp_path, reference):
