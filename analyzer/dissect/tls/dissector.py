@@ -20,7 +20,6 @@ Facts, never judgements: weak versions, ciphers or certificates are left to `pol
 from __future__ import annotations
 
 from collections.abc import Mapping
-from hashlib import sha256
 from typing import TYPE_CHECKING, Any, cast
 
 from analyzer.dissect import register
@@ -260,7 +259,7 @@ class TLSDissector:
         elif server.certs:  # no certificate rows: the leaf's facts and the chain's fingerprints
             leaf = self.certs.leaf(server.certs[0])
             chain.append(str(leaf["sha256"]))
-            chain += [sha256(der).hexdigest() for der in server.certs[1:]]
+            chain += [self.certs.fingerprint(der) for der in server.certs[1:]]
         sni_matches = self.certs.sni_matches(chain[0], server_name) if chain and server_name else None
         if row is not None:
             row["sni_matches_cert"] = sni_matches
