@@ -400,7 +400,8 @@ def test_a_light_prototype_imports_its_implementation_on_first_dissect():
 
     code = ("import sys, analyzer; from analyzer import dissect; "
             "r = analyzer.analyze('captures/http_plain.pcap'); "
-            "print(sorted(m for m in sys.modules if m.startswith(('analyzer.dissect.quic._d', 'analyzer.dissect.dtls'))), "
+            "print(sorted(m for m in sys.modules "
+            "if m.startswith(('analyzer.dissect.quic._d', 'analyzer.dissect.dtls'))), "
             "[type(d).__name__ for d in dissect.registered()][1:3]); "
             "r = analyzer.analyze('captures/quic_aioquic.pcap'); "
             "print(sorted(m for m in sys.modules if m.startswith('analyzer.dissect.quic._d')), "
