@@ -384,6 +384,8 @@ def test_light_prototypes_equal_the_dissectors_own():
         real = importlib.import_module(module).DISSECTOR
         for attr in ("name", "app_protocols", "transports", "ports", "columns", "frames"):
             assert getattr(light, attr) == getattr(real, attr), (module, attr)
+        for method in ("resync", "find_start", "dissect_from"):  # a light prototype does not forward these
+            assert not hasattr(real, method) and not hasattr(light, method), (module, method)
         assert real in registry.registered() and light.implementation() is real
         assert [d.name for d in registry.registered()].count(real.name) == 1
         for payload in (b"", b"\x16\xfe\xfd" + bytes(8) + b"\x00\x00", b"\xc0\x00\x00\x00\x01" + bytes(40)):
