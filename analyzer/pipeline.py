@@ -453,6 +453,12 @@ def _flow_frame(chunks: list[tuple[dict[str, Any], int]], flows_schema: schema.S
             col: Any = np.concatenate(arrays)
             if name in _NA_WHEN_NEGATIVE and col.dtype.kind in "iu":
                 col = np.where(col >= 0, col, np.nan)
+        elif all(p is None or (isinstance(p, np.ndarray) and p.dtype == object) for p in parts):
+            # object arrays (the dissectors' columns) joined in C, then one list of the same objects:
+            # extending a list from each array iterated it element by element (~58M instructions on
+            # bench_200k)
+            col = np.concatenate([np.full(k, None, object) if p is None else p
+                                  for p, (_, k) in zip(parts, chunks, strict=True)]).tolist()
         else:
             col = []
             for part, (_, k) in zip(parts, chunks, strict=True):

@@ -36,6 +36,7 @@ __all__ = [
     "BUILTINS",
     "FLOWS",
     "LIGHT_DECLARATIONS",
+    "LIGHT_PROTOTYPES",
     "Column",
     "Datagram",
     "Dedup",
@@ -46,6 +47,7 @@ __all__ = [
     "FlowPayload",
     "FrameSpec",
     "HandOver",
+    "LightDissector",
     "StreamPrefix",
     "app_protocols",
     "declarations",
@@ -79,6 +81,15 @@ BUILTINS = ("analyzer.dissect.tls.dissector", "analyzer.dissect.quic._dissector"
 # these equal the dissectors' own declarations.
 LIGHT_DECLARATIONS = dict.fromkeys(BUILTINS[:3], "analyzer.dissect.tls.schema")
 
+# Built-ins whose implementation is costly to import and which most runs never use (QUIC, DTLS: ~60M
+# instructions of start-up together): until a run first needs one, the registry holds a
+# `LightDissector` made from the module named here (NAME, APP_PROTOCOLS, TRANSPORTS, PORTS and the
+# `probe(flow)` function) and from its LIGHT_DECLARATIONS (columns, frames). Its run instances import
+# the implementation when their probe first claims a flow; importing it puts the real prototype in
+# the light one's place in the registry. The same test checks these against the dissectors' own.
+LIGHT_PROTOTYPES = {"analyzer.dissect.quic._dissector": "analyzer.dissect.quic._probe",
+                    "analyzer.dissect.dtls": "analyzer.dissect._dtls_probe"}
+
 _RANKS = {module: i for i, module in enumerate(BUILTINS)}
 
 # Frames the engine itself makes; no dissector may declare them.
@@ -97,8 +108,12 @@ def register(dissector: Any) -> Any:
     """Add a dissector prototype. Later registrations are tried after earlier ones. Its declared
     columns and frames are checked here, so a mistake fails at import, not in the middle of a run."""
     global _registered_columns, _registered_frames
-    if any(d.name == dissector.name for d in _REGISTRY):
-        raise ValueError(f"a dissector named {dissector.name!r} is already registered")
+    for i, d in enumerate(_REGISTRY):
+        if d.name == dissector.name:
+            if isinstance(d, LightDissector) and d.module == type(dissector).__module__:
+                _REGISTRY[i] = dissector  # the implementation of a light prototype, imported: it takes its place
+                return dissector
+            raise ValueError(f"a dissector named {dissector.name!r} is already registered")
     columns = dict(_registered_columns)
     _add_columns(columns, dissector)  # raises on a clash with the base or another dissector
     frames = dict(_registered_frames)
@@ -115,9 +130,13 @@ def registered() -> tuple[Dissector, ...]:
     if not _loaded:
         _loaded = True
         import importlib
+        import sys
 
         for module in BUILTINS:
-            importlib.import_module(module)
+            if module in LIGHT_PROTOTYPES and module not in sys.modules:
+                register(LightDissector(module))
+            else:
+                importlib.import_module(module)
     return tuple(sorted(_REGISTRY, key=_builtin_rank))  # stable: the others keep registration order
 
 
@@ -137,7 +156,7 @@ def _builtin_rank(dissector: Any) -> int:
     """The dissector's place in BUILTINS (its module or a package above it), len(BUILTINS) for others.
     Looked up by the module's name and its parents (a dict), not by scanning BUILTINS: declarations()
     asks for every dissector once per built-in, which with 31 built-ins was 65k string tests a run."""
-    module = type(dissector).__module__
+    module = dissector.module if isinstance(dissector, LightDissector) else type(dissector).__module__
     while module:
         rank = _RANKS.get(module)
         if rank is not None:
@@ -156,6 +175,50 @@ class _Declared:
         self.name = module.rsplit(".", 2)[-2] if module.endswith("dissector") else module.rsplit(".", 1)[-1]
         self.columns: tuple[Column, ...] = mod.FLOW_COLUMNS
         self.frames: tuple[FrameSpec, ...] = mod.FRAMES
+
+
+class LightDissector:
+    """A built-in's prototype made from its light module (see LIGHT_PROTOTYPES) without importing its
+    implementation (`module`). Its run instances (`for_run`) import the implementation and make its
+    run instance when their probe first claims a flow, and hand it their flows from then on; a
+    prototype's own `dissect` (a caller that skips `for_run`) goes to the implementation's prototype."""
+
+    def __init__(self, module: str, context: DissectContext | None = None) -> None:
+        import importlib
+
+        light = importlib.import_module(LIGHT_PROTOTYPES[module])
+        declared_in = importlib.import_module(LIGHT_DECLARATIONS[module])
+        self.module = module
+        self.name: str = light.NAME
+        self.app_protocols: tuple[str, ...] = light.APP_PROTOCOLS
+        self.transports: frozenset[str] = light.TRANSPORTS
+        self.ports: frozenset[int] = light.PORTS
+        self.columns: tuple[Column, ...] = declared_in.FLOW_COLUMNS
+        self.frames: tuple[FrameSpec, ...] = declared_in.FRAMES
+        self.probe = light.probe  # a plain function: no wrapper on every flow offered
+        self._context = context
+        self._run: Any = None  # this run's instance of the implementation, once a flow needed it
+
+    def __repr__(self) -> str:
+        return f"LightDissector({self.module!r})"
+
+    def implementation(self) -> Any:
+        """The implementation's registered prototype (importing its module registers it)."""
+        import importlib
+
+        return importlib.import_module(self.module).DISSECTOR
+
+    def for_run(self, context: DissectContext) -> LightDissector:
+        return LightDissector(self.module, context)
+
+    def dissect(self, flow: FlowPayload) -> Facts:
+        run = self._run
+        if run is None:
+            run = self.implementation()
+            if self._context is not None:  # a run instance: the implementation's, kept for the run
+                for_run = getattr(run, "for_run", None)
+                run = self._run = for_run(self._context) if callable(for_run) else run
+        return run.dissect(flow)
 
 
 def declarations() -> tuple[Any, ...]:

@@ -122,17 +122,24 @@ def looks_like_dns(msg: bytes) -> bool:
     well-formed first question (name labels, a known class). A response without questions (an mDNS
     announcement, a bare FORMERR) is either exactly a header or its first record's name, type and
     class parse the same way."""
+    return _looks(msg)[0]
+
+
+def _looks(msg: bytes) -> tuple[bool, tuple[bytes, int, int] | None]:
+    """looks_like_dns(msg), and the first question it parsed for it (None when it parsed none)."""
     header = parse_header(msg)
     if header is None:
-        return False
+        return False, None
     _, flags, qd, an, ns, ar = header
     if qd > 64 or an > 512 or ns > 512 or ar > 512:
-        return False
+        return False, None
     if qd == 0:  # only a response: an empty one, or records (an mDNS announcement) whose first parses
         if not flags & 0x8000:
-            return False
-        return len(msg) == 12 if an + ns + ar == 0 else parse_question(msg) is not None
-    return parse_question(msg) is not None
+            return False, None
+        if an + ns + ar == 0:
+            return len(msg) == 12, None
+    question = parse_question(msg)
+    return question is not None, question
 
 
 def _tcp_messages(data: bytes) -> list[bytes]:
@@ -168,21 +175,42 @@ class DNSDissector:
     columns = COLUMNS
     frames = ()
 
+    def __init__(self) -> None:
+        # the message the last probe parsed a question of, and that question: the dissect that
+        # follows a probe reads the same first question (one parse per flow, not two)
+        self._probed: tuple[bytes, tuple[bytes, int, int]] | None = None
+
     def for_run(self, context: DissectContext) -> DNSDissector:
-        return self
+        return DNSDissector()  # the probe's memo belongs to one run
 
     def probe(self, flow: FlowPayload) -> bool:
+        self._probed = None
         if flow.server_port in NBNS_PORTS or flow.client_port in NBNS_PORTS:
             return False
         if flow.transport == "udp":
             # the first datagram decides: a flow whose first payload is not DNS is something else
             first = next((d.payload for d in flow.datagrams if d.payload), None)
-            return first is not None and looks_like_dns(first)
-        data = flow.to_server.data
-        if len(data) < 14 or not flow.to_server.start_known:
-            return False
-        (n,) = struct.unpack_from(">H", data)
-        return n >= 12 and looks_like_dns(data[2:2 + n])
+            if first is None:
+                return False
+        else:
+            data = flow.to_server.data
+            if len(data) < 14 or not flow.to_server.start_known:
+                return False
+            (n,) = struct.unpack_from(">H", data)
+            if n < 12:
+                return False
+            first = data[2:2 + n]
+        ok, question = _looks(first)
+        if question is not None:
+            self._probed = (first, question)
+        return ok
+
+    def _question(self, msg: bytes) -> tuple[bytes, int, int] | None:
+        """parse_question(msg), from the probe's memo when the probe parsed this message."""
+        probed = self._probed
+        if probed is not None and (probed[0] is msg or probed[0] == msg):
+            return probed[1]
+        return parse_question(msg)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -212,7 +240,7 @@ class DNSDissector:
             else:
                 queries += 1
             if qd and "dns_query" not in out:
-                question = parse_question(msg)
+                question = self._question(msg)
                 if question is None:
                     facts.anomaly("dns_question_malformed", "the first question's name or type does not parse")
                     continue

@@ -39,7 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.dissect import _dtls_probe as _light
 from analyzer.dissect import register
+from analyzer.dissect._dtls_probe import DTLS_PORTS, DTLS_VERSIONS, looks_like_dtls
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.quic._frames import CryptoStream
 from analyzer.dissect.tls import schema as tls_schema
@@ -76,7 +78,6 @@ __all__ = [
     "parse_records",
 ]
 
-DTLS_PORTS = frozenset({443, 4433, 4740, 5061, 5349, 5684, 3478, 8443, 19302, 19305})
 
 MAX_DATAGRAMS = 256
 MAX_RECORDS = 1024
@@ -86,7 +87,6 @@ MAX_REASSEMBLY = 256 * 1024  # bytes admitted to reassembly per direction
 MAX_HISTORY = 100
 
 CT_CCS, CT_ALERT, CT_HANDSHAKE, CT_APP, CT_HEARTBEAT, CT_CID, CT_ACK = 20, 21, 22, 23, 24, 25, 26
-_DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC, 0x0100})
 EXT_CONNECTION_ID = 54
 EXT_CONNECTION_ID_OLD = 53
 EXT_USE_SRTP = 14  # RFC 5764: DTLS-SRTP, the handshake keys the SRTP media of the same 5-tuple
@@ -149,7 +149,7 @@ def parse_records(
         if pos + 13 > end:
             return out, "record header cut"
         version = int.from_bytes(data[pos + 1 : pos + 3], "big")
-        if version not in _DTLS_VERSIONS and version >> 8 != 0xFE:
+        if version not in DTLS_VERSIONS and version >> 8 != 0xFE:
             return out, f"record version 0x{version:04x} is not DTLS"
         epoch = int.from_bytes(data[pos + 3 : pos + 5], "big")
         seq = int.from_bytes(data[pos + 5 : pos + 11], "big")
@@ -192,24 +192,6 @@ def parse_handshake_fragment(data: bytes, pos: int = 0) -> tuple[HandshakeFragme
     if pos + 12 + flen > len(data):
         raise ParseError(f"handshake fragment of {flen} bytes runs past its record", pos)
     return HandshakeFragment(mtype, length, mseq, foff, data[pos + 12 : pos + 12 + flen]), pos + 12 + flen
-
-
-def _valid_plaintext_header(data: bytes, pos: int = 0) -> bool:
-    if pos + 13 > len(data):
-        return False
-    ctype = data[pos]
-    if ctype < 20 or ctype > 25 or ctype == CT_CID:
-        return False
-    version = int.from_bytes(data[pos + 1 : pos + 3], "big")
-    if version not in _DTLS_VERSIONS:
-        return False
-    length = int.from_bytes(data[pos + 11 : pos + 13], "big")
-    return pos + 13 + length <= len(data) and length <= 16384 + 2048
-
-
-def looks_like_dtls(payload: bytes) -> bool:
-    """A DTLSPlaintext header (content type 20..25, version 0xfeXX or 0x0100) that fits the datagram."""
-    return _valid_plaintext_header(payload, 0)
 
 
 @dataclass(slots=True)
@@ -594,10 +576,11 @@ class DTLSDissector:
     """The registered DTLS dissector (see the module docstring). Its memos and certificate cache
     belong to the instance."""
 
-    name = "dtls"
-    app_protocols = ("dtls",)  # the app_protocol values it sets (README, "Flow encryption state")
-    transports = frozenset({"udp"})
-    ports = DTLS_PORTS
+    # its name, port hints and probe are its light prototype's (analyzer.dissect.LIGHT_PROTOTYPES)
+    name = _light.NAME
+    app_protocols = _light.APP_PROTOCOLS  # the app_protocol values it sets (README, "Flow encryption state")
+    transports = _light.TRANSPORTS
+    ports = _light.PORTS
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
@@ -613,9 +596,7 @@ class DTLSDissector:
         return self.state.certs.cache
 
     def probe(self, flow: FlowPayload) -> bool:
-        """A DTLSPlaintext record header at the start of one of the first datagrams (after any
-        STUN / RTP multiplexed on the same 5-tuple)."""
-        return any(looks_like_dtls(dg.payload) for dg in flow.datagrams[:32])
+        return _light.probe(flow)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         return dissect_dtls(flow, self.state)

@@ -17,8 +17,6 @@ mechanism).
 
 from __future__ import annotations
 
-import re
-
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
@@ -27,6 +25,7 @@ from analyzer.dissect.lines import (
     Cursor,
     cut,
     dot_list_has,
+    lazy_pattern,
     resync_pair,
     server_only_upgrade,
     start_tls,
@@ -44,7 +43,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 _COMMANDS = frozenset({b"USER", b"PASS", b"APOP", b"CAPA", b"STLS", b"AUTH", b"STAT", b"LIST", b"RETR", b"DELE",
                        b"NOOP", b"RSET", b"QUIT", b"TOP", b"UIDL", b"UTF8", b"LANG"})
-_SASL_NAME = re.compile(rb"[A-Z0-9_-]{1,20}")
+_SASL_NAME = lazy_pattern(rb"[A-Z0-9_-]{1,20}")
 _MULTI_ALWAYS = frozenset({b"CAPA", b"RETR", b"TOP"})
 _MULTI_NO_ARG = frozenset({b"LIST", b"UIDL", b"AUTH"})
 
@@ -58,7 +57,7 @@ def _redis_inline_auth(client: bytes, server: bytes) -> bool:
     if not server.startswith(b"+OK\r\n") or client[:5].upper() != b"AUTH ":
         return False
     argument = client[5:client.find(b"\n") if b"\n" in client else len(client)].strip().split(b" ", 1)[0]
-    return not _SASL_NAME.fullmatch(argument)
+    return not _SASL_NAME().fullmatch(argument)
 
 
 class POP3Dissector:

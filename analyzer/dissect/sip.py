@@ -26,7 +26,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, lazy_pattern
 
 __all__ = ["SIPDissector", "parse_messages"]
 
@@ -35,11 +35,11 @@ MAX_HEADERS = 64
 MAX_HEAD = 8192
 _METHODS = (b"INVITE", b"ACK", b"BYE", b"CANCEL", b"REGISTER", b"OPTIONS", b"PRACK", b"SUBSCRIBE", b"NOTIFY",
             b"PUBLISH", b"INFO", b"REFER", b"MESSAGE", b"UPDATE")
-_REQUEST = re.compile(rb"(%s) (sips?:|tel:)[^ \r\n]{1,1024} SIP/2\.0\r?\n" % b"|".join(_METHODS))
-_STATUS = re.compile(rb"SIP/2\.0 ([1-6][0-9][0-9])[ \r\n]")
+_REQUEST = lazy_pattern(rb"(%s) (sips?:|tel:)[^ \r\n]{1,1024} SIP/2\.0\r?\n" % b"|".join(_METHODS))
+_STATUS = lazy_pattern(rb"SIP/2\.0 ([1-6][0-9][0-9])[ \r\n]")
 _COMPACT = {b"f": b"from", b"t": b"to", b"i": b"call-id", b"m": b"contact", b"l": b"content-length"}
-_HOST = re.compile(rb"(?:sips?|tel):(?:[^@;>\s]*@)?([^;>:\s?]+)", re.IGNORECASE)
-_USERNAME = re.compile(rb'username\s*=\s*"([^"]{0,256})"', re.IGNORECASE)
+_HOST = lazy_pattern(rb"(?:sips?|tel):(?:[^@;>\s]*@)?([^;>:\s?]+)", re.IGNORECASE)
+_USERNAME = lazy_pattern(rb'username\s*=\s*"([^"]{0,256})"', re.IGNORECASE)
 
 COLUMNS: tuple[Column, ...] = (
     Column("sip_method", "string", "the first request's method (INVITE, REGISTER, OPTIONS, ...)"),
@@ -63,8 +63,8 @@ class Message:
 
 
 def _parse(head: bytes) -> Message | None:
-    req = _REQUEST.match(head)
-    status = None if req else _STATUS.match(head)
+    req = _REQUEST().match(head)
+    status = None if req else _STATUS().match(head)
     if req is None and status is None:
         return None
     headers: dict[bytes, bytes] = {}
@@ -105,7 +105,7 @@ def parse_messages(data: bytes, most: int = MAX_MESSAGES) -> list[Message]:
 def _host(value: bytes | None) -> str | None:
     if not value:
         return None
-    m = _HOST.search(value[:1024])
+    m = _HOST().search(value[:1024])
     return cut(m.group(1).lower()) if m else None
 
 
@@ -134,7 +134,7 @@ class SIPDissector:
         if not first:
             return False
         head = first.lstrip(b"\r\n")[:1100]
-        return _REQUEST.match(head) is not None or _STATUS.match(head) is not None
+        return _REQUEST().match(head) is not None or _STATUS().match(head) is not None
 
     def dissect(self, flow: FlowPayload) -> Facts:
         facts = Facts()
@@ -165,7 +165,7 @@ class SIPDissector:
                 answers.setdefault(key, msg.status)
             auth = h.get(b"authorization") or h.get(b"proxy-authorization")
             if msg.method is not None and auth and auth[:7].lower() == b"digest " and len(pending) < 16:
-                m = _USERNAME.search(auth[:4096])
+                m = _USERNAME().search(auth[:4096])
                 pending.append((key, m.group(1) if m else b""))
         if self.rows:
             for key, user in pending:

@@ -217,13 +217,14 @@ class STUNDissector:
     columns = COLUMNS + tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
-    def __init__(self, dtls: Any = None) -> None:
+    def __init__(self, dtls: Any = None, context: DissectContext | None = None) -> None:
         self.dtls = dtls
+        self.context = context  # a run instance's: its relayed DTLS sessions share one DTLS run instance
 
     def for_run(self, context: DissectContext) -> STUNDissector:
-        from analyzer.dissect.dtls import DTLSDissector
-
-        return STUNDissector(DTLSDissector().for_run(context))
+        # the run's DTLS instance is made with the first relayed DTLS session (the DTLS implementation
+        # is imported then, not when every run starts: analyzer.dissect.LIGHT_PROTOTYPES)
+        return STUNDissector(context=context)
 
     def probe(self, flow: FlowPayload) -> bool:
         """A whole STUN message first: the first datagram with payload (UDP), the client's bytes, or
@@ -272,7 +273,11 @@ class STUNDissector:
         ts = float(flow.ts_start or 0.0)
         for i, (to_peer, data) in enumerate(walk.relayed_dgs):
             inner.datagrams.append(Datagram(ts + i * 1e-6, to_peer, data))
-        dtls = self.dtls if self.dtls is not None else DTLSDissector()
+        dtls = self.dtls
+        if dtls is None:
+            dtls = DTLSDissector()
+            if self.context is not None:
+                dtls = self.dtls = dtls.for_run(self.context)
         relayed = dtls.dissect(inner)
         state = {k: relayed.flow.get(k) for k in ("encrypted", "protection", "undecided_reason")}
         facts.merge(relayed)

@@ -32,7 +32,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, credential_row, run_key
-from analyzer.dissect.lines import cut
+from analyzer.dissect.lines import cut, lazy_pattern
 
 __all__ = ["TelnetDissector", "client_lines", "strip_iac"]
 
@@ -43,10 +43,10 @@ MAX_TEXT = 16384  # bytes of each direction's stripped text looked at for prompt
 MAX_LINES = 64
 MAX_ATTEMPTS = 8
 # a prompt: the word and a colon (not "Last login: <date>", which follows a successful login)
-_PROMPTS = re.compile(rb"(?<!last )\b(login|user ?name|password|passcode)[ \t]*:", re.IGNORECASE)
-_FAILED = re.compile(rb"incorrect|fail|denied|invalid|bad password", re.IGNORECASE)
-_SUCCESS = re.compile(rb"last login|welcome|[$#%>] ?$", re.IGNORECASE | re.MULTILINE)
-_LINE_END = re.compile(rb"\r\n|\r\0|\r|\n")
+_PROMPTS = lazy_pattern(rb"(?<!last )\b(login|user ?name|password|passcode)[ \t]*:", re.IGNORECASE)
+_FAILED = lazy_pattern(rb"incorrect|fail|denied|invalid|bad password", re.IGNORECASE)
+_SUCCESS = lazy_pattern(rb"last login|welcome|[$#%>] ?$", re.IGNORECASE | re.MULTILINE)
+_LINE_END = lazy_pattern(rb"\r\n|\r\0|\r|\n")
 
 COLUMNS: tuple[Column, ...] = (
     Column("telnet_username", "string", "the user name typed at the first login prompt (or sent as USER in "
@@ -103,7 +103,7 @@ def _environ_user(body: bytes) -> bytes | None:
 
 def client_lines(text: bytes) -> list[bytes]:
     """The lines the client typed, in order (complete lines only), with backspace/DEL applied."""
-    pieces = _LINE_END.split(text, MAX_LINES)
+    pieces = _LINE_END().split(text, MAX_LINES)
     out = []
     for raw in pieces[:-1][:MAX_LINES]:  # the last piece has no line end: not yet entered
         line = bytearray()
@@ -120,7 +120,7 @@ def client_lines(text: bytes) -> list[bytes]:
 def _prompts(text: bytes) -> list[tuple[str, int]]:
     """("user" | "password", offset after the prompt) for each prompt in the server's text."""
     out = []
-    for m in _PROMPTS.finditer(text):
+    for m in _PROMPTS().finditer(text):
         kind = m.group(1).lower()
         out.append(("password" if kind in (b"password", b"passcode") else "user", m.end()))
         if len(out) >= 2 * MAX_ATTEMPTS:
@@ -129,9 +129,9 @@ def _prompts(text: bytes) -> list[tuple[str, int]]:
 
 
 def _outcome(after: bytes) -> bool | None:
-    if _FAILED.search(after[:512]):
+    if _FAILED().search(after[:512]):
         return False
-    if _SUCCESS.search(after[:2048]):
+    if _SUCCESS().search(after[:2048]):
         return True
     return None
 
@@ -159,7 +159,7 @@ class TelnetDissector:
                 return True
         if flow.server_port == 23 and flow.to_client.data:
             head = flow.to_client.data[:512]
-            return _PROMPTS.search(head) is not None
+            return _PROMPTS().search(head) is not None
         return False
 
     def dissect(self, flow: FlowPayload) -> Facts:

@@ -27,7 +27,7 @@ import re
 from analyzer.dissect import register
 from analyzer.dissect.base import Column, DissectContext, Facts, FlowPayload
 from analyzer.dissect.credentials import CREDENTIALS, SaslExchange, credential_row, run_key
-from analyzer.dissect.lines import STARTTLS_COLUMN, cut, start_tls, starttls_state, tls_follows
+from analyzer.dissect.lines import STARTTLS_COLUMN, cut, lazy_pattern, start_tls, starttls_state, tls_follows
 
 __all__ = ["XMPPDissector"]
 
@@ -37,11 +37,11 @@ SASL_NS = b"urn:ietf:params:xml:ns:xmpp-sasl"
 MAX_READ = 65536  # bytes of each direction searched
 MAX_ELEMENT = 4096  # an element's start tag is looked for within this many bytes
 MAX_RESPONSES = 8
-_ATTR = re.compile(rb"""\s(to|xmlns)\s*=\s*['"]([^'"]{0,255})['"]""")
-_MECHANISM = re.compile(rb"<mechanism>\s*([A-Za-z0-9_\-]{1,40})\s*</mechanism>")
-_AUTH = re.compile(rb"""<auth\b[^>]{0,512}?mechanism\s*=\s*['"]([A-Za-z0-9_\-]{1,40})['"][^>]{0,512}?(/>|>)""")
-_RESPONSE = re.compile(rb"<response\b[^>]{0,512}?(/>|>([^<]{0,16384})</response>)")
-_TAG = re.compile(rb"<(?:[a-zA-Z0-9_]{1,32}:)?(starttls|proceed|failure|success|stream:features|features)\b")
+_ATTR = lazy_pattern(rb"""\s(to|xmlns)\s*=\s*['"]([^'"]{0,255})['"]""")
+_MECHANISM = lazy_pattern(rb"<mechanism>\s*([A-Za-z0-9_\-]{1,40})\s*</mechanism>")
+_AUTH = lazy_pattern(rb"""<auth\b[^>]{0,512}?mechanism\s*=\s*['"]([A-Za-z0-9_\-]{1,40})['"][^>]{0,512}?(/>|>)""")
+_RESPONSE = lazy_pattern(rb"<response\b[^>]{0,512}?(/>|>([^<]{0,16384})</response>)")
+_TAG = lazy_pattern(rb"<(?:[a-zA-Z0-9_]{1,32}:)?(starttls|proceed|failure|success|stream:features|features)\b")
 
 COLUMNS: tuple[Column, ...] = (
     Column("xmpp_domain", "string", "the `to` of the client's stream header (the server's domain)"),
@@ -109,7 +109,7 @@ class XMPPDissector:
         header_at = client.find(b"<stream:stream", 0, 1024)
         if header_at >= 0:
             header = client[header_at:client.find(b">", header_at, header_at + MAX_ELEMENT) + 1]
-            attrs = {k: v for k, v in _ATTR.findall(header)}
+            attrs = {k: v for k, v in _ATTR().findall(header)}
             if b"to" in attrs:
                 out["xmpp_domain"] = cut(attrs[b"to"])
             if attrs.get(b"xmlns") in (b"jabber:client", b"jabber:server"):
@@ -118,7 +118,7 @@ class XMPPDissector:
         offered = required = False
         proceed_end = -1
         features_seen = False
-        for match in _TAG.finditer(server):
+        for match in _TAG().finditer(server):
             tag = match.group(1)
             if tag in (b"stream:features", b"features") and not features_seen:
                 features_seen = True
@@ -129,7 +129,7 @@ class XMPPDissector:
                     offered = True
                     tls_end = _element_end(features, tls_at)
                     required = b"<required" in features[tls_at:tls_end if tls_end >= 0 else len(features)]
-                mechanisms = [m.decode("latin-1") for m in _MECHANISM.findall(features)]
+                mechanisms = [m.decode("latin-1") for m in _MECHANISM().findall(features)]
                 if mechanisms:
                     out["xmpp_mechanisms"] = " ".join(mechanisms[:16])
             elif tag == b"proceed" and TLS_NS in server[match.start():match.start() + 256]:
@@ -189,7 +189,7 @@ class XMPPDissector:
         return False
 
     def _sasl(self, facts: Facts, client: bytes, server: bytes) -> None:
-        auth = _AUTH.search(client)
+        auth = _AUTH().search(client)
         if auth is None:
             return
         initial = None
@@ -197,7 +197,7 @@ class XMPPDissector:
             end = client.find(b"</auth>", auth.end(), auth.end() + 16384)
             initial = client[auth.end():end] if end >= 0 else None
         exchange = SaslExchange(auth.group(1), initial)
-        for response in list(_RESPONSE.finditer(client, auth.end()))[:MAX_RESPONSES]:
+        for response in list(_RESPONSE().finditer(client, auth.end()))[:MAX_RESPONSES]:
             exchange.add(response.group(2) or b"")
         success, failure = _sasl_answer(server, b"<success"), _sasl_answer(server, b"<failure")
         accepted = None if success < 0 and failure < 0 else success >= 0 and (failure < 0 or success < failure)

@@ -361,11 +361,57 @@ def test_a_run_without_dissection_imports_no_parser():
 
 
 def test_light_declarations_equal_the_dissectors_own():
-    by_module = {type(d).__module__: d for d in registry.registered()}
-    for module, light in registry.LIGHT_DECLARATIONS.items():
-        import importlib
+    import importlib
 
+    for module, light in registry.LIGHT_DECLARATIONS.items():
         declared = importlib.import_module(light)
-        assert by_module[module].columns == declared.FLOW_COLUMNS, module
-        assert by_module[module].frames == declared.FRAMES, module
+        real = importlib.import_module(module).DISSECTOR
+        assert real.columns == declared.FLOW_COLUMNS, module
+        assert real.frames == declared.FRAMES, module
     assert [d.name for d in registry.declarations()] == [d.name for d in registry.registered()]
+
+
+def test_light_prototypes_equal_the_dissectors_own():
+    """A light prototype (LIGHT_PROTOTYPES) declares and probes as its implementation does, and its
+    implementation, once imported, takes its place in the registry."""
+    import importlib
+
+    from analyzer.flows.payload import Datagram, FlowPayload
+
+    assert set(registry.LIGHT_PROTOTYPES) <= set(registry.LIGHT_DECLARATIONS)
+    for module in registry.LIGHT_PROTOTYPES:
+        light = registry.LightDissector(module)
+        real = importlib.import_module(module).DISSECTOR
+        for attr in ("name", "app_protocols", "transports", "ports", "columns", "frames"):
+            assert getattr(light, attr) == getattr(real, attr), (module, attr)
+        for method in ("resync", "find_start", "dissect_from"):  # a light prototype does not forward these
+            assert not hasattr(real, method) and not hasattr(light, method), (module, method)
+        assert real in registry.registered() and light.implementation() is real
+        assert [d.name for d in registry.registered()].count(real.name) == 1
+        for payload in (b"", b"\x16\xfe\xfd" + bytes(8) + b"\x00\x00", b"\xc0\x00\x00\x00\x01" + bytes(40)):
+            flow = FlowPayload("u", "udp", "10.0.0.1", "10.0.0.2", 5000, 443, 0.0)
+            flow.datagrams.append(Datagram(0.0, True, payload))
+            assert light.probe(flow) == real.probe(flow), (module, payload)
+
+
+def test_a_light_prototype_imports_its_implementation_on_first_dissect():
+    """Dissection in a fresh process: QUIC and DTLS stay light until a flow of theirs is dissected,
+    and the facts are the implementation's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer; from analyzer import dissect; "
+            "r = analyzer.analyze('captures/http_plain.pcap'); "
+            "print(sorted(m for m in sys.modules "
+            "if m.startswith(('analyzer.dissect.quic._d', 'analyzer.dissect.dtls'))), "
+            "[type(d).__name__ for d in dissect.registered()][1:3]); "
+            "r = analyzer.analyze('captures/quic_aioquic.pcap'); "
+            "print(sorted(m for m in sys.modules if m.startswith('analyzer.dissect.quic._d')), "
+            "[type(d).__name__ for d in dissect.registered()][1:3], sorted(set(r.flows.app_protocol.dropna())))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=root)
+    assert out.stdout.splitlines() == [
+        "[] ['LightDissector', 'LightDissector']",
+        "['analyzer.dissect.quic._dissector'] ['QuicDissector', 'LightDissector'] ['quic']",
+    ]

@@ -26,13 +26,13 @@ if TYPE_CHECKING:
         MAX_DATAGRAMS,
         QuicDissector,
         dissect_quic,
-        looks_like_quic,
         retry_integrity_ok,
     )
     from analyzer.dissect.quic._frames import ConnectionClose, CryptoStream, FrameSummary, parse_frames
     from analyzer.dissect.quic._packets import (
         LongHeader,
         VersionInfo,
+        looks_like_quic,
         parse_long_header,
         read_varint,
         version_info,
@@ -59,7 +59,7 @@ _LAZY = {
     'hkdf_expand_label': 'analyzer.dissect.quic._crypto',
     'hkdf_extract': 'analyzer.dissect.quic._crypto',
     'initial_secrets': 'analyzer.dissect.quic._crypto',
-    'looks_like_quic': 'analyzer.dissect.quic._dissector',
+    'looks_like_quic': 'analyzer.dissect.quic._packets',
     'parse_frames': 'analyzer.dissect.quic._frames',
     'parse_long_header': 'analyzer.dissect.quic._packets',
     'parse_transport_params': 'analyzer.dissect.quic._tparams',

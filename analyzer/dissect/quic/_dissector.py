@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
+from analyzer.dissect.quic import _probe as _light
 from analyzer.dissect.quic._crypto import InitialKeyCache, InitialKeys, unprotect
 from analyzer.dissect.quic._frames import ConnectionClose, CryptoStream, parse_frames
 from analyzer.dissect.quic._packets import (
@@ -48,9 +49,9 @@ from analyzer.dissect.quic._packets import (
     QUIC_V2,
     LongHeader,
     VersionInfo,
-    is_gquic_version,
+    gquic_public_header,
+    looks_like_quic,
     parse_long_header,
-    version_info,
     version_name,
 )
 from analyzer.dissect.quic._tparams import format_transport_params
@@ -105,41 +106,6 @@ def retry_integrity_ok(data: bytes, hdr: LongHeader, odcid: bytes) -> bool | Non
     except InvalidTag:
         return False
     return True
-
-
-def looks_like_quic(payload: bytes) -> bool:
-    """A well-formed long header of a known version, a Version Negotiation, or Google QUIC.
-
-    The fixed bit is not required (RFC 9287 lets a peer grease it); the header has to parse
-    instead: connection ids within 20 bytes and lengths consistent with the datagram.
-    """
-    if len(payload) < 7:
-        return False
-    first = payload[0]
-    if first & 0x80:
-        version = int.from_bytes(payload[1:5], "big")
-        if version != 0 and not is_gquic_version(version) and version_info(version) is None:
-            return False
-        try:
-            hdr = parse_long_header(payload, 0)
-        except (ParseError, NeedMoreData):
-            return False
-        if hdr.kind == "vn":
-            return len(hdr.dcid) <= 20 and len(hdr.scid) <= 20 and bool(hdr.versions)
-        return True
-    return _gquic_public_header(payload) is not None
-
-
-def _gquic_public_header(payload: bytes) -> str | None:
-    """Version of a Google QUIC (<= Q043) public header with the version flag, else None."""
-    first = payload[0]
-    if first & 0x80 or not first & 0x01 or len(payload) < 13:
-        return None
-    pos = 9 if first & 0x08 else 1
-    tag = payload[pos : pos + 4]
-    if len(tag) == 4 and tag[:1] == b"Q" and tag[1:].isdigit():
-        return tag.decode("ascii")
-    return None
 
 
 @dataclass(slots=True)
@@ -233,7 +199,7 @@ class _Session:
             first = data[pos]
             if not first & 0x80:
                 if pos == 0:
-                    gq = _gquic_public_header(data) if not by_server else None
+                    gq = gquic_public_header(data) if not by_server else None
                     if gq is not None:
                         self.gquic = self.gquic or gq
                         return
@@ -600,10 +566,11 @@ class QuicDissector:
     """The registered QUIC dissector (see the module docstring). Its memos and Initial keys
     belong to the instance."""
 
-    name = "quic"
-    app_protocols = ("quic", GQUIC)  # the app_protocol values it sets (README, "Flow encryption state")
-    transports = frozenset({"udp"})
-    ports = frozenset({443, 4433, 784, 853, 8443})
+    # its name, port hints and probe are its light prototype's (analyzer.dissect.LIGHT_PROTOTYPES)
+    name = _light.NAME
+    app_protocols = _light.APP_PROTOCOLS  # the app_protocol values it sets (README, "Flow encryption state")
+    transports = _light.TRANSPORTS
+    ports = _light.PORTS
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
@@ -615,14 +582,7 @@ class QuicDissector:
         return QuicDissector(context.keys)
 
     def probe(self, flow: FlowPayload) -> bool:
-        dgs = flow.datagrams[:8]
-        if any(looks_like_quic(dg.payload) for dg in dgs):
-            return True
-        # A flow picked up after the handshake shows only short headers (0b01xxxxxx); accept those
-        # on the QUIC port only, and only when every datagram looks like one.
-        if flow.server_port == 443 and len(dgs) >= 2:
-            return all(len(dg.payload) >= 21 and dg.payload[0] & 0xC0 == 0x40 for dg in dgs)
-        return False
+        return _light.probe(flow)
 
     def dissect(self, flow: FlowPayload) -> Facts:
         return dissect_quic(flow, self.state)

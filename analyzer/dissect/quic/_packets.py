@@ -16,7 +16,9 @@ __all__ = [
     "GQUIC",
     "LongHeader",
     "VersionInfo",
+    "gquic_public_header",
     "is_grease_version",
+    "looks_like_quic",
     "parse_long_header",
     "read_varint",
     "version_info",
@@ -190,3 +192,38 @@ def parse_long_header(data: bytes, pos: int = 0) -> LongHeader:
     if p + length > end:
         raise NeedMoreData(p + length - end)
     return LongHeader(pos, first, version, dcid, scid, kind, p + length, pn_offset=p, token=token, info=info)
+
+
+def looks_like_quic(payload: bytes) -> bool:
+    """A well-formed long header of a known version, a Version Negotiation, or Google QUIC.
+
+    The fixed bit is not required (RFC 9287 lets a peer grease it); the header has to parse
+    instead: connection ids within 20 bytes and lengths consistent with the datagram.
+    """
+    if len(payload) < 7:
+        return False
+    first = payload[0]
+    if first & 0x80:
+        version = int.from_bytes(payload[1:5], "big")
+        if version != 0 and not is_gquic_version(version) and version_info(version) is None:
+            return False
+        try:
+            hdr = parse_long_header(payload, 0)
+        except (ParseError, NeedMoreData):
+            return False
+        if hdr.kind == "vn":
+            return len(hdr.dcid) <= 20 and len(hdr.scid) <= 20 and bool(hdr.versions)
+        return True
+    return gquic_public_header(payload) is not None
+
+
+def gquic_public_header(payload: bytes) -> str | None:
+    """Version of a Google QUIC (<= Q043) public header with the version flag, else None."""
+    first = payload[0]
+    if first & 0x80 or not first & 0x01 or len(payload) < 13:
+        return None
+    pos = 9 if first & 0x08 else 1
+    tag = payload[pos : pos + 4]
+    if len(tag) == 4 and tag[:1] == b"Q" and tag[1:].isdigit():
+        return tag.decode("ascii")
+    return None
