@@ -538,6 +538,9 @@ class _Session:
             cert_sha256=chain[0] if chain else None,
             leaf=leaf,
             incomplete=self._cut_messages(),
+            chain=chain,
+            sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
+            alert=alert,
         )
         if sh is not None and any(t == EXT_USE_SRTP for t, _ in sh.extensions):
             cols["protection"] = "srtp"  # DTLS-SRTP (RFC 5764): the media's keys come from this handshake

@@ -12,10 +12,14 @@ Rules never join frames themselves: `build_facts` gives them
   time-dependent judgement (expired, not yet valid, expiring) is made at that instant, never at
   the time of the run, so a capture audited a year later gives the same findings.
 
-When no `tls` frame is given (an analysis that built only `flows`), the sessions come from the
-flows' own TLS columns (first session of each flow: version, offered maximum, cipher, SNI,
-established, leaf fingerprint); rules that need more (alerts, chain, SNI match) find those columns
-null and judge nothing.
+When no `tls` frame is given (an analysis that built only `flows`, and the streamed audit, which
+reads no tls row), the sessions come from the flows' own TLS columns: the TLS family carries
+there every session fact the rules read (version, offered maximum and supported versions, cipher,
+SNI, established, alert, SSL 2.0, the server's extensions, the SNI match, the chain's
+fingerprints), so both give the same findings. A flow's session is the one its tls row describes
+(the TLS family makes one per flow); its `ts` is then the flow's start, not the ClientHello's time.
+Flows of a STARTTLS-style upgrade keep their `app_protocol` (smtp, ...): their session's protocol
+is tls.
 """
 
 from __future__ import annotations
@@ -53,14 +57,20 @@ FLOW_READS = (
     "starttls", "http_redirect_to_https",
     "http_host", "http_location", "ssh_protocol", "ssh_server_software", "ssh_client_software",
     "tls_version", "tls_client_max_version", "tls_cipher", "tls_server_name", "tls_established", "cert_sha256",
+    "cert_chain", "tls_sni_matches_cert", "tls_alert_level", "tls_alert_description", "tls_alert_by",
+    "tls_client_supported_versions", "tls_server_extensions", "tls_sslv2",
 )
 
 # flows' TLS columns -> tls frame columns, for the fallback when no tls frame is given
 _FROM_FLOWS = {
     "app_protocol": "protocol", "tls_version": "version", "tls_client_max_version": "client_max_version",
     "tls_cipher": "cipher", "tls_server_name": "server_name", "tls_established": "established",
-    "cert_sha256": "cert_sha256",
+    "cert_sha256": "cert_sha256", "cert_chain": "cert_chain", "tls_sni_matches_cert": "sni_matches_cert",
+    "tls_alert_level": "alert_level", "tls_alert_description": "alert_description", "tls_alert_by": "alert_by",
+    "tls_client_supported_versions": "client_supported_versions", "tls_server_extensions": "server_extensions",
+    "tls_sslv2": "sslv2",
 }
+_SESSION_PROTOCOLS = ("tls", "dtls", "quic")
 
 
 @dataclass(frozen=True)
@@ -104,12 +114,16 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
     from analyzer._pandas import pd
 
-    has = flows["app_protocol"].isin(["tls", "dtls", "quic"]).fillna(False)
-    sub = flows.loc[has.to_numpy(dtype=bool)]
+    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).fillna(False).to_numpy(dtype=bool)
+    # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol)
+    has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool)
+    # only the columns a session takes (a take per column: the flows frame has every column the policy reads)
+    sub = flows.loc[has, ["uid", "ts_start", "client_ip", "client_port", "server_ip", "server_port", *_FROM_FLOWS]]
     out = {"uid": sub["uid"], "ts": sub["ts_start"], "client_ip": sub["client_ip"], "client_port": sub["client_port"],
            "server_ip": sub["server_ip"], "server_port": sub["server_port"]}
     for src, dst in _FROM_FLOWS.items():
         out[dst] = sub[src]
+    out["protocol"] = sub["app_protocol"].where(family[has], "tls")
     frame = pd.DataFrame(out)
     return conform(frame.reset_index(drop=True), tls_schema.TLS)
 

@@ -1,8 +1,10 @@
 """The policy as a collector stage: a streamed audit judges flows chunk by chunk, in bounded memory.
 
 `PolicyStage` is an `analyzer.pipeline.Stage`: the collector hands it the rows of the frames it
-`reads` (tls, certs, credentials, ftp_data) as the dissectors make them, then each chunk of ended
-flows (`on_flows`), whose rows it has then all seen. Per chunk it runs `evaluate.judge` - the same
+`reads` (certs, credentials, ftp_data) as the dissectors make them, then each chunk of ended
+flows (`on_flows`), whose rows it has then all seen. It reads no `tls` row: the TLS family carries
+the session facts the rules read as flow columns (`facts`), so the TLS dissector makes no tls row
+and keeps its fast ClientHello path in a streamed audit. Per chunk it runs `evaluate.judge` - the same
 rules, zones and suppressions as `evaluate()` on a whole analysis - and
 
 - writes the chunk's findings to `findings_sink` (a `FrameSink`: `write(DataFrame)`) as they are
@@ -24,7 +26,7 @@ rule's window by default: no control flow ending later can have started before),
 made late counts where the data flow's destination and verdict were counted. Beyond those bounds
 a link is missed (said in `stats`), never a wrong finding made.
 
-Certificates: a session's leaf certificate row reaches the stage before the session's flow chunk
+Certificates: a session's certificate rows reach the stage before the session's flow chunk
 (the dissector made both from the same flow), so the certificate rules judge each chunk in full.
 """
 
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
 __all__ = ["PolicyStage", "Tally", "tally"]
 
 FTP_RULE = "ftp-data-unprotected"
-READS = ("tls", "certs", "credentials", "ftp_data")
+READS = ("certs", "credentials", "ftp_data")
 # flows columns a pending FTP data flow keeps: what judge() reads to make its finding and zones
 _PENDING = ("uid", "ts_start", "ts_end", "transport", "client_ip", "client_port", "server_ip", "server_port",
             "payload_bytes_to_server", "payload_bytes_to_client", "ip_bytes_to_server", "ip_bytes_to_client",
@@ -80,9 +82,6 @@ NOT_JUDGED = ("no payload", "protocol not recognised", "encryption not decided")
 # every TLS row per chunk was a third of the stage's time). tests/policy/test_policy_stream.py
 # checks that the streamed findings equal the in-memory ones, which read every column.
 _ROW_COLUMNS = {
-    "tls": ("uid", "ts", "protocol", "version", "client_max_version", "cipher", "server_name", "alert_description",
-            "alert_by", "alert_level", "client_supported_versions", "sslv2", "server_extensions", "sni_matches_cert",
-            "cert_sha256", "cert_chain", "established", "client_ip", "client_port", "server_ip", "server_port"),
     "certs": ("sha256", *LEAF_COLUMNS),
     "credentials": ("uid", "protocol", "mechanism", "secret_in_clear"),
     "ftp_data": ("uid", "command", "host", "port", "protected"),
@@ -204,11 +203,10 @@ class PolicyStage:
         started = time.process_time()
         sub = {n: d for n, d in self.flow_schema.items() if n in chunk}  # the columns the policy reads
         flows = schema.frame_from_arrow({n: chunk[n] for n in sub}, sub)
-        tls = self._take("tls")
         credentials = self._take("credentials")
         ftp_data = self._take("ftp_data")
-        certs = self._certs_of(tls)
-        judged = judge(flows, tls, certs, zones=self.zones, profile=self.chunk_profile, active=self.active,
+        certs = self._certs_of(flows)
+        judged = judge(flows, None, certs, zones=self.zones, profile=self.chunk_profile, active=self.active,
                        now=self.now, credentials=credentials if len(credentials) else None, timings=self.timings)
         out = judged.flows
         findings = judged.findings
@@ -268,13 +266,14 @@ class PolicyStage:
             return empty_frame({"uid": "string"})
         return schema.frame_from_rows(rows, frame_schema)
 
-    def _certs_of(self, tls: pd.DataFrame) -> pd.DataFrame | None:
+    def _certs_of(self, flows: pd.DataFrame) -> pd.DataFrame | None:
+        """The certificates of these flows' sessions (leaf and chain) that the stage has seen."""
         if "certs" not in self.frame_schemas:
             return None
         wanted: set[str] = set()
-        if len(tls):
-            wanted.update(tls["cert_sha256"].dropna().astype(str))
-            for chain in tls["cert_chain"].dropna().astype(str):
+        if len(flows):
+            wanted.update(flows["cert_sha256"].dropna().astype(str))
+            for chain in flows["cert_chain"].dropna().astype(str):
                 wanted.update(c.strip() for c in chain.split(","))
         return schema.frame_from_rows([self.certs[k] for k in wanted if k in self.certs], self.frame_schemas["certs"])
 

@@ -133,14 +133,18 @@ def test_pending_data_flows_are_bounded():
 
 
 def test_certs_rows_reach_the_chunk_rules():
-    """A session's leaf row is given before its flow's chunk: the certificate rules judge it."""
+    """A session's leaf row is given before its flow's chunk: the certificate rules judge it. The
+    session's facts are the flow's own columns (the stage reads no tls row)."""
     stage = PolicyStage(zones=["10.0.0.0/16"], now="2026-12-06")
+    assert "tls" not in stage.reads
     stage.on_rows("certs", "C0", [{"sha256": "ab" * 32, "not_before": T0 - 400 * 86400 * S,
                                    "not_after": T0 - 86400 * S, "subject_cn": "old.example"}])
-    stage.on_rows("tls", "C0", [{"protocol": "tls", "ts": T0, "version": "TLS 1.2", "cert_sha256": "ab" * 32,
-                                 "server_name": "old.example"}])
-    stage.on_flows(_chunk(flows({"app_protocol": "tls", "encrypted": True})))
-    assert "cert-expired" in set(stage.findings()["rule"])
+    stage.on_flows(_chunk(flows({"app_protocol": "tls", "encrypted": True, "tls_version": "TLS 1.2",
+                                 "cert_sha256": "ab" * 32, "cert_chain": "ab" * 32, "tls_server_name": "old.example",
+                                 "tls_sslv2": False})))
+    found = stage.findings()
+    assert "cert-expired" in set(found["rule"])
+    assert "old.example" in found.loc[found["rule"] == "cert-expired", "evidence"].iloc[0]
     assert set(ALL["certs"]) >= {"sha256", "not_after"}
 
 

@@ -445,9 +445,11 @@ class _Session:
                 row["quic_transport_params"] = format_transport_params(ch.quic_transport_parameters)
             if ch.errors:
                 self.anomaly("quic_hello_extension", "; ".join(ch.errors))
+        alert: tuple[int, int, str] | None = None
         if self.close is not None and self.close[0].tls_alert is not None:
             # a CONNECTION_CLOSE carrying a TLS alert (RFC 9001 4.8): always fatal
-            alert_columns(row, (2, self.close[0].tls_alert, "server" if self.close[1] else "client"))
+            alert = (2, self.close[0].tls_alert, "server" if self.close[1] else "client")
+            alert_columns(row, alert)
         chain: list[str] = []
         leaf = None
         if certs[0] or certs[1]:
@@ -474,6 +476,9 @@ class _Session:
                 incomplete=incomplete,
                 cert_sha256=chain[0] if chain else None,
                 leaf=leaf,
+                chain=chain,
+                sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
+                alert=alert,
             )
         )
         return facts

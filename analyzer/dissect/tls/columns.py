@@ -53,7 +53,9 @@ __all__ = [
 FLOW_COLUMNS: tuple[str, ...] = (
     "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
     "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
-    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "tls_incomplete", "truncated",
+    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "cert_chain", "tls_sni_matches_cert",
+    "tls_alert_level", "tls_alert_description", "tls_alert_by", "tls_client_supported_versions",
+    "tls_server_extensions", "tls_sslv2", "tls_incomplete", "truncated",
 )  # fmt: skip
 
 
@@ -347,15 +349,26 @@ def flow_columns(
     cert_sha256: str | None = None,
     leaf: Mapping[str, Any] | None = None,
     incomplete: bool | None = None,
+    chain: list[str] | None = None,
+    sni_matches: bool | None = None,
+    alert: tuple[int, int, str] | None = None,
+    sslv2: bool | None = False,
 ) -> dict[str, object]:
     """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order); `leaf`: the
     server's leaf certificate row (`x509.CertificateCache.parse`), None when none was seen;
     `incomplete`: a handshake message was cut (True also sets the flow's `truncated`), None when
-    the dissector cannot tell."""
+    the dissector cannot tell. `chain` (the server's certificate fingerprints, leaf first),
+    `sni_matches`, `alert` (level, description, who) and `sslv2` are the session's, as its `tls`
+    row has them (`alert_columns`)."""
     if leaf is None:
         not_after = key_bits = self_signed = None
     else:
         not_after, key_bits, self_signed = leaf.get("not_after"), leaf.get("key_bits"), leaf.get("self_signed")
+    if alert is None:
+        alert_level = alert_description = alert_by = None
+    else:
+        alert_level, alert_description, alert_by = (alert_level_name(alert[0]), alert_description_name(alert[1]),
+                                                    alert[2])
     return {
         "app_protocol": app_protocol,
         "encrypted": encrypted,
@@ -375,6 +388,14 @@ def flow_columns(
         "cert_not_after": not_after,
         "cert_key_bits": key_bits,
         "cert_self_signed": self_signed,
+        "cert_chain": ",".join(chain) if chain else None,
+        "tls_sni_matches_cert": sni_matches,
+        "tls_alert_level": alert_level,
+        "tls_alert_description": alert_description,
+        "tls_alert_by": alert_by,
+        "tls_client_supported_versions": ccols["client_supported_versions"] if ccols is not None else None,
+        "tls_server_extensions": scols.columns["server_extensions"] if scols is not None else None,
+        "tls_sslv2": sslv2,
         "tls_incomplete": incomplete,
         "truncated": True if incomplete else None,
     }

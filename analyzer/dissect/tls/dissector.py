@@ -59,9 +59,12 @@ class TLSDissector:
     Options: `ja4x` (default False) also computes FoxIO JA4X per certificate (FoxIO License 1.1,
     see `analyzer.dissect.tls.fingerprints`); `ja4s` (default True) computes JA4S; `certificates`
     (default True) hands certificate DER to `analyzer.dissect.x509`. `rows` (default True) makes the
-    `tls`, `certs` and `cert_links` rows; without, only the flow's columns (`Facts.flow`) and the
-    anomalies are made, for analyses that keep no such frame. `strict` re-raises internal errors
-    instead of recording them as `tls_internal_error` anomalies (for tests).
+    `tls` rows; without, only the flow's columns (`Facts.flow`) and the anomalies are made, for
+    analyses that keep no such frame (flows mode: a ClientHello of a shape seen before is not
+    parsed again). `cert_rows` (default: as `rows`; always with `rows`: the tls row's chain columns
+    come with them) makes the `certs` and `cert_links` rows, also without the `tls` rows (a streamed
+    audit reads the certificates, and the sessions from the flow columns). `strict` re-raises
+    internal errors instead of recording them as `tls_internal_error` anomalies (for tests).
     """
 
     name = "tls"
@@ -78,12 +81,14 @@ class TLSDissector:
         ja4s: bool = True,
         certificates: bool = True,
         rows: bool = True,
+        cert_rows: bool | None = None,
         strict: bool = False,
         keys: KeyStore | None = None,
         cert_cache_bytes: int | None = None,
     ) -> None:
         self.ja4x = ja4x
         self.rows = rows
+        self.cert_rows = rows or bool(cert_rows)
         self.ja4s = ja4s
         self.certificates = certificates
         self.strict = strict
@@ -97,7 +102,7 @@ class TLSDissector:
 
     def __repr__(self) -> str:
         return (f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates}, "
-                f"rows={self.rows})")
+                f"rows={self.rows}, cert_rows={self.cert_rows})")
 
     @property
     def cert_cache(self) -> Any:
@@ -138,10 +143,11 @@ class TLSDissector:
     # --- the Dissector protocol -------------------------------------------------------------
 
     def for_run(self, context: DissectContext) -> TLSDissector:
-        """This run's instance (its own certificate cache and memos), making the tls/certs/cert_links
-        rows only when the run keeps one of those frames."""
+        """This run's instance (its own certificate cache and memos), making the tls rows only when the
+        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
-                            rows=context.wants("tls", "certs", "cert_links"), strict=self.strict,
+                            rows=context.wants("tls"), cert_rows=context.wants("tls", "certs", "cert_links"),
+                            strict=self.strict,
                             keys=context.keys, cert_cache_bytes=context.cert_cache_bytes)
 
     def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
@@ -239,18 +245,24 @@ class TLSDissector:
             cipher = cipher_name(client.ssl2_cipher) if client.ssl2_cipher is not None else None
         chain: list[str] = []
         leaf: Mapping[str, Any] | None = None
-        if not self.rows:  # only the flow's columns are wanted: the leaf certificate, no tls row
-            if self.certificates and server.certs:
-                leaf = self.certs.leaf(server.certs[0])
-                chain.append(str(leaf["sha256"]))
-        else:
+        server_name = ch.server_name if ch is not None else None
+        row: dict[str, object] | None = None
+        if self.rows:
             hello = cast("ClientHello | None", ch)  # ShapedHello only in flows mode
             row = tls_row(flow, cs, sc, flipped, client, server, hello, ccols, sh, scols, hrr, tls13, outcome)
-            if self.certificates and (server.certs or client.certs):
-                chain, leaf = self.certs.rows(flow.uid, server.certs, client.certs, row, facts)
-            server_name = hello.server_name if hello is not None else None
-            if chain and server_name:
-                row["sni_matches_cert"] = self.certs.sni_matches(chain[0], server_name)
+        if not self.certificates:
+            pass
+        elif self.cert_rows:
+            if server.certs or client.certs:
+                chain, leaf = self.certs.rows(flow.uid, server.certs, client.certs, row if row is not None else {},
+                                              facts)
+        elif server.certs:  # no certificate rows: the leaf's facts and the chain's fingerprints
+            leaf = self.certs.leaf(server.certs[0])
+            chain.append(str(leaf["sha256"]))
+            chain += [self.certs.fingerprint(der) for der in server.certs[1:]]
+        sni_matches = self.certs.sni_matches(chain[0], server_name) if chain and server_name else None
+        if row is not None:
+            row["sni_matches_cert"] = sni_matches
             if row["alpn"] is None and alpn is not None:  # TLS 1.3 sends it encrypted: read with a key log
                 row["alpn"] = alpn
             facts.add_row("tls", row)
@@ -261,13 +273,17 @@ class TLSDissector:
                 established=outcome.established,
                 version=version,
                 cipher=cipher,
-                server_name=ch.server_name if ch is not None else None,
+                server_name=server_name,
                 alpn=alpn,
                 ccols=ccols,
                 scols=scols,
                 cert_sha256=chain[0] if chain else None,
                 leaf=leaf,
                 incomplete=client.cut or server.cut,
+                chain=chain,
+                sni_matches=sni_matches,
+                alert=outcome.alert,
+                sslv2=sh.version == 0x0002 if sh is not None else server.ssl2_server_hello,
             )
         )
 

@@ -8,6 +8,7 @@ use) and its memo of SNI-to-certificate matches: both belong to the instance, ne
 from __future__ import annotations
 
 from collections.abc import Mapping
+from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 from analyzer.dissect.base import Facts, FlowPayload, StreamPrefix
@@ -29,13 +30,14 @@ class Certificates:
     """Certificate rows and facts for one dissector instance (`ja4x`: also FoxIO JA4X per server
     certificate, FoxIO License 1.1)."""
 
-    __slots__ = ("_cache", "_sni", "cache_bytes", "ja4x")
+    __slots__ = ("_cache", "_fingerprints", "_sni", "cache_bytes", "ja4x")
 
     def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None) -> None:
         self.ja4x = ja4x
         self.cache_bytes = cache_bytes  # the certificate cache's bound (the run's memory budget's share)
         self._cache: CertificateCache | None = None
         self._sni: dict[tuple[str, str], bool | None] = {}
+        self._fingerprints: dict[bytes, str] = {}
 
     @property
     def cache(self) -> CertificateCache:
@@ -50,6 +52,20 @@ class Certificates:
     def leaf(self, der: bytes) -> dict[str, Any]:
         """The certificate row of a server's leaf (flows mode: no certs rows)."""
         return self.cache.parse(der)
+
+    def fingerprint(self, der: bytes) -> str:
+        """SHA-256 (lowercase hex) of a certificate's DER, as its certs row's `sha256` (flows mode: the
+        chain's certificates above the leaf, which are not parsed). Memoised by the DER bytes (a
+        chain's CA certificates repeat from session to session; a dict lookup costs far less than
+        the hash): at most 1024 certificates, a full memo is emptied."""
+        memo = self._fingerprints
+        found = memo.get(der)
+        if found is None:
+            found = sha256(der).hexdigest()
+            if len(memo) >= 1024:
+                memo.clear()
+            memo[der] = found
+        return found
 
     def rows(
         self, uid: str, server_certs: list[bytes], client_certs: list[bytes], row: dict[str, object], facts: Facts

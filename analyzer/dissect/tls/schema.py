@@ -25,6 +25,19 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("cert_not_after", TS, "the leaf certificate's notAfter"),
     Column("cert_key_bits", "Int32", "the leaf certificate's key size (RSA modulus, EC curve bits)"),
     Column("cert_self_signed", "boolean", "the leaf certificate is self-signed (its own key verifies it)"),
+    # the session facts the policy judges that the columns above lack (the same values as the tls row's)
+    Column("cert_chain", "string", "SHA-256 fingerprints of the server's certificates, leaf first, comma-separated"),
+    Column("tls_sni_matches_cert", "boolean", "the leaf certificate covers the SNI host name (null: no SNI or no "
+                                              "certificate seen)"),
+    Column("tls_alert_level", "string", "level of the session's alert (the first fatal one, else the first): "
+                                        "warning, fatal"),
+    Column("tls_alert_description", "string", "description of that alert (protocol_version, handshake_failure, ...)"),
+    Column("tls_alert_by", "string", "who sent that alert: client or server"),
+    Column("tls_client_supported_versions", "string", "versions of the client's supported_versions extension, "
+                                                      "comma-separated"),
+    Column("tls_server_extensions", "string", "extension types of the ServerHello, in order, comma-separated"),
+    Column("tls_sslv2", "boolean", "the session itself was SSL 2.0; set (true or false) on every flow with a "
+                                   "TLS, DTLS or QUIC session"),
     Column("tls_incomplete", "boolean", "a handshake message was cut (payload budget and its handshake extension, "
                                         "snap length, a lost segment, the stream's end): facts it carried are missing"),
     # the engine's column: a dissector that found a message cut sets it too (the pipeline ORs them)
