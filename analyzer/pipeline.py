@@ -25,6 +25,7 @@ from analyzer.dissect import (
     Facts,
     FlowPayload,
     FrameSpec,
+    column_groups,
     declarations,
     declared,
     flow_schema,
@@ -84,7 +85,9 @@ class Stage(Protocol):
     Optionally, `reads` names dissector frames (tls, certs, ...) whose rows the stage wants: the
     collector hands each flow's rows to `on_rows(frame, uid, rows)` as the dissectors make them,
     before that flow's chunk reaches `on_flows`, and keeps them only if the analysis builds the
-    frame anyway (so a stage can judge sessions chunk by chunk without the frame in memory)."""
+    frame anyway (so a stage can judge sessions chunk by chunk without the frame in memory).
+    `reads_columns` names the flow columns it reads: the optional column groups they belong to
+    (`Column.group`) are made in this run (`Plan.groups`), and only then."""
 
     name: str
     columns: tuple[Column, ...]
@@ -490,6 +493,8 @@ class Plan:
     specs: dict[str, FrameSpec]
     wanted: frozenset[str]
     fed: frozenset[str] = frozenset()  # frames whose rows go to stages that read them (Stage.reads)
+    # optional flow column groups made in this run (Column.group): those of the columns stages read
+    groups: frozenset[str] = frozenset()
 
     @staticmethod
     def make(options: Options, dissectors: Sequence[Any] | None = None, stages: Sequence[Any] = ()) -> Plan:
@@ -499,7 +504,8 @@ class Plan:
             declared_by = protos or declarations()
         else:
             protos = declared_by = tuple(dissectors)
-        flows_schema = flow_schema(declared_by)
+        groups = column_groups(declared_by, [c for stage in stages for c in getattr(stage, "reads_columns", ())])
+        flows_schema = flow_schema(declared_by, groups)
         specs = frame_specs(declared_by)
         for stage in stages:
             for column in declared(stage, "columns"):
@@ -523,7 +529,7 @@ class Plan:
         fed = frozenset(f for stage in stages for f in getattr(stage, "reads", ()))
         if fed - set(specs):
             raise UsageError(f"stage reads unknown frame(s): {', '.join(sorted(fed - set(specs)))}")
-        return Plan(protos, tuple(stages), schemas, specs, frozenset((*frames, "anomalies")), fed)
+        return Plan(protos, tuple(stages), schemas, specs, frozenset((*frames, "anomalies")), fed, groups)
 
     def streamable(self, name: str) -> bool:
         return name in ("flows", "anomalies") or (name in self.specs and self.specs[name].streamable)
@@ -555,7 +561,7 @@ class Collector:
         self.keys = KeyStore(options.dissect.keylog)
         shares = memory_shares(options.flows.memory_budget)
         self.context = context = DissectContext(options.dissect, asked | {"ftp_data"} if linking else asked, key,
-                                                self.keys, cert_cache_bytes=shares.cert_cache)
+                                                self.keys, cert_cache_bytes=shares.cert_cache, groups=plan.groups)
         self.dissection = _Dissection(plan.dissectors, context) if options.dissect.enabled else None
         self.frames: dict[str, list[dict[str, pa.Array]]] = {}  # Arrow column chunks of row frames
         self.wanted = plan.wanted

@@ -7,6 +7,8 @@ order), the frames an analysis can build (`frame_specs()`), and the CLI's comman
 protocol is one module that calls `register` plus its entry in `BUILTINS`.
 
 `FLOWS` and `ALL` (the schemas of every frame by name) are computed from the registry on first use.
+A column of an optional group (`Column.group`, e.g. the TLS family's session facts that the policy
+reads) is in a run's flows schema only when the run's plan reads it; `FLOWS` is a plain run's schema.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "LightDissector",
     "StreamPrefix",
     "app_protocols",
+    "column_groups",
     "declarations",
     "flow_columns",
     "flow_schema",
@@ -248,12 +251,28 @@ def declarations() -> tuple[Any, ...]:
     return tuple(out)
 
 
-def flow_columns(dissectors: Iterable[Any] | None = None) -> dict[str, Column]:
-    """The flow columns the dissectors declare (all registered ones by default), by name."""
+def flow_columns(dissectors: Iterable[Any] | None = None, groups: Iterable[str] | None = ()) -> dict[str, Column]:
+    """The flow columns the dissectors declare (all registered ones by default), by name: those of
+    no group, and those of the optional column groups named in `groups` (`Column.group`; None: of
+    every group)."""
     out: dict[str, Column] = {}
     for d in declarations() if dissectors is None else dissectors:
         _add_columns(out, d)
-    return out
+    if groups is None:
+        return out
+    made = frozenset(groups)
+    return {name: c for name, c in out.items() if c.group is None or c.group in made}
+
+
+def column_groups(dissectors: Iterable[Any] | None, columns: Iterable[str]) -> frozenset[str]:
+    """The optional column groups (`Column.group`) of the declared flow columns named in `columns`
+    (what a run must make for a stage that reads those columns)."""
+    names = list(columns)
+    if not names:  # (a plain run: the declarations are not read again)
+        return frozenset()
+    declared_columns = flow_columns(dissectors, None)
+    return frozenset(g for g in (declared_columns[n].group for n in names if n in declared_columns)
+                     if g is not None)
 
 
 def _add_columns(out: dict[str, Column], d: Any) -> None:
@@ -267,13 +286,18 @@ def _add_columns(out: dict[str, Column], d: Any) -> None:
         if seen is not None and seen.dtype != column.dtype:
             raise ValueError(f"{d.name}: column {column.name!r} declared as {column.dtype}, "
                              f"elsewhere as {seen.dtype}")
+        if seen is not None and seen.group != column.group:
+            raise ValueError(f"{d.name}: column {column.name!r} declared in group {column.group!r}, "
+                             f"elsewhere in {seen.group!r}")
         if base is None and seen is None:
             out[column.name] = column
 
 
-def flow_schema(dissectors: Iterable[Any] | None = None) -> dict[str, str]:
-    """The `.flows` schema: the engine's base columns, then the dissectors' declared columns."""
-    return {**schema.FLOWS_BASE, **{c.name: c.dtype for c in flow_columns(dissectors).values()}}
+def flow_schema(dissectors: Iterable[Any] | None = None, groups: Iterable[str] | None = ()) -> dict[str, str]:
+    """The `.flows` schema: the engine's base columns, then the dissectors' declared columns (of the
+    optional column groups, those named in `groups`; None: every group). `FLOWS` is a plain run's:
+    no optional group."""
+    return {**schema.FLOWS_BASE, **{c.name: c.dtype for c in flow_columns(dissectors, groups).values()}}
 
 
 def frame_specs(dissectors: Iterable[Any] | None = None) -> dict[str, FrameSpec]:

@@ -8,7 +8,9 @@ a dissector declares what it fills:
 - `columns`: the `.flows` columns it sets (`Column`: name, dtype, one-line description). The flows
   frame is the engine's base columns plus every registered dissector's columns, in registration
   order; two dissectors may declare the same column (TLS, DTLS and QUIC share theirs) only with the
-  same dtype.
+  same dtype and group. A column of a `group` is made only in runs that read one of the group's
+  columns (a stage's `reads_columns`: the policy reads the TLS family's session facts), so a run
+  that does not read them neither computes them per flow nor carries them in its flows frame.
 - `frames`: the frames it produces rows for (`FrameSpec`: name, schema, description, how rows of
   several flows merge, e.g. certificates de-duplicated by SHA-256).
 
@@ -59,6 +61,9 @@ class Column:
     name: str
     dtype: str  # a declared dtype of analyzer.schema (string, boolean, Int32, datetime64[ns, UTC], ...)
     doc: str
+    # None: made in every run; else the optional group of columns it belongs to, made (and in the
+    # flows schema) only in a run whose plan reads one of them (`DissectContext.makes(group)`)
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +99,10 @@ class FrameSpec:
 
 @dataclass(frozen=True, slots=True)
 class DissectContext:
-    """What one run tells its dissectors: the options, and which frames anybody will read (a
-    dissector may skip building rows of frames nobody wants; its flow columns are always made)."""
+    """What one run tells its dissectors: the options, which frames anybody will read (a dissector
+    may skip building rows of frames nobody wants), and which optional groups of flow columns the
+    run makes (`Column.group`: a dissector fills those only when `makes(group)`; its other flow
+    columns are always made)."""
 
     options: DissectOptions = field(default_factory=DissectOptions)
     frames: frozenset[str] = frozenset()
@@ -107,9 +114,15 @@ class DissectContext:
     keys: KeyStore | None = field(default=None, repr=False, compare=False)
     # Bytes a dissector's certificate cache may hold (the run's memory budget's share, config.memory_shares).
     cert_cache_bytes: int | None = None
+    # The optional column groups this run's flows frame has (`Column.group`; `Plan.groups`).
+    groups: frozenset[str] = frozenset()
 
     def wants(self, *frames: str) -> bool:
         return any(f in self.frames for f in frames)
+
+    def makes(self, group: str) -> bool:
+        """Whether the run's flows frame has the optional column group `group` (`Column.group`)."""
+        return group in self.groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from analyzer.dissect.tls.columns import (
     hello_row,
     resumed,
     server_key_exchange,
+    session_columns,
 )
 from analyzer.dissect.tls.constants import alert_description_name, version_name
 from analyzer.dissect.tls.handshake import (
@@ -228,12 +229,13 @@ class _Side:
 class _State:
     """What a DTLS dissector instance keeps between flows: its memos and certificate cache."""
 
-    __slots__ = ("certs", "hellos", "memo")
+    __slots__ = ("certs", "hellos", "memo", "session")
 
-    def __init__(self) -> None:
+    def __init__(self, session: bool = False) -> None:
         self.hellos = HelloColumns("d")
         self.memo = HandshakeMemo()
         self.certs = Certificates()
+        self.session = session  # fill the flow's session facts (tls_schema.SESSION_FACTS)
 
 
 class _Session:
@@ -538,10 +540,10 @@ class _Session:
             cert_sha256=chain[0] if chain else None,
             leaf=leaf,
             incomplete=self._cut_messages(),
-            chain=chain,
-            sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
-            alert=alert,
         )
+        if self.state.session:
+            cols.update(session_columns(chain=chain, sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
+                                        alert=alert, ccols=ccols, scols=scols, sslv2=False))
         if sh is not None and any(t == EXT_USE_SRTP for t, _ in sh.extensions):
             cols["protection"] = "srtp"  # DTLS-SRTP (RFC 5764): the media's keys come from this handshake
         if self.muxed:
@@ -584,12 +586,13 @@ class DTLSDissector:
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
-    def __init__(self) -> None:
-        self.state = _State()
+    def __init__(self, session: bool = False) -> None:
+        self.state = _State(session)
 
     def for_run(self, context: DissectContext) -> DTLSDissector:
-        """This run's instance, with its own memos and certificate cache."""
-        return DTLSDissector()
+        """This run's instance, with its own memos and certificate cache (and the session facts when
+        the run's flows have them)."""
+        return DTLSDissector(context.makes(tls_schema.SESSION_FACTS))
 
     @property
     def cert_cache(self) -> Any:

@@ -610,7 +610,8 @@ class _Worker:
         from analyzer.pipeline import Collector, Plan
 
         flows = {**plan.schemas["flows"], "_key": "Int64"}
-        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs, plan.wanted | {"flows"})
+        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs, plan.wanted | {"flows"},
+                     groups=plan.groups)  # the driver's stages read those columns of the workers' facts
         merges: list[tuple[str, float, str, list[dict[str, object]]]] = []
 
         class PartCollector(Collector):

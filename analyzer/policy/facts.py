@@ -12,14 +12,17 @@ Rules never join frames themselves: `build_facts` gives them
   time-dependent judgement (expired, not yet valid, expiring) is made at that instant, never at
   the time of the run, so a capture audited a year later gives the same findings.
 
-When no `tls` frame is given (an analysis that built only `flows`, and the streamed audit, which
-reads no tls row), the sessions come from the flows' own TLS columns: the TLS family carries
-there every session fact the rules read (version, offered maximum and supported versions, cipher,
-SNI, established, alert, SSL 2.0, the server's extensions, the SNI match, the chain's
-fingerprints), so both give the same findings. A flow's session is the one its tls row describes
-(the TLS family makes one per flow); its `ts` is then the flow's start, not the ClientHello's time.
-Flows of a STARTTLS-style upgrade keep their `app_protocol` (smtp, ...): their session's protocol
-is tls.
+When no `tls` frame is given (the streamed audit, which reads no tls row, and an analysis that
+built only `flows`), the sessions come from the flows' own TLS columns. In a run with the policy
+stage the TLS family carries there every session fact the rules read (version, offered maximum
+and supported versions, cipher, SNI, established, alert, SSL 2.0, the server's extensions, the SNI
+match, the chain's fingerprints: the optional column group `tls_schema.SESSION_FACTS`, which the
+stage's `reads_columns` asks for), so both give the same findings. A flow's session is the one its
+tls row describes (the TLS family makes one per flow); its `ts` is then the flow's start, not the
+ClientHello's time. Flows of a STARTTLS-style upgrade keep their `app_protocol` (smtp, ...): their
+session's protocol is tls. A plain run's flows lack that group: their sessions are the TLS, DTLS
+and QUIC flows' with the facts the other TLS columns hold, and the rules that need more (alerts,
+chain, SNI match) judge nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
 __all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame", "read_schema"]
@@ -105,9 +110,11 @@ def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame
     return pd.concat([frame, extra], axis=1)
 
 
-def read_schema() -> dict[str, str]:
-    """The flows schema's columns the policy reads (FLOW_READS), with their dtypes."""
-    return {c: d for c, d in registry.flow_schema().items() if c in FLOW_READS}
+def read_schema(groups: Iterable[str] | None = ()) -> dict[str, str]:
+    """The flows schema's columns the policy reads (FLOW_READS), with their dtypes: of a plain run's
+    flows, and of the optional column groups named in `groups` (None: every group; the streamed
+    stage reads the TLS session facts, which a run with it makes)."""
+    return {c: d for c, d in registry.flow_schema(groups=groups).items() if c in FLOW_READS}
 
 
 def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
@@ -115,14 +122,17 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).fillna(False).to_numpy(dtype=bool)
-    # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol)
-    has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool)
+    # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol);
+    # flows without the session facts (a run that did not make them) give the family's sessions,
+    # with the facts the other TLS columns hold
+    has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool) if "tls_sslv2" in flows.columns else family
+    taken = [c for c in _FROM_FLOWS if c in flows.columns]
     # only the columns a session takes (a take per column: the flows frame has every column the policy reads)
-    sub = flows.loc[has, ["uid", "ts_start", "client_ip", "client_port", "server_ip", "server_port", *_FROM_FLOWS]]
+    sub = flows.loc[has, ["uid", "ts_start", "client_ip", "client_port", "server_ip", "server_port", *taken]]
     out = {"uid": sub["uid"], "ts": sub["ts_start"], "client_ip": sub["client_ip"], "client_port": sub["client_port"],
            "server_ip": sub["server_ip"], "server_port": sub["server_port"]}
-    for src, dst in _FROM_FLOWS.items():
-        out[dst] = sub[src]
+    for src in taken:
+        out[_FROM_FLOWS[src]] = sub[src]
     out["protocol"] = sub["app_protocol"].where(family[has], "tls")
     frame = pd.DataFrame(out)
     return conform(frame.reset_index(drop=True), tls_schema.TLS)

@@ -58,7 +58,7 @@ from analyzer.policy.evaluate import (
     sort_findings,
     timestamp,
 )
-from analyzer.policy.facts import LEAF_COLUMNS, empty_frame, read_schema
+from analyzer.policy.facts import FLOW_READS, LEAF_COLUMNS, empty_frame, read_schema
 from analyzer.policy.profiles import Profile, RuleSetting, load_profile
 from analyzer.policy.suppressions import Suppression, load_suppressions
 
@@ -146,6 +146,9 @@ class PolicyStage:
     columns: tuple[Column, ...] = tuple(Column(c, d, "policy: " + c.replace("_", " ")) for c, d in FLOW_COLUMNS.items())
     frames: tuple[FrameSpec, ...] = ()
     reads: tuple[str, ...] = READS
+    # the flows columns it reads: a run with this stage makes the TLS family's session facts
+    # (their optional column group), which plain runs leave out
+    reads_columns: tuple[str, ...] = FLOW_READS
 
     def __init__(self, *, zones: ZoneMap | str | Path | Sequence[str] | Sequence[Zone] | None = None,
                  profile: Profile | str | Path | None = None,
@@ -170,7 +173,7 @@ class PolicyStage:
         self.certs: dict[str, dict[str, Any]] = {}
         self.sums: list[pd.DataFrame] = []
         self.tally = Tally()
-        self.flow_schema = read_schema()
+        self.flow_schema = read_schema(None)
         specs = frame_specs()
         self.frame_schemas: dict[str, dict[str, str]] = {
             f: {c: d for c, d in specs[f].schema.items() if c in _ROW_COLUMNS[f]} for f in READS if f in specs}

@@ -16,9 +16,11 @@ import analyzer
 from analyzer import dissect as registry
 from analyzer import schema
 from analyzer.dissect import Column, Dedup, DissectContext, Facts, FlowPayload, FrameSpec
+from analyzer.dissect.tls.columns import SESSION_COLUMNS
 from analyzer.dissect.tls.schema import FLOW_COLUMNS as TLS_COLUMNS
+from analyzer.dissect.tls.schema import SESSION_FACTS
 from analyzer.engines import SerialEngine
-from analyzer.pipeline import Options
+from analyzer.pipeline import Collector, Options, Plan
 from analyzer.sources.base import CaptureFile, open_sources
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
@@ -120,10 +122,49 @@ def test_flows_schema_is_base_plus_declared_columns_in_registration_order():
     flows = registry.FLOWS
     assert list(flows)[: len(schema.FLOWS_BASE)] == list(schema.FLOWS_BASE)
     declared = list(flows)[len(schema.FLOWS_BASE):]
-    own = [c.name for c in TLS_COLUMNS if c.name not in schema.FLOWS_BASE]  # (TLS also sets `truncated`)
+    # (TLS also sets `truncated`; its optional session facts are not in a plain run's flows)
+    own = [c.name for c in TLS_COLUMNS if c.name not in schema.FLOWS_BASE and c.group is None]
     assert declared[: len(own)] == own
     assert "ssh_client_software" in declared and set(schema.FLOWS_CONTRACT) <= set(flows)
     assert flows == analyzer.FLOWS
+
+
+def test_an_optional_column_group_is_made_only_in_runs_that_read_it():
+    """The TLS family's session facts (Column.group) are in the flows schema, and in the dissectors'
+    context, only when a stage of the run reads one of them."""
+    session = [c.name for c in TLS_COLUMNS if c.group == SESSION_FACTS]
+    assert session == list(SESSION_COLUMNS)
+    assert not set(session) & set(registry.FLOWS)
+    every = registry.flow_schema(groups=None)
+    assert registry.flow_schema(groups=[SESSION_FACTS]) == every
+    own = [c.name for c in TLS_COLUMNS if c.name not in schema.FLOWS_BASE]
+    assert [c for c in every if c in own] == own  # in their declared place
+    assert registry.column_groups(None, ["tls_version", "cert_chain"]) == {SESSION_FACTS}
+    assert registry.column_groups(None, ["tls_version", "no_such_column"]) == frozenset()
+
+    class Reader(ChunkCounter):
+        reads_columns = ("tls_alert_description",)
+
+    plain = Plan.make(Options(), stages=[ChunkCounter()])
+    reading = Plan.make(Options(), stages=[Reader()])
+    assert plain.groups == frozenset() and not set(session) & set(plain.schemas["flows"])
+    assert reading.groups == {SESSION_FACTS} and set(session) <= set(reading.schemas["flows"])
+    assert Collector(Options(), reading).context.makes(SESSION_FACTS)
+    assert not Collector(Options(), plain).context.makes(SESSION_FACTS)
+    flows = analyzer.analyze([STARTTLS], frames=("flows",), stages=[Reader()], on_problem=quiet).flows
+    assert flows["tls_sslv2"].notna().any() and list(flows.columns) == list(reading.schemas["flows"])
+
+
+def test_a_column_is_declared_in_one_group():
+    class Regroup:
+        name = "regroup"
+        transports = frozenset({"tcp"})
+        ports = frozenset()
+        columns = (Column("tls_version", "string", "TLS's column, put in a group", "mine"),)
+        frames = ()
+
+    with pytest.raises(ValueError, match="group"):
+        registry.flow_schema([*registry.registered(), Regroup()])
 
 
 def test_declarations_are_checked_when_registering():
@@ -184,7 +225,7 @@ def test_a_plaintext_dissector_hands_the_stream_to_tls():
     a, b, c = fallback.flows.iloc[0], handed.flows.iloc[0], builtin.flows.iloc[0]
     assert a["app_protocol"] == "tls" and b["app_protocol"] == "smtp" and c["app_protocol"] == "smtp"
     assert b["mail_double_lines"] == 2 and pd.isna(a.get("mail_double_lines"))
-    for col in [c.name for c in TLS_COLUMNS] + ["encrypted"]:
+    for col in [c.name for c in TLS_COLUMNS if c.group is None] + ["encrypted"]:
         assert (pd.isna(a[col]) and pd.isna(b[col])) or a[col] == b[col], col
         assert (pd.isna(a[col]) and pd.isna(c[col])) or a[col] == c[col], col
     assert bool(b["tls_upgraded"]) and bool(b["encrypted"]) and b["tls_version"] == "TLS 1.3"

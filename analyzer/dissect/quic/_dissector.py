@@ -56,7 +56,15 @@ from analyzer.dissect.quic._packets import (
 )
 from analyzer.dissect.quic._tparams import format_transport_params
 from analyzer.dissect.tls import schema as tls_schema
-from analyzer.dissect.tls.columns import TLS_ROW, HelloColumns, alert_columns, flow_columns, hello_row, resumed
+from analyzer.dissect.tls.columns import (
+    TLS_ROW,
+    HelloColumns,
+    alert_columns,
+    flow_columns,
+    hello_row,
+    resumed,
+    session_columns,
+)
 from analyzer.dissect.tls.constants import alert_description_name
 from analyzer.dissect.tls.constants import version_name as tls_version_name
 from analyzer.dissect.tls.handshake import (
@@ -125,14 +133,15 @@ class _State:
     run's TLS secrets (`secrets`: a key log's, to decrypt Handshake packets) with the certificate
     cache they need."""
 
-    __slots__ = ("certs", "hellos", "keys", "memo", "secrets")
+    __slots__ = ("certs", "hellos", "keys", "memo", "secrets", "session")
 
-    def __init__(self, secrets: KeyStore | None = None) -> None:
+    def __init__(self, secrets: KeyStore | None = None, session: bool = False) -> None:
         self.hellos = HelloColumns("q")
         self.memo = HandshakeMemo()
         self.keys = InitialKeyCache()
         self.secrets = secrets
         self.certs: Certificates | None = None
+        self.session = session  # fill the flow's session facts (tls_schema.SESSION_FACTS)
 
 
 class _Session:
@@ -462,25 +471,24 @@ class _Session:
                 row["sni_matches_cert"] = self.state.certs.sni_matches(chain[0], ch.server_name)
         facts.add_row("tls", row)
         incomplete = self._cut_messages()
-        facts.flow.update(
-            flow_columns(
-                "quic",
-                encrypted=True,
-                established=established,
-                version=version,
-                cipher=scols.cipher if scols is not None else None,
-                server_name=ch.server_name if ch is not None else None,
-                alpn=alpn,
-                ccols=ccols,
-                scols=scols,
-                incomplete=incomplete,
-                cert_sha256=chain[0] if chain else None,
-                leaf=leaf,
-                chain=chain,
-                sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
-                alert=alert,
-            )
+        cols = flow_columns(
+            "quic",
+            encrypted=True,
+            established=established,
+            version=version,
+            cipher=scols.cipher if scols is not None else None,
+            server_name=ch.server_name if ch is not None else None,
+            alpn=alpn,
+            ccols=ccols,
+            scols=scols,
+            incomplete=incomplete,
+            cert_sha256=chain[0] if chain else None,
+            leaf=leaf,
         )
+        if self.state.session:
+            cols.update(session_columns(chain=chain, sni_matches=row["sni_matches_cert"],  # type: ignore[arg-type]
+                                        alert=alert, ccols=ccols, scols=scols, sslv2=False))
+        facts.flow.update(cols)
         return facts
 
     def _cut_messages(self) -> bool:
@@ -574,12 +582,13 @@ class QuicDissector:
     columns = tls_schema.FLOW_COLUMNS
     frames = tls_schema.FRAMES
 
-    def __init__(self, secrets: KeyStore | None = None) -> None:
-        self.state = _State(secrets)
+    def __init__(self, secrets: KeyStore | None = None, session: bool = False) -> None:
+        self.state = _State(secrets, session)
 
     def for_run(self, context: DissectContext) -> QuicDissector:
-        """This run's instance, with its own memos and Initial keys, and the run's TLS secrets."""
-        return QuicDissector(context.keys)
+        """This run's instance, with its own memos and Initial keys, the run's TLS secrets (and the
+        session facts when the run's flows have them)."""
+        return QuicDissector(context.keys, context.makes(tls_schema.SESSION_FACTS))
 
     def probe(self, flow: FlowPayload) -> bool:
         return _light.probe(flow)

@@ -36,6 +36,7 @@ from analyzer.dissect.vocabulary import protection_of_tls_family
 
 __all__ = [
     "FLOW_COLUMNS",
+    "SESSION_COLUMNS",
     "TLS_ROW",
     "HelloColumns",
     "ServerColumns",
@@ -47,15 +48,19 @@ __all__ = [
     "resumed",
     "selected_group",
     "server_key_exchange",
+    "session_columns",
 ]
 
 # The flow columns the TLS family fills (analyzer.dissect.tls.schema.FLOW_COLUMNS), in the order they are set.
 FLOW_COLUMNS: tuple[str, ...] = (
     "app_protocol", "encrypted", "protection", "undecided_reason", "tls_version", "tls_client_max_version",
     "tls_cipher", "tls_server_name", "tls_alpn", "ja3", "ja3s", "ja4", "ja4s", "tls_established",
-    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "cert_chain", "tls_sni_matches_cert",
-    "tls_alert_level", "tls_alert_description", "tls_alert_by", "tls_client_supported_versions",
-    "tls_server_extensions", "tls_sslv2", "tls_incomplete", "truncated",
+    "cert_sha256", "cert_not_after", "cert_key_bits", "cert_self_signed", "tls_incomplete", "truncated",
+)  # fmt: skip
+# The optional group of session facts (schema.SESSION_FACTS), in the order `session_columns` sets them.
+SESSION_COLUMNS: tuple[str, ...] = (
+    "cert_chain", "tls_sni_matches_cert", "tls_alert_level", "tls_alert_description", "tls_alert_by",
+    "tls_client_supported_versions", "tls_server_extensions", "tls_sslv2",
 )  # fmt: skip
 
 
@@ -349,26 +354,15 @@ def flow_columns(
     cert_sha256: str | None = None,
     leaf: Mapping[str, Any] | None = None,
     incomplete: bool | None = None,
-    chain: list[str] | None = None,
-    sni_matches: bool | None = None,
-    alert: tuple[int, int, str] | None = None,
-    sslv2: bool | None = False,
 ) -> dict[str, object]:
     """The TLS-family columns of a flow (`FLOW_COLUMNS`, every key, in that order); `leaf`: the
     server's leaf certificate row (`x509.CertificateCache.parse`), None when none was seen;
     `incomplete`: a handshake message was cut (True also sets the flow's `truncated`), None when
-    the dissector cannot tell. `chain` (the server's certificate fingerprints, leaf first),
-    `sni_matches`, `alert` (level, description, who) and `sslv2` are the session's, as its `tls`
-    row has them (`alert_columns`)."""
+    the dissector cannot tell."""
     if leaf is None:
         not_after = key_bits = self_signed = None
     else:
         not_after, key_bits, self_signed = leaf.get("not_after"), leaf.get("key_bits"), leaf.get("self_signed")
-    if alert is None:
-        alert_level = alert_description = alert_by = None
-    else:
-        alert_level, alert_description, alert_by = (alert_level_name(alert[0]), alert_description_name(alert[1]),
-                                                    alert[2])
     return {
         "app_protocol": app_protocol,
         "encrypted": encrypted,
@@ -388,6 +382,31 @@ def flow_columns(
         "cert_not_after": not_after,
         "cert_key_bits": key_bits,
         "cert_self_signed": self_signed,
+        "tls_incomplete": incomplete,
+        "truncated": True if incomplete else None,
+    }
+
+
+def session_columns(
+    *,
+    chain: list[str],
+    sni_matches: bool | None,
+    alert: tuple[int, int, str] | None,
+    ccols: dict[str, object] | None,
+    scols: ServerColumns | None,
+    sslv2: bool,
+) -> dict[str, object]:
+    """The session facts of a flow (`SESSION_COLUMNS`, every key, in that order: the optional column
+    group `schema.SESSION_FACTS`, made only in runs that read it), as the session's `tls` row has
+    them: `chain` (the server's certificate fingerprints, leaf first), `sni_matches`, `alert`
+    (level, description, who: `alert_columns`), the hellos' supported versions and extensions, and
+    whether the session was SSL 2.0."""
+    if alert is None:
+        alert_level = alert_description = alert_by = None
+    else:
+        alert_level, alert_description, alert_by = (alert_level_name(alert[0]), alert_description_name(alert[1]),
+                                                    alert[2])
+    return {
         "cert_chain": ",".join(chain) if chain else None,
         "tls_sni_matches_cert": sni_matches,
         "tls_alert_level": alert_level,
@@ -396,6 +415,4 @@ def flow_columns(
         "tls_client_supported_versions": ccols["client_supported_versions"] if ccols is not None else None,
         "tls_server_extensions": scols.columns["server_extensions"] if scols is not None else None,
         "tls_sslv2": sslv2,
-        "tls_incomplete": incomplete,
-        "truncated": True if incomplete else None,
     }

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from analyzer.dissect import register
 from analyzer.dissect.base import DissectContext, Facts, FlowPayload
 from analyzer.dissect.tls import schema as tls_schema
-from analyzer.dissect.tls.columns import HelloColumns, ServerColumns, cipher_name, flow_columns
+from analyzer.dissect.tls.columns import HelloColumns, ServerColumns, cipher_name, flow_columns, session_columns
 from analyzer.dissect.tls.constants import is_tls13, version_name
 from analyzer.dissect.tls.handshake import ClientHello, HandshakeMemo, ServerHello
 from analyzer.dissect.tls.records import (
@@ -63,8 +63,10 @@ class TLSDissector:
     analyses that keep no such frame (flows mode: a ClientHello of a shape seen before is not
     parsed again). `cert_rows` (default: as `rows`; always with `rows`: the tls row's chain columns
     come with them) makes the `certs` and `cert_links` rows, also without the `tls` rows (a streamed
-    audit reads the certificates, and the sessions from the flow columns). `strict` re-raises
-    internal errors instead of recording them as `tls_internal_error` anomalies (for tests).
+    audit reads the certificates, and the sessions from the flow columns). `session` (default
+    False) also fills the flow's session facts (`columns.session_columns`: the optional column group
+    `schema.SESSION_FACTS`, made in runs that read it). `strict` re-raises internal errors instead
+    of recording them as `tls_internal_error` anomalies (for tests).
     """
 
     name = "tls"
@@ -82,6 +84,7 @@ class TLSDissector:
         certificates: bool = True,
         rows: bool = True,
         cert_rows: bool | None = None,
+        session: bool = False,
         strict: bool = False,
         keys: KeyStore | None = None,
         cert_cache_bytes: int | None = None,
@@ -89,6 +92,7 @@ class TLSDissector:
         self.ja4x = ja4x
         self.rows = rows
         self.cert_rows = rows or bool(cert_rows)
+        self.session = session
         self.ja4s = ja4s
         self.certificates = certificates
         self.strict = strict
@@ -102,7 +106,7 @@ class TLSDissector:
 
     def __repr__(self) -> str:
         return (f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates}, "
-                f"rows={self.rows}, cert_rows={self.cert_rows})")
+                f"rows={self.rows}, cert_rows={self.cert_rows}, session={self.session})")
 
     @property
     def cert_cache(self) -> Any:
@@ -144,10 +148,11 @@ class TLSDissector:
 
     def for_run(self, context: DissectContext) -> TLSDissector:
         """This run's instance (its own certificate cache and memos), making the tls rows only when the
-        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those."""
+        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those, and the
+        session facts only when the run's flows have them."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
                             rows=context.wants("tls"), cert_rows=context.wants("tls", "certs", "cert_links"),
-                            strict=self.strict,
+                            session=context.makes(tls_schema.SESSION_FACTS), strict=self.strict,
                             keys=context.keys, cert_cache_bytes=context.cert_cache_bytes)
 
     def find_start(self, flow: FlowPayload) -> tuple[int, int] | None:
@@ -256,36 +261,38 @@ class TLSDissector:
             if server.certs or client.certs:
                 chain, leaf = self.certs.rows(flow.uid, server.certs, client.certs, row if row is not None else {},
                                               facts)
-        elif server.certs:  # no certificate rows: the leaf's facts and the chain's fingerprints
+        elif server.certs:  # no certificate rows: the leaf's facts (and the chain's fingerprints, for the session)
             leaf = self.certs.leaf(server.certs[0])
             chain.append(str(leaf["sha256"]))
-            chain += [self.certs.fingerprint(der) for der in server.certs[1:]]
-        sni_matches = self.certs.sni_matches(chain[0], server_name) if chain and server_name else None
+            if self.session:
+                chain += [self.certs.fingerprint(der) for der in server.certs[1:]]
+        sni_matches = None
+        if chain and server_name and (row is not None or self.session):
+            sni_matches = self.certs.sni_matches(chain[0], server_name)
         if row is not None:
             row["sni_matches_cert"] = sni_matches
             if row["alpn"] is None and alpn is not None:  # TLS 1.3 sends it encrypted: read with a key log
                 row["alpn"] = alpn
             facts.add_row("tls", row)
-        facts.flow.update(
-            flow_columns(
-                "tls",
-                encrypted=outcome.encrypted,
-                established=outcome.established,
-                version=version,
-                cipher=cipher,
-                server_name=server_name,
-                alpn=alpn,
-                ccols=ccols,
-                scols=scols,
-                cert_sha256=chain[0] if chain else None,
-                leaf=leaf,
-                incomplete=client.cut or server.cut,
-                chain=chain,
-                sni_matches=sni_matches,
-                alert=outcome.alert,
-                sslv2=sh.version == 0x0002 if sh is not None else server.ssl2_server_hello,
-            )
+        cols = flow_columns(
+            "tls",
+            encrypted=outcome.encrypted,
+            established=outcome.established,
+            version=version,
+            cipher=cipher,
+            server_name=server_name,
+            alpn=alpn,
+            ccols=ccols,
+            scols=scols,
+            cert_sha256=chain[0] if chain else None,
+            leaf=leaf,
+            incomplete=client.cut or server.cut,
         )
+        if self.session:
+            cols.update(session_columns(chain=chain, sni_matches=sni_matches, alert=outcome.alert, ccols=ccols,
+                                        scols=scols,
+                                        sslv2=sh.version == 0x0002 if sh is not None else server.ssl2_server_hello))
+        facts.flow.update(cols)
 
 
 def _after_last(side: Side, letter: str) -> int | None:

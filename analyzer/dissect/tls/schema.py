@@ -9,6 +9,9 @@ from __future__ import annotations
 from analyzer.dissect.base import Column, Dedup, FrameSpec
 from analyzer.schema import TS
 
+# The optional flow column group (Column.group) of the session facts below.
+SESSION_FACTS = "tls_session"
+
 FLOW_COLUMNS: tuple[Column, ...] = (
     Column("tls_upgraded", "boolean", "TLS began after cleartext on the same flow (STARTTLS, SOCKS, SSLRequest)"),
     Column("tls_version", "string", "negotiated version: TLS 1.3, TLS 1.2, ..., SSL 3.0, DTLS 1.2"),
@@ -25,19 +28,24 @@ FLOW_COLUMNS: tuple[Column, ...] = (
     Column("cert_not_after", TS, "the leaf certificate's notAfter"),
     Column("cert_key_bits", "Int32", "the leaf certificate's key size (RSA modulus, EC curve bits)"),
     Column("cert_self_signed", "boolean", "the leaf certificate is self-signed (its own key verifies it)"),
-    # the session facts the policy judges that the columns above lack (the same values as the tls row's)
-    Column("cert_chain", "string", "SHA-256 fingerprints of the server's certificates, leaf first, comma-separated"),
+    # The session facts the policy judges that the columns above lack (the same values as the tls
+    # row's): an optional group (Column.group), made only in runs that read it (the streamed audit's
+    # policy stage reads them instead of tls rows); a plain flows run neither computes nor has them.
+    Column("cert_chain", "string", "SHA-256 fingerprints of the server's certificates, leaf first, comma-separated",
+           SESSION_FACTS),
     Column("tls_sni_matches_cert", "boolean", "the leaf certificate covers the SNI host name (null: no SNI or no "
-                                              "certificate seen)"),
+                                              "certificate seen)", SESSION_FACTS),
     Column("tls_alert_level", "string", "level of the session's alert (the first fatal one, else the first): "
-                                        "warning, fatal"),
-    Column("tls_alert_description", "string", "description of that alert (protocol_version, handshake_failure, ...)"),
-    Column("tls_alert_by", "string", "who sent that alert: client or server"),
+                                        "warning, fatal", SESSION_FACTS),
+    Column("tls_alert_description", "string", "description of that alert (protocol_version, handshake_failure, ...)",
+           SESSION_FACTS),
+    Column("tls_alert_by", "string", "who sent that alert: client or server", SESSION_FACTS),
     Column("tls_client_supported_versions", "string", "versions of the client's supported_versions extension, "
-                                                      "comma-separated"),
-    Column("tls_server_extensions", "string", "extension types of the ServerHello, in order, comma-separated"),
+                                                      "comma-separated", SESSION_FACTS),
+    Column("tls_server_extensions", "string", "extension types of the ServerHello, in order, comma-separated",
+           SESSION_FACTS),
     Column("tls_sslv2", "boolean", "the session itself was SSL 2.0; set (true or false) on every flow with a "
-                                   "TLS, DTLS or QUIC session"),
+                                   "TLS, DTLS or QUIC session", SESSION_FACTS),
     Column("tls_incomplete", "boolean", "a handshake message was cut (payload budget and its handshake extension, "
                                         "snap length, a lost segment, the stream's end): facts it carried are missing"),
     # the engine's column: a dissector that found a message cut sets it too (the pipeline ORs them)
