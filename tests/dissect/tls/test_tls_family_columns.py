@@ -32,7 +32,7 @@ from analyzer.dissect.base import Facts
 from analyzer.dissect.dtls import DTLSDissector
 from analyzer.dissect.quic import QuicDissector
 from analyzer.dissect.tls import TLSDissector
-from analyzer.dissect.tls.columns import FLOW_COLUMNS, TLS_ROW, HelloColumns
+from analyzer.dissect.tls.columns import FLOW_COLUMNS, SESSION_COLUMNS, TLS_ROW, HelloColumns
 from analyzer.dissect.tls.handshake import parse_client_hello
 from analyzer.dissect.tls.schema import TLS
 
@@ -69,9 +69,9 @@ HELLO_FLOW_COLUMNS = (
 )  # fmt: skip
 
 
-def _tls(ch: bytes, sh: bytes) -> Facts:
+def _tls(ch: bytes, sh: bytes, session: bool = False, rows: bool = True) -> Facts:
     app = record(23, b"\x17" * 40)  # the client's encrypted records: a TLS 1.3 session established
-    return TLSDissector(strict=True).dissect(
+    return TLSDissector(strict=True, session=session, rows=rows).dissect(
         flow_from_bytes(record(22, handshake(1, ch)) + app + app, record(22, handshake(2, sh)))
     )
 
@@ -82,20 +82,20 @@ def _dtls_client_hello(ch: bytes) -> bytes:
     return ch[:sid_end] + b"\x00" + ch[sid_end:]
 
 
-def _dtls(ch: bytes, sh: bytes) -> Facts:
+def _dtls(ch: bytes, sh: bytes, session: bool = False) -> Facts:
     client = dtls_record(22, dtls_hs(1, 0, _dtls_client_hello(ch)))
     server = dtls_record(22, dtls_hs(2, 0, sh), version=0xFEFD)
     app = dtls_record(23, b"\x11" * 30, epoch=1)  # application data: established
-    return DTLSDissector().dissect(flow_from_payloads([(True, client), (False, server), (True, app)], 4433))
+    return DTLSDissector(session).dissect(flow_from_payloads([(True, client), (False, server), (True, app)], 4433))
 
 
-def _quic(ch: bytes, sh: bytes) -> Facts:
+def _quic(ch: bytes, sh: bytes, session: bool = False) -> Facts:
     client = packet(crypto(0, handshake(1, ch)) + bytes(1200))
     server = packet(crypto(0, handshake(2, sh)), dcid=b"", scid=SCID_S, key_dcid=DCID, server=True)
-    return QuicDissector().dissect(flow_from_payloads([(True, client), (False, server)]))
+    return QuicDissector(session=session).dissect(flow_from_payloads([(True, client), (False, server)]))
 
 
-PROTOCOLS: dict[str, Callable[[bytes, bytes], Facts]] = {"tls": _tls, "dtls": _dtls, "quic": _quic}
+PROTOCOLS: dict[str, Callable[..., Facts]] = {"tls": _tls, "dtls": _dtls, "quic": _quic}
 
 
 def _row(facts: Facts) -> dict[str, object]:
@@ -130,6 +130,48 @@ def test_same_hellos_give_the_same_columns_over_tls_dtls_and_quic() -> None:
                 assert _row(facts[name])[col] == _row(tls)[col], (name, col)
         for col in ("ja4_r", "ja4s_r"):
             assert str(_row(facts[name])[col])[1:] == str(_row(tls)[col])[1:], (name, col)
+
+
+# the session facts (SESSION_COLUMNS) and the tls row's columns they copy
+SESSION_FROM_ROW = {
+    "cert_chain": "cert_chain", "tls_sni_matches_cert": "sni_matches_cert", "tls_alert_level": "alert_level",
+    "tls_alert_description": "alert_description", "tls_alert_by": "alert_by",
+    "tls_client_supported_versions": "client_supported_versions", "tls_server_extensions": "server_extensions",
+    "tls_sslv2": "sslv2",
+}  # fmt: skip
+
+
+def test_the_session_facts_are_the_tls_rows_and_only_asked_for() -> None:
+    """With `session` (a run whose flows have the optional group SESSION_FACTS) the three protocols
+    add the session facts after their other columns, with their tls row's values; without, none."""
+    assert tuple(SESSION_FROM_ROW) == SESSION_COLUMNS
+    for name, make in PROTOCOLS.items():
+        facts = make(CH, SH, True)
+        assert tuple(facts.flow) == FLOW_COLUMNS + SESSION_COLUMNS, name
+        row = _row(facts)
+        for col, in_row in SESSION_FROM_ROW.items():
+            assert facts.flow[col] == row[in_row], (name, col)
+        assert facts.flow["tls_sslv2"] is False and facts.flow["tls_client_supported_versions"], name
+        assert not set(SESSION_COLUMNS) & set(make(CH, SH).flow), name
+    # the flows-mode TLS path (no tls row: memoised hellos) gives the same facts
+    fast = _tls(CH, SH, session=True, rows=False)
+    assert "tls" not in fast.rows
+    assert {c: fast.flow[c] for c in SESSION_COLUMNS} == {c: _tls(CH, SH, True).flow[c] for c in SESSION_COLUMNS}
+
+
+def test_session_facts_carry_the_alert() -> None:
+    alert = dtls_record(21, b"\x02\x28")  # fatal handshake_failure
+    client = dtls_record(22, dtls_hs(1, 0, _dtls_client_hello(CH)))
+    facts = DTLSDissector(True).dissect(flow_from_payloads([(True, client), (False, alert)], 4433))
+    flow = facts.flow
+    assert (flow["tls_alert_level"], flow["tls_alert_description"], flow["tls_alert_by"]) == (
+        "fatal", "handshake_failure", "server")
+    tls_alert = record(21, b"\x02\x46")  # fatal protocol_version, from the server
+    for rows in (True, False):
+        got = TLSDissector(strict=True, session=True, rows=rows).dissect(
+            flow_from_bytes(record(22, handshake(1, CH)), tls_alert)).flow
+        assert (got["tls_alert_level"], got["tls_alert_description"], got["tls_alert_by"]) == (
+            "fatal", "protocol_version", "server"), rows
 
 
 def test_an_empty_cipher_list_reads_the_same_everywhere() -> None:
