@@ -274,6 +274,23 @@ def test_ftp_data_links_across_partitions(client, tmp_path):
         assert got.flows["ftp_control_uid"].notna().sum() == linked
 
 
+def test_a_stage_reading_the_tls_session_facts_gets_them_from_the_workers(client):
+    """The workers' dissectors make the optional column group the driver's stage reads (the policy
+    stage's TLS session facts, Plan.groups): the flows and the verdict are the serial run's (a
+    certificate not covering the SNI, seen only through tls_sni_matches_cert)."""
+    from analyzer.dissect.tls.columns import SESSION_COLUMNS
+    from analyzer.policy.stage import PolicyStage
+
+    capture = [CAPTURES / "cert_sni_mismatch_tls12.pcap"]
+    engine = DaskEngine(client, pieces=2)
+    got = analyzer.analyze(capture, frames=("flows",), stages=[PolicyStage(zones=["10.0.0.0/8"])], engine=engine)
+    serial = analyzer.analyze(capture, frames=("flows",), stages=[PolicyStage(zones=["10.0.0.0/8"])])
+    assert engine.last_run["partitions"] == 2 and "fallback" not in engine.last_run
+    columns = [*SESSION_COLUMNS, "verdict"]
+    assert got.flows[columns].equals(serial.flows[columns])
+    assert bool(got.flows["tls_sni_matches_cert"].eq(False).any()) and set(got.flows["verdict"]) == {"warn"}
+
+
 def test_progress_follows_the_tasks(client, tmp_path):
     """on_progress with the dask engine: the engine still distributes (it did read serially when
     analyze() wrapped the sources for metering), and the bytes advance as partitions end, to the
