@@ -53,7 +53,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -610,7 +610,10 @@ class _Worker:
         from analyzer.pipeline import Collector, Plan
 
         flows = {**plan.schemas["flows"], "_key": "Int64"}
-        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs, plan.wanted | {"flows"},
+        # the frames the driver's stages read (Plan.fed) are made here too, even where the run keeps
+        # none of them: the driver feeds their rows to the stages (DaskEngine._take)
+        local = Plan(plan.dissectors, (), {**plan.schemas, "flows": flows}, plan.specs,
+                     plan.wanted | plan.fed | {"flows"},
                      groups=plan.groups)  # the driver's stages read those columns of the workers' facts
         merges: list[tuple[str, float, str, list[dict[str, object]]]] = []
 
@@ -1194,15 +1197,37 @@ class DaskEngine:
         from analyzer.dissect import FlowPayload
 
         kept = kept_chunks(result, dropped)
-        if "flows" in collector.wanted:
-            for chunk in kept.flows:
-                collector.add_flow_chunk(chunk)
+        wanted, feeds = collector.wanted, collector.feeds
+        # the rows first: a stage has seen a flow's rows (certs, credentials, ...) before its flow
+        # chunk, as in a serial run (Collector._rows); a frame made only for the stages is not kept
         for frame, chunks in kept.frames.items():
             for chunk in chunks:
-                collector.add_frame_chunk(frame, chunk)
+                if feeds.get(frame):
+                    feed_rows(feeds[frame], frame, chunk)
+                if frame in wanted:
+                    collector.add_frame_chunk(frame, chunk)
         for frame, ts, uid, rows in kept.merges:
-            collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
+            for stage in feeds.get(frame, ()):
+                stage.on_rows(frame, uid, rows)
+            if frame in wanted:
+                collector._merge(collector.plan.specs[frame], FlowPayload(uid, "", "", "", 0, 0, ts), rows)
+        if "flows" in wanted:
+            for chunk in kept.flows:
+                collector.add_flow_chunk(chunk)
         return kept.gone
+
+
+def feed_rows(stages: Sequence[Any], frame: str, chunk: Mapping[str, Any]) -> None:
+    """A row frame's Arrow chunk, made on a worker, to the stages that read the frame: per flow, in
+    the order the rows were made, as dict rows (`Stage.on_rows`, as the serial collector hands them)."""
+    import pyarrow as pa
+
+    by_flow: dict[str, list[dict[str, object]]] = {}
+    for row in pa.table(dict(chunk)).to_pylist():
+        by_flow.setdefault(str(row["uid"]), []).append(row)
+    for uid, rows in by_flow.items():
+        for stage in stages:
+            stage.on_rows(frame, uid, rows)
 
 
 @dataclass(slots=True)

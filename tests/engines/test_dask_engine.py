@@ -291,6 +291,27 @@ def test_a_stage_reading_the_tls_session_facts_gets_them_from_the_workers(client
     assert bool(got.flows["tls_sni_matches_cert"].eq(False).any()) and set(got.flows["verdict"]) == {"warn"}
 
 
+@pytest.mark.parametrize("name", ["cert_expired_tls12.pcap", "ftp_login.pcap", "pop3_user_pass_no_tls.pcap"])
+def test_a_stage_reading_row_frames_gets_the_workers_rows(client, name):
+    """The policy stage reads certs, credentials and ftp_data rows (Stage.reads) that the run does not
+    keep: the workers make them anyway and the driver feeds them to the stage before the flows, so
+    the findings are the serial run's (the certificate and credential findings were lost when the
+    capture was split into partitions)."""
+    from analyzer.policy.stage import PolicyStage
+
+    capture = [CAPTURES / name]
+    stages = {"dask": PolicyStage(zones=["10.0.0.0/8"]), "serial": PolicyStage(zones=["10.0.0.0/8"])}
+    engine = DaskEngine(client, pieces=2)
+    got = analyzer.analyze(capture, frames=("flows",), stages=[stages["dask"]], engine=engine)
+    serial = analyzer.analyze(capture, frames=("flows",), stages=[stages["serial"]])
+    assert engine.last_run["partitions"] == 2 and "fallback" not in engine.last_run
+    assert got.flows[["uid", "verdict", "finding_count"]].equals(serial.flows[["uid", "verdict", "finding_count"]])
+    mine, theirs = stages["dask"].findings(), stages["serial"].findings()
+    assert len(theirs) and mine[["uid", "rule", "evidence"]].equals(theirs[["uid", "rule", "evidence"]])
+    assert set(theirs["rule"]) & {"cert-expired", "cleartext-credentials"}
+    assert len(got["certs"]) == len(got["credentials"]) == 0  # fed to the stage, not kept
+
+
 def test_progress_follows_the_tasks(client, tmp_path):
     """on_progress with the dask engine: the engine still distributes (it did read serially when
     analyze() wrapped the sources for metering), and the bytes advance as partitions end, to the
