@@ -582,6 +582,7 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     from analyzer.sources.mirror import MirrorSource
 
     pace_process()  # as `intransit listen` (the CLI) runs
+    sys.setswitchinterval(0.001)  # likewise (analyzer.engines.live.live_main)
     pauses = {"n": 0, "full": 0, "s": 0.0, "max": 0.0, "t": 0.0}
 
     def on_gc(phase: str, info: dict[str, int]) -> None:  # the collector's pauses (the GIL is held: the process's)

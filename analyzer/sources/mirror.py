@@ -437,7 +437,7 @@ class MirrorSource:
         pass (`analyzer.sources._recv.assemble`: senders, kernel timestamps, drop counts, target
         addresses, the outer headers written), then --allow applied. A slab with a datagram longer
         than its slot takes the numpy path (`_slab_batch_numpy`), which moves those first."""
-        if slab.spills:
+        if slab.spills or not slab.k:
             return self._slab_batch_numpy(slab)
         ring, k, cap, stride, buf = slab.ring, slab.k, slab.cap, slab.stride, slab.buf
         c = self.counters
