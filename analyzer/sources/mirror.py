@@ -480,6 +480,8 @@ class MirrorSource:
         if same:
             key = self._target_keys.get(dst[0].tobytes())
             if key is None:
+                if len(self._target_keys) > 4096:  # (a few mirror target addresses; bounded whatever comes)
+                    self._target_keys.clear()
                 key = self._target_keys[dst[0].tobytes()] = _target_key(dst[0])
             self.targets[key] = self.targets.get(key, 0) + n
         else:
