@@ -453,7 +453,125 @@ def search(data: list[bytes], start: float, seconds: float, refine: int, dissect
 
 # ---------------------------------------------------------------- 4. sustained load, distinct flows
 
-def sustain_listen(window: float, rcvbuf: str) -> None:
+class _Phases:
+    """The analysis thread's CPU by phase (exclusive: a phase nested in another is not counted twice),
+    by wrapping the functions the listener calls; the receive thread's CPU is read from /proc."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.cpu: dict[str, float] = {}
+        self.stack: list[str] = []
+        self.last = 0.0
+        self.thread = threading.get_ident()
+
+    def _enter(self, name: str) -> None:
+        now = time.thread_time()
+        if self.stack:
+            top = self.stack[-1]
+            self.cpu[top] = self.cpu.get(top, 0.0) + now - self.last
+        self.stack.append(name)
+        self.last = now
+
+    def _exit(self) -> None:
+        now = time.thread_time()
+        top = self.stack.pop()
+        self.cpu[top] = self.cpu.get(top, 0.0) + now - self.last
+        self.last = now
+
+    def wrap(self, owner: object, attr: str, name: str, generator: bool = False) -> None:
+        import functools
+        import threading
+
+        inner = getattr(owner, attr)
+        phases = self
+
+        if generator:
+            @functools.wraps(inner)
+            def wrapped_gen(*args: object, **kw: object) -> Iterator[object]:
+                if threading.get_ident() != phases.thread:
+                    yield from inner(*args, **kw)
+                    return
+                it = iter(inner(*args, **kw))
+                while True:
+                    phases._enter(name)
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                    finally:
+                        phases._exit()
+                    yield item
+
+            setattr(owner, attr, wrapped_gen)
+            return
+
+        @functools.wraps(inner)
+        def wrapped(*args: object, **kw: object) -> object:
+            if threading.get_ident() != phases.thread:
+                return inner(*args, **kw)
+            phases._enter(name)
+            try:
+                return inner(*args, **kw)
+            finally:
+                phases._exit()
+
+        setattr(owner, attr, wrapped)
+
+
+def instrument_phases() -> _Phases:
+    """Wraps the listener's steps (before the LiveRun is made) to count the analysis thread's CPU by
+    phase: the batch's assembly (the receive thread's slab read into columns), decode, truncation,
+    de-duplication, counting, the flow table (feed; expiry), dissection, the flows' Arrow columns, the
+    policy stage's judging, the sinks' writing, the status file, a window's close and open (the
+    rest of them); wrapped functions a tree lacks are skipped."""
+    import analyzer.engines.live as L
+    from analyzer import pipeline
+    from analyzer.flows.table import FlowTable
+    from analyzer.sources.mirror import MirrorSource
+
+    ph = _Phases()
+    for owner, attr, name, gen in [
+            (MirrorSource, "_slab_batch", "batch assembly", False), (L, "decode", "decode", False),
+            (L, "mark_truncated", "truncation", False), (L.Deduplicator, "keep", "dedup", False),
+            (L, "_subset", "dedup", False), (L.LiveRun, "_count", "count", False),
+            (L.LiveRun, "_status", "status", False), (L.LiveRun, "_close", "close/open (rest)", False),
+            (L.LiveRun, "_open", "close/open (rest)", False), (FlowTable, "feed", "flow table", True),
+            (FlowTable, "expire_iter", "flow table expiry", True), (pipeline.Collector, "add", "collector add", False),
+            (pipeline._Dissection, "run", "dissection", False), (pipeline, "_flow_frame", "flows to Arrow", False),
+            (pipeline.Collector, "_rows", "frame rows", False)]:
+        if hasattr(owner, attr):
+            ph.wrap(owner, attr, name, gen)
+    try:
+        from analyzer.policy.stage import PolicyStage
+
+        ph.wrap(PolicyStage, "on_flows", "policy judge", False)
+        ph.wrap(PolicyStage, "finish", "policy judge", False)
+    except ImportError:
+        pass
+    from analyzer.report import stream
+
+    for cls in (stream._Sink, stream.FrameWriter):
+        for attr in ("write", "write_table", "close"):
+            if attr in vars(cls):
+                ph.wrap(cls, attr, "sinks (files)", False)
+    return ph
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process (/proc/self/task)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            f = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     """The listener of --sustain (its own pinned process): a LiveRun until SIGTERM; prints its port
     first, then one JSON line: each window's numbers and the process CPU."""
     import gc
@@ -464,6 +582,7 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
     from analyzer.sources.mirror import MirrorSource
 
     pace_process()  # as `intransit listen` (the CLI) runs
+    sys.setswitchinterval(0.001)  # likewise (analyzer.engines.live.live_main)
     pauses = {"n": 0, "full": 0, "s": 0.0, "max": 0.0, "t": 0.0}
 
     def on_gc(phase: str, info: dict[str, int]) -> None:  # the collector's pauses (the GIL is held: the process's)
@@ -477,6 +596,7 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
         pauses["max"] = max(pauses["max"], took)
 
     gc.callbacks.append(on_gc)
+    phases = instrument_phases() if phased else None
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
     out = tempfile.mkdtemp(prefix="live-bench-sustain-")
     run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]))
@@ -521,8 +641,12 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
     print(src.bound_ports[0], flush=True)
     rows = []
     c0 = time.process_time()
+    main_tid = threading.get_native_id()
+    base = thread_cpu()  # (the main thread's imports and policy before the run)
+    threads: dict[int, float] = {}  # the last CPU seen of each thread (the receive thread ends before the last window)
     seen = 0
     for w in run.run():
+        threads.update(thread_cpu())
         longest = sorted(bursts[seen:])[-3:][::-1]
         seen = len(bursts)
         cpu, wall, queued = closes[-1]  # the next window's _open runs before the yield: counted
@@ -533,23 +657,32 @@ def sustain_listen(window: float, rcvbuf: str) -> None:
                      "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
                      "longest_batch_cpu_s": [round(x, 3) for x in longest]})
     cpu = time.process_time() - c0
+    threads.update(thread_cpu())
     src.close()
     import analyzer
+
+    threads = {t: v - base.get(t, 0.0) for t, v in threads.items()}
+    extra: dict[str, object] = {"main_thread_cpu_s": round(threads.pop(main_tid, 0.0), 2),
+                                "other_threads_cpu_s": sorted((round(v, 2) for v in threads.values() if v > 0),
+                                                              reverse=True)}
+    if phases is not None:
+        extra["phases_cpu_s"] = {k: round(v, 3) for k, v in sorted(phases.cpu.items(), key=lambda kv: -kv[1])}
 
     print(json.dumps({"analyzer": str(Path(analyzer.__file__).parent), "windows": rows, "cpu_s": round(cpu, 2),
                       "analysed": run.totals.analysed,
                       "kernel_drops": run.totals.dropped_kernel, "gc_collections": pauses["n"],
                       "gc_full": pauses["full"], "gc_s": round(pauses["s"], 3),
                       "gc_max_ms": round(pauses["max"] * 1e3, 1),
-                      "load": load()}), flush=True)
+                      "load": load(), **extra}), flush=True)
 
 
-def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path) -> dict:
+def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path,
+            phases: bool = False) -> dict:
     """One sustained run against the analyzer of `tree` (see the module docstring, 4.)."""
     import numpy as np
 
     cmd = ["taskset", "-c", "0", sys.executable, __file__, "--sustain-listen", "--window", str(window),
-           "--rcvbuf", rcvbuf, "--root", str(tree)]
+           "--rcvbuf", rcvbuf, "--root", str(tree), *(["--phases"] if phases else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
@@ -579,16 +712,22 @@ def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbu
 
 
 def sustain_table(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str,
-                  trees: list[Path]) -> None:
+                  trees: list[Path], phases: bool = False) -> None:
     print(f"\n4. Sustained load: {seconds:g} s at {rate:,.0f} datagrams/s, a new VNI per loop of {len(data):,} "
           f"datagrams (new flows), windows of {window:g} s; listener pinned to CPU 0, sender to CPU 1; {load()}")
     for tree in trees:
-        r = sustain(data, seconds, rate, window, rcvbuf, tree)
+        r = sustain(data, seconds, rate, window, rcvbuf, tree, phases)
         print(f"{r['analyzer']}: sent {r['sent']:,} in {r['loops']} loops ({r['rate_sent']:,}/s); analysed "
               f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; listener CPU {r['cpu_s']} s = "
               f"{r['cpu_s'] / max(r['analysed'], 1) * 1e6:.2f} us per datagram analysed; garbage collector: "
               f"{r['gc_collections']} collections ({r['gc_full']} full), {r['gc_s']} s, longest {r['gc_max_ms']} ms; "
               f"{r['load']}")
+        if "main_thread_cpu_s" in r:
+            n = max(r["analysed"], 1)
+            print(f"  threads (CPU us per datagram analysed): analysis {r['main_thread_cpu_s'] / n * 1e6:.2f}, others "
+                  + ", ".join(f"{v / n * 1e6:.2f}" for v in r["other_threads_cpu_s"]) + " (the receive thread first)")
+        for name, v in r.get("phases_cpu_s", {}).items():
+            print(f"    {name:>20}: {v / max(r['analysed'], 1) * 1e6:6.2f} us per datagram ({v} s)")
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
               f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}  "
               "longest other batches (analysis CPU s)")
@@ -625,12 +764,14 @@ def main() -> None:
                     help="Only: sustained load with distinct flows (a new VNI per loop) for SECONDS (see 4.).")
     ap.add_argument("--rate", type=float, default=150_000, help="With --sustain: datagrams per second.")
     ap.add_argument("--window", type=float, default=60.0, help="With --sustain: the listener's window (s).")
+    ap.add_argument("--phases", action="store_true",
+                    help="With --sustain: the analysis thread's CPU by phase (wrapped functions; ~1%% slower).")
     ap.add_argument("--sustain-listen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     quick = args.quick
     if args.sustain_listen:
-        sustain_listen(args.window, args.rcvbuf)
+        sustain_listen(args.window, args.rcvbuf, args.phases)
         return
     from analyzer.engines.live import parse_size
 
@@ -642,7 +783,7 @@ def main() -> None:
     data = datagrams(packets)
     if args.sustain:
         sustain_table(data, args.sustain, args.rate, args.window, "16M" if args.rcvbuf == "8M" else args.rcvbuf,
-                      [*(t.resolve() for t in args.tree), ROOT])
+                      [*(t.resolve() for t in args.tree), ROOT], args.phases)
         return
     if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
         drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)

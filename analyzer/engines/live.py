@@ -144,13 +144,14 @@ def mark_truncated(d: DecodedBatch) -> int:
     c = d.cols
     if not len(c):
         return 0
-    ok = c[:, D.C_STATUS] == D.ST_OK
-    anom = c[:, D.C_ANOM]
-    l4 = np.isin(c[:, D.C_PROTO], (6, 17, 136)) | (c[:, D.C_FRAG] == 2)
-    short_payload = ok & l4 & (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN])
+    trunc, anom, proto = c[:, D.C_TRUNC], c[:, D.C_ANOM], c[:, D.C_PROTO]
+    l4 = (proto == 6) | (proto == 17) | (proto == 136) | (c[:, D.C_FRAG] == 2)  # (np.isin: 3x slower here)
+    short_payload = (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN]) & (c[:, D.C_STATUS] == D.ST_OK) & l4
     cut_header = (anom == D.A_L4_TRUNC) | (anom == D.A_IP_TRUNC) | (anom == D.A_IP6_EXT_TRUNC)
-    c[(short_payload | cut_header) & (c[:, D.C_TRUNC] == 0), D.C_TRUNC] = 1
-    return int(c[:, D.C_TRUNC].sum())
+    mark = (short_payload | cut_header) & (trunc == 0)
+    if mark.any():
+        c[mark, D.C_TRUNC] = 1
+    return int(trunc.sum())
 
 
 def _subset(d: DecodedBatch, keep: np.ndarray) -> DecodedBatch:
@@ -462,8 +463,11 @@ class LiveRun:
             now = time.time_ns()
             if now - last_expire >= 1_000_000_000:  # idle timeouts run on the wall clock too
                 last_expire = now
-                for ended in self.table.expire_iter(now):
-                    collector.add(ended)
+                # (a stream's batches have had the table scanned by `feed`, on their receive times, within
+                # the last second: a second scan of every live flow would find almost nothing more)
+                if now - self.table.last_expire_ns >= 1_000_000_000:
+                    for ended in self.table.expire_iter(now):
+                        collector.add(ended)
                 self._status(now)
             if now >= window_end:
                 closed = self._close(current, start, now, final=False)

@@ -302,6 +302,11 @@ class FlowTable:
         elif self.G[K.G_NENDED] >= self.export_chunk:
             yield self._export()
 
+    @property
+    def last_expire_ns(self) -> int:
+        """When `feed` last scanned the table for idle flows (packet time, ns)."""
+        return self._last_expire
+
     def expire(self, now_ns: int, force: bool = False, export_below: int = 0) -> list[EndedFlows]:
         """End flows idle at time `now_ns` (or every flow when `force`) and export ended flows.
 

@@ -14,7 +14,12 @@ and its recvmmsg structures: up to `batch_packets` datagrams over several calls,
 after the first) and queues them; the analysis thread assembles and yields them. A receiver thread
 that released the GIL on every recv would wait up to the switch interval to get it back each time
 (a convoy: one call per 5 ms); recvmmsg is called holding it, never blocking (MSG_DONTWAIT), and only
-select() waits, so the thread empties the socket in one turn each time it runs. The queue holds at
+select() waits, so the thread empties the socket in one turn each time it runs. Within a slab, once
+datagrams flow, it does not wake at each arrival: it sleeps `coalesce` (2 ms) and reads what came
+meanwhile (~300 datagrams at 150k/s, in one or two calls), so a steady stream costs ~500 wake-ups and
+GIL hand-overs a second, not one per burst of the sender (the socket buffer holds those 2 ms many
+times over); the first datagram of a slab, and a stream that pauses, are waited for in select().
+The queue holds at
 most `queue_bytes` of slabs, allocated as the analysis falls behind and reused once nothing refers
 to their buffer; all in use, the thread waits and the kernel's socket buffer is the queue:
 `rcvbuf` asks for its size (SO_RCVBUFFORCE when permitted, else SO_RCVBUF up to
@@ -58,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from analyzer.errors import UsageError
-from analyzer.sources import _mmsg
+from analyzer.sources import _mmsg, _recv
 from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
 
 __all__ = ["MirrorCounters", "MirrorSource", "parse_allow"]
@@ -134,7 +139,7 @@ class MirrorSource:
                  allow: Sequence[str] = (), rcvbuf: int | None = 32 << 20, batch_packets: int = 4096,
                  batch_bytes: int = 8 << 20, max_delay: float = 0.02, tick: float = 0.2,
                  drain_timeout: float = 5.0, mmsg: bool | None = None, receive_thread: bool | None = None,
-                 queue_bytes: int = 256 << 20) -> None:
+                 queue_bytes: int = 256 << 20, coalesce: float = 0.002) -> None:
         """`mmsg`: receive with recvmmsg (None: where available; False: one recvfrom_into per datagram).
         `receive_thread` (None: with recvmmsg): receive on a thread of its own into at most
         `queue_bytes` of batch buffers (allocated as the analysis falls behind, reused once it is done
@@ -145,6 +150,7 @@ class MirrorSource:
         self.batch_packets = max(1, batch_packets)
         self.batch_bytes = max(batch_bytes, MAX_DATAGRAM + HEADROOM)
         self.max_delay, self.tick, self.drain_timeout = max_delay, tick, drain_timeout
+        self.coalesce = max(0.0, coalesce)
         self.counters = MirrorCounters()
         self.requested_rcvbuf = rcvbuf
         self.granted_rcvbuf = 0
@@ -189,6 +195,8 @@ class MirrorSource:
         self.vxlan_ports = tuple(b for b, (_, k) in zip(self.bound_ports, kinds, strict=True) if k == "vxlan")
         self.geneve_ports = tuple(b for b, (_, k) in zip(self.bound_ports, kinds, strict=True) if k == "geneve")
         self.name = f"udp:{bind}:" + ",".join(map(str, self.bound_ports))
+        self._local16_arr = np.frombuffer(self._local16(), np.uint8).copy()
+        self._target_keys: dict[bytes, str] = {}  # a destination's 16 bytes -> its name in `targets`
 
     # ---------------------------------------------------------------- sockets
     def _open(self, family: int, bind: str, port: int) -> socket.socket:
@@ -372,10 +380,20 @@ class MirrorSource:
         first_at = 0.0
         began = time.monotonic()
         timeout = wait
+        gap = self.coalesce if self.threaded and not draining else 0.0
+        every = [(key, selectors.EVENT_READ) for key in sel.get_map().values()]
+        events: list[tuple[selectors.SelectorKey, int]] = []
         while k < slots:
-            events = sel.select(timeout)
+            if k and gap > 0 and events and timeout > 0:
+                # a steady stream: wait `coalesce` (or what is left of max_delay), then read what came
+                # meanwhile, instead of waking at each datagram; see the class docstring
+                time.sleep(min(gap, timeout))
+                events = every
+            else:
+                events = sel.select(timeout)
             if not events:
                 break
+            k_before = k
             for key, _ in events:
                 fd = key.fd
                 si = self._sock_index[fd]
@@ -395,6 +413,8 @@ class MirrorSource:
                     k += got
                     if got < want:  # the socket is empty
                         break
+            if events is every and k == k_before:  # nothing came during the gap: wait in select()
+                events = []
             if k and not first_at:
                 first_at = time.monotonic()
             if k >= slots:
@@ -413,8 +433,72 @@ class MirrorSource:
         return k
 
     def _slab_batch(self, slab: _Slab) -> PacketBatch:
-        """The received slab as a batch: its columns read from the recvmmsg structures with numpy
-        (senders, kernel timestamps, drop counts, target addresses), --allow applied, headers written."""
+        """The received slab as a batch: its columns read from the recvmmsg structures in one compiled
+        pass (`analyzer.sources._recv.assemble`: senders, kernel timestamps, drop counts, target
+        addresses, the outer headers written), then --allow applied. A slab with a datagram longer
+        than its slot takes the numpy path (`_slab_batch_numpy`), which moves those first."""
+        if slab.spills or not slab.k:
+            return self._slab_batch_numpy(slab)
+        ring, k, cap, stride, buf = slab.ring, slab.k, slab.cap, slab.stride, slab.buf
+        c = self.counters
+        runs = slab.runs
+        if len(runs) == 1 or len({si for _, si in runs}) == 1:
+            sock_of = None
+            dport = np.full(k, self.bound_ports[runs[0][1]], np.int64)
+        else:
+            firsts = [f for f, _ in runs] + [k]
+            sock_of = np.repeat(np.array([si for _, si in runs], np.int64), np.diff(firsts))
+            dport = np.asarray(self.bound_ports, np.int64)[sock_of]
+        length, start, ts, drops = (np.empty(k, np.int64) for _ in range(4))
+        caplen, wirelen = np.empty(k, np.int32), np.empty(k, np.int32)
+        src, dst = np.empty((k, 16), np.uint8), np.empty((k, 16), np.uint8)
+        trunc = np.empty(k, np.bool_)
+        longest, cut, same = _recv.assemble(ring.hdr.view(np.uint8).reshape(-1, _mmsg.MMSGHDR.itemsize), ring.names,
+                                            ring.ctl, slab.call_ns, dport, k, stride, self._local16_arr, buf,
+                                            length, start, caplen, wirelen, ts, drops, src, dst, trunc)
+        if longest > cap:  # the next batches' slots fit the largest seen
+            self._cap = max(cap, min(MAX_CAP, (int(longest) + 1023) & ~1023))
+        if int(drops.max()) >= 0:
+            if sock_of is None:
+                sock_of = np.full(k, runs[0][1], np.int64)
+            self._note_drops(drops, sock_of)
+        if self.allow:
+            keep = self._allowed_mask(src)
+            filtered = k - int(keep.sum())
+            c.filtered += filtered
+            if filtered:
+                length, start, caplen, wirelen, ts, src, dst, trunc = (
+                    a[keep] for a in (length, start, caplen, wirelen, ts, src, dst, trunc))
+                same = 0
+                cut = int(trunc.sum())
+        c.oversize += int(cut)
+        n = len(start)
+        if not n:  # all filtered
+            return PacketBatch.empty(self.name)
+        c.received_bytes += int(length.sum())
+        c.yielded += n
+        if same:
+            key = self._target_keys.get(dst[0].tobytes())
+            if key is None:
+                if len(self._target_keys) > 4096:  # (a few mirror target addresses; bounded whatever comes)
+                    self._target_keys.clear()
+                key = self._target_keys[dst[0].tobytes()] = _target_key(dst[0])
+            self.targets[key] = self.targets.get(key, 0) + n
+        else:
+            self._count_targets(dst, dst.view("<u8"))
+        return PacketBatch(source=self.name, buf=buf, offset=start, caplen=caplen, wirelen=wirelen, ts_ns=ts,
+                           linktype=np.full(n, LINKTYPE_RAW, np.int16))
+
+    def _note_drops(self, drops: np.ndarray, sock_of: np.ndarray) -> None:
+        """The sockets' SO_RXQ_OVFL counts (-1: not given with that message): the highest seen of each."""
+        for si in np.unique(sock_of[drops >= 0]).tolist():
+            fd = self._socks[si].fileno()
+            self._rxq_drops[fd] = max(self._rxq_drops.get(fd, 0), int(drops[(sock_of == si)].max()))
+
+    def _slab_batch_numpy(self, slab: _Slab) -> PacketBatch:
+        """`_slab_batch` in numpy, for a slab holding datagrams longer than their slot (moved to the end
+        of a new buffer first): the columns read from the recvmmsg structures (senders, kernel
+        timestamps, drop counts, target addresses), --allow applied, headers written."""
         ring, k, cap, stride, buf, spills = slab.ring, slab.k, slab.cap, slab.stride, slab.buf, slab.spills
         c = self.counters
         lens = ring.hdr["len"][:k].astype(np.int64)
@@ -435,9 +519,7 @@ class MirrorSource:
         firsts = [f for f, _ in runs] + [k]
         sock_of = np.repeat(np.array([si for _, si in runs], np.int64), np.diff(firsts))
         if (drops >= 0).any():
-            for si in np.unique(sock_of[drops >= 0]).tolist():
-                fd = self._socks[si].fileno()
-                self._rxq_drops[fd] = max(self._rxq_drops.get(fd, 0), int(drops[(sock_of == si)].max()))
+            self._note_drops(drops, sock_of)
         dport = np.asarray(self.bound_ports, np.int64)[sock_of]
         trunc = (ring.hdr["flags"][:k] & _mmsg.MSG_TRUNC) != 0
         keep = self._allowed_mask(src) if self.allow else np.ones(k, np.bool_)
@@ -756,7 +838,7 @@ class MirrorSource:
         """`targets`: datagrams per destination address (a few mirror target addresses at most)."""
         while len(d64):  # one pass per distinct address (np.unique(axis=0) sorts: 30x slower here)
             same = (d64[:, 0] == d64[0, 0]) & (d64[:, 1] == d64[0, 1])
-            key = str(_plain(str(ipaddress.IPv6Address(dst[0].tobytes()))))
+            key = _target_key(dst[0])
             self.targets[key] = self.targets.get(key, 0) + int(same.sum())
             if same.all():
                 break
@@ -779,6 +861,11 @@ _MAPPED_WORD = np.uint64(0xFFFF0000)  # bytes 8-11 of ::ffff:a.b.c.d (00 00 ff f
 def _is_v4(a64: np.ndarray) -> np.ndarray:
     """Which 16-byte addresses ([n, 2] native uint64 words) are IPv4 (::ffff:a.b.c.d)."""
     return (a64[:, 0] == 0) & ((a64[:, 1] & _LOW32) == _MAPPED_WORD)
+
+
+def _target_key(addr16: np.ndarray) -> str:
+    """A destination address (16 bytes, IPv4 as ::ffff:a.b.c.d) as `targets` names it."""
+    return str(_plain(str(ipaddress.IPv6Address(addr16.tobytes()))))
 
 
 def _plain(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

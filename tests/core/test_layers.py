@@ -74,7 +74,8 @@ def imported(path: Path, module: str) -> set[str]:
 # them with numba's JIT), so it names them. The kernels call nothing else of the package but the
 # lower layers' kernel constants; no other module may follow this example.
 ALLOWED = {("analyzer._native", m) for m in ("analyzer.sources._walk", "analyzer.decode._kernel",
-                                             "analyzer.flows._kernel", "analyzer.engines._dedup")}
+                                             "analyzer.flows._kernel", "analyzer.engines._dedup",
+                                             "analyzer.sources._recv")}
 
 
 MODULES = sorted((module_name(p), p) for p in PKG.rglob("*.py"))

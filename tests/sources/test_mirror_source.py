@@ -301,3 +301,41 @@ def test_the_shutdown_drain_goes_on_past_a_batch_of_filtered_datagrams(sockets: 
         src.close()
         c = src.counters
         assert (got, c.filtered, c.dropped_queue, c.received) == (5, 200, 0, 205), (mmsg, c)
+
+
+def test_the_receive_thread_reads_a_steady_stream_in_few_calls(sockets: Callable[..., socket.socket]) -> None:
+    """Datagrams arriving every millisecond are not read one wake-up (one recvmmsg and a GIL hand-over)
+    at a time: the receive thread sleeps `coalesce` and reads what came meanwhile, so its calls are
+    bounded by the stream's duration (a few per batch of `max_delay`), not by its datagrams. Every
+    datagram is still yielded, in order."""
+    if not _mmsg.available():
+        pytest.skip("recvmmsg is not available here")
+    import threading
+    import time
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), max_delay=0.1, coalesce=0.05)
+    assert src.threaded
+    s = sockets()
+    sent = 120
+    took = [0.0]
+
+    def send() -> None:
+        t0 = time.monotonic()
+        for i in range(sent):
+            s.sendto(_vx(_udp_frame(), i + 1), ("127.0.0.1", src.bound_ports[0]))
+            time.sleep(0.001)
+        took[0] = time.monotonic() - t0
+        time.sleep(0.2)
+        src.stop()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    batches = [b for b in src.batches() if len(b)]
+    sender.join()
+    src.close()
+    rows = decoded_frame(decode(_concat(batches), DecodeOptions(src.vxlan_ports, ())))
+    assert rows["vni"].tolist() == list(range(1, sent + 1)) and src.counters.received == sent
+    # at most a wake-up, two coalescing sleeps and a pause's select() per batch of 0.1 s; without the
+    # coalescing it is one call per datagram (120) unless the sender stalls for seconds
+    bound = 5 * (took[0] / 0.1 + 2)
+    assert src.counters.syscalls <= min(bound, sent - 10), (src.counters.syscalls, took[0])
