@@ -55,7 +55,7 @@ import numpy as np
 from analyzer.dissect import flow_schema
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import Facts, build_facts, conform, empty_frame, read_schema
+from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, read_schema
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
@@ -145,7 +145,14 @@ def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.Data
     pairs = pairs.drop_duplicates()
     kinds = pd.Series({uid: ", ".join(group) for uid, group in pairs.groupby("uid", sort=False)["kind"]},
                       dtype=object)
-    return flows.assign(credentials=flows["uid"].astype("string").map(kinds).astype("string"))
+    # each flow's kinds found by Arrow's hash lookup of its uid (a Series.map converted every uid to Python)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    uids = pa.array(flows["uid"].astype("string").array)
+    at = pc.index_in(uids, value_set=pa.array([str(u) for u in kinds.index], type=uids.type))
+    values = pa.array([str(v) for v in kinds.tolist()], type=uids.type).take(at)
+    return flows.assign(credentials=pd.array(values, dtype="string"))
 
 
 def grade(score: float) -> str:
@@ -184,34 +191,46 @@ def _finding_ids(keys: pd.Series) -> pd.Series:
                      index=keys.index)
 
 
-def _server_names(facts_sessions: pd.DataFrame, flows: pd.DataFrame) -> pd.Series:
-    """Per flow (index of `flows`): SNI, else leaf certificate CN (first session of the flow)."""
-    name = facts_sessions["server_name"].astype("string").fillna(facts_sessions["leaf_subject_cn"].astype("string"))
-    per_uid = name.groupby(facts_sessions["uid"].astype("string"), sort=False).first()
-    by_flow = flows["uid"].astype("string").map(per_uid)
+def _server_names(facts: Facts) -> pd.Series:
+    """Per flow (index of `facts.flows`): SNI, else leaf certificate CN (first session of the flow)."""
+    from analyzer._pandas import pd
+
+    sessions, flows = facts.sessions, facts.flows
+    name = sessions["server_name"].astype("string").fillna(sessions["leaf_subject_cn"].astype("string"))
     fallback = flows["tls_server_name"].astype("string")
+    rows = facts.memo.get("session_rows")
+    if rows is not None:  # each session is the one of the flow at `rows` (build_facts)
+        at = np.full(len(flows), -1, dtype=np.int64)
+        at[rows] = np.arange(len(rows))
+        by_flow = pd.Series(name.array.take(at, allow_fill=True), index=flows.index)
+        return by_flow.fillna(fallback)
+    per_uid = name.groupby(sessions["uid"].astype("string"), sort=False).first()
+    by_flow = flows["uid"].astype("string").map(per_uid)
     return by_flow.astype("string").fillna(fallback)
 
 
 def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
     from analyzer._pandas import pd
 
-    parts = []
+    parts, rules, severities = [], [], []
     for rid in profile.enabled():
         if rid == SUPPRESSION_EXPIRED:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
         if len(found):
-            found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
-            same = np.zeros(len(found), dtype=np.int32)  # one value repeated: Arrow's take, not n Python strings
-            found = found.assign(rule=strings_from_codes([rid], same),
-                                 severity=strings_from_codes([setting.severity], same))
-            parts.append(found)
+            if not distinct(found["uid"].array):
+                found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
+            parts.append(found[["uid", "evidence"]])
+            rules.append(rid)
+            severities.append(setting.severity)
     if not parts:
         return pd.DataFrame({"uid": pd.Series(dtype="string"), "rule": pd.Series(dtype="string"),
                              "severity": pd.Series(dtype="string"), "evidence": pd.Series(dtype="string")})
-    return pd.concat(parts, ignore_index=True)
+    raw = pd.concat(parts, ignore_index=True)
+    # each rule's id and severity spread over its rows by Arrow's take, not n Python strings
+    which = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
+    return raw.assign(rule=strings_from_codes(rules, which), severity=strings_from_codes(severities, which))
 
 
 def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Timestamp) -> pd.DataFrame:
@@ -236,17 +255,46 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
     return frame[list(FINDINGS)]
 
 
-def _per_flow(flows: pd.DataFrame, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _findings_frame(raw: pd.DataFrame, per_flow: dict[str, pd.Series], flow_uids: pd.Index,
+                    profile_name: str) -> pd.DataFrame:
+    """The FINDINGS frame of the rules' findings (`raw`: uid, evidence, rule, severity), with their
+    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile."""
+    from analyzer._pandas import pd
+
+    if not len(raw):
+        return empty_frame(FINDINGS)
+    uid = raw["uid"].astype("string")
+    if flow_uids.is_unique:  # each finding's flow by position, its columns taken (a merge cost ~3x)
+        at = flow_uids.get_indexer(pd.Index(uid))
+        cols = {c: v.array.take(at, allow_fill=True) for c, v in per_flow.items()}
+    else:
+        per = pd.DataFrame({"uid": pd.Series(flow_uids, index=per_flow["direction"].index), **per_flow})
+        per = per.drop_duplicates("uid")
+        joined = raw[["uid"]].assign(uid=uid).merge(per, on="uid", how="left")
+        cols = {c: joined[c].array for c in per_flow}
+    n = len(raw)
+    out = {"finding_id": _finding_ids(raw["rule"].astype("string") + "|" + uid).array, "uid": uid.array,
+           "rule": raw["rule"].array, "severity": raw["severity"].array, **cols, "evidence": raw["evidence"].array,
+           "profile": strings_from_codes([profile_name], np.zeros(n, dtype=np.int32)),
+           "suppressed_by": pd.array([None] * n, dtype="string")}
+    return pd.DataFrame({c: out[c] for c in FINDINGS}, copy=False).astype(FINDINGS)
+
+
+def _per_flow(flow_uids: pd.Index, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow)."""
     from analyzer._pandas import pd
 
-    live = findings[findings["suppressed_by"].isna() & findings["uid"].notna()]
-    row = pd.Index(flows["uid"].astype(object)).get_indexer(live["uid"].astype(object))
-    rank = live["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).to_numpy(dtype=np.int64)
+    live = (findings["suppressed_by"].isna() & findings["uid"].notna()).to_numpy(dtype=bool)
+    uids = findings["uid"].astype("string")[live]
+    row = flow_uids.get_indexer(pd.Index(uids))  # a flow's uid is unique (a repeated one raises, as it always did)
+    codes, names = findings["severity"].astype("string")[live].factorize()
+    table = np.array([SEVERITIES.index(str(v)) for v in names] + [-1], dtype=np.int64)
+    rank = table[np.where(codes < 0, len(names), codes)]
     ok = row >= 0
-    worst = np.full(len(flows), -1, dtype=np.int64)
+    n = len(flow_uids)
+    worst = np.full(n, -1, dtype=np.int64)
     np.maximum.at(worst, row[ok], rank[ok])
-    count = np.bincount(row[ok], minlength=len(flows)).astype(np.int64)
+    count = np.bincount(row[ok], minlength=n).astype(np.int64)
     return worst, count
 
 
@@ -409,22 +457,19 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
     t2 = time.process_time()
     facts = build_facts(flows, zoned, tls, certs, now, ftp_data)
     zf = facts.flows
-    names = _server_names(facts.sessions, zf)
+    names = _server_names(facts)
 
     t3 = time.process_time()
     raw = _rule_findings(facts, profile)
     t4 = time.process_time()
-    per_flow = pd.DataFrame({
-        "uid": zf["uid"].astype("string"), "direction": zf["direction"], "transport": zf["transport"],
-        "client_ip": zf["client_ip"], "client_port": zf["client_port"], "server_ip": zf["server_ip"],
-        "server_port": zf["server_port"], "server_name": names, "client_zone": zf["client_zone"],
-        "server_zone": zf["server_zone"], "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
-    }).drop_duplicates("uid")
-    joined = raw.merge(per_flow, on="uid", how="left")
-    joined["finding_id"] = _finding_ids(joined["rule"].astype("string") + "|" + joined["uid"].astype("string"))
-    joined["profile"] = pd.array([profile.name] * len(joined), dtype="string")
-    joined["suppressed_by"] = pd.Series(pd.NA, index=joined.index, dtype="string")
-    findings = joined[list(FINDINGS)].astype(FINDINGS) if len(joined) else empty_frame(FINDINGS)
+    per_flow = {
+        "direction": zf["direction"], "transport": zf["transport"], "client_ip": zf["client_ip"],
+        "client_port": zf["client_port"], "server_ip": zf["server_ip"], "server_port": zf["server_port"],
+        "server_name": names, "client_zone": zf["client_zone"], "server_zone": zf["server_zone"],
+        "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
+    }
+    flow_uids = pd.Index(zf["uid"].astype("string"))
+    findings = _findings_frame(raw, per_flow, flow_uids, profile.name)
     if len(findings):
         open_ = np.ones(len(findings), dtype=bool)
         by = np.full(len(findings), None, dtype=object)
@@ -434,7 +479,7 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
             open_ &= ~m
         findings["suppressed_by"] = pd.array(by, dtype="string")
 
-    worst, count = _per_flow(zf, findings)
+    worst, count = _per_flow(flow_uids, findings)
     code = _verdicts(zf, worst, profile)
     out_flows = zf.copy()
     out_flows["verdict"] = strings_from_codes(VERDICTS, code)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, day, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,18 +77,16 @@ def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     m = as_mask(s["leaf_not_after"] < s["seen"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expired "
-                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", seen "
-                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expired ", day(x["leaf_not_after"]), ", seen ",
+                         day(x["seen"])))
 
 
 def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     m = as_mask(s["leaf_not_before"] > s["seen"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_before", "seen")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid only from "
-                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + ", seen "
-                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid only from ", day(x["leaf_not_before"]),
+                         ", seen ", day(x["seen"])))
 
 
 def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -100,16 +98,15 @@ def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     m = as_mask((after >= seen) & (after < seen + runway))
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
     days = ((x["leaf_not_after"] - x["seen"]).dt.total_seconds() / 86_400).round(1)
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expires "
-                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", " + text(days)
-                 + " days after it was seen (runway " + str(opts["runway_days"]) + " days)")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expires ", day(x["leaf_not_after"]), ", ",
+                         text(days), " days after it was seen (runway ", str(opts["runway_days"]), " days)"))
 
 
 def self_signed(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     x = pick(s, as_mask(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
-    return found(x, "self-signed certificate " + text(x["leaf_subject_cn"]) + " (issuer "
-                 + text(x["leaf_issuer_cn"]) + ")")
+    return found(x, join("self-signed certificate ", text(x["leaf_subject_cn"]), " (issuer ", text(x["leaf_issuer_cn"]),
+                         ")"))
 
 
 def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -120,8 +117,8 @@ def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     ec = as_mask(kind.isin(["ec", "ecdsa"])) & as_mask(bits < int(opts["min_ec_bits"]))
     m = rsa | ec
     x = pick(s, m, "leaf_subject_cn")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + ": " + text(kind[m]) + " key of "
-                 + text(bits[m]) + " bits")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), ": ", text(kind[m]), " key of ", text(bits[m]),
+                         " bits"))
 
 
 def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -129,15 +126,16 @@ def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     h = s["leaf_signature_hash"].astype("string").str.lower()
     x = pick(s, as_mask(h.isin([str(v).lower() for v in opts["hashes"]])), "leaf_subject_cn",
              "leaf_signature_algorithm")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " signed with " + text(x["leaf_signature_algorithm"]))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " signed with ",
+                         text(x["leaf_signature_algorithm"])))
 
 
 def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     m = as_mask(s["sni_matches_cert"].astype("boolean") == False)  # noqa: E712  (null: not judged)
     x = pick(s, m, "server_name", "leaf_san_dns", "leaf_subject_cn")
-    return found(x, "SNI " + text(x["server_name"]) + " not covered by certificate for "
-                 + text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"])))
+    return found(x, join("SNI ", text(x["server_name"]), " not covered by certificate for ",
+                         text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"]))))
 
 
 def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.ndarray:
@@ -176,10 +174,10 @@ def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
         private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
         mask &= ~issuers.isin(list(private)).fillna(False).to_numpy(dtype=bool)
     x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid "
-                 + text(pd.Series(days[mask], index=x.index).astype("Int64")) + " days from "
-                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + "; maximum "
-                 + text(pd.Series(limit[mask], index=x.index).astype("Int64")) + " days")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ",
+                         text(pd.Series(days[mask], index=x.index).astype("Int64")), " days from ",
+                         day(x["leaf_not_before"]), "; maximum ",
+                         text(pd.Series(limit[mask], index=x.index).astype("Int64")), " days"))
 
 
 CERT_RULES = (

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +69,8 @@ def starttls_not_used(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     m = as_mask(fl["starttls"].astype("string") == "offered_not_used") & _not_encrypted(fl)
     x = pick(fl, m, "app_protocol", "server_port")
-    return found(x, "server offered STARTTLS; the client went on in the clear (" + text(x["app_protocol"])
-                 + " port " + text(x["server_port"]) + ")")
+    return found(x, join("server offered STARTTLS; the client went on in the clear (", text(x["app_protocol"]),
+                         " port ", text(x["server_port"]), ")"))
 
 
 def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -83,8 +83,8 @@ def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     x = pick(fl, m, "app_protocol", "server_port", "starttls")
     said = x["starttls"].astype("string").map({"not_offered": "never offered",
                                                 "requested_refused": "refused"}).fillna(x["starttls"])
-    return found(x, text(x["app_protocol"]) + " server " + text(said) + " STARTTLS; the session stayed in the clear"
-                 + " (port " + text(x["server_port"]) + ")")
+    return found(x, join(text(x["app_protocol"]), " server ", text(said),
+                         " STARTTLS; the session stayed in the clear (port ", text(x["server_port"]), ")"))
 
 
 def link_ftp_data(ftp_data: pd.DataFrame, flows: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
@@ -155,16 +155,16 @@ def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     m = ~as_mask(enc == True) & (payload > 0) & (unprotected | as_mask(enc == False))  # noqa: E712
     x = d[m].assign(_control=links["control_uid"].to_numpy()[m], _command=links["command"].to_numpy()[m],
                     _payload=payload[m])
-    return found(x, "FTP data channel in the clear (" + text(x["_command"]) + " on control flow "
-                 + text(x["_control"]) + ", PROT P not in force), " + text(x["_payload"]) + " payload bytes")
+    return found(x, join("FTP data channel in the clear (", text(x["_command"]), " on control flow ",
+                         text(x["_control"]), ", PROT P not in force), ", text(x["_payload"]), " payload bytes"))
 
 
 def http_redirect_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     m = as_mask(fl["http_redirect_to_https"].astype("boolean")) & _not_encrypted(fl)
     x = pick(fl, m, "http_host", "http_location")
-    return found(x, "http://" + text(x["http_host"]) + " answered with a redirect to "
-                 + text(x["http_location"]) + ": the first request went in the clear")
+    return found(x, join("http://", text(x["http_host"]), " answered with a redirect to ", text(x["http_location"]),
+                         ": the first request went in the clear"))
 
 
 def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -172,8 +172,8 @@ def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     version = fl["ssh_protocol"].astype("string")
     m = as_mask(version.str.startswith("1."))
     x = pick(fl, m, "ssh_protocol", "ssh_server_software", "ssh_client_software")
-    return found(x, "SSH protocol " + text(x["ssh_protocol"]) + " (server " + text(x["ssh_server_software"])
-                 + ", client " + text(x["ssh_client_software"]) + ")")
+    return found(x, join("SSH protocol ", text(x["ssh_protocol"]), " (server ", text(x["ssh_server_software"]),
+                         ", client ", text(x["ssh_client_software"]), ")"))
 
 
 PLAIN_RULES = (

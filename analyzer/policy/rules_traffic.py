@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,8 +59,8 @@ def cleartext_by_direction(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     m = as_mask(cleartext(fl) & fl["direction"].astype("string").isin(list(opts["directions"])))
     x = pick(fl, m, "app_protocol", "direction", "client_zone", "server_zone", "server_port")
-    return found(x, text(x["app_protocol"]) + " in the clear, " + text(x["direction"]) + " "
-                 + text(x["client_zone"]) + " -> " + text(x["server_zone"]) + " port " + text(x["server_port"]))
+    return found(x, join(text(x["app_protocol"]), " in the clear, ", text(x["direction"]), " ", text(x["client_zone"]),
+                         " -> ", text(x["server_zone"]), " port ", text(x["server_port"])))
 
 
 def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -71,8 +71,8 @@ def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     not_encrypted = ~as_mask(fl["encrypted"].astype("boolean") == True)  # noqa: E712
     m = as_mask(cred.notna() & (cred != "")) & not_encrypted
     x = pick(fl, m, "credentials", "app_protocol", "direction", "server_port")
-    return found(x, text(x["credentials"]) + " credential in the clear over " + text(x["app_protocol"]) + ", "
-                 + text(x["direction"]) + " port " + text(x["server_port"]))
+    return found(x, join(text(x["credentials"]), " credential in the clear over ", text(x["app_protocol"]), ", ",
+                         text(x["direction"]), " port ", text(x["server_port"])))
 
 
 def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -82,8 +82,8 @@ def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     m = (as_mask(fl["direction"].astype("string").isin(list(opts["directions"])))
          & fl["app_protocol"].isna().to_numpy(dtype=bool) & as_mask(payload > 0))
     x = pick(fl, m, "server_zone", "server_port")
-    return found(x, text(payload[m]) + " payload bytes, protocol not identified, to " + text(x["server_zone"])
-                 + " port " + text(x["server_port"]))
+    return found(x, join(text(payload[m]), " payload bytes, protocol not identified, to ", text(x["server_zone"]),
+                         " port ", text(x["server_port"])))
 
 
 TRAFFIC_RULES = (

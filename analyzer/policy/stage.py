@@ -123,7 +123,8 @@ def tally(flows: pd.DataFrame, findings: pd.DataFrame) -> Tally:
     t.verdicts.update({str(k): int(n) for k, n in
                        flows["verdict"].astype("string").fillna("unknown").value_counts().items()})
     unknown = (flows["verdict"] == "unknown").fillna(False).to_numpy(dtype=bool)
-    codes = np.bincount(_reasons(flows[unknown]), minlength=3) if unknown.any() else np.zeros(3, np.int64)
+    # the reasons of every flow, kept for the unknown ones (selecting their rows first took every column)
+    codes = np.bincount(_reasons(flows)[unknown], minlength=3) if unknown.any() else np.zeros(3, np.int64)
     t.not_judged.update({NOT_JUDGED[i]: int(n) for i, n in enumerate(codes) if n})
     if len(findings):
         t.findings.update(_finding_keys(findings))
@@ -271,10 +272,10 @@ class PolicyStage:
         if "certs" not in self.frame_schemas:
             return None
         wanted: set[str] = set()
-        if len(flows):
-            wanted.update(flows["cert_sha256"].dropna().astype(str))
-            for chain in flows["cert_chain"].dropna().astype(str):
-                wanted.update(c.strip() for c in chain.split(","))
+        if len(flows):  # each distinct fingerprint and chain once (a capture's sessions share a few)
+            wanted.update(flows["cert_sha256"].dropna().unique().tolist())
+            for chain in flows["cert_chain"].dropna().unique().tolist():
+                wanted.update(c.strip() for c in str(chain).split(","))
         return schema.frame_from_rows([self.certs[k] for k in wanted if k in self.certs], self.frame_schemas["certs"])
 
     def _ftp(self, out: pd.DataFrame, judged: Any, ftp_data: pd.DataFrame, worst: np.ndarray, count: np.ndarray,
@@ -409,10 +410,13 @@ def _finding_keys(findings: pd.DataFrame) -> dict[tuple[str, str, bool], int]:
 
     if not len(findings):
         return {}
-    keys = pd.DataFrame({"r": findings["rule"].astype(str).to_numpy(), "s": findings["severity"].astype(str).to_numpy(),
-                         "x": findings["suppressed_by"].notna().to_numpy(dtype=bool)})
-    counts = keys.value_counts(sort=False)
-    return {(str(k[0]), str(k[1]), bool(k[2])): int(n) for k, n in zip(counts.index, counts.to_numpy(), strict=True)}
+    rules, rule_names = pd.factorize(findings["rule"].astype(str))
+    sevs, sev_names = pd.factorize(findings["severity"].astype(str))
+    sup = findings["suppressed_by"].notna().to_numpy(dtype=np.int64)
+    # one integer key per (rule, severity, suppressed), counted by numpy
+    keys, counts = np.unique((rules.astype(np.int64) * len(sev_names) + sevs) * 2 + sup, return_counts=True)
+    return {(str(rule_names[k // 2 // len(sev_names)]), str(sev_names[k // 2 % len(sev_names)]), bool(k % 2)): int(n)
+            for k, n in zip(keys.tolist(), counts.tolist(), strict=True)}
 
 
 def _one(row: Any) -> pd.DataFrame:
