@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, day, found, join, text
+from analyzer.policy._rule import Rule, day, dt, found, join, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +51,7 @@ def chain_links(sessions: pd.DataFrame, certs: pd.DataFrame) -> pd.DataFrame:
     from analyzer.policy.zones import strings_from_codes
 
     # each distinct chain split once (a capture's sessions share a few chains), then spread
-    codes, chains = pd.factorize(sessions["cert_chain"].astype("string"), use_na_sentinel=True)
+    codes, chains = pd.factorize(sessions["cert_chain"].astype(dt.string), use_na_sentinel=True)
     above = [[p.strip() for p in str(c).split(",")][1:] for c in chains.tolist()]
     count_u = np.array([len(a) for a in above] + [0], dtype=np.int64)  # last: no chain
     codes = np.where(codes < 0, len(above), codes)
@@ -108,16 +108,16 @@ def chain_expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     if not len(links):
         return found(f.sessions.iloc[:0], "")
     row = links["row"].to_numpy(dtype=np.int64)
-    seen = pd.Series(f.sessions["seen"].array.take(row), index=links.index).astype("datetime64[ns, UTC]")
-    after = links["not_after"].astype("datetime64[ns, UTC]")
-    before = links["not_before"].astype("datetime64[ns, UTC]")
+    seen = pd.Series(f.sessions["seen"].array.take(row), index=links.index).astype(dt("datetime64[ns, UTC]"))
+    after = links["not_after"].astype(dt("datetime64[ns, UTC]"))
+    before = links["not_before"].astype(dt("datetime64[ns, UTC]"))
     expired = (after < seen).fillna(False).to_numpy(dtype=bool)
     early = (before > seen).fillna(False).to_numpy(dtype=bool)
     # evidence for the first offending link of each session only (the others are not reported)
     at = _first_bad(links, expired | early)
     bad = links.iloc[at]
     what = join("expired ", day(after.iloc[at])).where(expired[at], join("valid only from ", day(before.iloc[at])))
-    why = join("chain certificate ", bad["position"].astype("string"), " (", text(bad["subject_cn"]), ") ", what,
+    why = join("chain certificate ", bad["position"].astype(dt.string), " (", text(bad["subject_cn"]), ") ", what,
                ", seen ", day(seen.iloc[at]))
     rows = f.sessions[["uid"]].iloc[bad["row"].to_numpy()]
     return found(rows, pd.Series(why.array, index=rows.index))
@@ -127,20 +127,20 @@ def chain_weak(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     links = _links(f)
     if not len(links):
         return found(f.sessions.iloc[:0], "")
-    signer = ~links["self_signed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    kind = links["key_type"].astype("string").str.lower()
-    bits = links["key_bits"].astype("Int64")
+    signer = ~links["self_signed"].astype(dt.boolean).fillna(False).to_numpy(dtype=bool)
+    kind = links["key_type"].astype(dt.string).str.lower()
+    bits = links["key_bits"].astype(dt.Int64)
     rsa = (kind.isin(["rsa", "dsa", "rsa-pss"]) & (bits < int(opts["min_rsa_bits"]))).fillna(False)
     ec = (kind.isin(["ec", "ecdsa"]) & (bits < int(opts["min_ec_bits"]))).fillna(False)
     weak_key = (rsa | ec).to_numpy(dtype=bool) & signer
     hashes = [str(h).lower() for h in opts["hashes"]]
-    weak_sig = links["signature_hash"].astype("string").str.lower().isin(hashes).fillna(False).to_numpy(dtype=bool)
+    weak_sig = links["signature_hash"].astype(dt.string).str.lower().isin(hashes).fillna(False).to_numpy(dtype=bool)
     weak_sig = weak_sig & signer
     m = weak_key | weak_sig
     bad = links[m]
-    cn = bad["subject_cn"].astype("string").fillna("?")
-    key_text = kind[m].fillna("?") + " key of " + bits[m].astype("string").fillna("?") + " bits"
-    sig_text = "signed with " + bad["signature_hash"].astype("string").fillna("?")
+    cn = bad["subject_cn"].astype(dt.string).fillna("?")
+    key_text = kind[m].fillna("?") + " key of " + bits[m].astype(dt.string).fillna("?") + " bits"
+    sig_text = "signed with " + bad["signature_hash"].astype(dt.string).fillna("?")
     what = np.where(weak_key[m] & weak_sig[m], key_text + ", " + sig_text,
                     np.where(weak_key[m], key_text, sig_text))
     why: Any = "chain certificate " + bad["position"].astype(str) + " (" + cn + "): " + what
