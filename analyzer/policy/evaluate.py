@@ -55,7 +55,7 @@ import numpy as np
 from analyzer.dissect import flow_schema
 from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, read_schema
+from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, positions, read_schema
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
@@ -264,8 +264,8 @@ def _findings_frame(raw: pd.DataFrame, per_flow: dict[str, pd.Series], flow_uids
     if not len(raw):
         return empty_frame(FINDINGS)
     uid = raw["uid"].astype(dt.string)
-    if flow_uids.is_unique:  # each finding's flow by position, its columns taken (a merge cost ~3x)
-        at = flow_uids.get_indexer(pd.Index(uid))
+    if distinct(flow_uids):  # each finding's flow by position, its columns taken (a merge cost ~3x)
+        at = positions(flow_uids, uid)
         cols = {c: v.array.take(at, allow_fill=True) for c, v in per_flow.items()}
     else:
         per = pd.DataFrame({"uid": pd.Series(flow_uids, index=per_flow["direction"].index), **per_flow})
@@ -286,7 +286,10 @@ def _per_flow(flow_uids: pd.Index, findings: pd.DataFrame) -> tuple[np.ndarray, 
 
     live = (findings["suppressed_by"].isna() & findings["uid"].notna()).to_numpy(dtype=bool)
     uids = findings["uid"].astype(dt.string)[live]
-    row = flow_uids.get_indexer(pd.Index(uids))  # a flow's uid is unique (a repeated one raises, as it always did)
+    if distinct(flow_uids):
+        row = positions(flow_uids, uids)
+    else:  # a flow's uid is unique (a repeated one raises, as it always did)
+        row = pd.Index(flow_uids).get_indexer(pd.Index(uids))
     codes, names = findings["severity"].astype(dt.string)[live].factorize()
     table = np.array([SEVERITIES.index(str(v)) for v in names] + [-1], dtype=np.int64)
     rank = table[np.where(codes < 0, len(names), codes)]

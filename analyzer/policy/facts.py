@@ -35,7 +35,8 @@ from analyzer.dissect.tls import schema as tls_schema
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "read_schema"]
+__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "positions",
+           "read_schema"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -137,12 +138,40 @@ def _sessions_from_flows(flows: pd.DataFrame, rows: tuple[np.ndarray, np.ndarray
     return pd.DataFrame(out).reset_index(drop=True)
 
 
+def _arrow_strings(values: Any) -> Any:
+    """The Arrow string array of a pandas string Series / Index / array, else None."""
+    import pyarrow as pa
+
+    from analyzer._pandas import pd
+
+    array = getattr(values, "array", values)
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        return None
+    out = pa.array(array)
+    return pa.concat_arrays(out.chunks) if isinstance(out, pa.ChunkedArray) else out
+
+
+def positions(keys: Any, values: Any) -> np.ndarray:
+    """For each of `values`, the position of the same value among `keys` (distinct), -1 where none:
+    `pd.Index(keys).get_indexer(values)`, by Arrow's hash lookup for strings (pandas turned every
+    string of both into a Python object first)."""
+    import pyarrow.compute as pc
+
+    from analyzer._pandas import pd
+
+    k, v = _arrow_strings(keys), _arrow_strings(values)
+    if k is None or v is None:
+        return np.asarray(pd.Index(keys).get_indexer(values), dtype=np.int64)
+    at = pc.index_in(v, value_set=k.cast(v.type))
+    return np.asarray(pc.fill_null(at, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def distinct(values: Any) -> bool:
     """Whether an array holds no value twice (Arrow's hash count: no copy, no sort)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return bool(pc.count_distinct(pa.array(values), mode="all").as_py() == len(values))
+    return bool(pc.count_distinct(pa.array(getattr(values, "array", values)), mode="all").as_py() == len(values))
 
 
 def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -158,7 +187,7 @@ def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd
     if plain or set(extra) & set(left.columns):
         joined = left.merge(right, left_on=on, right_on=key, how="left", validate="many_to_one")
         return joined.drop(columns=key) if key != on else joined
-    at = pd.Index(right[key]).get_indexer(left[on])
+    at = positions(right[key], left[on])
     taken = {c: right[c].array.take(at, allow_fill=True) for c in extra}
     return pd.concat([left, pd.DataFrame(taken, index=left.index)], axis=1)
 
