@@ -85,7 +85,10 @@ class Rule:
 
 def text(series: pd.Series, missing: str = "?") -> pd.Series:
     """A column as strings for evidence (null -> `missing`), never raising on hostile content."""
-    return series.astype(dt.string).fillna(missing)
+    from analyzer._pandas import pd
+
+    # the array's fillna, not the Series' (which goes through a block-wise `where`: ~5x slower)
+    return pd.Series(series.astype(dt.string).array.fillna(missing), index=series.index, name=series.name)
 
 
 _DAY_NS = 86_400 * 10**9
