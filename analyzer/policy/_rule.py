@@ -134,6 +134,8 @@ def as_mask(mask: Any) -> np.ndarray:
 
     if isinstance(mask, np.ndarray) and mask.dtype == bool:
         return mask
+    if isinstance(mask, pd.Series) and mask.dtype == np.bool_:  # isin, notna, ...: no null to fill
+        return mask.to_numpy(dtype=bool)
     values = mask.array if isinstance(mask, pd.Series) else mask
     if isinstance(values, pd.arrays.BooleanArray):  # the common case: no copy through a new array
         return values.to_numpy(dtype=bool, na_value=False)
@@ -143,7 +145,12 @@ def as_mask(mask: Any) -> np.ndarray:
 def pick(frame: pd.DataFrame, mask: np.ndarray, *columns: str) -> pd.DataFrame:
     """The flagged rows of `frame`, only `uid` and `columns`: evidence is built for those rows alone
     (building it for every row, then dropping most, cost 10x more on large captures)."""
-    return frame.loc[mask, ["uid", *columns]]
+    from analyzer._pandas import pd
+
+    mask = np.asarray(mask, dtype=bool)
+    # each column's array filtered (Arrow's filter for strings), not `frame.loc[mask, columns]`'s
+    # label lookups and block re-assembly
+    return pd.DataFrame({c: frame[c].array[mask] for c in dict.fromkeys(["uid", *columns])}, index=frame.index[mask])
 
 
 def found(rows: pd.DataFrame, evidence: pd.Series | str) -> pd.DataFrame:

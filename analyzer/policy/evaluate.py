@@ -137,7 +137,7 @@ def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.Data
     ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
     from analyzer._pandas import pd
 
-    clear = credentials[credentials["secret_in_clear"].astype(dt.boolean).fillna(False).to_numpy(dtype=bool)]
+    clear = credentials[credentials["secret_in_clear"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)]
     kind = (clear["protocol"].astype(dt.string) + " " + clear["mechanism"].astype(dt.string)).astype(object)
     pairs = pd.DataFrame({"uid": clear["uid"].astype(str).to_numpy(), "kind": kind.to_numpy()}).dropna()
     # the distinct kinds of each flow in order of appearance, joined (one Python join per flow, not
@@ -303,7 +303,7 @@ def _per_flow(flow_uids: pd.Index, findings: pd.DataFrame) -> tuple[np.ndarray, 
 
 def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.ndarray:
     """Verdict code per flow (index into VERDICTS)."""
-    encrypted = (flows["encrypted"].astype(dt.boolean) == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    encrypted = (flows["encrypted"].astype(dt.boolean) == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
     fail_at, warn_at = SEVERITIES.index(profile.fail_at), SEVERITIES.index(profile.warn_at)
     code = np.select([worst >= fail_at, worst >= warn_at, encrypted], [2, 1, 0], default=3)
     return code.astype(np.int32)
@@ -331,7 +331,7 @@ def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarr
     # neither, so it counts as not judged rather than as unencrypted
     if clear is None:  # `cleartext(flows)`, unless the rules made it (cleartext_mask)
         clear = cleartext(flows).to_numpy(dtype=bool)
-    decided = (enc == True).fillna(False).to_numpy(dtype=bool) | clear  # noqa: E712
+    decided = (enc == True).to_numpy(dtype=bool, na_value=False) | clear  # noqa: E712
     nbytes = (flows["ip_bytes_to_server"].astype(dt.Int64).fillna(0)
               + flows["ip_bytes_to_client"].astype(dt.Int64).fillna(0))
     # group by (destination, port, zone) with factorized keys and numpy sums: pandas' groupby-agg
@@ -344,7 +344,7 @@ def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarr
     ukeys, inverse = np.unique(key, return_inverse=True)
     n = len(ukeys)
     b = nbytes.to_numpy(dtype=np.int64)
-    encm = enc.fillna(False).to_numpy(dtype=bool)
+    encm = enc.to_numpy(dtype=bool, na_value=False)
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(inverse, weights=values.astype(float), minlength=n).astype(np.int64)

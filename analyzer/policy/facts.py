@@ -115,7 +115,7 @@ def read_schema() -> dict[str, str]:
 
 def _session_rows(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(which flows have a TLS session, which of those are of the TLS family) as boolean masks."""
-    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).fillna(False).to_numpy(dtype=bool)
+    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).to_numpy(dtype=bool, na_value=False)
     # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol)
     has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool)
     return has, family

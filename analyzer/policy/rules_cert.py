@@ -166,13 +166,13 @@ def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
         limit = np.fmin(limit, float(opts["max_days"]))
     mask = np.nan_to_num(days, nan=0.0) > np.nan_to_num(limit, nan=np.inf)
     if opts["exempt_self_signed"]:
-        mask &= ~s["leaf_self_signed"].astype(dt.boolean).fillna(False).to_numpy(dtype=bool)
+        mask &= ~s["leaf_self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
     globs = [str(g).lower() for g in opts["private_issuers"]]
     if globs:
         issuers = s["leaf_issuer_cn"].astype(dt.string).str.lower()
         uniq = issuers.dropna().unique()
         private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
-        mask &= ~issuers.isin(list(private)).fillna(False).to_numpy(dtype=bool)
+        mask &= ~issuers.isin(list(private)).to_numpy(dtype=bool, na_value=False)
     x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ",
                          text(pd.Series(days[mask], index=x.index).astype(dt.Int64)), " days from ",

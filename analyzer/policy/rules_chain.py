@@ -111,8 +111,8 @@ def chain_expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     seen = pd.Series(f.sessions["seen"].array.take(row), index=links.index).astype(dt("datetime64[ns, UTC]"))
     after = links["not_after"].astype(dt("datetime64[ns, UTC]"))
     before = links["not_before"].astype(dt("datetime64[ns, UTC]"))
-    expired = (after < seen).fillna(False).to_numpy(dtype=bool)
-    early = (before > seen).fillna(False).to_numpy(dtype=bool)
+    expired = (after < seen).to_numpy(dtype=bool, na_value=False)
+    early = (before > seen).to_numpy(dtype=bool, na_value=False)
     # evidence for the first offending link of each session only (the others are not reported)
     at = _first_bad(links, expired | early)
     bad = links.iloc[at]
@@ -127,14 +127,14 @@ def chain_weak(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     links = _links(f)
     if not len(links):
         return found(f.sessions.iloc[:0], "")
-    signer = ~links["self_signed"].astype(dt.boolean).fillna(False).to_numpy(dtype=bool)
+    signer = ~links["self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
     kind = links["key_type"].astype(dt.string).str.lower()
     bits = links["key_bits"].astype(dt.Int64)
     rsa = (kind.isin(["rsa", "dsa", "rsa-pss"]) & (bits < int(opts["min_rsa_bits"]))).fillna(False)
     ec = (kind.isin(["ec", "ecdsa"]) & (bits < int(opts["min_ec_bits"]))).fillna(False)
     weak_key = (rsa | ec).to_numpy(dtype=bool) & signer
     hashes = [str(h).lower() for h in opts["hashes"]]
-    weak_sig = links["signature_hash"].astype(dt.string).str.lower().isin(hashes).fillna(False).to_numpy(dtype=bool)
+    weak_sig = links["signature_hash"].astype(dt.string).str.lower().isin(hashes).to_numpy(dtype=bool, na_value=False)
     weak_sig = weak_sig & signer
     m = weak_key | weak_sig
     bad = links[m]

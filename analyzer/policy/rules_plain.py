@@ -113,7 +113,7 @@ def link_ftp_data(ftp_data: pd.DataFrame, flows: pd.DataFrame, window_s: float =
     times = flows[["uid", "ts_start", "ts_end"]].drop_duplicates("uid")
     ann = ann.merge(times.rename(columns={"uid": "control_uid", "ts_start": "c_start", "ts_end": "c_end"}),
                     on="control_uid", how="left")
-    tcp = flows[(flows["transport"].astype(dt.string) == "tcp").fillna(False).to_numpy(dtype=bool)]
+    tcp = flows[(flows["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False)]
     cand = pd.DataFrame({
         "uid": tcp["uid"].astype(dt.string).to_numpy(dtype=object),
         "host": tcp["server_ip"].astype(dt.string).to_numpy(dtype=object),

@@ -122,7 +122,7 @@ def tally(flows: pd.DataFrame, findings: pd.DataFrame) -> Tally:
     t = Tally(flows=len(flows))
     t.verdicts.update({str(k): int(n) for k, n in
                        flows["verdict"].astype(dt.string).fillna("unknown").value_counts().items()})
-    unknown = (flows["verdict"] == "unknown").fillna(False).to_numpy(dtype=bool)
+    unknown = (flows["verdict"] == "unknown").to_numpy(dtype=bool, na_value=False)
     # the reasons of every flow, kept for the unknown ones (selecting their rows first took every column)
     codes = np.bincount(_reasons(flows)[unknown], minlength=3) if unknown.any() else np.zeros(3, np.int64)
     t.not_judged.update({NOT_JUDGED[i]: int(n) for i, n in enumerate(codes) if n})
@@ -288,8 +288,8 @@ class PolicyStage:
         enc = out["encrypted"].astype(dt.boolean)
         payload = (out["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
                    + out["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
-        could = (~(enc == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
-                 & (out["transport"].astype(dt.string) == "tcp").fillna(False).to_numpy(dtype=bool) & (payload > 0))
+        could = (~(enc == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
+                 & (out["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False) & (payload > 0))
         if len(ftp_data):
             controls = out[out["uid"].isin(set(ftp_data["uid"].astype(str))).to_numpy(dtype=bool)]
             times = controls[["uid", "ts_start", "ts_end"]].rename(columns={"ts_start": "c_start", "ts_end": "c_end"})
@@ -393,14 +393,14 @@ class PolicyStage:
             return
         floor = self.latest - pd.Timedelta(seconds=self.horizon_s)
         if self.pending is not None and len(self.pending):
-            old = (self.pending["ts_start"] < floor).fillna(False).to_numpy(dtype=bool)
+            old = (self.pending["ts_start"] < floor).to_numpy(dtype=bool, na_value=False)
             if len(self.pending) - old.sum() > self.max_pending:
                 old = old | (np.arange(len(self.pending)) < len(self.pending) - self.max_pending)
             if old.any():
                 self.stats["ftp_pending_evicted"] += int(old.sum())
                 self.pending = self.pending[~old]
         if self.ann is not None and len(self.ann):
-            old = (self.ann["c_end"] < floor).fillna(False).to_numpy(dtype=bool)
+            old = (self.ann["c_end"] < floor).to_numpy(dtype=bool, na_value=False)
             if old.any():
                 self.stats["ftp_announcements_evicted"] += int(old.sum())
                 self.ann = self.ann[~old]

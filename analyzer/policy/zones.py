@@ -621,9 +621,9 @@ def _apply_mirror_mapping(zmap: ZoneMap, addresses: pd.Series, idx: np.ndarray, 
             continue
         mask = np.zeros(len(frame), dtype=bool)
         if z.vnis:
-            mask |= vni.isin(list(z.vnis)).fillna(False).to_numpy(dtype=bool)
+            mask |= vni.isin(list(z.vnis)).to_numpy(dtype=bool, na_value=False)
         if z.gwlb_endpoints:
-            mask |= ep_norm.isin(list(z.gwlb_endpoints)).fillna(False).to_numpy(dtype=bool)
+            mask |= ep_norm.isin(list(z.gwlb_endpoints)).to_numpy(dtype=bool, na_value=False)
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
