@@ -148,7 +148,7 @@ def _arrow_strings(values: Any) -> Any:
     if not isinstance(array, pd.arrays.ArrowStringArray):
         return None
     out = pa.array(array)
-    return pa.concat_arrays(out.chunks) if isinstance(out, pa.ChunkedArray) else out
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out  # no chunk: an empty array
 
 
 def positions(keys: Any, values: Any) -> np.ndarray:
