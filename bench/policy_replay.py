@@ -2,6 +2,7 @@
 
     python bench/policy_replay.py record CAPTURE FILE     # one audit_stream run; keeps what the stage was fed
     python bench/policy_replay.py time FILE [--repeat 7]  # feeds it to fresh stages; min and median CPU s
+    python bench/policy_replay.py instructions FILE [--tree T]   # callgrind: a first and a second replay's instructions
 
 `record` wraps PolicyStage.on_rows / on_flows during one streamed audit (--vpc 10.0.0.0/8, default
 profile) and pickles every call in order (the row dicts, the Arrow flow chunks). `time` replays
@@ -9,6 +10,11 @@ them into a new PolicyStage per repeat and prints one JSON line: CPU seconds of 
 median over the repeats: on this shared machine the minimum is the least disturbed run), split
 into on_rows and on_flows, and the stage's own timings (zones, rules, judge) of the fastest repeat.
 The dissection is not in it, so a change to the stage shows without the run's noise around it.
+
+`instructions` counts, with callgrind (bench/instructions.py), the instructions of processes that
+load FILE and replay it 0, 1 and 2 times: the differences are the first replay of a process (as
+in a real audit: pandas' first calls, lazy imports and allocations included) and a second one.
+Counts do not drift with the machine's load (about 50x the replay's time under valgrind).
 """
 
 from __future__ import annotations
@@ -84,14 +90,42 @@ def replay(calls: list[tuple[str, Any]]) -> dict[str, Any]:
     return {"total": spent["rows"] + spent["flows"], **spent, "timings": dict(stage.timings), "findings": sink.rows}
 
 
+def _replays(file: Path, n: int, tree: Path) -> None:
+    """Load FILE, then replay it `n` times with `tree`'s analyzer (the process callgrind counts)."""
+    sys.path.insert(0, str(tree))
+    from analyzer._pandas import pd  # noqa: F401  (imported before the stage runs in any audit)
+    from analyzer.policy.evaluate import _default_zones  # noqa: F401
+
+    calls = pickle.loads(file.read_bytes())
+    for _ in range(n):
+        replay(calls)
+
+
+def instructions(file: Path, tree: Path) -> dict[str, Any]:
+    from instructions import callgrind  # bench/instructions.py
+
+    here = Path(__file__).resolve()
+    counts = [callgrind(tree, [str(here), "_replays", str(file), str(n), str(tree)], "policy_replay")
+              for n in (0, 1, 2)]
+    return {"first_replay_Minstr": round((counts[1] - counts[0]) / 1e6),
+            "second_replay_Minstr": round((counts[2] - counts[1]) / 1e6), "load_Minstr": round(counts[0] / 1e6)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["record", "time"])
+    ap.add_argument("action", choices=["record", "time", "instructions", "_replays"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--tree", type=Path, default=ROOT, help="instructions: the checkout whose analyzer replays")
     a = ap.parse_args()
     if a.action == "record":
         record(Path(a.args[0]), Path(a.args[1]))
+        return 0
+    if a.action == "_replays":
+        _replays(Path(a.args[0]), int(a.args[1]), Path(a.args[2]).resolve())
+        return 0
+    if a.action == "instructions":
+        print(json.dumps({"tree": str(a.tree), **instructions(Path(a.args[0]).resolve(), a.tree.resolve())}))
         return 0
     calls = pickle.loads(Path(a.args[0]).read_bytes())
     replay(calls)  # warm: imports, the zone map, pandas' first calls

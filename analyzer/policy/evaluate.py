@@ -53,9 +53,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer.dissect import flow_schema
-from analyzer.policy._rule import SEVERITIES
+from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import Facts, build_facts, conform, empty_frame, read_schema
+from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, positions, read_schema
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
 from analyzer.policy.rules_traffic import cleartext
@@ -137,15 +137,22 @@ def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.Data
     ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
     from analyzer._pandas import pd
 
-    clear = credentials[credentials["secret_in_clear"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    kind = (clear["protocol"].astype("string") + " " + clear["mechanism"].astype("string")).astype(object)
+    clear = credentials[credentials["secret_in_clear"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)]
+    kind = (clear["protocol"].astype(dt.string) + " " + clear["mechanism"].astype(dt.string)).astype(object)
     pairs = pd.DataFrame({"uid": clear["uid"].astype(str).to_numpy(), "kind": kind.to_numpy()}).dropna()
     # the distinct kinds of each flow in order of appearance, joined (one Python join per flow, not
     # a lambda per group over a Series)
     pairs = pairs.drop_duplicates()
     kinds = pd.Series({uid: ", ".join(group) for uid, group in pairs.groupby("uid", sort=False)["kind"]},
                       dtype=object)
-    return flows.assign(credentials=flows["uid"].astype("string").map(kinds).astype("string"))
+    # each flow's kinds found by Arrow's hash lookup of its uid (a Series.map converted every uid to Python)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    uids = pa.array(flows["uid"].astype(dt.string).array)
+    at = pc.index_in(uids, value_set=pa.array([str(u) for u in kinds.index], type=uids.type))
+    values = pa.array([str(v) for v in kinds.tolist()], type=uids.type).take(at)
+    return flows.assign(credentials=pd.array(values, dtype=dt.string))
 
 
 def grade(score: float) -> str:
@@ -180,38 +187,50 @@ def _finding_ids(keys: pd.Series) -> pd.Series:
     hashed = pd.util.hash_pandas_object(keys.astype(object), index=False).to_numpy(dtype=np.uint64)
     # 16 hex digits each, in one pass over the big-endian bytes (an f-string per id was 5x slower)
     hexed = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype="S16")
-    return pd.Series(pd.array(pa.array(hexed, type=pa.binary(16)).cast(pa.string()), dtype="string"),
+    return pd.Series(pd.array(pa.array(hexed, type=pa.binary(16)).cast(pa.string()), dtype=dt.string),
                      index=keys.index)
 
 
-def _server_names(facts_sessions: pd.DataFrame, flows: pd.DataFrame) -> pd.Series:
-    """Per flow (index of `flows`): SNI, else leaf certificate CN (first session of the flow)."""
-    name = facts_sessions["server_name"].astype("string").fillna(facts_sessions["leaf_subject_cn"].astype("string"))
-    per_uid = name.groupby(facts_sessions["uid"].astype("string"), sort=False).first()
-    by_flow = flows["uid"].astype("string").map(per_uid)
-    fallback = flows["tls_server_name"].astype("string")
-    return by_flow.astype("string").fillna(fallback)
+def _server_names(facts: Facts) -> pd.Series:
+    """Per flow (index of `facts.flows`): SNI, else leaf certificate CN (first session of the flow)."""
+    from analyzer._pandas import pd
+
+    sessions, flows = facts.sessions, facts.flows
+    name = sessions["server_name"].astype(dt.string).fillna(sessions["leaf_subject_cn"].astype(dt.string))
+    fallback = flows["tls_server_name"].astype(dt.string)
+    rows = facts.memo.get("session_rows")
+    if rows is not None:  # each session is the one of the flow at `rows` (build_facts)
+        at = np.full(len(flows), -1, dtype=np.int64)
+        at[rows] = np.arange(len(rows))
+        by_flow = pd.Series(name.array.take(at, allow_fill=True), index=flows.index)
+        return by_flow.fillna(fallback)
+    per_uid = name.groupby(sessions["uid"].astype(dt.string), sort=False).first()
+    by_flow = flows["uid"].astype(dt.string).map(per_uid)
+    return by_flow.astype(dt.string).fillna(fallback)
 
 
 def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
     from analyzer._pandas import pd
 
-    parts = []
+    parts, rules, severities = [], [], []
     for rid in profile.enabled():
         if rid == SUPPRESSION_EXPIRED:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
         if len(found):
-            found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
-            same = np.zeros(len(found), dtype=np.int32)  # one value repeated: Arrow's take, not n Python strings
-            found = found.assign(rule=strings_from_codes([rid], same),
-                                 severity=strings_from_codes([setting.severity], same))
-            parts.append(found)
+            if not distinct(found["uid"].array):
+                found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
+            parts.append(found[["uid", "evidence"]])
+            rules.append(rid)
+            severities.append(setting.severity)
     if not parts:
-        return pd.DataFrame({"uid": pd.Series(dtype="string"), "rule": pd.Series(dtype="string"),
-                             "severity": pd.Series(dtype="string"), "evidence": pd.Series(dtype="string")})
-    return pd.concat(parts, ignore_index=True)
+        return pd.DataFrame({"uid": pd.Series(dtype=dt.string), "rule": pd.Series(dtype=dt.string),
+                             "severity": pd.Series(dtype=dt.string), "evidence": pd.Series(dtype=dt.string)})
+    raw = pd.concat(parts, ignore_index=True)
+    # each rule's id and severity spread over its rows by Arrow's take, not n Python strings
+    which = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
+    return raw.assign(rule=strings_from_codes(rules, which), severity=strings_from_codes(severities, which))
 
 
 def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Timestamp) -> pd.DataFrame:
@@ -220,7 +239,7 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
     setting = profile.settings[SUPPRESSION_EXPIRED]
     if not expired or not setting.enabled:
         return empty_frame(FINDINGS)
-    ids = _finding_ids(pd.Series([f"{SUPPRESSION_EXPIRED}|{s.id}" for s in expired], dtype="string"))
+    ids = _finding_ids(pd.Series([f"{SUPPRESSION_EXPIRED}|{s.id}" for s in expired], dtype=dt.string))
     rows: dict[str, list[str]] = {
         "rule": [SUPPRESSION_EXPIRED] * len(expired),
         "severity": [setting.severity] * len(expired),
@@ -228,7 +247,7 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
                      for s in expired],
         "profile": [profile.name] * len(expired),
     }
-    frame = pd.DataFrame({k: pd.Series(v, dtype="string") for k, v in rows.items()})
+    frame = pd.DataFrame({k: pd.Series(v, dtype=dt.string) for k, v in rows.items()})
     frame["finding_id"] = ids.to_numpy()
     for col, dtype in FINDINGS.items():
         if col not in frame:
@@ -236,23 +255,55 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Time
     return frame[list(FINDINGS)]
 
 
-def _per_flow(flows: pd.DataFrame, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _findings_frame(raw: pd.DataFrame, per_flow: dict[str, pd.Series], flow_uids: pd.Index,
+                    profile_name: str) -> pd.DataFrame:
+    """The FINDINGS frame of the rules' findings (`raw`: uid, evidence, rule, severity), with their
+    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile."""
+    from analyzer._pandas import pd
+
+    if not len(raw):
+        return empty_frame(FINDINGS)
+    uid = raw["uid"].astype(dt.string)
+    if distinct(flow_uids):  # each finding's flow by position, its columns taken (a merge cost ~3x)
+        at = positions(flow_uids, uid)
+        cols = {c: v.array.take(at, allow_fill=True) for c, v in per_flow.items()}
+    else:
+        per = pd.DataFrame({"uid": pd.Series(flow_uids, index=per_flow["direction"].index), **per_flow})
+        per = per.drop_duplicates("uid")
+        joined = raw[["uid"]].assign(uid=uid).merge(per, on="uid", how="left")
+        cols = {c: joined[c].array for c in per_flow}
+    n = len(raw)
+    out = {"finding_id": _finding_ids(raw["rule"].astype(dt.string) + "|" + uid).array, "uid": uid.array,
+           "rule": raw["rule"].array, "severity": raw["severity"].array, **cols, "evidence": raw["evidence"].array,
+           "profile": strings_from_codes([profile_name], np.zeros(n, dtype=np.int32)),
+           "suppressed_by": pd.array([None] * n, dtype=dt.string)}
+    return pd.DataFrame({c: out[c] for c in FINDINGS}, copy=False).astype(dt.of(FINDINGS))
+
+
+def _per_flow(flow_uids: pd.Index, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow)."""
     from analyzer._pandas import pd
 
-    live = findings[findings["suppressed_by"].isna() & findings["uid"].notna()]
-    row = pd.Index(flows["uid"].astype(object)).get_indexer(live["uid"].astype(object))
-    rank = live["severity"].map({s: i for i, s in enumerate(SEVERITIES)}).to_numpy(dtype=np.int64)
+    live = (findings["suppressed_by"].isna() & findings["uid"].notna()).to_numpy(dtype=bool)
+    uids = findings["uid"].astype(dt.string)[live]
+    if distinct(flow_uids):
+        row = positions(flow_uids, uids)
+    else:  # a flow's uid is unique (a repeated one raises, as it always did)
+        row = pd.Index(flow_uids).get_indexer(pd.Index(uids))
+    codes, names = findings["severity"].astype(dt.string)[live].factorize()
+    table = np.array([SEVERITIES.index(str(v)) for v in names] + [-1], dtype=np.int64)
+    rank = table[np.where(codes < 0, len(names), codes)]
     ok = row >= 0
-    worst = np.full(len(flows), -1, dtype=np.int64)
+    n = len(flow_uids)
+    worst = np.full(n, -1, dtype=np.int64)
     np.maximum.at(worst, row[ok], rank[ok])
-    count = np.bincount(row[ok], minlength=len(flows)).astype(np.int64)
+    count = np.bincount(row[ok], minlength=n).astype(np.int64)
     return worst, count
 
 
 def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.ndarray:
     """Verdict code per flow (index into VERDICTS)."""
-    encrypted = (flows["encrypted"].astype("boolean") == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    encrypted = (flows["encrypted"].astype(dt.boolean) == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
     fail_at, warn_at = SEVERITIES.index(profile.fail_at), SEVERITIES.index(profile.warn_at)
     code = np.select([worst >= fail_at, worst >= warn_at, encrypted], [2, 1, 0], default=3)
     return code.astype(np.int32)
@@ -263,7 +314,8 @@ DEST_KEYS = ["destination", "server_port", "server_zone"]
 DEST_SUMS = ["flows", "bytes", "enc_flow", "enc_bytes", "decided", "decided_bytes", "findings"]
 
 
-def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series) -> pd.DataFrame:
+def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series,
+                     clear: np.ndarray | None = None) -> pd.DataFrame:
     """Per (destination, server_port, server_zone) of `flows` (zoned): the sums the destinations
     frame is made of (`destinations_from_sums`). Sums of several chunks of flows add up
     (`add_destination_sums`), so a streamed audit keeps these, not the flows. A missing port is -1,
@@ -274,23 +326,25 @@ def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarr
         return pd.DataFrame({"destination": pd.Series(dtype=object), "server_port": pd.Series(dtype=np.int64),
                              "server_zone": pd.Series(dtype=object),
                              **{c: pd.Series(dtype=np.int64) for c in (*DEST_SUMS, "worst")}})
-    enc = flows["encrypted"].astype("boolean")
+    enc = flows["encrypted"].astype(dt.boolean)
     # decided: encrypted, or cleartext application data; a failed handshake or an undecided flow is
     # neither, so it counts as not judged rather than as unencrypted
-    decided = (enc == True).fillna(False).to_numpy(dtype=bool) | cleartext(flows).to_numpy(dtype=bool)  # noqa: E712
-    nbytes = (flows["ip_bytes_to_server"].astype("Int64").fillna(0)
-              + flows["ip_bytes_to_client"].astype("Int64").fillna(0))
+    if clear is None:  # `cleartext(flows)`, unless the rules made it (cleartext_mask)
+        clear = cleartext(flows).to_numpy(dtype=bool)
+    decided = (enc == True).to_numpy(dtype=bool, na_value=False) | clear  # noqa: E712
+    nbytes = (flows["ip_bytes_to_server"].astype(dt.Int64).fillna(0)
+              + flows["ip_bytes_to_client"].astype(dt.Int64).fillna(0))
     # group by (destination, port, zone) with factorized keys and numpy sums: pandas' groupby-agg
     # over three object keys was a fifth of evaluate() on large captures
-    dest = names.fillna(flows["server_ip"].astype("string")).fillna("?")
-    port_codes, port_u = pd.factorize(flows["server_port"].astype("Int64").fillna(-1))
+    dest = names.fillna(flows["server_ip"].astype(dt.string)).fillna("?")
+    port_codes, port_u = pd.factorize(flows["server_port"].astype(dt.Int64).fillna(-1))
     dest_codes, dest_u = pd.factorize(dest)
-    zone_codes, zone_u = pd.factorize(flows["server_zone"].astype("string").fillna("?"))
+    zone_codes, zone_u = pd.factorize(flows["server_zone"].astype(dt.string).fillna("?"))
     key = (dest_codes.astype(np.int64) * len(port_u) + port_codes) * len(zone_u) + zone_codes
     ukeys, inverse = np.unique(key, return_inverse=True)
     n = len(ukeys)
     b = nbytes.to_numpy(dtype=np.int64)
-    encm = enc.fillna(False).to_numpy(dtype=bool)
+    encm = enc.to_numpy(dtype=bool, na_value=False)
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(inverse, weights=values.astype(float), minlength=n).astype(np.int64)
@@ -342,21 +396,21 @@ def destinations_from_sums(g: pd.DataFrame) -> pd.DataFrame:
     base = np.where(np.isnan(judged_share), 100.0, 100.0 * judged_share)
     score = np.clip(np.minimum(base, 100.0 - penalty), 0, 100).round()
     grades = np.array([grade(x) for x in score], dtype=object)
-    port = g["server_port"].astype("Int64")
-    zone = g["server_zone"].astype("string")
+    port = g["server_port"].astype(dt.Int64)
+    zone = g["server_zone"].astype(dt.string)
     out = pd.DataFrame({
-        "destination": g["destination"].astype("string"),
-        "server_port": port.mask(port < 0).astype("Int32"),
+        "destination": g["destination"].astype(dt.string),
+        "server_port": port.mask(port < 0).astype(dt.Int32),
         "server_zone": zone.mask(zone == "?"),
-        "flows": g["flows"].astype("Int64"),
-        "bytes": g["bytes"].astype("Int64"),
-        "encrypted_flow_share": pd.Series(flow_share, index=g.index).astype("Float64"),
-        "encrypted_byte_share": pd.Series(byte_share, index=g.index).astype("Float64"),
-        "unjudged_flows": (g["flows"] - g["decided"]).astype("Int64"),
-        "findings": g["findings"].astype("Int64"),
+        "flows": g["flows"].astype(dt.Int64),
+        "bytes": g["bytes"].astype(dt.Int64),
+        "encrypted_flow_share": pd.Series(flow_share, index=g.index).astype(dt.Float64),
+        "encrypted_byte_share": pd.Series(byte_share, index=g.index).astype(dt.Float64),
+        "unjudged_flows": (g["flows"] - g["decided"]).astype(dt.Int64),
+        "findings": g["findings"].astype(dt.Int64),
         "worst_severity": strings_from_codes(SEVERITIES, worst),
-        "score": pd.Series(np.where(judged, score, np.nan), index=g.index).astype("Float64").astype("Int16"),
-        "grade": pd.Series(grades, index=g.index).where(judged).astype("string"),
+        "score": pd.Series(np.where(judged, score, np.nan), index=g.index).astype(dt.Float64).astype(dt.Int16),
+        "grade": pd.Series(grades, index=g.index).where(judged).astype(dt.string),
     })
     return out.sort_values(["score", "bytes", "destination", "server_port", "server_zone"],
                            ascending=[True, False, True, True, True], na_position="last",
@@ -409,22 +463,19 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
     t2 = time.process_time()
     facts = build_facts(flows, zoned, tls, certs, now, ftp_data)
     zf = facts.flows
-    names = _server_names(facts.sessions, zf)
+    names = _server_names(facts)
 
     t3 = time.process_time()
     raw = _rule_findings(facts, profile)
     t4 = time.process_time()
-    per_flow = pd.DataFrame({
-        "uid": zf["uid"].astype("string"), "direction": zf["direction"], "transport": zf["transport"],
-        "client_ip": zf["client_ip"], "client_port": zf["client_port"], "server_ip": zf["server_ip"],
-        "server_port": zf["server_port"], "server_name": names, "client_zone": zf["client_zone"],
-        "server_zone": zf["server_zone"], "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
-    }).drop_duplicates("uid")
-    joined = raw.merge(per_flow, on="uid", how="left")
-    joined["finding_id"] = _finding_ids(joined["rule"].astype("string") + "|" + joined["uid"].astype("string"))
-    joined["profile"] = pd.array([profile.name] * len(joined), dtype="string")
-    joined["suppressed_by"] = pd.Series(pd.NA, index=joined.index, dtype="string")
-    findings = joined[list(FINDINGS)].astype(FINDINGS) if len(joined) else empty_frame(FINDINGS)
+    per_flow = {
+        "direction": zf["direction"], "transport": zf["transport"], "client_ip": zf["client_ip"],
+        "client_port": zf["client_port"], "server_ip": zf["server_ip"], "server_port": zf["server_port"],
+        "server_name": names, "client_zone": zf["client_zone"], "server_zone": zf["server_zone"],
+        "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
+    }
+    flow_uids = pd.Index(zf["uid"].astype(dt.string))
+    findings = _findings_frame(raw, per_flow, flow_uids, profile.name)
     if len(findings):
         open_ = np.ones(len(findings), dtype=bool)
         by = np.full(len(findings), None, dtype=object)
@@ -432,14 +483,14 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
             m = match_suppression(findings, s) & open_
             by[m] = s.id
             open_ &= ~m
-        findings["suppressed_by"] = pd.array(by, dtype="string")
+        findings["suppressed_by"] = pd.array(by, dtype=dt.string)
 
-    worst, count = _per_flow(zf, findings)
+    worst, count = _per_flow(flow_uids, findings)
     code = _verdicts(zf, worst, profile)
     out_flows = zf.copy()
     out_flows["verdict"] = strings_from_codes(VERDICTS, code)
-    out_flows["finding_count"] = pd.array(count, dtype="Int32")
-    sums = destination_sums(zf, worst, count, names)
+    out_flows["finding_count"] = pd.array(count, dtype=dt.Int32)
+    sums = destination_sums(zf, worst, count, names, facts.memo.get("cleartext"))
     if timings is not None:
         for key, spent in (("zones", t2 - t1), ("rules", t4 - t3), ("judge", time.process_time() - t0)):
             timings[key] = timings.get(key, 0.0) + spent
@@ -453,7 +504,7 @@ def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
         findings = (findings.assign(_o=order).sort_values(["_o", "rule", "first_seen", "uid"], kind="stable",
                                                           na_position="last")
                     .drop(columns="_o").reset_index(drop=True))
-    return findings.astype(FINDINGS)
+    return findings.astype(dt.of(FINDINGS))
 
 
 def evaluate(

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
 
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "empty_frame", "read_schema"]
+__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "positions",
+           "read_schema"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -117,15 +120,21 @@ def read_schema(groups: Iterable[str] | None = ()) -> dict[str, str]:
     return {c: d for c, d in registry.flow_schema(groups=groups).items() if c in FLOW_READS}
 
 
-def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
-    """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
-    from analyzer._pandas import pd
-
-    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).fillna(False).to_numpy(dtype=bool)
+def _session_rows(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(which flows have a TLS session, which of those are of the TLS family) as boolean masks."""
+    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).to_numpy(dtype=bool, na_value=False)
     # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol);
     # flows without the session facts (a run that did not make them) give the family's sessions,
     # with the facts the other TLS columns hold
     has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool) if "tls_sslv2" in flows.columns else family
+    return has, family
+
+
+def _sessions_from_flows(flows: pd.DataFrame, rows: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
+    from analyzer._pandas import pd
+
+    has, family = _session_rows(flows) if rows is None else rows
     taken = [c for c in _FROM_FLOWS if c in flows.columns]
     # only the columns a session takes (a take per column: the flows frame has every column the policy reads)
     sub = flows.loc[has, ["uid", "ts_start", "client_ip", "client_port", "server_ip", "server_port", *taken]]
@@ -134,8 +143,48 @@ def _sessions_from_flows(flows: pd.DataFrame) -> pd.DataFrame:
     for src in taken:
         out[_FROM_FLOWS[src]] = sub[src]
     out["protocol"] = sub["app_protocol"].where(family[has], "tls")
-    frame = pd.DataFrame(out)
-    return conform(frame.reset_index(drop=True), tls_schema.TLS)
+    # only the columns made from flows: the tls schema's other ~50 (fingerprints, offered lists, ...)
+    # would be null here, and no rule reads them (a rule that did would fail loudly, KeyError); the
+    # session facts a run did not make (flows without the tls_session group) are null columns
+    frame = pd.DataFrame(out).reset_index(drop=True)
+    absent = {dst: tls_schema.TLS[dst] for src, dst in _FROM_FLOWS.items() if src not in flows.columns}
+    return conform(frame, absent) if absent else frame
+
+
+def _arrow_strings(values: Any) -> Any:
+    """The Arrow string array of a pandas string Series / Index / array, else None."""
+    import pyarrow as pa
+
+    from analyzer._pandas import pd
+
+    array = getattr(values, "array", values)
+    if not isinstance(array, pd.arrays.ArrowStringArray):
+        return None
+    out = pa.array(array)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out  # no chunk: an empty array
+
+
+def positions(keys: Any, values: Any) -> np.ndarray:
+    """For each of `values`, the position of the same value among `keys` (distinct), -1 where none:
+    `pd.Index(keys).get_indexer(values)`, by Arrow's hash lookup for strings (pandas turned every
+    string of both into a Python object first)."""
+    import pyarrow.compute as pc
+
+    from analyzer._pandas import pd
+
+    k, v = _arrow_strings(keys), _arrow_strings(values)
+    if k is None or v is None:
+        return np.asarray(pd.Index(keys).get_indexer(values), dtype=np.int64)
+    at = pc.index_in(v, value_set=k.cast(v.type))
+    return np.asarray(pc.fill_null(at, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def distinct(values: Any) -> bool:
+    """Whether an array holds no value twice (Arrow's hash count: no copy, no sort)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(pc.count_distinct(pa.array(getattr(values, "array", values)), mode="all").as_py() == len(values))
 
 
 def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -151,7 +200,7 @@ def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd
     if plain or set(extra) & set(left.columns):
         joined = left.merge(right, left_on=on, right_on=key, how="left", validate="many_to_one")
         return joined.drop(columns=key) if key != on else joined
-    at = pd.Index(right[key]).get_indexer(left[on])
+    at = positions(right[key], left[on])
     taken = {c: right[c].array.take(at, allow_fill=True) for c in extra}
     return pd.concat([left, pd.DataFrame(taken, index=left.index)], axis=1)
 
@@ -165,10 +214,22 @@ def build_facts(
 
     flows = conform(flows, read_schema())
     zflows = pd.concat([flows, zoned], axis=1)
-    tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, tls_schema.TLS)
+    memo: dict[str, Any] = {"unique_flows": distinct(zflows["uid"].array)}
     certs_frame = conform(certs, tls_schema.CERTS)
-    per_flow = zflows[["uid", *_FLOW_COLUMNS]].drop_duplicates("uid")
-    sessions = _left_join(tls_frame.reset_index(drop=True), "uid", per_flow, "uid")
+    if tls is None and memo["unique_flows"]:
+        # each session is its flow's own (one per flow): the flow's columns taken by position, no join
+        has = _session_rows(flows)
+        rows = np.flatnonzero(has[0])
+        memo["session_rows"] = rows
+        tls_frame = _sessions_from_flows(flows, has)
+        taken = {c: zflows[c].array.take(rows) for c in _FLOW_COLUMNS}
+        sessions = pd.concat([tls_frame, pd.DataFrame(taken, index=tls_frame.index)], axis=1)
+    else:
+        tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, tls_schema.TLS)
+        per_flow = zflows[["uid", *_FLOW_COLUMNS]]
+        if not memo["unique_flows"]:
+            per_flow = per_flow.drop_duplicates("uid")
+        sessions = _left_join(tls_frame.reset_index(drop=True), "uid", per_flow, "uid")
     leaf = certs_frame[["sha256", *LEAF_COLUMNS]].drop_duplicates("sha256")
     leaf = leaf.rename(columns={c: f"leaf_{c}" for c in LEAF_COLUMNS})
     sessions = _left_join(sessions, "cert_sha256", leaf, "sha256")
@@ -176,4 +237,4 @@ def build_facts(
     sessions["seen"] = seen
     from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
 
-    return Facts(zflows, sessions, now, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS), certs=certs_frame)
+    return Facts(zflows, sessions, now, memo=memo, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS), certs=certs_frame)

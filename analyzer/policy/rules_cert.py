@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, day, dt, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,18 +77,16 @@ def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     m = as_mask(s["leaf_not_after"] < s["seen"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expired "
-                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", seen "
-                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expired ", day(x["leaf_not_after"]), ", seen ",
+                         day(x["seen"])))
 
 
 def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     m = as_mask(s["leaf_not_before"] > s["seen"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_before", "seen")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid only from "
-                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + ", seen "
-                 + text(x["seen"].dt.strftime("%Y-%m-%d")))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid only from ", day(x["leaf_not_before"]),
+                         ", seen ", day(x["seen"])))
 
 
 def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
@@ -100,44 +98,44 @@ def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     m = as_mask((after >= seen) & (after < seen + runway))
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
     days = ((x["leaf_not_after"] - x["seen"]).dt.total_seconds() / 86_400).round(1)
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " expires "
-                 + text(x["leaf_not_after"].dt.strftime("%Y-%m-%d")) + ", " + text(days)
-                 + " days after it was seen (runway " + str(opts["runway_days"]) + " days)")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expires ", day(x["leaf_not_after"]), ", ",
+                         text(days), " days after it was seen (runway ", str(opts["runway_days"]), " days)"))
 
 
 def self_signed(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     x = pick(s, as_mask(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
-    return found(x, "self-signed certificate " + text(x["leaf_subject_cn"]) + " (issuer "
-                 + text(x["leaf_issuer_cn"]) + ")")
+    return found(x, join("self-signed certificate ", text(x["leaf_subject_cn"]), " (issuer ", text(x["leaf_issuer_cn"]),
+                         ")"))
 
 
 def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    kind = s["leaf_key_type"].astype("string").str.lower()
-    bits = s["leaf_key_bits"].astype("Int64")
+    kind = s["leaf_key_type"].astype(dt.string).str.lower()
+    bits = s["leaf_key_bits"].astype(dt.Int64)
     rsa = as_mask(kind.isin(["rsa", "dsa", "rsa-pss"])) & as_mask(bits < int(opts["min_rsa_bits"]))
     ec = as_mask(kind.isin(["ec", "ecdsa"])) & as_mask(bits < int(opts["min_ec_bits"]))
     m = rsa | ec
     x = pick(s, m, "leaf_subject_cn")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + ": " + text(kind[m]) + " key of "
-                 + text(bits[m]) + " bits")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), ": ", text(kind[m]), " key of ", text(bits[m]),
+                         " bits"))
 
 
 def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    h = s["leaf_signature_hash"].astype("string").str.lower()
+    h = s["leaf_signature_hash"].astype(dt.string).str.lower()
     x = pick(s, as_mask(h.isin([str(v).lower() for v in opts["hashes"]])), "leaf_subject_cn",
              "leaf_signature_algorithm")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " signed with " + text(x["leaf_signature_algorithm"]))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " signed with ",
+                         text(x["leaf_signature_algorithm"])))
 
 
 def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    m = as_mask(s["sni_matches_cert"].astype("boolean") == False)  # noqa: E712  (null: not judged)
+    m = as_mask(s["sni_matches_cert"].astype(dt.boolean) == False)  # noqa: E712  (null: not judged)
     x = pick(s, m, "server_name", "leaf_san_dns", "leaf_subject_cn")
-    return found(x, "SNI " + text(x["server_name"]) + " not covered by certificate for "
-                 + text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"])))
+    return found(x, join("SNI ", text(x["server_name"]), " not covered by certificate for ",
+                         text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"]))))
 
 
 def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.ndarray:
@@ -147,7 +145,7 @@ def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.
     steps = sorted((pd.Timestamp(str(d), tz="UTC"), float(n)) for d, n in schedule)
     starts = np.array([t.value for t, _ in steps], dtype=np.int64)
     limits = np.array([n for _, n in steps], dtype=float)
-    nb = not_before.astype("datetime64[ns, UTC]")
+    nb = not_before.astype(dt("datetime64[ns, UTC]"))
     known = nb.notna().to_numpy()
     values = nb.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype(np.int64)
     i = np.searchsorted(starts, values, side="right") - 1
@@ -168,18 +166,18 @@ def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
         limit = np.fmin(limit, float(opts["max_days"]))
     mask = np.nan_to_num(days, nan=0.0) > np.nan_to_num(limit, nan=np.inf)
     if opts["exempt_self_signed"]:
-        mask &= ~s["leaf_self_signed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        mask &= ~s["leaf_self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
     globs = [str(g).lower() for g in opts["private_issuers"]]
     if globs:
-        issuers = s["leaf_issuer_cn"].astype("string").str.lower()
+        issuers = s["leaf_issuer_cn"].astype(dt.string).str.lower()
         uniq = issuers.dropna().unique()
         private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
-        mask &= ~issuers.isin(list(private)).fillna(False).to_numpy(dtype=bool)
+        mask &= ~issuers.isin(list(private)).to_numpy(dtype=bool, na_value=False)
     x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
-    return found(x, "certificate " + text(x["leaf_subject_cn"]) + " valid "
-                 + text(pd.Series(days[mask], index=x.index).astype("Int64")) + " days from "
-                 + text(x["leaf_not_before"].dt.strftime("%Y-%m-%d")) + "; maximum "
-                 + text(pd.Series(limit[mask], index=x.index).astype("Int64")) + " days")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ",
+                         text(pd.Series(days[mask], index=x.index).astype(dt.Int64)), " days from ",
+                         day(x["leaf_not_before"]), "; maximum ",
+                         text(pd.Series(limit[mask], index=x.index).astype(dt.Int64)), " days"))
 
 
 CERT_RULES = (

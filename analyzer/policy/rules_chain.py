@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, found
+from analyzer.policy._rule import Rule, day, dt, found, join, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,19 +47,29 @@ def chain_links(sessions: pd.DataFrame, certs: pd.DataFrame) -> pd.DataFrame:
     (`row`), `position` (1 = the leaf's issuer as sent) and the certificate's facts from `certs`
     (null when the certs frame does not have it). Pure: sessions need `cert_chain`."""
     from analyzer._pandas import pd
+    from analyzer.policy.facts import _left_join
+    from analyzer.policy.zones import strings_from_codes
 
-    chain = sessions["cert_chain"].astype("string")
-    has = chain.str.contains(",", regex=False).fillna(False).to_numpy(dtype=bool)
+    # each distinct chain split once (a capture's sessions share a few chains), then spread
+    codes, chains = pd.factorize(sessions["cert_chain"].astype(dt.string), use_na_sentinel=True)
+    above = [[p.strip() for p in str(c).split(",")][1:] for c in chains.tolist()]
+    count_u = np.array([len(a) for a in above] + [0], dtype=np.int64)  # last: no chain
+    codes = np.where(codes < 0, len(above), codes)
+    has = count_u[codes] > 0
     if not has.any():
         return pd.DataFrame({"row": pd.Series(dtype=np.int64), "position": pd.Series(dtype=np.int64),
                              **{c: pd.Series(dtype=object) for c in _CERT_COLUMNS}})
-    parts = chain[has].str.split(",")
-    rows = np.repeat(np.flatnonzero(has), parts.map(len).to_numpy(dtype=np.int64))
-    flat = pd.DataFrame({"row": rows, "sha256": [p.strip() for ps in parts for p in ps]})
-    flat["position"] = flat.groupby("row").cumcount()
-    flat = flat[flat["position"] > 0]
+    rows = np.flatnonzero(has)
+    counts = count_u[codes[rows]]
+    start_u = np.concatenate([[0], np.cumsum(count_u)[:-1]])
+    first = np.cumsum(counts) - counts  # each session's first link in the output
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
+    at = np.repeat(start_u[codes[rows]], counts) + within
+    flat = pd.DataFrame({"row": np.repeat(rows, counts),
+                         "sha256": strings_from_codes([sha for a in above for sha in a], at),
+                         "position": within + 1})
     facts = certs[[c for c in _CERT_COLUMNS if c in certs.columns]].drop_duplicates("sha256")
-    return flat.merge(facts, on="sha256", how="left")
+    return _left_join(flat, "sha256", facts.reset_index(drop=True), "sha256")
 
 
 def _links(f: Facts) -> pd.DataFrame:
@@ -77,50 +87,60 @@ def _first_per_session(f: Facts, links: pd.DataFrame, why: pd.Series) -> pd.Data
         return found(f.sessions.iloc[:0], "")
     links = links.assign(_why=why.to_numpy()).sort_values(["row", "position"], kind="stable")
     first = links.drop_duplicates("row")
-    rows = f.sessions.iloc[first["row"].to_numpy()]
-    return found(rows[["uid"]], first["_why"].reset_index(drop=True).set_axis(rows.index))
+    rows = f.sessions[["uid"]].iloc[first["row"].to_numpy()]
+    return found(rows, first["_why"].reset_index(drop=True).set_axis(rows.index))
+
+
+def _first_bad(links: pd.DataFrame, bad: np.ndarray) -> np.ndarray:
+    """Positions (in `links`) of each session's first offending link: links are in (row, position)
+    order as chain_links makes them, so the first of each row's bad links."""
+    at = np.flatnonzero(bad)
+    rows = links["row"].to_numpy(dtype=np.int64)[at]
+    keep = np.ones(len(at), dtype=bool)
+    keep[1:] = rows[1:] != rows[:-1]
+    return at[keep]
 
 
 def chain_expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    links = _links(f)
-    seen = f.sessions["seen"].to_numpy()[links["row"].to_numpy()] if len(links) else np.array([])
-    after = links["not_after"].astype("datetime64[ns, UTC]") if len(links) else links["not_after"]
-    before = links["not_before"].astype("datetime64[ns, UTC]") if len(links) else links["not_before"]
-    if not len(links):
-        return found(f.sessions.iloc[:0], "")
     from analyzer._pandas import pd
 
-    seen_s = pd.Series(seen, index=links.index).astype("datetime64[ns, UTC]")
-    expired = (after < seen_s).fillna(False).to_numpy(dtype=bool)
-    early = (before > seen_s).fillna(False).to_numpy(dtype=bool)
-    bad = links[expired | early]
-    cn = bad["subject_cn"].astype("string").fillna("?")
-    pos = bad["position"].astype(str)
-    why = ("chain certificate " + pos + " (" + cn + ") "
-           + np.where(expired[expired | early], "expired " + after[expired | early].dt.strftime("%Y-%m-%d"),
-                      "valid only from " + before[expired | early].dt.strftime("%Y-%m-%d"))
-           + ", seen " + seen_s[expired | early].dt.strftime("%Y-%m-%d"))
-    return _first_per_session(f, bad, why)
+    links = _links(f)
+    if not len(links):
+        return found(f.sessions.iloc[:0], "")
+    row = links["row"].to_numpy(dtype=np.int64)
+    seen = pd.Series(f.sessions["seen"].array.take(row), index=links.index).astype(dt("datetime64[ns, UTC]"))
+    after = links["not_after"].astype(dt("datetime64[ns, UTC]"))
+    before = links["not_before"].astype(dt("datetime64[ns, UTC]"))
+    expired = (after < seen).to_numpy(dtype=bool, na_value=False)
+    early = (before > seen).to_numpy(dtype=bool, na_value=False)
+    # evidence for the first offending link of each session only (the others are not reported)
+    at = _first_bad(links, expired | early)
+    bad = links.iloc[at]
+    what = join("expired ", day(after.iloc[at])).where(expired[at], join("valid only from ", day(before.iloc[at])))
+    why = join("chain certificate ", bad["position"].astype(dt.string), " (", text(bad["subject_cn"]), ") ", what,
+               ", seen ", day(seen.iloc[at]))
+    rows = f.sessions[["uid"]].iloc[bad["row"].to_numpy()]
+    return found(rows, pd.Series(why.array, index=rows.index))
 
 
 def chain_weak(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     links = _links(f)
     if not len(links):
         return found(f.sessions.iloc[:0], "")
-    signer = ~links["self_signed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    kind = links["key_type"].astype("string").str.lower()
-    bits = links["key_bits"].astype("Int64")
+    signer = ~links["self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
+    kind = links["key_type"].astype(dt.string).str.lower()
+    bits = links["key_bits"].astype(dt.Int64)
     rsa = (kind.isin(["rsa", "dsa", "rsa-pss"]) & (bits < int(opts["min_rsa_bits"]))).fillna(False)
     ec = (kind.isin(["ec", "ecdsa"]) & (bits < int(opts["min_ec_bits"]))).fillna(False)
     weak_key = (rsa | ec).to_numpy(dtype=bool) & signer
     hashes = [str(h).lower() for h in opts["hashes"]]
-    weak_sig = links["signature_hash"].astype("string").str.lower().isin(hashes).fillna(False).to_numpy(dtype=bool)
+    weak_sig = links["signature_hash"].astype(dt.string).str.lower().isin(hashes).to_numpy(dtype=bool, na_value=False)
     weak_sig = weak_sig & signer
     m = weak_key | weak_sig
     bad = links[m]
-    cn = bad["subject_cn"].astype("string").fillna("?")
-    key_text = kind[m].fillna("?") + " key of " + bits[m].astype("string").fillna("?") + " bits"
-    sig_text = "signed with " + bad["signature_hash"].astype("string").fillna("?")
+    cn = bad["subject_cn"].astype(dt.string).fillna("?")
+    key_text = kind[m].fillna("?") + " key of " + bits[m].astype(dt.string).fillna("?") + " bits"
+    sig_text = "signed with " + bad["signature_hash"].astype(dt.string).fillna("?")
     what = np.where(weak_key[m] & weak_sig[m], key_text + ", " + sig_text,
                     np.where(weak_key[m], key_text, sig_text))
     why: Any = "chain certificate " + bad["position"].astype(str) + " (" + cn + "): " + what

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,29 +62,29 @@ FTP_DATA_COLUMNS = {"uid": "string", "command": "string", "host": "string", "por
 
 
 def _not_encrypted(fl: pd.DataFrame) -> np.ndarray:
-    return ~as_mask(fl["encrypted"].astype("boolean") == True)  # noqa: E712  (null: not shown encrypted)
+    return ~as_mask(fl["encrypted"].astype(dt.boolean) == True)  # noqa: E712  (null: not shown encrypted)
 
 
 def starttls_not_used(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    m = as_mask(fl["starttls"].astype("string") == "offered_not_used") & _not_encrypted(fl)
+    m = as_mask(fl["starttls"].astype(dt.string) == "offered_not_used") & _not_encrypted(fl)
     x = pick(fl, m, "app_protocol", "server_port")
-    return found(x, "server offered STARTTLS; the client went on in the clear (" + text(x["app_protocol"])
-                 + " port " + text(x["server_port"]) + ")")
+    return found(x, join("server offered STARTTLS; the client went on in the clear (", text(x["app_protocol"]),
+                         " port ", text(x["server_port"]), ")"))
 
 
 def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    state = fl["starttls"].astype("string")
+    state = fl["starttls"].astype(dt.string)
     m = as_mask(state.isin(list(opts["states"]))) & _not_encrypted(fl)
     protocols = [str(p).lower() for p in opts["protocols"]]
     if protocols:
-        m &= as_mask(fl["app_protocol"].astype("string").str.lower().isin(protocols))
+        m &= as_mask(fl["app_protocol"].astype(dt.string).str.lower().isin(protocols))
     x = pick(fl, m, "app_protocol", "server_port", "starttls")
-    said = x["starttls"].astype("string").map({"not_offered": "never offered",
+    said = x["starttls"].astype(dt.string).map({"not_offered": "never offered",
                                                 "requested_refused": "refused"}).fillna(x["starttls"])
-    return found(x, text(x["app_protocol"]) + " server " + text(said) + " STARTTLS; the session stayed in the clear"
-                 + " (port " + text(x["server_port"]) + ")")
+    return found(x, join(text(x["app_protocol"]), " server ", text(said),
+                         " STARTTLS; the session stayed in the clear (port ", text(x["server_port"]), ")"))
 
 
 def link_ftp_data(ftp_data: pd.DataFrame, flows: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
@@ -104,20 +104,20 @@ def link_ftp_data(ftp_data: pd.DataFrame, flows: pd.DataFrame, window_s: float =
     if not len(ftp_data) or not len(flows):
         return empty
     ann = pd.DataFrame({
-        "control_uid": ftp_data["uid"].astype("string").to_numpy(dtype=object),
-        "command": ftp_data["command"].astype("string").to_numpy(dtype=object),
-        "host": ftp_data["host"].astype("string").to_numpy(dtype=object),
-        "port": ftp_data["port"].astype("Int64").to_numpy(dtype="float64", na_value=np.nan),
-        "protected": ftp_data["protected"].astype("boolean").astype(object).to_numpy(),
+        "control_uid": ftp_data["uid"].astype(dt.string).to_numpy(dtype=object),
+        "command": ftp_data["command"].astype(dt.string).to_numpy(dtype=object),
+        "host": ftp_data["host"].astype(dt.string).to_numpy(dtype=object),
+        "port": ftp_data["port"].astype(dt.Int64).to_numpy(dtype="float64", na_value=np.nan),
+        "protected": ftp_data["protected"].astype(dt.boolean).astype(object).to_numpy(),
     }).dropna(subset=["host", "port"])
     times = flows[["uid", "ts_start", "ts_end"]].drop_duplicates("uid")
     ann = ann.merge(times.rename(columns={"uid": "control_uid", "ts_start": "c_start", "ts_end": "c_end"}),
                     on="control_uid", how="left")
-    tcp = flows[(flows["transport"].astype("string") == "tcp").fillna(False).to_numpy(dtype=bool)]
+    tcp = flows[(flows["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False)]
     cand = pd.DataFrame({
-        "uid": tcp["uid"].astype("string").to_numpy(dtype=object),
-        "host": tcp["server_ip"].astype("string").to_numpy(dtype=object),
-        "port": tcp["server_port"].astype("Int64").to_numpy(dtype="float64", na_value=np.nan),
+        "uid": tcp["uid"].astype(dt.string).to_numpy(dtype=object),
+        "host": tcp["server_ip"].astype(dt.string).to_numpy(dtype=object),
+        "port": tcp["server_port"].astype(dt.Int64).to_numpy(dtype="float64", na_value=np.nan),
         "d_start": tcp["ts_start"].to_numpy(),
     })
     j = ann.merge(cand, on=["host", "port"], how="inner")
@@ -148,32 +148,32 @@ def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     links = links[at >= 0]
     at = at[at >= 0]
     d = row.iloc[at]
-    enc = d["encrypted"].astype("boolean")
-    payload = (d["payload_bytes_to_server"].astype("Int64").fillna(0)
-               + d["payload_bytes_to_client"].astype("Int64").fillna(0)).to_numpy(dtype=np.int64)
-    unprotected = ~as_mask(links["protected"].astype("boolean"))
+    enc = d["encrypted"].astype(dt.boolean)
+    payload = (d["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
+               + d["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
+    unprotected = ~as_mask(links["protected"].astype(dt.boolean))
     m = ~as_mask(enc == True) & (payload > 0) & (unprotected | as_mask(enc == False))  # noqa: E712
     x = d[m].assign(_control=links["control_uid"].to_numpy()[m], _command=links["command"].to_numpy()[m],
                     _payload=payload[m])
-    return found(x, "FTP data channel in the clear (" + text(x["_command"]) + " on control flow "
-                 + text(x["_control"]) + ", PROT P not in force), " + text(x["_payload"]) + " payload bytes")
+    return found(x, join("FTP data channel in the clear (", text(x["_command"]), " on control flow ",
+                         text(x["_control"]), ", PROT P not in force), ", text(x["_payload"]), " payload bytes"))
 
 
 def http_redirect_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    m = as_mask(fl["http_redirect_to_https"].astype("boolean")) & _not_encrypted(fl)
+    m = as_mask(fl["http_redirect_to_https"].astype(dt.boolean)) & _not_encrypted(fl)
     x = pick(fl, m, "http_host", "http_location")
-    return found(x, "http://" + text(x["http_host"]) + " answered with a redirect to "
-                 + text(x["http_location"]) + ": the first request went in the clear")
+    return found(x, join("http://", text(x["http_host"]), " answered with a redirect to ", text(x["http_location"]),
+                         ": the first request went in the clear"))
 
 
 def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    version = fl["ssh_protocol"].astype("string")
+    version = fl["ssh_protocol"].astype(dt.string)
     m = as_mask(version.str.startswith("1."))
     x = pick(fl, m, "ssh_protocol", "ssh_server_software", "ssh_client_software")
-    return found(x, "SSH protocol " + text(x["ssh_protocol"]) + " (server " + text(x["ssh_server_software"])
-                 + ", client " + text(x["ssh_client_software"]) + ")")
+    return found(x, join("SSH protocol ", text(x["ssh_protocol"]), " (server ", text(x["ssh_server_software"]),
+                         ", client ", text(x["ssh_client_software"]), ")"))
 
 
 PLAIN_RULES = (

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
+from analyzer.policy.zones import strings_from_codes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,64 +79,68 @@ def _suite_table() -> pd.DataFrame:
     return pd.DataFrame(rows).drop_duplicates("name").set_index("name")
 
 
-def _suite_flags(f: Facts) -> pd.DataFrame:
-    """Suite attributes for each session's negotiated cipher (all null when unknown or absent),
-    looked up once per evaluation."""
+def _suite_rows(f: Facts) -> tuple[np.ndarray, pd.DataFrame]:
+    """(per session, the row of `table` of its negotiated cipher; `table`: the suite attributes of
+    each distinct cipher, its last row all null for an unknown or absent one), made once per
+    evaluation: the rules read attributes of the few distinct ciphers and spread them by position."""
     if "suites" not in f.memo:
         from analyzer._pandas import pd
 
-        # each distinct cipher looked up once, then spread to the sessions
-        codes, uniques = pd.factorize(f.sessions["cipher"].astype("string"), use_na_sentinel=True)
+        codes, uniques = pd.factorize(f.sessions["cipher"].astype(dt.string), use_na_sentinel=True)
         table = _suite_table().reindex([*uniques.astype(object).tolist(), None])
-        rows = table.iloc[np.where(codes < 0, len(uniques), codes)]
-        rows.index = f.sessions.index
-        f.memo["suites"] = rows
+        f.memo["suites"] = (np.where(codes < 0, len(uniques), codes), table)
     return f.memo["suites"]
+
+
+def _suite_flag(f: Facts, col: str) -> np.ndarray:
+    """A boolean suite attribute per session (null: false)."""
+    codes, table = _suite_rows(f)
+    return as_mask(table[col].astype(dt.boolean))[codes]
 
 
 def legacy_version(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    version = s["version"].astype("string")
-    sslv2 = s["sslv2"].astype("boolean").fillna(False)
+    version = s["version"].astype(dt.string)
+    sslv2 = s["sslv2"].astype(dt.boolean).fillna(False)
     version = version.mask(sslv2 & version.isna(), "SSL 2.0")
     m = as_mask(version.isin(list(opts["versions"])))
     x = pick(s, m, "protocol")
-    return found(x, "negotiated " + text(version[m]) + " (" + text(x["protocol"]) + ")")
+    return found(x, join("negotiated ", text(version[m]), " (", text(x["protocol"]), ")"))
 
 
 def client_legacy_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    m = as_mask(s["client_max_version"].astype("string").isin(list(opts["versions"])))
+    m = as_mask(s["client_max_version"].astype(dt.string).isin(list(opts["versions"])))
     x = pick(s, m, "client_max_version", "version")
-    return found(x, "client offers at most " + text(x["client_max_version"]) + "; negotiated "
-                 + text(x["version"], "nothing"))
+    return found(x, join("client offers at most ", text(x["client_max_version"]), "; negotiated ",
+                         text(x["version"], "nothing")))
 
 
 def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
-    m = as_mask(s["alert_description"].astype("string") == "protocol_version")
+    m = as_mask(s["alert_description"].astype(dt.string) == "protocol_version")
     x = pick(s, m, "alert_by", "alert_level", "client_supported_versions", "client_max_version", "server_name")
-    return found(x, text(x["alert_by"], "one side") + " sent a " + text(x["alert_level"], "")
-                 + " protocol_version alert; client offered "
-                 + text(x["client_supported_versions"].fillna(x["client_max_version"]))
-                 + " (SNI " + text(x["server_name"], "none") + ")")
+    return found(x, join(text(x["alert_by"], "one side"), " sent a ", text(x["alert_level"], ""),
+                         " protocol_version alert; client offered ",
+                         text(x["client_supported_versions"].fillna(x["client_max_version"])), " (SNI ",
+                         text(x["server_name"], "none"), ")"))
 
 
 def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     s = f.sessions
     legacy = list(opts["versions"])
-    negotiated = as_mask(s["version"].astype("string").isin(legacy))
-    refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype("string").isin(legacy))
+    negotiated = as_mask(s["version"].astype(dt.string).isin(legacy))
+    refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype(dt.string).isin(legacy))
     # the name and zone string work only for the sessions below TLS 1.2 (few), not for every session
     old = np.flatnonzero(negotiated | refused)
     aws = np.zeros(len(s), dtype=bool)
-    name = s["server_name"].iloc[old].astype("string").str.lower().str.rstrip(".")
+    name = s["server_name"].iloc[old].astype(dt.string).str.lower().str.rstrip(".")
     suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
     if suffixes:
         aws[old] = as_mask(name.str.endswith(suffixes))
     services = [str(v) for v in opts["zone_services"]]
     if services:
-        zone = s["server_zone"].iloc[old].astype("string")
+        zone = s["server_zone"].iloc[old].astype(dt.string)
         service = zone.str.split(":").str[1]
         in_zone = as_mask(zone.str.startswith("aws:") & service.isin(services))
         aws[old] |= in_zone & s["server_name"].iloc[old].isna().to_numpy(dtype=bool)  # without SNI, the address decides
@@ -144,30 +149,30 @@ def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     what = ("negotiated " + text(x["version"])).where(
         negotiated[m], "handshake failed; client offers at most " + text(x["client_max_version"]))
     who = text(x["server_name"].fillna(x["server_zone"]).fillna(x["server_ip"]))
-    return found(x, who + ": " + what + "; AWS endpoints require TLS 1.2 or later")
+    return found(x, join(who, ": ", what, "; AWS endpoints require TLS 1.2 or later"))
 
 
 def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     from analyzer._pandas import pd
 
     s = f.sessions
-    t = _suite_flags(f)
+    codes, table = _suite_rows(f)
 
     def flag(col: str) -> np.ndarray:
-        return as_mask(t[col].astype("boolean"))
+        return _suite_flag(f, col)
 
     classes = set(opts["classes"])
     reasons: list[tuple[str, np.ndarray]] = [
         ("null", flag("null_cipher")), ("export", flag("export")), ("anon", flag("anonymous") & ~flag("null_cipher")),
         ("rc4", flag("rc4")), ("des", flag("des")), ("3des", flag("triple_des")),
-        ("md5", as_mask(t["mac"].astype("string") == "MD5")),
+        ("md5", as_mask(table["mac"].astype(dt.string) == "MD5")[codes]),
     ]
     reasons = [(n, m) for n, m in reasons if n in classes]
     if opts["cbc"]:
         cbc = flag("cbc")
         etm = np.zeros(len(s), dtype=bool)
         if cbc.any():  # encrypt_then_mac (extension 22) negotiated: CBC is not the problem (RFC 9325 §4.2)
-            exts = s["server_extensions"].astype("string")[cbc].fillna("")
+            exts = s["server_extensions"].astype(dt.string)[cbc].fillna("")
             etm[cbc] = exts.str.split(",").map(lambda xs: "22" in xs).to_numpy(dtype=bool)
         reasons.append(("cbc", cbc & ~etm))
     if opts["non_aead"]:
@@ -181,20 +186,22 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     flagged = zip(*(r[m].tolist() for _, r in reasons), strict=True) if reasons else iter(())
     why = pd.Series([",".join(n for n, hit in zip(names, row, strict=True) if hit) for row in flagged],
                     index=x.index, dtype=object)
-    return found(x, "cipher " + text(x["cipher"]) + ": " + why.astype("string"))
+    return found(x, join("cipher ", text(x["cipher"]), ": ", why.astype(dt.string)))
 
 
 def no_forward_secrecy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+    from analyzer._pandas import pd
+
     s = f.sessions
-    t = _suite_flags(f)
-    known = as_mask(t["known"].astype("boolean")) & ~as_mask(t["scsv"].astype("boolean"))
-    fs = as_mask(t["forward_secrecy"].astype("boolean"))
-    kx = t["kx"].astype("string")
-    m = known & ~fs & ~as_mask(t["tls13"].astype("boolean")) & ~as_mask(t["grease"].astype("boolean"))
+    codes, table = _suite_rows(f)
+    known = _suite_flag(f, "known") & ~_suite_flag(f, "scsv")
+    fs = _suite_flag(f, "forward_secrecy")
+    m = known & ~fs & ~_suite_flag(f, "tls13") & ~_suite_flag(f, "grease")
     if opts["flag_dhe"]:
-        m |= known & as_mask(kx.isin(["DHE", "DHE_PSK"]))
+        m |= known & as_mask(table["kx"].astype(dt.string).isin(["DHE", "DHE_PSK"]))[codes]
     x = pick(s, m, "cipher")
-    return found(x, "cipher " + text(x["cipher"]) + ": key exchange " + text(kx[m]))
+    kx = strings_from_codes([None if pd.isna(v) else str(v) for v in table["kx"].tolist()], codes[m])
+    return found(x, join("cipher ", text(x["cipher"]), ": key exchange ", text(pd.Series(kx, index=x.index))))
 
 
 _VERSIONS_NOTE = "versions below TLS 1.2, as the dissector names them"

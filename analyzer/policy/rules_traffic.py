@@ -32,14 +32,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analyzer.policy._rule import Rule, as_mask, found, pick, text
+import numpy as np
+
+from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from analyzer.policy.facts import Facts
 
-__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext"]
+__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext", "cleartext_mask"]
 
 SEC09 = "AWS Well-Architected SEC09-BP02 (Enforce encryption in transit)"
 PCI = "PCI DSS 4.0 req. 4.2.1"
@@ -50,40 +52,47 @@ ENCRYPTING_PROTOCOLS = ["tls", "dtls", "quic", "ssh", "ipsec", "wireguard", "ope
 
 def cleartext(flows: pd.DataFrame) -> pd.Series:
     """True where the flow is known to be unencrypted and its protocol is a cleartext one."""
-    enc_false = (flows["encrypted"].astype("boolean") == False).fillna(False)  # noqa: E712  (null: undecided)
-    proto = flows["app_protocol"].astype("string")
+    enc_false = (flows["encrypted"].astype(dt.boolean) == False).fillna(False)  # noqa: E712  (null: undecided)
+    proto = flows["app_protocol"].astype(dt.string)
     return enc_false & proto.notna() & ~proto.str.lower().isin(ENCRYPTING_PROTOCOLS).fillna(False)
+
+
+def cleartext_mask(f: Facts) -> np.ndarray:
+    """`cleartext(f.flows)` as a numpy mask, made once per evaluation (two rules and the destinations read it)."""
+    if "cleartext" not in f.memo:
+        f.memo["cleartext"] = as_mask(cleartext(f.flows))
+    return f.memo["cleartext"]
 
 
 def cleartext_by_direction(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    m = as_mask(cleartext(fl) & fl["direction"].astype("string").isin(list(opts["directions"])))
+    m = cleartext_mask(f) & as_mask(fl["direction"].astype(dt.string).isin(list(opts["directions"])))
     x = pick(fl, m, "app_protocol", "direction", "client_zone", "server_zone", "server_port")
-    return found(x, text(x["app_protocol"]) + " in the clear, " + text(x["direction"]) + " "
-                 + text(x["client_zone"]) + " -> " + text(x["server_zone"]) + " port " + text(x["server_port"]))
+    return found(x, join(text(x["app_protocol"]), " in the clear, ", text(x["direction"]), " ", text(x["client_zone"]),
+                         " -> ", text(x["server_zone"]), " port ", text(x["server_port"])))
 
 
 def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
     if "credentials" not in fl.columns:
         return found(fl.iloc[:0], "")
-    cred = fl["credentials"].astype("string")
-    not_encrypted = ~as_mask(fl["encrypted"].astype("boolean") == True)  # noqa: E712
+    cred = fl["credentials"].astype(dt.string)
+    not_encrypted = ~as_mask(fl["encrypted"].astype(dt.boolean) == True)  # noqa: E712
     m = as_mask(cred.notna() & (cred != "")) & not_encrypted
     x = pick(fl, m, "credentials", "app_protocol", "direction", "server_port")
-    return found(x, text(x["credentials"]) + " credential in the clear over " + text(x["app_protocol"]) + ", "
-                 + text(x["direction"]) + " port " + text(x["server_port"]))
+    return found(x, join(text(x["credentials"]), " credential in the clear over ", text(x["app_protocol"]), ", ",
+                         text(x["direction"]), " port ", text(x["server_port"])))
 
 
 def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
     fl = f.flows
-    payload = (fl["payload_bytes_to_server"].astype("Int64").fillna(0)
-               + fl["payload_bytes_to_client"].astype("Int64").fillna(0))
-    m = (as_mask(fl["direction"].astype("string").isin(list(opts["directions"])))
+    payload = (fl["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
+               + fl["payload_bytes_to_client"].astype(dt.Int64).fillna(0))
+    m = (as_mask(fl["direction"].astype(dt.string).isin(list(opts["directions"])))
          & fl["app_protocol"].isna().to_numpy(dtype=bool) & as_mask(payload > 0))
     x = pick(fl, m, "server_zone", "server_port")
-    return found(x, text(payload[m]) + " payload bytes, protocol not identified, to " + text(x["server_zone"])
-                 + " port " + text(x["server_port"]))
+    return found(x, join(text(payload[m]), " payload bytes, protocol not identified, to ", text(x["server_zone"]),
+                         " port ", text(x["server_port"])))
 
 
 TRAFFIC_RULES = (

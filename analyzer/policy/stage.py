@@ -44,7 +44,7 @@ import numpy as np
 from analyzer import schema
 from analyzer.dissect import frame_specs
 from analyzer.dissect.base import Column, FrameSpec
-from analyzer.policy._rule import SEVERITIES
+from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.evaluate import (
     FINDINGS,
     FLOW_COLUMNS,
@@ -111,8 +111,8 @@ class Tally:
 
 def _reasons(flows: pd.DataFrame) -> np.ndarray:
     """Why each flow would be not judged: index into NOT_JUDGED."""
-    payload = (flows["payload_bytes_to_server"].astype("Int64").fillna(0)
-               + flows["payload_bytes_to_client"].astype("Int64").fillna(0)).to_numpy(dtype=np.int64)
+    payload = (flows["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
+               + flows["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
     unknown = flows["app_protocol"].isna().to_numpy(dtype=bool)
     return np.select([payload == 0, unknown], [0, 1], default=2)
 
@@ -121,9 +121,10 @@ def tally(flows: pd.DataFrame, findings: pd.DataFrame) -> Tally:
     """The Tally of judged flows (with `verdict`) and their findings."""
     t = Tally(flows=len(flows))
     t.verdicts.update({str(k): int(n) for k, n in
-                       flows["verdict"].astype("string").fillna("unknown").value_counts().items()})
-    unknown = (flows["verdict"] == "unknown").fillna(False).to_numpy(dtype=bool)
-    codes = np.bincount(_reasons(flows[unknown]), minlength=3) if unknown.any() else np.zeros(3, np.int64)
+                       flows["verdict"].astype(dt.string).fillna("unknown").value_counts().items()})
+    unknown = (flows["verdict"] == "unknown").to_numpy(dtype=bool, na_value=False)
+    # the reasons of every flow, kept for the unknown ones (selecting their rows first took every column)
+    codes = np.bincount(_reasons(flows)[unknown], minlength=3) if unknown.any() else np.zeros(3, np.int64)
     t.not_judged.update({NOT_JUDGED[i]: int(n) for i, n in enumerate(codes) if n})
     if len(findings):
         t.findings.update(_finding_keys(findings))
@@ -256,7 +257,7 @@ class PolicyStage:
     def _emit(self, findings: pd.DataFrame) -> None:
         if not len(findings):
             return
-        findings = findings.astype(FINDINGS)
+        findings = findings.astype(dt.of(FINDINGS))
         if self.sink is None:
             self.kept.append(findings)
         else:
@@ -274,10 +275,10 @@ class PolicyStage:
         if "certs" not in self.frame_schemas:
             return None
         wanted: set[str] = set()
-        if len(flows):
-            wanted.update(flows["cert_sha256"].dropna().astype(str))
-            for chain in flows["cert_chain"].dropna().astype(str):
-                wanted.update(c.strip() for c in chain.split(","))
+        if len(flows):  # each distinct fingerprint and chain once (a capture's sessions share a few)
+            wanted.update(flows["cert_sha256"].dropna().unique().tolist())
+            for chain in flows["cert_chain"].dropna().unique().tolist():
+                wanted.update(c.strip() for c in str(chain).split(","))
         return schema.frame_from_rows([self.certs[k] for k in wanted if k in self.certs], self.frame_schemas["certs"])
 
     def _ftp(self, out: pd.DataFrame, judged: Any, ftp_data: pd.DataFrame, worst: np.ndarray, count: np.ndarray,
@@ -287,22 +288,22 @@ class PolicyStage:
         and `count` of this chunk's flows and the tallies and sums of earlier ones in place."""
         from analyzer._pandas import pd
 
-        enc = out["encrypted"].astype("boolean")
-        payload = (out["payload_bytes_to_server"].astype("Int64").fillna(0)
-                   + out["payload_bytes_to_client"].astype("Int64").fillna(0)).to_numpy(dtype=np.int64)
-        could = (~(enc == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
-                 & (out["transport"].astype("string") == "tcp").fillna(False).to_numpy(dtype=bool) & (payload > 0))
+        enc = out["encrypted"].astype(dt.boolean)
+        payload = (out["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
+                   + out["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
+        could = (~(enc == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
+                 & (out["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False) & (payload > 0))
         if len(ftp_data):
             controls = out[out["uid"].isin(set(ftp_data["uid"].astype(str))).to_numpy(dtype=bool)]
             times = controls[["uid", "ts_start", "ts_end"]].rename(columns={"ts_start": "c_start", "ts_end": "c_end"})
             ann = ftp_data.merge(times, on="uid", how="left")
             self.ann = ann if self.ann is None else pd.concat([self.ann, ann], ignore_index=True)
         if could.any():
-            keep = out.loc[could, [c for c in _PENDING if c in out]].copy()
-            for k, v in self._dest(out[could], judged).items():
+            keep = out.loc[could, [c for c in _PENDING if c in out]]
+            for k, v in self._dest(out, could, judged).items():
                 keep[k] = v
             keep["_worst"] = worst[could]
-            keep["_reason"] = _reasons(out[could])
+            keep["_reason"] = _reasons(out)[could]
             keep["_chunk_row"] = np.flatnonzero(could)
             keep["_chunk"] = True
             if self.pending is not None:
@@ -319,13 +320,15 @@ class PolicyStage:
         return late
 
     @staticmethod
-    def _dest(rows: pd.DataFrame, judged: Any) -> dict[str, Any]:
-        """Destination keys (name, port, zone) of `rows`, as destination_sums makes them."""
-        names = judged.names.loc[rows.index]
+    def _dest(out: pd.DataFrame, rows: np.ndarray, judged: Any) -> dict[str, Any]:
+        """Destination keys (name, port, zone) of the flows of `out` at `rows` (a mask), as destination_sums
+        makes them (judged.names is aligned with `out`)."""
+        names = judged.names[rows]
+        # strings kept as pandas strings (a linked flow's row gives them back as str, as destination_sums has them)
         return {
-            "_dest": names.fillna(rows["server_ip"].astype("string")).fillna("?").astype(str).to_numpy(dtype=object),
-            "_port": rows["server_port"].astype("Int64").fillna(-1).to_numpy(dtype=np.int64),
-            "_zone": rows["server_zone"].astype("string").fillna("?").astype(str).to_numpy(dtype=object),
+            "_dest": names.fillna(out["server_ip"][rows].astype(dt.string)).fillna("?").array,
+            "_port": out["server_port"][rows].astype(dt.Int64).fillna(-1).to_numpy(dtype=np.int64),
+            "_zone": out["server_zone"][rows].astype(dt.string).fillna("?").array,
         }
 
     def _link(self, worst: np.ndarray, count: np.ndarray, chunk_tally: Tally) -> pd.DataFrame:
@@ -333,9 +336,9 @@ class PolicyStage:
 
         assert self.ann is not None and self.pending is not None and self.ftp_profile is not None
         ann, pend = self.ann, self.pending
-        keys = set(zip(ann["host"].astype(str), ann["port"].astype("Int64").astype(str), strict=True))
+        keys = set(zip(ann["host"].astype(str), ann["port"].astype(dt.Int64).astype(str), strict=True))
         hit = np.fromiter((k in keys for k in zip(pend["server_ip"].astype(str),
-                                                 pend["server_port"].astype("Int64").astype(str), strict=True)),
+                                                 pend["server_port"].astype(dt.Int64).astype(str), strict=True)),
                           bool, len(pend))
         if not hit.any():
             return empty_frame(FINDINGS)
@@ -393,14 +396,14 @@ class PolicyStage:
             return
         floor = self.latest - pd.Timedelta(seconds=self.horizon_s)
         if self.pending is not None and len(self.pending):
-            old = (self.pending["ts_start"] < floor).fillna(False).to_numpy(dtype=bool)
+            old = (self.pending["ts_start"] < floor).to_numpy(dtype=bool, na_value=False)
             if len(self.pending) - old.sum() > self.max_pending:
                 old = old | (np.arange(len(self.pending)) < len(self.pending) - self.max_pending)
             if old.any():
                 self.stats["ftp_pending_evicted"] += int(old.sum())
                 self.pending = self.pending[~old]
         if self.ann is not None and len(self.ann):
-            old = (self.ann["c_end"] < floor).fillna(False).to_numpy(dtype=bool)
+            old = (self.ann["c_end"] < floor).to_numpy(dtype=bool, na_value=False)
             if old.any():
                 self.stats["ftp_announcements_evicted"] += int(old.sum())
                 self.ann = self.ann[~old]
@@ -412,16 +415,19 @@ def _finding_keys(findings: pd.DataFrame) -> dict[tuple[str, str, bool], int]:
 
     if not len(findings):
         return {}
-    keys = pd.DataFrame({"r": findings["rule"].astype(str).to_numpy(), "s": findings["severity"].astype(str).to_numpy(),
-                         "x": findings["suppressed_by"].notna().to_numpy(dtype=bool)})
-    counts = keys.value_counts(sort=False)
-    return {(str(k[0]), str(k[1]), bool(k[2])): int(n) for k, n in zip(counts.index, counts.to_numpy(), strict=True)}
+    rules, rule_names = pd.factorize(findings["rule"].astype(str))
+    sevs, sev_names = pd.factorize(findings["severity"].astype(str))
+    sup = findings["suppressed_by"].notna().to_numpy(dtype=np.int64)
+    # one integer key per (rule, severity, suppressed), counted by numpy
+    keys, counts = np.unique((rules.astype(np.int64) * len(sev_names) + sevs) * 2 + sup, return_counts=True)
+    return {(str(rule_names[k // 2 // len(sev_names)]), str(sev_names[k // 2 % len(sev_names)]), bool(k % 2)): int(n)
+            for k, n in zip(keys.tolist(), counts.tolist(), strict=True)}
 
 
 def _one(row: Any) -> pd.DataFrame:
     from analyzer._pandas import pd
 
-    return pd.DataFrame({"encrypted": pd.array([row["encrypted"]], dtype="boolean")})
+    return pd.DataFrame({"encrypted": pd.array([row["encrypted"]], dtype=dt.boolean)})
 
 
 def _verdict_of(worst: int, row: Any, profile: Profile) -> str:

@@ -144,20 +144,20 @@ def _glob(values: pd.Series, patterns: Sequence[str]) -> np.ndarray:
     lowered = values.astype("string").str.lower()
     uniq = [u for u in lowered.dropna().unique()]
     keep = [u for u in uniq if any(fnmatch.fnmatchcase(u, p.lower()) for p in patterns)]
-    return lowered.isin(keep).fillna(False).to_numpy(dtype=bool)
+    return lowered.isin(keep).to_numpy(dtype=bool, na_value=False)
 
 
 def match_suppression(findings: pd.DataFrame, s: Suppression) -> np.ndarray:
     """Which findings `s` matches (regardless of its expiry)."""
     mask = np.ones(len(findings), dtype=bool)
     if s.rule != "*":
-        mask &= (findings["rule"] == s.rule).fillna(False).to_numpy(dtype=bool)
+        mask &= (findings["rule"] == s.rule).to_numpy(dtype=bool, na_value=False)
     if s.cidrs:
         mask &= _in_cidrs(findings["client_ip"], s.cidrs) | _in_cidrs(findings["server_ip"], s.cidrs)
     if s.server_names:
         mask &= _glob(findings["server_name"], s.server_names)
     if s.ports:
-        mask &= findings["server_port"].isin(list(s.ports)).fillna(False).to_numpy(dtype=bool)
+        mask &= findings["server_port"].isin(list(s.ports)).to_numpy(dtype=bool, na_value=False)
     if s.zones:
         mask &= _glob(findings["client_zone"], s.zones) | _glob(findings["server_zone"], s.zones)
     return mask

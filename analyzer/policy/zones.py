@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer.policy._rule import dt
 from analyzer.policy.errors import PolicyError
 
 if TYPE_CHECKING:
@@ -611,18 +612,18 @@ def _apply_mirror_mapping(zmap: ZoneMap, addresses: pd.Series, idx: np.ndarray, 
         return
     from analyzer._pandas import pd
 
-    vni = frame["vni"] if "vni" in frame else pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    vni = frame["vni"] if "vni" in frame else pd.Series(pd.NA, index=frame.index, dtype=dt.Int64)
     ep = frame["gwlb_endpoint_id"] if "gwlb_endpoint_id" in frame else pd.Series(pd.NA, index=frame.index)
-    ep_norm = ep.astype("string").str.lower().str.removeprefix("0x")
+    ep_norm = ep.astype(dt.string).str.lower().str.removeprefix("0x")
     for z in zmap.zones:
         table = zmap._per_zone.get(z.name)
         if table is None:
             continue
         mask = np.zeros(len(frame), dtype=bool)
         if z.vnis:
-            mask |= vni.isin(list(z.vnis)).fillna(False).to_numpy(dtype=bool)
+            mask |= vni.isin(list(z.vnis)).to_numpy(dtype=bool, na_value=False)
         if z.gwlb_endpoints:
-            mask |= ep_norm.isin(list(z.gwlb_endpoints)).fillna(False).to_numpy(dtype=bool)
+            mask |= ep_norm.isin(list(z.gwlb_endpoints)).to_numpy(dtype=bool, na_value=False)
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
@@ -640,7 +641,7 @@ def strings_from_codes(names: Sequence[str | None], codes: np.ndarray) -> pd.api
 
     dictionary = pa.array(list(names), type=pa.string())
     codes = np.asarray(codes, dtype=np.int32)
-    return pd.array(dictionary.take(pa.array(codes, mask=codes < 0)), dtype="string")
+    return pd.array(dictionary.take(pa.array(codes, mask=codes < 0)), dtype=dt.string)
 
 
 def zone_flows(flows: pd.DataFrame, zmap: ZoneMap) -> pd.DataFrame:
