@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from support.cmsg_helpers import cmsg_writer
 
 from analyzer._native import source_function
 from analyzer.sources import _mmsg, _recv
@@ -136,13 +137,7 @@ def test_the_kernel_reads_every_cmsg_layout_and_checks_its_bounds() -> None:
     hdr = np.zeros((k, 64), np.uint8)
     names = np.zeros((k, _mmsg.NAME), np.uint8)
     ctl = np.zeros((k, _mmsg.CTL), np.uint8)
-    w = ctl.view("<u4")
-
-    def put(row: int, at: int, level: int, kind: int, data: bytes) -> int:
-        w[row, at // 4] = 16 + len(data)
-        w[row, at // 4 + 2], w[row, at // 4 + 3] = level, kind
-        ctl[row, at + 16:at + 16 + len(data)] = np.frombuffer(data, np.uint8)
-        return at + ((16 + len(data) + 7) & ~7)
+    put = cmsg_writer(ctl)
 
     ts = struct.pack("<qq", 1_700_000_000, 5)
     v4 = struct.pack("<i", 1) + socket.inet_aton("10.0.0.9") + socket.inet_aton("10.0.0.7")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+from support.cmsg_helpers import cmsg_writer
 from support.pcap_helpers import batch_of
 
 from analyzer.config import DecodeOptions
@@ -245,13 +246,7 @@ def test_cmsgs_of_mixed_layouts_are_read_for_every_message() -> None:
     """parse_cmsgs walks each message's ancillary data: the drop count appears only once the socket
     dropped something, so messages of one batch can differ in layout."""
     ctl = np.zeros((4, _mmsg.CTL), np.uint8)
-    w = ctl.view("<u4")
-
-    def put(row: int, at: int, level: int, kind: int, data: bytes) -> int:
-        w[row, at // 4] = 16 + len(data)
-        w[row, at // 4 + 2], w[row, at // 4 + 3] = level, kind
-        ctl[row, at + 16:at + 16 + len(data)] = np.frombuffer(data, np.uint8)
-        return at + ((16 + len(data) + 7) & ~7)
+    put = cmsg_writer(ctl)
 
     ts = struct.pack("<qq", 1_700_000_000, 5)
     v4 = struct.pack("<i", 1) + socket.inet_aton("10.0.0.9") + socket.inet_aton("10.0.0.7")
