@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,18 @@ def test_the_api_checks_the_same_ranges():
 
 
 # ----------------------------------------------------------------------------------- 16.14
+def _default_signal(signame: str) -> Callable[[], None]:
+    """The child's disposition of `signame` set to the default: the CLI keeps an inherited "ignore"
+    (a run under nohup must survive a closed terminal), so under a suite started with nohup the
+    SIGHUP case would otherwise see the signal ignored and the run end normally."""
+    signum = getattr(signal, signame)
+
+    def reset() -> None:
+        signal.signal(signum, signal.SIG_DFL)
+
+    return reset
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_a_signal_mid_run_leaves_no_output_and_no_spill(tmp_path: Path, signame: str):
@@ -91,7 +104,7 @@ def test_a_signal_mid_run_leaves_no_output_and_no_spill(tmp_path: Path, signame:
     out = tmp_path / "flows.parquet"
     proc = subprocess.Popen([sys.executable, "-m", "analyzer", "flows", "-", "--format", "parquet", "--out", str(out)],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, "TMPDIR": str(spill)})
+                            env={**os.environ, "TMPDIR": str(spill)}, preexec_fn=_default_signal(signame))
     assert proc.stdin is not None
     proc.stdin.write(data)
     proc.stdin.flush()
