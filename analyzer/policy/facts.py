@@ -34,14 +34,15 @@ import numpy as np
 
 from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
+from analyzer.policy._cols import Cols
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import pandas as pd
 
-__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "positions",
-           "read_schema"]
+__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "frame_cols",
+           "positions", "read_schema"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -91,6 +92,40 @@ class Facts:
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
     ftp_data: pd.DataFrame | None = None  # the ftp_data frame (data channels FTP control flows announced)
     certs: pd.DataFrame | None = None  # the certs frame (every certificate seen: the chain rules read it)
+
+    # The same frames as Arrow columns (`analyzer.policy._cols`), which rules are being moved to:
+    # made on first use from the pandas frames above (transitional, 2026-12-07: the facts will be
+    # built as Arrow columns and the pandas frames go)
+    @property
+    def flow_cols(self) -> Cols:
+        return self._cols("flows", self.flows)
+
+    @property
+    def session_cols(self) -> Cols:
+        return self._cols("sessions", self.sessions)
+
+    @property
+    def cert_cols(self) -> Cols | None:
+        return None if self.certs is None else self._cols("certs", self.certs)
+
+    @property
+    def ftp_cols(self) -> Cols | None:
+        return None if self.ftp_data is None else self._cols("ftp_data", self.ftp_data)
+
+    def _cols(self, key: str, frame: pd.DataFrame) -> Cols:
+        made = self.memo.get("cols:" + key)
+        if made is None:
+            made = self.memo["cols:" + key] = frame_cols(frame)
+        return made
+
+
+def frame_cols(frame: pd.DataFrame) -> Cols:
+    """A pandas frame's columns as Arrow `Cols` (strings large_string, timestamps ns UTC)."""
+    import pyarrow as pa
+
+    from analyzer.policy._cols import as_cols
+
+    return as_cols({name: pa.array(frame[name], from_pandas=True) for name in frame.columns})
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:

@@ -1,0 +1,56 @@
+"""The Arrow column helpers the rules are written with (analyzer.policy._cols): null-safety, and
+evidence formatted as the pandas helpers formatted it (the findings' evidence must not change)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from analyzer.policy import _cols as c
+from analyzer.policy._rule import day as pandas_day
+from analyzer.policy._rule import text as pandas_text
+
+
+def test_masks_never_count_a_null_as_true() -> None:
+    b = pa.array([True, False, None])
+    assert c.true(b).tolist() == [True, False, False]
+    assert c.false(b).tolist() == [False, True, False]
+    s = pa.array(["TLS 1.0", None, "TLS 1.2"], c.STRING)
+    assert c.isin(s, ["TLS 1.0", "TLS 1.1"]).tolist() == [True, False, False]
+    assert c.isin(s, []).tolist() == [False, False, False]
+    assert c.eq(s, "TLS 1.2").tolist() == [False, False, True]
+    assert c.notnull(s).tolist() == [True, False, True]
+
+
+def test_text_formats_as_the_pandas_helper_did() -> None:
+    for values, dtype in (([12.0, 12.5, None, 0.1], "Float64"), ([1, None, 2048], "Int64"), ([True, None], "boolean"),
+                          (["a", None, "=cmd"], "string")):
+        series = pd.Series(values, dtype=dtype)
+        arrow = pa.array(series, from_pandas=True)
+        assert c.text(arrow).to_pylist() == pandas_text(series).tolist()
+        assert c.text(arrow, "none").to_pylist() == pandas_text(series, "none").tolist()
+
+
+def test_day_formats_as_the_pandas_helper_did() -> None:
+    stamps = ["2026-03-15 23:59:59", None, "1999-12-31 00:00:00", "2026-03-15 00:00:00"]
+    series = pd.Series(pd.to_datetime(stamps, utc=True))
+    arrow = pa.array(series, from_pandas=True)
+    assert c.day(arrow).to_pylist() == pandas_day(series).tolist() == ["2026-03-15", "?", "1999-12-31", "2026-03-15"]
+
+
+def test_take_pick_join_and_found() -> None:
+    cols = c.as_cols({"uid": pa.array(["C1", "C2", "C3"]), "v": pa.array([1, None, 3])})
+    assert cols["uid"].type == c.STRING
+    assert c.take(cols, np.array([2, -1]))["uid"].to_pylist() == ["C3", None]
+    rows = c.pick(cols, np.array([True, True, False]), "v")
+    assert list(rows) == ["uid", "v"]
+    ev = c.join("v=", c.text(rows["v"]), "!")
+    assert ev.to_pylist() == ["v=1!", "v=?!"]
+    assert c.join("v=", rows["v"]).to_pylist() == ["v=1", None]
+    hits = c.found(rows, ev)
+    assert len(hits) == 2 and hits.uid.to_pylist() == ["C1", "C2"]
+    assert c.found(rows, "same").evidence.to_pylist() == ["same", "same"]
+    assert c.from_codes(["a", "b"], np.array([1, -1, 0])).to_pylist() == ["b", None, "a"]
+    assert c.where(np.array([True, False]), pa.array(["x", "y"], c.STRING), "z").to_pylist() == ["x", "z"]
+    assert c.nanos(pa.array([None, 5], pa.timestamp("ns", tz="UTC"))).tolist() == [np.iinfo(np.int64).min, 5]
