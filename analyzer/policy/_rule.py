@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analyzer.policy import _cols
     from analyzer.policy.facts import Facts
 
 __all__ = ["SEVERITIES", "Hits", "Rule", "as_mask", "day", "dt", "found", "hits", "join", "pick", "severity_rank",
@@ -73,7 +74,8 @@ class Rule:
     severity: str  # default severity (a profile may change it)
     rationale: str
     references: tuple[str, ...]
-    predicate: Callable[[Facts, Mapping[str, Any]], pd.DataFrame]
+    # returns Hits (a rule over Arrow columns, analyzer.policy._cols) or, until every rule is moved, a frame
+    predicate: Callable[[Facts, Mapping[str, Any]], pd.DataFrame | _cols.Hits]
     options: Mapping[str, Any] = field(default_factory=dict)
     reads: str = "sessions"  # the facts it reads: sessions, flows (documentation for `intransit rules`)
     needs: str = ""  # facts not yet produced by any dissector, if any (the rule then finds nothing)

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer.dissect import flow_schema
+from analyzer.policy._cols import Hits
 from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.errors import PolicyError
 from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, positions, read_schema
@@ -218,6 +219,9 @@ def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
+        if isinstance(found, Hits):  # a rule written over Arrow columns (analyzer.policy._cols)
+            found = pd.DataFrame({"uid": pd.array(found.uid, dtype=dt.string),
+                                  "evidence": pd.array(found.evidence, dtype=dt.string)})
         if len(found):
             if not distinct(found["uid"].array):
                 found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
