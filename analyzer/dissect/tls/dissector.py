@@ -63,7 +63,8 @@ class TLSDissector:
     analyses that keep no such frame (flows mode: a ClientHello of a shape seen before is not
     parsed again). `cert_rows` (default: as `rows`; always with `rows`: the tls row's chain columns
     come with them) makes the `certs` and `cert_links` rows, also without the `tls` rows (a streamed
-    audit reads the certificates, and the sessions from the flow columns). `session` (default
+    audit reads the certificates, and the sessions from the flow columns); `link_rows` (default True)
+    off leaves out the `cert_links` rows (a run that reads certificates but not their links). `session` (default
     False) also fills the flow's session facts (`columns.session_columns`: the optional column group
     `schema.SESSION_FACTS`, made in runs that read it). `strict` re-raises internal errors instead
     of recording them as `tls_internal_error` anomalies (for tests).
@@ -84,6 +85,7 @@ class TLSDissector:
         certificates: bool = True,
         rows: bool = True,
         cert_rows: bool | None = None,
+        link_rows: bool = True,
         session: bool = False,
         strict: bool = False,
         keys: KeyStore | None = None,
@@ -100,7 +102,7 @@ class TLSDissector:
         self.hellos = HelloColumns("t", ja4s=ja4s)
         self.memo = HandshakeMemo()
         self.plans = FlightPlans()
-        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes)
+        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes, links=link_rows)
         self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
         self.keys: KeyStore | None = keys  # the run's TLS secrets (none: nothing is decrypted)
 
@@ -148,10 +150,11 @@ class TLSDissector:
 
     def for_run(self, context: DissectContext) -> TLSDissector:
         """This run's instance (its own certificate cache and memos), making the tls rows only when the
-        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those, and the
-        session facts only when the run's flows have them."""
+        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those (the links
+        only when it keeps cert_links), and the session facts only when the run's flows have them."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
                             rows=context.wants("tls"), cert_rows=context.wants("tls", "certs", "cert_links"),
+                            link_rows=context.wants("cert_links"),
                             session=context.makes(tls_schema.SESSION_FACTS), strict=self.strict,
                             keys=context.keys, cert_cache_bytes=context.cert_cache_bytes)
 

@@ -30,10 +30,13 @@ class Certificates:
     """Certificate rows and facts for one dissector instance (`ja4x`: also FoxIO JA4X per server
     certificate, FoxIO License 1.1)."""
 
-    __slots__ = ("_cache", "_fingerprints", "_sni", "cache_bytes", "ja4x")
+    __slots__ = ("_cache", "_fingerprints", "_sni", "cache_bytes", "ja4x", "links")
 
-    def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None) -> None:
+    def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None, links: bool = True) -> None:
         self.ja4x = ja4x
+        # whether `rows` makes `cert_links` rows: a run that reads only `certs` (a streamed audit's
+        # policy stage) has no use for the ~3 link rows per flow (a sixth of its certificate work)
+        self.links = links
         self.cache_bytes = cache_bytes  # the certificate cache's bound (the run's memory budget's share)
         self._cache: CertificateCache | None = None
         self._sni: dict[tuple[str, str], bool | None] = {}
@@ -70,14 +73,13 @@ class Certificates:
     def rows(
         self, uid: str, server_certs: list[bytes], client_certs: list[bytes], row: dict[str, object], facts: Facts
     ) -> tuple[list[str], Mapping[str, Any] | None]:
-        """`cert_links` and (once per flow and certificate) `certs` rows; the chain columns of the
-        `tls` row. Returns the server chain's fingerprints (leaf first) and the leaf's row (None
-        without a server certificate). Call it
-        only when a certificate was seen."""
+        """`cert_links` (unless `links` is off) and (once per flow and certificate) `certs` rows; the
+        chain columns of the `tls` row. Returns the server chain's fingerprints (leaf first) and the
+        leaf's row (None without a server certificate). Call it only when a certificate was seen."""
         parse = self.cache.parse
         # The frames' row lists, made in the order add_row would make them (links, then certs).
         rows = facts.rows
-        links = rows.setdefault("cert_links", [])
+        links: list[dict[str, object]] = rows.setdefault("cert_links", []) if self.links else []
         cert_rows = rows.setdefault("certs", [])
         seen: set[str] = set()
         chain: list[str] = []

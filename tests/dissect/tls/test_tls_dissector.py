@@ -175,6 +175,24 @@ def test_tls12_certificate_facts_come_from_x509() -> None:
     assert root_row["self_signed"] is True and root_row["first_seen_uid"] == "X1"
 
 
+def test_a_run_reading_certs_alone_gets_them_without_link_rows() -> None:
+    """The streamed audit reads `certs` only: its dissector makes no `cert_links` rows, and the same
+    certificate rows and flow columns as a run that keeps every frame."""
+    from analyzer.dissect.base import DissectContext
+
+    full, _t = dissect_bytes(*tls12_session(), dissector=TLSDissector(strict=True, rows=False, cert_rows=True))
+    audit = TLSDissector(strict=True).for_run(DissectContext(frames=frozenset({"certs"})))
+    assert audit.cert_rows and not audit.rows and not audit.certs.links
+    facts, _ = dissect_bytes(*tls12_session(), dissector=audit)
+    assert "cert_links" not in facts.rows and len(full.rows["cert_links"]) == 2
+    assert facts.rows["certs"] == full.rows["certs"]
+    assert facts.flow == full.flow
+    links = TLSDissector(strict=True).for_run(DissectContext(frames=frozenset({"cert_links"})))
+    assert links.certs.links
+    facts, _ = dissect_bytes(*tls12_session(), dissector=links)
+    assert facts.rows["cert_links"] == full.rows["cert_links"]
+
+
 def test_ja4x_is_opt_in() -> None:
     _f, t = dissect_bytes(*tls12_session(), dissector=TLSDissector(ja4x=True, strict=True))
     parts = str(t["ja4x"]).split(",")
