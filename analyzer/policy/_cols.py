@@ -223,3 +223,11 @@ def found(rows: Mapping[str, pa.Array], evidence: pa.Array | str) -> Hits:
     else:
         ev = _one(evidence).cast(STRING)
     return Hits(uid, ev)
+
+
+# --- added by rules-a
+
+def only_strings(values: Iterable[Any]) -> list[str]:
+    """The str values among `values` (a rule option's list), in order: pandas' `isin` on a string
+    column ignored the others, so a list holding a number matches nothing there instead of failing."""
+    return [v for v in values if isinstance(v, str)]

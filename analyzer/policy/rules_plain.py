@@ -42,15 +42,38 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
+from analyzer.policy._cols import (
+    STRING,
+    Cols,
+    Hits,
+    eq,
+    false,
+    found,
+    ints,
+    isin,
+    join,
+    known,
+    length,
+    lower,
+    nanos,
+    no_hits,
+    notnull,
+    only_strings,
+    pick,
+    take,
+    text,
+    true,
+    where,
+)
+from analyzer.policy._rule import Rule
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analyzer.policy.facts import Facts
 
-__all__ = ["FTP_DATA_COLUMNS", "PLAIN_RULES", "link_ftp_data"]
+__all__ = ["FTP_DATA_COLUMNS", "LINK_COLUMNS", "PLAIN_RULES", "link_ftp_data"]
 
 SEC09 = "AWS Well-Architected SEC09-BP02 (Enforce encryption in transit)"
 PCI = "PCI DSS 4.0 req. 4.2.1"
@@ -59,118 +82,135 @@ STRIP = "RFC 3207 §6; RFC 7457 §2.1 (STARTTLS / SSL stripping)"
 
 # the columns of the ftp_data frame the policy reads (analyzer.dissect.ftp.FTP_DATA)
 FTP_DATA_COLUMNS = {"uid": "string", "command": "string", "host": "string", "port": "Int32", "protected": "boolean"}
+# the columns `link_ftp_data` gives (Arrow: large_string, bool)
+LINK_COLUMNS = {"uid": "string", "control_uid": "string", "command": "string", "protected": "boolean"}
 
 
-def _not_encrypted(fl: pd.DataFrame) -> np.ndarray:
-    return ~as_mask(fl["encrypted"].astype(dt.boolean) == True)  # noqa: E712  (null: not shown encrypted)
+def _not_encrypted(fl: Cols) -> np.ndarray:
+    return ~true(fl["encrypted"])  # null: not shown encrypted
 
 
-def starttls_not_used(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    m = as_mask(fl["starttls"].astype(dt.string) == "offered_not_used") & _not_encrypted(fl)
+def starttls_not_used(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    m = eq(fl["starttls"], "offered_not_used") & _not_encrypted(fl)
     x = pick(fl, m, "app_protocol", "server_port")
     return found(x, join("server offered STARTTLS; the client went on in the clear (", text(x["app_protocol"]),
                          " port ", text(x["server_port"]), ")"))
 
 
-def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    state = fl["starttls"].astype(dt.string)
-    m = as_mask(state.isin(list(opts["states"]))) & _not_encrypted(fl)
+def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    m = isin(fl["starttls"], only_strings(opts["states"])) & _not_encrypted(fl)
     protocols = [str(p).lower() for p in opts["protocols"]]
     if protocols:
-        m &= as_mask(fl["app_protocol"].astype(dt.string).str.lower().isin(protocols))
+        m &= isin(lower(fl["app_protocol"]), protocols)
     x = pick(fl, m, "app_protocol", "server_port", "starttls")
-    said = x["starttls"].astype(dt.string).map({"not_offered": "never offered",
-                                                "requested_refused": "refused"}).fillna(x["starttls"])
+    state = x["starttls"].cast(STRING)
+    said = where(eq(state, "not_offered"), "never offered", where(eq(state, "requested_refused"), "refused", state))
     return found(x, join(text(x["app_protocol"]), " server ", text(said),
                          " STARTTLS; the session stayed in the clear (port ", text(x["server_port"]), ")"))
 
 
-def link_ftp_data(ftp_data: pd.DataFrame, flows: pd.DataFrame, window_s: float = 300.0) -> pd.DataFrame:
-    """The data flows FTP control flows announced: one row per data flow (uid, control_uid, command,
-    protected), from `ftp_data` rows (uid = the control flow) and `flows`.
+def _window_ns(seconds: float) -> int:
+    """`pd.Timedelta(seconds=seconds)` in nanoseconds (as pandas makes it: truncated)."""
+    return int(seconds * 1_000_000_000)
+
+
+def _empty_links() -> Cols:
+    return {"uid": pa.array([], STRING), "control_uid": pa.array([], STRING), "command": pa.array([], STRING),
+            "protected": pa.array([], pa.bool_())}
+
+
+def link_ftp_data(ftp_data: Cols, flows: Cols, window_s: float = 300.0) -> Cols:
+    """The data flows FTP control flows announced: one row per data flow (`LINK_COLUMNS`: uid,
+    control_uid, command, protected), sorted by uid, from `ftp_data` rows (uid = the control flow)
+    and `flows` (Arrow columns, `analyzer.policy._cols`).
 
     A data flow is a TCP flow, not the control flow itself, whose (server_ip, server_port) is the
     announced (host, port) - in passive mode the FTP server listens there, in active mode the client
     does and the server connects to it, so the announced end is the data flow's server either way -
     and which started no earlier than its control flow and at most `window_s` seconds after the
-    control flow's end. A control flow absent from `flows` gives no time bound. Where several
-    announcements fit one data flow, the latest before it wins (a port reused in one session)."""
-    from analyzer._pandas import pd
+    control flow's end (the first row of that uid in `flows`). A control flow absent from `flows`,
+    or a time unknown, links nothing. Where several announcements fit one data flow, the latest
+    control flow's wins, and among those the first announcement (a port reused in one session)."""
+    if not length(ftp_data) or not length(flows):
+        return _empty_links()
+    ann = take(ftp_data, notnull(ftp_data["host"]) & notnull(ftp_data["port"]),
+               ["uid", "command", "host", "port", "protected"])
+    if not length(ann):
+        return _empty_links()
+    uid = flows["uid"].cast(STRING)
+    # per announcement, its control flow's times (its first row in flows)
+    ctl = ints(pc.index_in(ann["uid"].cast(STRING), value_set=uid), -1)
+    start, start_known = nanos(flows["ts_start"]), known(flows["ts_start"])
+    end, end_known = nanos(flows["ts_end"]), known(flows["ts_end"])
+    c_ok = (ctl >= 0) & start_known[ctl] & end_known[ctl]
+    c_start, c_end = start[ctl], end[ctl]
+    # join announcements and TCP flows on (host, port) = (server_ip, server_port): one int64 key each,
+    # (position of the host among the announced hosts, port offset), exact
+    hosts = ann["host"].cast(STRING)
+    a_host = ints(pc.index_in(hosts, value_set=hosts), -1)
+    f_host = ints(pc.index_in(flows["server_ip"].cast(STRING), value_set=hosts), -1)
+    a_port, f_port = ints(ann["port"]), ints(flows["server_port"])
+    cand = np.flatnonzero(eq(flows["transport"], "tcp") & (f_host >= 0) & notnull(flows["server_port"]))
+    lo_port = min(int(a_port.min()), int(f_port[cand].min()) if len(cand) else 0)
+    hi_port = max(int(a_port.max()), int(f_port[cand].max()) if len(cand) else 0)
+    span = hi_port - lo_port + 1
+    a_key = a_host * span + (a_port - lo_port)
+    f_key = f_host[cand] * span + (f_port[cand] - lo_port)
+    order = np.argsort(f_key, kind="stable")
+    f_sorted, cand = f_key[order], cand[order]
+    first = np.searchsorted(f_sorted, a_key, "left")
+    count = np.searchsorted(f_sorted, a_key, "right") - first
+    # the pairs (announcement ai, flow fj), by announcement then flow
+    ai = np.repeat(np.arange(len(a_key)), count)
+    fj = cand[np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)]
+    d_start = start[fj]
+    keep = (c_ok[ai] & start_known[fj] & (d_start >= c_start[ai]) & (d_start <= c_end[ai] + _window_ns(float(window_s)))
+            & ~true(pc.equal(uid.take(pa.array(fj)), ann["uid"].cast(STRING).take(pa.array(ai)))))
+    ai, fj = ai[keep], fj[keep]
+    if not len(ai):
+        return _empty_links()
+    # per data flow (uid), the pair of the latest control flow's start, the first such pair on a tie
+    # (uid's rank: equal uids equal, a null last; the later control start first; the pair's order)
+    d_uid = uid.take(pa.array(fj))
+    rank = np.where(notnull(d_uid), ints(pc.rank(d_uid, sort_keys="ascending", tiebreaker="dense")), len(fj) + 1)
+    at = np.lexsort((np.arange(len(ai)), -c_start[ai], rank))
+    at = at[np.concatenate([[True], rank[at][1:] != rank[at][:-1]])]
+    ai, fj = ai[at], fj[at]
+    a_at, f_at = pa.array(ai), pa.array(fj)
+    return {"uid": uid.take(f_at), "control_uid": ann["uid"].cast(STRING).take(a_at),
+            "command": ann["command"].cast(STRING).take(a_at), "protected": ann["protected"].take(a_at)}
 
-    out_cols = {"uid": "string", "control_uid": "string", "command": "string", "protected": "boolean"}
-    empty = pd.DataFrame({c: pd.Series(dtype=d) for c, d in out_cols.items()})
-    if not len(ftp_data) or not len(flows):
-        return empty
-    ann = pd.DataFrame({
-        "control_uid": ftp_data["uid"].astype(dt.string).to_numpy(dtype=object),
-        "command": ftp_data["command"].astype(dt.string).to_numpy(dtype=object),
-        "host": ftp_data["host"].astype(dt.string).to_numpy(dtype=object),
-        "port": ftp_data["port"].astype(dt.Int64).to_numpy(dtype="float64", na_value=np.nan),
-        "protected": ftp_data["protected"].astype(dt.boolean).astype(object).to_numpy(),
-    }).dropna(subset=["host", "port"])
-    times = flows[["uid", "ts_start", "ts_end"]].drop_duplicates("uid")
-    ann = ann.merge(times.rename(columns={"uid": "control_uid", "ts_start": "c_start", "ts_end": "c_end"}),
-                    on="control_uid", how="left")
-    tcp = flows[(flows["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False)]
-    cand = pd.DataFrame({
-        "uid": tcp["uid"].astype(dt.string).to_numpy(dtype=object),
-        "host": tcp["server_ip"].astype(dt.string).to_numpy(dtype=object),
-        "port": tcp["server_port"].astype(dt.Int64).to_numpy(dtype="float64", na_value=np.nan),
-        "d_start": tcp["ts_start"].to_numpy(),
-    })
-    j = ann.merge(cand, on=["host", "port"], how="inner")
-    if not len(j):
-        return empty
-    start = pd.to_datetime(j["d_start"], utc=True)
-    c_start = pd.to_datetime(j["c_start"], utc=True)
-    c_end = pd.to_datetime(j["c_end"], utc=True)
-    after = (start >= c_start).fillna(True)  # no control flow: no bound
-    before = (start <= c_end + pd.Timedelta(seconds=float(window_s))).fillna(True)
-    j = j[(after & before).to_numpy(dtype=bool) & (j["uid"] != j["control_uid"]).to_numpy(dtype=bool)]
-    j = j.assign(_c=c_start[j.index]).sort_values(["uid", "_c"], ascending=[True, False], na_position="last",
-                                                  kind="stable").drop_duplicates("uid")
-    return pd.DataFrame({c: j[c].to_numpy() for c in out_cols}).astype(out_cols)
 
-
-def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
-
-    fl = f.flows
-    if f.ftp_data is None:
-        return found(fl.iloc[:0], "")
-    links = link_ftp_data(f.ftp_data, fl, float(opts["window_s"]))
-    if not len(links):
-        return found(fl.iloc[:0], "")
-    row = fl.reset_index(drop=True)
-    at = np.asarray(pd.Index(row["uid"].astype(object)).get_indexer(links["uid"].astype(object)))
-    links = links[at >= 0]
-    at = at[at >= 0]
-    d = row.iloc[at]
-    enc = d["encrypted"].astype(dt.boolean)
-    payload = (d["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
-               + d["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
-    unprotected = ~as_mask(links["protected"].astype(dt.boolean))
-    m = ~as_mask(enc == True) & (payload > 0) & (unprotected | as_mask(enc == False))  # noqa: E712
-    x = d[m].assign(_control=links["control_uid"].to_numpy()[m], _command=links["command"].to_numpy()[m],
-                    _payload=payload[m])
+def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    ftp = f.ftp_cols
+    if ftp is None:
+        return no_hits()
+    links = link_ftp_data(ftp, fl, float(opts["window_s"]))
+    at = ints(pc.index_in(links["uid"], value_set=fl["uid"].cast(STRING)), -1)
+    links = take(links, at >= 0)
+    d = take(fl, at[at >= 0], ["uid", "encrypted", "payload_bytes_to_server", "payload_bytes_to_client"])
+    payload = ints(d["payload_bytes_to_server"]) + ints(d["payload_bytes_to_client"])
+    unprotected = ~true(links["protected"])
+    m = ~true(d["encrypted"]) & (payload > 0) & (unprotected | false(d["encrypted"]))
+    x = pick({**d, "_control": links["control_uid"], "_command": links["command"]}, m, "_control", "_command")
     return found(x, join("FTP data channel in the clear (", text(x["_command"]), " on control flow ",
-                         text(x["_control"]), ", PROT P not in force), ", text(x["_payload"]), " payload bytes"))
+                         text(x["_control"]), ", PROT P not in force), ", text(pa.array(payload[m])), " payload bytes"))
 
 
-def http_redirect_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    m = as_mask(fl["http_redirect_to_https"].astype(dt.boolean)) & _not_encrypted(fl)
+def http_redirect_only(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    m = true(fl["http_redirect_to_https"]) & _not_encrypted(fl)
     x = pick(fl, m, "http_host", "http_location")
     return found(x, join("http://", text(x["http_host"]), " answered with a redirect to ", text(x["http_location"]),
                          ": the first request went in the clear"))
 
 
-def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    version = fl["ssh_protocol"].astype(dt.string)
-    m = as_mask(version.str.startswith("1."))
+def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    m = true(pc.starts_with(fl["ssh_protocol"].cast(STRING), "1."))
     x = pick(fl, m, "ssh_protocol", "ssh_server_software", "ssh_client_software")
     return found(x, join("SSH protocol ", text(x["ssh_protocol"]), " (server ", text(x["ssh_server_software"]),
                          ", client ", text(x["ssh_client_software"]), ")"))

@@ -43,17 +43,35 @@ flags); the policy layer imports that table, never the other way round.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
-from analyzer.policy.zones import strings_from_codes
+from analyzer.policy._cols import (
+    STRING,
+    Hits,
+    eq,
+    found,
+    from_codes,
+    isin,
+    join,
+    lower,
+    notnull,
+    only_strings,
+    pick,
+    strings,
+    take,
+    text,
+    true,
+    where,
+)
+from analyzer.policy._rule import Rule
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analyzer.policy.facts import Facts
 
 __all__ = ["TLS_RULES"]
@@ -66,142 +84,164 @@ MOZ = "Mozilla Server Side TLS 6.0 (intermediate)"
 PCI = "PCI DSS 4.0 req. 4.2.1 and Appendix A2"
 RFC9325 = "RFC 9325 (BCP 195) §4.1"
 
+# the boolean attributes of a suite the rules read
+_FLAGS = ("null_cipher", "export", "anonymous", "rc4", "des", "triple_des", "cbc", "aead", "known", "scsv",
+          "grease", "forward_secrecy", "tls13")
+
+
+@dataclass(frozen=True)
+class _Suites:
+    """The dissector's cipher-suite table (constants), one row per distinct suite name (the first
+    of a name: the 2-byte suites before the SSLv2 kinds), plus a last row for an unknown or absent
+    cipher: its flags false, its strings null."""
+
+    names: pa.Array  # large_string, without the last row
+    flags: dict[str, np.ndarray]  # attribute -> bool per row (last row false)
+    kx: list[str | None]  # per row (last row None)
+    mac: list[str | None]
+
 
 @lru_cache(maxsize=1)
-def _suite_table() -> pd.DataFrame:
-    """The dissector's cipher-suite table (constants) indexed by name, one row per suite."""
-    from dataclasses import asdict
+def _suite_table() -> _Suites:
+    from analyzer.dissect.tls.ciphersuites import CipherSuite, all_sslv2, all_suites
 
-    from analyzer._pandas import pd
-    from analyzer.dissect.tls.ciphersuites import all_sslv2, all_suites
+    first: dict[str, CipherSuite] = {}
+    for s in (*all_suites(), *all_sslv2()):
+        first.setdefault(s.name, s)
+    suites = list(first.values())
+    flags = {c: np.array([bool(getattr(s, c)) for s in suites] + [False], dtype=bool) for c in _FLAGS}
+    return _Suites(strings([s.name for s in suites]), flags, [s.kx for s in suites] + [None],
+                   [s.mac for s in suites] + [None])
 
-    rows = [asdict(s) for s in (*all_suites(), *all_sslv2())]
-    return pd.DataFrame(rows).drop_duplicates("name").set_index("name")
 
-
-def _suite_rows(f: Facts) -> tuple[np.ndarray, pd.DataFrame]:
-    """(per session, the row of `table` of its negotiated cipher; `table`: the suite attributes of
-    each distinct cipher, its last row all null for an unknown or absent one), made once per
-    evaluation: the rules read attributes of the few distinct ciphers and spread them by position."""
+def _suite_rows(f: Facts) -> np.ndarray:
+    """Per session, the row of `_suite_table()` of its negotiated cipher (the last row for an
+    unknown or absent one), made once per evaluation: the rules read the attributes of the table's
+    rows and spread them by position (a hash lookup per session, in Arrow)."""
     if "suites" not in f.memo:
-        from analyzer._pandas import pd
-
-        codes, uniques = pd.factorize(f.sessions["cipher"].astype(dt.string), use_na_sentinel=True)
-        table = _suite_table().reindex([*uniques.astype(object).tolist(), None])
-        f.memo["suites"] = (np.where(codes < 0, len(uniques), codes), table)
+        table = _suite_table()
+        at = pc.index_in(f.session_cols["cipher"].cast(STRING), value_set=table.names)
+        f.memo["suites"] = np.asarray(pc.fill_null(at, len(table.names)).to_numpy(zero_copy_only=False),
+                                      dtype=np.int64)
     return f.memo["suites"]
 
 
 def _suite_flag(f: Facts, col: str) -> np.ndarray:
-    """A boolean suite attribute per session (null: false)."""
-    codes, table = _suite_rows(f)
-    return as_mask(table[col].astype(dt.boolean))[codes]
+    """A boolean suite attribute per session."""
+    return _suite_table().flags[col][_suite_rows(f)]
 
 
-def legacy_version(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    version = s["version"].astype(dt.string)
-    sslv2 = s["sslv2"].astype(dt.boolean).fillna(False)
-    version = version.mask(sslv2 & version.isna(), "SSL 2.0")
-    m = as_mask(version.isin(list(opts["versions"])))
-    x = pick(s, m, "protocol")
-    return found(x, join("negotiated ", text(version[m]), " (", text(x["protocol"]), ")"))
+def legacy_version(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    version = s["version"]
+    sslv2 = true(s["sslv2"]) & ~notnull(version)
+    if sslv2.any():
+        version = where(sslv2, "SSL 2.0", version)
+    m = isin(version, only_strings(opts["versions"]))
+    x = pick({**s, "_version": version}, m, "_version", "protocol")
+    return found(x, join("negotiated ", text(x["_version"]), " (", text(x["protocol"]), ")"))
 
 
-def client_legacy_only(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    m = as_mask(s["client_max_version"].astype(dt.string).isin(list(opts["versions"])))
+def client_legacy_only(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = isin(s["client_max_version"], only_strings(opts["versions"]))
     x = pick(s, m, "client_max_version", "version")
     return found(x, join("client offers at most ", text(x["client_max_version"]), "; negotiated ",
                          text(x["version"], "nothing")))
 
 
-def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    m = as_mask(s["alert_description"].astype(dt.string) == "protocol_version")
+def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = eq(s["alert_description"], "protocol_version")
     x = pick(s, m, "alert_by", "alert_level", "client_supported_versions", "client_max_version", "server_name")
+    offered = pc.coalesce(x["client_supported_versions"].cast(STRING), x["client_max_version"].cast(STRING))
     return found(x, join(text(x["alert_by"], "one side"), " sent a ", text(x["alert_level"], ""),
-                         " protocol_version alert; client offered ",
-                         text(x["client_supported_versions"].fillna(x["client_max_version"])), " (SNI ",
+                         " protocol_version alert; client offered ", text(offered), " (SNI ",
                          text(x["server_name"], "none"), ")"))
 
 
-def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    legacy = list(opts["versions"])
-    negotiated = as_mask(s["version"].astype(dt.string).isin(legacy))
-    refused = s["version"].isna().to_numpy(dtype=bool) & as_mask(s["client_max_version"].astype(dt.string).isin(legacy))
+def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    legacy = only_strings(opts["versions"])
+    negotiated = isin(s["version"], legacy)
+    refused = ~notnull(s["version"]) & isin(s["client_max_version"], legacy)
     # the name and zone string work only for the sessions below TLS 1.2 (few), not for every session
     old = np.flatnonzero(negotiated | refused)
-    aws = np.zeros(len(s), dtype=bool)
-    name = s["server_name"].iloc[old].astype(dt.string).str.lower().str.rstrip(".")
+    aws = np.zeros(len(negotiated), dtype=bool)
+    o = take(s, old, ["server_name", "server_zone"])
     suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
     if suffixes:
-        aws[old] = as_mask(name.str.endswith(suffixes))
+        name = pc.utf8_rtrim(lower(o["server_name"].cast(STRING)), characters=".")
+        ends = np.zeros(len(old), dtype=bool)
+        for suffix in suffixes:
+            ends |= true(pc.ends_with(name, suffix))
+        aws[old] = ends
     services = [str(v) for v in opts["zone_services"]]
     if services:
-        zone = s["server_zone"].iloc[old].astype(dt.string)
-        service = zone.str.split(":").str[1]
-        in_zone = as_mask(zone.str.startswith("aws:") & service.isin(services))
-        aws[old] |= in_zone & s["server_name"].iloc[old].isna().to_numpy(dtype=bool)  # without SNI, the address decides
+        zone = o["server_zone"].cast(STRING)
+        # "aws:SERVICE:...": the second ":"-separated part (nothing after "aws:" but ":" gives "")
+        service = pc.list_element(pc.split_pattern(pc.utf8_slice_codeunits(zone, 4), ":", max_splits=1), 0)
+        in_zone = true(pc.starts_with(zone, "aws:")) & isin(service, services)
+        aws[old] |= in_zone & ~notnull(o["server_name"])  # without SNI, the address decides
     m = aws & (negotiated | refused)
     x = pick(s, m, "version", "client_max_version", "server_name", "server_zone", "server_ip")
-    what = ("negotiated " + text(x["version"])).where(
-        negotiated[m], "handshake failed; client offers at most " + text(x["client_max_version"]))
-    who = text(x["server_name"].fillna(x["server_zone"]).fillna(x["server_ip"]))
+    what = where(negotiated[m], join("negotiated ", text(x["version"])),
+                 join("handshake failed; client offers at most ", text(x["client_max_version"])))
+    who = text(pc.coalesce(*(x[c].cast(STRING) for c in ("server_name", "server_zone", "server_ip"))))
     return found(x, join(who, ": ", what, "; AWS endpoints require TLS 1.2 or later"))
 
 
-def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
-
-    s = f.sessions
-    codes, table = _suite_rows(f)
+def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    table = _suite_table()
+    rows = _suite_rows(f)
 
     def flag(col: str) -> np.ndarray:
         return _suite_flag(f, col)
 
     classes = set(opts["classes"])
+    md5 = np.array([mac == "MD5" for mac in table.mac], dtype=bool)
     reasons: list[tuple[str, np.ndarray]] = [
         ("null", flag("null_cipher")), ("export", flag("export")), ("anon", flag("anonymous") & ~flag("null_cipher")),
-        ("rc4", flag("rc4")), ("des", flag("des")), ("3des", flag("triple_des")),
-        ("md5", as_mask(table["mac"].astype(dt.string) == "MD5")[codes]),
+        ("rc4", flag("rc4")), ("des", flag("des")), ("3des", flag("triple_des")), ("md5", md5[rows]),
     ]
-    reasons = [(n, m) for n, m in reasons if n in classes]
+    reasons = [(n, r) for n, r in reasons if n in classes]
     if opts["cbc"]:
         cbc = flag("cbc")
-        etm = np.zeros(len(s), dtype=bool)
+        etm = np.zeros(len(cbc), dtype=bool)
         if cbc.any():  # encrypt_then_mac (extension 22) negotiated: CBC is not the problem (RFC 9325 §4.2)
-            exts = s["server_extensions"].astype(dt.string)[cbc].fillna("")
-            etm[cbc] = exts.str.split(",").map(lambda xs: "22" in xs).to_numpy(dtype=bool)
+            # extension 22 among the comma-separated codes, compared whole
+            exts = take(s, cbc, ["server_extensions"])["server_extensions"].cast(STRING)
+            etm[cbc] = true(pc.match_substring(join(",", pc.fill_null(exts, ""), ","), ",22,"))
         reasons.append(("cbc", cbc & ~etm))
     if opts["non_aead"]:
         reasons.append(("non-aead", ~flag("aead") & flag("known") & ~flag("scsv") & ~flag("grease")))
-    m = np.zeros(len(s), dtype=bool)
+    m = np.zeros(len(rows), dtype=bool)
     for _, r in reasons:
         m |= r
     x = pick(s, m, "cipher")
-    # per flagged session, its reasons in the order of `reasons`, comma-separated
-    names = [n for n, _ in reasons]
-    flagged = zip(*(r[m].tolist() for _, r in reasons), strict=True) if reasons else iter(())
-    why = pd.Series([",".join(n for n, hit in zip(names, row, strict=True) if hit) for row in flagged],
-                    index=x.index, dtype=object)
-    return found(x, join("cipher ", text(x["cipher"]), ": ", why.astype(dt.string)))
+    # per flagged session, its reasons in the order of `reasons`, comma-separated: one text per
+    # distinct combination
+    bits = np.zeros(int(m.sum()), dtype=np.int64)
+    for i, (_, r) in enumerate(reasons):
+        bits |= r[m].astype(np.int64) << i
+    combos, codes = np.unique(bits, return_inverse=True)
+    why = [",".join(n for i, (n, _) in enumerate(reasons) if int(c) >> i & 1) for c in combos]
+    return found(x, join("cipher ", text(x["cipher"]), ": ", from_codes(why, codes.reshape(-1))))
 
 
-def no_forward_secrecy(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
-
-    s = f.sessions
-    codes, table = _suite_rows(f)
+def no_forward_secrecy(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    table = _suite_table()
+    rows = _suite_rows(f)
     known = _suite_flag(f, "known") & ~_suite_flag(f, "scsv")
     fs = _suite_flag(f, "forward_secrecy")
     m = known & ~fs & ~_suite_flag(f, "tls13") & ~_suite_flag(f, "grease")
     if opts["flag_dhe"]:
-        m |= known & as_mask(table["kx"].astype(dt.string).isin(["DHE", "DHE_PSK"]))[codes]
+        dhe = np.array([kx in ("DHE", "DHE_PSK") for kx in table.kx], dtype=bool)
+        m |= known & dhe[rows]
     x = pick(s, m, "cipher")
-    kx = strings_from_codes([None if pd.isna(v) else str(v) for v in table["kx"].tolist()], codes[m])
-    return found(x, join("cipher ", text(x["cipher"]), ": key exchange ", text(pd.Series(kx, index=x.index))))
+    return found(x, join("cipher ", text(x["cipher"]), ": key exchange ", text(from_codes(table.kx, rows[m]))))
 
 
 _VERSIONS_NOTE = "versions below TLS 1.2, as the dissector names them"

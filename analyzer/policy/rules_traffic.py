@@ -33,15 +33,33 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
-from analyzer.policy._rule import Rule, as_mask, dt, found, join, pick, text
+from analyzer.policy._cols import (
+    Cols,
+    Hits,
+    as_cols,
+    false,
+    found,
+    ints,
+    isin,
+    join,
+    lower,
+    no_hits,
+    notnull,
+    only_strings,
+    pick,
+    text,
+    true,
+)
+from analyzer.policy._rule import Rule
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from analyzer.policy.facts import Facts
 
-__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext", "cleartext_mask"]
+__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext", "cleartext_mask", "cleartext_of"]
 
 SEC09 = "AWS Well-Architected SEC09-BP02 (Enforce encryption in transit)"
 PCI = "PCI DSS 4.0 req. 4.2.1"
@@ -50,49 +68,55 @@ PCI = "PCI DSS 4.0 req. 4.2.1"
 ENCRYPTING_PROTOCOLS = ["tls", "dtls", "quic", "ssh", "ipsec", "wireguard", "openvpn"]
 
 
-def cleartext(flows: pd.DataFrame) -> pd.Series:
+def cleartext_of(flows: Cols) -> np.ndarray:
     """True where the flow is known to be unencrypted and its protocol is a cleartext one."""
-    enc_false = (flows["encrypted"].astype(dt.boolean) == False).fillna(False)  # noqa: E712  (null: undecided)
-    proto = flows["app_protocol"].astype(dt.string)
-    return enc_false & proto.notna() & ~proto.str.lower().isin(ENCRYPTING_PROTOCOLS).fillna(False)
+    proto = flows["app_protocol"]
+    return false(flows["encrypted"]) & notnull(proto) & ~isin(lower(proto), ENCRYPTING_PROTOCOLS)
+
+
+def cleartext(flows: pd.DataFrame) -> pd.Series:
+    """`cleartext_of` for a pandas flows frame (evaluate.destination_sums' caller), as a boolean Series."""
+    from analyzer._pandas import pd
+    from analyzer.policy._rule import dt
+
+    cols = as_cols({"encrypted": pa.array(flows["encrypted"].astype(dt.boolean), from_pandas=True),
+                    "app_protocol": pa.array(flows["app_protocol"].astype(dt.string), from_pandas=True)})
+    return pd.Series(cleartext_of(cols), index=flows.index)
 
 
 def cleartext_mask(f: Facts) -> np.ndarray:
-    """`cleartext(f.flows)` as a numpy mask, made once per evaluation (two rules and the destinations read it)."""
+    """`cleartext_of(f.flow_cols)`, made once per evaluation (two rules and the destinations read it)."""
     if "cleartext" not in f.memo:
-        f.memo["cleartext"] = as_mask(cleartext(f.flows))
+        f.memo["cleartext"] = cleartext_of(f.flow_cols)
     return f.memo["cleartext"]
 
 
-def cleartext_by_direction(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    m = cleartext_mask(f) & as_mask(fl["direction"].astype(dt.string).isin(list(opts["directions"])))
+def cleartext_by_direction(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    m = cleartext_mask(f) & isin(fl["direction"], only_strings(opts["directions"]))
     x = pick(fl, m, "app_protocol", "direction", "client_zone", "server_zone", "server_port")
     return found(x, join(text(x["app_protocol"]), " in the clear, ", text(x["direction"]), " ", text(x["client_zone"]),
                          " -> ", text(x["server_zone"]), " port ", text(x["server_port"])))
 
 
-def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    if "credentials" not in fl.columns:
-        return found(fl.iloc[:0], "")
-    cred = fl["credentials"].astype(dt.string)
-    not_encrypted = ~as_mask(fl["encrypted"].astype(dt.boolean) == True)  # noqa: E712
-    m = as_mask(cred.notna() & (cred != "")) & not_encrypted
+def cleartext_credentials(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    if "credentials" not in fl:
+        return no_hits()
+    cred = fl["credentials"]
+    m = notnull(cred) & ~isin(cred, [""]) & ~true(fl["encrypted"])
     x = pick(fl, m, "credentials", "app_protocol", "direction", "server_port")
     return found(x, join(text(x["credentials"]), " credential in the clear over ", text(x["app_protocol"]), ", ",
                          text(x["direction"]), " port ", text(x["server_port"])))
 
 
-def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    fl = f.flows
-    payload = (fl["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
-               + fl["payload_bytes_to_client"].astype(dt.Int64).fillna(0))
-    m = (as_mask(fl["direction"].astype(dt.string).isin(list(opts["directions"])))
-         & fl["app_protocol"].isna().to_numpy(dtype=bool) & as_mask(payload > 0))
+def unknown_egress(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    fl = f.flow_cols
+    payload = ints(fl["payload_bytes_to_server"]) + ints(fl["payload_bytes_to_client"])
+    m = isin(fl["direction"], only_strings(opts["directions"])) & ~notnull(fl["app_protocol"]) & (payload > 0)
     x = pick(fl, m, "server_zone", "server_port")
-    return found(x, join(text(payload[m]), " payload bytes, protocol not identified, to ", text(x["server_zone"]),
-                         " port ", text(x["server_port"])))
+    return found(x, join(text(pa.array(payload[m])), " payload bytes, protocol not identified, to ",
+                         text(x["server_zone"]), " port ", text(x["server_port"])))
 
 
 TRAFFIC_RULES = (

@@ -54,3 +54,13 @@ def test_take_pick_join_and_found() -> None:
     assert c.from_codes(["a", "b"], np.array([1, -1, 0])).to_pylist() == ["b", None, "a"]
     assert c.where(np.array([True, False]), pa.array(["x", "y"], c.STRING), "z").to_pylist() == ["x", "z"]
     assert c.nanos(pa.array([None, 5], pa.timestamp("ns", tz="UTC"))).tolist() == [np.iinfo(np.int64).min, 5]
+
+
+# --- added by rules-a
+
+
+def test_only_strings_keeps_the_str_options_as_pandas_isin_did() -> None:
+    assert c.only_strings(["TLS 1.0", 5, None, "", "TLS 1.1", 1.0]) == ["TLS 1.0", "", "TLS 1.1"]
+    s = pa.array(["5", None, "TLS 1.0"], c.STRING)
+    assert c.isin(s, c.only_strings([5, "TLS 1.0"])).tolist() == pd.Series(["5", None, "TLS 1.0"], dtype="string").isin(
+        [5, "TLS 1.0"]).tolist() == [False, False, True]

@@ -8,7 +8,9 @@ from support.policy_helpers import T0, flows, frame
 
 from analyzer import policy
 from analyzer._pandas import pd
-from analyzer.policy.rules_plain import FTP_DATA_COLUMNS, link_ftp_data
+from analyzer.policy.facts import frame_cols
+from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
+from analyzer.policy.rules_plain import link_ftp_data as link_cols
 
 VPC = ["10.0.0.0/16"]
 S = pd.Timedelta(seconds=1)
@@ -80,6 +82,12 @@ def _ftp_data(*rows):
     return frame(FTP_DATA_COLUMNS, list(rows))
 
 
+def link_ftp_data(ftp_data, flows, window_s=300.0):
+    """`link_ftp_data` (Arrow columns) on pandas frames, its links as a frame."""
+    made = link_cols(frame_cols(ftp_data), frame_cols(flows), window_s)
+    return pd.DataFrame({c: a.to_pylist() for c, a in made.items()})
+
+
 CONTROL = {"app_protocol": "ftp", "encrypted": False, "client_ip": "10.0.0.1", "server_ip": "10.0.0.2",
            "server_port": 21, "ts_start": T0, "ts_end": T0 + 60 * S}
 
@@ -103,8 +111,9 @@ def test_link_passive_and_active_mode():
     links = link_ftp_data(d, f)
     assert sorted(zip(links["uid"], links["control_uid"], links["command"], strict=True)) == [
         ("C1", "C0", "EPSV"), ("C2", "C0", "PORT")]
-    assert dict(links.dtypes.astype(str)) == {"uid": "string", "control_uid": "string", "command": "string",
-                                              "protected": "boolean"}
+    made = link_cols(frame_cols(d), frame_cols(f))
+    assert {c: str(a.type) for c, a in made.items()} == {"uid": "large_string", "control_uid": "large_string",
+                                                         "command": "large_string", "protected": "bool"}
 
 
 def test_link_time_bounds_and_latest_announcement():
@@ -134,6 +143,18 @@ def test_link_without_the_control_flow_and_never_to_itself():
     # X announced its own address: not a data flow of itself; C0 links to the X control session
     assert list(links["uid"]) == ["C0"]
     assert link_ftp_data(_ftp_data(), f).empty and link_ftp_data(d, f.iloc[:0]).empty
+    # a control flow absent from the flows (or a time unknown) links nothing: no time to bound it by
+    assert link_ftp_data(d.iloc[1:], f).empty
+    assert link_ftp_data(d, flows(_data_flow(), {**CONTROL, "server_port": 30007, "uid": "X", "ts_end": None})).empty
+
+
+def test_link_one_row_per_data_flow_sorted_first_announcement_on_a_tie():
+    f = flows(CONTROL, _data_flow(uid="b"), _data_flow(uid="a", server_port=30008))
+    d = _ftp_data({"uid": "C0", "command": "PASV", "host": "10.0.0.2", "port": 30007, "protected": True},
+                  {"uid": "C0", "command": "EPSV", "host": "10.0.0.2", "port": 30007, "protected": False},
+                  {"uid": "C0", "command": "PORT", "host": "10.0.0.2", "port": 30008, "protected": None})
+    links = link_ftp_data(d, f)
+    assert links.values.tolist() == [["a", "C0", "PORT", None], ["b", "C0", "PASV", True]]
 
 
 def test_ftp_data_unprotected_rule():
