@@ -175,6 +175,22 @@ def test_tls12_certificate_facts_come_from_x509() -> None:
     assert root_row["self_signed"] is True and root_row["first_seen_uid"] == "X1"
 
 
+def test_cert_frames_make_only_the_certificate_rows_the_run_reads() -> None:
+    """A run that reads the certs but not the cert_links (a streamed audit feeds the certs to its
+    policy stage) gets the same certs rows, leaf facts and chain, and no cert_links rows; with
+    neither frame, the tls row's chain columns alone."""
+    pytest.importorskip("analyzer.dissect.x509")
+    full, t = dissect_bytes(*tls12_session())
+    certs_only, _ = dissect_bytes(*tls12_session(), dissector=TLSDissector(
+        rows=False, cert_rows=True, cert_frames=("certs",), session=True, strict=True))
+    assert certs_only.rows["certs"] == full.rows["certs"] and "cert_links" not in certs_only.rows
+    assert certs_only.flow["cert_chain"] == t["cert_chain"] and certs_only.flow["cert_sha256"] == t["cert_sha256"]
+    assert certs_only.flow["cert_not_after"] == full.flow["cert_not_after"]
+    neither, t2 = dissect_bytes(*tls12_session(), dissector=TLSDissector(cert_frames=(), strict=True))
+    assert "certs" not in neither.rows and "cert_links" not in neither.rows
+    assert t2["cert_chain"] == t["cert_chain"] and neither.flow == full.flow
+
+
 def test_ja4x_is_opt_in() -> None:
     _f, t = dissect_bytes(*tls12_session(), dissector=TLSDissector(ja4x=True, strict=True))
     parts = str(t["ja4x"]).split(",")
