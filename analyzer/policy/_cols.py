@@ -231,3 +231,36 @@ def only_strings(values: Iterable[Any]) -> list[str]:
     """The str values among `values` (a rule option's list), in order: pandas' `isin` on a string
     column ignored the others, so a list holding a number matches nothing there instead of failing."""
     return [v for v in values if isinstance(v, str)]
+
+
+# --- added by rules-b
+
+def seconds(ns: np.ndarray) -> np.ndarray:
+    """Durations in int64 nanoseconds as float seconds, bit for bit as pandas' `total_seconds` (3.x)
+    made them for the rules before (the integer seconds and the sub-second rest divided apart, and
+    above 2**53 ns a result that rounded onto a whole second nudged off it by one ulp): evidence and
+    day counts built from them must not move."""
+    ns = np.asarray(ns, dtype=np.int64)
+    floor_s, residual = np.divmod(ns, 10**9)
+    result = floor_s + residual / 10**9
+    if (ns > 2**53).any() or (ns < -(2**53)).any():
+        fixable = (residual != 0) & (np.abs(floor_s) < 2**52)
+        floor_f = floor_s.astype(np.float64)
+        on_floor = fixable & (result == floor_f)
+        on_ceil = fixable & (result == floor_f + 1.0)
+        if on_floor.any():
+            result = np.where(on_floor, np.nextafter(result, result + 1.0), result)
+        if on_ceil.any():
+            result = np.where(on_ceil, np.nextafter(result, result - 1.0), result)
+    return np.asarray(result, dtype=np.float64)
+
+
+def span(later: np.ndarray, earlier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`later - earlier` of int64 nanoseconds, and where it fits in int64 (numpy wraps silently where
+    it does not, which pandas refused with an OverflowError: ~292 years apart)."""
+    later = np.asarray(later, dtype=np.int64)
+    earlier = np.asarray(earlier, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        diff = later - earlier
+    fits = ((later ^ earlier) & (later ^ diff)) >= 0
+    return diff, fits

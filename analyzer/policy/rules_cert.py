@@ -41,16 +41,35 @@ self-signatures are by design; a leaf signed by a weak CA key is not detected he
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from analyzer.policy._rule import Rule, as_mask, day, dt, found, join, pick, text
+from analyzer.policy._cols import (
+    Hits,
+    day,
+    false,
+    found,
+    ints,
+    isin,
+    join,
+    known,
+    lower,
+    nanos,
+    pick,
+    seconds,
+    span,
+    text,
+    true,
+)
+from analyzer.policy._rule import Rule
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analyzer.policy.facts import Facts
 
 __all__ = ["CERT_RULES", "validity_limit_days"]
@@ -73,111 +92,147 @@ BR_VALIDITY_SCHEDULE = [["2012-07-01", 1827], ["2015-04-01", 1188], ["2018-03-01
                         ["2026-03-15", 200], ["2027-03-15", 100], ["2029-03-15", 47]]
 
 
-def expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    m = as_mask(s["leaf_not_after"] < s["seen"])
+def _before(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Where timestamp `a` is before `b`, both known (a comparison with NaT was false)."""
+    return known(a) & known(b) & (nanos(a) < nanos(b))
+
+
+def expired(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = _before(s["leaf_not_after"], s["seen"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expired ", day(x["leaf_not_after"]), ", seen ",
                          day(x["seen"])))
 
 
-def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    m = as_mask(s["leaf_not_before"] > s["seen"])
+def not_yet_valid(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = _before(s["seen"], s["leaf_not_before"])
     x = pick(s, m, "leaf_subject_cn", "leaf_not_before", "seen")
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid only from ", day(x["leaf_not_before"]),
                          ", seen ", day(x["seen"])))
 
 
-def expiring(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
+def _days_ns(days: float) -> int:
+    """`pd.Timedelta(days=days)` in nanoseconds (the same float arithmetic, truncated)."""
+    return int(float(days) * 24 * 3600 * 1_000_000_000)
 
-    s = f.sessions
+
+def expiring(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
     after, seen = s["leaf_not_after"], s["seen"]
-    runway = pd.Timedelta(days=float(opts["runway_days"]))
-    m = as_mask((after >= seen) & (after < seen + runway))
+    runway = _days_ns(opts["runway_days"])
+    left, fits = span(nanos(after), nanos(seen))
+    # still valid (after >= seen) and expiring within the runway (after < seen + runway)
+    m = known(after) & known(seen) & fits & (left >= 0) & (left < runway)
     x = pick(s, m, "leaf_subject_cn", "leaf_not_after", "seen")
-    days = ((x["leaf_not_after"] - x["seen"]).dt.total_seconds() / 86_400).round(1)
+    # the days left rounded as pandas' `round(1)` did (numpy's: scaled by 10, rounded half to even)
+    days = np.round(seconds(left[m]) / 86_400, 1)
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " expires ", day(x["leaf_not_after"]), ", ",
-                         text(days), " days after it was seen (runway ", str(opts["runway_days"]), " days)"))
+                         text(pa.array(days, pa.float64())), " days after it was seen (runway ",
+                         str(opts["runway_days"]), " days)"))
 
 
-def self_signed(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    x = pick(s, as_mask(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
+def self_signed(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    x = pick(s, true(s["leaf_self_signed"]), "leaf_subject_cn", "leaf_issuer_cn")
     return found(x, join("self-signed certificate ", text(x["leaf_subject_cn"]), " (issuer ", text(x["leaf_issuer_cn"]),
                          ")"))
 
 
-def weak_key(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    kind = s["leaf_key_type"].astype(dt.string).str.lower()
-    bits = s["leaf_key_bits"].astype(dt.Int64)
-    rsa = as_mask(kind.isin(["rsa", "dsa", "rsa-pss"])) & as_mask(bits < int(opts["min_rsa_bits"]))
-    ec = as_mask(kind.isin(["ec", "ecdsa"])) & as_mask(bits < int(opts["min_ec_bits"]))
-    m = rsa | ec
-    x = pick(s, m, "leaf_subject_cn")
-    return found(x, join("certificate ", text(x["leaf_subject_cn"]), ": ", text(kind[m]), " key of ", text(bits[m]),
-                         " bits"))
+def weak_key(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    kind, bits = lower(s["leaf_key_type"]), s["leaf_key_bits"]
+    m = weak_key_mask(kind, bits, opts)
+    x = pick(s, m, "leaf_subject_cn", "leaf_key_type", "leaf_key_bits")
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), ": ", text(lower(x["leaf_key_type"])), " key of ",
+                         text(x["leaf_key_bits"]), " bits"))
 
 
-def weak_signature(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    h = s["leaf_signature_hash"].astype(dt.string).str.lower()
-    x = pick(s, as_mask(h.isin([str(v).lower() for v in opts["hashes"]])), "leaf_subject_cn",
-             "leaf_signature_algorithm")
+def weak_key_mask(kind: pa.Array, bits: pa.Array, opts: Mapping[str, Any]) -> np.ndarray:
+    """RSA/DSA keys below `min_rsa_bits`, EC keys below `min_ec_bits` (`kind` lower-cased; unknown
+    bits: not judged). The chain rules judge the certificates above the leaf by the same test."""
+    b, ok = ints(bits), known(bits)
+    rsa = isin(kind, ["rsa", "dsa", "rsa-pss"]) & ok & (b < int(opts["min_rsa_bits"]))
+    ec = isin(kind, ["ec", "ecdsa"]) & ok & (b < int(opts["min_ec_bits"]))
+    return rsa | ec
+
+
+def weak_signature(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = isin(lower(s["leaf_signature_hash"]), [str(v).lower() for v in opts["hashes"]])
+    x = pick(s, m, "leaf_subject_cn", "leaf_signature_algorithm")
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " signed with ",
                          text(x["leaf_signature_algorithm"])))
 
 
-def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    s = f.sessions
-    m = as_mask(s["sni_matches_cert"].astype(dt.boolean) == False)  # noqa: E712  (null: not judged)
+def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
+    m = false(s["sni_matches_cert"])  # null: not judged
     x = pick(s, m, "server_name", "leaf_san_dns", "leaf_subject_cn")
     return found(x, join("SNI ", text(x["server_name"]), " not covered by certificate for ",
-                         text(x["leaf_san_dns"].fillna(x["leaf_subject_cn"]))))
+                         text(pc.coalesce(x["leaf_san_dns"], x["leaf_subject_cn"]))))
 
 
-def validity_limit_days(not_before: pd.Series, schedule: list[list[Any]]) -> np.ndarray:
-    """The BR maximum validity (days) for certificates issued at `not_before` (NaN when unknown)."""
-    from analyzer._pandas import pd
-
-    steps = sorted((pd.Timestamp(str(d), tz="UTC"), float(n)) for d, n in schedule)
-    starts = np.array([t.value for t, _ in steps], dtype=np.int64)
-    limits = np.array([n for _, n in steps], dtype=float)
-    nb = not_before.astype(dt("datetime64[ns, UTC]"))
-    known = nb.notna().to_numpy()
-    values = nb.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype(np.int64)
-    i = np.searchsorted(starts, values, side="right") - 1
-    out = np.where(known & (i >= 0), limits[np.clip(i, 0, None)], np.nan)
-    return out
+def _utc_ns(when: Any) -> int:
+    """A schedule date (a TOML date or datetime, or its ISO text) as UTC epoch nanoseconds, as
+    `pd.Timestamp(str(when), tz="UTC")` read it: a time without an offset is UTC."""
+    t = datetime.fromisoformat(str(when))
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
-def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
+@lru_cache(maxsize=16)
+def _steps(schedule: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    # a date beyond the nanosecond range (which pandas refused) bounds every timestamp from outside it
+    lo, hi = np.iinfo(np.int64).min + 1, np.iinfo(np.int64).max
+    steps = sorted((min(max(_utc_ns(d), lo), hi), float(n)) for d, n in schedule)
+    return np.array([t for t, _ in steps], dtype=np.int64), np.array([n for _, n in steps], dtype=float)
 
-    s = f.sessions
+
+def validity_limit_days(not_before: pa.Array, schedule: Sequence[Sequence[Any]]) -> np.ndarray:
+    """The BR maximum validity (days) for certificates issued at `not_before` (a timestamp column;
+    NaN when unknown or issued before the schedule's first step)."""
+    starts, limits = _steps(tuple((str(d), float(n)) for d, n in schedule))
+    ok = known(not_before)
+    if not len(starts):
+        return np.full(len(ok), np.nan)
+    i = np.searchsorted(starts, nanos(not_before), side="right") - 1
+    return np.where(ok & (i >= 0), limits[np.clip(i, 0, None)], np.nan)
+
+
+def _int_text(values: np.ndarray) -> pa.Array:
+    """Whole numbers held as floats as evidence text ("201"; NaN "?"), as pandas' Int64 -> string did
+    (a fraction raises, as that cast did)."""
+    values = np.asarray(values, dtype=float)
+    return text(pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64()))
+
+
+def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    s = f.session_cols
     nb, na = s["leaf_not_before"], s["leaf_not_after"]
-    span = (na - nb).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
+    diff, fits = span(nanos(na), nanos(nb))
+    both = known(nb) & known(na)
+    # the span in seconds (too long for int64 nanoseconds: ~292 years, which pandas refused, in float)
+    span_s = np.where(fits, seconds(diff), (nanos(na).astype(float) - nanos(nb).astype(float)) / 1e9)
+    span_s = np.where(both, span_s, np.nan)
     # BR §6.3.2: inclusive of both ends (+1 s), any fraction of a day counts as a day
-    days = np.ceil((span + 1.0) / 86_400)
+    days = np.ceil((span_s + 1.0) / 86_400)
     limit = validity_limit_days(nb, list(opts["schedule"]))
     if opts["max_days"]:
         limit = np.fmin(limit, float(opts["max_days"]))
     mask = np.nan_to_num(days, nan=0.0) > np.nan_to_num(limit, nan=np.inf)
     if opts["exempt_self_signed"]:
-        mask &= ~s["leaf_self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
+        mask &= ~true(s["leaf_self_signed"])
     globs = [str(g).lower() for g in opts["private_issuers"]]
     if globs:
-        issuers = s["leaf_issuer_cn"].astype(dt.string).str.lower()
-        uniq = issuers.dropna().unique()
-        private = {u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)}
-        mask &= ~issuers.isin(list(private)).to_numpy(dtype=bool, na_value=False)
+        issuers = lower(s["leaf_issuer_cn"])
+        uniq = pc.unique(issuers.drop_null()).to_pylist()
+        mask &= ~isin(issuers, [u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)])
     x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
-    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ",
-                         text(pd.Series(days[mask], index=x.index).astype(dt.Int64)), " days from ",
-                         day(x["leaf_not_before"]), "; maximum ",
-                         text(pd.Series(limit[mask], index=x.index).astype(dt.Int64)), " days"))
+    return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ", _int_text(days[mask]), " days from ",
+                         day(x["leaf_not_before"]), "; maximum ", _int_text(limit[mask]), " days"))
 
 
 CERT_RULES = (

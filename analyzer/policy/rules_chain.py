@@ -25,12 +25,29 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from analyzer.policy._rule import Rule, day, dt, found, join, text
+from analyzer.policy._cols import (
+    STRING,
+    Cols,
+    Hits,
+    day,
+    isin,
+    join,
+    known,
+    lower,
+    nanos,
+    no_hits,
+    strings,
+    text,
+    true,
+    where,
+)
+from analyzer.policy._rule import Rule
+from analyzer.policy.rules_cert import weak_key_mask
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analyzer.policy.facts import Facts
 
 __all__ = ["CHAIN_RULES", "chain_links"]
@@ -42,109 +59,101 @@ _CERT_COLUMNS = ("sha256", "subject_cn", "not_before", "not_after", "key_type", 
                  "self_signed")
 
 
-def chain_links(sessions: pd.DataFrame, certs: pd.DataFrame) -> pd.DataFrame:
+def _positions(at: np.ndarray) -> pa.Array:
+    """Positions for Arrow's take (-1: a null row)."""
+    return pa.array(at, mask=at < 0) if (at < 0).any() else pa.array(at)
+
+
+def chain_links(sessions: Mapping[str, pa.Array], certs: Mapping[str, pa.Array] | None) -> Cols:
     """One row per certificate above the leaf of each session's chain: the session's row number
     (`row`), `position` (1 = the leaf's issuer as sent) and the certificate's facts from `certs`
-    (null when the certs frame does not have it). Pure: sessions need `cert_chain`."""
-    from analyzer._pandas import pd
-    from analyzer.policy.facts import _left_join
-    from analyzer.policy.zones import strings_from_codes
-
+    (the first row of its sha256; null when the certs do not have it). Pure: sessions need
+    `cert_chain` (Arrow columns, `analyzer.policy._cols`)."""
+    chain = sessions["cert_chain"]
     # each distinct chain split once (a capture's sessions share a few chains), then spread
-    codes, chains = pd.factorize(sessions["cert_chain"].astype(dt.string), use_na_sentinel=True)
-    above = [[p.strip() for p in str(c).split(",")][1:] for c in chains.tolist()]
+    coded = pc.dictionary_encode(chain.cast(STRING))
+    above = [[p.strip() for p in c.split(",")][1:] for c in coded.dictionary.to_pylist()]
     count_u = np.array([len(a) for a in above] + [0], dtype=np.int64)  # last: no chain
-    codes = np.where(codes < 0, len(above), codes)
-    has = count_u[codes] > 0
-    if not has.any():
-        return pd.DataFrame({"row": pd.Series(dtype=np.int64), "position": pd.Series(dtype=np.int64),
-                             **{c: pd.Series(dtype=object) for c in _CERT_COLUMNS}})
-    rows = np.flatnonzero(has)
+    codes = np.asarray(pc.fill_null(coded.indices, len(above)).to_numpy(zero_copy_only=False), dtype=np.int64)
+    rows = np.flatnonzero(count_u[codes] > 0)
     counts = count_u[codes[rows]]
     start_u = np.concatenate([[0], np.cumsum(count_u)[:-1]])
     first = np.cumsum(counts) - counts  # each session's first link in the output
     within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
     at = np.repeat(start_u[codes[rows]], counts) + within
-    flat = pd.DataFrame({"row": np.repeat(rows, counts),
-                         "sha256": strings_from_codes([sha for a in above for sha in a], at),
-                         "position": within + 1})
-    facts = certs[[c for c in _CERT_COLUMNS if c in certs.columns]].drop_duplicates("sha256")
-    return _left_join(flat, "sha256", facts.reset_index(drop=True), "sha256")
+    sha = strings([sha for a in above for sha in a]).take(pa.array(at, pa.int64()))
+    out: Cols = {"row": pa.array(np.repeat(rows, counts), pa.int64()), "sha256": sha,
+                 "position": pa.array(within + 1, pa.int64())}
+    if certs is None or "sha256" not in certs:
+        return out
+    # each link's certificate found by Arrow's hash lookup (the first row of a sha256 repeated)
+    found_at = pc.index_in(sha, value_set=certs["sha256"].cast(STRING))
+    cert = _positions(np.asarray(pc.fill_null(found_at, -1).to_numpy(zero_copy_only=False), dtype=np.int64))
+    for c in _CERT_COLUMNS[1:]:
+        if c in certs:
+            out[c] = certs[c].take(cert)
+    return out
 
 
-def _links(f: Facts) -> pd.DataFrame:
+def _links(f: Facts) -> Cols:
     if "chain" not in f.memo:
-        from analyzer.dissect.tls import schema as tls_schema
-        from analyzer.policy.facts import conform
-
-        f.memo["chain"] = chain_links(f.sessions, conform(f.certs, tls_schema.CERTS))
+        f.memo["chain"] = chain_links(f.session_cols, f.cert_cols)
     return f.memo["chain"]
 
 
-def _first_per_session(f: Facts, links: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
-    """Hits: per session, the first offending link (lowest position) and why."""
-    if not len(links):
-        return found(f.sessions.iloc[:0], "")
-    links = links.assign(_why=why.to_numpy()).sort_values(["row", "position"], kind="stable")
-    first = links.drop_duplicates("row")
-    rows = f.sessions[["uid"]].iloc[first["row"].to_numpy()]
-    return found(rows, first["_why"].reset_index(drop=True).set_axis(rows.index))
-
-
-def _first_bad(links: pd.DataFrame, bad: np.ndarray) -> np.ndarray:
-    """Positions (in `links`) of each session's first offending link: links are in (row, position)
+def _first_bad(row: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Positions (in the links) of each session's first offending link: links are in (row, position)
     order as chain_links makes them, so the first of each row's bad links."""
     at = np.flatnonzero(bad)
-    rows = links["row"].to_numpy(dtype=np.int64)[at]
+    rows = row[at]
     keep = np.ones(len(at), dtype=bool)
     keep[1:] = rows[1:] != rows[:-1]
     return at[keep]
 
 
-def chain_expired(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    from analyzer._pandas import pd
+def _take(a: pa.Array, at: np.ndarray) -> pa.Array:
+    return a.take(pa.array(at, pa.int64()))
 
+
+def chain_expired(f: Facts, opts: Mapping[str, Any]) -> Hits:
     links = _links(f)
-    if not len(links):
-        return found(f.sessions.iloc[:0], "")
-    row = links["row"].to_numpy(dtype=np.int64)
-    seen = pd.Series(f.sessions["seen"].array.take(row), index=links.index).astype(dt("datetime64[ns, UTC]"))
-    after = links["not_after"].astype(dt("datetime64[ns, UTC]"))
-    before = links["not_before"].astype(dt("datetime64[ns, UTC]"))
-    expired = (after < seen).to_numpy(dtype=bool, na_value=False)
-    early = (before > seen).to_numpy(dtype=bool, na_value=False)
+    if not len(links["row"]) or "not_after" not in links:
+        return no_hits()
+    s = f.session_cols
+    row = np.asarray(links["row"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    seen = _take(s["seen"], row)
+    after, before = links["not_after"], links["not_before"]
+    sn, ok = nanos(seen), known(seen)
+    expired = ok & known(after) & (nanos(after) < sn)
+    early = ok & known(before) & (nanos(before) > sn)
     # evidence for the first offending link of each session only (the others are not reported)
-    at = _first_bad(links, expired | early)
-    bad = links.iloc[at]
-    what = join("expired ", day(after.iloc[at])).where(expired[at], join("valid only from ", day(before.iloc[at])))
-    why = join("chain certificate ", bad["position"].astype(dt.string), " (", text(bad["subject_cn"]), ") ", what,
-               ", seen ", day(seen.iloc[at]))
-    rows = f.sessions[["uid"]].iloc[bad["row"].to_numpy()]
-    return found(rows, pd.Series(why.array, index=rows.index))
+    at = _first_bad(row, expired | early)
+    what = where(expired[at], join("expired ", day(_take(after, at))),
+                 join("valid only from ", day(_take(before, at))))
+    why = join("chain certificate ", text(_take(links["position"], at)), " (", text(_take(links["subject_cn"], at)),
+               ") ", what, ", seen ", day(_take(seen, at)))
+    return Hits(_take(s["uid"], row[at]).cast(STRING), why)
 
 
-def chain_weak(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
+def chain_weak(f: Facts, opts: Mapping[str, Any]) -> Hits:
     links = _links(f)
-    if not len(links):
-        return found(f.sessions.iloc[:0], "")
-    signer = ~links["self_signed"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)
-    kind = links["key_type"].astype(dt.string).str.lower()
-    bits = links["key_bits"].astype(dt.Int64)
-    rsa = (kind.isin(["rsa", "dsa", "rsa-pss"]) & (bits < int(opts["min_rsa_bits"]))).fillna(False)
-    ec = (kind.isin(["ec", "ecdsa"]) & (bits < int(opts["min_ec_bits"]))).fillna(False)
-    weak_key = (rsa | ec).to_numpy(dtype=bool) & signer
+    if not len(links["row"]) or "key_type" not in links:
+        return no_hits()
+    signer = ~true(links["self_signed"])
+    kind = lower(links["key_type"])
+    weak_key = weak_key_mask(kind, links["key_bits"], opts) & signer
     hashes = [str(h).lower() for h in opts["hashes"]]
-    weak_sig = links["signature_hash"].astype(dt.string).str.lower().isin(hashes).to_numpy(dtype=bool, na_value=False)
-    weak_sig = weak_sig & signer
-    m = weak_key | weak_sig
-    bad = links[m]
-    cn = bad["subject_cn"].astype(dt.string).fillna("?")
-    key_text = kind[m].fillna("?") + " key of " + bits[m].astype(dt.string).fillna("?") + " bits"
-    sig_text = "signed with " + bad["signature_hash"].astype(dt.string).fillna("?")
-    what = np.where(weak_key[m] & weak_sig[m], key_text + ", " + sig_text,
-                    np.where(weak_key[m], key_text, sig_text))
-    why: Any = "chain certificate " + bad["position"].astype(str) + " (" + cn + "): " + what
-    return _first_per_session(f, bad, why)
+    weak_sig = isin(lower(links["signature_hash"]), hashes) & signer
+    row = np.asarray(links["row"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    # evidence for the first offending link of each session only
+    at = _first_bad(row, weak_key | weak_sig)
+    wk, ws = weak_key[at], weak_sig[at]
+    key_text = join(text(_take(kind, at)), " key of ", text(_take(links["key_bits"], at)), " bits")
+    sig_text = join("signed with ", text(_take(links["signature_hash"], at)))
+    what = where(wk & ws, join(key_text, ", ", sig_text), where(wk, key_text, sig_text))
+    why = join("chain certificate ", text(_take(links["position"], at)), " (", text(_take(links["subject_cn"], at)),
+               "): ", what)
+    return Hits(_take(f.session_cols["uid"], row[at]).cast(STRING), why)
 
 
 CHAIN_RULES = (

@@ -7,6 +7,7 @@ from support.policy_helpers import T0, certs, flows, tls
 from analyzer import policy
 from analyzer._pandas import pd
 from analyzer.dissect.tls import schema as tls_schema
+from analyzer.policy.facts import frame_cols
 from analyzer.policy.rules_chain import chain_links
 
 DAY = pd.Timedelta(days=1)
@@ -57,9 +58,40 @@ def test_weak_intermediate_key_or_signature_first_offender():
 
 
 def test_chain_links_is_pure_and_tolerates_unknown_certificates():
-    s = tls({"uid": "C0", "cert_chain": "a,b,zz"}, {"uid": "C1", "cert_chain": "a"}, {"uid": "C2"})
-    links = chain_links(s, certs(_cert("b", "CA")))
-    assert list(zip(links["row"], links["position"], links["sha256"], strict=True)) == [(0, 1, "b"), (0, 2, "zz")]
-    assert pd.isna(links.loc[links["sha256"] == "zz", "subject_cn"]).all()
-    assert chain_links(s.iloc[1:], certs()).empty
+    s = frame_cols(tls({"uid": "C0", "cert_chain": "a,b,zz"}, {"uid": "C1", "cert_chain": "a"}, {"uid": "C2"}))
+    links = chain_links(s, frame_cols(certs(_cert("b", "CA"))))
+    got = zip(links["row"].to_pylist(), links["position"].to_pylist(), links["sha256"].to_pylist(), strict=True)
+    assert list(got) == [(0, 1, "b"), (0, 2, "zz")]
+    assert links["subject_cn"].to_pylist() == ["CA", None]
+    assert len(chain_links({k: v[1:] for k, v in s.items()}, frame_cols(certs()))["row"]) == 0
     assert set(tls_schema.CERTS) >= {"sha256", "signature_hash", "self_signed"}
+
+
+def test_chain_links_splits_as_sent_and_takes_a_certificates_first_row():
+    """Each part of the chain stripped of spaces, empty parts kept (they find no certificate), rows in
+    (session, position) order; a sha256 the certs hold twice gives its first row."""
+    s = frame_cols(tls({"uid": "C0", "cert_chain": "a, b ,,c"}, {"uid": "C1"}, {"uid": "C2", "cert_chain": "x,c,b"},
+                       {"uid": "C3", "cert_chain": "a, b ,,c"}))
+    links = chain_links(s, frame_cols(certs(_cert("c", "first"), _cert("b", "B"), _cert("c", "second"))))
+    got = zip(links["row"].to_pylist(), links["position"].to_pylist(), links["sha256"].to_pylist(),
+              links["subject_cn"].to_pylist(), strict=True)
+    assert list(got) == [(0, 1, "b", "B"), (0, 2, "", None), (0, 3, "c", "first"), (2, 1, "c", "first"),
+                         (2, 2, "b", "B"), (3, 1, "b", "B"), (3, 2, "", None), (3, 3, "c", "first")]
+
+
+def test_chain_first_offender_per_session_and_its_flow():
+    """Several sessions: each flagged once, by its first offending link, with its own flow's uid."""
+    f = flows({"app_protocol": "tls", "encrypted": True}, {"app_protocol": "tls", "encrypted": True},
+              {"app_protocol": "tls", "encrypted": True})
+    t = tls({"uid": "C0", "version": "TLS 1.2", "cert_sha256": "a", "cert_chain": "a,ok,old,weak"},
+            {"uid": "C1", "version": "TLS 1.2", "cert_sha256": "a", "cert_chain": "a,ok"},
+            {"uid": "C2", "version": "TLS 1.2", "cert_sha256": "a", "cert_chain": "a,weak,old"})
+    c = certs(_cert("a", "leaf"), _cert("ok", "Good CA"), _cert("old", "Old CA", not_after=T0 - DAY),
+              _cert("weak", "Weak CA", key_type="EC", key_bits=None, signature_hash="MD5"))
+    res = policy.evaluate(f, t, c, zones=["10.0.0.0/16"], now="2026-12-06")
+    got = res.findings.loc[res.findings["rule"].str.startswith("cert-chain"), ["uid", "rule", "evidence"]]
+    assert sorted(map(tuple, got.to_numpy().tolist())) == [
+        ("C0", "cert-chain-expired", "chain certificate 2 (Old CA) expired 2026-11-28, seen 2026-11-29"),
+        ("C0", "cert-chain-weak", "chain certificate 3 (Weak CA): signed with MD5"),
+        ("C2", "cert-chain-expired", "chain certificate 2 (Old CA) expired 2026-11-28, seen 2026-11-29"),
+        ("C2", "cert-chain-weak", "chain certificate 1 (Weak CA): signed with MD5")]

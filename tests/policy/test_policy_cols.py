@@ -64,3 +64,24 @@ def test_only_strings_keeps_the_str_options_as_pandas_isin_did() -> None:
     s = pa.array(["5", None, "TLS 1.0"], c.STRING)
     assert c.isin(s, c.only_strings([5, "TLS 1.0"])).tolist() == pd.Series(["5", None, "TLS 1.0"], dtype="string").isin(
         [5, "TLS 1.0"]).tolist() == [False, False, True]
+
+
+# --- added by rules-b
+
+def test_seconds_are_pandas_total_seconds_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    ns = np.concatenate([
+        np.array([0, 1, -1, 10**9 - 1, 10**9, -(10**9) - 1, 2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 7,
+                  398 * 86_400 * 10**9 + 999_999_999, np.iinfo(np.int64).max, np.iinfo(np.int64).min + 1]),
+        rng.integers(-(2**62), 2**62, 5000), rng.integers(0, 2**56, 5000), rng.integers(2**53, 2**55, 5000),
+        rng.integers(0, 400, 2000) * 86_400 * 10**9 + rng.choice([1, 10**9 - 1, 500_000_000], 2000)])
+    want = pd.Series(ns.astype("timedelta64[ns]")).dt.total_seconds().to_numpy()
+    got = c.seconds(ns)
+    assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
+
+
+def test_span_says_where_the_difference_fits() -> None:
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    diff, fits = c.span(np.array([5, big, small, 2**62, -(2**62)]), np.array([7, -1, 1, -(2**62), 2**62]))
+    assert fits.tolist() == [True, False, False, False, True]
+    assert diff[0] == -2 and diff[4] == small

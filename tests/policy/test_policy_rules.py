@@ -4,6 +4,7 @@ cipher and version edge cases, certificate boundaries, hostile strings."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -231,13 +232,16 @@ def test_weak_key_and_signature_thresholds():
         assert ("cert-weak-signature" in _rules(_eval(f, t, c))) is flagged, h
 
 
+def _stamps(values):
+    return pa.array(pd.Series(pd.to_datetime(values, utc=True)), from_pandas=True)
+
+
 def test_validity_schedule():
-    nb = pd.Series(pd.to_datetime(["2026-03-14T23:59:59Z", "2026-03-15T00:00:00Z", "2027-03-15T00:00:00Z",
-                                   "2029-03-15T00:00:00Z", "2020-08-31T00:00:00Z", "2018-03-01T00:00:00Z",
-                                   "2015-04-01T00:00:00Z", "2012-07-01T00:00:00Z", None], utc=True))
+    nb = _stamps(["2026-03-14T23:59:59Z", "2026-03-15T00:00:00Z", "2027-03-15T00:00:00Z", "2029-03-15T00:00:00Z",
+                  "2020-08-31T00:00:00Z", "2018-03-01T00:00:00Z", "2015-04-01T00:00:00Z", "2012-07-01T00:00:00Z", None])
     assert list(validity_limit_days(nb, BR_VALIDITY_SCHEDULE)[:8]) == [398, 200, 100, 47, 825, 825, 1188, 1827]
     # before the BRs' first limit (and without a date) nothing is judged
-    old = pd.Series(pd.to_datetime(["2012-06-30T23:59:59Z", None], utc=True))
+    old = _stamps(["2012-06-30T23:59:59Z", None])
     assert np.isnan(validity_limit_days(old, BR_VALIDITY_SCHEDULE)).all()
     # 200 days exactly (inclusive count: notAfter = notBefore + 200 d - 1 s) passes; one second more fails
     f, t, c = _cert_case("2026-04-01T00:00:00", "2026-10-17T23:59:59")
@@ -246,6 +250,55 @@ def test_validity_schedule():
     res = _eval(f, t, c)
     assert list(res.findings.loc[res.findings["rule"] == "cert-validity-too-long", "evidence"]) == [
         "certificate x.example valid 201 days from 2026-04-01; maximum 200 days"]
+
+
+def test_validity_schedule_dates_read_as_pandas_read_them():
+    """A schedule's dates (TOML dates and datetimes, or their text) are read as `pd.Timestamp(str(d),
+    tz="UTC")` read them: a time without an offset is UTC, one with an offset converted."""
+    import datetime as dt
+
+    dates = ["2020-01-01", dt.date(2021, 2, 3), dt.datetime(2022, 3, 4, 5, 6, 7), "2023-04-05T06:07:08.123456",
+             dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=2))), "2025-06-07T00:00:00Z",
+             "2025-06-08 10:00:00-03:30"]
+    for d in dates:
+        start = pd.Timestamp(str(d), tz="UTC") if pd.Timestamp(str(d)).tzinfo is None else pd.Timestamp(str(d))
+        at = pa.array([start.value - 1, start.value, None], pa.timestamp("ns", tz="UTC"))
+        assert validity_limit_days(at, [[d, 90]]).tolist()[:2] == [pytest.approx(np.nan, nan_ok=True), 90.0], d
+
+
+def test_expiring_days_rounded_as_pandas_rounded_them():
+    """The days left in cert-expiring's evidence: pandas' `total_seconds() / 86400` rounded by
+    `round(1)` (numpy's: half to even on the scaled float), printed as a float ("12.0")."""
+    seen = T0
+    lefts = [pd.Timedelta(days=12), pd.Timedelta(days=12.25), pd.Timedelta(days=12.35), pd.Timedelta(days=0.05),
+             pd.Timedelta(days=0.15), pd.Timedelta(days=29.95), pd.Timedelta(hours=1), pd.Timedelta(0),
+             pd.Timedelta(days=3, nanoseconds=1), pd.Timedelta(days=5) - pd.Timedelta(nanoseconds=1)]
+    for left in lefts:
+        f, t, c = _cert_case("2026-01-01", str(seen + left))
+        res = _eval(f, t, c)
+        got = list(res.findings.loc[res.findings["rule"] == "cert-expiring", "evidence"])
+        want = pd.Series([left]).astype("timedelta64[ns]").dt.total_seconds().div(86_400).round(1).astype("string")[0]
+        assert got == [f"certificate x.example expires {(seen + left):%Y-%m-%d}, {want} days after it was seen "
+                       "(runway 30 days)"], left
+
+
+def test_runway_days_as_pandas_timedelta():
+    from analyzer.policy.rules_cert import _days_ns
+
+    for days in (30, 45, 0.1, 1 / 3, 1 / 7, 2.5, 1e-9, 0.123456789123, 1e5 / 3, 0, -2.5):
+        assert _days_ns(days) == pd.Timedelta(days=float(days)).as_unit("ns").value, days
+
+
+def test_validity_far_apart_dates_do_not_overflow(tmp_path):
+    """notBefore and notAfter ~580 years apart (more nanoseconds than int64 holds: pandas raised) are
+    judged like any other certificate."""
+    f, t, c = _cert_case("1680-01-01", "2260-01-01")
+    assert "cert-validity-too-long" not in _rules(_eval(f, t, c))  # no BR limit before 2012
+    prof = tmp_path / "p.toml"
+    prof.write_text('[rules.cert-validity-too-long]\noptions = { schedule = [["1600-01-01", 10]] }\n')
+    res = _eval(f, t, c, profile=prof)
+    assert list(res.findings.loc[res.findings["rule"] == "cert-validity-too-long", "evidence"]) == [
+        "certificate x.example valid 211841 days from 1680-01-01; maximum 10 days"]
 
 
 def test_validity_private_issuers_option(tmp_path):

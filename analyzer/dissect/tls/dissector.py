@@ -63,8 +63,9 @@ class TLSDissector:
     analyses that keep no such frame (flows mode: a ClientHello of a shape seen before is not
     parsed again). `cert_rows` (default: as `rows`; always with `rows`: the tls row's chain columns
     come with them) makes the `certs` and `cert_links` rows, also without the `tls` rows (a streamed
-    audit reads the certificates, and the sessions from the flow columns); `link_rows` (default True)
-    off leaves out the `cert_links` rows (a run that reads certificates but not their links). `session` (default
+    audit reads the certificates, and the sessions from the flow columns); of those two frames,
+    only the rows of `cert_frames` (default both: a run's instance, those the run keeps or feeds
+    to a stage; the others the collector would drop). `session` (default
     False) also fills the flow's session facts (`columns.session_columns`: the optional column group
     `schema.SESSION_FACTS`, made in runs that read it). `strict` re-raises internal errors instead
     of recording them as `tls_internal_error` anomalies (for tests).
@@ -85,7 +86,7 @@ class TLSDissector:
         certificates: bool = True,
         rows: bool = True,
         cert_rows: bool | None = None,
-        link_rows: bool = True,
+        cert_frames: tuple[str, ...] = ("certs", "cert_links"),
         session: bool = False,
         strict: bool = False,
         keys: KeyStore | None = None,
@@ -94,6 +95,7 @@ class TLSDissector:
         self.ja4x = ja4x
         self.rows = rows
         self.cert_rows = rows or bool(cert_rows)
+        self.cert_frames = cert_frames
         self.session = session
         self.ja4s = ja4s
         self.certificates = certificates
@@ -102,13 +104,15 @@ class TLSDissector:
         self.hellos = HelloColumns("t", ja4s=ja4s)
         self.memo = HandshakeMemo()
         self.plans = FlightPlans()
-        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes, links=link_rows)
+        self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes, cert_rows="certs" in cert_frames,
+                                  link_rows="cert_links" in cert_frames)
         self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
         self.keys: KeyStore | None = keys  # the run's TLS secrets (none: nothing is decrypted)
 
     def __repr__(self) -> str:
         return (f"TLSDissector(ja4x={self.ja4x}, ja4s={self.ja4s}, certificates={self.certificates}, "
-                f"rows={self.rows}, cert_rows={self.cert_rows}, session={self.session})")
+                f"rows={self.rows}, cert_rows={self.cert_rows}, cert_frames={self.cert_frames}, "
+                f"session={self.session})")
 
     @property
     def cert_cache(self) -> Any:
@@ -150,11 +154,11 @@ class TLSDissector:
 
     def for_run(self, context: DissectContext) -> TLSDissector:
         """This run's instance (its own certificate cache and memos), making the tls rows only when the
-        run keeps the tls frame, the certs/cert_links rows only when it keeps one of those (the links
-        only when it keeps cert_links), and the session facts only when the run's flows have them."""
+        run keeps the tls frame, the certs/cert_links rows of each of those two frames only when the
+        run keeps it or feeds it to a stage, and the session facts only when the run's flows have them."""
         return TLSDissector(ja4x=context.options.ja4x, ja4s=self.ja4s, certificates=self.certificates,
                             rows=context.wants("tls"), cert_rows=context.wants("tls", "certs", "cert_links"),
-                            link_rows=context.wants("cert_links"),
+                            cert_frames=tuple(f for f in ("certs", "cert_links") if context.wants(f)),
                             session=context.makes(tls_schema.SESSION_FACTS), strict=self.strict,
                             keys=context.keys, cert_cache_bytes=context.cert_cache_bytes)
 

@@ -30,14 +30,16 @@ class Certificates:
     """Certificate rows and facts for one dissector instance (`ja4x`: also FoxIO JA4X per server
     certificate, FoxIO License 1.1)."""
 
-    __slots__ = ("_cache", "_fingerprints", "_sni", "cache_bytes", "ja4x", "links")
+    __slots__ = ("_cache", "_fingerprints", "_sni", "cache_bytes", "cert_rows", "ja4x", "link_rows")
 
-    def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None, links: bool = True) -> None:
+    def __init__(self, *, ja4x: bool = False, cache_bytes: int | None = None, cert_rows: bool = True,
+                 link_rows: bool = True) -> None:
         self.ja4x = ja4x
-        # whether `rows` makes `cert_links` rows: a run that reads only `certs` (a streamed audit's
-        # policy stage) has no use for the ~3 link rows per flow (a sixth of its certificate work)
-        self.links = links
         self.cache_bytes = cache_bytes  # the certificate cache's bound (the run's memory budget's share)
+        # which of the `certs` / `cert_links` rows `rows` makes: a run that keeps neither frame nor
+        # feeds it to a stage would drop them (a streamed audit reads the certs, never the links)
+        self.cert_rows = cert_rows
+        self.link_rows = link_rows
         self._cache: CertificateCache | None = None
         self._sni: dict[tuple[str, str], bool | None] = {}
         self._fingerprints: dict[bytes, str] = {}
@@ -73,14 +75,15 @@ class Certificates:
     def rows(
         self, uid: str, server_certs: list[bytes], client_certs: list[bytes], row: dict[str, object], facts: Facts
     ) -> tuple[list[str], Mapping[str, Any] | None]:
-        """`cert_links` (unless `links` is off) and (once per flow and certificate) `certs` rows; the
-        chain columns of the `tls` row. Returns the server chain's fingerprints (leaf first) and the
-        leaf's row (None without a server certificate). Call it only when a certificate was seen."""
+        """`cert_links` and (once per flow and certificate) `certs` rows, those of the two frames this
+        instance makes (`cert_rows`, `link_rows`); the chain columns of the `tls` row. Returns the
+        server chain's fingerprints (leaf first) and the leaf's row (None without a server
+        certificate). Call it only when a certificate was seen."""
         parse = self.cache.parse
         # The frames' row lists, made in the order add_row would make them (links, then certs).
         rows = facts.rows
-        links: list[dict[str, object]] = rows.setdefault("cert_links", []) if self.links else []
-        cert_rows = rows.setdefault("certs", [])
+        links = rows.setdefault("cert_links", []) if self.link_rows else None
+        cert_rows = rows.setdefault("certs", []) if self.cert_rows else None
         seen: set[str] = set()
         chain: list[str] = []
         client_chain: list[str] = []
@@ -88,15 +91,16 @@ class Certificates:
         ja4x_list: list[str] = []
         for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
             for position, der in enumerate(certs):
-                crow = parse(der)
+                crow = parse(der)  # a fresh dict
                 sha = str(crow["sha256"])
                 out.append(sha)
                 if position == 0 and sent_by == "server":
                     leaf = crow
-                links.append({"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
-                if sha not in seen:
-                    seen.add(sha)
                     crow = dict(crow)  # the leaf row is also read by the caller: keep it unchanged
+                if links is not None:
+                    links.append({"uid": uid, "sha256": sha, "position": position, "sent_by": sent_by})
+                if cert_rows is not None and sha not in seen:
+                    seen.add(sha)
                     if crow.get("first_seen_uid") is None:
                         crow["first_seen_uid"] = uid
                     if crow.get("sessions") is None:

@@ -182,15 +182,29 @@ def test_a_run_reading_certs_alone_gets_them_without_link_rows() -> None:
 
     full, _t = dissect_bytes(*tls12_session(), dissector=TLSDissector(strict=True, rows=False, cert_rows=True))
     audit = TLSDissector(strict=True).for_run(DissectContext(frames=frozenset({"certs"})))
-    assert audit.cert_rows and not audit.rows and not audit.certs.links
+    assert audit.cert_rows and not audit.rows and not audit.certs.link_rows
     facts, _ = dissect_bytes(*tls12_session(), dissector=audit)
     assert "cert_links" not in facts.rows and len(full.rows["cert_links"]) == 2
     assert facts.rows["certs"] == full.rows["certs"]
     assert facts.flow == full.flow
     links = TLSDissector(strict=True).for_run(DissectContext(frames=frozenset({"cert_links"})))
-    assert links.certs.links
+    assert links.certs.link_rows
     facts, _ = dissect_bytes(*tls12_session(), dissector=links)
     assert facts.rows["cert_links"] == full.rows["cert_links"]
+def test_cert_frames_make_only_the_certificate_rows_the_run_reads() -> None:
+    """A run that reads the certs but not the cert_links (a streamed audit feeds the certs to its
+    policy stage) gets the same certs rows, leaf facts and chain, and no cert_links rows; with
+    neither frame, the tls row's chain columns alone."""
+    pytest.importorskip("analyzer.dissect.x509")
+    full, t = dissect_bytes(*tls12_session())
+    certs_only, _ = dissect_bytes(*tls12_session(), dissector=TLSDissector(
+        rows=False, cert_rows=True, cert_frames=("certs",), session=True, strict=True))
+    assert certs_only.rows["certs"] == full.rows["certs"] and "cert_links" not in certs_only.rows
+    assert certs_only.flow["cert_chain"] == t["cert_chain"] and certs_only.flow["cert_sha256"] == t["cert_sha256"]
+    assert certs_only.flow["cert_not_after"] == full.flow["cert_not_after"]
+    neither, t2 = dissect_bytes(*tls12_session(), dissector=TLSDissector(cert_frames=(), strict=True))
+    assert "certs" not in neither.rows and "cert_links" not in neither.rows
+    assert t2["cert_chain"] == t["cert_chain"] and neither.flow == full.flow
 
 
 def test_ja4x_is_opt_in() -> None:
