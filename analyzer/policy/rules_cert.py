@@ -68,6 +68,7 @@ from analyzer.policy._cols import (
     true,
 )
 from analyzer.policy._rule import Rule
+from analyzer.policy.errors import PolicyError
 
 if TYPE_CHECKING:
     from analyzer.policy.facts import Facts
@@ -176,8 +177,12 @@ def name_mismatch(f: Facts, opts: Mapping[str, Any]) -> Hits:
 
 def _utc_ns(when: Any) -> int:
     """A schedule date (a TOML date or datetime, or its ISO text) as UTC epoch nanoseconds, as
-    `pd.Timestamp(str(when), tz="UTC")` read it: a time without an offset is UTC."""
-    t = datetime.fromisoformat(str(when))
+    `pd.Timestamp(str(when), tz="UTC")` read it: a time without an offset is UTC. Only ISO 8601
+    (pandas also guessed other spellings); PolicyError otherwise."""
+    try:
+        t = datetime.fromisoformat(str(when))
+    except ValueError:
+        raise PolicyError(f"cert-validity-too-long: schedule date {str(when)!r} is not an ISO 8601 date") from None
     t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     delta = t - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000

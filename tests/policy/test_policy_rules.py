@@ -266,6 +266,11 @@ def test_validity_schedule_dates_read_as_pandas_read_them():
         assert validity_limit_days(at, [[d, 90]]).tolist()[:2] == [pytest.approx(np.nan, nan_ok=True), 90.0], d
 
 
+def test_validity_schedule_date_not_iso_is_a_policy_error():
+    with pytest.raises(policy.PolicyError, match="not an ISO 8601 date"):
+        validity_limit_days(_stamps(["2026-01-01T00:00:00Z"]), [["1 July 2012", 90]])
+
+
 def test_expiring_days_rounded_as_pandas_rounded_them():
     """The days left in cert-expiring's evidence: pandas' `total_seconds() / 86400` rounded by
     `round(1)` (numpy's: half to even on the scaled float), printed as a float ("12.0")."""
