@@ -131,8 +131,8 @@ def link_ftp_data(ftp_data: Cols, flows: Cols, window_s: float = 300.0) -> Cols:
     does and the server connects to it, so the announced end is the data flow's server either way -
     and which started no earlier than its control flow and at most `window_s` seconds after the
     control flow's end (the first row of that uid in `flows`). A control flow absent from `flows`,
-    or a time unknown, links nothing. Where several announcements fit one data flow, the latest
-    control flow's wins, and among those the first announcement (a port reused in one session)."""
+    or a time unknown, links nothing. Where several announcements fit one data flow, that of the
+    control flow started last wins; of one control flow's announcements of that port, the first."""
     if not length(ftp_data) or not length(flows):
         return _empty_links()
     ann = take(ftp_data, notnull(ftp_data["host"]) & notnull(ftp_data["port"]),
