@@ -185,3 +185,41 @@ def test_corpus_chains_stream_like_memory(monkeypatch):
     assert "cert-chain-weak" in set(memory.findings["rule"])
     monkeypatch.setattr(pipeline, "FLOW_ROWS_PER_FRAME", 2)
     _same(memory, auditor.audit_stream([str(c) for c in caps], **opts))
+
+
+def test_the_stage_imports_no_pandas():
+    """The streamed audit's machinery (facts, zones, judge, suppressions, sums, tally, the stage's I/O)
+    never imports pandas: a fresh process as the CLI runs it (`defer_in_pyarrow`), every capture, an
+    active and an expired suppression, findings to a table sink. The rules are stubbed (no hits) only
+    until every rule is on Arrow columns (then drop the stub: the rules must not import it either)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import dataclasses, importlib, sys
+import numpy as np
+from analyzer._pandas import defer_in_pyarrow
+defer_in_pyarrow()
+rules = importlib.import_module("analyzer.policy.rules")
+evaluate = importlib.import_module("analyzer.policy.evaluate")
+from analyzer.policy._cols import no_hits
+for rid, rule in list(rules.RULES.items()):
+    rules.RULES[rid] = dataclasses.replace(rule, predicate=lambda f, o: no_hits())
+evaluate.cleartext_mask = lambda f: np.zeros(len(f.flow_cols["uid"]), dtype=bool)
+import datetime
+from analyzer import auditor
+from analyzer.policy import Suppression
+sups = [Suppression("on", "*", "r", datetime.date(2099, 1, 1), cidrs=("10.0.0.0/8",)),
+        Suppression("old", "*", "r", datetime.date(2000, 1, 1), ports=(443,))]
+class Sink:
+    rows = 0
+    def write_table(self, table):
+        Sink.rows += len(table)
+s = auditor.audit_stream([{str(ROOT / "captures")!r}], vpc=["10.0.0.0/8"], now="2026-12-06", suppressions=sups,
+                         findings_sink=Sink(), on_problem=lambda p: None)
+s.stage.worst_destinations(5)
+assert s.stage.tally.flows > 50 and Sink.rows == 1, (s.stage.tally.flows, Sink.rows)
+print("pandas.core" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "False"
