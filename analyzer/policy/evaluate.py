@@ -279,14 +279,15 @@ def _expired_findings(expired: list[Suppression], profile: Profile, now: Any = N
     return {c: given[c] if c in given else pa.nulls(n, arrow_type(d)) for c, d in FINDINGS.items()}
 
 
-def _findings_cols(raw: Cols, per_flow: Cols, flow_uids: pa.Array, profile_name: str) -> Cols:
+def _findings_cols(raw: Cols, per_flow: Cols, flow_uids: pa.Array, profile_name: str, unique: bool) -> Cols:
     """The FINDINGS columns of the rules' findings (`raw`: uid, evidence, rule, severity), with their
-    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile."""
+    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile.
+    `unique`: whether `flow_uids` are distinct."""
     n = length(raw)
     if not n:
         return _empty_findings()
     uid = raw["uid"]
-    if not distinct(flow_uids):  # the first flow of each uid
+    if not unique:  # the first flow of each uid
         first = pa.array(first_rows(flow_uids))
         flow_uids = flow_uids.take(first)
         per_flow = {c: v.take(first) for c, v in per_flow.items()}
@@ -306,10 +307,11 @@ def _typed(a: pa.Array, dtype: str) -> pa.Array:
     return a if a.type == want else a.cast(want)
 
 
-def _per_flow(flow_uids: pa.Array, findings: Cols) -> tuple[np.ndarray, np.ndarray]:
-    """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow)."""
+def _per_flow(flow_uids: pa.Array, findings: Cols, unique: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow);
+    `unique`: whether `flow_uids` are distinct."""
     n = len(flow_uids)
-    if not distinct(flow_uids):  # a flow's uid is unique (a repeated one raises, as it always did)
+    if not unique:  # a flow's uid is unique (a repeated one raises, as it always did)
         raise PolicyError("a flow uid appears more than once in the flows")
     worst = np.full(n, -1, dtype=np.int64)
     count = np.zeros(n, dtype=np.int64)
@@ -561,7 +563,8 @@ def judge(flows: Mapping[str, pa.Array], tls: Mapping[str, pa.Array] | None, cer
         "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
     }
     flow_uids = zf["uid"].cast(STRING)
-    findings = _findings_cols(raw, per_flow, flow_uids, profile.name)
+    unique = bool(facts.memo["unique_flows"])  # distinct uids (build_facts counted them once)
+    findings = _findings_cols(raw, per_flow, flow_uids, profile.name, unique)
     if length(findings) and active:
         open_ = np.ones(length(findings), dtype=bool)
         by = np.full(length(findings), -1, dtype=np.int64)
@@ -571,7 +574,7 @@ def judge(flows: Mapping[str, pa.Array], tls: Mapping[str, pa.Array] | None, cer
             open_ &= ~m
         findings["suppressed_by"] = from_codes([s.id for s in active], by)
 
-    worst, count = _per_flow(flow_uids, findings)
+    worst, count = _per_flow(flow_uids, findings, unique)
     code = _verdicts(zf, worst, profile)
     out_flows = {**zf, "verdict": from_codes(VERDICTS, code), "finding_count": pa.array(count.astype(np.int32))}
     sums = destination_sums(zf, worst, count, names, cleartext_mask(facts))
