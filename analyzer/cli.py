@@ -628,7 +628,6 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
     from analyzer.auditor import audit as run_audit
     from analyzer.auditor import audit_stream
     from analyzer.policy.stage import tally
-    from analyzer.report import write_frame
 
     policy: dict[str, Any] = {"vpc": vpc, "zones": zones, "aws_ip_ranges": aws_ip_ranges, "profile": profile,
               "suppressions": suppressions}
@@ -641,12 +640,13 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
         with open_output(fmt, out, dict(FINDINGS)) as sink:
             streamed = _run_analysis(paths, frames=None, runner=_without_frames(audit_stream), findings_sink=sink,
                                      **policy, **opts)
-        counts, dest, profile_name = streamed.stage.tally, streamed.stage.destinations(), streamed.profile
+        # the summary from the stage's tally and destination sums: no pandas on the streamed path
+        counts, worst, profile_name = streamed.stage.tally, streamed.stage.worst_destinations(5), streamed.profile
     else:
         result = _run_analysis(paths, frames=None, runner=run_audit, **policy, **opts)
-        counts, dest = tally(result.flows, result.findings), result.destinations
+        counts, worst = tally(result.flows, result.findings), _worst_destinations(result.destinations, 5)
         profile_name = str(result.stats.get("profile"))
-    for line in _audit_summary(profile_name, counts, dest, zoned, fail_on):
+    for line in _audit_summary(profile_name, counts, worst, zoned, fail_on):
         click.echo(printable(line), err=fmt != "table" or out is not None)
     if fmt == "table" and len(result.findings):
         findings = result.findings  # most severe first: the first rows are the worst
@@ -654,6 +654,8 @@ def audit(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool, 
         if more:
             findings = findings.head(limit)
         if all_columns:
+            from analyzer.report import write_frame  # (imports pandas: the table format's results are frames)
+
             write_frame(findings, fmt, out)
         else:  # fitted to the terminal like the frame commands' tables (the evidence cut, never the addresses)
             _summary_table("findings", findings, FINDING_TABLE_COLUMNS, out, _quiet(bool(opts.get("quiet"))))
@@ -675,9 +677,19 @@ def _without_frames(runner: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _audit_summary(profile: str, counts: Any, dest: Any, zoned: bool, fail_on: str) -> list[str]:
-    """The audit's summary from its tally (analyzer.policy.stage.Tally) and destinations: verdicts,
-    findings by severity and rule, the worst destinations, and what was not judged and why."""
+def _worst_destinations(dest: Any, k: int) -> list[tuple[str, str, str, str]]:
+    """The `k` worst rows of a destinations frame (lowest score, then name) as (destination, port,
+    grade, score) texts; `analyzer.policy.evaluate.worst_destinations` gives the same from the sums."""
+    worst = dest.sort_values(["score", "destination"]).head(k)
+    return [(str(d), str(p), str(g), str(s)) for d, p, g, s in zip(worst["destination"], worst["server_port"],
+                                                                  worst["grade"], worst["score"], strict=True)]
+
+
+def _audit_summary(profile: str, counts: Any, worst: list[tuple[str, str, str, str]], zoned: bool,
+                   fail_on: str) -> list[str]:
+    """The audit's summary from its tally (analyzer.policy.stage.Tally) and worst destinations
+    (`_worst_destinations`): verdicts, findings by severity and rule, the worst destinations, and
+    what was not judged and why."""
     v = counts.verdicts
     lines = [f"audit ({profile}): {counts.flows} flows: " + ", ".join(
         f"{int(v.get(key, 0))} {label}" for key, label in
@@ -690,11 +702,8 @@ def _audit_summary(profile: str, counts: Any, dest: Any, zoned: bool, fail_on: s
         + f"); suppressed {suppressed}; fail-on {fail_on}")
     for (rule, severity), n in sorted(active.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {rule} ({severity}): {n}")
-    if len(dest):
-        worst = dest.sort_values(["score", "destination"]).head(5)
-        lines.append("worst destinations: " + "; ".join(
-            f"{d}:{p} {g} ({s})" for d, p, g, s in zip(worst["destination"], worst["server_port"], worst["grade"],
-                                                     worst["score"], strict=True)))
+    if worst:
+        lines.append("worst destinations: " + "; ".join(f"{d}:{p} {g} ({s})" for d, p, g, s in worst))
     nj = counts.not_judged
     total = int(v.get("unknown", 0))
     if total:

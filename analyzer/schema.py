@@ -303,7 +303,13 @@ def arrow_columns(columns: Mapping[str, Any], schema: Schema, length: int) -> di
 
 def arrow_column(values: Any, dtype: str) -> pa.Array:
     """One column (a numpy array or a list; None is missing) in the Arrow type of a declared dtype,
-    with the values pandas would make of it in that dtype."""
+    with the values pandas would make of it in that dtype. An Arrow array is taken as it is (cast
+    to the dtype's Arrow type)."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        atype = arrow_type(dtype)
+        return values if values.type == atype else values.cast(atype)
     exact = _exact_arrow(values, dtype)
     if exact is not None:
         return exact

@@ -29,9 +29,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["STRING", "TS_TYPE", "Cols", "Hits", "as_cols", "day", "eq", "false", "found", "from_codes", "ints",
-           "isin", "join", "known", "length", "lower", "nanos", "no_hits", "notnull", "pick", "strings", "take",
-           "text", "true", "where"]
+__all__ = [
+    "STRING",
+    "TS_TYPE",
+    "Cols",
+    "Hits",
+    "as_cols",
+    "day",
+    "eq",
+    "false",
+    "fill",
+    "found",
+    "from_codes",
+    "ints",
+    "isin",
+    "join",
+    "known",
+    "length",
+    "lower",
+    "nanos",
+    "no_hits",
+    "notnull",
+    "numpy_of",
+    "pick",
+    "strings",
+    "take",
+    "text",
+    "true",
+    "where",
+]
 
 Cols = dict[str, pa.Array]
 STRING = pa.large_string()
@@ -105,8 +131,8 @@ def pick(cols: Mapping[str, pa.Array], mask: np.ndarray, *names: str) -> Cols:
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
     a = _one(a)
     if a.null_count:
-        a = pc.fill_null(a, False)
-    return np.asarray(a.to_numpy(zero_copy_only=False), dtype=bool)
+        a = pc.fill_null(a, pa.scalar(False, pa.bool_()))
+    return numpy_of(a).astype(bool, copy=False)
 
 
 def true(a: pa.Array) -> np.ndarray:
@@ -120,7 +146,7 @@ def false(a: pa.Array) -> np.ndarray:
 
 
 def notnull(a: pa.Array) -> np.ndarray:
-    return np.asarray(pc.is_valid(a).to_numpy(zero_copy_only=False), dtype=bool)
+    return numpy_of(pc.is_valid(a))
 
 
 def isin(a: pa.Array, values: Iterable[Any]) -> np.ndarray:
@@ -145,8 +171,8 @@ def ints(a: pa.Array, fill: int = 0) -> np.ndarray:
     """An integer column as int64, null -> `fill`."""
     a = _one(a)
     if a.null_count:
-        a = pc.fill_null(a, fill)
-    return np.asarray(a.to_numpy(zero_copy_only=False), dtype=np.int64)
+        a = pc.fill_null(a, pa.scalar(fill, a.type))
+    return numpy_of(a).astype(np.int64, copy=False)
 
 
 def nanos(a: pa.Array) -> np.ndarray:
@@ -194,7 +220,7 @@ def text(a: pa.Array, missing: str = "?") -> pa.Array:
         raise TypeError("text() of a timestamp: use day()")
     else:
         out = a.cast(STRING)
-    return pc.fill_null(out, missing) if out.null_count else out
+    return pc.fill_null(out, pa.scalar(missing, out.type)) if out.null_count else out
 
 
 def day(a: pa.Array, missing: str = "?") -> pa.Array:
@@ -264,3 +290,40 @@ def span(later: np.ndarray, earlier: np.ndarray) -> tuple[np.ndarray, np.ndarray
         diff = later - earlier
     fits = ((later ^ earlier) & (later ^ diff)) >= 0
     return diff, fits
+
+
+# --- added by core
+
+def fill(a: pa.Array | pa.ChunkedArray, value: Any) -> pa.Array:
+    """`a` with its nulls replaced by `value` (a scalar of `a`'s type). Untyped Python scalars given
+    to Arrow's compute functions go through its sequence converter, which imports pandas (0.3 CPU
+    s): the streamed audit never does (tests/policy/test_policy_cols.py checks a fresh process)."""
+    a = _one(a)
+    return pc.fill_null(a, pa.scalar(value, a.type)) if a.null_count else a
+
+
+def numpy_of(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric or boolean Arrow array without nulls as a new (writable) numpy array, read from its
+    buffers: Arrow's own `to_numpy` (and numpy's `asarray` of an Arrow array) imports pandas, 0.3
+    CPU s that the streamed audit never pays. Timestamps give their int64 values."""
+    a = _one(a)
+    if a.null_count:
+        raise ValueError("numpy_of: the array has nulls (fill them first)")
+    n = len(a)
+    t = a.type
+    if pa.types.is_boolean(t):
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        bits = np.unpackbits(np.frombuffer(a.buffers()[1], dtype=np.uint8), bitorder="little")
+        return bits[a.offset:a.offset + n].astype(bool)
+    if pa.types.is_timestamp(t) or pa.types.is_date64(t) or pa.types.is_duration(t):
+        dtype = np.dtype(np.int64)
+    elif pa.types.is_integer(t):
+        dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(t) else 'u'}{t.bit_width // 8}")
+    elif pa.types.is_floating(t) and t.bit_width in (32, 64):
+        dtype = np.dtype(f"f{t.bit_width // 8}")
+    else:
+        raise TypeError(f"numpy_of: not a numeric or boolean array: {t}")
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(a.buffers()[1], dtype=dtype, count=n, offset=a.offset * dtype.itemsize).copy()

@@ -2,10 +2,11 @@
 
 **Findings** (`FINDINGS` schema): one row per (rule, flow) an enabled rule flags, plus one per
 expired suppression. `finding_id` is stable across runs: a 64-bit hash (pandas'
-`hash_pandas_object`, fixed key) of ``rule|uid``, or ``suppression-expired|<suppression id>``, as 16
-hex digits; `uid` is itself deterministic per flow. `server_name` is the SNI, else the leaf
-certificate's CN. `first_seen`/`last_seen` are the flow's start and end. `suppressed_by` names the
-first suppression (in file order) that matches a finding and has not expired.
+`hash_pandas_object`, fixed key; computed without pandas: `_ids`) of ``rule|uid``, or
+``suppression-expired|<suppression id>``, as 16 hex digits; `uid` is itself deterministic per
+flow. `server_name` is the SNI, else the leaf certificate's CN. `first_seen`/`last_seen` are the
+flow's start and end. `suppressed_by` names the first suppression (in file order) that matches a
+finding and has not expired.
 
 **Flow verdict** (columns added to flows: `client_zone`, `server_zone`, `direction`, `verdict`,
 `finding_count`), from the unsuppressed findings of the flow:
@@ -43,32 +44,48 @@ small part (0.26 s CPU of the 1M case); the rest is the rules' column work and e
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.dissect import flow_schema
-from analyzer.policy._cols import Hits
+from analyzer.policy._cols import STRING, Cols, Hits, as_cols, fill, from_codes, length, notnull, numpy_of, true
+from analyzer.policy._ids import finding_ids
 from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.errors import PolicyError
-from analyzer.policy.facts import Facts, build_facts, conform, distinct, empty_frame, positions, read_schema
+from analyzer.policy.facts import (
+    FLOW_READS,
+    Facts,
+    build_facts,
+    conform,
+    conform_cols,
+    distinct,
+    first_rows,
+    frame_cols,
+    positions,
+    read_schema,
+)
 from analyzer.policy.profiles import Profile, load_profile
 from analyzer.policy.rules import RULES, SUPPRESSION_EXPIRED
-from analyzer.policy.rules_traffic import cleartext
+from analyzer.policy.rules_traffic import cleartext_mask
 from analyzer.policy.suppressions import Suppression, load_suppressions, match_suppression
-from analyzer.policy.zones import Zone, ZoneMap, build_zones, strings_from_codes, zone_flows
+from analyzer.policy.zones import Zone, ZoneMap, build_zones, zone_cols
+from analyzer.schema import arrow_type, frame_from_arrow, pandas_array
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DESTINATIONS", "FINDINGS", "FLOW_COLUMNS", "Judged", "PolicyResult", "add_destination_sums",
            "destination_sums", "destinations_from_sums", "evaluate", "grade", "judge", "sort_findings",
-           "timestamp"]
+           "timestamp", "today", "worst_destinations"]
 
 TS = "datetime64[ns, UTC]"
 
@@ -133,27 +150,23 @@ class PolicyResult:
     zones: ZoneMap
 
 
-def _with_credentials(flows: pd.DataFrame, credentials: pd.DataFrame) -> pd.DataFrame:
+def _with_credentials(flows: Cols, credentials: Mapping[str, pa.Array]) -> Cols:
     """`flows` plus a `credentials` column: per flow, the kinds of secrets it sent in the clear
-    ("http basic, ftp user_pass"), from the credentials frame (never the secrets: it has none)."""
-    from analyzer._pandas import pd
-
-    clear = credentials[credentials["secret_in_clear"].astype(dt.boolean).to_numpy(dtype=bool, na_value=False)]
-    kind = (clear["protocol"].astype(dt.string) + " " + clear["mechanism"].astype(dt.string)).astype(object)
-    pairs = pd.DataFrame({"uid": clear["uid"].astype(str).to_numpy(), "kind": kind.to_numpy()}).dropna()
-    # the distinct kinds of each flow in order of appearance, joined (one Python join per flow, not
-    # a lambda per group over a Series)
-    pairs = pairs.drop_duplicates()
-    kinds = pd.Series({uid: ", ".join(group) for uid, group in pairs.groupby("uid", sort=False)["kind"]},
-                      dtype=object)
-    # each flow's kinds found by Arrow's hash lookup of its uid (a Series.map converted every uid to Python)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    uids = pa.array(flows["uid"].astype(dt.string).array)
-    at = pc.index_in(uids, value_set=pa.array([str(u) for u in kinds.index], type=uids.type))
-    values = pa.array([str(v) for v in kinds.tolist()], type=uids.type).take(at)
-    return flows.assign(credentials=pd.array(values, dtype=dt.string))
+    ("http basic, ftp user_pass"), from the credentials rows (never the secrets: they have none)."""
+    creds = as_cols(credentials)
+    clear = pa.array(true(creds["secret_in_clear"]))
+    kinds: dict[str, list[str]] = {}  # per flow, its distinct kinds in order of appearance
+    for uid, proto, mech in zip(creds["uid"].filter(clear).to_pylist(), creds["protocol"].filter(clear).to_pylist(),
+                                creds["mechanism"].filter(clear).to_pylist(), strict=True):
+        if uid is None or proto is None or mech is None:
+            continue
+        kind = f"{proto} {mech}"
+        seen = kinds.setdefault(str(uid), [])
+        if kind not in seen:
+            seen.append(kind)
+    at = positions(pa.array(list(kinds), STRING), flows["uid"])
+    values = pa.array([", ".join(v) for v in kinds.values()], STRING).take(pa.array(at, mask=at < 0))
+    return {**flows, "credentials": values}
 
 
 def grade(score: float) -> str:
@@ -179,135 +192,144 @@ def _zone_map(zones: ZoneMap | str | Path | Sequence[str] | Sequence[Zone] | Non
     return build_zones(vpc=[str(z) for z in items])
 
 
-def _finding_ids(keys: pd.Series) -> pd.Series:
-    """Stable 16-hex-digit ids of key strings."""
-    import pyarrow as pa
-
-    from analyzer._pandas import pd
-
-    hashed = pd.util.hash_pandas_object(keys.astype(object), index=False).to_numpy(dtype=np.uint64)
-    # 16 hex digits each, in one pass over the big-endian bytes (an f-string per id was 5x slower)
-    hexed = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype="S16")
-    return pd.Series(pd.array(pa.array(hexed, type=pa.binary(16)).cast(pa.string()), dtype=dt.string),
-                     index=keys.index)
+def _taker(at: np.ndarray) -> pa.Array:
+    return pa.array(at, mask=at < 0) if (at < 0).any() else pa.array(at)
 
 
-def _server_names(facts: Facts) -> pd.Series:
-    """Per flow (index of `facts.flows`): SNI, else leaf certificate CN (first session of the flow)."""
-    from analyzer._pandas import pd
-
-    sessions, flows = facts.sessions, facts.flows
-    name = sessions["server_name"].astype(dt.string).fillna(sessions["leaf_subject_cn"].astype(dt.string))
-    fallback = flows["tls_server_name"].astype(dt.string)
+def _server_names(facts: Facts) -> pa.Array:
+    """Per flow (rows of `facts.flow_cols`): SNI, else leaf certificate CN (first session of the flow)."""
+    sessions, flows = facts.session_cols, facts.flow_cols
+    name = pc.coalesce(sessions["server_name"].cast(STRING), sessions["leaf_subject_cn"].cast(STRING))
+    fallback = flows["tls_server_name"].cast(STRING)
     rows = facts.memo.get("session_rows")
     if rows is not None:  # each session is the one of the flow at `rows` (build_facts)
-        at = np.full(len(flows), -1, dtype=np.int64)
+        at = np.full(len(fallback), -1, dtype=np.int64)
         at[rows] = np.arange(len(rows))
-        by_flow = pd.Series(name.array.take(at, allow_fill=True), index=flows.index)
-        return by_flow.fillna(fallback)
-    per_uid = name.groupby(sessions["uid"].astype(dt.string), sort=False).first()
-    by_flow = flows["uid"].astype(dt.string).map(per_uid)
-    return by_flow.astype(dt.string).fillna(fallback)
+        return pc.coalesce(name.take(_taker(at)), fallback)
+    # each flow's first session with a name (pandas' groupby-first skipped nulls)
+    named = pc.is_valid(name)
+    uids, names = sessions["uid"].cast(STRING).filter(named), name.filter(named)
+    first = pa.array(first_rows(uids))
+    uids, names = uids.take(first), names.take(first)
+    keyed = pc.is_valid(uids)
+    at = positions(uids.filter(keyed), flows["uid"].cast(STRING))
+    return pc.coalesce(names.filter(keyed).take(_taker(at)), fallback)
 
 
-def _rule_findings(facts: Facts, profile: Profile) -> pd.DataFrame:
-    from analyzer._pandas import pd
+def _frame_hits(found: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
+    """(uid, evidence) of a rule that still returns a pandas frame."""
+    return (as_cols({"u": pa.array(found["uid"].astype(dt.string).array)})["u"],
+            as_cols({"e": pa.array(found["evidence"].astype(dt.string).array)})["e"])
 
-    parts, rules, severities = [], [], []
+
+_RAW = ("uid", "evidence", "rule", "severity")
+
+
+def _rule_findings(facts: Facts, profile: Profile) -> Cols:
+    """The enabled rules' hits: uid, evidence, rule, severity (one finding per rule and flow)."""
+    uids: list[pa.Array] = []
+    evidence: list[pa.Array] = []
+    rules, severities = [], []
     for rid in profile.enabled():
         if rid == SUPPRESSION_EXPIRED:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
         if isinstance(found, Hits):  # a rule written over Arrow columns (analyzer.policy._cols)
-            found = pd.DataFrame({"uid": pd.array(found.uid, dtype=dt.string),
-                                  "evidence": pd.array(found.evidence, dtype=dt.string)})
-        if len(found):
-            if not distinct(found["uid"].array):
-                found = found.drop_duplicates("uid")  # several sessions of one flow: one finding per flow
-            parts.append(found[["uid", "evidence"]])
-            rules.append(rid)
-            severities.append(setting.severity)
-    if not parts:
-        return pd.DataFrame({"uid": pd.Series(dtype=dt.string), "rule": pd.Series(dtype=dt.string),
-                             "severity": pd.Series(dtype=dt.string), "evidence": pd.Series(dtype=dt.string)})
-    raw = pd.concat(parts, ignore_index=True)
+            uid, ev = found.uid.cast(STRING), found.evidence.cast(STRING)
+        elif len(found):
+            uid, ev = _frame_hits(found)
+        else:
+            continue
+        if not len(uid):
+            continue
+        if not distinct(uid):  # several sessions of one flow: one finding per flow (its first)
+            keep = pa.array(first_rows(uid))
+            uid, ev = uid.take(keep), ev.take(keep)
+        uids.append(uid)
+        evidence.append(ev)
+        rules.append(rid)
+        severities.append(setting.severity)
+    if not uids:
+        return {c: pa.array([], STRING) for c in _RAW}
     # each rule's id and severity spread over its rows by Arrow's take, not n Python strings
-    which = np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts])
-    return raw.assign(rule=strings_from_codes(rules, which), severity=strings_from_codes(severities, which))
+    which = np.repeat(np.arange(len(uids), dtype=np.int64), [len(u) for u in uids])
+    return {"uid": pa.concat_arrays(uids), "evidence": pa.concat_arrays(evidence),
+            "rule": from_codes(rules, which), "severity": from_codes(severities, which)}
 
 
-def _expired_findings(expired: list[Suppression], profile: Profile, now: pd.Timestamp) -> pd.DataFrame:
-    from analyzer._pandas import pd
+def _empty_findings() -> Cols:
+    return {c: pa.nulls(0, arrow_type(d)) for c, d in FINDINGS.items()}
 
+
+def _expired_findings(expired: list[Suppression], profile: Profile, now: Any = None) -> Cols:
+    """The suppression-expired findings (FINDINGS columns) of expired suppressions."""
     setting = profile.settings[SUPPRESSION_EXPIRED]
     if not expired or not setting.enabled:
-        return empty_frame(FINDINGS)
-    ids = _finding_ids(pd.Series([f"{SUPPRESSION_EXPIRED}|{s.id}" for s in expired], dtype=dt.string))
-    rows: dict[str, list[str]] = {
-        "rule": [SUPPRESSION_EXPIRED] * len(expired),
-        "severity": [setting.severity] * len(expired),
-        "evidence": [f"suppression {s.id} for rule {s.rule} expired {s.expires.isoformat()} (reason: {s.reason})"
-                     for s in expired],
-        "profile": [profile.name] * len(expired),
+        return _empty_findings()
+    n = len(expired)
+    given: dict[str, pa.Array] = {
+        "finding_id": finding_ids(pa.array([f"{SUPPRESSION_EXPIRED}|{s.id}" for s in expired], STRING)),
+        "rule": pa.array([SUPPRESSION_EXPIRED] * n, STRING),
+        "severity": pa.array([setting.severity] * n, STRING),
+        "evidence": pa.array([f"suppression {s.id} for rule {s.rule} expired {s.expires.isoformat()} "
+                              f"(reason: {s.reason})" for s in expired], STRING),
+        "profile": pa.array([profile.name] * n, STRING),
     }
-    frame = pd.DataFrame({k: pd.Series(v, dtype=dt.string) for k, v in rows.items()})
-    frame["finding_id"] = ids.to_numpy()
-    for col, dtype in FINDINGS.items():
-        if col not in frame:
-            frame[col] = pd.Series(index=frame.index, dtype=dtype)
-    return frame[list(FINDINGS)]
+    return {c: given[c] if c in given else pa.nulls(n, arrow_type(d)) for c, d in FINDINGS.items()}
 
 
-def _findings_frame(raw: pd.DataFrame, per_flow: dict[str, pd.Series], flow_uids: pd.Index,
-                    profile_name: str) -> pd.DataFrame:
-    """The FINDINGS frame of the rules' findings (`raw`: uid, evidence, rule, severity), with their
-    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile."""
-    from analyzer._pandas import pd
-
-    if not len(raw):
-        return empty_frame(FINDINGS)
-    uid = raw["uid"].astype(dt.string)
-    if distinct(flow_uids):  # each finding's flow by position, its columns taken (a merge cost ~3x)
-        at = positions(flow_uids, uid)
-        cols = {c: v.array.take(at, allow_fill=True) for c, v in per_flow.items()}
-    else:
-        per = pd.DataFrame({"uid": pd.Series(flow_uids, index=per_flow["direction"].index), **per_flow})
-        per = per.drop_duplicates("uid")
-        joined = raw[["uid"]].assign(uid=uid).merge(per, on="uid", how="left")
-        cols = {c: joined[c].array for c in per_flow}
-    n = len(raw)
-    out = {"finding_id": _finding_ids(raw["rule"].astype(dt.string) + "|" + uid).array, "uid": uid.array,
-           "rule": raw["rule"].array, "severity": raw["severity"].array, **cols, "evidence": raw["evidence"].array,
-           "profile": strings_from_codes([profile_name], np.zeros(n, dtype=np.int32)),
-           "suppressed_by": pd.array([None] * n, dtype=dt.string)}
-    return pd.DataFrame({c: out[c] for c in FINDINGS}, copy=False).astype(dt.of(FINDINGS))
+def _findings_cols(raw: Cols, per_flow: Cols, flow_uids: pa.Array, profile_name: str, unique: bool) -> Cols:
+    """The FINDINGS columns of the rules' findings (`raw`: uid, evidence, rule, severity), with their
+    flow's columns (`per_flow`, aligned with `flow_uids`: the first flow of a uid), ids and profile.
+    `unique`: whether `flow_uids` are distinct."""
+    n = length(raw)
+    if not n:
+        return _empty_findings()
+    uid = raw["uid"]
+    if not unique:  # the first flow of each uid
+        first = pa.array(first_rows(flow_uids))
+        flow_uids = flow_uids.take(first)
+        per_flow = {c: v.take(first) for c, v in per_flow.items()}
+    at = _taker(positions(flow_uids, uid))  # each finding's flow by position, its columns taken
+    out: Cols = {
+        "finding_id": finding_ids(pc.binary_join_element_wise(raw["rule"], uid, pa.scalar("|", STRING))),
+        "uid": uid, "rule": raw["rule"], "severity": raw["severity"],
+        **{c: v.take(at) for c, v in per_flow.items()},
+        "evidence": raw["evidence"], "profile": from_codes([profile_name], np.zeros(n, dtype=np.int64)),
+        "suppressed_by": pa.nulls(n, STRING),
+    }
+    return {c: _typed(out[c], d) for c, d in FINDINGS.items()}
 
 
-def _per_flow(flow_uids: pd.Index, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow)."""
-    from analyzer._pandas import pd
+def _typed(a: pa.Array, dtype: str) -> pa.Array:
+    want = arrow_type(dtype)
+    return a if a.type == want else a.cast(want)
 
-    live = (findings["suppressed_by"].isna() & findings["uid"].notna()).to_numpy(dtype=bool)
-    uids = findings["uid"].astype(dt.string)[live]
-    if distinct(flow_uids):
-        row = positions(flow_uids, uids)
-    else:  # a flow's uid is unique (a repeated one raises, as it always did)
-        row = pd.Index(flow_uids).get_indexer(pd.Index(uids))
-    codes, names = findings["severity"].astype(dt.string)[live].factorize()
-    table = np.array([SEVERITIES.index(str(v)) for v in names] + [-1], dtype=np.int64)
-    rank = table[np.where(codes < 0, len(names), codes)]
-    ok = row >= 0
+
+def _per_flow(flow_uids: pa.Array, findings: Cols, unique: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(worst unsuppressed severity rank per flow, -1 for none; unsuppressed finding count per flow);
+    `unique`: whether `flow_uids` are distinct."""
     n = len(flow_uids)
+    if not unique:  # a flow's uid is unique (a repeated one raises, as it always did)
+        raise PolicyError("a flow uid appears more than once in the flows")
     worst = np.full(n, -1, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    if not length(findings):
+        return worst, count
+    live = pa.array(~notnull(findings["suppressed_by"]) & notnull(findings["uid"]))
+    row = positions(flow_uids, findings["uid"].filter(live))
+    sev = findings["severity"].filter(live)
+    rank = numpy_of(fill(pc.index_in(sev, value_set=pa.array(SEVERITIES, sev.type)), -1)).astype(np.int64)
+    ok = row >= 0
     np.maximum.at(worst, row[ok], rank[ok])
     count = np.bincount(row[ok], minlength=n).astype(np.int64)
     return worst, count
 
 
-def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.ndarray:
+def _verdicts(flows: Mapping[str, pa.Array], worst: np.ndarray, profile: Profile) -> np.ndarray:
     """Verdict code per flow (index into VERDICTS)."""
-    encrypted = (flows["encrypted"].astype(dt.boolean) == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
+    encrypted = true(flows["encrypted"])
     fail_at, warn_at = SEVERITIES.index(profile.fail_at), SEVERITIES.index(profile.warn_at)
     code = np.select([worst >= fail_at, worst >= warn_at, encrypted], [2, 1, 0], default=3)
     return code.astype(np.int32)
@@ -316,109 +338,155 @@ def _verdicts(flows: pd.DataFrame, worst: np.ndarray, profile: Profile) -> np.nd
 DEST_KEYS = ["destination", "server_port", "server_zone"]
 # per-destination sums that add up over chunks of flows (worst: the maximum severity rank, -1 none)
 DEST_SUMS = ["flows", "bytes", "enc_flow", "enc_bytes", "decided", "decided_bytes", "findings"]
+_SUMS_SCHEMA = pa.schema([("destination", STRING), ("server_port", pa.int64()), ("server_zone", STRING),
+                          *[(c, pa.int64()) for c in DEST_SUMS], ("worst", pa.int64())])
 
 
-def destination_sums(flows: pd.DataFrame, worst_f: np.ndarray, count_f: np.ndarray, names: pd.Series,
-                     clear: np.ndarray | None = None) -> pd.DataFrame:
-    """Per (destination, server_port, server_zone) of `flows` (zoned): the sums the destinations
-    frame is made of (`destinations_from_sums`). Sums of several chunks of flows add up
-    (`add_destination_sums`), so a streamed audit keeps these, not the flows. A missing port is -1,
-    a missing zone "?"."""
-    from analyzer._pandas import pd
+def _ints(a: pa.Array) -> np.ndarray:
+    return numpy_of(fill(a, 0)).astype(np.int64, copy=False)
 
-    if len(flows) == 0:
-        return pd.DataFrame({"destination": pd.Series(dtype=object), "server_port": pd.Series(dtype=np.int64),
-                             "server_zone": pd.Series(dtype=object),
-                             **{c: pd.Series(dtype=np.int64) for c in (*DEST_SUMS, "worst")}})
-    enc = flows["encrypted"].astype(dt.boolean)
+
+def _codes(a: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """(code per row, distinct values) of a column without nulls (Arrow's hash, no sort)."""
+    encoded = pc.dictionary_encode(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a)
+    return numpy_of(encoded.indices).astype(np.int64, copy=False), encoded.dictionary
+
+
+def _group_sums(t: pa.Table) -> pa.Table:
+    """One row per destination key of per-row (or per-part) sums: the sums added, worst the maximum
+    (numpy over hashed keys: Arrow's group_by runs in Acero, whose import imports pandas)."""
+    dest, dest_u = _codes(t.column("destination"))
+    port, port_u = _codes(t.column("server_port"))
+    zone, zone_u = _codes(t.column("server_zone"))
+    key = (dest * len(port_u) + port) * len(zone_u) + zone
+    ukeys, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n = len(ukeys)
+
+    def total(c: str) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int64)
+        np.add.at(out, inverse, numpy_of(t.column(c)).astype(np.int64, copy=False))
+        return out
+
+    worst = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(worst, inverse, numpy_of(t.column("worst")).astype(np.int64, copy=False))
+    columns = {
+        "destination": dest_u.take(pa.array(ukeys // (len(port_u) * len(zone_u)))),
+        "server_port": port_u.take(pa.array((ukeys // len(zone_u)) % len(port_u))),
+        "server_zone": zone_u.take(pa.array(ukeys % len(zone_u))),
+        **{c: total(c) for c in DEST_SUMS}, "worst": worst,
+    }
+    return pa.table(columns, schema=_SUMS_SCHEMA)
+
+
+def destination_sums(flows: Mapping[str, pa.Array], worst_f: np.ndarray, count_f: np.ndarray, names: pa.Array,
+                     clear: np.ndarray) -> pa.Table:
+    """Per (destination, server_port, server_zone) of `flows` (zoned Arrow columns): the sums the
+    destinations frame is made of (`destinations_from_sums`), as an Arrow table. Sums of several
+    chunks of flows add up (`add_destination_sums`), so a streamed audit keeps these, not the flows.
+    A missing port is -1, a missing zone "?". `clear`: the cleartext mask (`cleartext_mask`)."""
+    n = len(worst_f)
+    if n == 0:
+        return _SUMS_SCHEMA.empty_table()
+    encm = true(flows["encrypted"])
     # decided: encrypted, or cleartext application data; a failed handshake or an undecided flow is
     # neither, so it counts as not judged rather than as unencrypted
-    if clear is None:  # `cleartext(flows)`, unless the rules made it (cleartext_mask)
-        clear = cleartext(flows).to_numpy(dtype=bool)
-    decided = (enc == True).to_numpy(dtype=bool, na_value=False) | clear  # noqa: E712
-    nbytes = (flows["ip_bytes_to_server"].astype(dt.Int64).fillna(0)
-              + flows["ip_bytes_to_client"].astype(dt.Int64).fillna(0))
-    # group by (destination, port, zone) with factorized keys and numpy sums: pandas' groupby-agg
-    # over three object keys was a fifth of evaluate() on large captures
-    dest = names.fillna(flows["server_ip"].astype(dt.string)).fillna("?")
-    port_codes, port_u = pd.factorize(flows["server_port"].astype(dt.Int64).fillna(-1))
-    dest_codes, dest_u = pd.factorize(dest)
-    zone_codes, zone_u = pd.factorize(flows["server_zone"].astype(dt.string).fillna("?"))
-    key = (dest_codes.astype(np.int64) * len(port_u) + port_codes) * len(zone_u) + zone_codes
-    ukeys, inverse = np.unique(key, return_inverse=True)
-    n = len(ukeys)
-    b = nbytes.to_numpy(dtype=np.int64)
-    encm = enc.to_numpy(dtype=bool, na_value=False)
-
-    def total(values: np.ndarray) -> np.ndarray:
-        return np.bincount(inverse, weights=values.astype(float), minlength=n).astype(np.int64)
-
-    worst_g = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(worst_g, inverse, worst_f)
-    return pd.DataFrame({
-        "destination": np.asarray(dest_u.tolist(), dtype=object)[ukeys // (len(port_u) * len(zone_u))],
-        "server_port": np.asarray(port_u.tolist(), dtype=np.int64)[(ukeys // len(zone_u)) % len(port_u)],
-        "server_zone": np.asarray(zone_u.tolist(), dtype=object)[ukeys % len(zone_u)],
-        "flows": np.bincount(inverse, minlength=n).astype(np.int64), "bytes": total(b), "enc_flow": total(encm),
-        "enc_bytes": total(np.where(encm, b, 0)), "decided": total(decided),
-        "decided_bytes": total(np.where(decided, b, 0)), "findings": total(count_f), "worst": worst_g,
+    decided = encm | np.asarray(clear, dtype=bool)
+    b = _ints(flows["ip_bytes_to_server"]) + _ints(flows["ip_bytes_to_client"])
+    rows = pa.table({
+        "destination": pc.coalesce(names.cast(STRING), flows["server_ip"].cast(STRING), pa.scalar("?", STRING)),
+        "server_port": fill(flows["server_port"].cast(pa.int64()), -1),
+        "server_zone": fill(flows["server_zone"].cast(STRING), "?"),
+        "flows": np.ones(n, dtype=np.int64), "bytes": b, "enc_flow": encm.astype(np.int64),
+        "enc_bytes": np.where(encm, b, 0), "decided": decided.astype(np.int64),
+        "decided_bytes": np.where(decided, b, 0), "findings": np.asarray(count_f, dtype=np.int64),
+        "worst": np.asarray(worst_f, dtype=np.int64),
     })
+    return _group_sums(rows)
 
 
-def add_destination_sums(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def add_destination_sums(parts: Sequence[pa.Table]) -> pa.Table:
     """The sums of several chunks' `destination_sums`, one row per destination."""
-    from analyzer._pandas import pd
-
     parts = [p for p in parts if len(p)]
     if len(parts) == 1:
         return parts[0]
     if not parts:
-        return destination_sums(pd.DataFrame(), np.zeros(0, np.int64), np.zeros(0, np.int64), pd.Series(dtype="string"))
-    both = pd.concat(parts, ignore_index=True)
-    agg = {**dict.fromkeys(DEST_SUMS, "sum"), "worst": "max"}
-    return both.groupby(DEST_KEYS, sort=False, as_index=False).agg(agg)
+        return _SUMS_SCHEMA.empty_table()
+    return _group_sums(pa.concat_tables(parts))
 
 
-def destinations_from_sums(g: pd.DataFrame) -> pd.DataFrame:
-    """The destinations frame (DESTINATIONS) of `destination_sums`: shares, worst severity, score, grade."""
-    from analyzer._pandas import pd
-
-    if len(g) == 0:
-        return empty_frame(DESTINATIONS)
-    g = g.sort_values(DEST_KEYS, kind="stable").reset_index(drop=True)
-    flows_n = g["flows"].to_numpy(dtype=float)
-    bytes_n = g["bytes"].to_numpy(dtype=float)
+def _scored(g: pa.Table) -> dict[str, np.ndarray]:
+    """Per row of destination sums: shares, score (NaN: not judged) and grade (None: not judged)."""
+    col = {c: numpy_of(g.column(c)).astype(np.int64, copy=False) for c in (*DEST_SUMS, "worst")}
+    flows_n = col["flows"].astype(float)
+    bytes_n = col["bytes"].astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        flow_share = g["enc_flow"].to_numpy(dtype=float) / flows_n
-        byte_share = np.where(bytes_n > 0, g["enc_bytes"].to_numpy(dtype=float) / bytes_n, np.nan)
-        judged_share = np.where(g["decided_bytes"].to_numpy() > 0,
-                                g["enc_bytes"].to_numpy(dtype=float) / g["decided_bytes"].to_numpy(dtype=float),
-                                np.where(g["decided"].to_numpy() > 0, flow_share, np.nan))
-    worst = g["worst"].to_numpy(dtype=np.int64)
+        flow_share = col["enc_flow"].astype(float) / flows_n
+        byte_share = np.where(bytes_n > 0, col["enc_bytes"].astype(float) / bytes_n, np.nan)
+        judged_share = np.where(col["decided_bytes"] > 0,
+                                col["enc_bytes"].astype(float) / col["decided_bytes"].astype(float),
+                                np.where(col["decided"] > 0, flow_share, np.nan))
+    worst = col["worst"]
     penalty = np.array([PENALTY[s] for s in SEVERITIES] + [0], dtype=float)[worst]  # -1 -> last (0)
-    judged = (g["decided"].to_numpy() > 0) | (worst >= SEVERITIES.index("low"))  # info alone judges nothing
+    judged = (col["decided"] > 0) | (worst >= SEVERITIES.index("low"))  # info alone judges nothing
     base = np.where(np.isnan(judged_share), 100.0, 100.0 * judged_share)
     score = np.clip(np.minimum(base, 100.0 - penalty), 0, 100).round()
-    grades = np.array([grade(x) for x in score], dtype=object)
-    port = g["server_port"].astype(dt.Int64)
-    zone = g["server_zone"].astype(dt.string)
-    out = pd.DataFrame({
-        "destination": g["destination"].astype(dt.string),
-        "server_port": port.mask(port < 0).astype(dt.Int32),
-        "server_zone": zone.mask(zone == "?"),
-        "flows": g["flows"].astype(dt.Int64),
-        "bytes": g["bytes"].astype(dt.Int64),
-        "encrypted_flow_share": pd.Series(flow_share, index=g.index).astype(dt.Float64),
-        "encrypted_byte_share": pd.Series(byte_share, index=g.index).astype(dt.Float64),
-        "unjudged_flows": (g["flows"] - g["decided"]).astype(dt.Int64),
-        "findings": g["findings"].astype(dt.Int64),
-        "worst_severity": strings_from_codes(SEVERITIES, worst),
-        "score": pd.Series(np.where(judged, score, np.nan), index=g.index).astype(dt.Float64).astype(dt.Int16),
-        "grade": pd.Series(grades, index=g.index).where(judged).astype(dt.string),
-    })
+    grades = np.array([grade(x) if j else None for x, j in zip(score.tolist(), judged.tolist(), strict=True)],
+                      dtype=object)
+    return {**col, "flow_share": flow_share, "byte_share": byte_share, "score": np.where(judged, score, np.nan),
+            "grade": grades}
+
+
+def destinations_from_sums(g: pa.Table) -> pd.DataFrame:
+    """The destinations frame (DESTINATIONS) of `destination_sums`: shares, worst severity, score, grade."""
+    if len(g) == 0:
+        return frame_from_arrow({c: pa.nulls(0, arrow_type(d)) for c, d in DESTINATIONS.items()}, DESTINATIONS)
+    g = g.take(pc.sort_indices(g, sort_keys=[(k, "ascending") for k in DEST_KEYS]))
+    s = _scored(g)
+    port = numpy_of(g.column("server_port")).astype(np.int64, copy=False)
+    zone = g.column("server_zone").combine_chunks()
+    columns = {
+        "destination": g.column("destination").combine_chunks(),
+        "server_port": pa.array(port, pa.int64(), mask=port < 0),
+        "server_zone": pc.if_else(pc.equal(zone, pa.scalar("?", zone.type)), pa.scalar(None, zone.type), zone),
+        "flows": pa.array(s["flows"]), "bytes": pa.array(s["bytes"]),
+        "encrypted_flow_share": pa.array(s["flow_share"], from_pandas=True),
+        "encrypted_byte_share": pa.array(s["byte_share"], from_pandas=True),
+        "unjudged_flows": pa.array(s["flows"] - s["decided"]), "findings": pa.array(s["findings"]),
+        "worst_severity": from_codes(SEVERITIES, s["worst"]),
+        "score": pa.array(s["score"], from_pandas=True),
+        "grade": pa.array(s["grade"], STRING),
+    }
+    out = frame_from_arrow({c: columns[c].cast(arrow_type(d)) for c, d in DESTINATIONS.items()}, DESTINATIONS)
     return out.sort_values(["score", "bytes", "destination", "server_port", "server_zone"],
                            ascending=[True, False, True, True, True], na_position="last",
                            kind="stable").reset_index(drop=True)
+
+
+def worst_destinations(g: pa.Table, k: int = 5) -> list[tuple[str, str, str, str]]:
+    """The `k` worst destinations of destination sums as (destination, port, grade, score) texts, in
+    the order the audit summary lists them: `destinations_from_sums(g)` sorted by score, then
+    destination (stable; not judged last), its first `k` rows, a missing value "<NA>" (as pandas
+    printed it). Without pandas: the streamed audit's summary."""
+    if len(g) == 0:
+        return []
+    s = _scored(g)
+    dest = g.column("destination").to_pylist()
+    port = numpy_of(g.column("server_port")).astype(np.int64, copy=False)
+    zone = g.column("server_zone").to_pylist()
+    score = s["score"]
+    missing = np.isnan(score)
+    # destinations_from_sums' order (score, bytes descending, destination, port, zone; a missing
+    # score, port or zone last), then pandas' stable sort by (score, destination) over it
+    order = sorted(range(len(dest)), key=lambda i: (
+        bool(missing[i]), 0.0 if missing[i] else float(score[i]), dest[i], -int(s["bytes"][i]),
+        bool(port[i] < 0), int(port[i]), zone[i] == "?", zone[i]))
+    out = []
+    for i in order[:k]:
+        out.append((str(dest[i]), "<NA>" if port[i] < 0 else str(int(port[i])),
+                    "<NA>" if s["grade"][i] is None else str(s["grade"][i]),
+                    "<NA>" if missing[i] else str(int(score[i]))))
+    return out
 
 
 def timestamp(now: Any) -> pd.Timestamp:
@@ -434,39 +502,55 @@ def timestamp(now: Any) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def today(now: Any) -> _dt.date:
+    """The UTC date of `now` (None: today), as `timestamp(now).date()`, without pandas for a date,
+    a datetime or an ISO 8601 text (anything else goes through `timestamp`)."""
+    if now is None:
+        return _dt.datetime.now(_dt.UTC).date()
+    if isinstance(now, _dt.datetime):
+        return (now if now.tzinfo is None else now.astimezone(_dt.UTC)).date()
+    if isinstance(now, _dt.date):
+        return now
+    if isinstance(now, str):
+        try:
+            parsed = _dt.datetime.fromisoformat(now.strip())
+        except ValueError:
+            return timestamp(now).date()
+        return (parsed if parsed.tzinfo is None else parsed.astimezone(_dt.UTC)).date()
+    return timestamp(now).date()
+
+
 @dataclass(frozen=True)
 class Judged:
-    """What `judge` makes of some flows: their findings (not sorted, no suppression-expired), the
-    flows with zones and verdicts, their destination sums and each flow's worst severity rank."""
+    """What `judge` makes of some flows (Arrow columns): their findings (FINDINGS columns, not
+    sorted, no suppression-expired), the flows with zones, verdicts and finding counts, their
+    destination sums and each flow's worst severity rank."""
 
-    findings: pd.DataFrame
-    flows: pd.DataFrame
-    sums: pd.DataFrame
+    findings: Cols
+    flows: Cols
+    sums: pa.Table
     worst: np.ndarray
-    names: pd.Series  # per flow: SNI, else leaf certificate CN (the destination's name)
+    names: pa.Array  # per flow: SNI, else leaf certificate CN (the destination's name)
 
 
-def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None, *, zones: ZoneMap,
-          profile: Profile, active: Sequence[Suppression], now: pd.Timestamp,
-          credentials: pd.DataFrame | None = None, ftp_data: pd.DataFrame | None = None,
+def judge(flows: Mapping[str, pa.Array], tls: Mapping[str, pa.Array] | None, certs: Mapping[str, pa.Array] | None,
+          *, zones: ZoneMap, profile: Profile, active: Sequence[Suppression], now: Any,
+          credentials: Mapping[str, pa.Array] | None = None, ftp_data: Mapping[str, pa.Array] | None = None,
           timings: dict[str, float] | None = None) -> Judged:
-    """The rules of `profile` over these flows and the facts of their sessions, suppressed by the
-    `active` suppressions: the work of `evaluate` that is the same on the whole analysis and on
-    each chunk of a streamed one (`analyzer.policy.stage`), whose results add up. `timings`, when
-    given, accumulates CPU seconds spent: `zones` (the zone lookup), `rules` (the predicates) and
-    `judge` (all of this call)."""
-    from analyzer._pandas import pd
-
+    """The rules of `profile` over these flows and the facts of their sessions (Arrow columns,
+    `analyzer.policy._cols`), suppressed by the `active` suppressions: the work of `evaluate` that
+    is the same on the whole analysis and on each chunk of a streamed one
+    (`analyzer.policy.stage`), whose results add up. `timings`, when given, accumulates CPU seconds
+    spent: `zones` (the zone lookup), `rules` (the predicates) and `judge` (all of this call)."""
     t0 = time.process_time()
-    flows = conform(flows, read_schema()).reset_index(drop=True)
-    if credentials is not None and len(credentials) and "credentials" not in flows.columns:
-        flows = _with_credentials(flows, credentials)
+    fl = conform_cols(flows, read_schema())
+    if credentials is not None and length(credentials) and "credentials" not in fl:
+        fl = _with_credentials(fl, credentials)
     t1 = time.process_time()
-    zoned = zone_flows(flows, zones) if len(flows) else empty_frame(
-        {"client_zone": "string", "server_zone": "string", "direction": "string"})
+    zoned = zone_cols(fl, zones)
     t2 = time.process_time()
-    facts = build_facts(flows, zoned, tls, certs, now, ftp_data)
-    zf = facts.flows
+    facts = build_facts(fl, zoned, tls, certs, now, ftp_data)
+    zf = facts.flow_cols
     names = _server_names(facts)
 
     t3 = time.process_time()
@@ -478,27 +562,34 @@ def judge(flows: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | N
         "server_name": names, "client_zone": zf["client_zone"], "server_zone": zf["server_zone"],
         "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
     }
-    flow_uids = pd.Index(zf["uid"].astype(dt.string))
-    findings = _findings_frame(raw, per_flow, flow_uids, profile.name)
-    if len(findings):
-        open_ = np.ones(len(findings), dtype=bool)
-        by = np.full(len(findings), None, dtype=object)
-        for s in active:
+    flow_uids = zf["uid"].cast(STRING)
+    unique = bool(facts.memo["unique_flows"])  # distinct uids (build_facts counted them once)
+    findings = _findings_cols(raw, per_flow, flow_uids, profile.name, unique)
+    if length(findings) and active:
+        open_ = np.ones(length(findings), dtype=bool)
+        by = np.full(length(findings), -1, dtype=np.int64)
+        for i, s in enumerate(active):
             m = match_suppression(findings, s) & open_
-            by[m] = s.id
+            by[m] = i
             open_ &= ~m
-        findings["suppressed_by"] = pd.array(by, dtype=dt.string)
+        findings["suppressed_by"] = from_codes([s.id for s in active], by)
 
-    worst, count = _per_flow(flow_uids, findings)
+    worst, count = _per_flow(flow_uids, findings, unique)
     code = _verdicts(zf, worst, profile)
-    out_flows = zf.copy()
-    out_flows["verdict"] = strings_from_codes(VERDICTS, code)
-    out_flows["finding_count"] = pd.array(count, dtype=dt.Int32)
-    sums = destination_sums(zf, worst, count, names, facts.memo.get("cleartext"))
+    out_flows = {**zf, "verdict": from_codes(VERDICTS, code), "finding_count": pa.array(count.astype(np.int32))}
+    sums = destination_sums(zf, worst, count, names, cleartext_mask(facts))
     if timings is not None:
         for key, spent in (("zones", t2 - t1), ("rules", t4 - t3), ("judge", time.process_time() - t0)):
             timings[key] = timings.get(key, 0.0) + spent
     return Judged(findings, out_flows, sums, worst, names)
+
+
+def findings_frame(parts: Sequence[Mapping[str, pa.Array]]) -> pd.DataFrame:
+    """The FINDINGS frame (pandas, declared dtypes) of findings columns, in their reported order."""
+    parts = [p for p in parts if length(p)]
+    cols = {c: pa.concat_arrays([_typed(p[c], d) for p in parts]) if parts else pa.nulls(0, arrow_type(d))
+            for c, d in FINDINGS.items()}
+    return sort_findings(frame_from_arrow(cols, FINDINGS))
 
 
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -534,20 +625,26 @@ def evaluate(
     `credentials` column ("http basic", "ftp user_pass", ...) that cleartext-credentials reads.
     `ftp_data`: the analysis' ftp_data frame (data channels announced by FTP control flows), which
     ftp-data-unprotected links to the data flows.
-    """
-    from analyzer._pandas import pd
 
+    The frames are judged as Arrow columns (`judge`); the results are pandas frames again.
+    """
     zmap = _zone_map(zones)
     prof = load_profile(profile)
     sups = load_suppressions(suppressions)
     stamp = timestamp(now)
-    today = stamp.date()
-    active = [s for s in sups if not s.expired(today)]
-    # the judged flows frame has every flows column (judge conforms only those the rules read)
-    judged = judge(conform(flows, flow_schema()), tls, certs, zones=zmap, profile=prof, active=active, now=stamp,
-                   credentials=credentials, ftp_data=ftp_data)
-    findings = judged.findings
-    exp = _expired_findings([s for s in sups if s.expired(today)], prof, stamp)
-    if len(exp):
-        findings = pd.concat([findings, exp], ignore_index=True) if len(findings) else exp
-    return PolicyResult(sort_findings(findings), judged.flows, destinations_from_sums(judged.sums), prof, zmap)
+    day = stamp.date()
+    active = [s for s in sups if not s.expired(day)]
+    full = conform(flows, flow_schema()).reset_index(drop=True)
+
+    def cols(frame: pd.DataFrame | None) -> Cols | None:
+        return None if frame is None else frame_cols(frame)
+
+    judged = judge(frame_cols(full, FLOW_READS), cols(tls), cols(certs), zones=zmap, profile=prof, active=active,
+                   now=stamp, credentials=cols(credentials), ftp_data=cols(ftp_data))
+    exp = _expired_findings([s for s in sups if s.expired(day)], prof, stamp)
+    # the judged flows frame: every flows column, then the columns the policy adds
+    out = full.copy()
+    added = {c: "string" for c in ("credentials",) if c in judged.flows and c not in full.columns}
+    for c, d in {**added, **FLOW_COLUMNS}.items():
+        out[c] = pandas_array(judged.flows[c].cast(arrow_type(d)), d)
+    return PolicyResult(findings_frame([judged.findings, exp]), out, destinations_from_sums(judged.sums), prof, zmap)

@@ -1,6 +1,9 @@
 """The frames the rules read, assembled once per evaluation.
 
-Rules never join frames themselves: `build_facts` gives them
+Rules never join frames themselves: `build_facts` gives them, as Arrow columns (`Cols`:
+`flow_cols`, `session_cols`, `cert_cols`, `ftp_cols`; since 2026-12-07 the facts are built over
+Arrow and never pass through pandas on the streamed path; `flows`, `sessions`, `certs`, `ftp_data`
+are the same as pandas frames, made on first use for the rules not yet moved to Arrow columns):
 
 - `flows`: the flows frame with `client_zone`, `server_zone`, `direction` added;
 - `ftp_data`: the data channels FTP control flows announced (empty when not given);
@@ -27,22 +30,26 @@ chain, SNI match) judge nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
-from analyzer.policy._cols import Cols
+from analyzer.policy._cols import Cols, as_cols, fill, length, numpy_of
+from analyzer.schema import arrow_type
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import pandas as pd
 
-__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "distinct", "empty_frame", "frame_cols",
-           "positions", "read_schema"]
+__all__ = ["FLOW_READS", "LEAF_COLUMNS", "Facts", "build_facts", "conform", "conform_cols", "distinct", "empty_frame",
+           "first_rows", "frame_cols", "positions", "read_schema"]
 
 # certs columns copied onto each session as leaf_<name>
 LEAF_COLUMNS = (
@@ -82,50 +89,80 @@ _FROM_FLOWS = {
 _SESSION_PROTOCOLS = ("tls", "dtls", "quic")
 
 
+
 @dataclass(frozen=True)
 class Facts:
-    """What the rules read (see the module docstring)."""
+    """What the rules read (see the module docstring): Arrow columns, and their pandas views."""
 
-    flows: pd.DataFrame
-    sessions: pd.DataFrame
-    now: pd.Timestamp
+    flow_cols: Cols
+    session_cols: Cols
+    now: Any  # the evaluation's time (rules judge at each session's `seen`, never at this)
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
-    ftp_data: pd.DataFrame | None = None  # the ftp_data frame (data channels FTP control flows announced)
-    certs: pd.DataFrame | None = None  # the certs frame (every certificate seen: the chain rules read it)
+    ftp_cols: Cols | None = None  # the ftp_data frame (data channels FTP control flows announced)
+    cert_cols: Cols | None = None  # the certs frame (every certificate seen: the chain rules read it)
 
-    # The same frames as Arrow columns (`analyzer.policy._cols`), which rules are being moved to:
-    # made on first use from the pandas frames above (transitional, 2026-12-07: the facts will be
-    # built as Arrow columns and the pandas frames go)
+    # The same facts as pandas frames, made on first use, for the rules not yet moved to Arrow
+    # columns (transitional, 2026-12-07: they go when every rule reads the columns)
     @property
-    def flow_cols(self) -> Cols:
-        return self._cols("flows", self.flows)
-
-    @property
-    def session_cols(self) -> Cols:
-        return self._cols("sessions", self.sessions)
+    def flows(self) -> pd.DataFrame:
+        return self._frame("flows", self.flow_cols, _FLOW_DTYPES)
 
     @property
-    def cert_cols(self) -> Cols | None:
-        return None if self.certs is None else self._cols("certs", self.certs)
+    def sessions(self) -> pd.DataFrame:
+        return self._frame("sessions", self.session_cols, _SESSION_DTYPES)
 
     @property
-    def ftp_cols(self) -> Cols | None:
-        return None if self.ftp_data is None else self._cols("ftp_data", self.ftp_data)
+    def certs(self) -> pd.DataFrame | None:
+        return None if self.cert_cols is None else self._frame("certs", self.cert_cols, tls_schema.CERTS)
 
-    def _cols(self, key: str, frame: pd.DataFrame) -> Cols:
-        made = self.memo.get("cols:" + key)
+    @property
+    def ftp_data(self) -> pd.DataFrame | None:
+        from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
+
+        return None if self.ftp_cols is None else self._frame("ftp_data", self.ftp_cols, FTP_DATA_COLUMNS)
+
+    def _frame(self, key: str, cols: Cols, dtypes: Mapping[str, str]) -> pd.DataFrame:
+        made = self.memo.get("frame:" + key)
         if made is None:
-            made = self.memo["cols:" + key] = frame_cols(frame)
+            made = self.memo["frame:" + key] = cols_frame(cols, dtypes)
         return made
 
 
-def frame_cols(frame: pd.DataFrame) -> Cols:
-    """A pandas frame's columns as Arrow `Cols` (strings large_string, timestamps ns UTC)."""
-    import pyarrow as pa
+_SESSION_DTYPES: dict[str, str] = {}  # filled below (the flows schema is the registry's)
+_FLOW_DTYPES: dict[str, str] = {}
+_BY_ARROW = {"large_string": "string", "string": "string", "int8": "Int8", "int16": "Int16", "int32": "Int32",
+             "int64": "Int64", "bool": "boolean", "double": "float64", "timestamp[ns, tz=UTC]": "datetime64[ns, UTC]"}
 
-    from analyzer.policy._cols import as_cols
 
-    return as_cols({name: pa.array(frame[name], from_pandas=True) for name in frame.columns})
+def _dtypes() -> None:
+    if _FLOW_DTYPES:
+        return
+    _FLOW_DTYPES.update(read_schema(None))
+    _FLOW_DTYPES.update({"client_zone": "string", "server_zone": "string", "direction": "string",
+                         "credentials": "string"})
+    _SESSION_DTYPES.update(tls_schema.TLS)
+    _SESSION_DTYPES.update({c: _FLOW_DTYPES[c] for c in _FLOW_COLUMNS})
+    _SESSION_DTYPES.update({f"leaf_{c}": tls_schema.CERTS[c] for c in LEAF_COLUMNS})
+    _SESSION_DTYPES["seen"] = tls_schema.TLS["ts"]
+
+
+def cols_frame(cols: Mapping[str, pa.Array], dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """A pandas frame of Arrow columns, each in its declared dtype (`dtypes`, else the dtype of its
+    Arrow type)."""
+    from analyzer._pandas import pd
+    from analyzer.schema import pandas_array
+
+    _dtypes()
+    n = length(cols)
+    return pd.DataFrame({c: pandas_array(a, dtypes.get(c) or _BY_ARROW[str(a.type)]) for c, a in cols.items()},
+                        index=pd.RangeIndex(n), copy=False)
+
+
+def frame_cols(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> Cols:
+    """A pandas frame's columns (`columns`: only those present of them) as Arrow `Cols` (strings
+    large_string, timestamps ns UTC)."""
+    names = list(frame.columns) if columns is None else [c for c in columns if c in frame.columns]
+    return as_cols({name: pa.array(frame[name], from_pandas=True) for name in names})
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
@@ -148,6 +185,16 @@ def conform(frame: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame
     return pd.concat([frame, extra], axis=1)
 
 
+def conform_cols(cols: Mapping[str, pa.Array] | None, columns: Mapping[str, str]) -> Cols:
+    """`cols` with every declared column present (missing ones all null, of their Arrow type)."""
+    out: Cols = as_cols(cols) if cols is not None else {}
+    n = length(out)
+    for c, d in columns.items():
+        if c not in out:
+            out[c] = pa.nulls(n, arrow_type(d))
+    return out
+
+
 def read_schema(groups: Iterable[str] | None = ()) -> dict[str, str]:
     """The flows schema's columns the policy reads (FLOW_READS), with their dtypes: of a plain run's
     flows, and of the optional column groups named in `groups` (None: every group; the streamed
@@ -155,41 +202,42 @@ def read_schema(groups: Iterable[str] | None = ()) -> dict[str, str]:
     return {c: d for c, d in registry.flow_schema(groups=groups).items() if c in FLOW_READS}
 
 
-def _session_rows(flows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _mask(a: pa.Array) -> np.ndarray:
+    return numpy_of(fill(a, False))
+
+
+def _session_rows(flows: Mapping[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
     """(which flows have a TLS session, which of those are of the TLS family) as boolean masks."""
-    family = flows["app_protocol"].isin(list(_SESSION_PROTOCOLS)).to_numpy(dtype=bool, na_value=False)
+    family = _mask(pc.is_in(flows["app_protocol"], value_set=pa.array(_SESSION_PROTOCOLS, pa.large_string())))
     # tls_sslv2 is set on every flow with a session (an upgraded flow keeps its own app_protocol);
     # flows without the session facts (a run that did not make them) give the family's sessions,
     # with the facts the other TLS columns hold
-    has = family | flows["tls_sslv2"].notna().to_numpy(dtype=bool) if "tls_sslv2" in flows.columns else family
-    return has, family
+    if "tls_sslv2" in flows:
+        return family | numpy_of(pc.is_valid(flows["tls_sslv2"])), family
+    return family, family
 
 
-def _sessions_from_flows(flows: pd.DataFrame, rows: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+def _sessions_from_flows(flows: Mapping[str, pa.Array],
+                         rows: tuple[np.ndarray, np.ndarray] | None = None) -> Cols:
     """TLS sessions from the flows' own TLS columns (the fallback when there is no tls frame)."""
-    from analyzer._pandas import pd
-
     has, family = _session_rows(flows) if rows is None else rows
-    taken = [c for c in _FROM_FLOWS if c in flows.columns]
-    # only the columns a session takes (a take per column: the flows frame has every column the policy reads)
-    sub = flows.loc[has, ["uid", "ts_start", "client_ip", "client_port", "server_ip", "server_port", *taken]]
-    out = {"uid": sub["uid"], "ts": sub["ts_start"], "client_ip": sub["client_ip"], "client_port": sub["client_port"],
-           "server_ip": sub["server_ip"], "server_port": sub["server_port"]}
+    at = pa.array(np.flatnonzero(has))
+    taken = [c for c in _FROM_FLOWS if c in flows]
+    out: Cols = {"uid": flows["uid"].take(at), "ts": flows["ts_start"].take(at)}
+    for c in ("client_ip", "client_port", "server_ip", "server_port"):
+        out[c] = flows[c].take(at)
     for src in taken:
-        out[_FROM_FLOWS[src]] = sub[src]
-    out["protocol"] = sub["app_protocol"].where(family[has], "tls")
+        out[_FROM_FLOWS[src]] = flows[src].take(at)
+    out["protocol"] = pc.if_else(pa.array(family[has]), out["protocol"], pa.scalar("tls", out["protocol"].type))
     # only the columns made from flows: the tls schema's other ~50 (fingerprints, offered lists, ...)
     # would be null here, and no rule reads them (a rule that did would fail loudly, KeyError); the
     # session facts a run did not make (flows without the tls_session group) are null columns
-    frame = pd.DataFrame(out).reset_index(drop=True)
-    absent = {dst: tls_schema.TLS[dst] for src, dst in _FROM_FLOWS.items() if src not in flows.columns}
-    return conform(frame, absent) if absent else frame
+    absent = {dst: tls_schema.TLS[dst] for src, dst in _FROM_FLOWS.items() if src not in flows}
+    return conform_cols(out, absent)
 
 
 def _arrow_strings(values: Any) -> Any:
     """The Arrow string array of a pandas string Series / Index / array, else None."""
-    import pyarrow as pa
-
     from analyzer._pandas import pd
 
     array = getattr(values, "array", values)
@@ -201,33 +249,51 @@ def _arrow_strings(values: Any) -> Any:
 
 def positions(keys: Any, values: Any) -> np.ndarray:
     """For each of `values`, the position of the same value among `keys` (distinct), -1 where none:
-    `pd.Index(keys).get_indexer(values)`, by Arrow's hash lookup for strings (pandas turned every
-    string of both into a Python object first)."""
-    import pyarrow.compute as pc
+    `pd.Index(keys).get_indexer(values)`, by Arrow's hash lookup for strings. Arrow arrays, or
+    pandas strings (else pandas' own lookup)."""
+    if isinstance(keys, pa.Array) and isinstance(values, pa.Array):
+        k, v = keys, values
+    else:
+        k, v = _arrow_strings(keys), _arrow_strings(values)
+        if k is None or v is None:
+            from analyzer._pandas import pd
 
-    from analyzer._pandas import pd
-
-    k, v = _arrow_strings(keys), _arrow_strings(values)
-    if k is None or v is None:
-        return np.asarray(pd.Index(keys).get_indexer(values), dtype=np.int64)
+            return np.asarray(pd.Index(keys).get_indexer(values), dtype=np.int64)
     at = pc.index_in(v, value_set=k.cast(v.type))
-    return np.asarray(pc.fill_null(at, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return numpy_of(fill(at, -1)).astype(np.int64, copy=False)
+
+
+def first_rows(values: pa.Array) -> np.ndarray:
+    """The positions of the first row of each distinct value (nulls one value), in row order: the
+    rows `drop_duplicates` keeps."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes = numpy_of(pc.index_in(values, value_set=pc.unique(values))).astype(np.int64, copy=False)
+    _, first = np.unique(codes, return_index=True)
+    return np.sort(first)
 
 
 def distinct(values: Any) -> bool:
     """Whether an array holds no value twice (Arrow's hash count: no copy, no sort)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    arr = values if isinstance(values, pa.Array) else pa.array(getattr(values, "array", values))
+    return bool(pc.count_distinct(arr, mode="all").as_py() == len(values))
 
-    return bool(pc.count_distinct(pa.array(getattr(values, "array", values)), mode="all").as_py() == len(values))
+
+def _join(left: Cols, on: str, right: Cols, key: str) -> Cols:
+    """`left` plus the columns of `right` (but `key`) of the row whose `key` equals `on`, null where
+    none; `right`'s keys are distinct (its first row of each taken). A left merge, by position."""
+    if not distinct(right[key]):
+        right = {c: a.take(pa.array(first_rows(right[key]))) for c, a in right.items()}
+    at = positions(right[key], left[on])
+    take = pa.array(at, mask=at < 0)
+    return {**left, **{c: a.take(take) for c, a in right.items() if c != key}}
 
 
 def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd.DataFrame:
     """`left.merge(right, left_on=on, right_on=key, how="left")` without `key`, for a `right` whose keys
-    are unique: each right row found by position and its columns taken (a merge cost ~5x more: it
-    sorts and re-blocks both frames). Same rows, order, values and dtypes: right columns of extension
-    dtypes only (their take fills a missing key with their own null) and no name in both frames, else
-    the merge itself."""
+    are unique, over pandas frames (for the rules not yet moved to Arrow columns: rules_chain): each
+    right row found by position and its columns taken. Same rows, order, values and dtypes: right
+    columns of extension dtypes only and no name in both frames, else the merge itself."""
     from analyzer._pandas import pd
 
     extra = [c for c in right.columns if c != key]
@@ -241,35 +307,29 @@ def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd
 
 
 def build_facts(
-    flows: pd.DataFrame, zoned: pd.DataFrame, tls: pd.DataFrame | None, certs: pd.DataFrame | None,
-    now: pd.Timestamp, ftp_data: pd.DataFrame | None = None,
+    flows: Mapping[str, pa.Array], zoned: Mapping[str, pa.Array], tls: Mapping[str, pa.Array] | None,
+    certs: Mapping[str, pa.Array] | None, now: Any, ftp_data: Mapping[str, pa.Array] | None = None,
 ) -> Facts:
-    """Join the frames once for every rule (see the module docstring). `zoned` is `zone_flows(flows)`."""
-    from analyzer._pandas import pd
+    """Join the columns once for every rule (see the module docstring). `zoned` is `zone_cols(flows)`."""
+    from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
 
-    flows = conform(flows, read_schema())
-    zflows = pd.concat([flows, zoned], axis=1)
-    memo: dict[str, Any] = {"unique_flows": distinct(zflows["uid"].array)}
-    certs_frame = conform(certs, tls_schema.CERTS)
+    flows = conform_cols(flows, read_schema())
+    zflows: Cols = {**flows, **as_cols(zoned)}
+    memo: dict[str, Any] = {"unique_flows": distinct(zflows["uid"])}
+    certs_cols = conform_cols(certs, tls_schema.CERTS)
     if tls is None and memo["unique_flows"]:
         # each session is its flow's own (one per flow): the flow's columns taken by position, no join
         has = _session_rows(flows)
         rows = np.flatnonzero(has[0])
         memo["session_rows"] = rows
-        tls_frame = _sessions_from_flows(flows, has)
-        taken = {c: zflows[c].array.take(rows) for c in _FLOW_COLUMNS}
-        sessions = pd.concat([tls_frame, pd.DataFrame(taken, index=tls_frame.index)], axis=1)
+        sessions = _sessions_from_flows(flows, has)
+        at = pa.array(rows)
+        sessions.update({c: zflows[c].take(at) for c in _FLOW_COLUMNS})
     else:
-        tls_frame = _sessions_from_flows(flows) if tls is None else conform(tls, tls_schema.TLS)
-        per_flow = zflows[["uid", *_FLOW_COLUMNS]]
-        if not memo["unique_flows"]:
-            per_flow = per_flow.drop_duplicates("uid")
-        sessions = _left_join(tls_frame.reset_index(drop=True), "uid", per_flow, "uid")
-    leaf = certs_frame[["sha256", *LEAF_COLUMNS]].drop_duplicates("sha256")
-    leaf = leaf.rename(columns={c: f"leaf_{c}" for c in LEAF_COLUMNS})
-    sessions = _left_join(sessions, "cert_sha256", leaf, "sha256")
-    seen = sessions["ts"].where(sessions["ts"].notna(), sessions["ts_start"])
-    sessions["seen"] = seen
-    from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
-
-    return Facts(zflows, sessions, now, memo=memo, ftp_data=conform(ftp_data, FTP_DATA_COLUMNS), certs=certs_frame)
+        tls_cols = _sessions_from_flows(flows) if tls is None else conform_cols(tls, tls_schema.TLS)
+        sessions = _join(tls_cols, "uid", {c: zflows[c] for c in ("uid", *_FLOW_COLUMNS)}, "uid")
+    leaf = {"sha256": certs_cols["sha256"], **{f"leaf_{c}": certs_cols[c] for c in LEAF_COLUMNS}}
+    sessions = _join(sessions, "cert_sha256", leaf, "sha256")
+    sessions["seen"] = pc.if_else(pc.is_valid(sessions["ts"]), sessions["ts"], sessions["ts_start"])
+    return Facts(zflows, sessions, now, memo=memo, ftp_cols=conform_cols(ftp_data, FTP_DATA_COLUMNS),
+                 cert_cols=certs_cols)

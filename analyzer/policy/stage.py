@@ -7,8 +7,9 @@ the session facts the rules read as flow columns (`facts`), so the TLS dissector
 and keeps its fast ClientHello path in a streamed audit. Per chunk it runs `evaluate.judge` - the same
 rules, zones and suppressions as `evaluate()` on a whole analysis - and
 
-- writes the chunk's findings to `findings_sink` (a `FrameSink`: `write(DataFrame)`) as they are
-  made, or keeps them when none is given;
+- writes the chunk's findings to `findings_sink` as they are made (an Arrow table to its
+  `write_table` when it has one, as `analyzer.report.stream`'s sinks do, else a pandas frame to
+  its `write`), or keeps them when none is given;
 - adds the chunk's zone, verdict and finding-count columns to the flows (its `columns`);
 - adds the chunk's destination sums (flows, bytes, encrypted shares, worst severity) to a running
   total, from which `destinations()` makes the destinations frame at the end;
@@ -26,6 +27,10 @@ rule's window by default: no control flow ending later can have started before),
 made late counts where the data flow's destination and verdict were counted. Beyond those bounds
 a link is missed (said in `stats`), never a wrong finding made.
 
+Everything per chunk is Arrow columns and numpy (`analyzer.policy._cols`): a streamed audit
+never imports pandas for the policy (issue 12 §6); `findings()` and `destinations()`, the API's
+frames, are made in pandas at the end.
+
 Certificates: a session's certificate rows reach the stage before the session's flow chunk
 (the dissector made both from the same flow), so the certificate rules judge each chunk in full.
 """
@@ -40,31 +45,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer import schema
 from analyzer.dissect import frame_specs
 from analyzer.dissect.base import Column, FrameSpec
-from analyzer.policy._rule import SEVERITIES, dt
+from analyzer.policy._cols import STRING, Cols, as_cols, eq, fill, ints, length, nanos, notnull, numpy_of, true
+from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.evaluate import (
     FINDINGS,
     FLOW_COLUMNS,
     VERDICTS,
     _expired_findings,
+    _typed,
     _verdicts,
     _zone_map,
     add_destination_sums,
     destinations_from_sums,
+    findings_frame,
     judge,
-    sort_findings,
-    timestamp,
+    today,
+    worst_destinations,
 )
-from analyzer.policy.facts import FLOW_READS, LEAF_COLUMNS, empty_frame, read_schema
+from analyzer.policy.facts import FLOW_READS, LEAF_COLUMNS, first_rows, positions, read_schema
 from analyzer.policy.profiles import Profile, RuleSetting, load_profile
 from analyzer.policy.suppressions import Suppression, load_suppressions
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
     from analyzer.policy.zones import Zone, ZoneMap
 
@@ -109,25 +118,39 @@ class Tally:
         return max((SEVERITIES.index(sev) for (_, sev, sup), n in self.findings.items() if n and not sup), default=-1)
 
 
-def _reasons(flows: pd.DataFrame) -> np.ndarray:
+def _reasons(flows: Mapping[str, pa.Array]) -> np.ndarray:
     """Why each flow would be not judged: index into NOT_JUDGED."""
-    payload = (flows["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
-               + flows["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
-    unknown = flows["app_protocol"].isna().to_numpy(dtype=bool)
+    payload = ints(flows["payload_bytes_to_server"]) + ints(flows["payload_bytes_to_client"])
+    unknown = ~notnull(flows["app_protocol"])
     return np.select([payload == 0, unknown], [0, 1], default=2)
 
 
-def tally(flows: pd.DataFrame, findings: pd.DataFrame) -> Tally:
-    """The Tally of judged flows (with `verdict`) and their findings."""
-    t = Tally(flows=len(flows))
-    t.verdicts.update({str(k): int(n) for k, n in
-                       flows["verdict"].astype(dt.string).fillna("unknown").value_counts().items()})
-    unknown = (flows["verdict"] == "unknown").to_numpy(dtype=bool, na_value=False)
+def _as_cols(frame: Any, names: Sequence[str]) -> Cols:
+    """Columns of Arrow `Cols`, or of a pandas frame (the table format's results)."""
+    if isinstance(frame, Mapping):
+        return as_cols({c: frame[c] for c in names if c in frame})
+    from analyzer.policy.facts import frame_cols
+
+    return frame_cols(frame, names)
+
+
+def tally(flows: Mapping[str, pa.Array] | pd.DataFrame, findings: Mapping[str, pa.Array] | pd.DataFrame) -> Tally:
+    """The Tally of judged flows (with `verdict`) and their findings (Arrow columns, or pandas frames)."""
+    fl = _as_cols(flows, ("verdict", "payload_bytes_to_server", "payload_bytes_to_client", "app_protocol"))
+    found = _as_cols(findings, ("rule", "severity", "suppressed_by"))
+    t = Tally(flows=length(fl))
+    if not t.flows:
+        t.findings.update(_finding_keys(found))
+        return t
+    verdict = fill(fl["verdict"], "unknown")
+    counts = pc.value_counts(verdict)
+    t.verdicts.update({str(v): int(n) for v, n in zip(counts.field("values").to_pylist(),
+                                                       counts.field("counts").to_pylist(), strict=True)})
+    unknown = eq(fl["verdict"], "unknown")
     # the reasons of every flow, kept for the unknown ones (selecting their rows first took every column)
-    codes = np.bincount(_reasons(flows)[unknown], minlength=3) if unknown.any() else np.zeros(3, np.int64)
+    codes = np.bincount(_reasons(fl)[unknown], minlength=3) if unknown.any() else np.zeros(3, np.int64)
     t.not_judged.update({NOT_JUDGED[i]: int(n) for i, n in enumerate(codes) if n})
-    if len(findings):
-        t.findings.update(_finding_keys(findings))
+    t.findings.update(_finding_keys(found))
     return t
 
 
@@ -138,6 +161,20 @@ def _only(profile: Profile, rule: str | None) -> Profile:
         on = (rid == rule and s.enabled) if rule is not None else (s.enabled and rid != FTP_RULE)
         settings[rid] = replace(s, enabled=on)
     return replace(profile, settings=settings)
+
+
+def _concat(parts: Sequence[Mapping[str, pa.Array]], names: Sequence[str], types: Mapping[str, pa.DataType]) -> Cols:
+    """Row-wise concatenation of column sets (a column missing from a part: nulls)."""
+    out: Cols = {}
+    for c in names:
+        arrays = [p[c].cast(types[c]) if c in p else pa.nulls(length(p), types[c]) for p in parts]
+        out[c] = pa.concat_arrays(arrays)
+    return out
+
+
+def _rows_of(cols: Mapping[str, pa.Array], rows: np.ndarray) -> Cols:
+    at = pa.array(np.flatnonzero(rows) if rows.dtype == bool else rows)
+    return {c: a.take(at) for c, a in cols.items()}
 
 
 class PolicyStage:
@@ -158,10 +195,10 @@ class PolicyStage:
         self.zones = _zone_map(zones)
         self.profile = load_profile(profile)
         sups = load_suppressions(suppressions)
-        self.now = timestamp(now)
-        today = self.now.date()
-        self.active = [s for s in sups if not s.expired(today)]
-        self.expired = [s for s in sups if s.expired(today)]
+        self.now = now
+        day = today(now)
+        self.active = [s for s in sups if not s.expired(day)]
+        self.expired = [s for s in sups if s.expired(day)]
         self.chunk_profile = _only(self.profile, None)
         ftp = self.profile.settings[FTP_RULE]
         self.ftp_profile = _only(self.profile, FTP_RULE) if ftp.enabled else None
@@ -169,18 +206,18 @@ class PolicyStage:
         self.horizon_s = horizon_s if horizon_s is not None else 3600.0 + 300.0 + self.window_s
         self.max_pending = max_pending
         self.sink = findings_sink
-        self.kept: list[pd.DataFrame] = []
+        self.kept: list[Cols] = []
         self.rows: dict[str, list[dict[str, Any]]] = {f: [] for f in READS if f != "certs"}
         self.certs: dict[str, dict[str, Any]] = {}
-        self.sums: list[pd.DataFrame] = []
+        self.sums: list[pa.Table] = []
         self.tally = Tally()
         self.flow_schema = read_schema(None)
         specs = frame_specs()
         self.frame_schemas: dict[str, dict[str, str]] = {
             f: {c: d for c, d in specs[f].schema.items() if c in _ROW_COLUMNS[f]} for f in READS if f in specs}
-        self.ann: pd.DataFrame | None = None  # FTP announcements, with their control flow's times
-        self.pending: pd.DataFrame | None = None  # flows ftp-data-unprotected could still flag
-        self.latest: Any = None  # latest flow end seen
+        self.ann: Cols | None = None  # FTP announcements, with their control flow's times (c_start, c_end)
+        self.pending: Cols | None = None  # flows ftp-data-unprotected could still flag
+        self.latest: int | None = None  # latest flow end seen (ns since the epoch)
         self.stats: dict[str, int] = {"ftp_pending_evicted": 0, "ftp_announcements_evicted": 0}
         # CPU seconds: zones (lookup), rules (predicates), judge (judge() in all), stage (on_flows in all)
         self.timings: dict[str, float] = {"zones": 0.0, "rules": 0.0, "judge": 0.0, "stage": 0.0}
@@ -202,40 +239,37 @@ class PolicyStage:
             target.append(kept)
 
     def on_flows(self, chunk: Mapping[str, pa.Array]) -> tuple[Mapping[str, Any], Mapping[str, list[dict[str, Any]]]]:
-        from analyzer._pandas import pd
-
         started = time.process_time()
-        sub = {n: d for n, d in self.flow_schema.items() if n in chunk}  # the columns the policy reads
-        flows = schema.frame_from_arrow({n: chunk[n] for n in sub}, sub)
+        flows = as_cols({n: chunk[n] for n in self.flow_schema if n in chunk})  # the columns the policy reads
         credentials = self._take("credentials")
         ftp_data = self._take("ftp_data")
         certs = self._certs_of(flows)
         judged = judge(flows, None, certs, zones=self.zones, profile=self.chunk_profile, active=self.active,
-                       now=self.now, credentials=credentials if len(credentials) else None, timings=self.timings)
+                       now=self.now, credentials=credentials if length(credentials) else None, timings=self.timings)
         out = judged.flows
         findings = judged.findings
         worst = judged.worst.copy()
-        count = out["finding_count"].to_numpy(dtype=np.int64).copy()
+        count = ints(out["finding_count"]).copy()
         chunk_tally = tally(out, findings)
         if self.ftp_profile is not None:
             late = self._ftp(out, judged, ftp_data, worst, count, chunk_tally)
-            if len(late):
-                findings = pd.concat([findings, late], ignore_index=True) if len(findings) else late
+            if length(late):
+                findings = _concat([findings, late], list(FINDINGS), {c: a.type for c, a in findings.items()})
         self.tally.add(chunk_tally)
         self._emit(findings)
         self.sums.append(judged.sums)
         if len(self.sums) >= _FOLD_SUMS:
             self.sums = [add_destination_sums(self.sums)]
         code = _verdicts(out, worst, self.profile)
-        columns: dict[str, Any] = {c: out[c].array for c in ("client_zone", "server_zone", "direction")}
-        columns["verdict"] = np.asarray(VERDICTS, dtype=object)[code]
-        columns["finding_count"] = count
+        columns: dict[str, Any] = {c: out[c] for c in ("client_zone", "server_zone", "direction")}
+        columns["verdict"] = pa.array(np.asarray(VERDICTS, dtype=object)[code], STRING)
+        columns["finding_count"] = pa.array(count.astype(np.int32))
         self.timings["stage"] += time.process_time() - started
         return columns, {}
 
     def finish(self) -> Mapping[str, list[dict[str, object]]]:
         exp = _expired_findings(self.expired, self.profile, self.now)
-        if len(exp):
+        if length(exp):
             self.tally.findings.update(_finding_keys(exp))
             self._emit(exp)
         return {}
@@ -243,192 +277,205 @@ class PolicyStage:
     # --- results ---------------------------------------------------------------------------------
 
     def findings(self) -> pd.DataFrame:
-        """The findings kept (no findings_sink given), in their reported order."""
-        from analyzer._pandas import pd
+        """The findings kept (no findings_sink given), in their reported order (a pandas frame)."""
+        return findings_frame(self.kept)
 
-        parts = [f for f in self.kept if len(f)]
-        return sort_findings(pd.concat(parts, ignore_index=True)) if parts else empty_frame(FINDINGS)
+    def destination_sums(self) -> pa.Table:
+        """The destination sums of every chunk so far, added up (one row per destination)."""
+        self.sums = [add_destination_sums(self.sums)]
+        return self.sums[0]
 
     def destinations(self) -> pd.DataFrame:
-        return destinations_from_sums(add_destination_sums(self.sums))
+        return destinations_from_sums(self.destination_sums())
+
+    def worst_destinations(self, k: int = 5) -> list[tuple[str, str, str, str]]:
+        """The summary's worst destinations (`evaluate.worst_destinations`), without pandas."""
+        return worst_destinations(self.destination_sums(), k)
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _emit(self, findings: pd.DataFrame) -> None:
-        if not len(findings):
+    def _emit(self, findings: Cols) -> None:
+        if not length(findings):
             return
-        findings = findings.astype(dt.of(FINDINGS))
+        findings = {c: _typed(findings[c], d) for c, d in FINDINGS.items()}
         if self.sink is None:
             self.kept.append(findings)
+        elif hasattr(self.sink, "write_table"):
+            self.sink.write_table(pa.table(findings, schema=schema.arrow_schema(FINDINGS)))
         else:
-            self.sink.write(findings.reset_index(drop=True))
+            self.sink.write(schema.frame_from_arrow(findings, FINDINGS))
 
-    def _take(self, frame: str) -> pd.DataFrame:
+    def _take(self, frame: str) -> Cols:
         rows, self.rows[frame] = self.rows[frame], []
         frame_schema = self.frame_schemas.get(frame)
         if frame_schema is None:
-            return empty_frame({"uid": "string"})
-        return schema.frame_from_rows(rows, frame_schema)
+            return {"uid": pa.array([], STRING)}
+        return as_cols(schema.arrow_from_rows(rows, frame_schema))
 
-    def _certs_of(self, flows: pd.DataFrame) -> pd.DataFrame | None:
+    def _certs_of(self, flows: Cols) -> Cols | None:
         """The certificates of these flows' sessions (leaf and chain) that the stage has seen."""
         if "certs" not in self.frame_schemas:
             return None
         wanted: set[str] = set()
-        if len(flows):  # each distinct fingerprint and chain once (a capture's sessions share a few)
-            wanted.update(flows["cert_sha256"].dropna().unique().tolist())
-            for chain in flows["cert_chain"].dropna().unique().tolist():
-                wanted.update(c.strip() for c in str(chain).split(","))
-        return schema.frame_from_rows([self.certs[k] for k in wanted if k in self.certs], self.frame_schemas["certs"])
+        if length(flows):  # each distinct fingerprint and chain once (a capture's sessions share a few)
+            wanted.update(v for v in pc.unique(flows["cert_sha256"]).to_pylist() if v is not None)
+            for chain in pc.unique(flows["cert_chain"]).to_pylist():
+                if chain is not None:
+                    wanted.update(c.strip() for c in str(chain).split(","))
+        rows = [self.certs[k] for k in wanted if k in self.certs]
+        return as_cols(schema.arrow_from_rows(rows, self.frame_schemas["certs"]))
 
-    def _ftp(self, out: pd.DataFrame, judged: Any, ftp_data: pd.DataFrame, worst: np.ndarray, count: np.ndarray,
-             chunk_tally: Tally) -> pd.DataFrame:
+    def _ftp(self, out: Cols, judged: Any, ftp_data: Cols, worst: np.ndarray, count: np.ndarray,
+             chunk_tally: Tally) -> Cols:
         """ftp-data-unprotected across chunks: keep this chunk's possible data flows and
         announcements, link them, and judge the linked flows with that rule alone. Updates `worst`
         and `count` of this chunk's flows and the tallies and sums of earlier ones in place."""
-        from analyzer._pandas import pd
-
-        enc = out["encrypted"].astype(dt.boolean)
-        payload = (out["payload_bytes_to_server"].astype(dt.Int64).fillna(0)
-                   + out["payload_bytes_to_client"].astype(dt.Int64).fillna(0)).to_numpy(dtype=np.int64)
-        could = (~(enc == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
-                 & (out["transport"].astype(dt.string) == "tcp").to_numpy(dtype=bool, na_value=False) & (payload > 0))
-        if len(ftp_data):
-            controls = out[out["uid"].isin(set(ftp_data["uid"].astype(str))).to_numpy(dtype=bool)]
-            times = controls[["uid", "ts_start", "ts_end"]].rename(columns={"ts_start": "c_start", "ts_end": "c_end"})
-            ann = ftp_data.merge(times, on="uid", how="left")
-            self.ann = ann if self.ann is None else pd.concat([self.ann, ann], ignore_index=True)
+        payload = ints(out["payload_bytes_to_server"]) + ints(out["payload_bytes_to_client"])
+        could = ~true(out["encrypted"]) & eq(out["transport"], "tcp") & (payload > 0)
+        if length(ftp_data):
+            # each announcement with its control flow's times (the control flow of this chunk, if it is)
+            at = positions(out["uid"], ftp_data["uid"].cast(STRING))
+            taker = pa.array(at, mask=at < 0)
+            ann = {**ftp_data, "c_start": out["ts_start"].take(taker), "c_end": out["ts_end"].take(taker)}
+            self.ann = ann if self.ann is None else _concat([self.ann, ann], list(ann),
+                                                            {c: a.type for c, a in ann.items()})
         if could.any():
-            keep = out.loc[could, [c for c in _PENDING if c in out]]
-            for k, v in self._dest(out, could, judged).items():
-                keep[k] = v
-            keep["_worst"] = worst[could]
-            keep["_reason"] = _reasons(out)[could]
-            keep["_chunk_row"] = np.flatnonzero(could)
-            keep["_chunk"] = True
+            keep = _rows_of({c: out[c] for c in _PENDING if c in out}, could)
+            keep.update(self._dest(out, could, judged))
+            keep["_worst"] = pa.array(worst[could])
+            keep["_reason"] = pa.array(_reasons(out)[could].astype(np.int64))
+            keep["_chunk_row"] = pa.array(np.flatnonzero(could).astype(np.int64))
+            keep["_chunk"] = pa.array(np.ones(int(could.sum()), dtype=bool))
             if self.pending is not None:
-                self.pending["_chunk"] = False
-            self.pending = keep if self.pending is None else pd.concat([self.pending, keep], ignore_index=True)
-        ends = out["ts_end"].dropna()
+                self.pending["_chunk"] = pa.array(np.zeros(length(self.pending), dtype=bool))
+            self.pending = keep if self.pending is None else _concat(
+                [self.pending, keep], list(keep), {c: a.type for c, a in keep.items()})
+        ends = nanos(out["ts_end"])[notnull(out["ts_end"])]
         if len(ends):
-            latest = ends.max()
+            latest = int(ends.max())
             self.latest = latest if self.latest is None or latest > self.latest else self.latest
-        late = empty_frame(FINDINGS)
-        if self.ann is not None and self.pending is not None and len(self.ann) and len(self.pending):
+        late: Cols = {}
+        if self.ann is not None and self.pending is not None and length(self.ann) and length(self.pending):
             late = self._link(worst, count, chunk_tally)
         self._evict()
         return late
 
     @staticmethod
-    def _dest(out: pd.DataFrame, rows: np.ndarray, judged: Any) -> dict[str, Any]:
+    def _dest(out: Cols, rows: np.ndarray, judged: Any) -> Cols:
         """Destination keys (name, port, zone) of the flows of `out` at `rows` (a mask), as destination_sums
         makes them (judged.names is aligned with `out`)."""
-        names = judged.names[rows]
-        # strings kept as pandas strings (a linked flow's row gives them back as str, as destination_sums has them)
+        at = pa.array(np.flatnonzero(rows))
         return {
-            "_dest": names.fillna(out["server_ip"][rows].astype(dt.string)).fillna("?").array,
-            "_port": out["server_port"][rows].astype(dt.Int64).fillna(-1).to_numpy(dtype=np.int64),
-            "_zone": out["server_zone"][rows].astype(dt.string).fillna("?").array,
+            "_dest": pc.coalesce(judged.names.take(at), out["server_ip"].take(at).cast(STRING), pa.scalar("?", STRING)),
+            "_port": fill(out["server_port"].take(at).cast(pa.int64()), -1),
+            "_zone": fill(out["server_zone"].take(at).cast(STRING), "?"),
         }
 
-    def _link(self, worst: np.ndarray, count: np.ndarray, chunk_tally: Tally) -> pd.DataFrame:
-        from analyzer._pandas import pd
-
+    def _link(self, worst: np.ndarray, count: np.ndarray, chunk_tally: Tally) -> Cols:
         assert self.ann is not None and self.pending is not None and self.ftp_profile is not None
         ann, pend = self.ann, self.pending
-        keys = set(zip(ann["host"].astype(str), ann["port"].astype(dt.Int64).astype(str), strict=True))
-        hit = np.fromiter((k in keys for k in zip(pend["server_ip"].astype(str),
-                                                 pend["server_port"].astype(dt.Int64).astype(str), strict=True)),
-                          bool, len(pend))
+        keys = set(zip(ann["host"].to_pylist(), ann["port"].to_pylist(), strict=True))
+        hit = np.fromiter((k in keys for k in zip(pend["server_ip"].to_pylist(), pend["server_port"].to_pylist(),
+                                                   strict=True)), bool, length(pend))
         if not hit.any():
-            return empty_frame(FINDINGS)
-        cand = pend[hit]
-        controls = pd.DataFrame({"uid": ann["uid"], "ts_start": ann["c_start"], "ts_end": ann["c_end"],
-                                 "transport": "ftp-control"}).drop_duplicates("uid")
-        controls = controls[~controls["uid"].isin(set(cand["uid"].astype(str))).to_numpy(dtype=bool)]
-        flows = pd.concat([cand[[c for c in _PENDING if c in cand]], controls], ignore_index=True)
-        ftp_data = ann[["uid", "command", "host", "port", "protected"]]
+            return {}
+        cand = _rows_of(pend, hit)
+        # the control flows (each once), but those that are candidates themselves
+        first = first_rows(ann["uid"])
+        ctrl_uid = ann["uid"].take(pa.array(first)).cast(STRING)
+        keep = ~numpy_of(fill(pc.is_in(ctrl_uid, value_set=cand["uid"].cast(STRING)), False))
+        at = pa.array(first[keep])
+        n_ctrl = int(keep.sum())
+        controls = {"uid": ctrl_uid.filter(pa.array(keep)), "ts_start": ann["c_start"].take(at),
+                    "ts_end": ann["c_end"].take(at), "transport": pa.array(["ftp-control"] * n_ctrl, STRING)}
+        names = [c for c in _PENDING if c in cand]
+        flows = _concat([{c: cand[c] for c in names}, controls], names, {c: cand[c].type for c in names})
+        ftp_data = {c: ann[c] for c in ("uid", "command", "host", "port", "protected")}
         judged = judge(flows, None, None, zones=self.zones, profile=self.ftp_profile, active=self.active,
                        now=self.now, ftp_data=ftp_data)
         found = judged.findings
-        if not len(found):
-            return found
+        if not length(found):
+            return {}
         rank = {s: i for i, s in enumerate(SEVERITIES)}
-        flagged = cand.set_index(cand["uid"].astype(str))
-        delta_rows = []
-        for uid, sev, sup in zip(found["uid"].astype(str), found["severity"].astype(str),
-                                 found["suppressed_by"].notna(), strict=True):
-            row = flagged.loc[uid].to_dict()
-            old = int(row["_worst"])
+        cand_uid = cand["uid"].cast(STRING).to_pylist()
+        row_of = {u: i for i, u in reversed(list(enumerate(cand_uid)))}
+        cand_rows = {c: cand[c].to_pylist() for c in ("_worst", "_chunk", "_chunk_row", "_reason", "encrypted",
+                                                      "_dest", "_port", "_zone")}
+        delta_rows: list[dict[str, Any]] = []
+        for uid, sev, sup in zip(found["uid"].to_pylist(), found["severity"].to_pylist(),
+                                 notnull(found["suppressed_by"]).tolist(), strict=True):
+            i = row_of[uid]
+            old = int(cand_rows["_worst"][i])
             new = old if sup else max(old, rank[sev])
             one = 0 if sup else 1
-            if bool(row["_chunk"]):  # a flow of this chunk: its columns are not made yet
-                at = int(row["_chunk_row"])
-                worst[at] = new
-                count[at] += one
+            if cand_rows["_chunk"][i]:  # a flow of this chunk: its columns are not made yet
+                at_row = int(cand_rows["_chunk_row"][i])
+                worst[at_row] = new
+                count[at_row] += one
             # its verdict was counted (in this chunk's tally or an earlier one): move it
-            before, after = _verdict_of(old, row, self.profile), _verdict_of(new, row, self.profile)
+            encrypted = cand_rows["encrypted"][i]
+            before, after = self._verdict_of(old, encrypted), self._verdict_of(new, encrypted)
             if before != after:
                 chunk_tally.verdicts[before] -= 1
                 chunk_tally.verdicts[after] += 1
                 if before == "unknown":
-                    chunk_tally.not_judged[NOT_JUDGED[int(row["_reason"])]] -= 1
-            delta_rows.append({"destination": row["_dest"], "server_port": int(row["_port"]),
-                               "server_zone": row["_zone"], "worst": new, "findings": one})
+                    chunk_tally.not_judged[NOT_JUDGED[int(cand_rows["_reason"][i])]] -= 1
+            delta_rows.append({"destination": cand_rows["_dest"][i], "server_port": int(cand_rows["_port"][i]),
+                               "server_zone": cand_rows["_zone"][i], "worst": new, "findings": one})
         self._add_sums(delta_rows)
         chunk_tally.findings.update(_finding_keys(found))
-        self.pending = pend[~pend["uid"].isin(set(found["uid"].astype(str))).to_numpy(dtype=bool)]
+        linked = numpy_of(fill(pc.is_in(pend["uid"].cast(STRING), value_set=found["uid"]), False))
+        self.pending = _rows_of(pend, ~linked)
         return found
 
-    def _add_sums(self, rows: list[dict[str, Any]]) -> None:
-        from analyzer._pandas import pd
+    def _verdict_of(self, worst: int, encrypted: bool | None) -> str:
+        enc = pa.array([encrypted], pa.bool_())
+        return VERDICTS[int(_verdicts({"encrypted": enc}, np.array([worst], dtype=np.int64), self.profile)[0])]
 
-        delta = pd.DataFrame(rows)
-        for c in ("flows", "bytes", "enc_flow", "enc_bytes", "decided", "decided_bytes"):
-            delta[c] = 0
-        delta = delta.astype({"server_port": np.int64, "worst": np.int64, "findings": np.int64})
-        self.sums.append(delta)
+    def _add_sums(self, rows: list[dict[str, Any]]) -> None:
+        n = len(rows)
+        zero = np.zeros(n, dtype=np.int64)
+        delta = {
+            "destination": pa.array([r["destination"] for r in rows], STRING),
+            "server_port": pa.array([r["server_port"] for r in rows], pa.int64()),
+            "server_zone": pa.array([r["server_zone"] for r in rows], STRING),
+            **{c: zero for c in ("flows", "bytes", "enc_flow", "enc_bytes", "decided", "decided_bytes")},
+            "findings": pa.array([r["findings"] for r in rows], pa.int64()),
+            "worst": pa.array([r["worst"] for r in rows], pa.int64()),
+        }
+        self.sums.append(pa.table(delta, schema=self.sums[0].schema if self.sums else None))
 
     def _evict(self) -> None:
-        from analyzer._pandas import pd
-
         if self.latest is None:
             return
-        floor = self.latest - pd.Timedelta(seconds=self.horizon_s)
-        if self.pending is not None and len(self.pending):
-            old = (self.pending["ts_start"] < floor).to_numpy(dtype=bool, na_value=False)
-            if len(self.pending) - old.sum() > self.max_pending:
-                old = old | (np.arange(len(self.pending)) < len(self.pending) - self.max_pending)
+        floor = self.latest - round(self.horizon_s * 1e9)
+        if self.pending is not None and length(self.pending):
+            start = self.pending["ts_start"]
+            old = notnull(start) & (nanos(start) < floor)
+            if length(self.pending) - old.sum() > self.max_pending:
+                old = old | (np.arange(length(self.pending)) < length(self.pending) - self.max_pending)
             if old.any():
                 self.stats["ftp_pending_evicted"] += int(old.sum())
-                self.pending = self.pending[~old]
-        if self.ann is not None and len(self.ann):
-            old = (self.ann["c_end"] < floor).to_numpy(dtype=bool, na_value=False)
+                self.pending = _rows_of(self.pending, ~old)
+        if self.ann is not None and length(self.ann):
+            end = self.ann["c_end"]
+            old = notnull(end) & (nanos(end) < floor)
             if old.any():
                 self.stats["ftp_announcements_evicted"] += int(old.sum())
-                self.ann = self.ann[~old]
+                self.ann = _rows_of(self.ann, ~old)
 
 
-def _finding_keys(findings: pd.DataFrame) -> dict[tuple[str, str, bool], int]:
+def _finding_keys(findings: Mapping[str, pa.Array]) -> dict[tuple[str, str, bool], int]:
     """How many findings per (rule, severity, suppressed): the Tally's keys."""
-    from analyzer._pandas import pd
-
-    if not len(findings):
+    if not length(findings):
         return {}
-    rules, rule_names = pd.factorize(findings["rule"].astype(str))
-    sevs, sev_names = pd.factorize(findings["severity"].astype(str))
-    sup = findings["suppressed_by"].notna().to_numpy(dtype=np.int64)
+    rule = pc.dictionary_encode(fill(findings["rule"].cast(STRING), "nan"))
+    sev = pc.dictionary_encode(fill(findings["severity"].cast(STRING), "nan"))
+    ns = len(sev.dictionary)
+    sup = notnull(findings["suppressed_by"]).astype(np.int64)
     # one integer key per (rule, severity, suppressed), counted by numpy
-    keys, counts = np.unique((rules.astype(np.int64) * len(sev_names) + sevs) * 2 + sup, return_counts=True)
-    return {(str(rule_names[k // 2 // len(sev_names)]), str(sev_names[k // 2 % len(sev_names)]), bool(k % 2)): int(n)
+    key = (numpy_of(rule.indices).astype(np.int64) * ns + numpy_of(sev.indices)) * 2 + sup
+    keys, counts = np.unique(key, return_counts=True)
+    rules, sevs = rule.dictionary.to_pylist(), sev.dictionary.to_pylist()
+    return {(str(rules[k // 2 // ns]), str(sevs[k // 2 % ns]), bool(k % 2)): int(n)
             for k, n in zip(keys.tolist(), counts.tolist(), strict=True)}
-
-
-def _one(row: Any) -> pd.DataFrame:
-    from analyzer._pandas import pd
-
-    return pd.DataFrame({"encrypted": pd.array([row["encrypted"]], dtype=dt.boolean)})
-
-
-def _verdict_of(worst: int, row: Any, profile: Profile) -> str:
-    return VERDICTS[int(_verdicts(_one(row), np.array([worst], dtype=np.int64), profile)[0])]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from analyzer.policy.rules import RULES
 from analyzer.policy.zones import _cidr_bounds, _to_key, pack_addresses
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Suppression", "load_suppressions", "match_suppression"]
 
@@ -127,37 +127,45 @@ def load_suppressions(source: str | Path | Sequence[Suppression] | None) -> tupl
     return _parse(doc, str(path), path.name)
 
 
-def _in_cidrs(addresses: pd.Series, cidrs: Sequence[str]) -> np.ndarray:
-    from analyzer._pandas import pd
+def _in_cidrs(addresses: pa.Array, cidrs: Sequence[str]) -> np.ndarray:
+    import pyarrow.compute as pc
 
-    codes, uniques = pd.factorize(addresses, use_na_sentinel=True)
-    keys, valid = pack_addresses(uniques.tolist())
-    inside = np.zeros(len(uniques), dtype=bool)
+    from analyzer.policy._cols import fill, numpy_of
+
+    encoded = pc.dictionary_encode(addresses)
+    codes = numpy_of(fill(encoded.indices, -1)).astype(np.int64, copy=False)
+    keys, valid = pack_addresses(encoded.dictionary.to_pylist())
+    inside = np.zeros(len(encoded.dictionary), dtype=bool)
     for c in cidrs:
         lo, hi, _ = _cidr_bounds(c)
         inside |= valid & (keys >= np.array(_to_key(lo), dtype="S17")) & (keys <= np.array(_to_key(hi), dtype="S17"))
     return np.where(codes >= 0, inside[np.clip(codes, 0, None)], False)
 
 
-def _glob(values: pd.Series, patterns: Sequence[str]) -> np.ndarray:
-    """Case-insensitive glob over each distinct value once."""
-    lowered = values.astype("string").str.lower()
-    uniq = [u for u in lowered.dropna().unique()]
-    keep = [u for u in uniq if any(fnmatch.fnmatchcase(u, p.lower()) for p in patterns)]
-    return lowered.isin(keep).to_numpy(dtype=bool, na_value=False)
+def _glob(values: pa.Array, patterns: Sequence[str]) -> np.ndarray:
+    """Case-insensitive glob (Python's lower-casing) over each distinct value once."""
+    import pyarrow.compute as pc
+
+    from analyzer.policy._cols import isin
+
+    uniq = [u for u in pc.unique(values).to_pylist() if u is not None]
+    keep = [u for u in uniq if any(fnmatch.fnmatchcase(str(u).lower(), p.lower()) for p in patterns)]
+    return isin(values, keep)
 
 
-def match_suppression(findings: pd.DataFrame, s: Suppression) -> np.ndarray:
-    """Which findings `s` matches (regardless of its expiry)."""
-    mask = np.ones(len(findings), dtype=bool)
+def match_suppression(findings: Mapping[str, pa.Array], s: Suppression) -> np.ndarray:
+    """Which findings (FINDINGS columns as Arrow arrays) `s` matches (regardless of its expiry)."""
+    from analyzer.policy._cols import eq, isin, length
+
+    mask = np.ones(length(findings), dtype=bool)
     if s.rule != "*":
-        mask &= (findings["rule"] == s.rule).to_numpy(dtype=bool, na_value=False)
+        mask &= eq(findings["rule"], s.rule)
     if s.cidrs:
         mask &= _in_cidrs(findings["client_ip"], s.cidrs) | _in_cidrs(findings["server_ip"], s.cidrs)
     if s.server_names:
         mask &= _glob(findings["server_name"], s.server_names)
     if s.ports:
-        mask &= findings["server_port"].isin(list(s.ports)).to_numpy(dtype=bool, na_value=False)
+        mask &= isin(findings["server_port"], list(s.ports))
     if s.zones:
         mask &= _glob(findings["client_zone"], s.zones) | _glob(findings["server_zone"], s.zones)
     return mask

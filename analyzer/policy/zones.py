@@ -66,7 +66,7 @@ import ipaddress
 import json
 import socket
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -80,6 +80,7 @@ from analyzer.policy.errors import PolicyError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "AWS_RANGES_DATE",
@@ -92,6 +93,7 @@ __all__ = [
     "load_zones_file",
     "pack_addresses",
     "strings_from_codes",
+    "zone_cols",
     "zone_flows",
 ]
 
@@ -592,12 +594,15 @@ def _build_zone_map(declared: tuple[Zone, ...], aws_key: tuple[Any, ...] | None)
     return ZoneMap(tuple(declared), tuple(labels), internal, table, create, token, per_zone)
 
 
-def _factorized_labels(zmap: ZoneMap, column: pd.Series) -> np.ndarray:
-    """Label index per row of an address column, parsing each distinct address once."""
-    from analyzer._pandas import pd
+def _factorized_labels(zmap: ZoneMap, column: pa.Array) -> np.ndarray:
+    """Label index per row of an address column (Arrow strings), parsing each distinct address once."""
+    import pyarrow.compute as pc
 
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    keys, valid = pack_addresses(uniques.tolist())  # tolist: iterating an Arrow-backed Index is 10x slower
+    from analyzer.policy._cols import fill, numpy_of
+
+    encoded = pc.dictionary_encode(column)
+    codes = numpy_of(fill(encoded.indices, -1)).astype(np.int64, copy=False)
+    keys, valid = pack_addresses(encoded.dictionary.to_pylist())
     per_unique = zmap.label_index(keys, valid)
     out = np.full(len(codes), -1, dtype=np.int32)
     has = codes >= 0
@@ -605,29 +610,33 @@ def _factorized_labels(zmap: ZoneMap, column: pd.Series) -> np.ndarray:
     return out
 
 
-def _apply_mirror_mapping(zmap: ZoneMap, addresses: pd.Series, idx: np.ndarray, frame: pd.DataFrame) -> None:
+def _apply_mirror_mapping(zmap: ZoneMap, addresses: pa.Array, idx: np.ndarray, flows: Mapping[str, pa.Array]) -> None:
     """Override the label of addresses inside a mapped zone's CIDRs for flows seen through its VNI
     or GWLB endpoint (in place)."""
     if not zmap._per_zone:
         return
-    from analyzer._pandas import pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    vni = frame["vni"] if "vni" in frame else pd.Series(pd.NA, index=frame.index, dtype=dt.Int64)
-    ep = frame["gwlb_endpoint_id"] if "gwlb_endpoint_id" in frame else pd.Series(pd.NA, index=frame.index)
-    ep_norm = ep.astype(dt.string).str.lower().str.removeprefix("0x")
+    from analyzer.policy._cols import isin
+
+    n = len(addresses)
+    vni = flows["vni"] if "vni" in flows else pa.nulls(n, pa.int64())
+    ep = flows["gwlb_endpoint_id"] if "gwlb_endpoint_id" in flows else pa.nulls(n, pa.large_string())
+    ep_norm = pc.replace_substring_regex(pc.utf8_lower(ep.cast(pa.large_string())), pattern="^0x", replacement="")
     for z in zmap.zones:
         table = zmap._per_zone.get(z.name)
         if table is None:
             continue
-        mask = np.zeros(len(frame), dtype=bool)
+        mask = np.zeros(n, dtype=bool)
         if z.vnis:
-            mask |= vni.isin(list(z.vnis)).to_numpy(dtype=bool, na_value=False)
+            mask |= isin(vni, z.vnis)
         if z.gwlb_endpoints:
-            mask |= ep_norm.isin(list(z.gwlb_endpoints)).to_numpy(dtype=bool, na_value=False)
+            mask |= isin(ep_norm, z.gwlb_endpoints)
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
-        keys, valid = pack_addresses(addresses.iloc[rows])
+        keys, valid = pack_addresses(addresses.take(pa.array(rows)).to_pylist())
         hit = _lookup(table, keys, valid)
         idx[rows[hit >= 0]] = hit[hit >= 0]
 
@@ -644,10 +653,12 @@ def strings_from_codes(names: Sequence[str | None], codes: np.ndarray) -> pd.api
     return pd.array(dictionary.take(pa.array(codes, mask=codes < 0)), dtype=dt.string)
 
 
-def zone_flows(flows: pd.DataFrame, zmap: ZoneMap) -> pd.DataFrame:
-    """`client_zone`, `server_zone` and `direction` for each flow (same index as `flows`)."""
-    from analyzer._pandas import pd
+def zone_cols(flows: Mapping[str, pa.Array], zmap: ZoneMap) -> dict[str, pa.Array]:
+    """`client_zone`, `server_zone` and `direction` (Arrow large_string arrays) of each flow of the
+    Arrow columns `flows` (client_ip, server_ip, and vni / gwlb_endpoint_id when present)."""
+    from analyzer.policy._cols import as_cols, from_codes
 
+    flows = as_cols({c: flows[c] for c in ("client_ip", "server_ip", "vni", "gwlb_endpoint_id") if c in flows})
     cidx = _factorized_labels(zmap, flows["client_ip"])
     sidx = _factorized_labels(zmap, flows["server_ip"])
     _apply_mirror_mapping(zmap, flows["client_ip"], cidx, flows)
@@ -656,7 +667,7 @@ def zone_flows(flows: pd.DataFrame, zmap: ZoneMap) -> pd.DataFrame:
     cin = internal[cidx]
     sin = internal[sidx]
     if not zmap.has_internal:
-        dcode = np.full(len(flows), DIRECTIONS.index("unknown"), dtype=np.int32)
+        dcode = np.full(len(cidx), DIRECTIONS.index("unknown"), dtype=np.int32)
     else:
         dcode = np.select(
             [cin & sin & (cidx == sidx), cin & sin, cin, sin],
@@ -664,11 +675,21 @@ def zone_flows(flows: pd.DataFrame, zmap: ZoneMap) -> pd.DataFrame:
             default=DIRECTIONS.index("external"),
         ).astype(np.int32)
         dcode[(cidx < 0) | (sidx < 0)] = DIRECTIONS.index("unknown")  # an end without an address
-    return pd.DataFrame(
-        {
-            "client_zone": strings_from_codes(zmap.labels, cidx),
-            "server_zone": strings_from_codes(zmap.labels, sidx),
-            "direction": strings_from_codes(DIRECTIONS, dcode),
-        },
-        index=flows.index,
-    )
+    return {"client_zone": from_codes(zmap.labels, cidx), "server_zone": from_codes(zmap.labels, sidx),
+            "direction": from_codes(DIRECTIONS, dcode)}
+
+
+def zone_flows(flows: pd.DataFrame, zmap: ZoneMap) -> pd.DataFrame:
+    """`client_zone`, `server_zone` and `direction` for each flow of a pandas frame (same index as
+    `flows`): `zone_cols` of its columns, as pandas strings."""
+    import pyarrow as pa
+
+    from analyzer._pandas import pd
+    from analyzer.schema import pandas_array
+
+    cols = {c: pa.array(flows[c], from_pandas=True) for c in ("client_ip", "server_ip", "vni", "gwlb_endpoint_id")
+            if c in flows}
+    if "client_ip" not in cols or "server_ip" not in cols:
+        raise KeyError("client_ip" if "client_ip" not in cols else "server_ip")
+    zoned = zone_cols(cols, zmap)
+    return pd.DataFrame({c: pandas_array(a.cast(pa.string()), "string") for c, a in zoned.items()}, index=flows.index)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from analyzer.policy import _cols as c
 from analyzer.policy._rule import day as pandas_day
@@ -85,3 +86,50 @@ def test_span_says_where_the_difference_fits() -> None:
     diff, fits = c.span(np.array([5, big, small, 2**62, -(2**62)]), np.array([7, -1, 1, -(2**62), 2**62]))
     assert fits.tolist() == [True, False, False, False, True]
     assert diff[0] == -2 and diff[4] == small
+
+
+# --- added by core
+
+def test_fill_keeps_the_type_and_fills_nulls() -> None:
+    a = pa.array([1, None, 3], pa.int32())
+    assert c.fill(a, -1).type == pa.int32() and c.fill(a, -1).to_pylist() == [1, -1, 3]
+    assert c.fill(pa.array(["x", None], c.STRING), "?").to_pylist() == ["x", "?"]
+    assert c.fill(pa.array([True, None]), False).to_pylist() == [True, False]
+
+
+@pytest.mark.parametrize("values, typ", [([1, -2, 3], pa.int32()), ([2**40, 0], pa.int64()), ([1, 255], pa.uint8()),
+                                         ([0.5, -1.0], pa.float64()), ([True, False, True] * 5, pa.bool_()),
+                                         ([5, 7], pa.timestamp("ns", tz="UTC"))])
+def test_numpy_of_reads_the_buffers(values, typ) -> None:
+    a = pa.array(values, typ)
+    for part in (a, a.slice(1), pa.chunked_array([a.slice(0, 1), a.slice(1)])):
+        want = np.asarray(part.cast(pa.int64()) if pa.types.is_timestamp(typ) else part)
+        got = c.numpy_of(part)
+        assert got.tolist() == want.tolist() and got.flags.writeable
+    with pytest.raises(ValueError, match="nulls"):
+        c.numpy_of(pa.array([1, None]))
+    assert len(c.numpy_of(pa.array([], typ))) == 0
+
+
+def test_the_helpers_do_not_import_pandas(tmp_path) -> None:
+    """Arrow imports pandas for an untyped Python scalar or list and for `to_numpy`: the helpers
+    the streamed audit runs never give it one (checked in a fresh process, as the CLI runs)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from analyzer._pandas import defer_in_pyarrow
+defer_in_pyarrow()
+import numpy as np, pyarrow as pa
+from analyzer.policy import _cols as c
+a = pa.array(np.array(["x", None, "y"], dtype=object), c.STRING)
+n = pa.array(np.array([1, 0, 3]), mask=np.array([False, True, False]))
+b = pa.array(np.array([True, False, True]), mask=np.array([False, True, False]))
+c.true(b); c.false(b); c.notnull(a); c.isin(a, ["x"]); c.eq(a, "y"); c.ints(n); c.text(n); c.text(a)
+c.fill(a, "?"); c.numpy_of(c.fill(n, 0)); c.from_codes(["p", "q"], np.array([0, -1, 1]))
+c.join("<", c.text(a), ">"); c.where(c.true(b), a, "z")
+print("pandas.core" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -7,12 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from support.policy_helpers import T0, flows
 
 import analyzer
 from analyzer import auditor, pipeline, schema
+from analyzer.cli import _worst_destinations
 from analyzer.dissect import ALL, flow_schema
+from analyzer.policy import FINDINGS
+from analyzer.policy._cols import length
 from analyzer.policy.stage import PolicyStage, tally
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +34,8 @@ def _same(memory: analyzer.Analysis, streamed: auditor.StreamedAudit) -> None:
     pd.testing.assert_frame_equal(_sorted(memory.findings), _sorted(streamed.stage.findings()))
     pd.testing.assert_frame_equal(memory.destinations, streamed.stage.destinations())
     assert streamed.stage.tally == tally(memory.flows, memory.findings)
+    # the summary's worst destinations: from the sums without pandas, as from the frame
+    assert streamed.stage.worst_destinations(5) == _worst_destinations(memory.destinations, 5)
 
 
 def test_every_bundled_capture_alone():
@@ -79,6 +85,25 @@ def test_sink_gets_the_findings_as_they_are_made():
     pd.testing.assert_frame_equal(_sorted(got), _sorted(memory.findings))
 
 
+def test_table_sink_gets_arrow_tables():
+    class TableSink:
+        def __init__(self):
+            self.tables = []
+
+        def write(self, chunk):  # pragma: no cover - a sink with write_table gets tables
+            raise AssertionError("a frame given to a sink that takes tables")
+
+        def write_table(self, table):
+            self.tables.append(table)
+
+    sink = TableSink()
+    auditor.audit_stream([str(ROOT / "captures")], findings_sink=sink, **OPTS)
+    assert sink.tables and all(t.schema == schema.arrow_schema(dict(FINDINGS)) for t in sink.tables)
+    got = schema.frame_from_arrow(pa.concat_tables(sink.tables), FINDINGS)
+    memory = auditor.audit([str(ROOT / "captures")], **OPTS)
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(memory.findings))
+
+
 def test_stream_refuses_its_own_keywords():
     from analyzer.errors import UsageError
 
@@ -108,7 +133,7 @@ def test_data_flow_before_its_control_flow():
     control = flows({**CONTROL, "uid": "F"})
     stage = PolicyStage(zones=["10.0.0.0/16"], now="2026-12-06")
     cols, _ = stage.on_flows(_chunk(data))
-    assert list(cols["verdict"]) == ["unknown"]  # not linked yet
+    assert cols["verdict"].to_pylist() == ["unknown"]  # not linked yet (the stage returns Arrow columns)
     _announce(stage, "F", 30007)
     stage.on_flows(_chunk(control))
     stage.finish()
@@ -126,10 +151,10 @@ def test_pending_data_flows_are_bounded():
     for i in range(6):
         stage.on_flows(_chunk(flows({"server_ip": "10.0.0.2", "server_port": 31000 + i, "uid": f"D{i}",
                                      "ts_start": T0 + i * S, "ts_end": T0 + i * S})))
-    assert len(stage.pending) == 3 and stage.stats["ftp_pending_evicted"] == 3
+    assert length(stage.pending) == 3 and stage.stats["ftp_pending_evicted"] == 3
     stage.on_flows(_chunk(flows({"server_ip": "10.0.0.9", "uid": "late", "app_protocol": "tls", "encrypted": True,
                                  "ts_start": T0 + 500 * S, "ts_end": T0 + 500 * S})))
-    assert len(stage.pending) == 0 and stage.stats["ftp_pending_evicted"] == 6  # older than the horizon
+    assert length(stage.pending) == 0 and stage.stats["ftp_pending_evicted"] == 6  # older than the horizon
 
 
 def test_certs_rows_reach_the_chunk_rules():
@@ -160,3 +185,41 @@ def test_corpus_chains_stream_like_memory(monkeypatch):
     assert "cert-chain-weak" in set(memory.findings["rule"])
     monkeypatch.setattr(pipeline, "FLOW_ROWS_PER_FRAME", 2)
     _same(memory, auditor.audit_stream([str(c) for c in caps], **opts))
+
+
+def test_the_stage_imports_no_pandas():
+    """The streamed audit's machinery (facts, zones, judge, suppressions, sums, tally, the stage's I/O)
+    never imports pandas: a fresh process as the CLI runs it (`defer_in_pyarrow`), every capture, an
+    active and an expired suppression, findings to a table sink. The rules are stubbed (no hits) only
+    until every rule is on Arrow columns (then drop the stub: the rules must not import it either)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import dataclasses, importlib, sys
+import numpy as np
+from analyzer._pandas import defer_in_pyarrow
+defer_in_pyarrow()
+rules = importlib.import_module("analyzer.policy.rules")
+evaluate = importlib.import_module("analyzer.policy.evaluate")
+from analyzer.policy._cols import no_hits
+for rid, rule in list(rules.RULES.items()):
+    rules.RULES[rid] = dataclasses.replace(rule, predicate=lambda f, o: no_hits())
+evaluate.cleartext_mask = lambda f: np.zeros(len(f.flow_cols["uid"]), dtype=bool)
+import datetime
+from analyzer import auditor
+from analyzer.policy import Suppression
+sups = [Suppression("on", "*", "r", datetime.date(2099, 1, 1), cidrs=("10.0.0.0/8",)),
+        Suppression("old", "*", "r", datetime.date(2000, 1, 1), ports=(443,))]
+class Sink:
+    rows = 0
+    def write_table(self, table):
+        Sink.rows += len(table)
+s = auditor.audit_stream([{str(ROOT / "captures")!r}], vpc=["10.0.0.0/8"], now="2026-12-06", suppressions=sups,
+                         findings_sink=Sink(), on_problem=lambda p: None)
+s.stage.worst_destinations(5)
+assert s.stage.tally.flows > 50 and Sink.rows == 1, (s.stage.tally.flows, Sink.rows)
+print("pandas.core" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "False"
