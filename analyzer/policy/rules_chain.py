@@ -33,6 +33,7 @@ from analyzer.policy._cols import (
     Cols,
     Hits,
     day,
+    ints,
     isin,
     join,
     known,
@@ -74,7 +75,7 @@ def chain_links(sessions: Mapping[str, pa.Array], certs: Mapping[str, pa.Array] 
     coded = pc.dictionary_encode(chain.cast(STRING))
     above = [[p.strip() for p in c.split(",")][1:] for c in coded.dictionary.to_pylist()]
     count_u = np.array([len(a) for a in above] + [0], dtype=np.int64)  # last: no chain
-    codes = np.asarray(pc.fill_null(coded.indices, len(above)).to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes = ints(coded.indices, len(above))
     rows = np.flatnonzero(count_u[codes] > 0)
     counts = count_u[codes[rows]]
     start_u = np.concatenate([[0], np.cumsum(count_u)[:-1]])
@@ -88,7 +89,7 @@ def chain_links(sessions: Mapping[str, pa.Array], certs: Mapping[str, pa.Array] 
         return out
     # each link's certificate found by Arrow's hash lookup (the first row of a sha256 repeated)
     found_at = pc.index_in(sha, value_set=certs["sha256"].cast(STRING))
-    cert = _positions(np.asarray(pc.fill_null(found_at, -1).to_numpy(zero_copy_only=False), dtype=np.int64))
+    cert = _positions(ints(found_at, -1))
     for c in _CERT_COLUMNS[1:]:
         if c in certs:
             out[c] = certs[c].take(cert)
@@ -120,7 +121,7 @@ def chain_expired(f: Facts, opts: Mapping[str, Any]) -> Hits:
     if not len(links["row"]) or "not_after" not in links:
         return no_hits()
     s = f.session_cols
-    row = np.asarray(links["row"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    row = ints(links["row"])
     seen = _take(s["seen"], row)
     after, before = links["not_after"], links["not_before"]
     sn, ok = nanos(seen), known(seen)
@@ -144,7 +145,7 @@ def chain_weak(f: Facts, opts: Mapping[str, Any]) -> Hits:
     weak_key = weak_key_mask(kind, links["key_bits"], opts) & signer
     hashes = [str(h).lower() for h in opts["hashes"]]
     weak_sig = isin(lower(links["signature_hash"]), hashes) & signer
-    row = np.asarray(links["row"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    row = ints(links["row"])
     # evidence for the first offending link of each session only
     at = _first_bad(row, weak_key | weak_sig)
     wk, ws = weak_key[at], weak_sig[at]

@@ -55,8 +55,10 @@ from analyzer.policy._cols import (
     STRING,
     Hits,
     eq,
+    fill,
     found,
     from_codes,
+    ints,
     isin,
     join,
     lower,
@@ -121,8 +123,7 @@ def _suite_rows(f: Facts) -> np.ndarray:
     if "suites" not in f.memo:
         table = _suite_table()
         at = pc.index_in(f.session_cols["cipher"].cast(STRING), value_set=table.names)
-        f.memo["suites"] = np.asarray(pc.fill_null(at, len(table.names)).to_numpy(zero_copy_only=False),
-                                      dtype=np.int64)
+        f.memo["suites"] = ints(at, len(table.names))
     return f.memo["suites"]
 
 
@@ -180,7 +181,8 @@ def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
     if services:
         zone = o["server_zone"].cast(STRING)
         # "aws:SERVICE:...": the second ":"-separated part (nothing after "aws:" but ":" gives "")
-        service = pc.list_element(pc.split_pattern(pc.utf8_slice_codeunits(zone, 4), ":", max_splits=1), 0)
+        service = pc.list_element(pc.split_pattern(pc.utf8_slice_codeunits(zone, 4), ":", max_splits=1),
+                                  pa.scalar(0, pa.int32()))
         in_zone = true(pc.starts_with(zone, "aws:")) & isin(service, services)
         aws[old] |= in_zone & ~notnull(o["server_name"])  # without SNI, the address decides
     m = aws & (negotiated | refused)
@@ -212,7 +214,7 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> Hits:
         if cbc.any():  # encrypt_then_mac (extension 22) negotiated: CBC is not the problem (RFC 9325 §4.2)
             # extension 22 among the comma-separated codes, compared whole
             exts = take(s, cbc, ["server_extensions"])["server_extensions"].cast(STRING)
-            etm[cbc] = true(pc.match_substring(join(",", pc.fill_null(exts, ""), ","), ",22,"))
+            etm[cbc] = true(pc.match_substring(join(",", fill(exts, ""), ","), ",22,"))
         reasons.append(("cbc", cbc & ~etm))
     if opts["non_aead"]:
         reasons.append(("non-aead", ~flag("aead") & flag("known") & ~flag("scsv") & ~flag("grease")))
