@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.dissect import flow_schema
-from analyzer.policy._cols import STRING, Cols, Hits, as_cols, fill, from_codes, length, notnull, numpy_of, true
+from analyzer.policy._cols import STRING, Cols, as_cols, fill, from_codes, length, notnull, numpy_of, true
 from analyzer.policy._ids import finding_ids
 from analyzer.policy._rule import SEVERITIES, dt
 from analyzer.policy.errors import PolicyError
@@ -216,12 +216,6 @@ def _server_names(facts: Facts) -> pa.Array:
     return pc.coalesce(names.filter(keyed).take(_taker(at)), fallback)
 
 
-def _frame_hits(found: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
-    """(uid, evidence) of a rule that still returns a pandas frame."""
-    return (as_cols({"u": pa.array(found["uid"].astype(dt.string).array)})["u"],
-            as_cols({"e": pa.array(found["evidence"].astype(dt.string).array)})["e"])
-
-
 _RAW = ("uid", "evidence", "rule", "severity")
 
 
@@ -235,12 +229,7 @@ def _rule_findings(facts: Facts, profile: Profile) -> Cols:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
-        if isinstance(found, Hits):  # a rule written over Arrow columns (analyzer.policy._cols)
-            uid, ev = found.uid.cast(STRING), found.evidence.cast(STRING)
-        elif len(found):
-            uid, ev = _frame_hits(found)
-        else:
-            continue
+        uid, ev = found.uid.cast(STRING), found.evidence.cast(STRING)
         if not len(uid):
             continue
         if not distinct(uid):  # several sessions of one flow: one finding per flow (its first)

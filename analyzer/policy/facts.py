@@ -1,13 +1,12 @@
 """The frames the rules read, assembled once per evaluation.
 
-Rules never join frames themselves: `build_facts` gives them, as Arrow columns (`Cols`:
-`flow_cols`, `session_cols`, `cert_cols`, `ftp_cols`; since 2026-12-07 the facts are built over
-Arrow and never pass through pandas on the streamed path; `flows`, `sessions`, `certs`, `ftp_data`
-are the same as pandas frames, made on first use for the rules not yet moved to Arrow columns):
+Rules never join frames themselves: `build_facts` gives them, as Arrow columns (`Cols`, see
+`analyzer.policy._cols`; since 2026-12-07 the facts never pass through pandas):
 
-- `flows`: the flows frame with `client_zone`, `server_zone`, `direction` added;
-- `ftp_data`: the data channels FTP control flows announced (empty when not given);
-- `sessions`: one row per TLS / DTLS / QUIC session (the `tls` frame), with the flow's times,
+- `flow_cols`: the flows with `client_zone`, `server_zone`, `direction` added;
+- `ftp_cols`: the data channels FTP control flows announced (empty when not given);
+- `cert_cols`: every certificate seen (the chain rules read it);
+- `session_cols`: one row per TLS / DTLS / QUIC session (the `tls` frame), with the flow's times,
   transport, zones and direction, and the facts of the session's *leaf* certificate from `certs`
   (columns prefixed ``leaf_``: ``leaf_not_before``, ``leaf_not_after``, ``leaf_key_type``,
   ``leaf_key_bits``, ``leaf_signature_hash``, ``leaf_self_signed``, ``leaf_subject_cn``, ...).
@@ -92,7 +91,7 @@ _SESSION_PROTOCOLS = ("tls", "dtls", "quic")
 
 @dataclass(frozen=True)
 class Facts:
-    """What the rules read (see the module docstring): Arrow columns, and their pandas views."""
+    """What the rules read (see the module docstring): Arrow columns."""
 
     flow_cols: Cols
     session_cols: Cols
@@ -100,62 +99,6 @@ class Facts:
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # derived columns rules share
     ftp_cols: Cols | None = None  # the ftp_data frame (data channels FTP control flows announced)
     cert_cols: Cols | None = None  # the certs frame (every certificate seen: the chain rules read it)
-
-    # The same facts as pandas frames, made on first use, for the rules not yet moved to Arrow
-    # columns (transitional, 2026-12-07: they go when every rule reads the columns)
-    @property
-    def flows(self) -> pd.DataFrame:
-        return self._frame("flows", self.flow_cols, _FLOW_DTYPES)
-
-    @property
-    def sessions(self) -> pd.DataFrame:
-        return self._frame("sessions", self.session_cols, _SESSION_DTYPES)
-
-    @property
-    def certs(self) -> pd.DataFrame | None:
-        return None if self.cert_cols is None else self._frame("certs", self.cert_cols, tls_schema.CERTS)
-
-    @property
-    def ftp_data(self) -> pd.DataFrame | None:
-        from analyzer.policy.rules_plain import FTP_DATA_COLUMNS
-
-        return None if self.ftp_cols is None else self._frame("ftp_data", self.ftp_cols, FTP_DATA_COLUMNS)
-
-    def _frame(self, key: str, cols: Cols, dtypes: Mapping[str, str]) -> pd.DataFrame:
-        made = self.memo.get("frame:" + key)
-        if made is None:
-            made = self.memo["frame:" + key] = cols_frame(cols, dtypes)
-        return made
-
-
-_SESSION_DTYPES: dict[str, str] = {}  # filled below (the flows schema is the registry's)
-_FLOW_DTYPES: dict[str, str] = {}
-_BY_ARROW = {"large_string": "string", "string": "string", "int8": "Int8", "int16": "Int16", "int32": "Int32",
-             "int64": "Int64", "bool": "boolean", "double": "float64", "timestamp[ns, tz=UTC]": "datetime64[ns, UTC]"}
-
-
-def _dtypes() -> None:
-    if _FLOW_DTYPES:
-        return
-    _FLOW_DTYPES.update(read_schema(None))
-    _FLOW_DTYPES.update({"client_zone": "string", "server_zone": "string", "direction": "string",
-                         "credentials": "string"})
-    _SESSION_DTYPES.update(tls_schema.TLS)
-    _SESSION_DTYPES.update({c: _FLOW_DTYPES[c] for c in _FLOW_COLUMNS})
-    _SESSION_DTYPES.update({f"leaf_{c}": tls_schema.CERTS[c] for c in LEAF_COLUMNS})
-    _SESSION_DTYPES["seen"] = tls_schema.TLS["ts"]
-
-
-def cols_frame(cols: Mapping[str, pa.Array], dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """A pandas frame of Arrow columns, each in its declared dtype (`dtypes`, else the dtype of its
-    Arrow type)."""
-    from analyzer._pandas import pd
-    from analyzer.schema import pandas_array
-
-    _dtypes()
-    n = length(cols)
-    return pd.DataFrame({c: pandas_array(a, dtypes.get(c) or _BY_ARROW[str(a.type)]) for c, a in cols.items()},
-                        index=pd.RangeIndex(n), copy=False)
 
 
 def frame_cols(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> Cols:
@@ -236,30 +179,10 @@ def _sessions_from_flows(flows: Mapping[str, pa.Array],
     return conform_cols(out, absent)
 
 
-def _arrow_strings(values: Any) -> Any:
-    """The Arrow string array of a pandas string Series / Index / array, else None."""
-    from analyzer._pandas import pd
-
-    array = getattr(values, "array", values)
-    if not isinstance(array, pd.arrays.ArrowStringArray):
-        return None
-    out = pa.array(array)
-    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out  # no chunk: an empty array
-
-
-def positions(keys: Any, values: Any) -> np.ndarray:
-    """For each of `values`, the position of the same value among `keys` (distinct), -1 where none:
-    `pd.Index(keys).get_indexer(values)`, by Arrow's hash lookup for strings. Arrow arrays, or
-    pandas strings (else pandas' own lookup)."""
-    if isinstance(keys, pa.Array) and isinstance(values, pa.Array):
-        k, v = keys, values
-    else:
-        k, v = _arrow_strings(keys), _arrow_strings(values)
-        if k is None or v is None:
-            from analyzer._pandas import pd
-
-            return np.asarray(pd.Index(keys).get_indexer(values), dtype=np.int64)
-    at = pc.index_in(v, value_set=k.cast(v.type))
+def positions(keys: pa.Array, values: pa.Array) -> np.ndarray:
+    """For each of `values`, the position of the same value among `keys` (distinct), -1 where none
+    (what `pd.Index(keys).get_indexer(values)` gave), by Arrow's hash lookup."""
+    at = pc.index_in(values, value_set=keys.cast(values.type))
     return numpy_of(fill(at, -1)).astype(np.int64, copy=False)
 
 
@@ -287,23 +210,6 @@ def _join(left: Cols, on: str, right: Cols, key: str) -> Cols:
     at = positions(right[key], left[on])
     take = pa.array(at, mask=at < 0)
     return {**left, **{c: a.take(take) for c, a in right.items() if c != key}}
-
-
-def _left_join(left: pd.DataFrame, on: str, right: pd.DataFrame, key: str) -> pd.DataFrame:
-    """`left.merge(right, left_on=on, right_on=key, how="left")` without `key`, for a `right` whose keys
-    are unique, over pandas frames (for the rules not yet moved to Arrow columns: rules_chain): each
-    right row found by position and its columns taken. Same rows, order, values and dtypes: right
-    columns of extension dtypes only and no name in both frames, else the merge itself."""
-    from analyzer._pandas import pd
-
-    extra = [c for c in right.columns if c != key]
-    plain = not all(isinstance(right[c].dtype, pd.api.extensions.ExtensionDtype) for c in extra)
-    if plain or set(extra) & set(left.columns):
-        joined = left.merge(right, left_on=on, right_on=key, how="left", validate="many_to_one")
-        return joined.drop(columns=key) if key != on else joined
-    at = positions(right[key], left[on])
-    taken = {c: right[c].array.take(at, allow_fill=True) for c in extra}
-    return pd.concat([left, pd.DataFrame(taken, index=left.index)], axis=1)
 
 
 def build_facts(

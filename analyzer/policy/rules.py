@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analyzer.policy._rule import Rule, found
+from analyzer.policy._cols import Hits, no_hits
+from analyzer.policy._rule import Rule
 from analyzer.policy.rules_cert import CERT_RULES
 from analyzer.policy.rules_chain import CHAIN_RULES
 from analyzer.policy.rules_plain import PLAIN_RULES
@@ -32,8 +33,6 @@ from analyzer.policy.rules_tls import TLS_RULES
 from analyzer.policy.rules_traffic import TRAFFIC_RULES
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from analyzer.policy.facts import Facts
 
 __all__ = ["RULES", "SUPPRESSION_EXPIRED", "Rule"]
@@ -41,8 +40,8 @@ __all__ = ["RULES", "SUPPRESSION_EXPIRED", "Rule"]
 SUPPRESSION_EXPIRED = "suppression-expired"
 
 
-def _no_traffic(f: Facts, opts: Mapping[str, Any]) -> pd.DataFrame:
-    return found(f.flows.iloc[:0], "")
+def _no_traffic(f: Facts, opts: Mapping[str, Any]) -> Hits:
+    return no_hits()
 
 
 _SUPPRESSION_RULE = Rule(

@@ -75,7 +75,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.policy._rule import dt
 from analyzer.policy.errors import PolicyError
 
 if TYPE_CHECKING:
@@ -92,7 +91,6 @@ __all__ = [
     "compact_aws_ip_ranges",
     "load_zones_file",
     "pack_addresses",
-    "strings_from_codes",
     "zone_cols",
     "zone_flows",
 ]
@@ -639,18 +637,6 @@ def _apply_mirror_mapping(zmap: ZoneMap, addresses: pa.Array, idx: np.ndarray, f
         keys, valid = pack_addresses(addresses.take(pa.array(rows)).to_pylist())
         hit = _lookup(table, keys, valid)
         idx[rows[hit >= 0]] = hit[hit >= 0]
-
-
-def strings_from_codes(names: Sequence[str | None], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """A pandas "string" array of `names[code]` (null where code < 0), built by Arrow's take: turning
-    a million Python strings into a pandas string array costs ~0.1 s, this ~10 ms."""
-    import pyarrow as pa
-
-    from analyzer._pandas import pd
-
-    dictionary = pa.array(list(names), type=pa.string())
-    codes = np.asarray(codes, dtype=np.int32)
-    return pd.array(dictionary.take(pa.array(codes, mask=codes < 0)), dtype=dt.string)
 
 
 def zone_cols(flows: Mapping[str, pa.Array], zmap: ZoneMap) -> dict[str, pa.Array]:

@@ -9,8 +9,16 @@ import pyarrow as pa
 import pytest
 
 from analyzer.policy import _cols as c
-from analyzer.policy._rule import day as pandas_day
-from analyzer.policy._rule import text as pandas_text
+
+
+def pandas_text(series: pd.Series, missing: str = "?") -> pd.Series:
+    """How the rules formatted evidence over pandas, before 2026-12-07 (the old `_rule.text`)."""
+    return series.astype("string").fillna(missing)
+
+
+def pandas_day(series: pd.Series, missing: str = "?") -> pd.Series:
+    """The old `_rule.day`: `text(series.dt.strftime("%Y-%m-%d"))`."""
+    return pandas_text(series.dt.strftime("%Y-%m-%d"), missing)
 
 
 def test_masks_never_count_a_null_as_true() -> None:
