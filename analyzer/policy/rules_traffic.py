@@ -38,7 +38,6 @@ import pyarrow as pa
 from analyzer.policy._cols import (
     Cols,
     Hits,
-    as_cols,
     false,
     found,
     ints,
@@ -55,11 +54,10 @@ from analyzer.policy._cols import (
 from analyzer.policy._rule import Rule
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from analyzer.policy.facts import Facts
 
-__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext", "cleartext_mask", "cleartext_of"]
+__all__ = ["ENCRYPTING_PROTOCOLS", "TRAFFIC_RULES", "cleartext_mask", "cleartext_of"]
 
 SEC09 = "AWS Well-Architected SEC09-BP02 (Enforce encryption in transit)"
 PCI = "PCI DSS 4.0 req. 4.2.1"
@@ -72,16 +70,6 @@ def cleartext_of(flows: Cols) -> np.ndarray:
     """True where the flow is known to be unencrypted and its protocol is a cleartext one."""
     proto = flows["app_protocol"]
     return false(flows["encrypted"]) & notnull(proto) & ~isin(lower(proto), ENCRYPTING_PROTOCOLS)
-
-
-def cleartext(flows: pd.DataFrame) -> pd.Series:
-    """`cleartext_of` for a pandas flows frame (evaluate.destination_sums' caller), as a boolean Series."""
-    from analyzer._pandas import pd
-    from analyzer.policy._rule import dt
-
-    cols = as_cols({"encrypted": pa.array(flows["encrypted"].astype(dt.boolean), from_pandas=True),
-                    "app_protocol": pa.array(flows["app_protocol"].astype(dt.string), from_pandas=True)})
-    return pd.Series(cleartext_of(cols), index=flows.index)
 
 
 def cleartext_mask(f: Facts) -> np.ndarray:
