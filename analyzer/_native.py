@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_MODULES = ("analyzer.sources._walk", "analyzer.decode._kernel", "analyzer.flows._kernel",
-                  "analyzer.engines._dedup", "analyzer.sources._recv")
+                  "analyzer.engines._dedup", "analyzer.sources._recv", "analyzer._siphash")
 AOT_DIR_ENV = "INTRANSIT_AOT_DIR"
 FORCE_JIT_ENV = "INTRANSIT_JIT"
 

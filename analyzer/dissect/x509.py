@@ -563,10 +563,11 @@ class CertificateCache:
         self.misses = 0
         self.evictions = 0
 
-    def parse(self, der: bytes | bytearray | memoryview) -> Row:
-        """The `certs` row for these DER bytes (a fresh dict each call). Never raises."""
+    def parse(self, der: bytes | bytearray | memoryview, sha256: str | None = None) -> Row:
+        """The `certs` row for these DER bytes (a fresh dict each call). Never raises. `sha256`: the
+        DER's SHA-256 (lowercase hex) when the caller has it already (it is the cache's key)."""
         data = der if type(der) is bytes else bytes(der)
-        key = hashlib.sha256(data).hexdigest()
+        key = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1

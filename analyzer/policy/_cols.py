@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from analyzer.policy import _compute as pc
 
 __all__ = [
     "STRING",
@@ -106,7 +107,7 @@ def as_cols(columns: Mapping[str, Any] | pa.Table) -> Cols:
     for name, a in items:
         a = _one(a if isinstance(a, pa.Array | pa.ChunkedArray) else pa.array(a))
         if pa.types.is_string(a.type):
-            a = a.cast(STRING)
+            a = pc.cast(a, STRING)
         out[name] = a
     return out
 
@@ -121,7 +122,7 @@ def take(cols: Mapping[str, pa.Array], rows: np.ndarray, names: Iterable[str] | 
     else:
         rows = rows.astype(np.int64, copy=False)
         at = pa.array(rows, mask=rows < 0) if (rows < 0).any() else pa.array(rows)
-    return {n: cols[n].take(at) for n in names}
+    return {n: pc.take(cols[n], at) for n in names}
 
 
 def pick(cols: Mapping[str, pa.Array], mask: np.ndarray, *names: str) -> Cols:
@@ -183,7 +184,7 @@ def nanos(a: pa.Array) -> np.ndarray:
     only where `known`)."""
     a = _one(a)
     if pa.types.is_timestamp(a.type):
-        a = a.cast(pa.timestamp("ns", tz=a.type.tz)).view(pa.int64())
+        a = pc.cast(a, pa.timestamp("ns", tz=a.type.tz)).view(pa.int64())
     return ints(a, _NAT)
 
 
@@ -200,7 +201,7 @@ def strings(values: Sequence[str | None]) -> pa.Array:
 def from_codes(names: Sequence[str | None], codes: np.ndarray) -> pa.Array:
     """`names[code]` per row (null where code < 0), by Arrow's take."""
     codes = np.asarray(codes, dtype=np.int64)
-    return strings(names).take(pa.array(codes, mask=codes < 0) if (codes < 0).any() else pa.array(codes))
+    return pc.take(strings(names), pa.array(codes, mask=codes < 0) if (codes < 0).any() else pa.array(codes))
 
 
 def where(mask: np.ndarray, a: pa.Array | str, b: pa.Array | str) -> pa.Array:
@@ -222,7 +223,7 @@ def text(a: pa.Array, missing: str = "?") -> pa.Array:
     elif pa.types.is_timestamp(t):
         raise TypeError("text() of a timestamp: use day()")
     else:
-        out = a.cast(STRING)
+        out = pc.cast(a, STRING)
     return pc.fill_null(out, pa.scalar(missing, out.type)) if out.null_count else out
 
 
@@ -240,17 +241,17 @@ def day(a: pa.Array, missing: str = "?") -> pa.Array:
 def join(*parts: pa.Array | str) -> pa.Array:
     """The parts (string arrays aligned on the same rows, and constant strings) joined row by row
     in one Arrow call; null where an array part is null (wrap those in `text` first)."""
-    arrays = [pa.scalar(p, STRING) if isinstance(p, str) else _one(p).cast(STRING) for p in parts]
+    arrays = [pa.scalar(p, STRING) if isinstance(p, str) else pc.cast(_one(p), STRING) for p in parts]
     return pc.binary_join_element_wise(*arrays, pa.scalar("", STRING))
 
 
 def found(rows: Mapping[str, pa.Array], evidence: pa.Array | str) -> Hits:
     """Hits from the flagged rows (`pick`: they have `uid`) and their evidence (aligned, or one text)."""
-    uid = _one(rows["uid"]).cast(STRING)
+    uid = pc.cast(_one(rows["uid"]), STRING)
     if isinstance(evidence, str):
         ev = pa.array([evidence] * len(uid), type=STRING) if len(uid) else pa.array([], STRING)
     else:
-        ev = _one(evidence).cast(STRING)
+        ev = pc.cast(_one(evidence), STRING)
     return Hits(uid, ev)
 
 

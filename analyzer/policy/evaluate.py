@@ -54,9 +54,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer.dissect import flow_schema
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import STRING, Cols, as_cols, fill, from_codes, length, notnull, numpy_of, true
 from analyzer.policy._ids import finding_ids
 from analyzer.policy._rule import SEVERITIES, dt
@@ -156,8 +156,8 @@ def _with_credentials(flows: Cols, credentials: Mapping[str, pa.Array]) -> Cols:
     creds = as_cols(credentials)
     clear = pa.array(true(creds["secret_in_clear"]))
     kinds: dict[str, list[str]] = {}  # per flow, its distinct kinds in order of appearance
-    for uid, proto, mech in zip(creds["uid"].filter(clear).to_pylist(), creds["protocol"].filter(clear).to_pylist(),
-                                creds["mechanism"].filter(clear).to_pylist(), strict=True):
+    uids, protos, mechs = (pc.filter(creds[c], clear).to_pylist() for c in ("uid", "protocol", "mechanism"))
+    for uid, proto, mech in zip(uids, protos, mechs, strict=True):
         if uid is None or proto is None or mech is None:
             continue
         kind = f"{proto} {mech}"
@@ -165,7 +165,7 @@ def _with_credentials(flows: Cols, credentials: Mapping[str, pa.Array]) -> Cols:
         if kind not in seen:
             seen.append(kind)
     at = positions(pa.array(list(kinds), STRING), flows["uid"])
-    values = pa.array([", ".join(v) for v in kinds.values()], STRING).take(pa.array(at, mask=at < 0))
+    values = pc.take(pa.array([", ".join(v) for v in kinds.values()], STRING), pa.array(at, mask=at < 0))
     return {**flows, "credentials": values}
 
 
@@ -199,21 +199,21 @@ def _taker(at: np.ndarray) -> pa.Array:
 def _server_names(facts: Facts) -> pa.Array:
     """Per flow (rows of `facts.flow_cols`): SNI, else leaf certificate CN (first session of the flow)."""
     sessions, flows = facts.session_cols, facts.flow_cols
-    name = pc.coalesce(sessions["server_name"].cast(STRING), sessions["leaf_subject_cn"].cast(STRING))
-    fallback = flows["tls_server_name"].cast(STRING)
+    name = pc.coalesce(pc.cast(sessions["server_name"], STRING), pc.cast(sessions["leaf_subject_cn"], STRING))
+    fallback = pc.cast(flows["tls_server_name"], STRING)
     rows = facts.memo.get("session_rows")
     if rows is not None:  # each session is the one of the flow at `rows` (build_facts)
         at = np.full(len(fallback), -1, dtype=np.int64)
         at[rows] = np.arange(len(rows))
-        return pc.coalesce(name.take(_taker(at)), fallback)
+        return pc.coalesce(pc.take(name, _taker(at)), fallback)
     # each flow's first session with a name (pandas' groupby-first skipped nulls)
     named = pc.is_valid(name)
-    uids, names = sessions["uid"].cast(STRING).filter(named), name.filter(named)
+    uids, names = pc.filter(pc.cast(sessions["uid"], STRING), named), pc.filter(name, named)
     first = pa.array(first_rows(uids))
-    uids, names = uids.take(first), names.take(first)
+    uids, names = pc.take(uids, first), pc.take(names, first)
     keyed = pc.is_valid(uids)
-    at = positions(uids.filter(keyed), flows["uid"].cast(STRING))
-    return pc.coalesce(names.filter(keyed).take(_taker(at)), fallback)
+    at = positions(pc.filter(uids, keyed), pc.cast(flows["uid"], STRING))
+    return pc.coalesce(pc.take(pc.filter(names, keyed), _taker(at)), fallback)
 
 
 _RAW = ("uid", "evidence", "rule", "severity")
@@ -229,12 +229,12 @@ def _rule_findings(facts: Facts, profile: Profile) -> Cols:
             continue
         setting = profile.settings[rid]
         found = RULES[rid].predicate(facts, setting.options)
-        uid, ev = found.uid.cast(STRING), found.evidence.cast(STRING)
+        uid, ev = pc.cast(found.uid, STRING), pc.cast(found.evidence, STRING)
         if not len(uid):
             continue
         if not distinct(uid):  # several sessions of one flow: one finding per flow (its first)
             keep = pa.array(first_rows(uid))
-            uid, ev = uid.take(keep), ev.take(keep)
+            uid, ev = pc.take(uid, keep), pc.take(ev, keep)
         uids.append(uid)
         evidence.append(ev)
         rules.append(rid)
@@ -278,13 +278,13 @@ def _findings_cols(raw: Cols, per_flow: Cols, flow_uids: pa.Array, profile_name:
     uid = raw["uid"]
     if not unique:  # the first flow of each uid
         first = pa.array(first_rows(flow_uids))
-        flow_uids = flow_uids.take(first)
-        per_flow = {c: v.take(first) for c, v in per_flow.items()}
+        flow_uids = pc.take(flow_uids, first)
+        per_flow = {c: pc.take(v, first) for c, v in per_flow.items()}
     at = _taker(positions(flow_uids, uid))  # each finding's flow by position, its columns taken
     out: Cols = {
         "finding_id": finding_ids(pc.binary_join_element_wise(raw["rule"], uid, pa.scalar("|", STRING))),
         "uid": uid, "rule": raw["rule"], "severity": raw["severity"],
-        **{c: v.take(at) for c, v in per_flow.items()},
+        **{c: pc.take(v, at) for c, v in per_flow.items()},
         "evidence": raw["evidence"], "profile": from_codes([profile_name], np.zeros(n, dtype=np.int64)),
         "suppressed_by": pa.nulls(n, STRING),
     }
@@ -293,7 +293,7 @@ def _findings_cols(raw: Cols, per_flow: Cols, flow_uids: pa.Array, profile_name:
 
 def _typed(a: pa.Array, dtype: str) -> pa.Array:
     want = arrow_type(dtype)
-    return a if a.type == want else a.cast(want)
+    return a if a.type == want else pc.cast(a, want)
 
 
 def _per_flow(flow_uids: pa.Array, findings: Cols, unique: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -307,8 +307,8 @@ def _per_flow(flow_uids: pa.Array, findings: Cols, unique: bool) -> tuple[np.nda
     if not length(findings):
         return worst, count
     live = pa.array(~notnull(findings["suppressed_by"]) & notnull(findings["uid"]))
-    row = positions(flow_uids, findings["uid"].filter(live))
-    sev = findings["severity"].filter(live)
+    row = positions(flow_uids, pc.filter(findings["uid"], live))
+    sev = pc.filter(findings["severity"], live)
     rank = numpy_of(fill(pc.index_in(sev, value_set=pa.array(SEVERITIES, sev.type)), -1)).astype(np.int64)
     ok = row >= 0
     np.maximum.at(worst, row[ok], rank[ok])
@@ -360,9 +360,9 @@ def _group_sums(t: pa.Table) -> pa.Table:
     worst = np.full(n, -1, dtype=np.int64)
     np.maximum.at(worst, inverse, numpy_of(t.column("worst")).astype(np.int64, copy=False))
     columns = {
-        "destination": dest_u.take(pa.array(ukeys // (len(port_u) * len(zone_u)))),
-        "server_port": port_u.take(pa.array((ukeys // len(zone_u)) % len(port_u))),
-        "server_zone": zone_u.take(pa.array(ukeys % len(zone_u))),
+        "destination": pc.take(dest_u, pa.array(ukeys // (len(port_u) * len(zone_u)))),
+        "server_port": pc.take(port_u, pa.array((ukeys // len(zone_u)) % len(port_u))),
+        "server_zone": pc.take(zone_u, pa.array(ukeys % len(zone_u))),
         **{c: total(c) for c in DEST_SUMS}, "worst": worst,
     }
     return pa.table(columns, schema=_SUMS_SCHEMA)
@@ -383,9 +383,9 @@ def destination_sums(flows: Mapping[str, pa.Array], worst_f: np.ndarray, count_f
     decided = encm | np.asarray(clear, dtype=bool)
     b = _ints(flows["ip_bytes_to_server"]) + _ints(flows["ip_bytes_to_client"])
     rows = pa.table({
-        "destination": pc.coalesce(names.cast(STRING), flows["server_ip"].cast(STRING), pa.scalar("?", STRING)),
-        "server_port": fill(flows["server_port"].cast(pa.int64()), -1),
-        "server_zone": fill(flows["server_zone"].cast(STRING), "?"),
+        "destination": pc.coalesce(pc.cast(names, STRING), pc.cast(flows["server_ip"], STRING), pa.scalar("?", STRING)),
+        "server_port": fill(pc.cast(flows["server_port"], pa.int64()), -1),
+        "server_zone": fill(pc.cast(flows["server_zone"], STRING), "?"),
         "flows": np.ones(n, dtype=np.int64), "bytes": b, "enc_flow": encm.astype(np.int64),
         "enc_bytes": np.where(encm, b, 0), "decided": decided.astype(np.int64),
         "decided_bytes": np.where(decided, b, 0), "findings": np.asarray(count_f, dtype=np.int64),
@@ -430,7 +430,7 @@ def destinations_from_sums(g: pa.Table) -> pd.DataFrame:
     """The destinations frame (DESTINATIONS) of `destination_sums`: shares, worst severity, score, grade."""
     if len(g) == 0:
         return frame_from_arrow({c: pa.nulls(0, arrow_type(d)) for c, d in DESTINATIONS.items()}, DESTINATIONS)
-    g = g.take(pc.sort_indices(g, sort_keys=[(k, "ascending") for k in DEST_KEYS]))
+    g = pc.take(g, pc.sort_indices(g, sort_keys=[(k, "ascending") for k in DEST_KEYS]))
     s = _scored(g)
     port = numpy_of(g.column("server_port")).astype(np.int64, copy=False)
     zone = g.column("server_zone").combine_chunks()
@@ -446,7 +446,7 @@ def destinations_from_sums(g: pa.Table) -> pd.DataFrame:
         "score": pa.array(s["score"], from_pandas=True),
         "grade": pa.array(s["grade"], STRING),
     }
-    out = frame_from_arrow({c: columns[c].cast(arrow_type(d)) for c, d in DESTINATIONS.items()}, DESTINATIONS)
+    out = frame_from_arrow({c: pc.cast(columns[c], arrow_type(d)) for c, d in DESTINATIONS.items()}, DESTINATIONS)
     return out.sort_values(["score", "bytes", "destination", "server_port", "server_zone"],
                            ascending=[True, False, True, True, True], na_position="last",
                            kind="stable").reset_index(drop=True)
@@ -551,7 +551,7 @@ def judge(flows: Mapping[str, pa.Array], tls: Mapping[str, pa.Array] | None, cer
         "server_name": names, "client_zone": zf["client_zone"], "server_zone": zf["server_zone"],
         "first_seen": zf["ts_start"], "last_seen": zf["ts_end"],
     }
-    flow_uids = zf["uid"].cast(STRING)
+    flow_uids = pc.cast(zf["uid"], STRING)
     unique = bool(facts.memo["unique_flows"])  # distinct uids (build_facts counted them once)
     findings = _findings_cols(raw, per_flow, flow_uids, profile.name, unique)
     if length(findings) and active:
@@ -635,5 +635,5 @@ def evaluate(
     out = full.copy()
     added = {c: "string" for c in ("credentials",) if c in judged.flows and c not in full.columns}
     for c, d in {**added, **FLOW_COLUMNS}.items():
-        out[c] = pandas_array(judged.flows[c].cast(arrow_type(d)), d)
+        out[c] = pandas_array(pc.cast(judged.flows[c], arrow_type(d)), d)
     return PolicyResult(findings_frame([judged.findings, exp]), out, destinations_from_sums(judged.sums), prof, zmap)

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer import dissect as registry
 from analyzer.dissect.tls import schema as tls_schema
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import Cols, as_cols, fill, length, numpy_of
 from analyzer.schema import arrow_type
 
@@ -166,11 +166,11 @@ def _sessions_from_flows(flows: Mapping[str, pa.Array],
     has, family = _session_rows(flows) if rows is None else rows
     at = pa.array(np.flatnonzero(has))
     taken = [c for c in _FROM_FLOWS if c in flows]
-    out: Cols = {"uid": flows["uid"].take(at), "ts": flows["ts_start"].take(at)}
+    out: Cols = {"uid": pc.take(flows["uid"], at), "ts": pc.take(flows["ts_start"], at)}
     for c in ("client_ip", "client_port", "server_ip", "server_port"):
-        out[c] = flows[c].take(at)
+        out[c] = pc.take(flows[c], at)
     for src in taken:
-        out[_FROM_FLOWS[src]] = flows[src].take(at)
+        out[_FROM_FLOWS[src]] = pc.take(flows[src], at)
     out["protocol"] = pc.if_else(pa.array(family[has]), out["protocol"], pa.scalar("tls", out["protocol"].type))
     # only the columns made from flows: the tls schema's other ~50 (fingerprints, offered lists, ...)
     # would be null here, and no rule reads them (a rule that did would fail loudly, KeyError); the
@@ -182,7 +182,7 @@ def _sessions_from_flows(flows: Mapping[str, pa.Array],
 def positions(keys: pa.Array, values: pa.Array) -> np.ndarray:
     """For each of `values`, the position of the same value among `keys` (distinct), -1 where none
     (what `pd.Index(keys).get_indexer(values)` gave), by Arrow's hash lookup."""
-    at = pc.index_in(values, value_set=keys.cast(values.type))
+    at = pc.index_in(values, value_set=pc.cast(keys, values.type))
     return numpy_of(fill(at, -1)).astype(np.int64, copy=False)
 
 
@@ -206,10 +206,10 @@ def _join(left: Cols, on: str, right: Cols, key: str) -> Cols:
     """`left` plus the columns of `right` (but `key`) of the row whose `key` equals `on`, null where
     none; `right`'s keys are distinct (its first row of each taken). A left merge, by position."""
     if not distinct(right[key]):
-        right = {c: a.take(pa.array(first_rows(right[key]))) for c, a in right.items()}
+        right = {c: pc.take(a, pa.array(first_rows(right[key]))) for c, a in right.items()}
     at = positions(right[key], left[on])
     take = pa.array(at, mask=at < 0)
-    return {**left, **{c: a.take(take) for c, a in right.items() if c != key}}
+    return {**left, **{c: pc.take(a, take) for c, a in right.items() if c != key}}
 
 
 def build_facts(
@@ -230,7 +230,7 @@ def build_facts(
         memo["session_rows"] = rows
         sessions = _sessions_from_flows(flows, has)
         at = pa.array(rows)
-        sessions.update({c: zflows[c].take(at) for c in _FLOW_COLUMNS})
+        sessions.update({c: pc.take(zflows[c], at) for c in _FLOW_COLUMNS})
     else:
         tls_cols = _sessions_from_flows(flows) if tls is None else conform_cols(tls, tls_schema.TLS)
         sessions = _join(tls_cols, "uid", {c: zflows[c] for c in ("uid", *_FLOW_COLUMNS)}, "uid")

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import (
     Hits,
     day,
@@ -211,7 +211,7 @@ def _int_text(values: np.ndarray) -> pa.Array:
     """Whole numbers held as floats as evidence text ("201"; NaN "?"), as pandas' Int64 -> string did
     (a fraction raises, as that cast did)."""
     values = np.asarray(values, dtype=float)
-    return text(pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64()))
+    return text(pc.cast(pa.array(values, pa.float64(), mask=np.isnan(values)), pa.int64()))
 
 
 def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> Hits:
@@ -233,7 +233,7 @@ def validity_too_long(f: Facts, opts: Mapping[str, Any]) -> Hits:
     globs = [str(g).lower() for g in opts["private_issuers"]]
     if globs:
         issuers = lower(s["leaf_issuer_cn"])
-        uniq = pc.unique(issuers.drop_null()).to_pylist()
+        uniq = pc.unique(pc.drop_null(issuers)).to_pylist()
         mask &= ~isin(issuers, [u for u in uniq if any(fnmatch.fnmatchcase(u, g) for g in globs)])
     x = pick(s, mask, "leaf_subject_cn", "leaf_not_before")
     return found(x, join("certificate ", text(x["leaf_subject_cn"]), " valid ", _int_text(days[mask]), " days from ",

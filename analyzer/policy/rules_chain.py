@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import (
     STRING,
     Cols,
@@ -72,7 +72,7 @@ def chain_links(sessions: Mapping[str, pa.Array], certs: Mapping[str, pa.Array] 
     `cert_chain` (Arrow columns, `analyzer.policy._cols`)."""
     chain = sessions["cert_chain"]
     # each distinct chain split once (a capture's sessions share a few chains), then spread
-    coded = pc.dictionary_encode(chain.cast(STRING))
+    coded = pc.dictionary_encode(pc.cast(chain, STRING))
     above = [[p.strip() for p in c.split(",")][1:] for c in coded.dictionary.to_pylist()]
     count_u = np.array([len(a) for a in above] + [0], dtype=np.int64)  # last: no chain
     codes = ints(coded.indices, len(above))
@@ -82,17 +82,17 @@ def chain_links(sessions: Mapping[str, pa.Array], certs: Mapping[str, pa.Array] 
     first = np.cumsum(counts) - counts  # each session's first link in the output
     within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
     at = np.repeat(start_u[codes[rows]], counts) + within
-    sha = strings([sha for a in above for sha in a]).take(pa.array(at, pa.int64()))
+    sha = pc.take(strings([sha for a in above for sha in a]), pa.array(at, pa.int64()))
     out: Cols = {"row": pa.array(np.repeat(rows, counts), pa.int64()), "sha256": sha,
                  "position": pa.array(within + 1, pa.int64())}
     if certs is None or "sha256" not in certs:
         return out
     # each link's certificate found by Arrow's hash lookup (the first row of a sha256 repeated)
-    found_at = pc.index_in(sha, value_set=certs["sha256"].cast(STRING))
+    found_at = pc.index_in(sha, value_set=pc.cast(certs["sha256"], STRING))
     cert = _positions(ints(found_at, -1))
     for c in _CERT_COLUMNS[1:]:
         if c in certs:
-            out[c] = certs[c].take(cert)
+            out[c] = pc.take(certs[c], cert)
     return out
 
 
@@ -113,7 +113,7 @@ def _first_bad(row: np.ndarray, bad: np.ndarray) -> np.ndarray:
 
 
 def _take(a: pa.Array, at: np.ndarray) -> pa.Array:
-    return a.take(pa.array(at, pa.int64()))
+    return pc.take(a, pa.array(at, pa.int64()))
 
 
 def chain_expired(f: Facts, opts: Mapping[str, Any]) -> Hits:
@@ -133,7 +133,7 @@ def chain_expired(f: Facts, opts: Mapping[str, Any]) -> Hits:
                  join("valid only from ", day(_take(before, at))))
     why = join("chain certificate ", text(_take(links["position"], at)), " (", text(_take(links["subject_cn"], at)),
                ") ", what, ", seen ", day(_take(seen, at)))
-    return Hits(_take(s["uid"], row[at]).cast(STRING), why)
+    return Hits(pc.cast(_take(s["uid"], row[at]), STRING), why)
 
 
 def chain_weak(f: Facts, opts: Mapping[str, Any]) -> Hits:
@@ -154,7 +154,7 @@ def chain_weak(f: Facts, opts: Mapping[str, Any]) -> Hits:
     what = where(wk & ws, join(key_text, ", ", sig_text), where(wk, key_text, sig_text))
     why = join("chain certificate ", text(_take(links["position"], at)), " (", text(_take(links["subject_cn"], at)),
                "): ", what)
-    return Hits(_take(f.session_cols["uid"], row[at]).cast(STRING), why)
+    return Hits(pc.cast(_take(f.session_cols["uid"], row[at]), STRING), why)
 
 
 CHAIN_RULES = (

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import (
     STRING,
     Cols,
@@ -105,7 +105,7 @@ def starttls_unavailable(f: Facts, opts: Mapping[str, Any]) -> Hits:
     if protocols:
         m &= isin(lower(fl["app_protocol"]), protocols)
     x = pick(fl, m, "app_protocol", "server_port", "starttls")
-    state = x["starttls"].cast(STRING)
+    state = pc.cast(x["starttls"], STRING)
     said = where(eq(state, "not_offered"), "never offered", where(eq(state, "requested_refused"), "refused", state))
     return found(x, join(text(x["app_protocol"]), " server ", text(said),
                          " STARTTLS; the session stayed in the clear (port ", text(x["server_port"]), ")"))
@@ -139,18 +139,18 @@ def link_ftp_data(ftp_data: Cols, flows: Cols, window_s: float = 300.0) -> Cols:
                ["uid", "command", "host", "port", "protected"])
     if not length(ann):
         return _empty_links()
-    uid = flows["uid"].cast(STRING)
+    uid = pc.cast(flows["uid"], STRING)
     # per announcement, its control flow's times (its first row in flows)
-    ctl = ints(pc.index_in(ann["uid"].cast(STRING), value_set=uid), -1)
+    ctl = ints(pc.index_in(pc.cast(ann["uid"], STRING), value_set=uid), -1)
     start, start_known = nanos(flows["ts_start"]), known(flows["ts_start"])
     end, end_known = nanos(flows["ts_end"]), known(flows["ts_end"])
     c_ok = (ctl >= 0) & start_known[ctl] & end_known[ctl]
     c_start, c_end = start[ctl], end[ctl]
     # join announcements and TCP flows on (host, port) = (server_ip, server_port): one int64 key each,
     # (position of the host among the announced hosts, port offset), exact
-    hosts = ann["host"].cast(STRING)
+    hosts = pc.cast(ann["host"], STRING)
     a_host = ints(pc.index_in(hosts, value_set=hosts), -1)
-    f_host = ints(pc.index_in(flows["server_ip"].cast(STRING), value_set=hosts), -1)
+    f_host = ints(pc.index_in(pc.cast(flows["server_ip"], STRING), value_set=hosts), -1)
     a_port, f_port = ints(ann["port"]), ints(flows["server_port"])
     cand = np.flatnonzero(eq(flows["transport"], "tcp") & (f_host >= 0) & notnull(flows["server_port"]))
     lo_port = min(int(a_port.min()), int(f_port[cand].min()) if len(cand) else 0)
@@ -167,20 +167,20 @@ def link_ftp_data(ftp_data: Cols, flows: Cols, window_s: float = 300.0) -> Cols:
     fj = cand[np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)]
     d_start = start[fj]
     keep = (c_ok[ai] & start_known[fj] & (d_start >= c_start[ai]) & (d_start <= c_end[ai] + _window_ns(float(window_s)))
-            & ~true(pc.equal(uid.take(pa.array(fj)), ann["uid"].cast(STRING).take(pa.array(ai)))))
+            & ~true(pc.equal(pc.take(uid, pa.array(fj)), pc.take(pc.cast(ann["uid"], STRING), pa.array(ai)))))
     ai, fj = ai[keep], fj[keep]
     if not len(ai):
         return _empty_links()
     # per data flow (uid), the pair of the latest control flow's start, the first such pair on a tie
     # (uid's rank: equal uids equal, a null last; the later control start first; the pair's order)
-    d_uid = uid.take(pa.array(fj))
+    d_uid = pc.take(uid, pa.array(fj))
     rank = np.where(notnull(d_uid), ints(pc.rank(d_uid, sort_keys="ascending", tiebreaker="dense")), len(fj) + 1)
     at = np.lexsort((np.arange(len(ai)), -c_start[ai], rank))
     at = at[np.concatenate([[True], rank[at][1:] != rank[at][:-1]])]
     ai, fj = ai[at], fj[at]
     a_at, f_at = pa.array(ai), pa.array(fj)
-    return {"uid": uid.take(f_at), "control_uid": ann["uid"].cast(STRING).take(a_at),
-            "command": ann["command"].cast(STRING).take(a_at), "protected": ann["protected"].take(a_at)}
+    return {"uid": pc.take(uid, f_at), "control_uid": pc.take(pc.cast(ann["uid"], STRING), a_at),
+            "command": pc.take(pc.cast(ann["command"], STRING), a_at), "protected": pc.take(ann["protected"], a_at)}
 
 
 def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> Hits:
@@ -189,7 +189,7 @@ def ftp_data_unprotected(f: Facts, opts: Mapping[str, Any]) -> Hits:
     if ftp is None:
         return no_hits()
     links = link_ftp_data(ftp, fl, float(opts["window_s"]))
-    at = ints(pc.index_in(links["uid"], value_set=fl["uid"].cast(STRING)), -1)
+    at = ints(pc.index_in(links["uid"], value_set=pc.cast(fl["uid"], STRING)), -1)
     links = take(links, at >= 0)
     d = take(fl, at[at >= 0], ["uid", "encrypted", "payload_bytes_to_server", "payload_bytes_to_client"])
     payload = ints(d["payload_bytes_to_server"]) + ints(d["payload_bytes_to_client"])
@@ -210,7 +210,7 @@ def http_redirect_only(f: Facts, opts: Mapping[str, Any]) -> Hits:
 
 def ssh_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
     fl = f.flow_cols
-    m = true(pc.starts_with(fl["ssh_protocol"].cast(STRING), "1."))
+    m = true(pc.starts_with(pc.cast(fl["ssh_protocol"], STRING), "1."))
     x = pick(fl, m, "ssh_protocol", "ssh_server_software", "ssh_client_software")
     return found(x, join("SSH protocol ", text(x["ssh_protocol"]), " (server ", text(x["ssh_server_software"]),
                          ", client ", text(x["ssh_client_software"]), ")"))

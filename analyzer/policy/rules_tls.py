@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import (
     STRING,
     Hits,
@@ -122,7 +122,7 @@ def _suite_rows(f: Facts) -> np.ndarray:
     rows and spread them by position (a hash lookup per session, in Arrow)."""
     if "suites" not in f.memo:
         table = _suite_table()
-        at = pc.index_in(f.session_cols["cipher"].cast(STRING), value_set=table.names)
+        at = pc.index_in(pc.cast(f.session_cols["cipher"], STRING), value_set=table.names)
         f.memo["suites"] = ints(at, len(table.names))
     return f.memo["suites"]
 
@@ -155,7 +155,7 @@ def handshake_version_failure(f: Facts, opts: Mapping[str, Any]) -> Hits:
     s = f.session_cols
     m = eq(s["alert_description"], "protocol_version")
     x = pick(s, m, "alert_by", "alert_level", "client_supported_versions", "client_max_version", "server_name")
-    offered = pc.coalesce(x["client_supported_versions"].cast(STRING), x["client_max_version"].cast(STRING))
+    offered = pc.coalesce(pc.cast(x["client_supported_versions"], STRING), pc.cast(x["client_max_version"], STRING))
     return found(x, join(text(x["alert_by"], "one side"), " sent a ", text(x["alert_level"], ""),
                          " protocol_version alert; client offered ", text(offered), " (SNI ",
                          text(x["server_name"], "none"), ")"))
@@ -172,14 +172,14 @@ def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
     o = take(s, old, ["server_name", "server_zone"])
     suffixes = tuple(str(x).lower() for x in opts["name_suffixes"])
     if suffixes:
-        name = pc.utf8_rtrim(lower(o["server_name"].cast(STRING)), characters=".")
+        name = pc.utf8_rtrim(lower(pc.cast(o["server_name"], STRING)), characters=".")
         ends = np.zeros(len(old), dtype=bool)
         for suffix in suffixes:
             ends |= true(pc.ends_with(name, suffix))
         aws[old] = ends
     services = [str(v) for v in opts["zone_services"]]
     if services:
-        zone = o["server_zone"].cast(STRING)
+        zone = pc.cast(o["server_zone"], STRING)
         # "aws:SERVICE:...": the second ":"-separated part (nothing after "aws:" but ":" gives "")
         service = pc.list_element(pc.split_pattern(pc.utf8_slice_codeunits(zone, 4), ":", max_splits=1),
                                   pa.scalar(0, pa.int32()))
@@ -189,7 +189,7 @@ def aws_endpoint_legacy(f: Facts, opts: Mapping[str, Any]) -> Hits:
     x = pick(s, m, "version", "client_max_version", "server_name", "server_zone", "server_ip")
     what = where(negotiated[m], join("negotiated ", text(x["version"])),
                  join("handshake failed; client offers at most ", text(x["client_max_version"])))
-    who = text(pc.coalesce(*(x[c].cast(STRING) for c in ("server_name", "server_zone", "server_ip"))))
+    who = text(pc.coalesce(*(pc.cast(x[c], STRING) for c in ("server_name", "server_zone", "server_ip"))))
     return found(x, join(who, ": ", what, "; AWS endpoints require TLS 1.2 or later"))
 
 
@@ -213,7 +213,7 @@ def weak_cipher(f: Facts, opts: Mapping[str, Any]) -> Hits:
         etm = np.zeros(len(cbc), dtype=bool)
         if cbc.any():  # encrypt_then_mac (extension 22) negotiated: CBC is not the problem (RFC 9325 §4.2)
             # extension 22 among the comma-separated codes, compared whole
-            exts = take(s, cbc, ["server_extensions"])["server_extensions"].cast(STRING)
+            exts = pc.cast(take(s, cbc, ["server_extensions"])["server_extensions"], STRING)
             etm[cbc] = true(pc.match_substring(join(",", fill(exts, ""), ","), ",22,"))
         reasons.append(("cbc", cbc & ~etm))
     if opts["non_aead"]:

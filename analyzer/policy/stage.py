@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer import schema
 from analyzer.dissect import frame_specs
 from analyzer.dissect.base import Column, FrameSpec
+from analyzer.policy import _compute as pc
 from analyzer.policy._cols import STRING, Cols, as_cols, eq, fill, ints, length, nanos, notnull, numpy_of, true
 from analyzer.policy._rule import SEVERITIES
 from analyzer.policy.evaluate import (
@@ -167,14 +167,14 @@ def _concat(parts: Sequence[Mapping[str, pa.Array]], names: Sequence[str], types
     """Row-wise concatenation of column sets (a column missing from a part: nulls)."""
     out: Cols = {}
     for c in names:
-        arrays = [p[c].cast(types[c]) if c in p else pa.nulls(length(p), types[c]) for p in parts]
+        arrays = [pc.cast(p[c], types[c]) if c in p else pa.nulls(length(p), types[c]) for p in parts]
         out[c] = pa.concat_arrays(arrays)
     return out
 
 
 def _rows_of(cols: Mapping[str, pa.Array], rows: np.ndarray) -> Cols:
     at = pa.array(np.flatnonzero(rows) if rows.dtype == bool else rows)
-    return {c: a.take(at) for c, a in cols.items()}
+    return {c: pc.take(a, at) for c, a in cols.items()}
 
 
 class PolicyStage:
@@ -334,9 +334,9 @@ class PolicyStage:
         could = ~true(out["encrypted"]) & eq(out["transport"], "tcp") & (payload > 0)
         if length(ftp_data):
             # each announcement with its control flow's times (the control flow of this chunk, if it is)
-            at = positions(out["uid"], ftp_data["uid"].cast(STRING))
+            at = positions(out["uid"], pc.cast(ftp_data["uid"], STRING))
             taker = pa.array(at, mask=at < 0)
-            ann = {**ftp_data, "c_start": out["ts_start"].take(taker), "c_end": out["ts_end"].take(taker)}
+            ann = {**ftp_data, "c_start": pc.take(out["ts_start"], taker), "c_end": pc.take(out["ts_end"], taker)}
             self.ann = ann if self.ann is None else _concat([self.ann, ann], list(ann),
                                                             {c: a.type for c, a in ann.items()})
         if could.any():
@@ -366,9 +366,10 @@ class PolicyStage:
         makes them (judged.names is aligned with `out`)."""
         at = pa.array(np.flatnonzero(rows))
         return {
-            "_dest": pc.coalesce(judged.names.take(at), out["server_ip"].take(at).cast(STRING), pa.scalar("?", STRING)),
-            "_port": fill(out["server_port"].take(at).cast(pa.int64()), -1),
-            "_zone": fill(out["server_zone"].take(at).cast(STRING), "?"),
+            "_dest": pc.coalesce(pc.take(judged.names, at), pc.cast(pc.take(out["server_ip"], at), STRING),
+                                 pa.scalar("?", STRING)),
+            "_port": fill(pc.cast(pc.take(out["server_port"], at), pa.int64()), -1),
+            "_zone": fill(pc.cast(pc.take(out["server_zone"], at), STRING), "?"),
         }
 
     def _link(self, worst: np.ndarray, count: np.ndarray, chunk_tally: Tally) -> Cols:
@@ -382,12 +383,12 @@ class PolicyStage:
         cand = _rows_of(pend, hit)
         # the control flows (each once), but those that are candidates themselves
         first = first_rows(ann["uid"])
-        ctrl_uid = ann["uid"].take(pa.array(first)).cast(STRING)
-        keep = ~numpy_of(fill(pc.is_in(ctrl_uid, value_set=cand["uid"].cast(STRING)), False))
+        ctrl_uid = pc.cast(pc.take(ann["uid"], pa.array(first)), STRING)
+        keep = ~numpy_of(fill(pc.is_in(ctrl_uid, value_set=pc.cast(cand["uid"], STRING)), False))
         at = pa.array(first[keep])
         n_ctrl = int(keep.sum())
-        controls = {"uid": ctrl_uid.filter(pa.array(keep)), "ts_start": ann["c_start"].take(at),
-                    "ts_end": ann["c_end"].take(at), "transport": pa.array(["ftp-control"] * n_ctrl, STRING)}
+        controls = {"uid": pc.filter(ctrl_uid, pa.array(keep)), "ts_start": pc.take(ann["c_start"], at),
+                    "ts_end": pc.take(ann["c_end"], at), "transport": pa.array(["ftp-control"] * n_ctrl, STRING)}
         names = [c for c in _PENDING if c in cand]
         flows = _concat([{c: cand[c] for c in names}, controls], names, {c: cand[c].type for c in names})
         ftp_data = {c: ann[c] for c in ("uid", "command", "host", "port", "protected")}
@@ -397,7 +398,7 @@ class PolicyStage:
         if not length(found):
             return {}
         rank = {s: i for i, s in enumerate(SEVERITIES)}
-        cand_uid = cand["uid"].cast(STRING).to_pylist()
+        cand_uid = pc.cast(cand["uid"], STRING).to_pylist()
         row_of = {u: i for i, u in reversed(list(enumerate(cand_uid)))}
         cand_rows = {c: cand[c].to_pylist() for c in ("_worst", "_chunk", "_chunk_row", "_reason", "encrypted",
                                                       "_dest", "_port", "_zone")}
@@ -424,7 +425,7 @@ class PolicyStage:
                                "server_zone": cand_rows["_zone"][i], "worst": new, "findings": one})
         self._add_sums(delta_rows)
         chunk_tally.findings.update(_finding_keys(found))
-        linked = numpy_of(fill(pc.is_in(pend["uid"].cast(STRING), value_set=found["uid"]), False))
+        linked = numpy_of(fill(pc.is_in(pc.cast(pend["uid"], STRING), value_set=found["uid"]), False))
         self.pending = _rows_of(pend, ~linked)
         return found
 
@@ -469,8 +470,8 @@ def _finding_keys(findings: Mapping[str, pa.Array]) -> dict[tuple[str, str, bool
     """How many findings per (rule, severity, suppressed): the Tally's keys."""
     if not length(findings):
         return {}
-    rule = pc.dictionary_encode(fill(findings["rule"].cast(STRING), "nan"))
-    sev = pc.dictionary_encode(fill(findings["severity"].cast(STRING), "nan"))
+    rule = pc.dictionary_encode(fill(pc.cast(findings["rule"], STRING), "nan"))
+    sev = pc.dictionary_encode(fill(pc.cast(findings["severity"], STRING), "nan"))
     ns = len(sev.dictionary)
     sup = notnull(findings["suppressed_by"]).astype(np.int64)
     # one integer key per (rule, severity, suppressed), counted by numpy

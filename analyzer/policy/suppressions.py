@@ -128,8 +128,7 @@ def load_suppressions(source: str | Path | Sequence[Suppression] | None) -> tupl
 
 
 def _in_cidrs(addresses: pa.Array, cidrs: Sequence[str]) -> np.ndarray:
-    import pyarrow.compute as pc
-
+    from analyzer.policy import _compute as pc
     from analyzer.policy._cols import fill, numpy_of
 
     encoded = pc.dictionary_encode(addresses)
@@ -144,8 +143,7 @@ def _in_cidrs(addresses: pa.Array, cidrs: Sequence[str]) -> np.ndarray:
 
 def _glob(values: pa.Array, patterns: Sequence[str]) -> np.ndarray:
     """Case-insensitive glob (Python's lower-casing) over each distinct value once."""
-    import pyarrow.compute as pc
-
+    from analyzer.policy import _compute as pc
     from analyzer.policy._cols import isin
 
     uniq = [u for u in pc.unique(values).to_pylist() if u is not None]

@@ -594,8 +594,7 @@ def _build_zone_map(declared: tuple[Zone, ...], aws_key: tuple[Any, ...] | None)
 
 def _factorized_labels(zmap: ZoneMap, column: pa.Array) -> np.ndarray:
     """Label index per row of an address column (Arrow strings), parsing each distinct address once."""
-    import pyarrow.compute as pc
-
+    from analyzer.policy import _compute as pc
     from analyzer.policy._cols import fill, numpy_of
 
     encoded = pc.dictionary_encode(column)
@@ -614,14 +613,14 @@ def _apply_mirror_mapping(zmap: ZoneMap, addresses: pa.Array, idx: np.ndarray, f
     if not zmap._per_zone:
         return
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    from analyzer.policy import _compute as pc
     from analyzer.policy._cols import isin
 
     n = len(addresses)
     vni = flows["vni"] if "vni" in flows else pa.nulls(n, pa.int64())
     ep = flows["gwlb_endpoint_id"] if "gwlb_endpoint_id" in flows else pa.nulls(n, pa.large_string())
-    ep_norm = pc.replace_substring_regex(pc.utf8_lower(ep.cast(pa.large_string())), pattern="^0x", replacement="")
+    ep_norm = pc.replace_substring_regex(pc.utf8_lower(pc.cast(ep, pa.large_string())), pattern="^0x", replacement="")
     for z in zmap.zones:
         table = zmap._per_zone.get(z.name)
         if table is None:
@@ -634,7 +633,7 @@ def _apply_mirror_mapping(zmap: ZoneMap, addresses: pa.Array, idx: np.ndarray, f
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
-        keys, valid = pack_addresses(addresses.take(pa.array(rows)).to_pylist())
+        keys, valid = pack_addresses(pc.take(addresses, pa.array(rows)).to_pylist())
         hit = _lookup(table, keys, valid)
         idx[rows[hit >= 0]] = hit[hit >= 0]
 

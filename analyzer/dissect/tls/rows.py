@@ -56,13 +56,13 @@ class Certificates:
 
     def leaf(self, der: bytes) -> dict[str, Any]:
         """The certificate row of a server's leaf (flows mode: no certs rows)."""
-        return self.cache.parse(der)
+        return self.cache.parse(der, self.fingerprint(der))
 
     def fingerprint(self, der: bytes) -> str:
-        """SHA-256 (lowercase hex) of a certificate's DER, as its certs row's `sha256` (flows mode: the
-        chain's certificates above the leaf, which are not parsed). Memoised by the DER bytes (a
-        chain's CA certificates repeat from session to session; a dict lookup costs far less than
-        the hash): at most 1024 certificates, a full memo is emptied."""
+        """SHA-256 (lowercase hex) of a certificate's DER, as its certs row's `sha256` and the
+        certificate cache's key. Memoised by the DER bytes (a server's certificates repeat from
+        session to session; a dict lookup costs far less than the hash): at most 1024
+        certificates, a full memo is emptied."""
         memo = self._fingerprints
         found = memo.get(der)
         if found is None:
@@ -80,6 +80,7 @@ class Certificates:
         server chain's fingerprints (leaf first) and the leaf's row (None without a server
         certificate). Call it only when a certificate was seen."""
         parse = self.cache.parse
+        fingerprint = self.fingerprint
         # The frames' row lists, made in the order add_row would make them (links, then certs).
         rows = facts.rows
         links = rows.setdefault("cert_links", []) if self.link_rows else None
@@ -91,7 +92,7 @@ class Certificates:
         ja4x_list: list[str] = []
         for sent_by, certs, out in (("server", server_certs, chain), ("client", client_certs, client_chain)):
             for position, der in enumerate(certs):
-                crow = parse(der)  # a fresh dict
+                crow = parse(der, fingerprint(der))  # a fresh dict
                 sha = str(crow["sha256"])
                 out.append(sha)
                 if position == 0 and sent_by == "server":
