@@ -40,6 +40,9 @@ def tree_env(tree: Path) -> dict[str, str]:
 def callgrind(tree: Path, args: list[str], who: str = "instructions") -> int:
     """Instructions of one `python ARGS` process run in `tree` under callgrind (the interpreter
     itself: a pyenv shim is a shell script valgrind would measure instead)."""
+    # byte-compiled first, as `make setup` does: a stale .pyc under PYTHONDONTWRITEBYTECODE=1 would be
+    # compiled from source at every start and counted
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "analyzer")], capture_output=True, check=False)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
                os.path.realpath(sys.executable), *args]
