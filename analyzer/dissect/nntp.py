@@ -100,7 +100,8 @@ class NNTPDissector:
             exchange = None
             if verb == b"AUTHINFO" and sub == b"SASL" and len(words) > 2:
                 parts = words[2].split()
-                exchange = SaslExchange(parts[0], parts[1] if len(parts) > 1 else None)
+                if parts:  # "AUTHINFO SASL " without a mechanism is no exchange (found by the fuzz test)
+                    exchange = SaslExchange(parts[0], parts[1] if len(parts) > 1 else None)
             status = srv.line()
             while exchange is not None and _code(status) == 383:  # SASL challenge
                 answer = cli.line()

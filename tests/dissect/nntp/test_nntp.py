@@ -66,7 +66,7 @@ def test_probe():
 def test_hostile_input_never_raises_and_is_bounded():
     d = dissector()
     clients = [b"AUTHINFO SASL PLAIN\r\n" + b"x\r\n" * 30_000, b"LIST\r\n" * 30_000, b"POST\r\n" + b"a" * 70_000,
-               b"AUTHINFO " + b"x" * 100_000]
+               b"AUTHINFO " + b"x" * 100_000, b"AUTHINFO SASL \r\nPLAIN AGFsaWNlAHNlY3JldA==\r\n"]
     servers = [GREETING + b"383 \r\n" * 20_000, GREETING + b"215 x\r\n" + b"g\r\n" * 50_000, b"200 " + b"\0" * 70_000]
     for client in clients:
         for server in servers:
