@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from analyzer._siphash import siphash_strings
+from analyzer.policy._cols import notnull
 
 __all__ = ["finding_ids", "hash64"]
 
@@ -42,12 +43,6 @@ def _buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return raw, offsets
 
 
-def _nulls(a: pa.Array) -> np.ndarray:
-    """Where `a` is null, from its validity bitmap (no pyarrow.compute: see `analyzer.policy._compute`)."""
-    bits = np.frombuffer(a.buffers()[0], dtype=np.uint8)
-    return ~np.unpackbits(bits, count=a.offset + len(a), bitorder="little")[a.offset:].astype(bool)
-
-
 def hash64(strings: pa.Array) -> np.ndarray:
     """pandas' `hash_pandas_object(Series(strings, dtype=object), index=False)` (see the module docstring)."""
     n = len(strings)
@@ -57,7 +52,7 @@ def hash64(strings: pa.Array) -> np.ndarray:
     raw, offsets = _buffers(strings)
     siphash_strings(raw, offsets, _K0, _K1, out)
     if strings.null_count:
-        out[_nulls(strings)] = _MISSING
+        out[~notnull(strings)] = _MISSING
     return out
 
 
