@@ -493,16 +493,9 @@ def run() -> None:
     csv/jsonl/parquet output works on Arrow tables; pandas' import is 0.6-0.9 s of every run)."""
     from analyzer._gc import pace_process
     from analyzer._pandas import defer_in_pyarrow
+    from analyzer._process import tune_process
 
-    # Nothing here uses BLAS: without this, importing numpy starts OpenBLAS worker threads that
-    # spin on the same core as the run when it is pinned (callgrind: ~1% of a 200k-packet run).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # Arrow's allocator (mimalloc) commits its arenas eagerly, and asks for transparent huge pages:
-    # the first touch of each 2 MiB page then zeroes it whole. A streamed audit's policy stage
-    # allocates its columns there in bursts; measured on bench_1000k, that was 0.25-0.3 s of kernel
-    # time (the audit's system time twice the flows'); committed on demand, it is gone, and the
-    # peak RSS is lower. Read by mimalloc when pyarrow loads, which is after this.
-    os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+    tune_process()  # the native libraries' memory and threads (before numpy and pyarrow load)
     _stand_in_for_closed_streams()
     _signals_end_like_interrupts()
     pace_process()

@@ -560,6 +560,11 @@ def instrument_phases() -> _Phases:
 
 def thread_cpu() -> dict[int, float]:
     """CPU seconds of each thread of this process (/proc/self/task)."""
+    return {tid: user + system for tid, (user, system, _faults) in thread_usage().items()}
+
+
+def thread_usage() -> dict[int, tuple[float, float, int]]:
+    """(user CPU s, system CPU s, minor page faults) of each thread of this process (/proc/self/task)."""
     out = {}
     tick = os.sysconf("SC_CLK_TCK")
     for tid in os.listdir("/proc/self/task"):
@@ -567,7 +572,7 @@ def thread_cpu() -> dict[int, float]:
             f = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[int(tid)] = (int(f[11]) + int(f[12])) / tick
+        out[int(tid)] = (int(f[11]) / tick, int(f[12]) / tick, int(f[7]))
     return out
 
 
@@ -576,12 +581,18 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     first, then one JSON line: each window's numbers and the process CPU."""
     import gc
 
+    try:  # as `intransit listen` (the CLI) runs: before numpy loads (a tree without it: as that tree's CLI)
+        from analyzer._process import tune_process
+
+        tune_process()
+    except ImportError:
+        os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
     from analyzer._gc import pace_process
     from analyzer.config import Options
     from analyzer.engines.live import LiveRun, parse_size, policy_judge
     from analyzer.sources.mirror import MirrorSource
 
-    pace_process()  # as `intransit listen` (the CLI) runs
+    pace_process()  # likewise
     sys.setswitchinterval(0.001)  # likewise (analyzer.engines.live.live_main)
     pauses = {"n": 0, "full": 0, "s": 0.0, "max": 0.0, "t": 0.0}
 
@@ -642,11 +653,11 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     rows = []
     c0 = time.process_time()
     main_tid = threading.get_native_id()
-    base = thread_cpu()  # (the main thread's imports and policy before the run)
-    threads: dict[int, float] = {}  # the last CPU seen of each thread (the receive thread ends before the last window)
+    base = thread_usage()  # (the main thread's imports and policy before the run)
+    usage: dict[int, tuple[float, float, int]] = {}  # the last seen of each thread (the receive thread ends first)
     seen = 0
     for w in run.run():
-        threads.update(thread_cpu())
+        usage.update(thread_usage())
         longest = sorted(bursts[seen:])[-3:][::-1]
         seen = len(bursts)
         cpu, wall, queued = closes[-1]  # the next window's _open runs before the yield: counted
@@ -657,14 +668,20 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
                      "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
                      "longest_batch_cpu_s": [round(x, 3) for x in longest]})
     cpu = time.process_time() - c0
-    threads.update(thread_cpu())
+    usage.update(thread_usage())
     src.close()
     import analyzer
 
-    threads = {t: v - base.get(t, 0.0) for t, v in threads.items()}
+    zero = (0.0, 0.0, 0)
+    delta = {t: tuple(a - b for a, b in zip(v, base.get(t, zero), strict=True)) for t, v in usage.items()}
+    threads = {t: v[0] + v[1] for t, v in delta.items()}
+    # user s, system s, minor faults of the analysis thread, then the others (the receive thread first)
+    split = [[round(v[0], 2), round(v[1], 2), int(v[2])] for t, v in sorted(
+        delta.items(), key=lambda kv: (kv[0] != main_tid, -(kv[1][0] + kv[1][1]))) if v[0] + v[1] > 0]
     extra: dict[str, object] = {"main_thread_cpu_s": round(threads.pop(main_tid, 0.0), 2),
                                 "other_threads_cpu_s": sorted((round(v, 2) for v in threads.values() if v > 0),
-                                                              reverse=True)}
+                                                              reverse=True),
+                                "threads_user_system_faults": split}
     if phases is not None:
         extra["phases_cpu_s"] = {k: round(v, 3) for k, v in sorted(phases.cpu.items(), key=lambda kv: -kv[1])}
 
@@ -726,6 +743,10 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
             n = max(r["analysed"], 1)
             print(f"  threads (CPU us per datagram analysed): analysis {r['main_thread_cpu_s'] / n * 1e6:.2f}, others "
                   + ", ".join(f"{v / n * 1e6:.2f}" for v in r["other_threads_cpu_s"]) + " (the receive thread first)")
+        if "threads_user_system_faults" in r:
+            print("  the same, user / system, and minor page faults per 1,000 datagrams: " + "; ".join(
+                f"{u / n * 1e6:.2f} / {s / n * 1e6:.2f}, {f / n * 1e3:.1f}"
+                for u, s, f in r["threads_user_system_faults"]))
         for name, v in r.get("phases_cpu_s", {}).items():
             print(f"    {name:>20}: {v / max(r['analysed'], 1) * 1e6:6.2f} us per datagram ({v} s)")
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "

@@ -22,7 +22,7 @@ FOUNDATION = {"analyzer._version", "analyzer.errors", "analyzer.config", "analyz
               "analyzer._gc", "analyzer._pandas", "analyzer._lazy", "analyzer.keylog",
               # the finding ids' hash kernel: a kernel module for the policy, kept out of analyzer.policy
               # because binding the kernels imports every kernel module (a flows run must not load the policy)
-              "analyzer._siphash"}
+              "analyzer._siphash", "analyzer._process"}
 ENGINES = {"analyzer.pipeline", "analyzer.verify", "analyzer._warm", "analyzer.auditor"}
 CLI = {"analyzer", "analyzer.cli", "analyzer.__main__"}
 REPORT = {"analyzer.plots"}
