@@ -14,7 +14,7 @@ from analyzer.sources.batch import PacketBatch
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip",
+__all__ = ["ANOMALY_NAMES", "DecodeOptions", "DecodedBatch", "decode", "decoded_frame", "format_ip", "is_one_of",
            "mark_inner_truncation"]
 
 # Set here, not by the kernel: the inner packet of a VXLAN/GENEVE datagram captured whole is shorter
@@ -64,6 +64,15 @@ _MIRROR_TUNNELS = K.T_VXLAN | K.T_GENEVE
 _HEADER_CUT = (K.A_L4_TRUNC, K.A_IP_TRUNC, K.A_IP6_EXT_TRUNC)
 
 
+def is_one_of(values: np.ndarray, codes: tuple[int, ...]) -> np.ndarray:
+    """Elementwise `value in codes` for a few integer codes: one `==` per code. np.isin sorts (or
+    tabulates) both sides on every call, ~0.2 ms on a 4,000-row column of a batch: ~10x slower."""
+    out = values == codes[0]
+    for code in codes[1:]:
+        out |= values == code
+    return out
+
+
 def mark_inner_truncation(cols: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray) -> np.ndarray:
     """Mark as truncated the packets carried in VXLAN/GENEVE whose outer datagram was captured
     whole but whose inner IP packet is shorter than its header says: what a VPC Traffic Mirroring
@@ -77,9 +86,9 @@ def mark_inner_truncation(cols: np.ndarray, caplen: np.ndarray, wirelen: np.ndar
     whole = wirelen <= caplen  # a snaplen cut of the capture is marked by the kernel already
     tun = (c[:, K.C_TUN] & _MIRROR_TUNNELS) != 0
     anom = c[:, K.C_ANOM]
-    l4 = np.isin(c[:, K.C_PROTO], (6, 17, 136)) | (c[:, K.C_FRAG] == 2)
+    l4 = is_one_of(c[:, K.C_PROTO], (6, 17, 136)) | (c[:, K.C_FRAG] == 2)
     short_payload = (c[:, K.C_STATUS] == K.ST_OK) & l4 & (anom == K.A_NONE) & (c[:, K.C_PLCAP] < c[:, K.C_PLLEN])
-    cut_header = np.isin(anom, _HEADER_CUT)
+    cut_header = is_one_of(anom, _HEADER_CUT)
     new = tun & whole & (short_payload | cut_header) & (c[:, K.C_TRUNC] == 0)
     c[new, K.C_TRUNC] = 1
     c[new & short_payload, K.C_ANOM] = A_INNER_TRUNC

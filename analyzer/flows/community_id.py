@@ -57,7 +57,7 @@ def community_ids(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np
     n = len(proto)
     out: list[str] = [""] * n
     proto = proto.astype(np.int64)
-    ported = np.isin(proto, (6, 17, 132))
+    ported = (proto == 6) | (proto == 17) | (proto == 132)  # (np.isin sorts: ~10x slower)
     sport = np.where(ported, a_port, 0).astype(np.int64)
     dport = np.where(ported, b_port, 0).astype(np.int64)
     v4 = ipver == 4

@@ -20,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 
 from analyzer.config import MIN_FLOWS, FlowOptions, memory_shares
-from analyzer.decode import DecodedBatch, tunnel_name
+from analyzer.decode import DecodedBatch, is_one_of, tunnel_name
 from analyzer.flows import _kernel as K
 from analyzer.flows.community_id import community_id_packed, community_ids
 from analyzer.flows.payload import Datagram, FlowPayload, StreamPrefix
@@ -388,7 +388,7 @@ class FlowTable:
         ts0 = R[:, K.R_TS_FIRST]
         tunbits = R[:, K.R_TUNBITS]
         oipver = R[:, K.R_OIPVER]
-        has_ports = np.isin(proto, (6, 17, 132, 136, 33))
+        has_ports = is_one_of(proto, (6, 17, 132, 136, 33))
         d0, d1 = K.D0, K.D0 + K.DW
         cols: dict[str, Any] = {}
         cids = community_ids(c_hi, c_lo, s_hi, s_lo, ipver, proto, c_port, s_port)

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from analyzer.dissect.tls.constants import alert_description_name, alert_level_name, group_name, version_name
 from analyzer.dissect.tls.fingerprints import _hexlist, ja3, ja3s, ja4, ja4s
 from analyzer.dissect.tls.handshake import ClientHello, KeyExchangeInfo, ServerHello, parse_server_key_exchange
 from analyzer.dissect.vocabulary import protection_of_tls_family
+
+if TYPE_CHECKING:
+    from analyzer.dissect.tls.records import ShapedHello
 
 __all__ = [
     "FLOW_COLUMNS",
@@ -153,7 +156,7 @@ class HelloColumns:
         # parsed without a problem. `by_shape(shape)`: the columns of a shape seen before, else
         # None (the dict's own `get`: one C call per hello in the hot loop; a full memo is
         # emptied in place, so the bound method stays valid).
-        self._shapes: dict[bytes, dict[str, object]] = {}
+        self._shapes: dict[bytes, KnownShape] = {}
         self.by_shape = self._shapes.get
 
     def client(self, ch: ClientHello) -> dict[str, object]:
@@ -233,14 +236,27 @@ class HelloColumns:
         memo[cipher_code] = kx
         return kx
 
-    def remember_shape(self, shape: bytes, columns: dict[str, object]) -> None:
-        """Keep the columns of a well-formed hello's shape (bounded: long shapes are not kept, a
-        full memo is emptied; at most 2048 x 2 KiB)."""
+    def remember_shape(self, shape: bytes, ch: ClientHello) -> KnownShape:
+        """Keep what a well-formed hello's shape decides: its columns and the two flags a `tls` row
+        reads (bounded: long shapes are not kept, a full memo is emptied; at most 2048 x 2 KiB)."""
+        known = KnownShape(self.client(ch), ch.extended_master_secret, ch.session_ticket_data)
         if len(shape) <= _SHAPE_BYTES:
             shapes = self._shapes
             if len(shapes) >= _SHAPE_LIMIT:
                 shapes.clear()
-            shapes[shape] = columns
+            shapes[shape] = known
+        return known
+
+
+class KnownShape(NamedTuple):
+    """What a ClientHello's shape (`handshake.client_hello_shape`) decides, kept per shape: the
+    hello's columns (`HelloColumns.client`), and whether it offers extended_master_secret and
+    carries a session ticket (the shape keeps those extensions' types and whether the ticket is
+    empty)."""
+
+    columns: dict[str, object]
+    extended_master_secret: bool
+    session_ticket_data: bool
 
 
 def _client_columns(ch: ClientHello, transport: str) -> dict[str, object]:
@@ -293,7 +309,7 @@ def selected_group(sh: ServerHello | None, ske: KeyExchangeInfo | None, hrr: Ser
 
 def hello_row(
     row: dict[str, object],
-    ch: ClientHello | None,
+    ch: ClientHello | ShapedHello | None,
     ccols: dict[str, object] | None,
     sh: ServerHello | None,
     scols: ServerColumns | None,
@@ -319,7 +335,8 @@ def hello_row(
     row["hello_retry_request"] = hrr is not None
 
 
-def resumed(ch: ClientHello | None, sh: ServerHello | None, tls13: bool, client_cke: bool, client_ccs: bool) -> bool:
+def resumed(ch: ClientHello | ShapedHello | None, sh: ServerHello | None, tls13: bool, client_cke: bool,
+            client_ccs: bool) -> bool:
     """Was the session resumed? TLS 1.3: the ServerHello selected a PSK; before: the server echoed
     the client's non-empty session id, or the client offered a ticket and changed cipher spec
     without a ClientKeyExchange (Zeek's rule: ticket resumption with an empty or new session id)."""

@@ -106,7 +106,7 @@ class TLSDissector:
         self.plans = FlightPlans()
         self.certs = Certificates(ja4x=ja4x, cache_bytes=cert_cache_bytes, cert_rows="certs" in cert_frames,
                                   link_rows="cert_links" in cert_frames)
-        self.walker = RecordWalker(self.hellos, self.memo, rows=rows)
+        self.walker = RecordWalker(self.hellos, self.memo)
         self.keys: KeyStore | None = keys  # the run's TLS secrets (none: nothing is decrypted)
 
     def __repr__(self) -> str:
@@ -260,8 +260,7 @@ class TLSDissector:
         server_name = ch.server_name if ch is not None else None
         row: dict[str, object] | None = None
         if self.rows:
-            hello = cast("ClientHello | None", ch)  # ShapedHello only in flows mode
-            row = tls_row(flow, cs, sc, flipped, client, server, hello, ccols, sh, scols, hrr, tls13, outcome)
+            row = tls_row(flow, cs, sc, flipped, client, server, ch, ccols, sh, scols, hrr, tls13, outcome)
         if not self.certificates:
             pass
         elif self.cert_rows:

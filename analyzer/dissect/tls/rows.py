@@ -16,7 +16,7 @@ from analyzer.dissect.tls.columns import TLS_ROW, ServerColumns, alert_columns, 
 from analyzer.dissect.tls.constants import version_name
 from analyzer.dissect.tls.fingerprints import ja4x
 from analyzer.dissect.tls.handshake import ClientHello, ServerHello
-from analyzer.dissect.tls.records import Side
+from analyzer.dissect.tls.records import ShapedHello, Side
 from analyzer.dissect.tls.session import Outcome, first_event, time_at
 from analyzer.errors import ParseError
 
@@ -142,7 +142,7 @@ def tls_row(
     flipped: bool,
     client: Side,
     server: Side,
-    ch: ClientHello | None,
+    ch: ClientHello | ShapedHello | None,
     ccols: dict[str, object] | None,
     sh: ServerHello | None,
     scols: ServerColumns | None,

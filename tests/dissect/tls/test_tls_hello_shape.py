@@ -1,7 +1,7 @@
-"""The ClientHello shape (`client_hello_shape`) that flows mode memoises the client columns by:
+"""The ClientHello shape (`client_hello_shape`) that the TLS dissector memoises a hello's columns by:
 hellos of one shape must derive the same columns and differ only in what the shape cuts; the
 shape must never be made for a hello whose cut or framed parts the parser would read differently;
-and flows mode must give exactly the flow columns of a full parse."""
+and a hello of a known shape must give exactly the flow columns and rows of a full parse."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ def _key_share(*entries: tuple[int, bytes]) -> bytes:
 def _hello(*, name: str = "a.example", random: bytes = b"\x11" * 32, session_id: bytes = b"\x05" * 32,
            key: bytes = b"\x33" * 32, padding: int = 10, ticket: bytes = b"", psk: bytes = b"\x00\x07abc",
            ciphers: tuple[int, ...] = (0x1301, 0x1302, 0xC02F), groups: tuple[int, ...] = (29, 23),
-           alpn: tuple[bytes, ...] = (b"h2", b"http/1.1")) -> bytes:
+           alpn: tuple[bytes, ...] = (b"h2", b"http/1.1"), ems: bool = False) -> bytes:
     return client_hello_body(
         random=random, session_id=session_id, ciphers=ciphers,
         extensions=[
             sni_ext(name), ext(10, struct.pack(">H", 2 * len(groups)) + u16s(groups)), ext(11, b"\x01\x00"),
             ext(13, b"\x00\x04\x04\x03\x08\x04"), alpn_ext(list(alpn)), ext(43, b"\x04\x03\x04\x03\x03"),
             _key_share((29, key)), ext(35, ticket), ext(45, b"\x01\x01"), ext(21, b"\x00" * padding),
-            ext(41, psk),
+            *([ext(23, b"")] if ems else []), ext(41, psk),
         ],
     )
 
@@ -159,28 +159,54 @@ def _session(hello: bytes) -> bytes:
     return record(22, handshake(1, hello))
 
 
-def test_flows_mode_gives_the_flow_columns_of_a_full_parse() -> None:
-    hellos = [_hello(), _hello(name="b.example", key=b"\x01" * 65), _hello(name="\u00e9.example"),
-              _hello(ticket=b"\x05"), _hello(name="=cmd|' /C calc'!A0")]
-    # a host name that is not UTF-8 reads the same way on both paths
+def _server_hello(session_id: bytes = b"") -> bytes:
+    # TLS 1.2 ServerHello echoing `session_id` (resumption), with extended_master_secret
+    body = (b"\x03\x03" + b"\x22" * 32 + bytes((len(session_id),)) + session_id + b"\xc0\x2f\x00"
+            + struct.pack(">H", 4) + ext(23, b""))
+    return record(22, handshake(2, body))
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_a_hello_of_a_known_shape_gives_what_a_full_parse_gives(rows: bool) -> None:
+    # what the shape cuts varies hello to hello: the host name (non-UTF-8 and a formula too), the
+    # random, the session id (echoed by the server: resumption), the key share, the ticket's body
+    hellos = [_hello(), _hello(name="b.example", key=b"\x01" * 65, random=b"\x02" * 32),
+              _hello(name="\u00e9.example", session_id=b""), _hello(ticket=b"\x05"), _hello(ticket=b"\x06\x07"),
+              _hello(name="=cmd|' /C calc'!A0", session_id=b"\x09" * 16)]
     raw = _hello(name="xxxx")
     hellos.append(raw.replace(b"xxxx", b"\xff\xfe\x00<"))
-    flows_only = tls_dissector.TLSDissector(rows=False)
-    full = tls_dissector.TLSDissector()
+    hellos += [_hello(ems=True), _hello(ems=True, name="c.example", session_id=b"\x05" * 32)]
+    warm = tls_dissector.TLSDissector(rows=rows)
     for round_ in range(2):  # the first round fills the memo, the second reads it
         for hello in hellos:
-            flow = flow_from_bytes(_session(hello), b"")
-            assert flows_only.dissect(flow).flow == full.dissect(flow).flow, round_
-    assert len(flows_only.hellos._shapes) == 2  # the ticket makes the second shape
+            for answer in (b"", _server_hello(), _server_hello(b"\x05" * 32), _server_hello(b"\x09" * 16)):
+                flow = flow_from_bytes(_session(hello), answer)
+                fresh = tls_dissector.TLSDissector(rows=rows)  # an empty memo: a full parse
+                got, want = warm.dissect(flow), fresh.dissect(flow)
+                assert got.flow == want.flow, round_
+                assert got.rows == want.rows, round_
+    # the shapes: with and without a ticket's body, with and without extended_master_secret
+    assert len(warm.hellos._shapes) == 3
+    assert sum(type(h).__name__ == "ShapedHello" for h in _client_hellos(warm, hellos[1])) == 1
 
 
-def test_flows_mode_keeps_no_shape_of_a_hello_with_a_problem() -> None:
+def _client_hellos(d: tls_dissector.TLSDissector, hello: bytes) -> list[object]:
+    from analyzer.dissect.tls.records import Side
+
+    side = Side(True)
+    flow = flow_from_bytes(_session(hello), b"")
+    d.walker.walk(side, flow.to_server, 0, None, tls_dissector.Facts())
+    return list(side.client_hellos)
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_no_shape_is_kept_of_a_hello_with_a_problem(rows: bool) -> None:
     bad = client_hello_body(extensions=[sni_ext("a.example"), ext(10, b"\x00\x03\x00\x1d\x00")])  # odd list
-    flows_only = tls_dissector.TLSDissector(rows=False)
+    d = tls_dissector.TLSDissector(rows=rows)
     for _ in range(2):
-        facts = flows_only.dissect(flow_from_bytes(_session(bad), b""))
+        facts = d.dissect(flow_from_bytes(_session(bad), b""))
         assert [a["kind"] for a in facts.rows.get("anomalies", [])] == ["tls_extension_malformed"]
-    assert not flows_only.hellos._shapes
+    assert not d.hellos._shapes
 
 
 def test_shape_memo_is_bounded() -> None:
@@ -189,5 +215,5 @@ def test_shape_memo_is_bounded() -> None:
     flows_only.dissect(flow_from_bytes(_session(long_alpn), b""))
     assert not flows_only.hellos._shapes
     for i in range(2100):
-        flows_only.hellos.remember_shape(i.to_bytes(4, "big"), {})
+        flows_only.hellos.remember_shape(i.to_bytes(4, "big"), parse_client_hello(_hello()))
     assert 0 < len(flows_only.hellos._shapes) <= 2048
