@@ -160,31 +160,27 @@ def tls_row(
         row["cipher_code"] = code
         if code is not None:
             row["cipher"] = cipher_name(code)
-    client_ip, client_port = flow.client_ip, flow.client_port
-    server_ip, server_port = flow.server_ip, flow.server_port
+    # (item by item: a dict literal merged in would be built, then copied)
+    row["uid"] = flow.uid
+    row["ts"] = (time_at(cs, first_event(client, "C")) if ch is not None and cs.times else None) or flow.ts_start
     if flipped:
-        client_ip, client_port, server_ip, server_port = server_ip, server_port, client_ip, client_port
+        row["client_ip"], row["client_port"] = flow.server_ip, flow.server_port
+        row["server_ip"], row["server_port"] = flow.client_ip, flow.client_port
+    else:
+        row["client_ip"], row["client_port"] = flow.client_ip, flow.client_port
+        row["server_ip"], row["server_port"] = flow.server_ip, flow.server_port
     rv = client.record_version if client.record_version is not None else server.record_version
-    row.update(
-        {
-            "uid": flow.uid,
-            "ts": (time_at(cs, first_event(client, "C")) if ch is not None and cs.times else None) or flow.ts_start,
-            "client_ip": client_ip,
-            "client_port": client_port,
-            "server_ip": server_ip,
-            "server_port": server_port,
-            "record_version": version_name(rv),
-            "resumed": resumed(ch, sh, tls13, client.cke, client.ccs),
-            "established": outcome.established,
-            "history": ("^" if flipped else "") + outcome.history,
-            "failure_reason": outcome.failure,
-            "cert_visible": bool(server.certs),
-            "client_hello_count": len(client.client_hellos),
-            "server_hello_count": len(server.server_hellos) + (1 if server.ssl2_server_hello else 0),
-            "client_stop": client.stop if client.records or cs.data else None,
-            "server_stop": server.stop if server.records or sc.data else None,
-            "sslv2": sh.version == 0x0002 if sh is not None else server.ssl2_server_hello,
-        }
-    )
-    alert_columns(row, outcome.alert)
+    row["record_version"] = version_name(rv)
+    row["resumed"] = resumed(ch, sh, tls13, client.cke, client.ccs)
+    row["established"] = outcome.established
+    row["history"] = "^" + outcome.history if flipped else outcome.history
+    row["failure_reason"] = outcome.failure
+    row["cert_visible"] = bool(server.certs)
+    row["client_hello_count"] = len(client.client_hellos)
+    row["server_hello_count"] = len(server.server_hellos) + (1 if server.ssl2_server_hello else 0)
+    row["client_stop"] = client.stop if client.records or cs.data else None
+    row["server_stop"] = server.stop if server.records or sc.data else None
+    row["sslv2"] = sh.version == 0x0002 if sh is not None else server.ssl2_server_hello
+    if outcome.alert is not None:
+        alert_columns(row, outcome.alert)
     return row

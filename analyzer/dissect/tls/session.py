@@ -80,8 +80,10 @@ def decide(
             established = server.ccs and (client.ccs or (not cs.data and bool(server.app_lengths)))
     elif ch is None and client.app_lengths and server.app_lengths:
         established = True  # picked up mid-stream: application data flows both ways
-    if with_history or client.alerts or server.alerts or flow.reset:
+    if client.alerts or server.alerts or flow.reset:
         events, history = merged(client, server, cs, sc, plans)
+    elif with_history:  # the history alone: the merged events are read only for an alert or a reset
+        events, history = [], merged_history(client, server, cs, sc, plans)
     else:  # flows mode without an alert or a reset reads neither
         events, history = [], ""
     # Only an alert record carries an alert event: without one, none needs looking for.
@@ -145,6 +147,20 @@ def merged(
         out = [out[rank] for _ts, rank in keyed]
         history = _history_of(out)
     return out, history
+
+
+def merged_history(client: Side, server: Side, cs: StreamPrefix | None, sc: StreamPrefix | None,
+                   plans: FlightPlans) -> str:
+    """`merged(...)[1]` without the merged events: the flight plan's history when no capture time
+    orders the events (the flow table records none), else the merge's."""
+    ce, se = client.events, server.events
+    if cs is not None and sc is not None and cs.times and sc.times and ce and se:
+        return merged(client, server, cs, sc, plans)[1]
+    if not se:
+        return _history_of(ce)
+    if not ce:
+        return _history_of(se)
+    return plans.plan("".join([e[0] for e in ce]), "".join([e[0] for e in se]))[1]
 
 
 class FlightPlans:
