@@ -75,59 +75,66 @@ def _identity(cols, ucols, buf, i, w):
     return h + lo * w[15] + hi * w[16]
 
 
+# The table's columns: one row per slot, so that a probe reads one cache line, not one in each of
+# three arrays (the table is a few MB, in L3: three misses per packet were most of its ~150 ns)
+T_TIME, T_ID, T_VANTAGE = 0, 1, 2  # time of the first copy (EMPTY: free), identity and vantage hashes
+
+
 @kernel("int64(int64[:, ::1], uint64[:, ::1], uint8[::1], int64[::1], int64, uint64[::1], uint64[::1], "
-        "uint64[::1], uint64[::1], int64[::1], int64, int64[::1], boolean[::1])")
-def dedup(cols, ucols, buf, ts, window_ns, wid, wvan, th, tv, tt, shift, used, keep):
+        "int64[:, ::1], int64, int64[::1], boolean[::1])")
+def dedup(cols, ucols, buf, ts, window_ns, wid, wvan, table, shift, used, keep):
     """Mark in `keep` (all True on entry) the packets whose identity was first seen, within
-    `window_ns`, from another vantage; returns how many. The table (th: identity, tv: vantage,
-    tt: time of the first copy, EMPTY when free; 2**(64 - shift) slots) holds the first copy of
-    each identity; one seen again after the window is a new first copy. `used[0]`: slots taken
-    (the caller keeps the table at most half full: it always has a free slot to end a probe)."""
+    `window_ns`, from another vantage; returns how many. The table (2**(64 - shift) rows of
+    T_TIME, T_ID, T_VANTAGE; the hashes stored as the int64 of their bits) holds the first copy
+    of each identity; one seen again after the window is a new first copy. `used[0]`: slots
+    taken (the caller keeps the table at most half full: it always has a free slot to end a probe)."""
     n = cols.shape[0]
-    mask = th.shape[0] - 1
+    mask = table.shape[0] - 1
     dups = 0
     taken = used[0]
     for i in range(n):
         if cols[i, C_IPVER] <= 0:
             continue
-        h = _identity(cols, ucols, buf, i, wid)
-        v = (ucols[i, U_OSHI] * wvan[0] + ucols[i, U_OSLO] * wvan[1] + ucols[i, U_GWEP] * wvan[2]
-             + np.uint64(cols[i, C_VNI]) * wvan[3])
+        hu = _identity(cols, ucols, buf, i, wid)
+        h = np.int64(hu)
+        v = np.int64(ucols[i, U_OSHI] * wvan[0] + ucols[i, U_OSLO] * wvan[1] + ucols[i, U_GWEP] * wvan[2]
+                     + np.uint64(cols[i, C_VNI]) * wvan[3])
         t = ts[i]
-        j = _slot(h, shift)
-        while tt[j] != EMPTY:
-            if th[j] == h:
+        j = _slot(hu, shift)
+        while table[j, T_TIME] != EMPTY:
+            if table[j, T_ID] == h:
                 break
             j = (j + 1) & mask
-        if tt[j] == EMPTY:
-            th[j] = h
-            tv[j] = v
-            tt[j] = t
+        if table[j, T_TIME] == EMPTY:
+            table[j, T_ID] = h
+            table[j, T_VANTAGE] = v
+            table[j, T_TIME] = t
             taken += 1
-        elif t - tt[j] > window_ns:  # seen before, but longer ago than the window: a new packet
-            tv[j] = v
-            tt[j] = t
-        elif tv[j] != v:  # the first copy came from another vantage: this is its mirror twin
+        elif t - table[j, T_TIME] > window_ns:  # seen before, but longer ago than the window: a new packet
+            table[j, T_VANTAGE] = v
+            table[j, T_TIME] = t
+        elif table[j, T_VANTAGE] != v:  # the first copy came from another vantage: this is its mirror twin
             keep[i] = False
             dups += 1
     used[0] = taken
     return dups
 
 
-@kernel("int64(uint64[::1], uint64[::1], int64[::1], uint64[::1], uint64[::1], int64[::1], int64, int64)")
-def rebuild(th, tv, tt, nh, nv, nt, shift, cutoff):
-    """Copy the entries of a table first seen at `cutoff` or later into an empty one (nh, nv, nt,
-    2**(64 - shift) slots); returns how many. Older ones can no longer make a duplicate."""
-    mask = nh.shape[0] - 1
+@kernel("int64(int64[:, ::1], int64[:, ::1], int64, int64)")
+def rebuild(table, new, shift, cutoff):
+    """Copy the entries of a table first seen at `cutoff` or later into an empty one (`new`,
+    2**(64 - shift) rows); returns how many. Older ones can no longer make a duplicate."""
+    mask = new.shape[0] - 1
     kept = 0
-    for j in range(th.shape[0]):
-        if tt[j] == EMPTY or tt[j] < cutoff:
+    for j in range(table.shape[0]):
+        t = table[j, T_TIME]
+        if t == EMPTY or t < cutoff:
             continue
-        k = _slot(th[j], shift)
-        while nt[k] != EMPTY:
+        k = _slot(np.uint64(table[j, T_ID]), shift)
+        while new[k, T_TIME] != EMPTY:
             k = (k + 1) & mask
-        nh[k] = th[j]
-        nv[k] = tv[j]
-        nt[k] = tt[j]
+        new[k, T_TIME] = t
+        new[k, T_ID] = table[j, T_ID]
+        new[k, T_VANTAGE] = table[j, T_VANTAGE]
         kept += 1
     return kept

@@ -97,7 +97,7 @@ class Deduplicator:
     endpoint) that recently. The first copy of each identity of the window is kept in a hash table
     (`analyzer.engines._dedup`), emptied of what is older than the window as it fills."""
 
-    __slots__ = ("_h", "_shift", "_t", "_used", "_v", "duplicates", "window_ns")
+    __slots__ = ("_shift", "_table", "_used", "duplicates", "window_ns")
 
     def __init__(self, window_ns: int) -> None:
         self.window_ns = window_ns
@@ -106,21 +106,20 @@ class Deduplicator:
         self._used = np.zeros(1, np.int64)
 
     def _empty(self, slots: int) -> None:
-        self._h = np.zeros(slots, np.uint64)
-        self._v = np.zeros(slots, np.uint64)
-        self._t = np.full(slots, K.EMPTY, np.int64)
+        self._table = np.zeros((slots, 3), np.int64)  # time, identity, vantage per slot (K.T_*)
+        self._table[:, K.T_TIME] = K.EMPTY
         self._shift = 64 - (slots.bit_length() - 1)
 
     def _room(self, n: int, now: int) -> None:
         """At most half the slots taken after n more: drop what is older than the window, and
         size the table for twice what is left (at least 4x, so that rebuilds stay rare)."""
-        if 2 * (int(self._used[0]) + n) <= len(self._t):
+        if 2 * (int(self._used[0]) + n) <= len(self._table):
             return
-        h, v, t = self._h, self._v, self._t
-        fresh = int(np.count_nonzero(t >= now - self.window_ns))
+        old = self._table
+        fresh = int(np.count_nonzero(old[:, K.T_TIME] >= now - self.window_ns))
         slots = max(_MIN_SLOTS, 1 << (4 * (fresh + n) - 1).bit_length())
         self._empty(slots)
-        self._used[0] = K.rebuild(h, v, t, self._h, self._v, self._t, self._shift, now - self.window_ns)
+        self._used[0] = K.rebuild(old, self._table, self._shift, now - self.window_ns)
 
     def keep(self, d: DecodedBatch) -> np.ndarray:
         """A mask of the packets to analyse (True) in `d`; duplicates are counted."""
@@ -131,8 +130,8 @@ class Deduplicator:
         ts = d.batch.ts_ns
         self._room(n, int(ts.min()))
         buf, ts = np.ascontiguousarray(d.batch.buf), np.ascontiguousarray(ts, np.int64)
-        self.duplicates += int(K.dedup(d.cols, d.ucols, buf, ts, self.window_ns, _ID_W, _VANTAGE_W, self._h, self._v,
-                                       self._t, self._shift, self._used, keep))
+        self.duplicates += int(K.dedup(d.cols, d.ucols, buf, ts, self.window_ns, _ID_W, _VANTAGE_W, self._table,
+                                       self._shift, self._used, keep))
         return keep
 
 
