@@ -38,7 +38,7 @@ import gc
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analyzer._gc import YOUNG_THRESHOLD
+from analyzer.config import memory_shares
 from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode
 from analyzer.decode import _kernel as D
 from analyzer.engines import _dedup as K
-from analyzer.flows.table import FlowTable
+from analyzer.flows.table import EndedFlows, FlowTable
 from analyzer.pipeline import Collector, Options, Plan
 from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
 
@@ -89,6 +90,7 @@ def _weights(k: int, seed: int) -> np.ndarray:
 _ID_W = _weights(K.N_ID_WEIGHTS, 0x1D)
 _VANTAGE_W = _weights(K.N_VANTAGE_WEIGHTS, 0x7A)
 _MIN_SLOTS = 1 << 12
+PENDING_CHUNKS = 64  # chunks of ended flows waiting for dissection at most (LiveRun._defer)
 
 
 class Deduplicator:
@@ -377,6 +379,12 @@ class LiveRun:
         # the ftp-data-unprotected link's memory, as the streamed audit sets it: no control flow ending
         # later can have started before
         self.horizon_s = float(flow_options.active_timeout) + float(flow_options.idle_timeout_tcp) + 300.0
+        # Ended flows waiting for their dissection (see _defer): at most the memory budget's in-flight
+        # share of payload bytes and PENDING_CHUNKS chunks
+        self._pending: deque[EndedFlows] = deque()
+        self._pending_bytes = 0
+        self._pending_limit = memory_shares(flow_options.memory_budget).in_flight
+        self.deferred_peak = 0  # the most ended flows ever waiting at once (for the status and benchmarks)
         self.totals = LiveCounters()
         self._last = LiveCounters()
         self._dissection: Any = None
@@ -458,7 +466,7 @@ class LiveRun:
                     decoded = _subset(decoded, keep)
                 self._count(decoded)
                 for ended in self.table.feed(decoded):
-                    collector.add(ended)
+                    self._defer(ended, collector)
             now = time.time_ns()
             if now - last_expire >= 1_000_000_000:  # idle timeouts run on the wall clock too
                 last_expire = now
@@ -466,16 +474,46 @@ class LiveRun:
                 # the last second: a second scan of every live flow would find almost nothing more)
                 if now - self.table.last_expire_ns >= 1_000_000_000:
                     for ended in self.table.expire_iter(now):
-                        collector.add(ended)
+                        self._defer(ended, collector)
                 self._status(now)
+            self._work(collector)
             if now >= window_end:
+                self._work(collector, everything=True)
                 closed = self._close(current, start, now, final=False)
                 current = self._current = self._open(now)
                 yield closed
                 start, window_end = now, now + self.window_ns
         for ended in self.table.flush_iter():
-            current.collector.add(ended)
+            self._defer(ended, current.collector)
+        self._work(current.collector, everything=True)
         yield self._close(current, start, time.time_ns(), final=True)
+
+    def _defer(self, ended: EndedFlows, collector: Collector) -> None:
+        """Queue a chunk of ended flows for dissection. The flow table ends flows in bursts (its
+        idle scan, once a second, ends every flow closed meanwhile: thousands at 150k datagrams/s,
+        over a second of dissection), and a batch that dissected them all before the next one was
+        taken held the receive thread's queue full that long: the socket then overflowed while the
+        core, on average, kept up. The chunks wait here instead and are dissected between batches
+        (`_work`) while no datagram waits; beyond the memory budget's in-flight share (or
+        PENDING_CHUNKS chunks) the oldest are dissected at once, so what waits stays bounded."""
+        self._pending.append(ended)
+        self._pending_bytes += ended.payload_bytes
+        while self._pending and (self._pending_bytes > self._pending_limit or len(self._pending) > PENDING_CHUNKS):
+            self._add_oldest(collector)
+        self.deferred_peak = max(self.deferred_peak, sum(map(len, self._pending)))
+
+    def _work(self, collector: Collector, everything: bool = False) -> None:
+        """Dissect waiting chunks, oldest first, until none waits or (unless `everything`) the
+        receive thread has queued datagrams: those come first (decoding and folding a batch into
+        the flow table costs a small part of what dissecting its flows does)."""
+        src = self.source
+        while self._pending and (everything or src.in_queue <= 0):
+            self._add_oldest(collector)
+
+    def _add_oldest(self, collector: Collector) -> None:
+        ended = self._pending.popleft()
+        self._pending_bytes -= ended.payload_bytes
+        collector.add(ended)
 
     def _status(self, now: int) -> None:
         """`status.json` in out_dir, rewritten every second and at each window: the counters so far and the receive
@@ -489,7 +527,9 @@ class LiveRun:
                     "duplicates": self.dedup.duplicates}
         status = {"time": _iso(now), "time_ns": now, "counters": counters, "queued_datagrams": src.in_queue,
                   "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
-                  "live_flows": self.table.live_flows}
+                  "live_flows": self.table.live_flows,
+                  "flows_awaiting_dissection": sum(map(len, self._pending)),
+                  "flows_awaiting_dissection_peak": self.deferred_peak}
         path = os.path.join(self.out_dir, "status.json")
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
             fh.write(json.dumps(status) + "\n")

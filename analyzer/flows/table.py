@@ -56,6 +56,7 @@ class EndedFlows:
 
     columns: dict[str, Any]
     payloads: list[FlowPayload] = field(default_factory=list)
+    payload_bytes: int = 0  # the payloads' stream bytes (what holding the chunk costs)
 
     def __len__(self) -> int:
         return len(self.columns["uid"])
@@ -444,10 +445,10 @@ class FlowTable:
         cols["vlan"] = R[:, K.R_VLAN]
         names = np.array([*self.source_names, ""], dtype=object)
         cols["source"] = names[R[:, K.R_SOURCE]]
-        payloads, missing = self._payloads(idx, R, cols)
+        payloads, missing, held = self._payloads(idx, R, cols)
         cols["missing_bytes"] = missing
         K.free_records(idx, self.R, self.PT, self.POOL, self.PFREE, self.RFREE, self.G)
-        return EndedFlows(cols, payloads)
+        return EndedFlows(cols, payloads, held)
 
     def _sparse_ips(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         out = np.full(len(hi), None, dtype=object)
@@ -479,19 +480,20 @@ class FlowTable:
         return ((R[:, base + K.D_HAVE_START] == 1).tolist(), [None if g < 0 else g for g in gap_at],
                 gap_len.tolist(), (R[:, base + K.D_BUDGET_HIT] != 0).tolist(), R[:, base + K.D_SEGS].tolist())
 
-    def _payloads(self, idx: np.ndarray, R: np.ndarray, cols: dict) -> tuple[list[FlowPayload], np.ndarray]:
-        """FlowPayloads for the ended flows that carried payload (one gather for the whole chunk)."""
+    def _payloads(self, idx: np.ndarray, R: np.ndarray, cols: dict) -> tuple[list[FlowPayload], np.ndarray, int]:
+        """FlowPayloads for the ended flows that carried payload (one gather for the whole chunk),
+        the missing bytes per flow, and the payload bytes copied out."""
         out: list[FlowPayload] = []
         missing = np.zeros(len(idx), np.int64)
         if not self.budget:
-            return out, missing
+            return out, missing, 0
         d0, d1 = K.D0, K.D0 + K.DW
         # ESP (IP protocol 50) keeps no payload bytes, but its IP header already names the protocol: it
         # gets an empty FlowPayload so that a dissector of transport "esp" states its encryption state
         has = np.flatnonzero((R[:, d0 + K.D_CONTIG] > 0) | (R[:, d1 + K.D_CONTIG] > 0) | (R[:, K.R_NDG] > 0)
                              | (R[:, K.R_PROTO] == 50))
         if not len(has):
-            return out, missing
+            return out, missing, 0
         Rh, ih = R[has], idx[has]
         lens = np.stack([Rh[:, d0 + K.D_CONTIG], Rh[:, d1 + K.D_CONTIG]], axis=1).reshape(-1)
         rows = np.repeat(ih, 2)
@@ -537,7 +539,7 @@ class FlowTable:
                     fp.datagrams.append(Datagram(t / 1e9, dr == 0, streams[dr][pos[dr] : pos[dr] + ln]))
                     pos[dr] += ln
                 out.append(fp)
-        return out, missing
+        return out, missing, len(buf)
 
 
 def conn_state(R: np.ndarray) -> np.ndarray:

@@ -391,3 +391,52 @@ def test_a_run_given_up_mid_window_leaves_no_temporary_file(tmp_path: Path) -> N
         s.close()
         src.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["status.json", *(Path(f).name for f in first.files)])
+
+
+class _Recorder:
+    """Stands in for a window's Collector: the chunks handed to it, in order."""
+
+    def __init__(self) -> None:
+        self.added: list[object] = []
+
+    def add(self, ended: object) -> None:
+        self.added.append(ended)
+
+
+def _chunk(flows: int, payload_bytes: int) -> object:
+    from analyzer.flows.table import EndedFlows
+
+    return EndedFlows({"uid": [f"C{i}" for i in range(flows)]}, [], payload_bytes)
+
+
+def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
+    from analyzer.engines import live
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    try:
+        run = LiveRun(src, Options(), window=60.0)
+        rec = _Recorder()
+        chunks = [_chunk(3, 10) for _ in range(4)]
+        src.in_queue = 500  # the receive thread has datagrams waiting: they come first
+        for c in chunks:
+            run._defer(c, rec)  # type: ignore[arg-type]
+        run._work(rec)  # type: ignore[arg-type]
+        assert rec.added == [] and run.deferred_peak == 12
+        src.in_queue = 0  # nothing waits: the chunks are dissected, oldest first
+        run._work(rec)  # type: ignore[arg-type]
+        assert rec.added == chunks
+        # bounded by count: beyond PENDING_CHUNKS the oldest goes at once, queue or not
+        src.in_queue = 500
+        many = [_chunk(1, 1) for _ in range(live.PENDING_CHUNKS + 3)]
+        for c in many:
+            run._defer(c, rec)  # type: ignore[arg-type]
+        assert rec.added[4:] == many[:3] and len(run._pending) == live.PENDING_CHUNKS
+        run._work(rec, everything=True)  # type: ignore[arg-type]  # a window's close takes them all
+        assert rec.added[4:] == many and not run._pending and run._pending_bytes == 0
+        # bounded by payload bytes: the memory budget's in-flight share
+        big = [_chunk(1, run._pending_limit // 2 + 1) for _ in range(3)]
+        for c in big:
+            run._defer(c, rec)  # type: ignore[arg-type]
+        assert rec.added[-2:] == big[:2] and list(run._pending) == big[2:]
+    finally:
+        src.close()
