@@ -48,7 +48,7 @@ import numpy as np
 
 from analyzer._gc import YOUNG_THRESHOLD
 from analyzer.config import memory_shares
-from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode
+from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode, is_one_of
 from analyzer.decode import _kernel as D
 from analyzer.engines import _dedup as K
 from analyzer.flows.table import EndedFlows, FlowTable
@@ -146,9 +146,9 @@ def mark_truncated(d: DecodedBatch) -> int:
     if not len(c):
         return 0
     trunc, anom, proto = c[:, D.C_TRUNC], c[:, D.C_ANOM], c[:, D.C_PROTO]
-    l4 = (proto == 6) | (proto == 17) | (proto == 136) | (c[:, D.C_FRAG] == 2)  # (np.isin: 3x slower here)
+    l4 = is_one_of(proto, (6, 17, 136)) | (c[:, D.C_FRAG] == 2)
     short_payload = (anom == D.A_NONE) & (c[:, D.C_PLCAP] < c[:, D.C_PLLEN]) & (c[:, D.C_STATUS] == D.ST_OK) & l4
-    cut_header = (anom == D.A_L4_TRUNC) | (anom == D.A_IP_TRUNC) | (anom == D.A_IP6_EXT_TRUNC)
+    cut_header = is_one_of(anom, (D.A_L4_TRUNC, D.A_IP_TRUNC, D.A_IP6_EXT_TRUNC))
     mark = (short_payload | cut_header) & (trunc == 0)
     if mark.any():
         c[mark, D.C_TRUNC] = 1
@@ -383,6 +383,7 @@ class LiveRun:
         # share of payload bytes and PENDING_CHUNKS chunks
         self._pending: deque[EndedFlows] = deque()
         self._pending_bytes = 0
+        self._pending_flows = 0
         self._pending_limit = memory_shares(flow_options.memory_budget).in_flight
         self.deferred_peak = 0  # the most ended flows ever waiting at once (for the status and benchmarks)
         self.totals = LiveCounters()
@@ -498,9 +499,10 @@ class LiveRun:
         PENDING_CHUNKS chunks) the oldest are dissected at once, so what waits stays bounded."""
         self._pending.append(ended)
         self._pending_bytes += ended.payload_bytes
+        self._pending_flows += len(ended)
+        self.deferred_peak = max(self.deferred_peak, self._pending_flows)
         while self._pending and (self._pending_bytes > self._pending_limit or len(self._pending) > PENDING_CHUNKS):
             self._add_oldest(collector)
-        self.deferred_peak = max(self.deferred_peak, sum(map(len, self._pending)))
 
     def _work(self, collector: Collector, everything: bool = False) -> None:
         """Dissect waiting chunks, oldest first, until none waits or (unless `everything`) the
@@ -513,6 +515,7 @@ class LiveRun:
     def _add_oldest(self, collector: Collector) -> None:
         ended = self._pending.popleft()
         self._pending_bytes -= ended.payload_bytes
+        self._pending_flows -= len(ended)
         collector.add(ended)
 
     def _status(self, now: int) -> None:
@@ -528,7 +531,7 @@ class LiveRun:
         status = {"time": _iso(now), "time_ns": now, "counters": counters, "queued_datagrams": src.in_queue,
                   "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
                   "live_flows": self.table.live_flows,
-                  "flows_awaiting_dissection": sum(map(len, self._pending)),
+                  "flows_awaiting_dissection": self._pending_flows,
                   "flows_awaiting_dissection_peak": self.deferred_peak}
         path = os.path.join(self.out_dir, "status.json")
         with open(path + ".tmp", "w", encoding="utf-8") as fh:

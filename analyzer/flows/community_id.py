@@ -9,6 +9,8 @@ import struct
 
 import numpy as np
 
+from analyzer.decode import is_one_of
+
 # ICMP message types that have a counterpart: the pair counts as a two-way flow
 # (the spec's and Zeek's ICMP4_counterpart/ICMP6_counterpart tables: a router advertisement, 9, is
 # one-way, as the solicitation 10 maps to 9 but not back; node information query/response 139/140
@@ -57,7 +59,7 @@ def community_ids(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np
     n = len(proto)
     out: list[str] = [""] * n
     proto = proto.astype(np.int64)
-    ported = (proto == 6) | (proto == 17) | (proto == 132)  # (np.isin sorts: ~10x slower)
+    ported = is_one_of(proto, (6, 17, 132))
     sport = np.where(ported, a_port, 0).astype(np.int64)
     dport = np.where(ported, b_port, 0).astype(np.int64)
     v4 = ipver == 4
