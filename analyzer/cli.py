@@ -862,6 +862,10 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
 @click.option("--payload-budget", type=click.IntRange(0, 64 << 20), default=65536, show_default=True,
               help="Bytes of payload kept per flow and direction for the dissectors.")
 @click.option("--no-dissect", is_flag=True, help="Only count flows.")
+@click.option("--no-shed", is_flag=True,
+              help="Dissect every flow even when the analysis is behind (the socket overflows instead: kernel drops). "
+                   "By default, ended flows that can wait no longer while the receive queue is a quarter full are "
+                   "counted and judged without their dissection (undecided_reason \"shed\").")
 @click.option("--idle-timeout", type=click.FloatRange(0, 365 * 86400.0, min_open=True), default=300.0,
               show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: scaled by 60/300).")
 @_errors_to_exit
@@ -869,7 +873,7 @@ def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_
            vpc: tuple[str, ...], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
            suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
            rcvbuf: str, queue_size: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-           idle_timeout: float) -> None:
+           no_shed: bool, idle_timeout: float) -> None:
     """Be a VPC Traffic Mirroring target: receive the VXLAN (UDP 4789) / GENEVE (UDP 6081) stream,
     analyse and judge it continuously, and write each window's files to --out.
 
@@ -885,7 +889,7 @@ def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_
                        rotate=rotate, rcvbuf=rcvbuf, queue_size=queue_size, dedup_window=dedup_window,
                        max_flows=max_flows,
                        payload_budget=payload_budget, no_dissect=no_dissect, idle_timeout=idle_timeout,
-                       say=lambda line: click.echo(printable(line), err=True)))
+                       say=lambda line: click.echo(printable(line), err=True), shed=not no_shed))
 
 
 @main.command()

@@ -576,7 +576,7 @@ def thread_usage() -> dict[int, tuple[float, float, int]]:
     return out
 
 
-def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
+def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool = True) -> None:
     """The listener of --sustain (its own pinned process): a LiveRun until SIGTERM; prints its port
     first, then one JSON line: each window's numbers and the process CPU."""
     import gc
@@ -610,7 +610,9 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     phases = instrument_phases() if phased else None
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
     out = tempfile.mkdtemp(prefix="live-bench-sustain-")
-    run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]))
+    # (a tree before load shedding has no `shed`: it never sheds)
+    more = {} if shed else {"shed": False}
+    run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]), **more)
     closes: list[list[float]] = []  # [CPU s, wall s, datagrams queued when it began] of each close
     inner_close = run._close
     inner_open = getattr(run, "_open", None)  # the next window's collector, stage and files (not in every tree)
@@ -637,12 +639,19 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
     bursts: list[float] = []
     inner_batches = src.batches
 
+    slow: list[tuple[float, dict[str, float]]] = []  # with --phases: the longest batches by phase
+
     def timed_batches() -> Iterator[object]:
         for b in inner_batches():
             c0, n = time.thread_time(), len(closes)
+            before = dict(phases.cpu) if phases is not None else None
             yield b
             if len(closes) == n:  # not the batch a window closed after (its time is the close's)
-                bursts.append(time.thread_time() - c0)
+                took = time.thread_time() - c0
+                bursts.append(took)
+                if before is not None and took > 0.2 and phases is not None:
+                    slow.append((took, {k: round(v - before.get(k, 0.0), 3) for k, v in phases.cpu.items()
+                                        if v - before.get(k, 0.0) > 0.01}))
 
     src.batches = timed_batches  # type: ignore[method-assign]
     run._close = timed_close  # type: ignore[method-assign]
@@ -664,7 +673,7 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
         c = w.counters
         rows.append({"window": w.index, "seconds": round((w.end_ns - w.start_ns) / 1e9, 1), "received": c.received,
                      "kernel_drops": c.dropped_kernel, "queue_drops": c.dropped_queue, "flows": c.flows,
-                     "evicted": c.evicted,
+                     "evicted": c.evicted, "shed": getattr(c, "shed", 0),
                      "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
                      "longest_batch_cpu_s": [round(x, 3) for x in longest]})
     cpu = time.process_time() - c0
@@ -684,6 +693,7 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
                                 "threads_user_system_faults": split}
     if phases is not None:
         extra["phases_cpu_s"] = {k: round(v, 3) for k, v in sorted(phases.cpu.items(), key=lambda kv: -kv[1])}
+        extra["slowest_batches"] = [[round(t, 3), p] for t, p in sorted(slow, key=lambda x: -x[0])[:8]]
 
     print(json.dumps({"analyzer": str(Path(analyzer.__file__).parent), "windows": rows, "cpu_s": round(cpu, 2),
                       "analysed": run.totals.analysed,
@@ -694,12 +704,13 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False) -> None:
 
 
 def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path,
-            phases: bool = False) -> dict:
+            phases: bool = False, shed: bool = True) -> dict:
     """One sustained run against the analyzer of `tree` (see the module docstring, 4.)."""
     import numpy as np
 
     cmd = ["taskset", "-c", "0", sys.executable, __file__, "--sustain-listen", "--window", str(window),
-           "--rcvbuf", rcvbuf, "--root", str(tree), *(["--phases"] if phases else [])]
+           "--rcvbuf", rcvbuf, "--root", str(tree), *(["--phases"] if phases else []),
+           *([] if shed else ["--no-shed"])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
@@ -729,13 +740,15 @@ def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbu
 
 
 def sustain_table(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str,
-                  trees: list[Path], phases: bool = False) -> None:
+                  trees: list[Path], phases: bool = False, shed: bool = True) -> None:
     print(f"\n4. Sustained load: {seconds:g} s at {rate:,.0f} datagrams/s, a new VNI per loop of {len(data):,} "
           f"datagrams (new flows), windows of {window:g} s; listener pinned to CPU 0, sender to CPU 1; {load()}")
     for tree in trees:
-        r = sustain(data, seconds, rate, window, rcvbuf, tree, phases)
+        r = sustain(data, seconds, rate, window, rcvbuf, tree, phases, shed)
         print(f"{r['analyzer']}: sent {r['sent']:,} in {r['loops']} loops ({r['rate_sent']:,}/s); analysed "
-              f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; listener CPU {r['cpu_s']} s = "
+              f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; flows not dissected (shed) "
+              f"{sum(w.get('shed', 0) for w in r['windows']):,} of {sum(w['flows'] for w in r['windows']):,}; "
+              f"listener CPU {r['cpu_s']} s = "
               f"{r['cpu_s'] / max(r['analysed'], 1) * 1e6:.2f} us per datagram analysed; garbage collector: "
               f"{r['gc_collections']} collections ({r['gc_full']} full), {r['gc_s']} s, longest {r['gc_max_ms']} ms; "
               f"{r['load']}")
@@ -749,12 +762,17 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
                 for u, s, f in r["threads_user_system_faults"]))
         for name, v in r.get("phases_cpu_s", {}).items():
             print(f"    {name:>20}: {v / max(r['analysed'], 1) * 1e6:6.2f} us per datagram ({v} s)")
+        for took, parts in r.get("slowest_batches", []):
+            print(f"  a batch of {took} CPU s: " + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(),
+                                                                                         key=lambda kv: -kv[1])))
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
-              f"{'flows':>8} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} {'queued at close':>15}  "
+              f"{'flows':>8} {'shed':>7} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} "
+              f"{'queued at close':>15}  "
               "longest other batches (analysis CPU s)")
         for w in r["windows"]:
             print(f"  {w['window']:>6} {w['seconds']:>7} {w['received']:>10,} {w['kernel_drops']:>12,} "
-                  f"{w['queue_drops']:>11,} {w['flows']:>8,} {w['evicted']:>8,} {w['close_cpu_s']:>11} "
+                  f"{w['queue_drops']:>11,} {w['flows']:>8,} {w.get('shed', 0):>7,} {w['evicted']:>8,} "
+                  f"{w['close_cpu_s']:>11} "
                   f"{w['close_wall_s']:>12} "
                   f"{w['queued_at_close']:>15,}  {' '.join(map(str, w['longest_batch_cpu_s']))}")
         print(json.dumps(r), flush=True)
@@ -787,12 +805,14 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="With --sustain: the listener's window (s).")
     ap.add_argument("--phases", action="store_true",
                     help="With --sustain: the analysis thread's CPU by phase (wrapped functions; ~1%% slower).")
+    ap.add_argument("--no-shed", action="store_true",
+                    help="With --sustain: the listener never sheds dissection (as `listen --no-shed`).")
     ap.add_argument("--sustain-listen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     quick = args.quick
     if args.sustain_listen:
-        sustain_listen(args.window, args.rcvbuf, args.phases)
+        sustain_listen(args.window, args.rcvbuf, args.phases, not args.no_shed)
         return
     from analyzer.engines.live import parse_size
 
@@ -804,7 +824,7 @@ def main() -> None:
     data = datagrams(packets)
     if args.sustain:
         sustain_table(data, args.sustain, args.rate, args.window, "16M" if args.rcvbuf == "8M" else args.rcvbuf,
-                      [*(t.resolve() for t in args.tree), ROOT], args.phases)
+                      [*(t.resolve() for t in args.tree), ROOT], args.phases, not args.no_shed)
         return
     if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
         drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)

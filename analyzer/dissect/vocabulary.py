@@ -46,6 +46,8 @@ UNDECIDED_REASONS: dict[str, str] = {
     "mid_stream": "the capture starts in the middle of the session and the framing does not prove encryption",
     "one_sided": "only one direction was captured and it does not prove encryption",
     "dissector_error": "the dissector failed on this flow (an anomalies row says how)",
+    "shed": "intransit listen was behind (its receive queue filling) and counted this flow without dissecting "
+            "it, to keep receiving (the window's `shed` counter; `listen --no-shed` never sheds)",
     "undecided": "the dissector recognised the protocol and did not say why it could not decide",
 }
 

@@ -50,8 +50,9 @@ from analyzer._gc import YOUNG_THRESHOLD
 from analyzer.config import memory_shares
 from analyzer.decode import ANOMALY_NAMES, DecodedBatch, decode, is_one_of
 from analyzer.decode import _kernel as D
+from analyzer.dissect.base import Facts
 from analyzer.engines import _dedup as K
-from analyzer.flows.table import EndedFlows, FlowTable
+from analyzer.flows.table import EndedFlows, FlowTable, record_limit
 from analyzer.pipeline import Collector, Options, Plan
 from analyzer.sources.batch import LINKTYPE_RAW, PacketBatch
 
@@ -91,6 +92,10 @@ _ID_W = _weights(K.N_ID_WEIGHTS, 0x1D)
 _VANTAGE_W = _weights(K.N_VANTAGE_WEIGHTS, 0x7A)
 _MIN_SLOTS = 1 << 12
 PENDING_CHUNKS = 64  # chunks of ended flows waiting for dissection at most (LiveRun._defer)
+# The share of the receive queue in use from which dissection that cannot wait any more (the waiting
+# flows at their bound, a window's close) is shed instead of done (LiveRun._add). A quarter: what is
+# left of the queue still holds a window's close (~0.35 s of CPU, ~50k datagrams at 150k/s) twice over.
+SHED_BACKLOG = 0.25
 
 
 class Deduplicator:
@@ -181,6 +186,7 @@ class LiveCounters:
     truncated: int = 0
     flows: int = 0
     evicted: int = 0
+    shed: int = 0  # ended flows counted without their dissection: the analysis was behind (LiveRun._add)
 
     def minus(self, earlier: LiveCounters) -> LiveCounters:
         return LiveCounters(*(getattr(self, k) - getattr(earlier, k) for k in self.__slots__))
@@ -357,8 +363,10 @@ class LiveRun:
     def __init__(self, source: MirrorSource, options: Options, *, window: float = 60.0, out_dir: str | None = None,
                  fmt: str = "parquet", dedup_window: float = 0.05, judge: Callable[..., Any] | None = None,
                  on_window: Callable[[Window], None] | None = None, pcap: PcapRotator | None = None,
-                 frames: Sequence[str] = ("flows", "tls", "certs", "credentials", "anomalies")) -> None:
+                 frames: Sequence[str] = ("flows", "tls", "certs", "credentials", "anomalies"),
+                 shed: bool = True) -> None:
         self.source = source
+        self.shed = shed
         dec = replace(options.decode, vxlan_ports=tuple(dict.fromkeys((*options.decode.vxlan_ports,
                                                                        *source.vxlan_ports))),
                       geneve_ports=tuple(dict.fromkeys((*options.decode.geneve_ports, *source.geneve_ports))))
@@ -375,7 +383,11 @@ class LiveRun:
         flow_options = self.options.flows
         if not self.options.dissect.enabled:
             flow_options = replace(flow_options, collect_payload=False)
-        self.table = FlowTable(flow_options)
+        # The records at their limit from the start: growing them (a copy of every record, and the
+        # new pages faulted in at once) took 0.4 s at 65k -> 131k flows, one batch's worth of the receive
+        # queue, while a long-running listener would hold them soon anyway. np.zeros maps them untouched:
+        # a record's pages become resident as it is first used, lowest ids first.
+        self.table = FlowTable(flow_options, capacity=record_limit(flow_options))
         # the ftp-data-unprotected link's memory, as the streamed audit sets it: no control flow ending
         # later can have started before
         self.horizon_s = float(flow_options.active_timeout) + float(flow_options.idle_timeout_tcp) + 300.0
@@ -496,27 +508,43 @@ class LiveRun:
         taken held the receive thread's queue full that long: the socket then overflowed while the
         core, on average, kept up. The chunks wait here instead and are dissected between batches
         (`_work`) while no datagram waits; beyond the memory budget's in-flight share (or
-        PENDING_CHUNKS chunks) the oldest are dissected at once, so what waits stays bounded."""
+        PENDING_CHUNKS chunks) the oldest go at once (`_add`, forced), so what waits stays bounded."""
         self._pending.append(ended)
         self._pending_bytes += ended.payload_bytes
         self._pending_flows += len(ended)
         self.deferred_peak = max(self.deferred_peak, self._pending_flows)
         while self._pending and (self._pending_bytes > self._pending_limit or len(self._pending) > PENDING_CHUNKS):
-            self._add_oldest(collector)
+            self._add_oldest(collector, forced=True)
 
     def _work(self, collector: Collector, everything: bool = False) -> None:
-        """Dissect waiting chunks, oldest first, until none waits or (unless `everything`) the
-        receive thread has queued datagrams: those come first (decoding and folding a batch into
-        the flow table costs a small part of what dissecting its flows does)."""
+        """Dissect waiting chunks, oldest first, until none waits or (unless `everything`: a window's
+        close, the shutdown) the receive thread has queued datagrams: those come first (decoding and
+        folding a batch into the flow table costs a small part of what dissecting its flows does)."""
         src = self.source
         while self._pending and (everything or src.in_queue <= 0):
-            self._add_oldest(collector)
+            self._add_oldest(collector, forced=everything)
 
-    def _add_oldest(self, collector: Collector) -> None:
+    def _add_oldest(self, collector: Collector, forced: bool = False) -> None:
         ended = self._pending.popleft()
         self._pending_bytes -= ended.payload_bytes
         self._pending_flows -= len(ended)
-        collector.add(ended)
+        self._add(ended, collector, forced)
+
+    def _add(self, ended: EndedFlows, collector: Collector, forced: bool) -> None:
+        """A chunk of ended flows into the window: dissected, unless the work cannot wait (`forced`)
+        while the receive queue is more than SHED_BACKLOG full. Then the chunk is shed: its flows
+        are counted and judged like any other (addresses, ports, bytes, TCP states, zones), without
+        their dissection: `undecided_reason` "shed", and the `shed` counter. The alternative, dissecting
+        while the queue fills, lets the socket overflow, and the datagrams the kernel drops then
+        damage the flows of every conversation in flight (a gap, a lost hello) instead of leaving
+        a counted few undissected. Suricata's exception policies make the same trade when a limit
+        is hit ("bypass": the flow is still logged, its content no longer inspected). `shed=False`
+        (`listen --no-shed`) always dissects."""
+        if forced and self.shed and ended.payloads and self.source.backlog() > SHED_BACKLOG:
+            collector.add(ended, dissected=[(fp, Facts(flow={"undecided_reason": "shed"})) for fp in ended.payloads])
+            self.totals.shed += len(ended.payloads)
+        else:
+            collector.add(ended)
 
     def _status(self, now: int) -> None:
         """`status.json` in out_dir, rewritten every second and at each window: the counters so far and the receive
@@ -559,7 +587,7 @@ class LiveRun:
         src, tot, collector = self.source, self.totals, current.collector
         if not final:
             for ended in self.table.expire_iter(end):  # what ended meanwhile, however few
-                collector.add(ended)
+                self._add(ended, collector, forced=True)
         sc = src.counters
         tot.received, tot.filtered, tot.dropped_queue = sc.received, sc.filtered, sc.dropped_queue
         tot.dropped_kernel = src.kernel_drops()
@@ -712,6 +740,7 @@ def summary_line(index: int, stats: Mapping[str, Any], *, encrypted: int = 0, cl
         sev = " (" + ", ".join(f"{s} {sev_counts[s]}" for s in ("critical", "high", "medium", "low", "info")
                                if s in sev_counts) + ")"
     dup_rate = w["duplicates"] / w["received"] if w["received"] else 0.0
+    shed = f", {w['shed']} not dissected: the analysis was behind" if w.get("shed") else ""
     nf = sum(sev_counts.values())
     targets = stats.get("targets") or {}
     names = sorted(targets, key=lambda a: -targets[a])
@@ -719,14 +748,14 @@ def summary_line(index: int, stats: Mapping[str, Any], *, encrypted: int = 0, cl
     return (f"window {index} {stats['start'][11:19]}-{stats['end'][11:19]}: {w['received']} datagrams{to} "
             f"({w['analysed']} analysed, {w['duplicates']} duplicates {dup_rate:.1%}, {w['filtered']} filtered, "
             f"{w['dropped_kernel']} kernel drops, {w['dropped_queue']} queue drops); {w['flows']} flows "
-            f"({encrypted} encrypted, {cleartext} cleartext), {stats['live_flows']} open; {nf} findings{sev}")
+            f"({encrypted} encrypted, {cleartext} cleartext{shed}), {stats['live_flows']} open; {nf} findings{sev}")
 
 
 def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], allow: Sequence[str],
               vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
               suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
               rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M") -> int:
+              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M", shed: bool = True) -> int:
     """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
     Returns the exit code (0 once the last window is written)."""
     import signal
@@ -770,7 +799,7 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
         f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}; "
         f"windows of {window_s:g} s to {out_dir}")
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
-                  pcap=pcap, on_window=lambda w: say(w.summary))
+                  pcap=pcap, on_window=lambda w: say(w.summary), shed=shed)
     try:
         for _ in run.run():
             pass
@@ -783,5 +812,6 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     t = run.totals
     say(f"listen: stopped; {t.received} datagrams received = {t.analysed} analysed + {t.duplicates} duplicates + "
         f"{t.filtered} filtered + {t.dropped_queue} queue drops; {t.dropped_kernel} dropped by the kernel; "
-        f"{t.flows} flows in {run.windows} windows")
+        f"{t.flows} flows in {run.windows} windows"
+        + (f" ({t.shed} not dissected: the analysis was behind)" if t.shed else ""))
     return 0

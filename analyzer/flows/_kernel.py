@@ -158,6 +158,10 @@ G_NOT_IP = 7
 G_NOW = 8
 G_SOURCE = 9
 G_XLIVE = 10  # directions holding a handshake extension now
+G_RHWM = 11  # records ever in use: ids >= this never were (the scans of the table stop there)
+G_EXPIRE_AT = 12  # where an `expire` scan stopped with ENDED full: the next call goes on from there
+G_EVICT_AT = 13  # evict_largest: the next entry of its plan (PLAN[:G_EVICT_N]) to end
+G_EVICT_N = 14  # evict_largest: entries in its plan; 0: make one (a new relief)
 NG = 16
 
 NOOO = 8  # pending out-of-order intervals kept per direction
@@ -261,7 +265,7 @@ def rehash(HT, R, RU, G):
     """Rebuild the index from the live records (after growth or many deletions)."""
     HT[:] = EMPTY
     live = 0
-    for r in range(R.shape[0]):
+    for r in range(min(G[G_RHWM], R.shape[0])):
         if R[r, R_USED] == 1:
             _, slot = _lookup(HT, R, RU, RU[r, RU_TUN], RU[r, RU_AHI], RU[r, RU_ALO], RU[r, RU_BHI],
                               RU[r, RU_BLO], R[r, R_PORTA], R[r, R_PORTB], R[r, R_PROTO])
@@ -291,13 +295,16 @@ def _end(r, reason, HT, R, RU, G, ENDED):
 def expire(now, force, HT, R, RU, G, O, ENDED):
     """End flows idle past their timeout at time `now` (ns), or all of them when `force`.
 
-    Returns the number ended; stops early (returns -1) when ENDED is full.
+    Returns the number ended; stops early (returns -1) when ENDED is full, and the next call
+    goes on from the record it stopped at (G_EXPIRE_AT: a scan that ends thousands of flows, 256 per
+    export, reads the table once, not once per export; the caller zeroes it to begin a scan).
     """
     n = 0
-    for r in range(R.shape[0]):
+    for r in range(G[G_EXPIRE_AT], min(G[G_RHWM], R.shape[0])):
         if R[r, R_USED] != 1:
             continue
         if G[G_NENDED] >= ENDED.shape[0]:
+            G[G_EXPIRE_AT] = r
             return -1
         idle = now - R[r, R_TS_LAST]
         proto = R[r, R_PROTO]
@@ -312,6 +319,7 @@ def expire(now, force, HT, R, RU, G, O, ENDED):
         elif closed and idle > O[O_CLOSE_DELAY]:
             _end(r, 3, HT, R, RU, G, ENDED)
             n += 1
+    G[G_EXPIRE_AT] = 0
     return n
 
 
@@ -618,6 +626,8 @@ def _new_record(RFREE, G, R, RU, PT, tun, ahi, alo, bhi, blo, pa, pb, proto):
     top = G[G_RFREE_TOP]
     r = RFREE[top - 1]
     G[G_RFREE_TOP] = top - 1
+    if r >= G[G_RHWM]:
+        G[G_RHWM] = r + 1
     R[r, :] = 0
     RU[r, :] = 0
     PT[r, :, :] = -1
@@ -989,7 +999,7 @@ def gather(rows, dirs, lens, R, PT, POOL, page, out):
 @kernel("int64(int64, int64[::1], int64[:, ::1], uint64[:, ::1], int64[::1], int64[::1])")
 def evict(count, HT, R, RU, G, ENDED):
     """End the `count` least recently active live flows (reason 6): the table is at its cap."""
-    live = np.flatnonzero(R[:, R_USED] == 1)
+    live = np.flatnonzero(R[: G[G_RHWM], R_USED] == 1)
     last = R[live, R_TS_LAST]
     order = np.argsort(last, kind="mergesort")
     n = 0
@@ -1010,7 +1020,7 @@ def shrink(budget, R, PT, POOL, PFREE, G, OO, DG, page):
     prefix is marked budget-hit and cut (nothing more is added to it). Returns the prefixes cut."""
     keep_pages = (budget + page - 1) // page
     cut = 0
-    for r in range(R.shape[0]):
+    for r in range(min(G[G_RHWM], R.shape[0])):
         if R[r, R_USED] != 1:
             continue
         udp = R[r, R_PROTO] == 17 or R[r, R_PROTO] == 136
@@ -1065,33 +1075,49 @@ def shrink(budget, R, PT, POOL, PFREE, G, OO, DG, page):
 
 
 @kernel("int64(int64, int64[::1], int64[:, ::1], uint64[:, ::1], int32[:, :, ::1], uint8[:, ::1], int64[::1], "
-        "int64[::1])")
-def evict_largest(pages, HT, R, RU, PT, POOL, G, ENDED):
+        "int64[::1], int64[:, ::1])")
+def evict_largest(pages, HT, R, RU, PT, POOL, G, ENDED, PLAN):
     """End live flows (reason 7, the memory budget) until those ended hold at least `pages` payload
     pages: those holding the most first, the least recently active first among equals. Returns the
-    number ended (fewer when ENDED fills up: the caller exports and calls again)."""
-    live = np.flatnonzero(R[:, R_USED] == 1)
-    held = np.zeros(live.shape[0], np.int64)
-    for k in range(live.shape[0]):
-        n = 0
-        for d in range(2):
-            for p in range(PT.shape[2]):
-                if PT[live[k], d, p] >= 0:
-                    n += 1
-            n += _extension_pages(live[k], d, R, POOL)
-        held[k] = n
-    # most pages first; among equals the least recently active (a stable sort of the times first)
-    order = np.argsort(R[live, R_TS_LAST], kind="mergesort")
-    order = order[np.argsort(-held[order], kind="mergesort")]
+    number ended (fewer when ENDED fills up: the caller exports and calls again).
+
+    The order is made once per relief, when G_EVICT_N is 0 (the caller zeroes it to begin one), and
+    kept in PLAN (record, pages held); each call goes on from where the last stopped (G_EVICT_AT).
+    Made at every call, it cost a pass over every live flow's page table and two sorts per 256 flows
+    ended: 0.4 s for a relief of ~4,800 flows among ~100k live ones."""
+    if G[G_EVICT_N] == 0:
+        live = np.flatnonzero(R[: G[G_RHWM], R_USED] == 1)
+        held = np.zeros(live.shape[0], np.int64)
+        for k in range(live.shape[0]):
+            n = 0
+            for d in range(2):
+                for p in range(PT.shape[2]):
+                    if PT[live[k], d, p] >= 0:
+                        n += 1
+                n += _extension_pages(live[k], d, R, POOL)
+            held[k] = n
+        # most pages first; among equals the least recently active (a stable sort of the times first)
+        order = np.argsort(R[live, R_TS_LAST], kind="mergesort")
+        order = order[np.argsort(-held[order], kind="mergesort")]
+        for k in range(order.shape[0]):
+            PLAN[k, 0] = live[order[k]]
+            PLAN[k, 1] = held[order[k]]
+        G[G_EVICT_N] = order.shape[0]
+        G[G_EVICT_AT] = 0
     freed = 0
     n = 0
-    for k in range(order.shape[0]):
+    k = G[G_EVICT_AT]
+    while k < G[G_EVICT_N]:
         if freed >= pages or G[G_NENDED] >= ENDED.shape[0]:
             break
-        j = order[k]
-        if held[j] == 0:
+        r = PLAN[k, 0]
+        if PLAN[k, 1] == 0:  # the rest hold no page
+            k = G[G_EVICT_N]
             break
-        _end(live[j], 7, HT, R, RU, G, ENDED)
-        freed += held[j]
-        n += 1
+        if R[r, R_USED] == 1:
+            _end(r, 7, HT, R, RU, G, ENDED)
+            freed += PLAN[k, 1]
+            n += 1
+        k += 1
+    G[G_EVICT_AT] = k
     return n

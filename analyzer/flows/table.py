@@ -103,6 +103,7 @@ class FlowTable:
     PT: np.ndarray  # int32 [capacity, 2, pages] payload page table
     OO: np.ndarray  # int64 out-of-order intervals
     DG: np.ndarray  # int64 datagram index for UDP flows
+    PLAN: np.ndarray  # int64 [capacity, 2] evict_largest: (record, pages held), most pages first
     RFREE: np.ndarray
     PFREE: np.ndarray
     POOL: np.ndarray
@@ -182,6 +183,7 @@ class FlowTable:
         else:
             free = np.zeros(0, np.int64)
         self.R, self.RU, self.PT, self.OO, self.DG = R, RU, PT, OO, DG
+        self.PLAN = np.zeros((cap, 2), np.int64)  # evict_largest's order of the live flows (pages untouched until used)
         RFREE = np.zeros(cap, np.int64)
         new_ids = np.arange(cap - 1, first_new - 1, -1, dtype=np.int64)
         stack = np.concatenate([new_ids, free])
@@ -238,9 +240,10 @@ class FlowTable:
                 return
         target = max(self.POOL.shape[0] // 8, int(self.O[K.O_NPG]) + self.xpg + 3)
         ended = 0
+        self.G[K.G_EVICT_N] = 0  # a new plan: the live flows by the pages they hold, made once
         while self.G[K.G_PFREE_TOP] < target:
             n = int(K.evict_largest(target - int(self.G[K.G_PFREE_TOP]), self.HT, self.R, self.RU, self.PT, self.POOL,
-                                    self.G, self._ended))
+                                    self.G, self._ended, self.PLAN))
             ended += n
             if self.G[K.G_NENDED]:
                 yield self._export()
@@ -318,6 +321,7 @@ class FlowTable:
 
     def expire_iter(self, now_ns: int, force: bool = False, export_below: int = 0) -> Iterator[EndedFlows]:
         """`expire`, yielding each export as it is made (consume it)."""
+        self.G[K.G_EXPIRE_AT] = 0  # a new scan (one left unfinished by a consumer that stopped is dropped)
         while True:
             n = K.expire(now_ns, force, self.HT, self.R, self.RU, self.G, self.O, self._ended)
             if self.G[K.G_NENDED] and (n < 0 or self.G[K.G_NENDED] >= export_below):

@@ -245,6 +245,11 @@ class MirrorSource:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def backlog(self) -> float:
+        """The share of the receive queue in use: filled batches waiting for the analysis over the
+        most that may wait (0 without a receive thread: the socket buffer is then the only queue)."""
+        return self._full.qsize() / self.queue_slabs if self.threaded else 0.0
+
     def kernel_drops(self) -> int:
         """sk_drops of the sockets: the higher of SO_RXQ_OVFL's last value and /proc/net/udp[6]."""
         proc = _proc_drops(set(self._inode.values()))

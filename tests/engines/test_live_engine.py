@@ -398,15 +398,22 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.added: list[object] = []
+        self.shed: list[object] = []  # the chunks handed over with facts instead of being dissected
+        self.facts: list[object] = []
 
-    def add(self, ended: object) -> None:
+    def add(self, ended: object, dissected: list | None = None) -> None:
         self.added.append(ended)
+        if dissected is not None:
+            self.shed.append(ended)
+            self.facts += [f for _, f in dissected]
 
 
 def _chunk(flows: int, payload_bytes: int) -> object:
+    from analyzer.flows.payload import FlowPayload
     from analyzer.flows.table import EndedFlows
 
-    return EndedFlows({"uid": [f"C{i}" for i in range(flows)]}, [], payload_bytes)
+    payloads = [FlowPayload(f"C{i}", "tcp", "10.0.0.1", "10.0.0.2", 40000 + i, 443, 0.0) for i in range(flows)]
+    return EndedFlows({"uid": [f"C{i}" for i in range(flows)]}, payloads, payload_bytes)
 
 
 def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
@@ -440,3 +447,72 @@ def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
         assert rec.added[-2:] == big[:2] and list(run._pending) == big[2:]
     finally:
         src.close()
+
+
+def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed() -> None:
+    """The waiting flows at their bound (or a window's close) while the receive queue is more than
+    SHED_BACKLOG full: the oldest chunk is counted without its dissection (undecided_reason "shed"),
+    so the queue keeps draining; below that share, or with shed=False, it is dissected as before."""
+    from analyzer.engines import live
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    try:
+        run = LiveRun(src, Options(), window=60.0)
+        rec = _Recorder()
+        src.in_queue = 500
+        share = {"now": live.SHED_BACKLOG + 0.05}
+        src.backlog = lambda: share["now"]  # type: ignore[method-assign]
+        many = [_chunk(2, 1) for _ in range(live.PENDING_CHUNKS + 2)]
+        for c in many:
+            run._defer(c, rec)  # type: ignore[arg-type]
+        assert rec.added == many[:2] and rec.shed == many[:2] and run.totals.shed == 4
+        assert [f.flow for f in rec.facts] == [{"undecided_reason": "shed"}] * 4  # type: ignore[attr-defined]
+        run._work(rec)  # type: ignore[arg-type]  # not forced: they wait for the queue to empty, as before
+        assert len(rec.added) == 2
+        share["now"] = live.SHED_BACKLOG - 0.05  # the queue has room: a window's close dissects them all
+        run._work(rec, everything=True)  # type: ignore[arg-type]
+        assert rec.added == many and len(rec.shed) == 2 and run.totals.shed == 4
+        share["now"] = 1.0  # a close while far behind: shed too, and counted
+        run._defer(_chunk(3, 1), rec)  # type: ignore[arg-type]
+        run._work(rec, everything=True)  # type: ignore[arg-type]
+        assert len(rec.shed) == 3 and run.totals.shed == 7
+        kept = LiveRun(src, Options(), window=60.0, shed=False)  # listen --no-shed: never
+        rec2 = _Recorder()
+        kept._defer(_chunk(3, 1), rec2)  # type: ignore[arg-type]
+        kept._work(rec2, everything=True)  # type: ignore[arg-type]
+        assert len(rec2.added) == 1 and rec2.shed == [] and kept.totals.shed == 0
+    finally:
+        src.close()
+
+
+def test_shed_flows_are_counted_and_said_in_the_window_and_the_flows_file() -> None:
+    """End to end through a real Collector: a shed chunk's flows are rows of the flows frame with
+    undecided_reason "shed" (no dissection columns), the window's counters and its summary line say
+    how many."""
+    import pandas as pd
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        run = LiveRun(src, Options(), window=30.0, judge=None)
+        src.backlog = lambda: 1.0  # type: ignore[method-assign]  # always far behind
+        inner = run._defer
+
+        def defer_forced(ended, collector):  # type: ignore[no-untyped-def]
+            inner(ended, collector)
+            run._work(collector, everything=True)  # every chunk must go at once (as at the bound)
+
+        run._defer = defer_forced  # type: ignore[method-assign]
+        for frame in _frames(CAPTURES / "http_plain.pcap"):
+            s.sendto(_vx(frame, 7), ("127.0.0.1", src.bound_ports[0]))
+        threading.Timer(1.0, src.stop).start()
+        windows = list(run.run())
+    finally:
+        s.close()
+        src.close()
+    flows = pd.concat([w.frames["flows"] for w in windows])
+    with_payload = flows[(flows["payload_bytes_to_server"] + flows["payload_bytes_to_client"]) > 0]
+    assert len(with_payload) and (with_payload["undecided_reason"] == "shed").all()
+    assert with_payload["app_protocol"].isna().all() and with_payload["encrypted"].isna().all()
+    assert sum(w.counters.shed for w in windows) == len(with_payload) == run.totals.shed
+    assert any("not dissected: the analysis was behind" in w.summary for w in windows)
