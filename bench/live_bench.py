@@ -610,8 +610,10 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
     phases = instrument_phases() if phased else None
     src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), rcvbuf=parse_size(rcvbuf))
     out = tempfile.mkdtemp(prefix="live-bench-sustain-")
+    import inspect
+
     # (a tree before load shedding has no `shed`: it never sheds)
-    more = {} if shed else {"shed": False}
+    more = {"shed": shed} if "shed" in inspect.signature(LiveRun).parameters else {}
     run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]), **more)
     closes: list[list[float]] = []  # [CPU s, wall s, datagrams queued when it began] of each close
     inner_close = run._close
