@@ -8,7 +8,9 @@ stop): the scans restarted from record 0 after every export of 256 flows."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Callable, Iterator
 
 from support.memory_helpers import T0, tcp_frame
 from support.pcap_helpers import batch_of
@@ -37,22 +39,29 @@ def _fed(table: FlowTable, frames: list[bytes]) -> int:
     return sum(len(e) for e in table.feed(decode(batch_of(frames, ts=ts))))
 
 
+@contextlib.contextmanager
+def _calls(kernel: str, state: Callable[[], int]) -> Iterator[list[int]]:
+    """While inside: `state()` read before each call of the flow kernel `kernel`, in a list."""
+    seen: list[int] = []
+    inner = getattr(FK, kernel)
+
+    def watched(*args):  # type: ignore[no-untyped-def]
+        seen.append(state())
+        return inner(*args)
+
+    setattr(FK, kernel, watched)
+    try:
+        yield seen
+    finally:
+        setattr(FK, kernel, inner)
+
+
 def test_an_idle_scan_goes_on_where_the_full_export_stopped_it() -> None:
     table = FlowTable(FlowOptions(payload_budget=4096, idle_timeout_tcp=1.0), capacity=4096)
     assert table.export_chunk < 1000  # flows with payload are exported a chunk at a time
     assert _fed(table, _open_flows(1000)) == 0
-    starts: list[int] = []
-    inner = FK.expire
-
-    def watched(*args):  # type: ignore[no-untyped-def]
-        starts.append(int(table.G[FK.G_EXPIRE_AT]))
-        return inner(*args)
-
-    FK.expire = watched
-    try:
+    with _calls("expire", lambda: int(table.G[FK.G_EXPIRE_AT])) as starts:
         chunks = list(table.expire_iter(T0 + 3_000_000_000))  # every flow idle past 1 s
-    finally:
-        FK.expire = inner
     uids = [u for c in chunks for u in c.columns["uid"]]
     assert len(uids) == len(set(uids)) == 1000 and len(chunks) >= 1000 // table.export_chunk
     # each call after the first goes on from where the previous one stopped, never from record 0
@@ -82,19 +91,9 @@ def test_a_memory_relief_orders_the_live_flows_once() -> None:
     holding the most pages, an eighth of the pool's worth, more than one export holds, from one
     plan of the live flows (made by its first call, read on by the next ones)."""
     table = FlowTable(FlowOptions(payload_budget=4096, memory_budget=64 << 20))  # an eighth: 1,280 pages
-    plans: list[int] = []
-    inner = FK.evict_largest
-
-    def watched(*args):  # type: ignore[no-untyped-def]
-        plans.append(int(table.G[FK.G_EVICT_N]))
-        return inner(*args)
-
-    FK.evict_largest = watched
-    try:
+    with _calls("evict_largest", lambda: int(table.G[FK.G_EVICT_N])) as plans:
         flows = table.POOL.shape[0] * 2 // 3  # 4/3 of the pool's pages
         ended = _fed(table, _open_flows(flows, payload=4000))
-    finally:
-        FK.evict_largest = inner
     reliefs = [k for k, _, _ in table.memory_events].count("flows_ended_memory")
     assert reliefs >= 1 and table.memory_evicted == ended >= reliefs * 2 * table.export_chunk
     assert plans.count(0) == reliefs < len(plans)  # one plan per relief, several calls reading it
