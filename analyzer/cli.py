@@ -862,6 +862,11 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
 @click.option("--payload-budget", type=click.IntRange(0, 64 << 20), default=65536, show_default=True,
               help="Bytes of payload kept per flow and direction for the dissectors.")
 @click.option("--no-dissect", is_flag=True, help="Only count flows.")
+@click.option("--memory-budget", type=_SizeType(), default=None, metavar="SIZE",
+              help="Memory the analysis may hold, as for flows/audit (default 768M): flow records, payload pages, "
+                   "flows waiting for dissection, certificates. A mirror of many short flows fills the payload "
+                   "pages first (a DNS flow holds two pages for its idle timeout): the payload budget is then "
+                   "lowered and flows end early (anomalies rows).")
 @click.option("--no-shed", is_flag=True,
               help="Dissect every flow even when the analysis is behind (the socket overflows instead: kernel drops). "
                    "By default, ended flows that can wait no longer while an eighth of the receive queue is in use are "
@@ -873,7 +878,7 @@ def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_
            vpc: tuple[str, ...], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
            suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
            rcvbuf: str, queue_size: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-           no_shed: bool, idle_timeout: float) -> None:
+           memory_budget: int | None, no_shed: bool, idle_timeout: float) -> None:
     """Be a VPC Traffic Mirroring target: receive the VXLAN (UDP 4789) / GENEVE (UDP 6081) stream,
     analyse and judge it continuously, and write each window's files to --out.
 
@@ -889,7 +894,8 @@ def listen(bind: str, ports: tuple[int, ...], geneve_ports: tuple[int, ...], no_
                        rotate=rotate, rcvbuf=rcvbuf, queue_size=queue_size, dedup_window=dedup_window,
                        max_flows=max_flows,
                        payload_budget=payload_budget, no_dissect=no_dissect, idle_timeout=idle_timeout,
-                       say=lambda line: click.echo(printable(line), err=True), shed=not no_shed))
+                       say=lambda line: click.echo(printable(line), err=True), shed=not no_shed,
+                       memory_budget=memory_budget))
 
 
 @main.command()

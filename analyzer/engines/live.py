@@ -757,7 +757,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
               vpc: Sequence[str], zones: str | None, aws_ip_ranges: str | None, profile: str | None,
               suppressions: str | None, window: str, out_dir: str, fmt: str, pcap_out: str | None, rotate: str,
               rcvbuf: str, dedup_window: str, max_flows: int, payload_budget: int, no_dissect: bool,
-              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M", shed: bool = True) -> int:
+              idle_timeout: float, say: Callable[[str], None], queue_size: str = "256M", shed: bool = True,
+              memory_budget: int | None = None) -> int:
     """`intransit listen`: the source, the policy and the signals, then windows until SIGTERM/SIGINT.
     Returns the exit code (0 once the last window is written)."""
     import signal
@@ -775,7 +776,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = Options().with_values(max_flows=max_flows, payload_budget=payload_budget, dissect=not no_dissect,
-                                    idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300)
+                                    idle_timeout_tcp=idle_timeout, idle_timeout_udp=idle_timeout * 60 / 300,
+                                    **({} if memory_budget is None else {"memory_budget": memory_budget}))
     judge = policy_judge(vpc, zones, profile, aws_ip_ranges, suppressions)  # a bad profile or zones file: now
     source = MirrorSource(bind=bind, ports=ports, geneve_ports=geneve_ports, allow=allow, rcvbuf=rcvbuf_b,
                           queue_bytes=queue_b)
@@ -796,12 +798,15 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     ports_text = ", ".join([*(f"{p} (vxlan)" for p in source.vxlan_ports),
                             *(f"{p} (geneve)" for p in source.geneve_ports)])
+    run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
+                  pcap=pcap, on_window=lambda w: say(w.summary), shed=shed)
+    flow_options = run.options.flows
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
         f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}"
         f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}; "
+        f"memory budget {flow_options.memory_budget} bytes ({run.table.record_limit} live flows at most, "
+        f"{run.table.POOL.shape[0]} payload pages of {run.table.page} bytes); "
         f"windows of {window_s:g} s to {out_dir}")
-    run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
-                  pcap=pcap, on_window=lambda w: say(w.summary), shed=shed)
     try:
         for _ in run.run():
             pass

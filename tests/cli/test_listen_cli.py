@@ -103,6 +103,28 @@ def test_listen_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_listen_takes_a_memory_budget_and_says_what_it_allows(tmp_path: Path) -> None:
+    def first_line(budget: str) -> str:
+        cmd = [*PY, "listen", "--bind", "127.0.0.1", "--port", "0", "--no-geneve", "--out", str(tmp_path / budget),
+               "--memory-budget", budget]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        rc, err, _ = _stop(proc)
+        assert rc == 0, line + err
+        return line
+
+    def pages(line: str) -> int:
+        return int(line.split(" payload pages")[0].rsplit(" ", 1)[1])
+
+    small, big = first_line("64M"), first_line("2G")
+    assert "memory budget 67108864 bytes" in small and "memory budget 2147483648 bytes" in big
+    assert 16 * pages(small) < pages(big)  # the payload pages take their share of the budget
+    r = subprocess.run([*PY, "listen", "--port", "0", "--no-geneve", "--out", str(tmp_path), "--memory-budget",
+                        "1K"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "memory" in r.stderr.lower() and "Traceback" not in r.stderr, r.stderr
+
+
 def test_replay_says_what_it_sent_and_refuses_a_bad_target(tmp_path: Path) -> None:
     r = subprocess.run([*PY, "replay", "captures/http_plain.pcap", "--to", "localhost"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
