@@ -39,8 +39,10 @@ DNS, ... conversations), each packet wrapped in VXLAN as a Traffic Mirroring ses
    replayed loop after loop, each loop with a new VNI (the VNI is part of the flow key: every loop's
    flows are new ones, as a fleet of mirrored ENIs gives), for SECONDS at R datagrams/s, into one
    in-process LiveRun pinned to CPU 0 with the listener's settings (--rcvbuf 16M, the 256M receive
-   queue, windows of --window seconds (60), parquet, the default policy with --vpc 10.0.0.0/8), the
-   sender pinned to CPU 1. Printed per window: datagrams received, kernel drops, flows, the close's
+   queue, windows of --window seconds (60), parquet, the default policy with --vpc 10.0.0.0/8; load
+   shedding as the listener's default, --no-shed, --memory-budget), the
+   sender pinned to CPU 1. Printed per window: datagrams received, kernel drops, flows, flows shed,
+   flows ended early by the memory budget (the total so far: mem-ended), the close's
    blocking time (the analysis thread's CPU seconds in LiveRun._close and the next window's _open,
    and wall seconds) and the datagrams queued when it began, the three longest batches (the analysis
    thread's CPU from a batch to its asking for the next, a window's close aside: the chunks of
@@ -576,7 +578,8 @@ def thread_usage() -> dict[int, tuple[float, float, int]]:
     return out
 
 
-def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool = True) -> None:
+def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool = True,
+                   memory_budget: str | None = None) -> None:
     """The listener of --sustain (its own pinned process): a LiveRun until SIGTERM; prints its port
     first, then one JSON line: each window's numbers and the process CPU."""
     import gc
@@ -614,7 +617,8 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
 
     # (a tree before load shedding has no `shed`: it never sheds)
     more = {"shed": shed} if "shed" in inspect.signature(LiveRun).parameters else {}
-    run = LiveRun(src, Options(), window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]), **more)
+    options = Options() if memory_budget is None else Options().with_values(memory_budget=parse_size(memory_budget))
+    run = LiveRun(src, options, window=window, out_dir=out, judge=policy_judge(vpc=["10.0.0.0/8"]), **more)
     closes: list[list[float]] = []  # [CPU s, wall s, datagrams queued when it began] of each close
     inner_close = run._close
     inner_open = getattr(run, "_open", None)  # the next window's collector, stage and files (not in every tree)
@@ -676,6 +680,9 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
         rows.append({"window": w.index, "seconds": round((w.end_ns - w.start_ns) / 1e9, 1), "received": c.received,
                      "kernel_drops": c.dropped_kernel, "queue_drops": c.dropped_queue, "flows": c.flows,
                      "evicted": c.evicted, "shed": getattr(c, "shed", 0),
+                     # the memory budget's decisions so far: flows ended early, the payload budget now
+                     "ended_memory_total": run.table.memory_evicted,
+                     "payload_budget_lowered_to": run.table.budget_lowered_to,  # 0: never lowered
                      "close_cpu_s": round(cpu, 3), "close_wall_s": round(wall, 3), "queued_at_close": int(queued),
                      "longest_batch_cpu_s": [round(x, 3) for x in longest]})
     cpu = time.process_time() - c0
@@ -706,13 +713,13 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
 
 
 def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str, tree: Path,
-            phases: bool = False, shed: bool = True) -> dict:
+            phases: bool = False, shed: bool = True, memory_budget: str | None = None) -> dict:
     """One sustained run against the analyzer of `tree` (see the module docstring, 4.)."""
     import numpy as np
 
     cmd = ["taskset", "-c", "0", sys.executable, __file__, "--sustain-listen", "--window", str(window),
            "--rcvbuf", rcvbuf, "--root", str(tree), *(["--phases"] if phases else []),
-           *([] if shed else ["--no-shed"])]
+           *([] if shed else ["--no-shed"]), *(["--memory-budget", memory_budget] if memory_budget else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
@@ -742,11 +749,11 @@ def sustain(data: list[bytes], seconds: float, rate: float, window: float, rcvbu
 
 
 def sustain_table(data: list[bytes], seconds: float, rate: float, window: float, rcvbuf: str,
-                  trees: list[Path], phases: bool = False, shed: bool = True) -> None:
+                  trees: list[Path], phases: bool = False, shed: bool = True, memory_budget: str | None = None) -> None:
     print(f"\n4. Sustained load: {seconds:g} s at {rate:,.0f} datagrams/s, a new VNI per loop of {len(data):,} "
           f"datagrams (new flows), windows of {window:g} s; listener pinned to CPU 0, sender to CPU 1; {load()}")
     for tree in trees:
-        r = sustain(data, seconds, rate, window, rcvbuf, tree, phases, shed)
+        r = sustain(data, seconds, rate, window, rcvbuf, tree, phases, shed, memory_budget)
         print(f"{r['analyzer']}: sent {r['sent']:,} in {r['loops']} loops ({r['rate_sent']:,}/s); analysed "
               f"{r['analysed']:,}; kernel drops {r['kernel_drops']:,}; flows not dissected (shed) "
               f"{sum(w.get('shed', 0) for w in r['windows']):,} of {sum(w['flows'] for w in r['windows']):,}; "
@@ -768,12 +775,13 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
             print(f"  a batch of {took} CPU s: " + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(),
                                                                                          key=lambda kv: -kv[1])))
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
-              f"{'flows':>8} {'shed':>7} {'evicted':>8} {'close CPU s':>11} {'close wall s':>12} "
+              f"{'flows':>8} {'shed':>7} {'evicted':>8} {'mem-ended':>9} {'close CPU s':>11} {'close wall s':>12} "
               f"{'queued at close':>15}  "
               "longest other batches (analysis CPU s)")
         for w in r["windows"]:
             print(f"  {w['window']:>6} {w['seconds']:>7} {w['received']:>10,} {w['kernel_drops']:>12,} "
                   f"{w['queue_drops']:>11,} {w['flows']:>8,} {w.get('shed', 0):>7,} {w['evicted']:>8,} "
+                  f"{w.get('ended_memory_total', 0):>9,} "
                   f"{w['close_cpu_s']:>11} "
                   f"{w['close_wall_s']:>12} "
                   f"{w['queued_at_close']:>15,}  {' '.join(map(str, w['longest_batch_cpu_s']))}")
@@ -809,12 +817,14 @@ def main() -> None:
                     help="With --sustain: the analysis thread's CPU by phase (wrapped functions; ~1%% slower).")
     ap.add_argument("--no-shed", action="store_true",
                     help="With --sustain: the listener never sheds dissection (as `listen --no-shed`).")
+    ap.add_argument("--memory-budget", default=None, metavar="SIZE",
+                    help="With --sustain: the listener's memory budget (as `listen --memory-budget`; default 768M).")
     ap.add_argument("--sustain-listen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args()
     quick = args.quick
     if args.sustain_listen:
-        sustain_listen(args.window, args.rcvbuf, args.phases, not args.no_shed)
+        sustain_listen(args.window, args.rcvbuf, args.phases, not args.no_shed, args.memory_budget)
         return
     from analyzer.engines.live import parse_size
 
@@ -826,7 +836,7 @@ def main() -> None:
     data = datagrams(packets)
     if args.sustain:
         sustain_table(data, args.sustain, args.rate, args.window, "16M" if args.rcvbuf == "8M" else args.rcvbuf,
-                      [*(t.resolve() for t in args.tree), ROOT], args.phases, not args.no_shed)
+                      [*(t.resolve() for t in args.tree), ROOT], args.phases, not args.no_shed, args.memory_budget)
         return
     if args.drain_once:  # one process of --instructions: a warm-up, then the run measured
         drain_once(data, max(args.drain_once // 10, 1000), not args.no_dissect)
