@@ -160,7 +160,7 @@ def merged_history(client: Side, server: Side, cs: StreamPrefix | None, sc: Stre
         return _history_of(ce)
     if not ce:
         return _history_of(se)
-    return plans.plan("".join([e[0] for e in ce]), "".join([e[0] for e in se]))[1]
+    return plans.plan("".join(map(_FIRST, ce)), "".join(map(_FIRST, se)))[1]
 
 
 class FlightPlans:
