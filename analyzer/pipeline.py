@@ -655,6 +655,14 @@ class Collector:
                 self.ftp_link.apply(chunk, self.flows_schema, schema.arrow_column)
             self.add_flow_chunk(chunk)
 
+    def fold(self) -> None:
+        """Judge and write now what is gathered (the ended flows not yet a frame chunk, the rows of the
+        other frames), as it would be at FLOW_ROWS_PER_FRAME or in finish(): an engine with idle
+        moments (the live listener, before a window's close) does that work then, not in its close."""
+        self._fold_flows()
+        for frame in list(self.rows):
+            self._fold(frame)
+
     def add_flow_chunk(self, chunk: dict[str, pa.Array]) -> None:
         """A chunk of the flows frame as Arrow columns (the flows schema before the stages' columns):
         the stages run on it, then it is kept or goes to the sink. Engines that build the chunks

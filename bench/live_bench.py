@@ -623,13 +623,19 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
     inner_close = run._close
     inner_open = getattr(run, "_open", None)  # the next window's collector, stage and files (not in every tree)
 
+    close_phases: list[dict[str, float]] = []  # with --phases: each close's CPU by phase
+
     def timed_close(*args: object, **kw: object) -> object:  # the close blocks the analysis thread: its time
         queued = src.in_queue
         c0, t0 = time.thread_time(), time.perf_counter()
+        before = dict(phases.cpu) if phases is not None else None
         try:
             return inner_close(*args, **kw)
         finally:
             closes.append([time.thread_time() - c0, time.perf_counter() - t0, queued])
+            if before is not None and phases is not None:
+                close_phases.append({k: round(v - before.get(k, 0.0), 3) for k, v in phases.cpu.items()
+                                     if v - before.get(k, 0.0) > 0.005})
 
     def timed_open(*args: object, **kw: object) -> object:  # right after a close: counted with it
         c0, t0 = time.thread_time(), time.perf_counter()
@@ -703,6 +709,7 @@ def sustain_listen(window: float, rcvbuf: str, phased: bool = False, shed: bool 
     if phases is not None:
         extra["phases_cpu_s"] = {k: round(v, 3) for k, v in sorted(phases.cpu.items(), key=lambda kv: -kv[1])}
         extra["slowest_batches"] = [[round(t, 3), p] for t, p in sorted(slow, key=lambda x: -x[0])[:8]]
+        extra["close_phases"] = close_phases
 
     print(json.dumps({"analyzer": str(Path(analyzer.__file__).parent), "windows": rows, "cpu_s": round(cpu, 2),
                       "analysed": run.totals.analysed,
@@ -774,6 +781,9 @@ def sustain_table(data: list[bytes], seconds: float, rate: float, window: float,
         for took, parts in r.get("slowest_batches", []):
             print(f"  a batch of {took} CPU s: " + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(),
                                                                                          key=lambda kv: -kv[1])))
+        for i, parts in enumerate(r.get("close_phases", [])):
+            print(f"  close of window {i}: " + ", ".join(f"{k} {v}" for k, v in sorted(parts.items(),
+                                                                                      key=lambda kv: -kv[1])))
         print(f"  {'window':>6} {'seconds':>7} {'received':>10} {'kernel drops':>12} {'queue drops':>11} "
               f"{'flows':>8} {'shed':>7} {'evicted':>8} {'mem-ended':>9} {'close CPU s':>11} {'close wall s':>12} "
               f"{'queued at close':>15}  "

@@ -98,6 +98,12 @@ PENDING_CHUNKS = 64  # chunks of ended flows waiting for dissection at most (Liv
 # shed: a chunk of 16k flows judged and written (~0.5 s of CPU, 75k datagrams at 150k/s, of the default
 # queue's ~96k). At a quarter, 987 datagrams of 8.96M were still dropped in a 60 s run at 150k/s.
 SHED_BACKLOG = 0.125
+# The longest a window's close waits, past the window's end, for quiet moments (LiveRun._ready); at
+# most a quarter of the window
+CLOSE_GRACE_S = 10.0
+# A quiet moment: at most this share of the receive queue in use (two of the default 32 batches, ~40 ms
+# at 150k datagrams/s). Not an empty queue: at ~95% of a core a 15 s window waited its whole grace for one.
+QUIET_BACKLOG = 1 / 16
 
 
 class Deduplicator:
@@ -408,6 +414,8 @@ class LiveRun:
         self._last_calls = 0
         self.windows = 0
         self._file_seq = 0
+        self.close_grace_ns = int(min(CLOSE_GRACE_S, window / 4) * 1e9)
+        self._quiet_steps = 0  # the steps of the open window's close done at quiet moments (_ready)
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
@@ -441,6 +449,7 @@ class LiveRun:
             self._dissection = collector.dissection
         else:  # one set of dissector instances for the run (the credentials key, caches)
             collector.dissection = self._dissection
+        self._quiet_steps = 0
         return _Open(collector, count, policy, stamp, sinks)
 
     def run(self) -> Iterator[Window]:
@@ -492,16 +501,45 @@ class LiveRun:
                         self._defer(ended, collector)
                 self._status(now)
             self._work(collector)
-            if now >= window_end:
+            if now >= window_end and self._ready(current, now - window_end):
                 self._work(collector, everything=True)
                 closed = self._close(current, start, now, final=False)
                 current = self._current = self._open(now)
                 yield closed
-                start, window_end = now, now + self.window_ns
+                # the windows keep to their schedule (a close waits for a quiet moment: the next one
+                # is that much shorter), unless one was more than a window late
+                start, window_end = now, window_end + self.window_ns
+                if window_end <= now:
+                    window_end = now + self.window_ns
         for ended in self.table.flush_iter():
             self._defer(ended, current.collector)
         self._work(current.collector, everything=True)
         yield self._close(current, start, time.time_ns(), final=True)
+
+    def _ready(self, current: _Open, late: int) -> bool:
+        """Whether the window, `late` ns past its end, closes now. A close is a burst of work that cannot
+        be shed: the window's last gathered flows judged and written (up to FLOW_ROWS_PER_FRAME of
+        them, ~0.35 s of CPU at 16k), its files' buffered rows written, the findings of expired
+        suppressions, the next window's files opened. Begun on a busy receive queue (a slow period,
+        a burst of ended flows), it overflowed the socket: 38k and 41k datagrams lost at 150k/s, all
+        right after a close. So for up to `close_grace_ns` the close waits for quiet moments (at most
+        QUIET_BACKLOG of the receive queue in use, no ended flow waiting for `_work`) and does its work
+        one step per moment: the fold of what is gathered; the files' flush; then the rest. Past the
+        grace it closes at once, as before. Flows that end while it waits belong to this window."""
+        if late >= self.close_grace_ns:
+            return True
+        if self._pending or self.source.backlog() > QUIET_BACKLOG:  # (_work has just run: not quiet)
+            return False
+        step = self._quiet_steps
+        self._quiet_steps += 1
+        if step == 0:
+            current.collector.fold()
+        elif step == 1:
+            for sink in current.sinks.values():
+                flush = getattr(sink, "flush", None)
+                if flush is not None:
+                    flush()
+        return step >= 2
 
     def _defer(self, ended: EndedFlows, collector: Collector) -> None:
         """Queue a chunk of ended flows for dissection. The flow table ends flows in bursts (its
@@ -520,10 +558,12 @@ class LiveRun:
 
     def _work(self, collector: Collector, everything: bool = False) -> None:
         """Dissect waiting chunks, oldest first, until none waits or (unless `everything`: a window's
-        close, the shutdown) the receive thread has queued datagrams: those come first (decoding and
-        folding a batch into the flow table costs a small part of what dissecting its flows does)."""
+        close, the shutdown) the receive thread has more than QUIET_BACKLOG of its queue waiting: those
+        batches come first (decoding and folding a batch into the flow table costs a small part of what
+        dissecting its flows does). Not only with an empty queue: at ~95% of a core it seldom is, and
+        the waiting chunks then reach their bound sooner (beyond it they are dissected or shed at once)."""
         src = self.source
-        while self._pending and (everything or src.in_queue <= 0):
+        while self._pending and (everything or src.backlog() <= QUIET_BACKLOG):
             self._add_oldest(collector, forced=everything)
 
     def _add_oldest(self, collector: Collector, forced: bool = False) -> None:

@@ -227,6 +227,12 @@ class FrameWriter(_Sink):
 
             self._staged.fh.write(_jsonl(table.to_pandas()))
 
+    def flush(self) -> None:
+        """Write the rows gathered so far now (parquet: as a row group of their own) instead of at the
+        next ROW_GROUP_ROWS or at close; the other formats write as they go."""
+        if self._parquet is not None:
+            self._flush_row_group()
+
     def _flush_row_group(self) -> None:
         if self._pending:
             self._parquet.write_table(pa.concat_tables(self._pending))  # one row group (< 1Mi rows)

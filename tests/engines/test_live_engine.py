@@ -416,6 +416,58 @@ def _chunk(flows: int, payload_bytes: int) -> object:
     return EndedFlows({"uid": [f"C{i}" for i in range(flows)]}, payloads, payload_bytes)
 
 
+def test_a_window_past_its_end_closes_in_steps_at_quiet_moments(tmp_path: Path) -> None:
+    """A close cannot be shed: begun on a busy receive queue it overflowed the socket. Past its end a
+    window waits for quiet moments (at most QUIET_BACKLOG of the queue in use, no ended flow waiting)
+    and takes one step at each: the fold of its gathered flows (judged, to the files' buffers), the
+    files' flush, then the close; past the grace it closes at once, busy or not. Nothing is lost on
+    the way: the flows file holds every flow."""
+    import pandas as pd
+
+    from analyzer.engines import live
+    from analyzer.engines.live import policy_judge
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    try:
+        run = LiveRun(src, Options(), window=8.0, out_dir=str(tmp_path), judge=policy_judge(vpc=["10.0.0.0/8"]))
+        assert run.close_grace_ns == 2 * 10**9  # a quarter of the window, under CLOSE_GRACE_S
+        start = time.time_ns()
+        current = run._open(start)
+        collector, flows = current.collector, current.sinks["flows"]
+        for b in read_capture(str(CAPTURES / "ftp_login.pcap")):
+            for ended in run.table.feed(decode(b, run.options.decode)):
+                collector.add(ended)
+        for ended in run.table.flush_iter():
+            collector.add(ended)
+        gathered = collector.pending_rows
+        assert gathered == 2 and not flows._pending
+        share = {"now": live.QUIET_BACKLOG + 0.01}
+        src.backlog = lambda: share["now"]  # type: ignore[method-assign]
+        waiting = _chunk(1, 1)
+        run._defer(waiting, collector)  # type: ignore[arg-type]
+        assert not run._ready(current, 0)  # datagrams waiting: nothing is done
+        assert collector.pending_rows == gathered and list(run._pending) == [waiting]
+        share["now"] = live.QUIET_BACKLOG  # a quiet moment: ended flows waiting are dissected first (_work)
+        assert not run._ready(current, 0) and collector.pending_rows == gathered
+        run._pending.clear()
+        assert not run._ready(current, 0)  # the fold: judged, in the file's buffer
+        assert collector.pending_rows == 0 and sum(t.num_rows for t in flows._pending) == gathered
+        assert not run._ready(current, 10**9)  # the flush: written as a row group
+        assert not flows._pending
+        assert run._ready(current, 10**9)
+        window = run._close(current, start, time.time_ns(), final=False)
+        got = pd.read_parquet(next(f for f in window.files if "/flows-" in f))
+        assert len(got) == gathered == window.counters.flows
+        assert set(got["app_protocol"]) == {"ftp", "ftp-data"}  # dissected, judged as any other
+        busy = run._open(time.time_ns())  # the next window: its steps start again
+        share["now"] = 1.0
+        assert not run._ready(busy, run.close_grace_ns - 1)
+        assert run._ready(busy, run.close_grace_ns)  # past the grace: at once, however busy
+        busy.abort()
+    finally:
+        src.close()
+
+
 def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
     from analyzer.engines import live
 
@@ -424,16 +476,17 @@ def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
         run = LiveRun(src, Options(), window=60.0)
         rec = _Recorder()
         chunks = [_chunk(3, 10) for _ in range(4)]
-        src.in_queue = 500  # the receive thread has datagrams waiting: they come first
+        share = {"now": live.QUIET_BACKLOG + 0.01}  # the receive thread has batches waiting: they come first
+        src.backlog = lambda: share["now"]  # type: ignore[method-assign]
         for c in chunks:
             run._defer(c, rec)  # type: ignore[arg-type]
         run._work(rec)  # type: ignore[arg-type]
         assert rec.added == [] and run.deferred_peak == 12
-        src.in_queue = 0  # nothing waits: the chunks are dissected, oldest first
+        share["now"] = live.QUIET_BACKLOG  # (almost) nothing waits: the chunks are dissected, oldest first
         run._work(rec)  # type: ignore[arg-type]
         assert rec.added == chunks
         # bounded by count: beyond PENDING_CHUNKS the oldest goes at once, queue or not
-        src.in_queue = 500
+        share["now"] = 0.5
         many = [_chunk(1, 1) for _ in range(live.PENDING_CHUNKS + 3)]
         for c in many:
             run._defer(c, rec)  # type: ignore[arg-type]
@@ -459,7 +512,6 @@ def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed
     try:
         run = LiveRun(src, Options(), window=60.0)
         rec = _Recorder()
-        src.in_queue = 500
         share = {"now": live.SHED_BACKLOG + 0.05}
         src.backlog = lambda: share["now"]  # type: ignore[method-assign]
         many = [_chunk(2, 1) for _ in range(live.PENDING_CHUNKS + 2)]
@@ -469,7 +521,7 @@ def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed
         assert [f.flow for f in rec.facts] == [{"undecided_reason": "shed"}] * 4  # type: ignore[attr-defined]
         run._work(rec)  # type: ignore[arg-type]  # not forced: they wait for the queue to empty, as before
         assert len(rec.added) == 2
-        share["now"] = live.SHED_BACKLOG - 0.05  # the queue has room: a window's close dissects them all
+        share["now"] = live.SHED_BACKLOG - 0.01  # the queue has room: a window's close dissects them all
         run._work(rec, everything=True)  # type: ignore[arg-type]
         assert rec.added == many and len(rec.shed) == 2 and run.totals.shed == 4
         share["now"] = 1.0  # a close while far behind: shed too, and counted
