@@ -2,7 +2,8 @@
 policy as a capture, written window by window (`intransit listen`).
 
 One flow table lives for the whole run, so a flow that spans windows is never split: it is written
-in the window it ends in (idle/active timeout, TCP close, eviction at --max-flows, or shutdown).
+once, in the window it ends in (idle/active timeout, TCP close, eviction at --max-flows, or shutdown),
+or in the next when it was still waiting for its dissection at the close (`LiveRun._defer`).
 Each window has its own `Collector` (the dissectors' per-run state, e.g. the credentials HMAC key, is
 shared by all windows) and its own policy stage (`analyzer.policy.stage.PolicyStage`, zones from
 --vpc/--zones), as the streamed audit (`analyzer.auditor.audit_stream`) has: flows are dissected as
@@ -93,7 +94,7 @@ _VANTAGE_W = _weights(K.N_VANTAGE_WEIGHTS, 0x7A)
 _MIN_SLOTS = 1 << 12
 PENDING_CHUNKS = 64  # chunks of ended flows waiting for dissection at most (LiveRun._defer)
 # The share of the receive queue in use from which dissection that cannot wait any more (the waiting
-# flows at their bound, a window's close) is shed instead of done (LiveRun._add). Behind for long, the
+# flows at their bound) is shed instead of done (LiveRun._add). Behind for long, the
 # queue settles at about this share; what is left must hold the longest burst of work that cannot be
 # shed: a chunk of 16k flows judged and written (~0.5 s of CPU, 75k datagrams at 150k/s, of the default
 # queue's ~96k). At a quarter, 987 datagrams of 8.96M were still dropped in a 60 s run at 150k/s.
@@ -502,7 +503,8 @@ class LiveRun:
                 self._status(now)
             self._work(collector)
             if now >= window_end and self._ready(current, now - window_end):
-                self._work(collector, everything=True)
+                # (the ended flows still waiting for their dissection go to the next window: dissecting
+                # them all here was the close's largest burst, up to PENDING_CHUNKS chunks at once)
                 closed = self._close(current, start, now, final=False)
                 current = self._current = self._open(now)
                 yield closed
@@ -525,7 +527,7 @@ class LiveRun:
         right after a close. So for up to `close_grace_ns` the close waits for quiet moments (at most
         QUIET_BACKLOG of the receive queue in use, no ended flow waiting for `_work`) and does its work
         one step per moment: the fold of what is gathered; the files' flush; then the rest. Past the
-        grace it closes at once, as before. Flows that end while it waits belong to this window."""
+        grace it closes at once. Flows dissected while it waits belong to this window."""
         if late >= self.close_grace_ns:
             return True
         if self._pending or self.source.backlog() > QUIET_BACKLOG:  # (_work has just run: not quiet)
@@ -547,8 +549,10 @@ class LiveRun:
         over a second of dissection), and a batch that dissected them all before the next one was
         taken held the receive thread's queue full that long: the socket then overflowed while the
         core, on average, kept up. The chunks wait here instead and are dissected between batches
-        (`_work`) while no datagram waits; beyond the memory budget's in-flight share (or
-        PENDING_CHUNKS chunks) the oldest go at once (`_add`, forced), so what waits stays bounded."""
+        (`_work`) while little of the receive queue is in use; beyond the memory budget's in-flight
+        share (or PENDING_CHUNKS chunks) the oldest go at once (`_add`, forced), so what waits stays
+        bounded. Chunks still waiting when a window closes go to the next window (to the collector
+        open when they are dissected), not all at once into the closing one."""
         self._pending.append(ended)
         self._pending_bytes += ended.payload_bytes
         self._pending_flows += len(ended)
@@ -557,8 +561,8 @@ class LiveRun:
             self._add_oldest(collector, forced=True)
 
     def _work(self, collector: Collector, everything: bool = False) -> None:
-        """Dissect waiting chunks, oldest first, until none waits or (unless `everything`: a window's
-        close, the shutdown) the receive thread has more than QUIET_BACKLOG of its queue waiting: those
+        """Dissect waiting chunks, oldest first, until none waits or (unless `everything`: the
+        shutdown) the receive thread has more than QUIET_BACKLOG of its queue waiting: those
         batches come first (decoding and folding a batch into the flow table costs a small part of what
         dissecting its flows does). Not only with an empty queue: at ~95% of a core it seldom is, and
         the waiting chunks then reach their bound sooner (beyond it they are dissected or shed at once)."""
@@ -627,9 +631,6 @@ class LiveRun:
 
     def _close(self, current: _Open, start: int, end: int, final: bool) -> Window:
         src, tot, collector = self.source, self.totals, current.collector
-        if not final:
-            for ended in self.table.expire_iter(end):  # what ended meanwhile, however few
-                self._add(ended, collector, forced=True)
         sc = src.counters
         tot.received, tot.filtered, tot.dropped_queue = sc.received, sc.filtered, sc.dropped_queue
         tot.dropped_kernel = src.kernel_drops()

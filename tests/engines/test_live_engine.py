@@ -450,12 +450,17 @@ def test_a_window_past_its_end_closes_in_steps_at_quiet_moments(tmp_path: Path) 
         share["now"] = live.QUIET_BACKLOG  # a quiet moment: ended flows waiting are dissected first (_work)
         assert not run._ready(current, 0) and collector.pending_rows == gathered
         run._pending.clear()
+        run._pending_flows = run._pending_bytes = 0
         assert not run._ready(current, 0)  # the fold: judged, in the file's buffer
         assert collector.pending_rows == 0 and sum(t.num_rows for t in flows._pending) == gathered
         assert not run._ready(current, 10**9)  # the flush: written as a row group
         assert not flows._pending
         assert run._ready(current, 10**9)
+        late = _chunk(2, 1)  # ended flows that wait for their dissection past the close: the next window's
+        run._defer(late, collector)  # type: ignore[arg-type]
         window = run._close(current, start, time.time_ns(), final=False)
+        assert list(run._pending) == [late] and run._pending_flows == 2  # not dissected in the close
+        run._pending.clear()
         got = pd.read_parquet(next(f for f in window.files if "/flows-" in f))
         assert len(got) == gathered == window.counters.flows
         assert set(got["app_protocol"]) == {"ftp", "ftp-data"}  # dissected, judged as any other
@@ -491,7 +496,7 @@ def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
         for c in many:
             run._defer(c, rec)  # type: ignore[arg-type]
         assert rec.added[4:] == many[:3] and len(run._pending) == live.PENDING_CHUNKS
-        run._work(rec, everything=True)  # type: ignore[arg-type]  # a window's close takes them all
+        run._work(rec, everything=True)  # type: ignore[arg-type]  # the shutdown takes them all
         assert rec.added[4:] == many and not run._pending and run._pending_bytes == 0
         # bounded by payload bytes: the memory budget's in-flight share
         big = [_chunk(1, run._pending_limit // 2 + 1) for _ in range(3)]
@@ -503,7 +508,7 @@ def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
 
 
 def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed() -> None:
-    """The waiting flows at their bound (or a window's close) while the receive queue is more than
+    """The waiting flows at their bound (or the shutdown) while the receive queue is more than
     SHED_BACKLOG full: the oldest chunk is counted without its dissection (undecided_reason "shed"),
     so the queue keeps draining; below that share, or with shed=False, it is dissected as before."""
     from analyzer.engines import live
@@ -521,10 +526,10 @@ def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed
         assert [f.flow for f in rec.facts] == [{"undecided_reason": "shed"}] * 4  # type: ignore[attr-defined]
         run._work(rec)  # type: ignore[arg-type]  # not forced: they wait for the queue to empty, as before
         assert len(rec.added) == 2
-        share["now"] = live.SHED_BACKLOG - 0.01  # the queue has room: a window's close dissects them all
+        share["now"] = live.SHED_BACKLOG - 0.01  # the queue has room: the shutdown dissects them all
         run._work(rec, everything=True)  # type: ignore[arg-type]
         assert rec.added == many and len(rec.shed) == 2 and run.totals.shed == 4
-        share["now"] = 1.0  # a close while far behind: shed too, and counted
+        share["now"] = 1.0  # the shutdown while far behind: shed too, and counted
         run._defer(_chunk(3, 1), rec)  # type: ignore[arg-type]
         run._work(rec, everything=True)  # type: ignore[arg-type]
         assert len(rec.shed) == 3 and run.totals.shed == 7
