@@ -69,7 +69,9 @@ EXPORT_CHUNK_WITH_PAYLOAD = 256  # up to 2 x budget bytes each are copied out pe
 # Bytes of one flow record besides its page table (R, RU, OO, DG, its free-list slot, its share of
 # the hash index): the unit of the memory budget's records share.
 RECORD_BYTES = K.NR * 8 + K.NRU * 8 + 2 * K.NOOO * 2 * 8 + K.MAXDG * K.NDG * 8 + 8 + 64
-FLOOR_PAGES = 2  # the memory budget lowers the payload budget down to two pages (4 KiB by default)
+# the memory budget lowers the payload budget down to 4 KiB, or two pages where pages are larger
+FLOOR_BYTES = 4096
+FLOOR_PAGES = 2
 MIN_PAYLOAD_PAGES = 2
 
 
@@ -84,7 +86,12 @@ def _physical_memory() -> int:
 def _pages(o: FlowOptions) -> tuple[int, int]:
     """(page size, pages per direction) of a flow's payload prefix under these options."""
     budget = o.payload_budget if o.collect_payload else 0
-    page = 2048
+    # 1 KiB pages up to a 64 KiB budget (the default): a short flow (DNS, NTP, a refused connection)
+    # holds one page per direction until its idle timeout, and at 150k datagrams/s of new flows 2 KiB
+    # pages filled the memory budget's payload share within ~30 s (82,870 flows ended early in 60 s;
+    # with 1 KiB pages none, the same CPU per datagram: bench/RESULTS.md, eleventh stop). 1 KiB is the
+    # smallest page whose list page (page / 4 int32 entries) holds a whole handshake extension.
+    page = 1024
     while budget and page * 64 < budget:
         page *= 2
     return page, (max(1, -(-budget // page)) if budget else 1)
@@ -114,6 +121,7 @@ class FlowTable:
         page, npg = _pages(o)
         # TLS handshake records may run past the budget (K.HANDSHAKE_EXTENSION)
         xpg = -(-K.HANDSHAKE_EXTENSION // page) if budget else 0
+        assert xpg <= page // 4, "a handshake extension's pages must fit its list page"
         self.page, self.npg, self.xpg, self.budget = page, npg, xpg, budget
         self.O = np.zeros(K.NO, np.int64)
         ns = 1_000_000_000
@@ -226,13 +234,13 @@ class FlowTable:
 
     def _relieve_pages(self) -> Iterator[EndedFlows]:
         """The payload pages are all in use (the memory budget's share): export ended flows if any,
-        else halve the payload budget down to FLOOR_PAGES pages, else end the flows holding the
-        most payload (the least recently active first among equals) until an eighth of the pool is free."""
+        else halve the payload budget down to FLOOR_BYTES (or FLOOR_PAGES pages), else end the flows
+        holding the most payload (the least recently active first among equals) until an eighth of the pool is free."""
         if self.G[K.G_NENDED]:
             yield self._export()
             return
         budget = int(self.O[K.O_BUDGET])
-        floor = FLOOR_PAGES * self.page
+        floor = max(FLOOR_BYTES, FLOOR_PAGES * self.page)
         if budget > floor:
             self._lower_budget(max(floor, budget // 2), f"the payload pages reached their share of the memory "
                                                       f"budget, {self.options.memory_budget} bytes")
