@@ -869,8 +869,9 @@ def verify(paths: tuple[str, ...], fmt: str, out: str | None, all_columns: bool,
                    "lowered and flows end early (anomalies rows).")
 @click.option("--no-shed", is_flag=True,
               help="Dissect every flow even when the analysis is behind (the socket overflows instead: kernel drops). "
-                   "By default, ended flows that can wait no longer while an eighth of the receive queue is in use are "
-                   "counted and judged without their dissection (undecided_reason \"shed\").")
+                   "By default, ended flows that can wait no longer while an eighth of the receive queue is in use (or "
+                   "after 0.1 s of such work in one batch's turn) are counted and judged without their dissection "
+                   "(undecided_reason \"shed\").")
 @click.option("--idle-timeout", type=click.FloatRange(0, 365 * 86400.0, min_open=True), default=300.0,
               show_default=True, help="Seconds of TCP inactivity that end a flow (UDP: scaled by 60/300).")
 @_errors_to_exit

@@ -99,6 +99,11 @@ PENDING_CHUNKS = 64  # chunks of ended flows waiting for dissection at most (Liv
 # shed: a chunk of 16k flows judged and written (~0.5 s of CPU, 75k datagrams at 150k/s, of the default
 # queue's ~96k). At a quarter, 987 datagrams of 8.96M were still dropped in a 60 s run at 150k/s.
 SHED_BACKLOG = 0.125
+# The most wall time a batch's turn spends dissecting waiting flows (LiveRun._work); forced work past it
+# is shed whatever the queue's share says (LiveRun._add). The queue holds what the receive thread has
+# taken from the socket, and while the analysis thread runs a long dissection the receive thread seldom
+# gets the interpreter: the socket fills unseen. A 120 s run had turns with 0.87 s of dissection.
+FORCED_TURN_S = 0.1
 # The longest a window's close waits, past the window's end, for quiet moments (LiveRun._ready); at
 # most a quarter of the window
 CLOSE_GRACE_S = 10.0
@@ -417,6 +422,7 @@ class LiveRun:
         self._file_seq = 0
         self.close_grace_ns = int(min(CLOSE_GRACE_S, window / 4) * 1e9)
         self._quiet_steps = 0  # the steps of the open window's close done at quiet moments (_ready)
+        self._turn_t0 = time.perf_counter()  # when the analysis of the current batch began (FORCED_TURN_S)
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
@@ -480,6 +486,7 @@ class LiveRun:
         last_expire = start
         dec = self.options.decode
         for batch in src.batches():
+            self._turn_t0 = time.perf_counter()
             collector = current.collector
             if len(batch):
                 if self.pcap is not None:
@@ -565,9 +572,12 @@ class LiveRun:
         shutdown) the receive thread has more than QUIET_BACKLOG of its queue waiting: those
         batches come first (decoding and folding a batch into the flow table costs a small part of what
         dissecting its flows does). Not only with an empty queue: at ~95% of a core it seldom is, and
-        the waiting chunks then reach their bound sooner (beyond it they are dissected or shed at once)."""
+        the waiting chunks then reach their bound sooner (beyond it they are dissected or shed at once).
+        At most FORCED_TURN_S of a batch's turn: the queue's share cannot see the socket fill while
+        the receive thread waits for the interpreter."""
         src = self.source
-        while self._pending and (everything or src.backlog() <= QUIET_BACKLOG):
+        while self._pending and (everything or (src.backlog() <= QUIET_BACKLOG
+                                                and time.perf_counter() - self._turn_t0 <= FORCED_TURN_S)):
             self._add_oldest(collector, forced=everything)
 
     def _add_oldest(self, collector: Collector, forced: bool = False) -> None:
@@ -578,7 +588,8 @@ class LiveRun:
 
     def _add(self, ended: EndedFlows, collector: Collector, forced: bool) -> None:
         """A chunk of ended flows into the window: dissected, unless the work cannot wait (`forced`)
-        while the receive queue is more than SHED_BACKLOG full. Then the chunk is shed: its flows
+        while the receive queue is more than SHED_BACKLOG full, or after FORCED_TURN_S of this batch's
+        turn (not at the shutdown: nothing arrives any more). Then the chunk is shed: its flows
         are counted and judged like any other (addresses, ports, bytes, TCP states, zones), without
         their dissection: `undecided_reason` "shed", and the `shed` counter. The alternative, dissecting
         while the queue fills, lets the socket overflow, and the datagrams the kernel drops then
@@ -586,7 +597,8 @@ class LiveRun:
         a counted few undissected. Suricata's exception policies make the same trade when a limit
         is hit ("bypass": the flow is still logged, its content no longer inspected). `shed=False`
         (`listen --no-shed`) always dissects."""
-        if forced and self.shed and ended.payloads and self.source.backlog() > SHED_BACKLOG:
+        if forced and self.shed and ended.payloads and (self.source.backlog() > SHED_BACKLOG or (
+                not self.source.stopping and time.perf_counter() - self._turn_t0 > FORCED_TURN_S)):
             collector.add(ended, dissected=[(fp, Facts(flow={"undecided_reason": "shed"})) for fp in ended.payloads])
             self.totals.shed += len(ended.payloads)
         else:

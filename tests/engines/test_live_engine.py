@@ -488,6 +488,10 @@ def test_ended_flows_wait_while_datagrams_are_queued_and_stay_bounded() -> None:
         run._work(rec)  # type: ignore[arg-type]
         assert rec.added == [] and run.deferred_peak == 12
         share["now"] = live.QUIET_BACKLOG  # (almost) nothing waits: the chunks are dissected, oldest first
+        run._turn_t0 = time.perf_counter() - 2 * live.FORCED_TURN_S  # ... but not past this batch's turn
+        run._work(rec)  # type: ignore[arg-type]
+        assert rec.added == []
+        run._turn_t0 = time.perf_counter()
         run._work(rec)  # type: ignore[arg-type]
         assert rec.added == chunks
         # bounded by count: beyond PENDING_CHUNKS the oldest goes at once, queue or not
@@ -533,6 +537,18 @@ def test_behind_with_the_receive_queue_filling_the_work_that_cannot_wait_is_shed
         run._defer(_chunk(3, 1), rec)  # type: ignore[arg-type]
         run._work(rec, everything=True)  # type: ignore[arg-type]
         assert len(rec.shed) == 3 and run.totals.shed == 7
+        # the queue looks short, but this batch's turn has run FORCED_TURN_S of forced work already: the
+        # receive thread may not have had the interpreter meanwhile (the socket fills unseen): shed
+        share["now"] = 0.0
+        run._turn_t0 = time.perf_counter() - 2 * live.FORCED_TURN_S
+        run._defer(_chunk(2, 1), rec)  # type: ignore[arg-type]
+        run._work(rec, everything=True)  # type: ignore[arg-type]
+        assert len(rec.shed) == 4 and run.totals.shed == 9
+        src.stop()  # but not at the shutdown: nothing arrives any more, every flow is dissected
+        run._defer(_chunk(2, 1), rec)  # type: ignore[arg-type]
+        run._work(rec, everything=True)  # type: ignore[arg-type]
+        assert len(rec.shed) == 4 and run.totals.shed == 9
+        run._turn_t0 = time.perf_counter()
         kept = LiveRun(src, Options(), window=60.0, shed=False)  # listen --no-shed: never
         rec2 = _Recorder()
         kept._defer(_chunk(3, 1), rec2)  # type: ignore[arg-type]
