@@ -544,10 +544,8 @@ class LiveRun:
         if step == 0:
             current.collector.fold()
         elif step == 1:
-            for sink in current.sinks.values():
-                flush = getattr(sink, "flush", None)
-                if flush is not None:
-                    flush()
+            for sink in current.sinks.values():  # (FrameWriters, made by _open)
+                sink.flush()
         return step >= 2
 
     def _defer(self, ended: EndedFlows, collector: Collector) -> None:
@@ -576,9 +574,12 @@ class LiveRun:
         At most FORCED_TURN_S of a batch's turn: the queue's share cannot see the socket fill while
         the receive thread waits for the interpreter."""
         src = self.source
-        while self._pending and (everything or (src.backlog() <= QUIET_BACKLOG
-                                                and time.perf_counter() - self._turn_t0 <= FORCED_TURN_S)):
+        while self._pending and (everything or (src.backlog() <= QUIET_BACKLOG and not self._turn_spent())):
             self._add_oldest(collector, forced=everything)
+
+    def _turn_spent(self) -> bool:
+        """Whether this batch's turn has run FORCED_TURN_S already."""
+        return time.perf_counter() - self._turn_t0 > FORCED_TURN_S
 
     def _add_oldest(self, collector: Collector, forced: bool = False) -> None:
         ended = self._pending.popleft()
@@ -597,8 +598,8 @@ class LiveRun:
         a counted few undissected. Suricata's exception policies make the same trade when a limit
         is hit ("bypass": the flow is still logged, its content no longer inspected). `shed=False`
         (`listen --no-shed`) always dissects."""
-        if forced and self.shed and ended.payloads and (self.source.backlog() > SHED_BACKLOG or (
-                not self.source.stopping and time.perf_counter() - self._turn_t0 > FORCED_TURN_S)):
+        if forced and self.shed and ended.payloads and (
+                self.source.backlog() > SHED_BACKLOG or (not self.source.stopping and self._turn_spent())):
             collector.add(ended, dissected=[(fp, Facts(flow={"undecided_reason": "shed"})) for fp in ended.payloads])
             self.totals.shed += len(ended.payloads)
         else:
