@@ -107,9 +107,17 @@ FORCED_TURN_S = 0.1
 # The longest a window's close waits, past the window's end, for quiet moments (LiveRun._ready); at
 # most a quarter of the window
 CLOSE_GRACE_S = 10.0
-# A quiet moment: at most this share of the receive queue in use (two of the default 32 batches, ~40 ms
-# at 150k datagrams/s). Not an empty queue: at ~95% of a core a 15 s window waited its whole grace for one.
+# A quiet moment, when waiting flows are dissected (LiveRun._work): at most this share of the receive
+# queue in use (two of the default 32 batches, ~40 ms at 150k datagrams/s); not an empty queue: at ~95%
+# of a core the queue is seldom empty.
 QUIET_BACKLOG = 1 / 16
+# A staged fold of FLOW_ROWS_PER_FRAME flows (Collector.advance: its Arrow columns, the policy's judging,
+# the files, ~0.13 s of CPU each at 16k) takes a step only while at most this share of the receive queue
+# is in use. Each step adds up to ~0.2 of the queue; a fold taken as the chunk filled, whatever the
+# queue held, took it to 0.84-0.97 in a slow period, and the socket overflowed. The fold cannot be
+# shed but it can wait: until the next chunk fills (~5 s at 150k datagrams/s of new flows), when it
+# is finished at once.
+FOLD_BACKLOG = 1 / 4
 
 
 class Deduplicator:
@@ -447,7 +455,8 @@ class LiveRun:
                 for name in self.frames:
                     if plan.streamable(name) and name in plan.wanted:
                         sinks[name] = FrameWriter(self.fmt, self._path(name, stamp), plan.schemas[name])
-            collector = Collector(self.options, plan, {n: s for n, s in sinks.items() if n != "findings"})
+            collector = Collector(self.options, plan, {n: s for n, s in sinks.items() if n != "findings"},
+                                  staged=True)
         except BaseException:
             for sink in sinks.values():
                 sink.abort()
@@ -457,6 +466,7 @@ class LiveRun:
         else:  # one set of dissector instances for the run (the credentials key, caches)
             collector.dissection = self._dissection
         self._quiet_steps = 0
+        self._folded = False  # whether this turn took a staged fold's step (_windows)
         return _Open(collector, count, policy, stamp, sinks)
 
     def run(self) -> Iterator[Window]:
@@ -508,6 +518,11 @@ class LiveRun:
                     for ended in self.table.expire_iter(now):
                         self._defer(ended, collector)
                 self._status(now)
+            # a chunk of 16k flows is judged and written a step at a time (Collector.advance), while at
+            # most FOLD_BACKLOG of the receive queue is in use; before the dissection of waiting flows
+            self._folded = bool(collector.folds_staged) and src.backlog() <= FOLD_BACKLOG
+            if self._folded:
+                collector.advance()
             self._work(collector)
             if now >= window_end and self._ready(current, now - window_end):
                 # (the ended flows still waiting for their dissection go to the next window: dissecting
@@ -528,25 +543,31 @@ class LiveRun:
     def _ready(self, current: _Open, late: int) -> bool:
         """Whether the window, `late` ns past its end, closes now. A close is a burst of work that cannot
         be shed: the window's last gathered flows judged and written (up to FLOW_ROWS_PER_FRAME of
-        them, ~0.35 s of CPU at 16k), its files' buffered rows written, the findings of expired
+        them, ~0.4 s of CPU at 16k), its files' buffered rows written, the findings of expired
         suppressions, the next window's files opened. Begun on a busy receive queue (a slow period,
         a burst of ended flows), it overflowed the socket: 38k and 41k datagrams lost at 150k/s, all
-        right after a close. So for up to `close_grace_ns` the close waits for quiet moments (at most
-        QUIET_BACKLOG of the receive queue in use, no ended flow waiting for `_work`) and does its work
-        one step per moment: the fold of what is gathered; the files' flush; then the rest. Past the
-        grace it closes at once. Flows dissected while it waits belong to this window."""
+        right after a close. So for up to `close_grace_ns` the close goes a step at a time, each
+        in a turn of its own with at most FOLD_BACKLOG of the receive queue in use: the gathered
+        flows are staged as a fold (no work) and take their steps as any fold does (`_windows`);
+        then the other frames' rows; the files' flush; then the rest. Past the grace it closes at
+        once. Flows dissected while it waits belong to this window."""
         if late >= self.close_grace_ns:
             return True
-        if self._pending or self.source.backlog() > QUIET_BACKLOG:  # (_work has just run: not quiet)
-            return False
+        collector = current.collector
         step = self._quiet_steps
-        self._quiet_steps += 1
         if step == 0:
-            current.collector.fold()
-        elif step == 1:
+            collector.stage_fold()
+            self._quiet_steps = 1
+            return False
+        if collector.folds_staged or self._folded or self.source.backlog() > FOLD_BACKLOG:
+            return False  # (a fold's step ran in this turn, or the queue is busy: not now)
+        self._quiet_steps += 1
+        if step == 1:
+            collector.fold()  # (the other frames' rows: the flows are folded already)
+        elif step == 2:
             for sink in current.sinks.values():  # (FrameWriters, made by _open)
                 sink.flush()
-        return step >= 2
+        return step >= 3
 
     def _defer(self, ended: EndedFlows, collector: Collector) -> None:
         """Queue a chunk of ended flows for dissection. The flow table ends flows in bursts (its

@@ -418,10 +418,10 @@ def _chunk(flows: int, payload_bytes: int) -> object:
 
 def test_a_window_past_its_end_closes_in_steps_at_quiet_moments(tmp_path: Path) -> None:
     """A close cannot be shed: begun on a busy receive queue it overflowed the socket. Past its end a
-    window waits for quiet moments (at most QUIET_BACKLOG of the queue in use, no ended flow waiting)
-    and takes one step at each: the fold of its gathered flows (judged, to the files' buffers), the
-    files' flush, then the close; past the grace it closes at once, busy or not. Nothing is lost on
-    the way: the flows file holds every flow."""
+    window goes a step per turn, each while at most FOLD_BACKLOG of the queue is in use: its gathered
+    flows staged as a fold (no work), the fold's steps (judged, to the files' buffers), the other
+    frames' rows, the files' flush, then the close; past the grace it closes at once, busy or not.
+    Nothing is lost on the way: the flows file holds every flow."""
     import pandas as pd
 
     from analyzer.engines import live
@@ -441,18 +441,23 @@ def test_a_window_past_its_end_closes_in_steps_at_quiet_moments(tmp_path: Path) 
             collector.add(ended)
         gathered = collector.pending_rows
         assert gathered == 2 and not flows._pending
-        share = {"now": live.QUIET_BACKLOG + 0.01}
+        share = {"now": live.FOLD_BACKLOG + 0.01}
         src.backlog = lambda: share["now"]  # type: ignore[method-assign]
-        waiting = _chunk(1, 1)
-        run._defer(waiting, collector)  # type: ignore[arg-type]
-        assert not run._ready(current, 0)  # datagrams waiting: nothing is done
-        assert collector.pending_rows == gathered and list(run._pending) == [waiting]
-        share["now"] = live.QUIET_BACKLOG  # a quiet moment: ended flows waiting are dissected first (_work)
-        assert not run._ready(current, 0) and collector.pending_rows == gathered
-        run._pending.clear()
-        run._pending_flows = run._pending_bytes = 0
-        assert not run._ready(current, 0)  # the fold: judged, in the file's buffer
-        assert collector.pending_rows == 0 and sum(t.num_rows for t in flows._pending) == gathered
+        assert not run._ready(current, 0)  # the gathered flows staged as a fold: no work yet
+        assert collector.pending_rows == 0 and collector.folds_staged == 1 and not flows._pending
+        share["now"] = live.FOLD_BACKLOG
+        assert not run._ready(current, 0)  # the fold is still staged: its steps come first
+        while collector.advance():  # (_windows takes them, a step per turn)
+            assert not flows._pending
+        assert sum(t.num_rows for t in flows._pending) == gathered  # judged, in the file's buffer
+        run._folded = True
+        assert not run._ready(current, 0)  # a fold's step ran in this turn: nothing more in it
+        run._folded = False
+        share["now"] = live.FOLD_BACKLOG + 0.01
+        assert not run._ready(current, 10**9)  # busy: nothing done
+        share["now"] = live.FOLD_BACKLOG
+        assert not run._ready(current, 10**9)  # the other frames' rows
+        assert flows._pending
         assert not run._ready(current, 10**9)  # the flush: written as a row group
         assert not flows._pending
         assert run._ready(current, 10**9)
@@ -589,3 +594,84 @@ def test_shed_flows_are_counted_and_said_in_the_window_and_the_flows_file() -> N
     assert with_payload["app_protocol"].isna().all() and with_payload["encrypted"].isna().all()
     assert sum(w.counters.shed for w in windows) == len(with_payload) == run.totals.shed
     assert any("not dissected: the analysis was behind" in w.summary for w in windows)
+
+
+def test_a_full_chunk_of_flows_is_judged_and_written_a_step_per_batch(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk of FLOW_ROWS_PER_FRAME flows is folded a step per batch (Collector.advance): its Arrow
+    columns, each stage (the policy's judging among them), its writing; so the analysis thread is
+    never held for the whole fold (~0.4 s at 16k flows) while datagrams queue. Nothing of the
+    chunk reaches the file before its last step; everything does by then, judged as in one piece."""
+    import pandas as pd
+
+    from analyzer import pipeline
+    from analyzer.engines.live import policy_judge
+
+    monkeypatch.setattr(pipeline, "FLOW_ROWS_PER_FRAME", 2)
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=())
+    try:
+        run = LiveRun(src, Options(), window=60.0, out_dir=str(tmp_path), judge=policy_judge(vpc=["10.0.0.0/8"]))
+        start = time.time_ns()
+        current = run._open(start)
+        collector, flows = current.collector, current.sinks["flows"]
+        assert collector.staged
+        for b in read_capture(str(CAPTURES / "ftp_login.pcap")):
+            for ended in run.table.feed(decode(b, run.options.decode)):
+                collector.add(ended)
+        for ended in run.table.flush_iter():
+            collector.add(ended)
+        assert collector.pending_rows == 0 and len(collector._folds) == 1  # the chunk filled: staged, not folded
+        assert not flows._pending
+        steps = 1
+        while collector.advance():
+            steps += 1
+            assert not flows._pending  # not written before its last step
+        assert steps == 2 + len(collector.plan.stages)  # columns, each stage, the writing
+        assert sum(t.num_rows for t in flows._pending) == 2
+        assert not collector.advance()  # nothing staged any more
+        window = run._close(current, start, time.time_ns(), final=False)
+        got = pd.read_parquet(next(f for f in window.files if "/flows-" in f))
+        assert len(got) == 2 == window.counters.flows
+        assert set(got["app_protocol"]) == {"ftp", "ftp-data"}
+        findings = pd.read_parquet(next(f for f in window.files if "/findings-" in f))
+        assert "cleartext-credentials" in set(findings["rule"])  # judged
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("advance_every", [1, 3, None])
+def test_a_staged_collector_gives_the_frames_of_an_unstaged_one(monkeypatch: pytest.MonkeyPatch,
+                                                                advance_every: int | None) -> None:
+    """Staged or not, and however often the engine advances (None: never; finish folds what is left),
+    the flows, tls and findings frames are the same, in the same order."""
+    from analyzer import pipeline
+    from analyzer.engines.live import policy_judge
+    from analyzer.flows.table import FlowTable
+    from analyzer.pipeline import Collector, Plan
+
+    monkeypatch.setattr(pipeline, "FLOW_ROWS_PER_FRAME", 2)
+    opts = Options()
+    ended = []
+    for name in ("http_plain.pcap", "cert_good_chain_tls12.pcap", "ftp_login.pcap", "dns_dnsmasq.pcap",
+                 "imap_starttls.pcap"):
+        table = FlowTable(opts.flows)  # (a table per capture: an export each, chunks of several sizes)
+        for b in read_capture(str(CAPTURES / name)):
+            ended.extend(table.update(decode(b, opts.decode)))
+        ended.extend(table.flush())
+    assert sum(len(e) for e in ended) >= 8 and len(ended) == 5  # several chunks of 2
+    frames = []
+    for staged in (False, True):
+        stage = policy_judge(vpc=["10.0.0.0/8"])()
+        c = Collector(opts, Plan.make(opts, stages=[stage]), key=b"k" * 32, staged=staged)  # (one secrets key)
+        for k, e in enumerate(ended):
+            c.add(e)
+            if staged and advance_every and k % advance_every == 0:
+                c.advance()
+        analysis = c.finish([], {})
+        frames.append({"flows": analysis.flows, "tls": analysis.tls, "credentials": analysis.credentials,
+                       "findings": stage.findings()})
+    for name, a in frames[0].items():
+        b = frames[1][name]
+        diff = [c for c in a.columns if not a[c].equals(b[c])]
+        assert len(a) and not diff, (name, diff, [(a[c].tolist(), b[c].tolist()) for c in diff[:2]])
+    assert "cleartext-credentials" in set(frames[1]["findings"]["rule"])
