@@ -638,7 +638,7 @@ class LiveRun:
                     "duplicates": self.dedup.duplicates}
         status = {"time": _iso(now), "time_ns": now, "counters": counters, "queued_datagrams": src.in_queue,
                   "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
-                  "live_flows": self.table.live_flows,
+                  "receive_priority": src.receive_priority, "live_flows": self.table.live_flows,
                   "flows_awaiting_dissection": self._pending_flows,
                   "flows_awaiting_dissection_peak": self.deferred_peak}
         path = os.path.join(self.out_dir, "status.json")
@@ -705,6 +705,7 @@ class LiveRun:
         stats = {"window": index, "start": _iso(start), "end": _iso(end), "final": final,
                  "source": name, "rcvbuf_granted": src.granted_rcvbuf, "kernel_drop_counter": src.drop_counter,
                  "receiver": src.receiver, "receive_thread": src.threaded, "receive_calls": calls,
+                 "receive_priority": src.receive_priority,
                  "queue_peak_batches": src.queue_peak, "queue_full_events": src.queue_full_events,
                  "targets": targets,
                  "live_flows": self.table.live_flows, "window_counters": this.as_dict(),
@@ -878,7 +879,8 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     flow_options = run.options.flows
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
         f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}"
-        f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}; "
+        f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}"
+        f"{f', {source.priority} nice steps above the analysis where permitted' if source.threaded and source.priority else ''}; "
         f"memory budget {flow_options.memory_budget} bytes ({run.table.record_limit} live flows at most, "
         f"{run.table.POOL.shape[0]} payload pages of {run.table.page} bytes); "
         f"windows of {window_s:g} s to {out_dir}")

@@ -148,3 +148,42 @@ def test_the_shutdown_drains_the_queue_and_the_socket(tmp_path: Path) -> None:
     assert flows >= 1 and lines == flows
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["queued_datagrams"] >= 0 and status["counters"]["received"] <= 4000
+
+
+def test_the_receive_thread_runs_above_the_analysis_where_permitted() -> None:
+    """The receive thread lowers its own nice value by RECEIVE_PRIORITY (root or CAP_SYS_NICE), and
+    says what it got; the process's other threads keep theirs. Unprivileged: it says why not."""
+    import os
+    import threading
+
+    from analyzer.sources import mirror
+    from analyzer.sources.mirror import MirrorSource
+
+    src = MirrorSource(bind="127.0.0.1", ports=(0,), geneve_ports=(), receive_thread=True)
+    seen: dict[str, int] = {}
+    real = mirror._raise_priority
+
+    def spy(steps: int) -> str:
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        got = real(steps)
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return got
+
+    mirror._raise_priority = spy  # type: ignore[assignment]
+    try:
+        main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        it = src.batches()
+        next(it)  # an idle tick: the receive thread has started
+        assert seen, "the receive thread did not set its priority"
+        if os.geteuid() == 0:
+            assert seen["after"] == max(-20, seen["before"] - mirror.RECEIVE_PRIORITY) < main
+            assert src.receive_priority == f"nice {seen['after']}"
+        else:
+            assert src.receive_priority.startswith("not permitted") or seen["after"] < seen["before"]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the analysis keeps its own
+        src.stop()
+        for _ in it:
+            pass
+    finally:
+        mirror._raise_priority = real  # type: ignore[assignment]
+        src.close()
