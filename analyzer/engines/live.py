@@ -877,10 +877,12 @@ def live_main(*, bind: str, ports: Sequence[int], geneve_ports: Sequence[int], a
     run = LiveRun(source, options, window=window_s, out_dir=out_dir, fmt=fmt, dedup_window=dedup_s, judge=judge,
                   pcap=pcap, on_window=lambda w: say(w.summary), shed=shed)
     flow_options = run.options.flows
+    priority_text = (f", {source.priority} nice steps above the analysis where permitted"
+                     if source.threaded and source.priority else "")
     say(f"listen: udp {bind} port {ports_text}; receive buffer {source.granted_rcvbuf} bytes granted "
         f"(asked {rcvbuf_b}); kernel drops read from {source.drop_counter}; receiving with {source.receiver}"
         f"{f' on its own thread, queue {queue_b} bytes' if source.threaded else ''}"
-        f"{f', {source.priority} nice steps above the analysis where permitted' if source.threaded and source.priority else ''}; "
+        f"{priority_text}; "
         f"memory budget {flow_options.memory_budget} bytes ({run.table.record_limit} live flows at most, "
         f"{run.table.POOL.shape[0]} payload pages of {run.table.page} bytes); "
         f"windows of {window_s:g} s to {out_dir}")
