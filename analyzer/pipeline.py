@@ -664,13 +664,7 @@ class Collector:
         once, or when `staged` one step per `advance()` (one chunk staged at a time: one still staged
         when the next fills is finished first)."""
         self._drain_folds()  # (a chunk staged earlier goes first: the chunks keep their order)
-        if self.pending_flows:
-            steps = self._fold_steps(self.pending_flows, self._feeds)
-            self.pending_flows, self.pending_rows, self._feeds = [], 0, []
-            if not self.staged:
-                collections.deque(steps, maxlen=0)
-                return
-            self._folds.append(steps)
+        self.stage_fold()
 
     def _fold_steps(self, pending: list[tuple[dict[str, Any], int]],
                     feeds: list[tuple[Any, str, str, list[dict[str, object]]]]) -> Iterator[None]:
@@ -705,11 +699,11 @@ class Collector:
     def stage_fold(self) -> None:
         """Stage the flows gathered so far as a fold of their own, after any fold already staged (no
         work yet: `advance` takes its steps; a collector that is not staged folds them at once)."""
-        if not self.staged:
-            self._fold_flows()
-        elif self.pending_flows:
+        if self.pending_flows:
             self._folds.append(self._fold_steps(self.pending_flows, self._feeds))
             self.pending_flows, self.pending_rows, self._feeds = [], 0, []
+        if not self.staged:
+            self._drain_folds()
 
     @property
     def folds_staged(self) -> int:

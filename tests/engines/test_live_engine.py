@@ -620,7 +620,7 @@ def test_a_full_chunk_of_flows_is_judged_and_written_a_step_per_batch(tmp_path: 
                 collector.add(ended)
         for ended in run.table.flush_iter():
             collector.add(ended)
-        assert collector.pending_rows == 0 and len(collector._folds) == 1  # the chunk filled: staged, not folded
+        assert collector.pending_rows == 0 and collector.folds_staged == 1  # the chunk filled: staged, not folded
         assert not flows._pending
         steps = 1
         while collector.advance():
